@@ -1,0 +1,105 @@
+//! The `Controller` trait (small, required) and `ControllerExt` (provided helpers).
+
+use crate::capability::Capability;
+use crate::error::{Error, ErrorKind, Result};
+use crate::operation::{Operation, Outcome};
+use crate::state::ObservedState;
+use async_trait::async_trait;
+use std::time::Duration;
+use switchyard_topology::StoreKind;
+
+/// Who is issuing an operation: the execution and its fencing epoch.
+///
+/// Controllers that can store a token on the store (a config field, a table)
+/// should refuse operations whose epoch is lower than one already seen, so a
+/// coordinator that lost its leadership cannot keep promoting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpContext {
+    /// Execution id from the journal.
+    pub execution_id: String,
+    /// Monotonically increasing fencing epoch of the issuing coordinator.
+    pub epoch: u64,
+}
+
+impl OpContext {
+    /// A context for ad-hoc use (tests, `state`), epoch 0.
+    pub fn adhoc() -> Self {
+        OpContext {
+            execution_id: "adhoc".into(),
+            epoch: 0,
+        }
+    }
+}
+
+/// One replicated store. Implementations do their own I/O; they hold no plan
+/// state, so the coordinator can resume with a fresh controller after a crash.
+#[async_trait]
+pub trait Controller: Send + Sync + std::fmt::Debug {
+    /// Store name from the topology.
+    fn store(&self) -> &str;
+
+    /// Kind of store.
+    fn kind(&self) -> StoreKind;
+
+    /// What this controller supports.
+    fn capability(&self) -> Capability;
+
+    /// Look at every member. Unreachable members are reported in the state,
+    /// not returned as errors; an error means nothing could be observed.
+    async fn observe(&self) -> Result<ObservedState>;
+
+    /// Carry out one operation. Must be idempotent.
+    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome>;
+}
+
+/// Helpers every controller gets for free.
+#[async_trait]
+pub trait ControllerExt: Controller {
+    /// Poll `observe` until `cond` holds or `timeout` passes. Observation
+    /// errors are retried while temporary.
+    async fn wait_until<F>(
+        &self,
+        timeout: Duration,
+        poll: Duration,
+        cond: F,
+    ) -> Result<ObservedState>
+    where
+        F: Fn(&ObservedState) -> bool + Send + Sync,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last_err = None;
+        loop {
+            match self.observe().await {
+                Ok(s) if cond(&s) => return Ok(s),
+                Ok(_) => last_err = None,
+                Err(e) if e.is_temporary() => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last_err.unwrap_or_else(|| {
+                    Error::new(
+                        ErrorKind::Timeout,
+                        self.store(),
+                        format!("condition not reached within {timeout:?}"),
+                    )
+                }));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Refuse early when the controller lacks a capability.
+    fn require(&self, ok: bool, what: &str) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Unsupported,
+                self.store(),
+                format!("{} controller does not support {what}", self.kind()),
+            ))
+        }
+    }
+}
+
+impl<T: Controller + ?Sized> ControllerExt for T {}

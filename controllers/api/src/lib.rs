@@ -1,0 +1,21 @@
+//! The controller contract every Switchyard store plugs into.
+//!
+//! A controller observes a replicated store ([`ObservedState`]) and carries out
+//! [`Operation`]s on it. Operations are plain data so that the coordinator can
+//! journal them before issuing them and a dry run can print them. What a store
+//! can do is declared in its [`Capability`]; failures are one [`Error`] type
+//! that says whether retrying can help and names the store and member.
+
+pub mod capability;
+pub mod conformance;
+pub mod controller;
+pub mod error;
+pub mod operation;
+pub mod state;
+
+pub use capability::Capability;
+pub use controller::{Controller, ControllerExt, OpContext};
+pub use error::{Error, ErrorKind, Result};
+pub use operation::{DataLossEstimate, Operation, Outcome, PromoteMode};
+pub use state::{Lag, MemberState, ObservedState, Position, Role};
+pub use switchyard_topology::StoreKind;

@@ -1,0 +1,207 @@
+//! Operations as data: what the coordinator journals, prints in a dry run and
+//! hands to a controller to carry out.
+
+use crate::state::Position;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Planned (zero loss, old primary cooperates) or forced (old primary gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum PromoteMode {
+    /// The old primary was fenced and the target caught up to its final position.
+    Planned,
+    /// The old primary is unreachable; promote the best candidate available.
+    Forced {
+        /// Promote even when the candidate lags beyond the store's bound.
+        accept_data_loss: bool,
+    },
+}
+
+/// One step a controller can carry out. Every operation must be idempotent:
+/// repeating it after it succeeded (a coordinator resuming after a crash)
+/// changes nothing and succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+#[non_exhaustive]
+pub enum Operation {
+    /// Check that `target_region` can take over: a healthy candidate exists,
+    /// within the lag bound unless `accept_data_loss`. Changes nothing.
+    CheckReadiness {
+        /// Region that should become primary.
+        target_region: String,
+        /// Planned switchover or forced failover.
+        mode: PromoteMode,
+    },
+    /// Make the current primary refuse new writes and end its write sessions.
+    Fence,
+    /// Read the fenced primary's final position (returned in [`Outcome::position`]).
+    CapturePosition,
+    /// Wait until the promotion candidate in `target_region` has replayed `position`.
+    WaitForPosition {
+        /// Region whose candidate must catch up.
+        target_region: String,
+        /// The position captured from the fenced primary.
+        position: Position,
+        /// Give up after this many milliseconds.
+        timeout_ms: u64,
+    },
+    /// Make a member of `target_region` primary.
+    Promote {
+        /// Region that becomes primary.
+        target_region: String,
+        /// Planned or forced.
+        mode: PromoteMode,
+    },
+    /// Point every other follower at the new primary.
+    RepointFollowers,
+    /// Turn the former primary(ies) into followers of the current primary.
+    Rejoin,
+    /// Persist the preference for `target_region` (priorities) so the move sticks.
+    MakeSticky {
+        /// Region that should stay primary.
+        target_region: String,
+    },
+    /// Undo a fence on the current primary (abort of a planned switchover).
+    Unfence,
+}
+
+impl Operation {
+    /// Short stable name, used in journals, progress lines and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::CheckReadiness { .. } => "check_readiness",
+            Operation::Fence => "fence",
+            Operation::CapturePosition => "capture_position",
+            Operation::WaitForPosition { .. } => "wait_for_position",
+            Operation::Promote { .. } => "promote",
+            Operation::RepointFollowers => "repoint_followers",
+            Operation::Rejoin => "rejoin",
+            Operation::MakeSticky { .. } => "make_sticky",
+            Operation::Unfence => "unfence",
+        }
+    }
+
+    /// Whether the operation changes the store (read-only ones need no fencing token).
+    pub fn is_mutating(&self) -> bool {
+        !matches!(
+            self,
+            Operation::CheckReadiness { .. }
+                | Operation::CapturePosition
+                | Operation::WaitForPosition { .. }
+        )
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operation::CheckReadiness {
+                target_region,
+                mode,
+            } => {
+                write!(f, "check readiness of {target_region} ({})", mode_str(mode))
+            }
+            Operation::Fence => f.write_str("fence the current primary"),
+            Operation::CapturePosition => f.write_str("capture the final position"),
+            Operation::WaitForPosition {
+                target_region,
+                position,
+                ..
+            } => write!(f, "wait until {target_region} has replayed {position}"),
+            Operation::Promote {
+                target_region,
+                mode,
+            } => {
+                write!(f, "promote {target_region} ({})", mode_str(mode))
+            }
+            Operation::RepointFollowers => f.write_str("re-point followers"),
+            Operation::Rejoin => f.write_str("rejoin the former primary as a follower"),
+            Operation::MakeSticky { target_region } => {
+                write!(f, "make {target_region} preferred")
+            }
+            Operation::Unfence => f.write_str("unfence the primary"),
+        }
+    }
+}
+
+fn mode_str(mode: &PromoteMode) -> &'static str {
+    match mode {
+        PromoteMode::Planned => "planned",
+        PromoteMode::Forced {
+            accept_data_loss: true,
+        } => "forced, data loss accepted",
+        PromoteMode::Forced {
+            accept_data_loss: false,
+        } => "forced",
+    }
+}
+
+/// How much data a forced promotion may have lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataLossEstimate {
+    /// Bytes of WAL/oplog the promoted member was behind at last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Time window of writes that may be lost, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+    /// Number of writes known to be rolled back, when countable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<u64>,
+    /// Human explanation of the estimate.
+    pub note: String,
+}
+
+/// What an operation produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Captured position (from `CapturePosition`) or position reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    /// Member the operation acted on (the promoted member, the fenced primary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// Data-loss estimate of a forced promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<DataLossEstimate>,
+    /// True when the operation found its work already done (idempotent repeat).
+    #[serde(default)]
+    pub already_done: bool,
+    /// Notes for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    /// An outcome with nothing to report.
+    pub fn done() -> Self {
+        Outcome::default()
+    }
+
+    /// The work was already done; nothing changed.
+    pub fn already_done() -> Self {
+        Outcome {
+            already_done: true,
+            ..Outcome::default()
+        }
+    }
+
+    /// Attach the member acted upon.
+    pub fn with_member(mut self, member: impl Into<String>) -> Self {
+        self.member = Some(member.into());
+        self
+    }
+
+    /// Attach a position.
+    pub fn with_position(mut self, position: Position) -> Self {
+        self.position = Some(position);
+        self
+    }
+
+    /// Attach a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+}

@@ -1,0 +1,179 @@
+//! Observed state: what a controller saw when it last looked at a store.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use switchyard_topology::StoreKind;
+
+/// The role a member was observed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Accepts writes.
+    Primary,
+    /// Data-bearing follower that can be promoted.
+    Secondary,
+    /// Votes, holds no data, never primary.
+    Arbiter,
+    /// Follower that never votes and is never promoted.
+    ReadOnly,
+    /// Known to be down / unreachable.
+    Down,
+    /// Reachable but in a state the controller cannot classify.
+    Unknown,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+            Role::Arbiter => "arbiter",
+            Role::ReadOnly => "read-only",
+            Role::Down => "down",
+            Role::Unknown => "unknown",
+        })
+    }
+}
+
+/// A replication position: WAL LSN, oplog optime, writer checkpoint.
+///
+/// `epoch` is the history it belongs to (timeline, term); `offset` grows
+/// monotonically across epochs for every store we support, so "has replayed
+/// at least X" is `offset >= X.offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    /// Timeline / term / epoch number.
+    pub epoch: u64,
+    /// Monotonic offset (bytes for WAL, encoded timestamp for oplog).
+    pub offset: u64,
+}
+
+impl Position {
+    /// Whether `self` has reached (replayed at least) `target`.
+    pub fn reached(&self, target: &Position) -> bool {
+        self.offset >= target.offset
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.offset, self.epoch)
+    }
+}
+
+/// How far a member is behind its primary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lag {
+    /// Bytes of WAL/oplog not yet replayed, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Time behind the primary in milliseconds, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+}
+
+impl Lag {
+    /// Whether this lag is within both bounds (an absent bound always holds,
+    /// an unknown measurement never satisfies a present bound).
+    pub fn within(&self, max_bytes: Option<u64>, max_millis: Option<u64>) -> bool {
+        let ok = |bound: Option<u64>, seen: Option<u64>| match bound {
+            None => true,
+            Some(b) => seen.is_some_and(|s| s <= b),
+        };
+        ok(max_bytes, self.bytes) && ok(max_millis, self.millis)
+    }
+}
+
+/// One member as observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// Member name from the topology.
+    pub name: String,
+    /// Region from the topology.
+    pub region: String,
+    /// Role as observed.
+    pub role: Role,
+    /// Whether the controller could talk to it.
+    pub reachable: bool,
+    /// Last replayed / written position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    /// Lag behind the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<Lag>,
+    /// Member it replicates from, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub following: Option<String>,
+    /// Refuses writes because Switchyard (or an operator) fenced it.
+    #[serde(default)]
+    pub fenced: bool,
+    /// Election priority, where the store has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<f64>,
+    /// Votes, where the store has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<u32>,
+    /// Free-form detail for operators (state string, error text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl MemberState {
+    /// A member that could not be reached.
+    pub fn unreachable(name: &str, region: &str, detail: impl Into<String>) -> Self {
+        MemberState {
+            name: name.to_string(),
+            region: region.to_string(),
+            role: Role::Down,
+            reachable: false,
+            position: None,
+            lag: None,
+            following: None,
+            fenced: false,
+            priority: None,
+            votes: None,
+            detail: Some(detail.into()),
+        }
+    }
+}
+
+/// A store as observed at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedState {
+    /// Store name from the topology.
+    pub store: String,
+    /// Kind of store.
+    pub kind: StoreKind,
+    /// Timeline / term / config version: bumps on every promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Configuration version (MongoDB replica set config version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<u64>,
+    /// Every member in topology order.
+    pub members: Vec<MemberState>,
+}
+
+impl ObservedState {
+    /// Members observed as primary (more than one means split brain).
+    pub fn primaries(&self) -> impl Iterator<Item = &MemberState> {
+        self.members.iter().filter(|m| m.role == Role::Primary)
+    }
+
+    /// The single primary, if exactly one is observed.
+    pub fn primary(&self) -> Option<&MemberState> {
+        let mut it = self.primaries();
+        let first = it.next()?;
+        it.next().is_none().then_some(first)
+    }
+
+    /// Region of the single primary.
+    pub fn primary_region(&self) -> Option<&str> {
+        self.primary().map(|m| m.region.as_str())
+    }
+
+    /// Look a member up by name.
+    pub fn member(&self, name: &str) -> Option<&MemberState> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}

@@ -1,0 +1,1 @@
+//! Switchyard controller for postgres.

@@ -1,0 +1,2 @@
+//! The lab: real local PostgreSQL clusters and protocol-level simulators of
+//! stores that cannot run on these machines, for tests, demos and benchmarks.
