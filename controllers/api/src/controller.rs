@@ -67,14 +67,13 @@ pub trait ControllerExt: Controller {
         F: Fn(&ObservedState) -> bool + Send + Sync,
     {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut last_err = None;
         loop {
-            match self.observe().await {
+            let last_err = match self.observe().await {
                 Ok(s) if cond(&s) => return Ok(s),
-                Ok(_) => last_err = None,
-                Err(e) if e.is_temporary() => last_err = Some(e),
+                Ok(_) => None,
+                Err(e) if e.is_temporary() => Some(e),
                 Err(e) => return Err(e),
-            }
+            };
             if tokio::time::Instant::now() >= deadline {
                 return Err(last_err.unwrap_or_else(|| {
                     Error::new(
