@@ -1,0 +1,33 @@
+# Shared by scripts/test.sh and scripts/demo.sh: install what is missing on a
+# bare Debian machine. Sourced, not executed.
+
+# Debian packages the tests and the demo need. PostgreSQL runs for real.
+SWITCHYARD_APT_PACKAGES="postgresql postgresql-client"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+pg_bindir() {
+  if [ -n "${SWITCHYARD_PG_BIN:-}" ]; then echo "$SWITCHYARD_PG_BIN"; return; fi
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+install_missing() {
+  local missing=()
+  [ -x "$(pg_bindir)/initdb" ] || missing+=(postgresql)
+  command -v psql >/dev/null || missing+=(postgresql-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      $SWITCHYARD_APT_PACKAGES >/dev/null
+  fi
+  # The Debian package starts a cluster of its own on 5432; the lab never uses
+  # it (free ports, temp dirs), so it is left alone.
+  if ! command -v cargo >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; else
+      echo "cargo not found: install the Rust toolchain (https://rustup.rs) first" >&2; return 1; fi
+  fi
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what is missing (PostgreSQL from Debian) and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+install_missing
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"
+# Integration tests start real PostgreSQL clusters; two at a time is what two
+# cores can carry without timeouts turning into flakes.
+cargo test --workspace --locked -- --test-threads="${SWITCHYARD_TEST_THREADS:-2}"
