@@ -1,1 +1,23 @@
-//! Switchyard coordinator.
+//! Switchyard coordinator: turns a topology into a failover plan and executes
+//! it safely — stores in dependency order, a checkpoint validated after every
+//! stage, one execution at a time, every step journaled before it is issued so
+//! that a crash resumes instead of restarting.
+//!
+//! Where to find each concept:
+//! - [`plan`]: the plan model (stages, steps, checkpoints), TOML/JSON.
+//! - [`expectation`]: composable checkpoint expectations.
+//! - [`planner`]: topology → plan.
+//! - [`validate`]: loading hand-written plans, with file:line:field errors.
+//! - [`executor`]: the pure state machine deciding what happens next.
+//! - [`driver`]: decide, journal, act, observe.
+//! - [`journal`]: the append-only, fsync'd execution journal.
+//! - [`lock`]: one execution at a time, with a fencing epoch.
+//! - [`registry`]: store kind → controller.
+
+pub mod expectation;
+pub mod plan;
+pub mod planner;
+pub mod validate;
+pub mod executor;
+pub mod journal;
+pub mod lock;

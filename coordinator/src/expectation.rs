@@ -1,0 +1,575 @@
+//! Checkpoint expectations: what a store must be observed in before a stage
+//! counts as done.
+//!
+//! Expectations compose (`primary_in("west").and(lag_below(1 << 20))`) and are
+//! written in plans as short strings (`"primary_in(west)"`,
+//! `"and(primary_in(west), lag_below(1048576))"`) so a plan stays readable in
+//! a review. Each expectation declares which [`Capability`] a store needs to
+//! make it observable, so a hand-written plan that asks a store for something
+//! it cannot report is rejected before anything runs.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use switchyard_controller::{Capability, ObservedState, Role};
+
+/// One condition on a store's observed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    /// Exactly one primary is observed (no split brain, not headless).
+    HasPrimary,
+    /// Exactly one primary, located in this region.
+    PrimaryIn(String),
+    /// No reachable member is an unfenced primary: writes are refused.
+    Fenced,
+    /// Every member is reachable and in a known role.
+    AllMembersHealthy,
+    /// Every member of this region is reachable and in a known role.
+    HealthyIn(String),
+    /// Every reachable follower is at most this many bytes behind.
+    LagBelow(u64),
+    /// Every reachable data-bearing follower replicates from the primary.
+    FollowersFollow,
+    /// The highest-priority electable members are in this region.
+    PreferredIn(String),
+    /// All of these hold.
+    And(Vec<Expectation>),
+    /// At least one of these holds.
+    Or(Vec<Expectation>),
+    /// This does not hold.
+    Not(Box<Expectation>),
+}
+
+/// Constructor for [`Expectation::HasPrimary`].
+pub fn has_primary() -> Expectation {
+    Expectation::HasPrimary
+}
+/// Constructor for [`Expectation::PrimaryIn`].
+pub fn primary_in(region: impl Into<String>) -> Expectation {
+    Expectation::PrimaryIn(region.into())
+}
+/// Constructor for [`Expectation::Fenced`].
+pub fn fenced() -> Expectation {
+    Expectation::Fenced
+}
+/// Constructor for [`Expectation::AllMembersHealthy`].
+pub fn all_members_healthy() -> Expectation {
+    Expectation::AllMembersHealthy
+}
+/// Constructor for [`Expectation::HealthyIn`].
+pub fn healthy_in(region: impl Into<String>) -> Expectation {
+    Expectation::HealthyIn(region.into())
+}
+/// Constructor for [`Expectation::LagBelow`].
+pub fn lag_below(bytes: u64) -> Expectation {
+    Expectation::LagBelow(bytes)
+}
+/// Constructor for [`Expectation::FollowersFollow`].
+pub fn followers_follow() -> Expectation {
+    Expectation::FollowersFollow
+}
+/// Constructor for [`Expectation::PreferredIn`].
+pub fn preferred_in(region: impl Into<String>) -> Expectation {
+    Expectation::PreferredIn(region.into())
+}
+
+impl Expectation {
+    /// Both `self` and `other` must hold (flattens nested `and`s).
+    pub fn and(self, other: Expectation) -> Expectation {
+        match self {
+            Expectation::And(mut v) => {
+                v.push(other);
+                Expectation::And(v)
+            }
+            e => Expectation::And(vec![e, other]),
+        }
+    }
+
+    /// `self` or `other` must hold.
+    pub fn or(self, other: Expectation) -> Expectation {
+        match self {
+            Expectation::Or(mut v) => {
+                v.push(other);
+                Expectation::Or(v)
+            }
+            e => Expectation::Or(vec![e, other]),
+        }
+    }
+
+    /// `self` must not hold.
+    #[allow(clippy::should_implement_trait)]
+    pub fn not(self) -> Expectation {
+        Expectation::Not(Box::new(self))
+    }
+
+    /// Why a store with `cap` cannot report this expectation, if it cannot.
+    pub fn unsupported_by(&self, cap: &Capability) -> Option<String> {
+        match self {
+            Expectation::Fenced if !cap.fencing => {
+                Some("`fenced` needs a store that supports fencing".into())
+            }
+            Expectation::LagBelow(_) if !cap.lag_bound => {
+                Some("`lag_below` needs a store that reports replication lag".into())
+            }
+            Expectation::FollowersFollow if !cap.repoint => Some(
+                "`followers_follow` needs a store whose followers are pointed at a primary explicitly"
+                    .into(),
+            ),
+            Expectation::PreferredIn(_) if !cap.sticky_priorities => {
+                Some("`preferred_in` needs a store with election priorities".into())
+            }
+            Expectation::And(v) | Expectation::Or(v) => {
+                v.iter().find_map(|e| e.unsupported_by(cap))
+            }
+            Expectation::Not(e) => e.unsupported_by(cap),
+            _ => None,
+        }
+    }
+
+    /// Regions this expectation names (validated against the topology).
+    pub fn regions(&self) -> Vec<&str> {
+        match self {
+            Expectation::PrimaryIn(r) | Expectation::HealthyIn(r) | Expectation::PreferredIn(r) => {
+                vec![r.as_str()]
+            }
+            Expectation::And(v) | Expectation::Or(v) => v.iter().flat_map(|e| e.regions()).collect(),
+            Expectation::Not(e) => e.regions(),
+            _ => vec![],
+        }
+    }
+
+    /// Check against an observation: `Ok(())` or what was seen instead.
+    pub fn check(&self, s: &ObservedState) -> Result<(), String> {
+        match self {
+            Expectation::HasPrimary => match s.primaries().count() {
+                1 => Ok(()),
+                0 => Err("no primary observed".into()),
+                n => Err(format!("{n} primaries observed ({})", primaries(s))),
+            },
+            Expectation::PrimaryIn(region) => match s.primary() {
+                Some(p) if &p.region == region => Ok(()),
+                Some(p) => Err(format!("primary is {} in {}", p.name, p.region)),
+                None => match s.primaries().count() {
+                    0 => Err("no primary observed".into()),
+                    n => Err(format!("{n} primaries observed ({})", primaries(s))),
+                },
+            },
+            Expectation::Fenced => {
+                let open: Vec<_> = s
+                    .members
+                    .iter()
+                    .filter(|m| m.reachable && m.role == Role::Primary && !m.fenced)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                if open.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("unfenced primary: {}", open.join(", ")))
+                }
+            }
+            Expectation::AllMembersHealthy => unhealthy(s, None),
+            Expectation::HealthyIn(region) => {
+                if !s.members.iter().any(|m| &m.region == region) {
+                    return Err(format!("no member in {region}"));
+                }
+                unhealthy(s, Some(region))
+            }
+            Expectation::LagBelow(bound) => {
+                let mut bad = vec![];
+                for m in s.members.iter().filter(|m| {
+                    m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly)
+                }) {
+                    match m.lag.and_then(|l| l.bytes) {
+                        Some(b) if b <= *bound => {}
+                        Some(b) => bad.push(format!("{} {b} bytes behind", m.name)),
+                        None => bad.push(format!("{} lag unknown", m.name)),
+                    }
+                }
+                if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("lag above {bound} bytes: {}", bad.join(", ")))
+                }
+            }
+            Expectation::FollowersFollow => {
+                let Some(p) = s.primary() else {
+                    return Err("no single primary to follow".into());
+                };
+                let bad: Vec<_> = s
+                    .members
+                    .iter()
+                    .filter(|m| {
+                        m.reachable
+                            && matches!(m.role, Role::Secondary | Role::ReadOnly)
+                            && m.following.as_deref() != Some(p.name.as_str())
+                    })
+                    .map(|m| {
+                        format!(
+                            "{} follows {}",
+                            m.name,
+                            m.following.as_deref().unwrap_or("nothing")
+                        )
+                    })
+                    .collect();
+                if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} (primary is {})", bad.join(", "), p.name))
+                }
+            }
+            Expectation::PreferredIn(region) => {
+                let electable = s
+                    .members
+                    .iter()
+                    .filter(|m| m.priority.is_some_and(|p| p > 0.0) && m.role != Role::Arbiter);
+                let top = electable.clone().filter_map(|m| m.priority).fold(f64::MIN, f64::max);
+                let best: Vec<_> = electable
+                    .filter(|m| m.priority == Some(top))
+                    .collect();
+                if best.is_empty() {
+                    Err("no member with a priority observed".into())
+                } else if best.iter().all(|m| &m.region == region) {
+                    Ok(())
+                } else {
+                    let names: Vec<_> = best
+                        .iter()
+                        .map(|m| format!("{} ({})", m.name, m.region))
+                        .collect();
+                    Err(format!("highest priority {top}: {}", names.join(", ")))
+                }
+            }
+            Expectation::And(v) => {
+                let errs: Vec<_> = v.iter().filter_map(|e| e.check(s).err()).collect();
+                if errs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(errs.join("; "))
+                }
+            }
+            Expectation::Or(v) => {
+                let mut errs = vec![];
+                for e in v {
+                    match e.check(s) {
+                        Ok(()) => return Ok(()),
+                        Err(m) => errs.push(m),
+                    }
+                }
+                Err(format!("none holds: {}", errs.join(" | ")))
+            }
+            Expectation::Not(e) => match e.check(s) {
+                Ok(()) => Err(format!("{e} holds")),
+                Err(_) => Ok(()),
+            },
+        }
+    }
+}
+
+fn primaries(s: &ObservedState) -> String {
+    s.primaries()
+        .map(|m| format!("{} in {}", m.name, m.region))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn unhealthy(s: &ObservedState, region: Option<&str>) -> Result<(), String> {
+    let bad: Vec<_> = s
+        .members
+        .iter()
+        .filter(|m| region.is_none_or(|r| m.region == r))
+        .filter(|m| !m.reachable || matches!(m.role, Role::Down | Role::Unknown))
+        .map(|m| format!("{} {}", m.name, if m.reachable { "in unknown state" } else { "unreachable" }))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join(", "))
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |f: &mut fmt::Formatter<'_>, name: &str, v: &[Expectation]| {
+            write!(f, "{name}(")?;
+            for (i, e) in v.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{e}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Expectation::HasPrimary => f.write_str("has_primary"),
+            Expectation::PrimaryIn(r) => write!(f, "primary_in({r})"),
+            Expectation::Fenced => f.write_str("fenced"),
+            Expectation::AllMembersHealthy => f.write_str("all_members_healthy"),
+            Expectation::HealthyIn(r) => write!(f, "healthy_in({r})"),
+            Expectation::LagBelow(b) => write!(f, "lag_below({b})"),
+            Expectation::FollowersFollow => f.write_str("followers_follow"),
+            Expectation::PreferredIn(r) => write!(f, "preferred_in({r})"),
+            Expectation::And(v) => list(f, "and", v),
+            Expectation::Or(v) => list(f, "or", v),
+            Expectation::Not(e) => write!(f, "not({e})"),
+        }
+    }
+}
+
+/// An expectation string that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid expectation `{text}`: {message}")]
+pub struct ExpectationParseError {
+    /// The text as written.
+    pub text: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl std::str::FromStr for Expectation {
+    type Err = ExpectationParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = |message: String| ExpectationParseError {
+            text: text.to_string(),
+            message,
+        };
+        let mut p = Parser { s: text, pos: 0 };
+        let e = p.expr().map_err(err)?;
+        p.ws();
+        if p.pos != p.s.len() {
+            return Err(err(format!("unexpected `{}`", &p.s[p.pos..])));
+        }
+        Ok(e)
+    }
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+const NAMES: &str = "has_primary, primary_in(R), fenced, all_members_healthy, healthy_in(R), \
+                     lag_below(BYTES), followers_follow, preferred_in(R), and(..), or(..), not(..)";
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.s[self.pos..].starts_with(char::is_whitespace) {
+            self.pos += self.s[self.pos..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+
+    fn ident(&mut self) -> String {
+        self.ws();
+        let rest = &self.s[self.pos..];
+        let n = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            .unwrap_or(rest.len());
+        self.pos += n;
+        rest[..n].to_string()
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        self.ws();
+        if self.s[self.pos..].starts_with(c) {
+            self.pos += c.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected `{c}` at offset {}", self.pos))
+        }
+    }
+
+    fn arg(&mut self) -> Result<String, String> {
+        self.expect('(')?;
+        let a = self.ident();
+        if a.is_empty() {
+            return Err(format!("expected an argument at offset {}", self.pos));
+        }
+        self.expect(')')?;
+        Ok(a)
+    }
+
+    fn list(&mut self) -> Result<Vec<Expectation>, String> {
+        self.expect('(')?;
+        let mut v = vec![self.expr()?];
+        while self.eat(',') {
+            v.push(self.expr()?);
+        }
+        self.expect(')')?;
+        Ok(v)
+    }
+
+    fn expr(&mut self) -> Result<Expectation, String> {
+        let name = self.ident();
+        Ok(match name.as_str() {
+            "has_primary" => Expectation::HasPrimary,
+            "primary_in" => Expectation::PrimaryIn(self.arg()?),
+            "fenced" => Expectation::Fenced,
+            "all_members_healthy" => Expectation::AllMembersHealthy,
+            "healthy_in" => Expectation::HealthyIn(self.arg()?),
+            "lag_below" => {
+                let a = self.arg()?;
+                Expectation::LagBelow(
+                    a.parse()
+                        .map_err(|_| format!("lag_below takes a byte count, not `{a}`"))?,
+                )
+            }
+            "followers_follow" => Expectation::FollowersFollow,
+            "preferred_in" => Expectation::PreferredIn(self.arg()?),
+            "and" => Expectation::And(self.list()?),
+            "or" => Expectation::Or(self.list()?),
+            "not" => {
+                self.expect('(')?;
+                let e = self.expr()?;
+                self.expect(')')?;
+                Expectation::Not(Box::new(e))
+            }
+            "" => return Err(format!("expected an expectation; known: {NAMES}")),
+            other => return Err(format!("unknown expectation `{other}`; known: {NAMES}")),
+        })
+    }
+}
+
+impl Serialize for Expectation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Expectation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_controller::{Lag, MemberState};
+    use switchyard_topology::StoreKind;
+
+    fn member(name: &str, region: &str, role: Role) -> MemberState {
+        let mut m = MemberState::unreachable(name, region, "");
+        m.role = role;
+        m.reachable = role != Role::Down;
+        m.detail = None;
+        m
+    }
+
+    fn state(members: Vec<MemberState>) -> ObservedState {
+        ObservedState {
+            store: "orders".into(),
+            kind: StoreKind::Postgres,
+            epoch: Some(1),
+            config_version: None,
+            members,
+        }
+    }
+
+    #[test]
+    fn parse_and_display_round_trip() {
+        for text in [
+            "has_primary",
+            "primary_in(west)",
+            "and(primary_in(west), lag_below(1048576), followers_follow)",
+            "or(primary_in(east), not(fenced))",
+            "preferred_in(us-west-2)",
+        ] {
+            let e: Expectation = text.parse().unwrap();
+            assert_eq!(e.to_string(), text);
+            assert_eq!(e.to_string().parse::<Expectation>().unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        let e = "primary_inn(west)".parse::<Expectation>().unwrap_err();
+        assert!(e.message.contains("unknown expectation `primary_inn`"), "{e}");
+        let e = "lag_below(lots)".parse::<Expectation>().unwrap_err();
+        assert!(e.message.contains("byte count"), "{e}");
+        let e = "and(fenced".parse::<Expectation>().unwrap_err();
+        assert!(e.message.contains("expected `)`"), "{e}");
+        assert!("fenced extra".parse::<Expectation>().is_err());
+    }
+
+    #[test]
+    fn composes_with_builders() {
+        let e = primary_in("west").and(lag_below(1 << 20)).and(followers_follow());
+        assert_eq!(
+            e.to_string(),
+            "and(primary_in(west), lag_below(1048576), followers_follow)"
+        );
+    }
+
+    #[test]
+    fn primary_in_reports_what_was_seen() {
+        let s = state(vec![
+            member("pg-east", "east", Role::Primary),
+            member("pg-west", "west", Role::Secondary),
+        ]);
+        assert!(primary_in("east").check(&s).is_ok());
+        let err = primary_in("west").check(&s).unwrap_err();
+        assert_eq!(err, "primary is pg-east in east");
+        let split = state(vec![
+            member("a", "east", Role::Primary),
+            member("b", "west", Role::Primary),
+        ]);
+        assert!(primary_in("east").check(&split).unwrap_err().contains("2 primaries"));
+        assert!(has_primary().check(&split).is_err());
+    }
+
+    #[test]
+    fn lag_and_follow_and_fence() {
+        let mut east = member("pg-east", "east", Role::Primary);
+        let mut west = member("pg-west", "west", Role::Secondary);
+        west.lag = Some(Lag {
+            bytes: Some(4096),
+            millis: None,
+        });
+        west.following = Some("pg-east".into());
+        let s = state(vec![east.clone(), west.clone()]);
+        assert!(lag_below(8192).check(&s).is_ok());
+        assert!(lag_below(100).check(&s).unwrap_err().contains("4096 bytes"));
+        assert!(followers_follow().check(&s).is_ok());
+        assert!(fenced().check(&s).is_err());
+        east.fenced = true;
+        west.following = Some("elsewhere".into());
+        let s = state(vec![east, west]);
+        assert!(fenced().check(&s).is_ok());
+        assert!(followers_follow().check(&s).unwrap_err().contains("pg-west follows elsewhere"));
+        assert!(fenced().not().check(&s).is_err());
+    }
+
+    #[test]
+    fn health_and_preference() {
+        let mut a = member("a", "east", Role::Secondary);
+        a.priority = Some(1.0);
+        let mut b = member("b", "west", Role::Primary);
+        b.priority = Some(2.0);
+        let c = member("c", "witness", Role::Down);
+        let s = state(vec![a, b, c]);
+        assert!(preferred_in("west").check(&s).is_ok());
+        assert!(preferred_in("east").check(&s).is_err());
+        assert_eq!(all_members_healthy().check(&s).unwrap_err(), "c unreachable");
+        assert!(healthy_in("west").check(&s).is_ok());
+        assert!(healthy_in("nowhere").check(&s).is_err());
+        assert!(primary_in("east").or(primary_in("west")).check(&s).is_ok());
+    }
+
+    #[test]
+    fn capability_gates_expectations() {
+        let mut cap = Capability::none();
+        assert!(lag_below(1).unsupported_by(&cap).is_some());
+        assert!(primary_in("w").and(followers_follow()).unsupported_by(&cap).is_some());
+        assert!(primary_in("w").unsupported_by(&cap).is_none());
+        cap.lag_bound = true;
+        cap.repoint = true;
+        assert!(primary_in("w").and(followers_follow()).and(lag_below(1)).unsupported_by(&cap).is_none());
+    }
+}

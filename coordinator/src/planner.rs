@@ -1,0 +1,498 @@
+//! Turning a topology into a failover plan.
+//!
+//! Stage order: readiness of every store (one concurrent stage) → fence, in
+//! reverse dependency order → promote, in dependency order (a store only after
+//! everything it depends on passed its checkpoint; independent stores share a
+//! stage) → re-point followers and rejoin former primaries. The operations
+//! for each store are chosen from its controller's [`Capability`], so a plan
+//! never asks a store for something it cannot do.
+
+use crate::expectation::{
+    all_members_healthy, fenced, followers_follow, has_primary, healthy_in, lag_below,
+    preferred_in, primary_in, Expectation,
+};
+use crate::plan::{
+    Captured, CheckpointEntry, Mode, Plan, PlanOp, PositionSource, Stage, Step,
+    DEFAULT_STAGE_TIMEOUT_MS, PLAN_VERSION,
+};
+use crate::validate::find_cycle;
+use std::collections::{BTreeMap, BTreeSet};
+use switchyard_controller::Capability;
+use switchyard_topology::{Store, Topology};
+
+/// Why no plan could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanningError {
+    /// The target region is not in the topology.
+    #[error("unknown region `{0}` (topology has: {1})")]
+    UnknownRegion(String, String),
+    /// A store has no electable member in the target region.
+    #[error("store `{store}` has no member that can become primary in `{region}`")]
+    NoCandidate {
+        /// Store name.
+        store: String,
+        /// Target region.
+        region: String,
+    },
+    /// The topology's `depends_on` has a cycle.
+    #[error("dependency cycle: {0}")]
+    Cycle(String),
+    /// A store depends on a store that is not in the topology.
+    #[error("store `{0}` depends on unknown store `{1}`")]
+    UnknownDependency(String, String),
+    /// The store's controller cannot do what the mode needs.
+    #[error("store `{store}` ({kind}) cannot take part in a {mode} failover: its controller does not support {what}")]
+    Unsupported {
+        /// Store name.
+        store: String,
+        /// Store kind.
+        kind: String,
+        /// Plan mode.
+        mode: Mode,
+        /// Missing capability.
+        what: &'static str,
+    },
+    /// No capability was given for a store.
+    #[error("no controller for store `{0}`")]
+    NoController(String),
+}
+
+/// Options for [`plan_failover`].
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Region every store should end up primary in.
+    pub target_region: String,
+    /// Planned, forced, or forced accepting data loss.
+    pub mode: Mode,
+    /// Per-stage timeout.
+    pub stage_timeout_ms: u64,
+    /// How long a store may take to catch up to the captured position.
+    pub catch_up_timeout_ms: u64,
+}
+
+impl PlanOptions {
+    /// Defaults for a target and mode.
+    pub fn new(target_region: impl Into<String>, mode: Mode) -> Self {
+        PlanOptions {
+            target_region: target_region.into(),
+            mode,
+            stage_timeout_ms: DEFAULT_STAGE_TIMEOUT_MS,
+            catch_up_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Dependency level of every store: 0 for stores without dependencies, else
+/// one more than the deepest dependency.
+pub fn dependency_levels(topology: &Topology) -> Result<BTreeMap<String, usize>, PlanningError> {
+    let mut deps: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in &topology.stores {
+        for d in &s.depends_on {
+            if topology.store(d).is_none() {
+                return Err(PlanningError::UnknownDependency(s.name.clone(), d.clone()));
+            }
+            deps.entry(s.name.as_str()).or_default().insert(d.as_str());
+        }
+    }
+    if let Some(c) = find_cycle(&deps) {
+        return Err(PlanningError::Cycle(c.join(" → ")));
+    }
+    fn level<'a>(
+        n: &'a str,
+        deps: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+        memo: &mut BTreeMap<&'a str, usize>,
+    ) -> usize {
+        if let Some(&l) = memo.get(n) {
+            return l;
+        }
+        let l = deps
+            .get(n)
+            .into_iter()
+            .flatten()
+            .map(|d| level(d, deps, memo) + 1)
+            .max()
+            .unwrap_or(0);
+        memo.insert(n, l);
+        l
+    }
+    let mut memo = BTreeMap::new();
+    Ok(topology
+        .stores
+        .iter()
+        .map(|s| (s.name.clone(), level(&s.name, &deps, &mut memo)))
+        .collect())
+}
+
+/// Make a failover plan for every store of `topology`.
+pub fn plan_failover(
+    topology: &Topology,
+    caps: &BTreeMap<String, Capability>,
+    opts: &PlanOptions,
+) -> Result<Plan, PlanningError> {
+    let target = opts.target_region.as_str();
+    if topology.region(target).is_none() {
+        let names: Vec<_> = topology.regions.iter().map(|r| r.name.as_str()).collect();
+        return Err(PlanningError::UnknownRegion(target.into(), names.join(", ")));
+    }
+    let levels = dependency_levels(topology)?;
+    let planned = opts.mode == Mode::Planned;
+    let mut capof = BTreeMap::new();
+    for s in &topology.stores {
+        let cap = *caps
+            .get(&s.name)
+            .ok_or_else(|| PlanningError::NoController(s.name.clone()))?;
+        let unsupported = |what| PlanningError::Unsupported {
+            store: s.name.clone(),
+            kind: s.kind.to_string(),
+            mode: opts.mode,
+            what,
+        };
+        if planned && !cap.planned_switchover {
+            return Err(unsupported("planned switchover"));
+        }
+        if !planned && !cap.forced_failover {
+            return Err(unsupported("forced failover"));
+        }
+        if !s.members_in(target).any(|m| m.electable()) {
+            return Err(PlanningError::NoCandidate {
+                store: s.name.clone(),
+                region: target.into(),
+            });
+        }
+        capof.insert(s.name.as_str(), cap);
+    }
+    let max_level = levels.values().copied().max().unwrap_or(0);
+    let at_level = |l: usize| -> Vec<&Store> {
+        topology
+            .stores
+            .iter()
+            .filter(|s| levels[&s.name] == l)
+            .collect()
+    };
+    let stage = |name: String, steps: Vec<Step>, checkpoint: Vec<CheckpointEntry>| Stage {
+        name,
+        timeout_ms: opts.stage_timeout_ms,
+        steps,
+        checkpoint,
+    };
+    let step = |store: &Store, op: PlanOp| Step {
+        store: store.name.clone(),
+        op,
+    };
+    let entry = |store: &Store, expect: Vec<Expectation>| CheckpointEntry {
+        store: store.name.clone(),
+        expect,
+    };
+    let names = |v: &[&Store]| v.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let mut stages = vec![];
+
+    // 1. Readiness: read-only, every store at once.
+    let mut steps = vec![];
+    let mut checks = vec![];
+    for s in &topology.stores {
+        steps.push(step(
+            s,
+            PlanOp::CheckReadiness {
+                target_region: target.into(),
+                mode: opts.mode,
+            },
+        ));
+        checks.push(entry(
+            s,
+            if planned {
+                vec![has_primary(), healthy_in(target)]
+            } else {
+                vec![healthy_in(target)]
+            },
+        ));
+    }
+    stages.push(stage("readiness".into(), steps, checks));
+
+    // 2. Fence, dependents first, so nothing downstream keeps writing while
+    //    what it depends on is already frozen.
+    if planned {
+        for l in (0..=max_level).rev() {
+            let group: Vec<&Store> = at_level(l)
+                .into_iter()
+                .filter(|s| capof[s.name.as_str()].fencing)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let mut steps = vec![];
+            let mut checks = vec![];
+            for s in &group {
+                steps.push(step(s, PlanOp::Fence));
+                if capof[s.name.as_str()].positions {
+                    steps.push(step(s, PlanOp::CapturePosition));
+                }
+                checks.push(entry(s, vec![fenced()]));
+            }
+            stages.push(stage(format!("fence {}", names(&group)), steps, checks));
+        }
+    }
+
+    // 3. Promote, dependencies first.
+    for l in 0..=max_level {
+        let group = at_level(l);
+        if group.is_empty() {
+            continue;
+        }
+        let mut steps = vec![];
+        let mut checks = vec![];
+        for s in &group {
+            let cap = capof[s.name.as_str()];
+            if planned && cap.fencing && cap.positions {
+                steps.push(step(
+                    s,
+                    PlanOp::WaitForPosition {
+                        target_region: target.into(),
+                        position: PositionSource::Captured(Captured::Captured),
+                        timeout_ms: opts.catch_up_timeout_ms,
+                    },
+                ));
+            }
+            // Planned: persist the preference first so the election it
+            // triggers lands in the target and stays there. Forced: the
+            // new primary must exist before it can rewrite priorities.
+            if planned && cap.sticky_priorities {
+                steps.push(step(
+                    s,
+                    PlanOp::MakeSticky {
+                        target_region: target.into(),
+                    },
+                ));
+            }
+            steps.push(step(
+                s,
+                PlanOp::Promote {
+                    target_region: target.into(),
+                    mode: opts.mode,
+                },
+            ));
+            if !planned && cap.sticky_priorities {
+                steps.push(step(
+                    s,
+                    PlanOp::MakeSticky {
+                        target_region: target.into(),
+                    },
+                ));
+            }
+            let mut expect = vec![primary_in(target)];
+            if cap.sticky_priorities {
+                expect.push(preferred_in(target));
+            }
+            checks.push(entry(s, expect));
+        }
+        stages.push(stage(format!("promote {}", names(&group)), steps, checks));
+    }
+
+    // 4. Re-point followers and rejoin the former primary (planned only: in
+    //    a forced failover the old primary is gone and rejoins later).
+    let mut steps = vec![];
+    let mut checks = vec![];
+    for s in &topology.stores {
+        let cap = capof[s.name.as_str()];
+        if cap.repoint {
+            steps.push(step(s, PlanOp::RepointFollowers));
+        }
+        if planned && cap.rejoin {
+            steps.push(step(s, PlanOp::Rejoin));
+        }
+        let mut expect = vec![primary_in(target)];
+        if cap.repoint {
+            expect.push(followers_follow());
+        }
+        if planned {
+            expect.push(all_members_healthy());
+            if cap.lag_bound {
+                if let Some(b) = s.max_lag_bytes.filter(|b| *b > 0) {
+                    expect.push(lag_below(b));
+                }
+            }
+        } else {
+            expect.push(healthy_in(target));
+        }
+        checks.push(entry(s, expect));
+    }
+    stages.push(stage("re-point and rejoin".into(), steps, checks));
+
+    Ok(Plan {
+        version: PLAN_VERSION,
+        name: format!(
+            "{} to {target}",
+            match opts.mode {
+                Mode::Planned => "planned switchover",
+                Mode::Forced => "forced failover",
+                Mode::ForcedAcceptDataLoss => "forced failover (data loss accepted)",
+            }
+        ),
+        topology: topology.name.clone(),
+        target_region: target.into(),
+        mode: opts.mode,
+        depends_on: BTreeMap::new(),
+        stages,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::validate::{parse_plan, validate};
+
+    pub(crate) fn topology(mongo_depends_on_pg: bool) -> Topology {
+        let dep = if mongo_depends_on_pg {
+            "depends_on = [\"orders\"]"
+        } else {
+            ""
+        };
+        let text = format!(
+            r#"
+name = "lab"
+[[regions]]
+name = "east"
+role = "primary"
+[[regions]]
+name = "west"
+role = "secondary"
+[[regions]]
+name = "witness"
+role = "witness"
+
+[[stores]]
+name = "orders"
+kind = "postgres"
+max_lag_bytes = 1048576
+[[stores.members]]
+name = "pg-east"
+region = "east"
+[[stores.members]]
+name = "pg-west"
+region = "west"
+
+[[stores]]
+name = "catalog"
+kind = "mongodb"
+{dep}
+[[stores.members]]
+name = "m-east"
+region = "east"
+[[stores.members]]
+name = "m-west"
+region = "west"
+[[stores.members]]
+name = "m-arb"
+region = "witness"
+arbiter = true
+"#
+        );
+        switchyard_topology::parse_str("lab.toml", &text).unwrap()
+    }
+
+    pub(crate) fn caps() -> BTreeMap<String, Capability> {
+        let mut pg = Capability::none();
+        pg.planned_switchover = true;
+        pg.forced_failover = true;
+        pg.fencing = true;
+        pg.positions = true;
+        pg.repoint = true;
+        pg.rejoin = true;
+        pg.lag_bound = true;
+        let mut mongo = Capability::none();
+        mongo.planned_switchover = true;
+        mongo.forced_failover = true;
+        mongo.self_electing = true;
+        mongo.sticky_priorities = true;
+        mongo.lag_bound = true;
+        BTreeMap::from([("orders".into(), pg), ("catalog".into(), mongo)])
+    }
+
+    fn shape(p: &Plan) -> Vec<String> {
+        p.stages
+            .iter()
+            .map(|s| {
+                let steps: Vec<_> = s
+                    .steps
+                    .iter()
+                    .map(|st| format!("{}:{}", st.store, st.op.name()))
+                    .collect();
+                format!("{} [{}]", s.name, steps.join(" "))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn planned_orders_before_dependent_catalog() {
+        let t = topology(true);
+        let p = plan_failover(&t, &caps(), &PlanOptions::new("west", Mode::Planned)).unwrap();
+        assert_eq!(
+            shape(&p),
+            vec![
+                "readiness [orders:check_readiness catalog:check_readiness]",
+                "fence orders [orders:fence orders:capture_position]",
+                "promote orders [orders:wait_for_position orders:promote]",
+                "promote catalog [catalog:make_sticky catalog:promote]",
+                "re-point and rejoin [orders:repoint_followers orders:rejoin]",
+            ]
+        );
+        validate(&p, &t, &caps()).unwrap();
+        let last = p.stages.last().unwrap();
+        assert_eq!(
+            last.checkpoint[0].expectation().to_string(),
+            "and(primary_in(west), followers_follow, all_members_healthy, lag_below(1048576))"
+        );
+    }
+
+    #[test]
+    fn independent_stores_share_a_stage() {
+        let t = topology(false);
+        let p = plan_failover(&t, &caps(), &PlanOptions::new("west", Mode::Planned)).unwrap();
+        assert_eq!(
+            shape(&p)[2],
+            "promote orders, catalog [orders:wait_for_position orders:promote catalog:make_sticky catalog:promote]"
+        );
+    }
+
+    #[test]
+    fn forced_skips_fence_and_rejoin() {
+        let t = topology(true);
+        let p = plan_failover(
+            &t,
+            &caps(),
+            &PlanOptions::new("west", Mode::ForcedAcceptDataLoss),
+        )
+        .unwrap();
+        assert_eq!(
+            shape(&p),
+            vec![
+                "readiness [orders:check_readiness catalog:check_readiness]",
+                "promote orders [orders:promote]",
+                "promote catalog [catalog:promote catalog:make_sticky]",
+                "re-point and rejoin [orders:repoint_followers]",
+            ]
+        );
+    }
+
+    #[test]
+    fn never_emits_an_unsupported_op() {
+        let t = topology(true);
+        let mut c = caps();
+        c.get_mut("catalog").unwrap().planned_switchover = false;
+        let e = plan_failover(&t, &c, &PlanOptions::new("west", Mode::Planned)).unwrap_err();
+        assert!(e.to_string().contains("catalog"), "{e}");
+        let e = plan_failover(&t, &caps(), &PlanOptions::new("mars", Mode::Planned)).unwrap_err();
+        assert!(e.to_string().contains("unknown region `mars`"), "{e}");
+        let e = plan_failover(&t, &caps(), &PlanOptions::new("witness", Mode::Planned)).unwrap_err();
+        assert!(matches!(e, PlanningError::NoCandidate { .. }), "{e}");
+    }
+
+    #[test]
+    fn toml_and_json_round_trip() {
+        let t = topology(true);
+        let p = plan_failover(&t, &caps(), &PlanOptions::new("west", Mode::Planned)).unwrap();
+        let toml = p.to_toml();
+        assert!(toml.contains("position = \"captured\""), "{toml}");
+        assert_eq!(parse_plan("p.toml", &toml).unwrap(), p);
+        assert_eq!(parse_plan("p.json", &p.to_json()).unwrap(), p);
+    }
+}
