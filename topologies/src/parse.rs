@@ -1,11 +1,29 @@
 //! Parsing topology files. Every error names the file, line, column and field.
+//!
+//! The text is parsed once into a spanned TOML document; a [`SourceMap`] of
+//! every field's location is taken from it, then the same document is
+//! deserialised into the [`Topology`] model. So a rule can point at the exact
+//! `votes = 2` that breaks it, and a schema error (wrong type, unknown field,
+//! missing field) names the full field path, e.g. `stores[0].members[1].votes`.
 
 use crate::model::Topology;
+use crate::source_map::{line_col, SourceMap, Span};
+use std::fmt;
 use std::path::Path;
 
+/// What kind of problem stopped a file from being parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The file could not be read.
+    Io,
+    /// Not valid UTF-8 or not valid TOML.
+    Syntax,
+    /// Valid TOML that does not match the schema: wrong type, unknown or missing field.
+    Schema,
+}
+
 /// A topology file that could not be read or parsed.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
+#[derive(Debug, Clone, thiserror::Error)]
 pub struct ParseError {
     /// File name as given.
     pub file: String,
@@ -13,38 +31,154 @@ pub struct ParseError {
     pub line: usize,
     /// 1-based column (0 when the file could not be read).
     pub column: usize,
-    /// What went wrong, naming the field.
+    /// What went wrong.
     pub message: String,
+    /// The field concerned, as a path such as `stores[0].members[1].votes`,
+    /// when one can be named.
+    pub field: Option<String>,
+    /// Byte range in the source text the error concerns.
+    pub span: Option<Span>,
+    /// Read, syntax or schema error.
+    pub kind: ParseErrorKind,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A successfully parsed file: the model plus what is needed to point into
+/// the source.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// File name as given.
+    pub file: String,
+    /// The full source text.
+    pub text: String,
+    /// The topology.
+    pub topology: Topology,
+    /// Where each field was written.
+    pub source_map: SourceMap,
 }
 
 /// Parse topology text; `file` is used in error messages.
 pub fn parse_str(file: &str, text: &str) -> Result<Topology, ParseError> {
-    toml::from_str::<Topology>(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-        ParseError {
-            file: file.to_string(),
-            line,
-            column,
-            message: e.message().to_string(),
-        }
-    })
+    parse_source(file, text).map(|p| p.topology)
 }
 
 /// Read and parse a topology file.
 pub fn parse_file(path: &Path) -> Result<Topology, ParseError> {
+    parse_path(path).map(|p| p.topology)
+}
+
+/// Read and parse a topology file, keeping the source and its locations.
+pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ParseError {
+    let bytes = std::fs::read(path).map_err(|e| ParseError {
         file: file.clone(),
         line: 0,
         column: 0,
-        message: format!("cannot read: {e}"),
+        message: format!("cannot read file: {e}"),
+        field: None,
+        span: None,
+        kind: ParseErrorKind::Io,
     })?;
-    parse_str(&file, &text)
+    match String::from_utf8(bytes) {
+        Ok(text) => parse_source(&file, &text),
+        Err(e) => {
+            let bytes = e.as_bytes();
+            let valid = e.utf8_error().valid_up_to();
+            // The valid prefix gives the line and column of the first bad byte.
+            let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+            let (line, column) = line_col(prefix, valid);
+            Err(ParseError {
+                file,
+                line,
+                column,
+                message: format!("file is not valid UTF-8 (invalid byte at offset {valid})"),
+                field: None,
+                span: None,
+                kind: ParseErrorKind::Syntax,
+            })
+        }
+    }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
+/// Parse topology text, keeping the source and its locations.
+pub fn parse_source(file: &str, text: &str) -> Result<Parsed, ParseError> {
+    let doc = toml_edit::ImDocument::parse(text.to_string()).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let (line, column) = line_col(text, span.start);
+        ParseError {
+            file: file.to_string(),
+            line,
+            column,
+            message: e.message().trim_end().to_string(),
+            field: key_on_line(text, span.start),
+            span: Some(span),
+            kind: ParseErrorKind::Syntax,
+        }
+    })?;
+    let source_map = SourceMap::from_document(doc.as_table());
+    let topology: Topology = toml_edit::de::from_document(doc).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let (line, column) = line_col(text, span.start);
+        let message = e.message().trim_end().to_string();
+        let mut field = source_map.path_at(span.start).map(str::to_string);
+        // serde reports a missing field at its table: name the field itself.
+        if let Some(missing) = backticked_after(&message, "missing field ") {
+            field = Some(match field {
+                Some(table) if !table.is_empty() => format!("{table}.{missing}"),
+                _ => missing.to_string(),
+            });
+        } else if let Some(unknown) = backticked_after(&message, "unknown field ") {
+            if field.is_none() {
+                field = Some(unknown.to_string());
+            }
+        }
+        ParseError {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+            field: field.filter(|f| !f.is_empty()),
+            span: Some(span),
+            kind: ParseErrorKind::Schema,
+        }
+    })?;
+    Ok(Parsed {
+        file: file.to_string(),
+        text: text.to_string(),
+        topology,
+        source_map,
+    })
+}
+
+fn backticked_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = message.strip_prefix(prefix)?.strip_prefix('`')?;
+    rest.split('`').next()
+}
+
+/// For a syntax error, the key or table header written on the error's line,
+/// so that even a broken file names the field it broke in.
+fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[start..end].trim();
+    if let Some(header) = line.strip_prefix('[') {
+        let name = header.trim_start_matches('[').split(']').next()?.trim();
+        return (!name.is_empty()).then(|| name.to_string());
+    }
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
 }

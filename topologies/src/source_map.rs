@@ -1,0 +1,256 @@
+//! Where every field of a topology file was written.
+//!
+//! serde throws source positions away, yet every diagnostic must point at the
+//! line that caused it. So the parser walks the spanned TOML document once and
+//! records, for each field path (`stores[0].members[1].votes`), the byte
+//! ranges of its key and value. Rules then ask for a path; a defaulted field
+//! that was never written falls back to the table that would hold it.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use toml_edit::{Item, Table, Value};
+
+/// A byte range in a source text.
+pub type Span = Range<usize>;
+
+/// Key and value spans of one written field or table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// The key (`votes` in `votes = 1`); `None` for array elements.
+    pub key: Option<Span>,
+    /// The value, or a table's header (`[[stores.members]]`).
+    pub value: Option<Span>,
+}
+
+/// Field path → source spans for one parsed file.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    entries: HashMap<String, Entry>,
+}
+
+impl SourceMap {
+    /// Record every field of a spanned TOML document.
+    pub fn from_document(root: &Table) -> SourceMap {
+        let mut map = SourceMap::default();
+        let mut path = String::new();
+        map.walk_table(&mut path, root);
+        map
+    }
+
+    /// The entry for `path`, if that field was written in the file.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Whether the field at `path` was written in the file (as opposed to defaulted).
+    pub fn is_written(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+
+    /// The best span to underline for `path`: its value if written, else the
+    /// nearest written ancestor (a defaulted `priority` points at its member's
+    /// table). Returns an empty span at 0 when nothing matches.
+    pub fn locate(&self, path: &str) -> Span {
+        let mut p = path;
+        loop {
+            if let Some(span) = self.entries.get(p).and_then(|e| e.value.clone().or(e.key.clone())) {
+                return span;
+            }
+            match parent(p) {
+                Some(up) => p = up,
+                None => return 0..0,
+            }
+        }
+    }
+
+    /// The span of the key of `path` if written, else [`SourceMap::locate`].
+    pub fn locate_key(&self, path: &str) -> Span {
+        match self.entries.get(path).and_then(|e| e.key.clone()) {
+            Some(k) => k,
+            None => self.locate(path),
+        }
+    }
+
+    /// The deepest recorded path whose key or value contains `offset`; used to
+    /// name the field a serde error is about.
+    pub fn path_at(&self, offset: usize) -> Option<&str> {
+        let mut best: Option<(&str, usize)> = None;
+        for (path, e) in &self.entries {
+            for span in [&e.key, &e.value].into_iter().flatten() {
+                let hit = span.contains(&offset) || (span.is_empty() && span.start == offset);
+                if hit {
+                    let len = span.len();
+                    let better = match best {
+                        None => true,
+                        // Prefer the narrowest span; on ties the longer (deeper) path.
+                        Some((bp, bl)) => len < bl || (len == bl && path.len() > bp.len()),
+                    };
+                    if better {
+                        best = Some((path.as_str(), len));
+                    }
+                }
+            }
+        }
+        best.map(|(p, _)| p)
+    }
+
+    fn record(&mut self, path: &str, key: Option<Span>, value: Option<Span>) {
+        self.entries.insert(path.to_string(), Entry { key, value });
+    }
+
+    fn walk_table(&mut self, path: &mut String, table: &Table) {
+        for (name, item) in table.iter() {
+            let key_span = table.get_key_value(name).and_then(|(k, _)| k.span());
+            let len = path.len();
+            push_key(path, name);
+            self.walk_item(path, key_span, item);
+            path.truncate(len);
+        }
+    }
+
+    fn walk_item(&mut self, path: &mut String, key_span: Option<Span>, item: &Item) {
+        match item {
+            Item::None => {}
+            Item::Value(v) => self.walk_value(path, key_span, v),
+            Item::Table(t) => {
+                self.record(path, key_span, t.span());
+                self.walk_table(path, t);
+            }
+            Item::ArrayOfTables(a) => {
+                self.record(path, key_span, a.span());
+                for (i, t) in a.iter().enumerate() {
+                    let len = path.len();
+                    push_index(path, i);
+                    self.record(path, None, t.span());
+                    self.walk_table(path, t);
+                    path.truncate(len);
+                }
+            }
+        }
+    }
+
+    fn walk_value(&mut self, path: &mut String, key_span: Option<Span>, value: &Value) {
+        self.record(path, key_span, value.span());
+        match value {
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    let len = path.len();
+                    push_index(path, i);
+                    self.walk_value(path, None, v);
+                    path.truncate(len);
+                }
+            }
+            Value::InlineTable(t) => {
+                for (name, v) in t.iter() {
+                    let ks = t.get_key_value(name).and_then(|(k, _)| k.span());
+                    let len = path.len();
+                    push_key(path, name);
+                    self.walk_value(path, ks, v);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+fn push_index(path: &mut String, i: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "[{i}]");
+}
+
+/// `stores[0].members[1]` → `stores[0].members` → `stores[0]` → `stores`.
+fn parent(path: &str) -> Option<&str> {
+    if path.is_empty() {
+        return None;
+    }
+    if path.ends_with(']') {
+        return path.rfind('[').map(|i| &path[..i]);
+    }
+    Some(path.rfind('.').map_or("", |i| &path[..i]))
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_walks_up() {
+        assert_eq!(parent("stores[0].members[1].votes"), Some("stores[0].members[1]"));
+        assert_eq!(parent("stores[0].members[1]"), Some("stores[0].members"));
+        assert_eq!(parent("stores[0]"), Some("stores"));
+        assert_eq!(parent("stores"), Some(""));
+        assert_eq!(parent(""), None);
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        let t = "a = 1\nné = 2\n";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 6), (2, 1));
+        assert_eq!(line_col(t, t.find('=').unwrap()), (1, 3));
+        // Offset inside a multi-byte char or past the end never panics.
+        assert_eq!(line_col(t, 8), (2, 2));
+        assert_eq!(line_col(t, 999).0, 3);
+    }
+
+    #[test]
+    fn records_keys_values_and_headers() {
+        let text = "name = \"x\"\n[[stores]]\nname = \"a\"\ndepends_on = [\"b\", \"c\"]\n[[stores.members]]\nname = \"m\"\n";
+        let doc = toml_edit::ImDocument::parse(text).unwrap();
+        let sm = SourceMap::from_document(doc.as_table());
+        let v = sm.get("stores[0].depends_on[1]").unwrap().value.clone().unwrap();
+        assert_eq!(&text[v], "\"c\"");
+        let m = sm.locate("stores[0].members[0].name");
+        assert_eq!(&text[m], "\"m\"");
+        // A defaulted field falls back to its member's header.
+        let d = sm.locate("stores[0].members[0].votes");
+        assert_eq!(&text[d], "[[stores.members]]");
+        assert_eq!(sm.path_at(text.find("\"m\"").unwrap()), Some("stores[0].members[0].name"));
+    }
+}
+
+/// Start and end (exclusive) of a span as 1-based line and column numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based first line.
+    pub line: usize,
+    /// 1-based first column, in characters.
+    pub column: usize,
+    /// 1-based last line.
+    pub end_line: usize,
+    /// 1-based column just past the end, in characters.
+    pub end_column: usize,
+}
+
+/// Line and column numbers of `span` in `text`.
+pub fn position(text: &str, span: &Span) -> Position {
+    let (line, column) = line_col(text, span.start);
+    let (end_line, end_column) = line_col(text, span.end.max(span.start));
+    Position {
+        line,
+        column,
+        end_line,
+        end_column,
+    }
+}
