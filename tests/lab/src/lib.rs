@@ -1,2 +1,4 @@
 //! The lab: real local PostgreSQL clusters and protocol-level simulators of
 //! stores that cannot run on these machines, for tests, demos and benchmarks.
+pub mod mongosim;
+pub mod postgres;

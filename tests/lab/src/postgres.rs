@@ -1,0 +1,789 @@
+//! A real PostgreSQL streaming-replication cluster on loopback.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use switchyard_lab::postgres::{PgCluster, PgClusterSpec};
+//! let cluster = PgCluster::start(PgClusterSpec::new(["east", "west", "south"])).await?;
+//! let topology = cluster.topology();          // matching switchyard topology
+//! cluster.kill("pg-east-1")?;                 // SIGKILL the postmaster
+//! cluster.start_member("pg-east-1").await?;   // start it again as configured
+//! cluster.stop("pg-west-1").await?;           // fast shutdown
+//! drop(cluster);                              // every process stopped, dirs removed
+//! # let _ = topology; Ok(()) }
+//! ```
+//!
+//! Layout: one primary (first member of the first region) and streaming
+//! standbys, `members_per_region` per region, each with its own port, data
+//! directory and unix socket directory under one base directory. When started
+//! as root every server runs as the `postgres` OS user (initdb refuses root).
+//!
+//! Host operations that the controller needs (stop, start as standby,
+//! `pg_rewind`) are written to `<base>/pgctl.sh` and referenced from the
+//! topology's member hooks, so the controller drives the lab exactly as it
+//! would drive real hosts: through templated shell commands.
+//!
+//! Teardown: [`PgCluster`]'s `Drop` stops every server (immediate mode, then
+//! SIGKILL) and removes the directories, also when a test panics.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::fmt::Write as _;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use switchyard_topology::{
+    Connection, Hooks, Member, Region, RegionRole, Settings, Store, StoreKind, Topology,
+};
+
+/// What cluster to start.
+#[derive(Debug, Clone)]
+pub struct PgClusterSpec {
+    /// Store name in the topology; member names are `<store>-<region>-<n>`.
+    pub store: String,
+    /// Region names; the primary lives in the first.
+    pub regions: Vec<String>,
+    /// Data-bearing members per region (the first one of the first region is
+    /// the primary, every other member a streaming standby).
+    pub members_per_region: usize,
+    /// The store's `max_lag_bytes` written to the topology.
+    pub max_lag_bytes: Option<u64>,
+    /// Base directory; a fresh temporary directory when `None`. The cluster
+    /// lives in `<base>/<store>` and is removed on teardown.
+    pub base_dir: Option<PathBuf>,
+}
+
+impl PgClusterSpec {
+    /// One member per region, store `pg`, an 8 MiB lag bound.
+    pub fn new<I, S>(regions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        PgClusterSpec {
+            store: "pg".into(),
+            regions: regions.into_iter().map(Into::into).collect(),
+            members_per_region: 1,
+            max_lag_bytes: Some(8 * 1024 * 1024),
+            base_dir: None,
+        }
+    }
+}
+
+/// One server of the lab cluster.
+#[derive(Debug, Clone)]
+pub struct PgMember {
+    /// Member name (`<store>-<region>-<n>`).
+    pub name: String,
+    /// Region it lives in.
+    pub region: String,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Its directory: `data/`, `log`, `sock/`.
+    pub dir: PathBuf,
+}
+
+impl PgMember {
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The server log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    /// A libpq/tokio-postgres connection string for this member.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=5",
+            self.port
+        )
+    }
+}
+
+/// A running lab cluster. Dropping it stops every server and removes its files.
+#[derive(Debug)]
+pub struct PgCluster {
+    root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    bin: PathBuf,
+    run_as: Option<(u32, u32)>,
+    members: Vec<PgMember>,
+    topology: Topology,
+    script: PathBuf,
+}
+
+/// Where PostgreSQL's server binaries live: `SWITCHYARD_PG_BIN`, then
+/// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin`, then PATH.
+pub fn pg_bin_dir() -> Result<PathBuf> {
+    let has_initdb = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    if let Ok(dir) = std::env::var("SWITCHYARD_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        if has_initdb(&dir) {
+            return Ok(dir);
+        }
+        bail!(
+            "SWITCHYARD_PG_BIN={} does not contain initdb and pg_ctl",
+            dir.display()
+        );
+    }
+    if let Ok(out) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_initdb(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_initdb(&bin).then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if has_initdb(&dir) {
+            return Ok(dir);
+        }
+    }
+    bail!("PostgreSQL server binaries not found (install Debian package `postgresql`, or set SWITCHYARD_PG_BIN)")
+}
+
+/// The `postgres` OS user's uid/gid when we run as root, `None` otherwise.
+fn run_as_postgres() -> Result<Option<(u32, u32)>> {
+    // /proc/self is owned by the effective uid; avoids unsafe geteuid().
+    let euid = std::fs::metadata("/proc/self")
+        .context("reading /proc/self")?
+        .uid();
+    if euid != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == "postgres" {
+            return Ok(Some((f[2].parse()?, f[3].parse()?)));
+        }
+    }
+    bail!("running as root but there is no `postgres` OS user (the Debian `postgresql` package creates it)")
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn chown_tree(path: &Path, ids: Option<(u32, u32)>) -> Result<()> {
+    let Some((uid, gid)) = ids else { return Ok(()) };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", path.display()))?;
+    if path.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            chown_tree(&e?.path(), ids)?;
+        }
+    }
+    Ok(())
+}
+
+/// Make sure the `postgres` user can reach `dir` (every ancestor traversable).
+fn check_traversable(dir: &Path, ids: Option<(u32, u32)>) -> Result<()> {
+    if ids.is_none() {
+        return Ok(());
+    }
+    for anc in dir.ancestors().skip(1) {
+        if anc.as_os_str().is_empty() {
+            continue;
+        }
+        let mode = std::fs::metadata(anc)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "{} is not traversable by the postgres user (mode {:o}); choose a base dir under /tmp",
+                anc.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(())
+}
+
+impl PgCluster {
+    /// Start a primary and its standbys, wait until every standby streams,
+    /// and build the matching topology.
+    pub async fn start(spec: PgClusterSpec) -> Result<PgCluster> {
+        if spec.regions.is_empty() || spec.members_per_region == 0 {
+            bail!("a lab cluster needs at least one region and one member per region");
+        }
+        let bin = pg_bin_dir()?;
+        let run_as = run_as_postgres()?;
+        let (tmp, base) = match &spec.base_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("switchyard-pg-")
+                    .tempdir_in("/tmp")?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let base = std::fs::canonicalize(&base)?;
+        let root = base.join(&spec.store);
+        if root.exists() {
+            bail!(
+                "{} already exists; refusing to reuse a cluster directory",
+                root.display()
+            );
+        }
+        std::fs::create_dir_all(&root)?;
+        for d in [&base, &root] {
+            let mut p = std::fs::metadata(d)?.permissions();
+            p.set_mode(p.mode() | 0o755);
+            std::fs::set_permissions(d, p)?;
+        }
+        check_traversable(&root, run_as)?;
+
+        let mut members = Vec::new();
+        for region in &spec.regions {
+            for n in 1..=spec.members_per_region {
+                let name = format!("{}-{}-{}", spec.store, region, n);
+                let dir = root.join(&name);
+                std::fs::create_dir_all(dir.join("sock"))?;
+                members.push(PgMember {
+                    name,
+                    region: region.clone(),
+                    port: free_port()?,
+                    dir,
+                });
+            }
+        }
+        let script = root.join("pgctl.sh");
+        std::fs::write(&script, pgctl_script(&bin, &root))?;
+        let mut p = std::fs::metadata(&script)?.permissions();
+        p.set_mode(0o755);
+        std::fs::set_permissions(&script, p)?;
+        chown_tree(&root, run_as)?;
+
+        let topology = build_topology(&spec, &members, &script);
+        let mut cluster = PgCluster {
+            root,
+            _tmp: tmp,
+            bin,
+            run_as,
+            members,
+            topology,
+            script,
+        };
+        cluster.bootstrap().await?;
+        Ok(cluster)
+    }
+
+    async fn bootstrap(&mut self) -> Result<()> {
+        let primary = self.members[0].clone();
+        let data = primary.data_dir();
+        self.run_pg(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-locale",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )
+        .await?;
+        // Settings shared by every member (pg_basebackup copies them); the
+        // per-member port and socket directory are appended after the copy.
+        let mut conf = String::from("\n# switchyard lab\n");
+        for line in [
+            "listen_addresses = '127.0.0.1'",
+            "wal_level = replica",
+            "max_wal_senders = 16",
+            "max_replication_slots = 16",
+            "hot_standby = on",
+            "wal_log_hints = on",
+            "wal_keep_size = '512MB'",
+            "fsync = off",
+            "full_page_writes = on",
+            "shared_buffers = '16MB'",
+            "max_connections = 60",
+            // Re-pointed/restarted standbys reconnect quickly.
+            "wal_retrieve_retry_interval = '100ms'",
+            "wal_receiver_status_interval = '1s'",
+            "logging_collector = off",
+            "log_line_prefix = '%m [%p] '",
+        ] {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        append(&data.join("postgresql.conf"), &conf)?;
+        self.write_member_conf(&primary)?;
+        self.launch(&primary, true).await?;
+
+        for m in self.members[1..].to_vec() {
+            self.run_pg(
+                "pg_basebackup",
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    path_str(&m.data_dir())?,
+                    "-X",
+                    "stream",
+                    "--no-sync",
+                ],
+            )
+            .await?;
+            self.write_member_conf(&m)?;
+            std::fs::write(m.data_dir().join("standby.signal"), "")?;
+            chown_tree(&m.data_dir().join("standby.signal"), self.run_as)?;
+            append(
+                &m.data_dir().join("postgresql.auto.conf"),
+                &format!(
+                    "primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={}'\n",
+                    primary.port, m.name
+                ),
+            )?;
+            self.launch(&m, true).await?;
+        }
+        self.wait_streaming(Duration::from_secs(60)).await
+    }
+
+    fn write_member_conf(&self, m: &PgMember) -> Result<()> {
+        append(
+            &m.data_dir().join("postgresql.conf"),
+            &format!(
+                "port = {}\nunix_socket_directories = '{}'\ncluster_name = '{}'\n",
+                m.port,
+                m.dir.join("sock").display(),
+                m.name
+            ),
+        )
+    }
+
+    async fn launch(&self, m: &PgMember, wait: bool) -> Result<()> {
+        self.run_pg(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&m.data_dir())?,
+                "-l",
+                path_str(&m.log_file())?,
+                "-W",
+                "start",
+            ],
+        )
+        .await?;
+        if wait {
+            self.wait_accepting(m, Duration::from_secs(60)).await?;
+        }
+        Ok(())
+    }
+
+    /// Poll until `m` accepts SQL connections.
+    async fn wait_accepting(&self, m: &PgMember, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match tokio_postgres::connect(&m.conninfo(), tokio_postgres::NoTls).await {
+                Ok((client, conn)) => {
+                    tokio::spawn(conn);
+                    if client.simple_query("SELECT 1").await.is_ok() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if Instant::now() > deadline => {
+                    bail!(
+                        "{} did not accept connections within {timeout:?}: {e}; log:\n{}",
+                        m.name,
+                        tail(&m.log_file())
+                    )
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until the current primary reports every reachable standby as streaming.
+    pub async fn wait_streaming(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let want = self.members.len() - 1;
+        loop {
+            let mut last = String::new();
+            for m in &self.members {
+                let Ok(client) = self.connect(&m.name).await else {
+                    continue;
+                };
+                let Ok(row) = client
+                    .query_one(
+                        "SELECT NOT pg_is_in_recovery(), (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')",
+                        &[],
+                    )
+                    .await
+                else {
+                    continue;
+                };
+                let (is_primary, n): (bool, i64) = (row.get(0), row.get(1));
+                if is_primary {
+                    if n as usize >= want {
+                        return Ok(());
+                    }
+                    last = format!("{} streams to {n} of {want} standbys", m.name);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("standbys not streaming within {timeout:?}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn run_pg(&self, prog: &str, args: &[&str]) -> Result<()> {
+        let mut cmd = tokio::process::Command::new(self.bin.join(prog));
+        cmd.args(args)
+            .current_dir(&self.root)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .map_err(|_| anyhow!("{prog} timed out"))?
+            .with_context(|| format!("running {prog}"))?;
+        if !out.status.success() {
+            bail!(
+                "{prog} {args:?} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The matching topology (one store, kind postgres, hooks filled).
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The store of the topology.
+    pub fn store(&self) -> &Store {
+        &self.topology.stores[0]
+    }
+
+    /// Every member, primary first (as started).
+    pub fn members(&self) -> &[PgMember] {
+        &self.members
+    }
+
+    /// Look a member up by name.
+    pub fn member(&self, name: &str) -> Result<&PgMember> {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| anyhow!("no lab member {name}"))
+    }
+
+    /// The directory holding the cluster.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The host-command script the topology's hooks call.
+    pub fn script(&self) -> &Path {
+        &self.script
+    }
+
+    /// Write the topology to `path` as TOML.
+    pub fn write_topology(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.topology.to_toml())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Connect to a member as the superuser.
+    pub async fn connect(&self, member: &str) -> Result<tokio_postgres::Client> {
+        let m = self.member(member)?;
+        let (client, conn) = tokio_postgres::connect(&m.conninfo(), tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {member}"))?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// The postmaster pid of a running member, from `postmaster.pid`.
+    pub fn pid(&self, member: &str) -> Result<Option<u32>> {
+        let m = self.member(member)?;
+        Ok(read_pid(&m.data_dir()))
+    }
+
+    /// SIGKILL the member's postmaster (a crash: no shutdown checkpoint, no
+    /// goodbye to standbys). Its children exit when they notice.
+    pub fn kill(&self, member: &str) -> Result<()> {
+        let m = self.member(member)?;
+        let pid =
+            read_pid(&m.data_dir()).ok_or_else(|| anyhow!("{member} has no postmaster.pid"))?;
+        let st = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+        if !st.success() {
+            bail!("kill -KILL {pid} ({member}) failed");
+        }
+        // Wait until the postmaster is gone so a restart can bind the port.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Fast shutdown of a member (via the same script the hooks use).
+    pub async fn stop(&self, member: &str) -> Result<()> {
+        self.script_cmd(&["stop", member]).await
+    }
+
+    /// Start a member as it is configured (primary or standby), wait until
+    /// it accepts connections.
+    pub async fn start_member(&self, member: &str) -> Result<()> {
+        self.script_cmd(&["start", member]).await?;
+        let m = self.member(member)?.clone();
+        self.wait_accepting(&m, Duration::from_secs(60)).await
+    }
+
+    async fn script_cmd(&self, args: &[&str]) -> Result<()> {
+        let out = tokio::process::Command::new(&self.script)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "{} {args:?} failed: {}{}",
+                self.script.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stop everything now (also done by `Drop`).
+    pub fn teardown(&mut self) {
+        for m in &self.members {
+            let data = m.data_dir();
+            if read_pid(&data).is_some() {
+                let mut cmd = std::process::Command::new(self.bin.join("pg_ctl"));
+                cmd.args(["-D"])
+                    .arg(&data)
+                    .args(["-m", "immediate", "-w", "-t", "10", "stop"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if let Some((uid, gid)) = self.run_as {
+                    cmd.uid(uid).gid(gid);
+                }
+                let _ = cmd.status();
+            }
+            if let Some(pid) = read_pid(&data) {
+                if Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+            }
+        }
+        if self._tmp.is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+        self.members.clear();
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+fn read_pid(data: &Path) -> Option<u32> {
+    let s = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    let pid: u32 = s.lines().next()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", p.display()))
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> Topology {
+    let q = shell_quote(&script.display().to_string());
+    let regions = spec
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Region {
+            name: r.clone(),
+            role: if i == 0 {
+                RegionRole::Primary
+            } else {
+                RegionRole::Secondary
+            },
+        })
+        .collect();
+    let members = members
+        .iter()
+        .map(|m| Member {
+            name: m.name.clone(),
+            host: Some(format!("127.0.0.1:{}", m.port)),
+            region: m.region.clone(),
+            priority: 1.0,
+            votes: 1,
+            arbiter: false,
+            hidden: false,
+            read_only_replica: false,
+            failover_priority: None,
+            hooks: Hooks {
+                stop: Some(format!("{q} stop {{member}}")),
+                start: Some(format!("{q} start {{member}}")),
+                start_as_standby: Some(format!(
+                    "{q} start-standby {{member}} {{primary_host}} {{primary_port}}"
+                )),
+                rewind: Some(format!(
+                    "{q} rewind {{member}} {{primary_host}} {{primary_port}}"
+                )),
+                timeout_ms: Some(120_000),
+                extra: Default::default(),
+            },
+        })
+        .collect();
+    Topology {
+        name: format!("{}-lab", spec.store),
+        regions,
+        stores: vec![Store {
+            name: spec.store.clone(),
+            kind: StoreKind::Postgres,
+            depends_on: vec![],
+            max_lag_bytes: spec.max_lag_bytes,
+            max_lag_ms: None,
+            connection: Connection {
+                user: Some("postgres".into()),
+                database: Some("postgres".into()),
+                password_env: None,
+                tls: Some("disable".into()),
+                connect_timeout_ms: Some(2000),
+                ..Connection::default()
+            },
+            settings: Settings::default(),
+            members,
+        }],
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The host-command script. Every command is idempotent: stopping a stopped
+/// server or starting a running one succeeds. `start-standby` with an empty
+/// primary starts the member in recovery without an upstream (a fenced
+/// former primary that still answers read-only queries).
+fn pgctl_script(bin: &Path, root: &Path) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"#!/bin/sh
+# Generated by switchyard-lab: host commands for the lab's PostgreSQL members.
+# Usage: pgctl.sh stop|start|start-standby|rewind MEMBER [PRIMARY_HOST PRIMARY_PORT]
+set -eu
+BIN={bin}
+ROOT={root}
+cmd="$1"; member="$2"; host="${{3:-}}"; port="${{4:-}}"
+case "$member" in *[!A-Za-z0-9._-]*|'') echo "bad member name" >&2; exit 2;; esac
+data="$ROOT/$member/data"
+log="$ROOT/$member/log"
+as_pg() {{ if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }}
+running() {{ as_pg "$BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; }}
+stop() {{
+  if running; then
+    as_pg "$BIN/pg_ctl" -D "$data" -m fast -W stop >/dev/null 2>&1 || true
+    # pg_ctl -w polls every 100 ms; poll the pid file far tighter.
+    i=0
+    while [ -f "$data/postmaster.pid" ] && running; do
+      i=$((i+1)); [ $i -gt 12000 ] && {{ echo "$member did not stop" >&2; exit 1; }}
+      sleep 0.005
+    done
+  fi
+}}
+start() {{
+  running || as_pg "$BIN/pg_ctl" -D "$data" -l "$log" -W start >/dev/null
+}}
+set_upstream() {{
+  as_pg touch "$data/standby.signal"
+  tmp="$data/postgresql.auto.conf.tmp"
+  grep -v '^primary_conninfo' "$data/postgresql.auto.conf" > "$tmp" || true
+  if [ -n "$host" ]; then
+    echo "primary_conninfo = 'host=$host port=$port user=postgres application_name=$member'" >> "$tmp"
+  fi
+  chown --reference="$data/postgresql.auto.conf" "$tmp"
+  mv "$tmp" "$data/postgresql.auto.conf"
+}}
+case "$cmd" in
+  stop) stop ;;
+  start) start ;;
+  start-standby) stop; set_upstream; start ;;
+  rewind)
+    stop
+    # pg_rewind copies the source's configuration files; keep this member's.
+    cp -p "$data/postgresql.conf" "$ROOT/$member/postgresql.conf.keep"
+    cp -p "$data/postgresql.auto.conf" "$ROOT/$member/postgresql.auto.conf.keep"
+    as_pg "$BIN/pg_rewind" -D "$data" --source-server="host=$host port=$port user=postgres dbname=postgres" >>"$log" 2>&1
+    cp -p "$ROOT/$member/postgresql.conf.keep" "$data/postgresql.conf"
+    cp -p "$ROOT/$member/postgresql.auto.conf.keep" "$data/postgresql.auto.conf"
+    ;;
+  *) echo "unknown command $cmd" >&2; exit 2 ;;
+esac
+"#,
+        bin = shell_quote(&bin.display().to_string()),
+        root = shell_quote(&root.display().to_string()),
+    );
+    s
+}
