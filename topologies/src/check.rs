@@ -132,8 +132,8 @@ impl<'a> Checker<'a> {
         match primaries.as_slice() {
             [_] => {}
             [] => {
-                let (span, field) = if self.sm.is_written("regions") {
-                    (self.at("regions"), "regions".to_string())
+                let (span, field) = if !self.t.regions.is_empty() {
+                    (self.at("regions[0].role"), "regions[0].role".to_string())
                 } else {
                     (self.at("name"), "name".to_string())
                 };

@@ -56,10 +56,15 @@ impl SourceMap {
             if let Some(span) = self.entries.get(p).and_then(|e| e.value.clone().or(e.key.clone())) {
                 return span;
             }
-            match parent(p) {
-                Some(up) => p = up,
-                None => return 0..0,
+            let Some(up) = parent(p) else { return 0..0 };
+            // A table's span is its whole body; its `name` is the better
+            // place to underline a field that was left at its default.
+            if !up.is_empty() {
+                if let Some(span) = self.entries.get(&format!("{up}.name")).and_then(|e| e.value.clone()) {
+                    return span;
+                }
             }
+            p = up;
         }
     }
 
@@ -223,9 +228,9 @@ mod tests {
         assert_eq!(&text[v], "\"c\"");
         let m = sm.locate("stores[0].members[0].name");
         assert_eq!(&text[m], "\"m\"");
-        // A defaulted field falls back to its member's header.
+        // A defaulted field falls back to its member's name.
         let d = sm.locate("stores[0].members[0].votes");
-        assert_eq!(&text[d], "[[stores.members]]");
+        assert_eq!(&text[d], "\"m\"");
         assert_eq!(sm.path_at(text.find("\"m\"").unwrap()), Some("stores[0].members[0].name"));
     }
 }
