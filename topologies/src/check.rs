@@ -119,7 +119,11 @@ impl<'a> Checker<'a> {
                     &path,
                 )
                 .label("declared again here")
-                .secondary(self.at(&format!("regions[{fi}].name")), format!("regions[{fi}].name"), "first declared here");
+                .secondary(
+                    self.at(&format!("regions[{fi}].name")),
+                    format!("regions[{fi}].name"),
+                    "first declared here",
+                );
                 self.push(d);
                 continue;
             }
@@ -137,8 +141,13 @@ impl<'a> Checker<'a> {
                 } else {
                     (self.at("name"), "name".to_string())
                 };
-                let d = Diagnostic::new(&rules::PRIMARY_REGION, "no region has role `primary`", span, field)
-                    .label("no primary region in this topology");
+                let d = Diagnostic::new(
+                    &rules::PRIMARY_REGION,
+                    "no region has role `primary`",
+                    span,
+                    field,
+                )
+                .label("no primary region in this topology");
                 self.push(d);
             }
             [first_p, rest @ ..] => {
@@ -173,10 +182,19 @@ impl<'a> Checker<'a> {
         for (si, s) in self.t.stores.iter().enumerate() {
             if let Some(&fi) = stores.get(s.name.as_str()) {
                 let p = spath(si, "name");
-                let d = Diagnostic::new(&rules::DUPLICATE_STORE, format!("store `{}` is defined twice", s.name), self.at(&p), &p)
-                    .label("defined again here")
-                    .secondary(self.at(&spath(fi, "name")), spath(fi, "name"), "first defined here")
-                    .store(&s.name);
+                let d = Diagnostic::new(
+                    &rules::DUPLICATE_STORE,
+                    format!("store `{}` is defined twice", s.name),
+                    self.at(&p),
+                    &p,
+                )
+                .label("defined again here")
+                .secondary(
+                    self.at(&spath(fi, "name")),
+                    spath(fi, "name"),
+                    "first defined here",
+                )
+                .store(&s.name);
                 self.push(d);
             } else {
                 stores.insert(&s.name, si);
@@ -184,11 +202,20 @@ impl<'a> Checker<'a> {
             for (mi, m) in s.members.iter().enumerate() {
                 if let Some(&(fs, fm)) = members.get(m.name.as_str()) {
                     let p = mpath(si, mi, "name");
-                    let d = Diagnostic::new(&rules::DUPLICATE_MEMBER, format!("member `{}` is defined twice", m.name), self.at(&p), &p)
-                        .label("defined again here")
-                        .secondary(self.at(&mpath(fs, fm, "name")), mpath(fs, fm, "name"), "first defined here")
-                        .store(&s.name)
-                        .member(&m.name);
+                    let d = Diagnostic::new(
+                        &rules::DUPLICATE_MEMBER,
+                        format!("member `{}` is defined twice", m.name),
+                        self.at(&p),
+                        &p,
+                    )
+                    .label("defined again here")
+                    .secondary(
+                        self.at(&mpath(fs, fm, "name")),
+                        mpath(fs, fm, "name"),
+                        "first defined here",
+                    )
+                    .store(&s.name)
+                    .member(&m.name);
                     self.push(d);
                 } else {
                     members.insert(&m.name, (si, mi));
@@ -199,12 +226,19 @@ impl<'a> Checker<'a> {
                         let p = mpath(si, mi, "host");
                         let d = Diagnostic::new(
                             &rules::DUPLICATE_HOST,
-                            format!("host `{host}` of member `{}` is also used by member `{}`", m.name, self.t.stores[fs].members[fm].name),
+                            format!(
+                                "host `{host}` of member `{}` is also used by member `{}`",
+                                m.name, self.t.stores[fs].members[fm].name
+                            ),
                             self.at(&p),
                             &p,
                         )
                         .label("used again here")
-                        .secondary(self.at(&mpath(fs, fm, "host")), mpath(fs, fm, "host"), "first used here")
+                        .secondary(
+                            self.at(&mpath(fs, fm, "host")),
+                            mpath(fs, fm, "host"),
+                            "first used here",
+                        )
                         .store(&s.name)
                         .member(&m.name);
                         self.push(d);
@@ -219,9 +253,14 @@ impl<'a> Checker<'a> {
     fn store(&mut self, si: usize, s: &'a Store) {
         if s.members.is_empty() {
             let p = spath(si, "name");
-            let d = Diagnostic::new(&rules::EMPTY_STORE, format!("store `{}` has no members", s.name), self.at(&p), &p)
-                .label("no [[stores.members]] for this store")
-                .store(&s.name);
+            let d = Diagnostic::new(
+                &rules::EMPTY_STORE,
+                format!("store `{}` has no members", s.name),
+                self.at(&p),
+                &p,
+            )
+            .label("no [[stores.members]] for this store")
+            .store(&s.name);
             self.push(d);
             return;
         }
@@ -265,7 +304,10 @@ impl<'a> Checker<'a> {
                 let p = mpath(si, mi, "region");
                 let d = Diagnostic::new(
                     &rules::WITNESS_DATA,
-                    format!("member `{}` holds data but is in witness region `{}`", m.name, m.region),
+                    format!(
+                        "member `{}` holds data but is in witness region `{}`",
+                        m.name, m.region
+                    ),
                     self.at(&p),
                     &p,
                 )
@@ -280,7 +322,10 @@ impl<'a> Checker<'a> {
             let p = mpath(si, mi, "name");
             let d = Diagnostic::new(
                 &rules::MISSING_HOST,
-                format!("member `{}` of {kind} store `{}` has no `host`", m.name, s.name),
+                format!(
+                    "member `{}` of {kind} store `{}` has no `host`",
+                    m.name, s.name
+                ),
                 self.at(&p),
                 mpath(si, mi, "host"),
             )
@@ -290,7 +335,9 @@ impl<'a> Checker<'a> {
             self.push(d);
         }
         // Priority range.
-        let prio_bad = !m.priority.is_finite() || m.priority < 0.0 || (kind == StoreKind::Mongodb && m.priority > 1000.0);
+        let prio_bad = !m.priority.is_finite()
+            || m.priority < 0.0
+            || (kind == StoreKind::Mongodb && m.priority > 1000.0);
         if prio_bad {
             let p = mpath(si, mi, "priority");
             let d = Diagnostic::new(
@@ -308,16 +355,31 @@ impl<'a> Checker<'a> {
         match kind {
             StoreKind::Mongodb => {
                 if m.arbiter && (m.priority != 0.0 || m.votes != 1) {
-                    let field = if m.priority != 0.0 { "priority" } else { "votes" };
+                    let field = if m.priority != 0.0 {
+                        "priority"
+                    } else {
+                        "votes"
+                    };
                     let p = mpath(si, mi, field);
-                    let got = format!("priority {} and {}", fmt_priority(m.priority), plural(u64::from(m.votes), "vote", "votes"));
+                    let got = format!(
+                        "priority {} and {}",
+                        fmt_priority(m.priority),
+                        plural(u64::from(m.votes), "vote", "votes")
+                    );
                     let d = Diagnostic::new(
                         &rules::ARBITER_CONFIG,
-                        format!("arbiter `{}` has {got}; an arbiter has priority 0 and 1 vote", m.name),
+                        format!(
+                            "arbiter `{}` has {got}; an arbiter has priority 0 and 1 vote",
+                            m.name
+                        ),
                         self.at(&p),
                         &p,
                     )
-                    .label(if self.sm.is_written(&p) { "must be 0 for priority, 1 for votes" } else { "priority defaults to 1: write `priority = 0`" })
+                    .label(if self.sm.is_written(&p) {
+                        "must be 0 for priority, 1 for votes"
+                    } else {
+                        "priority defaults to 1: write `priority = 0`"
+                    })
                     .store(&s.name)
                     .member(&m.name);
                     self.push(d);
@@ -326,7 +388,10 @@ impl<'a> Checker<'a> {
                     let p = mpath(si, mi, "votes");
                     let d = Diagnostic::new(
                         &rules::INVALID_VOTES,
-                        format!("member `{}` has {} votes; MongoDB members have 0 or 1", m.name, m.votes),
+                        format!(
+                            "member `{}` has {} votes; MongoDB members have 0 or 1",
+                            m.name, m.votes
+                        ),
                         self.at(&p),
                         &p,
                     )
@@ -338,7 +403,11 @@ impl<'a> Checker<'a> {
                     let p = mpath(si, mi, "votes");
                     let d = Diagnostic::new(
                         &rules::INVALID_VOTES,
-                        format!("non-voting member `{}` has priority {}; it must be 0", m.name, fmt_priority(m.priority)),
+                        format!(
+                            "non-voting member `{}` has priority {}; it must be 0",
+                            m.name,
+                            fmt_priority(m.priority)
+                        ),
                         self.at(&p),
                         &p,
                     )
@@ -351,11 +420,19 @@ impl<'a> Checker<'a> {
                     let p = mpath(si, mi, "priority");
                     let d = Diagnostic::new(
                         &rules::HIDDEN_PRIORITY,
-                        format!("hidden member `{}` has priority {}; it must be 0", m.name, fmt_priority(m.priority)),
+                        format!(
+                            "hidden member `{}` has priority {}; it must be 0",
+                            m.name,
+                            fmt_priority(m.priority)
+                        ),
                         self.at(&p),
                         &p,
                     )
-                    .label(if self.sm.is_written(&p) { "must be 0" } else { "priority defaults to 1: write `priority = 0`" })
+                    .label(if self.sm.is_written(&p) {
+                        "must be 0"
+                    } else {
+                        "priority defaults to 1: write `priority = 0`"
+                    })
                     .store(&s.name)
                     .member(&m.name);
                     self.push(d);
@@ -418,7 +495,10 @@ impl<'a> Checker<'a> {
         if voters > 7 {
             let d = Diagnostic::new(
                 &rules::TOO_MANY_VOTERS,
-                format!("replica set `{}` has {voters} voting members; MongoDB allows at most 7", s.name),
+                format!(
+                    "replica set `{}` has {voters} voting members; MongoDB allows at most 7",
+                    s.name
+                ),
                 self.at(&name_path),
                 &name_path,
             )
@@ -429,19 +509,29 @@ impl<'a> Checker<'a> {
         if s.members.len() > 50 {
             let d = Diagnostic::new(
                 &rules::TOO_MANY_MEMBERS,
-                format!("replica set `{}` has {} members; MongoDB allows at most 50", s.name, s.members.len()),
+                format!(
+                    "replica set `{}` has {} members; MongoDB allows at most 50",
+                    s.name,
+                    s.members.len()
+                ),
                 self.at(&name_path),
                 &name_path,
             )
             .store(&s.name);
             self.push(d);
         }
-        let arbiters: Vec<usize> = (0..s.members.len()).filter(|&i| s.members[i].arbiter).collect();
+        let arbiters: Vec<usize> = (0..s.members.len())
+            .filter(|&i| s.members[i].arbiter)
+            .collect();
         if arbiters.len() > 1 {
             let p = mpath(si, arbiters[1], "arbiter");
             let mut d = Diagnostic::new(
                 &rules::MULTIPLE_ARBITERS,
-                format!("replica set `{}` has {} arbiters; use at most one", s.name, arbiters.len()),
+                format!(
+                    "replica set `{}` has {} arbiters; use at most one",
+                    s.name,
+                    arbiters.len()
+                ),
                 self.at(&p),
                 &p,
             )
@@ -461,7 +551,10 @@ impl<'a> Checker<'a> {
                 let p = mpath(si, mi, "failover_priority");
                 let d = Diagnostic::new(
                     &rules::COSMOS_PRIORITIES,
-                    format!("location `{}` of Cosmos DB account `{}` has no failover_priority", m.name, s.name),
+                    format!(
+                        "location `{}` of Cosmos DB account `{}` has no failover_priority",
+                        m.name, s.name
+                    ),
                     self.at(&mpath(si, mi, "name")),
                     &p,
                 )
@@ -476,7 +569,10 @@ impl<'a> Checker<'a> {
                 let fpth = mpath(si, first, "failover_priority");
                 let d = Diagnostic::new(
                     &rules::COSMOS_PRIORITIES,
-                    format!("failover_priority {fp} of `{}` is also used by `{}`", m.name, s.members[first].name),
+                    format!(
+                        "failover_priority {fp} of `{}` is also used by `{}`",
+                        m.name, s.members[first].name
+                    ),
                     self.at(&p),
                     &p,
                 )
@@ -534,7 +630,14 @@ impl<'a> Checker<'a> {
         out
     }
 
-    fn member_labels(&self, d: Diagnostic, si: usize, s: &Store, lost: &[&str], pick: impl Fn(&Member) -> Option<String>) -> Diagnostic {
+    fn member_labels(
+        &self,
+        d: Diagnostic,
+        si: usize,
+        s: &Store,
+        lost: &[&str],
+        pick: impl Fn(&Member) -> Option<String>,
+    ) -> Diagnostic {
         let mut d = d;
         let mut shown = 0;
         let mut hidden = 0;
@@ -553,7 +656,9 @@ impl<'a> Checker<'a> {
             }
         }
         if hidden > 0 {
-            d = d.note(format!("{hidden} more members in the lost regions are not shown"));
+            d = d.note(format!(
+                "{hidden} more members in the lost regions are not shown"
+            ));
         }
         d
     }
@@ -572,7 +677,10 @@ impl<'a> Checker<'a> {
                 majority_broken = true;
                 let d = Diagnostic::new(
                     &rules::MAJORITY_LOST,
-                    format!("store `{}` has no voting members; it can never elect a primary", s.name),
+                    format!(
+                        "store `{}` has no voting members; it can never elect a primary",
+                        s.name
+                    ),
                     self.at(&name_path),
                     &name_path,
                 )
@@ -585,7 +693,11 @@ impl<'a> Checker<'a> {
                 if left < need {
                     majority_broken = true;
                     let lost_names: Vec<&str> = lost_idx.iter().map(|&i| regions[i]).collect();
-                    let by_region: Vec<String> = regions.iter().zip(&votes).map(|(r, v)| format!("{r} {v}")).collect();
+                    let by_region: Vec<String> = regions
+                        .iter()
+                        .zip(&votes)
+                        .map(|(r, v)| format!("{r} {v}"))
+                        .collect();
                     let mut d = Diagnostic::new(
                         &rules::MAJORITY_LOST,
                         format!(
@@ -612,7 +724,9 @@ impl<'a> Checker<'a> {
                     }
                     let d = self.member_labels(d, si, s, &lost_names, |m| {
                         let v = u64::from(m.effective_votes());
-                        (v > 0).then(|| format!("{} lost with {}", plural(v, "vote", "votes"), m.region))
+                        (v > 0).then(|| {
+                            format!("{} lost with {}", plural(v, "vote", "votes"), m.region)
+                        })
                     });
                     self.push(d);
                 }
@@ -635,7 +749,9 @@ impl<'a> Checker<'a> {
             // The calculated majority for w:"majority" is the smaller of the
             // voting majority and the number of data-bearing voting members.
             if s.kind == StoreKind::Mongodb && !majority_broken && total > 0 {
-                let data_voters = self.tally(s, &regions, |m| u64::from(m.effective_votes() > 0 && !m.arbiter));
+                let data_voters = self.tally(s, &regions, |m| {
+                    u64::from(m.effective_votes() > 0 && !m.arbiter)
+                });
                 let dv_total: u64 = data_voters.iter().sum();
                 let w = need.min(dv_total);
                 let (lost_idx, lost) = worst_loss(&data_voters, n);
@@ -656,7 +772,8 @@ impl<'a> Checker<'a> {
                     .label("a primary can still be elected, but majority writes cannot be acknowledged")
                     .store(&s.name);
                     let d = self.member_labels(d, si, s, &lost_names, |m| {
-                        (m.effective_votes() > 0 && !m.arbiter).then(|| format!("data-bearing voter lost with {}", m.region))
+                        (m.effective_votes() > 0 && !m.arbiter)
+                            .then(|| format!("data-bearing voter lost with {}", m.region))
                     });
                     self.push(d);
                 }
@@ -665,7 +782,12 @@ impl<'a> Checker<'a> {
 
         // Some member that can become primary must survive.
         let electable = self.tally(s, &regions, |m| u64::from(m.electable()));
-        let holders: Vec<&str> = regions.iter().zip(&electable).filter(|(_, &e)| e > 0).map(|(r, _)| *r).collect();
+        let holders: Vec<&str> = regions
+            .iter()
+            .zip(&electable)
+            .filter(|(_, &e)| e > 0)
+            .map(|(r, _)| *r)
+            .collect();
         let what = match s.kind {
             StoreKind::Postgres => "no standby that can be promoted",
             StoreKind::Cosmosdb => "no account location that can take writes",
@@ -691,14 +813,24 @@ impl<'a> Checker<'a> {
         } else if holders.len() <= n {
             let mut d = Diagnostic::new(
                 &rules::NO_PROMOTABLE_SURVIVOR,
-                format!("store `{}`: losing {} leaves {what}", s.name, join_regions(&holders)),
+                format!(
+                    "store `{}`: losing {} leaves {what}",
+                    s.name,
+                    join_regions(&holders)
+                ),
                 self.at(&name_path),
                 &name_path,
             )
-            .label(format!("every member that can become primary is in {}", join_regions(&holders)))
+            .label(format!(
+                "every member that can become primary is in {}",
+                join_regions(&holders)
+            ))
             .help(help)
             .store(&s.name);
-            d = self.member_labels(d, si, s, &holders, |m| m.electable().then(|| format!("can become primary, lost with {}", m.region)));
+            d = self.member_labels(d, si, s, &holders, |m| {
+                m.electable()
+                    .then(|| format!("can become primary, lost with {}", m.region))
+            });
             self.push(d);
         }
     }
@@ -715,7 +847,12 @@ impl<'a> Checker<'a> {
             return;
         };
         if s.kind == StoreKind::Cosmosdb {
-            if let Some((mi, m)) = s.members.iter().enumerate().find(|(_, m)| m.failover_priority == Some(0)) {
+            if let Some((mi, m)) = s
+                .members
+                .iter()
+                .enumerate()
+                .find(|(_, m)| m.failover_priority == Some(0))
+            {
                 if m.region != *primary {
                     let p = mpath(si, mi, "failover_priority");
                     let d = Diagnostic::new(
@@ -736,7 +873,12 @@ impl<'a> Checker<'a> {
             }
             return;
         }
-        let top = s.members.iter().filter(|m| m.electable()).map(|m| m.priority).fold(f64::NEG_INFINITY, f64::max);
+        let top = s
+            .members
+            .iter()
+            .filter(|m| m.electable())
+            .map(|m| m.priority)
+            .fold(f64::NEG_INFINITY, f64::max);
         if !top.is_finite() {
             return;
         }
@@ -769,7 +911,11 @@ impl<'a> Checker<'a> {
         for &mi in outside.iter().take(MAX_LABELS) {
             let p = mpath(si, mi, "priority");
             let m = &s.members[mi];
-            d = d.secondary(self.at(&p), p, format!("priority {} in {}", fmt_priority(m.priority), m.region));
+            d = d.secondary(
+                self.at(&p),
+                p,
+                format!("priority {} in {}", fmt_priority(m.priority), m.region),
+            );
         }
         self.push(d);
     }
@@ -809,7 +955,11 @@ impl<'a> Checker<'a> {
         }
         for cycle in find_cycles(&edges) {
             // cycle: [(store, depends_on index of the edge to the next store)]
-            let names: Vec<&str> = cycle.iter().map(|&(s, _)| t.stores[s].name.as_str()).chain([t.stores[cycle[0].0].name.as_str()]).collect();
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&(s, _)| t.stores[s].name.as_str())
+                .chain([t.stores[cycle[0].0].name.as_str()])
+                .collect();
             let (s0, k0) = cycle[0];
             let p0 = spath(s0, &format!("depends_on[{k0}]"));
             let mut d = Diagnostic::new(
@@ -823,7 +973,11 @@ impl<'a> Checker<'a> {
             .store(&t.stores[s0].name);
             for (i, &(s, k)) in cycle.iter().enumerate().skip(1) {
                 let p = spath(s, &format!("depends_on[{k}]"));
-                d = d.secondary(self.at(&p), p, format!("`{}` depends on `{}`", names[i], names[i + 1]));
+                d = d.secondary(
+                    self.at(&p),
+                    p,
+                    format!("`{}` depends on `{}`", names[i], names[i + 1]),
+                );
             }
             self.push(d);
         }
@@ -917,7 +1071,9 @@ fn find_cycles(edges: &[Vec<(usize, usize)>]) -> Vec<Vec<(usize, usize)>> {
                 }
             }
         }
-        let Some((last, last_k)) = found else { continue };
+        let Some((last, last_k)) = found else {
+            continue;
+        };
         let mut path = vec![(last, last_k)];
         let mut v = last;
         while v != start {
@@ -939,9 +1095,18 @@ mod tests {
     #[test]
     fn finds_cycles_and_self_loops() {
         // 0 -> 1 -> 2 -> 0, 3 -> 3, 4 -> 0
-        let edges = vec![vec![(1, 0)], vec![(2, 0)], vec![(0, 0)], vec![(3, 0)], vec![(0, 0)]];
+        let edges = vec![
+            vec![(1, 0)],
+            vec![(2, 0)],
+            vec![(0, 0)],
+            vec![(3, 0)],
+            vec![(0, 0)],
+        ];
         let cycles = find_cycles(&edges);
-        let nodes: Vec<Vec<usize>> = cycles.iter().map(|c| c.iter().map(|&(n, _)| n).collect()).collect();
+        let nodes: Vec<Vec<usize>> = cycles
+            .iter()
+            .map(|c| c.iter().map(|&(n, _)| n).collect())
+            .collect();
         assert_eq!(nodes, vec![vec![0, 1, 2], vec![3]]);
     }
 

@@ -68,7 +68,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A finding of `rule` at `span` (field `field`).
-    pub fn new(rule: &'static Rule, message: impl Into<String>, span: Span, field: impl Into<String>) -> Self {
+    pub fn new(
+        rule: &'static Rule,
+        message: impl Into<String>,
+        span: Span,
+        field: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             rule,
             message: message.into(),
@@ -99,7 +104,12 @@ impl Diagnostic {
     }
 
     /// Add a related place.
-    pub fn secondary(mut self, span: Span, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn secondary(
+        mut self,
+        span: Span,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         self.secondary.push(Label {
             span,
             field: field.into(),

@@ -24,7 +24,10 @@ pub fn large_topology(stores: usize, regions: usize) -> String {
         s.push('\n');
         for i in 0..10 {
             let region = i % regions;
-            let _ = writeln!(s, "[[stores.members]]\nname = \"s{st}-m{i}\"\nregion = \"r{region}\"");
+            let _ = writeln!(
+                s,
+                "[[stores.members]]\nname = \"s{st}-m{i}\"\nregion = \"r{region}\""
+            );
             if kind != "cosmosdb" {
                 let _ = writeln!(s, "host = \"s{st}-m{i}.r{region}.internal:{}\"", 20000 + i);
             }
@@ -56,7 +59,15 @@ mod tests {
     fn generated_topology_parses_and_passes() {
         let text = large_topology(8, 10);
         let parsed = parse_source("gen.toml", &text).unwrap();
-        assert_eq!(parsed.topology.stores.iter().map(|s| s.members.len()).sum::<usize>(), 80);
+        assert_eq!(
+            parsed
+                .topology
+                .stores
+                .iter()
+                .map(|s| s.members.len())
+                .sum::<usize>(),
+            80
+        );
         let diags = check(&parsed, &CheckOptions::default());
         assert!(diags.is_empty(), "{diags:#?}");
     }

@@ -24,7 +24,13 @@ pub fn render(reports: &[FileReport], color: bool) -> String {
             let cd = to_codespan(d, id, &text, &r.file);
             if term::emit(&mut buf, &config, &files, &cd).is_err() {
                 // A span codespan cannot place; never lose the finding.
-                let line = format!("{}[{}]: {}: {}\n\n", d.severity(), d.rule.code, r.file, d.message);
+                let line = format!(
+                    "{}[{}]: {}: {}\n\n",
+                    d.severity(),
+                    d.rule.code,
+                    r.file,
+                    d.message
+                );
                 std::io::Write::write_all(&mut buf, line.as_bytes()).ok();
             }
         }
@@ -42,7 +48,12 @@ pub fn summary(reports: &[FileReport]) -> String {
     let files = reports.len();
     let invalid = reports.iter().filter(|r| r.invalid).count();
     let s = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    let mut line = format!("topocheck: checked {}: {}, {}", s(files, "file"), s(errors, "error"), s(warnings, "warning"));
+    let mut line = format!(
+        "topocheck: checked {}: {}, {}",
+        s(files, "file"),
+        s(errors, "error"),
+        s(warnings, "warning")
+    );
     if invalid > 0 {
         line.push_str(&format!(" ({} could not be parsed)", s(invalid, "file")));
     }
@@ -70,7 +81,11 @@ fn to_codespan(d: &Diagnostic, id: usize, text: &str, file: &str) -> cs::Diagnos
     let mut notes = Vec::new();
     let mut message = d.message.clone();
     match &d.primary {
-        Some(Label { span, field, message: m }) => {
+        Some(Label {
+            span,
+            field,
+            message: m,
+        }) => {
             labels.push(cs::Label::primary(id, clamp(text, span)).with_message(m.clone()));
             if !field.is_empty() {
                 notes.push(format!("field: {field}"));

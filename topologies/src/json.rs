@@ -21,7 +21,12 @@ pub fn diagnostic_json(file: &str, text: &str, d: &Diagnostic) -> Value {
         })
     };
     let primary = d.primary.as_ref().map(loc);
-    let get = |k: &str| primary.as_ref().and_then(|p| p.get(k).cloned()).unwrap_or(Value::Null);
+    let get = |k: &str| {
+        primary
+            .as_ref()
+            .and_then(|p| p.get(k).cloned())
+            .unwrap_or(Value::Null)
+    };
     json!({
         "file": file,
         "code": d.rule.code,

@@ -15,7 +15,9 @@ pub fn majority(total: u64) -> u64 {
 /// so the earliest-declared region is named first. Regions holding nothing
 /// are never chosen: losing them changes nothing.
 pub fn worst_loss(per_region: &[u64], n: usize) -> (Vec<usize>, u64) {
-    let mut order: Vec<usize> = (0..per_region.len()).filter(|&i| per_region[i] > 0).collect();
+    let mut order: Vec<usize> = (0..per_region.len())
+        .filter(|&i| per_region[i] > 0)
+        .collect();
     order.sort_by(|&a, &b| per_region[b].cmp(&per_region[a]).then(a.cmp(&b)));
     order.truncate(n);
     let lost = order.iter().map(|&i| per_region[i]).sum();

@@ -22,7 +22,10 @@ pub struct FileReport {
 impl FileReport {
     /// Count of findings of `severity`.
     pub fn count(&self, severity: Severity) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity() == severity).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity() == severity)
+            .count()
     }
 }
 
@@ -40,7 +43,9 @@ pub fn check_path(path: &Path, opts: &CheckOptions) -> FileReport {
             }
         }
         Err(e) => {
-            let text = std::fs::read(path).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+            let text = std::fs::read(path)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
             FileReport {
                 file,
                 text,

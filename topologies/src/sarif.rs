@@ -19,7 +19,9 @@ pub fn artifact_uri(file: &str) -> String {
     let mut out = String::new();
     for b in slashed.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -49,7 +51,10 @@ fn region(text: &str, l: &Label) -> Value {
 }
 
 fn result(file: &str, text: &str, d: &Diagnostic, artifact_index: usize) -> Value {
-    let rule_index = rules::ALL.iter().position(|r| r.code == d.rule.code).unwrap_or(0);
+    let rule_index = rules::ALL
+        .iter()
+        .position(|r| r.code == d.rule.code)
+        .unwrap_or(0);
     let uri = artifact_uri(file);
     let mut physical = json!({
         "artifactLocation": { "uri": uri, "index": artifact_index },
@@ -121,7 +126,9 @@ pub fn render(reports: &[FileReport]) -> String {
         .enumerate()
         .flat_map(|(i, r)| {
             let text = r.text.as_deref().unwrap_or("");
-            r.diagnostics.iter().map(move |d| result(&r.file, text, d, i))
+            r.diagnostics
+                .iter()
+                .map(move |d| result(&r.file, text, d, i))
         })
         .collect();
     let log = json!({

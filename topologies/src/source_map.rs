@@ -53,14 +53,22 @@ impl SourceMap {
     pub fn locate(&self, path: &str) -> Span {
         let mut p = path;
         loop {
-            if let Some(span) = self.entries.get(p).and_then(|e| e.value.clone().or(e.key.clone())) {
+            if let Some(span) = self
+                .entries
+                .get(p)
+                .and_then(|e| e.value.clone().or(e.key.clone()))
+            {
                 return span;
             }
             let Some(up) = parent(p) else { return 0..0 };
             // A table's span is its whole body; its `name` is the better
             // place to underline a field that was left at its default.
             if !up.is_empty() {
-                if let Some(span) = self.entries.get(&format!("{up}.name")).and_then(|e| e.value.clone()) {
+                if let Some(span) = self
+                    .entries
+                    .get(&format!("{up}.name"))
+                    .and_then(|e| e.value.clone())
+                {
                     return span;
                 }
             }
@@ -201,7 +209,10 @@ mod tests {
 
     #[test]
     fn parent_walks_up() {
-        assert_eq!(parent("stores[0].members[1].votes"), Some("stores[0].members[1]"));
+        assert_eq!(
+            parent("stores[0].members[1].votes"),
+            Some("stores[0].members[1]")
+        );
         assert_eq!(parent("stores[0].members[1]"), Some("stores[0].members"));
         assert_eq!(parent("stores[0]"), Some("stores"));
         assert_eq!(parent("stores"), Some(""));
@@ -224,14 +235,22 @@ mod tests {
         let text = "name = \"x\"\n[[stores]]\nname = \"a\"\ndepends_on = [\"b\", \"c\"]\n[[stores.members]]\nname = \"m\"\n";
         let doc = toml_edit::ImDocument::parse(text).unwrap();
         let sm = SourceMap::from_document(doc.as_table());
-        let v = sm.get("stores[0].depends_on[1]").unwrap().value.clone().unwrap();
+        let v = sm
+            .get("stores[0].depends_on[1]")
+            .unwrap()
+            .value
+            .clone()
+            .unwrap();
         assert_eq!(&text[v], "\"c\"");
         let m = sm.locate("stores[0].members[0].name");
         assert_eq!(&text[m], "\"m\"");
         // A defaulted field falls back to its member's name.
         let d = sm.locate("stores[0].members[0].votes");
         assert_eq!(&text[d], "\"m\"");
-        assert_eq!(sm.path_at(text.find("\"m\"").unwrap()), Some("stores[0].members[0].name"));
+        assert_eq!(
+            sm.path_at(text.find("\"m\"").unwrap()),
+            Some("stores[0].members[0].name")
+        );
     }
 }
 

@@ -38,7 +38,10 @@ fn bad_examples() -> Vec<String> {
 /// The `# expect: TC101 TC105` line of an example.
 fn expected_codes(path: &Path) -> BTreeSet<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    let line = text.lines().find_map(|l| l.strip_prefix("# expect:")).expect("example has an # expect: line");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# expect:"))
+        .expect("example has an # expect: line");
     line.split_whitespace().map(str::to_string).collect()
 }
 
@@ -49,15 +52,27 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
-    assert!(expected == actual, "output differs from {}:\n--- expected\n{expected}\n--- actual\n{actual}", path.display());
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing golden file {}; run with UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "output differs from {}:\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
 }
 
 #[test]
 fn shop_passes_cleanly() {
     let o = topocheck(&["examples/shop.toml"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert_eq!(stdout(&o), "topocheck: checked 1 file: 0 errors, 0 warnings\n");
+    assert_eq!(
+        stdout(&o),
+        "topocheck: checked 1 file: 0 errors, 0 warnings\n"
+    );
     let o = topocheck(&["--format", "json", "examples/shop.toml"]);
     assert_eq!(stdout(&o), "");
 }
@@ -66,7 +81,9 @@ fn shop_passes_cleanly() {
 fn shop_fails_when_two_regions_may_be_lost() {
     let o = topocheck(&["--tolerate", "2", "--format", "json", "examples/shop.toml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("losing chicago and dallas leaves 1 of 5 votes; a majority needs 3"));
+    assert!(
+        stdout(&o).contains("losing chicago and dallas leaves 1 of 5 votes; a majority needs 3")
+    );
 }
 
 #[test]
@@ -77,12 +94,20 @@ fn every_failing_example_reports_exactly_its_rules_with_the_right_exit_code() {
         let o = topocheck(&["--format", "json", &rel]);
         let found: BTreeSet<String> = stdout(&o)
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("one JSON object per line")["code"].as_str().unwrap().to_string())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("one JSON object per line")["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(found, expected, "{name}");
         let want_exit = if expected.contains("TC000") {
             2
-        } else if expected.iter().any(|c| switchyard_topology::rules::find(c).unwrap().severity == switchyard_topology::Severity::Error) {
+        } else if expected.iter().any(|c| {
+            switchyard_topology::rules::find(c).unwrap().severity
+                == switchyard_topology::Severity::Error
+        }) {
             1
         } else {
             0
@@ -107,12 +132,32 @@ fn golden_human_and_json_output() {
 fn json_objects_have_the_documented_fields() {
     let o = topocheck(&["--format", "json", "examples/bad/majority-lost.toml"]);
     let v: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
-    for key in ["file", "code", "rule", "severity", "message", "line", "column", "end_line", "end_column", "field", "store", "member", "label", "related", "notes", "help"] {
+    for key in [
+        "file",
+        "code",
+        "rule",
+        "severity",
+        "message",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
+        "field",
+        "store",
+        "member",
+        "label",
+        "related",
+        "notes",
+        "help",
+    ] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
     assert_eq!(v["code"], "TC101");
     assert_eq!(v["severity"], "error");
-    assert_eq!(v["message"], "store `orders`: losing chicago leaves 2 of 5 votes; a majority needs 3");
+    assert_eq!(
+        v["message"],
+        "store `orders`: losing chicago leaves 2 of 5 votes; a majority needs 3"
+    );
     assert_eq!(v["field"], "stores[0].name");
     assert_eq!(v["line"], 14);
 }
@@ -129,14 +174,28 @@ fn deny_warnings_turns_warnings_into_failure() {
 fn unreadable_and_unparsable_files_exit_2() {
     let o = topocheck(&["examples/does-not-exist.toml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stdout(&o).contains("examples/does-not-exist.toml: cannot read file"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("examples/does-not-exist.toml: cannot read file"),
+        "{}",
+        stdout(&o)
+    );
     // A parse failure wins over rule errors in other files.
-    let o = topocheck(&["examples/bad/majority-lost.toml", "examples/bad/unknown-field.toml"]);
+    let o = topocheck(&[
+        "examples/bad/majority-lost.toml",
+        "examples/bad/unknown-field.toml",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stdout(&o).ends_with("topocheck: checked 2 files: 2 errors, 0 warnings (1 file could not be parsed)\n"));
+    assert!(stdout(&o).ends_with(
+        "topocheck: checked 2 files: 2 errors, 0 warnings (1 file could not be parsed)\n"
+    ));
     // Usage errors too.
     assert_eq!(topocheck(&[]).status.code(), Some(2));
-    assert_eq!(topocheck(&["--format", "xml", "examples/shop.toml"]).status.code(), Some(2));
+    assert_eq!(
+        topocheck(&["--format", "xml", "examples/shop.toml"])
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -150,12 +209,19 @@ fn explain_prints_rule_documentation() {
     assert!(stdout(&o).starts_with("TC009"));
     assert_eq!(topocheck(&["--explain", "TC999"]).status.code(), Some(2));
     let o = topocheck(&["--list-rules"]);
-    assert_eq!(stdout(&o).lines().count(), switchyard_topology::rules::ALL.len());
+    assert_eq!(
+        stdout(&o).lines().count(),
+        switchyard_topology::rules::ALL.len()
+    );
 }
 
 #[test]
 fn sarif_is_a_consistent_2_1_0_log() {
-    let files = ["examples/shop.toml", "examples/bad/names.toml", "examples/bad/unknown-field.toml"];
+    let files = [
+        "examples/shop.toml",
+        "examples/bad/names.toml",
+        "examples/bad/unknown-field.toml",
+    ];
     let mut args = vec!["--format", "sarif"];
     args.extend(files);
     let o = topocheck(&args);
@@ -171,7 +237,10 @@ fn sarif_is_a_consistent_2_1_0_log() {
     // Same findings, same places as the JSON format.
     let mut json_args = vec!["--format", "json"];
     json_args.extend(files);
-    let lines: Vec<Value> = stdout(&topocheck(&json_args)).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = stdout(&topocheck(&json_args))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let results = run["results"].as_array().unwrap();
     assert_eq!(results.len(), lines.len());
     for (r, j) in results.iter().zip(&lines) {
@@ -190,6 +259,10 @@ fn sarif_is_a_consistent_2_1_0_log() {
 fn colour_is_opt_in_when_not_a_terminal() {
     let plain = stdout(&topocheck(&["examples/bad/majority-lost.toml"]));
     assert!(!plain.contains('\u{1b}'));
-    let coloured = stdout(&topocheck(&["--color", "always", "examples/bad/majority-lost.toml"]));
+    let coloured = stdout(&topocheck(&[
+        "--color",
+        "always",
+        "examples/bad/majority-lost.toml",
+    ]));
     assert!(coloured.contains('\u{1b}'));
 }

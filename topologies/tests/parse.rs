@@ -25,7 +25,16 @@ fn defaults_are_applied() {
     assert_eq!(s.kind, StoreKind::Mongodb);
     assert!(s.depends_on.is_empty());
     let m = &s.members[0];
-    assert_eq!((m.priority, m.votes, m.arbiter, m.hidden, m.read_only_replica), (1.0, 1, false, false, false));
+    assert_eq!(
+        (
+            m.priority,
+            m.votes,
+            m.arbiter,
+            m.hidden,
+            m.read_only_replica
+        ),
+        (1.0, 1, false, false, false)
+    );
     assert_eq!(m.failover_priority, None);
 }
 
@@ -40,7 +49,12 @@ fn unknown_field_names_path_line_and_column() {
     assert_eq!(e.field.as_deref(), Some("stores[0].members[0].priorty"));
     assert_eq!((e.line, e.column), (15, 1));
     let shown = e.to_string();
-    assert!(shown.starts_with("topo.toml:15:1: field `stores[0].members[0].priorty`: unknown field `priorty`"), "{shown}");
+    assert!(
+        shown.starts_with(
+            "topo.toml:15:1: field `stores[0].members[0].priorty`: unknown field `priorty`"
+        ),
+        "{shown}"
+    );
 }
 
 #[test]

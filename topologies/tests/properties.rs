@@ -3,20 +3,36 @@
 //! valid files — makes the parser, checker or renderers panic.
 
 use proptest::prelude::*;
-use switchyard_topology::{check_text, human, json, sarif, CheckOptions, Member, Region, RegionRole, Store, StoreKind, Topology};
+use switchyard_topology::{
+    check_text, human, json, sarif, CheckOptions, Member, Region, RegionRole, Store, StoreKind,
+    Topology,
+};
+
+/// (region index, votes, hidden/read-only flag, priority, arbiter)
+type GenMember = (usize, u32, bool, f64, bool);
 
 #[derive(Debug, Clone)]
 struct Gen {
     regions: usize,
     tolerate: usize,
-    stores: Vec<(bool, Vec<(usize, u32, bool, f64, bool)>)>,
+    stores: Vec<(bool, Vec<GenMember>)>,
 }
 
 fn gen() -> impl Strategy<Value = Gen> {
     (1usize..6, 0usize..4).prop_flat_map(|(regions, tolerate)| {
-        let member = (0..regions, 0u32..3, any::<bool>(), prop_oneof![Just(0.0), Just(1.0), Just(2.0)], any::<bool>());
+        let member = (
+            0..regions,
+            0u32..3,
+            any::<bool>(),
+            prop_oneof![Just(0.0), Just(1.0), Just(2.0)],
+            any::<bool>(),
+        );
         let store = (any::<bool>(), prop::collection::vec(member, 1..10));
-        prop::collection::vec(store, 1..4).prop_map(move |stores| Gen { regions, tolerate, stores })
+        prop::collection::vec(store, 1..4).prop_map(move |stores| Gen {
+            regions,
+            tolerate,
+            stores,
+        })
     })
 }
 
@@ -24,7 +40,11 @@ fn build(g: &Gen) -> Topology {
     let regions = (0..g.regions)
         .map(|i| Region {
             name: format!("r{i}"),
-            role: if i == 0 { RegionRole::Primary } else { RegionRole::Secondary },
+            role: if i == 0 {
+                RegionRole::Primary
+            } else {
+                RegionRole::Secondary
+            },
         })
         .collect();
     let stores = g
@@ -33,7 +53,11 @@ fn build(g: &Gen) -> Topology {
         .enumerate()
         .map(|(si, (mongo, members))| Store {
             name: format!("s{si}"),
-            kind: if *mongo { StoreKind::Mongodb } else { StoreKind::Eventstoredb },
+            kind: if *mongo {
+                StoreKind::Mongodb
+            } else {
+                StoreKind::Eventstoredb
+            },
             depends_on: vec![],
             max_lag_bytes: None,
             max_lag_ms: None,

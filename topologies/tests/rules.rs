@@ -32,7 +32,10 @@ fn cosmos_member(name: &str, region: &str, extra: &str) -> String {
 }
 
 fn store(name: &str, kind: &str, extra: &str, members: &[String]) -> String {
-    format!("\n[[stores]]\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}\n{}", members.concat())
+    format!(
+        "\n[[stores]]\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}\n{}",
+        members.concat()
+    )
 }
 
 fn diags_n(text: &str, tolerate: usize) -> Vec<Diagnostic> {
@@ -42,7 +45,10 @@ fn diags_n(text: &str, tolerate: usize) -> Vec<Diagnostic> {
 }
 
 fn codes_n(text: &str, tolerate: usize) -> Vec<&'static str> {
-    diags_n(text, tolerate).iter().map(|d| d.rule.code).collect()
+    diags_n(text, tolerate)
+        .iter()
+        .map(|d| d.rule.code)
+        .collect()
 }
 
 fn codes(text: &str) -> Vec<&'static str> {
@@ -74,7 +80,12 @@ fn good_mongo() -> String {
 }
 
 fn good_pg() -> String {
-    store("payments", "postgres", "", &[member("p1", "a", "priority = 2"), member("p2", "b", "")])
+    store(
+        "payments",
+        "postgres",
+        "",
+        &[member("p1", "a", "priority = 2"), member("p2", "b", "")],
+    )
 }
 
 fn good_cosmos() -> String {
@@ -95,7 +106,12 @@ fn good_esdb() -> String {
         "ledger",
         "eventstoredb",
         "",
-        &[member("e1", "a", "priority = 2"), member("e2", "b", ""), member("e3", "c", ""), member("e4", "b", "read_only_replica = true")],
+        &[
+            member("e1", "a", "priority = 2"),
+            member("e2", "b", ""),
+            member("e3", "c", ""),
+            member("e4", "b", "read_only_replica = true"),
+        ],
     )
 }
 
@@ -107,32 +123,61 @@ fn the_good_topology_has_no_findings() {
 
 #[test]
 fn tc001_duplicate_region() {
-    let text = format!("{REGIONS}\n[[regions]]\nname = \"b\"\nrole = \"secondary\"\n{}", good_pg());
+    let text = format!(
+        "{REGIONS}\n[[regions]]\nname = \"b\"\nrole = \"secondary\"\n{}",
+        good_pg()
+    );
     assert!(has(&text, "TC001"));
     assert!(!has(&doc(&[good_pg()]), "TC001"));
 }
 
 #[test]
 fn tc002_unknown_region() {
-    let bad = store("payments", "postgres", "", &[member("p1", "a", "priority = 2"), member("p2", "bb", "")]);
+    let bad = store(
+        "payments",
+        "postgres",
+        "",
+        &[member("p1", "a", "priority = 2"), member("p2", "bb", "")],
+    );
     let d = diags_n(&doc(&[bad]), 1);
     let hit = d.iter().find(|d| d.rule.code == "TC002").expect("TC002");
     assert!(hit.message.contains("`bb`"), "{}", hit.message);
-    assert_eq!(hit.primary.as_ref().unwrap().field, "stores[0].members[1].region");
+    assert_eq!(
+        hit.primary.as_ref().unwrap().field,
+        "stores[0].members[1].region"
+    );
     assert!(!has(&doc(&[good_pg()]), "TC002"));
 }
 
 #[test]
 fn tc003_duplicate_store() {
-    let other = store("payments", "postgres", "", &[member("q1", "a", "priority = 2"), member("q2", "b", "")]);
+    let other = store(
+        "payments",
+        "postgres",
+        "",
+        &[member("q1", "a", "priority = 2"), member("q2", "b", "")],
+    );
     assert!(has(&doc(&[good_pg(), other]), "TC003"));
-    let renamed = store("payments2", "postgres", "", &[member("q1", "a", "priority = 2"), member("q2", "b", "")]);
+    let renamed = store(
+        "payments2",
+        "postgres",
+        "",
+        &[member("q1", "a", "priority = 2"), member("q2", "b", "")],
+    );
     assert!(!has(&doc(&[good_pg(), renamed]), "TC003"));
 }
 
 #[test]
 fn tc004_duplicate_member_across_stores() {
-    let other = store("p2", "postgres", "", &[member("p1", "a", "priority = 2").replace("p1.a", "x.a"), member("q2", "b", "")]);
+    let other = store(
+        "p2",
+        "postgres",
+        "",
+        &[
+            member("p1", "a", "priority = 2").replace("p1.a", "x.a"),
+            member("q2", "b", ""),
+        ],
+    );
     assert!(has(&doc(&[good_pg(), other]), "TC004"));
     assert!(!has(&doc(&[good_pg()]), "TC004"));
 }
@@ -143,7 +188,10 @@ fn tc005_duplicate_host_case_insensitive() {
         "payments",
         "postgres",
         "",
-        &[member("p1", "a", "priority = 2"), member("p2", "b", "").replace("p2.b.internal", "P1.A.internal")],
+        &[
+            member("p1", "a", "priority = 2"),
+            member("p2", "b", "").replace("p2.b.internal", "P1.A.internal"),
+        ],
     );
     assert!(has(&doc(&[bad]), "TC005"));
     assert!(!has(&doc(&[good_pg()]), "TC005"));
@@ -151,7 +199,15 @@ fn tc005_duplicate_host_case_insensitive() {
 
 #[test]
 fn tc006_missing_host_except_cosmosdb() {
-    let bad = store("payments", "postgres", "", &[member("p1", "a", "priority = 2"), cosmos_member("p2", "b", "")]);
+    let bad = store(
+        "payments",
+        "postgres",
+        "",
+        &[
+            member("p1", "a", "priority = 2"),
+            cosmos_member("p2", "b", ""),
+        ],
+    );
     assert!(has(&doc(&[bad]), "TC006"));
     assert!(!has(&doc(&[good_cosmos()]), "TC006"));
 }
@@ -164,29 +220,64 @@ fn tc007_empty_store() {
 
 #[test]
 fn tc008_unknown_dependency() {
-    let bad = store("payments", "postgres", "depends_on = [\"nope\"]", &[member("p1", "a", "priority = 2"), member("p2", "b", "")]);
+    let bad = store(
+        "payments",
+        "postgres",
+        "depends_on = [\"nope\"]",
+        &[member("p1", "a", "priority = 2"), member("p2", "b", "")],
+    );
     assert!(has(&doc(&[bad]), "TC008"));
-    let ok = store("payments", "postgres", "depends_on = [\"orders\"]", &[member("p1", "a", "priority = 2"), member("p2", "b", "")]);
+    let ok = store(
+        "payments",
+        "postgres",
+        "depends_on = [\"orders\"]",
+        &[member("p1", "a", "priority = 2"), member("p2", "b", "")],
+    );
     assert_eq!(codes(&doc(&[good_mongo(), ok])), Vec::<&str>::new());
 }
 
 #[test]
 fn tc009_dependency_cycle_is_printed() {
-    let a = store("x", "postgres", "depends_on = [\"y\"]", &[member("x1", "a", "priority = 2"), member("x2", "b", "")]);
-    let b = store("y", "postgres", "depends_on = [\"x\"]", &[member("y1", "a", "priority = 2"), member("y2", "b", "")]);
+    let a = store(
+        "x",
+        "postgres",
+        "depends_on = [\"y\"]",
+        &[member("x1", "a", "priority = 2"), member("x2", "b", "")],
+    );
+    let b = store(
+        "y",
+        "postgres",
+        "depends_on = [\"x\"]",
+        &[member("y1", "a", "priority = 2"), member("y2", "b", "")],
+    );
     let d = diags_n(&doc(&[a.clone(), b]), 1);
     let hit = d.iter().find(|d| d.rule.code == "TC009").expect("TC009");
     assert!(hit.message.contains("x -> y -> x"), "{}", hit.message);
-    let selfdep = store("z", "postgres", "depends_on = [\"z\"]", &[member("z1", "a", "priority = 2"), member("z2", "b", "")]);
+    let selfdep = store(
+        "z",
+        "postgres",
+        "depends_on = [\"z\"]",
+        &[member("z1", "a", "priority = 2"), member("z2", "b", "")],
+    );
     let d = diags_n(&doc(&[selfdep]), 1);
-    assert!(d.iter().any(|d| d.rule.code == "TC009" && d.message.contains("z -> z")));
-    let b_ok = store("y", "postgres", "", &[member("y1", "a", "priority = 2"), member("y2", "b", "")]);
+    assert!(d
+        .iter()
+        .any(|d| d.rule.code == "TC009" && d.message.contains("z -> z")));
+    let b_ok = store(
+        "y",
+        "postgres",
+        "",
+        &[member("y1", "a", "priority = 2"), member("y2", "b", "")],
+    );
     assert!(!has(&doc(&[a, b_ok]), "TC009"));
 }
 
 #[test]
 fn tc010_exactly_one_primary_region() {
-    let two = REGIONS.replace("name = \"b\"\nrole = \"secondary\"", "name = \"b\"\nrole = \"primary\"");
+    let two = REGIONS.replace(
+        "name = \"b\"\nrole = \"secondary\"",
+        "name = \"b\"\nrole = \"primary\"",
+    );
     assert!(has(&format!("{two}{}", good_pg()), "TC010"));
     let none = REGIONS.replace("role = \"primary\"", "role = \"secondary\"");
     assert!(has(&format!("{none}{}", good_pg()), "TC010"));
@@ -195,13 +286,26 @@ fn tc010_exactly_one_primary_region() {
 
 #[test]
 fn tc011_witness_holds_arbiters_only() {
-    let bad = store("payments", "postgres", "", &[member("p1", "a", "priority = 2"), member("p2", "b", ""), member("p3", "w", "")]);
+    let bad = store(
+        "payments",
+        "postgres",
+        "",
+        &[
+            member("p1", "a", "priority = 2"),
+            member("p2", "b", ""),
+            member("p3", "w", ""),
+        ],
+    );
     assert!(has(&doc(&[bad]), "TC011"));
     let arb = store(
         "orders",
         "mongodb",
         "",
-        &[member("o1", "a", "priority = 2"), member("o2", "b", ""), member("o3", "w", "arbiter = true\npriority = 0")],
+        &[
+            member("o1", "a", "priority = 2"),
+            member("o2", "b", ""),
+            member("o3", "w", "arbiter = true\npriority = 0"),
+        ],
     );
     assert!(!has(&doc(&[arb]), "TC011"));
 }
@@ -212,11 +316,22 @@ fn tc101_majority_lost_names_region_and_arithmetic() {
         "orders",
         "mongodb",
         "",
-        &[member("o1", "a", "priority = 2"), member("o2", "a", "priority = 2"), member("o3", "a", ""), member("o4", "b", ""), member("o5", "b", "")],
+        &[
+            member("o1", "a", "priority = 2"),
+            member("o2", "a", "priority = 2"),
+            member("o3", "a", ""),
+            member("o4", "b", ""),
+            member("o5", "b", ""),
+        ],
     );
     let d = diags_n(&doc(&[bad]), 1);
     let hit = d.iter().find(|d| d.rule.code == "TC101").expect("TC101");
-    assert!(hit.message.contains("losing a leaves 2 of 5 votes; a majority needs 3"), "{}", hit.message);
+    assert!(
+        hit.message
+            .contains("losing a leaves 2 of 5 votes; a majority needs 3"),
+        "{}",
+        hit.message
+    );
     assert!(!has(&doc(&[good_mongo()]), "TC101"));
 }
 
@@ -255,25 +370,50 @@ fn tc101_counts_votes_not_members_and_ignores_read_only_replicas() {
 fn tc101_tolerate_two_regions() {
     assert!(!has(&doc(&[good_mongo()]), "TC101"));
     let d = diags_n(&doc(&[good_mongo()]), 2);
-    let hit = d.iter().find(|d| d.rule.code == "TC101").expect("TC101 with --tolerate 2");
-    assert!(hit.message.contains("losing a and b leaves 1 of 5 votes"), "{}", hit.message);
+    let hit = d
+        .iter()
+        .find(|d| d.rule.code == "TC101")
+        .expect("TC101 with --tolerate 2");
+    assert!(
+        hit.message.contains("losing a and b leaves 1 of 5 votes"),
+        "{}",
+        hit.message
+    );
     // Zero tolerated losses: only the structure and full-strength majority matter.
     assert!(!codes_n(&doc(&[good_mongo()]), 0).contains(&"TC101"));
 }
 
 #[test]
 fn tc102_no_promotable_survivor() {
-    let pg = store("payments", "postgres", "", &[member("p1", "a", "priority = 2"), member("p2", "a", ""), member("p3", "b", "priority = 0")]);
+    let pg = store(
+        "payments",
+        "postgres",
+        "",
+        &[
+            member("p1", "a", "priority = 2"),
+            member("p2", "a", ""),
+            member("p3", "b", "priority = 0"),
+        ],
+    );
     assert!(has(&doc(&[pg]), "TC102"));
     assert!(!has(&doc(&[good_pg()]), "TC102"));
-    let cosmos = store("catalog", "cosmosdb", "", &[cosmos_member("c1", "a", "failover_priority = 0")]);
+    let cosmos = store(
+        "catalog",
+        "cosmosdb",
+        "",
+        &[cosmos_member("c1", "a", "failover_priority = 0")],
+    );
     assert!(has(&doc(&[cosmos]), "TC102"));
     // Majority survives losing a, but the only electable member there is hidden in b.
     let mongo = store(
         "orders",
         "mongodb",
         "",
-        &[member("o1", "a", "priority = 2"), member("o2", "b", "hidden = true\npriority = 0"), member("o3", "c", "priority = 0")],
+        &[
+            member("o1", "a", "priority = 2"),
+            member("o2", "b", "hidden = true\npriority = 0"),
+            member("o3", "c", "priority = 0"),
+        ],
     );
     assert!(has(&doc(&[mongo]), "TC102"));
     assert!(!has(&doc(&[good_mongo()]), "TC102"));
@@ -285,7 +425,11 @@ fn tc103_psa_majority_writes() {
         "orders",
         "mongodb",
         "",
-        &[member("o1", "a", "priority = 2"), member("o2", "b", ""), member("o3", "w", "arbiter = true\npriority = 0")],
+        &[
+            member("o1", "a", "priority = 2"),
+            member("o2", "b", ""),
+            member("o3", "w", "arbiter = true\npriority = 0"),
+        ],
     );
     assert_eq!(codes(&doc(&[psa])), vec!["TC103"]);
     assert!(!has(&doc(&[good_mongo()]), "TC103"));
@@ -293,13 +437,26 @@ fn tc103_psa_majority_writes() {
 
 #[test]
 fn tc104_highest_priority_outside_primary_region() {
-    let bad = store("payments", "postgres", "", &[member("p1", "a", ""), member("p2", "b", "priority = 3")]);
+    let bad = store(
+        "payments",
+        "postgres",
+        "",
+        &[member("p1", "a", ""), member("p2", "b", "priority = 3")],
+    );
     assert_eq!(codes(&doc(&[bad])), vec!["TC104"]);
     // Ties count: an equal priority elsewhere may win the election.
-    let tie = store("payments", "postgres", "", &[member("p1", "a", ""), member("p2", "b", "")]);
+    let tie = store(
+        "payments",
+        "postgres",
+        "",
+        &[member("p1", "a", ""), member("p2", "b", "")],
+    );
     assert!(has(&doc(&[tie]), "TC104"));
     assert!(!has(&doc(&[good_pg()]), "TC104"));
-    let cosmos = good_cosmos().replace("failover_priority = 0", "failover_priority = 9").replace("failover_priority = 1", "failover_priority = 0").replace("failover_priority = 9", "failover_priority = 1");
+    let cosmos = good_cosmos()
+        .replace("failover_priority = 0", "failover_priority = 9")
+        .replace("failover_priority = 1", "failover_priority = 0")
+        .replace("failover_priority = 9", "failover_priority = 1");
     assert_eq!(codes(&doc(&[cosmos])), vec!["TC104"]);
 }
 
@@ -309,10 +466,15 @@ fn tc105_even_votes() {
         "orders",
         "mongodb",
         "",
-        &[member("o1", "a", "priority = 2"), member("o2", "b", ""), member("o3", "c", ""), member("o4", "c", "")],
+        &[
+            member("o1", "a", "priority = 2"),
+            member("o2", "b", ""),
+            member("o3", "c", ""),
+            member("o4", "c", ""),
+        ],
     );
     // With no region loss tolerated only the parity is at issue.
-    assert_eq!(codes_n(&doc(&[even.clone()]), 0), vec!["TC105"]);
+    assert_eq!(codes_n(&doc(std::slice::from_ref(&even)), 0), vec!["TC105"]);
     // Losing region c (2 of 4 votes) also breaks the majority: 4 votes tolerate no more than 3.
     assert_eq!(codes(&doc(&[even])), vec!["TC101", "TC105"]);
     assert!(!has(&doc(&[good_mongo()]), "TC105"));
@@ -320,7 +482,9 @@ fn tc105_even_votes() {
 
 fn many_mongo(n: usize, extra: impl Fn(usize) -> &'static str) -> String {
     let regions = ["a", "b", "c"];
-    let members: Vec<String> = (0..n).map(|i| member(&format!("o{i}"), regions[i % 3], extra(i))).collect();
+    let members: Vec<String> = (0..n)
+        .map(|i| member(&format!("o{i}"), regions[i % 3], extra(i)))
+        .collect();
     store("orders", "mongodb", "", &members)
 }
 
@@ -349,9 +513,23 @@ fn tc202_at_most_fifty_members() {
 
 #[test]
 fn tc203_arbiter_priority_and_votes() {
-    let with = |arb: &str| store("orders", "mongodb", "", &[member("o1", "a", "priority = 2"), member("o2", "b", ""), member("o3", "c", arb)]);
+    let with = |arb: &str| {
+        store(
+            "orders",
+            "mongodb",
+            "",
+            &[
+                member("o1", "a", "priority = 2"),
+                member("o2", "b", ""),
+                member("o3", "c", arb),
+            ],
+        )
+    };
     assert!(has(&doc(&[with("arbiter = true")]), "TC203"));
-    assert!(has(&doc(&[with("arbiter = true\npriority = 0\nvotes = 0")]), "TC203"));
+    assert!(has(
+        &doc(&[with("arbiter = true\npriority = 0\nvotes = 0")]),
+        "TC203"
+    ));
     assert!(!has(&doc(&[with("arbiter = true\npriority = 0")]), "TC203"));
 }
 
@@ -379,7 +557,8 @@ fn tc205_votes_zero_or_one() {
     assert!(has(&doc(&[two_votes]), "TC205"));
     let nonvoting_electable = good_mongo().replace("name = \"o5\"", "name = \"o5\"\nvotes = 0");
     assert!(has(&doc(&[nonvoting_electable]), "TC205"));
-    let nonvoting_ok = good_mongo().replace("name = \"o5\"", "name = \"o5\"\nvotes = 0\npriority = 0");
+    let nonvoting_ok =
+        good_mongo().replace("name = \"o5\"", "name = \"o5\"\nvotes = 0\npriority = 0");
     assert!(!has(&doc(&[nonvoting_ok]), "TC205"));
     let esdb = good_esdb().replace("name = \"e3\"", "name = \"e3\"\nvotes = 0");
     assert!(has(&doc(&[esdb]), "TC205"));
@@ -399,28 +578,65 @@ fn tc206_cosmos_failover_priorities() {
 
 #[test]
 fn tc207_field_not_applicable() {
-    let bad = store("payments", "postgres", "", &[member("p1", "a", "priority = 2\nhidden = true"), member("p2", "b", "failover_priority = 1")]);
+    let bad = store(
+        "payments",
+        "postgres",
+        "",
+        &[
+            member("p1", "a", "priority = 2\nhidden = true"),
+            member("p2", "b", "failover_priority = 1"),
+        ],
+    );
     let c = codes(&doc(&[bad]));
     assert_eq!(c.iter().filter(|&&c| c == "TC207").count(), 2, "{c:?}");
     // Writing a field at its default is not flagged.
-    let ok = store("payments", "postgres", "", &[member("p1", "a", "priority = 2\nhidden = false"), member("p2", "b", "")]);
+    let ok = store(
+        "payments",
+        "postgres",
+        "",
+        &[
+            member("p1", "a", "priority = 2\nhidden = false"),
+            member("p2", "b", ""),
+        ],
+    );
     assert!(!has(&doc(&[ok]), "TC207"));
 }
 
 #[test]
 fn tc208_priority_range() {
-    assert!(has(&doc(&[good_pg().replace("priority = 2", "priority = -1")]), "TC208"));
-    assert!(has(&doc(&[good_pg().replace("priority = 2", "priority = nan")]), "TC208"));
-    assert!(has(&doc(&[good_mongo().replace("priority = 2", "priority = 1001")]), "TC208"));
-    assert!(!has(&doc(&[good_pg().replace("priority = 2", "priority = 1500")]), "TC208"));
+    assert!(has(
+        &doc(&[good_pg().replace("priority = 2", "priority = -1")]),
+        "TC208"
+    ));
+    assert!(has(
+        &doc(&[good_pg().replace("priority = 2", "priority = nan")]),
+        "TC208"
+    ));
+    assert!(has(
+        &doc(&[good_mongo().replace("priority = 2", "priority = 1001")]),
+        "TC208"
+    ));
+    assert!(!has(
+        &doc(&[good_pg().replace("priority = 2", "priority = 1500")]),
+        "TC208"
+    ));
 }
 
 #[test]
 fn tc209_hidden_needs_priority_zero() {
     let bad = good_mongo().replace("name = \"o5\"", "name = \"o5\"\nhidden = true");
     assert!(has(&doc(&[bad]), "TC209"));
-    let ok = good_mongo().replace("name = \"o5\"", "name = \"o5\"\nhidden = true\npriority = 0").replace("\npriority = 0\n\n", "\n");
-    assert!(!has(&doc(&[ok]), "TC209"), "{:?}", codes(&doc(&[good_mongo()])));
+    let ok = good_mongo()
+        .replace(
+            "name = \"o5\"",
+            "name = \"o5\"\nhidden = true\npriority = 0",
+        )
+        .replace("\npriority = 0\n\n", "\n");
+    assert!(
+        !has(&doc(&[ok]), "TC209"),
+        "{:?}",
+        codes(&doc(&[good_mongo()]))
+    );
 }
 
 #[test]

@@ -28,7 +28,11 @@ enum Color {
 /// Lint Switchyard topology files: refuse a topology that cannot survive the
 /// loss of a region.
 #[derive(Debug, Parser)]
-#[command(name = "topocheck", version, after_help = "Exit status: 0 no errors (warnings allowed), 1 rule errors found, 2 a file could not be read or parsed.\nRules: topocheck --list-rules; documentation: topocheck --explain CODE.")]
+#[command(
+    name = "topocheck",
+    version,
+    after_help = "Exit status: 0 no errors (warnings allowed), 1 rule errors found, 2 a file could not be read or parsed.\nRules: topocheck --list-rules; documentation: topocheck --explain CODE."
+)]
 struct Cli {
     /// Topology files to check.
     #[arg(required_unless_present_any = ["explain", "list_rules"])]
@@ -70,18 +74,29 @@ fn main() -> ExitCode {
     }
     if cli.list_rules {
         for r in rules::ALL {
-            let _ = writeln!(stdout, "{}  {:<8} {:<28} {}", r.code, r.severity.as_str(), r.name, r.summary);
+            let _ = writeln!(
+                stdout,
+                "{}  {:<8} {:<28} {}",
+                r.code,
+                r.severity.as_str(),
+                r.name,
+                r.summary
+            );
         }
         return ExitCode::SUCCESS;
     }
-    let opts = CheckOptions { tolerate: cli.tolerate };
+    let opts = CheckOptions {
+        tolerate: cli.tolerate,
+    };
     let reports: Vec<_> = cli.files.iter().map(|f| check_path(f, &opts)).collect();
     let out = match cli.format {
         Format::Human => {
             let color = match cli.color {
                 Color::Always => true,
                 Color::Never => false,
-                Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                Color::Auto => {
+                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
             };
             human::render(&reports, color)
         }
