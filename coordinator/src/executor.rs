@@ -266,7 +266,11 @@ impl Executor {
             let step = self.plan.step(id);
             return vec![Action::Failed {
                 stage,
-                reason: format!("step {id} ({} {}) failed: {message}", step.store, step.op.name()),
+                reason: format!(
+                    "step {id} ({} {}) failed: {message}",
+                    step.store,
+                    step.op.name()
+                ),
                 refused: matches!(step.op, PlanOp::CheckReadiness { .. }) && kind == "LagTooHigh",
             }];
         }
@@ -288,16 +292,14 @@ impl Executor {
                             store: step.store.clone(),
                             op,
                         }),
-                        None => {
-                            return vec![Action::Failed {
-                                stage,
-                                reason: format!(
-                                    "step {id} ({}) needs a captured position but none was captured",
-                                    step.store
-                                ),
-                                refused: false,
-                            }]
-                        }
+                        None => return vec![Action::Failed {
+                            stage,
+                            reason: format!(
+                                "step {id} ({}) needs a captured position but none was captured",
+                                step.store
+                            ),
+                            refused: false,
+                        }],
                     }
                 }
                 StepState::Failed { .. } => unreachable!("handled above"),
@@ -329,7 +331,9 @@ impl Executor {
 /// The executor event a journal record stands for.
 pub fn event_of(r: &Record) -> Option<Event> {
     Some(match r {
-        Record::Intent { stage, step, op, .. } => Event::Issued {
+        Record::Intent {
+            stage, step, op, ..
+        } => Event::Issued {
             id: StepId {
                 stage: *stage,
                 step: *step,
@@ -442,7 +446,13 @@ mod tests {
             vec!["1.1 orders check_readiness", "1.2 catalog check_readiness"]
         );
         let mut ex = ex;
-        let log = drive(&mut ex, Position { epoch: 1, offset: 42 });
+        let log = drive(
+            &mut ex,
+            Position {
+                epoch: 1,
+                offset: 42,
+            },
+        );
         assert_eq!(
             log,
             vec![
@@ -545,29 +555,33 @@ mod tests {
             plan: p.clone(),
         }];
         let mut seq = 0;
-        let mut push_done = |records: &mut Vec<Record>, stage, step, op: Operation, out: Outcome| {
-            seq += 1;
-            records.push(Record::Intent {
-                seq,
-                stage,
-                step,
-                store: "orders".into(),
-                op,
-                epoch: 1,
-                at_ms: 0,
-            });
-            records.push(Record::Outcome {
-                seq,
-                stage,
-                step,
-                store: "orders".into(),
-                at_ms: 0,
-                duration_ms: 0,
-                attempts: 1,
-                result: OpResult::Ok { outcome: out },
-            });
+        let mut push_done =
+            |records: &mut Vec<Record>, stage, step, op: Operation, out: Outcome| {
+                seq += 1;
+                records.push(Record::Intent {
+                    seq,
+                    stage,
+                    step,
+                    store: "orders".into(),
+                    op,
+                    epoch: 1,
+                    at_ms: 0,
+                });
+                records.push(Record::Outcome {
+                    seq,
+                    stage,
+                    step,
+                    store: "orders".into(),
+                    at_ms: 0,
+                    duration_ms: 0,
+                    attempts: 1,
+                    result: OpResult::Ok { outcome: out },
+                });
+            };
+        let pos = Position {
+            epoch: 1,
+            offset: 9,
         };
-        let pos = Position { epoch: 1, offset: 9 };
         push_done(&mut records, 0, 0, Operation::Fence, Outcome::done());
         push_done(&mut records, 0, 1, Operation::Fence, Outcome::done());
         records.push(Record::CheckpointPassed {
@@ -576,6 +590,8 @@ mod tests {
             duration_ms: 0,
             observe_ms: 0,
             polls: 1,
+            stage_wall_us: 0,
+            overhead_us: 0,
             observed: vec![],
         });
         push_done(&mut records, 1, 0, Operation::Fence, Outcome::done());
@@ -592,6 +608,8 @@ mod tests {
             duration_ms: 0,
             observe_ms: 0,
             polls: 1,
+            stage_wall_us: 0,
+            overhead_us: 0,
             observed: vec![],
         });
         push_done(
@@ -616,7 +634,11 @@ mod tests {
             at_ms: 0,
         });
         let ex = Executor::replay(&records).unwrap();
-        assert_eq!(ex.next(), vec![Action::Wait], "before resume the intent is in flight");
+        assert_eq!(
+            ex.next(),
+            vec![Action::Wait],
+            "before resume the intent is in flight"
+        );
         records.push(Record::Resumed { epoch: 2, at_ms: 0 });
         let ex = Executor::replay(&records).unwrap();
         assert_eq!(runs(&ex.next()), vec!["3.2 orders promote"]);
@@ -639,7 +661,9 @@ mod tests {
             stage: 0,
             detail: "orders: no primary observed".into(),
         });
-        assert!(matches!(&ex.next()[0], Action::Failed { reason, .. } if reason.contains("no primary")));
+        assert!(
+            matches!(&ex.next()[0], Action::Failed { reason, .. } if reason.contains("no primary"))
+        );
         ex.apply(Event::Resumed);
         assert_eq!(ex.next(), vec![Action::ValidateCheckpoint { stage: 0 }]);
         ex.apply(Event::Aborted);

@@ -131,7 +131,9 @@ impl Expectation {
             Expectation::PrimaryIn(r) | Expectation::HealthyIn(r) | Expectation::PreferredIn(r) => {
                 vec![r.as_str()]
             }
-            Expectation::And(v) | Expectation::Or(v) => v.iter().flat_map(|e| e.regions()).collect(),
+            Expectation::And(v) | Expectation::Or(v) => {
+                v.iter().flat_map(|e| e.regions()).collect()
+            }
             Expectation::Not(e) => e.regions(),
             _ => vec![],
         }
@@ -175,9 +177,11 @@ impl Expectation {
             }
             Expectation::LagBelow(bound) => {
                 let mut bad = vec![];
-                for m in s.members.iter().filter(|m| {
-                    m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly)
-                }) {
+                for m in s
+                    .members
+                    .iter()
+                    .filter(|m| m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly))
+                {
                     match m.lag.and_then(|l| l.bytes) {
                         Some(b) if b <= *bound => {}
                         Some(b) => bad.push(format!("{} {b} bytes behind", m.name)),
@@ -221,10 +225,11 @@ impl Expectation {
                     .members
                     .iter()
                     .filter(|m| m.priority.is_some_and(|p| p > 0.0) && m.role != Role::Arbiter);
-                let top = electable.clone().filter_map(|m| m.priority).fold(f64::MIN, f64::max);
-                let best: Vec<_> = electable
-                    .filter(|m| m.priority == Some(top))
-                    .collect();
+                let top = electable
+                    .clone()
+                    .filter_map(|m| m.priority)
+                    .fold(f64::MIN, f64::max);
+                let best: Vec<_> = electable.filter(|m| m.priority == Some(top)).collect();
                 if best.is_empty() {
                     Err("no member with a priority observed".into())
                 } else if best.iter().all(|m| &m.region == region) {
@@ -276,7 +281,17 @@ fn unhealthy(s: &ObservedState, region: Option<&str>) -> Result<(), String> {
         .iter()
         .filter(|m| region.is_none_or(|r| m.region == r))
         .filter(|m| !m.reachable || matches!(m.role, Role::Down | Role::Unknown))
-        .map(|m| format!("{} {}", m.name, if m.reachable { "in unknown state" } else { "unreachable" }))
+        .map(|m| {
+            format!(
+                "{} {}",
+                m.name,
+                if m.reachable {
+                    "in unknown state"
+                } else {
+                    "unreachable"
+                }
+            )
+        })
         .collect();
     if bad.is_empty() {
         Ok(())
@@ -490,7 +505,10 @@ mod tests {
     #[test]
     fn parse_errors_name_the_problem() {
         let e = "primary_inn(west)".parse::<Expectation>().unwrap_err();
-        assert!(e.message.contains("unknown expectation `primary_inn`"), "{e}");
+        assert!(
+            e.message.contains("unknown expectation `primary_inn`"),
+            "{e}"
+        );
         let e = "lag_below(lots)".parse::<Expectation>().unwrap_err();
         assert!(e.message.contains("byte count"), "{e}");
         let e = "and(fenced".parse::<Expectation>().unwrap_err();
@@ -500,7 +518,9 @@ mod tests {
 
     #[test]
     fn composes_with_builders() {
-        let e = primary_in("west").and(lag_below(1 << 20)).and(followers_follow());
+        let e = primary_in("west")
+            .and(lag_below(1 << 20))
+            .and(followers_follow());
         assert_eq!(
             e.to_string(),
             "and(primary_in(west), lag_below(1048576), followers_follow)"
@@ -520,7 +540,10 @@ mod tests {
             member("a", "east", Role::Primary),
             member("b", "west", Role::Primary),
         ]);
-        assert!(primary_in("east").check(&split).unwrap_err().contains("2 primaries"));
+        assert!(primary_in("east")
+            .check(&split)
+            .unwrap_err()
+            .contains("2 primaries"));
         assert!(has_primary().check(&split).is_err());
     }
 
@@ -542,7 +565,10 @@ mod tests {
         west.following = Some("elsewhere".into());
         let s = state(vec![east, west]);
         assert!(fenced().check(&s).is_ok());
-        assert!(followers_follow().check(&s).unwrap_err().contains("pg-west follows elsewhere"));
+        assert!(followers_follow()
+            .check(&s)
+            .unwrap_err()
+            .contains("pg-west follows elsewhere"));
         assert!(fenced().not().check(&s).is_err());
     }
 
@@ -556,7 +582,10 @@ mod tests {
         let s = state(vec![a, b, c]);
         assert!(preferred_in("west").check(&s).is_ok());
         assert!(preferred_in("east").check(&s).is_err());
-        assert_eq!(all_members_healthy().check(&s).unwrap_err(), "c unreachable");
+        assert_eq!(
+            all_members_healthy().check(&s).unwrap_err(),
+            "c unreachable"
+        );
         assert!(healthy_in("west").check(&s).is_ok());
         assert!(healthy_in("nowhere").check(&s).is_err());
         assert!(primary_in("east").or(primary_in("west")).check(&s).is_ok());
@@ -566,10 +595,17 @@ mod tests {
     fn capability_gates_expectations() {
         let mut cap = Capability::none();
         assert!(lag_below(1).unsupported_by(&cap).is_some());
-        assert!(primary_in("w").and(followers_follow()).unsupported_by(&cap).is_some());
+        assert!(primary_in("w")
+            .and(followers_follow())
+            .unsupported_by(&cap)
+            .is_some());
         assert!(primary_in("w").unsupported_by(&cap).is_none());
         cap.lag_bound = true;
         cap.repoint = true;
-        assert!(primary_in("w").and(followers_follow()).and(lag_below(1)).unsupported_by(&cap).is_none());
+        assert!(primary_in("w")
+            .and(followers_follow())
+            .and(lag_below(1))
+            .unsupported_by(&cap)
+            .is_none());
     }
 }

@@ -173,6 +173,13 @@ pub enum Record {
         observe_ms: u64,
         /// Observations made.
         polls: u32,
+        /// Wall time of the stage in this process, in microseconds.
+        #[serde(default)]
+        stage_wall_us: u64,
+        /// Part of it the coordinator spent itself (journaling, deciding,
+        /// scheduling), not waiting on a store, in microseconds.
+        #[serde(default)]
+        overhead_us: u64,
         /// What was observed, per store.
         observed: Vec<CheckpointObservation>,
     },
@@ -188,6 +195,13 @@ pub enum Record {
         observe_ms: u64,
         /// Observations made.
         polls: u32,
+        /// Wall time of the stage in this process, in microseconds.
+        #[serde(default)]
+        stage_wall_us: u64,
+        /// Part of it the coordinator spent itself (journaling, deciding,
+        /// scheduling), not waiting on a store, in microseconds.
+        #[serde(default)]
+        overhead_us: u64,
         /// Expected against observed, per store.
         observed: Vec<CheckpointObservation>,
     },
@@ -195,6 +209,29 @@ pub enum Record {
     Finished {
         /// When.
         at_ms: u64,
+    },
+    /// An operation outside the plan (abort undoing a fence), journaled
+    /// before it is issued.
+    ExtraIntent {
+        /// Store name.
+        store: String,
+        /// The operation.
+        op: Operation,
+        /// Fencing epoch.
+        epoch: u64,
+        /// When.
+        at_ms: u64,
+    },
+    /// Outcome of an [`Record::ExtraIntent`].
+    ExtraOutcome {
+        /// Store name.
+        store: String,
+        /// When it finished.
+        at_ms: u64,
+        /// Wall time inside the controller.
+        duration_ms: u64,
+        /// What happened.
+        result: OpResult,
     },
     /// An operator ended the execution.
     Aborted {
@@ -472,6 +509,8 @@ pub fn record_time(r: &Record) -> u64 {
         | Record::Outcome { at_ms, .. }
         | Record::CheckpointPassed { at_ms, .. }
         | Record::CheckpointFailed { at_ms, .. }
+        | Record::ExtraIntent { at_ms, .. }
+        | Record::ExtraOutcome { at_ms, .. }
         | Record::Finished { at_ms }
         | Record::Aborted { at_ms, .. } => *at_ms,
     }
@@ -516,10 +555,20 @@ mod tests {
         drop(f);
         assert_eq!(store.read("2026-x").unwrap().len(), 2);
         let mut j = store.open("2026-x").unwrap();
-        j.append(&Record::Resumed { epoch: 2, at_ms: 10 }).unwrap();
+        j.append(&Record::Resumed {
+            epoch: 2,
+            at_ms: 10,
+        })
+        .unwrap();
         let recs = store.read("2026-x").unwrap();
         assert_eq!(recs.len(), 3);
-        assert_eq!(recs[2], Record::Resumed { epoch: 2, at_ms: 10 });
+        assert_eq!(
+            recs[2],
+            Record::Resumed {
+                epoch: 2,
+                at_ms: 10
+            }
+        );
         assert_eq!(store.list().unwrap(), vec!["2026-x".to_string()]);
         assert!(store.create("2026-x").is_err(), "ids are never reused");
         assert!(matches!(store.read("nope"), Err(JournalError::NotFound(_))));

@@ -14,10 +14,16 @@
 //! - [`lock`]: one execution at a time, with a fencing epoch.
 //! - [`registry`]: store kind → controller.
 
-pub mod expectation;
-pub mod plan;
-pub mod planner;
-pub mod validate;
+pub mod cli;
+pub mod driver;
 pub mod executor;
+pub mod expectation;
+pub mod failpoint;
 pub mod journal;
 pub mod lock;
+pub mod plan;
+pub mod planner;
+pub mod progress;
+pub mod registry;
+pub mod report;
+pub mod validate;

@@ -157,7 +157,9 @@ mod tests {
         // flock is per open file description, so a second open in the same
         // process is refused just like another process would be.
         match lock.try_acquire("pid 2") {
-            Err(LockError::Held { holder }) => assert!(holder.contains("pid 1, epoch 1"), "{holder}"),
+            Err(LockError::Held { holder }) => {
+                assert!(holder.contains("pid 1, epoch 1"), "{holder}")
+            }
             other => panic!("expected Held, got {:?}", other.map(|g| g.epoch())),
         }
         drop(g1);

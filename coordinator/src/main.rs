@@ -1,6 +1,5 @@
-//! The `switchyard` command.
+//! The `switchyard` command; see docs/cli.md.
 
 fn main() {
-    eprintln!("switchyard: not built yet");
-    std::process::exit(2);
+    std::process::exit(switchyard::cli::main());
 }

@@ -269,7 +269,10 @@ impl fmt::Display for PlanOp {
                 target_region,
                 position: PositionSource::Captured(_),
                 ..
-            } => write!(f, "wait until {target_region} has replayed the captured position"),
+            } => write!(
+                f,
+                "wait until {target_region} has replayed the captured position"
+            ),
             other => match other.to_operation(None) {
                 Some(op) => write!(f, "{op}"),
                 None => f.write_str(other.name()),
@@ -295,9 +298,10 @@ impl Plan {
 
     /// Every (stage index, step index) pair, in plan order.
     pub fn step_ids(&self) -> impl Iterator<Item = StepId> + '_ {
-        self.stages.iter().enumerate().flat_map(|(s, st)| {
-            (0..st.steps.len()).map(move |i| StepId { stage: s, step: i })
-        })
+        self.stages
+            .iter()
+            .enumerate()
+            .flat_map(|(s, st)| (0..st.steps.len()).map(move |i| StepId { stage: s, step: i }))
     }
 
     /// The step at `id`.

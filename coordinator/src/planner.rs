@@ -132,7 +132,10 @@ pub fn plan_failover(
     let target = opts.target_region.as_str();
     if topology.region(target).is_none() {
         let names: Vec<_> = topology.regions.iter().map(|r| r.name.as_str()).collect();
-        return Err(PlanningError::UnknownRegion(target.into(), names.join(", ")));
+        return Err(PlanningError::UnknownRegion(
+            target.into(),
+            names.join(", "),
+        ));
     }
     let levels = dependency_levels(topology)?;
     let planned = opts.mode == Mode::Planned;
@@ -183,7 +186,12 @@ pub fn plan_failover(
         store: store.name.clone(),
         expect,
     };
-    let names = |v: &[&Store]| v.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = |v: &[&Store]| {
+        v.iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut stages = vec![];
 
     // 1. Readiness: read-only, every store at once.
@@ -482,7 +490,8 @@ arbiter = true
         assert!(e.to_string().contains("catalog"), "{e}");
         let e = plan_failover(&t, &caps(), &PlanOptions::new("mars", Mode::Planned)).unwrap_err();
         assert!(e.to_string().contains("unknown region `mars`"), "{e}");
-        let e = plan_failover(&t, &caps(), &PlanOptions::new("witness", Mode::Planned)).unwrap_err();
+        let e =
+            plan_failover(&t, &caps(), &PlanOptions::new("witness", Mode::Planned)).unwrap_err();
         assert!(matches!(e, PlanningError::NoCandidate { .. }), "{e}");
     }
 

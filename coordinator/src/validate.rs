@@ -112,7 +112,9 @@ fn locate(item: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
     let deeper = match (item, first) {
         (Item::Table(t), Seg::Key(k)) => t.get_key_value(k).and_then(|(key, child)| {
             if rest.is_empty() {
-                key.span().map(|s| s.start).or_else(|| child.span().map(|s| s.start))
+                key.span()
+                    .map(|s| s.start)
+                    .or_else(|| child.span().map(|s| s.start))
             } else {
                 locate(child, rest).or_else(|| key.span().map(|s| s.start))
             }
@@ -121,16 +123,18 @@ fn locate(item: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
             let child = Item::Table(t.clone());
             locate(&child, rest).or_else(|| t.span().map(|s| s.start))
         }),
-        (Item::Value(Value::InlineTable(t)), Seg::Key(k)) => t.get_key_value(k).and_then(|(key, v)| {
-            if rest.is_empty() {
-                key.span().map(|s| s.start)
-            } else {
-                locate(v, rest).or_else(|| key.span().map(|s| s.start))
-            }
+        (Item::Value(Value::InlineTable(t)), Seg::Key(k)) => {
+            t.get_key_value(k).and_then(|(key, v)| {
+                if rest.is_empty() {
+                    key.span().map(|s| s.start)
+                } else {
+                    locate(v, rest).or_else(|| key.span().map(|s| s.start))
+                }
+            })
+        }
+        (Item::Value(Value::Array(a)), Seg::Index(i)) => a.get(*i).and_then(|v| {
+            locate(&Item::Value(v.clone()), rest).or_else(|| v.span().map(|s| s.start))
         }),
-        (Item::Value(Value::Array(a)), Seg::Index(i)) => a
-            .get(*i)
-            .and_then(|v| locate(&Item::Value(v.clone()), rest).or_else(|| v.span().map(|s| s.start))),
         _ => None,
     };
     deeper.or(here)
@@ -239,13 +243,19 @@ fn validate_source(
         )
     };
     let unknown_region = |name: &str| {
-        format!("unknown region `{name}` (topology has: {})", regions.join(", "))
+        format!(
+            "unknown region `{name}` (topology has: {})",
+            regions.join(", ")
+        )
     };
 
     if plan.version != PLAN_VERSION {
         issues.push(src.issue(
             &[key("version")],
-            format!("unsupported plan version {} (expected {PLAN_VERSION})", plan.version),
+            format!(
+                "unsupported plan version {} (expected {PLAN_VERSION})",
+                plan.version
+            ),
         ));
     }
     if plan.topology != topology.name {
@@ -290,10 +300,7 @@ fn validate_source(
             Some(_) => vec![key("depends_on"), key(cycle[0])],
             None => vec![key("depends_on")],
         };
-        issues.push(src.issue(
-            &path,
-            format!("dependency cycle: {}", cycle.join(" → ")),
-        ));
+        issues.push(src.issue(&path, format!("dependency cycle: {}", cycle.join(" → "))));
     }
 
     let mut promoted_in: BTreeMap<&str, usize> = BTreeMap::new();
@@ -395,7 +402,10 @@ fn validate_source(
             if entry.expect.is_empty() {
                 let mut q = p.clone();
                 q.push(key("expect"));
-                issues.push(src.issue(&q, "a checkpoint entry needs at least one expectation".into()));
+                issues.push(src.issue(
+                    &q,
+                    "a checkpoint entry needs at least one expectation".into(),
+                ));
             }
             for (j, e) in entry.expect.iter().enumerate() {
                 let mut q = p.clone();
@@ -436,7 +446,10 @@ fn check_lag_bound(
     issues: &mut Vec<PlanIssue>,
 ) {
     if let Expectation::LagBelow(0) = e {
-        issues.push(src.issue(path, "lag_below(0) can never be observed; use a positive bound".into()));
+        issues.push(src.issue(
+            path,
+            "lag_below(0) can never be observed; use a positive bound".into(),
+        ));
     }
 }
 

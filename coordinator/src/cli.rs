@@ -1,0 +1,1011 @@
+//! The `switchyard` command line. Exit codes are stable (docs/cli.md):
+//! 0 success; 1 execution failed (resumable); 2 usage or configuration error;
+//! 3 another execution holds the lock (or an unfinished one must be resumed
+//! or aborted first); 4 aborted by the operator or confirmation declined;
+//! 5 readiness refused (e.g. lag beyond the bound without --accept-data-loss).
+
+use crate::driver::{Driver, RunEnd};
+use crate::executor::Executor;
+use crate::failpoint::Failpoint;
+use crate::journal::{
+    format_ms, now_ms, summarize, ExecutionStatus, FileJournalStore, JournalStore, OpResult,
+    Record, StoreStatus,
+};
+use crate::lock::{FileLock, Lock, LockError, LockGuard};
+use crate::plan::{Mode, Plan, PlanOp};
+use crate::planner::{plan_failover, PlanOptions};
+use crate::progress::{JsonLines, ProgressEvent, Reporter, Terminal};
+use crate::registry::{capabilities, controllers_for};
+use crate::report::{timeline, ExecutionReport};
+use crate::validate::{load_plan, validate};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use switchyard_controller::{Controller, ObservedState, OpContext, Operation, Role};
+use switchyard_topology::Topology;
+
+/// Stable exit codes.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// The execution failed: a checkpoint was not reached or an operation
+    /// failed. The journal allows `switchyard resume`.
+    pub const FAILED: i32 = 1;
+    /// Usage or configuration error (bad topology, bad plan, unknown id).
+    pub const USAGE: i32 = 2;
+    /// Another execution holds the lock, or an unfinished execution must be
+    /// resumed or aborted first.
+    pub const LOCKED: i32 = 3;
+    /// Aborted by the operator, or confirmation declined.
+    pub const ABORTED: i32 = 4;
+    /// A readiness check refused (lag beyond the bound without
+    /// `--accept-data-loss`, no healthy candidate).
+    pub const REFUSED: i32 = 5;
+}
+
+/// Switchyard: fail replicated datastores over between regions, in
+/// dependency order, with a checkpoint validated after every stage.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, long_about = None)]
+pub struct Cli {
+    /// Topology file.
+    #[arg(long, short = 't', global = true, env = "SWITCHYARD_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
+    /// Directory for journals, the lock and the epoch (default: `.switchyard`
+    /// next to the topology file).
+    #[arg(long, global = true, env = "SWITCHYARD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people (progress bars on a terminal).
+    Text,
+    /// JSON (one object per line while executing).
+    Json,
+}
+
+/// Plan output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanOutput {
+    /// Rendered listing.
+    Text,
+    /// A plan file to review, keep in git and `switchyard run`.
+    Toml,
+    /// JSON.
+    Json,
+}
+
+/// Where to fail over to and how.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Region every store should end up primary in.
+    #[arg(long)]
+    pub to: String,
+    /// Forced failover: the current primary region is gone.
+    #[arg(long)]
+    pub forced: bool,
+    /// With --forced: promote even beyond the store's lag bound.
+    #[arg(long, requires = "forced")]
+    pub accept_data_loss: bool,
+}
+
+impl Target {
+    fn mode(&self) -> Mode {
+        match (self.forced, self.accept_data_loss) {
+            (false, _) => Mode::Planned,
+            (true, false) => Mode::Forced,
+            (true, true) => Mode::ForcedAcceptDataLoss,
+        }
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every store's members, roles and lag, per region.
+    State {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Print a plan without touching anything (dry run).
+    Plan {
+        /// What kind of plan.
+        #[command(subcommand)]
+        what: PlanKind,
+    },
+    /// Show the plan, ask, then fail every store over.
+    Failover {
+        /// Target and mode.
+        #[command(flatten)]
+        target: Target,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Output format.
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Execute a plan file (validated against the topology first).
+    Run {
+        /// Plan file (TOML or JSON).
+        plan: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Output format.
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Continue an interrupted or failed execution from its journal.
+    Resume {
+        /// Execution id (default: the unfinished one).
+        id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// End an unfinished execution; unfence stores fenced but not promoted
+    /// and report the state of every store.
+    Abort {
+        /// Execution id (default: the unfinished one).
+        id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// List executions.
+    Executions {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Print an execution's timeline and report.
+    Show {
+        /// Execution id, or `latest`.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Fail over to a region, verify, fail back; report both directions.
+    Drill {
+        /// Region to move to and back from.
+        #[arg(long)]
+        to: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Output format.
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+}
+
+/// Plan kinds.
+#[derive(Debug, Subcommand)]
+pub enum PlanKind {
+    /// A failover of every store to one region.
+    Failover {
+        /// Target and mode.
+        #[command(flatten)]
+        target: Target,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: PlanOutput,
+    },
+}
+
+/// A command failure with its exit code.
+#[derive(Debug)]
+pub struct Exit {
+    /// Exit code.
+    pub code: i32,
+    /// Message for stderr.
+    pub message: String,
+}
+
+impl Exit {
+    fn usage(m: impl Into<String>) -> Self {
+        Exit {
+            code: exit::USAGE,
+            message: m.into(),
+        }
+    }
+}
+
+/// Parse arguments, run, and return the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard: cannot start runtime: {e}");
+            return exit::USAGE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("switchyard: {}", e.message);
+            e.code
+        }
+    }
+}
+
+struct Ctx {
+    topology_file: PathBuf,
+    topology: Topology,
+    state_dir: PathBuf,
+}
+
+impl Ctx {
+    fn load(cli: &Cli) -> Result<Self, Exit> {
+        let file = cli.topology.clone().ok_or_else(|| {
+            Exit::usage("no topology: pass --topology FILE or set SWITCHYARD_TOPOLOGY")
+        })?;
+        let topology =
+            switchyard_topology::parse_file(&file).map_err(|e| Exit::usage(e.to_string()))?;
+        let state_dir = cli.state_dir.clone().unwrap_or_else(|| {
+            file.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(".switchyard")
+        });
+        Ok(Ctx {
+            topology_file: file,
+            topology,
+            state_dir,
+        })
+    }
+
+    fn controllers(&self) -> Result<BTreeMap<String, Arc<dyn Controller>>, Exit> {
+        controllers_for(&self.topology).map_err(|e| Exit::usage(e.to_string()))
+    }
+
+    fn journals(&self) -> Result<FileJournalStore, Exit> {
+        FileJournalStore::new(&self.state_dir).map_err(|e| Exit::usage(e.to_string()))
+    }
+
+    fn lock(&self, what: &str) -> Result<Box<dyn LockGuard>, Exit> {
+        let lock = FileLock::new(&self.state_dir).map_err(|e| Exit::usage(e.to_string()))?;
+        let holder = format!(
+            "pid {} `switchyard {what}` since {}",
+            std::process::id(),
+            format_ms(now_ms())
+        );
+        lock.try_acquire(&holder).map_err(|e| match e {
+            LockError::Held { .. } => Exit {
+                code: exit::LOCKED,
+                message: e.to_string(),
+            },
+            other => Exit::usage(other.to_string()),
+        })
+    }
+}
+
+fn reporter(output: Option<Output>) -> Box<dyn Reporter> {
+    match output {
+        Some(Output::Json) => Box::new(JsonLines),
+        Some(Output::Text) => Box::new(Terminal::default()),
+        None if std::io::stdout().is_terminal() => Box::new(Terminal::default()),
+        None => Box::new(JsonLines),
+    }
+}
+
+fn json_mode(output: Option<Output>) -> bool {
+    match output {
+        Some(o) => o == Output::Json,
+        None => !std::io::stdout().is_terminal(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, Exit> {
+    let ctx = Ctx::load(&cli)?;
+    match cli.command {
+        Command::State { output } => state(&ctx, output).await,
+        Command::Plan {
+            what: PlanKind::Failover { target, output },
+        } => {
+            let controllers = ctx.controllers()?;
+            let plan = make_plan(&ctx, &controllers, &target.to, target.mode())?;
+            match output {
+                PlanOutput::Text => print!("{}", plan.render()),
+                PlanOutput::Toml => print!("{}", plan.to_toml()),
+                PlanOutput::Json => println!("{}", plan.to_json()),
+            }
+            Ok(exit::OK)
+        }
+        Command::Failover {
+            target,
+            yes,
+            output,
+        } => {
+            let guard = ctx.lock("failover")?;
+            refuse_unfinished(&ctx)?;
+            let controllers = ctx.controllers()?;
+            let plan = make_plan(&ctx, &controllers, &target.to, target.mode())?;
+            confirm(&plan, yes, output)?;
+            let (code, _) =
+                execute(&ctx, &controllers, guard.as_ref(), plan, "failover", output).await?;
+            Ok(code)
+        }
+        Command::Run { plan, yes, output } => {
+            let guard = ctx.lock("run")?;
+            refuse_unfinished(&ctx)?;
+            let controllers = ctx.controllers()?;
+            let caps = capabilities(&controllers);
+            let plan = load_plan(&plan, &ctx.topology, &caps)
+                .map_err(|e| Exit::usage(format!("plan rejected, nothing was run:\n{e}")))?;
+            confirm(&plan, yes, output)?;
+            let (code, _) =
+                execute(&ctx, &controllers, guard.as_ref(), plan, "run", output).await?;
+            Ok(code)
+        }
+        Command::Resume { id, output } => {
+            let guard = ctx.lock("resume")?;
+            let controllers = ctx.controllers()?;
+            let id = match id {
+                Some(id) => id,
+                None => unfinished(&ctx)?.ok_or_else(|| {
+                    Exit::usage("nothing to resume: every execution has finished or was aborted")
+                })?,
+            };
+            let (code, _) = resume(&ctx, &controllers, guard.as_ref(), &id, output).await?;
+            Ok(code)
+        }
+        Command::Abort { id, output } => {
+            let guard = ctx.lock("abort")?;
+            let controllers = ctx.controllers()?;
+            let id = match id {
+                Some(id) => id,
+                None => unfinished(&ctx)?
+                    .ok_or_else(|| Exit::usage("nothing to abort: no unfinished execution"))?,
+            };
+            abort(&ctx, &controllers, guard.as_ref(), &id, output).await
+        }
+        Command::Executions { output } => {
+            let store = ctx.journals()?;
+            let mut rows = vec![];
+            for id in store.list().map_err(|e| Exit::usage(e.to_string()))? {
+                let recs = store.read(&id).map_err(|e| Exit::usage(e.to_string()))?;
+                rows.push(summarize(&id, &recs));
+            }
+            if output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
+            } else if rows.is_empty() {
+                println!("no executions in {}", ctx.state_dir.display());
+            } else {
+                println!(
+                    "{:<40} {:<11} {:<10} {:<25} plan",
+                    "id", "status", "kind", "started"
+                );
+                for r in rows {
+                    println!(
+                        "{:<40} {:<11} {:<10} {:<25} {}",
+                        r.id,
+                        r.status.to_string(),
+                        r.kind,
+                        format_ms(r.started_at_ms),
+                        r.plan
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Show { id, output } => {
+            let store = ctx.journals()?;
+            let id = if id == "latest" {
+                store
+                    .list()
+                    .map_err(|e| Exit::usage(e.to_string()))?
+                    .pop()
+                    .ok_or_else(|| Exit::usage("no executions yet"))?
+            } else {
+                id
+            };
+            let recs = store.read(&id).map_err(|e| Exit::usage(e.to_string()))?;
+            let report = ExecutionReport::from_records(&id, &recs);
+            if output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"report": report, "journal": recs}))
+                        .unwrap_or_default()
+                );
+            } else {
+                print!("{}\n{}", timeline(&recs), report.render());
+            }
+            Ok(exit::OK)
+        }
+        Command::Drill { to, yes, output } => drill(&ctx, &to, yes, output).await,
+    }
+}
+
+fn make_plan(
+    ctx: &Ctx,
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+    to: &str,
+    mode: Mode,
+) -> Result<Plan, Exit> {
+    let caps = capabilities(controllers);
+    let plan = plan_failover(&ctx.topology, &caps, &PlanOptions::new(to, mode))
+        .map_err(|e| Exit::usage(format!("cannot plan: {e}")))?;
+    validate(&plan, &ctx.topology, &caps)
+        .map_err(|e| Exit::usage(format!("generated plan is invalid (a bug):\n{e}")))?;
+    Ok(plan)
+}
+
+fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Exit {
+            code: exit::ABORTED,
+            message: "confirmation needed and stdin is not a terminal: pass --yes".into(),
+        });
+    }
+    let mut err = std::io::stderr().lock();
+    if json_mode(output) {
+        let _ = writeln!(err, "{}", plan.to_json());
+    } else {
+        let _ = writeln!(err, "{}", plan.render());
+    }
+    let _ = write!(err, "Execute this plan? [y/N] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Exit {
+            code: exit::ABORTED,
+            message: "declined; nothing was done".into(),
+        })
+    }
+}
+
+/// The most recent execution that is neither finished nor aborted.
+fn unfinished(ctx: &Ctx) -> Result<Option<String>, Exit> {
+    let store = ctx.journals()?;
+    let ids = store.list().map_err(|e| Exit::usage(e.to_string()))?;
+    for id in ids.iter().rev() {
+        let recs = store.read(id).map_err(|e| Exit::usage(e.to_string()))?;
+        let s = summarize(id, &recs);
+        if matches!(
+            s.status,
+            ExecutionStatus::Unfinished | ExecutionStatus::Failed
+        ) {
+            return Ok(Some(id.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn refuse_unfinished(ctx: &Ctx) -> Result<(), Exit> {
+    match unfinished(ctx)? {
+        Some(id) => Err(Exit {
+            code: exit::LOCKED,
+            message: format!(
+                "execution {id} is unfinished: `switchyard resume` or `switchyard abort` it first"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn new_execution_id(kind: &str, epoch: u64) -> String {
+    let t: String = format_ms(now_ms())
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    // YYYYMMDDTHHMMSSmmm
+    format!("{}-{kind}-e{epoch}", &t[..t.len().min(18)])
+}
+
+/// Start and drive a new execution. Returns the exit code and the id.
+async fn execute(
+    ctx: &Ctx,
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+    guard: &dyn LockGuard,
+    plan: Plan,
+    kind: &str,
+    output: Option<Output>,
+) -> Result<(i32, String), Exit> {
+    let store = ctx.journals()?;
+    let id = new_execution_id(kind, guard.epoch());
+    let journal = store.create(&id).map_err(|e| Exit::usage(e.to_string()))?;
+    let reporter = reporter(output);
+    let mut driver = Driver::new(controllers, journal, guard, &id, reporter.as_ref(), 1)
+        .with_failpoint(Failpoint::from_env().map_err(Exit::usage)?);
+    driver
+        .record(&Record::Started {
+            execution_id: id.clone(),
+            epoch: guard.epoch(),
+            at_ms: now_ms(),
+            kind: kind.into(),
+            topology_file: ctx.topology_file.display().to_string(),
+            plan: plan.clone(),
+        })
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    reporter.event(&ProgressEvent::ExecutionStarted {
+        execution_id: id.clone(),
+        plan: plan.name.clone(),
+        epoch: guard.epoch(),
+        resumed: false,
+        stages: plan.stages.len(),
+    });
+    let mut ex = Executor::new(plan);
+    let end = driver.run(&mut ex).await;
+    drop(driver);
+    Ok((finish(ctx, &id, end, reporter.as_ref(), output)?, id))
+}
+
+async fn resume(
+    ctx: &Ctx,
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+    guard: &dyn LockGuard,
+    id: &str,
+    output: Option<Output>,
+) -> Result<(i32, String), Exit> {
+    let store = ctx.journals()?;
+    let mut recs = store.read(id).map_err(|e| Exit::usage(e.to_string()))?;
+    match summarize(id, &recs).status {
+        ExecutionStatus::Succeeded => {
+            return Err(Exit::usage(format!("execution {id} already succeeded")))
+        }
+        ExecutionStatus::Aborted => return Err(Exit::usage(format!("execution {id} was aborted"))),
+        _ => {}
+    }
+    let next_seq = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Intent { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let journal = store.open(id).map_err(|e| Exit::usage(e.to_string()))?;
+    let reporter = reporter(output);
+    let mut driver = Driver::new(controllers, journal, guard, id, reporter.as_ref(), next_seq)
+        .with_failpoint(Failpoint::from_env().map_err(Exit::usage)?);
+    let resumed = Record::Resumed {
+        epoch: guard.epoch(),
+        at_ms: now_ms(),
+    };
+    driver
+        .record(&resumed)
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    recs.push(resumed);
+    let mut ex = Executor::replay(&recs)
+        .ok_or_else(|| Exit::usage(format!("journal of {id} has no start record")))?;
+    let caps = capabilities(controllers);
+    validate(ex.plan(), &ctx.topology, &caps).map_err(|e| {
+        Exit::usage(format!(
+            "the journaled plan no longer fits the topology:\n{e}"
+        ))
+    })?;
+    reporter.event(&ProgressEvent::ExecutionStarted {
+        execution_id: id.into(),
+        plan: ex.plan().name.clone(),
+        epoch: guard.epoch(),
+        resumed: true,
+        stages: ex.plan().stages.len(),
+    });
+    let end = driver.run(&mut ex).await;
+    drop(driver);
+    Ok((
+        finish(ctx, id, end, reporter.as_ref(), output)?,
+        id.to_string(),
+    ))
+}
+
+fn finish(
+    ctx: &Ctx,
+    id: &str,
+    end: Result<RunEnd, crate::driver::DriverError>,
+    reporter: &dyn Reporter,
+    output: Option<Output>,
+) -> Result<i32, Exit> {
+    let (code, status, reason) = match end {
+        Ok(RunEnd::Succeeded) => (exit::OK, "succeeded", None),
+        Ok(RunEnd::Failed {
+            reason, refused, ..
+        }) => (
+            if refused { exit::REFUSED } else { exit::FAILED },
+            if refused { "refused" } else { "failed" },
+            Some(format!("{reason}; the execution is resumable: `switchyard resume {id}` or `switchyard abort {id}`")),
+        ),
+        Ok(RunEnd::Aborted) => (exit::ABORTED, "aborted", None),
+        Err(e) => (
+            exit::FAILED,
+            "failed",
+            Some(format!("{e}; `switchyard resume {id}` continues from the journal")),
+        ),
+    };
+    reporter.event(&ProgressEvent::ExecutionEnded {
+        execution_id: id.into(),
+        status: status.into(),
+        reason: reason.clone(),
+    });
+    let recs = ctx
+        .journals()?
+        .read(id)
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    let report = ExecutionReport::from_records(id, &recs);
+    if json_mode(output) {
+        println!("{}", json!({"event": "report", "report": report}));
+    } else {
+        println!("\n{}", report.render());
+        if let Some(r) = &reason {
+            eprintln!("switchyard: {r}");
+        }
+    }
+    Ok(code)
+}
+
+async fn observe_all(
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+) -> Vec<(String, Result<ObservedState, String>)> {
+    futures::future::join_all(controllers.iter().map(|(n, c)| {
+        let c = c.clone();
+        let n = n.clone();
+        async move { (n, c.observe().await.map_err(|e| e.to_string())) }
+    }))
+    .await
+}
+
+fn summary_of(s: &ObservedState) -> String {
+    let healthy = s
+        .members
+        .iter()
+        .filter(|m| m.reachable && !matches!(m.role, Role::Down | Role::Unknown))
+        .count();
+    let primary = match s.primary() {
+        Some(p) => format!(
+            "primary {} in {}{}",
+            p.name,
+            p.region,
+            if p.fenced { " (fenced)" } else { "" }
+        ),
+        None => match s.primaries().count() {
+            0 => "no primary".into(),
+            n => format!("{n} primaries (split brain)"),
+        },
+    };
+    format!(
+        "{primary}, {healthy}/{} members healthy{}",
+        s.members.len(),
+        s.epoch.map_or(String::new(), |e| format!(", epoch {e}"))
+    )
+}
+
+async fn state(ctx: &Ctx, output: Output) -> Result<i32, Exit> {
+    let controllers = ctx.controllers()?;
+    let states = observe_all(&controllers).await;
+    if output == Output::Json {
+        let v: Vec<_> = states
+            .iter()
+            .map(|(n, s)| match s {
+                Ok(s) => json!({"store": n, "state": s, "summary": summary_of(s)}),
+                Err(e) => json!({"store": n, "error": e}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"topology": ctx.topology.name, "stores": v}))
+                .unwrap_or_default()
+        );
+    } else {
+        for r in &ctx.topology.regions {
+            println!("{} ({:?})", r.name, r.role);
+            for (n, s) in &states {
+                let Ok(s) = s else { continue };
+                for m in s.members.iter().filter(|m| m.region == r.name) {
+                    let lag = m.lag.map_or(String::new(), |l| {
+                        format!(
+                            " lag {}{}",
+                            l.bytes.map_or("?".into(), |b| format!("{b} B")),
+                            l.millis.map_or(String::new(), |ms| format!("/{ms} ms"))
+                        )
+                    });
+                    println!(
+                        "  {:<12} {:<14} {:<10}{}{}{}{}",
+                        n,
+                        m.name,
+                        m.role.to_string(),
+                        if m.reachable { "" } else { " unreachable" },
+                        if m.fenced { " fenced" } else { "" },
+                        m.position.map_or(String::new(), |p| format!(" at {p}")),
+                        lag
+                    );
+                }
+            }
+        }
+        println!();
+        for (n, s) in &states {
+            match s {
+                Ok(s) => println!("{n:<12} {}", summary_of(s)),
+                Err(e) => println!("{n:<12} cannot observe: {e}"),
+            }
+        }
+    }
+    Ok(if states.iter().all(|(_, s)| s.is_ok()) {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+async fn abort(
+    ctx: &Ctx,
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+    guard: &dyn LockGuard,
+    id: &str,
+    output: Output,
+) -> Result<i32, Exit> {
+    let store = ctx.journals()?;
+    let recs = store.read(id).map_err(|e| Exit::usage(e.to_string()))?;
+    match summarize(id, &recs).status {
+        ExecutionStatus::Succeeded | ExecutionStatus::Aborted => {
+            return Err(Exit::usage(format!("execution {id} has already ended")))
+        }
+        _ => {}
+    }
+    let ex = Executor::replay(&recs)
+        .ok_or_else(|| Exit::usage(format!("journal of {id} has no start record")))?;
+    let mut journal = store.open(id).map_err(|e| Exit::usage(e.to_string()))?;
+    // A store fenced but not yet promoted refuses writes everywhere: undo
+    // the fence so the old primary serves again.
+    let mut fenced = vec![];
+    let mut promoted = vec![];
+    for r in &recs {
+        if let Record::Outcome {
+            stage,
+            step,
+            store: s,
+            result: OpResult::Ok { .. },
+            ..
+        } = r
+        {
+            match ex.plan().stages[*stage].steps[*step].op {
+                PlanOp::Fence => fenced.push(s.clone()),
+                PlanOp::Promote { .. } => promoted.push(s.clone()),
+                _ => {}
+            }
+        }
+        // An issued promote may have happened even without an outcome.
+        if let Record::Intent {
+            store: s,
+            op: Operation::Promote { .. },
+            ..
+        } = r
+        {
+            promoted.push(s.clone());
+        }
+    }
+    let ctxop = OpContext {
+        execution_id: id.into(),
+        epoch: guard.epoch(),
+    };
+    let mut notes = vec![];
+    fenced.dedup();
+    for s in fenced.iter().filter(|s| !promoted.contains(s)) {
+        let Some(c) = controllers.get(s) else {
+            continue;
+        };
+        journal
+            .append(&Record::ExtraIntent {
+                store: s.clone(),
+                op: Operation::Unfence,
+                epoch: guard.epoch(),
+                at_ms: now_ms(),
+            })
+            .map_err(|e| Exit::usage(e.to_string()))?;
+        let t = std::time::Instant::now();
+        let res = c.execute(&Operation::Unfence, &ctxop).await;
+        notes.push(match &res {
+            Ok(_) => format!("{s}: unfenced the old primary"),
+            Err(e) => format!("{s}: unfence failed: {e}"),
+        });
+        journal
+            .append(&Record::ExtraOutcome {
+                store: s.clone(),
+                at_ms: now_ms(),
+                duration_ms: t.elapsed().as_millis() as u64,
+                result: match res {
+                    Ok(outcome) => OpResult::Ok { outcome },
+                    Err(e) => OpResult::Err {
+                        kind: format!("{:?}", e.kind()),
+                        temporary: e.is_temporary(),
+                        message: e.to_string(),
+                    },
+                },
+            })
+            .map_err(|e| Exit::usage(e.to_string()))?;
+    }
+    let states = observe_all(controllers).await;
+    let stores: Vec<StoreStatus> = states
+        .iter()
+        .map(|(n, s)| StoreStatus {
+            store: n.clone(),
+            summary: match s {
+                Ok(s) => summary_of(s),
+                Err(e) => format!("cannot observe: {e}"),
+            },
+        })
+        .collect();
+    journal
+        .append(&Record::Aborted {
+            epoch: guard.epoch(),
+            at_ms: now_ms(),
+            stores: stores.clone(),
+        })
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    if output == Output::Json {
+        println!(
+            "{}",
+            json!({"execution_id": id, "status": "aborted", "actions": notes, "stores": stores})
+        );
+    } else {
+        println!("Execution {id} aborted.");
+        for n in &notes {
+            println!("  {n}");
+        }
+        for s in &stores {
+            println!("  {:<12} {}", s.store, s.summary);
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result<i32, Exit> {
+    let guard = ctx.lock("drill")?;
+    refuse_unfinished(ctx)?;
+    let controllers = ctx.controllers()?;
+    // Where to come back to: the region every store is primary in now.
+    let states = observe_all(&controllers).await;
+    let mut origins = vec![];
+    for (n, s) in &states {
+        match s {
+            Ok(s) => match s.primary_region() {
+                Some(r) => origins.push((n.clone(), r.to_string())),
+                None => {
+                    return Err(Exit {
+                        code: exit::REFUSED,
+                        message: format!("drill refused: store `{n}` has {}", summary_of(s)),
+                    })
+                }
+            },
+            Err(e) => {
+                return Err(Exit {
+                    code: exit::REFUSED,
+                    message: format!("drill refused: cannot observe `{n}`: {e}"),
+                })
+            }
+        }
+    }
+    let origin = origins[0].1.clone();
+    if let Some((n, r)) = origins.iter().find(|(_, r)| *r != origin) {
+        return Err(Exit {
+            code: exit::REFUSED,
+            message: format!(
+                "drill refused: stores are primary in different regions (`{}` in {origin}, `{n}` in {r})",
+                origins[0].0
+            ),
+        });
+    }
+    if origin == to {
+        return Err(Exit::usage(format!(
+            "every store is already primary in {to}; drill to another region"
+        )));
+    }
+    let out = make_plan(ctx, &controllers, to, Mode::Planned)?;
+    let back = make_plan(ctx, &controllers, &origin, Mode::Planned)?;
+    confirm(&out, yes, output)?;
+    let (code, out_id) =
+        execute(ctx, &controllers, guard.as_ref(), out, "drill-out", output).await?;
+    if code != exit::OK {
+        return Ok(code);
+    }
+    // Verify independently of the checkpoints: a fresh observation of every store.
+    for (n, s) in observe_all(&controllers).await {
+        match s {
+            Ok(s) if s.primary_region() == Some(to) => {}
+            Ok(s) => {
+                return Err(Exit {
+                    code: exit::FAILED,
+                    message: format!("drill verification failed: `{n}` has {}", summary_of(&s)),
+                })
+            }
+            Err(e) => {
+                return Err(Exit {
+                    code: exit::FAILED,
+                    message: format!("drill verification failed: cannot observe `{n}`: {e}"),
+                })
+            }
+        }
+    }
+    let (code, back_id) = execute(
+        ctx,
+        &controllers,
+        guard.as_ref(),
+        back,
+        "drill-back",
+        output,
+    )
+    .await?;
+    let store = ctx.journals()?;
+    let reports: Vec<ExecutionReport> = [&out_id, &back_id]
+        .iter()
+        .filter_map(|id| {
+            store
+                .read(id)
+                .ok()
+                .map(|r| ExecutionReport::from_records(id, &r))
+        })
+        .collect();
+    if json_mode(output) {
+        println!(
+            "{}",
+            json!({"event": "drill_report", "from": origin, "to": to, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}})
+        );
+    } else {
+        println!(
+            "Drill {origin} → {to} → {origin}: {}",
+            if code == exit::OK {
+                "succeeded"
+            } else {
+                "FAILED"
+            }
+        );
+        for (dir, r) in ["out", "back"].iter().zip(&reports) {
+            let rtos: Vec<String> = r
+                .stores
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s.store,
+                        s.rto_ms.map_or("-".into(), |v| format!("{v} ms"))
+                    )
+                })
+                .collect();
+            println!(
+                "  {dir:<5} {} in {:.1} s; RTO {}; coordinator overhead {:.2}%",
+                r.id,
+                r.total_ms as f64 / 1000.0,
+                rtos.join(", "),
+                if r.wall_us > 0 {
+                    100.0 * r.overhead_us as f64 / r.wall_us as f64
+                } else {
+                    0.0
+                }
+            );
+        }
+    }
+    Ok(code)
+}

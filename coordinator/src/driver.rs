@@ -1,0 +1,505 @@
+//! The driver: decide, journal, act, observe.
+//!
+//! It asks the [`Executor`] what to do, journals an `Intent` (execution id,
+//! fencing epoch, exact operation) and fsyncs it, issues the operation to the
+//! store's controller, journals the `Outcome` with timings, and feeds the
+//! result back. Checkpoints are validated by polling the controllers until
+//! every expectation holds in one round of observations or the stage's
+//! timeout passes. Retrying temporary errors lives here, not in the executor
+//! or the controllers.
+
+use crate::executor::{Action, Event, Executor};
+use crate::failpoint::{Boundary, Failpoint};
+use crate::journal::{now_ms, CheckpointObservation, Journal, JournalError, OpResult, Record};
+use crate::lock::LockGuard;
+use crate::plan::StepId;
+use crate::progress::{ProgressEvent, Reporter};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_controller::{Controller, Error, ErrorKind, OpContext, Operation, Outcome};
+
+/// How temporary operation errors are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in total (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt.
+    pub initial_backoff: Duration,
+    /// Upper bound of a backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How checkpoints are polled.
+#[derive(Debug, Clone, Copy)]
+pub struct PollPolicy {
+    /// First interval between observation rounds.
+    pub initial: Duration,
+    /// Largest interval.
+    pub max: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        PollPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        }
+    }
+}
+
+/// How a run of the driver ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every stage passed.
+    Succeeded,
+    /// A step or checkpoint failed; the journal allows `resume`.
+    Failed {
+        /// 0-based stage.
+        stage: usize,
+        /// Why.
+        reason: String,
+        /// A readiness check refused (lag beyond the bound).
+        refused: bool,
+    },
+    /// The execution was aborted.
+    Aborted,
+}
+
+/// Failures of the driver itself (not of the stores).
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The journal could not be written: nothing further may be issued.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The lock was lost: another coordinator may be running.
+    #[error("lost the execution lock (epoch {0}); stopped before issuing anything further")]
+    LockLost(u64),
+    /// The plan names a store with no controller.
+    #[error("no controller for store `{0}`")]
+    NoController(String),
+}
+
+type OpFuture = Pin<Box<dyn Future<Output = OpDone> + Send>>;
+
+struct OpDone {
+    id: StepId,
+    seq: u64,
+    store: String,
+    op_name: &'static str,
+    result: Result<Outcome, Error>,
+    attempts: u32,
+    duration: Duration,
+}
+
+/// Drives one execution.
+pub struct Driver<'a> {
+    controllers: &'a BTreeMap<String, Arc<dyn Controller>>,
+    journal: Box<dyn Journal>,
+    guard: &'a dyn LockGuard,
+    ctx: OpContext,
+    reporter: &'a dyn Reporter,
+    failpoint: Failpoint,
+    retry: RetryPolicy,
+    poll: PollPolicy,
+    next_seq: u64,
+}
+
+impl std::fmt::Debug for Driver<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("ctx", &self.ctx)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Driver<'a> {
+    /// A driver appending to `journal` under `guard`'s epoch. `next_seq` is
+    /// one more than the highest sequence number already journaled.
+    pub fn new(
+        controllers: &'a BTreeMap<String, Arc<dyn Controller>>,
+        journal: Box<dyn Journal>,
+        guard: &'a dyn LockGuard,
+        execution_id: &str,
+        reporter: &'a dyn Reporter,
+        next_seq: u64,
+    ) -> Self {
+        Driver {
+            controllers,
+            journal,
+            guard,
+            ctx: OpContext {
+                execution_id: execution_id.to_string(),
+                epoch: guard.epoch(),
+            },
+            reporter,
+            failpoint: Failpoint::none(),
+            retry: RetryPolicy::default(),
+            poll: PollPolicy::default(),
+            next_seq,
+        }
+    }
+
+    /// Crash deliberately at a boundary (crash-safety tests).
+    pub fn with_failpoint(mut self, fp: Failpoint) -> Self {
+        self.failpoint = fp;
+        self
+    }
+
+    /// Override the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Override the checkpoint poll policy.
+    pub fn with_poll(mut self, poll: PollPolicy) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Append a record (durable when this returns).
+    pub fn record(&mut self, r: &Record) -> Result<(), DriverError> {
+        Ok(self.journal.append(r)?)
+    }
+
+    fn controller(&self, store: &str) -> Result<Arc<dyn Controller>, DriverError> {
+        self.controllers
+            .get(store)
+            .cloned()
+            .ok_or_else(|| DriverError::NoController(store.into()))
+    }
+
+    /// Run until the execution succeeds, fails or is aborted.
+    pub async fn run(&mut self, ex: &mut Executor) -> Result<RunEnd, DriverError> {
+        let mut in_flight: FuturesUnordered<OpFuture> = FuturesUnordered::new();
+        let mut issued_ops: BTreeMap<StepId, Operation> = BTreeMap::new();
+        let mut stage_now: Option<usize> = None;
+        let mut stage_started = Instant::now();
+        let mut waited = Duration::ZERO;
+        loop {
+            let actions = ex.next();
+            let stage = ex.current_stage();
+            if stage != stage_now {
+                if let Some(s) = stage {
+                    stage_now = Some(s);
+                    stage_started = Instant::now();
+                    waited = Duration::ZERO;
+                    self.record(&Record::StageStarted {
+                        stage: s,
+                        at_ms: now_ms(),
+                    })?;
+                    let st = &ex.plan().stages[s];
+                    let mut stores: Vec<String> = vec![];
+                    for n in st
+                        .steps
+                        .iter()
+                        .map(|x| &x.store)
+                        .chain(st.checkpoint.iter().map(|c| &c.store))
+                    {
+                        if !stores.contains(n) {
+                            stores.push(n.clone());
+                        }
+                    }
+                    self.reporter.event(&ProgressEvent::StageStarted {
+                        stage: s + 1,
+                        name: st.name.clone(),
+                        stores,
+                    });
+                }
+            }
+            let deadline = stage_started
+                + Duration::from_millis(stage.map_or(0, |s| ex.plan().stages[s].timeout_ms));
+            let mut wait = false;
+            for action in actions {
+                match action {
+                    Action::Done => {
+                        self.record(&Record::Finished { at_ms: now_ms() })?;
+                        return Ok(RunEnd::Succeeded);
+                    }
+                    Action::Aborted => return Ok(RunEnd::Aborted),
+                    Action::Failed {
+                        stage,
+                        reason,
+                        refused,
+                    } => {
+                        return Ok(RunEnd::Failed {
+                            stage,
+                            reason,
+                            refused,
+                        })
+                    }
+                    Action::Wait => wait = true,
+                    Action::Run { id, store, op } => {
+                        if !self.guard.still_held() {
+                            return Err(DriverError::LockLost(self.ctx.epoch));
+                        }
+                        let ctrl = self.controller(&store)?;
+                        let seq = self.next_seq;
+                        self.next_seq += 1;
+                        self.record(&Record::Intent {
+                            seq,
+                            stage: id.stage,
+                            step: id.step,
+                            store: store.clone(),
+                            op: op.clone(),
+                            epoch: self.ctx.epoch,
+                            at_ms: now_ms(),
+                        })?;
+                        ex.apply(Event::Issued { id, op: op.clone() });
+                        self.failpoint.hit(Boundary::BeforeIssue, seq);
+                        self.reporter.event(&ProgressEvent::OpStarted {
+                            stage: id.stage + 1,
+                            seq,
+                            store: store.clone(),
+                            op: op.name().into(),
+                            description: op.to_string(),
+                        });
+                        issued_ops.insert(id, op.clone());
+                        in_flight.push(Box::pin(run_op(
+                            ctrl,
+                            op,
+                            self.ctx.clone(),
+                            id,
+                            seq,
+                            store,
+                            deadline,
+                            self.retry,
+                        )));
+                    }
+                    Action::ValidateCheckpoint { stage } => {
+                        let t = Instant::now();
+                        self.checkpoint(ex, stage, deadline, stage_started, waited)
+                            .await?;
+                        waited += t.elapsed();
+                    }
+                }
+            }
+            if wait || !in_flight.is_empty() {
+                let t = Instant::now();
+                let Some(done) = in_flight.next().await else {
+                    continue;
+                };
+                waited += t.elapsed();
+                self.failpoint.hit(Boundary::AfterIssue, done.seq);
+                let result = match done.result {
+                    Ok(o) => OpResult::Ok { outcome: o },
+                    Err(e) => OpResult::Err {
+                        kind: format!("{:?}", e.kind()),
+                        temporary: e.is_temporary(),
+                        message: e.to_string(),
+                    },
+                };
+                let duration_ms = done.duration.as_millis() as u64;
+                self.record(&Record::Outcome {
+                    seq: done.seq,
+                    stage: done.id.stage,
+                    step: done.id.step,
+                    store: done.store.clone(),
+                    at_ms: now_ms(),
+                    duration_ms,
+                    attempts: done.attempts,
+                    result: result.clone(),
+                })?;
+                self.failpoint.hit(Boundary::AfterOutcome, done.seq);
+                self.reporter.event(&ProgressEvent::OpFinished {
+                    stage: done.id.stage + 1,
+                    seq: done.seq,
+                    store: done.store,
+                    op: done.op_name.into(),
+                    duration_ms,
+                    attempts: done.attempts,
+                    error: match &result {
+                        OpResult::Err { message, .. } => Some(message.clone()),
+                        OpResult::Ok { .. } => None,
+                    },
+                });
+                issued_ops.remove(&done.id);
+                ex.apply(match result {
+                    OpResult::Ok { outcome } => Event::Succeeded {
+                        id: done.id,
+                        outcome,
+                    },
+                    OpResult::Err { kind, message, .. } => Event::Failed {
+                        id: done.id,
+                        message,
+                        kind,
+                    },
+                });
+            }
+        }
+    }
+
+    async fn checkpoint(
+        &mut self,
+        ex: &mut Executor,
+        stage: usize,
+        deadline: Instant,
+        stage_started: Instant,
+        waited_before: Duration,
+    ) -> Result<(), DriverError> {
+        self.reporter
+            .event(&ProgressEvent::CheckpointStarted { stage: stage + 1 });
+        let entries = ex.plan().stages[stage].checkpoint.clone();
+        let started = Instant::now();
+        let mut polls = 0u32;
+        let mut observe_time = Duration::ZERO;
+        let mut interval = self.poll.initial;
+        let stores: BTreeSet<String> = entries.iter().map(|e| e.store.clone()).collect();
+        let mut ctrls = vec![];
+        for s in &stores {
+            ctrls.push((s.clone(), self.controller(s)?));
+        }
+        let observed = loop {
+            polls += 1;
+            let t = Instant::now();
+            let states = futures::future::join_all(ctrls.iter().map(|(s, c)| {
+                let c = c.clone();
+                let s = s.clone();
+                async move { (s, c.observe().await) }
+            }))
+            .await;
+            observe_time += t.elapsed();
+            let states: BTreeMap<String, _> = states.into_iter().collect();
+            let observed: Vec<CheckpointObservation> = entries
+                .iter()
+                .map(|e| {
+                    let exp = e.expectation();
+                    let (mismatch, primary, epoch) = match &states[&e.store] {
+                        Ok(st) => (
+                            exp.check(st).err(),
+                            st.primary().map(|p| format!("{}@{}", p.name, p.region)),
+                            st.epoch,
+                        ),
+                        Err(err) => (Some(format!("observe failed: {err}")), None, None),
+                    };
+                    CheckpointObservation {
+                        store: e.store.clone(),
+                        expected: e
+                            .expect
+                            .iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        mismatch,
+                        primary,
+                        epoch,
+                    }
+                })
+                .collect();
+            let all_ok = observed.iter().all(|o| o.mismatch.is_none());
+            if all_ok || Instant::now() + interval > deadline {
+                break observed;
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(self.poll.max);
+        };
+        let passed = observed.iter().all(|o| o.mismatch.is_none());
+        let duration = started.elapsed();
+        let stage_wall = stage_started.elapsed();
+        let overhead = stage_wall.saturating_sub(waited_before + duration);
+        let (duration_ms, observe_ms) =
+            (duration.as_millis() as u64, observe_time.as_millis() as u64);
+        let rec = if passed {
+            Record::CheckpointPassed {
+                stage,
+                at_ms: now_ms(),
+                duration_ms,
+                observe_ms,
+                polls,
+                stage_wall_us: stage_wall.as_micros() as u64,
+                overhead_us: overhead.as_micros() as u64,
+                observed: observed.clone(),
+            }
+        } else {
+            Record::CheckpointFailed {
+                stage,
+                at_ms: now_ms(),
+                duration_ms,
+                observe_ms,
+                polls,
+                stage_wall_us: stage_wall.as_micros() as u64,
+                overhead_us: overhead.as_micros() as u64,
+                observed: observed.clone(),
+            }
+        };
+        self.record(&rec)?;
+        if passed {
+            self.failpoint
+                .hit(Boundary::AfterCheckpoint, stage as u64 + 1);
+        }
+        self.reporter.event(&ProgressEvent::CheckpointFinished {
+            stage: stage + 1,
+            passed,
+            duration_ms,
+            observed: observed.clone(),
+        });
+        if let Some(ev) = crate::executor::event_of(&rec) {
+            ex.apply(ev);
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_op(
+    ctrl: Arc<dyn Controller>,
+    op: Operation,
+    ctx: OpContext,
+    id: StepId,
+    seq: u64,
+    store: String,
+    deadline: Instant,
+    retry: RetryPolicy,
+) -> OpDone {
+    let started = Instant::now();
+    let mut attempts = 0;
+    let mut backoff = retry.initial_backoff;
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let result = loop {
+        attempts += 1;
+        match tokio::time::timeout_at(deadline, ctrl.execute(&op, &ctx)).await {
+            Ok(Ok(o)) => break Ok(o),
+            Ok(Err(e))
+                if e.is_temporary()
+                    && attempts < retry.max_attempts
+                    && tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tracing::debug!(store = %store, op = op.name(), attempt = attempts, error = %e, "retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(retry.max_backoff);
+            }
+            Ok(Err(e)) => break Err(e),
+            Err(_) => {
+                break Err(Error::new(
+                    ErrorKind::Timeout,
+                    store.clone(),
+                    format!("{} did not finish before the stage timeout", op.name()),
+                ))
+            }
+        }
+    };
+    OpDone {
+        id,
+        seq,
+        store,
+        op_name: op.name(),
+        result,
+        attempts,
+        duration: started.elapsed(),
+    }
+}

@@ -1,0 +1,60 @@
+//! Store kind → controller. The only place that knows which crate implements
+//! which kind of store; everything else in the coordinator speaks the
+//! [`Controller`] contract.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use switchyard_controller::{Capability, Controller};
+use switchyard_topology::{Store, StoreKind, Topology};
+
+/// A store whose controller could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("store `{store}` ({kind}): {message}")]
+pub struct RegistryError {
+    /// Store name.
+    pub store: String,
+    /// Store kind.
+    pub kind: StoreKind,
+    /// Why.
+    pub message: String,
+}
+
+/// Build the controller for one store. Construction validates the store's
+/// configuration; it does not connect.
+pub fn controller_for(store: &Store) -> Result<Arc<dyn Controller>, RegistryError> {
+    let err = |message: String| RegistryError {
+        store: store.name.clone(),
+        kind: store.kind,
+        message,
+    };
+    match store.kind {
+        #[cfg(feature = "postgres")]
+        StoreKind::Postgres => switchyard_postgres::PostgresController::from_store(store)
+            .map(|c| Arc::new(c) as Arc<dyn Controller>)
+            .map_err(|e| err(e.to_string())),
+        other => Err(err(format!(
+            "this build of switchyard has no {other} controller (cargo feature `{other}`)"
+        ))),
+    }
+}
+
+/// Controllers for every store of a topology, by store name.
+pub fn controllers_for(
+    topology: &Topology,
+) -> Result<BTreeMap<String, Arc<dyn Controller>>, RegistryError> {
+    topology
+        .stores
+        .iter()
+        .map(|s| Ok((s.name.clone(), controller_for(s)?)))
+        .collect()
+}
+
+/// The capability of every controller, by store name.
+pub fn capabilities(
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+) -> BTreeMap<String, Capability> {
+    controllers
+        .iter()
+        .map(|(n, c)| (n.clone(), c.capability()))
+        .collect()
+}

@@ -1,0 +1,477 @@
+//! Reports computed from a journal: the timeline (`switchyard show`), the
+//! final report of an execution (RTO per store, data-loss estimate), and the
+//! coordinator's own overhead per stage.
+
+use crate::journal::{format_ms, summarize, ExecutionStatus, OpResult, Record};
+use crate::plan::{Mode, PlanOp};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use switchyard_controller::DataLossEstimate;
+
+/// Timing of one stage, summed over every process that worked on it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageTiming {
+    /// 1-based stage number.
+    pub stage: usize,
+    /// Stage name.
+    pub name: String,
+    /// Wall time of the stage (µs), as measured by the driver.
+    pub wall_us: u64,
+    /// Time inside store operations (sum over operations; concurrent
+    /// operations overlap, so this can exceed the wall time).
+    pub ops_ms: u64,
+    /// Checkpoint validation time (observing and waiting for the stores).
+    pub checkpoint_ms: u64,
+    /// Time inside `observe` calls during checkpoint validation.
+    pub observe_ms: u64,
+    /// The coordinator's own time: journaling, deciding, scheduling (µs).
+    pub overhead_us: u64,
+    /// Whether the checkpoint passed.
+    pub passed: bool,
+}
+
+/// What happened to one store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreOutcome {
+    /// Store name.
+    pub store: String,
+    /// From the first mutating operation on the store to the checkpoint that
+    /// confirmed its new primary (ms). `None` when it never got there.
+    pub rto_ms: Option<u64>,
+    /// Member promoted, as the controller reported it.
+    pub promoted: Option<String>,
+    /// Primary observed at the last checkpoint (`member@region`).
+    pub primary: Option<String>,
+    /// Store epoch (timeline/term) at the last checkpoint.
+    pub epoch: Option<u64>,
+    /// Promote operations whose outcome was journaled (1 for a clean run;
+    /// re-issues after a crash are counted too).
+    pub promotions_journaled: u32,
+    /// Data-loss estimate.
+    pub data_loss: String,
+}
+
+/// The final report of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutionReport {
+    /// Execution id.
+    pub id: String,
+    /// Plan title.
+    pub plan: String,
+    /// Outcome.
+    pub status: ExecutionStatus,
+    /// First to last record (ms).
+    pub total_ms: u64,
+    /// Coordinator processes that worked on it (1 + resumes).
+    pub processes: u32,
+    /// Per stage.
+    pub stages: Vec<StageTiming>,
+    /// Per store.
+    pub stores: Vec<StoreOutcome>,
+    /// Sum of stage overheads (µs).
+    pub overhead_us: u64,
+    /// Sum of stage wall times (µs).
+    pub wall_us: u64,
+}
+
+impl ExecutionReport {
+    /// Build from an execution's journal.
+    pub fn from_records(id: &str, records: &[Record]) -> Self {
+        let summary = summarize(id, records);
+        let plan = records.iter().find_map(|r| match r {
+            Record::Started { plan, .. } => Some(plan.clone()),
+            _ => None,
+        });
+        let mut stages: Vec<StageTiming> = plan
+            .as_ref()
+            .map(|p| {
+                p.stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| StageTiming {
+                        stage: i + 1,
+                        name: s.name.clone(),
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut stores: BTreeMap<String, StoreOutcome> = BTreeMap::new();
+        if let Some(p) = &plan {
+            for st in &p.stages {
+                for s in st
+                    .steps
+                    .iter()
+                    .map(|x| &x.store)
+                    .chain(st.checkpoint.iter().map(|c| &c.store))
+                {
+                    stores.entry(s.clone()).or_insert_with(|| StoreOutcome {
+                        store: s.clone(),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let mut first_mutation: BTreeMap<String, u64> = BTreeMap::new();
+        let mut promote_stage: BTreeMap<String, usize> = BTreeMap::new();
+        let mut losses: BTreeMap<String, DataLossEstimate> = BTreeMap::new();
+        let mut processes = 0;
+        for r in records {
+            match r {
+                Record::Started { .. } | Record::Resumed { .. } => processes += 1,
+                Record::Intent {
+                    store,
+                    op,
+                    at_ms,
+                    stage,
+                    ..
+                } => {
+                    if op.is_mutating() {
+                        first_mutation.entry(store.clone()).or_insert(*at_ms);
+                    }
+                    if op.name() == "promote" {
+                        promote_stage.insert(store.clone(), *stage);
+                    }
+                }
+                Record::Outcome {
+                    stage,
+                    step,
+                    store,
+                    duration_ms,
+                    result,
+                    ..
+                } => {
+                    if let Some(t) = stages.get_mut(*stage) {
+                        t.ops_ms += duration_ms;
+                    }
+                    let is_promote = plan.as_ref().is_some_and(|p| {
+                        matches!(p.stages[*stage].steps[*step].op, PlanOp::Promote { .. })
+                    });
+                    if let (true, OpResult::Ok { outcome }) = (is_promote, result) {
+                        let so = stores.entry(store.clone()).or_default();
+                        so.promotions_journaled += 1;
+                        if outcome.member.is_some() {
+                            so.promoted = outcome.member.clone();
+                        }
+                        if let Some(d) = &outcome.data_loss {
+                            losses.insert(store.clone(), d.clone());
+                        }
+                    }
+                }
+                Record::CheckpointPassed {
+                    stage,
+                    at_ms,
+                    duration_ms,
+                    observe_ms,
+                    stage_wall_us,
+                    overhead_us,
+                    observed,
+                    ..
+                }
+                | Record::CheckpointFailed {
+                    stage,
+                    at_ms,
+                    duration_ms,
+                    observe_ms,
+                    stage_wall_us,
+                    overhead_us,
+                    observed,
+                    ..
+                } => {
+                    let passed = matches!(r, Record::CheckpointPassed { .. });
+                    if let Some(t) = stages.get_mut(*stage) {
+                        t.wall_us += stage_wall_us;
+                        t.checkpoint_ms += duration_ms;
+                        t.observe_ms += observe_ms;
+                        t.overhead_us += overhead_us;
+                        t.passed = passed;
+                    }
+                    for o in observed {
+                        let so = stores.entry(o.store.clone()).or_default();
+                        so.store = o.store.clone();
+                        so.primary = o.primary.clone();
+                        so.epoch = o.epoch;
+                        if passed
+                            && promote_stage.get(&o.store) == Some(stage)
+                            && so.rto_ms.is_none()
+                        {
+                            so.rto_ms = first_mutation
+                                .get(&o.store)
+                                .map(|t0| at_ms.saturating_sub(*t0));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mode = plan.as_ref().map(|p| p.mode);
+        for (name, so) in stores.iter_mut() {
+            so.data_loss = match (losses.get(name), mode) {
+                (Some(d), _) => describe_loss(d),
+                (None, Some(Mode::Planned)) if so.promotions_journaled > 0 => {
+                    "none: planned switchover (fenced, caught up to the final position, then promoted)".into()
+                }
+                (None, Some(_)) if so.promotions_journaled > 0 => "unknown: the controller gave no estimate".into(),
+                _ => "none: not promoted".into(),
+            };
+        }
+        let first = records
+            .first()
+            .map(crate::journal::record_time)
+            .unwrap_or(0);
+        let last = records.last().map(crate::journal::record_time).unwrap_or(0);
+        ExecutionReport {
+            id: id.into(),
+            plan: summary.plan,
+            status: summary.status,
+            total_ms: last.saturating_sub(first),
+            processes,
+            overhead_us: stages.iter().map(|s| s.overhead_us).sum(),
+            wall_us: stages.iter().map(|s| s.wall_us).sum(),
+            stages,
+            stores: stores.into_values().collect(),
+        }
+    }
+
+    /// Human rendering.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Execution {} — {} — {} in {:.1} s ({} process{})",
+            self.id,
+            self.plan,
+            self.status,
+            self.total_ms as f64 / 1000.0,
+            self.processes,
+            if self.processes == 1 { "" } else { "es" }
+        );
+        let _ = writeln!(
+            out,
+            "\n  {:<5} {:<28} {:>9} {:>9} {:>11} {:>11}",
+            "stage", "name", "wall ms", "ops ms", "checkpt ms", "overhead ms"
+        );
+        for s in &self.stages {
+            let _ = writeln!(
+                out,
+                "  {:<5} {:<28} {:>9.1} {:>9} {:>11} {:>11.2}{}",
+                s.stage,
+                truncate(&s.name, 28),
+                s.wall_us as f64 / 1000.0,
+                s.ops_ms,
+                s.checkpoint_ms,
+                s.overhead_us as f64 / 1000.0,
+                if s.passed { "" } else { "  (not passed)" }
+            );
+        }
+        let pct = if self.wall_us > 0 {
+            100.0 * self.overhead_us as f64 / self.wall_us as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "  coordinator overhead: {:.2} ms of {:.1} ms ({pct:.2}%)",
+            self.overhead_us as f64 / 1000.0,
+            self.wall_us as f64 / 1000.0
+        );
+        let _ = writeln!(out);
+        for s in &self.stores {
+            let _ = writeln!(
+                out,
+                "  {:<12} RTO {:>8}  primary {:<22} epoch {:<4} promotions {}  data loss: {}",
+                s.store,
+                s.rto_ms.map_or("-".into(), |r| format!("{r} ms")),
+                s.primary.as_deref().unwrap_or("-"),
+                s.epoch.map_or("-".into(), |e| e.to_string()),
+                s.promotions_journaled,
+                s.data_loss
+            );
+        }
+        out
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn describe_loss(d: &DataLossEstimate) -> String {
+    let mut parts = vec![];
+    if let Some(b) = d.bytes {
+        parts.push(format!("{b} bytes"));
+    }
+    if let Some(m) = d.millis {
+        parts.push(format!("{m} ms of writes"));
+    }
+    if let Some(w) = d.writes {
+        parts.push(format!("{w} writes"));
+    }
+    let head = if parts.is_empty() {
+        "estimate".to_string()
+    } else {
+        format!("up to {}", parts.join(", "))
+    };
+    if d.note.is_empty() {
+        head
+    } else {
+        format!("{head} ({})", d.note)
+    }
+}
+
+/// The journal as a human timeline (`switchyard show`).
+pub fn timeline(records: &[Record]) -> String {
+    let mut out = String::new();
+    let plan = records.iter().find_map(|r| match r {
+        Record::Started { plan, .. } => Some(plan),
+        _ => None,
+    });
+    let t0 = records
+        .first()
+        .map(crate::journal::record_time)
+        .unwrap_or(0);
+    for r in records {
+        let at = crate::journal::record_time(r);
+        let rel = format!("+{:>8.3}s", at.saturating_sub(t0) as f64 / 1000.0);
+        let line = match r {
+            Record::Started {
+                execution_id,
+                epoch,
+                kind,
+                plan,
+                ..
+            } => format!(
+                "started {kind} {execution_id} (epoch {epoch}): {}",
+                plan.name
+            ),
+            Record::Resumed { epoch, .. } => format!("resumed with epoch {epoch}"),
+            Record::StageStarted { stage, .. } => format!(
+                "stage {} {}",
+                stage + 1,
+                plan.map_or(String::new(), |p| p.stages[*stage].name.clone())
+            ),
+            Record::Intent {
+                seq,
+                store,
+                op,
+                epoch,
+                ..
+            } => format!("  #{seq:<3} {store:<12} → {op} (epoch {epoch})"),
+            Record::Outcome {
+                seq,
+                store,
+                duration_ms,
+                attempts,
+                result,
+                ..
+            } => match result {
+                OpResult::Ok { outcome } => format!(
+                    "  #{seq:<3} {store:<12} ✓ {duration_ms} ms{}{}{}{}",
+                    if *attempts > 1 {
+                        format!(", {attempts} attempts")
+                    } else {
+                        String::new()
+                    },
+                    outcome
+                        .member
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(", member {m}")),
+                    outcome
+                        .position
+                        .map_or(String::new(), |p| format!(", position {p}")),
+                    if outcome.already_done {
+                        ", already done"
+                    } else {
+                        ""
+                    }
+                ),
+                OpResult::Err { message, .. } => {
+                    format!("  #{seq:<3} {store:<12} ✗ {duration_ms} ms: {message}")
+                }
+            },
+            Record::CheckpointPassed {
+                stage,
+                duration_ms,
+                polls,
+                observed,
+                ..
+            } => {
+                let mut s = format!(
+                    "checkpoint {} passed in {duration_ms} ms ({polls} observation round{})",
+                    stage + 1,
+                    if *polls == 1 { "" } else { "s" }
+                );
+                for o in observed {
+                    let _ = write!(s, "\n{:>12}    ✓ {:<12} {}", "", o.store, o.expected);
+                }
+                s
+            }
+            Record::CheckpointFailed {
+                stage,
+                duration_ms,
+                observed,
+                ..
+            } => {
+                let mut s = format!(
+                    "checkpoint {} NOT reached after {duration_ms} ms",
+                    stage + 1
+                );
+                for o in observed {
+                    match &o.mismatch {
+                        None => {
+                            let _ = write!(s, "\n{:>12}    ✓ {:<12} {}", "", o.store, o.expected);
+                        }
+                        Some(m) => {
+                            let _ = write!(
+                                s,
+                                "\n{:>12}    ✗ {:<12} expected {}; observed: {m}",
+                                "", o.store, o.expected
+                            );
+                        }
+                    }
+                }
+                s
+            }
+            Record::ExtraIntent {
+                store, op, epoch, ..
+            } => {
+                format!("       {store:<12} → {op} (outside the plan, epoch {epoch})")
+            }
+            Record::ExtraOutcome {
+                store,
+                duration_ms,
+                result,
+                ..
+            } => match result {
+                OpResult::Ok { .. } => format!("       {store:<12} ✓ {duration_ms} ms"),
+                OpResult::Err { message, .. } => {
+                    format!("       {store:<12} ✗ {duration_ms} ms: {message}")
+                }
+            },
+            Record::Finished { .. } => "finished: every checkpoint passed".into(),
+            Record::Aborted { epoch, stores, .. } => {
+                let mut s = format!("aborted (epoch {epoch})");
+                for st in stores {
+                    let _ = write!(s, "\n{:>12}    {:<12} {}", "", st.store, st.summary);
+                }
+                s
+            }
+        };
+        let _ = writeln!(out, "{rel}  {line}");
+    }
+    if let Some(first) = records.first() {
+        let _ = writeln!(
+            out,
+            "(started {})",
+            format_ms(crate::journal::record_time(first))
+        );
+    }
+    out
+}
