@@ -292,14 +292,16 @@ impl Executor {
                             store: step.store.clone(),
                             op,
                         }),
-                        None => return vec![Action::Failed {
-                            stage,
-                            reason: format!(
+                        None => {
+                            return vec![Action::Failed {
+                                stage,
+                                reason: format!(
                                 "step {id} ({}) needs a captured position but none was captured",
                                 step.store
                             ),
-                            refused: false,
-                        }],
+                                refused: false,
+                            }]
+                        }
                     }
                 }
                 StepState::Failed { .. } => unreachable!("handled above"),

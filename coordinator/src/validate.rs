@@ -296,10 +296,15 @@ fn validate_source(
         }
     }
     if let Some(cycle) = find_cycle(&deps) {
-        let path = match plan.depends_on.get(cycle[0]) {
-            Some(_) => vec![key("depends_on"), key(cycle[0])],
-            None => vec![key("depends_on")],
-        };
+        // Point at the plan's own edge that closes the cycle, if it has one.
+        let path = cycle
+            .windows(2)
+            .find_map(|w| {
+                let list = plan.depends_on.get(w[0])?;
+                let i = list.iter().position(|d| d == w[1])?;
+                Some(vec![key("depends_on"), key(w[0]), Seg::Index(i)])
+            })
+            .unwrap_or_else(|| vec![key("depends_on")]);
         issues.push(src.issue(&path, format!("dependency cycle: {}", cycle.join(" → "))));
     }
 
@@ -495,4 +500,189 @@ pub fn find_cycle<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> Option<Vec
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::tests::{caps, topology};
+
+    const GOOD: &str = r#"version = 1
+name = "hand-written"
+topology = "lab"
+target_region = "west"
+mode = "planned"
+
+[[stages]]
+name = "fence"
+
+[[stages.steps]]
+store = "orders"
+op = "fence"
+
+[[stages.steps]]
+store = "orders"
+op = "capture_position"
+
+[[stages.checkpoint]]
+store = "orders"
+expect = ["fenced"]
+
+[[stages]]
+name = "promote"
+
+[[stages.steps]]
+store = "orders"
+op = "wait_for_position"
+target_region = "west"
+position = "captured"
+timeout_ms = 5000
+
+[[stages.steps]]
+store = "orders"
+op = "promote"
+target_region = "west"
+mode = "planned"
+
+[[stages.checkpoint]]
+store = "orders"
+expect = ["primary_in(west)", "lag_below(1048576)"]
+
+[[stages]]
+name = "catalog"
+
+[[stages.steps]]
+store = "catalog"
+op = "promote"
+target_region = "west"
+mode = "planned"
+
+[[stages.checkpoint]]
+store = "catalog"
+expect = ["and(primary_in(west), preferred_in(west))"]
+"#;
+
+    fn check(text: &str) -> Result<Plan, PlanError> {
+        let plan = parse_plan("plan.toml", text)?;
+        validate_source(&plan, &topology(true), &caps(), "plan.toml", text)?;
+        Ok(plan)
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn good_plan_is_accepted() {
+        let p = check(GOOD).unwrap();
+        assert_eq!(p.stages.len(), 3);
+    }
+
+    #[test]
+    fn typo_in_store_names_the_line() {
+        let text = GOOD.replacen(
+            "store = \"catalog\"\nop = \"promote\"",
+            "store = \"catalgo\"\nop = \"promote\"",
+            1,
+        );
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.issues.len(), 1, "{e}");
+        let i = &e.issues[0];
+        assert_eq!(i.line, line_of(&text, "catalgo"), "{e}");
+        assert_eq!(i.field, "stages[2].steps[0].store");
+        assert!(i.message.contains("unknown store `catalgo`"), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "plan.toml:{}:1: stages[2].steps[0].store: ",
+                i.line
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn inexpressible_expectation_names_the_line() {
+        // MongoDB followers are not re-pointed explicitly: the controller
+        // cannot report `followers_follow`.
+        let text = GOOD.replace(
+            "expect = [\"and(primary_in(west), preferred_in(west))\"]",
+            "expect = [\"primary_in(west)\", \"followers_follow\"]",
+        );
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.issues.len(), 1, "{e}");
+        assert_eq!(e.issues[0].line, line_of(&text, "followers_follow"), "{e}");
+        assert!(
+            e.issues[0]
+                .message
+                .contains("cannot express `followers_follow`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_expectation_is_a_parse_error_with_line() {
+        let text = GOOD.replace("expect = [\"fenced\"]", "expect = [\"fenced_off\"]");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.issues[0].line, line_of(&text, "fenced_off"), "{e}");
+        assert!(
+            e.issues[0]
+                .message
+                .contains("unknown expectation `fenced_off`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cycle_names_the_line() {
+        let text = GOOD.replace(
+            "mode = \"planned\"\n\n[[stages]]",
+            "mode = \"planned\"\n\n[depends_on]\norders = [\"catalog\"]\n\n[[stages]]",
+        );
+        let e = check(&text).unwrap_err();
+        let i = e
+            .issues
+            .iter()
+            .find(|i| i.message.contains("cycle"))
+            .expect("cycle reported");
+        assert_eq!(i.line, line_of(&text, "orders = [\"catalog\"]"), "{e}");
+        assert!(
+            i.message.contains("orders → catalog → orders")
+                || i.message.contains("catalog → orders → catalog"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unsupported_op_and_order_violations() {
+        // MongoDB has no fencing; catalog promoted before orders although it depends on it.
+        let text = GOOD.replacen(
+            "store = \"orders\"\nop = \"fence\"",
+            "store = \"catalog\"\nop = \"fence\"",
+            1,
+        );
+        let e = check(&text).unwrap_err();
+        assert!(e.to_string().contains("cannot do `fence`"), "{e}");
+        let swapped = GOOD.replace("name = \"catalog\"", "name = \"x\"");
+        let plan = parse_plan("p", &swapped).unwrap();
+        let mut p2 = plan.clone();
+        p2.stages.swap(1, 2);
+        let e = validate(&p2, &topology(true), &caps()).unwrap_err();
+        assert!(e.to_string().contains("promoted before `orders`"), "{e}");
+    }
+
+    #[test]
+    fn wait_without_capture_is_rejected() {
+        let text = GOOD.replace("op = \"capture_position\"", "op = \"fence\"");
+        let e = check(&text).unwrap_err();
+        assert!(e.to_string().contains("no earlier step captures"), "{e}");
+        assert_eq!(e.issues[0].line, line_of(&text, "position = \"captured\""));
+    }
+
+    #[test]
+    fn syntax_and_unknown_field_errors_have_lines() {
+        let text = GOOD.replace("timeout_ms = 5000", "timeout_ms = 5000\ntimeout = 3");
+        let e = check(&text).unwrap_err();
+        assert!(e.issues[0].line > 0, "{e}");
+        assert!(e.to_string().contains("timeout"), "{e}");
+    }
 }

@@ -1,0 +1,156 @@
+//! Helpers for end-to-end tests: run the real `switchyard` binary against a
+//! lab cluster and look at the stores directly.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use switchyard_lab::postgres::{PgCluster, PgClusterSpec};
+use switchyard_topology::Topology;
+
+/// A finished `switchyard` invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Run {
+            // A failpoint abort has no exit code (killed by SIGABRT).
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// JSON objects printed one per line.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// A topology file plus a state dir in a temp dir.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub topology: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(topology: &Topology) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topology.toml");
+        std::fs::write(&path, topology.to_toml()).unwrap();
+        let state = dir.path().join("state");
+        Workspace {
+            dir,
+            topology: path,
+            state,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        c.args(["--topology", self.topology.to_str().unwrap()])
+            .args(["--state-dir", self.state.to_str().unwrap()])
+            .args(args)
+            .env_remove("SWITCHYARD_CRASH_AT")
+            .env_remove("SWITCHYARD_TOPOLOGY")
+            .env_remove("SWITCHYARD_STATE_DIR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
+    }
+
+    pub fn run_env(&self, args: &[&str], key: &str, value: &str) -> Run {
+        Run::from(self.command(args).env(key, value).output().unwrap())
+    }
+
+    pub fn journal_files(&self) -> Vec<PathBuf> {
+        let dir = self.state.join("executions");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return vec![];
+        };
+        let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Start a three-region PostgreSQL cluster (primary in `east`).
+pub async fn pg_cluster(store: &str) -> PgCluster {
+    let mut spec = PgClusterSpec::new(["east", "west", "south"]);
+    spec.store = store.into();
+    PgCluster::start(spec)
+        .await
+        .expect("lab PostgreSQL cluster starts")
+}
+
+/// The member that is primary right now, asked of every member directly
+/// (`pg_is_in_recovery()`), and its timeline from its current WAL file name.
+pub async fn pg_primary(cluster: &PgCluster) -> Option<(String, String, u32)> {
+    let mut found = None;
+    for m in cluster.members() {
+        let Ok(c) = cluster.connect(&m.name).await else {
+            continue;
+        };
+        let Ok(row) = c.query_one("SELECT pg_is_in_recovery()", &[]).await else {
+            continue;
+        };
+        let recovering: bool = row.get(0);
+        if !recovering {
+            let row = c
+                .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+                .await
+                .unwrap();
+            let wal: String = row.get(0);
+            let tli = u32::from_str_radix(&wal[..8], 16).unwrap();
+            assert!(found.is_none(), "two primaries: {found:?} and {}", m.name);
+            found = Some((m.name.clone(), m.region.clone(), tli));
+        }
+    }
+    found
+}
+
+/// Write a row on the current primary; returns its id.
+pub async fn pg_write(cluster: &PgCluster, tag: &str) -> i64 {
+    let (primary, _, _) = pg_primary(cluster).await.expect("a primary");
+    let c = cluster.connect(&primary).await.unwrap();
+    c.batch_execute("CREATE TABLE IF NOT EXISTS sy_ack (id bigserial PRIMARY KEY, tag text)")
+        .await
+        .unwrap();
+    let row = c
+        .query_one("INSERT INTO sy_ack (tag) VALUES ($1) RETURNING id", &[&tag])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+/// Every tag on the current primary.
+pub async fn pg_tags(cluster: &PgCluster) -> Vec<String> {
+    let (primary, _, _) = pg_primary(cluster).await.expect("a primary");
+    let c = cluster.connect(&primary).await.unwrap();
+    c.query("SELECT tag FROM sy_ack ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}

@@ -1,0 +1,332 @@
+//! End to end on a real PostgreSQL cluster (three regions, streaming
+//! replication) started by the lab: the real `switchyard` binary drills,
+//! crashes at every operation boundary and resumes, refuses a second
+//! execution, and rejects bad plans before touching anything.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn step_count(ws: &Workspace, to: &str) -> (usize, usize) {
+    let r = ws.run(&["plan", "failover", "--to", to, "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let stages = plan["stages"].as_array().unwrap();
+    let steps = stages
+        .iter()
+        .map(|s| s["steps"].as_array().map_or(0, |v| v.len()))
+        .sum();
+    (steps, stages.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_moves_postgres_and_back_with_every_checkpoint_validated() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (_, region, tli0) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+    pg_write(&cluster, "before-drill").await;
+
+    let r = ws.run(&["drill", "--to", "west", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let events = r.events();
+    let checkpoints: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "checkpoint_finished")
+        .collect();
+    let (_, stages) = step_count(&ws, "west");
+    assert_eq!(
+        checkpoints.len(),
+        2 * stages,
+        "one checkpoint per stage, both ways"
+    );
+    assert!(checkpoints.iter().all(|c| c["passed"] == true));
+    // Promote checkpoints name the target region in each direction, in order.
+    let promote_primaries: Vec<String> = checkpoints
+        .iter()
+        .filter(|c| {
+            c["observed"][0]["expected"]
+                .as_str()
+                .unwrap()
+                .starts_with("primary_in(")
+        })
+        .map(|c| c["observed"][0]["primary"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        promote_primaries.first().unwrap().ends_with("@west"),
+        "{promote_primaries:?}"
+    );
+    assert!(
+        promote_primaries.last().unwrap().ends_with("@east"),
+        "{promote_primaries:?}"
+    );
+    let report = events
+        .iter()
+        .find(|e| e["event"] == "drill_report")
+        .expect("drill report");
+    assert_eq!(report["status"], "succeeded");
+    assert!(
+        report["out"]["stores"][0]["rto_ms"].as_u64().is_some(),
+        "{report}"
+    );
+    assert!(
+        report["back"]["stores"][0]["rto_ms"].as_u64().is_some(),
+        "{report}"
+    );
+
+    // On the store: back in east, two promotions, nothing acknowledged lost.
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+    assert_eq!(tli, tli0 + 2, "one promotion each way");
+    assert_eq!(pg_tags(&cluster).await, vec!["before-drill"]);
+
+    // Both executions are listed and shown.
+    let r = ws.run(&["executions", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["status"] == "succeeded"));
+    let r = ws.run(&["show", "latest"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("finished: every checkpoint passed"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_boundary_then_resume_promotes_exactly_once() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (steps, stages) = step_count(&ws, "west");
+    let mut points = vec![];
+    for kind in ["before", "after", "outcome"] {
+        for n in 1..=steps {
+            points.push(format!("{kind}:{n}"));
+        }
+    }
+    for n in 1..=stages {
+        points.push(format!("checkpoint:{n}"));
+    }
+    let mut written = vec![];
+    for (i, point) in points.iter().enumerate() {
+        let (_, from, tli0) = pg_primary(&cluster)
+            .await
+            .expect("a primary before the run");
+        let to = if from == "east" { "west" } else { "east" };
+        let tag = format!("row-{i}");
+        pg_write(&cluster, &tag).await;
+        written.push(tag);
+
+        let r = ws.run_env(
+            &["failover", "--to", to, "--yes", "--output", "json"],
+            "SWITCHYARD_CRASH_AT",
+            point,
+        );
+        assert_eq!(
+            r.code, -1,
+            "{point}: expected the failpoint to abort; stderr:\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("failpoint"), "{point}: {}", r.stderr);
+
+        // A new failover is refused until the interrupted one is resumed.
+        let refused = ws.run(&["failover", "--to", to, "--yes"]);
+        assert_eq!(refused.code, 3, "{point}: {}", refused.stderr);
+        assert!(refused.stderr.contains("unfinished"), "{}", refused.stderr);
+
+        let r = ws.run(&["resume", "--output", "json"]);
+        assert_eq!(
+            r.code, 0,
+            "{point}: resume failed\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        let (_, region, tli) = pg_primary(&cluster).await.expect("a primary after resume");
+        assert_eq!(region, to, "{point}: primary in the target region");
+        assert_eq!(
+            tli,
+            tli0 + 1,
+            "{point}: exactly one promotion (timeline advanced once)"
+        );
+        assert_eq!(
+            pg_tags(&cluster).await,
+            written,
+            "{point}: acknowledged writes kept"
+        );
+
+        // Resume re-issued only what had no journaled outcome.
+        let journal = read(ws.journal_files().last().unwrap());
+        let outcomes = journal
+            .lines()
+            .filter(|l| l.contains("\"type\":\"outcome\""))
+            .count();
+        let reissued = match point.split_once(':').unwrap() {
+            ("before", _) | ("after", _) => 1,
+            _ => 0,
+        };
+        assert_eq!(outcomes, steps + reissued, "{point}: journal:\n{journal}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_execution_is_refused_while_one_holds_the_lock() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    // A plan whose checkpoint cannot be met keeps its execution (and the
+    // lock) busy for its stage timeout.
+    let plan = ws.path("slow.toml");
+    std::fs::write(
+        &plan,
+        r#"version = 1
+name = "hold the lock"
+topology = "TOPOLOGY"
+target_region = "west"
+mode = "planned"
+
+[[stages]]
+name = "readiness"
+timeout_ms = 30000
+
+[[stages.steps]]
+store = "orders"
+op = "check_readiness"
+target_region = "west"
+mode = "planned"
+
+[[stages.checkpoint]]
+store = "orders"
+expect = ["primary_in(south)"]
+"#
+        .replace("TOPOLOGY", &cluster.topology().name),
+    )
+    .unwrap();
+    let mut first = ws
+        .command(&["run", plan.to_str().unwrap(), "--yes", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let busy = ws
+            .journal_files()
+            .first()
+            .is_some_and(|f| read(f).contains("\"type\":\"outcome\""));
+        if busy {
+            break;
+        }
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("first execution ended early: {status}");
+        }
+        assert!(Instant::now() < deadline, "first execution never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = Kill(first);
+
+    let second = ws.run(&["failover", "--to", "west", "--yes"]);
+    assert_eq!(second.code, 3, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("another execution holds the lock"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains("`switchyard run`"),
+        "names the holder: {}",
+        second.stderr
+    );
+    assert_eq!(
+        ws.journal_files().len(),
+        1,
+        "the refused command journaled nothing"
+    );
+
+    drop(first);
+    // The killed execution is unfinished: abort it; the store never moved.
+    let r = ws.run(&["abort"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("primary orders-east-1 in east"),
+        "{}",
+        r.stdout
+    );
+    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plans_are_rejected_naming_the_line_before_anything_runs() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (_, _, tli0) = pg_primary(&cluster).await.unwrap();
+    let r = ws.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let good = r.stdout;
+
+    let cases = [
+        // A typo'd store.
+        (
+            good.replacen(
+                "store = \"orders\"\nop = \"promote\"",
+                "store = \"ordres\"\nop = \"promote\"",
+                1,
+            ),
+            "ordres",
+            "unknown store `ordres`",
+        ),
+        // An expectation PostgreSQL cannot report.
+        (
+            good.replacen(
+                "\"primary_in(west)\",",
+                "\"primary_in(west)\",\n    \"preferred_in(west)\",",
+                1,
+            ),
+            "preferred_in(west)",
+            "cannot express `preferred_in(west)`",
+        ),
+        // A dependency cycle introduced by the plan.
+        (
+            good.replacen(
+                "mode = \"planned\"\n",
+                "mode = \"planned\"\n\n[depends_on]\norders = [\"orders\"]\n",
+                1,
+            ),
+            "orders = [\"orders\"]",
+            "dependency cycle",
+        ),
+    ];
+    for (i, (text, needle, message)) in cases.iter().enumerate() {
+        assert_ne!(text, &good, "case {i} changed nothing");
+        let file = ws.path(&format!("bad-{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let r = ws.run(&["run", file.to_str().unwrap(), "--yes"]);
+        assert_eq!(r.code, 2, "case {i}: {}", r.stderr);
+        let expected = format!("{}:{line}:", file.display());
+        assert!(
+            r.stderr.contains(&expected),
+            "case {i}: expected {expected} in:\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(message), "case {i}: {}", r.stderr);
+        assert!(r.stderr.contains("nothing was run"), "{}", r.stderr);
+    }
+    assert!(ws.journal_files().is_empty(), "no execution was started");
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(
+        (region.as_str(), tli),
+        ("east", tli0),
+        "the store was not touched"
+    );
+}
