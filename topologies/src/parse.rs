@@ -124,8 +124,13 @@ pub fn parse_source(file: &str, text: &str) -> Result<Parsed, ParseError> {
             kind: ParseErrorKind::Syntax,
         }
     })?;
-    let source_map = SourceMap::from_document(doc.as_table());
+    // Locations are only needed for findings; the map is built on demand
+    // (rules) or from this document's twin when deserialisation fails.
     let topology: Topology = toml_edit::de::from_document(doc).map_err(|e| {
+        let source_map = match toml_edit::ImDocument::parse(text) {
+            Ok(doc) => SourceMap::from_document(doc.as_table()),
+            Err(_) => SourceMap::default(),
+        };
         let span = e.span().unwrap_or(0..0);
         let (line, column) = line_col(text, span.start);
         let message = e.message().trim_end().to_string();
@@ -155,7 +160,7 @@ pub fn parse_source(file: &str, text: &str) -> Result<Parsed, ParseError> {
         file: file.to_string(),
         text: text.to_string(),
         topology,
-        source_map,
+        source_map: SourceMap::lazy(text),
     })
 }
 

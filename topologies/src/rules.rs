@@ -220,9 +220,11 @@ rule!(
     "MongoDB acknowledges `w: \"majority\"` writes once the calculated majority has them: the \
 smaller of a majority of all voting members and the number of data-bearing voting members. \
 Arbiters vote but hold no data, so in primary-secondary-arbiter layouts the loss of one \
-data-bearing region leaves a primary that is elected but cannot acknowledge majority writes \
-(the default write concern): writes hang or time out, and the majority commit point stops \
-advancing, which grows the WiredTiger cache.\n\n\
+data-bearing region leaves a primary that is elected but cannot acknowledge majority writes: \
+writes with `w: \"majority\"` (and commands that always use it, such as `dropDatabase`) hang \
+or time out, and the majority commit point stops advancing, which grows the WiredTiger cache. \
+(MongoDB 5.0+ lowers the implicit default write concern of such sets to `w: 1` for this very \
+reason, which trades the hang for writes that may be rolled back.)\n\n\
 Fix: replace the arbiter by a data-bearing secondary, or add data-bearing voting members so \
 that the survivors of any tolerated loss still reach the calculated majority."
 );

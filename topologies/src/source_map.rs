@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 use toml_edit::{Item, Table, Value};
 
 /// A byte range in a source text.
@@ -22,29 +23,76 @@ pub struct Entry {
     pub value: Option<Span>,
 }
 
+/// FNV-1a: paths are short and trusted, and SipHash dominated building the
+/// map for 10,000-member files.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Field path → source spans for one parsed file.
+///
+/// Built lazily from the source text on first lookup: a topology that passes
+/// every rule never needs a location, and building the map is a quarter of
+/// the time to check a 10,000-member file.
 #[derive(Debug, Clone, Default)]
 pub struct SourceMap {
-    entries: HashMap<String, Entry>,
+    text: Option<Arc<str>>,
+    entries: OnceLock<FastMap<String, Entry>>,
 }
 
 impl SourceMap {
     /// Record every field of a spanned TOML document.
     pub fn from_document(root: &Table) -> SourceMap {
-        let mut map = SourceMap::default();
-        let mut path = String::new();
-        map.walk_table(&mut path, root);
+        let map = SourceMap::default();
+        let _ = map.entries.set(build(root));
         map
+    }
+
+    /// A map of `text`, built when first needed. Text that is not valid TOML
+    /// gives an empty map (every lookup then answers offset 0).
+    pub fn lazy(text: impl Into<Arc<str>>) -> SourceMap {
+        SourceMap {
+            text: Some(text.into()),
+            entries: OnceLock::new(),
+        }
+    }
+
+    fn entries(&self) -> &FastMap<String, Entry> {
+        self.entries.get_or_init(|| match &self.text {
+            Some(text) => match toml_edit::ImDocument::parse(&**text) {
+                Ok(doc) => build(doc.as_table()),
+                Err(_) => FastMap::default(),
+            },
+            None => FastMap::default(),
+        })
     }
 
     /// The entry for `path`, if that field was written in the file.
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries.get(path)
+        self.entries().get(path)
     }
 
     /// Whether the field at `path` was written in the file (as opposed to defaulted).
     pub fn is_written(&self, path: &str) -> bool {
-        self.entries.contains_key(path)
+        self.entries().contains_key(path)
     }
 
     /// The best span to underline for `path`: its value if written, else the
@@ -54,7 +102,7 @@ impl SourceMap {
         let mut p = path;
         loop {
             if let Some(span) = self
-                .entries
+                .entries()
                 .get(p)
                 .and_then(|e| e.value.clone().or(e.key.clone()))
             {
@@ -65,7 +113,7 @@ impl SourceMap {
             // place to underline a field that was left at its default.
             if !up.is_empty() {
                 if let Some(span) = self
-                    .entries
+                    .entries()
                     .get(&format!("{up}.name"))
                     .and_then(|e| e.value.clone())
                 {
@@ -78,7 +126,7 @@ impl SourceMap {
 
     /// The span of the key of `path` if written, else [`SourceMap::locate`].
     pub fn locate_key(&self, path: &str) -> Span {
-        match self.entries.get(path).and_then(|e| e.key.clone()) {
+        match self.entries().get(path).and_then(|e| e.key.clone()) {
             Some(k) => k,
             None => self.locate(path),
         }
@@ -88,7 +136,7 @@ impl SourceMap {
     /// name the field a serde error is about.
     pub fn path_at(&self, offset: usize) -> Option<&str> {
         let mut best: Option<(&str, usize)> = None;
-        for (path, e) in &self.entries {
+        for (path, e) in self.entries() {
             for span in [&e.key, &e.value].into_iter().flatten() {
                 let hit = span.contains(&offset) || (span.is_empty() && span.start == offset);
                 if hit {
@@ -106,9 +154,20 @@ impl SourceMap {
         }
         best.map(|(p, _)| p)
     }
+}
 
+fn build(root: &Table) -> FastMap<String, Entry> {
+    let mut b = Builder(FastMap::default());
+    let mut path = String::new();
+    b.walk_table(&mut path, root);
+    b.0
+}
+
+struct Builder(FastMap<String, Entry>);
+
+impl Builder {
     fn record(&mut self, path: &str, key: Option<Span>, value: Option<Span>) {
-        self.entries.insert(path.to_string(), Entry { key, value });
+        self.0.insert(path.to_string(), Entry { key, value });
     }
 
     fn walk_table(&mut self, path: &mut String, table: &Table) {
