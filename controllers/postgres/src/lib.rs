@@ -1,1 +1,338 @@
-//! Switchyard controller for postgres.
+//! Switchyard controller for PostgreSQL streaming replication across regions.
+//!
+//! Construct it from a topology store with [`PostgresController::from_store`]
+//! (or [`PostgresController::builder`] for tuning); validation happens there,
+//! the password comes from `connection.password_env`, and `Debug` never shows
+//! it. The controller implements [`switchyard_controller::Controller`]:
+//!
+//! * `observe` — one SQL round trip per member, in parallel
+//!   (`pg_is_in_recovery`, timeline, current/replay/receive LSN,
+//!   `pg_stat_wal_receiver`, `pg_stat_replication`); unreachable members are
+//!   reported as down.
+//! * planned switchover — `Fence` (soft fence, then the `stop` hook and the
+//!   `start_as_standby` hook with no upstream: the old primary restarts in
+//!   recovery, so it cannot acknowledge a write at all), `CapturePosition`
+//!   (the fenced member's end of WAL), `WaitForPosition` (tight poll of
+//!   `pg_last_wal_replay_lsn` on the target), `Promote` (`pg_promote(wait =>
+//!   false)` and a tight poll of `pg_is_in_recovery`), `RepointFollowers`
+//!   (`ALTER SYSTEM SET primary_conninfo` + reload; `pg_rewind` via hooks for
+//!   a diverged standby), `Rejoin` (the fenced old primary follows the new
+//!   timeline after a reload — no restart, no rewind).
+//! * forced failover — `Promote{Forced}` of the most advanced standby of the
+//!   target region, refused beyond the store's lag bound unless data loss is
+//!   accepted; the outcome carries the estimate.
+//!
+//! Every operation is idempotent: it first observes, and returns
+//! [`Outcome::already_done`] when the store is already where the operation
+//! would take it. See docs/postgres.md.
+
+mod config;
+mod error;
+mod fence;
+mod followers;
+mod hooks;
+mod lsn;
+mod observe;
+mod position;
+mod promote;
+mod readiness;
+
+pub use config::PostgresBuilder;
+
+use crate::config::{ConnSettings, Timing};
+use crate::error::PgError;
+use async_trait::async_trait;
+use observe::Probe;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use switchyard_controller::{
+    Capability, Controller, Error, ErrorKind, Lag, ObservedState, OpContext, Operation, Outcome,
+    Result,
+};
+use switchyard_topology::{Member, Store, StoreKind};
+use tokio_postgres::Client;
+
+/// The PostgreSQL controller for one store.
+pub struct PostgresController {
+    store: Store,
+    conn: ConnSettings,
+    timing: Timing,
+    /// Last lag observed per standby while a primary was reachable, and when:
+    /// a forced failover judges the candidate by it once the primary is gone.
+    lag_cache: Mutex<HashMap<String, (Lag, Instant)>>,
+}
+
+impl fmt::Debug for PostgresController {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresController")
+            .field("store", &self.store.name)
+            .field(
+                "members",
+                &self
+                    .store
+                    .members
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("conn", &self.conn)
+            .field("timing", &self.timing)
+            .finish()
+    }
+}
+
+impl PostgresController {
+    /// Start building a controller for `store` (validated in `build()`).
+    pub fn builder(store: &Store) -> PostgresBuilder {
+        PostgresBuilder::new(store)
+    }
+
+    /// Build a controller with default settings; fails with a
+    /// [`ErrorKind::Config`] error naming the field when the store is invalid.
+    pub fn from_store(store: &Store) -> Result<Self> {
+        Self::builder(store).build()
+    }
+
+    pub(crate) fn new(store: Store, conn: ConnSettings, timing: Timing) -> Self {
+        PostgresController {
+            store,
+            conn,
+            timing,
+            lag_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn err(&self, kind: ErrorKind, msg: impl Into<String>) -> Error {
+        Error::new(kind, &self.store.name, msg)
+    }
+
+    pub(crate) fn member(&self, name: &str) -> Result<&Member> {
+        self.store.member(name).ok_or_else(|| {
+            self.err(
+                ErrorKind::Config,
+                format!("no member {name} in the topology"),
+            )
+        })
+    }
+
+    fn pg_config(&self, m: &Member) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host(m.hostname().unwrap_or("localhost"))
+            .port(m.port().unwrap_or(5432))
+            .user(&self.conn.user)
+            .dbname(&self.conn.database)
+            .application_name("switchyard")
+            .ssl_mode(self.conn.ssl)
+            .connect_timeout(self.conn.connect_timeout);
+        if let Some(p) = &self.conn.password {
+            c.password(p.0.as_bytes());
+        }
+        c
+    }
+
+    pub(crate) async fn connect(&self, m: &Member) -> std::result::Result<Client, PgError> {
+        let (client, conn) = self
+            .pg_config(m)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(PgError::Connect)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// Connect, converting the failure to the public error.
+    pub(crate) async fn session(&self, m: &Member) -> Result<Client> {
+        self.connect(m)
+            .await
+            .map_err(|e| e.into_error(&self.store.name, &m.name))
+    }
+
+    /// Run statements one by one (a multi-statement string would be one
+    /// implicit transaction, where `ALTER SYSTEM` is not allowed).
+    pub(crate) async fn exec(&self, client: &Client, m: &Member, sql: &[&str]) -> Result<()> {
+        for stmt in sql {
+            client
+                .batch_execute(stmt)
+                .await
+                .map_err(|e| PgError::Query(e).into_error(&self.store.name, &m.name))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn scalar(&self, client: &Client, m: &Member, sql: &str) -> Result<String> {
+        observe::scalar(client, sql)
+            .await
+            .map_err(|e| e.into_error(&self.store.name, &m.name))?
+            .ok_or_else(|| {
+                self.err(ErrorKind::Protocol, format!("{sql:?} returned NULL"))
+                    .with_member(&m.name)
+            })
+    }
+
+    /// Poll until `m` accepts connections and its recovery state is `in_recovery`.
+    pub(crate) async fn wait_up(&self, m: &Member, in_recovery: bool) -> Result<Probe> {
+        let deadline = Instant::now() + self.timing.start_timeout;
+        loop {
+            let (p, _) = observe::probe_member(self, m).await;
+            if p.reachable() && p.in_recovery == in_recovery {
+                return Ok(p);
+            }
+            if Instant::now() > deadline {
+                return Err(self
+                    .err(
+                        ErrorKind::Timeout,
+                        format!(
+                            "did not come up {} within {:?}: {}",
+                            if in_recovery {
+                                "in recovery"
+                            } else {
+                                "as primary"
+                            },
+                            self.timing.start_timeout,
+                            p.error.unwrap_or_else(|| "wrong recovery state".into())
+                        ),
+                    )
+                    .with_member(&m.name));
+            }
+            tokio::time::sleep(self.timing.poll.max(Duration::from_millis(5))).await;
+        }
+    }
+
+    /// The `primary_conninfo` a standby named `app` uses to follow `primary`.
+    /// Contains the password when one is configured: never log it.
+    pub(crate) fn conninfo_for(&self, primary: &Member, app: &str) -> String {
+        let q = |v: &str| {
+            if !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                v.to_string()
+            } else {
+                format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+        };
+        let mut s = format!(
+            "host={} port={} user={} application_name={}",
+            q(primary.hostname().unwrap_or("localhost")),
+            primary.port().unwrap_or(5432),
+            q(&self.conn.user),
+            q(app)
+        );
+        if let Some(p) = &self.conn.password {
+            s.push_str(&format!(" password={}", q(&p.0)));
+        }
+        match self.conn.ssl {
+            tokio_postgres::config::SslMode::Disable => s.push_str(" sslmode=disable"),
+            _ => s.push_str(" sslmode=prefer"),
+        }
+        s
+    }
+
+    /// The best promotion candidate in `region`: a reachable, unfenced
+    /// standby holding the most WAL.
+    pub(crate) fn candidate<'a>(&self, probes: &'a [Probe], region: &str) -> Option<&'a Probe> {
+        probes
+            .iter()
+            .filter(|p| p.region == region && p.is_standby() && !p.fenced)
+            .filter(|p| {
+                self.store
+                    .member(&p.name)
+                    .is_some_and(|m| m.priority > 0.0 && !m.hidden && !m.read_only_replica)
+            })
+            .max_by_key(|p| (p.lsn, p.held_lsn()))
+    }
+
+    fn check_region(&self, region: &str) -> Result<()> {
+        if self.store.members.iter().any(|m| m.region == region) {
+            Ok(())
+        } else {
+            Err(self.err(
+                ErrorKind::Config,
+                format!("store has no member in region {region}"),
+            ))
+        }
+    }
+}
+
+/// SQL string literal.
+pub(crate) fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[async_trait]
+impl Controller for PostgresController {
+    fn store(&self) -> &str {
+        &self.store.name
+    }
+
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
+    }
+
+    fn capability(&self) -> Capability {
+        let mut c = Capability::none();
+        c.planned_switchover = true;
+        c.forced_failover = true;
+        c.fencing = true;
+        c.positions = true;
+        c.repoint = true;
+        c.rejoin = true;
+        c.lag_bound = true;
+        c
+    }
+
+    async fn observe(&self) -> Result<ObservedState> {
+        let probes = self.probe_all().await;
+        if probes.iter().all(|p| !p.reachable()) {
+            // Still a state (every member down), not an error: the caller
+            // decides whether that is fatal.
+            tracing::warn!(store = %self.store.name, "no member reachable");
+        }
+        Ok(self.to_state(&probes))
+    }
+
+    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
+        tracing::info!(store = %self.store.name, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "executing");
+        match op {
+            Operation::CheckReadiness {
+                target_region,
+                mode,
+            } => {
+                self.check_region(target_region)?;
+                self.check_readiness(target_region, *mode).await
+            }
+            Operation::Fence => self.fence().await,
+            Operation::CapturePosition => self.capture_position().await,
+            Operation::WaitForPosition {
+                target_region,
+                position,
+                timeout_ms,
+            } => {
+                self.check_region(target_region)?;
+                self.wait_for_position(target_region, *position, Duration::from_millis(*timeout_ms))
+                    .await
+            }
+            Operation::Promote {
+                target_region,
+                mode,
+            } => {
+                self.check_region(target_region)?;
+                self.promote(target_region, *mode).await
+            }
+            Operation::RepointFollowers => self.repoint_followers().await,
+            Operation::Rejoin => self.rejoin().await,
+            Operation::Unfence => self.unfence().await,
+            Operation::MakeSticky { .. } => Ok(Outcome::already_done().with_note(
+                "postgres has no election priorities: a promoted primary stays primary until the next promotion",
+            )),
+            other => Err(self.err(
+                ErrorKind::Unsupported,
+                format!("postgres controller does not support {}", other.name()),
+            )),
+        }
+    }
+}

@@ -336,7 +336,7 @@ impl PgCluster {
         self.write_member_conf(&primary)?;
         self.launch(&primary, true).await?;
 
-        for m in self.members[1..].to_vec() {
+        for m in self.members[1..].iter().cloned() {
             self.run_pg(
                 "pg_basebackup",
                 &[

@@ -1,0 +1,199 @@
+//! Building a controller from the topology: validation happens once, in
+//! [`PostgresBuilder::build`], so operations never meet a half-valid config.
+
+use crate::hooks::validate_template;
+use crate::PostgresController;
+use std::fmt;
+use std::time::Duration;
+use switchyard_controller::{Error, ErrorKind, Result};
+use switchyard_topology::{Store, StoreKind};
+use tokio_postgres::config::SslMode;
+
+/// A password read from the environment. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the controller logs in to every member of one store.
+#[derive(Clone)]
+pub(crate) struct ConnSettings {
+    pub(crate) user: String,
+    pub(crate) database: String,
+    pub(crate) password: Option<Secret>,
+    pub(crate) password_env: Option<String>,
+    pub(crate) ssl: SslMode,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl fmt::Debug for ConnSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnSettings")
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
+            .field("ssl", &self.ssl)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// Timings of the controller's own waits. Polls are tight on purpose: the
+/// write outage of a switchover is fence + catch-up + promote, and each poll
+/// interval adds directly to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) poll: Duration,
+    pub(crate) promote_timeout: Duration,
+    pub(crate) follow_timeout: Duration,
+    pub(crate) start_timeout: Duration,
+}
+
+/// Builds a [`PostgresController`] from a topology [`Store`].
+#[derive(Debug)]
+pub struct PostgresBuilder {
+    store: Store,
+    password: Option<Secret>,
+    timing: Timing,
+}
+
+impl PostgresBuilder {
+    pub(crate) fn new(store: &Store) -> Self {
+        PostgresBuilder {
+            store: store.clone(),
+            password: None,
+            timing: Timing {
+                poll: Duration::from_millis(2),
+                promote_timeout: Duration::from_secs(60),
+                follow_timeout: Duration::from_secs(60),
+                start_timeout: Duration::from_secs(60),
+            },
+        }
+    }
+
+    /// Use this password instead of reading `connection.password_env`.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(Secret(password.into()));
+        self
+    }
+
+    /// Interval of the tight polls (replay position, end of recovery,
+    /// server start). Default 2 ms.
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.timing.poll = poll;
+        self
+    }
+
+    /// How long a promotion may take before it is reported as timed out
+    /// (default 60 s).
+    pub fn promote_timeout(mut self, t: Duration) -> Self {
+        self.timing.promote_timeout = t;
+        self
+    }
+
+    /// How long re-pointed/rejoined members may take to stream from the
+    /// new primary (default 60 s).
+    pub fn follow_timeout(mut self, t: Duration) -> Self {
+        self.timing.follow_timeout = t;
+        self
+    }
+
+    /// Validate the store and build the controller.
+    pub fn build(self) -> Result<PostgresController> {
+        let s = &self.store;
+        let cfg = |msg: String| Error::new(ErrorKind::Config, &s.name, msg);
+        if s.kind != StoreKind::Postgres {
+            return Err(cfg(format!(
+                "store kind is {}, the postgres controller needs kind = \"postgres\"",
+                s.kind
+            )));
+        }
+        if s.members.is_empty() {
+            return Err(cfg("store has no members".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for m in &s.members {
+            if !seen.insert(&m.name) {
+                return Err(cfg(format!("member name {} appears twice", m.name)));
+            }
+            // Names and hosts are substituted into hook shell commands.
+            let safe = |v: &str| {
+                !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-:[]".contains(c))
+            };
+            if !safe(&m.name) {
+                return Err(cfg(format!(
+                    "member name {:?} may only contain letters, digits, '.', '_' and '-'",
+                    m.name
+                ))
+                .with_member(&m.name));
+            }
+            let host = m.host.as_deref().ok_or_else(|| {
+                cfg("members.host is required (host:port)".into()).with_member(&m.name)
+            })?;
+            if !safe(host) || m.port().is_none() || m.hostname().is_none_or(str::is_empty) {
+                return Err(cfg(format!(
+                    "members.host {host:?} must be host:port with a numeric port"
+                ))
+                .with_member(&m.name));
+            }
+            if m.region.is_empty() {
+                return Err(cfg("members.region is empty".into()).with_member(&m.name));
+            }
+            for (hook, t) in [
+                ("stop", &m.hooks.stop),
+                ("start", &m.hooks.start),
+                ("start_as_standby", &m.hooks.start_as_standby),
+                ("rewind", &m.hooks.rewind),
+            ] {
+                if let Some(t) = t {
+                    validate_template(t)
+                        .map_err(|e| cfg(format!("hooks.{hook}: {e}")).with_member(&m.name))?;
+                }
+            }
+        }
+        let c = &s.connection;
+        let ssl =
+            match c.tls.as_deref().unwrap_or("prefer") {
+                "disable" => SslMode::Disable,
+                "prefer" => SslMode::Prefer,
+                "require" => return Err(cfg(
+                    "connection.tls = \"require\" is not supported yet by the postgres controller \
+                     (built without a TLS connector); use \"disable\" or \"prefer\""
+                        .into(),
+                )),
+                other => {
+                    return Err(cfg(format!(
+                    "connection.tls = {other:?}: expected \"disable\", \"prefer\" or \"require\""
+                )))
+                }
+            };
+        let password = match (self.password, &c.password_env) {
+            (Some(p), _) => Some(p),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) => Some(Secret(v)),
+                Err(_) => {
+                    return Err(cfg(format!(
+                        "connection.password_env names {var}, which is not set"
+                    )))
+                }
+            },
+            (None, None) => None,
+        };
+        let conn = ConnSettings {
+            user: c.user.clone().unwrap_or_else(|| "postgres".into()),
+            database: c.database.clone().unwrap_or_else(|| "postgres".into()),
+            password,
+            password_env: c.password_env.clone(),
+            ssl,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms.unwrap_or(2000)),
+        };
+        Ok(PostgresController::new(self.store, conn, self.timing))
+    }
+}

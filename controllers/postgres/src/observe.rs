@@ -1,0 +1,308 @@
+//! Observation over SQL: one round trip per member (plus `pg_stat_replication`
+//! on a primary), all members in parallel. An unreachable member is a
+//! [`Probe`] with `error` set, never a failure of the whole observation.
+
+use crate::error::PgError;
+use crate::lsn::{parse_lsn, timeline_of_walfile};
+use crate::PostgresController;
+use std::collections::HashMap;
+use switchyard_controller::{Lag, MemberState, ObservedState, Position, Role};
+use switchyard_topology::Member;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// What one member said about itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Probe {
+    pub(crate) name: String,
+    pub(crate) region: String,
+    pub(crate) error: Option<String>,
+    pub(crate) in_recovery: bool,
+    pub(crate) timeline: u64,
+    /// Primary: current WAL write position. Standby: last replayed record end.
+    pub(crate) lsn: u64,
+    /// Standby: last received (flushed) position.
+    pub(crate) receive_lsn: Option<u64>,
+    /// `default_transaction_read_only = on` set in postgresql.auto.conf: the
+    /// marker Switchyard's fence leaves (and a soft fence by itself).
+    pub(crate) fenced: bool,
+    /// Standby: `(host, port)` it streams from, or is configured to.
+    pub(crate) upstream: Option<(String, u16)>,
+    /// Standby: the WAL receiver is streaming.
+    pub(crate) streaming: bool,
+    pub(crate) replay_paused: bool,
+    /// Primary: `application_name` → replay lag in ms, for connected standbys.
+    pub(crate) replicas: HashMap<String, Option<u64>>,
+}
+
+impl Probe {
+    pub(crate) fn reachable(&self) -> bool {
+        self.error.is_none()
+    }
+
+    pub(crate) fn is_primary(&self) -> bool {
+        self.reachable() && !self.in_recovery
+    }
+
+    pub(crate) fn is_standby(&self) -> bool {
+        self.reachable() && self.in_recovery
+    }
+
+    pub(crate) fn position(&self) -> Position {
+        Position {
+            epoch: self.timeline,
+            offset: self.lsn,
+        }
+    }
+
+    /// Highest WAL position this member holds (received may exceed replayed).
+    pub(crate) fn held_lsn(&self) -> u64 {
+        self.lsn.max(self.receive_lsn.unwrap_or(0))
+    }
+}
+
+const MEMBER_SQL: &str = "SELECT pg_is_in_recovery(), \
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
+  pg_last_wal_replay_lsn()::text, \
+  pg_last_wal_receive_lsn()::text, \
+  (SELECT timeline_id FROM pg_control_checkpoint()), \
+  (SELECT received_tli FROM pg_stat_wal_receiver), \
+  (SELECT status FROM pg_stat_wal_receiver), \
+  (SELECT sender_host FROM pg_stat_wal_receiver), \
+  (SELECT sender_port FROM pg_stat_wal_receiver), \
+  current_setting('primary_conninfo'), \
+  (SELECT reset_val = 'on' AND coalesce(sourcefile, '') LIKE '%postgresql.auto.conf' \
+     FROM pg_settings WHERE name = 'default_transaction_read_only'), \
+  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END";
+
+const REPLICATION_SQL: &str = "SELECT application_name, \
+  (EXTRACT(epoch FROM replay_lag) * 1000)::bigint FROM pg_stat_replication";
+
+/// Rows of a simple query, as optional text columns.
+pub(crate) async fn rows(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
+    let msgs = client.simple_query(sql).await.map_err(PgError::Query)?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// First column of the first row.
+pub(crate) async fn scalar(client: &Client, sql: &str) -> Result<Option<String>, PgError> {
+    Ok(rows(client, sql)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    v.as_deref() == Some("t")
+}
+
+/// Host and port of a libpq conninfo string (`host=... port=...`).
+pub(crate) fn conninfo_host_port(ci: &str) -> Option<(String, u16)> {
+    let mut host = None;
+    let mut port = 5432;
+    for kv in ci.split_whitespace() {
+        if let Some((k, v)) = kv.split_once('=') {
+            let v = v.trim_matches('\'');
+            match k {
+                "host" | "hostaddr" => host = Some(v.to_string()),
+                "port" => port = v.parse().ok()?,
+                _ => {}
+            }
+        }
+    }
+    host.map(|h| (h, port))
+}
+
+pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> (Probe, Option<Client>) {
+    let mut p = Probe {
+        name: m.name.clone(),
+        region: m.region.clone(),
+        ..Probe::default()
+    };
+    let client = match ctl.connect(m).await {
+        Ok(c) => c,
+        Err(e) => {
+            p.error = Some(e.detail());
+            return (p, None);
+        }
+    };
+    match fill(&mut p, &client).await {
+        Ok(()) => (p, Some(client)),
+        Err(e) => {
+            p.error = Some(e.detail());
+            (p, None)
+        }
+    }
+}
+
+async fn fill(p: &mut Probe, client: &Client) -> Result<(), PgError> {
+    let r = rows(client, MEMBER_SQL)
+        .await?
+        .pop()
+        .ok_or_else(|| PgError::Parse("member query returned no row".into()))?;
+    let lsn = |i: usize| r[i].as_deref().and_then(parse_lsn);
+    let num = |i: usize| r[i].as_deref().and_then(|v| v.parse::<u64>().ok());
+    p.in_recovery = truthy(&r[0]);
+    if p.in_recovery {
+        p.lsn = lsn(3).unwrap_or(0);
+        p.receive_lsn = lsn(4);
+        p.timeline = num(6).unwrap_or(0).max(num(5).unwrap_or(0));
+        p.streaming = r[7].as_deref() == Some("streaming");
+        p.upstream = match (&r[8], num(9)) {
+            (Some(h), Some(port)) => Some((h.clone(), port as u16)),
+            _ => r[10].as_deref().and_then(conninfo_host_port),
+        };
+        p.replay_paused = truthy(&r[12]);
+    } else {
+        p.lsn = lsn(1).ok_or_else(|| PgError::Parse("no pg_current_wal_lsn".into()))?;
+        p.timeline = r[2]
+            .as_deref()
+            .and_then(timeline_of_walfile)
+            .ok_or_else(|| PgError::Parse("cannot read timeline".into()))?;
+        for row in rows(client, REPLICATION_SQL).await? {
+            if let Some(app) = &row[0] {
+                let lag = row[1].as_deref().and_then(|v| v.parse::<u64>().ok());
+                p.replicas.insert(app.clone(), lag);
+            }
+        }
+    }
+    p.fenced = truthy(&r[11]);
+    Ok(())
+}
+
+/// The primary operations act on: among reachable primaries the one on the
+/// highest timeline (a returned old primary stays on its old timeline).
+pub(crate) fn current_primary(probes: &[Probe]) -> Option<&Probe> {
+    probes
+        .iter()
+        .filter(|p| p.is_primary())
+        .max_by_key(|p| (p.timeline, p.lsn))
+}
+
+impl PostgresController {
+    /// Probe every member in parallel.
+    pub(crate) async fn probe_all(&self) -> Vec<Probe> {
+        let futs = self.store.members.iter().map(|m| probe_member(self, m));
+        futures::future::join_all(futs)
+            .await
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// Member name whose `host:port` matches.
+    pub(crate) fn member_at(&self, host: &str, port: u16) -> Option<&Member> {
+        let norm = |h: &str| if h == "localhost" { "127.0.0.1" } else { h }.to_string();
+        self.store
+            .members
+            .iter()
+            .find(|m| m.port() == Some(port) && m.hostname().map(norm) == Some(norm(host)))
+    }
+
+    /// Lag of each standby behind the current primary.
+    pub(crate) fn lag_of(&self, probe: &Probe, primary: &Probe) -> Lag {
+        let bytes = primary.lsn.saturating_sub(probe.lsn);
+        let millis = if bytes == 0 {
+            Some(0)
+        } else {
+            primary.replicas.get(&probe.name).copied().flatten()
+        };
+        Lag {
+            bytes: Some(bytes),
+            millis,
+        }
+    }
+
+    pub(crate) fn to_state(&self, probes: &[Probe]) -> ObservedState {
+        let primary = current_primary(probes);
+        let mut members = Vec::with_capacity(probes.len());
+        let mut cache = self.lag_cache.lock().unwrap_or_else(|e| e.into_inner());
+        for p in probes {
+            if !p.reachable() {
+                members.push(MemberState::unreachable(
+                    &p.name,
+                    &p.region,
+                    p.error.clone().unwrap_or_default(),
+                ));
+                continue;
+            }
+            let (role, lag, following) = if p.is_primary() {
+                (Role::Primary, None, None)
+            } else {
+                let lag = primary.map(|cp| self.lag_of(p, cp));
+                if let Some(l) = lag {
+                    cache.insert(p.name.clone(), (l, std::time::Instant::now()));
+                }
+                let following = p
+                    .upstream
+                    .as_ref()
+                    .and_then(|(h, port)| self.member_at(h, *port))
+                    .map(|m| m.name.clone());
+                (Role::Secondary, lag, following)
+            };
+            let mut detail = Vec::new();
+            if p.is_primary() && primary.is_some_and(|cp| cp.name != p.name) {
+                detail.push(format!(
+                    "also a primary, on old timeline {}: needs rejoin",
+                    p.timeline
+                ));
+            }
+            if p.in_recovery && !p.streaming {
+                detail.push("not streaming".to_string());
+            }
+            if p.replay_paused {
+                detail.push("replay paused".to_string());
+            }
+            members.push(MemberState {
+                name: p.name.clone(),
+                region: p.region.clone(),
+                role,
+                reachable: true,
+                position: Some(p.position()),
+                lag,
+                following,
+                fenced: p.fenced,
+                priority: None,
+                votes: None,
+                detail: (!detail.is_empty()).then(|| detail.join("; ")),
+            });
+        }
+        let epoch = primary
+            .map(|p| p.timeline)
+            .or_else(|| probes.iter().map(|p| p.timeline).max());
+        ObservedState {
+            store: self.store.name.clone(),
+            kind: self.store.kind,
+            epoch,
+            config_version: None,
+            members,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conninfo_parse() {
+        assert_eq!(
+            conninfo_host_port("host=127.0.0.1 port=5433 user=postgres application_name=x"),
+            Some(("127.0.0.1".into(), 5433))
+        );
+        assert_eq!(
+            conninfo_host_port("user=postgres host='db1'"),
+            Some(("db1".into(), 5432))
+        );
+        assert_eq!(conninfo_host_port(""), None);
+    }
+}

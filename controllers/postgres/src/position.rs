@@ -1,0 +1,91 @@
+//! Capturing the fenced primary's final WAL position and waiting until the
+//! promotion target has replayed it.
+
+use crate::lsn::{format_lsn, parse_lsn};
+use crate::observe::current_primary;
+use crate::PostgresController;
+use std::time::{Duration, Instant};
+use switchyard_controller::{ErrorKind, Outcome, Position, Result};
+
+impl PostgresController {
+    pub(crate) async fn capture_position(&self) -> Result<Outcome> {
+        let probes = self.probe_all().await;
+        if let Some(p) = current_primary(&probes) {
+            return Err(self
+                .err(
+                    ErrorKind::Refused,
+                    format!(
+                        "{} is primary and not fenced: fence it before capturing",
+                        p.name
+                    ),
+                )
+                .with_member(&p.name));
+        }
+        let f = probes
+            .iter()
+            .find(|p| p.is_standby() && p.fenced)
+            .ok_or_else(|| self.err(ErrorKind::NotReady, "no fenced former primary reachable"))?;
+        Ok(Outcome::done()
+            .with_member(&f.name)
+            .with_position(f.position())
+            .with_note(format!(
+                "final position of {}: {} on timeline {}",
+                f.name,
+                format_lsn(f.lsn),
+                f.timeline
+            )))
+    }
+
+    pub(crate) async fn wait_for_position(
+        &self,
+        region: &str,
+        target: Position,
+        timeout: Duration,
+    ) -> Result<Outcome> {
+        let probes = self.probe_all().await;
+        if let Some(p) = current_primary(&probes) {
+            if p.region == region && p.lsn >= target.offset {
+                return Ok(Outcome::already_done()
+                    .with_member(&p.name)
+                    .with_position(p.position())
+                    .with_note(format!("{} is already primary past the position", p.name)));
+            }
+        }
+        let c = self.candidate(&probes, region).ok_or_else(|| {
+            self.err(
+                ErrorKind::NotReady,
+                format!("no reachable, unfenced standby in region {region}"),
+            )
+        })?;
+        let m = self.member(&c.name)?;
+        let client = self.session(m).await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lsn = self
+                .scalar(&client, m, "SELECT pg_last_wal_replay_lsn()::text")
+                .await?;
+            let lsn = parse_lsn(&lsn).unwrap_or(0);
+            if lsn >= target.offset {
+                return Ok(Outcome::done()
+                    .with_member(&m.name)
+                    .with_position(Position {
+                        epoch: c.timeline,
+                        offset: lsn,
+                    }));
+            }
+            if Instant::now() > deadline {
+                return Err(self
+                    .err(
+                        ErrorKind::Timeout,
+                        format!(
+                            "replayed {} of {} within {timeout:?}",
+                            format_lsn(lsn),
+                            format_lsn(target.offset)
+                        ),
+                    )
+                    .with_member(&m.name));
+            }
+            tokio::time::sleep(self.timing.poll).await;
+        }
+    }
+}

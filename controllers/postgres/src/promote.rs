@@ -1,0 +1,156 @@
+//! Promotion. `pg_promote(wait => false)` returns at once; we then poll
+//! `pg_is_in_recovery()` on the same session at the controller's poll
+//! interval instead of `pg_promote(wait => true)`'s fixed 100 ms sleeps.
+//!
+//! Idempotence: a region that already holds the primary is `already_done`;
+//! a candidate whose promotion is in flight is promoted again, which only
+//! re-signals the startup process — the timeline advances exactly once.
+
+use crate::fence::CLEAR_FENCE;
+use crate::lsn::format_lsn;
+use crate::observe::current_primary;
+use crate::PostgresController;
+use std::time::Instant;
+use switchyard_controller::{ErrorKind, Outcome, Position, PromoteMode, Result};
+use switchyard_topology::Member;
+use tokio_postgres::Client;
+
+impl PostgresController {
+    pub(crate) async fn promote(&self, region: &str, mode: PromoteMode) -> Result<Outcome> {
+        let probes = self.probe_all().await;
+        let _ = self.to_state(&probes);
+        if let Some(p) = current_primary(&probes) {
+            if p.region == region {
+                return Ok(Outcome::already_done()
+                    .with_member(&p.name)
+                    .with_position(p.position())
+                    .with_note(format!(
+                        "{} is already primary (timeline {})",
+                        p.name, p.timeline
+                    )));
+            }
+            return Err(self
+                .err(
+                    ErrorKind::Refused,
+                    format!("{} is still primary: fence it first", p.name),
+                )
+                .with_member(&p.name));
+        }
+        let mut outcome = Outcome::done();
+        let candidate = match mode {
+            PromoteMode::Planned => {
+                let fenced = probes
+                    .iter()
+                    .find(|p| p.is_standby() && p.fenced)
+                    .ok_or_else(|| {
+                        self.err(
+                            ErrorKind::Refused,
+                            "no fenced former primary reachable: a planned promotion cannot prove \
+                             zero loss; use a forced failover",
+                        )
+                    })?;
+                let c = self.candidate(&probes, region).ok_or_else(|| {
+                    self.err(
+                        ErrorKind::NotReady,
+                        format!("no reachable, unfenced standby in region {region}"),
+                    )
+                })?;
+                if c.lsn < fenced.lsn {
+                    return Err(self
+                        .err(
+                            ErrorKind::NotReady,
+                            format!(
+                                "has replayed {} but the fenced {} ends at {}: wait for the position first",
+                                format_lsn(c.lsn),
+                                fenced.name,
+                                format_lsn(fenced.lsn)
+                            ),
+                        )
+                        .with_member(&c.name));
+                }
+                c.name.clone()
+            }
+            PromoteMode::Forced { accept_data_loss } => {
+                let v = self.forced_verdict(&probes, region)?;
+                if !v.within_bound && !accept_data_loss {
+                    return Err(self
+                        .err(
+                            ErrorKind::LagTooHigh,
+                            format!("forced promotion refused: {}", v.estimate.note),
+                        )
+                        .with_member(&v.candidate));
+                }
+                outcome.data_loss = Some(v.estimate);
+                v.candidate
+            }
+        };
+        let m = self.member(&candidate)?.clone();
+        let client = self.session(&m).await?;
+        let p = probes.iter().find(|p| p.name == m.name);
+        if p.is_some_and(|p| p.fenced) {
+            self.exec(&client, &m, CLEAR_FENCE).await?;
+        }
+        let pos = self.promote_member(&m, &client).await?;
+        outcome.member = Some(m.name.clone());
+        outcome.position = Some(pos);
+        outcome
+            .notes
+            .push(format!("{} promoted: timeline {}", m.name, pos.epoch));
+        Ok(outcome)
+    }
+
+    /// Promote one standby and wait until it leaves recovery.
+    pub(crate) async fn promote_member(&self, m: &Member, client: &Client) -> Result<Position> {
+        let still = self
+            .scalar(client, m, "SELECT pg_is_in_recovery()::text")
+            .await?;
+        if still == "true" {
+            self.exec(client, m, &["SELECT pg_promote(wait => false)"])
+                .await?;
+        }
+        let deadline = Instant::now() + self.timing.promote_timeout;
+        loop {
+            let v = self
+                .scalar(client, m, "SELECT pg_is_in_recovery()::text")
+                .await?;
+            if v == "false" {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(self
+                    .err(
+                        ErrorKind::Timeout,
+                        format!(
+                            "still in recovery {:?} after pg_promote",
+                            self.timing.promote_timeout
+                        ),
+                    )
+                    .with_member(&m.name));
+            }
+            tokio::time::sleep(self.timing.poll).await;
+        }
+        let row = crate::observe::rows(
+            client,
+            "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())",
+        )
+        .await
+        .map_err(|e| e.into_error(&self.store.name, &m.name))?;
+        let r = row.first().cloned().unwrap_or_default();
+        Ok(Position {
+            epoch: r
+                .get(1)
+                .cloned()
+                .flatten()
+                .as_deref()
+                .and_then(crate::lsn::timeline_of_walfile)
+                .unwrap_or(0),
+            offset: r
+                .first()
+                .cloned()
+                .flatten()
+                .as_deref()
+                .and_then(crate::lsn::parse_lsn)
+                .unwrap_or(0),
+        })
+    }
+}

@@ -1,0 +1,221 @@
+//! Can a region take over? Changes nothing. The lag bound is the store's
+//! `max_lag_bytes` / `max_lag_ms`; an unknown lag never satisfies a bound.
+
+use crate::observe::{current_primary, Probe};
+use crate::PostgresController;
+use switchyard_controller::{DataLossEstimate, ErrorKind, Lag, Outcome, PromoteMode, Result};
+
+/// A forced-failover candidate and what promoting it may lose.
+pub(crate) struct ForcedVerdict {
+    pub(crate) candidate: String,
+    pub(crate) within_bound: bool,
+    pub(crate) estimate: DataLossEstimate,
+}
+
+impl PostgresController {
+    pub(crate) async fn check_readiness(&self, region: &str, mode: PromoteMode) -> Result<Outcome> {
+        let probes = self.probe_all().await;
+        let _ = self.to_state(&probes); // refresh the lag cache
+        if let Some(p) = current_primary(&probes) {
+            if p.region == region {
+                return Ok(Outcome::already_done()
+                    .with_member(&p.name)
+                    .with_position(p.position())
+                    .with_note(format!("{} in {region} is already primary", p.name)));
+            }
+        }
+        match mode {
+            PromoteMode::Planned => self.planned_readiness(&probes, region),
+            PromoteMode::Forced { accept_data_loss } => {
+                let v = self.forced_verdict(&probes, region)?;
+                if !v.within_bound && !accept_data_loss {
+                    return Err(self
+                        .err(
+                            ErrorKind::LagTooHigh,
+                            format!(
+                                "forced promotion of {} refused: {}; accept data loss to override",
+                                v.candidate, v.estimate.note
+                            ),
+                        )
+                        .with_member(&v.candidate));
+                }
+                let mut o = Outcome::done().with_member(&v.candidate);
+                o.data_loss = Some(v.estimate);
+                Ok(o)
+            }
+        }
+    }
+
+    fn planned_readiness(&self, probes: &[Probe], region: &str) -> Result<Outcome> {
+        let primary = current_primary(probes);
+        let fenced = probes.iter().find(|p| p.is_standby() && p.fenced);
+        let reference = match (primary, fenced) {
+            (Some(p), _) => p,
+            (None, Some(f)) => f,
+            (None, None) => {
+                return Err(self.err(
+                    ErrorKind::NotReady,
+                    "no reachable primary and no fenced former primary: a planned switchover \
+                     cannot prove zero loss; use a forced failover",
+                ))
+            }
+        };
+        if let Some(p) = primary {
+            let m = self.member(&p.name)?;
+            if m.hooks.stop.is_none() || m.hooks.start_as_standby.is_none() {
+                return Err(self
+                    .err(
+                        ErrorKind::Config,
+                        "fencing needs hooks.stop and hooks.start_as_standby on the primary",
+                    )
+                    .with_member(&p.name));
+            }
+        }
+        let c = self.candidate(probes, region).ok_or_else(|| {
+            self.err(
+                ErrorKind::NotReady,
+                format!("no reachable, unfenced standby in region {region}"),
+            )
+        })?;
+        let lag = self.lag_of(c, reference);
+        if !lag.within(self.store.max_lag_bytes, self.store.max_lag_ms) {
+            return Err(self
+                .err(
+                    ErrorKind::LagTooHigh,
+                    format!(
+                        "{} lags {} behind {} (bound: {})",
+                        c.name,
+                        lag_text(&lag),
+                        reference.name,
+                        self.bound_text()
+                    ),
+                )
+                .with_member(&c.name));
+        }
+        let mut o = Outcome::done()
+            .with_member(&c.name)
+            .with_position(c.position())
+            .with_note(format!(
+                "{} can take over from {}: lag {}",
+                c.name,
+                reference.name,
+                lag_text(&lag)
+            ));
+        if c.replay_paused {
+            o = o.with_note(format!("{}: WAL replay is paused", c.name));
+        }
+        Ok(o)
+    }
+
+    /// Judge the forced-failover candidate of `region`. Refuses (error) when
+    /// a primary is still reachable elsewhere.
+    pub(crate) fn forced_verdict(&self, probes: &[Probe], region: &str) -> Result<ForcedVerdict> {
+        if let Some(p) = current_primary(probes) {
+            if p.region != region {
+                return Err(self
+                    .err(
+                        ErrorKind::Refused,
+                        format!(
+                            "{} is reachable and primary: a forced failover would leave two \
+                             primaries; use a planned switchover",
+                            p.name
+                        ),
+                    )
+                    .with_member(&p.name));
+            }
+        }
+        let c = self.candidate(probes, region).ok_or_else(|| {
+            self.err(
+                ErrorKind::NotReady,
+                format!("no reachable standby in region {region}"),
+            )
+        })?;
+        // Members that hold more WAL than the candidate: that much is lost for sure.
+        let best_other = probes
+            .iter()
+            .filter(|p| p.reachable() && p.name != c.name)
+            .map(|p| p.held_lsn())
+            .max()
+            .unwrap_or(0);
+        let known_gap = best_other.saturating_sub(c.held_lsn());
+        let cached = self
+            .lag_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&c.name)
+            .copied();
+        let (within, estimate) = match cached {
+            Some((lag, at)) => {
+                let bytes = lag.bytes.unwrap_or(0).max(known_gap);
+                let est = Lag {
+                    bytes: Some(bytes),
+                    millis: lag.millis,
+                };
+                let within = est.within(self.store.max_lag_bytes, self.store.max_lag_ms);
+                (
+                    within,
+                    DataLossEstimate {
+                        bytes: Some(bytes),
+                        millis: lag.millis,
+                        writes: None,
+                        note: format!(
+                            "{} was {} behind the primary when last observed {} ms ago \
+                             (bound: {}); writes after that observation may also be lost",
+                            c.name,
+                            lag_text(&lag),
+                            at.elapsed().as_millis(),
+                            self.bound_text()
+                        ),
+                    },
+                )
+            }
+            None => {
+                let bounded = self.store.max_lag_bytes.is_some() || self.store.max_lag_ms.is_some();
+                (
+                    !bounded && known_gap == 0,
+                    DataLossEstimate {
+                        bytes: (known_gap > 0).then_some(known_gap),
+                        millis: None,
+                        writes: None,
+                        note: format!(
+                            "lag of {} unknown: never observed while the primary was reachable; \
+                             at least {known_gap} bytes behind the most advanced reachable member",
+                            c.name
+                        ),
+                    },
+                )
+            }
+        };
+        Ok(ForcedVerdict {
+            candidate: c.name.clone(),
+            within_bound: within,
+            estimate,
+        })
+    }
+
+    fn bound_text(&self) -> String {
+        match (self.store.max_lag_bytes, self.store.max_lag_ms) {
+            (None, None) => "none".into(),
+            (b, ms) => {
+                let mut v = Vec::new();
+                if let Some(b) = b {
+                    v.push(format!("{b} bytes"));
+                }
+                if let Some(ms) = ms {
+                    v.push(format!("{ms} ms"));
+                }
+                v.join(", ")
+            }
+        }
+    }
+}
+
+pub(crate) fn lag_text(l: &Lag) -> String {
+    let b = l
+        .bytes
+        .map_or("? bytes".to_string(), |b| format!("{b} bytes"));
+    match l.millis {
+        Some(ms) => format!("{b} / {ms} ms"),
+        None => b,
+    }
+}
