@@ -503,3 +503,341 @@ async fn run_op(
         duration: started.elapsed(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The driver against an in-memory store whose operations are idempotent
+    //! the way the contract demands; real stores are exercised by the e2e
+    //! tests in `coordinator/tests`.
+    use super::*;
+    use crate::journal::JournalError;
+    use crate::lock::LockGuard;
+    use crate::plan::{Mode, Plan};
+    use crate::planner::{plan_failover, PlanOptions};
+    use crate::progress::Silent;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+    use switchyard_controller::{
+        Capability, Lag, MemberState, ObservedState, Position, Result as CResult, Role,
+    };
+    use switchyard_topology::StoreKind;
+
+    #[derive(Debug)]
+    struct Mem {
+        name: String,
+        kind: StoreKind,
+        cap: Capability,
+        st: Mutex<MemState>,
+    }
+
+    #[derive(Debug, Clone)]
+    struct MemState {
+        primary: String,
+        fenced: bool,
+        promotions: u32,
+        preferred: String,
+        following: String,
+    }
+
+    impl Mem {
+        fn new(name: &str, kind: StoreKind, cap: Capability) -> Arc<Self> {
+            Arc::new(Mem {
+                name: name.into(),
+                kind,
+                cap,
+                st: Mutex::new(MemState {
+                    primary: "east".into(),
+                    fenced: false,
+                    promotions: 0,
+                    preferred: "east".into(),
+                    following: "east".into(),
+                }),
+            })
+        }
+        fn state(&self) -> MemState {
+            self.st.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Controller for Mem {
+        fn store(&self) -> &str {
+            &self.name
+        }
+        fn kind(&self) -> StoreKind {
+            self.kind
+        }
+        fn capability(&self) -> Capability {
+            self.cap
+        }
+        async fn observe(&self) -> CResult<ObservedState> {
+            let s = self.state();
+            let member = |region: &str| {
+                let mut m =
+                    MemberState::unreachable(&format!("{}-{region}", self.name), region, "");
+                m.reachable = true;
+                m.detail = None;
+                m.role = if s.primary == region {
+                    Role::Primary
+                } else {
+                    Role::Secondary
+                };
+                m.fenced = s.fenced && s.primary == region;
+                m.priority = Some(if s.preferred == region { 2.0 } else { 1.0 });
+                m.lag = Some(Lag {
+                    bytes: Some(0),
+                    millis: Some(0),
+                });
+                if s.primary != region {
+                    m.following = Some(format!("{}-{}", self.name, s.following));
+                }
+                m
+            };
+            Ok(ObservedState {
+                store: self.name.clone(),
+                kind: self.kind,
+                epoch: Some(1 + u64::from(s.promotions)),
+                config_version: None,
+                members: vec![member("east"), member("west")],
+            })
+        }
+        async fn execute(&self, op: &Operation, _: &OpContext) -> CResult<Outcome> {
+            let mut s = self.st.lock().unwrap();
+            Ok(match op {
+                Operation::CheckReadiness { .. } | Operation::WaitForPosition { .. } => {
+                    Outcome::done()
+                }
+                Operation::Fence => {
+                    s.fenced = true;
+                    Outcome::done()
+                }
+                Operation::CapturePosition => Outcome::done().with_position(Position {
+                    epoch: 1,
+                    offset: 100,
+                }),
+                Operation::Promote { target_region, .. } => {
+                    if s.primary == *target_region {
+                        Outcome::already_done()
+                    } else {
+                        s.primary = target_region.clone();
+                        s.fenced = false;
+                        s.promotions += 1;
+                        Outcome::done()
+                    }
+                }
+                Operation::RepointFollowers | Operation::Rejoin => {
+                    s.following = s.primary.clone();
+                    Outcome::done()
+                }
+                Operation::MakeSticky { target_region } => {
+                    s.preferred = target_region.clone();
+                    Outcome::done()
+                }
+                _ => Outcome::done(),
+            })
+        }
+    }
+
+    /// A journal in memory that "crashes" (refuses every append) after `limit` records.
+    struct MemJournal {
+        records: Arc<Mutex<Vec<Record>>>,
+        limit: usize,
+    }
+
+    impl Journal for MemJournal {
+        fn append(&mut self, r: &Record) -> Result<(), JournalError> {
+            let mut v = self.records.lock().unwrap();
+            if v.len() >= self.limit {
+                return Err(JournalError::NotFound("simulated crash".into()));
+            }
+            v.push(r.clone());
+            Ok(())
+        }
+    }
+
+    struct Guard(u64);
+    impl LockGuard for Guard {
+        fn epoch(&self) -> u64 {
+            self.0
+        }
+        fn still_held(&self) -> bool {
+            true
+        }
+    }
+
+    fn setup() -> (
+        Plan,
+        BTreeMap<String, Arc<dyn Controller>>,
+        Arc<Mem>,
+        Arc<Mem>,
+    ) {
+        let t = crate::planner::tests::topology(true);
+        let caps = crate::planner::tests::caps();
+        let plan = plan_failover(&t, &caps, &PlanOptions::new("west", Mode::Planned)).unwrap();
+        let pg = Mem::new("orders", StoreKind::Postgres, caps["orders"]);
+        let mongo = Mem::new("catalog", StoreKind::Mongodb, caps["catalog"]);
+        let mut m: BTreeMap<String, Arc<dyn Controller>> = BTreeMap::new();
+        m.insert("orders".into(), pg.clone());
+        m.insert("catalog".into(), mongo.clone());
+        (plan, m, pg, mongo)
+    }
+
+    fn started(plan: &Plan) -> Record {
+        Record::Started {
+            execution_id: "x".into(),
+            epoch: 1,
+            at_ms: 0,
+            kind: "test".into(),
+            topology_file: "t".into(),
+            plan: plan.clone(),
+        }
+    }
+
+    async fn run(
+        ctrls: &BTreeMap<String, Arc<dyn Controller>>,
+        records: &Arc<Mutex<Vec<Record>>>,
+        limit: usize,
+        epoch: u64,
+    ) -> Result<RunEnd, DriverError> {
+        let recs = records.lock().unwrap().clone();
+        let mut ex = Executor::replay(&recs).unwrap();
+        let next_seq = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Intent { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let guard = Guard(epoch);
+        let j = MemJournal {
+            records: records.clone(),
+            limit,
+        };
+        let mut d =
+            Driver::new(ctrls, Box::new(j), &guard, "x", &Silent, next_seq).with_poll(PollPolicy {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+            });
+        d.run(&mut ex).await
+    }
+
+    #[tokio::test]
+    async fn runs_a_plan_and_journals_intent_before_outcome() {
+        let (plan, ctrls, pg, mongo) = setup();
+        let records = Arc::new(Mutex::new(vec![started(&plan)]));
+        assert_eq!(
+            run(&ctrls, &records, usize::MAX, 1).await.unwrap(),
+            RunEnd::Succeeded
+        );
+        assert_eq!(pg.state().primary, "west");
+        assert_eq!(mongo.state().primary, "west");
+        assert_eq!(mongo.state().preferred, "west");
+        let recs = records.lock().unwrap().clone();
+        let mut open = BTreeSet::new();
+        for r in &recs {
+            match r {
+                Record::Intent { seq, epoch, .. } => {
+                    assert_eq!(*epoch, 1);
+                    assert!(open.insert(*seq));
+                }
+                Record::Outcome { seq, .. } => {
+                    assert!(open.remove(seq), "outcome {seq} before intent")
+                }
+                _ => {}
+            }
+        }
+        assert!(open.is_empty());
+        // orders is promoted (and its checkpoint passed) before catalog is.
+        let promote_order: Vec<&str> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Intent {
+                    store,
+                    op: Operation::Promote { .. },
+                    ..
+                } => Some(store.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(promote_order, vec!["orders", "catalog"]);
+        assert!(matches!(recs.last(), Some(Record::Finished { .. })));
+    }
+
+    #[tokio::test]
+    async fn crash_before_any_record_then_resume_promotes_each_store_once() {
+        let (plan, _, _, _) = setup();
+        let full = {
+            let (_, ctrls, _, _) = setup();
+            let records = Arc::new(Mutex::new(vec![started(&plan)]));
+            run(&ctrls, &records, usize::MAX, 1).await.unwrap();
+            let n = records.lock().unwrap().len();
+            n
+        };
+        for limit in 1..full {
+            let (_, ctrls, pg, mongo) = setup();
+            let records = Arc::new(Mutex::new(vec![started(&plan)]));
+            let first = run(&ctrls, &records, limit, 1).await;
+            assert!(
+                matches!(first, Err(DriverError::Journal(_))),
+                "limit {limit}: {first:?}"
+            );
+            records
+                .lock()
+                .unwrap()
+                .push(Record::Resumed { epoch: 2, at_ms: 0 });
+            let second = run(&ctrls, &records, usize::MAX, 2).await.unwrap();
+            assert_eq!(second, RunEnd::Succeeded, "limit {limit}");
+            assert_eq!(pg.state().promotions, 1, "limit {limit}");
+            assert_eq!(mongo.state().promotions, 1, "limit {limit}");
+            assert_eq!(pg.state().primary, "west");
+            // Nothing with a journaled outcome was issued again.
+            let recs = records.lock().unwrap().clone();
+            let mut done = BTreeSet::new();
+            for r in &recs {
+                match r {
+                    Record::Intent { stage, step, .. } => {
+                        assert!(
+                            !done.contains(&(*stage, *step)),
+                            "limit {limit}: step {stage}.{step} repeated"
+                        )
+                    }
+                    Record::Outcome { stage, step, .. } => {
+                        done.insert((*stage, *step));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn checkpoint_failure_records_expected_and_observed() {
+        let (mut plan, ctrls, _, _) = setup();
+        plan.stages[0].timeout_ms = 30;
+        plan.stages[0].checkpoint[0].expect = vec![crate::expectation::primary_in("west")];
+        let records = Arc::new(Mutex::new(vec![started(&plan)]));
+        match run(&ctrls, &records, usize::MAX, 1).await.unwrap() {
+            RunEnd::Failed { stage, reason, .. } => {
+                assert_eq!(stage, 0);
+                assert!(
+                    reason.contains("orders: primary is orders-east in east"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let recs = records.lock().unwrap().clone();
+        let failed = recs
+            .iter()
+            .find_map(|r| match r {
+                Record::CheckpointFailed { observed, .. } => Some(observed.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let o = failed.iter().find(|o| o.store == "orders").unwrap();
+        assert_eq!(o.expected, "primary_in(west)");
+        assert_eq!(o.primary.as_deref(), Some("orders-east@east"));
+    }
+}
