@@ -665,12 +665,14 @@ mod tests {
         }
     }
 
-    fn setup() -> (
+    type Setup = (
         Plan,
         BTreeMap<String, Arc<dyn Controller>>,
         Arc<Mem>,
         Arc<Mem>,
-    ) {
+    );
+
+    fn setup() -> Setup {
         let t = crate::planner::tests::topology(true);
         let caps = crate::planner::tests::caps();
         let plan = plan_failover(&t, &caps, &PlanOptions::new("west", Mode::Planned)).unwrap();
