@@ -159,6 +159,10 @@ pub struct Step {
     pub op: Operation,
     /// What it produced.
     pub outcome: Outcome,
+    /// When it was issued.
+    pub started: std::time::Instant,
+    /// When it returned.
+    pub finished: std::time::Instant,
 }
 
 type CaseResult = Result<Verdict, String>;
@@ -181,10 +185,13 @@ async fn exec(
     ctx: &OpContext,
     steps: &mut Vec<Step>,
 ) -> Result<Outcome, Error> {
+    let started = std::time::Instant::now();
     let outcome = c.execute(&op, ctx).await?;
     steps.push(Step {
         op,
         outcome: outcome.clone(),
+        started,
+        finished: std::time::Instant::now(),
     });
     Ok(outcome)
 }
