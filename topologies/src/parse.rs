@@ -1,10 +1,11 @@
 //! Parsing topology files. Every error names the file, line, column and field.
 //!
-//! The text is parsed once into a spanned TOML document; a [`SourceMap`] of
-//! every field's location is taken from it, then the same document is
-//! deserialised into the [`Topology`] model. So a rule can point at the exact
-//! `votes = 2` that breaks it, and a schema error (wrong type, unknown field,
-//! missing field) names the full field path, e.g. `stores[0].members[1].votes`.
+//! The text is deserialised straight into the [`Topology`] model by toml's
+//! parser. Locations come from a [`SourceMap`] of every field, taken from the
+//! same parser's spanned document when a rule or an error first needs one
+//! (most files have no finding, and mapping costs as much as parsing). So a rule can point at the exact `votes = 2`
+//! that breaks it, and a schema error (wrong type, unknown field, missing
+//! field) names the full field path, e.g. `stores[0].members[1].votes`.
 
 use crate::model::Topology;
 use crate::source_map::{line_col, SourceMap, Span};
@@ -111,57 +112,68 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
 
 /// Parse topology text, keeping the source and its locations.
 pub fn parse_source(file: &str, text: &str) -> Result<Parsed, ParseError> {
-    let doc = toml_edit::ImDocument::parse(text.to_string()).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let (line, column) = line_col(text, span.start);
-        ParseError {
+    match toml09::from_str::<Topology>(text) {
+        Ok(topology) => Ok(Parsed {
             file: file.to_string(),
-            line,
-            column,
-            message: e.message().trim_end().to_string(),
-            field: key_on_line(text, span.start),
-            span: Some(span),
-            kind: ParseErrorKind::Syntax,
+            text: text.to_string(),
+            topology,
+            source_map: SourceMap::lazy(text),
+        }),
+        Err(fast) => Err(located_error(file, text, &fast)),
+    }
+}
+
+/// Locate a parse error: a syntax error as reported by the parser, a schema
+/// error (type, unknown or missing field) with the path of its field.
+fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
+    let span = e.span().unwrap_or(0..0);
+    let (line, column) = line_col(text, span.start);
+    let message = first_line(e.message());
+    let source_map = match SourceMap::from_text(text) {
+        Ok(map) => map,
+        Err(_) => {
+            return ParseError {
+                file: file.to_string(),
+                line,
+                column,
+                message,
+                field: key_on_line(text, span.start),
+                span: Some(span),
+                kind: ParseErrorKind::Syntax,
+            };
         }
-    })?;
-    // Locations are only needed for findings; the map is built on demand
-    // (rules) or from this document's twin when deserialisation fails.
-    let topology: Topology = toml_edit::de::from_document(doc).map_err(|e| {
-        let source_map = match toml_edit::ImDocument::parse(text) {
-            Ok(doc) => SourceMap::from_document(doc.as_table()),
-            Err(_) => SourceMap::default(),
-        };
-        let span = e.span().unwrap_or(0..0);
-        let (line, column) = line_col(text, span.start);
-        let message = e.message().trim_end().to_string();
-        let mut field = source_map.path_at(span.start).map(str::to_string);
-        // serde reports a missing field at its table: name the field itself.
-        if let Some(missing) = backticked_after(&message, "missing field ") {
-            field = Some(match field {
-                Some(table) if !table.is_empty() => format!("{table}.{missing}"),
-                _ => missing.to_string(),
-            });
-        } else if let Some(unknown) = backticked_after(&message, "unknown field ") {
-            if field.is_none() {
-                field = Some(unknown.to_string());
-            }
+    };
+    let mut field = source_map.path_at(span.start).map(str::to_string);
+    // serde reports a missing field at its table: name the field itself.
+    if let Some(missing) = backticked_after(&message, "missing field ") {
+        field = Some(match field {
+            Some(table) if !table.is_empty() => format!("{table}.{missing}"),
+            _ => missing.to_string(),
+        });
+    } else if let Some(unknown) = backticked_after(&message, "unknown field ") {
+        if field.is_none() {
+            field = Some(unknown.to_string());
         }
-        ParseError {
-            file: file.to_string(),
-            line,
-            column,
-            message,
-            field: field.filter(|f| !f.is_empty()),
-            span: Some(span),
-            kind: ParseErrorKind::Schema,
-        }
-    })?;
-    Ok(Parsed {
+    }
+    ParseError {
         file: file.to_string(),
-        text: text.to_string(),
-        topology,
-        source_map: SourceMap::lazy(text),
-    })
+        line,
+        column,
+        message,
+        field: field.filter(|f| !f.is_empty()),
+        span: Some(span),
+        kind: ParseErrorKind::Schema,
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message
+        .trim()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .to_string()
 }
 
 fn backticked_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {

@@ -1,15 +1,16 @@
 //! Where every field of a topology file was written.
 //!
 //! serde throws source positions away, yet every diagnostic must point at the
-//! line that caused it. So the parser walks the spanned TOML document once and
-//! records, for each field path (`stores[0].members[1].votes`), the byte
+//! line that caused it. So the spanned TOML document (toml's `DeTable`, the
+//! same parser that fills the model) is walked once and records, for each field path (`stores[0].members[1].votes`), the byte
 //! ranges of its key and value. Rules then ask for a path; a defaulted field
 //! that was never written falls back to the table that would hold it.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
-use toml_edit::{Item, Table, Value};
+use toml09::de::{DeTable, DeValue};
+use toml09::Spanned;
 
 /// A byte range in a source text.
 pub type Span = Range<usize>;
@@ -59,11 +60,12 @@ pub struct SourceMap {
 }
 
 impl SourceMap {
-    /// Record every field of a spanned TOML document.
-    pub fn from_document(root: &Table) -> SourceMap {
+    /// Map every field of `text`, now. Fails when `text` is not valid TOML.
+    pub fn from_text(text: &str) -> Result<SourceMap, toml09::de::Error> {
+        let doc = DeTable::parse(text)?;
         let map = SourceMap::default();
-        let _ = map.entries.set(build(root));
-        map
+        let _ = map.entries.set(build(doc.get_ref()));
+        Ok(map)
     }
 
     /// A map of `text`, built when first needed. Text that is not valid TOML
@@ -77,8 +79,8 @@ impl SourceMap {
 
     fn entries(&self) -> &FastMap<String, Entry> {
         self.entries.get_or_init(|| match &self.text {
-            Some(text) => match toml_edit::ImDocument::parse(&**text) {
-                Ok(doc) => build(doc.as_table()),
+            Some(text) => match DeTable::parse(text) {
+                Ok(doc) => build(doc.get_ref()),
                 Err(_) => FastMap::default(),
             },
             None => FastMap::default(),
@@ -156,7 +158,7 @@ impl SourceMap {
     }
 }
 
-fn build(root: &Table) -> FastMap<String, Entry> {
+fn build(root: &DeTable<'_>) -> FastMap<String, Entry> {
     let mut b = Builder(FastMap::default());
     let mut path = String::new();
     b.walk_table(&mut path, root);
@@ -166,45 +168,25 @@ fn build(root: &Table) -> FastMap<String, Entry> {
 struct Builder(FastMap<String, Entry>);
 
 impl Builder {
-    fn record(&mut self, path: &str, key: Option<Span>, value: Option<Span>) {
-        self.0.insert(path.to_string(), Entry { key, value });
-    }
-
-    fn walk_table(&mut self, path: &mut String, table: &Table) {
-        for (name, item) in table.iter() {
-            let key_span = table.get_key_value(name).and_then(|(k, _)| k.span());
+    fn walk_table(&mut self, path: &mut String, table: &DeTable<'_>) {
+        for (key, value) in table.iter() {
             let len = path.len();
-            push_key(path, name);
-            self.walk_item(path, key_span, item);
+            push_key(path, key.get_ref());
+            self.walk_value(path, Some(key.span()), value);
             path.truncate(len);
         }
     }
 
-    fn walk_item(&mut self, path: &mut String, key_span: Option<Span>, item: &Item) {
-        match item {
-            Item::None => {}
-            Item::Value(v) => self.walk_value(path, key_span, v),
-            Item::Table(t) => {
-                self.record(path, key_span, t.span());
-                self.walk_table(path, t);
-            }
-            Item::ArrayOfTables(a) => {
-                self.record(path, key_span, a.span());
-                for (i, t) in a.iter().enumerate() {
-                    let len = path.len();
-                    push_index(path, i);
-                    self.record(path, None, t.span());
-                    self.walk_table(path, t);
-                    path.truncate(len);
-                }
-            }
-        }
-    }
-
-    fn walk_value(&mut self, path: &mut String, key_span: Option<Span>, value: &Value) {
-        self.record(path, key_span, value.span());
-        match value {
-            Value::Array(a) => {
+    fn walk_value(&mut self, path: &mut String, key: Option<Span>, value: &Spanned<DeValue<'_>>) {
+        self.0.insert(
+            path.clone(),
+            Entry {
+                key,
+                value: Some(value.span()),
+            },
+        );
+        match value.get_ref() {
+            DeValue::Array(a) => {
                 for (i, v) in a.iter().enumerate() {
                     let len = path.len();
                     push_index(path, i);
@@ -212,15 +194,7 @@ impl Builder {
                     path.truncate(len);
                 }
             }
-            Value::InlineTable(t) => {
-                for (name, v) in t.iter() {
-                    let ks = t.get_key_value(name).and_then(|(k, _)| k.span());
-                    let len = path.len();
-                    push_key(path, name);
-                    self.walk_value(path, ks, v);
-                    path.truncate(len);
-                }
-            }
+            DeValue::Table(t) => self.walk_table(path, t),
             _ => {}
         }
     }
@@ -292,8 +266,7 @@ mod tests {
     #[test]
     fn records_keys_values_and_headers() {
         let text = "name = \"x\"\n[[stores]]\nname = \"a\"\ndepends_on = [\"b\", \"c\"]\n[[stores.members]]\nname = \"m\"\n";
-        let doc = toml_edit::ImDocument::parse(text).unwrap();
-        let sm = SourceMap::from_document(doc.as_table());
+        let sm = SourceMap::from_text(text).unwrap();
         let v = sm
             .get("stores[0].depends_on[1]")
             .unwrap()

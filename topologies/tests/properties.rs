@@ -156,7 +156,12 @@ proptest! {
                 _ => { bytes.truncate(i); }
             }
         }
-        exercise(&String::from_utf8_lossy(&bytes), tolerate);
+        let text = String::from_utf8_lossy(&bytes);
+        exercise(&text, tolerate);
+        // Whatever parses into the model can be mapped to locations.
+        if switchyard_topology::parse_str("m.toml", &text).is_ok() {
+            prop_assert!(switchyard_topology::source_map::SourceMap::from_text(&text).is_ok());
+        }
     }
 }
 
