@@ -161,15 +161,21 @@ async fn crash_at_every_boundary_then_resume_promotes_exactly_once() {
 
         // Resume re-issued only what had no journaled outcome.
         let journal = read(ws.journal_files().last().unwrap());
-        let outcomes = journal
-            .lines()
-            .filter(|l| l.contains("\"type\":\"outcome\""))
-            .count();
+        let count = |t: &str| {
+            let needle = format!("\"type\":\"{t}\"");
+            journal.lines().filter(|l| l.contains(&needle)).count()
+        };
         let reissued = match point.split_once(':').unwrap() {
             ("before", _) | ("after", _) => 1,
             _ => 0,
         };
-        assert_eq!(outcomes, steps + reissued, "{point}: journal:\n{journal}");
+        assert_eq!(
+            count("intent"),
+            steps + reissued,
+            "{point}: journal:\n{journal}"
+        );
+        assert_eq!(count("outcome"), steps, "{point}: journal:\n{journal}");
+        assert_eq!(count("finished"), 1, "{point}");
     }
 }
 
