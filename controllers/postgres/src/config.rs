@@ -197,3 +197,105 @@ impl PostgresBuilder {
         Ok(PostgresController::new(self.store, conn, self.timing))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_controller::Controller;
+
+    fn store(extra: &str) -> Store {
+        let text = format!(
+            r#"
+name = "pg"
+kind = "postgres"
+{extra}
+[[members]]
+name = "a"
+host = "127.0.0.1:5432"
+region = "east"
+[members.hooks]
+stop = "pgctl stop {{member}}"
+start_as_standby = "pgctl start {{member}} {{primary_host}} {{primary_port}}"
+[[members]]
+name = "b"
+host = "127.0.0.1:5433"
+region = "west"
+"#
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn builds_and_redacts_password() {
+        std::env::set_var("SWITCHYARD_TEST_PG_PW", "hunter2-secret");
+        let s = store("[connection]\npassword_env = \"SWITCHYARD_TEST_PG_PW\"\ntls = \"disable\"");
+        let c = PostgresController::from_store(&s).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("<redacted>"), "{dbg}");
+        assert!(dbg.contains("SWITCHYARD_TEST_PG_PW"));
+        assert_eq!(c.store(), "pg");
+        // The conninfo written to standbys carries it, but it is never logged.
+        let b = s.member("b").unwrap();
+        assert!(c.conninfo_for(b, "a").contains("password=hunter2-secret"));
+        let dbg = format!(
+            "{:?}",
+            PostgresController::builder(&s).password("pw-in-builder")
+        );
+        assert!(!dbg.contains("pw-in-builder"), "{dbg}");
+    }
+
+    fn config_err(s: &Store) -> Error {
+        let e = PostgresController::from_store(s).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert_eq!(e.store(), "pg");
+        e
+    }
+
+    #[test]
+    fn rejects_bad_configuration() {
+        let e = config_err(&store(
+            "[connection]\npassword_env = \"SWITCHYARD_TEST_UNSET_VAR\"",
+        ));
+        assert!(e.message().contains("SWITCHYARD_TEST_UNSET_VAR"), "{e}");
+        let e = config_err(&store("[connection]\ntls = \"require\""));
+        assert!(e.message().contains("require"), "{e}");
+        let e = config_err(&store("[connection]\ntls = \"maybe\""));
+        assert!(e.message().contains("maybe"), "{e}");
+
+        let mut s = store("");
+        s.kind = StoreKind::Mongodb;
+        assert!(config_err(&s).message().contains("mongodb"));
+
+        let mut s = store("");
+        s.members[1].host = None;
+        assert_eq!(config_err(&s).member(), Some("b"));
+
+        let mut s = store("");
+        s.members[1].host = Some("db;rm -rf /:5432".into());
+        assert_eq!(config_err(&s).member(), Some("b"));
+
+        let mut s = store("");
+        s.members[0].hooks.rewind = Some("rewind {membr}".into());
+        let e = config_err(&s);
+        assert!(
+            e.message().contains("hooks.rewind") && e.message().contains("membr"),
+            "{e}"
+        );
+        assert_eq!(e.member(), Some("a"));
+
+        let mut s = store("");
+        s.members[1].name = "a".into();
+        assert!(config_err(&s).message().contains("twice"));
+    }
+
+    #[test]
+    fn capability_declares_postgres_features() {
+        let c = PostgresController::from_store(&store(""))
+            .unwrap()
+            .capability();
+        assert!(c.planned_switchover && c.forced_failover && c.fencing && c.positions);
+        assert!(c.repoint && c.rejoin && c.lag_bound);
+        assert!(!c.self_electing && !c.sticky_priorities);
+    }
+}

@@ -160,7 +160,8 @@ impl PostgresController {
                         writes: None,
                         note: format!(
                             "{} was {} behind the primary when last observed {} ms ago \
-                             (bound: {}); writes after that observation may also be lost",
+                             (bound: {}) and is {known_gap} bytes behind the most advanced \
+                             reachable member; writes after that observation may also be lost",
                             c.name,
                             lag_text(&lag),
                             at.elapsed().as_millis(),

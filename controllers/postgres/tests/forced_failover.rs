@@ -1,0 +1,166 @@
+//! Forced failover after `kill -9` of the primary, with a writer running:
+//! a standby of the target region is promoted, the survivor follows it,
+//! the outcome carries a data-loss estimate; a controller that never saw
+//! the primary alive refuses unless data loss is accepted; the killed
+//! primary, restarted as it was configured (a second primary on the old
+//! timeline), is rewound and rejoined as a standby.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_controller::{
+    Controller, ControllerExt, ErrorKind, OpContext, Operation, PromoteMode, Role,
+};
+use switchyard_postgres::PostgresController;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_failover_after_kill_9() {
+    let f = common::PgFixture::start(&["east", "west", "south"])
+        .await
+        .expect("lab cluster");
+    let ctx = OpContext::adhoc();
+    let old = f.ctl.observe().await.unwrap();
+    let old_primary = old.primary().unwrap().name.clone();
+    assert_eq!(old.primary_region(), Some("east"));
+
+    // A writer on the primary until it dies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicI64::new(0));
+    let w = {
+        let c = f.primary_client().await.unwrap();
+        let (stop, acked) = (stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                if c.execute("INSERT INTO conformance (k) VALUES ($1)", &[&n])
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                acked.store(n, Ordering::Relaxed);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The controller's last look before the crash: lag known and small.
+    f.ctl.observe().await.unwrap();
+    f.cluster.kill(&old_primary).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    let acked = acked.load(Ordering::Relaxed);
+    assert!(acked > 0, "writer acknowledged nothing before the crash");
+
+    let s = f
+        .ctl
+        .wait_until(Duration::from_secs(30), Duration::from_millis(20), |s| {
+            s.member(&old_primary).is_some_and(|m| m.role == Role::Down)
+        })
+        .await
+        .unwrap();
+    assert!(s.primary().is_none());
+
+    // A planned switchover cannot proceed without the old primary.
+    let planned = f
+        .ctl
+        .execute(
+            &Operation::Promote {
+                target_region: "west".into(),
+                mode: PromoteMode::Planned,
+            },
+            &ctx,
+        )
+        .await;
+    assert!(
+        planned.is_err(),
+        "planned promote without a fence: {planned:?}"
+    );
+
+    // A fresh controller never saw the lag: it refuses unless loss is accepted.
+    let fresh = PostgresController::from_store(f.cluster.store()).unwrap();
+    let refuse = fresh
+        .execute(
+            &Operation::CheckReadiness {
+                target_region: "west".into(),
+                mode: PromoteMode::Forced {
+                    accept_data_loss: false,
+                },
+            },
+            &ctx,
+        )
+        .await
+        .expect_err("unknown lag must be refused under a bound");
+    assert_eq!(refuse.kind(), ErrorKind::LagTooHigh, "{refuse}");
+    assert_eq!(refuse.member(), Some("pg-west-1"));
+    let accepted = fresh
+        .execute(
+            &Operation::CheckReadiness {
+                target_region: "west".into(),
+                mode: PromoteMode::Forced {
+                    accept_data_loss: true,
+                },
+            },
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert!(accepted.data_loss.unwrap().note.contains("unknown"));
+
+    // The controller that watched the primary knows the lag was within bound.
+    let promoted = f
+        .ctl
+        .execute(
+            &Operation::Promote {
+                target_region: "west".into(),
+                mode: PromoteMode::Forced {
+                    accept_data_loss: false,
+                },
+            },
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(promoted.member.as_deref(), Some("pg-west-1"));
+    let loss = promoted.data_loss.expect("data-loss estimate");
+    println!("forced promotion: {:?}; estimate: {loss:?}", promoted.notes);
+    assert!(loss.bytes.is_some());
+    f.ctl
+        .execute(&Operation::RepointFollowers, &ctx)
+        .await
+        .unwrap();
+    let s = f.ctl.observe().await.unwrap();
+    assert_eq!(s.primary().map(|m| m.name.as_str()), Some("pg-west-1"));
+    let south = s.member("pg-south-1").unwrap();
+    assert_eq!(south.role, Role::Secondary);
+    assert_eq!(south.following.as_deref(), Some("pg-west-1"));
+    assert!(s.epoch.unwrap() > old.epoch.unwrap());
+
+    // How much was really lost (async replication): reported, not asserted.
+    let c = f.primary_client().await.unwrap();
+    let present: i64 = c
+        .query_one("SELECT count(*) FROM conformance WHERE k <= $1", &[&acked])
+        .await
+        .unwrap()
+        .get(0);
+    println!("acknowledged before the crash: {acked}, present on the new primary: {present}");
+    c.execute("INSERT INTO conformance (k) VALUES (-42)", &[])
+        .await
+        .expect("new primary accepts writes");
+
+    // The old primary comes back as it was configured: a second primary.
+    f.cluster.start_member(&old_primary).await.unwrap();
+    let split = f.ctl.observe().await.unwrap();
+    assert_eq!(split.primaries().count(), 2, "{:?}", split.members);
+    let rejoin = f.ctl.execute(&Operation::Rejoin, &ctx).await.unwrap();
+    assert!(!rejoin.already_done);
+    let s = f.ctl.observe().await.unwrap();
+    let back = s.member(&old_primary).unwrap();
+    assert_eq!(back.role, Role::Secondary, "{back:?}");
+    assert_eq!(back.following.as_deref(), Some("pg-west-1"));
+    assert_eq!(s.primaries().count(), 1);
+    let again = f.ctl.execute(&Operation::Rejoin, &ctx).await.unwrap();
+    assert!(again.already_done, "{again:?}");
+}
