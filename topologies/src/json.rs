@@ -4,13 +4,17 @@
 
 use crate::diagnostic::{Diagnostic, Label};
 use crate::report::FileReport;
-use crate::source_map::position;
+use crate::source_map::LineIndex;
 use serde_json::{json, Value};
 
 /// The JSON object for one diagnostic found in `file` (whose text is `text`).
 pub fn diagnostic_json(file: &str, text: &str, d: &Diagnostic) -> Value {
+    diagnostic_json_indexed(file, &LineIndex::new(text), d)
+}
+
+fn diagnostic_json_indexed(file: &str, lines: &LineIndex<'_>, d: &Diagnostic) -> Value {
     let loc = |l: &Label| {
-        let p = position(text, &l.span);
+        let p = lines.position(&l.span);
         json!({
             "line": p.line,
             "column": p.column,
@@ -51,9 +55,9 @@ pub fn diagnostic_json(file: &str, text: &str, d: &Diagnostic) -> Value {
 pub fn render(reports: &[FileReport]) -> String {
     let mut out = String::new();
     for r in reports {
-        let text = r.text.as_deref().unwrap_or("");
+        let lines = LineIndex::new(r.text.as_deref().unwrap_or(""));
         for d in &r.diagnostics {
-            out.push_str(&diagnostic_json(&r.file, text, d).to_string());
+            out.push_str(&diagnostic_json_indexed(&r.file, &lines, d).to_string());
             out.push('\n');
         }
     }

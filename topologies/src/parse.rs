@@ -143,7 +143,7 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
             };
         }
     };
-    let mut field = source_map.path_at(span.start).map(str::to_string);
+    let mut field = source_map.path_at(span.start);
     // serde reports a missing field at its table: name the field itself.
     if let Some(missing) = backticked_after(&message, "missing field ") {
         field = Some(match field {

@@ -6,7 +6,7 @@
 use crate::diagnostic::{Diagnostic, Label, Severity};
 use crate::report::FileReport;
 use crate::rules;
-use crate::source_map::position;
+use crate::source_map::LineIndex;
 use serde_json::{json, Value};
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
@@ -40,8 +40,8 @@ fn level(s: Severity) -> &'static str {
     }
 }
 
-fn region(text: &str, l: &Label) -> Value {
-    let p = position(text, &l.span);
+fn region(lines: &LineIndex<'_>, l: &Label) -> Value {
+    let p = lines.position(&l.span);
     json!({
         "startLine": p.line,
         "startColumn": p.column,
@@ -50,7 +50,7 @@ fn region(text: &str, l: &Label) -> Value {
     })
 }
 
-fn result(file: &str, text: &str, d: &Diagnostic, artifact_index: usize) -> Value {
+fn result(file: &str, lines: &LineIndex<'_>, d: &Diagnostic, artifact_index: usize) -> Value {
     let rule_index = rules::ALL
         .iter()
         .position(|r| r.code == d.rule.code)
@@ -60,7 +60,7 @@ fn result(file: &str, text: &str, d: &Diagnostic, artifact_index: usize) -> Valu
         "artifactLocation": { "uri": uri, "index": artifact_index },
     });
     if let Some(p) = &d.primary {
-        physical["region"] = region(text, p);
+        physical["region"] = region(lines, p);
     }
     let mut text_msg = d.message.clone();
     for n in &d.notes {
@@ -90,7 +90,7 @@ fn result(file: &str, text: &str, d: &Diagnostic, artifact_index: usize) -> Valu
                     "id": i + 1,
                     "physicalLocation": {
                         "artifactLocation": { "uri": uri, "index": artifact_index },
-                        "region": region(text, l),
+                        "region": region(lines, l),
                     },
                     "message": { "text": l.message },
                 })
@@ -125,10 +125,11 @@ pub fn render(reports: &[FileReport]) -> String {
         .iter()
         .enumerate()
         .flat_map(|(i, r)| {
-            let text = r.text.as_deref().unwrap_or("");
+            let lines = LineIndex::new(r.text.as_deref().unwrap_or(""));
             r.diagnostics
                 .iter()
-                .map(move |d| result(&r.file, text, d, i))
+                .map(|d| result(&r.file, &lines, d, i))
+                .collect::<Vec<_>>()
         })
         .collect();
     let log = json!({

@@ -2,11 +2,11 @@
 //!
 //! serde throws source positions away, yet every diagnostic must point at the
 //! line that caused it. So the spanned TOML document (toml's `DeTable`, the
-//! same parser that fills the model) is walked once and records, for each field path (`stores[0].members[1].votes`), the byte
-//! ranges of its key and value. Rules then ask for a path; a defaulted field
-//! that was never written falls back to the table that would hold it.
+//! same parser that fills the model) is turned into a tree of key and value
+//! spans that rules query by field path (`stores[0].members[1].votes`). A
+//! defaulted field that was never written falls back to the `name` of the
+//! table that would hold it.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use toml09::de::{DeTable, DeValue};
@@ -18,53 +18,65 @@ pub type Span = Range<usize>;
 /// Key and value spans of one written field or table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
-    /// The key (`votes` in `votes = 1`); `None` for array elements.
+    /// The key (`votes` in `votes = 1`); `None` for array elements and the root.
     pub key: Option<Span>,
-    /// The value, or a table's header (`[[stores.members]]`).
+    /// The value; for a table, the span the parser gives it.
     pub value: Option<Span>,
 }
 
-/// FNV-1a: paths are short and trusted, and SipHash dominated building the
-/// map for 10,000-member files.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
+/// One written value and what it contains. Keys are kept as spans into the
+/// text rather than strings: a 10,000-member file has ~100,000 of them.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    entry: Entry,
+    fields: Vec<Node>,
+    items: Vec<Node>,
 }
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// Field path → source spans for one parsed file.
 ///
 /// Built lazily from the source text on first lookup: a topology that passes
-/// every rule never needs a location, and building the map is a quarter of
-/// the time to check a 10,000-member file.
+/// every rule never needs a location, and mapping costs about as much as
+/// parsing.
 #[derive(Debug, Clone, Default)]
 pub struct SourceMap {
-    text: Option<Arc<str>>,
-    entries: OnceLock<FastMap<String, Entry>>,
+    text: Arc<str>,
+    root: OnceLock<Node>,
+}
+
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `stores[0].members[1].votes` → Key(stores) Index(0) Key(members) Index(1) Key(votes).
+fn segments(path: &str) -> Option<Vec<Seg<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let close = r.find(']')?;
+            out.push(Seg::Index(r[..close].parse().ok()?));
+            rest = &r[close + 1..];
+        } else {
+            let r = rest.strip_prefix('.').unwrap_or(rest);
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            out.push(Seg::Key(&r[..end]));
+            rest = &r[end..];
+        }
+    }
+    Some(out)
 }
 
 impl SourceMap {
     /// Map every field of `text`, now. Fails when `text` is not valid TOML.
     pub fn from_text(text: &str) -> Result<SourceMap, toml09::de::Error> {
         let doc = DeTable::parse(text)?;
-        let map = SourceMap::default();
-        let _ = map.entries.set(build(doc.get_ref()));
+        let map = SourceMap {
+            text: text.into(),
+            root: OnceLock::new(),
+        };
+        let _ = map.root.set(build(doc.get_ref()));
         Ok(map)
     }
 
@@ -72,50 +84,73 @@ impl SourceMap {
     /// gives an empty map (every lookup then answers offset 0).
     pub fn lazy(text: impl Into<Arc<str>>) -> SourceMap {
         SourceMap {
-            text: Some(text.into()),
-            entries: OnceLock::new(),
+            text: text.into(),
+            root: OnceLock::new(),
         }
     }
 
-    fn entries(&self) -> &FastMap<String, Entry> {
-        self.entries.get_or_init(|| match &self.text {
-            Some(text) => match DeTable::parse(text) {
-                Ok(doc) => build(doc.get_ref()),
-                Err(_) => FastMap::default(),
-            },
-            None => FastMap::default(),
+    fn root(&self) -> &Node {
+        self.root.get_or_init(|| match DeTable::parse(&self.text) {
+            Ok(doc) => build(doc.get_ref()),
+            Err(_) => Node::default(),
         })
+    }
+
+    /// The key as written, without quotes.
+    fn key_text(&self, span: &Span) -> &str {
+        let raw = self.text.get(span.clone()).unwrap_or("");
+        let quoted = raw.len() >= 2
+            && (raw.starts_with('"') && raw.ends_with('"')
+                || raw.starts_with('\'') && raw.ends_with('\''));
+        if quoted {
+            &raw[1..raw.len() - 1]
+        } else {
+            raw
+        }
+    }
+
+    fn node(&self, path: &str) -> Option<&Node> {
+        let mut node = self.root();
+        for seg in segments(path)? {
+            node = match seg {
+                Seg::Index(i) => node.items.get(i)?,
+                Seg::Key(k) => node.fields.iter().find(|f| {
+                    f.entry
+                        .key
+                        .as_ref()
+                        .is_some_and(|ks| self.key_text(ks) == k)
+                })?,
+            };
+        }
+        Some(node)
     }
 
     /// The entry for `path`, if that field was written in the file.
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries().get(path)
+        if path.is_empty() {
+            return None;
+        }
+        self.node(path).map(|n| &n.entry)
     }
 
     /// Whether the field at `path` was written in the file (as opposed to defaulted).
     pub fn is_written(&self, path: &str) -> bool {
-        self.entries().contains_key(path)
+        self.get(path).is_some()
     }
 
     /// The best span to underline for `path`: its value if written, else the
-    /// nearest written ancestor (a defaulted `priority` points at its member's
-    /// table). Returns an empty span at 0 when nothing matches.
+    /// `name` of the nearest written table that would hold it (a defaulted
+    /// `priority` points at its member's name). Returns an empty span at 0
+    /// when nothing matches.
     pub fn locate(&self, path: &str) -> Span {
         let mut p = path;
         loop {
-            if let Some(span) = self
-                .entries()
-                .get(p)
-                .and_then(|e| e.value.clone().or(e.key.clone()))
-            {
+            if let Some(span) = self.get(p).and_then(|e| e.value.clone().or(e.key.clone())) {
                 return span;
             }
             let Some(up) = parent(p) else { return 0..0 };
-            // A table's span is its whole body; its `name` is the better
-            // place to underline a field that was left at its default.
             if !up.is_empty() {
                 if let Some(span) = self
-                    .entries()
                     .get(&format!("{up}.name"))
                     .and_then(|e| e.value.clone())
                 {
@@ -128,75 +163,82 @@ impl SourceMap {
 
     /// The span of the key of `path` if written, else [`SourceMap::locate`].
     pub fn locate_key(&self, path: &str) -> Span {
-        match self.entries().get(path).and_then(|e| e.key.clone()) {
+        match self.get(path).and_then(|e| e.key.clone()) {
             Some(k) => k,
             None => self.locate(path),
         }
     }
 
-    /// The deepest recorded path whose key or value contains `offset`; used to
-    /// name the field a serde error is about.
-    pub fn path_at(&self, offset: usize) -> Option<&str> {
-        let mut best: Option<(&str, usize)> = None;
-        for (path, e) in self.entries() {
-            for span in [&e.key, &e.value].into_iter().flatten() {
+    /// The deepest written field whose key or value contains `offset`, as a
+    /// path; used to name the field a serde error is about.
+    pub fn path_at(&self, offset: usize) -> Option<String> {
+        let mut path = String::new();
+        let mut best: Option<(String, usize)> = None;
+        self.search(self.root(), offset, &mut path, &mut best);
+        best.map(|(p, _)| p)
+    }
+
+    fn search(
+        &self,
+        node: &Node,
+        offset: usize,
+        path: &mut String,
+        best: &mut Option<(String, usize)>,
+    ) {
+        if !path.is_empty() {
+            for span in [&node.entry.key, &node.entry.value].into_iter().flatten() {
                 let hit = span.contains(&offset) || (span.is_empty() && span.start == offset);
-                if hit {
-                    let len = span.len();
-                    let better = match best {
-                        None => true,
-                        // Prefer the narrowest span; on ties the longer (deeper) path.
-                        Some((bp, bl)) => len < bl || (len == bl && path.len() > bp.len()),
-                    };
-                    if better {
-                        best = Some((path.as_str(), len));
-                    }
+                // Prefer the narrowest span; on ties the deeper path.
+                if hit
+                    && best.as_ref().is_none_or(|(bp, bl)| {
+                        span.len() < *bl || (span.len() == *bl && path.len() > bp.len())
+                    })
+                {
+                    *best = Some((path.clone(), span.len()));
                 }
             }
         }
-        best.map(|(p, _)| p)
-    }
-}
-
-fn build(root: &DeTable<'_>) -> FastMap<String, Entry> {
-    let mut b = Builder(FastMap::default());
-    let mut path = String::new();
-    b.walk_table(&mut path, root);
-    b.0
-}
-
-struct Builder(FastMap<String, Entry>);
-
-impl Builder {
-    fn walk_table(&mut self, path: &mut String, table: &DeTable<'_>) {
-        for (key, value) in table.iter() {
+        for f in &node.fields {
             let len = path.len();
-            push_key(path, key.get_ref());
-            self.walk_value(path, Some(key.span()), value);
+            let key = f.entry.key.as_ref().map_or("", |k| self.key_text(k));
+            push_key(path, key);
+            self.search(f, offset, path, best);
+            path.truncate(len);
+        }
+        for (i, item) in node.items.iter().enumerate() {
+            let len = path.len();
+            push_index(path, i);
+            self.search(item, offset, path, best);
             path.truncate(len);
         }
     }
+}
 
-    fn walk_value(&mut self, path: &mut String, key: Option<Span>, value: &Spanned<DeValue<'_>>) {
-        self.0.insert(
-            path.clone(),
-            Entry {
-                key,
-                value: Some(value.span()),
-            },
-        );
-        match value.get_ref() {
-            DeValue::Array(a) => {
-                for (i, v) in a.iter().enumerate() {
-                    let len = path.len();
-                    push_index(path, i);
-                    self.walk_value(path, None, v);
-                    path.truncate(len);
-                }
-            }
-            DeValue::Table(t) => self.walk_table(path, t),
-            _ => {}
-        }
+fn build(root: &DeTable<'_>) -> Node {
+    Node {
+        entry: Entry::default(),
+        fields: table_fields(root),
+        items: Vec::new(),
+    }
+}
+
+fn table_fields(table: &DeTable<'_>) -> Vec<Node> {
+    table.iter().map(|(k, v)| node(Some(k.span()), v)).collect()
+}
+
+fn node(key: Option<Span>, value: &Spanned<DeValue<'_>>) -> Node {
+    let (fields, items) = match value.get_ref() {
+        DeValue::Table(t) => (table_fields(t), Vec::new()),
+        DeValue::Array(a) => (Vec::new(), a.iter().map(|v| node(None, v)).collect()),
+        _ => (Vec::new(), Vec::new()),
+    };
+    Node {
+        entry: Entry {
+            key,
+            value: Some(value.span()),
+        },
+        fields,
+        items,
     }
 }
 
@@ -280,9 +322,16 @@ mod tests {
         let d = sm.locate("stores[0].members[0].votes");
         assert_eq!(&text[d], "\"m\"");
         assert_eq!(
-            sm.path_at(text.find("\"m\"").unwrap()),
+            sm.path_at(text.find("\"m\"").unwrap()).as_deref(),
             Some("stores[0].members[0].name")
         );
+        // Quoted keys are found by their unquoted name.
+        let q =
+            SourceMap::from_text("\"name\" = \"x\"\n[[stores]]\n'kind' = \"postgres\"\n").unwrap();
+        assert!(q.is_written("stores[0].kind"));
+        assert!(q.is_written("name"));
+        assert!(!q.is_written("stores[1].kind"));
+        assert!(!q.is_written("stores[x]"));
     }
 }
 
@@ -299,14 +348,53 @@ pub struct Position {
     pub end_column: usize,
 }
 
+/// Line starts of a text, for turning many spans into line and column
+/// numbers without rescanning the file for each.
+#[derive(Debug, Clone)]
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// Index `text`.
+    pub fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        LineIndex { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        (line, self.text[start..offset].chars().count() + 1)
+    }
+
+    /// Line and column numbers of `span`.
+    pub fn position(&self, span: &Span) -> Position {
+        let (line, column) = self.line_col(span.start);
+        let (end_line, end_column) = self.line_col(span.end.max(span.start));
+        Position {
+            line,
+            column,
+            end_line,
+            end_column,
+        }
+    }
+}
+
 /// Line and column numbers of `span` in `text`.
 pub fn position(text: &str, span: &Span) -> Position {
-    let (line, column) = line_col(text, span.start);
-    let (end_line, end_column) = line_col(text, span.end.max(span.start));
-    Position {
-        line,
-        column,
-        end_line,
-        end_column,
-    }
+    LineIndex::new(text).position(span)
 }
