@@ -177,6 +177,12 @@ impl<'a> Driver<'a> {
         Ok(self.journal.append(r)?)
     }
 
+    /// Append a record a resume can do without; the next durable record
+    /// makes it durable too.
+    fn record_lazy(&mut self, r: &Record) -> Result<(), DriverError> {
+        Ok(self.journal.append_lazy(r)?)
+    }
+
     fn controller(&self, store: &str) -> Result<Arc<dyn Controller>, DriverError> {
         self.controllers
             .get(store)
@@ -199,7 +205,7 @@ impl<'a> Driver<'a> {
                     stage_now = Some(s);
                     stage_started = Instant::now();
                     waited = Duration::ZERO;
-                    self.record(&Record::StageStarted {
+                    self.record_lazy(&Record::StageStarted {
                         stage: s,
                         at_ms: now_ms(),
                     })?;
@@ -237,11 +243,12 @@ impl<'a> Driver<'a> {
                         reason,
                         refused,
                     } => {
+                        self.journal.sync()?;
                         return Ok(RunEnd::Failed {
                             stage,
                             reason,
                             refused,
-                        })
+                        });
                     }
                     Action::Wait => wait = true,
                     Action::Run { id, store, op } => {
@@ -305,7 +312,7 @@ impl<'a> Driver<'a> {
                     },
                 };
                 let duration_ms = done.duration.as_millis() as u64;
-                self.record(&Record::Outcome {
+                self.record_lazy(&Record::Outcome {
                     seq: done.seq,
                     stage: done.id.stage,
                     step: done.id.step,
@@ -437,7 +444,7 @@ impl<'a> Driver<'a> {
                 observed: observed.clone(),
             }
         };
-        self.record(&rec)?;
+        self.record_lazy(&rec)?;
         if passed {
             self.failpoint
                 .hit(Boundary::AfterCheckpoint, stage as u64 + 1);

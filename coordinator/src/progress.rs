@@ -152,11 +152,11 @@ impl Terminal {
                 let b = self.multi.add(ProgressBar::new_spinner());
                 b.set_style(
                     ProgressStyle::with_template(
-                        "  {spinner:.cyan} {prefix:<12} {wide_msg} {elapsed:>4}",
+                        "  {spinner:.cyan} {prefix:<16} {wide_msg} {elapsed:>4}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                b.set_prefix(store.to_string());
+                b.set_prefix(format!("{stage}. {store}"));
                 b.enable_steady_tick(Duration::from_millis(100));
                 b
             })
