@@ -137,3 +137,24 @@ fn model_round_trips_through_toml() {
     let again = parse_str("y.toml", &t.to_toml()).unwrap();
     assert_eq!(t, again);
 }
+
+#[test]
+fn hooks_and_store_options_parse() {
+    let text = MINIMAL.replace("kind = \"mongodb\"", "kind = \"postgres\"\nmax_lag_bytes = 1024\nmax_lag_ms = 500\n[stores.connection]\nuser = \"u\"\npassword_env = \"PW\"\n[stores.settings]\nelection_timeout_ms = 10")
+        + "[stores.members.hooks]\nstop = \"ssh {host} stop\"\nstart_as_standby = \"follow {primary_host} {primary_port}\"\ntimeout_ms = 1000\n[stores.members.hooks.extra]\ncheckpoint = \"psql -h {host} -c CHECKPOINT\"\n";
+    let t = parse_str("x.toml", &text).unwrap();
+    let s = &t.stores[0];
+    assert_eq!((s.max_lag_bytes, s.max_lag_ms), (Some(1024), Some(500)));
+    assert_eq!(s.connection.password_env.as_deref(), Some("PW"));
+    let h = &s.members[0].hooks;
+    assert_eq!(h.stop.as_deref(), Some("ssh {host} stop"));
+    assert_eq!(
+        h.extra.get("checkpoint").map(String::as_str),
+        Some("psql -h {host} -c CHECKPOINT")
+    );
+    let e = err(&text.replace("timeout_ms = 1000", "timeout = 1000"));
+    assert_eq!(
+        e.field.as_deref(),
+        Some("stores[0].members[0].hooks.timeout")
+    );
+}
