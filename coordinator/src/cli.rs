@@ -646,15 +646,49 @@ fn finish(
             Some(format!("{e}; `switchyard resume {id}` continues from the journal")),
         ),
     };
+    let journals = ctx.journals()?;
+    let mut recs = journals.read(id).map_err(|e| Exit::usage(e.to_string()))?;
+    // A failure before anything was changed (readiness refused, readiness
+    // checkpoint not met) leaves nothing to resume or undo: close it, so the
+    // operator can re-plan (e.g. with --accept-data-loss) straight away.
+    let mut reason = reason;
+    let changed = recs
+        .iter()
+        .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
+    if code != exit::OK && !changed {
+        let closed = Record::Aborted {
+            epoch: recs
+                .iter()
+                .rev()
+                .find_map(|r| match r {
+                    Record::Started { epoch, .. } | Record::Resumed { epoch, .. } => Some(*epoch),
+                    _ => None,
+                })
+                .unwrap_or(0),
+            at_ms: now_ms(),
+            stores: vec![StoreStatus {
+                store: "*".into(),
+                summary: "closed automatically: no store was changed".into(),
+            }],
+        };
+        journals
+            .open(id)
+            .and_then(|mut j| j.append(&closed))
+            .map_err(|e| Exit::usage(e.to_string()))?;
+        recs.push(closed);
+        reason = reason.map(|r| {
+            r.split("; the execution is resumable")
+                .next()
+                .unwrap_or(&r)
+                .to_string()
+                + "; no store was changed and the execution is closed"
+        });
+    }
     reporter.event(&ProgressEvent::ExecutionEnded {
         execution_id: id.into(),
         status: status.into(),
         reason: reason.clone(),
     });
-    let recs = ctx
-        .journals()?
-        .read(id)
-        .map_err(|e| Exit::usage(e.to_string()))?;
     let report = ExecutionReport::from_records(id, &recs);
     if json_mode(output) {
         println!("{}", json!({"event": "report", "report": report}));

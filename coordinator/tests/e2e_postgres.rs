@@ -336,3 +336,76 @@ async fn bad_plans_are_rejected_naming_the_line_before_anything_runs() {
         "the store was not touched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_failover_with_the_primary_region_down() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (old, region, tli0) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+    pg_write(&cluster, "before-outage").await;
+    // Give the standbys a moment to replay the write before the region dies.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.stop(&old).await.unwrap();
+
+    // A planned switchover cannot fence a primary that is gone.
+    let r = ws.run(&[
+        "plan", "failover", "--to", "west", "--forced", "--output", "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let ops: Vec<&str> = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["steps"].as_array().unwrap().iter())
+        .map(|s| s["op"].as_str().unwrap())
+        .collect();
+    assert!(
+        !ops.contains(&"fence") && !ops.contains(&"rejoin"),
+        "{ops:?}"
+    );
+
+    // The controller never saw the standbys' lag while the primary was up,
+    // so a forced promotion without accepting data loss is refused (exit 5),
+    // and nothing changes.
+    let r = ws.run(&[
+        "failover", "--to", "west", "--forced", "--yes", "--output", "json",
+    ]);
+    assert_eq!(r.code, 5, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let ended = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "execution_ended")
+        .unwrap();
+    assert_eq!(ended["status"], "refused");
+    assert!(
+        ended["reason"].as_str().unwrap().contains("LagTooHigh"),
+        "{ended}"
+    );
+    assert!(pg_primary(&cluster).await.is_none(), "still no primary");
+
+    let r = ws.run(&[
+        "failover",
+        "--to",
+        "west",
+        "--forced",
+        "--accept-data-loss",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let report = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "report")
+        .expect("final report");
+    let store = &report["report"]["stores"][0];
+    assert!(store["rto_ms"].as_u64().is_some(), "{report}");
+    assert!(store["data_loss"].as_str().is_some(), "{report}");
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "west");
+    assert_eq!(tli, tli0 + 1);
+    assert_eq!(pg_tags(&cluster).await, vec!["before-outage"]);
+}
