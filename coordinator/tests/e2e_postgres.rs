@@ -328,6 +328,10 @@ async fn bad_plans_are_rejected_naming_the_line_before_anything_runs() {
         assert!(r.stderr.contains(message), "case {i}: {}", r.stderr);
         assert!(r.stderr.contains("nothing was run"), "{}", r.stderr);
     }
+    // No --yes and no terminal to ask on: declined, exit 4.
+    let r = ws.run(&["failover", "--to", "west"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("pass --yes"), "{}", r.stderr);
     assert!(ws.journal_files().is_empty(), "no execution was started");
     let (_, region, tli) = pg_primary(&cluster).await.unwrap();
     assert_eq!(
