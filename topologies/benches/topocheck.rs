@@ -5,7 +5,7 @@
 use criterion::{criterion_main, Criterion};
 use std::hint::black_box;
 use switchyard_topology::generate::large_topology;
-use switchyard_topology::{check, check_text, json, parse_source, CheckOptions};
+use switchyard_topology::{check, check_text, human, json, parse_source, CheckOptions};
 
 fn bench(c: &mut Criterion) {
     let text = large_topology(1000, 10);
@@ -21,6 +21,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let r = check_text("large.toml", black_box(&text), &opts);
             json::render(std::slice::from_ref(&r))
+        })
+    });
+    // One finding forces the source map to be built and a snippet rendered.
+    let bad = {
+        let at = text.rfind("region = \"r9\"").expect("generated text has r9");
+        format!("{}region = \"r99\"{}", &text[..at], &text[at + "region = \"r9\"".len()..])
+    };
+    g.bench_function("parse+check+render-human/one-finding", |b| {
+        b.iter(|| {
+            let r = check_text("large.toml", black_box(&bad), &opts);
+            assert_eq!(r.diagnostics.len(), 1);
+            human::render(std::slice::from_ref(&r), false)
         })
     });
     g.finish();
