@@ -14,7 +14,7 @@ use crate::journal::{
 use crate::lock::{FileLock, Lock, LockError, LockGuard};
 use crate::plan::{Mode, Plan, PlanOp};
 use crate::planner::{plan_failover, PlanOptions};
-use crate::progress::{JsonLines, ProgressEvent, Reporter, Terminal};
+use crate::progress::{JsonLines, Plain, ProgressEvent, Reporter, Terminal};
 use crate::registry::{capabilities, controllers_for};
 use crate::report::{timeline, ExecutionReport};
 use crate::validate::{load_plan, validate};
@@ -306,7 +306,8 @@ impl Ctx {
 fn reporter(output: Option<Output>) -> Box<dyn Reporter> {
     match output {
         Some(Output::Json) => Box::new(JsonLines),
-        Some(Output::Text) => Box::new(Terminal::default()),
+        Some(Output::Text) if std::io::stdout().is_terminal() => Box::new(Terminal::default()),
+        Some(Output::Text) => Box::new(Plain),
         None if std::io::stdout().is_terminal() => Box::new(Terminal::default()),
         None => Box::new(JsonLines),
     }

@@ -123,6 +123,82 @@ impl Reporter for JsonLines {
     }
 }
 
+/// Plain lines for people when stdout is not a terminal (`--output text`
+/// into a file or a CI log).
+#[derive(Debug, Default)]
+pub struct Plain;
+
+impl Reporter for Plain {
+    fn event(&self, ev: &ProgressEvent) {
+        let line = match ev {
+            ProgressEvent::ExecutionStarted {
+                execution_id,
+                plan,
+                epoch,
+                resumed,
+                ..
+            } => format!(
+                "{} {plan} — execution {execution_id}, epoch {epoch}",
+                if *resumed { "Resuming" } else { "Executing" }
+            ),
+            ProgressEvent::StageStarted { stage, name, .. } => format!("Stage {stage}: {name}"),
+            ProgressEvent::OpStarted {
+                stage,
+                seq,
+                store,
+                description,
+                ..
+            } => format!("  [{stage}] #{seq} {store}: {description} …"),
+            ProgressEvent::OpFinished {
+                stage,
+                seq,
+                store,
+                op,
+                duration_ms,
+                error,
+                ..
+            } => match error {
+                None => format!("  [{stage}] #{seq} {store}: ✓ {op} ({duration_ms} ms)"),
+                Some(e) => format!("  [{stage}] #{seq} {store}: ✗ {op} ({duration_ms} ms): {e}"),
+            },
+            ProgressEvent::CheckpointStarted { stage } => {
+                format!("  [{stage}] validating checkpoint …")
+            }
+            ProgressEvent::CheckpointFinished {
+                stage,
+                duration_ms,
+                observed,
+                ..
+            } => {
+                let mut s = String::new();
+                for o in observed {
+                    if !s.is_empty() {
+                        s.push('\n');
+                    }
+                    s.push_str(&match &o.mismatch {
+                        None => format!(
+                            "  [{stage}] {}: ✓ {} ({duration_ms} ms)",
+                            o.store, o.expected
+                        ),
+                        Some(m) => format!(
+                            "  [{stage}] {}: ✗ expected {}, observed: {m}",
+                            o.store, o.expected
+                        ),
+                    });
+                }
+                s
+            }
+            ProgressEvent::ExecutionEnded { status, reason, .. } => match reason {
+                Some(r) => format!("Execution {status}: {r}"),
+                None => format!("Execution {status}"),
+            },
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
 /// A spinner per stage and store on a terminal.
 pub struct Terminal {
     multi: MultiProgress,
