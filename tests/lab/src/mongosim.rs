@@ -1,0 +1,427 @@
+//! A MongoDB replica-set simulator that speaks the wire protocol on real
+//! loopback ports, for tests that cannot run `mongod`.
+//!
+//! Each member listens on its own `127.0.0.1` port and answers `hello`,
+//! `replSetGetStatus`, `replSetReconfig`, `replSetStepDown`, `insert`,
+//! `find` … as documented for MongoDB 7.0 (see docs/mongosim.md for what
+//! is and is not modelled). All members share one in-process [`world`]
+//! behind a lock; a ticker runs heartbeats, elections and replication.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use switchyard_lab::mongosim::{MongoSim, MongoSimSpec};
+//! let sim = MongoSim::start(MongoSimSpec::two_regions_and_arbiter("rs0")).await?;
+//! let uri = sim.uri(); // mongodb://127.0.0.1:…/?replicaSet=rs0
+//! sim.cut_region("east");
+//! # Ok(()) }
+//! ```
+
+pub mod commands;
+pub mod server;
+pub mod wire;
+pub mod world;
+
+use anyhow::{bail, Context};
+use bson::oid::ObjectId;
+use server::Shared;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_topology::{Connection, Member, Settings, Store, StoreKind};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use world::{MemberConfig, NodeState, ReplConfig, World};
+
+/// One member to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimMemberSpec {
+    /// Member name (as in the topology).
+    pub name: String,
+    /// Region it lives in.
+    pub region: String,
+    /// Election priority.
+    pub priority: f64,
+    /// Votes (0 or 1).
+    pub votes: u32,
+    /// Arbiter.
+    pub arbiter: bool,
+    /// Hidden.
+    pub hidden: bool,
+    /// Port to listen on (0 = any free port).
+    pub port: u16,
+}
+
+impl SimMemberSpec {
+    /// A data-bearing, voting member.
+    pub fn data(name: &str, region: &str, priority: f64) -> Self {
+        SimMemberSpec {
+            name: name.into(),
+            region: region.into(),
+            priority,
+            votes: 1,
+            arbiter: false,
+            hidden: false,
+            port: 0,
+        }
+    }
+
+    /// An arbiter.
+    pub fn arbiter(name: &str, region: &str) -> Self {
+        SimMemberSpec {
+            arbiter: true,
+            priority: 0.0,
+            ..SimMemberSpec::data(name, region, 0.0)
+        }
+    }
+}
+
+/// What to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MongoSimSpec {
+    /// Replica set name.
+    pub set_name: String,
+    /// Store name used by [`MongoSim::store`].
+    pub store_name: String,
+    /// `settings.heartbeatIntervalMillis`.
+    pub heartbeat_interval: Duration,
+    /// `settings.electionTimeoutMillis`.
+    pub election_timeout: Duration,
+    /// Members in config order.
+    pub members: Vec<SimMemberSpec>,
+}
+
+impl MongoSimSpec {
+    /// The acceptance layout: two data-bearing members in `east` (preferred,
+    /// priority 2) and two in `west` (priority 1), an arbiter in `witness`;
+    /// fast test timing (heartbeat 50 ms, election timeout 300 ms).
+    pub fn two_regions_and_arbiter(set_name: &str) -> Self {
+        MongoSimSpec {
+            set_name: set_name.into(),
+            store_name: "orders".into(),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(300),
+            members: vec![
+                SimMemberSpec::data("east-1", "east", 2.0),
+                SimMemberSpec::data("east-2", "east", 2.0),
+                SimMemberSpec::data("west-1", "west", 1.0),
+                SimMemberSpec::data("west-2", "west", 1.0),
+                SimMemberSpec::arbiter("witness-1", "witness"),
+            ],
+        }
+    }
+
+    /// A spec from a topology store: members, priorities, votes, election
+    /// timing and (when `host` has one) the port to listen on.
+    pub fn from_store(store: &Store) -> anyhow::Result<Self> {
+        if store.kind != StoreKind::Mongodb {
+            bail!("store {} is {}, not mongodb", store.name, store.kind);
+        }
+        Ok(MongoSimSpec {
+            set_name: store
+                .connection
+                .replica_set
+                .clone()
+                .unwrap_or_else(|| store.name.clone()),
+            store_name: store.name.clone(),
+            heartbeat_interval: Duration::from_millis(
+                store.settings.heartbeat_interval_ms.unwrap_or(2000),
+            ),
+            election_timeout: Duration::from_millis(
+                store.settings.election_timeout_ms.unwrap_or(10_000),
+            ),
+            members: store
+                .members
+                .iter()
+                .map(|m| SimMemberSpec {
+                    name: m.name.clone(),
+                    region: m.region.clone(),
+                    priority: if m.arbiter { 0.0 } else { m.priority },
+                    votes: m.votes,
+                    arbiter: m.arbiter,
+                    hidden: m.hidden,
+                    port: m.port().unwrap_or(0),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A running simulated replica set. Dropping it closes every port.
+#[derive(Debug)]
+pub struct MongoSim {
+    spec: MongoSimSpec,
+    hosts: Vec<String>,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl MongoSim {
+    /// Bind a port per member and start the set. No primary exists until
+    /// the first election (one election timeout); see [`MongoSim::wait_for_primary`].
+    pub async fn start(spec: MongoSimSpec) -> anyhow::Result<MongoSim> {
+        if spec.members.is_empty() {
+            bail!("a replica set needs members");
+        }
+        let mut listeners = Vec::new();
+        let mut hosts = Vec::new();
+        for m in &spec.members {
+            let l = TcpListener::bind(("127.0.0.1", m.port))
+                .await
+                .with_context(|| format!("binding a port for member {}", m.name))?;
+            hosts.push(format!("127.0.0.1:{}", l.local_addr()?.port()));
+            listeners.push(l);
+        }
+        let config = ReplConfig {
+            set_name: spec.set_name.clone(),
+            version: 1,
+            term: 0,
+            members: spec
+                .members
+                .iter()
+                .zip(&hosts)
+                .enumerate()
+                .map(|(i, (m, h))| MemberConfig {
+                    id: i as i32,
+                    host: h.clone(),
+                    priority: m.priority,
+                    votes: m.votes as i32,
+                    arbiter_only: m.arbiter,
+                    hidden: m.hidden,
+                })
+                .collect(),
+            heartbeat_ms: spec.heartbeat_interval.as_millis() as u64,
+            election_timeout_ms: spec.election_timeout.as_millis() as u64,
+            replica_set_id: ObjectId::new(),
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid replica set spec: {}", e.msg))?;
+        let world = World::new(
+            spec.members
+                .iter()
+                .zip(&hosts)
+                .map(|(m, h)| (m.name.clone(), m.region.clone(), h.clone()))
+                .collect(),
+            config,
+        );
+        let shared = Shared::new(world);
+        let mut tasks = vec![tokio::spawn(server::ticker(shared.clone()))];
+        for (i, l) in listeners.into_iter().enumerate() {
+            tasks.push(tokio::spawn(server::serve_member(shared.clone(), i, l)));
+        }
+        Ok(MongoSim {
+            spec,
+            hosts,
+            shared,
+            tasks,
+        })
+    }
+
+    /// The spec it runs.
+    pub fn spec(&self) -> &MongoSimSpec {
+        &self.spec
+    }
+
+    /// `host:port` of a member.
+    pub fn host(&self, name: &str) -> Option<&str> {
+        let i = self.spec.members.iter().position(|m| m.name == name)?;
+        Some(&self.hosts[i])
+    }
+
+    /// A replica-set connection string (seed list of every member).
+    pub fn uri(&self) -> String {
+        format!(
+            "mongodb://{}/?replicaSet={}",
+            self.hosts.join(","),
+            self.spec.set_name
+        )
+    }
+
+    /// The topology store describing this simulator (hosts filled in).
+    pub fn store(&self) -> Store {
+        Store {
+            name: self.spec.store_name.clone(),
+            kind: StoreKind::Mongodb,
+            depends_on: Vec::new(),
+            max_lag_bytes: None,
+            max_lag_ms: Some(10_000),
+            connection: Connection {
+                replica_set: Some(self.spec.set_name.clone()),
+                connect_timeout_ms: Some(1000),
+                ..Connection::default()
+            },
+            settings: Settings {
+                election_timeout_ms: Some(self.spec.election_timeout.as_millis() as u64),
+                heartbeat_interval_ms: Some(self.spec.heartbeat_interval.as_millis() as u64),
+                catch_up_secs: Some(10),
+            },
+            members: self
+                .spec
+                .members
+                .iter()
+                .zip(&self.hosts)
+                .map(|(m, h)| Member {
+                    name: m.name.clone(),
+                    host: Some(h.clone()),
+                    region: m.region.clone(),
+                    priority: m.priority,
+                    votes: m.votes,
+                    arbiter: m.arbiter,
+                    hidden: m.hidden,
+                    read_only_replica: false,
+                    failover_priority: None,
+                    hooks: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn idx(&self, name: &str) -> usize {
+        self.spec
+            .members
+            .iter()
+            .position(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no simulated member named {name}"))
+    }
+
+    /// Stop a member's process: connections reset, it neither votes nor
+    /// replicates. Its data survives for [`MongoSim::revive`].
+    pub fn kill(&self, name: &str) {
+        let i = self.idx(name);
+        self.shared.mutate(|w| w.kill(i, Instant::now()));
+    }
+
+    /// Restart a killed member (it comes back as a secondary).
+    pub fn revive(&self, name: &str) {
+        let i = self.idx(name);
+        self.shared.mutate(|w| w.revive(i, Instant::now()));
+    }
+
+    /// Cut a region off: no traffic in or out (members inside still see
+    /// each other); client connections to its members are reset.
+    pub fn cut_region(&self, region: &str) {
+        self.shared.mutate(|w| {
+            w.cut.insert(region.to_string());
+            for i in 0..w.nodes.len() {
+                if w.nodes[i].region == region {
+                    w.drop_connections(i);
+                }
+            }
+        });
+    }
+
+    /// Undo [`MongoSim::cut_region`].
+    pub fn heal_region(&self, region: &str) {
+        self.shared.mutate(|w| {
+            w.cut.remove(region);
+        });
+    }
+
+    /// Delay with which `name` applies its sync source's oplog entries.
+    pub fn set_lag(&self, name: &str, lag: Duration) {
+        let i = self.idx(name);
+        self.shared.mutate(|w| w.nodes[i].lag = lag);
+    }
+
+    /// Name of the primary with the highest term among running members.
+    pub fn primary(&self) -> Option<String> {
+        let w = self.shared.lock();
+        w.nodes
+            .iter()
+            .filter(|n| n.alive && n.state == NodeState::Primary)
+            .max_by_key(|n| n.term)
+            .map(|n| n.name.clone())
+    }
+
+    /// Wait until some member is primary; `None` after `timeout`.
+    pub async fn wait_for_primary(&self, timeout: Duration) -> Option<String> {
+        self.shared
+            .wait_for(timeout, |w| {
+                w.nodes
+                    .iter()
+                    .filter(|n| n.alive && n.state == NodeState::Primary)
+                    .max_by_key(|n| n.term)
+                    .map(|n| n.name.clone())
+            })
+            .await
+    }
+
+    /// Wait until a member of `region` is primary (and the only primary
+    /// clients can reach).
+    pub async fn wait_for_primary_in(&self, region: &str, timeout: Duration) -> Option<String> {
+        self.shared
+            .wait_for(timeout, |w| {
+                let ps: Vec<usize> = (0..w.nodes.len())
+                    .filter(|&i| w.client_reachable(i) && w.nodes[i].state == NodeState::Primary)
+                    .collect();
+                match ps.as_slice() {
+                    [p] if w.nodes[*p].region == region => Some(w.nodes[*p].name.clone()),
+                    _ => None,
+                }
+            })
+            .await
+    }
+
+    /// Inserts rolled back on any member so far (w:1 writes that never
+    /// reached a majority before their primary lost its role).
+    pub fn rolled_back_inserts(&self) -> u64 {
+        self.shared.lock().rolled_back_inserts
+    }
+
+    /// Current term of a member.
+    pub fn term(&self, name: &str) -> i64 {
+        let i = self.idx(name);
+        self.shared.lock().nodes[i].term
+    }
+
+    /// Installed config version of a member.
+    pub fn config_version(&self, name: &str) -> i64 {
+        let i = self.idx(name);
+        self.shared.lock().nodes[i].config.version
+    }
+
+    /// Number of documents `name` holds in `db.coll`.
+    pub fn count_docs(&self, name: &str, ns: &str) -> usize {
+        let i = self.idx(name);
+        self.shared.lock().nodes[i]
+            .data
+            .get(ns)
+            .map_or(0, |c| c.docs.len())
+    }
+
+    /// One line per member (state, term, oplog, commit point, config
+    /// version, sync source), for test failure messages.
+    pub fn describe(&self) -> String {
+        let w = self.shared.lock();
+        w.nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {:?} alive={} term={} oplog={} commit={} cfg=v{} sync={:?} frozen={}\n",
+                    n.name,
+                    n.state,
+                    n.alive,
+                    n.term,
+                    n.oplog.len(),
+                    n.commit_len,
+                    n.config.version,
+                    n.sync_source,
+                    n.frozen_until.is_some_and(|t| t > Instant::now()),
+                )
+            })
+            .collect()
+    }
+
+    /// Stop every task and close every port.
+    pub fn shutdown(&mut self) {
+        self.shared.shutdown.send_replace(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for MongoSim {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,888 @@
+//! Command handlers: each takes the request body and answers the document
+//! a mongod would, following the command reference pages.
+
+use super::server::Shared;
+use super::wire::Request;
+use super::world::{common_prefix, num, ts_u64, CmdError, NodeState, ReplConfig, World};
+use bson::{doc, Bson, DateTime, Document, Timestamp};
+use std::cmp::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Wire version of MongoDB 7.0.
+pub const MAX_WIRE_VERSION: i32 = 21;
+/// The version string `buildInfo` reports.
+pub const VERSION: &str = "7.0.0";
+
+/// Codes the server labels `RetryableWriteError` (retryable writes spec).
+const RETRYABLE_CODES: &[i32] = &[
+    6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+];
+
+/// Answer one request from a client of member `idx`.
+pub async fn handle(shared: &Arc<Shared>, idx: usize, conn_id: i64, req: &Request) -> Document {
+    let body = &req.body;
+    let name = body.keys().next().cloned().unwrap_or_default();
+    let retryable_write = body.contains_key("txnNumber");
+    let res = match name.as_str() {
+        "hello" => hello(shared, idx, conn_id, body, false).await,
+        "isMaster" | "ismaster" => hello(shared, idx, conn_id, body, true).await,
+        "ping" => Ok(doc! {}),
+        "buildInfo" | "buildinfo" => Ok(build_info()),
+        "endSessions" | "killAllSessions" => Ok(doc! {}),
+        "killCursors" => {
+            let ids = body.get_array("cursors").cloned().unwrap_or_default();
+            Ok(
+                doc! { "cursorsKilled": [], "cursorsNotFound": ids, "cursorsAlive": [], "cursorsUnknown": [] },
+            )
+        }
+        "getMore" => Err(CmdError::new(43, "CursorNotFound", "cursor id not found")),
+        "serverStatus" => Ok(server_status(&shared.lock(), idx)),
+        "replSetGetStatus" => status(&shared.lock(), idx),
+        "replSetGetConfig" => {
+            let w = shared.lock();
+            match w.nodes[idx].state {
+                NodeState::Removed => Err(removed()),
+                _ => Ok(doc! { "config": w.nodes[idx].config.to_document() }),
+            }
+        }
+        "replSetReconfig" => reconfig(shared, idx, body).await,
+        "replSetStepDown" => step_down(shared, idx, body).await,
+        "replSetFreeze" => freeze(shared, idx, body),
+        "replSetStepUp" => step_up(shared, idx),
+        "insert" => insert(shared, idx, body).await,
+        "find" => read(shared, idx, body, Read::Find),
+        "count" => read(shared, idx, body, Read::Count),
+        "aggregate" => read(shared, idx, body, Read::Aggregate),
+        "" => Err(CmdError::new(59, "CommandNotFound", "empty command")),
+        other => Err(CmdError::new(
+            59,
+            "CommandNotFound",
+            format!("no such command: '{other}'"),
+        )),
+    };
+    match res {
+        Ok(mut d) => {
+            d.insert("ok", 1.0);
+            if retryable_write {
+                if let Ok(wce) = d.get_document("writeConcernError") {
+                    if num(wce.get("code")).is_some_and(|c| RETRYABLE_CODES.contains(&(c as i32))) {
+                        d.insert("errorLabels", vec!["RetryableWriteError"]);
+                    }
+                }
+            }
+            d
+        }
+        Err(e) => {
+            let mut d =
+                doc! { "ok": 0.0, "errmsg": e.msg, "code": e.code, "codeName": e.code_name };
+            if retryable_write && RETRYABLE_CODES.contains(&e.code) {
+                d.insert("errorLabels", vec!["RetryableWriteError"]);
+            }
+            d
+        }
+    }
+}
+
+fn removed() -> CmdError {
+    CmdError::invalid_config("Our replica set config is invalid or we are not a member of it")
+}
+
+fn build_info() -> Document {
+    doc! {
+        "version": VERSION,
+        "gitVersion": "switchyard-mongosim",
+        "versionArray": [7, 0, 0, 0],
+        "bits": 64,
+        "debug": false,
+        "maxBsonObjectSize": 16_777_216,
+        "storageEngines": ["wiredTiger"],
+        "modules": [],
+    }
+}
+
+fn optime_doc(ts: Timestamp, t: i64) -> Document {
+    doc! { "ts": ts, "t": t }
+}
+
+fn date_of(ts: Timestamp) -> DateTime {
+    DateTime::from_millis(i64::from(ts.time) * 1000)
+}
+
+/// The primary member `idx` knows of (itself included).
+fn primary_view(w: &World, idx: usize) -> Option<usize> {
+    if w.nodes[idx].state == NodeState::Primary {
+        return Some(idx);
+    }
+    w.visible_primary(idx)
+}
+
+async fn hello(
+    shared: &Arc<Shared>,
+    idx: usize,
+    conn_id: i64,
+    body: &Document,
+    legacy: bool,
+) -> Result<Document, CmdError> {
+    // Awaitable hello (SDAM streaming protocol): hold the reply until this
+    // member's topology changes or maxAwaitTimeMS passes.
+    if let (Ok(tv), Some(max_await)) = (
+        body.get_document("topologyVersion"),
+        num(body.get("maxAwaitTimeMS")),
+    ) {
+        let (pid, counter) = (tv.get_object_id("processId").ok(), num(tv.get("counter")));
+        let baseline = primary_view(&shared.lock(), idx);
+        shared
+            .wait_for(Duration::from_millis(max_await.max(0) as u64), |w| {
+                let n = &w.nodes[idx];
+                let same = pid == Some(n.process_id)
+                    && counter == Some(n.tv_counter)
+                    && primary_view(w, idx) == baseline;
+                (!same).then_some(())
+            })
+            .await;
+    }
+    let w = shared.lock();
+    let n = &w.nodes[idx];
+    let mut d = doc! {
+        "topologyVersion": { "processId": n.process_id, "counter": n.tv_counter },
+    };
+    let primary = n.state == NodeState::Primary;
+    let writable = primary && !n.stepping_down;
+    if legacy {
+        d.insert("ismaster", writable);
+    } else {
+        d.insert("isWritablePrimary", writable);
+    }
+    if n.state == NodeState::Removed {
+        d.insert("secondary", false);
+        d.insert("isreplicaset", true);
+        d.insert("info", "Does not have a valid replica set config");
+    } else {
+        let cfg = &n.config;
+        let vis = |f: &dyn Fn(&super::world::MemberConfig) -> bool| -> Vec<String> {
+            cfg.members
+                .iter()
+                .filter(|m| !m.hidden && f(m))
+                .map(|m| m.host.clone())
+                .collect()
+        };
+        d.insert("hosts", vis(&|m| !m.arbiter_only && m.priority > 0.0));
+        let passives = vis(&|m| !m.arbiter_only && m.priority == 0.0);
+        if !passives.is_empty() {
+            d.insert("passives", passives);
+        }
+        let arbiters = vis(&|m| m.arbiter_only);
+        if !arbiters.is_empty() {
+            d.insert("arbiters", arbiters);
+        }
+        d.insert("setName", &cfg.set_name);
+        d.insert("setVersion", cfg.version as i32);
+        d.insert("secondary", n.state == NodeState::Secondary);
+        if let Some(p) = primary_view(&w, idx) {
+            d.insert("primary", &w.nodes[p].host);
+        }
+        d.insert("me", &n.host);
+        if let Some(me) = n.me() {
+            if me.arbiter_only {
+                d.insert("arbiterOnly", true);
+            }
+            if me.hidden {
+                d.insert("hidden", true);
+            }
+            if me.priority == 0.0 && !me.arbiter_only {
+                d.insert("passive", true);
+            }
+        }
+        if primary {
+            d.insert("electionId", n.election_id());
+        }
+        let (ts, t) = n.last_optime();
+        let (cts, ct) = n.commit_optime();
+        d.insert(
+            "lastWrite",
+            doc! {
+                "opTime": optime_doc(ts, t),
+                "lastWriteDate": date_of(ts),
+                "majorityOpTime": optime_doc(cts, ct),
+                "majorityWriteDate": date_of(cts),
+            },
+        );
+    }
+    if body.get_bool("helloOk").unwrap_or(false) {
+        d.insert("helloOk", true);
+    }
+    d.insert("maxBsonObjectSize", 16_777_216);
+    d.insert("maxMessageSizeBytes", 48_000_000);
+    d.insert("maxWriteBatchSize", 100_000);
+    d.insert("localTime", DateTime::now());
+    d.insert("logicalSessionTimeoutMinutes", 30);
+    d.insert("connectionId", conn_id);
+    d.insert("minWireVersion", 0);
+    d.insert("maxWireVersion", MAX_WIRE_VERSION);
+    d.insert("readOnly", false);
+    Ok(d)
+}
+
+fn server_status(w: &World, idx: usize) -> Document {
+    let n = &w.nodes[idx];
+    doc! {
+        "host": &n.host,
+        "version": VERSION,
+        "process": "mongod",
+        "localTime": DateTime::now(),
+        "repl": {
+            "setName": &n.config.set_name,
+            "isWritablePrimary": n.state == NodeState::Primary,
+            "secondary": n.state == NodeState::Secondary,
+            "me": &n.host,
+            "rbid": n.rolled_back_ops as i64,
+            // Not in a real server (which writes rolled-back documents to
+            // rollback files instead): how many oplog entries this member
+            // rolled back, for tests and the controller's loss report.
+            "simRolledBackOps": n.rolled_back_ops as i64,
+        },
+    }
+}
+
+fn status(w: &World, idx: usize) -> Result<Document, CmdError> {
+    let n = &w.nodes[idx];
+    if n.state == NodeState::Removed {
+        return Err(removed());
+    }
+    let cfg = &n.config;
+    let (my_code, _) = n.state.code(true);
+    let (ts, t) = n.last_optime();
+    let (cts, ct) = n.commit_optime();
+    let mut members = Vec::new();
+    for m in &cfg.members {
+        let j = w.by_host(&m.host);
+        let up = j.is_some_and(|j| w.reachable(idx, j));
+        let mut md = doc! { "_id": m.id, "name": &m.host };
+        match j {
+            Some(j) if up => {
+                let o = &w.nodes[j];
+                let (code, s) = o.state.code(true);
+                let (ots, ot) = o.last_optime();
+                md.insert("health", 1.0);
+                md.insert("state", code);
+                md.insert("stateStr", s);
+                if !m.arbiter_only {
+                    md.insert("optime", optime_doc(ots, ot));
+                    md.insert("optimeDurable", optime_doc(ots, ot));
+                    md.insert("optimeDate", date_of(ots));
+                }
+                md.insert("syncSourceHost", o.sync_source.clone().unwrap_or_default());
+                md.insert("configVersion", o.config.version as i32);
+                md.insert("configTerm", o.config.term as i32);
+                if o.state == NodeState::Primary {
+                    md.insert("electionDate", o.election_date.unwrap_or(DateTime::MIN));
+                }
+                if j == idx {
+                    md.insert("self", true);
+                } else {
+                    md.insert("lastHeartbeat", DateTime::now());
+                    md.insert("lastHeartbeatRecv", DateTime::now());
+                    md.insert("pingMs", 0i64);
+                }
+            }
+            _ => {
+                let (code, s) = NodeState::Secondary.code(false);
+                md.insert("health", 0.0);
+                md.insert("state", code);
+                md.insert("stateStr", s);
+                if !m.arbiter_only {
+                    let zero = Timestamp {
+                        time: 0,
+                        increment: 0,
+                    };
+                    md.insert("optime", optime_doc(zero, -1));
+                    md.insert("optimeDurable", optime_doc(zero, -1));
+                    md.insert("optimeDate", DateTime::from_millis(0));
+                }
+                if let Some(last) = n.last_heartbeat.get(&m.host) {
+                    md.insert("lastHeartbeatRecv", *last);
+                }
+                md.insert(
+                    "lastHeartbeatMessage",
+                    "Couldn't get a connection within the time limit",
+                );
+            }
+        }
+        members.push(Bson::Document(md));
+    }
+    Ok(doc! {
+        "set": &cfg.set_name,
+        "date": DateTime::now(),
+        "myState": my_code,
+        "term": n.term,
+        "syncSourceHost": n.sync_source.clone().unwrap_or_default(),
+        "heartbeatIntervalMillis": cfg.heartbeat_ms as i64,
+        "majorityVoteCount": cfg.majority_votes(),
+        "writeMajorityCount": cfg.write_majority() as i32,
+        "votingMembersCount": cfg.members.iter().filter(|m| m.votes > 0).count() as i32,
+        "writableVotingMembersCount": cfg.members.iter().filter(|m| m.votes > 0 && !m.arbiter_only).count() as i32,
+        "optimes": {
+            "lastCommittedOpTime": optime_doc(cts, ct),
+            "lastCommittedWallTime": date_of(cts),
+            "appliedOpTime": optime_doc(ts, t),
+            "durableOpTime": optime_doc(ts, t),
+            "lastAppliedWallTime": date_of(ts),
+        },
+        "members": members,
+    })
+}
+
+async fn reconfig(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<Document, CmdError> {
+    let new = body
+        .get_document("replSetReconfig")
+        .map_err(|_| CmdError::bad_value("replSetReconfig expects a config document"))?;
+    let force = body.get_bool("force").unwrap_or(false);
+    let installed = shared.mutate(|w| -> Result<ReplConfig, CmdError> {
+        let now = Instant::now();
+        let n = &w.nodes[idx];
+        if !force && n.state != NodeState::Primary {
+            return Err(CmdError::not_primary());
+        }
+        let mut cfg = ReplConfig::from_document(new, &n.config)?;
+        if cfg.set_name != n.config.set_name {
+            return Err(CmdError::invalid_config(format!(
+                "set name {} does not match this replica set ({})",
+                cfg.set_name, n.config.set_name
+            )));
+        }
+        if cfg.member(&n.host).is_none() {
+            return Err(CmdError::invalid_config(format!(
+                "this node ({}) is not a member of the new config",
+                n.host
+            )));
+        }
+        if force {
+            // Forced configs jump far ahead so they win over any config a
+            // cut-off majority might still install.
+            cfg.version = cfg.version.max(n.config.version) + 100_000;
+            cfg.term = -1;
+        } else {
+            if cfg.version <= n.config.version {
+                return Err(CmdError::new(
+                    103,
+                    "NewReplicaSetConfigurationIncompatible",
+                    format!(
+                        "new config version {} must be greater than the current version {}",
+                        cfg.version, n.config.version
+                    ),
+                ));
+            }
+            let voter = |c: &ReplConfig, h: &str| c.member(h).is_some_and(|m| m.votes > 0);
+            let mut hosts: Vec<&str> = cfg.members.iter().map(|m| m.host.as_str()).collect();
+            hosts.extend(n.config.members.iter().map(|m| m.host.as_str()));
+            hosts.sort_unstable();
+            hosts.dedup();
+            let changed = hosts
+                .iter()
+                .filter(|h| voter(&cfg, h) != voter(&n.config, h))
+                .count();
+            if changed > 1 {
+                return Err(CmdError::new(
+                    103,
+                    "NewReplicaSetConfigurationIncompatible",
+                    "non-force replica set reconfig can only add or remove at most 1 voting member",
+                ));
+            }
+            let reachable_votes: i32 = cfg
+                .members
+                .iter()
+                .filter(|m| w.by_host(&m.host).is_some_and(|j| w.reachable(idx, j)))
+                .map(|m| m.votes)
+                .sum();
+            if reachable_votes < cfg.majority_votes() {
+                return Err(CmdError::new(
+                    74,
+                    "NodeNotFound",
+                    "Quorum check failed because not enough voting nodes responded",
+                ));
+            }
+            cfg.term = n.term;
+        }
+        let node = &mut w.nodes[idx];
+        node.config = cfg.clone();
+        node.tv_counter += 1;
+        if node.state == NodeState::Primary && !node.me().is_some_and(|m| m.electable()) {
+            w.step_down(idx, now, None);
+        }
+        Ok(cfg)
+    })?;
+    if force {
+        return Ok(doc! {});
+    }
+    // Since 4.4 a reconfig returns once a majority of voting members installed it.
+    let done = shared
+        .wait_for(Duration::from_secs(30), |w| {
+            let have: i32 = installed
+                .members
+                .iter()
+                .filter_map(|m| w.by_host(&m.host).map(|j| (j, m.votes)))
+                .filter(|&(j, _)| {
+                    w.nodes[j].alive && w.nodes[j].config.version >= installed.version
+                })
+                .map(|(_, v)| v)
+                .sum();
+            (have >= installed.majority_votes()).then_some(())
+        })
+        .await;
+    match done {
+        Some(()) => Ok(doc! {}),
+        None => Err(CmdError::new(
+            50,
+            "MaxTimeMSExpired",
+            "timed out waiting for the new config to propagate to a majority",
+        )),
+    }
+}
+
+async fn step_down(
+    shared: &Arc<Shared>,
+    idx: usize,
+    body: &Document,
+) -> Result<Document, CmdError> {
+    let secs = num(body.get("replSetStepDown")).unwrap_or(60);
+    let catch_up = num(body.get("secondaryCatchUpPeriodSecs")).unwrap_or(10);
+    let force = body.get_bool("force").unwrap_or(false);
+    if secs <= 0 || catch_up < 0 {
+        return Err(CmdError::bad_value("stepDownSecs must be positive"));
+    }
+    if catch_up > secs {
+        return Err(CmdError::bad_value(
+            "secondaryCatchUpPeriodSecs must be less than or equal to stepDownSecs",
+        ));
+    }
+    let (term, target) = shared.mutate(|w| {
+        let n = &mut w.nodes[idx];
+        if n.state != NodeState::Primary {
+            return Err(CmdError::not_primary());
+        }
+        // Writes are refused while the primary waits for a secondary to catch up.
+        n.stepping_down = true;
+        n.tv_counter += 1;
+        Ok((n.term, n.oplog.len()))
+    })?;
+    let caught_up = |w: &World| -> Option<Result<Vec<usize>, CmdError>> {
+        let n = &w.nodes[idx];
+        if n.state != NodeState::Primary || n.term != term {
+            return Some(Err(CmdError::not_primary()));
+        }
+        let ok: Vec<usize> = (0..w.nodes.len())
+            .filter(|&j| j != idx && w.reachable(idx, j))
+            .filter(|&j| w.nodes[j].state == NodeState::Secondary)
+            .filter(|&j| {
+                n.config
+                    .member(&w.nodes[j].host)
+                    .is_some_and(|m| m.electable())
+            })
+            .filter(|&j| common_prefix(&w.nodes[j].oplog, &n.oplog) >= target)
+            .collect();
+        (!ok.is_empty()).then_some(Ok(ok))
+    };
+    let found = shared
+        .wait_for(Duration::from_secs(catch_up as u64), caught_up)
+        .await;
+    let nominees = match found {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return Err(e),
+        None if force => Vec::new(),
+        None => {
+            shared.mutate(|w| {
+                w.nodes[idx].stepping_down = false;
+                w.nodes[idx].tv_counter += 1;
+            });
+            return Err(CmdError::new(
+                262,
+                "ExceededTimeLimit",
+                format!("No electable secondaries caught up as of {catch_up}s"),
+            ));
+        }
+    };
+    shared.mutate(|w| {
+        let now = Instant::now();
+        if w.nodes[idx].state != NodeState::Primary || w.nodes[idx].term != term {
+            return Err(CmdError::not_primary());
+        }
+        w.step_down(idx, now, Some(Duration::from_secs(secs as u64)));
+        // Election hand-off: the most preferred caught-up secondary stands at once.
+        let cfg = w.nodes[idx].config.clone();
+        let prio = |j: usize| cfg.member(&w.nodes[j].host).map_or(0.0, |m| m.priority);
+        if let Some(best) = nominees
+            .iter()
+            .copied()
+            .max_by(|&a, &b| prio(a).partial_cmp(&prio(b)).unwrap_or(Ordering::Equal))
+        {
+            if !w.run_election(best, now, false) {
+                w.nodes[best].step_up_requested = true;
+            }
+        }
+        Ok(doc! {})
+    })
+}
+
+fn freeze(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<Document, CmdError> {
+    let secs = num(body.get("replSetFreeze")).unwrap_or(0);
+    shared.mutate(|w| {
+        let n = &mut w.nodes[idx];
+        match n.state {
+            NodeState::Primary => Err(CmdError::new(
+                95,
+                "NotSecondary",
+                "cannot freeze node when primary or running for election. state: Primary",
+            )),
+            NodeState::Arbiter | NodeState::Removed => Err(CmdError::new(
+                95,
+                "NotSecondary",
+                "cannot freeze a node that is not a secondary",
+            )),
+            NodeState::Secondary if secs <= 0 => {
+                n.frozen_until = None;
+                Ok(doc! { "info": "unfreezing" })
+            }
+            NodeState::Secondary => {
+                n.frozen_until = Some(Instant::now() + Duration::from_secs(secs as u64));
+                Ok(doc! {})
+            }
+        }
+    })
+}
+
+fn step_up(shared: &Arc<Shared>, idx: usize) -> Result<Document, CmdError> {
+    shared.mutate(|w| {
+        if w.nodes[idx].state == NodeState::Primary {
+            return Ok(doc! { "info": "already primary" });
+        }
+        if !w.nodes[idx].me().is_some_and(|m| m.electable()) {
+            return Err(CmdError::new(
+                125,
+                "CommandFailed",
+                "this node is not electable",
+            ));
+        }
+        if w.run_election(idx, Instant::now(), false) {
+            Ok(doc! {})
+        } else {
+            Err(CmdError::new(125, "CommandFailed", "Election failed."))
+        }
+    })
+}
+
+fn ns_of(body: &Document, cmd: &str) -> Result<String, CmdError> {
+    let coll = body
+        .get_str(cmd)
+        .map_err(|_| CmdError::bad_value(format!("{cmd} expects a collection name")))?;
+    let db = body.get_str("$db").unwrap_or("test");
+    Ok(format!("{db}.{coll}"))
+}
+
+async fn insert(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<Document, CmdError> {
+    let ns = ns_of(body, "insert")?;
+    let docs: Vec<Document> = body
+        .get_array("documents")
+        .map_err(|_| CmdError::bad_value("insert expects documents"))?
+        .iter()
+        .filter_map(|b| b.as_document().cloned())
+        .collect();
+    let ordered = body.get_bool("ordered").unwrap_or(true);
+    let txn = match (body.get_document("lsid"), num(body.get("txnNumber"))) {
+        (Ok(lsid), Some(t)) => {
+            let mut b = Vec::new();
+            let _ = lsid.to_writer(&mut b);
+            Some((b, t))
+        }
+        _ => None,
+    };
+    let wc = body.get_document("writeConcern").ok();
+    let w_val = wc.and_then(|d| d.get("w").cloned());
+    let wtimeout = wc.and_then(|d| num(d.get("wtimeout"))).unwrap_or(0);
+    let res = shared.mutate(|w| {
+        if matches!(w.nodes[idx].state, NodeState::Arbiter | NodeState::Removed) {
+            return Err(CmdError::not_primary());
+        }
+        w.insert(idx, &ns, docs, ordered, txn)
+    })?;
+    let mut out = doc! { "n": res.n };
+    if !res.write_errors.is_empty() {
+        let errs: Vec<Bson> = res
+            .write_errors
+            .iter()
+            .map(|(i, c, m)| Bson::Document(doc! { "index": i, "code": c, "errmsg": m }))
+            .collect();
+        out.insert("writeErrors", errs);
+    }
+    let need: Option<usize> = match &w_val {
+        Some(Bson::String(s)) if s == "majority" => Some(0),
+        Some(b) => num(Some(b)).filter(|v| *v > 1).map(|v| v as usize),
+        None => None,
+    };
+    if let Some(need) = need {
+        let limit = if wtimeout > 0 {
+            Duration::from_millis(wtimeout as u64)
+        } else {
+            Duration::from_secs(3600)
+        };
+        let (len, term) = (res.wait_len, res.term);
+        let r = shared
+            .wait_for(limit, |w| {
+                if need == 0 {
+                    return w.majority_status(idx, len, term);
+                }
+                let n = &w.nodes[idx];
+                let have = w
+                    .nodes
+                    .iter()
+                    .filter(|o| o.data_bearing() && common_prefix(&o.oplog, &n.oplog) >= len)
+                    .count();
+                if have >= need {
+                    Some(Ok(()))
+                } else if n.state != NodeState::Primary || n.term != term {
+                    w.majority_status(idx, usize::MAX, term)
+                } else {
+                    None
+                }
+            })
+            .await;
+        match r {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                out.insert(
+                    "writeConcernError",
+                    doc! { "code": e.code, "codeName": e.code_name, "errmsg": e.msg },
+                );
+            }
+            None => {
+                out.insert(
+                    "writeConcernError",
+                    doc! {
+                        "code": 64, "codeName": "WriteConcernFailed",
+                        "errmsg": "waiting for replication timed out",
+                        "errInfo": { "wtimeout": true },
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+enum Read {
+    Find,
+    Count,
+    Aggregate,
+}
+
+fn read(
+    shared: &Arc<Shared>,
+    idx: usize,
+    body: &Document,
+    kind: Read,
+) -> Result<Document, CmdError> {
+    let cmd = match kind {
+        Read::Find => "find",
+        Read::Count => "count",
+        Read::Aggregate => "aggregate",
+    };
+    let ns = ns_of(body, cmd)?;
+    let w = shared.lock();
+    let n = &w.nodes[idx];
+    match n.state {
+        NodeState::Primary => {}
+        NodeState::Secondary => {
+            let mode = body
+                .get_document("$readPreference")
+                .ok()
+                .and_then(|r| r.get_str("mode").ok())
+                .unwrap_or("primary");
+            if mode == "primary" {
+                return Err(CmdError::new(
+                    13435,
+                    "NotPrimaryNoSecondaryOk",
+                    "not primary and secondaryOk=false",
+                ));
+            }
+        }
+        _ => {
+            return Err(CmdError::new(
+                13436,
+                "NotPrimaryOrSecondary",
+                "node is not in primary or recovering state",
+            ))
+        }
+    }
+    let majority = body
+        .get_document("readConcern")
+        .ok()
+        .and_then(|r| r.get_str("level").ok())
+        == Some("majority");
+    let visible_up_to = if majority {
+        ts_u64(n.commit_optime().0)
+    } else {
+        u64::MAX
+    };
+    let all: Vec<&Document> = n
+        .data
+        .get(&ns)
+        .map(|c| c.docs.range(..=visible_up_to).map(|(_, d)| d).collect())
+        .unwrap_or_default();
+    let empty = Document::new();
+    let (filter, mut skip, mut limit, mut group) = match kind {
+        Read::Find | Read::Count => {
+            let f = body
+                .get_document(if matches!(kind, Read::Find) {
+                    "filter"
+                } else {
+                    "query"
+                })
+                .unwrap_or(&empty);
+            (
+                f.clone(),
+                num(body.get("skip")).unwrap_or(0).max(0) as usize,
+                num(body.get("limit")).unwrap_or(0).unsigned_abs() as usize,
+                None,
+            )
+        }
+        Read::Aggregate => (Document::new(), 0, 0, None),
+    };
+    let mut stages_filter = vec![filter];
+    if let Read::Aggregate = kind {
+        for st in body
+            .get_array("pipeline")
+            .map_err(|_| CmdError::bad_value("aggregate expects a pipeline"))?
+        {
+            let st = st
+                .as_document()
+                .ok_or_else(|| CmdError::bad_value("pipeline stage must be a document"))?;
+            let (k, v) = st
+                .iter()
+                .next()
+                .ok_or_else(|| CmdError::bad_value("empty stage"))?;
+            match k.as_str() {
+                "$match" => stages_filter.push(v.as_document().cloned().unwrap_or_default()),
+                "$skip" => skip = num(Some(v)).unwrap_or(0) as usize,
+                "$limit" => limit = num(Some(v)).unwrap_or(0) as usize,
+                "$group" => {
+                    let g = v.as_document().cloned().unwrap_or_default();
+                    let out_field = g.keys().find(|k| *k != "_id").cloned().unwrap_or_else(|| "n".into());
+                    group = Some((g.get("_id").cloned().unwrap_or(Bson::Null), out_field));
+                }
+                "$count" => group = Some((Bson::Null, format!("$count:{}", v.as_str().unwrap_or("count")))),
+                other => {
+                    return Err(CmdError::new(
+                        40324,
+                        "Location40324",
+                        format!("Unrecognized pipeline stage name: '{other}' (simulator supports $match, $skip, $limit, $group count, $count)"),
+                    ))
+                }
+            }
+        }
+    }
+    let mut hits: Vec<&Document> = all
+        .into_iter()
+        .filter(|d| stages_filter.iter().all(|f| matches(d, f)))
+        .skip(skip)
+        .collect();
+    if limit > 0 {
+        hits.truncate(limit);
+    }
+    match kind {
+        Read::Count => Ok(doc! { "n": hits.len() as i32 }),
+        Read::Find => {
+            let batch: Vec<Bson> = hits
+                .into_iter()
+                .map(|d| Bson::Document(d.clone()))
+                .collect();
+            Ok(doc! { "cursor": { "firstBatch": batch, "id": 0i64, "ns": ns } })
+        }
+        Read::Aggregate => {
+            let batch: Vec<Bson> = match group {
+                Some((_, f)) if hits.is_empty() && !f.is_empty() => Vec::new(),
+                Some((id, f)) => match f.strip_prefix("$count:") {
+                    Some(name) => vec![Bson::Document(doc! { name: hits.len() as i32 })],
+                    None => vec![Bson::Document(doc! { "_id": id, f: hits.len() as i32 })],
+                },
+                None => hits
+                    .into_iter()
+                    .map(|d| Bson::Document(d.clone()))
+                    .collect(),
+            };
+            Ok(doc! { "cursor": { "firstBatch": batch, "id": 0i64, "ns": ns } })
+        }
+    }
+}
+
+fn lookup<'a>(d: &'a Document, path: &str) -> Option<&'a Bson> {
+    let mut cur = d;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let v = cur.get(p)?;
+        if parts.peek().is_none() {
+            return Some(v);
+        }
+        cur = v.as_document()?;
+    }
+    None
+}
+
+fn cmp(a: &Bson, b: &Bson) -> Option<Ordering> {
+    use super::world::numf;
+    if let (Some(x), Some(y)) = (numf(Some(a)), numf(Some(b))) {
+        return x.partial_cmp(&y);
+    }
+    match (a, b) {
+        (Bson::String(x), Bson::String(y)) => Some(x.cmp(y)),
+        (Bson::ObjectId(x), Bson::ObjectId(y)) => Some(x.cmp(y)),
+        (Bson::DateTime(x), Bson::DateTime(y)) => Some(x.cmp(y)),
+        (Bson::Timestamp(x), Bson::Timestamp(y)) => Some(ts_u64(*x).cmp(&ts_u64(*y))),
+        (Bson::Boolean(x), Bson::Boolean(y)) => Some(x.cmp(y)),
+        (x, y) if x == y => Some(Ordering::Equal),
+        _ => None,
+    }
+}
+
+/// Query matching: equality, dotted paths, `$eq $ne $gt $gte $lt $lte $in
+/// $nin $exists`, `$and`, `$or`.
+pub fn matches(d: &Document, filter: &Document) -> bool {
+    filter.iter().all(|(k, cond)| match k.as_str() {
+        "$and" => cond.as_array().is_some_and(|a| {
+            a.iter()
+                .all(|f| f.as_document().is_some_and(|f| matches(d, f)))
+        }),
+        "$or" => cond.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|f| f.as_document().is_some_and(|f| matches(d, f)))
+        }),
+        path => {
+            let v = lookup(d, path);
+            match cond {
+                Bson::Document(ops) if ops.keys().next().is_some_and(|k| k.starts_with('$')) => {
+                    ops.iter().all(|(op, arg)| {
+                        let c = v.and_then(|v| cmp(v, arg));
+                        match op.as_str() {
+                            "$eq" => c == Some(Ordering::Equal),
+                            "$ne" => c != Some(Ordering::Equal),
+                            "$gt" => c == Some(Ordering::Greater),
+                            "$gte" => matches!(c, Some(Ordering::Greater | Ordering::Equal)),
+                            "$lt" => c == Some(Ordering::Less),
+                            "$lte" => matches!(c, Some(Ordering::Less | Ordering::Equal)),
+                            "$in" => arg.as_array().is_some_and(|a| {
+                                a.iter()
+                                    .any(|x| v.and_then(|v| cmp(v, x)) == Some(Ordering::Equal))
+                            }),
+                            "$nin" => !arg.as_array().is_some_and(|a| {
+                                a.iter()
+                                    .any(|x| v.and_then(|v| cmp(v, x)) == Some(Ordering::Equal))
+                            }),
+                            "$exists" => v.is_some() == arg.as_bool().unwrap_or(true),
+                            _ => false,
+                        }
+                    })
+                }
+                other => v.and_then(|v| cmp(v, other)) == Some(Ordering::Equal),
+            }
+        }
+    })
+}
