@@ -25,8 +25,14 @@ fn bench(c: &mut Criterion) {
     });
     // One finding forces the source map to be built and a snippet rendered.
     let bad = {
-        let at = text.rfind("region = \"r9\"").expect("generated text has r9");
-        format!("{}region = \"r99\"{}", &text[..at], &text[at + "region = \"r9\"".len()..])
+        let at = text
+            .rfind("region = \"r9\"")
+            .expect("generated text has r9");
+        format!(
+            "{}region = \"r99\"{}",
+            &text[..at],
+            &text[at + "region = \"r9\"".len()..]
+        )
     };
     g.bench_function("parse+check+render-human/one-finding", |b| {
         b.iter(|| {

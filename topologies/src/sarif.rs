@@ -153,3 +153,19 @@ pub fn render(reports: &[FileReport]) -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::artifact_uri;
+
+    #[test]
+    fn uris_are_relative_or_file_urls() {
+        assert_eq!(
+            artifact_uri("topologies/examples/shop.toml"),
+            "topologies/examples/shop.toml"
+        );
+        assert_eq!(artifact_uri("./a b.toml"), "a%20b.toml");
+        assert_eq!(artifact_uri("/tmp/x.toml"), "file:///tmp/x.toml");
+        assert_eq!(artifact_uri("dir\\x.toml"), "dir/x.toml");
+    }
+}

@@ -266,3 +266,32 @@ fn colour_is_opt_in_when_not_a_terminal() {
     ]));
     assert!(coloured.contains('\u{1b}'));
 }
+
+#[test]
+fn tolerating_more_regions_than_exist_fails_every_store() {
+    let o = topocheck(&["--tolerate", "9", "--format", "json", "examples/shop.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    for store in ["orders", "payments", "ledger", "catalog"] {
+        assert!(
+            out.contains(&format!("\"store\":\"{store}\"")),
+            "{store} not reported:\n{out}"
+        );
+    }
+    assert!(out.contains("losing chicago, dallas and phoenix leaves 0 of 5 votes"));
+}
+
+#[test]
+fn several_files_are_summarised_together() {
+    let o = topocheck(&[
+        "examples/shop.toml",
+        "examples/bad/majority-lost.toml",
+        "examples/bad/primary-elsewhere.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).ends_with("topocheck: checked 3 files: 1 error, 1 warning\n"),
+        "{}",
+        stdout(&o)
+    );
+}
