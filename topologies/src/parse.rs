@@ -137,7 +137,9 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
                 line,
                 column,
                 message,
-                field: key_on_line(text, span.start),
+                field: SourceMap::recovered(text)
+                    .path_at(span.start)
+                    .or_else(|| key_on_line(text, span.start)),
                 span: Some(span),
                 kind: ParseErrorKind::Syntax,
             };

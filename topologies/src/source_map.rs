@@ -80,6 +80,18 @@ impl SourceMap {
         Ok(map)
     }
 
+    /// Map whatever part of `text` the parser could recover, for locating a
+    /// syntax error's field.
+    pub fn recovered(text: &str) -> SourceMap {
+        let (doc, _) = DeTable::parse_recoverable(text);
+        let map = SourceMap {
+            text: text.into(),
+            root: OnceLock::new(),
+        };
+        let _ = map.root.set(build(doc.get_ref()));
+        map
+    }
+
     /// A map of `text`, built when first needed. Text that is not valid TOML
     /// gives an empty map (every lookup then answers offset 0).
     pub fn lazy(text: impl Into<Arc<str>>) -> SourceMap {

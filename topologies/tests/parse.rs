@@ -96,7 +96,7 @@ fn syntax_error_has_position_and_key() {
     let e = err(&MINIMAL.replace("kind = \"mongodb\"", "kind = mongodb"));
     assert_eq!(e.kind, ParseErrorKind::Syntax);
     assert_eq!(e.line, 9);
-    assert_eq!(e.field.as_deref(), Some("kind"));
+    assert_eq!(e.field.as_deref(), Some("stores[0].kind"));
     let e = err("name = \"x\"\nname = \"y\"\n");
     assert_eq!(e.kind, ParseErrorKind::Syntax);
     assert_eq!(e.line, 2);
