@@ -328,7 +328,9 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             what: PlanKind::Failover { target, output },
         } => {
             let controllers = ctx.controllers()?;
-            let plan = make_plan(&ctx, &controllers, &target.to, target.mode())?;
+            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode()).await? else {
+                return Ok(nothing_to_do(&target.to));
+            };
             match output {
                 PlanOutput::Text => print!("{}", plan.render()),
                 PlanOutput::Toml => print!("{}", plan.to_toml()),
@@ -344,7 +346,9 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             let guard = ctx.lock("failover")?;
             refuse_unfinished(&ctx)?;
             let controllers = ctx.controllers()?;
-            let plan = make_plan(&ctx, &controllers, &target.to, target.mode())?;
+            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode()).await? else {
+                return Ok(nothing_to_do(&target.to));
+            };
             confirm(&plan, yes, output)?;
             let (code, _) =
                 execute(&ctx, &controllers, guard.as_ref(), plan, "failover", output).await?;
@@ -444,18 +448,34 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     }
 }
 
-fn make_plan(
+/// Plan a failover of every store to `to`. Stores observed (read-only) to be
+/// primary in `to` already are left alone; `None` when that is every store.
+async fn make_plan(
     ctx: &Ctx,
     controllers: &BTreeMap<String, Arc<dyn Controller>>,
     to: &str,
     mode: Mode,
-) -> Result<Plan, Exit> {
+) -> Result<Option<Plan>, Exit> {
     let caps = capabilities(controllers);
-    let plan = plan_failover(&ctx.topology, &caps, &PlanOptions::new(to, mode))
+    let mut opts = PlanOptions::new(to, mode);
+    for (name, s) in observe_all(controllers).await {
+        if s.as_ref().is_ok_and(|s| s.primary_region() == Some(to)) {
+            opts.already_there.insert(name);
+        }
+    }
+    if opts.already_there.len() == ctx.topology.stores.len() {
+        return Ok(None);
+    }
+    let plan = plan_failover(&ctx.topology, &caps, &opts)
         .map_err(|e| Exit::usage(format!("cannot plan: {e}")))?;
     validate(&plan, &ctx.topology, &caps)
         .map_err(|e| Exit::usage(format!("generated plan is invalid (a bug):\n{e}")))?;
-    Ok(plan)
+    Ok(Some(plan))
+}
+
+fn nothing_to_do(to: &str) -> i32 {
+    eprintln!("switchyard: every store is already primary in {to}; nothing to do");
+    exit::OK
 }
 
 fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
@@ -958,8 +978,9 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
             "every store is already primary in {to}; drill to another region"
         )));
     }
-    let out = make_plan(ctx, &controllers, to, Mode::Planned)?;
-    let back = make_plan(ctx, &controllers, &origin, Mode::Planned)?;
+    let out = make_plan(ctx, &controllers, to, Mode::Planned)
+        .await?
+        .ok_or_else(|| Exit::usage(format!("every store is already primary in {to}")))?;
     confirm(&out, yes, output)?;
     let (code, out_id) =
         execute(ctx, &controllers, guard.as_ref(), out, "drill-out", output).await?;
@@ -984,6 +1005,9 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
             }
         }
     }
+    let back = make_plan(ctx, &controllers, &origin, Mode::Planned)
+        .await?
+        .ok_or_else(|| Exit::usage(format!("every store is already primary in {origin}")))?;
     let (code, back_id) = execute(
         ctx,
         &controllers,

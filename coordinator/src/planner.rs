@@ -68,6 +68,10 @@ pub struct PlanOptions {
     pub stage_timeout_ms: u64,
     /// How long a store may take to catch up to the captured position.
     pub catch_up_timeout_ms: u64,
+    /// Stores observed to be primary in the target region already: they get
+    /// no operations (fencing a store's new primary would be an outage),
+    /// only `primary_in(target)` checkpoints.
+    pub already_there: BTreeSet<String>,
 }
 
 impl PlanOptions {
@@ -78,6 +82,7 @@ impl PlanOptions {
             mode,
             stage_timeout_ms: DEFAULT_STAGE_TIMEOUT_MS,
             catch_up_timeout_ms: 60_000,
+            already_there: BTreeSet::new(),
         }
     }
 }
@@ -165,11 +170,12 @@ pub fn plan_failover(
         capof.insert(s.name.as_str(), cap);
     }
     let max_level = levels.values().copied().max().unwrap_or(0);
+    let skip = |s: &Store| opts.already_there.contains(&s.name);
     let at_level = |l: usize| -> Vec<&Store> {
         topology
             .stores
             .iter()
-            .filter(|s| levels[&s.name] == l)
+            .filter(|s| levels[&s.name] == l && !skip(s))
             .collect()
     };
     let stage = |name: String, steps: Vec<Step>, checkpoint: Vec<CheckpointEntry>| Stage {
@@ -198,6 +204,10 @@ pub fn plan_failover(
     let mut steps = vec![];
     let mut checks = vec![];
     for s in &topology.stores {
+        if skip(s) {
+            checks.push(entry(s, vec![primary_in(target)]));
+            continue;
+        }
         steps.push(step(
             s,
             PlanOp::CheckReadiness {
@@ -300,6 +310,10 @@ pub fn plan_failover(
     let mut steps = vec![];
     let mut checks = vec![];
     for s in &topology.stores {
+        if skip(s) {
+            checks.push(entry(s, vec![primary_in(target)]));
+            continue;
+        }
         let cap = capof[s.name.as_str()];
         if cap.repoint {
             steps.push(step(s, PlanOp::RepointFollowers));
@@ -493,6 +507,24 @@ arbiter = true
         let e =
             plan_failover(&t, &caps(), &PlanOptions::new("witness", Mode::Planned)).unwrap_err();
         assert!(matches!(e, PlanningError::NoCandidate { .. }), "{e}");
+    }
+
+    #[test]
+    fn stores_already_in_the_target_are_left_alone() {
+        let t = topology(true);
+        let mut o = PlanOptions::new("west", Mode::Planned);
+        o.already_there.insert("orders".into());
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        assert_eq!(
+            shape(&p),
+            vec![
+                "readiness [catalog:check_readiness]",
+                "promote catalog [catalog:make_sticky catalog:promote]",
+                "re-point and rejoin []",
+            ]
+        );
+        assert_eq!(p.stages[0].checkpoint[0].expect, vec![primary_in("west")]);
+        validate(&p, &t, &caps()).unwrap();
     }
 
     #[test]

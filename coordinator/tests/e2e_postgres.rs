@@ -97,6 +97,13 @@ async fn drill_moves_postgres_and_back_with_every_checkpoint_validated() {
         "{}",
         r.stdout
     );
+
+    // Failing over to where every store already is changes nothing.
+    let r = ws.run(&["failover", "--to", "east", "--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
+    assert_eq!(ws.journal_files().len(), 2);
+    assert_eq!(pg_primary(&cluster).await.unwrap().2, tli0 + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
