@@ -90,6 +90,11 @@ impl PostgresController {
         }
         match self.session(m).await {
             Ok(c) => {
+                // While writes still flow: makes the shutdown checkpoint,
+                // which runs inside the write outage, short.
+                if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
+                    tracing::warn!(member = %m.name, error = %e, "checkpoint before fence failed");
+                }
                 // A failure here is not fatal: the hard fence follows anyway.
                 if let Err(e) = self.exec(&c, m, SOFT_FENCE).await {
                     tracing::warn!(member = %m.name, error = %e, "soft fence failed");

@@ -198,7 +198,7 @@ impl PostgresController {
                     )
                     .with_member(&m.name));
             }
-            tokio::time::sleep(self.timing.poll.max(Duration::from_millis(5))).await;
+            tokio::time::sleep(self.timing.poll).await;
         }
     }
 

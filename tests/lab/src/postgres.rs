@@ -740,24 +740,31 @@ cmd="$1"; member="$2"; host="${{3:-}}"; port="${{4:-}}"
 case "$member" in *[!A-Za-z0-9._-]*|'') echo "bad member name" >&2; exit 2;; esac
 data="$ROOT/$member/data"
 log="$ROOT/$member/log"
-as_pg() {{ if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }}
-running() {{ as_pg "$BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; }}
+# setpriv (no PAM session, unlike runuser/su) keeps hooks fast.
+as_pg() {{ if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }}
+pid_of() {{ [ -f "$data/postmaster.pid" ] && head -n1 "$data/postmaster.pid" || true; }}
+alive() {{ p=$(pid_of); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }}
 stop() {{
-  if running; then
-    as_pg "$BIN/pg_ctl" -D "$data" -m fast -W stop >/dev/null 2>&1 || true
-    # pg_ctl -w polls every 100 ms; poll the pid file far tighter.
+  p=$(pid_of)
+  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+    # SIGINT is a fast shutdown (what pg_ctl -m fast sends); pg_ctl -w
+    # would poll every 100 ms, so wait for the postmaster far tighter.
+    kill -INT "$p"
     i=0
-    while [ -f "$data/postmaster.pid" ] && running; do
-      i=$((i+1)); [ $i -gt 12000 ] && {{ echo "$member did not stop" >&2; exit 1; }}
-      sleep 0.005
+    # The postmaster removes its pid file on exit (the process may linger as
+    # a zombie when nobody reaps it, so kill -0 alone is not enough).
+    while [ -f "$data/postmaster.pid" ] && kill -0 "$p" 2>/dev/null; do
+      i=$((i+1)); [ $i -gt 30000 ] && {{ echo "$member did not stop" >&2; exit 1; }}
+      sleep 0.002
     done
   fi
 }}
 start() {{
-  running || as_pg "$BIN/pg_ctl" -D "$data" -l "$log" -W start >/dev/null
+  alive || as_pg "$BIN/pg_ctl" -D "$data" -l "$log" -W start >/dev/null
 }}
 set_upstream() {{
-  as_pg touch "$data/standby.signal"
+  : > "$data/standby.signal"
+  chown --reference="$data/postgresql.auto.conf" "$data/standby.signal"
   tmp="$data/postgresql.auto.conf.tmp"
   grep -v '^primary_conninfo' "$data/postgresql.auto.conf" > "$tmp" || true
   if [ -n "$host" ]; then
