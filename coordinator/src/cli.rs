@@ -328,7 +328,8 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             what: PlanKind::Failover { target, output },
         } => {
             let controllers = ctx.controllers()?;
-            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode()).await? else {
+            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode(), None).await?
+            else {
                 return Ok(nothing_to_do(&target.to));
             };
             match output {
@@ -346,7 +347,8 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             let guard = ctx.lock("failover")?;
             refuse_unfinished(&ctx)?;
             let controllers = ctx.controllers()?;
-            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode()).await? else {
+            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode(), None).await?
+            else {
                 return Ok(nothing_to_do(&target.to));
             };
             confirm(&plan, yes, output)?;
@@ -455,12 +457,21 @@ async fn make_plan(
     controllers: &BTreeMap<String, Arc<dyn Controller>>,
     to: &str,
     mode: Mode,
+    observed: Option<&Observations>,
 ) -> Result<Option<Plan>, Exit> {
     let caps = capabilities(controllers);
     let mut opts = PlanOptions::new(to, mode);
-    for (name, s) in observe_all(controllers).await {
+    let fresh;
+    let observed = match observed {
+        Some(o) => o,
+        None => {
+            fresh = observe_all(controllers).await;
+            &fresh
+        }
+    };
+    for (name, s) in observed {
         if s.as_ref().is_ok_and(|s| s.primary_region() == Some(to)) {
-            opts.already_there.insert(name);
+            opts.already_there.insert(name.clone());
         }
     }
     if opts.already_there.len() == ctx.topology.stores.len() {
@@ -722,9 +733,10 @@ fn finish(
     Ok(code)
 }
 
-async fn observe_all(
-    controllers: &BTreeMap<String, Arc<dyn Controller>>,
-) -> Vec<(String, Result<ObservedState, String>)> {
+/// Every store's observation (or why it failed), by store name.
+type Observations = Vec<(String, Result<ObservedState, String>)>;
+
+async fn observe_all(controllers: &BTreeMap<String, Arc<dyn Controller>>) -> Observations {
     futures::future::join_all(controllers.iter().map(|(n, c)| {
         let c = c.clone();
         let n = n.clone();
@@ -942,7 +954,9 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
     refuse_unfinished(ctx)?;
     let controllers = ctx.controllers()?;
     // Where to come back to: the region every store is primary in now.
+    let t = std::time::Instant::now();
     let states = observe_all(&controllers).await;
+    let mut observe_time = t.elapsed();
     let mut origins = vec![];
     for (n, s) in &states {
         match s {
@@ -978,7 +992,7 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
             "every store is already primary in {to}; drill to another region"
         )));
     }
-    let out = make_plan(ctx, &controllers, to, Mode::Planned)
+    let out = make_plan(ctx, &controllers, to, Mode::Planned, Some(&states))
         .await?
         .ok_or_else(|| Exit::usage(format!("every store is already primary in {to}")))?;
     confirm(&out, yes, output)?;
@@ -988,13 +1002,16 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
         return Ok(code);
     }
     // Verify independently of the checkpoints: a fresh observation of every store.
-    for (n, s) in observe_all(&controllers).await {
+    let t = std::time::Instant::now();
+    let verified = observe_all(&controllers).await;
+    observe_time += t.elapsed();
+    for (n, s) in &verified {
         match s {
             Ok(s) if s.primary_region() == Some(to) => {}
             Ok(s) => {
                 return Err(Exit {
                     code: exit::FAILED,
-                    message: format!("drill verification failed: `{n}` has {}", summary_of(&s)),
+                    message: format!("drill verification failed: `{n}` has {}", summary_of(s)),
                 })
             }
             Err(e) => {
@@ -1005,7 +1022,7 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
             }
         }
     }
-    let back = make_plan(ctx, &controllers, &origin, Mode::Planned)
+    let back = make_plan(ctx, &controllers, &origin, Mode::Planned, Some(&verified))
         .await?
         .ok_or_else(|| Exit::usage(format!("every store is already primary in {origin}")))?;
     let (code, back_id) = execute(
@@ -1030,7 +1047,7 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
     if json_mode(output) {
         println!(
             "{}",
-            json!({"event": "drill_report", "from": origin, "to": to, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}})
+            json!({"event": "drill_report", "from": origin, "to": to, "observe_ms": observe_time.as_millis() as u64, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}})
         );
     } else {
         println!(
