@@ -23,6 +23,7 @@ impl PostgresController {
         let (pm, history) = self.primary_and_history(&probes).await?;
         let mut outcome = Outcome::done();
         let mut moved = Vec::new();
+        let mut waiting = Vec::new();
         for p in &probes {
             if p.name == pm.name {
                 continue;
@@ -40,6 +41,11 @@ impl PostgresController {
                 continue;
             }
             let m = self.member(&p.name)?.clone();
+            if self.configured_for(p, &pm) {
+                // Re-pointed earlier (an interrupted run): just wait for it.
+                waiting.push(m);
+                continue;
+            }
             if diverged(p, &pm, &history) {
                 self.rewind_and_follow(&m, &pm).await?;
                 outcome
@@ -54,6 +60,7 @@ impl PostgresController {
         if moved.is_empty() {
             outcome.already_done = true;
         }
+        moved.extend(waiting);
         self.wait_following(&moved, &pm).await?;
         Ok(outcome.with_member(&pm.name))
     }
@@ -63,6 +70,7 @@ impl PostgresController {
         let (pm, history) = self.primary_and_history(&probes).await?;
         let mut outcome = Outcome::done();
         let mut moved = Vec::new();
+        let mut waiting = Vec::new();
         let mut failed: Vec<Error> = Vec::new();
         for p in &probes {
             if p.name == pm.name {
@@ -89,6 +97,20 @@ impl PostgresController {
                 self.rewind_and_follow(&m, &pm)
                     .await
                     .map(|_| "was down: rewound and started")
+            } else if p.is_standby() && !self.follows(p, &pm) {
+                // Not a former primary, but not following either (e.g. an
+                // interrupted earlier rejoin): finish the job.
+                if self.configured_for(p, &pm) {
+                    waiting.push(m);
+                    continue;
+                }
+                if diverged(p, &pm, &history) {
+                    self.rewind_and_follow(&m, &pm).await.map(|_| "rewound")
+                } else {
+                    self.set_upstream(&m, &pm, false)
+                        .await
+                        .map(|_| "re-pointed")
+                }
             } else {
                 continue;
             };
@@ -100,11 +122,13 @@ impl PostgresController {
                 Err(e) => failed.push(e),
             }
         }
+        let done_before = moved.is_empty();
+        moved.extend(waiting);
         self.wait_following(&moved, &pm).await?;
         if let Some(e) = failed.into_iter().next() {
             return Err(e);
         }
-        if moved.is_empty() {
+        if done_before {
             outcome.already_done = true;
         }
         Ok(outcome.with_member(&pm.name))
@@ -136,6 +160,13 @@ impl PostgresController {
                 .as_ref()
                 .and_then(|(h, port)| self.member_at(h, *port))
                 .is_some_and(|m| m.name == pm.name)
+    }
+
+    fn configured_for(&self, p: &Probe, pm: &Member) -> bool {
+        p.configured
+            .as_ref()
+            .and_then(|(h, port)| self.member_at(h, *port))
+            .is_some_and(|m| m.name == pm.name)
     }
 
     async fn set_upstream(&self, m: &Member, pm: &Member, clear_fence: bool) -> Result<()> {

@@ -27,6 +27,9 @@ pub(crate) struct Probe {
     pub(crate) fenced: bool,
     /// Standby: `(host, port)` it streams from, or is configured to.
     pub(crate) upstream: Option<(String, u16)>,
+    /// Standby: `(host, port)` from `primary_conninfo` (what it will follow
+    /// once its WAL receiver (re)connects).
+    pub(crate) configured: Option<(String, u16)>,
     /// Standby: the WAL receiver is streaming.
     pub(crate) streaming: bool,
     pub(crate) replay_paused: bool,
@@ -157,9 +160,10 @@ async fn fill(p: &mut Probe, client: &Client) -> Result<(), PgError> {
         p.receive_lsn = lsn(4);
         p.timeline = num(6).unwrap_or(0).max(num(5).unwrap_or(0));
         p.streaming = r[7].as_deref() == Some("streaming");
+        p.configured = r[10].as_deref().and_then(conninfo_host_port);
         p.upstream = match (&r[8], num(9)) {
             (Some(h), Some(port)) => Some((h.clone(), port as u16)),
-            _ => r[10].as_deref().and_then(conninfo_host_port),
+            _ => p.configured.clone(),
         };
         p.replay_paused = truthy(&r[12]);
     } else {
