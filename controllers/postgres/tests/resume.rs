@@ -1,0 +1,129 @@
+//! Resuming interrupted switchovers with a fresh controller (the coordinator
+//! crashed and restarted): the store is left in the in-between states an
+//! interruption produces, and the remaining operations finish the job.
+
+mod common;
+
+use std::time::Duration;
+use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::{Controller, OpContext, Operation, Role};
+use switchyard_postgres::PostgresController;
+
+fn ctx() -> OpContext {
+    OpContext {
+        execution_id: "resume".into(),
+        epoch: 1,
+    }
+}
+
+/// Interrupted inside `Fence` after the stop, before the restart: no
+/// primary is up. `Fence` again finds the old primary through the
+/// standbys' configuration and brings it up fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_resumes_between_stop_and_restart() {
+    let f = common::PgFixture::start(&["east", "west", "south"])
+        .await
+        .unwrap();
+    f.primary_client()
+        .await
+        .unwrap()
+        .execute("INSERT INTO conformance (k) VALUES (1)", &[])
+        .await
+        .unwrap();
+    // What Fence had done before the crash: soft fence, then the stop hook.
+    let c = f.cluster.connect("pg-east-1").await.unwrap();
+    c.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    drop(c);
+    f.cluster.stop("pg-east-1").await.unwrap();
+
+    let ctl = PostgresController::from_store(f.cluster.store()).unwrap();
+    let s = ctl.observe().await.unwrap();
+    assert_eq!(s.member("pg-east-1").unwrap().role, Role::Down);
+    assert!(s.primary().is_none());
+
+    let fenced = ctl.execute(&Operation::Fence, &ctx()).await.unwrap();
+    assert_eq!(fenced.member.as_deref(), Some("pg-east-1"));
+    let s = ctl.observe().await.unwrap();
+    let east = s.member("pg-east-1").unwrap();
+    assert!(east.fenced && east.role == Role::Secondary, "{east:?}");
+    let again = ctl.execute(&Operation::Fence, &ctx()).await.unwrap();
+    assert!(again.already_done);
+
+    // The rest of the switchover completes from here.
+    planned_switchover(&ctl, "west", &ctx(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let s = ctl.observe().await.unwrap();
+    assert_eq!(s.primary_region(), Some("west"));
+    assert!(s
+        .members
+        .iter()
+        .all(|m| m.reachable && !m.fenced && m.role != Role::Down));
+    let n: i64 = f
+        .primary_client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM conformance WHERE k = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+/// Interrupted after `Promote`, before re-pointing: a fresh controller's
+/// `Promote` is already done (no second timeline), `RepointFollowers` and
+/// `Rejoin` finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_promote_with_fresh_controller() {
+    let f = common::PgFixture::start(&["east", "west", "south"])
+        .await
+        .unwrap();
+    let first = PostgresController::from_store(f.cluster.store()).unwrap();
+    let target = "south";
+    first.execute(&Operation::Fence, &ctx()).await.unwrap();
+    let pos = first
+        .execute(&Operation::CapturePosition, &ctx())
+        .await
+        .unwrap()
+        .position
+        .unwrap();
+    first
+        .execute(
+            &Operation::WaitForPosition {
+                target_region: target.into(),
+                position: pos,
+                timeout_ms: 60_000,
+            },
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    let promote = Operation::Promote {
+        target_region: target.into(),
+        mode: switchyard_controller::PromoteMode::Planned,
+    };
+    first.execute(&promote, &ctx()).await.unwrap();
+    let epoch = first.observe().await.unwrap().epoch;
+    drop(first);
+
+    let second = PostgresController::from_store(f.cluster.store()).unwrap();
+    let again = second.execute(&promote, &ctx()).await.unwrap();
+    assert!(again.already_done);
+    assert_eq!(second.observe().await.unwrap().epoch, epoch);
+    let r = second
+        .execute(&Operation::RepointFollowers, &ctx())
+        .await
+        .unwrap();
+    assert!(!r.already_done, "{r:?}");
+    let j = second.execute(&Operation::Rejoin, &ctx()).await.unwrap();
+    assert!(!j.already_done, "{j:?}");
+    let s = second.observe().await.unwrap();
+    assert_eq!(s.primary_region(), Some(target));
+    for m in s.members.iter().filter(|m| m.role != Role::Primary) {
+        assert_eq!(m.role, Role::Secondary, "{m:?}");
+        assert_eq!(m.following.as_deref(), Some("pg-south-1"), "{m:?}");
+        assert!(!m.fenced, "{m:?}");
+    }
+}
