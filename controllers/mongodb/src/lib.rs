@@ -1,1 +1,133 @@
-//! Switchyard controller for mongodb.
+//! Switchyard controller for MongoDB replica sets, driven through the
+//! official `mongodb` driver.
+//!
+//! # Construction
+//! [`MongoController::from_store`] builds a controller from a topology
+//! store (validated in [`MongoConfigBuilder::build`]): the replica set name
+//! comes from `connection.replica_set`, every member needs `host` =
+//! `host:port` exactly as in the replica set config, and the password (for
+//! SCRAM, with `connection.user`) is read from the environment variable
+//! named by `connection.password_env`. `Debug` output redacts it.
+//!
+//! # How the contract maps onto MongoDB
+//! MongoDB elects its own primary, so the controller steers instead of
+//! promoting directly ([`Capability::self_electing`]):
+//! - `CheckReadiness` — a reachable electable member in the target region
+//!   within `max_lag_ms` (planned), or the forced-failover preconditions.
+//! - `MakeSticky` — `replSetReconfig` raising the priorities of the target
+//!   region's electable members above every other member, so priority
+//!   takeover keeps the primary there (and moves it there when it can).
+//! - `Promote{Planned}` — MakeSticky if not yet done, `replSetFreeze: 0` on
+//!   the target's candidates (a member stepped down earlier may still be
+//!   frozen), `replSetStepDown` with `secondaryCatchUpPeriodSecs` (the
+//!   primary refuses writes and waits for an electable secondary to catch
+//!   up, which is MongoDB's fence + wait-for-position in one command), wait
+//!   for a primary in the target region, then verify a `w:"majority"` write.
+//! - `Promote{Forced}` — when the reachable members still hold a voting
+//!   majority the set elects by itself and the controller only steers it;
+//!   otherwise, and only with `accept_data_loss`, `replSetReconfig` with
+//!   `force: true` on a target-region survivor keeping only reachable
+//!   members. The outcome estimates what may be lost.
+//! - `Rejoin` — re-adds members a forced reconfig removed, one voting
+//!   member at a time, and reports oplog entries they rolled back.
+//! - `CapturePosition` / `WaitForPosition` — the primary's applied optime
+//!   as a [`Position`] (`epoch` = term, `offset` = `secs << 32 | inc`).
+//! - `Fence` / `Unfence` are not offered separately (`fencing: false`):
+//!   step-down is the fence and happens inside `Promote`. `RepointFollowers`
+//!   is a no-op; secondaries pick their sync source themselves.
+//!
+//! Every operation is idempotent: repeating it after success observes that
+//! the work is done and returns [`Outcome::already_done`] without another
+//! election or reconfig.
+
+mod client;
+pub mod config;
+mod error;
+mod observe;
+mod ops;
+
+pub use config::{MemberSpec, MongoConfig, MongoConfigBuilder};
+pub use observe::position;
+
+use async_trait::async_trait;
+use client::Connections;
+use switchyard_controller::{
+    Capability, Controller, OpContext, ObservedState, Operation, Outcome, Result, StoreKind,
+};
+use switchyard_topology::Store;
+
+/// The MongoDB controller for one replica set.
+pub struct MongoController {
+    cfg: MongoConfig,
+    conns: Connections,
+}
+
+impl std::fmt::Debug for MongoController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // MongoConfig's Debug redacts the password.
+        f.debug_struct("MongoController")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoController {
+    /// Build from a topology store (see the crate docs for what is required).
+    pub fn from_store(store: &Store) -> Result<Self> {
+        let cfg = MongoConfigBuilder::new(store)
+            .build()
+            .map_err(|e| e.into_error(&store.name))?;
+        Ok(Self::new(cfg))
+    }
+
+    /// Build from a validated config.
+    pub fn new(cfg: MongoConfig) -> Self {
+        let conns = Connections::new(&cfg);
+        MongoController { cfg, conns }
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &MongoConfig {
+        &self.cfg
+    }
+
+    /// What this controller supports.
+    pub fn capabilities() -> Capability {
+        let mut c = Capability::none();
+        c.planned_switchover = true;
+        c.forced_failover = true;
+        c.positions = true;
+        c.rejoin = true;
+        c.self_electing = true;
+        c.sticky_priorities = true;
+        c.lag_bound = true;
+        c
+    }
+}
+
+#[async_trait]
+impl Controller for MongoController {
+    fn store(&self) -> &str {
+        &self.cfg.store
+    }
+
+    fn kind(&self) -> StoreKind {
+        StoreKind::Mongodb
+    }
+
+    fn capability(&self) -> Capability {
+        Self::capabilities()
+    }
+
+    async fn observe(&self) -> Result<ObservedState> {
+        let snap = self.snapshot().await.map_err(|e| e.into_error(&self.cfg.store))?;
+        Ok(self.to_state(&snap))
+    }
+
+    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
+        tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
+        self.run(op, ctx)
+            .await
+            .map_err(|e| e.into_error(&self.cfg.store))
+    }
+}

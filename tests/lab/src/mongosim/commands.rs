@@ -271,6 +271,10 @@ fn status(w: &World, idx: usize) -> Result<Document, CmdError> {
                     md.insert("optime", optime_doc(ots, ot));
                     md.insert("optimeDurable", optime_doc(ots, ot));
                     md.insert("optimeDate", date_of(ots));
+                    md.insert(
+                        "lastAppliedWallTime",
+                        o.oplog.last().map_or(DateTime::from_millis(0), |e| e.wall),
+                    );
                 }
                 md.insert("syncSourceHost", o.sync_source.clone().unwrap_or_default());
                 md.insert("configVersion", o.config.version as i32);

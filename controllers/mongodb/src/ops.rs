@@ -1,0 +1,704 @@
+//! The operations. Each one observes first and returns
+//! `Outcome::already_done()` when the store is already where it should be.
+
+use crate::error::MongoError;
+use crate::observe::{config_member, position, priority_of, Snapshot};
+use crate::MongoController;
+use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use mongodb::options::{Acknowledgment, WriteConcern};
+use std::time::Duration;
+use switchyard_controller::{
+    DataLossEstimate, ErrorKind, ObservedState, OpContext, Operation, Outcome, PromoteMode, Role,
+};
+
+type R<T> = Result<T, MongoError>;
+
+const POLL: Duration = Duration::from_millis(50);
+
+impl MongoController {
+    pub(crate) async fn run(&self, op: &Operation, ctx: &OpContext) -> R<Outcome> {
+        match op {
+            Operation::CheckReadiness {
+                target_region,
+                mode,
+            } => self.check_readiness(target_region, *mode).await,
+            Operation::MakeSticky { target_region } => {
+                self.known_region(target_region)?;
+                let snap = self.snapshot().await?;
+                match self.make_sticky(&snap, target_region).await? {
+                    true => Ok(Outcome::done().with_note(format!(
+                        "raised the priorities of {target_region}'s electable members"
+                    ))),
+                    false => Ok(Outcome::already_done()),
+                }
+            }
+            Operation::Promote {
+                target_region,
+                mode: PromoteMode::Planned,
+            } => self.promote_planned(target_region, ctx).await,
+            Operation::Promote {
+                target_region,
+                mode: PromoteMode::Forced { accept_data_loss },
+            } => {
+                self.promote_forced(target_region, *accept_data_loss, ctx)
+                    .await
+            }
+            Operation::CapturePosition => {
+                let snap = self.snapshot().await?;
+                let state = self.to_state(&snap);
+                let p = state.primary().ok_or_else(|| {
+                    MongoError::new(ErrorKind::NotReady, "no primary to capture a position from")
+                })?;
+                let pos = p.position.ok_or_else(|| {
+                    MongoError::new(ErrorKind::Protocol, "primary reported no optime")
+                        .member(&p.name)
+                })?;
+                Ok(Outcome::done().with_member(&p.name).with_position(pos))
+            }
+            Operation::WaitForPosition {
+                target_region,
+                position,
+                timeout_ms,
+            } => {
+                self.known_region(target_region)?;
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(*timeout_ms);
+                loop {
+                    let state = self.to_state(&self.snapshot().await?);
+                    if let Some(m) = self.candidates(&state, target_region).into_iter().find(|m| {
+                        m.position.is_some_and(|p| p.reached(position))
+                    }) {
+                        return Ok(Outcome::done()
+                            .with_member(&m.name)
+                            .with_position(m.position.expect("checked")));
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(MongoError::new(
+                            ErrorKind::Timeout,
+                            format!("no member of {target_region} reached {position} within {timeout_ms} ms"),
+                        ));
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Operation::RepointFollowers => Ok(Outcome::already_done()
+                .with_note("MongoDB secondaries choose their sync source themselves")),
+            Operation::Rejoin => self.rejoin().await,
+            Operation::Fence | Operation::Unfence => Err(MongoError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} is not a separate step for MongoDB: replSetStepDown inside Promote fences the primary",
+                    op.name()
+                ),
+            )),
+            other => Err(MongoError::new(
+                ErrorKind::Unsupported,
+                format!("operation {} is not supported by the mongodb controller", other.name()),
+            )),
+        }
+    }
+
+    fn known_region(&self, region: &str) -> R<()> {
+        if self
+            .cfg
+            .members
+            .iter()
+            .any(|m| m.region == region && m.electable)
+        {
+            Ok(())
+        } else {
+            Err(MongoError::new(
+                ErrorKind::Refused,
+                format!("region {region} has no electable member in store {}", self.cfg.store),
+            ))
+        }
+    }
+
+    /// Reachable, electable data-bearing members of `region`.
+    fn candidates<'a>(
+        &self,
+        state: &'a ObservedState,
+        region: &str,
+    ) -> Vec<&'a switchyard_controller::MemberState> {
+        state
+            .members
+            .iter()
+            .filter(|m| m.region == region && m.reachable)
+            .filter(|m| matches!(m.role, Role::Secondary | Role::Primary))
+            .filter(|m| self.cfg.by_name(&m.name).is_some_and(|s| s.electable))
+            .collect()
+    }
+
+    fn primary_index(&self, snap: &Snapshot) -> Option<usize> {
+        (0..snap.views.len())
+            .filter(|&i| snap.views[i].as_ref().is_ok_and(|v| v.state == 1))
+            .max_by_key(|&i| snap.views[i].as_ref().map(|v| v.term).unwrap_or(-1))
+    }
+
+    fn reconfig_limit(&self) -> Duration {
+        Duration::from_secs(35)
+    }
+
+    async fn check_readiness(&self, target: &str, mode: PromoteMode) -> R<Outcome> {
+        self.known_region(target)?;
+        let snap = self.snapshot().await?;
+        let state = self.to_state(&snap);
+        if state.primary_region() == Some(target) {
+            return Ok(Outcome::done()
+                .with_member(&state.primary().expect("primary").name)
+                .with_note(format!("{target} already holds the primary")));
+        }
+        let cands = self.candidates(&state, target);
+        match mode {
+            PromoteMode::Planned => {
+                if state.primary().is_none() {
+                    return Err(MongoError::new(
+                        ErrorKind::NotReady,
+                        "no reachable primary to hand over from; a planned switchover needs one (use forced failover)",
+                    ));
+                }
+                if cands.is_empty() {
+                    return Err(MongoError::new(
+                        ErrorKind::NotReady,
+                        format!("no reachable electable member in {target}"),
+                    ));
+                }
+                let best = cands
+                    .iter()
+                    .find(|m| m.lag.is_some_and(|l| l.within(None, self.cfg.max_lag_ms)))
+                    .ok_or_else(|| {
+                        let worst = cands[0];
+                        MongoError::new(
+                            ErrorKind::LagTooHigh,
+                            format!(
+                                "every candidate in {target} lags beyond max_lag_ms {:?} ({} lags {:?} ms)",
+                                self.cfg.max_lag_ms,
+                                worst.name,
+                                worst.lag.and_then(|l| l.millis)
+                            ),
+                        )
+                        .member(&worst.name)
+                    })?;
+                Ok(Outcome::done().with_member(&best.name))
+            }
+            PromoteMode::Forced { accept_data_loss } => {
+                if let Some(p) = state.primary() {
+                    // The set already elected (or kept) a primary: the
+                    // promotion becomes a lossless planned hand-over.
+                    return Ok(Outcome::done().with_member(&p.name).with_note(format!(
+                        "primary {} in {} is reachable; promotion will hand over as in a planned switchover",
+                        p.name, p.region
+                    )));
+                }
+                let best = cands.first().ok_or_else(|| {
+                    MongoError::new(
+                        ErrorKind::NotReady,
+                        format!("no reachable electable member in {target}"),
+                    )
+                })?;
+                let (have, need) = self.reachable_votes(&snap);
+                if have < need && !accept_data_loss {
+                    return Err(self.majority_lost(have, need).member(&best.name));
+                }
+                Ok(Outcome::done().with_member(&best.name))
+            }
+        }
+    }
+
+    fn majority_lost(&self, have: i64, need: i64) -> MongoError {
+        MongoError::new(
+            ErrorKind::LagTooHigh,
+            format!(
+                "only {have} of the {need} votes needed for a majority are reachable; \
+                 a forced reconfig may lose writes the lost members acknowledged — \
+                 retry with accept_data_loss"
+            ),
+        )
+    }
+
+    /// (reachable votes, votes needed for a majority) by the current config.
+    fn reachable_votes(&self, snap: &Snapshot) -> (i64, i64) {
+        let Some(cfg) = &snap.config else {
+            return (0, 1);
+        };
+        let members = cfg.get_array("members").cloned().unwrap_or_default();
+        let mut total = 0;
+        let mut have = 0;
+        for m in members.iter().filter_map(|m| m.as_document()) {
+            let votes = match m.get("votes") {
+                Some(Bson::Int32(v)) => i64::from(*v),
+                Some(Bson::Int64(v)) => *v,
+                Some(Bson::Double(v)) => *v as i64,
+                _ => 1,
+            };
+            total += votes;
+            let host = m.get_str("host").unwrap_or("");
+            let up = self
+                .cfg
+                .members
+                .iter()
+                .position(|s| s.host == host)
+                .is_some_and(|i| snap.views[i].is_ok());
+            if up {
+                have += votes;
+            }
+        }
+        (have, total / 2 + 1)
+    }
+
+    /// Priorities that keep `target` primary: its electable members get
+    /// their topology priority plus the highest topology priority, so each
+    /// outranks every member elsewhere.
+    pub(crate) fn sticky_priority(&self, host: &str, target: &str) -> Option<f64> {
+        let m = self.cfg.by_host(host)?;
+        if !m.electable {
+            return None;
+        }
+        let top = self
+            .cfg
+            .members
+            .iter()
+            .filter(|m| m.electable)
+            .map(|m| m.priority)
+            .fold(0.0, f64::max);
+        Some(if m.region == target {
+            (m.priority + top).min(1000.0)
+        } else {
+            m.priority
+        })
+    }
+
+    fn sticky_config(&self, config: &Document, target: &str) -> Option<Document> {
+        let mut new = config.clone();
+        let mut changed = false;
+        let members: Vec<Bson> = config
+            .get_array("members")
+            .ok()?
+            .iter()
+            .map(|b| {
+                let mut m = b.as_document().cloned().unwrap_or_default();
+                let host = m.get_str("host").unwrap_or("").to_string();
+                if let Some(p) = self.sticky_priority(&host, target) {
+                    if (priority_of(&m) - p).abs() > f64::EPSILON {
+                        m.insert("priority", p);
+                        changed = true;
+                    }
+                }
+                Bson::Document(m)
+            })
+            .collect();
+        if !changed {
+            return None;
+        }
+        new.insert("members", members);
+        Some(new)
+    }
+
+    fn bump_version(config: &mut Document) {
+        let v = match config.get("version") {
+            Some(Bson::Int32(v)) => i64::from(*v),
+            Some(Bson::Int64(v)) => *v,
+            Some(Bson::Double(v)) => *v as i64,
+            _ => 0,
+        };
+        config.insert("version", (v + 1) as i32);
+        // The server assigns the config term itself.
+        config.remove("term");
+    }
+
+    /// Raise target priorities on the primary. Returns whether a reconfig ran.
+    pub(crate) async fn make_sticky(&self, snap: &Snapshot, target: &str) -> R<bool> {
+        let p = self.primary_index(snap).ok_or_else(|| {
+            MongoError::new(
+                ErrorKind::NotReady,
+                "no reachable primary to reconfigure; priorities can only change through a primary",
+            )
+        })?;
+        let limit = self.cfg.connect_timeout * 2;
+        let cfg = self
+            .conns
+            .admin(&self.cfg, p, doc! { "replSetGetConfig": 1 }, limit)
+            .await?;
+        let config = cfg
+            .get_document("config")
+            .map_err(|_| MongoError::new(ErrorKind::Protocol, "replSetGetConfig without config"))?;
+        let Some(mut new) = self.sticky_config(config, target) else {
+            return Ok(false);
+        };
+        Self::bump_version(&mut new);
+        self.conns
+            .admin(
+                &self.cfg,
+                p,
+                doc! { "replSetReconfig": new },
+                self.reconfig_limit(),
+            )
+            .await?;
+        Ok(true)
+    }
+
+    async fn wait_primary_in(&self, target: &str, limit: Duration) -> R<ObservedState> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.snapshot().await {
+                Ok(snap) => {
+                    let s = self.to_state(&snap);
+                    if s.primary_region() == Some(target) {
+                        return Ok(s);
+                    }
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(MongoError::new(
+                    ErrorKind::Timeout,
+                    format!("no primary in {target} within {limit:?}"),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn election_wait(&self) -> Duration {
+        self.cfg.catch_up + self.cfg.election_timeout * 20 + Duration::from_secs(10)
+    }
+
+    async fn verify_majority_write(&self, target: &str, ctx: &OpContext) -> R<()> {
+        let client = self.conns.set(&self.cfg).await?;
+        let wc = WriteConcern::builder()
+            .w(Acknowledgment::Majority)
+            .w_timeout(Duration::from_secs(30))
+            .build();
+        client
+            .database(&self.cfg.verify_database)
+            .collection::<Document>("switchovers")
+            .insert_one(doc! {
+                "_id": ObjectId::new(),
+                "execution_id": &ctx.execution_id,
+                "epoch": ctx.epoch as i64,
+                "target_region": target,
+                "at": DateTime::now(),
+            })
+            .write_concern(wc)
+            .await
+            .map_err(MongoError::driver)?;
+        Ok(())
+    }
+
+    async fn promote_planned(&self, target: &str, ctx: &OpContext) -> R<Outcome> {
+        self.known_region(target)?;
+        let snap = self.snapshot().await?;
+        let state = self.to_state(&snap);
+        if state.primary_region() == Some(target) {
+            let p = state.primary().expect("primary");
+            return Ok(Outcome::already_done()
+                .with_member(&p.name)
+                .with_note(format!("{} in {target} is already primary", p.name)));
+        }
+        self.check_readiness(target, PromoteMode::Planned).await?;
+        let mut out = Outcome::done();
+        if self.make_sticky(&snap, target).await? {
+            out = out.with_note(format!("raised the priorities of {target}'s electable members"));
+        }
+        // A member stepped down by an earlier switchover may still be frozen.
+        let limit = self.cfg.connect_timeout * 2;
+        for i in 0..self.cfg.members.len() {
+            let m = &self.cfg.members[i];
+            if m.region == target && m.electable && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
+            {
+                let _ = self
+                    .conns
+                    .admin(&self.cfg, i, doc! { "replSetFreeze": 0 }, limit)
+                    .await;
+            }
+        }
+        let snap = self.snapshot().await?;
+        let state = self.to_state(&snap);
+        if state.primary_region() != Some(target) {
+            let p = self.primary_index(&snap).ok_or_else(|| {
+                MongoError::new(ErrorKind::NotReady, "the primary disappeared during the switchover")
+            })?;
+            let catch = self.cfg.catch_up.as_secs().max(1);
+            let secs = catch + self.cfg.election_timeout.as_secs().max(5);
+            let cmd = doc! {
+                "replSetStepDown": secs as i64,
+                "secondaryCatchUpPeriodSecs": catch as i64,
+            };
+            match self
+                .conns
+                .admin(&self.cfg, p, cmd, Duration::from_secs(catch + 15))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(262) => {
+                    return Err(MongoError::new(
+                        ErrorKind::NotReady,
+                        format!(
+                            "no electable secondary caught up within {catch} s; the primary kept its role and resumed writes"
+                        ),
+                    )
+                    .member(&self.cfg.members[p].name))
+                }
+                // Someone else moved the primary meanwhile: wait and see.
+                Err(e) if e.code() == Some(10107) => {}
+                // The step-down may close the connection; the wait decides.
+                Err(MongoError::Driver { code: None, .. }) => {}
+                Err(e) => return Err(e),
+            }
+            out = out.with_note(format!(
+                "stepped down {} with a {catch} s catch-up period",
+                self.cfg.members[p].name
+            ));
+        }
+        let state = self.wait_primary_in(target, self.election_wait()).await?;
+        self.verify_majority_write(target, ctx).await?;
+        let p = state.primary().expect("primary in target");
+        let mut out = out.with_member(&p.name).with_note("a w:\"majority\" write succeeded");
+        out.position = p.position;
+        Ok(out)
+    }
+
+    async fn promote_forced(&self, target: &str, accept: bool, ctx: &OpContext) -> R<Outcome> {
+        self.known_region(target)?;
+        let snap = self.snapshot().await?;
+        let state = self.to_state(&snap);
+        if let Some(p) = state.primary() {
+            if p.region == target {
+                return Ok(Outcome::already_done()
+                    .with_member(&p.name)
+                    .with_note(format!("{} in {target} is already primary", p.name)));
+            }
+            let from = format!("{} in {}", p.name, p.region);
+            let mut out = self.promote_planned(target, ctx).await?;
+            out.notes.insert(
+                0,
+                format!("primary {from} was reachable: handed over as in a planned switchover"),
+            );
+            out.data_loss = Some(DataLossEstimate {
+                writes: Some(0),
+                note: "none: the reachable primary handed over after a secondary caught up".into(),
+                ..DataLossEstimate::default()
+            });
+            return Ok(out);
+        }
+        let (have, need) = self.reachable_votes(&snap);
+        if have >= need {
+            // A voting majority survives: the set elects by itself within an
+            // election timeout; the controller only steers the result.
+            let deadline = tokio::time::Instant::now() + self.election_wait();
+            let elected = loop {
+                let snap = self.snapshot().await?;
+                if self.primary_index(&snap).is_some() {
+                    break snap;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(MongoError::new(
+                        ErrorKind::Timeout,
+                        "the surviving majority did not elect a primary",
+                    ));
+                }
+                tokio::time::sleep(POLL).await;
+            };
+            let s = self.to_state(&elected);
+            let mut out = if s.primary_region() == Some(target) {
+                self.make_sticky(&elected, target).await?;
+                let p = s.primary().expect("primary");
+                let mut o = Outcome::done().with_member(&p.name);
+                o.position = p.position;
+                o
+            } else {
+                self.promote_planned(target, ctx).await?
+            };
+            out.notes.insert(
+                0,
+                format!("{have} of {need} needed votes reachable: the set elected a primary itself"),
+            );
+            out.data_loss = Some(DataLossEstimate {
+                note: "only w:1 writes not replicated to the surviving majority can be lost; \
+                       they are rolled back when the old primary rejoins"
+                    .into(),
+                ..DataLossEstimate::default()
+            });
+            return Ok(out);
+        }
+        if !accept {
+            return Err(self.majority_lost(have, need));
+        }
+        let _ = &state;
+        // Pick the most advanced reachable electable member of the target region.
+        let cand = (0..self.cfg.members.len())
+            .filter(|&i| {
+                let m = &self.cfg.members[i];
+                m.region == target && m.electable && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
+            })
+            .max_by_key(|&i| snap.views[i].as_ref().ok().and_then(|v| v.optime).map(|(ts, t)| (t, ts.time, ts.increment)))
+            .ok_or_else(|| {
+                MongoError::new(
+                    ErrorKind::NotReady,
+                    format!("no reachable electable secondary in {target}"),
+                )
+            })?;
+        let cand_optime = snap.views[cand].as_ref().ok().and_then(|v| v.optime);
+        let limit = self.cfg.connect_timeout * 2;
+        let d = self
+            .conns
+            .admin(&self.cfg, cand, doc! { "replSetGetConfig": 1 }, limit)
+            .await?;
+        let config = d
+            .get_document("config")
+            .map_err(|_| MongoError::new(ErrorKind::Protocol, "replSetGetConfig without config"))?;
+        let mut removed = Vec::new();
+        let survivors: Vec<Bson> = config
+            .get_array("members")
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| {
+                let host = b.as_document().and_then(|d| d.get_str("host").ok()).unwrap_or("");
+                let up = self
+                    .cfg
+                    .members
+                    .iter()
+                    .position(|s| s.host == host)
+                    .is_some_and(|i| snap.views[i].is_ok());
+                if !up {
+                    removed.push(self.cfg.by_host(host).map_or(host.to_string(), |m| m.name.clone()));
+                }
+                up
+            })
+            .collect();
+        let mut new = config.clone();
+        new.insert("members", survivors);
+        let mut new = self.sticky_config(&new, target).unwrap_or(new);
+        Self::bump_version(&mut new);
+        self.conns
+            .admin(
+                &self.cfg,
+                cand,
+                doc! { "replSetReconfig": new, "force": true },
+                self.reconfig_limit(),
+            )
+            .await?;
+        let state = self.wait_primary_in(target, self.election_wait()).await?;
+        let p = state.primary().expect("primary");
+        let now_ms = DateTime::now().timestamp_millis().max(0) as u64;
+        let millis = cand_optime.map(|(ts, _)| now_ms.saturating_sub(u64::from(ts.time) * 1000));
+        let mut out = Outcome::done().with_member(&p.name).with_note(format!(
+            "forced reconfig on {} keeping reachable members only; removed: {}",
+            self.cfg.members[cand].name,
+            removed.join(", ")
+        ));
+        out.position = p.position;
+        out.data_loss = Some(DataLossEstimate {
+            bytes: None,
+            millis,
+            writes: None,
+            note: format!(
+                "writes the removed members ({}) accepted after {}'s last applied optime {} may be lost; \
+                 they are rolled back (and counted by Rejoin) when those members are re-added",
+                removed.join(", "),
+                self.cfg.members[cand].name,
+                cand_optime.map_or("unknown".into(), |(ts, t)| position(ts, t).to_string())
+            ),
+        });
+        Ok(out)
+    }
+
+    async fn rejoin(&self) -> R<Outcome> {
+        let snap = self.snapshot().await?;
+        let p = self.primary_index(&snap).ok_or_else(|| {
+            MongoError::new(ErrorKind::NotReady, "no primary to rejoin members to")
+        })?;
+        let primary_region = self.cfg.members[p].region.clone();
+        let limit = self.cfg.connect_timeout * 2;
+        let mut added = Vec::new();
+        for i in 0..self.cfg.members.len() {
+            let spec = self.cfg.members[i].clone();
+            let d = self
+                .conns
+                .admin(&self.cfg, p, doc! { "replSetGetConfig": 1 }, limit)
+                .await?;
+            let config = d.get_document("config").cloned().unwrap_or_default();
+            if config_member(&config, &spec.host).is_some() {
+                continue;
+            }
+            // Only re-add members that answer at all.
+            if self
+                .conns
+                .admin(&self.cfg, i, doc! { "ping": 1 }, limit)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let mut members = config.get_array("members").cloned().unwrap_or_default();
+            let next_id = members
+                .iter()
+                .filter_map(|m| m.as_document())
+                .filter_map(|m| match m.get("_id") {
+                    Some(Bson::Int32(v)) => Some(i64::from(*v)),
+                    Some(Bson::Int64(v)) => Some(*v),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(-1)
+                + 1;
+            let topo = self.cfg.by_name(&spec.name).expect("member of config");
+            let priority = self
+                .sticky_priority(&spec.host, &primary_region)
+                .unwrap_or(if topo.electable { topo.priority } else { 0.0 });
+            members.push(Bson::Document(doc! {
+                "_id": next_id as i32,
+                "host": &spec.host,
+                "priority": priority,
+                "votes": 1,
+                "arbiterOnly": spec.arbiter,
+            }));
+            let mut new = config.clone();
+            new.insert("members", members);
+            Self::bump_version(&mut new);
+            self.conns
+                .admin(&self.cfg, p, doc! { "replSetReconfig": new }, self.reconfig_limit())
+                .await?;
+            added.push(spec.name.clone());
+        }
+        // Wait until every reachable member settled as secondary/arbiter.
+        let deadline = tokio::time::Instant::now() + self.election_wait();
+        let state = loop {
+            let s = self.to_state(&self.snapshot().await?);
+            let settled = s
+                .members
+                .iter()
+                .filter(|m| m.reachable)
+                .all(|m| matches!(m.role, Role::Primary | Role::Secondary | Role::Arbiter | Role::ReadOnly))
+                && s.primaries().count() == 1;
+            if settled || tokio::time::Instant::now() >= deadline {
+                break s;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let snap = self.snapshot().await?;
+        let rolled: i64 = snap.rolled_back_ops.iter().flatten().sum();
+        let mut out = if added.is_empty() {
+            Outcome::already_done()
+        } else {
+            Outcome::done().with_note(format!("re-added {}", added.join(", ")))
+        };
+        for m in state.members.iter().filter(|m| !m.reachable) {
+            out = out.with_note(format!(
+                "{} is unreachable; it rejoins by itself once reachable (rolling back unreplicated writes)",
+                m.name
+            ));
+        }
+        if rolled > 0 {
+            out.data_loss = Some(DataLossEstimate {
+                writes: Some(rolled as u64),
+                note: format!(
+                    "{rolled} oplog entries were rolled back on former primaries (w:1 writes that never reached a majority)"
+                ),
+                ..DataLossEstimate::default()
+            });
+        }
+        Ok(out)
+    }
+}
