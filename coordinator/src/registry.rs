@@ -32,6 +32,10 @@ pub fn controller_for(store: &Store) -> Result<Arc<dyn Controller>, RegistryErro
         StoreKind::Postgres => switchyard_postgres::PostgresController::from_store(store)
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
+        #[cfg(feature = "mongodb")]
+        StoreKind::Mongodb => switchyard_mongodb::MongoController::from_store(store)
+            .map(|c| Arc::new(c) as Arc<dyn Controller>)
+            .map_err(|e| err(e.to_string())),
         other => Err(err(format!(
             "this build of switchyard has no {other} controller (cargo feature `{other}`)"
         ))),
