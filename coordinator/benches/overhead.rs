@@ -11,9 +11,12 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use switchyard_lab::mongosim::{MongoSim, MongoSimSpec, SimMemberSpec};
 use switchyard_lab::postgres::{PgCluster, PgClusterSpec};
+use switchyard_topology::Topology;
 
 #[derive(Default)]
 struct Acc {
@@ -36,9 +39,50 @@ fn main() {
         .block_on(PgCluster::start(spec))
         .expect("lab cluster starts");
     let dir = tempfile::tempdir().expect("tempdir");
-    let topo = dir.path().join("topology.toml");
-    cluster.write_topology(&topo).expect("topology written");
 
+    // PostgreSQL alone.
+    let topo = dir.path().join("pg.toml");
+    cluster.write_topology(&topo).expect("topology written");
+    scenario("PostgreSQL (orders)", &topo, runs);
+
+    // PostgreSQL + the MongoDB simulator, catalog depending on orders. The
+    // simulator runs on this process's runtime; the coordinator reaches it
+    // over TCP with the real driver.
+    let sim = rt.block_on(async {
+        let spec = MongoSimSpec {
+            set_name: "catalog-rs".into(),
+            store_name: "catalog".into(),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(300),
+            members: vec![
+                SimMemberSpec::data("catalog-east-1", "east", 2.0),
+                SimMemberSpec::data("catalog-west-1", "west", 1.0),
+                SimMemberSpec::arbiter("catalog-south-arb", "south"),
+            ],
+        };
+        let sim = MongoSim::start(spec).await.expect("simulator starts");
+        sim.wait_for_primary_in("east", Duration::from_secs(20))
+            .await
+            .expect("simulated primary in east");
+        sim
+    });
+    let mut t: Topology = cluster.topology().clone();
+    let mut m = sim.store();
+    m.depends_on = vec!["orders".into()];
+    t.stores.push(m);
+    let topo = dir.path().join("combined.toml");
+    std::fs::write(&topo, t.to_toml()).expect("topology written");
+    let _guard = rt.enter();
+    scenario(
+        "PostgreSQL (orders) + MongoDB simulator (catalog → orders)",
+        &topo,
+        runs,
+    );
+    drop(sim);
+    drop(cluster);
+}
+
+fn scenario(label: &str, topo: &Path, runs: usize) {
     let mut per_stage: BTreeMap<(String, usize, String), Acc> = BTreeMap::new();
     let (mut total_process_us, mut total_stage_wall_us, mut total_overhead_us) = (0u64, 0u64, 0u64);
     let mut total_drill_observe_ms = 0u64;
@@ -84,7 +128,7 @@ fn main() {
             }
         }
     }
-    println!("switchyard drill overhead: {runs} drills (east → west → east), mean per drill\n");
+    println!("\n== {label}: {runs} drills (east → west → east), mean per drill\n");
     println!(
         "{:<5} {:<5} {:<26} {:>10} {:>10} {:>12} {:>12} {:>8}",
         "dir", "stage", "name", "wall ms", "ops ms", "checkpt ms", "overhead ms", "ovh %"
@@ -128,5 +172,4 @@ fn main() {
         ovh_ms + outside_ms,
         100.0 * (ovh_ms + outside_ms) / process_ms
     );
-    drop(cluster);
 }
