@@ -678,7 +678,9 @@ impl MongoController {
             tokio::time::sleep(POLL).await;
         };
         let snap = self.snapshot().await?;
-        let rolled: i64 = snap.rolled_back_ops.iter().flatten().sum();
+        // The former primary rolled back every write it alone accepted; its
+        // old secondaries rolled back subsets of the same writes.
+        let rolled: i64 = snap.rolled_back_ops.iter().flatten().copied().max().unwrap_or(0);
         let mut out = if added.is_empty() {
             Outcome::already_done()
         } else {
@@ -694,7 +696,7 @@ impl MongoController {
             out.data_loss = Some(DataLossEstimate {
                 writes: Some(rolled as u64),
                 note: format!(
-                    "{rolled} oplog entries were rolled back on former primaries (w:1 writes that never reached a majority)"
+                    "{rolled} oplog entries were rolled back on a former primary (w:1 writes that never reached a majority)"
                 ),
                 ..DataLossEstimate::default()
             });

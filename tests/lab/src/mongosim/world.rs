@@ -561,8 +561,10 @@ pub struct World {
     pub nodes: Vec<Node>,
     /// Regions currently cut off.
     pub cut: HashSet<String>,
-    /// Inserts rolled back on any member, ever.
+    /// Inserts rolled back on any member, ever (distinct writes: the same
+    /// insert rolled back on two members counts once).
     pub rolled_back_inserts: u64,
+    rolled_back_ids: HashSet<(u64, i64)>,
     last_ts: (u32, u32),
     rng: u64,
     next_heartbeat: Instant,
@@ -589,6 +591,7 @@ impl World {
             nodes: Vec::new(),
             cut: HashSet::new(),
             rolled_back_inserts: 0,
+            rolled_back_ids: HashSet::new(),
             last_ts: (0, 0),
             rng: 0x9E37_79B9_7F4A_7C15,
             next_heartbeat: now,
@@ -1019,10 +1022,16 @@ impl World {
                     .iter()
                     .filter(|e| matches!(e.op, Op::Insert { .. }))
                     .count() as u64;
+                let ids: Vec<(u64, i64)> = gone
+                    .iter()
+                    .filter(|e| matches!(e.op, Op::Insert { .. }))
+                    .map(|e| (ts_u64(e.ts), e.t))
+                    .collect();
                 sn.rolled_back_ops += gone.len() as u64;
                 sn.commit_len = sn.commit_len.min(common);
                 sn.rebuild();
-                self.rolled_back_inserts += inserts;
+                self.rolled_back_ids.extend(ids);
+                self.rolled_back_inserts = self.rolled_back_ids.len() as u64;
                 tracing::info!(member = %self.nodes[s].name, entries = gone.len(), inserts, "rollback");
                 changed = true;
             }
