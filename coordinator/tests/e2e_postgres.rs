@@ -420,3 +420,54 @@ async fn forced_failover_with_the_primary_region_down() {
     assert_eq!(tli, tli0 + 1);
     assert_eq!(pg_tags(&cluster).await, vec!["before-outage"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_fence_unfences_and_reports_every_store() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (primary, _, tli0) = pg_primary(&cluster).await.unwrap();
+    pg_write(&cluster, "before").await;
+    // Crash right after the fence's outcome is journaled: the old primary
+    // refuses writes and nothing has been promoted.
+    let r = ws.run_env(
+        &["failover", "--to", "west", "--yes", "--output", "json"],
+        "SWITCHYARD_CRASH_AT",
+        "outcome:2",
+    );
+    assert_eq!(r.code, -1, "{}", r.stderr);
+    assert!(
+        pg_primary(&cluster).await.is_none(),
+        "fenced: no writable primary"
+    );
+
+    let r = ws.run(&["abort", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["status"], "aborted");
+    assert!(
+        v["actions"][0].as_str().unwrap().contains("unfenced"),
+        "{v}"
+    );
+    assert!(
+        v["stores"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("primary {primary} in east")),
+        "{v}"
+    );
+    // The same member serves writes again. (PostgreSQL's controller fences
+    // by restarting the primary in recovery, so unfencing it ends recovery,
+    // which may open a new timeline on that same member.)
+    let (p, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!((p.as_str(), region.as_str()), (primary.as_str(), "east"));
+    assert!(tli == tli0 || tli == tli0 + 1, "{tli0} → {tli}");
+    pg_write(&cluster, "after").await;
+    assert_eq!(pg_tags(&cluster).await, vec!["before", "after"]);
+
+    // Aborted executions are not resumable, and new ones may start.
+    let r = ws.run(&["resume"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = ws.run(&["executions", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(list[0]["status"], "aborted");
+}
