@@ -552,8 +552,9 @@ impl PgCluster {
         if !st.success() {
             bail!("kill -KILL {pid} ({member}) failed");
         }
-        // Wait until the postmaster is gone so a restart can bind the port.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Wait until the postmaster is reaped (not just a zombie): postgres
+        // refuses to start while the pid in its stale lock file exists.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -607,7 +608,7 @@ impl PgCluster {
                 let _ = cmd.status();
             }
             if let Some(pid) = read_pid(&data) {
-                if Path::new(&format!("/proc/{pid}")).exists() {
+                if process_alive(pid) {
                     let _ = std::process::Command::new("kill")
                         .args(["-KILL", &pid.to_string()])
                         .status();
@@ -630,7 +631,13 @@ impl Drop for PgCluster {
 fn read_pid(data: &Path) -> Option<u32> {
     let s = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
     let pid: u32 = s.lines().next()?.trim().parse().ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    process_alive(pid).then_some(pid)
+}
+
+/// Running (not a zombie waiting to be reaped: a killed postmaster is
+/// re-parented to PID 1, which may reap it late).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
 fn path_str(p: &Path) -> Result<&str> {
@@ -743,23 +750,36 @@ log="$ROOT/$member/log"
 # setpriv (no PAM session, unlike runuser/su) keeps hooks fast.
 as_pg() {{ if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }}
 pid_of() {{ [ -f "$data/postmaster.pid" ] && head -n1 "$data/postmaster.pid" || true; }}
-alive() {{ p=$(pid_of); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }}
+# A killed postmaster is re-parented to PID 1 and may stay a zombie for a
+# while; postgres refuses to start while its old pid still exists.
+zombie() {{ [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -qa . "/proc/$1/cmdline" 2>/dev/null; }}
+alive() {{ p=$(pid_of); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p"; }}
+wait_reaped() {{
+  i=0
+  while zombie "$1"; do
+    i=$((i+1)); [ $i -gt 30000 ] && {{ echo "pid $1 never reaped" >&2; exit 1; }}
+    sleep 0.002
+  done
+}}
 stop() {{
   p=$(pid_of)
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+  if [ -n "$p" ] && [ -e "/proc/$p" ]; then
     # SIGINT is a fast shutdown (what pg_ctl -m fast sends); pg_ctl -w
-    # would poll every 100 ms, so wait for the postmaster far tighter.
-    kill -INT "$p"
+    # would poll every 100 ms, so wait for the postmaster far tighter. It
+    # removes its pid file on a clean exit; a killed one leaves it behind.
+    zombie "$p" || kill -INT "$p" 2>/dev/null || true
     i=0
-    # The postmaster removes its pid file on exit (the process may linger as
-    # a zombie when nobody reaps it, so kill -0 alone is not enough).
-    while [ -f "$data/postmaster.pid" ] && kill -0 "$p" 2>/dev/null; do
+    while [ -f "$data/postmaster.pid" ] && [ -e "/proc/$p" ] && ! zombie "$p"; do
       i=$((i+1)); [ $i -gt 30000 ] && {{ echo "$member did not stop" >&2; exit 1; }}
       sleep 0.002
     done
+    [ -f "$data/postmaster.pid" ] && wait_reaped "$p"
   fi
+  return 0
 }}
 start() {{
+  p=$(pid_of)
+  wait_reaped "$p"
   alive || as_pg "$BIN/pg_ctl" -D "$data" -l "$log" -W start >/dev/null
 }}
 set_upstream() {{
