@@ -58,7 +58,8 @@ impl Connections {
             .get_or_try_init(|| async {
                 let mut o = Self::base_options(cfg, vec![Self::address(&cfg.members[i])]);
                 o.direct_connection = Some(true);
-                Client::with_options(o).map_err(|e| MongoError::driver(e).member(&cfg.members[i].name))
+                Client::with_options(o)
+                    .map_err(|e| MongoError::driver(e).member(&cfg.members[i].name))
             })
             .await
     }
@@ -69,7 +70,11 @@ impl Connections {
             .get_or_try_init(|| async {
                 let mut o = Self::base_options(
                     cfg,
-                    cfg.members.iter().filter(|m| !m.arbiter).map(Self::address).collect(),
+                    cfg.members
+                        .iter()
+                        .filter(|m| !m.arbiter)
+                        .map(Self::address)
+                        .collect(),
                 );
                 o.repl_set_name = Some(cfg.replica_set.clone());
                 o.server_selection_timeout = Some(cfg.connect_timeout.max(Duration::from_secs(5)));

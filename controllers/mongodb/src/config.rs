@@ -127,7 +127,10 @@ impl MongoConfigBuilder {
         let mut members = Vec::new();
         for (i, m) in s.members.iter().enumerate() {
             let host = m.host.clone().ok_or_else(|| {
-                cfg_err(&format!("members[{i}].host"), "is required (host:port)".into())
+                cfg_err(
+                    &format!("members[{i}].host"),
+                    "is required (host:port)".into(),
+                )
             })?;
             let port = m.port().ok_or_else(|| {
                 cfg_err(
@@ -174,7 +177,9 @@ impl MongoConfigBuilder {
                 .unwrap_or_else(|| "admin".into()),
             connect_timeout: Duration::from_millis(s.connection.connect_timeout_ms.unwrap_or(2000)),
             catch_up: Duration::from_secs(s.settings.catch_up_secs.unwrap_or(10)),
-            election_timeout: Duration::from_millis(s.settings.election_timeout_ms.unwrap_or(10_000)),
+            election_timeout: Duration::from_millis(
+                s.settings.election_timeout_ms.unwrap_or(10_000),
+            ),
             max_lag_ms: s.max_lag_ms,
             max_lag_bytes: s.max_lag_bytes,
             verify_database: "switchyard".into(),

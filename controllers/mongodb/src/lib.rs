@@ -52,7 +52,7 @@ pub use observe::position;
 use async_trait::async_trait;
 use client::Connections;
 use switchyard_controller::{
-    Capability, Controller, OpContext, ObservedState, Operation, Outcome, Result, StoreKind,
+    Capability, Controller, ObservedState, OpContext, Operation, Outcome, Result, StoreKind,
 };
 use switchyard_topology::Store;
 
@@ -120,7 +120,10 @@ impl Controller for MongoController {
     }
 
     async fn observe(&self) -> Result<ObservedState> {
-        let snap = self.snapshot().await.map_err(|e| e.into_error(&self.cfg.store))?;
+        let snap = self
+            .snapshot()
+            .await
+            .map_err(|e| e.into_error(&self.cfg.store))?;
         Ok(self.to_state(&snap))
     }
 

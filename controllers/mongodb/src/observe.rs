@@ -227,14 +227,15 @@ impl MongoController {
                         // applied wall time minus the member's.
                         let lag = match (primary_optime, v.optime) {
                             (Some((p, pt)), Some((o, ot))) if role != Role::Arbiter => {
-                                let millis = if (ot, o.time, o.increment) >= (pt, p.time, p.increment) {
-                                    0
-                                } else {
-                                    match (primary_wall, v.applied_wall_ms) {
-                                        (Some(a), Some(b)) => (a - b).max(0) as u64,
-                                        _ => u64::from(p.time.saturating_sub(o.time)) * 1000,
-                                    }
-                                };
+                                let millis =
+                                    if (ot, o.time, o.increment) >= (pt, p.time, p.increment) {
+                                        0
+                                    } else {
+                                        match (primary_wall, v.applied_wall_ms) {
+                                            (Some(a), Some(b)) => (a - b).max(0) as u64,
+                                            _ => u64::from(p.time.saturating_sub(o.time)) * 1000,
+                                        }
+                                    };
                                 Some(Lag {
                                     bytes: None,
                                     millis: Some(millis),

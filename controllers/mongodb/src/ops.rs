@@ -108,7 +108,10 @@ impl MongoController {
         } else {
             Err(MongoError::new(
                 ErrorKind::Refused,
-                format!("region {region} has no electable member in store {}", self.cfg.store),
+                format!(
+                    "region {region} has no electable member in store {}",
+                    self.cfg.store
+                ),
             ))
         }
     }
@@ -398,13 +401,17 @@ impl MongoController {
         self.check_readiness(target, PromoteMode::Planned).await?;
         let mut out = Outcome::done();
         if self.make_sticky(&snap, target).await? {
-            out = out.with_note(format!("raised the priorities of {target}'s electable members"));
+            out = out.with_note(format!(
+                "raised the priorities of {target}'s electable members"
+            ));
         }
         // A member stepped down by an earlier switchover may still be frozen.
         let limit = self.cfg.connect_timeout * 2;
         for i in 0..self.cfg.members.len() {
             let m = &self.cfg.members[i];
-            if m.region == target && m.electable && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
+            if m.region == target
+                && m.electable
+                && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
             {
                 let _ = self
                     .conns
@@ -416,7 +423,10 @@ impl MongoController {
         let state = self.to_state(&snap);
         if state.primary_region() != Some(target) {
             let p = self.primary_index(&snap).ok_or_else(|| {
-                MongoError::new(ErrorKind::NotReady, "the primary disappeared during the switchover")
+                MongoError::new(
+                    ErrorKind::NotReady,
+                    "the primary disappeared during the switchover",
+                )
             })?;
             let catch = self.cfg.catch_up.as_secs().max(1);
             let secs = catch + self.cfg.election_timeout.as_secs().max(5);
@@ -453,7 +463,9 @@ impl MongoController {
         let state = self.wait_primary_in(target, self.election_wait()).await?;
         self.verify_majority_write(target, ctx).await?;
         let p = state.primary().expect("primary in target");
-        let mut out = out.with_member(&p.name).with_note("a w:\"majority\" write succeeded");
+        let mut out = out
+            .with_member(&p.name)
+            .with_note("a w:\"majority\" write succeeded");
         out.position = p.position;
         Ok(out)
     }
@@ -511,7 +523,9 @@ impl MongoController {
             };
             out.notes.insert(
                 0,
-                format!("{have} of {need} needed votes reachable: the set elected a primary itself"),
+                format!(
+                    "{have} of {need} needed votes reachable: the set elected a primary itself"
+                ),
             );
             out.data_loss = Some(DataLossEstimate {
                 note: "only w:1 writes not replicated to the surviving majority can be lost; \
@@ -529,9 +543,17 @@ impl MongoController {
         let cand = (0..self.cfg.members.len())
             .filter(|&i| {
                 let m = &self.cfg.members[i];
-                m.region == target && m.electable && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
+                m.region == target
+                    && m.electable
+                    && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
             })
-            .max_by_key(|&i| snap.views[i].as_ref().ok().and_then(|v| v.optime).map(|(ts, t)| (t, ts.time, ts.increment)))
+            .max_by_key(|&i| {
+                snap.views[i]
+                    .as_ref()
+                    .ok()
+                    .and_then(|v| v.optime)
+                    .map(|(ts, t)| (t, ts.time, ts.increment))
+            })
             .ok_or_else(|| {
                 MongoError::new(
                     ErrorKind::NotReady,
@@ -554,7 +576,10 @@ impl MongoController {
             .unwrap_or_default()
             .into_iter()
             .filter(|b| {
-                let host = b.as_document().and_then(|d| d.get_str("host").ok()).unwrap_or("");
+                let host = b
+                    .as_document()
+                    .and_then(|d| d.get_str("host").ok())
+                    .unwrap_or("");
                 let up = self
                     .cfg
                     .members
@@ -562,7 +587,11 @@ impl MongoController {
                     .position(|s| s.host == host)
                     .is_some_and(|i| snap.views[i].is_ok());
                 if !up {
-                    removed.push(self.cfg.by_host(host).map_or(host.to_string(), |m| m.name.clone()));
+                    removed.push(
+                        self.cfg
+                            .by_host(host)
+                            .map_or(host.to_string(), |m| m.name.clone()),
+                    );
                 }
                 up
             })
@@ -658,7 +687,12 @@ impl MongoController {
             new.insert("members", members);
             Self::bump_version(&mut new);
             self.conns
-                .admin(&self.cfg, p, doc! { "replSetReconfig": new }, self.reconfig_limit())
+                .admin(
+                    &self.cfg,
+                    p,
+                    doc! { "replSetReconfig": new },
+                    self.reconfig_limit(),
+                )
                 .await?;
             added.push(spec.name.clone());
         }
@@ -666,12 +700,12 @@ impl MongoController {
         let deadline = tokio::time::Instant::now() + self.election_wait();
         let state = loop {
             let s = self.to_state(&self.snapshot().await?);
-            let settled = s
-                .members
-                .iter()
-                .filter(|m| m.reachable)
-                .all(|m| matches!(m.role, Role::Primary | Role::Secondary | Role::Arbiter | Role::ReadOnly))
-                && s.primaries().count() == 1;
+            let settled = s.members.iter().filter(|m| m.reachable).all(|m| {
+                matches!(
+                    m.role,
+                    Role::Primary | Role::Secondary | Role::Arbiter | Role::ReadOnly
+                )
+            }) && s.primaries().count() == 1;
             if settled || tokio::time::Instant::now() >= deadline {
                 break s;
             }
@@ -680,7 +714,13 @@ impl MongoController {
         let snap = self.snapshot().await?;
         // The former primary rolled back every write it alone accepted; its
         // old secondaries rolled back subsets of the same writes.
-        let rolled: i64 = snap.rolled_back_ops.iter().flatten().copied().max().unwrap_or(0);
+        let rolled: i64 = snap
+            .rolled_back_ops
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .unwrap_or(0);
         let mut out = if added.is_empty() {
             Outcome::already_done()
         } else {

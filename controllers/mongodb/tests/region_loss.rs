@@ -57,7 +57,11 @@ async fn primary_region_loss_elects_sticks_and_fails_back_on_request() {
         .iter()
         .find(|s| matches!(s.op, Operation::Promote { .. }))
         .expect("promote step");
-    assert!(promote.outcome.member.as_deref().is_some_and(|m| m.starts_with("west")));
+    assert!(promote
+        .outcome
+        .member
+        .as_deref()
+        .is_some_and(|m| m.starts_with("west")));
     let sticky = steps
         .iter()
         .find(|s| matches!(s.op, Operation::MakeSticky { .. }))
@@ -75,9 +79,10 @@ async fn primary_region_loss_elects_sticks_and_fails_back_on_request() {
     lab.ctl
         .wait_until(Duration::from_secs(60), Duration::from_millis(50), |s| {
             s.members.iter().all(|m| m.reachable)
-                && s.members.iter().filter(|m| m.region == "east").all(|m| {
-                    m.role == switchyard_controller::Role::Secondary
-                })
+                && s.members
+                    .iter()
+                    .filter(|m| m.region == "east")
+                    .all(|m| m.role == switchyard_controller::Role::Secondary)
         })
         .await
         .unwrap_or_else(|e| panic!("east did not rejoin: {e}\n{}", lab.sim.describe()));
@@ -112,7 +117,9 @@ async fn primary_region_loss_elects_sticks_and_fails_back_on_request() {
             "w:1 write {k} should have been rolled back"
         );
     }
-    lab.write_majority(1000).await.expect("writes after failback");
+    lab.write_majority(1000)
+        .await
+        .expect("writes after failback");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(lab.primary_region().await.as_deref(), Some("east"));
 }

@@ -56,7 +56,11 @@ async fn twenty_planned_switchovers_lose_no_majority_write() {
     }
     stop.store(true, Ordering::Relaxed);
     let (majority, w1, failed) = writer.await.expect("writer");
-    assert!(majority.len() >= 20, "the writer made too little progress: {}", majority.len());
+    assert!(
+        majority.len() >= 20,
+        "the writer made too little progress: {}",
+        majority.len()
+    );
 
     let present: HashSet<i64> = lab
         .coll()
@@ -69,8 +73,15 @@ async fn twenty_planned_switchovers_lose_no_majority_write() {
         .iter()
         .filter_map(|d| d.get_i64("_id").ok())
         .collect();
-    let lost_majority: Vec<i64> = majority.iter().copied().filter(|k| !present.contains(k)).collect();
-    assert!(lost_majority.is_empty(), "acknowledged w:majority writes lost: {lost_majority:?}");
+    let lost_majority: Vec<i64> = majority
+        .iter()
+        .copied()
+        .filter(|k| !present.contains(k))
+        .collect();
+    assert!(
+        lost_majority.is_empty(),
+        "acknowledged w:majority writes lost: {lost_majority:?}"
+    );
     let lost_w1 = w1.iter().filter(|k| !present.contains(k)).count() as u64;
     let rolled_back = lab.sim.rolled_back_inserts();
     assert!(
@@ -84,7 +95,11 @@ async fn twenty_planned_switchovers_lose_no_majority_write() {
         .expect("rejoin");
     if rolled_back > 0 {
         assert!(
-            rejoin.data_loss.as_ref().and_then(|d| d.writes).is_some_and(|w| w > 0),
+            rejoin
+                .data_loss
+                .as_ref()
+                .and_then(|d| d.writes)
+                .is_some_and(|w| w > 0),
             "rollbacks happened but the controller reported none: {rejoin:?}"
         );
     }

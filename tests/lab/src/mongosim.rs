@@ -26,7 +26,9 @@ use bson::oid::ObjectId;
 use server::Shared;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_topology::{Connection, Member, Settings, Store, StoreKind};
+use switchyard_topology::{
+    Connection, Member, Region, RegionRole, Settings, Store, StoreKind, Topology,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use world::{MemberConfig, NodeState, ReplConfig, World};
@@ -141,6 +143,43 @@ impl MongoSimSpec {
                     port: m.port().unwrap_or(0),
                 })
                 .collect(),
+        })
+    }
+}
+
+impl MongoSimSpec {
+    /// The layout `switchyard-lab mongodb up --regions ...` runs: with three
+    /// or more regions the last one is a witness holding one arbiter and the
+    /// others hold `per_region` data-bearing members each (the first region
+    /// preferred with priority 2); with fewer, every region holds data and
+    /// there is no arbiter.
+    pub fn for_regions(
+        set_name: &str,
+        store_name: &str,
+        regions: &[String],
+        per_region: usize,
+    ) -> anyhow::Result<Self> {
+        if regions.is_empty() || per_region == 0 {
+            bail!("need at least one region and one member per region");
+        }
+        let witness = (regions.len() >= 3).then(|| regions[regions.len() - 1].clone());
+        let mut members = Vec::new();
+        for (i, r) in regions.iter().enumerate() {
+            if Some(r) == witness.as_ref() {
+                members.push(SimMemberSpec::arbiter(&format!("{r}-arbiter"), r));
+                continue;
+            }
+            for k in 1..=per_region {
+                let prio = if i == 0 { 2.0 } else { 1.0 };
+                members.push(SimMemberSpec::data(&format!("{r}-{k}"), r, prio));
+            }
+        }
+        Ok(MongoSimSpec {
+            set_name: set_name.into(),
+            store_name: store_name.into(),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            members,
         })
     }
 }
@@ -272,6 +311,36 @@ impl MongoSim {
                     hooks: Default::default(),
                 })
                 .collect(),
+        }
+    }
+
+    /// A whole topology holding just this store; regions in member order,
+    /// the first primary, a region with only arbiters a witness.
+    pub fn topology(&self, name: &str) -> Topology {
+        let mut regions: Vec<Region> = Vec::new();
+        for m in &self.spec.members {
+            if regions.iter().any(|r| r.name == m.region) {
+                continue;
+            }
+            let data = self
+                .spec
+                .members
+                .iter()
+                .any(|o| o.region == m.region && !o.arbiter);
+            let role = match (regions.is_empty(), data) {
+                (_, false) => RegionRole::Witness,
+                (true, true) => RegionRole::Primary,
+                (false, true) => RegionRole::Secondary,
+            };
+            regions.push(Region {
+                name: m.region.clone(),
+                role,
+            });
+        }
+        Topology {
+            name: name.into(),
+            regions,
+            stores: vec![self.store()],
         }
     }
 

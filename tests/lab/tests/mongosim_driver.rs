@@ -47,7 +47,12 @@ async fn driver_discovers_writes_reads_and_fails_over() {
         .await
         .expect("cursor");
     assert_eq!(docs.len(), 2);
-    assert_eq!(coll.count_documents(doc! { "v": "majority" }).await.unwrap(), 1);
+    assert_eq!(
+        coll.count_documents(doc! { "v": "majority" })
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(coll.estimated_document_count().await.unwrap(), 2);
 
     // Cut the primary's region; the other side elects and the driver follows.
@@ -68,8 +73,14 @@ async fn driver_discovers_writes_reads_and_fails_over() {
         .w(mongodb::options::Acknowledgment::Majority)
         .w_timeout(Duration::from_millis(300))
         .build();
-    let blocked = majority.insert_one(doc! { "_id": 4 }).write_concern(wc).await;
-    assert!(blocked.is_err(), "w:majority cannot complete with 2 of 4 data-bearing voters");
+    let blocked = majority
+        .insert_one(doc! { "_id": 4 })
+        .write_concern(wc)
+        .await;
+    assert!(
+        blocked.is_err(),
+        "w:majority cannot complete with 2 of 4 data-bearing voters"
+    );
     sim.heal_region(region);
     majority
         .insert_one(doc! { "_id": 5 })
@@ -77,9 +88,17 @@ async fn driver_discovers_writes_reads_and_fails_over() {
         .await
         .expect("majority insert after healing");
     let n = coll.count_documents(doc! {}).await.unwrap();
-    assert_eq!(n, 5, "every acknowledged write survives: {}", sim.describe());
+    assert_eq!(
+        n,
+        5,
+        "every acknowledged write survives: {}",
+        sim.describe()
+    );
     sim.wait_for_primary_in("east", Duration::from_secs(30))
         .await
         .expect("priority takeover moves the primary back to east once healed");
-    assert!(sim.rolled_back_inserts() == 0, "nothing was written on the cut side");
+    assert!(
+        sim.rolled_back_inserts() == 0,
+        "nothing was written on the cut side"
+    );
 }

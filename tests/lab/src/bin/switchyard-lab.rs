@@ -31,6 +31,11 @@ enum Store {
         #[command(subcommand)]
         cmd: PgCmd,
     },
+    /// The MongoDB replica-set simulator (wire protocol on loopback ports).
+    Mongodb {
+        #[command(subcommand)]
+        cmd: mongodb_cmd::MongoCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +64,7 @@ enum PgCmd {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().store {
+        Store::Mongodb { cmd } => mongodb_cmd::run(cmd, wait_for_shutdown()).await?,
         Store::Postgres {
             cmd:
                 PgCmd::Up {
@@ -104,4 +110,89 @@ async fn wait_for_shutdown() -> Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// `switchyard-lab mongodb up`, kept apart from the PostgreSQL commands.
+mod mongodb_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use std::time::Duration;
+    use switchyard_lab::mongosim::{MongoSim, MongoSimSpec};
+
+    #[derive(Subcommand)]
+    pub enum MongoCmd {
+        /// Start the simulated replica set; write DIR/FILE (a topology with
+        /// this one store); run until SIGTERM/ctrl-c.
+        Up {
+            /// Directory for the topology file.
+            #[arg(long)]
+            dir: PathBuf,
+            /// Regions; with three or more the last holds only an arbiter.
+            #[arg(long, value_delimiter = ',', default_value = "east,west,south")]
+            regions: Vec<String>,
+            /// Store name in the topology.
+            #[arg(long, default_value = "orders")]
+            store: String,
+            /// Replica set name.
+            #[arg(long, default_value = "rs0")]
+            replica_set: String,
+            /// Data-bearing members per data region.
+            #[arg(long, default_value_t = 2)]
+            members_per_region: usize,
+            /// settings.heartbeat_interval_ms of the simulated set.
+            #[arg(long, default_value_t = 100)]
+            heartbeat_ms: u64,
+            /// settings.election_timeout_ms of the simulated set.
+            #[arg(long, default_value_t = 1000)]
+            election_timeout_ms: u64,
+            /// File name inside DIR.
+            #[arg(long, default_value = "topology.toml")]
+            file: String,
+        },
+    }
+
+    pub async fn run(
+        cmd: MongoCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let MongoCmd::Up {
+            dir,
+            regions,
+            store,
+            replica_set,
+            members_per_region,
+            heartbeat_ms,
+            election_timeout_ms,
+            file,
+        } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let mut spec =
+            MongoSimSpec::for_regions(&replica_set, &store, &regions, members_per_region)?;
+        spec.heartbeat_interval = Duration::from_millis(heartbeat_ms);
+        spec.election_timeout = Duration::from_millis(election_timeout_ms);
+        let sim = MongoSim::start(spec).await?;
+        let primary = sim
+            .wait_for_primary_in(
+                &regions[0],
+                Duration::from_millis(election_timeout_ms * 30 + 5000),
+            )
+            .await;
+        let path = dir.join(file);
+        std::fs::write(&path, sim.topology("mongodb-lab").to_toml())?;
+        let members: Vec<_> = sim
+            .spec()
+            .members
+            .iter()
+            .map(|m| serde_json::json!({"name": m.name, "region": m.region, "host": sim.host(&m.name)}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"ready": true, "topology": path, "uri": sim.uri(), "primary": primary, "members": members})
+        );
+        shutdown.await?;
+        drop(sim);
+        eprintln!("switchyard-lab: mongodb simulator stopped");
+        Ok(())
+    }
 }
