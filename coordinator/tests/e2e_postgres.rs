@@ -471,3 +471,74 @@ async fn abort_after_fence_unfences_and_reports_every_store() {
     let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(list[0]["status"], "aborted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checkpoint_records_expected_and_observed_and_resumes() {
+    use switchyard_controller::{Controller, OpContext, Operation};
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    // Promote west, then demand that followers follow it without ever
+    // re-pointing them: the checkpoint cannot hold.
+    let r = ws.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
+    let full = r.stdout;
+    let cut = full
+        .find("[[stages]]\nname = \"re-point and rejoin\"")
+        .unwrap();
+    let text = full[..cut].replacen(
+        "expect = [\"primary_in(west)\"]",
+        "expect = [\n    \"primary_in(west)\",\n    \"followers_follow\",\n]",
+        1,
+    );
+    let text = text.replace(
+        "name = \"promote orders\"\ntimeout_ms = 120000",
+        "name = \"promote orders\"\ntimeout_ms = 3000",
+    );
+    assert!(
+        text.contains("followers_follow") && text.contains("timeout_ms = 3000"),
+        "{text}"
+    );
+    let plan = ws.path("strict.toml");
+    std::fs::write(&plan, &text).unwrap();
+
+    let r = ws.run(&["run", plan.to_str().unwrap(), "--yes", "--output", "json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let failed = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "checkpoint_finished" && e["passed"] == false)
+        .expect("a failed checkpoint");
+    let mismatch = failed["observed"][0]["mismatch"].as_str().unwrap();
+    assert!(mismatch.contains("orders-south-1 follows"), "{mismatch}");
+    let show = ws.run(&["show", "latest"]);
+    assert!(show.stdout.contains("NOT reached"), "{}", show.stdout);
+    assert!(
+        show.stdout
+            .contains("expected primary_in(west), followers_follow; observed:"),
+        "{}",
+        show.stdout
+    );
+
+    // An operator re-points the followers and rejoins the old primary by
+    // hand; resume validates the
+    // checkpoint again without repeating the promotion.
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "west");
+    let ctrl =
+        switchyard_postgres::PostgresController::from_store(&cluster.topology().stores[0]).unwrap();
+    for op in [Operation::RepointFollowers, Operation::Rejoin] {
+        ctrl.execute(&op, &OpContext::adhoc()).await.unwrap();
+    }
+    let r = ws.run(&["resume", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let issued = r
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "op_started")
+        .count();
+    assert_eq!(issued, 0, "nothing re-issued: {}", r.stdout);
+    assert_eq!(
+        pg_primary(&cluster).await.unwrap().2,
+        tli,
+        "no second promotion"
+    );
+}
