@@ -274,8 +274,60 @@ expect = ["primary_in(south)"]
         "{}",
         r.stdout
     );
-    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    let (_, region, tli0) = pg_primary(&cluster).await.unwrap();
     assert_eq!(region, "east");
+
+    // Two `failover` commands started at the same instant: one executes,
+    // the other is refused by the lock (or, had the first already finished,
+    // finds nothing to do). Either way: one execution, one promotion.
+    let spawn = || {
+        ws.command(&["failover", "--to", "west", "--yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    eprintln!("concurrent failovers exited with {codes:?}");
+    let loser = if a.status.code() == Some(0) && b.status.code() != Some(0) {
+        &b
+    } else {
+        &a
+    };
+    let loser_err = String::from_utf8_lossy(&loser.stderr);
+    match codes {
+        [Some(0), Some(3)] => assert!(
+            loser_err.contains("another execution holds the lock"),
+            "{loser_err}"
+        ),
+        [Some(0), Some(0)] => {
+            let errs = format!(
+                "{}{}",
+                String::from_utf8_lossy(&a.stderr),
+                String::from_utf8_lossy(&b.stderr)
+            );
+            assert!(errs.contains("nothing to do"), "{errs}");
+        }
+        other => panic!(
+            "unexpected exit codes {other:?}:\n{}\n{}",
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr)
+        ),
+    }
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(
+        (region.as_str(), tli),
+        ("west", tli0 + 1),
+        "exactly one promotion"
+    );
+    assert_eq!(
+        ws.journal_files().len(),
+        2,
+        "the aborted run and one failover"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
