@@ -165,7 +165,11 @@ async fn connection(shared: Arc<Shared>, idx: usize, conn_id: i64, stream: TcpSt
         };
         let trace = std::env::var_os("MONGOSIM_TRACE").is_some();
         if trace {
-            eprintln!("mongosim[{idx}] conn {conn_id} <- {}", req.body);
+            eprintln!(
+                "mongosim[{idx}] conn {conn_id} <- {}{}",
+                if req.legacy { "OP_QUERY " } else { "" },
+                req.body
+            );
         }
         let reply = commands::handle(&shared, idx, conn_id, &req).await;
         if trace {

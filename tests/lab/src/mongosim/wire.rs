@@ -206,3 +206,67 @@ pub async fn write_reply<W: AsyncWrite + Unpin>(
     w.write_all(&msg).await?;
     w.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn frame(op: i32, id: i32, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((16 + body.len()) as i32).to_le_bytes());
+        m.extend_from_slice(&id.to_le_bytes());
+        m.extend_from_slice(&0i32.to_le_bytes());
+        m.extend_from_slice(&op.to_le_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[tokio::test]
+    async fn op_query_handshake_gets_an_op_reply() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&0i32.to_le_bytes());
+        body.extend_from_slice(b"admin.$cmd\0");
+        body.extend_from_slice(&0i32.to_le_bytes());
+        body.extend_from_slice(&(-1i32).to_le_bytes());
+        doc! { "isMaster": 1, "helloOk": true }
+            .to_writer(&mut body)
+            .unwrap();
+        let msg = frame(OP_QUERY, 7, &body);
+        let req = read_request(&mut msg.as_slice()).await.unwrap().unwrap();
+        assert!(req.legacy);
+        assert_eq!(req.body.get_str("$db").unwrap(), "admin");
+        let mut out = Vec::new();
+        write_reply(&mut out, &req, 9, &doc! { "ok": 1.0 })
+            .await
+            .unwrap();
+        assert_eq!(i32::from_le_bytes(out[8..12].try_into().unwrap()), 7);
+        assert_eq!(
+            i32::from_le_bytes(out[12..16].try_into().unwrap()),
+            OP_REPLY
+        );
+        assert_eq!(i32::from_le_bytes(out[32..36].try_into().unwrap()), 1);
+        let reply = Document::from_reader(&out[36..]).unwrap();
+        assert_eq!(reply.get_f64("ok").unwrap(), 1.0);
+    }
+
+    #[tokio::test]
+    async fn op_msg_document_sequences_become_body_arrays() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.push(0);
+        doc! { "insert": "c", "$db": "d" }
+            .to_writer(&mut body)
+            .unwrap();
+        let mut seq = Vec::new();
+        seq.extend_from_slice(b"documents\0");
+        doc! { "_id": 1 }.to_writer(&mut seq).unwrap();
+        doc! { "_id": 2 }.to_writer(&mut seq).unwrap();
+        body.push(1);
+        body.extend_from_slice(&((seq.len() + 4) as i32).to_le_bytes());
+        body.extend_from_slice(&seq);
+        let msg = frame(OP_MSG, 1, &body);
+        let req = read_request(&mut msg.as_slice()).await.unwrap().unwrap();
+        assert_eq!(req.body.get_array("documents").unwrap().len(), 2);
+    }
+}
