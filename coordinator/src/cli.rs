@@ -858,9 +858,15 @@ async fn abort(
             ..
         } = r
         {
-            match ex.plan().stages[*stage].steps[*step].op {
-                PlanOp::Fence => fenced.push(s.clone()),
-                PlanOp::Promote { .. } => promoted.push(s.clone()),
+            let op = ex
+                .plan()
+                .stages
+                .get(*stage)
+                .and_then(|st| st.steps.get(*step))
+                .map(|st| &st.op);
+            match op {
+                Some(PlanOp::Fence) => fenced.push(s.clone()),
+                Some(PlanOp::Promote { .. }) => promoted.push(s.clone()),
                 _ => {}
             }
         }

@@ -146,7 +146,13 @@ impl ExecutionReport {
                         t.ops_ms += duration_ms;
                     }
                     let is_promote = plan.as_ref().is_some_and(|p| {
-                        matches!(p.stages[*stage].steps[*step].op, PlanOp::Promote { .. })
+                        matches!(
+                            p.stages
+                                .get(*stage)
+                                .and_then(|s| s.steps.get(*step))
+                                .map(|s| &s.op),
+                            Some(PlanOp::Promote { .. })
+                        )
                     });
                     if let (true, OpResult::Ok { outcome }) = (is_promote, result) {
                         let so = stores.entry(store.clone()).or_default();
@@ -355,7 +361,8 @@ pub fn timeline(records: &[Record]) -> String {
             Record::StageStarted { stage, .. } => format!(
                 "stage {} {}",
                 stage + 1,
-                plan.map_or(String::new(), |p| p.stages[*stage].name.clone())
+                plan.and_then(|p| p.stages.get(*stage))
+                    .map_or(String::new(), |s| s.name.clone())
             ),
             Record::Intent {
                 seq,
