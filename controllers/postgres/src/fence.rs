@@ -18,7 +18,7 @@
 use crate::hooks::{self, Hook};
 use crate::observe::{current_primary, Probe};
 use crate::PostgresController;
-use switchyard_controller::{ErrorKind, Outcome, Result};
+use switchyard_controller::{ErrorKind, OpContext, Outcome, Result};
 use switchyard_topology::Member;
 
 const SOFT_FENCE: &[&str] = &[
@@ -39,11 +39,10 @@ pub(crate) const CLEAR_FENCE: &[&str] = &[
 ];
 
 impl PostgresController {
-    pub(crate) async fn fence(&self) -> Result<Outcome> {
-        let probes = self.probe_all().await;
+    pub(crate) async fn fence(&self, probes: Vec<Probe>, ctx: &OpContext) -> Result<Outcome> {
         if let Some(p) = current_primary(&probes) {
             let m = self.member(&p.name)?.clone();
-            return self.fence_primary(&m).await;
+            return self.fence_primary(&m, ctx).await;
         }
         if let Some(f) = probes.iter().find(|p| p.is_standby() && p.fenced) {
             return Ok(Outcome::already_done()
@@ -79,7 +78,7 @@ impl PostgresController {
         ))
     }
 
-    async fn fence_primary(&self, m: &Member) -> Result<Outcome> {
+    async fn fence_primary(&self, m: &Member, ctx: &OpContext) -> Result<Outcome> {
         if m.hooks.stop.is_none() || m.hooks.start_as_standby.is_none() {
             return Err(self
                 .err(
@@ -90,6 +89,8 @@ impl PostgresController {
         }
         match self.session(m).await {
             Ok(c) => {
+                // Recorded while the primary is still writable.
+                self.record_epoch_on(&c, m, ctx).await;
                 // While writes still flow: makes the shutdown checkpoint,
                 // which runs inside the write outage, short.
                 if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
@@ -128,8 +129,7 @@ impl PostgresController {
         self.store.member(name)
     }
 
-    pub(crate) async fn unfence(&self) -> Result<Outcome> {
-        let probes = self.probe_all().await;
+    pub(crate) async fn unfence(&self, probes: Vec<Probe>, ctx: &OpContext) -> Result<Outcome> {
         let fenced = probes.iter().find(|p| p.is_standby() && p.fenced);
         if let Some(p) = current_primary(&probes) {
             if fenced.is_some() || p.fenced {
@@ -159,6 +159,7 @@ impl PostgresController {
         let c = self.session(&m).await?;
         self.exec(&c, &m, CLEAR_FENCE).await?;
         self.promote_member(&m, &c).await?;
+        self.record_epoch_on(&c, &m, ctx).await;
         Ok(Outcome::done()
             .with_member(&m.name)
             .with_note(format!("{} promoted again (new timeline)", m.name)))

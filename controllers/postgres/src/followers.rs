@@ -18,8 +18,7 @@ use switchyard_controller::{Error, ErrorKind, Outcome, Result};
 use switchyard_topology::Member;
 
 impl PostgresController {
-    pub(crate) async fn repoint_followers(&self) -> Result<Outcome> {
-        let probes = self.probe_all().await;
+    pub(crate) async fn repoint_followers(&self, probes: Vec<Probe>) -> Result<Outcome> {
         let (pm, history) = self.primary_and_history(&probes).await?;
         let mut outcome = Outcome::done();
         let mut moved = Vec::new();
@@ -65,8 +64,7 @@ impl PostgresController {
         Ok(outcome.with_member(&pm.name))
     }
 
-    pub(crate) async fn rejoin(&self) -> Result<Outcome> {
-        let probes = self.probe_all().await;
+    pub(crate) async fn rejoin(&self, probes: Vec<Probe>) -> Result<Outcome> {
         let (pm, history) = self.primary_and_history(&probes).await?;
         let mut outcome = Outcome::done();
         let mut moved = Vec::new();

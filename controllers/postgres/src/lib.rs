@@ -27,6 +27,7 @@
 //! would take it. See docs/postgres.md.
 
 mod config;
+mod epoch;
 mod error;
 mod fence;
 mod followers;
@@ -62,6 +63,8 @@ pub struct PostgresController {
     /// Last lag observed per standby while a primary was reachable, and when:
     /// a forced failover judges the candidate by it once the primary is gone.
     lag_cache: Mutex<HashMap<String, (Lag, Instant)>>,
+    /// The probe query, with this store's fencing-token lookup.
+    member_sql: String,
 }
 
 impl fmt::Debug for PostgresController {
@@ -97,6 +100,7 @@ impl PostgresController {
 
     pub(crate) fn new(store: Store, conn: ConnSettings, timing: Timing) -> Self {
         PostgresController {
+            member_sql: observe::member_sql(&store.name),
             store,
             conn,
             timing,
@@ -297,23 +301,44 @@ impl Controller for PostgresController {
 
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
         tracing::info!(store = %self.store.name, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "executing");
+        // One observation per operation: the epoch check and the
+        // operation's own decisions use the same snapshot.
+        let probes = self.probe_all().await;
+        if op.is_mutating() {
+            self.check_epoch(&probes, ctx)?;
+        }
+        let outcome = self.dispatch(op, probes, ctx).await?;
+        if matches!(op, Operation::RepointFollowers | Operation::Rejoin) && !outcome.already_done {
+            self.record_epoch(ctx).await;
+        }
+        Ok(outcome)
+    }
+}
+
+impl PostgresController {
+    async fn dispatch(
+        &self,
+        op: &Operation,
+        probes: Vec<Probe>,
+        ctx: &OpContext,
+    ) -> Result<Outcome> {
         match op {
             Operation::CheckReadiness {
                 target_region,
                 mode,
             } => {
                 self.check_region(target_region)?;
-                self.check_readiness(target_region, *mode).await
+                self.check_readiness(probes, target_region, *mode).await
             }
-            Operation::Fence => self.fence().await,
-            Operation::CapturePosition => self.capture_position().await,
+            Operation::Fence => self.fence(probes, ctx).await,
+            Operation::CapturePosition => self.capture_position(probes).await,
             Operation::WaitForPosition {
                 target_region,
                 position,
                 timeout_ms,
             } => {
                 self.check_region(target_region)?;
-                self.wait_for_position(target_region, *position, Duration::from_millis(*timeout_ms))
+                self.wait_for_position(probes, target_region, *position, Duration::from_millis(*timeout_ms))
                     .await
             }
             Operation::Promote {
@@ -321,11 +346,11 @@ impl Controller for PostgresController {
                 mode,
             } => {
                 self.check_region(target_region)?;
-                self.promote(target_region, *mode).await
+                self.promote(probes, target_region, *mode, ctx).await
             }
-            Operation::RepointFollowers => self.repoint_followers().await,
-            Operation::Rejoin => self.rejoin().await,
-            Operation::Unfence => self.unfence().await,
+            Operation::RepointFollowers => self.repoint_followers(probes).await,
+            Operation::Rejoin => self.rejoin(probes).await,
+            Operation::Unfence => self.unfence(probes, ctx).await,
             Operation::MakeSticky { .. } => Ok(Outcome::already_done().with_note(
                 "postgres has no election priorities: a promoted primary stays primary until the next promotion",
             )),

@@ -33,6 +33,8 @@ pub(crate) struct Probe {
     /// Standby: the WAL receiver is streaming.
     pub(crate) streaming: bool,
     pub(crate) replay_paused: bool,
+    /// Highest coordinator epoch recorded in `switchyard.fencing` (0: none).
+    pub(crate) fencing_epoch: u64,
     /// Primary: `application_name` → replay lag in ms, for connected standbys.
     pub(crate) replicas: HashMap<String, Option<u64>>,
 }
@@ -76,7 +78,7 @@ const MEMBER_SQL: &str = "SELECT pg_is_in_recovery(), \
   current_setting('primary_conninfo'), \
   (SELECT reset_val = 'on' AND coalesce(sourcefile, '') LIKE '%postgresql.auto.conf' \
      FROM pg_settings WHERE name = 'default_transaction_read_only'), \
-  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END";
+  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, ";
 
 const REPLICATION_SQL: &str = "SELECT application_name, \
   (EXTRACT(epoch FROM replay_lag) * 1000)::bigint FROM pg_stat_replication";
@@ -138,7 +140,7 @@ pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> (Probe
             return (p, None);
         }
     };
-    match fill(&mut p, &client).await {
+    match fill(&mut p, &client, &ctl.member_sql).await {
         Ok(()) => (p, Some(client)),
         Err(e) => {
             p.error = Some(e.detail());
@@ -147,8 +149,23 @@ pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> (Probe
     }
 }
 
-async fn fill(p: &mut Probe, client: &Client) -> Result<(), PgError> {
-    let r = rows(client, MEMBER_SQL)
+/// The member query with the fencing-epoch column for `store` appended.
+/// The token table may not exist (yet): `query_to_xml` only parses its
+/// query when the `CASE` branch runs, so a missing table is 0, not an error.
+pub(crate) fn member_sql(store: &str) -> String {
+    let inner = format!(
+        "SELECT max(epoch) AS e FROM switchyard.fencing WHERE store = {}",
+        crate::sql_literal(store)
+    );
+    format!(
+        "{MEMBER_SQL}CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN 0 ELSE \
+         coalesce((xpath('/row/e/text()', query_to_xml({}, false, true, '')))[1]::text::bigint, 0) END",
+        crate::sql_literal(&inner)
+    )
+}
+
+async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> {
+    let r = rows(client, sql)
         .await?
         .pop()
         .ok_or_else(|| PgError::Parse("member query returned no row".into()))?;
@@ -180,6 +197,7 @@ async fn fill(p: &mut Probe, client: &Client) -> Result<(), PgError> {
         }
     }
     p.fenced = truthy(&r[11]);
+    p.fencing_epoch = num(13).unwrap_or(0);
     Ok(())
 }
 

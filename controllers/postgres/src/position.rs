@@ -2,14 +2,13 @@
 //! promotion target has replayed it.
 
 use crate::lsn::{format_lsn, parse_lsn};
-use crate::observe::current_primary;
+use crate::observe::{current_primary, Probe};
 use crate::PostgresController;
 use std::time::{Duration, Instant};
 use switchyard_controller::{ErrorKind, Outcome, Position, Result};
 
 impl PostgresController {
-    pub(crate) async fn capture_position(&self) -> Result<Outcome> {
-        let probes = self.probe_all().await;
+    pub(crate) async fn capture_position(&self, probes: Vec<Probe>) -> Result<Outcome> {
         if let Some(p) = current_primary(&probes) {
             return Err(self
                 .err(
@@ -38,11 +37,11 @@ impl PostgresController {
 
     pub(crate) async fn wait_for_position(
         &self,
+        probes: Vec<Probe>,
         region: &str,
         target: Position,
         timeout: Duration,
     ) -> Result<Outcome> {
-        let probes = self.probe_all().await;
         if let Some(p) = current_primary(&probes) {
             if p.region == region && p.lsn >= target.offset {
                 return Ok(Outcome::already_done()

@@ -13,8 +13,12 @@ pub(crate) struct ForcedVerdict {
 }
 
 impl PostgresController {
-    pub(crate) async fn check_readiness(&self, region: &str, mode: PromoteMode) -> Result<Outcome> {
-        let probes = self.probe_all().await;
+    pub(crate) async fn check_readiness(
+        &self,
+        probes: Vec<Probe>,
+        region: &str,
+        mode: PromoteMode,
+    ) -> Result<Outcome> {
         let _ = self.to_state(&probes); // refresh the lag cache
         if let Some(p) = current_primary(&probes) {
             if p.region == region {

@@ -127,3 +127,54 @@ async fn resume_after_promote_with_fresh_controller() {
         assert!(!m.fenced, "{m:?}");
     }
 }
+
+/// A coordinator whose epoch is older than one that already acted on the
+/// store (it lost its leadership) is refused, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_coordinator_epoch_is_refused() {
+    let f = common::PgFixture::start(&["east", "west"]).await.unwrap();
+    let new = OpContext {
+        execution_id: "new-leader".into(),
+        epoch: 5,
+    };
+    planned_switchover(&f.ctl, "west", &new, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let before = f.ctl.observe().await.unwrap();
+    let old = OpContext {
+        execution_id: "old-leader".into(),
+        epoch: 3,
+    };
+    let e = f
+        .ctl
+        .execute(&Operation::Fence, &old)
+        .await
+        .expect_err("stale epoch must be refused");
+    assert_eq!(e.kind(), switchyard_controller::ErrorKind::Refused, "{e}");
+    assert!(!e.is_temporary());
+    assert!(
+        e.message().contains("epoch 3") && e.message().contains("5"),
+        "{e}"
+    );
+    let after = f.ctl.observe().await.unwrap();
+    assert_eq!(
+        after.primary().map(|m| &m.name),
+        before.primary().map(|m| &m.name)
+    );
+    assert!(after.members.iter().all(|m| !m.fenced));
+    // Read-only operations are not fenced by the token.
+    f.ctl
+        .execute(
+            &Operation::CheckReadiness {
+                target_region: "east".into(),
+                mode: switchyard_controller::PromoteMode::Planned,
+            },
+            &old,
+        )
+        .await
+        .unwrap();
+    // The current leader (same or higher epoch) carries on.
+    planned_switchover(&f.ctl, "east", &new, Duration::from_secs(60))
+        .await
+        .unwrap();
+}
