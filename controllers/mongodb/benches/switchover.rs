@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 use switchyard_controller::conformance::planned_switchover;
-use switchyard_controller::{Operation, OpContext};
+use switchyard_controller::{OpContext, Operation};
 use switchyard_lab::mongosim::{MongoSim, MongoSimSpec};
 use switchyard_mongodb::MongoController;
 

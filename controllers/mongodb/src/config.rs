@@ -197,3 +197,84 @@ impl MongoConfig {
         self.members.iter().find(|m| m.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_topology::{Connection, Member};
+
+    fn store() -> Store {
+        Store {
+            name: "orders".into(),
+            kind: StoreKind::Mongodb,
+            depends_on: vec![],
+            max_lag_bytes: None,
+            max_lag_ms: Some(1000),
+            connection: Connection {
+                user: Some("sw".into()),
+                password_env: Some("ORDERS_PW".into()),
+                replica_set: Some("rs0".into()),
+                ..Connection::default()
+            },
+            settings: Default::default(),
+            members: vec![Member {
+                name: "east-1".into(),
+                host: Some("127.0.0.1:27017".into()),
+                region: "east".into(),
+                priority: 2.0,
+                votes: 1,
+                arbiter: false,
+                hidden: false,
+                read_only_replica: false,
+                failover_priority: None,
+                hooks: Default::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn password_is_read_from_env_and_redacted() {
+        let cfg = MongoConfigBuilder::new(&store())
+            .env(vec![("ORDERS_PW".into(), "hunter2-secret".into())])
+            .build()
+            .unwrap();
+        assert_eq!(cfg.password.as_deref(), Some("hunter2-secret"));
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = MongoConfigBuilder::new(&store())
+            .env(vec![])
+            .build()
+            .unwrap_err();
+        let e = err.into_error("orders");
+        assert_eq!(e.kind(), switchyard_controller::ErrorKind::Config);
+        assert!(
+            e.message()
+                .contains("stores.orders.connection.password_env"),
+            "{e}"
+        );
+
+        let mut s = store();
+        s.connection.replica_set = None;
+        let e = MongoConfigBuilder::new(&s)
+            .env(vec![("ORDERS_PW".into(), "x".into())])
+            .build()
+            .unwrap_err();
+        assert!(e
+            .into_error("orders")
+            .message()
+            .contains("connection.replica_set"));
+
+        let mut s = store();
+        s.members[0].host = Some("nohost".into());
+        let e = MongoConfigBuilder::new(&s)
+            .env(vec![("ORDERS_PW".into(), "x".into())])
+            .build()
+            .unwrap_err();
+        assert!(e.into_error("orders").message().contains("members[0].host"));
+    }
+}

@@ -69,7 +69,10 @@ async fn forced_reconfig_only_with_accepted_loss_and_rejoin_counts_rollback() {
         )
         .await
         .unwrap_or_else(|e| panic!("forced promote: {e}\n{}", lab.sim.describe()));
-    assert!(done.member.as_deref().is_some_and(|m| m.starts_with("west")));
+    assert!(done
+        .member
+        .as_deref()
+        .is_some_and(|m| m.starts_with("west")));
     let loss = done.data_loss.expect("a data-loss estimate");
     assert!(loss.note.contains("east-1"), "{loss:?}");
     // Repeating it changes nothing.
@@ -88,7 +91,9 @@ async fn forced_reconfig_only_with_accepted_loss_and_rejoin_counts_rollback() {
         .expect("repeat");
     assert!(again.already_done);
     // The two-member config accepts majority writes again.
-    lab.write_majority(50).await.expect("majority write after force");
+    lab.write_majority(50)
+        .await
+        .expect("majority write after force");
 
     lab.sim.heal_region("east");
     lab.sim.heal_region("witness");
