@@ -271,7 +271,8 @@ impl Executor {
                     step.store,
                     step.op.name()
                 ),
-                refused: matches!(step.op, PlanOp::CheckReadiness { .. }) && kind == "LagTooHigh",
+                // The lag guard refused, whichever step ran into it.
+                refused: kind == "LagTooHigh",
             }];
         }
         let mut actions = vec![];
