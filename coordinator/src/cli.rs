@@ -49,7 +49,7 @@ pub mod exit {
 /// Switchyard: fail replicated datastores over between regions, in
 /// dependency order, with a checkpoint validated after every stage.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about, long_about = None)]
+#[command(name = "switchyard", version, long_about = None)]
 pub struct Cli {
     /// Topology file.
     #[arg(long, short = 't', global = true, env = "SWITCHYARD_TOPOLOGY")]
