@@ -296,7 +296,16 @@ impl<'a> Driver<'a> {
                     }
                 }
             }
-            if wait || !in_flight.is_empty() {
+            if wait && in_flight.is_empty() {
+                // Only possible when a journal is replayed without a
+                // `Resumed` record: intents of a dead process look in flight.
+                return Ok(RunEnd::Failed {
+                    stage: stage.unwrap_or(0),
+                    reason: "operations are journaled as issued by another process; resume the execution first".into(),
+                    refused: false,
+                });
+            }
+            if !in_flight.is_empty() {
                 let t = Instant::now();
                 let Some(done) = in_flight.next().await else {
                     continue;
@@ -819,6 +828,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_dead_process_intent_is_not_waited_for_forever() {
+        let (plan, ctrls, pg, _) = setup();
+        let records = Arc::new(Mutex::new(vec![started(&plan)]));
+        // The first intent is journaled, then the "process" dies.
+        let first = run(&ctrls, &records, 3, 1).await;
+        assert!(first.is_err());
+        // Replayed without a `Resumed` record: refuse instead of hanging.
+        match run(&ctrls, &records, usize::MAX, 1).await.unwrap() {
+            RunEnd::Failed { reason, .. } => assert!(reason.contains("resume"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pg.state().promotions, 0);
     }
 
     #[tokio::test]
