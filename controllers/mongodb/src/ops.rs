@@ -146,7 +146,7 @@ impl MongoController {
         let snap = self.snapshot().await?;
         let state = self.to_state(&snap);
         if state.primary_region() == Some(target) {
-            return Ok(Outcome::done()
+            return Ok(Outcome::already_done()
                 .with_member(&state.primary().expect("primary").name)
                 .with_note(format!("{target} already holds the primary")));
         }
