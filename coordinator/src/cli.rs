@@ -97,6 +97,17 @@ pub struct Target {
     pub accept_data_loss: bool,
 }
 
+/// Timeouts written into a generated plan.
+#[derive(Debug, Clone, Args)]
+pub struct Timeouts {
+    /// How long each stage's operations and checkpoint may take.
+    #[arg(long, default_value_t = crate::plan::DEFAULT_STAGE_TIMEOUT_MS, value_name = "MS")]
+    pub stage_timeout_ms: u64,
+    /// How long a store may take to replay the fenced primary's final position.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub catch_up_timeout_ms: u64,
+}
+
 impl Target {
     fn mode(&self) -> Mode {
         match (self.forced, self.accept_data_loss) {
@@ -127,6 +138,9 @@ pub enum Command {
         /// Target and mode.
         #[command(flatten)]
         target: Target,
+        /// Plan timeouts.
+        #[command(flatten)]
+        timeouts: Timeouts,
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -181,6 +195,9 @@ pub enum Command {
         /// Region to move to and back from.
         #[arg(long)]
         to: String,
+        /// Plan timeouts.
+        #[command(flatten)]
+        timeouts: Timeouts,
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -198,6 +215,9 @@ pub enum PlanKind {
         /// Target and mode.
         #[command(flatten)]
         target: Target,
+        /// Plan timeouts.
+        #[command(flatten)]
+        timeouts: Timeouts,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: PlanOutput,
@@ -325,10 +345,23 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     match cli.command {
         Command::State { output } => state(&ctx, output).await,
         Command::Plan {
-            what: PlanKind::Failover { target, output },
+            what:
+                PlanKind::Failover {
+                    target,
+                    timeouts,
+                    output,
+                },
         } => {
             let controllers = ctx.controllers()?;
-            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode(), None).await?
+            let Some(plan) = make_plan(
+                &ctx,
+                &controllers,
+                &target.to,
+                target.mode(),
+                &timeouts,
+                None,
+            )
+            .await?
             else {
                 return Ok(nothing_to_do(&target.to));
             };
@@ -341,13 +374,22 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         }
         Command::Failover {
             target,
+            timeouts,
             yes,
             output,
         } => {
             let guard = ctx.lock("failover")?;
             refuse_unfinished(&ctx)?;
             let controllers = ctx.controllers()?;
-            let Some(plan) = make_plan(&ctx, &controllers, &target.to, target.mode(), None).await?
+            let Some(plan) = make_plan(
+                &ctx,
+                &controllers,
+                &target.to,
+                target.mode(),
+                &timeouts,
+                None,
+            )
+            .await?
             else {
                 return Ok(nothing_to_do(&target.to));
             };
@@ -446,7 +488,12 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             }
             Ok(exit::OK)
         }
-        Command::Drill { to, yes, output } => drill(&ctx, &to, yes, output).await,
+        Command::Drill {
+            to,
+            timeouts,
+            yes,
+            output,
+        } => drill(&ctx, &to, &timeouts, yes, output).await,
     }
 }
 
@@ -457,10 +504,13 @@ async fn make_plan(
     controllers: &BTreeMap<String, Arc<dyn Controller>>,
     to: &str,
     mode: Mode,
+    timeouts: &Timeouts,
     observed: Option<&Observations>,
 ) -> Result<Option<Plan>, Exit> {
     let caps = capabilities(controllers);
     let mut opts = PlanOptions::new(to, mode);
+    opts.stage_timeout_ms = timeouts.stage_timeout_ms;
+    opts.catch_up_timeout_ms = timeouts.catch_up_timeout_ms;
     let fresh;
     let observed = match observed {
         Some(o) => o,
@@ -955,7 +1005,13 @@ async fn abort(
     Ok(exit::OK)
 }
 
-async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result<i32, Exit> {
+async fn drill(
+    ctx: &Ctx,
+    to: &str,
+    timeouts: &Timeouts,
+    yes: bool,
+    output: Option<Output>,
+) -> Result<i32, Exit> {
     let guard = ctx.lock("drill")?;
     refuse_unfinished(ctx)?;
     let controllers = ctx.controllers()?;
@@ -998,9 +1054,16 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
             "every store is already primary in {to}; drill to another region"
         )));
     }
-    let out = make_plan(ctx, &controllers, to, Mode::Planned, Some(&states))
-        .await?
-        .ok_or_else(|| Exit::usage(format!("every store is already primary in {to}")))?;
+    let out = make_plan(
+        ctx,
+        &controllers,
+        to,
+        Mode::Planned,
+        timeouts,
+        Some(&states),
+    )
+    .await?
+    .ok_or_else(|| Exit::usage(format!("every store is already primary in {to}")))?;
     confirm(&out, yes, output)?;
     let (code, out_id) =
         execute(ctx, &controllers, guard.as_ref(), out, "drill-out", output).await?;
@@ -1028,9 +1091,16 @@ async fn drill(ctx: &Ctx, to: &str, yes: bool, output: Option<Output>) -> Result
             }
         }
     }
-    let back = make_plan(ctx, &controllers, &origin, Mode::Planned, Some(&verified))
-        .await?
-        .ok_or_else(|| Exit::usage(format!("every store is already primary in {origin}")))?;
+    let back = make_plan(
+        ctx,
+        &controllers,
+        &origin,
+        Mode::Planned,
+        timeouts,
+        Some(&verified),
+    )
+    .await?
+    .ok_or_else(|| Exit::usage(format!("every store is already primary in {origin}")))?;
     let (code, back_id) = execute(
         ctx,
         &controllers,
