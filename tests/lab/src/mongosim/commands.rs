@@ -408,6 +408,7 @@ async fn reconfig(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<D
             }
             cfg.term = n.term;
         }
+        w.heartbeat_now();
         let node = &mut w.nodes[idx];
         node.config = cfg.clone();
         node.tv_counter += 1;
@@ -512,6 +513,7 @@ async fn step_down(
             return Err(CmdError::not_primary());
         }
         w.step_down(idx, now, Some(Duration::from_secs(secs as u64)));
+        w.heartbeat_now();
         // Election hand-off: the most preferred caught-up secondary stands at once.
         let cfg = w.nodes[idx].config.clone();
         let prio = |j: usize| cfg.member(&w.nodes[j].host).map_or(0.0, |m| m.priority);

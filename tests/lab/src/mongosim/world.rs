@@ -813,7 +813,15 @@ impl World {
             at: now,
             op: Op::Noop("new primary".into()),
         });
+        self.next_heartbeat = now;
         true
+    }
+
+    /// Run the next heartbeat round at once: mongod restarts its heartbeats
+    /// right after a reconfig, an election win or a step-down, so configs
+    /// and terms spread without waiting a whole interval.
+    pub fn heartbeat_now(&mut self) {
+        self.next_heartbeat = Instant::now();
     }
 
     /// Heartbeat round: learn terms and configs from reachable peers, keep
