@@ -480,6 +480,46 @@ impl MongoSim {
             .collect()
     }
 
+    /// Apply one control command, as `switchyard-lab mongodb up` reads them
+    /// from stdin: `cut REGION`, `heal REGION`, `kill MEMBER`,
+    /// `revive MEMBER`, `lag MEMBER MILLIS`, `primary`, `describe`.
+    /// Returns the reply line.
+    pub fn control(&self, line: &str) -> anyhow::Result<String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let member = |n: &str| -> anyhow::Result<()> {
+            if self.spec.members.iter().any(|m| m.name == n) {
+                Ok(())
+            } else {
+                bail!("no member named {n}")
+            }
+        };
+        let region = |r: &str| -> anyhow::Result<()> {
+            if self.spec.members.iter().any(|m| m.region == r) {
+                Ok(())
+            } else {
+                bail!("no region named {r}")
+            }
+        };
+        match words.as_slice() {
+            ["cut", r] => region(r).map(|_| self.cut_region(r)),
+            ["heal", r] => region(r).map(|_| self.heal_region(r)),
+            ["kill", m] => member(m).map(|_| self.kill(m)),
+            ["revive", m] => member(m).map(|_| self.revive(m)),
+            ["lag", m, ms] => {
+                member(m)?;
+                let ms: u64 = ms.parse().context("lag needs milliseconds")?;
+                self.set_lag(m, Duration::from_millis(ms));
+                Ok(())
+            }
+            ["primary"] => return Ok(self.primary().unwrap_or_else(|| "none".into())),
+            ["describe"] => return Ok(self.describe()),
+            _ => bail!(
+                "unknown command {line:?} (cut/heal REGION, kill/revive MEMBER, lag MEMBER MS, primary, describe)"
+            ),
+        }?;
+        Ok("ok".into())
+    }
+
     /// Stop every task and close every port.
     pub fn shutdown(&mut self) {
         self.shared.shutdown.send_replace(true);

@@ -254,3 +254,20 @@ async fn arbiters_and_priority_zero_members_never_become_primary() {
         Some("a")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_commands_drive_faults() {
+    let (sim, _) = settled().await;
+    assert!(sim.control("cut nowhere").is_err());
+    assert!(sim.control("fly east-1").is_err());
+    sim.control("cut east").unwrap();
+    assert!(sim
+        .wait_for_primary_in("west", Duration::from_secs(30))
+        .await
+        .is_some());
+    sim.control("heal east").unwrap();
+    sim.control("lag west-1 5").unwrap();
+    sim.control("kill west-2").unwrap();
+    sim.control("revive west-2").unwrap();
+    assert_ne!(sim.control("primary").unwrap(), "none");
+}

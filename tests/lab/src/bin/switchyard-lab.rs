@@ -123,7 +123,8 @@ mod mongodb_cmd {
     #[derive(Subcommand)]
     pub enum MongoCmd {
         /// Start the simulated replica set; write DIR/FILE (a topology with
-        /// this one store); run until SIGTERM/ctrl-c.
+        /// this one store); run until SIGTERM/ctrl-c. Reads fault commands
+        /// from stdin: cut/heal REGION, kill/revive MEMBER, lag MEMBER MS.
         Up {
             /// Directory for the topology file.
             #[arg(long)]
@@ -190,7 +191,28 @@ mod mongodb_cmd {
             "{}",
             serde_json::json!({"ready": true, "topology": path, "uri": sim.uri(), "primary": primary, "members": members})
         );
+        // Fault injection for demos: one command per stdin line.
+        let sim = std::sync::Arc::new(sim);
+        let ctl = sim.clone();
+        let control = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match ctl.control(&line) {
+                    Ok(reply) => println!("{}", serde_json::json!({"ok": true, "reply": reply})),
+                    Err(e) => println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "error": e.to_string()})
+                    ),
+                }
+            }
+        });
         shutdown.await?;
+        control.abort();
+        let _ = control.await;
         drop(sim);
         eprintln!("switchyard-lab: mongodb simulator stopped");
         Ok(())
