@@ -960,9 +960,12 @@ impl World {
         changed
     }
 
-    /// Priority takeover: a member with a higher priority than the primary,
-    /// the highest among the electable members it can see, caught up with
-    /// the primary, stands after a delay that grows with its priority rank.
+    /// Priority takeover (`TopologyCoordinator`, `getPriorityTakeoverDelay`):
+    /// a member with a higher priority than the primary whose last applied
+    /// write is within `priorityTakeoverFreshnessWindowSeconds` (2 s) of the
+    /// primary's stands after `(rank + 1) × electionTimeout` plus the random
+    /// election offset, where rank counts members of higher priority, so the
+    /// most preferred member goes first.
     fn priority_takeover_due(
         &mut self,
         i: usize,
@@ -973,14 +976,9 @@ impl World {
     ) -> bool {
         let cfg = &self.nodes[i].config;
         let p_prio = cfg.member(&self.nodes[p].host).map_or(0.0, |m| m.priority);
-        let higher_visible = cfg
-            .members
-            .iter()
-            .filter(|m| m.electable() && m.priority > me.priority)
-            .filter_map(|m| self.by_host(&m.host))
-            .any(|j| self.reachable(i, j));
-        let caught_up = self.nodes[i].last_optime().0 >= self.nodes[p].last_optime().0;
-        if me.priority <= p_prio || higher_visible || !caught_up {
+        let wall = |n: &Node| n.oplog.last().map_or(0, |e| e.wall.timestamp_millis());
+        let fresh = wall(&self.nodes[p]) - wall(&self.nodes[i]) <= 2000;
+        if me.priority <= p_prio || !fresh {
             self.nodes[i].takeover_since = None;
             return false;
         }
@@ -990,7 +988,7 @@ impl World {
             .filter(|m| m.priority > me.priority)
             .count() as u32;
         let since = *self.nodes[i].takeover_since.get_or_insert(now);
-        now.duration_since(since) >= timeout * (rank + 1) / 2
+        now.duration_since(since) >= timeout * (rank + 1) + self.nodes[i].offset
     }
 
     /// Replication round: secondaries roll back divergent history, then
