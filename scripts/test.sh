@@ -12,4 +12,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 # Integration tests start real PostgreSQL clusters; two at a time is what two
 # cores can carry without timeouts turning into flakes.
-cargo test --workspace --locked -- --test-threads="${SWITCHYARD_TEST_THREADS:-2}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${SWITCHYARD_TEST_THREADS:-2}"
