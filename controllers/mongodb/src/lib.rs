@@ -36,6 +36,10 @@
 //!   step-down is the fence and happens inside `Promote`. `RepointFollowers`
 //!   is a no-op; secondaries pick their sync source themselves.
 //!
+//! Every config change records the execution's epoch in the members'
+//! `tags.switchyard_epoch`; mutating operations carrying an older epoch are
+//! refused, so a coordinator that lost its leadership cannot keep steering.
+//!
 //! Every operation is idempotent: repeating it after success observes that
 //! the work is done and returns [`Outcome::already_done`] without another
 //! election or reconfig.

@@ -17,6 +17,17 @@ const POLL: Duration = Duration::from_millis(50);
 
 impl MongoController {
     pub(crate) async fn run(&self, op: &Operation, ctx: &OpContext) -> R<Outcome> {
+        if op.is_mutating()
+            && !matches!(
+                op,
+                Operation::Fence | Operation::Unfence | Operation::RepointFollowers
+            )
+        {
+            let snap = self.snapshot().await?;
+            if let Some(cfg) = &snap.config {
+                check_epoch(cfg, ctx)?;
+            }
+        }
         match op {
             Operation::CheckReadiness {
                 target_region,
@@ -25,7 +36,7 @@ impl MongoController {
             Operation::MakeSticky { target_region } => {
                 self.known_region(target_region)?;
                 let snap = self.snapshot().await?;
-                match self.make_sticky(&snap, target_region).await? {
+                match self.make_sticky(&snap, target_region, ctx).await? {
                     true => Ok(Outcome::done().with_note(format!(
                         "raised the priorities of {target_region}'s electable members"
                     ))),
@@ -82,7 +93,7 @@ impl MongoController {
             }
             Operation::RepointFollowers => Ok(Outcome::already_done()
                 .with_note("MongoDB secondaries choose their sync source themselves")),
-            Operation::Rejoin => self.rejoin().await,
+            Operation::Rejoin => self.rejoin(ctx).await,
             Operation::Fence | Operation::Unfence => Err(MongoError::new(
                 ErrorKind::Unsupported,
                 format!(
@@ -309,7 +320,12 @@ impl MongoController {
     }
 
     /// Raise target priorities on the primary. Returns whether a reconfig ran.
-    pub(crate) async fn make_sticky(&self, snap: &Snapshot, target: &str) -> R<bool> {
+    pub(crate) async fn make_sticky(
+        &self,
+        snap: &Snapshot,
+        target: &str,
+        ctx: &OpContext,
+    ) -> R<bool> {
         let p = self.primary_index(snap).ok_or_else(|| {
             MongoError::new(
                 ErrorKind::NotReady,
@@ -324,9 +340,16 @@ impl MongoController {
         let config = cfg
             .get_document("config")
             .map_err(|_| MongoError::new(ErrorKind::Protocol, "replSetGetConfig without config"))?;
-        let Some(mut new) = self.sticky_config(config, target) else {
+        check_epoch(config, ctx)?;
+        let mut new = self
+            .sticky_config(config, target)
+            .unwrap_or_else(|| config.clone());
+        stamp_epoch(&mut new, ctx.epoch);
+        if &new == config {
             return Ok(false);
-        };
+        }
+        // The version check of replSetReconfig makes this a compare-and-set:
+        // a coordinator that raced us to the same version gets error 103.
         Self::bump_version(&mut new);
         self.conns
             .admin(
@@ -400,7 +423,7 @@ impl MongoController {
         }
         self.check_readiness(target, PromoteMode::Planned).await?;
         let mut out = Outcome::done();
-        if self.make_sticky(&snap, target).await? {
+        if self.make_sticky(&snap, target, ctx).await? {
             out = out.with_note(format!(
                 "raised the priorities of {target}'s electable members"
             ));
@@ -513,7 +536,7 @@ impl MongoController {
             };
             let s = self.to_state(&elected);
             let mut out = if s.primary_region() == Some(target) {
-                self.make_sticky(&elected, target).await?;
+                self.make_sticky(&elected, target, ctx).await?;
                 let p = s.primary().expect("primary");
                 let mut o = Outcome::done().with_member(&p.name);
                 o.position = p.position;
@@ -599,6 +622,7 @@ impl MongoController {
         let mut new = config.clone();
         new.insert("members", survivors);
         let mut new = self.sticky_config(&new, target).unwrap_or(new);
+        stamp_epoch(&mut new, ctx.epoch);
         Self::bump_version(&mut new);
         self.conns
             .admin(
@@ -633,7 +657,7 @@ impl MongoController {
         Ok(out)
     }
 
-    async fn rejoin(&self) -> R<Outcome> {
+    async fn rejoin(&self, ctx: &OpContext) -> R<Outcome> {
         let snap = self.snapshot().await?;
         let p = self.primary_index(&snap).ok_or_else(|| {
             MongoError::new(ErrorKind::NotReady, "no primary to rejoin members to")
@@ -685,6 +709,7 @@ impl MongoController {
             }));
             let mut new = config.clone();
             new.insert("members", members);
+            stamp_epoch(&mut new, ctx.epoch);
             Self::bump_version(&mut new);
             self.conns
                 .admin(
@@ -743,4 +768,62 @@ impl MongoController {
         }
         Ok(out)
     }
+}
+
+/// Member tag holding the highest coordinator epoch that changed the config.
+pub(crate) const EPOCH_TAG: &str = "switchyard_epoch";
+
+/// The epoch recorded in a config's member tags (0 when none).
+pub(crate) fn stored_epoch(config: &Document) -> u64 {
+    config
+        .get_array("members")
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.as_document())
+                .filter_map(|m| m.get_document("tags").ok())
+                .filter_map(|t| t.get_str(EPOCH_TAG).ok())
+                .filter_map(|v| v.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Refuse an execution whose epoch is older than the one on the set.
+fn check_epoch(config: &Document, ctx: &OpContext) -> R<()> {
+    let stored = stored_epoch(config);
+    if stored > ctx.epoch {
+        return Err(MongoError::new(
+            ErrorKind::Refused,
+            format!(
+                "execution {} carries epoch {}, older than epoch {stored} recorded on the replica set \
+                 (member tag {EPOCH_TAG}): a newer coordinator has taken over",
+                ctx.execution_id, ctx.epoch
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Record `epoch` on every member's tags when it is newer. Returns whether
+/// anything changed.
+fn stamp_epoch(config: &mut Document, epoch: u64) -> bool {
+    if epoch == 0 || stored_epoch(config) >= epoch {
+        return false;
+    }
+    let members: Vec<Bson> = config
+        .get_array("members")
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| {
+            let mut m = b.as_document().cloned().unwrap_or_default();
+            let mut tags = m.get_document("tags").cloned().unwrap_or_default();
+            tags.insert(EPOCH_TAG, epoch.to_string());
+            m.insert("tags", tags);
+            Bson::Document(m)
+        })
+        .collect();
+    config.insert("members", members);
+    true
 }

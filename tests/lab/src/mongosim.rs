@@ -225,6 +225,7 @@ impl MongoSim {
                     votes: m.votes as i32,
                     arbiter_only: m.arbiter,
                     hidden: m.hidden,
+                    tags: bson::Document::new(),
                 })
                 .collect(),
             heartbeat_ms: spec.heartbeat_interval.as_millis() as u64,

@@ -72,6 +72,8 @@ pub struct MemberConfig {
     pub arbiter_only: bool,
     /// Hidden.
     pub hidden: bool,
+    /// Free-form string tags.
+    pub tags: Document,
 }
 
 impl MemberConfig {
@@ -137,7 +139,7 @@ impl ReplConfig {
                     "buildIndexes": true,
                     "hidden": m.hidden,
                     "priority": m.priority,
-                    "tags": {},
+                    "tags": m.tags.clone(),
                     "secondaryDelaySecs": 0i64,
                     "votes": m.votes,
                 })
@@ -199,6 +201,12 @@ impl ReplConfig {
                 None if arbiter_only => 0.0,
                 None => 1.0,
             };
+            let tags = m.get_document("tags").cloned().unwrap_or_default();
+            if let Some((k, _)) = tags.iter().find(|(_, v)| !matches!(v, Bson::String(_))) {
+                return Err(CmdError::invalid_config(format!(
+                    "members.{i}.tags.{k} must be a string"
+                )));
+            }
             members.push(MemberConfig {
                 id,
                 host,
@@ -206,6 +214,7 @@ impl ReplConfig {
                 votes,
                 arbiter_only,
                 hidden,
+                tags,
             });
         }
         let settings = d.get_document("settings").ok();

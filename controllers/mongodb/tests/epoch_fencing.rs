@@ -1,0 +1,79 @@
+//! A coordinator that lost its leadership cannot keep steering the set:
+//! every config change records the execution's epoch in the members' tags,
+//! and mutating operations with an older epoch are refused.
+
+mod common;
+
+use common::Lab;
+use switchyard_controller::{Controller, ErrorKind, OpContext, Operation, PromoteMode};
+
+fn ctx(epoch: u64) -> OpContext {
+    OpContext {
+        execution_id: format!("e{epoch}"),
+        epoch,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
+    let lab = Lab::start(10_000).await;
+    let v0 = lab.ctl.observe().await.unwrap().config_version;
+    let sticky = |r: &str| Operation::MakeSticky {
+        target_region: r.into(),
+    };
+    let done = lab.ctl.execute(&sticky("west"), &ctx(5)).await.unwrap();
+    assert!(!done.already_done);
+    assert!(lab.ctl.observe().await.unwrap().config_version > v0);
+    // The same epoch repeating is harmless.
+    assert!(
+        lab.ctl
+            .execute(&sticky("west"), &ctx(5))
+            .await
+            .unwrap()
+            .already_done
+    );
+
+    for op in [
+        sticky("east"),
+        Operation::Promote {
+            target_region: "west".into(),
+            mode: PromoteMode::Planned,
+        },
+        Operation::Rejoin,
+    ] {
+        let e = lab
+            .ctl
+            .execute(&op, &ctx(4))
+            .await
+            .expect_err("stale epoch");
+        assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+        assert!(e.message().contains("epoch 5"), "{e}");
+    }
+    // Read-only operations stay available to anyone.
+    lab.ctl
+        .execute(&Operation::CapturePosition, &ctx(1))
+        .await
+        .expect("capture with an old epoch");
+    // A newer epoch proceeds and is recorded.
+    let moved = lab
+        .ctl
+        .execute(
+            &Operation::Promote {
+                target_region: "west".into(),
+                mode: PromoteMode::Planned,
+            },
+            &ctx(6),
+        )
+        .await
+        .unwrap();
+    assert!(moved
+        .member
+        .as_deref()
+        .is_some_and(|m| m.starts_with("west")));
+    let e = lab
+        .ctl
+        .execute(&sticky("east"), &ctx(5))
+        .await
+        .expect_err("epoch 5 is stale now");
+    assert_eq!(e.kind(), ErrorKind::Refused);
+}
