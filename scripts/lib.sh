@@ -24,6 +24,12 @@ install_missing() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       $SWITCHYARD_APT_PACKAGES >/dev/null
   fi
+  # pymongo is the independent client that checks the MongoDB simulator.
+  if ! python3 -c 'import pymongo' 2>/dev/null; then
+    echo "==> installing pymongo from PyPI"
+    python3 -m pip install --quiet pymongo 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages pymongo
+  fi
   # The Debian package starts a cluster of its own on 5432; the lab never uses
   # it (free ports, temp dirs), so it is left alone.
   if ! command -v cargo >/dev/null; then
