@@ -201,7 +201,7 @@ impl PostgresController {
         let deadline = Instant::now() + self.timing.follow_timeout;
         for m in members {
             loop {
-                let (p, _) = probe_member(self, m).await;
+                let p = probe_member(self, m).await;
                 if p.is_standby() && self.follows(&p, pm) {
                     break;
                 }

@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use observe::Probe;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_controller::{
     Capability, Controller, Error, ErrorKind, Lag, ObservedState, OpContext, Operation, Outcome,
@@ -65,6 +65,8 @@ pub struct PostgresController {
     lag_cache: Mutex<HashMap<String, (Lag, Instant)>>,
     /// The probe query, with this store's fencing-token lookup.
     member_sql: String,
+    /// Reused observation sessions, per member.
+    sessions: Mutex<HashMap<String, Arc<Client>>>,
 }
 
 impl fmt::Debug for PostgresController {
@@ -105,6 +107,7 @@ impl PostgresController {
             conn,
             timing,
             lag_cache: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -148,6 +151,32 @@ impl PostgresController {
         Ok(client)
     }
 
+    pub(crate) fn cached_session(&self, member: &str) -> Option<Arc<Client>> {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match s.get(member) {
+            Some(c) if !c.is_closed() => Some(c.clone()),
+            Some(_) => {
+                s.remove(member);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn keep_session(&self, member: &str, client: Arc<Client>) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(member.to_string(), client);
+    }
+
+    pub(crate) fn forget_session(&self, member: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(member);
+    }
+
     /// Connect, converting the failure to the public error.
     pub(crate) async fn session(&self, m: &Member) -> Result<Client> {
         self.connect(m)
@@ -181,7 +210,7 @@ impl PostgresController {
     pub(crate) async fn wait_up(&self, m: &Member, in_recovery: bool) -> Result<Probe> {
         let deadline = Instant::now() + self.timing.start_timeout;
         loop {
-            let (p, _) = observe::probe_member(self, m).await;
+            let p = observe::probe_member(self, m).await;
             if p.reachable() && p.in_recovery == in_recovery {
                 return Ok(p);
             }

@@ -70,7 +70,9 @@ const MEMBER_SQL: &str = "SELECT pg_is_in_recovery(), \
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
   pg_last_wal_replay_lsn()::text, \
   pg_last_wal_receive_lsn()::text, \
-  (SELECT timeline_id FROM pg_control_checkpoint()), \
+  greatest((SELECT timeline_id FROM pg_control_checkpoint())::bigint, \
+    CASE WHEN pg_is_in_recovery() THEN (SELECT max(('x' || substr(name, 1, 8))::bit(32)::bigint) \
+      FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') END), \
   (SELECT received_tli FROM pg_stat_wal_receiver), \
   (SELECT status FROM pg_stat_wal_receiver), \
   (SELECT sender_host FROM pg_stat_wal_receiver), \
@@ -127,24 +129,39 @@ pub(crate) fn conninfo_host_port(ci: &str) -> Option<(String, u16)> {
     host.map(|h| (h, port))
 }
 
-pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> (Probe, Option<Client>) {
-    let mut p = Probe {
+/// Probe one member. Observation sessions are kept per member and reused
+/// (a probe is then one round trip instead of a connection set-up); a
+/// cached session that fails is dropped and the probe retried on a fresh one.
+pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> Probe {
+    let fresh = || Probe {
         name: m.name.clone(),
         region: m.region.clone(),
         ..Probe::default()
     };
+    if let Some(c) = ctl.cached_session(&m.name) {
+        let mut p = fresh();
+        if fill(&mut p, &c, &ctl.member_sql).await.is_ok() {
+            return p;
+        }
+        ctl.forget_session(&m.name);
+    }
+    let mut p = fresh();
     let client = match ctl.connect(m).await {
-        Ok(c) => c,
+        Ok(c) => std::sync::Arc::new(c),
         Err(e) => {
             p.error = Some(e.detail());
-            return (p, None);
+            return p;
         }
     };
     match fill(&mut p, &client, &ctl.member_sql).await {
-        Ok(()) => (p, Some(client)),
+        Ok(()) => {
+            ctl.keep_session(&m.name, client);
+            p
+        }
         Err(e) => {
+            p = fresh();
             p.error = Some(e.detail());
-            (p, None)
+            p
         }
     }
 }
@@ -175,6 +192,9 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
     if p.in_recovery {
         p.lsn = lsn(3).unwrap_or(0);
         p.receive_lsn = lsn(4);
+        // The timeline of the newest WAL this standby holds. The checkpoint
+        // (restartpoint) timeline lags behind after a timeline switch, so
+        // the newest WAL segment file's timeline and the receiver's count too.
         p.timeline = num(6).unwrap_or(0).max(num(5).unwrap_or(0));
         p.streaming = r[7].as_deref() == Some("streaming");
         p.configured = r[10].as_deref().and_then(conninfo_host_port);
@@ -214,11 +234,7 @@ impl PostgresController {
     /// Probe every member in parallel.
     pub(crate) async fn probe_all(&self) -> Vec<Probe> {
         let futs = self.store.members.iter().map(|m| probe_member(self, m));
-        futures::future::join_all(futs)
-            .await
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect()
+        futures::future::join_all(futs).await
     }
 
     /// Member name whose `host:port` matches.

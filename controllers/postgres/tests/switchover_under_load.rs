@@ -143,6 +143,16 @@ async fn twenty_planned_switchovers_under_load_lose_nothing() {
             .find(|s| s.op == Operation::Fence)
             .expect("fence step");
         let fenced = fence.outcome.member.clone().expect("fenced member");
+        // A planned switchover never needs pg_rewind: the fenced primary's
+        // WAL ends where the new timeline forks, and no standby is ahead.
+        for st in &steps {
+            assert!(
+                st.outcome.notes.iter().all(|n| !n.contains("rewound")),
+                "switchover {i}: {} rewound a member: {:?}",
+                st.op,
+                st.outcome.notes
+            );
+        }
         fences.push((port_of[&fenced], fence.finished));
         let promote = steps
             .iter()

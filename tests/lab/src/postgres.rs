@@ -23,7 +23,8 @@
 //! would drive real hosts: through templated shell commands.
 //!
 //! Teardown: [`PgCluster`]'s `Drop` stops every server (immediate mode, then
-//! SIGKILL) and removes the directories, also when a test panics.
+//! SIGKILL) and removes the directories, also when a test panics (set
+//! `SWITCHYARD_LAB_KEEP=1` to keep them for a post-mortem).
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt::Write as _;
@@ -615,7 +616,12 @@ impl PgCluster {
                 }
             }
         }
-        if self._tmp.is_none() {
+        if std::env::var_os("SWITCHYARD_LAB_KEEP").is_some() {
+            // Debugging aid: keep logs and data of a failed run.
+            if let Some(t) = self._tmp.take() {
+                eprintln!("switchyard-lab: kept {}", t.keep().display());
+            }
+        } else if self._tmp.is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
         self.members.clear();
