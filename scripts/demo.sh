@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install what is missing, start the lab
-# (real PostgreSQL streaming replication over three regions), lint its topology,
+# (real PostgreSQL streaming replication and the MongoDB replica-set simulator
+# over three regions, MongoDB depending on PostgreSQL), lint its topology,
 # show the state, run a failover drill to another region and back, print the
 # report, stop the lab.
 set -euo pipefail
@@ -10,7 +11,7 @@ install_missing
 
 echo "==> building switchyard, topocheck and the lab"
 cargo build --quiet -p switchyard -p switchyard-topology -p switchyard-lab
-bin=target/debug
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 work=$(mktemp -d /tmp/switchyard-demo.XXXXXX)
 chmod 755 "$work"
@@ -24,7 +25,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "==> starting the lab in $work"
-"$bin/switchyard-lab" postgres up --dir "$work" --regions east,west,south >"$work/lab.out" 2>"$work/lab.err" &
+"$bin/switchyard-lab" combined --dir "$work" --regions east,west,south >"$work/lab.out" 2>"$work/lab.err" &
 lab_pid=$!
 for _ in $(seq 1 600); do
   grep -q '"ready":true' "$work/lab.out" 2>/dev/null && break
@@ -42,6 +43,9 @@ echo "==> switchyard state"
 
 echo "==> switchyard drill --to west"
 "$bin/switchyard" --topology "$topology" drill --to west --yes --output text
+
+echo "==> switchyard show latest (the way back, step by step)"
+"$bin/switchyard" --topology "$topology" show latest --output text
 
 echo "==> switchyard state (after the drill)"
 "$bin/switchyard" --topology "$topology" state --output text

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! switchyard-lab postgres up --dir DIR --regions east,west,south
+//! switchyard-lab mongodb up --dir DIR --regions east,west,south
+//! switchyard-lab combined --dir DIR --regions east,west,south
 //! ```
 //! starts the cluster, writes `DIR/topology.toml`, prints one JSON line
 //! `{"ready":true,...}` and stays in the foreground until SIGTERM or ctrl-c,
@@ -36,6 +38,18 @@ enum Store {
         #[command(subcommand)]
         cmd: mongodb_cmd::MongoCmd,
     },
+    /// Both at once, as the demo runs them: a real PostgreSQL cluster
+    /// (`orders`) and the MongoDB simulator (`catalog`, which depends on
+    /// `orders`) over the same regions, in one topology file.
+    Combined {
+        /// Directory for `topology.toml` and the PostgreSQL data.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Comma-separated region names; primaries start in the first, the
+        /// last hosts MongoDB's arbiter and a PostgreSQL standby.
+        #[arg(long, value_delimiter = ',', default_value = "east,west,south")]
+        regions: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,6 +79,7 @@ enum PgCmd {
 async fn main() -> Result<()> {
     match Cli::parse().store {
         Store::Mongodb { cmd } => mongodb_cmd::run(cmd, wait_for_shutdown()).await?,
+        Store::Combined { dir, regions } => combined(dir, regions).await?,
         Store::Postgres {
             cmd:
                 PgCmd::Up {
@@ -98,6 +113,41 @@ async fn main() -> Result<()> {
             eprintln!("switchyard-lab: cluster stopped");
         }
     }
+    Ok(())
+}
+
+/// Starts both stores and writes one topology in which `catalog` (MongoDB)
+/// is promoted only after `orders` (PostgreSQL) passed its checkpoint.
+async fn combined(dir: PathBuf, regions: Vec<String>) -> Result<()> {
+    use switchyard_lab::mongosim::{MongoSim, MongoSimSpec};
+    std::fs::create_dir_all(&dir)?;
+    let mut spec = PgClusterSpec::new(regions.clone());
+    spec.store = "orders".into();
+    spec.max_lag_bytes = Some(8 * 1024 * 1024);
+    spec.base_dir = Some(dir.clone());
+    let pg = PgCluster::start(spec).await?;
+    let mut mspec = MongoSimSpec::for_regions("rs0", "catalog", &regions, 2)?;
+    mspec.heartbeat_interval = std::time::Duration::from_millis(100);
+    mspec.election_timeout = std::time::Duration::from_millis(1000);
+    let mongo = MongoSim::start(mspec).await?;
+    mongo
+        .wait_for_primary_in(&regions[0], std::time::Duration::from_secs(30))
+        .await;
+    let mut topology = pg.topology().clone();
+    topology.name = "combined-lab".into();
+    let mut catalog = mongo.store();
+    catalog.depends_on = vec!["orders".into()];
+    topology.stores.push(catalog);
+    let path = dir.join("topology.toml");
+    std::fs::write(&path, topology.to_toml())?;
+    println!(
+        "{}",
+        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog"]})
+    );
+    wait_for_shutdown().await?;
+    drop(mongo);
+    drop(pg);
+    eprintln!("switchyard-lab: combined lab stopped");
     Ok(())
 }
 
