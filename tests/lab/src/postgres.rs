@@ -547,9 +547,7 @@ impl PgCluster {
         let m = self.member(member)?;
         let pid =
             read_pid(&m.data_dir()).ok_or_else(|| anyhow!("{member} has no postmaster.pid"))?;
-        let st = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()?;
+        let st = signal(pid, "KILL")?;
         if !st.success() {
             bail!("kill -KILL {pid} ({member}) failed");
         }
@@ -610,9 +608,7 @@ impl PgCluster {
             }
             if let Some(pid) = read_pid(&data) {
                 if process_alive(pid) {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
+                    let _ = signal(pid, "KILL");
                 }
             }
         }
@@ -632,6 +628,15 @@ impl Drop for PgCluster {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Send a signal through the shell's `kill` builtin: no unsafe `kill(2)`
+/// here, and no dependency on procps' `/usr/bin/kill` (absent on minimal
+/// Debian).
+pub fn signal(pid: u32, sig: &str) -> Result<std::process::ExitStatus> {
+    Ok(std::process::Command::new("sh")
+        .args(["-c", "kill -s \"$0\" \"$1\"", sig, &pid.to_string()])
+        .status()?)
 }
 
 fn read_pid(data: &Path) -> Option<u32> {

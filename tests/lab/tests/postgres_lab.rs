@@ -97,10 +97,7 @@ fn binary_runs_until_sigterm() {
         .unwrap();
     assert!(postmaster_alive(pid));
 
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    switchyard_lab::postgres::signal(child.id(), "TERM").unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(!postmaster_alive(pid), "postmaster survived the lab binary");
