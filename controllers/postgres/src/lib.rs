@@ -236,7 +236,9 @@ impl PostgresController {
     }
 
     /// The `primary_conninfo` a standby named `app` uses to follow `primary`.
-    /// Contains the password when one is configured: never log it.
+    /// Never carries the password: PostgreSQL logs a changed
+    /// `primary_conninfo` in full, so standbys authenticate with their own
+    /// `.pgpass`/`passfile` (or certificates, or trust on a private network).
     pub(crate) fn conninfo_for(&self, primary: &Member, app: &str) -> String {
         let q = |v: &str| {
             if !v.is_empty()
@@ -255,9 +257,6 @@ impl PostgresController {
             q(&self.conn.user),
             q(app)
         );
-        if let Some(p) = &self.conn.password {
-            s.push_str(&format!(" password={}", q(&p.0)));
-        }
         match self.conn.ssl {
             tokio_postgres::config::SslMode::Disable => s.push_str(" sslmode=disable"),
             _ => s.push_str(" sslmode=prefer"),
