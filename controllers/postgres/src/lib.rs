@@ -22,6 +22,11 @@
 //!   target region, refused beyond the store's lag bound unless data loss is
 //!   accepted; the outcome carries the estimate.
 //!
+//! Mutating operations carry the coordinator's epoch (`OpContext::epoch`);
+//! the highest one that acted is stored in the store (`switchyard.fencing`)
+//! and a lower one is refused, so a coordinator that lost its lock cannot
+//! keep fencing or promoting (see `epoch.rs`).
+//!
 //! Every operation is idempotent: it first observes, and returns
 //! [`Outcome::already_done`] when the store is already where the operation
 //! would take it. See docs/postgres.md.

@@ -4,7 +4,7 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use switchyard_lab::postgres::{PgCluster, PgClusterSpec};
 //! let cluster = PgCluster::start(PgClusterSpec::new(["east", "west", "south"])).await?;
-//! let topology = cluster.topology();          // matching switchyard topology
+//! let topology = cluster.topology().clone();  // matching switchyard topology
 //! cluster.kill("pg-east-1")?;                 // SIGKILL the postmaster
 //! cluster.start_member("pg-east-1").await?;   // start it again as configured
 //! cluster.stop("pg-west-1").await?;           // fast shutdown
