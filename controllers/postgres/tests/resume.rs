@@ -178,3 +178,58 @@ async fn stale_coordinator_epoch_is_refused() {
         .await
         .unwrap();
 }
+
+/// The fence is hard (a session overriding every default still cannot
+/// write to the fenced member), and `Unfence` aborts the switchover: the
+/// fenced member becomes primary again on a new timeline and the standbys
+/// follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_is_hard_and_unfence_aborts() {
+    let f = common::PgFixture::start(&["east", "west", "south"])
+        .await
+        .unwrap();
+    let before = f.ctl.observe().await.unwrap();
+    let fenced = f.ctl.execute(&Operation::Fence, &ctx()).await.unwrap();
+    assert_eq!(fenced.member.as_deref(), Some("pg-east-1"));
+    let c = f.cluster.connect("pg-east-1").await.unwrap();
+    let err = c
+        .batch_execute(
+            "SET default_transaction_read_only = off; SET synchronous_commit = local; \
+             BEGIN READ WRITE; INSERT INTO conformance (k) VALUES (99); COMMIT",
+        )
+        .await
+        .expect_err("a fenced member accepted a write");
+    assert!(
+        err.to_string().contains("recovery")
+            || err
+                .as_db_error()
+                .is_some_and(|d| d.message().contains("recovery")),
+        "{err:?}"
+    );
+    // Abort the switchover: the old primary takes writes again.
+    let undo = f.ctl.execute(&Operation::Unfence, &ctx()).await.unwrap();
+    assert_eq!(undo.member.as_deref(), Some("pg-east-1"));
+    let again = f.ctl.execute(&Operation::Unfence, &ctx()).await.unwrap();
+    assert!(again.already_done);
+    let s = f.ctl.observe().await.unwrap();
+    assert_eq!(s.primary().map(|m| m.name.as_str()), Some("pg-east-1"));
+    assert!(!s.primary().unwrap().fenced);
+    assert_eq!(s.epoch, before.epoch.map(|e| e + 1));
+    f.primary_client()
+        .await
+        .unwrap()
+        .execute("INSERT INTO conformance (k) VALUES (100)", &[])
+        .await
+        .expect("unfenced primary accepts writes");
+    // The standbys (cascading from the fenced member meanwhile) follow the
+    // new timeline; re-pointing finds nothing to do or finishes it.
+    f.ctl
+        .execute(&Operation::RepointFollowers, &ctx())
+        .await
+        .unwrap();
+    let s = f.ctl.observe().await.unwrap();
+    for m in s.members.iter().filter(|m| m.name != "pg-east-1") {
+        assert_eq!(m.following.as_deref(), Some("pg-east-1"), "{m:?}");
+        assert_eq!(m.role, Role::Secondary);
+    }
+}
