@@ -534,7 +534,8 @@ pub async fn readiness_refuses_lagging_target(h: &dyn Harness, cfg: &SuiteConfig
 }
 
 /// A planned promotion while the primary is neither fenced nor caught up
-/// must be refused and change nothing.
+/// must be refused and change nothing (stores with explicit promotion;
+/// skipped for self-electing stores, whose step-down waits for catch-up).
 pub async fn planned_promote_refuses_unfenced_primary(
     h: &dyn Harness,
     cfg: &SuiteConfig,
@@ -543,6 +544,11 @@ pub async fn planned_promote_refuses_unfenced_primary(
     let cap = c.capability();
     if !(cap.planned_switchover && cap.fencing) {
         return Ok(Verdict::Skipped("no explicit fencing".into()));
+    }
+    if cap.self_electing {
+        // An election step-down waits for catch-up itself; promotion
+        // without a prior Fence is legitimate there.
+        return Ok(Verdict::Skipped("self-electing store".into()));
     }
     let s = settle(h, cfg).await?;
     let target = other_region(&s).ok_or("no secondary outside the primary region")?;
@@ -834,7 +840,7 @@ impl Capability {
         if self.lag_bound {
             v.push("readiness_refuses_lagging_target");
         }
-        if self.planned_switchover && self.fencing {
+        if self.planned_switchover && self.fencing && !self.self_electing {
             v.push("planned_promote_refuses_unfenced_primary");
         }
         if self.planned_switchover {
