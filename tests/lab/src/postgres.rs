@@ -810,12 +810,32 @@ case "$cmd" in
   start-standby) stop; set_upstream; start ;;
   rewind)
     stop
+    keep="$ROOT/$member"
     # pg_rewind copies the source's configuration files; keep this member's.
-    cp -p "$data/postgresql.conf" "$ROOT/$member/postgresql.conf.keep"
-    cp -p "$data/postgresql.auto.conf" "$ROOT/$member/postgresql.auto.conf.keep"
-    as_pg "$BIN/pg_rewind" -D "$data" --source-server="host=$host port=$port user=postgres dbname=postgres" >>"$log" 2>&1
-    cp -p "$ROOT/$member/postgresql.conf.keep" "$data/postgresql.conf"
-    cp -p "$ROOT/$member/postgresql.auto.conf.keep" "$data/postgresql.auto.conf"
+    # The copies are taken only when no earlier rewind was left half done, so
+    # a retry (the controller retries, a coordinator resumes) never saves
+    # what a failed pg_rewind left behind.
+    if [ ! -f "$keep/rewind.in-progress" ]; then
+      cp -p "$data/postgresql.conf" "$keep/postgresql.conf.keep"
+      cp -p "$data/postgresql.auto.conf" "$keep/postgresql.auto.conf.keep"
+      : > "$keep/rewind.in-progress"
+    fi
+    src="host=$host port=$port user=postgres"
+    # Nothing is touched while the new primary cannot be reached: the
+    # fallback below replaces the data directory.
+    "$BIN/pg_isready" -q -h "$host" -p "$port" || {{ echo "source $host:$port is not accepting connections" >&2; exit 1; }}
+    if ! as_pg "$BIN/pg_rewind" -D "$data" --source-server="$src dbname=postgres" >>"$log" 2>&1; then
+      # A failed pg_rewind may leave the data directory unusable (its own
+      # message says so); cloning the new primary afresh always converges.
+      echo "pg_rewind failed; cloning $host:$port with pg_basebackup" >>"$log"
+      rm -rf "$data"
+      mkdir -m 700 "$data"
+      chown --reference="$keep/postgresql.conf.keep" "$data"
+      as_pg "$BIN/pg_basebackup" -D "$data" -d "$src" -X stream -c fast >>"$log" 2>&1
+    fi
+    cp -p "$keep/postgresql.conf.keep" "$data/postgresql.conf"
+    cp -p "$keep/postgresql.auto.conf.keep" "$data/postgresql.auto.conf"
+    rm -f "$keep/rewind.in-progress"
     ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

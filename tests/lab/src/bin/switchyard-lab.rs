@@ -77,9 +77,11 @@ enum PgCmd {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    match Cli::parse().store {
-        Store::Mongodb { cmd } => mongodb_cmd::run(cmd, wait_for_shutdown()).await?,
-        Store::Combined { dir, regions } => combined(dir, regions).await?,
+    let cli = Cli::parse();
+    let shutdown = shutdown_signal()?;
+    match cli.store {
+        Store::Mongodb { cmd } => mongodb_cmd::run(cmd, shutdown).await?,
+        Store::Combined { dir, regions } => combined(dir, regions, shutdown).await?,
         Store::Postgres {
             cmd:
                 PgCmd::Up {
@@ -108,7 +110,7 @@ async fn main() -> Result<()> {
                 "{}",
                 serde_json::json!({"ready": true, "topology": topo, "members": members})
             );
-            wait_for_shutdown().await?;
+            shutdown.await?;
             drop(cluster);
             eprintln!("switchyard-lab: cluster stopped");
         }
@@ -118,7 +120,11 @@ async fn main() -> Result<()> {
 
 /// Starts both stores and writes one topology in which `catalog` (MongoDB)
 /// is promoted only after `orders` (PostgreSQL) passed its checkpoint.
-async fn combined(dir: PathBuf, regions: Vec<String>) -> Result<()> {
+async fn combined(
+    dir: PathBuf,
+    regions: Vec<String>,
+    shutdown: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
     use switchyard_lab::mongosim::{MongoSim, MongoSimSpec};
     std::fs::create_dir_all(&dir)?;
     let mut spec = PgClusterSpec::new(regions.clone());
@@ -144,22 +150,28 @@ async fn combined(dir: PathBuf, regions: Vec<String>) -> Result<()> {
         "{}",
         serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog"]})
     );
-    wait_for_shutdown().await?;
+    shutdown.await?;
     drop(mongo);
     drop(pg);
     eprintln!("switchyard-lab: combined lab stopped");
     Ok(())
 }
 
-async fn wait_for_shutdown() -> Result<()> {
+/// Registers the SIGTERM/SIGINT handlers at once and returns a future that
+/// resolves on either. Registering before "ready" is printed matters: a
+/// caller that signals right after reading it would otherwise kill the
+/// process with the default action, skipping teardown.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<()>>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
 }
 
 /// `switchyard-lab mongodb up`, kept apart from the PostgreSQL commands.
