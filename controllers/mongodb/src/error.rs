@@ -122,6 +122,8 @@ pub fn server_code(e: &mongodb::error::Error) -> Option<i32> {
 /// Codes that mean "the replica set is changing state; try again".
 const TRANSIENT_CODES: &[i32] = &[
     6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64, 50, 74,
+    // ConfigurationInProgress, CurrentConfigNotCommittedYet (safe reconfig).
+    109, 308,
 ];
 
 fn classify(e: &mongodb::error::Error, code: Option<i32>) -> ErrorKind {

@@ -35,6 +35,12 @@ pub struct SelfView {
     pub config_version: Option<i64>,
     /// `lastAppliedWallTime` (ms precision, MongoDB 4.4+), else `optimeDate`.
     pub applied_wall_ms: Option<i64>,
+    /// `writeMajorityCount`: data-bearing voting members a `w:"majority"`
+    /// write (and a safe reconfig's oplog commitment) needs.
+    pub write_majority: Option<i64>,
+    /// Hosts this member sees healthy as PRIMARY or SECONDARY (itself
+    /// included): the members that can acknowledge its writes.
+    pub healthy_data: Vec<String>,
 }
 
 /// Everything one observation round saw, kept for the operations.
@@ -95,6 +101,20 @@ fn parse_status(d: &Document) -> SelfView {
             .or_else(|_| me.get_datetime("optimeDate"))
             .ok()
             .map(|d| d.timestamp_millis()),
+        write_majority: as_i64(d.get("writeMajorityCount")),
+        healthy_data: d
+            .get_array("members")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_document())
+                    .filter(|m| {
+                        as_i64(m.get("health")) == Some(1) || m.get_bool("self").unwrap_or(false)
+                    })
+                    .filter(|m| matches!(as_i64(m.get("state")), Some(1 | 2)))
+                    .filter_map(|m| m.get_str("name").ok().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -37,10 +37,8 @@ impl MongoController {
                 self.known_region(target_region)?;
                 let snap = self.snapshot().await?;
                 match self.make_sticky(&snap, target_region, ctx).await? {
-                    true => Ok(Outcome::done().with_note(format!(
-                        "raised the priorities of {target_region}'s electable members"
-                    ))),
-                    false => Ok(Outcome::already_done()),
+                    Sticky::Unchanged => Ok(Outcome::already_done()),
+                    done => Ok(Outcome::done().with_note(done.note(target_region))),
                 }
             }
             Operation::Promote {
@@ -150,6 +148,75 @@ impl MongoController {
 
     fn reconfig_limit(&self) -> Duration {
         Duration::from_secs(35)
+    }
+
+    /// `maxTimeMS` of a safe reconfig: without one mongod waits without
+    /// limit for the current config to be committed.
+    fn reconfig_max_time(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// A non-force `replSetReconfig` on `p`, bounded by `maxTimeMS`. Since
+    /// MongoDB 4.4 it first waits until the current config is committed
+    /// (installed by a majority of voting members, and the primary's first
+    /// entry of its term majority-committed); expiry of that wait is
+    /// `CurrentConfigNotCommittedYet` (308), reported as temporary.
+    async fn safe_reconfig(&self, p: usize, new: Document) -> R<()> {
+        let cmd = doc! {
+            "replSetReconfig": new,
+            "maxTimeMS": self.reconfig_max_time().as_millis() as i64,
+        };
+        match self
+            .conns
+            .admin(&self.cfg, p, cmd, self.reconfig_limit())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(308) => Err(MongoError::new(
+                ErrorKind::NotReady,
+                format!(
+                    "replSetReconfig refused with CurrentConfigNotCommittedYet (308) after {:?}: the primary \
+                     has not majority-committed its current config (its first write of the term must reach \
+                     writeMajorityCount data-bearing voting members); retry once enough data-bearing members \
+                     are back and replicating",
+                    self.reconfig_max_time()
+                ),
+            )
+            .member(&self.cfg.members[p].name)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// (data-bearing voting members the primary `p` sees healthy,
+    /// `writeMajorityCount`) for the config `config`: when the first is
+    /// smaller, nothing — not a `w:"majority"` write, not a safe reconfig's
+    /// oplog commitment — can be majority-committed.
+    fn commit_capacity(&self, snap: &Snapshot, config: &Document, p: usize) -> (i64, i64) {
+        let view = snap.views[p].as_ref().ok();
+        let members: Vec<Document> = config
+            .get_array("members")
+            .map(|a| a.iter().filter_map(|m| m.as_document()).cloned().collect())
+            .unwrap_or_default();
+        let votes = |m: &Document| match m.get("votes") {
+            Some(Bson::Int32(v)) => i64::from(*v),
+            Some(Bson::Int64(v)) => *v,
+            Some(Bson::Double(v)) => *v as i64,
+            _ => 1,
+        };
+        let voters = members.iter().filter(|m| votes(m) > 0).count() as i64;
+        let data: Vec<&str> = members
+            .iter()
+            .filter(|m| votes(m) > 0 && !m.get_bool("arbiterOnly").unwrap_or(false))
+            .filter_map(|m| m.get_str("host").ok())
+            .collect();
+        let need = view
+            .and_then(|v| v.write_majority)
+            .unwrap_or_else(|| (voters / 2 + 1).min(data.len() as i64));
+        let have = data
+            .iter()
+            .filter(|h| view.is_some_and(|v| v.healthy_data.iter().any(|x| x == *h)))
+            .count() as i64;
+        (have, need)
     }
 
     async fn check_readiness(&self, target: &str, mode: PromoteMode) -> R<Outcome> {
@@ -319,13 +386,23 @@ impl MongoController {
         config.remove("term");
     }
 
-    /// Raise target priorities on the primary. Returns whether a reconfig ran.
+    /// Raise target priorities on the primary.
+    ///
+    /// Normally a safe (non-force) reconfig. When the primary demonstrably
+    /// cannot majority-commit — it sees fewer healthy data-bearing voting
+    /// members than `writeMajorityCount`, as after losing a whole region of
+    /// a two-region + arbiter set — a safe reconfig would only wait for
+    /// `CurrentConfigNotCommittedYet`. Then the change, which touches
+    /// priorities and tags only, is applied with `force: true` on the
+    /// elected primary: membership and votes stay identical, so every
+    /// election and write majority of the new config is one of the old, and
+    /// no majority-committed write can be rolled back because of it.
     pub(crate) async fn make_sticky(
         &self,
         snap: &Snapshot,
         target: &str,
         ctx: &OpContext,
-    ) -> R<bool> {
+    ) -> R<Sticky> {
         let p = self.primary_index(snap).ok_or_else(|| {
             MongoError::new(
                 ErrorKind::NotReady,
@@ -346,20 +423,48 @@ impl MongoController {
             .unwrap_or_else(|| config.clone());
         stamp_epoch(&mut new, ctx.epoch);
         if &new == config {
-            return Ok(false);
+            return Ok(Sticky::Unchanged);
         }
         // The version check of replSetReconfig makes this a compare-and-set:
         // a coordinator that raced us to the same version gets error 103.
         Self::bump_version(&mut new);
+        let (have, need) = self.commit_capacity(snap, config, p);
+        if have >= need {
+            self.safe_reconfig(p, new).await?;
+            return Ok(Sticky::Reconfigured);
+        }
+        let name = &self.cfg.members[p].name;
+        if !priority_only_change(config, &new) {
+            return Err(MongoError::new(
+                ErrorKind::Refused,
+                format!(
+                    "primary {name} sees only {have} of the {need} data-bearing voting members a majority \
+                     commit needs, and the change is not priority-only; bring those members back first"
+                ),
+            )
+            .member(name));
+        }
+        // Force only on the member that is the elected primary right now.
+        let hello = self
+            .conns
+            .admin(&self.cfg, p, doc! { "hello": 1 }, limit)
+            .await?;
+        if !hello.get_bool("isWritablePrimary").unwrap_or(false) {
+            return Err(MongoError::new(
+                ErrorKind::NotReady,
+                format!("{name} stopped being primary before its priorities could change"),
+            )
+            .member(name));
+        }
         self.conns
             .admin(
                 &self.cfg,
                 p,
-                doc! { "replSetReconfig": new },
+                doc! { "replSetReconfig": new, "force": true },
                 self.reconfig_limit(),
             )
             .await?;
-        Ok(true)
+        Ok(Sticky::Forced { have, need })
     }
 
     async fn wait_primary_in(&self, target: &str, limit: Duration) -> R<ObservedState> {
@@ -423,10 +528,9 @@ impl MongoController {
         }
         self.check_readiness(target, PromoteMode::Planned).await?;
         let mut out = Outcome::done();
-        if self.make_sticky(&snap, target, ctx).await? {
-            out = out.with_note(format!(
-                "raised the priorities of {target}'s electable members"
-            ));
+        let sticky = self.make_sticky(&snap, target, ctx).await?;
+        if sticky != Sticky::Unchanged {
+            out = out.with_note(sticky.note(target));
         }
         // A member stepped down by an earlier switchover may still be frozen.
         let limit = self.cfg.connect_timeout * 2;
@@ -536,9 +640,12 @@ impl MongoController {
             };
             let s = self.to_state(&elected);
             let mut out = if s.primary_region() == Some(target) {
-                self.make_sticky(&elected, target, ctx).await?;
+                let sticky = self.make_sticky(&elected, target, ctx).await?;
                 let p = s.primary().expect("primary");
                 let mut o = Outcome::done().with_member(&p.name);
+                if sticky != Sticky::Unchanged {
+                    o = o.with_note(sticky.note(target));
+                }
                 o.position = p.position;
                 o
             } else {
@@ -711,14 +818,7 @@ impl MongoController {
             new.insert("members", members);
             stamp_epoch(&mut new, ctx.epoch);
             Self::bump_version(&mut new);
-            self.conns
-                .admin(
-                    &self.cfg,
-                    p,
-                    doc! { "replSetReconfig": new },
-                    self.reconfig_limit(),
-                )
-                .await?;
+            self.safe_reconfig(p, new).await?;
             added.push(spec.name.clone());
         }
         // Wait until every reachable member settled as secondary/arbiter.
@@ -768,6 +868,71 @@ impl MongoController {
         }
         Ok(out)
     }
+}
+
+/// How MakeSticky changed the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sticky {
+    /// The priorities (and epoch tag) were already in place.
+    Unchanged,
+    /// A safe (non-force) reconfig.
+    Reconfigured,
+    /// A priority-only forced reconfig on the primary, because it saw
+    /// `have` of the `need` data-bearing voting members a majority commit
+    /// needs.
+    Forced {
+        /// Healthy data-bearing voting members the primary saw.
+        have: i64,
+        /// `writeMajorityCount`.
+        need: i64,
+    },
+}
+
+impl Sticky {
+    fn note(self, target: &str) -> String {
+        match self {
+            Sticky::Unchanged => format!("{target}'s priorities were already in place"),
+            Sticky::Reconfigured => {
+                format!("raised the priorities of {target}'s electable members")
+            }
+            Sticky::Forced { have, need } => format!(
+                "raised the priorities of {target}'s electable members with a priority-only forced \
+                 reconfig on the primary: it sees {have} of the {need} data-bearing voting members a \
+                 majority commit needs, so a safe reconfig could not commit (membership and votes are \
+                 unchanged, so no majority-committed write can roll back because of it)"
+            ),
+        }
+    }
+}
+
+/// Whether `new` differs from `old` only in member priorities and tags
+/// (and the version/term the server manages): same members, same votes,
+/// same arbiters, same settings — every quorum of one is a quorum of the
+/// other.
+fn priority_only_change(old: &Document, new: &Document) -> bool {
+    let top = |d: &Document| {
+        let mut d = d.clone();
+        for k in ["version", "term", "members"] {
+            d.remove(k);
+        }
+        d
+    };
+    let members = |d: &Document| -> Vec<Document> {
+        d.get_array("members")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_document())
+                    .map(|m| {
+                        let mut m = m.clone();
+                        m.remove("priority");
+                        m.remove("tags");
+                        m
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    top(old) == top(new) && members(old) == members(new)
 }
 
 /// Member tag holding the highest coordinator epoch that changed the config.
@@ -826,4 +991,56 @@ fn stamp_epoch(config: &mut Document, epoch: u64) -> bool {
         .collect();
     config.insert("members", members);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::priority_only_change;
+    use bson::doc;
+
+    #[test]
+    fn only_priorities_and_tags_may_differ_for_a_forced_sticky_change() {
+        let old = doc! {
+            "_id": "rs0", "version": 3, "term": 4,
+            "members": [
+                { "_id": 0, "host": "a:1", "priority": 2.0, "votes": 1, "tags": {} },
+                { "_id": 1, "host": "b:1", "priority": 1.0, "votes": 1, "tags": {} },
+                { "_id": 2, "host": "c:1", "priority": 0.0, "votes": 1, "arbiterOnly": true },
+            ],
+            "settings": { "electionTimeoutMillis": 10000 },
+        };
+        let mut prio = old.clone();
+        prio.insert("version", 4);
+        prio.remove("term");
+        prio.insert(
+            "members",
+            vec![
+                bson::Bson::Document(doc! { "_id": 0, "host": "a:1", "priority": 2.0, "votes": 1, "tags": { "switchyard_epoch": "7" } }),
+                bson::Bson::Document(doc! { "_id": 1, "host": "b:1", "priority": 3.0, "votes": 1, "tags": {} }),
+                bson::Bson::Document(doc! { "_id": 2, "host": "c:1", "priority": 0.0, "votes": 1, "arbiterOnly": true }),
+            ],
+        );
+        assert!(priority_only_change(&old, &prio));
+        let mut votes = prio.clone();
+        votes.insert(
+            "members",
+            vec![
+                bson::Bson::Document(doc! { "_id": 0, "host": "a:1", "priority": 2.0, "votes": 1, "tags": {} }),
+                bson::Bson::Document(doc! { "_id": 1, "host": "b:1", "priority": 0.0, "votes": 0, "tags": {} }),
+                bson::Bson::Document(doc! { "_id": 2, "host": "c:1", "priority": 0.0, "votes": 1, "arbiterOnly": true }),
+            ],
+        );
+        assert!(!priority_only_change(&old, &votes), "votes changed");
+        let mut fewer = prio.clone();
+        fewer.insert(
+            "members",
+            vec![bson::Bson::Document(
+                doc! { "_id": 0, "host": "a:1", "priority": 2.0, "votes": 1, "tags": {} },
+            )],
+        );
+        assert!(!priority_only_change(&old, &fewer), "members removed");
+        let mut settings = prio.clone();
+        settings.insert("settings", doc! { "electionTimeoutMillis": 1 });
+        assert!(!priority_only_change(&old, &settings), "settings changed");
+    }
 }

@@ -67,6 +67,18 @@ async fn primary_region_loss_elects_sticks_and_fails_back_on_request() {
         .find(|s| matches!(s.op, Operation::MakeSticky { .. }))
         .expect("sticky step");
     assert!(!sticky.outcome.already_done, "priorities had to change");
+    // West sees 2 of the 3 data-bearing voting members writeMajorityCount
+    // needs: a safe reconfig would wait for CurrentConfigNotCommittedYet
+    // (308), so the priority-only change is forced on the elected primary.
+    assert!(
+        sticky
+            .outcome
+            .notes
+            .iter()
+            .any(|n| n.contains("priority-only forced reconfig")),
+        "{:?}",
+        sticky.outcome.notes
+    );
     let state = lab.ctl.observe().await.expect("observe");
     let prio = |name: &str| state.member(name).and_then(|m| m.priority).unwrap_or(0.0);
     assert!(prio("west-1") > prio("east-1") && prio("west-2") > prio("east-2"));

@@ -466,7 +466,7 @@ impl MongoSim {
             .iter()
             .map(|n| {
                 format!(
-                    "{} {:?} alive={} term={} oplog={} commit={} cfg=v{} sync={:?} frozen={}\n",
+                    "{} {:?} alive={} term={} oplog={} commit={} cfg=v{}t{} sync={:?} frozen={}\n",
                     n.name,
                     n.state,
                     n.alive,
@@ -474,6 +474,7 @@ impl MongoSim {
                     n.oplog.len(),
                     n.commit_len,
                     n.config.version,
+                    n.config.term,
                     n.sync_source,
                     n.frozen_until.is_some_and(|t| t > Instant::now()),
                 )

@@ -43,6 +43,20 @@ pub async fn handle(shared: &Arc<Shared>, idx: usize, conn_id: i64, req: &Reques
             let w = shared.lock();
             match w.nodes[idx].state {
                 NodeState::Removed => Err(removed()),
+                _ if body.get_bool("commitmentStatus").unwrap_or(false) => {
+                    if w.nodes[idx].state != NodeState::Primary || w.nodes[idx].stepping_down {
+                        Err(CmdError::new(
+                            10107,
+                            "NotWritablePrimary",
+                            "commitmentStatus is only supported on primary.",
+                        ))
+                    } else {
+                        Ok(doc! {
+                            "config": w.nodes[idx].config.to_document(),
+                            "commitmentStatus": w.commitment_status(idx),
+                        })
+                    }
+                }
                 _ => Ok(doc! { "config": w.nodes[idx].config.to_document() }),
             }
         }
@@ -337,11 +351,80 @@ fn status(w: &World, idx: usize) -> Result<Document, CmdError> {
     })
 }
 
+/// `replSetReconfig` as `CmdReplSetReconfig::run` (`repl_set_commands.cpp`)
+/// does it since 4.4 ("safe reconfig"): a non-force reconfig first waits —
+/// for `maxTimeMS`, else without limit — until the current config is
+/// committed: installed by a majority of the voting members (arbiters
+/// count) and, unless the current config came from a forced reconfig, the
+/// last committed entry of the previous config and the primary's first
+/// entry of its term majority-committed in the current config (data-bearing
+/// voting members only). Expiry is `CurrentConfigNotCommittedYet` (308).
+/// Then the new config is validated and installed, and the command waits
+/// again until a majority of voting members installed it (`MaxTimeMSExpired`
+/// on expiry). `force: true` skips all of that.
 async fn reconfig(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<Document, CmdError> {
     let new = body
         .get_document("replSetReconfig")
         .map_err(|_| CmdError::bad_value("replSetReconfig expects a config document"))?;
     let force = body.get_bool("force").unwrap_or(false);
+    // maxTimeMS is cumulative over both waits; without it mongod waits
+    // indefinitely (an hour stands in for that here).
+    let limit = num(body.get("maxTimeMS"))
+        .filter(|v| *v > 0)
+        .map_or(Duration::from_secs(3600), |v| {
+            Duration::from_millis(v as u64)
+        });
+    let deadline = Instant::now() + limit;
+    if !force {
+        let pre = shared
+            .wait_for(limit, |w| {
+                let n = &w.nodes[idx];
+                if n.state != NodeState::Primary || n.stepping_down {
+                    return Some(Err(CmdError::new(
+                        10107,
+                        "NotWritablePrimary",
+                        "New config is rejected :: caused by :: replSetReconfig should only be run on a writable PRIMARY",
+                    )));
+                }
+                let oplog_wait = n.config.term != -1;
+                (w.config_committed(idx)
+                    && (!oplog_wait || w.oplog_committed(idx, w.oplog_commitment_len(idx))))
+                .then_some(Ok(()))
+            })
+            .await;
+        match pre {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None => {
+                let w = shared.lock();
+                let n = &w.nodes[idx];
+                let vt = format!("{{version: {}, term: {}}}", n.config.version, n.config.term);
+                let msg = if !w.config_committed(idx) {
+                    format!(
+                        "New config is rejected :: caused by :: Current config with {vt} has not yet propagated to a majority of nodes"
+                    )
+                } else {
+                    let len = w.oplog_commitment_len(idx);
+                    let (ts, t) = n.oplog.get(len.wrapping_sub(1)).map_or(
+                        (
+                            Timestamp {
+                                time: 0,
+                                increment: 0,
+                            },
+                            -1,
+                        ),
+                        |e| (e.ts, e.t),
+                    );
+                    format!(
+                        "New config is rejected :: caused by :: Last committed optime in the previous config \
+                         ({{ ts: Timestamp({}, {}), t: {t} }}) has not yet become committed in the current config with {vt}",
+                        ts.time, ts.increment
+                    )
+                };
+                return Err(CmdError::new(308, "CurrentConfigNotCommittedYet", msg));
+            }
+        }
+    }
     let installed = shared.mutate(|w| -> Result<ReplConfig, CmdError> {
         let now = Instant::now();
         let n = &w.nodes[idx];
@@ -411,6 +494,8 @@ async fn reconfig(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<D
         w.heartbeat_now();
         let node = &mut w.nodes[idx];
         node.config = cfg.clone();
+        // `updateLastCommittedInPrevConfig`, atomically with the install.
+        node.committed_in_prev_config = node.commit_len;
         node.tv_counter += 1;
         if node.state == NodeState::Primary && !node.me().is_some_and(|m| m.electable()) {
             w.step_down(idx, now, None);
@@ -420,19 +505,19 @@ async fn reconfig(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<D
     if force {
         return Ok(doc! {});
     }
-    // Since 4.4 a reconfig returns once a majority of voting members installed it.
+    // Then the new config must reach a majority of voting members.
+    let remaining = deadline.saturating_duration_since(Instant::now());
     let done = shared
-        .wait_for(Duration::from_secs(30), |w| {
-            let have: i32 = installed
+        .wait_for(remaining, |w| {
+            let have = installed
                 .members
                 .iter()
-                .filter_map(|m| w.by_host(&m.host).map(|j| (j, m.votes)))
-                .filter(|&(j, _)| {
-                    w.nodes[j].alive && w.nodes[j].config.version >= installed.version
-                })
-                .map(|(_, v)| v)
-                .sum();
-            (have >= installed.majority_votes()).then_some(())
+                .filter(|m| m.votes > 0)
+                .filter_map(|m| w.by_host(&m.host))
+                .filter(|&j| j == idx || w.reachable(idx, j))
+                .filter(|&j| !installed.newer_than(&w.nodes[j].config))
+                .count();
+            (have as i32 >= installed.majority_votes()).then_some(())
         })
         .await;
     match done {
@@ -440,7 +525,7 @@ async fn reconfig(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<D
         None => Err(CmdError::new(
             50,
             "MaxTimeMSExpired",
-            "timed out waiting for the new config to propagate to a majority",
+            "Reconfig finished but failed to propagate to a majority :: caused by :: operation exceeded time limit",
         )),
     }
 }

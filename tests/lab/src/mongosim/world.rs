@@ -115,6 +115,24 @@ impl ReplConfig {
     pub fn majority_votes(&self) -> i32 {
         self.total_votes() / 2 + 1
     }
+    /// `ConfigVersionAndTerm` order (`repl_set_config.h`): term first, then
+    /// version — unless either term is -1 (a forced config), when only the
+    /// versions count, so a forced config wins with its high version.
+    pub fn newer_than(&self, other: &ReplConfig) -> bool {
+        if self.term == -1 || other.term == -1 {
+            self.version > other.version
+        } else {
+            (self.term, self.version) > (other.term, other.version)
+        }
+    }
+    /// `ConfigVersionAndTerm` equality (same -1 rule as [`Self::newer_than`]).
+    pub fn same_version_and_term(&self, other: &ReplConfig) -> bool {
+        if self.term == -1 || other.term == -1 {
+            self.version == other.version
+        } else {
+            (self.term, self.version) == (other.term, other.version)
+        }
+    }
     /// Members that must have a write for `w: "majority"`: the smaller of the
     /// voting majority and the number of data-bearing voting members.
     pub fn write_majority(&self) -> usize {
@@ -475,6 +493,12 @@ pub struct Node {
     pub last_heartbeat: HashMap<String, DateTime>,
     /// When this member last won an election.
     pub election_date: Option<DateTime>,
+    /// Oplog length covering this primary's first entry of its term (the
+    /// "new primary" no-op): mongod's `_firstOpTimeOfMyTerm`.
+    pub first_op_len: usize,
+    /// Commit point (as an oplog length) when the current config was
+    /// installed here: mongod's `_lastCommittedInPrevConfig`.
+    pub committed_in_prev_config: usize,
 }
 
 impl Node {
@@ -639,6 +663,8 @@ impl World {
                 sync_source: None,
                 last_heartbeat: HashMap::new(),
                 election_date: None,
+                first_op_len: 0,
+                committed_in_prev_config: 0,
             };
             w.nodes.push(node);
         }
@@ -747,7 +773,8 @@ impl World {
             if n.state == NodeState::Removed || n.config.set_name != cfg.set_name {
                 return false;
             }
-            if n.config.version > cfg.version {
+            // The candidate's config must not be older (version and term).
+            if n.config.newer_than(&cfg) {
                 return false;
             }
             if dry {
@@ -822,8 +849,61 @@ impl World {
             at: now,
             op: Op::Noop("new primary".into()),
         });
+        n.first_op_len = n.oplog.len();
+        // Step-up reconfig (`signalDrainComplete`): the config takes the new
+        // term, same version — unless it came from a forced reconfig (-1).
+        if n.config.term != -1 {
+            n.config.term = term;
+        }
+        n.committed_in_prev_config = n.commit_len;
         self.next_heartbeat = now;
         true
+    }
+
+    /// Config commitment (`awaitConfigCommitment`, `$configMajority`): a
+    /// majority of the voting members — arbiters included — that `i` can
+    /// reach hold `i`'s config (same version and term).
+    pub fn config_committed(&self, i: usize) -> bool {
+        let cfg = &self.nodes[i].config;
+        let have = cfg
+            .members
+            .iter()
+            .filter(|m| m.votes > 0)
+            .filter_map(|m| self.by_host(&m.host))
+            .filter(|&j| j == i || self.reachable(i, j))
+            .filter(|&j| self.nodes[j].config.same_version_and_term(cfg))
+            .count();
+        have as i32 >= cfg.majority_votes()
+    }
+
+    /// The oplog length that must be majority-committed in the current
+    /// config before another reconfig (`getConfigOplogCommitmentOpTime`:
+    /// the later of the commit point when the config was installed and the
+    /// primary's first entry of its term).
+    pub fn oplog_commitment_len(&self, i: usize) -> usize {
+        let n = &self.nodes[i];
+        n.committed_in_prev_config.max(n.first_op_len)
+    }
+
+    /// Whether the first `len` entries of `i`'s oplog are on the write
+    /// majority (`$majority`: data-bearing voting members, arbiters never
+    /// count) of `i`'s current config, by the members' last known positions.
+    pub fn oplog_committed(&self, i: usize, len: usize) -> bool {
+        let cfg = &self.nodes[i].config;
+        let have = cfg
+            .members
+            .iter()
+            .filter(|m| m.votes > 0 && !m.arbiter_only)
+            .filter_map(|m| self.by_host(&m.host))
+            .filter(|&j| common_prefix(&self.nodes[j].oplog, &self.nodes[i].oplog) >= len)
+            .count();
+        have >= cfg.write_majority()
+    }
+
+    /// `replSetGetConfig {commitmentStatus: true}` on primary `i`: the
+    /// config and the oplog commitment conditions both hold.
+    pub fn commitment_status(&self, i: usize) -> bool {
+        self.config_committed(i) && self.oplog_committed(i, self.oplog_commitment_len(i))
     }
 
     /// Run the next heartbeat round at once: mongod restarts its heartbeats
@@ -861,7 +941,7 @@ impl World {
                 let host_j = self.nodes[j].host.clone();
                 self.nodes[i].last_heartbeat.insert(host_j, DateTime::now());
                 if self.nodes[j].config.set_name == self.nodes[i].config.set_name
-                    && self.nodes[j].config.version > self.nodes[i].config.version
+                    && self.nodes[j].config.newer_than(&self.nodes[i].config)
                 {
                     self.nodes[i].config = self.nodes[j].config.clone();
                     self.nodes[i].touch();
