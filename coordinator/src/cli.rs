@@ -298,6 +298,25 @@ impl Ctx {
         })
     }
 
+    /// Refuses a target region the topology does not declare, before any
+    /// controller is built or any store contacted.
+    fn target_region(&self, name: &str) -> Result<(), Exit> {
+        if self.topology.region(name).is_some() {
+            return Ok(());
+        }
+        let known: Vec<&str> = self
+            .topology
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        Err(Exit::usage(format!(
+            "{}: --to: unknown region `{name}`; the topology declares: {}",
+            self.topology_file.display(),
+            known.join(", ")
+        )))
+    }
+
     fn controllers(&self) -> Result<BTreeMap<String, Arc<dyn Controller>>, Exit> {
         controllers_for(&self.topology).map_err(|e| Exit::usage(e.to_string()))
     }
@@ -352,6 +371,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
                     output,
                 },
         } => {
+            ctx.target_region(&target.to)?;
             let controllers = ctx.controllers()?;
             let Some(plan) = make_plan(
                 &ctx,
@@ -378,6 +398,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             yes,
             output,
         } => {
+            ctx.target_region(&target.to)?;
             let guard = ctx.lock("failover")?;
             refuse_unfinished(&ctx)?;
             let controllers = ctx.controllers()?;
@@ -493,7 +514,10 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             timeouts,
             yes,
             output,
-        } => drill(&ctx, &to, &timeouts, yes, output).await,
+        } => {
+            ctx.target_region(&to)?;
+            drill(&ctx, &to, &timeouts, yes, output).await
+        }
     }
 }
 
