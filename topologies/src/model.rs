@@ -140,6 +140,10 @@ pub struct Connection {
     /// TLS mode: `disable`, `prefer` or `require`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// Path to a PEM bundle of CA certificates: when set, the server
+    /// certificate is verified against it, host name included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
     /// Connect timeout in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
@@ -163,6 +167,7 @@ impl fmt::Debug for Connection {
             .field("database", &self.database)
             .field("password_env", &self.password_env)
             .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("replica_set", &self.replica_set)
             .field("endpoint", &self.endpoint)

@@ -2,12 +2,12 @@
 //! [`PostgresBuilder::build`], so operations never meet a half-valid config.
 
 use crate::hooks::validate_template;
+use crate::tls::Tls;
 use crate::PostgresController;
 use std::fmt;
 use std::time::Duration;
 use switchyard_controller::{Error, ErrorKind, Result};
 use switchyard_topology::{Store, StoreKind};
-use tokio_postgres::config::SslMode;
 
 /// A password read from the environment. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub(crate) struct ConnSettings {
     pub(crate) database: String,
     pub(crate) password: Option<Secret>,
     pub(crate) password_env: Option<String>,
-    pub(crate) ssl: SslMode,
+    pub(crate) tls: Tls,
     pub(crate) connect_timeout: Duration,
 }
 
@@ -37,7 +37,7 @@ impl fmt::Debug for ConnSettings {
             .field("database", &self.database)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_env", &self.password_env)
-            .field("ssl", &self.ssl)
+            .field("tls", &self.tls)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
@@ -159,21 +159,7 @@ impl PostgresBuilder {
             }
         }
         let c = &s.connection;
-        let ssl =
-            match c.tls.as_deref().unwrap_or("prefer") {
-                "disable" => SslMode::Disable,
-                "prefer" => SslMode::Prefer,
-                "require" => return Err(cfg(
-                    "connection.tls = \"require\" is not supported yet by the postgres controller \
-                     (built without a TLS connector); use \"disable\" or \"prefer\""
-                        .into(),
-                )),
-                other => {
-                    return Err(cfg(format!(
-                    "connection.tls = {other:?}: expected \"disable\", \"prefer\" or \"require\""
-                )))
-                }
-            };
+        let tls = Tls::from_connection(c).map_err(cfg)?;
         let password = match (self.password, &c.password_env) {
             (Some(p), _) => Some(p),
             (None, Some(var)) => match std::env::var(var) {
@@ -191,7 +177,7 @@ impl PostgresBuilder {
             database: c.database.clone().unwrap_or_else(|| "postgres".into()),
             password,
             password_env: c.password_env.clone(),
-            ssl,
+            tls,
             connect_timeout: Duration::from_millis(c.connect_timeout_ms.unwrap_or(2000)),
         };
         Ok(PostgresController::new(self.store, conn, self.timing))
@@ -259,8 +245,10 @@ region = "west"
             "[connection]\npassword_env = \"SWITCHYARD_TEST_UNSET_VAR\"",
         ));
         assert!(e.message().contains("SWITCHYARD_TEST_UNSET_VAR"), "{e}");
-        let e = config_err(&store("[connection]\ntls = \"require\""));
-        assert!(e.message().contains("require"), "{e}");
+        let e = config_err(&store(
+            "[connection]\ntls = \"require\"\ntls_ca_file = \"/nonexistent/ca.pem\"",
+        ));
+        assert!(e.message().contains("connection.tls_ca_file"), "{e}");
         let e = config_err(&store("[connection]\ntls = \"maybe\""));
         assert!(e.message().contains("maybe"), "{e}");
 

@@ -1,6 +1,7 @@
 //! The backend's private failure classes, converted into the one public
 //! [`switchyard_controller::Error`] at the edge (object_store style).
 
+use crate::tls::{self, TlsFailure};
 use switchyard_controller::{Error, ErrorKind};
 
 /// Why talking to one member failed.
@@ -17,6 +18,9 @@ pub(crate) enum PgError {
 impl PgError {
     pub(crate) fn kind(&self) -> ErrorKind {
         match self {
+            // A TLS failure is a member that is up but cannot be talked to
+            // as configured: permanent until the configuration changes.
+            PgError::Connect(e) if tls::classify(e).is_some() => ErrorKind::Config,
             PgError::Connect(e) => match e.code().map(|c| c.code()) {
                 // cannot_connect_now: starting up / shutting down / recovering.
                 Some("57P03") => ErrorKind::NotReady,
@@ -39,13 +43,26 @@ impl PgError {
         }
     }
 
+    /// A session that failed at the TLS layer: a member that is up but
+    /// cannot be talked to as configured (see `tls.rs`).
+    pub(crate) fn tls_failure(&self) -> Option<TlsFailure> {
+        match self {
+            PgError::Connect(e) => tls::classify(e),
+            _ => None,
+        }
+    }
+
     /// Convert, naming store and member.
     pub(crate) fn into_error(self, store: &str, member: &str) -> Error {
         let kind = self.kind();
         match self {
-            PgError::Connect(e) => Error::new(kind, store, "cannot connect")
-                .with_member(member)
-                .with_source(e),
+            PgError::Connect(e) => Error::new(
+                kind,
+                store,
+                tls::classify(&e).map_or_else(|| "cannot connect".into(), |t| t.message()),
+            )
+            .with_member(member)
+            .with_source(e),
             PgError::Query(e) => {
                 let msg = match e.as_db_error() {
                     Some(db) => format!("query failed: {}", db.message()),
@@ -61,6 +78,9 @@ impl PgError {
 
     /// Short text for an observed member's `detail`.
     pub(crate) fn detail(&self) -> String {
+        if let Some(t) = self.tls_failure() {
+            return t.message();
+        }
         match self {
             PgError::Connect(e) | PgError::Query(e) => match e.as_db_error() {
                 Some(db) => db.message().to_string(),

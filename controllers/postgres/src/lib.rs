@@ -22,6 +22,11 @@
 //!   target region, refused beyond the store's lag bound unless data loss is
 //!   accepted; the outcome carries the estimate.
 //!
+//! Sessions use TLS as `connection.tls` says (`disable`, `prefer`,
+//! `require`), verifying the server certificate and host name against
+//! `connection.tls_ca_file` when set; standbys' `primary_conninfo` gets the
+//! matching `sslmode` (see `tls.rs`).
+//!
 //! Mutating operations carry the coordinator's epoch (`OpContext::epoch`);
 //! the highest one that acted is stored in the store (`switchyard.fencing`)
 //! and a lower one is refused, so a coordinator that lost its lock cannot
@@ -42,6 +47,7 @@ mod observe;
 mod position;
 mod promote;
 mod readiness;
+mod tls;
 
 pub use config::PostgresBuilder;
 
@@ -136,7 +142,7 @@ impl PostgresController {
             .user(&self.conn.user)
             .dbname(&self.conn.database)
             .application_name("switchyard")
-            .ssl_mode(self.conn.ssl)
+            .ssl_mode(self.conn.tls.mode)
             .connect_timeout(self.conn.connect_timeout);
         if let Some(p) = &self.conn.password {
             c.password(p.0.as_bytes());
@@ -145,14 +151,30 @@ impl PostgresController {
     }
 
     pub(crate) async fn connect(&self, m: &Member) -> std::result::Result<Client, PgError> {
-        let (client, conn) = self
-            .pg_config(m)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(PgError::Connect)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let config = self.pg_config(m);
+        // The connection future's type depends on the connector: spawn per arm.
+        let client = match self.conn.tls.connector() {
+            None => {
+                let (client, conn) = config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(PgError::Connect)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                client
+            }
+            Some(tls) => {
+                let (client, conn) = config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(PgError::Connect)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                client
+            }
+        };
         Ok(client)
     }
 
@@ -262,10 +284,8 @@ impl PostgresController {
             q(&self.conn.user),
             q(app)
         );
-        match self.conn.ssl {
-            tokio_postgres::config::SslMode::Disable => s.push_str(" sslmode=disable"),
-            _ => s.push_str(" sslmode=prefer"),
-        }
+        s.push(' ');
+        s.push_str(&self.conn.tls.conninfo_params(q));
         s
     }
 
@@ -337,6 +357,19 @@ impl Controller for PostgresController {
         // One observation per operation: the epoch check and the
         // operation's own decisions use the same snapshot.
         let probes = self.probe_all().await;
+        // A member refused at the TLS layer is not known to be down: acting
+        // as if it were (a forced promotion, say) could make two primaries.
+        if let Some(p) = probes.iter().find(|p| p.tls_refused) {
+            return Err(self
+                .err(
+                    ErrorKind::Config,
+                    format!(
+                        "{}; refusing {op}: the member may be up",
+                        p.error.as_deref().unwrap_or("TLS failure")
+                    ),
+                )
+                .with_member(&p.name));
+        }
         if op.is_mutating() {
             self.check_epoch(&probes, ctx)?;
         }

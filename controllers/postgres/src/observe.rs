@@ -16,6 +16,9 @@ pub(crate) struct Probe {
     pub(crate) name: String,
     pub(crate) region: String,
     pub(crate) error: Option<String>,
+    /// The member could not be reached because of TLS (untrusted
+    /// certificate, TLS not offered): it may well be up.
+    pub(crate) tls_refused: bool,
     pub(crate) in_recovery: bool,
     pub(crate) timeline: u64,
     /// Primary: current WAL write position. Standby: last replayed record end.
@@ -150,6 +153,7 @@ pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> Probe 
         Ok(c) => std::sync::Arc::new(c),
         Err(e) => {
             p.error = Some(e.detail());
+            p.tls_refused = e.tls_failure().is_some();
             return p;
         }
     };

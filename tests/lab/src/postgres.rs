@@ -28,7 +28,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt::Write as _;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -52,6 +52,31 @@ pub struct PgClusterSpec {
     /// Base directory; a fresh temporary directory when `None`. The cluster
     /// lives in `<base>/<store>` and is removed on teardown.
     pub base_dir: Option<PathBuf>,
+    /// Serve TLS (`ssl = on`) with this certificate and key on every member.
+    pub server_tls: Option<ServerTls>,
+    /// Lines put at the top of every member's `pg_hba.conf` (first match
+    /// wins), e.g. `hostnossl all all all reject` to force TLS on TCP. When
+    /// set, the lab's own sessions use the unix socket, so they work
+    /// whatever these lines demand of TCP clients.
+    pub hba: Vec<String>,
+}
+
+/// A server certificate and key for [`PgClusterSpec::server_tls`].
+#[derive(Clone)]
+pub struct ServerTls {
+    /// PEM certificate chain (server certificate first).
+    pub cert_pem: String,
+    /// PEM private key. Written with mode 0600, owned by the server's user.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("cert_pem", &format_args!("<{} bytes>", self.cert_pem.len()))
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
 }
 
 impl PgClusterSpec {
@@ -67,6 +92,8 @@ impl PgClusterSpec {
             members_per_region: 1,
             max_lag_bytes: Some(8 * 1024 * 1024),
             base_dir: None,
+            server_tls: None,
+            hba: Vec::new(),
         }
     }
 }
@@ -114,6 +141,8 @@ pub struct PgCluster {
     members: Vec<PgMember>,
     topology: Topology,
     script: PathBuf,
+    /// The lab's own sessions go through the unix socket (see `PgClusterSpec::hba`).
+    via_socket: bool,
 }
 
 /// Where PostgreSQL's server binaries live: `SWITCHYARD_PG_BIN`, then
@@ -270,6 +299,25 @@ impl PgCluster {
                 });
             }
         }
+        let mut tls_conf = String::new();
+        if let Some(tls) = &spec.server_tls {
+            let dir = root.join("tls");
+            std::fs::create_dir_all(&dir)?;
+            let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert, &tls.cert_pem)?;
+            // The server refuses a key file readable by group or others.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key)?;
+            std::io::Write::write_all(&mut &f, tls.key_pem.as_bytes())?;
+            tls_conf = format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                cert.display(),
+                key.display()
+            );
+        }
         let script = root.join("pgctl.sh");
         std::fs::write(&script, pgctl_script(&bin, &root))?;
         let mut p = std::fs::metadata(&script)?.permissions();
@@ -286,12 +334,13 @@ impl PgCluster {
             members,
             topology,
             script,
+            via_socket: !spec.hba.is_empty(),
         };
-        cluster.bootstrap().await?;
+        cluster.bootstrap(&tls_conf, &spec.hba).await?;
         Ok(cluster)
     }
 
-    async fn bootstrap(&mut self) -> Result<()> {
+    async fn bootstrap(&mut self, tls_conf: &str, hba: &[String]) -> Result<()> {
         let primary = self.members[0].clone();
         let data = primary.data_dir();
         self.run_pg(
@@ -333,7 +382,14 @@ impl PgCluster {
             conf.push_str(line);
             conf.push('\n');
         }
+        conf.push_str(tls_conf);
         append(&data.join("postgresql.conf"), &conf)?;
+        if !hba.is_empty() {
+            // pg_basebackup copies pg_hba.conf to every standby.
+            let file = data.join("pg_hba.conf");
+            let old = std::fs::read_to_string(&file)?;
+            std::fs::write(&file, format!("{}\n{old}", hba.join("\n")))?;
+        }
         self.write_member_conf(&primary)?;
         self.launch(&primary, true).await?;
 
@@ -405,7 +461,7 @@ impl PgCluster {
     async fn wait_accepting(&self, m: &PgMember, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            match tokio_postgres::connect(&m.conninfo(), tokio_postgres::NoTls).await {
+            match tokio_postgres::connect(&self.admin_conninfo(m), tokio_postgres::NoTls).await {
                 Ok((client, conn)) => {
                     tokio::spawn(conn);
                     if client.simple_query("SELECT 1").await.is_ok() {
@@ -469,7 +525,9 @@ impl PgCluster {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some((uid, gid)) = self.run_as {
-            cmd.uid(uid).gid(gid);
+            // libpq reads ~/.postgresql/ for client certificates once a
+            // server offers TLS; root's home is not the postgres user's to read.
+            cmd.uid(uid).gid(gid).env("HOME", &self.root);
         }
         let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
             .await
@@ -525,12 +583,27 @@ impl PgCluster {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// The conninfo of the lab's own sessions: TCP, or the unix socket when
+    /// the spec's `hba` lines may refuse plain TCP.
+    fn admin_conninfo(&self, m: &PgMember) -> String {
+        if self.via_socket {
+            format!(
+                "host={} port={} user=postgres dbname=postgres connect_timeout=5",
+                m.dir.join("sock").display(),
+                m.port
+            )
+        } else {
+            m.conninfo()
+        }
+    }
+
     /// Connect to a member as the superuser.
     pub async fn connect(&self, member: &str) -> Result<tokio_postgres::Client> {
         let m = self.member(member)?;
-        let (client, conn) = tokio_postgres::connect(&m.conninfo(), tokio_postgres::NoTls)
-            .await
-            .with_context(|| format!("connecting to {member}"))?;
+        let (client, conn) =
+            tokio_postgres::connect(&self.admin_conninfo(m), tokio_postgres::NoTls)
+                .await
+                .with_context(|| format!("connecting to {member}"))?;
         tokio::spawn(conn);
         Ok(client)
     }
@@ -759,7 +832,9 @@ case "$member" in *[!A-Za-z0-9._-]*|'') echo "bad member name" >&2; exit 2;; esa
 data="$ROOT/$member/data"
 log="$ROOT/$member/log"
 # setpriv (no PAM session, unlike runuser/su) keeps hooks fast.
-as_pg() {{ if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }}
+# HOME: libpq (pg_rewind, pg_basebackup, the servers' WAL receivers) reads
+# ~/.postgresql/ once a server offers TLS, and root's home is not readable.
+as_pg() {{ if [ "$(id -u)" = 0 ]; then HOME="$ROOT" setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }}
 pid_of() {{ [ -f "$data/postmaster.pid" ] && head -n1 "$data/postmaster.pid" || true; }}
 # A killed postmaster is re-parented to PID 1 and may stay a zombie for a
 # while; postgres refuses to start while its old pid still exists.
