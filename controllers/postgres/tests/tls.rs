@@ -32,10 +32,15 @@ fn ca(name: &str) -> Result<(CertificateParams, KeyPair, String)> {
 
 /// A CA and a server certificate it signed, valid for 127.0.0.1 and localhost.
 fn pki() -> Result<Pki> {
+    pki_for(&["127.0.0.1", "localhost"])
+}
+
+/// A CA and a server certificate it signed for `names` (IP or DNS SANs).
+fn pki_for(names: &[&str]) -> Result<Pki> {
     let (ca_params, ca_key, ca_pem) = ca("switchyard test CA")?;
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate()?;
-    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
     p.distinguished_name
         .push(DnType::CommonName, "switchyard lab");
     let cert = p.signed_by(&key, &issuer)?;
@@ -161,17 +166,7 @@ async fn verified_tls_observe_and_planned_switchover() -> Result<()> {
             m.name
         );
     }
-    let e = wrong
-        .execute(
-            &Operation::CheckReadiness {
-                target_region: "west".into(),
-                mode: PromoteMode::Planned,
-            },
-            &OpContext::adhoc(),
-        )
-        .await
-        .err()
-        .context("readiness succeeded with an untrusted certificate")?;
+    let e = readiness_error(&wrong).await?;
     ensure!(e.kind() == ErrorKind::Config, "{e}");
     ensure!(e.store() == lab_store.name, "{e}");
     ensure!(
@@ -241,5 +236,66 @@ async fn verified_tls_observe_and_planned_switchover() -> Result<()> {
         );
     }
     replication_over_tls(&f, 2).await?;
+    Ok(())
+}
+
+async fn readiness_error(ctl: &PostgresController) -> Result<switchyard_controller::Error> {
+    ctl.execute(
+        &Operation::CheckReadiness {
+            target_region: "east".into(),
+            mode: PromoteMode::Planned,
+        },
+        &OpContext::adhoc(),
+    )
+    .await
+    .err()
+    .context("readiness succeeded")
+}
+
+/// verify-full checks the host name too: a certificate from the right CA
+/// that names another host is refused. And `require` against a server
+/// without TLS is refused as such, not treated as an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_name_mismatch_and_tls_not_offered_are_refused() -> Result<()> {
+    let pki = pki_for(&["db.example.invalid"])?;
+    let files = tempfile::Builder::new()
+        .prefix("switchyard-tls-")
+        .tempdir_in("/tmp")?;
+    let ca_file = world_readable(files.path(), "ca.pem", &pki.ca_pem)?;
+
+    let mut spec = PgClusterSpec::new(["east"]);
+    spec.server_tls = Some(pki.server.clone());
+    let other_name = PgCluster::start(spec).await?;
+    let ctl =
+        PostgresController::from_store(&with_tls(other_name.store(), "require", Some(&ca_file)))?;
+    let e = readiness_error(&ctl).await?;
+    ensure!(e.kind() == ErrorKind::Config, "{e}");
+    ensure!(e.member() == Some("pg-east-1"), "{e}");
+    ensure!(
+        e.message().contains("server certificate was not trusted")
+            && e.message().contains("not valid for name"),
+        "{e}"
+    );
+    // The same certificate without verification (libpq `require`) is accepted.
+    let encrypt_only =
+        PostgresController::from_store(&with_tls(other_name.store(), "require", None))?;
+    ensure!(encrypt_only.observe().await?.primary().is_some());
+
+    let no_tls = PgCluster::start(PgClusterSpec::new(["east"])).await?;
+    let ctl = PostgresController::from_store(&with_tls(no_tls.store(), "require", None))?;
+    let s = ctl.observe().await?;
+    let d = s.members[0].detail.as_deref().unwrap_or_default();
+    ensure!(
+        !s.members[0].reachable && d.contains("does not offer TLS"),
+        "{s:?}"
+    );
+    let e = readiness_error(&ctl).await?;
+    ensure!(
+        e.kind() == ErrorKind::Config && e.message().contains("does not offer TLS"),
+        "{e}"
+    );
+    // `prefer` falls back to plain TCP there.
+    let prefer = PostgresController::from_store(&with_tls(no_tls.store(), "prefer", None))?;
+    ensure!(prefer.observe().await?.primary().is_some());
     Ok(())
 }
