@@ -279,6 +279,30 @@ region = "west"
     }
 
     #[test]
+    fn shop_example_payments_builds_with_require() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../topologies/examples/shop.toml"
+        );
+        let t = switchyard_topology::parse_file(std::path::Path::new(path)).unwrap();
+        let payments = t.stores.iter().find(|s| s.name == "payments").unwrap();
+        assert_eq!(payments.connection.tls.as_deref(), Some("require"));
+        let c = PostgresController::builder(payments)
+            .password("not-in-debug")
+            .build()
+            .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            dbg.contains("Require") && !dbg.contains("not-in-debug"),
+            "{dbg}"
+        );
+        let dallas = payments.member("payments-dallas").unwrap();
+        assert!(c
+            .conninfo_for(dallas, "payments-chicago")
+            .ends_with("sslmode=require"));
+    }
+
+    #[test]
     fn capability_declares_postgres_features() {
         let c = PostgresController::from_store(&store(""))
             .unwrap()
