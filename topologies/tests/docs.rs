@@ -48,6 +48,7 @@ fn every_field_is_documented() {
         "database",
         "password_env",
         "tls",
+        "tls_ca_file",
         "connect_timeout_ms",
         "replica_set",
         "endpoint",
