@@ -685,15 +685,7 @@ async fn resume(
         ExecutionStatus::Aborted => return Err(Exit::usage(format!("execution {id} was aborted"))),
         _ => {}
     }
-    let next_seq = recs
-        .iter()
-        .filter_map(|r| match r {
-            Record::Intent { seq, .. } => Some(*seq),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let next_seq = crate::journal::next_seq(&recs);
     let journal = store.open(id).map_err(|e| Exit::usage(e.to_string()))?;
     let reporter = reporter(output);
     let mut driver = Driver::new(controllers, journal, guard, id, reporter.as_ref(), next_seq)

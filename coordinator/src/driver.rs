@@ -719,15 +719,7 @@ mod tests {
     ) -> Result<RunEnd, DriverError> {
         let recs = records.lock().unwrap().clone();
         let mut ex = Executor::replay(&recs).unwrap();
-        let next_seq = recs
-            .iter()
-            .filter_map(|r| match r {
-                Record::Intent { seq, .. } => Some(*seq),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let next_seq = crate::journal::next_seq(&recs);
         let guard = Guard(epoch);
         let j = MemJournal {
             records: records.clone(),

@@ -244,6 +244,20 @@ pub enum Record {
     },
 }
 
+/// The sequence number the next intent of an execution gets: one past the
+/// highest journaled so far, so a resumed execution never reuses one.
+pub fn next_seq(records: &[Record]) -> u64 {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Intent { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
 /// Errors reading or writing a journal.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
