@@ -144,7 +144,7 @@ pub async fn serve_member(shared: Arc<Shared>, idx: usize, listener: TcpListener
                 }
             };
             tokio::select! {
-                _ = connection(shared.clone(), idx, conn_id, stream) => {}
+                _ = connection(shared.clone(), idx, gen, conn_id, stream) => {}
                 _ = cut => {}
                 _ = stop.changed() => {}
             }
@@ -152,7 +152,17 @@ pub async fn serve_member(shared: Arc<Shared>, idx: usize, listener: TcpListener
     }
 }
 
-async fn connection(shared: Arc<Shared>, idx: usize, conn_id: i64, stream: TcpStream) {
+/// Whether connection generation `gen` of member `idx` may still carry
+/// client traffic. The watcher in `serve_member` closes cut connections
+/// asynchronously; this synchronous check closes the window in which a
+/// request already read would be served (or its reply delivered) after the
+/// member was cut off or killed, which a real partition never allows.
+fn still_connected(shared: &Shared, idx: usize, gen: u64) -> bool {
+    let w = shared.lock();
+    w.nodes[idx].conn_gen == gen && w.client_reachable(idx)
+}
+
+async fn connection(shared: Arc<Shared>, idx: usize, gen: u64, conn_id: i64, stream: TcpStream) {
     let (mut r, mut w) = stream.into_split();
     loop {
         let req = match wire::read_request(&mut r).await {
@@ -171,7 +181,13 @@ async fn connection(shared: Arc<Shared>, idx: usize, conn_id: i64, stream: TcpSt
                 req.body
             );
         }
+        if !still_connected(&shared, idx, gen) {
+            return;
+        }
         let reply = commands::handle(&shared, idx, conn_id, &req).await;
+        if !still_connected(&shared, idx, gen) {
+            return;
+        }
         if trace {
             eprintln!("mongosim[{idx}] conn {conn_id} -> {reply}");
         }
