@@ -140,6 +140,19 @@ impl MongoController {
             .collect()
     }
 
+    /// Member `i`'s current replica set config (`replSetGetConfig.config`).
+    async fn fetch_config(&self, i: usize) -> R<Document> {
+        let limit = self.cfg.connect_timeout * 2;
+        let reply = self
+            .conns
+            .admin(&self.cfg, i, doc! { "replSetGetConfig": 1 }, limit)
+            .await?;
+        reply
+            .get_document("config")
+            .cloned()
+            .map_err(|_| MongoError::new(ErrorKind::Protocol, "replSetGetConfig without config"))
+    }
+
     fn primary_index(&self, snap: &Snapshot) -> Option<usize> {
         (0..snap.views.len())
             .filter(|&i| snap.views[i].as_ref().is_ok_and(|v| v.state == 1))
@@ -409,14 +422,7 @@ impl MongoController {
                 "no reachable primary to reconfigure; priorities can only change through a primary",
             )
         })?;
-        let limit = self.cfg.connect_timeout * 2;
-        let cfg = self
-            .conns
-            .admin(&self.cfg, p, doc! { "replSetGetConfig": 1 }, limit)
-            .await?;
-        let config = cfg
-            .get_document("config")
-            .map_err(|_| MongoError::new(ErrorKind::Protocol, "replSetGetConfig without config"))?;
+        let config = &self.fetch_config(p).await?;
         check_epoch(config, ctx)?;
         let mut new = self
             .sticky_config(config, target)
@@ -447,7 +453,12 @@ impl MongoController {
         // Force only on the member that is the elected primary right now.
         let hello = self
             .conns
-            .admin(&self.cfg, p, doc! { "hello": 1 }, limit)
+            .admin(
+                &self.cfg,
+                p,
+                doc! { "hello": 1 },
+                self.cfg.connect_timeout * 2,
+            )
             .await?;
         if !hello.get_bool("isWritablePrimary").unwrap_or(false) {
             return Err(MongoError::new(
@@ -691,14 +702,7 @@ impl MongoController {
                 )
             })?;
         let cand_optime = snap.views[cand].as_ref().ok().and_then(|v| v.optime);
-        let limit = self.cfg.connect_timeout * 2;
-        let d = self
-            .conns
-            .admin(&self.cfg, cand, doc! { "replSetGetConfig": 1 }, limit)
-            .await?;
-        let config = d
-            .get_document("config")
-            .map_err(|_| MongoError::new(ErrorKind::Protocol, "replSetGetConfig without config"))?;
+        let config = &self.fetch_config(cand).await?;
         let mut removed = Vec::new();
         let survivors: Vec<Bson> = config
             .get_array("members")
@@ -774,11 +778,7 @@ impl MongoController {
         let mut added = Vec::new();
         for i in 0..self.cfg.members.len() {
             let spec = self.cfg.members[i].clone();
-            let d = self
-                .conns
-                .admin(&self.cfg, p, doc! { "replSetGetConfig": 1 }, limit)
-                .await?;
-            let config = d.get_document("config").cloned().unwrap_or_default();
+            let config = self.fetch_config(p).await?;
             if config_member(&config, &spec.host).is_some() {
                 continue;
             }
