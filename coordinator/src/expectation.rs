@@ -19,6 +19,9 @@ pub enum Expectation {
     HasPrimary,
     /// Exactly one primary, located in this region.
     PrimaryIn(String),
+    /// Exactly one reachable primary that is not fenced: the store takes
+    /// writes, from exactly one member (what an abort must end with).
+    OneWritablePrimary,
     /// No reachable member is an unfenced primary: writes are refused.
     Fenced,
     /// Every member is reachable and in a known role.
@@ -42,6 +45,10 @@ pub enum Expectation {
 /// Constructor for [`Expectation::HasPrimary`].
 pub fn has_primary() -> Expectation {
     Expectation::HasPrimary
+}
+/// Constructor for [`Expectation::OneWritablePrimary`].
+pub fn one_writable_primary() -> Expectation {
+    Expectation::OneWritablePrimary
 }
 /// Constructor for [`Expectation::PrimaryIn`].
 pub fn primary_in(region: impl Into<String>) -> Expectation {
@@ -155,6 +162,24 @@ impl Expectation {
                     n => Err(format!("{n} primaries observed ({})", primaries(s))),
                 },
             },
+            Expectation::OneWritablePrimary => {
+                let writable: Vec<_> = s
+                    .members
+                    .iter()
+                    .filter(|m| m.reachable && m.role == Role::Primary && !m.fenced)
+                    .collect();
+                match writable.len() {
+                    1 => Ok(()),
+                    0 if s.primaries().count() > 0 => {
+                        Err(format!("no writable primary: fenced {}", primaries(s)))
+                    }
+                    0 => Err("no writable primary observed".into()),
+                    n => Err(format!(
+                        "{n} writable primaries observed ({})",
+                        primaries(s)
+                    )),
+                }
+            }
             Expectation::Fenced => {
                 let open: Vec<_> = s
                     .members
@@ -315,6 +340,7 @@ impl fmt::Display for Expectation {
         match self {
             Expectation::HasPrimary => f.write_str("has_primary"),
             Expectation::PrimaryIn(r) => write!(f, "primary_in({r})"),
+            Expectation::OneWritablePrimary => f.write_str("one_writable_primary"),
             Expectation::Fenced => f.write_str("fenced"),
             Expectation::AllMembersHealthy => f.write_str("all_members_healthy"),
             Expectation::HealthyIn(r) => write!(f, "healthy_in({r})"),
@@ -361,7 +387,7 @@ struct Parser<'a> {
     pos: usize,
 }
 
-const NAMES: &str = "has_primary, primary_in(R), fenced, all_members_healthy, healthy_in(R), \
+const NAMES: &str = "has_primary, primary_in(R), one_writable_primary, fenced, all_members_healthy, healthy_in(R), \
                      lag_below(BYTES), followers_follow, preferred_in(R), and(..), or(..), not(..)";
 
 impl Parser<'_> {
@@ -424,6 +450,7 @@ impl Parser<'_> {
         Ok(match name.as_str() {
             "has_primary" => Expectation::HasPrimary,
             "primary_in" => Expectation::PrimaryIn(self.arg()?),
+            "one_writable_primary" => Expectation::OneWritablePrimary,
             "fenced" => Expectation::Fenced,
             "all_members_healthy" => Expectation::AllMembersHealthy,
             "healthy_in" => Expectation::HealthyIn(self.arg()?),
@@ -545,6 +572,37 @@ mod tests {
             .unwrap_err()
             .contains("2 primaries"));
         assert!(has_primary().check(&split).is_err());
+    }
+
+    #[test]
+    fn one_writable_primary_counts_only_unfenced_reachable_primaries() {
+        let e: Expectation = "one_writable_primary".parse().unwrap();
+        assert_eq!(e.to_string(), "one_writable_primary");
+        let mut fenced = member("pg-east", "east", Role::Primary);
+        fenced.fenced = true;
+        let s = state(vec![
+            fenced.clone(),
+            member("pg-west", "west", Role::Secondary),
+        ]);
+        assert_eq!(
+            e.check(&s).unwrap_err(),
+            "no writable primary: fenced pg-east in east"
+        );
+        let s = state(vec![
+            member("pg-east", "east", Role::Secondary),
+            member("pg-west", "west", Role::Down),
+        ]);
+        assert_eq!(e.check(&s).unwrap_err(), "no writable primary observed");
+        let s = state(vec![
+            member("pg-east", "east", Role::Primary),
+            member("pg-west", "west", Role::Secondary),
+        ]);
+        assert!(e.check(&s).is_ok());
+        let s = state(vec![
+            member("pg-east", "east", Role::Primary),
+            member("pg-west", "west", Role::Primary),
+        ]);
+        assert!(e.check(&s).unwrap_err().starts_with("2 writable primaries"));
     }
 
     #[test]

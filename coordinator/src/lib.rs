@@ -9,11 +9,13 @@
 //! - [`planner`]: topology → plan.
 //! - [`validate`]: loading hand-written plans, with file:line:field errors.
 //! - [`executor`]: the pure state machine deciding what happens next.
+//! - [`abort`]: ending an execution: a plan from the journal and what the stores show now.
 //! - [`driver`]: decide, journal, act, observe.
 //! - [`journal`]: the append-only, fsync'd execution journal.
 //! - [`lock`]: one execution at a time, with a fencing epoch.
 //! - [`registry`]: store kind → controller.
 
+pub mod abort;
 pub mod cli;
 pub mod driver;
 pub mod executor;

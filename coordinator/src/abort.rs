@@ -1,0 +1,871 @@
+//! Aborting an execution: a plan like any other, made from the journal *and*
+//! from what the stores show now.
+//!
+//! The journal says what the execution may have done to each store (a fence
+//! whose outcome never reached it, a promotion issued or only intended); an
+//! observation of every store says what actually happened. A promotion is
+//! decided by observation only — a primary in the target region, or a
+//! timeline/term past the one the readiness checkpoint saw — never by a
+//! journaled intent. Per store, [`plan_abort`] decides:
+//!
+//! - **keep**: exactly one writable primary outside the target (or the store
+//!   never moved): nothing to undo; the preference is restored where the
+//!   execution changed it.
+//! - **restore**: no writable primary, the execution fenced it, nothing was
+//!   promoted: `unfence` the old primary (the controller also starts it
+//!   again where the fence had stopped it).
+//! - **forward**: the target holds the writable primary (a promotion
+//!   happened): finish what the execution started (make sticky, re-point,
+//!   rejoin), so exactly one primary remains.
+//! - **stuck**: it cannot (no observation, no primary that this execution
+//!   can give back, two writable primaries): it says what it saw and the
+//!   command that would fix it.
+//!
+//! The resulting [`Plan`] runs through the executor and driver like any
+//! other (journaled, under the lock and fencing epoch, with retries), one
+//! stage per dependency level, dependencies first. Every store that is not
+//! stuck ends in a checkpoint of `one_writable_primary` and where that
+//! primary is, so a successful abort is a proven one.
+
+use crate::expectation::{followers_follow, one_writable_primary, preferred_in, primary_in};
+use crate::journal::{OpResult, Record};
+use crate::plan::{CheckpointEntry, Mode, Plan, PlanOp, Stage, Step, DEFAULT_STAGE_TIMEOUT_MS};
+use crate::planner::dependency_levels;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use switchyard_controller::{Capability, MemberState, ObservedState, Operation, Role};
+use switchyard_topology::Topology;
+
+/// The `kind` of an abort execution in its journal's start record.
+pub const KIND: &str = "abort";
+
+/// What the aborted execution may have done to one store, from its journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// A fence (or an earlier abort's unfence) was journaled as issued,
+    /// whether or not its outcome was.
+    pub fenced: bool,
+    /// A promotion was journaled without a successful outcome: it may or may
+    /// not have happened.
+    pub promote_unsettled: bool,
+    /// Priorities may have been changed (a `make_sticky` was issued).
+    pub sticky: bool,
+    /// The store's epoch (timeline/term) at the execution's first checkpoint.
+    pub baseline_epoch: Option<u64>,
+}
+
+/// Read, per store, what the execution may have done from its records.
+pub fn touched(records: &[Record]) -> BTreeMap<String, Touched> {
+    let mut out: BTreeMap<String, Touched> = BTreeMap::new();
+    let mut promotes: BTreeMap<u64, String> = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::Intent { seq, store, op, .. } => {
+                let t = out.entry(store.clone()).or_default();
+                match op {
+                    Operation::Fence | Operation::Unfence => t.fenced = true,
+                    Operation::MakeSticky { .. } => t.sticky = true,
+                    Operation::Promote { .. } => {
+                        t.promote_unsettled = true;
+                        promotes.insert(*seq, store.clone());
+                    }
+                    _ => {}
+                }
+            }
+            Record::Outcome {
+                seq,
+                result: OpResult::Ok { .. },
+                ..
+            } => {
+                if let Some(store) = promotes.remove(seq) {
+                    let pending = promotes.values().any(|s| *s == store);
+                    out.entry(store).or_default().promote_unsettled = pending;
+                }
+            }
+            Record::CheckpointPassed { observed, .. }
+            | Record::CheckpointFailed { observed, .. } => {
+                for o in observed {
+                    let t = out.entry(o.store.clone()).or_default();
+                    if t.baseline_epoch.is_none() {
+                        t.baseline_epoch = o.epoch;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What the abort does with one store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Exactly one writable primary and nothing promoted: nothing to undo
+    /// (beyond restoring a changed preference).
+    Keep {
+        /// The primary kept.
+        primary: String,
+        /// Its region.
+        region: String,
+        /// Priorities are set back to prefer `region`.
+        restore_preference: bool,
+    },
+    /// No writable primary, and the execution fenced it: unfence (and where
+    /// the fence stopped it, start) the old primary.
+    Restore,
+    /// The target region holds the writable primary: a promotion happened.
+    /// Finish forward so exactly one primary remains.
+    Forward {
+        /// The promoted member.
+        primary: String,
+    },
+    /// Nothing the abort can do leaves one writable primary.
+    Stuck {
+        /// What the store showed.
+        saw: String,
+        /// The command that would fix it.
+        fix: String,
+    },
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Keep {
+                primary,
+                region,
+                restore_preference,
+            } => write!(
+                f,
+                "keep {primary} in {region}: nothing was promoted{}",
+                if *restore_preference {
+                    format!("; make {region} preferred again")
+                } else {
+                    String::new()
+                }
+            ),
+            Decision::Restore => {
+                f.write_str("nothing was promoted: unfence (and start) the old primary")
+            }
+            Decision::Forward { primary } => write!(
+                f,
+                "{primary} was promoted: finish forward so it is the only primary"
+            ),
+            Decision::Stuck { saw, fix } => {
+                write!(f, "cannot restore a primary: {saw}; fix: {fix}")
+            }
+        }
+    }
+}
+
+/// One store's decision and what it was based on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreDecision {
+    /// Store name.
+    pub store: String,
+    /// What the abort does.
+    pub decision: Decision,
+}
+
+/// The abort of one execution: the plan to run and every store's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbortPlan {
+    /// Stages to run; `None` when every store is stuck (nothing to run).
+    pub plan: Option<Plan>,
+    /// Per store, in topology order.
+    pub decisions: Vec<StoreDecision>,
+}
+
+impl AbortPlan {
+    /// The stores that cannot be given exactly one writable primary.
+    pub fn stuck(&self) -> impl Iterator<Item = &StoreDecision> {
+        self.decisions
+            .iter()
+            .filter(|d| matches!(d.decision, Decision::Stuck { .. }))
+    }
+}
+
+/// Members observed as writable primaries (reachable, primary, unfenced).
+pub fn writable_primaries(s: &ObservedState) -> Vec<&MemberState> {
+    s.members
+        .iter()
+        .filter(|m| m.reachable && m.role == Role::Primary && !m.fenced)
+        .collect()
+}
+
+/// Stores whose observation may still change on its own in a moment: no
+/// writable primary while a promotion may be in flight, or while a
+/// self-electing store holds an election. The caller observes them again
+/// before planning (decide by observation, not by intent).
+pub fn unsettled(
+    records: &[Record],
+    caps: &BTreeMap<String, Capability>,
+    observed: &[(String, Result<ObservedState, String>)],
+) -> Vec<String> {
+    let touched = touched(records);
+    observed
+        .iter()
+        .filter(|(name, s)| {
+            let Ok(s) = s else { return false };
+            writable_primaries(s).is_empty()
+                && (caps.get(name).is_some_and(|c| c.self_electing)
+                    || touched.get(name).is_some_and(|t| t.promote_unsettled))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The command line that fails `plan`'s target over by force.
+fn forced_command(plan: &Plan) -> String {
+    format!(
+        "`switchyard failover --to {} --forced{}`",
+        plan.target_region,
+        if plan.mode == Mode::ForcedAcceptDataLoss {
+            " --accept-data-loss"
+        } else {
+            ""
+        }
+    )
+}
+
+fn describe(s: &ObservedState) -> String {
+    let members: Vec<String> = s
+        .members
+        .iter()
+        .map(|m| {
+            let state = if m.reachable {
+                format!("{}{}", m.role, if m.fenced { ", fenced" } else { "" })
+            } else {
+                "unreachable".to_string()
+            };
+            let at = m.position.map_or(String::new(), |p| format!(" at {p}"));
+            format!("{} in {} {state}{at}", m.name, m.region)
+        })
+        .collect();
+    members.join("; ")
+}
+
+/// Decide what to do with one store.
+fn decide(
+    id: &str,
+    plan: &Plan,
+    store: &str,
+    cap: &Capability,
+    touched: &Touched,
+    observed: &Result<ObservedState, String>,
+) -> Decision {
+    let target = plan.target_region.as_str();
+    let s = match observed {
+        Ok(s) => s,
+        Err(e) => {
+            return Decision::Stuck {
+                saw: format!("cannot observe: {e}"),
+                fix: format!("`switchyard abort {id}` again once {store} answers"),
+            }
+        }
+    };
+    let moving = plan
+        .stages
+        .iter()
+        .flat_map(|st| &st.steps)
+        .any(|st| st.store == store && !matches!(st.op, PlanOp::CheckReadiness { .. }));
+    let writable = writable_primaries(s);
+    match writable.as_slice() {
+        [p] if moving && p.region == target => Decision::Forward {
+            primary: p.name.clone(),
+        },
+        [p] => Decision::Keep {
+            primary: p.name.clone(),
+            region: p.region.clone(),
+            restore_preference: cap.sticky_priorities && touched.sticky,
+        },
+        [] => {
+            let bumped = match (touched.baseline_epoch, s.epoch) {
+                (Some(b), Some(e)) if e > b && !cap.self_electing => Some((b, e)),
+                _ => None,
+            };
+            if let Some((b, e)) = bumped {
+                return Decision::Stuck {
+                    saw: format!(
+                        "no writable primary, and the epoch moved from {b} to {e} since the \
+                         execution began: a member was promoted but is not a reachable primary \
+                         ({})",
+                        describe(s)
+                    ),
+                    fix: format!(
+                        "bring the promoted member back (`switchyard state` shows it), then \
+                         `switchyard abort {id}` again"
+                    ),
+                };
+            }
+            if cap.fencing && touched.fenced {
+                return Decision::Restore;
+            }
+            let saw = format!(
+                "no writable primary and nothing this execution fenced to give back ({})",
+                describe(s)
+            );
+            if cap.self_electing {
+                Decision::Stuck {
+                    saw,
+                    fix: format!(
+                        "let a majority of {store}'s members reach each other so they elect a \
+                         primary, then `switchyard abort {id}` again"
+                    ),
+                }
+            } else {
+                Decision::Stuck {
+                    saw,
+                    fix: forced_command(plan),
+                }
+            }
+        }
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} in {}{}",
+                        m.name,
+                        m.region,
+                        m.position.map_or(String::new(), |p| format!(" at {p}"))
+                    )
+                })
+                .collect();
+            Decision::Stuck {
+                saw: format!(
+                    "{} writable primaries (split brain): {}",
+                    many.len(),
+                    names.join(", ")
+                ),
+                fix: format!(
+                    "stop the stale primary (the lower timeline/term), then `switchyard abort {id}` again"
+                ),
+            }
+        }
+    }
+}
+
+/// Plan the abort of execution `id` (whose plan and journal records are
+/// given) from every store's observation `observed`.
+pub fn plan_abort(
+    topology: &Topology,
+    caps: &BTreeMap<String, Capability>,
+    id: &str,
+    plan: &Plan,
+    records: &[Record],
+    observed: &[(String, Result<ObservedState, String>)],
+) -> AbortPlan {
+    let touched = touched(records);
+    let in_plan: BTreeSet<&str> = plan
+        .stages
+        .iter()
+        .flat_map(|st| {
+            st.steps
+                .iter()
+                .map(|s| s.store.as_str())
+                .chain(st.checkpoint.iter().map(|c| c.store.as_str()))
+        })
+        .collect();
+    let no_observation = Err("no observation".to_string());
+    let none = Capability::none();
+    let empty = Touched::default();
+    let mut decisions = vec![];
+    for store in topology
+        .stores
+        .iter()
+        .filter(|s| in_plan.contains(s.name.as_str()))
+    {
+        let obs = observed
+            .iter()
+            .find(|(n, _)| *n == store.name)
+            .map_or(&no_observation, |(_, s)| s);
+        let cap = caps.get(&store.name).unwrap_or(&none);
+        decisions.push(StoreDecision {
+            store: store.name.clone(),
+            decision: decide(
+                id,
+                plan,
+                &store.name,
+                cap,
+                touched.get(&store.name).unwrap_or(&empty),
+                obs,
+            ),
+        });
+    }
+
+    let levels = dependency_levels(topology).unwrap_or_default();
+    let timeout_ms = plan
+        .stages
+        .iter()
+        .map(|s| s.timeout_ms)
+        .max()
+        .unwrap_or(DEFAULT_STAGE_TIMEOUT_MS);
+    let mut by_level: BTreeMap<usize, Vec<&StoreDecision>> = BTreeMap::new();
+    for d in &decisions {
+        if !matches!(d.decision, Decision::Stuck { .. }) {
+            by_level
+                .entry(levels.get(&d.store).copied().unwrap_or(0))
+                .or_default()
+                .push(d);
+        }
+    }
+    let mut stages = vec![];
+    for group in by_level.values() {
+        let mut steps = vec![];
+        let mut checkpoint = vec![];
+        for d in group {
+            let cap = caps.get(&d.store).unwrap_or(&none);
+            let step = |op: PlanOp| Step {
+                store: d.store.clone(),
+                op,
+            };
+            let mut expect = vec![one_writable_primary()];
+            match &d.decision {
+                Decision::Keep {
+                    region,
+                    restore_preference,
+                    ..
+                } => {
+                    if *restore_preference {
+                        steps.push(step(PlanOp::MakeSticky {
+                            target_region: region.clone(),
+                        }));
+                        expect.push(preferred_in(region.clone()));
+                    }
+                    expect.push(primary_in(region.clone()));
+                }
+                Decision::Restore => {
+                    steps.push(step(PlanOp::Unfence));
+                    // The old primary, wherever it is: never the target.
+                    expect.push(primary_in(plan.target_region.clone()).not());
+                }
+                Decision::Forward { .. } => {
+                    let target = plan.target_region.clone();
+                    if cap.sticky_priorities {
+                        steps.push(step(PlanOp::MakeSticky {
+                            target_region: target.clone(),
+                        }));
+                        expect.push(preferred_in(target.clone()));
+                    }
+                    if cap.repoint {
+                        steps.push(step(PlanOp::RepointFollowers));
+                        expect.push(followers_follow());
+                    }
+                    // A forced failover's old primary is gone; it rejoins later.
+                    if cap.rejoin && plan.mode == Mode::Planned {
+                        steps.push(step(PlanOp::Rejoin));
+                    }
+                    expect.push(primary_in(target));
+                }
+                Decision::Stuck { .. } => continue,
+            }
+            checkpoint.push(CheckpointEntry {
+                store: d.store.clone(),
+                expect,
+            });
+        }
+        let names: Vec<&str> = group.iter().map(|d| d.store.as_str()).collect();
+        stages.push(Stage {
+            name: format!("abort: {}", names.join(", ")),
+            timeout_ms,
+            steps,
+            checkpoint,
+        });
+    }
+    AbortPlan {
+        plan: (!stages.is_empty()).then(|| Plan {
+            version: plan.version,
+            name: format!("abort of {id}"),
+            topology: plan.topology.clone(),
+            target_region: plan.target_region.clone(),
+            mode: plan.mode,
+            depends_on: plan.depends_on.clone(),
+            stages,
+        }),
+        decisions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::CheckpointObservation;
+    use crate::planner::tests::{caps, topology};
+    use crate::planner::{plan_failover, PlanOptions};
+    use crate::validate::validate;
+    use switchyard_controller::{Outcome, Position};
+    use switchyard_topology::StoreKind;
+
+    fn member(name: &str, region: &str, role: Role, fenced: bool) -> MemberState {
+        let mut m = MemberState::unreachable(name, region, "");
+        m.role = role;
+        m.reachable = role != Role::Down;
+        m.fenced = fenced;
+        m.detail = None;
+        m
+    }
+
+    fn pg(epoch: u64, members: Vec<MemberState>) -> (String, Result<ObservedState, String>) {
+        (
+            "orders".into(),
+            Ok(ObservedState {
+                store: "orders".into(),
+                kind: StoreKind::Postgres,
+                epoch: Some(epoch),
+                config_version: None,
+                members,
+            }),
+        )
+    }
+
+    fn mongo(members: Vec<MemberState>) -> (String, Result<ObservedState, String>) {
+        (
+            "catalog".into(),
+            Ok(ObservedState {
+                store: "catalog".into(),
+                kind: StoreKind::Mongodb,
+                epoch: Some(7),
+                config_version: Some(3),
+                members,
+            }),
+        )
+    }
+
+    fn mongo_primary_east(preferred_east: bool) -> (String, Result<ObservedState, String>) {
+        let mut e = member("m-east", "east", Role::Primary, false);
+        let mut w = member("m-west", "west", Role::Secondary, false);
+        e.priority = Some(if preferred_east { 2.0 } else { 1.0 });
+        w.priority = Some(if preferred_east { 1.0 } else { 2.0 });
+        mongo(vec![e, w, member("m-arb", "witness", Role::Arbiter, false)])
+    }
+
+    fn planned(mode: Mode) -> Plan {
+        plan_failover(&topology(true), &caps(), &PlanOptions::new("west", mode)).unwrap()
+    }
+
+    /// Records of `plan` up to (and including) the intent of the first step
+    /// of `store` doing `op`, with outcomes for everything before it; the
+    /// readiness checkpoint saw epoch 1 on every store.
+    fn crashed_at(plan: &Plan, store: &str, op: &str, with_outcome: bool) -> Vec<Record> {
+        let mut recs = vec![];
+        let mut seq = 0;
+        for (si, st) in plan.stages.iter().enumerate() {
+            for (i, step) in st.steps.iter().enumerate() {
+                seq += 1;
+                recs.push(Record::Intent {
+                    seq,
+                    stage: si,
+                    step: i,
+                    store: step.store.clone(),
+                    op: step
+                        .op
+                        .to_operation(Some(Position {
+                            epoch: 1,
+                            offset: 1,
+                        }))
+                        .unwrap(),
+                    epoch: 1,
+                    at_ms: 0,
+                });
+                let hit = step.store == store && step.op.name() == op;
+                if !hit || with_outcome {
+                    recs.push(Record::Outcome {
+                        seq,
+                        stage: si,
+                        step: i,
+                        store: step.store.clone(),
+                        at_ms: 0,
+                        duration_ms: 0,
+                        attempts: 1,
+                        result: OpResult::Ok {
+                            outcome: Outcome::done(),
+                        },
+                    });
+                }
+                if hit {
+                    return recs;
+                }
+            }
+            recs.push(Record::CheckpointPassed {
+                stage: si,
+                at_ms: 0,
+                duration_ms: 0,
+                observe_ms: 0,
+                polls: 1,
+                stage_wall_us: 0,
+                overhead_us: 0,
+                observed: st
+                    .checkpoint
+                    .iter()
+                    .map(|c| CheckpointObservation {
+                        store: c.store.clone(),
+                        expected: String::new(),
+                        mismatch: None,
+                        primary: None,
+                        epoch: Some(1),
+                    })
+                    .collect(),
+            });
+        }
+        recs
+    }
+
+    fn decision<'a>(a: &'a AbortPlan, store: &str) -> &'a Decision {
+        &a.decisions
+            .iter()
+            .find(|d| d.store == store)
+            .unwrap()
+            .decision
+    }
+
+    fn ops(a: &AbortPlan, store: &str) -> Vec<&'static str> {
+        a.plan
+            .iter()
+            .flat_map(|p| &p.stages)
+            .flat_map(|s| &s.steps)
+            .filter(|s| s.store == store)
+            .map(|s| s.op.name())
+            .collect()
+    }
+
+    fn expects(a: &AbortPlan, store: &str) -> Vec<String> {
+        a.plan
+            .iter()
+            .flat_map(|p| &p.stages)
+            .flat_map(|s| &s.checkpoint)
+            .filter(|c| c.store == store)
+            .flat_map(|c| c.expect.iter().map(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn fence_without_journaled_outcome_is_undone_by_observation() {
+        let plan = planned(Mode::Planned);
+        // Crash after the fence ran, before its outcome was journaled: the
+        // old primary is fenced in recovery, nothing is writable.
+        let recs = crashed_at(&plan, "orders", "fence", false);
+        let observed = vec![
+            pg(
+                1,
+                vec![
+                    member("pg-east", "east", Role::Secondary, true),
+                    member("pg-west", "west", Role::Secondary, false),
+                ],
+            ),
+            mongo_primary_east(true),
+        ];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
+        assert_eq!(decision(&a, "orders"), &Decision::Restore);
+        assert_eq!(ops(&a, "orders"), vec!["unfence"]);
+        assert_eq!(
+            expects(&a, "orders"),
+            vec!["one_writable_primary", "not(primary_in(west))"]
+        );
+        assert!(matches!(
+            decision(&a, "catalog"),
+            Decision::Keep {
+                restore_preference: false,
+                ..
+            }
+        ));
+        assert!(ops(&a, "catalog").is_empty());
+        assert_eq!(
+            expects(&a, "catalog"),
+            vec!["one_writable_primary", "primary_in(east)"]
+        );
+        // Dependencies first: orders' stage comes before catalog's.
+        let plan = a.plan.unwrap();
+        assert_eq!(plan.stages.len(), 2);
+        assert_eq!(plan.stages[0].name, "abort: orders");
+        validate(&plan, &topology(true), &caps()).unwrap();
+    }
+
+    #[test]
+    fn the_old_primary_stopped_by_the_fence_is_restored_too() {
+        let plan = planned(Mode::Planned);
+        let recs = crashed_at(&plan, "orders", "fence", false);
+        // The stop hook finished after the coordinator died: down, not fenced.
+        let observed = vec![
+            pg(
+                1,
+                vec![
+                    member("pg-east", "east", Role::Down, false),
+                    member("pg-west", "west", Role::Secondary, false),
+                ],
+            ),
+            mongo_primary_east(true),
+        ];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
+        assert_eq!(decision(&a, "orders"), &Decision::Restore);
+    }
+
+    #[test]
+    fn a_promotion_is_decided_by_observation_not_by_the_intent() {
+        let plan = planned(Mode::Planned);
+        // Promote intent journaled, not issued: nothing promoted.
+        let recs = crashed_at(&plan, "orders", "promote", false);
+        let t = touched(&recs);
+        assert!(t["orders"].promote_unsettled && t["orders"].fenced);
+        let fenced = vec![
+            pg(
+                1,
+                vec![
+                    member("pg-east", "east", Role::Secondary, true),
+                    member("pg-west", "west", Role::Secondary, false),
+                ],
+            ),
+            mongo_primary_east(true),
+        ];
+        assert_eq!(unsettled(&recs, &caps(), &fenced), vec!["orders"]);
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &fenced);
+        assert_eq!(decision(&a, "orders"), &Decision::Restore);
+
+        // The same journal, but west took over: finish forward.
+        let promoted = vec![
+            pg(
+                2,
+                vec![
+                    member("pg-east", "east", Role::Secondary, true),
+                    member("pg-west", "west", Role::Primary, false),
+                ],
+            ),
+            mongo_primary_east(true),
+        ];
+        assert!(unsettled(&recs, &caps(), &promoted).is_empty());
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &promoted);
+        assert_eq!(
+            decision(&a, "orders"),
+            &Decision::Forward {
+                primary: "pg-west".into()
+            }
+        );
+        assert_eq!(ops(&a, "orders"), vec!["repoint_followers", "rejoin"]);
+        assert_eq!(
+            expects(&a, "orders"),
+            vec![
+                "one_writable_primary",
+                "followers_follow",
+                "primary_in(west)"
+            ]
+        );
+        validate(&a.plan.unwrap(), &topology(true), &caps()).unwrap();
+
+        // A timeline past the readiness checkpoint's with no primary in
+        // sight: something was promoted; unfencing would make two.
+        let bumped = vec![
+            pg(
+                2,
+                vec![
+                    member("pg-east", "east", Role::Secondary, true),
+                    member("pg-west", "west", Role::Down, false),
+                ],
+            ),
+            mongo_primary_east(true),
+        ];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &bumped);
+        match decision(&a, "orders") {
+            Decision::Stuck { saw, .. } => assert!(saw.contains("from 1 to 2"), "{saw}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(ops(&a, "orders").is_empty());
+    }
+
+    #[test]
+    fn mongodb_preference_is_restored_or_finished() {
+        let plan = planned(Mode::Planned);
+        let recs = crashed_at(&plan, "catalog", "promote", false);
+        // make_sticky ran, the election did not happen (yet).
+        let observed = vec![
+            pg(
+                2,
+                vec![
+                    member("pg-east", "east", Role::Secondary, false),
+                    member("pg-west", "west", Role::Primary, false),
+                ],
+            ),
+            mongo_primary_east(false),
+        ];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
+        assert!(matches!(
+            decision(&a, "catalog"),
+            Decision::Keep {
+                restore_preference: true,
+                ..
+            }
+        ));
+        assert_eq!(ops(&a, "catalog"), vec!["make_sticky"]);
+        assert_eq!(
+            expects(&a, "catalog"),
+            vec![
+                "one_writable_primary",
+                "preferred_in(east)",
+                "primary_in(east)"
+            ]
+        );
+        // orders already moved: forward.
+        assert!(matches!(decision(&a, "orders"), Decision::Forward { .. }));
+    }
+
+    #[test]
+    fn stuck_stores_name_what_they_saw_and_the_fix() {
+        let plan = planned(Mode::ForcedAcceptDataLoss);
+        let recs = crashed_at(&plan, "orders", "promote", false);
+        let observed = vec![
+            pg(
+                1,
+                vec![
+                    member("pg-east", "east", Role::Down, false),
+                    member("pg-west", "west", Role::Secondary, false),
+                ],
+            ),
+            ("catalog".into(), Err("connection refused".into())),
+        ];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
+        match decision(&a, "orders") {
+            Decision::Stuck { saw, fix } => {
+                assert!(saw.contains("pg-east in east unreachable"), "{saw}");
+                assert_eq!(
+                    fix,
+                    "`switchyard failover --to west --forced --accept-data-loss`"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match decision(&a, "catalog") {
+            Decision::Stuck { saw, fix } => {
+                assert!(saw.contains("connection refused"), "{saw}");
+                assert!(fix.contains("switchyard abort x"), "{fix}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(a.stuck().count(), 2);
+        assert!(a.plan.is_none(), "nothing to run");
+
+        let split = vec![pg(
+            2,
+            vec![
+                member("pg-east", "east", Role::Primary, false),
+                member("pg-west", "west", Role::Primary, false),
+            ],
+        )];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &split);
+        match decision(&a, "orders") {
+            Decision::Stuck { saw, .. } => assert!(saw.contains("split brain"), "{saw}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn touched_reads_only_the_journal() {
+        let plan = planned(Mode::Planned);
+        let recs = crashed_at(&plan, "orders", "promote", true);
+        let t = touched(&recs);
+        assert!(
+            !t["orders"].promote_unsettled,
+            "the promote's outcome is journaled"
+        );
+        assert_eq!(t["orders"].baseline_epoch, Some(1));
+        assert!(!t.get("catalog").is_some_and(|c| c.sticky));
+    }
+}
