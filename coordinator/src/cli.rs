@@ -8,11 +8,11 @@ use crate::driver::{Driver, RunEnd};
 use crate::executor::Executor;
 use crate::failpoint::Failpoint;
 use crate::journal::{
-    format_ms, now_ms, summarize, ExecutionStatus, FileJournalStore, JournalStore, OpResult,
-    Record, StoreStatus,
+    format_ms, now_ms, summarize, ExecutionStatus, FileJournalStore, JournalStore, Record,
+    StoreStatus,
 };
 use crate::lock::{FileLock, Lock, LockError, LockGuard};
-use crate::plan::{Mode, Plan, PlanOp};
+use crate::plan::{Mode, Plan};
 use crate::planner::{plan_failover, PlanOptions};
 use crate::progress::{JsonLines, Plain, ProgressEvent, Reporter, Terminal};
 use crate::registry::{capabilities, controllers_for};
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use switchyard_controller::{Controller, ObservedState, OpContext, Operation, Role};
+use switchyard_controller::{Controller, ObservedState, Role};
 use switchyard_topology::Topology;
 
 /// Stable exit codes.
@@ -167,8 +167,12 @@ pub enum Command {
         #[arg(long, value_enum)]
         output: Option<Output>,
     },
-    /// End an unfinished execution; unfence stores fenced but not promoted
-    /// and report the state of every store.
+    /// End an execution so every store has exactly one writable primary:
+    /// the old one where nothing was promoted (unfenced, started again), the
+    /// new one where a promotion happened (finished forward). Planned from
+    /// the journal and from what every store shows now; run as an execution
+    /// of its own. Exits non-zero, naming the store and the fix, where it
+    /// cannot.
     Abort {
         /// Execution id (default: the unfinished one).
         id: Option<String>,
@@ -640,6 +644,27 @@ async fn execute(
     kind: &str,
     output: Option<Output>,
 ) -> Result<(i32, String), Exit> {
+    execute_superseding(ctx, controllers, guard, plan, kind, output, None).await
+}
+
+/// An execution that ends another one: the execution `id` being aborted,
+/// closed with `stores` once the new execution's start record is durable
+/// (so there is never a moment with neither journaled).
+struct Supersedes<'a> {
+    id: &'a str,
+    stores: Vec<StoreStatus>,
+}
+
+/// [`execute`], closing the execution it supersedes right after it starts.
+async fn execute_superseding(
+    ctx: &Ctx,
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+    guard: &dyn LockGuard,
+    plan: Plan,
+    kind: &str,
+    output: Option<Output>,
+    supersedes: Option<Supersedes<'_>>,
+) -> Result<(i32, String), Exit> {
     let store = ctx.journals()?;
     let id = new_execution_id(kind, guard.epoch());
     let journal = store.create(&id).map_err(|e| Exit::usage(e.to_string()))?;
@@ -656,6 +681,9 @@ async fn execute(
             plan: plan.clone(),
         })
         .map_err(|e| Exit::usage(e.to_string()))?;
+    if let Some(old) = supersedes {
+        close(ctx, old.id, guard.epoch(), old.stores)?;
+    }
     reporter.event(&ProgressEvent::ExecutionStarted {
         execution_id: id.clone(),
         plan: plan.name.clone(),
@@ -667,6 +695,28 @@ async fn execute(
     let end = driver.run(&mut ex).await;
     drop(driver);
     Ok((finish(ctx, &id, end, reporter.as_ref(), output)?, id))
+}
+
+/// Journal the end of execution `id` (unless it has ended already).
+fn close(ctx: &Ctx, id: &str, epoch: u64, stores: Vec<StoreStatus>) -> Result<(), Exit> {
+    let journals = ctx.journals()?;
+    let recs = journals.read(id).map_err(|e| Exit::usage(e.to_string()))?;
+    if matches!(
+        summarize(id, &recs).status,
+        ExecutionStatus::Aborted | ExecutionStatus::Succeeded
+    ) {
+        return Ok(());
+    }
+    journals
+        .open(id)
+        .and_then(|mut j| {
+            j.append(&Record::Aborted {
+                epoch,
+                at_ms: now_ms(),
+                stores,
+            })
+        })
+        .map_err(|e| Exit::usage(e.to_string()))
 }
 
 async fn resume(
@@ -893,6 +943,13 @@ async fn state(ctx: &Ctx, output: Output) -> Result<i32, Exit> {
     })
 }
 
+/// How long an abort keeps observing a store whose state may still be
+/// changing on its own (a promotion in flight, an election) before deciding.
+const ABORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// End execution `id`: plan from its journal and a fresh observation of every
+/// store (see [`crate::abort`]), run that plan as an execution of its own,
+/// and succeed only when every store has exactly one writable primary.
 async fn abort(
     ctx: &Ctx,
     controllers: &BTreeMap<String, Arc<dyn Controller>>,
@@ -902,123 +959,153 @@ async fn abort(
 ) -> Result<i32, Exit> {
     let store = ctx.journals()?;
     let recs = store.read(id).map_err(|e| Exit::usage(e.to_string()))?;
-    match summarize(id, &recs).status {
-        ExecutionStatus::Succeeded | ExecutionStatus::Aborted => {
-            return Err(Exit::usage(format!("execution {id} has already ended")))
-        }
-        _ => {}
+    if summarize(id, &recs).status == ExecutionStatus::Succeeded {
+        return Err(Exit::usage(format!(
+            "execution {id} succeeded: there is nothing to abort (fail back with `switchyard failover --to <region>`)"
+        )));
     }
-    let ex = Executor::replay(&recs)
-        .ok_or_else(|| Exit::usage(format!("journal of {id} has no start record")))?;
-    let mut journal = store.open(id).map_err(|e| Exit::usage(e.to_string()))?;
-    // A store fenced but not yet promoted refuses writes everywhere: undo
-    // the fence so the old primary serves again.
-    let mut fenced = vec![];
-    let mut promoted = vec![];
-    for r in &recs {
-        if let Record::Outcome {
-            stage,
-            step,
-            store: s,
-            result: OpResult::Ok { .. },
-            ..
-        } = r
-        {
-            let op = ex
-                .plan()
-                .stages
-                .get(*stage)
-                .and_then(|st| st.steps.get(*step))
-                .map(|st| &st.op);
-            match op {
-                Some(PlanOp::Fence) => fenced.push(s.clone()),
-                Some(PlanOp::Promote { .. }) => promoted.push(s.clone()),
-                _ => {}
-            }
-        }
-        // An issued promote may have happened even without an outcome.
-        if let Record::Intent {
-            store: s,
-            op: Operation::Promote { .. },
-            ..
-        } = r
-        {
-            promoted.push(s.clone());
-        }
+    let aborted_plan = Executor::replay(&recs)
+        .ok_or_else(|| Exit::usage(format!("journal of {id} has no start record")))?
+        .plan()
+        .clone();
+    let caps = capabilities(controllers);
+    // Decide by observation: a store that may still be changing by itself
+    // (a promotion in flight, an election) is observed again until it settles.
+    let settle_until = std::time::Instant::now() + ABORT_SETTLE;
+    let mut observed = observe_all(controllers).await;
+    while !crate::abort::unsettled(&recs, &caps, &observed).is_empty()
+        && std::time::Instant::now() < settle_until
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        observed = observe_all(controllers).await;
     }
-    let ctxop = OpContext {
-        execution_id: id.into(),
-        epoch: guard.epoch(),
-    };
-    let mut notes = vec![];
-    fenced.dedup();
-    for s in fenced.iter().filter(|s| !promoted.contains(s)) {
-        let Some(c) = controllers.get(s) else {
-            continue;
-        };
-        journal
-            .append(&Record::ExtraIntent {
-                store: s.clone(),
-                op: Operation::Unfence,
-                epoch: guard.epoch(),
-                at_ms: now_ms(),
-            })
-            .map_err(|e| Exit::usage(e.to_string()))?;
-        let t = std::time::Instant::now();
-        let res = c.execute(&Operation::Unfence, &ctxop).await;
-        notes.push(match &res {
-            Ok(_) => format!("{s}: unfenced the old primary"),
-            Err(e) => format!("{s}: unfence failed: {e}"),
-        });
-        journal
-            .append(&Record::ExtraOutcome {
-                store: s.clone(),
-                at_ms: now_ms(),
-                duration_ms: t.elapsed().as_millis() as u64,
-                result: match res {
-                    Ok(outcome) => OpResult::Ok { outcome },
-                    Err(e) => OpResult::Err {
-                        kind: format!("{:?}", e.kind()),
-                        temporary: e.is_temporary(),
-                        message: e.to_string(),
-                    },
-                },
-            })
-            .map_err(|e| Exit::usage(e.to_string()))?;
-    }
-    let states = observe_all(controllers).await;
-    let stores: Vec<StoreStatus> = states
+    let planned =
+        crate::abort::plan_abort(&ctx.topology, &caps, id, &aborted_plan, &recs, &observed);
+    let decided: Vec<StoreStatus> = planned
+        .decisions
         .iter()
-        .map(|(n, s)| StoreStatus {
-            store: n.clone(),
-            summary: match s {
-                Ok(s) => summary_of(s),
-                Err(e) => format!("cannot observe: {e}"),
-            },
+        .map(|d| StoreStatus {
+            store: d.store.clone(),
+            summary: d.decision.to_string(),
         })
         .collect();
-    journal
-        .append(&Record::Aborted {
-            epoch: guard.epoch(),
-            at_ms: now_ms(),
-            stores: stores.clone(),
-        })
-        .map_err(|e| Exit::usage(e.to_string()))?;
-    if output == Output::Json {
+    let json = output == Output::Json;
+    let (code, abort_id) = match planned.plan.clone() {
+        Some(plan) => {
+            validate(&plan, &ctx.topology, &caps).map_err(|e| {
+                Exit::usage(format!(
+                    "the abort plan is invalid (a bug), nothing was run:\n{e}"
+                ))
+            })?;
+            if !json {
+                println!("Aborting {id}:");
+                for d in &planned.decisions {
+                    println!("  {:<12} {}", d.store, d.decision);
+                }
+                println!();
+            }
+            let (code, abort_id) = execute_superseding(
+                ctx,
+                controllers,
+                guard,
+                plan,
+                crate::abort::KIND,
+                Some(output),
+                Some(Supersedes {
+                    id,
+                    stores: decided,
+                }),
+            )
+            .await?;
+            (code, Some(abort_id))
+        }
+        // Every store is stuck: nothing to run, but the execution is over
+        // (its stores need the fixes below, not a resume).
+        None => {
+            close(ctx, id, guard.epoch(), decided)?;
+            (exit::FAILED, None)
+        }
+    };
+    // The verdict comes from the stores, observed after the abort ran.
+    let after = observe_all(controllers).await;
+    let mut stores = vec![];
+    let mut all_one = true;
+    for d in &planned.decisions {
+        let seen = after.iter().find(|(n, _)| *n == d.store).map(|(_, s)| s);
+        let (summary, one) = match seen {
+            Some(Ok(s)) => (
+                summary_of(s),
+                crate::abort::writable_primaries(s).len() == 1,
+            ),
+            Some(Err(e)) => (format!("cannot observe: {e}"), false),
+            None => ("not observed".to_string(), false),
+        };
+        all_one &= one;
+        let fix = match &d.decision {
+            crate::abort::Decision::Stuck { fix, .. } => Some(fix.clone()),
+            _ if !one => Some(match &abort_id {
+                Some(a) => {
+                    format!("`switchyard resume {a}` (or `switchyard abort {a}` to re-plan)")
+                }
+                None => format!("`switchyard abort {id}` again"),
+            }),
+            _ => None,
+        };
+        stores.push((d, summary, one, fix));
+    }
+    let ok = code == exit::OK && all_one && planned.stuck().next().is_none();
+    if json {
+        let v: Vec<_> = stores
+            .iter()
+            .map(|(d, summary, one, fix)| {
+                json!({"store": d.store, "decision": d.decision.to_string(), "summary": summary,
+                       "one_writable_primary": one, "fix": fix})
+            })
+            .collect();
         println!(
             "{}",
-            json!({"execution_id": id, "status": "aborted", "actions": notes, "stores": stores})
+            json!({"event": "abort_report", "execution_id": id, "abort_execution_id": abort_id,
+                   "status": if ok { "aborted" } else { "failed" }, "stores": v})
         );
     } else {
-        println!("Execution {id} aborted.");
-        for n in &notes {
-            println!("  {n}");
+        if ok {
+            println!(
+                "Execution {id} aborted{}: every store has exactly one writable primary.",
+                abort_id
+                    .as_ref()
+                    .map_or(String::new(), |a| format!(" by {a}"))
+            );
+        } else {
+            println!("Abort of {id} did NOT leave every store with exactly one writable primary.");
         }
-        for s in &stores {
-            println!("  {:<12} {}", s.store, s.summary);
+        for (d, summary, one, _) in &stores {
+            println!(
+                "  {:<12} {summary}{}",
+                d.store,
+                if *one {
+                    ""
+                } else {
+                    "  ← no single writable primary"
+                }
+            );
         }
     }
-    Ok(exit::OK)
+    for (d, _, _, fix) in &stores {
+        if let Some(fix) = fix {
+            let saw = match &d.decision {
+                crate::abort::Decision::Stuck { saw, .. } => saw.clone(),
+                other => format!("after `{other}`, no single writable primary"),
+            };
+            eprintln!("switchyard: {}: {saw}; to fix: {fix}", d.store);
+        }
+    }
+    Ok(if ok {
+        exit::OK
+    } else if code != exit::OK {
+        code
+    } else {
+        exit::FAILED
+    })
 }
 
 async fn drill(

@@ -325,8 +325,8 @@ expect = ["primary_in(south)"]
     );
     assert_eq!(
         ws.journal_files().len(),
-        2,
-        "the aborted run and one failover"
+        3,
+        "the aborted run, the abort, and one failover"
     );
 }
 
@@ -494,11 +494,26 @@ async fn abort_after_fence_unfences_and_reports_every_store() {
 
     let r = ws.run(&["abort", "--output", "json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let events = r.events();
+    let v = events
+        .iter()
+        .find(|e| e["event"] == "abort_report")
+        .expect("an abort report");
     assert_eq!(v["status"], "aborted");
     assert!(
-        v["actions"][0].as_str().unwrap().contains("unfenced"),
+        v["stores"][0]["decision"]
+            .as_str()
+            .unwrap()
+            .contains("unfence"),
         "{v}"
+    );
+    // The abort ran as an execution: its unfence went through the driver.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "op_started" && e["op"] == "unfence"),
+        "{}",
+        r.stdout
     );
     assert!(
         v["stores"][0]["summary"]
@@ -522,6 +537,8 @@ async fn abort_after_fence_unfences_and_reports_every_store() {
     let r = ws.run(&["executions", "--output", "json"]);
     let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(list[0]["status"], "aborted");
+    assert_eq!(list[1]["kind"], "abort");
+    assert_eq!(list[1]["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,18 @@
 //!    cascading standbys, and its `pg_last_wal_replay_lsn()` is its final
 //!    position.
 //!
-//! `Unfence` aborts a planned switchover: it promotes the fenced member
-//! again (a new timeline) when no other primary exists.
+//! `Unfence` aborts a planned switchover and gives the store its old primary
+//! back, whatever the fence got through before the coordinator stopped:
+//! - soft-fenced primary (never stopped): lift the marker;
+//! - restarted in recovery (the fence done): lift the marker and promote it
+//!   again (a new timeline);
+//! - stopped (the restart never ran, or the `stop` hook was still running
+//!   when the coordinator died): `stop` (which waits for a stop in progress)
+//!   and `start` it as it is configured, then as above.
+//!
+//! It refuses when another member is primary, or is on a later timeline
+//! than the old primary's (something else was promoted: making the old one
+//! primary again would fork the store's history).
 
 use crate::hooks::{self, Hook};
 use crate::observe::{current_primary, Probe};
@@ -138,7 +148,10 @@ impl PostgresController {
                     let m = self.member(&p.name)?;
                     let c = self.session(m).await?;
                     self.exec(&c, m, CLEAR_FENCE).await?;
-                    return Ok(Outcome::done().with_member(&p.name));
+                    self.record_epoch_on(&c, m, ctx).await;
+                    return Ok(Outcome::done()
+                        .with_member(&p.name)
+                        .with_note(format!("{} unfenced (it was never stopped)", p.name)));
                 }
                 return Err(self
                     .err(
@@ -152,16 +165,131 @@ impl PostgresController {
             }
             return Ok(Outcome::already_done().with_member(&p.name));
         }
-        let f = fenced.ok_or_else(|| {
-            self.err(ErrorKind::NotReady, "no fenced member reachable to unfence")
-        })?;
-        let m = self.member(&f.name)?.clone();
-        let c = self.session(&m).await?;
-        self.exec(&c, &m, CLEAR_FENCE).await?;
-        self.promote_member(&m, &c).await?;
-        self.record_epoch_on(&c, &m, ctx).await;
-        Ok(Outcome::done()
-            .with_member(&m.name)
-            .with_note(format!("{} promoted again (new timeline)", m.name)))
+        if let Some(f) = fenced {
+            let m = self.member(&f.name)?.clone();
+            self.refuse_if_promoted_elsewhere(&probes, &m, f.timeline)?;
+            return self.reopen(&m, ctx, None).await;
+        }
+        // The fence stopped the old primary and never restarted it: the
+        // standbys are still configured to follow it.
+        let Some(m) = self
+            .configured_upstream(&probes)
+            .filter(|m| probes.iter().any(|p| p.name == m.name && !p.reachable()))
+            .cloned()
+        else {
+            return Err(self.err(
+                ErrorKind::NotReady,
+                "no fenced member reachable to unfence, and no stopped former primary \
+                 that the standbys follow",
+            ));
+        };
+        if m.hooks.start.is_none() {
+            return Err(self
+                .err(
+                    ErrorKind::Config,
+                    "the fenced primary is stopped: starting it again needs hooks.start",
+                )
+                .with_member(&m.name));
+        }
+        // Its standbys are on its timeline: one of them further ahead means
+        // something else was promoted.
+        let tl = probes
+            .iter()
+            .filter(|p| p.is_standby())
+            .map(|p| p.timeline)
+            .min()
+            .unwrap_or(0);
+        self.refuse_if_promoted_elsewhere(&probes, &m, tl)?;
+        // `stop` first: it waits for a stop still in progress (a killed
+        // coordinator's hook), which would otherwise undo the start.
+        hooks::run(&self.store.name, Hook::Stop, &m, None).await?;
+        hooks::run(&self.store.name, Hook::Start, &m, None).await?;
+        let p = self.wait_reachable(&m).await?;
+        let again = self.probe_all().await;
+        if p.in_recovery {
+            self.refuse_if_promoted_elsewhere(&again, &m, p.timeline)?;
+        }
+        self.reopen(
+            &m,
+            ctx,
+            Some(format!("{} was stopped; started it again", m.name)),
+        )
+        .await
+    }
+
+    /// Refuse to give `m` the primary back when another member has moved
+    /// past `timeline` (it was promoted after `m` was fenced).
+    fn refuse_if_promoted_elsewhere(
+        &self,
+        probes: &[Probe],
+        m: &Member,
+        timeline: u64,
+    ) -> Result<()> {
+        match probes
+            .iter()
+            .filter(|p| p.reachable() && p.name != m.name && p.timeline > timeline)
+            .max_by_key(|p| p.timeline)
+        {
+            Some(newer) => Err(self
+                .err(
+                    ErrorKind::Refused,
+                    format!(
+                        "{} is on timeline {} but {} is on timeline {timeline}: a member was \
+                         promoted after the fence; unfencing {} would fork the store",
+                        newer.name, newer.timeline, m.name, m.name
+                    ),
+                )
+                .with_member(&newer.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// Make `m` (fenced, up, in recovery or a read-only primary) the
+    /// writable primary again.
+    async fn reopen(&self, m: &Member, ctx: &OpContext, note: Option<String>) -> Result<Outcome> {
+        let c = self.session(m).await?;
+        self.exec(&c, m, CLEAR_FENCE).await?;
+        let in_recovery = self
+            .scalar(&c, m, "SELECT pg_is_in_recovery()::text")
+            .await?
+            == "true";
+        let mut outcome = Outcome::done().with_member(&m.name);
+        if let Some(n) = note {
+            outcome = outcome.with_note(n);
+        }
+        if in_recovery {
+            let pos = self.promote_member(m, &c).await?;
+            outcome = outcome
+                .with_position(pos)
+                .with_note(format!("{} promoted again: timeline {}", m.name, pos.epoch));
+        } else {
+            outcome = outcome.with_note(format!("{} is primary again on its timeline", m.name));
+        }
+        self.record_epoch_on(&c, m, ctx).await;
+        Ok(outcome)
+    }
+
+    /// Poll until `m` accepts connections, in recovery or not.
+    async fn wait_reachable(&self, m: &Member) -> Result<Probe> {
+        let deadline = std::time::Instant::now() + self.timing.start_timeout;
+        loop {
+            let p = crate::observe::probe_member(self, m).await;
+            if p.reachable() {
+                return Ok(p);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(self
+                    .err(
+                        ErrorKind::Timeout,
+                        format!(
+                            "did not come up within {:?} after hooks.start: {}",
+                            self.timing.start_timeout,
+                            p.error.unwrap_or_default()
+                        ),
+                    )
+                    .with_member(&m.name));
+            }
+            tokio::time::sleep(self.timing.poll).await;
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Host commands declared per member in the topology (`stop`,
-//! `start_as_standby`, `rewind`; `start` is validated but not needed). They are templates: the
+//! `start_as_standby`, `rewind`, and `start`, which `Unfence` uses to bring
+//! back an old primary the fence had stopped). They are templates: the
 //! placeholders below are filled in and the result runs under `sh -c` with
 //! the hook timeout. Values substituted are validated member names and
 //! `host:port` parts, so they need no shell quoting.
@@ -28,6 +29,9 @@ const PLACEHOLDERS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hook {
     Stop,
+    /// Start the member as it is configured (what `Unfence` needs for an
+    /// old primary that the fence stopped).
+    Start,
     StartAsStandby,
     Rewind,
 }
@@ -36,6 +40,7 @@ impl Hook {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Hook::Stop => "stop",
+            Hook::Start => "start",
             Hook::StartAsStandby => "start_as_standby",
             Hook::Rewind => "rewind",
         }
@@ -44,6 +49,7 @@ impl Hook {
     fn template(self, m: &Member) -> Option<&str> {
         match self {
             Hook::Stop => m.hooks.stop.as_deref(),
+            Hook::Start => m.hooks.start.as_deref(),
             Hook::StartAsStandby => m.hooks.start_as_standby.as_deref(),
             Hook::Rewind => m.hooks.rewind.as_deref(),
         }
