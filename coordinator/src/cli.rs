@@ -1032,14 +1032,18 @@ async fn abort(
     let mut all_one = true;
     for d in &planned.decisions {
         let seen = after.iter().find(|(n, _)| *n == d.store).map(|(_, s)| s);
-        let (summary, one) = match seen {
+        let (summary, primary) = match seen {
             Some(Ok(s)) => (
                 summary_of(s),
-                crate::abort::writable_primaries(s).len() == 1,
+                match crate::abort::writable_primaries(s).as_slice() {
+                    [p] => Some(format!("{}@{}", p.name, p.region)),
+                    _ => None,
+                },
             ),
-            Some(Err(e)) => (format!("cannot observe: {e}"), false),
-            None => ("not observed".to_string(), false),
+            Some(Err(e)) => (format!("cannot observe: {e}"), None),
+            None => ("not observed".to_string(), None),
         };
+        let one = primary.is_some();
         all_one &= one;
         let fix = match &d.decision {
             crate::abort::Decision::Stuck { fix, .. } => Some(fix.clone()),
@@ -1051,15 +1055,15 @@ async fn abort(
             }),
             _ => None,
         };
-        stores.push((d, summary, one, fix));
+        stores.push((d, summary, primary, fix));
     }
     let ok = code == exit::OK && all_one && planned.stuck().next().is_none();
     if json {
         let v: Vec<_> = stores
             .iter()
-            .map(|(d, summary, one, fix)| {
+            .map(|(d, summary, primary, fix)| {
                 json!({"store": d.store, "decision": d.decision.to_string(), "summary": summary,
-                       "one_writable_primary": one, "fix": fix})
+                       "writable_primary": primary, "fix": fix})
             })
             .collect();
         println!(
@@ -1078,11 +1082,11 @@ async fn abort(
         } else {
             println!("Abort of {id} did NOT leave every store with exactly one writable primary.");
         }
-        for (d, summary, one, _) in &stores {
+        for (d, summary, primary, _) in &stores {
             println!(
                 "  {:<12} {summary}{}",
                 d.store,
-                if *one {
+                if primary.is_some() {
                     ""
                 } else {
                     "  ← no single writable primary"

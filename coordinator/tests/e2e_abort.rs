@@ -19,29 +19,6 @@ use common::*;
 use std::time::{Duration, Instant};
 use switchyard_lab::postgres::PgCluster;
 
-/// The steps of the plan `switchyard plan failover` makes (as `store op`,
-/// in sequence order) and its number of stages.
-fn plan_steps(ws: &Workspace, to: &str, extra: &[&str]) -> (Vec<String>, usize) {
-    let mut args = vec!["plan", "failover", "--to", to, "--output", "json"];
-    args.extend(extra);
-    let r = ws.run(&args);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let stages = plan["stages"].as_array().unwrap();
-    let steps = stages
-        .iter()
-        .flat_map(|s| s["steps"].as_array().unwrap())
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["store"].as_str().unwrap(),
-                s["op"].as_str().unwrap()
-            )
-        })
-        .collect();
-    (steps, stages.len())
-}
-
 /// Every crash boundary of a plan with `steps` steps and `stages` stages.
 fn boundaries(steps: usize, stages: usize) -> Vec<String> {
     let mut points = vec![];
@@ -68,86 +45,10 @@ fn promoted_at(point: &str, seq: usize, stage: usize) -> bool {
     }
 }
 
-/// Members that answer `pg_is_in_recovery() = false` and take a plain write
-/// (no explicit `READ WRITE`, so a fence marker refuses it), asked over the
-/// test's own connections, with their regions.
-async fn writable(cluster: &PgCluster) -> Vec<(String, String)> {
-    let mut out = vec![];
-    for m in cluster.members() {
-        let Ok(c) = cluster.connect(&m.name).await else {
-            continue;
-        };
-        let Ok(row) = c.query_one("SELECT pg_is_in_recovery()", &[]).await else {
-            continue;
-        };
-        if row.get::<_, bool>(0) {
-            continue;
-        }
-        let wrote = c
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS sy_probe (at timestamptz); \
-                 INSERT INTO sy_probe VALUES (now())",
-            )
-            .await;
-        if wrote.is_ok() {
-            out.push((m.name.clone(), m.region.clone()));
-        }
+async fn streaming(cluster: &PgCluster, ws: &Workspace, what: &str) {
+    if let Err(e) = cluster.wait_streaming(Duration::from_secs(60)).await {
+        panic!("{what}: {e}\n{}", ws.run(&["state"]).stdout);
     }
-    out
-}
-
-/// The `abort_report` event of `abort --output json`.
-fn abort_report(r: &Run) -> serde_json::Value {
-    r.events()
-        .into_iter()
-        .find(|e| e["event"] == "abort_report")
-        .unwrap_or_else(|| panic!("no abort report:\n{}\n{}", r.stdout, r.stderr))
-}
-
-/// One row of the matrix: what abort decided and issued, and the result.
-fn matrix_row(point: &str, r: &Run, result: &str) -> String {
-    let issued: Vec<String> = r
-        .events()
-        .iter()
-        .filter(|e| e["event"] == "op_started")
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["store"].as_str().unwrap_or("?"),
-                e["op"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    let report = abort_report(r);
-    let decisions: Vec<String> = report["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{}: {}",
-                s["store"].as_str().unwrap(),
-                s["decision"].as_str().unwrap()
-            )
-        })
-        .collect();
-    format!(
-        "| `{point}` | {} | {} | exit {}: {result} |",
-        decisions.join("; "),
-        if issued.is_empty() {
-            "checkpoint only".to_string()
-        } else {
-            issued.join(", ")
-        },
-        r.code
-    )
-}
-
-async fn streaming(cluster: &PgCluster, what: &str) {
-    cluster
-        .wait_streaming(Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,10 +118,11 @@ async fn crash_at_every_boundary_of_a_planned_switchover_then_abort() {
         );
         rows.push(matrix_row(
             point,
+            &format!("{from} → {to}"),
             &r,
             &format!("one writable primary, {} in {}", seen[0].0, seen[0].1),
         ));
-        streaming(&cluster, point).await;
+        streaming(&cluster, &ws, point).await;
     }
     eprintln!(
         "planned switchover ({}):\n{}",
@@ -248,7 +150,7 @@ async fn crash_at_every_boundary_of_a_forced_failover_then_abort() {
         let tag = format!("row-{i}");
         pg_write(&cluster, &tag).await;
         written.push(tag);
-        streaming(&cluster, point).await;
+        streaming(&cluster, &ws, point).await;
         // The primary's region is gone (a clean stop: the standbys have
         // every record it wrote, so no row is lost either way).
         cluster.stop(&old).await.unwrap();
@@ -271,6 +173,7 @@ async fn crash_at_every_boundary_of_a_forced_failover_then_abort() {
             assert_eq!(seen[0].1, to, "{point}: the promoted primary stays");
             matrix_row(
                 point,
+                &format!("{from} → {to}"),
                 &r,
                 &format!("one writable primary, {} in {}", seen[0].0, seen[0].1),
             )
@@ -306,6 +209,7 @@ async fn crash_at_every_boundary_of_a_forced_failover_then_abort() {
             assert_eq!(seen[0].1, to);
             matrix_row(
                 point,
+                &format!("{from} → {to}"),
                 &r,
                 "no primary, `orders` named with the fix; the fix ran: one writable primary",
             )
@@ -314,7 +218,7 @@ async fn crash_at_every_boundary_of_a_forced_failover_then_abort() {
         assert_eq!(pg_tags(&cluster).await, written, "{point}: rows kept");
         // The old primary comes back as a standby of the new one.
         rejoin_as_standby(&cluster, &old).await;
-        streaming(&cluster, point).await;
+        streaming(&cluster, &ws, point).await;
     }
     eprintln!(
         "forced failover ({}):\n{}",
@@ -329,6 +233,10 @@ async fn crash_at_every_boundary_of_a_forced_failover_then_abort() {
 async fn rejoin_as_standby(cluster: &PgCluster, member: &str) {
     let (primary, _, _) = pg_primary(cluster).await.expect("a primary");
     let port = cluster.member(&primary).unwrap().port.to_string();
+    // pg_rewind reads the source's timeline from its control file: a fresh
+    // promotion is only there after a checkpoint.
+    let c = cluster.connect(&primary).await.unwrap();
+    c.batch_execute("CHECKPOINT").await.unwrap();
     for cmd in ["rewind", "start-standby"] {
         let out = tokio::process::Command::new(cluster.script())
             .args([cmd, member, "127.0.0.1", &port])
@@ -411,8 +319,124 @@ async fn abort_after_the_coordinator_died_during_the_fence_stop_hook() {
         "{}",
         matrix_row(
             "kill -9 during the fence's stop hook",
+            "east → west",
             &r,
             "one writable primary, the old one"
         )
+    );
+}
+
+/// PostgreSQL `orders` and the MongoDB simulator's `catalog` (depending on
+/// `orders`), crashed at the boundaries where each store's fate differs:
+/// PostgreSQL fenced but not promoted, promoted; MongoDB's preference moved
+/// but not its primary, promoted. MongoDB elects by itself, so abort decides
+/// by what it observes, and the test checks the primary stays where abort
+/// left it (a restored preference means no priority takeover back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_the_boundaries_of_a_combined_plan_then_abort() {
+    let pg = pg_cluster("orders").await;
+    let mongo = mongo_sim("catalog").await;
+    let ws = Workspace::new(&merged(&pg, &mongo, true));
+    let (steps, stages) = plan_steps(&ws, "west", &[]);
+    let seq = |s: &str| steps.iter().position(|x| x == s).unwrap() + 1;
+    let orders_promote = seq("orders promote");
+    let catalog_promote = seq("catalog promote");
+    let points = [
+        format!("after:{}", seq("orders fence")),
+        format!("before:{orders_promote}"),
+        format!("after:{orders_promote}"),
+        format!("outcome:{}", seq("catalog make_sticky")),
+        format!("before:{catalog_promote}"),
+        format!("after:{catalog_promote}"),
+        format!("checkpoint:{stages}"),
+    ];
+    let mut rows = vec![];
+    for point in &points {
+        let r = ws.run_env(
+            &["failover", "--to", "west", "--yes", "--output", "json"],
+            "SWITCHYARD_CRASH_AT",
+            point,
+        );
+        assert_eq!(r.code, -1, "{point}: the failpoint aborts:\n{}", r.stderr);
+
+        let r = ws.run(&["abort", "--output", "json"]);
+        assert_eq!(
+            r.code,
+            0,
+            "{point}: abort failed\nstdout:\n{}\nstderr:\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            mongo.describe()
+        );
+        let report = abort_report(&r);
+        assert_eq!(report["status"], "aborted", "{point}: {report}");
+
+        let pg_expected = if promoted_at(point, orders_promote, 0) {
+            "west"
+        } else {
+            "east"
+        };
+        let seen = writable(&pg).await;
+        assert_eq!(seen.len(), 1, "{point}: orders: {seen:?}");
+        assert_eq!(seen[0].1, pg_expected, "{point}: orders");
+
+        // catalog: where abort saw its one writable primary at the end.
+        let catalog = report["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["store"] == "catalog")
+            .unwrap()
+            .clone();
+        let decision = catalog["decision"].as_str().unwrap();
+        let region = catalog["writable_primary"]
+            .as_str()
+            .and_then(|p| p.split_once('@'))
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_else(|| panic!("{point}: catalog has no writable primary: {catalog}"));
+        let region = region.as_str();
+        if promoted_at(point, catalog_promote, stages) && point.starts_with("after") {
+            assert_eq!(region, "west", "{point}: catalog was promoted: {decision}");
+        }
+        // Exactly one primary clients can reach, in that region, and it
+        // stays there: no priority takeover moves it back.
+        for _ in 0..2 {
+            assert!(
+                mongo
+                    .wait_for_primary_in(region, Duration::from_secs(10))
+                    .await
+                    .is_some(),
+                "{point}: catalog primary in {region} ({decision})\n{}",
+                mongo.describe()
+            );
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        rows.push(matrix_row(
+            point,
+            "east → west",
+            &r,
+            &format!(
+                "orders primary {} in {}; catalog primary in {region}",
+                seen[0].0, seen[0].1
+            ),
+        ));
+
+        // Back to east for the next case (stores already there are skipped).
+        let back = ws.run(&["failover", "--to", "east", "--yes", "--output", "json"]);
+        assert_eq!(
+            back.code, 0,
+            "{point}: back to east\n{}\n{}",
+            back.stdout, back.stderr
+        );
+        assert_eq!(writable(&pg).await[0].1, "east");
+        assert!(mongo
+            .wait_for_primary_in("east", Duration::from_secs(10))
+            .await
+            .is_some());
+    }
+    eprintln!(
+        "combined planned switchover ({}):\n{}",
+        steps.join(", "),
+        rows.join("\n")
     );
 }

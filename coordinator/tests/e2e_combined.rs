@@ -7,46 +7,6 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use switchyard_lab::mongosim::{MongoSim, MongoSimSpec, SimMemberSpec};
-use switchyard_lab::postgres::PgCluster;
-use switchyard_topology::Topology;
-
-async fn mongo_sim(store: &str) -> MongoSim {
-    let spec = MongoSimSpec {
-        set_name: format!("{store}-rs"),
-        store_name: store.into(),
-        heartbeat_interval: Duration::from_millis(50),
-        election_timeout: Duration::from_millis(300),
-        members: vec![
-            SimMemberSpec::data(&format!("{store}-east-1"), "east", 2.0),
-            SimMemberSpec::data(&format!("{store}-west-1"), "west", 1.0),
-            SimMemberSpec::arbiter(&format!("{store}-south-arb"), "south"),
-        ],
-    };
-    let sim = MongoSim::start(spec).await.expect("simulator starts");
-    let p = sim
-        .wait_for_primary_in("east", Duration::from_secs(20))
-        .await;
-    assert!(
-        p.is_some(),
-        "simulated replica set elects a primary in east"
-    );
-    sim
-}
-
-/// PostgreSQL `orders` and MongoDB `catalog` in one topology.
-fn merged(pg: &PgCluster, mongo: &MongoSim, mongo_depends_on_pg: bool) -> Topology {
-    let mut t = pg.topology().clone();
-    t.name = "combined-lab".into();
-    let mut m = mongo.store();
-    if mongo_depends_on_pg {
-        m.depends_on = vec!["orders".into()];
-    } else {
-        t.stores[0].depends_on = vec!["catalog".into()];
-    }
-    t.stores.push(m);
-    t
-}
 
 fn promote_order(ws: &Workspace, journal_index: usize) -> Vec<String> {
     let files = ws.journal_files();

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use switchyard_lab::mongosim::{MongoSim, MongoSimSpec, SimMemberSpec};
 use switchyard_lab::postgres::{PgCluster, PgClusterSpec};
 use switchyard_topology::Topology;
 
@@ -153,4 +155,143 @@ pub async fn pg_tags(cluster: &PgCluster) -> Vec<String> {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
+}
+
+/// The steps of the plan `switchyard plan failover` makes (as `store op`,
+/// in sequence order) and its number of stages.
+pub fn plan_steps(ws: &Workspace, to: &str, extra: &[&str]) -> (Vec<String>, usize) {
+    let mut args = vec!["plan", "failover", "--to", to, "--output", "json"];
+    args.extend(extra);
+    let r = ws.run(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let stages = plan["stages"].as_array().unwrap();
+    let steps = stages
+        .iter()
+        .flat_map(|s| s["steps"].as_array().unwrap())
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["store"].as_str().unwrap(),
+                s["op"].as_str().unwrap()
+            )
+        })
+        .collect();
+    (steps, stages.len())
+}
+
+/// Members that answer `pg_is_in_recovery() = false` and take a plain write
+/// (no explicit `READ WRITE`, so a fence marker refuses it), asked over the
+/// test's own connections, with their regions.
+pub async fn writable(cluster: &PgCluster) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for m in cluster.members() {
+        let Ok(c) = cluster.connect(&m.name).await else {
+            continue;
+        };
+        let Ok(row) = c.query_one("SELECT pg_is_in_recovery()", &[]).await else {
+            continue;
+        };
+        if row.get::<_, bool>(0) {
+            continue;
+        }
+        let wrote = c
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS sy_probe (at timestamptz); \
+                 INSERT INTO sy_probe VALUES (now())",
+            )
+            .await;
+        if wrote.is_ok() {
+            out.push((m.name.clone(), m.region.clone()));
+        }
+    }
+    out
+}
+
+/// The `abort_report` event of `abort --output json`.
+pub fn abort_report(r: &Run) -> serde_json::Value {
+    r.events()
+        .into_iter()
+        .find(|e| e["event"] == "abort_report")
+        .unwrap_or_else(|| panic!("no abort report:\n{}\n{}", r.stdout, r.stderr))
+}
+
+/// One row of the matrix: what abort decided and issued, and the result.
+pub fn matrix_row(point: &str, direction: &str, r: &Run, result: &str) -> String {
+    let issued: Vec<String> = r
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "op_started")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["store"].as_str().unwrap_or("?"),
+                e["op"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let report = abort_report(r);
+    let decisions: Vec<String> = report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s["store"].as_str().unwrap(),
+                s["decision"].as_str().unwrap()
+            )
+        })
+        .collect();
+    format!(
+        "| `{point}` | {direction} | {} | {} | exit {}: {result} |",
+        decisions.join("; "),
+        if report["abort_execution_id"].is_null() {
+            "nothing to run".to_string()
+        } else if issued.is_empty() {
+            "checkpoint only".to_string()
+        } else {
+            issued.join(", ")
+        },
+        r.code
+    )
+}
+
+/// A simulated MongoDB replica set: data members in east (preferred) and
+/// west, an arbiter in south; waits for the primary in east.
+pub async fn mongo_sim(store: &str) -> MongoSim {
+    let spec = MongoSimSpec {
+        set_name: format!("{store}-rs"),
+        store_name: store.into(),
+        heartbeat_interval: Duration::from_millis(50),
+        election_timeout: Duration::from_millis(300),
+        members: vec![
+            SimMemberSpec::data(&format!("{store}-east-1"), "east", 2.0),
+            SimMemberSpec::data(&format!("{store}-west-1"), "west", 1.0),
+            SimMemberSpec::arbiter(&format!("{store}-south-arb"), "south"),
+        ],
+    };
+    let sim = MongoSim::start(spec).await.expect("simulator starts");
+    let p = sim
+        .wait_for_primary_in("east", Duration::from_secs(20))
+        .await;
+    assert!(
+        p.is_some(),
+        "simulated replica set elects a primary in east"
+    );
+    sim
+}
+
+/// PostgreSQL `orders` and MongoDB `catalog` in one topology.
+pub fn merged(pg: &PgCluster, mongo: &MongoSim, mongo_depends_on_pg: bool) -> Topology {
+    let mut t = pg.topology().clone();
+    t.name = "combined-lab".into();
+    let mut m = mongo.store();
+    if mongo_depends_on_pg {
+        m.depends_on = vec!["orders".into()];
+    } else {
+        t.stores[0].depends_on = vec!["catalog".into()];
+    }
+    t.stores.push(m);
+    t
 }
