@@ -440,3 +440,60 @@ async fn crash_at_the_boundaries_of_a_combined_plan_then_abort() {
         rows.join("\n")
     );
 }
+
+/// An abort is an execution like any other: crashed itself, it is resumed
+/// from its journal, or aborted in turn (re-planned from what the stores
+/// show).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_abort_is_resumed_or_aborted_again() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (steps, _) = plan_steps(&ws, "west", &[]);
+    let fence = steps.iter().position(|s| s == "orders fence").unwrap() + 1;
+    pg_write(&cluster, "before").await;
+    for (abort_crash, then) in [("before:1", "abort"), ("after:1", "resume")] {
+        let r = ws.run_env(
+            &["failover", "--to", "west", "--yes", "--output", "json"],
+            "SWITCHYARD_CRASH_AT",
+            &format!("after:{fence}"),
+        );
+        assert_eq!(r.code, -1, "{}", r.stderr);
+        // The abort crashes at its own first step (the unfence).
+        let r = ws.run_env(
+            &["abort", "--output", "json"],
+            "SWITCHYARD_CRASH_AT",
+            abort_crash,
+        );
+        assert_eq!(r.code, -1, "{abort_crash}: {}\n{}", r.stdout, r.stderr);
+        let list = ws.run(&["executions", "--output", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+        let last = list.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["kind"], "abort", "{list}");
+        assert_eq!(last["status"], "unfinished", "{list}");
+
+        let r = ws.run(&[then, "--output", "json"]);
+        assert_eq!(
+            r.code, 0,
+            "{abort_crash} then {then}:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        let seen = writable(&cluster).await;
+        assert_eq!(
+            seen,
+            vec![("orders-east-1".to_string(), "east".to_string())],
+            "{abort_crash} then {then}: the old primary takes writes"
+        );
+        // Nothing is left unfinished: a new failover may start.
+        let list = ws.run(&["executions", "--output", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["status"] == "aborted" || e["status"] == "succeeded"),
+            "{list}"
+        );
+        streaming(&cluster, &ws, then).await;
+    }
+    assert_eq!(pg_tags(&cluster).await, vec!["before"]);
+}
