@@ -69,20 +69,15 @@ async fn crash_at_every_boundary_of_a_planned_switchover_then_abort() {
     let mut written = vec![];
     let mut rows = vec![];
     for (i, point) in boundaries(steps.len(), stages).iter().enumerate() {
-        let (_, from, _) = pg_primary(&cluster)
-            .await
-            .expect("a primary before the run");
-        let to = if from == "east" { "west" } else { "east" };
+        let (from, to, _) = east_west(&cluster).await;
         let tag = format!("row-{i}");
         pg_write(&cluster, &tag).await;
         written.push(tag);
-
-        let r = ws.run_env(
+        crash(
+            &ws,
             &["failover", "--to", to, "--yes", "--output", "json"],
-            "SWITCHYARD_CRASH_AT",
             point,
         );
-        assert_eq!(r.code, -1, "{point}: the failpoint aborts:\n{}", r.stderr);
 
         let r = ws.run(&["abort", "--output", "json"]);
         let expected = if promoted_at(point, promote, promote_stage) {
@@ -157,8 +152,7 @@ async fn crash_at_every_boundary_of_a_forced_failover_then_abort() {
 
         let mut args = vec!["failover", "--to", to, "--yes", "--output", "json"];
         args.extend(forced);
-        let r = ws.run_env(&args, "SWITCHYARD_CRASH_AT", point);
-        assert_eq!(r.code, -1, "{point}: the failpoint aborts:\n{}", r.stderr);
+        crash(&ws, &args, point);
 
         let r = ws.run(&["abort", "--output", "json"]);
         let row = if promoted_at(point, promote, 2) {
@@ -352,12 +346,11 @@ async fn crash_at_the_boundaries_of_a_combined_plan_then_abort() {
     ];
     let mut rows = vec![];
     for point in &points {
-        let r = ws.run_env(
+        crash(
+            &ws,
             &["failover", "--to", "west", "--yes", "--output", "json"],
-            "SWITCHYARD_CRASH_AT",
             point,
         );
-        assert_eq!(r.code, -1, "{point}: the failpoint aborts:\n{}", r.stderr);
 
         let r = ws.run(&["abort", "--output", "json"]);
         assert_eq!(
@@ -452,19 +445,13 @@ async fn an_interrupted_abort_is_resumed_or_aborted_again() {
     let fence = steps.iter().position(|s| s == "orders fence").unwrap() + 1;
     pg_write(&cluster, "before").await;
     for (abort_crash, then) in [("before:1", "abort"), ("after:1", "resume")] {
-        let r = ws.run_env(
+        crash(
+            &ws,
             &["failover", "--to", "west", "--yes", "--output", "json"],
-            "SWITCHYARD_CRASH_AT",
             &format!("after:{fence}"),
         );
-        assert_eq!(r.code, -1, "{}", r.stderr);
         // The abort crashes at its own first step (the unfence).
-        let r = ws.run_env(
-            &["abort", "--output", "json"],
-            "SWITCHYARD_CRASH_AT",
-            abort_crash,
-        );
-        assert_eq!(r.code, -1, "{abort_crash}: {}\n{}", r.stdout, r.stderr);
+        crash(&ws, &["abort", "--output", "json"], abort_crash);
         let list = ws.run(&["executions", "--output", "json"]);
         let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
         let last = list.as_array().unwrap().last().unwrap().clone();

@@ -153,6 +153,25 @@ pub async fn pg_tags(cluster: &PgCluster) -> Vec<String> {
         .collect()
 }
 
+/// Where the primary is now, and the other of east/west to fail over to.
+pub async fn east_west(cluster: &PgCluster) -> (String, &'static str, u32) {
+    let (_, from, tli) = pg_primary(cluster).await.expect("a primary before the run");
+    let to = if from == "east" { "west" } else { "east" };
+    (from, to, tli)
+}
+
+/// Run `switchyard` with `SWITCHYARD_CRASH_AT=point` and check the
+/// failpoint aborted it.
+pub fn crash(ws: &Workspace, args: &[&str], point: &str) {
+    let r = ws.run_env(args, "SWITCHYARD_CRASH_AT", point);
+    assert_eq!(
+        r.code, -1,
+        "{point}: expected the failpoint to abort; stderr:\n{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("failpoint"), "{point}: {}", r.stderr);
+}
+
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
