@@ -39,6 +39,13 @@ use switchyard_topology::Topology;
 /// The `kind` of an abort execution in its journal's start record.
 pub const KIND: &str = "abort";
 
+const NAME_PREFIX: &str = "abort of ";
+
+/// The execution an abort plan aborts (its name is `abort of <id>`).
+pub fn aborted_by(plan: &Plan) -> Option<&str> {
+    plan.name.strip_prefix(NAME_PREFIX)
+}
+
 /// What the aborted execution may have done to one store, from its journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Touched {
@@ -60,6 +67,9 @@ pub fn touched(records: &[Record]) -> BTreeMap<String, Touched> {
     let mut promotes: BTreeMap<u64, String> = BTreeMap::new();
     for r in records {
         match r {
+            // Records of an aborted abort follow those of the execution it
+            // aborted; sequence numbers start again in each journal.
+            Record::Started { .. } => promotes.clear(),
             Record::Intent { seq, store, op, .. } => {
                 let t = out.entry(store.clone()).or_default();
                 match op {
@@ -476,7 +486,7 @@ pub fn plan_abort(
     AbortPlan {
         plan: (!stages.is_empty()).then(|| Plan {
             version: plan.version,
-            name: format!("abort of {id}"),
+            name: format!("{NAME_PREFIX}{id}"),
             topology: plan.topology.clone(),
             target_region: plan.target_region.clone(),
             mode: plan.mode,
@@ -854,6 +864,72 @@ mod tests {
             Decision::Stuck { saw, .. } => assert!(saw.contains("split brain"), "{saw}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_aborted_abort_is_planned_with_the_journal_it_was_aborting() {
+        let plan = planned(Mode::Planned);
+        let mut recs = crashed_at(&plan, "orders", "promote", false);
+        let observed = vec![
+            pg(
+                1,
+                vec![
+                    member("pg-east", "east", Role::Secondary, true),
+                    member("pg-west", "west", Role::Secondary, false),
+                ],
+            ),
+            mongo_primary_east(true),
+        ];
+        let first = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
+        let abort_plan = first.plan.unwrap();
+        assert_eq!(aborted_by(&abort_plan), Some("x"));
+        // The abort's own journal: its seq 1..n collide with the aborted
+        // execution's; an outcome there says nothing about the promote.
+        recs.push(Record::Started {
+            execution_id: "y".into(),
+            epoch: 2,
+            at_ms: 0,
+            kind: KIND.into(),
+            topology_file: "t".into(),
+            plan: abort_plan.clone(),
+        });
+        let promote_seq = recs
+            .iter()
+            .find_map(|r| match r {
+                Record::Intent {
+                    seq,
+                    op: Operation::Promote { .. },
+                    ..
+                } => Some(*seq),
+                _ => None,
+            })
+            .unwrap();
+        recs.push(Record::Intent {
+            seq: promote_seq,
+            stage: 0,
+            step: 0,
+            store: "orders".into(),
+            op: Operation::Unfence,
+            epoch: 2,
+            at_ms: 0,
+        });
+        recs.push(Record::Outcome {
+            seq: promote_seq,
+            stage: 0,
+            step: 0,
+            store: "orders".into(),
+            at_ms: 0,
+            duration_ms: 0,
+            attempts: 1,
+            result: OpResult::Ok {
+                outcome: Outcome::done(),
+            },
+        });
+        let t = touched(&recs);
+        assert!(t["orders"].promote_unsettled, "{t:?}");
+        assert_eq!(t["orders"].baseline_epoch, Some(1));
+        let again = plan_abort(&topology(true), &caps(), "y", &abort_plan, &recs, &observed);
+        assert_eq!(decision(&again, "orders"), &Decision::Restore);
     }
 
     #[test]

@@ -968,6 +968,15 @@ async fn abort(
         .ok_or_else(|| Exit::usage(format!("journal of {id} has no start record")))?
         .plan()
         .clone();
+    // Aborting an interrupted abort: what the execution it was aborting may
+    // have done counts too (its fences, its first checkpoint's epochs).
+    let mut recs = recs;
+    if let Some(first) = crate::abort::aborted_by(&aborted_plan) {
+        if let Ok(mut earlier) = store.read(first) {
+            earlier.append(&mut recs);
+            recs = earlier;
+        }
+    }
     let caps = capabilities(controllers);
     // Decide by observation: a store that may still be changing by itself
     // (a promotion in flight, an election) is observed again until it settles.
@@ -1047,12 +1056,10 @@ async fn abort(
         all_one &= one;
         let fix = match &d.decision {
             crate::abort::Decision::Stuck { fix, .. } => Some(fix.clone()),
-            _ if !one => Some(match &abort_id {
-                Some(a) => {
-                    format!("`switchyard resume {a}` (or `switchyard abort {a}` to re-plan)")
-                }
-                None => format!("`switchyard abort {id}` again"),
-            }),
+            _ if !one => Some(format!(
+                "`switchyard abort {}` (re-plans from what the stores show now)",
+                abort_id.as_deref().unwrap_or(id)
+            )),
             _ => None,
         };
         stores.push((d, summary, primary, fix));
