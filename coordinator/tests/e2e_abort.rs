@@ -258,8 +258,18 @@ async fn abort_after_the_coordinator_died_during_the_fence_stop_hook() {
         .iter_mut()
         .find(|m| m.name == old)
         .unwrap();
-    m.hooks.stop = Some(format!("sleep 3 && {}", m.hooks.stop.as_deref().unwrap()));
-    let ws = Workspace::new(&topology);
+    let ws = Workspace::new(cluster.topology());
+    let started = ws.path("stop-hook-started");
+    m.hooks.stop = Some(format!(
+        "touch '{}' && sleep 3 && {}",
+        started.display(),
+        m.hooks.stop.as_deref().unwrap()
+    ));
+    let ws = Workspace {
+        topology: ws.path("slow-stop.toml"),
+        ..ws
+    };
+    std::fs::write(&ws.topology, topology.to_toml()).unwrap();
     pg_write(&cluster, "before").await;
 
     let mut child = ws
@@ -268,24 +278,22 @@ async fn abort_after_the_coordinator_died_during_the_fence_stop_hook() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Kill it while the hook sleeps: the soft fence is on, the stop pending.
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let fencing = ws.journal_files().first().is_some_and(|f| {
-            read(f)
-                .lines()
-                .any(|l| l.contains("\"type\":\"intent\"") && l.contains("\"op\":\"fence\""))
-        });
-        if fencing {
-            break;
-        }
+    while !started.exists() {
         assert!(child.try_wait().unwrap().is_none(), "failover ended early");
-        assert!(Instant::now() < deadline, "the fence never started");
+        assert!(
+            Instant::now() < deadline,
+            "the fence's stop hook never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Inside the hook's sleep: the soft fence is on, the stop is pending.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(
+        cluster.pid(&old).unwrap().is_some(),
+        "the old primary was still up when the coordinator died"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while cluster.pid(&old).unwrap().is_some() {
         assert!(
