@@ -195,6 +195,68 @@ impl AbortPlan {
     }
 }
 
+/// How one store ended, observed after the abort ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Store name.
+    pub store: String,
+    /// What the abort decided for it.
+    pub decision: Decision,
+    /// Its one writable primary (`member@region`), if it has exactly one.
+    pub writable_primary: Option<String>,
+    /// Without one: what was seen and the command that would fix it.
+    pub unresolved: Option<(String, String)>,
+}
+
+impl AbortPlan {
+    /// Every store's verdict from `after`, an observation made once the
+    /// abort plan (execution `abort_id`, if one ran) of execution `id` ended.
+    pub fn verdicts(
+        &self,
+        after: &[(String, Result<ObservedState, String>)],
+        id: &str,
+        abort_id: Option<&str>,
+    ) -> Vec<Verdict> {
+        self.decisions
+            .iter()
+            .map(|d| {
+                let seen = after.iter().find(|(n, _)| *n == d.store).map(|(_, s)| s);
+                let writable_primary = match seen {
+                    Some(Ok(s)) => match writable_primaries(s).as_slice() {
+                        [p] => Some(format!("{}@{}", p.name, p.region)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let unresolved = match &d.decision {
+                    Decision::Stuck { saw, fix } => Some((saw.clone(), fix.clone())),
+                    other if writable_primary.is_none() => Some((
+                        match seen {
+                            Some(Ok(s)) => format!(
+                                "after `{other}`, no single writable primary ({})",
+                                describe(s)
+                            ),
+                            Some(Err(e)) => format!("after `{other}`, cannot observe: {e}"),
+                            None => format!("after `{other}`, not observed"),
+                        },
+                        format!(
+                            "`switchyard abort {}` (re-plans from what the stores show now)",
+                            abort_id.unwrap_or(id)
+                        ),
+                    )),
+                    _ => None,
+                };
+                Verdict {
+                    store: d.store.clone(),
+                    decision: d.decision.clone(),
+                    writable_primary,
+                    unresolved,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Members observed as writable primaries (reachable, primary, unfenced).
 pub fn writable_primaries(s: &ObservedState) -> Vec<&MemberState> {
     s.members
@@ -930,6 +992,50 @@ mod tests {
         assert_eq!(t["orders"].baseline_epoch, Some(1));
         let again = plan_abort(&topology(true), &caps(), "y", &abort_plan, &recs, &observed);
         assert_eq!(decision(&again, "orders"), &Decision::Restore);
+    }
+
+    #[test]
+    fn the_verdict_comes_from_the_stores_after_the_abort() {
+        let plan = planned(Mode::Planned);
+        let recs = crashed_at(&plan, "orders", "fence", false);
+        let before = vec![
+            pg(
+                1,
+                vec![
+                    member("pg-east", "east", Role::Secondary, true),
+                    member("pg-west", "west", Role::Secondary, false),
+                ],
+            ),
+            ("catalog".into(), Err("connection refused".into())),
+        ];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &before);
+        // The unfence did not take: orders still has no writable primary.
+        let v = a.verdicts(&before, "x", Some("y"));
+        let orders = v.iter().find(|v| v.store == "orders").unwrap();
+        assert_eq!(orders.writable_primary, None);
+        let (saw, fix) = orders.unresolved.clone().unwrap();
+        assert!(saw.contains("no single writable primary"), "{saw}");
+        assert!(saw.contains("pg-east in east secondary, fenced"), "{saw}");
+        assert!(fix.contains("switchyard abort y"), "{fix}");
+        let catalog = v.iter().find(|v| v.store == "catalog").unwrap();
+        assert!(catalog
+            .unresolved
+            .as_ref()
+            .unwrap()
+            .0
+            .contains("cannot observe"));
+        // It did: nothing unresolved for orders.
+        let after = vec![pg(
+            2,
+            vec![
+                member("pg-east", "east", Role::Primary, false),
+                member("pg-west", "west", Role::Secondary, false),
+            ],
+        )];
+        let v = a.verdicts(&after, "x", Some("y"));
+        let orders = v.iter().find(|v| v.store == "orders").unwrap();
+        assert_eq!(orders.writable_primary.as_deref(), Some("pg-east@east"));
+        assert_eq!(orders.unresolved, None);
     }
 
     #[test]

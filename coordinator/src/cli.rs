@@ -1037,40 +1037,20 @@ async fn abort(
     };
     // The verdict comes from the stores, observed after the abort ran.
     let after = observe_all(controllers).await;
-    let mut stores = vec![];
-    let mut all_one = true;
-    for d in &planned.decisions {
-        let seen = after.iter().find(|(n, _)| *n == d.store).map(|(_, s)| s);
-        let (summary, primary) = match seen {
-            Some(Ok(s)) => (
-                summary_of(s),
-                match crate::abort::writable_primaries(s).as_slice() {
-                    [p] => Some(format!("{}@{}", p.name, p.region)),
-                    _ => None,
-                },
-            ),
-            Some(Err(e)) => (format!("cannot observe: {e}"), None),
-            None => ("not observed".to_string(), None),
-        };
-        let one = primary.is_some();
-        all_one &= one;
-        let fix = match &d.decision {
-            crate::abort::Decision::Stuck { fix, .. } => Some(fix.clone()),
-            _ if !one => Some(format!(
-                "`switchyard abort {}` (re-plans from what the stores show now)",
-                abort_id.as_deref().unwrap_or(id)
-            )),
-            _ => None,
-        };
-        stores.push((d, summary, primary, fix));
-    }
-    let ok = code == exit::OK && all_one && planned.stuck().next().is_none();
+    let verdicts = planned.verdicts(&after, id, abort_id.as_deref());
+    let summary = |store: &str| match after.iter().find(|(n, _)| n == store) {
+        Some((_, Ok(s))) => summary_of(s),
+        Some((_, Err(e))) => format!("cannot observe: {e}"),
+        None => "not observed".to_string(),
+    };
+    let ok = code == exit::OK && verdicts.iter().all(|v| v.unresolved.is_none());
     if json {
-        let v: Vec<_> = stores
+        let v: Vec<_> = verdicts
             .iter()
-            .map(|(d, summary, primary, fix)| {
-                json!({"store": d.store, "decision": d.decision.to_string(), "summary": summary,
-                       "writable_primary": primary, "fix": fix})
+            .map(|v| {
+                json!({"store": v.store, "decision": v.decision.to_string(),
+                       "summary": summary(&v.store), "writable_primary": v.writable_primary,
+                       "fix": v.unresolved.as_ref().map(|(_, fix)| fix)})
             })
             .collect();
         println!(
@@ -1089,11 +1069,12 @@ async fn abort(
         } else {
             println!("Abort of {id} did NOT leave every store with exactly one writable primary.");
         }
-        for (d, summary, primary, _) in &stores {
+        for v in &verdicts {
             println!(
-                "  {:<12} {summary}{}",
-                d.store,
-                if primary.is_some() {
+                "  {:<12} {}{}",
+                v.store,
+                summary(&v.store),
+                if v.writable_primary.is_some() {
                     ""
                 } else {
                     "  ← no single writable primary"
@@ -1101,13 +1082,9 @@ async fn abort(
             );
         }
     }
-    for (d, _, _, fix) in &stores {
-        if let Some(fix) = fix {
-            let saw = match &d.decision {
-                crate::abort::Decision::Stuck { saw, .. } => saw.clone(),
-                other => format!("after `{other}`, no single writable primary"),
-            };
-            eprintln!("switchyard: {}: {saw}; to fix: {fix}", d.store);
+    for v in &verdicts {
+        if let Some((saw, fix)) = &v.unresolved {
+            eprintln!("switchyard: {}: {saw}; to fix: {fix}", v.store);
         }
     }
     Ok(if ok {
