@@ -591,6 +591,21 @@ mod tests {
         )
     }
 
+    /// `orders` with pg-east as `east` (role, fenced) and pg-west as `west`.
+    fn pg_two(
+        epoch: u64,
+        east: (Role, bool),
+        west: Role,
+    ) -> (String, Result<ObservedState, String>) {
+        pg(
+            epoch,
+            vec![
+                member("pg-east", "east", east.0, east.1),
+                member("pg-west", "west", west, false),
+            ],
+        )
+    }
+
     fn mongo(members: Vec<MemberState>) -> (String, Result<ObservedState, String>) {
         (
             "catalog".into(),
@@ -718,13 +733,7 @@ mod tests {
         // old primary is fenced in recovery, nothing is writable.
         let recs = crashed_at(&plan, "orders", "fence", false);
         let observed = vec![
-            pg(
-                1,
-                vec![
-                    member("pg-east", "east", Role::Secondary, true),
-                    member("pg-west", "west", Role::Secondary, false),
-                ],
-            ),
+            pg_two(1, (Role::Secondary, true), Role::Secondary),
             mongo_primary_east(true),
         ];
         let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
@@ -759,13 +768,7 @@ mod tests {
         let recs = crashed_at(&plan, "orders", "fence", false);
         // The stop hook finished after the coordinator died: down, not fenced.
         let observed = vec![
-            pg(
-                1,
-                vec![
-                    member("pg-east", "east", Role::Down, false),
-                    member("pg-west", "west", Role::Secondary, false),
-                ],
-            ),
+            pg_two(1, (Role::Down, false), Role::Secondary),
             mongo_primary_east(true),
         ];
         let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
@@ -780,13 +783,7 @@ mod tests {
         let t = touched(&recs);
         assert!(t["orders"].promote_unsettled && t["orders"].fenced);
         let fenced = vec![
-            pg(
-                1,
-                vec![
-                    member("pg-east", "east", Role::Secondary, true),
-                    member("pg-west", "west", Role::Secondary, false),
-                ],
-            ),
+            pg_two(1, (Role::Secondary, true), Role::Secondary),
             mongo_primary_east(true),
         ];
         assert_eq!(unsettled(&recs, &caps(), &fenced), vec!["orders"]);
@@ -795,13 +792,7 @@ mod tests {
 
         // The same journal, but west took over: finish forward.
         let promoted = vec![
-            pg(
-                2,
-                vec![
-                    member("pg-east", "east", Role::Secondary, true),
-                    member("pg-west", "west", Role::Primary, false),
-                ],
-            ),
+            pg_two(2, (Role::Secondary, true), Role::Primary),
             mongo_primary_east(true),
         ];
         assert!(unsettled(&recs, &caps(), &promoted).is_empty());
@@ -826,13 +817,7 @@ mod tests {
         // A timeline past the readiness checkpoint's with no primary in
         // sight: something was promoted; unfencing would make two.
         let bumped = vec![
-            pg(
-                2,
-                vec![
-                    member("pg-east", "east", Role::Secondary, true),
-                    member("pg-west", "west", Role::Down, false),
-                ],
-            ),
+            pg_two(2, (Role::Secondary, true), Role::Down),
             mongo_primary_east(true),
         ];
         let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &bumped);
@@ -849,13 +834,7 @@ mod tests {
         let recs = crashed_at(&plan, "catalog", "promote", false);
         // make_sticky ran, the election did not happen (yet).
         let observed = vec![
-            pg(
-                2,
-                vec![
-                    member("pg-east", "east", Role::Secondary, false),
-                    member("pg-west", "west", Role::Primary, false),
-                ],
-            ),
+            pg_two(2, (Role::Secondary, false), Role::Primary),
             mongo_primary_east(false),
         ];
         let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
@@ -884,13 +863,7 @@ mod tests {
         let plan = planned(Mode::ForcedAcceptDataLoss);
         let recs = crashed_at(&plan, "orders", "promote", false);
         let observed = vec![
-            pg(
-                1,
-                vec![
-                    member("pg-east", "east", Role::Down, false),
-                    member("pg-west", "west", Role::Secondary, false),
-                ],
-            ),
+            pg_two(1, (Role::Down, false), Role::Secondary),
             ("catalog".into(), Err("connection refused".into())),
         ];
         let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
@@ -914,13 +887,7 @@ mod tests {
         assert_eq!(a.stuck().count(), 2);
         assert!(a.plan.is_none(), "nothing to run");
 
-        let split = vec![pg(
-            2,
-            vec![
-                member("pg-east", "east", Role::Primary, false),
-                member("pg-west", "west", Role::Primary, false),
-            ],
-        )];
+        let split = vec![pg_two(2, (Role::Primary, false), Role::Primary)];
         let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &split);
         match decision(&a, "orders") {
             Decision::Stuck { saw, .. } => assert!(saw.contains("split brain"), "{saw}"),
@@ -933,13 +900,7 @@ mod tests {
         let plan = planned(Mode::Planned);
         let mut recs = crashed_at(&plan, "orders", "promote", false);
         let observed = vec![
-            pg(
-                1,
-                vec![
-                    member("pg-east", "east", Role::Secondary, true),
-                    member("pg-west", "west", Role::Secondary, false),
-                ],
-            ),
+            pg_two(1, (Role::Secondary, true), Role::Secondary),
             mongo_primary_east(true),
         ];
         let first = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
@@ -999,13 +960,7 @@ mod tests {
         let plan = planned(Mode::Planned);
         let recs = crashed_at(&plan, "orders", "fence", false);
         let before = vec![
-            pg(
-                1,
-                vec![
-                    member("pg-east", "east", Role::Secondary, true),
-                    member("pg-west", "west", Role::Secondary, false),
-                ],
-            ),
+            pg_two(1, (Role::Secondary, true), Role::Secondary),
             ("catalog".into(), Err("connection refused".into())),
         ];
         let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &before);
@@ -1025,13 +980,7 @@ mod tests {
             .0
             .contains("cannot observe"));
         // It did: nothing unresolved for orders.
-        let after = vec![pg(
-            2,
-            vec![
-                member("pg-east", "east", Role::Primary, false),
-                member("pg-west", "west", Role::Secondary, false),
-            ],
-        )];
+        let after = vec![pg_two(2, (Role::Primary, false), Role::Secondary)];
         let v = a.verdicts(&after, "x", Some("y"));
         let orders = v.iter().find(|v| v.store == "orders").unwrap();
         assert_eq!(orders.writable_primary.as_deref(), Some("pg-east@east"));
