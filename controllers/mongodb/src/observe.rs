@@ -274,6 +274,7 @@ impl MongoController {
                                 .sync_source
                                 .as_deref()
                                 .map(|h| cfg.by_host(h).map_or(h.to_string(), |m| m.name.clone())),
+                            replicating: None,
                             fenced: false,
                             priority,
                             votes,

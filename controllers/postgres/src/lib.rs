@@ -42,6 +42,7 @@ mod error;
 mod fence;
 mod followers;
 mod hooks;
+mod last_known;
 mod lsn;
 mod observe;
 mod position;
@@ -60,8 +61,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_controller::{
-    Capability, Controller, Error, ErrorKind, Lag, ObservedState, OpContext, Operation, Outcome,
-    Result,
+    Capability, Controller, Error, ErrorKind, LastKnown, ObservedState, OpContext, Operation,
+    Outcome, Recorded, Result,
 };
 use switchyard_topology::{Member, Store, StoreKind};
 use tokio_postgres::Client;
@@ -71,9 +72,12 @@ pub struct PostgresController {
     store: Store,
     conn: ConnSettings,
     timing: Timing,
-    /// Last lag observed per standby while a primary was reachable, and when:
-    /// a forced failover judges the candidate by it once the primary is gone.
-    lag_cache: Mutex<HashMap<String, (Lag, Instant)>>,
+    /// Where observations with a reachable primary are kept for a later
+    /// process (see `last_known.rs`).
+    last_known: LastKnown,
+    /// This process's newest such observation: a forced failover judges
+    /// the candidate by it once the primary is gone.
+    evidence: Mutex<Option<Recorded<last_known::Evidence>>>,
     /// The probe query, with this store's fencing-token lookup.
     member_sql: String,
     /// Reused observation sessions, per member.
@@ -111,13 +115,19 @@ impl PostgresController {
         Self::builder(store).build()
     }
 
-    pub(crate) fn new(store: Store, conn: ConnSettings, timing: Timing) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        conn: ConnSettings,
+        timing: Timing,
+        last_known: LastKnown,
+    ) -> Self {
         PostgresController {
             member_sql: observe::member_sql(&store.name),
             store,
             conn,
             timing,
-            lag_cache: Mutex::new(HashMap::new()),
+            last_known,
+            evidence: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
         }
     }
