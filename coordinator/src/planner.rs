@@ -72,6 +72,12 @@ pub struct PlanOptions {
     /// no operations (fencing a store's new primary would be an outage),
     /// only `primary_in(target)` checkpoints.
     pub already_there: BTreeSet<String>,
+    /// Stores observed with a split brain: a writable member besides the
+    /// primary on the newest history (an old primary that came back as it
+    /// was). Before anything else their stale primaries are fenced,
+    /// rewound or re-cloned and made to follow (`Rejoin`); after that a
+    /// move to the stale member's region is an ordinary planned switchover.
+    pub stale_primaries: BTreeSet<String>,
 }
 
 impl PlanOptions {
@@ -83,6 +89,7 @@ impl PlanOptions {
             stage_timeout_ms: DEFAULT_STAGE_TIMEOUT_MS,
             catch_up_timeout_ms: 60_000,
             already_there: BTreeSet::new(),
+            stale_primaries: BTreeSet::new(),
         }
     }
 }
@@ -200,6 +207,32 @@ pub fn plan_failover(
     };
     let mut stages = vec![];
 
+    // 0. A split brain first: nothing else may run while two members take
+    //    writes, and the stale one must follow before it can be a candidate.
+    let split: Vec<&Store> = topology
+        .stores
+        .iter()
+        .filter(|s| opts.stale_primaries.contains(&s.name) && capof[s.name.as_str()].rejoin)
+        .collect();
+    if !split.is_empty() {
+        let steps = split.iter().map(|s| step(s, PlanOp::Rejoin)).collect();
+        let checks = split
+            .iter()
+            .map(|s| {
+                let mut expect = vec![has_primary()];
+                if capof[s.name.as_str()].repoint {
+                    expect.push(followers_follow());
+                }
+                entry(s, expect)
+            })
+            .collect();
+        stages.push(stage(
+            format!("fence and rejoin stale primaries of {}", names(&split)),
+            steps,
+            checks,
+        ));
+    }
+
     // 1. Readiness: read-only, every store at once.
     let mut steps = vec![];
     let mut checks = vec![];
@@ -250,14 +283,35 @@ pub fn plan_failover(
         }
     }
 
-    // 3. Promote, dependencies first.
+    // 3. Promote, dependencies first. A store already primary in the
+    //    target still gets its preference persisted: a region that elected
+    //    itself after a cut is otherwise taken back by priority takeover
+    //    the moment the old region heals.
+    let sticky_there = |l: usize| -> Vec<&Store> {
+        topology
+            .stores
+            .iter()
+            .filter(|s| levels[&s.name] == l && skip(s) && capof[s.name.as_str()].sticky_priorities)
+            .collect()
+    };
     for l in 0..=max_level {
         let group = at_level(l);
-        if group.is_empty() {
+        let there = sticky_there(l);
+        if group.is_empty() && there.is_empty() {
             continue;
         }
         let mut steps = vec![];
         let mut checks = vec![];
+        for s in &there {
+            steps.push(step(
+                s,
+                PlanOp::MakeSticky {
+                    target_region: target.into(),
+                },
+            ));
+            checks.push(entry(s, vec![primary_in(target), preferred_in(target)]));
+        }
+        let all: Vec<&Store> = group.iter().chain(there.iter()).copied().collect();
         for s in &group {
             let cap = capof[s.name.as_str()];
             if planned && cap.fencing && cap.positions {
@@ -302,7 +356,12 @@ pub fn plan_failover(
             }
             checks.push(entry(s, expect));
         }
-        stages.push(stage(format!("promote {}", names(&group)), steps, checks));
+        let title = if group.is_empty() {
+            format!("make {target} preferred for {}", names(&all))
+        } else {
+            format!("promote {}", names(&all))
+        };
+        stages.push(stage(title, steps, checks));
     }
 
     // 4. Re-point followers and rejoin the former primary (planned only: in

@@ -47,6 +47,7 @@
 mod client;
 pub mod config;
 mod error;
+mod last_known;
 mod observe;
 mod ops;
 
@@ -55,8 +56,11 @@ pub use observe::position;
 
 use async_trait::async_trait;
 use client::Connections;
+use std::path::Path;
+use std::sync::Mutex;
 use switchyard_controller::{
-    Capability, Controller, ObservedState, OpContext, Operation, Outcome, Result, StoreKind,
+    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Recorded,
+    Result, StoreKind,
 };
 use switchyard_topology::Store;
 
@@ -64,6 +68,10 @@ use switchyard_topology::Store;
 pub struct MongoController {
     cfg: MongoConfig,
     conns: Connections,
+    /// Where observations with a primary are kept for a later process.
+    last_known: LastKnown,
+    /// This process's newest such observation.
+    evidence: Mutex<Option<Recorded<last_known::Evidence>>>,
 }
 
 impl std::fmt::Debug for MongoController {
@@ -84,10 +92,26 @@ impl MongoController {
         Ok(Self::new(cfg))
     }
 
+    /// Like [`MongoController::from_store`], keeping the last-known state
+    /// (the evidence a later forced failover judges `max_lag_ms` by) in
+    /// `state_dir/last-known/<store>.json` when a directory is given.
+    pub fn from_store_in(store: &Store, state_dir: Option<&Path>) -> Result<Self> {
+        let mut c = Self::from_store(store)?;
+        if let Some(dir) = state_dir {
+            c.last_known = LastKnown::in_dir(dir, &store.name);
+        }
+        Ok(c)
+    }
+
     /// Build from a validated config.
     pub fn new(cfg: MongoConfig) -> Self {
         let conns = Connections::new(&cfg);
-        MongoController { cfg, conns }
+        MongoController {
+            cfg,
+            conns,
+            last_known: LastKnown::none(),
+            evidence: Mutex::new(None),
+        }
     }
 
     /// The validated configuration.

@@ -297,7 +297,7 @@ impl MongoController {
                 }
             })
             .collect();
-        ObservedState {
+        let state = ObservedState {
             store: cfg.store.clone(),
             kind: StoreKind::Mongodb,
             epoch: snap
@@ -312,6 +312,8 @@ impl MongoController {
                 .and_then(|c| as_i64(c.get("version")))
                 .map(|v| v.max(0) as u64),
             members,
-        }
+        };
+        self.remember(snap, &state);
+        state
     }
 }

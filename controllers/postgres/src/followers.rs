@@ -78,7 +78,7 @@ impl Move {
 
 impl PostgresController {
     pub(crate) async fn repoint_followers(&self, probes: Vec<Probe>) -> Result<Outcome> {
-        let (pm, history) = self.primary_and_history(&probes).await?;
+        let (pm, timeline, history) = self.primary_and_history(&probes).await?;
         let mut outcome = Outcome::done();
         let mut moved = Vec::new();
         let mut waiting = Vec::new();
@@ -115,13 +115,13 @@ impl PostgresController {
         if moved.is_empty() {
             outcome.already_done = true;
         }
-        self.confirm_following(&mut outcome, moved, waiting, &pm)
+        self.confirm_following(&mut outcome, moved, waiting, &pm, timeline)
             .await?;
         Ok(outcome.with_member(&pm.name))
     }
 
     pub(crate) async fn rejoin(&self, probes: Vec<Probe>) -> Result<Outcome> {
-        let (pm, history) = self.primary_and_history(&probes).await?;
+        let (pm, timeline, history) = self.primary_and_history(&probes).await?;
         let mut outcome = Outcome::done();
         let mut moved = Vec::new();
         let mut waiting = Vec::new();
@@ -174,7 +174,7 @@ impl PostgresController {
             }
         }
         let done_before = moved.is_empty();
-        self.confirm_following(&mut outcome, moved, waiting, &pm)
+        self.confirm_following(&mut outcome, moved, waiting, &pm, timeline)
             .await?;
         if let Some(e) = failed.into_iter().next() {
             return Err(e);
@@ -193,13 +193,14 @@ impl PostgresController {
         moved: Vec<(Member, Move)>,
         waiting: Vec<Member>,
         pm: &Member,
+        timeline: u64,
     ) -> Result<()> {
         let all: Vec<Member> = moved
             .iter()
             .map(|(m, _)| m.clone())
             .chain(waiting.iter().cloned())
             .collect();
-        self.wait_following(&all, pm).await?;
+        self.wait_following(&all, pm, timeline).await?;
         for (m, mv) in &moved {
             outcome.notes.push(mv.describe(&m.name, &pm.name));
         }
@@ -212,7 +213,11 @@ impl PostgresController {
         Ok(())
     }
 
-    async fn primary_and_history(&self, probes: &[Probe]) -> Result<(Member, Vec<(u64, u64)>)> {
+    /// The primary to follow, its timeline and its timeline history.
+    async fn primary_and_history(
+        &self,
+        probes: &[Probe],
+    ) -> Result<(Member, u64, Vec<(u64, u64)>)> {
         let p = current_primary(probes)
             .ok_or_else(|| self.err(ErrorKind::NotReady, "no reachable primary to follow"))?;
         let pm = self.member(&p.name)?.clone();
@@ -229,7 +234,7 @@ impl PostgresController {
         } else {
             Vec::new()
         };
-        Ok((pm, history))
+        Ok((pm, p.timeline, history))
     }
 
     fn follows(&self, p: &Probe, pm: &Member) -> bool {
@@ -303,6 +308,21 @@ impl PostgresController {
         if p.fenced {
             let c = self.session(m).await?;
             self.exec(&c, m, CLEAR_FENCE).await?;
+            // The reload reaches other sessions asynchronously; until the
+            // observation sessions see the marker gone the member still
+            // looks like a former primary to be rejoined.
+            let deadline = Instant::now() + self.timing.start_timeout;
+            while probe_member(self, m).await.fenced {
+                if Instant::now() > deadline {
+                    return Err(self
+                        .err(
+                            ErrorKind::Timeout,
+                            "fence marker still set after reset and reload",
+                        )
+                        .with_member(&m.name));
+                }
+                tokio::time::sleep(self.timing.poll.max(std::time::Duration::from_millis(5))).await;
+            }
         }
         Ok(Move::Rewound {
             stale_primary,
@@ -312,12 +332,15 @@ impl PostgresController {
         })
     }
 
-    async fn wait_following(&self, members: &[Member], pm: &Member) -> Result<()> {
+    /// Wait until each member streams from `pm` on its `timeline` (a
+    /// standby re-pointed from an older timeline first streams that one up
+    /// to the switch point, then its receiver restarts on the new one).
+    async fn wait_following(&self, members: &[Member], pm: &Member, timeline: u64) -> Result<()> {
         let deadline = Instant::now() + self.timing.follow_timeout;
         for m in members {
             loop {
                 let p = probe_member(self, m).await;
-                if p.is_standby() && self.follows(&p, pm) {
+                if p.is_standby() && self.follows(&p, pm) && p.timeline >= timeline {
                     break;
                 }
                 if Instant::now() > deadline {

@@ -41,7 +41,7 @@ pub(crate) struct Probe {
     /// Standby: WAL receiver status (`streaming`, `starting`, ...), when one runs.
     pub(crate) receiver_status: Option<String>,
     /// Standby: ms since its WAL receiver last heard from the sender (the
-    /// standby's own clock: `now() - last_msg_receipt_time`).
+    /// standby's own clock: `clock_timestamp() - last_msg_receipt_time`).
     pub(crate) receipt_age_ms: Option<u64>,
     /// Standby: the sender's end of WAL as last reported to it
     /// (`pg_stat_wal_receiver.latest_end_lsn`).
@@ -103,7 +103,7 @@ const MEMBER_SQL: &str = "SELECT pg_is_in_recovery(), \
   (SELECT reset_val = 'on' AND coalesce(sourcefile, '') LIKE '%postgresql.auto.conf' \
      FROM pg_settings WHERE name = 'default_transaction_read_only'), \
   CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
-  (SELECT (EXTRACT(epoch FROM now() - last_msg_receipt_time) * 1000)::bigint FROM pg_stat_wal_receiver), \
+  (SELECT greatest(0, (EXTRACT(epoch FROM clock_timestamp() - last_msg_receipt_time) * 1000)::bigint) FROM pg_stat_wal_receiver), \
   (SELECT latest_end_lsn::text FROM pg_stat_wal_receiver), ";
 
 const REPLICATION_SQL: &str = "SELECT application_name, state, \
@@ -299,17 +299,24 @@ impl PostgresController {
                 || primary.replicas.get(&p.name).is_some_and(|r| r.streaming))
     }
 
-    /// Lag of a standby behind `primary`, from live state only. Bytes are
-    /// known when the standby is on the primary's timeline or streams from
-    /// it, and has not passed the primary's end of WAL (one that has holds
-    /// WAL the primary does not: diverged, so unknown rather than 0). Time
-    /// is the primary's `replay_lag` for it, or 0 when no byte is missing.
+    /// Lag of a standby behind `primary`, from live state only. A standby
+    /// streaming from the primary holds only WAL it received from it, so
+    /// being ahead of the primary's position means the primary was probed a
+    /// moment earlier (the probes run in parallel): 0. One that does not
+    /// stream is compared only on the primary's timeline and only while
+    /// behind it; ahead of the primary, or on another timeline, it may hold
+    /// WAL the primary does not (diverged): unknown, never 0. Time is the
+    /// primary's `replay_lag` for it, or 0 when no byte is missing.
     pub(crate) fn lag_of(&self, probe: &Probe, primary: &Probe) -> Lag {
-        let comparable = probe.timeline == primary.timeline || self.streams_from(probe, primary);
-        let bytes = primary
-            .lsn
-            .checked_sub(probe.lsn)
-            .filter(|_| comparable && probe.lsn > 0);
+        let bytes = if probe.lsn == 0 {
+            None
+        } else if self.streams_from(probe, primary) {
+            Some(primary.lsn.saturating_sub(probe.lsn))
+        } else if probe.timeline == primary.timeline {
+            primary.lsn.checked_sub(probe.lsn)
+        } else {
+            None
+        };
         let millis = match bytes {
             Some(0) => Some(0),
             _ => primary

@@ -46,8 +46,27 @@ async fn forced_failover_after_kill_9() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // The controller's last look before the crash: lag known and small.
+    // The controller's last look before the crash: lag known and small. A
+    // second controller (another process, as `switchyard state` would be)
+    // keeps what it saw in a state directory.
     f.ctl.observe().await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let watcher = PostgresController::builder(f.cluster.store())
+        .state_dir(state_dir.path())
+        .build()
+        .unwrap();
+    let seen = watcher.observe().await.unwrap();
+    let west = seen.member("pg-west-1").unwrap();
+    assert_eq!(
+        west.following.as_deref(),
+        Some(old_primary.as_str()),
+        "{west:?}"
+    );
+    assert_eq!(west.replicating, Some(true), "{west:?}");
+    assert!(west.lag.and_then(|l| l.bytes).is_some(), "{west:?}");
+    drop(watcher);
+    let file = switchyard_controller::LastKnown::in_dir(state_dir.path(), &f.cluster.store().name);
+    assert!(file.path().unwrap().exists(), "{file:?}");
     f.cluster.kill(&old_primary).unwrap();
     stop.store(true, Ordering::Relaxed);
     w.await.unwrap();
@@ -109,6 +128,31 @@ async fn forced_failover_after_kill_9() {
         .unwrap();
     assert!(accepted.data_loss.unwrap().note.contains("unknown"));
 
+    // A fresh controller with the state directory has the evidence: the
+    // candidate's lag when the primary was last seen, and its own received
+    // WAL now. Within the bound, no data loss needs accepting.
+    let informed = PostgresController::builder(f.cluster.store())
+        .state_dir(state_dir.path())
+        .build()
+        .unwrap();
+    let judged = informed
+        .execute(
+            &Operation::CheckReadiness {
+                target_region: "west".into(),
+                mode: PromoteMode::Forced {
+                    accept_data_loss: false,
+                },
+            },
+            &ctx,
+        )
+        .await
+        .expect("evidence within the bound");
+    let est = judged.data_loss.expect("estimate");
+    println!("fresh process with the last-known state: {}", est.note);
+    assert!(est.note.starts_with("≥ "), "{}", est.note);
+    assert!(est.note.contains("last seen"), "{}", est.note);
+    assert!(est.note.contains("last-known state in"), "{}", est.note);
+
     // The controller that watched the primary knows the lag was within bound.
     let promoted = f
         .ctl
@@ -136,6 +180,15 @@ async fn forced_failover_after_kill_9() {
     let south = s.member("pg-south-1").unwrap();
     assert_eq!(south.role, Role::Secondary);
     assert_eq!(south.following.as_deref(), Some("pg-west-1"));
+    // Asked of the servers themselves, not of the controller.
+    let west_port = f.cluster.member("pg-west-1").unwrap().port;
+    let sc = f.cluster.connect("pg-south-1").await.unwrap();
+    let row = sc
+        .query_one("SELECT status, sender_port FROM pg_stat_wal_receiver", &[])
+        .await
+        .unwrap();
+    let (status, port): (String, i32) = (row.get(0), row.get(1));
+    assert_eq!((status.as_str(), port), ("streaming", i32::from(west_port)));
     assert!(s.epoch.unwrap() > old.epoch.unwrap());
 
     // How much was really lost (async replication): reported, not asserted.
