@@ -351,10 +351,9 @@ impl PostgresController {
                         .filter(|cp| self.streams_from(p, cp))
                         .map(|cp| cp.name.clone())
                 });
-                let replicating = match primary {
-                    Some(cp) => self.streams_from(p, cp),
-                    None => p.streaming,
-                };
+                // With no primary reachable there is nothing to stream from:
+                // not a fault of this member, and not evidence either way.
+                let replicating = primary.map(|cp| self.streams_from(p, cp));
                 if !p.streaming {
                     let configured = p
                         .configured
@@ -378,7 +377,7 @@ impl PostgresController {
                         ));
                     }
                 }
-                (Role::Secondary, lag, following, Some(replicating))
+                (Role::Secondary, lag, following, replicating)
             };
             if p.is_primary() && primary.is_some_and(|cp| cp.name != p.name) {
                 detail.push(format!(
