@@ -708,6 +708,58 @@ mod tests {
     }
 
     #[test]
+    fn nothing_passes_vacuously() {
+        // The primary is unreachable and nobody is marked fenced: a fence
+        // that cannot be seen is not a fence.
+        let mut east = member("pg-east", "east", Role::Down);
+        east.reachable = false;
+        let mut west = member("pg-west", "west", Role::Secondary);
+        let s = state(vec![east.clone(), west.clone()]);
+        let e = fenced().check(&s).unwrap_err();
+        assert!(e.starts_with("cannot be observed"), "{e}");
+        assert!(e.contains("pg-east"), "{e}");
+        // ... and its negation cannot hold either.
+        assert!(fenced().not().check(&s).is_err());
+        // A fenced former primary is evidence.
+        west.fenced = true;
+        assert!(fenced().check(&state(vec![east.clone(), west])).is_ok());
+
+        // Followers that are all unreachable are not "all following".
+        let p = member("pg-west", "west", Role::Primary);
+        let s = state(vec![p.clone(), east.clone()]);
+        let e = followers_follow().check(&s).unwrap_err();
+        assert!(e.contains("no reachable follower"), "{e}");
+        assert!(lag_below(1).check(&s).is_err());
+        // A store with only its primary has nothing to follow.
+        assert!(followers_follow().check(&state(vec![p.clone()])).is_ok());
+
+        // A follower whose stream is down is neither following nor healthy,
+        // even with a `following` carried over.
+        let mut south = member("pg-south", "south", Role::Secondary);
+        south.following = Some("pg-west".into());
+        south.replicating = Some(false);
+        south.detail = Some("not streaming".into());
+        let s = state(vec![p.clone(), south.clone()]);
+        assert!(followers_follow().check(&s).is_err());
+        let e = all_members_healthy().check(&s).unwrap_err();
+        assert!(
+            e.contains("pg-south not replicating (not streaming)"),
+            "{e}"
+        );
+        south.replicating = Some(true);
+        let s = state(vec![p, south]);
+        assert!(followers_follow().check(&s).is_ok());
+        assert!(all_members_healthy().check(&s).is_ok());
+
+        // Nothing reachable at all: unobservable, also under `or`.
+        let s = state(vec![east]);
+        let e = has_primary().check(&s).unwrap_err();
+        assert!(e.starts_with("cannot be observed"), "{e}");
+        assert!(has_primary().not().check(&s).is_err());
+        assert!(has_primary().or(primary_in("west")).check(&s).is_err());
+    }
+
+    #[test]
     fn capability_gates_expectations() {
         let mut cap = Capability::none();
         assert!(lag_below(1).unsupported_by(&cap).is_some());

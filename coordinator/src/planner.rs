@@ -587,6 +587,68 @@ arbiter = true
     }
 
     #[test]
+    fn a_stale_primary_is_fenced_and_rejoined_before_anything_else() {
+        let t = topology(true);
+        let mut o = PlanOptions::new("east", Mode::Planned);
+        o.stale_primaries.insert("orders".into());
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        assert_eq!(
+            shape(&p)[..3],
+            [
+                "fence and rejoin stale primaries of orders [orders:rejoin]",
+                "readiness [orders:check_readiness catalog:check_readiness]",
+                "fence orders [orders:fence orders:capture_position]",
+            ]
+        );
+        assert_eq!(
+            p.stages[0].checkpoint[0].expectation().to_string(),
+            "and(has_primary, followers_follow)"
+        );
+        validate(&p, &t, &caps()).unwrap();
+        // The newest primary is already in the target: heal only.
+        o.already_there.insert("orders".into());
+        o.target_region = "west".into();
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        assert_eq!(
+            shape(&p)[0],
+            "fence and rejoin stale primaries of orders [orders:rejoin]"
+        );
+        assert!(
+            !shape(&p).iter().skip(1).any(|s| s.contains("orders:")),
+            "{:?}",
+            shape(&p)
+        );
+    }
+
+    #[test]
+    fn a_sticky_store_already_in_the_target_is_still_made_preferred() {
+        let t = topology(false);
+        for mode in [Mode::Planned, Mode::Forced] {
+            let mut o = PlanOptions::new("west", mode);
+            o.already_there.insert("catalog".into());
+            let p = plan_failover(&t, &caps(), &o).unwrap();
+            let s = shape(&p);
+            assert!(
+                s.iter().any(|st| st.contains("catalog:make_sticky")),
+                "{s:?}"
+            );
+            assert!(!s.iter().any(|st| st.contains("catalog:promote")), "{s:?}");
+            let cp: Vec<String> = p
+                .stages
+                .iter()
+                .flat_map(|st| &st.checkpoint)
+                .filter(|c| c.store == "catalog")
+                .map(|c| c.expectation().to_string())
+                .collect();
+            assert!(
+                cp.contains(&"and(primary_in(west), preferred_in(west))".to_string()),
+                "{cp:?}"
+            );
+            validate(&p, &t, &caps()).unwrap();
+        }
+    }
+
+    #[test]
     fn toml_and_json_round_trip() {
         let t = topology(true);
         let p = plan_failover(&t, &caps(), &PlanOptions::new("west", Mode::Planned)).unwrap();
