@@ -99,6 +99,9 @@ async fn sigkill_forced_failover_split_brain_and_one_command_failback() {
         "json",
     ]);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    if let Some(rep) = r.events().iter().find(|e| e["event"] == "report") {
+        println!("forced failover report: {}", rep["report"]["stores"]);
+    }
     let (new, region, tli1) = pg_primary(&cluster).await.unwrap();
     assert_eq!((region.as_str(), tli1), ("west", tli0 + 1));
     let south = "orders-south-1";
@@ -197,11 +200,19 @@ async fn sigkill_forced_failover_split_brain_and_one_command_failback() {
         0,
         "the stale primary's own write was discarded by its rewind"
     );
-    let journal = read(ws.journal_files().last().unwrap());
-    for l in journal.lines().filter(|l| l.contains("\"notes\"")) {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
-        println!("{}", v.pointer("/result/outcome/notes").unwrap_or(&v));
+    for (i, f) in ws.journal_files().iter().enumerate() {
+        println!("execution {}: {}", i + 1, f.display());
+        for l in read(f).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            if let Some(o) = v.pointer("/result/outcome") {
+                println!(
+                    "  seq {} {}: {} {}",
+                    v["seq"], v["store"], o["notes"], o["data_loss"]
+                );
+            }
+        }
     }
+    let journal = read(ws.journal_files().last().unwrap());
     assert!(
         journal.contains(&format!(
             "{old}: stale primary on timeline {tli0} fenced and rewound"
