@@ -50,15 +50,7 @@ async fn a_region_that_elected_itself_keeps_the_primary_when_the_old_one_heals()
     // The store is already primary in west: the plan still makes it stick.
     let r = ws.run(&["plan", "failover", "--to", "west", "--output", "json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let ops: Vec<&str> = plan["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["steps"].as_array().unwrap().iter())
-        .map(|s| s["op"].as_str().unwrap())
-        .collect();
-    assert_eq!(ops, vec!["make_sticky"], "{plan}");
+    assert_eq!(plan_ops(&r.stdout), vec!["make_sticky"], "{}", r.stdout);
     let r = ws.run(&["failover", "--to", "west", "--yes", "--output", "json"]);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     let checked: Vec<String> = r

@@ -109,6 +109,46 @@ impl LastKnown {
     }
 }
 
+/// A store's last-known state as one controller holds it: this process's
+/// newest record, and the state directory's (another process may have
+/// written a newer one since).
+#[derive(Debug)]
+pub struct Remembered<T> {
+    place: LastKnown,
+    mine: std::sync::Mutex<Option<Recorded<T>>>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone> Remembered<T> {
+    /// Remember records in `place` (or only in memory, for [`LastKnown::none`]).
+    pub fn new(place: LastKnown) -> Self {
+        Remembered {
+            place,
+            mine: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Where records are kept.
+    pub fn place(&self) -> &LastKnown {
+        &self.place
+    }
+
+    /// Record `value` as observed now, in memory and in the state directory.
+    pub fn record(&self, value: T) {
+        let rec = Recorded::now(value);
+        self.place.save(&rec);
+        *self.mine.lock().unwrap_or_else(|e| e.into_inner()) = Some(rec);
+    }
+
+    /// The newer of this process's record and the state directory's.
+    pub fn newest(&self) -> Option<Recorded<T>> {
+        let mine = self.mine.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match (mine, self.place.load::<T>()) {
+            (Some(a), Some(b)) => Some(if b.at_ms > a.at_ms { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -147,6 +187,16 @@ mod tests {
         assert_eq!(lk.load::<u32>(), None);
         LastKnown::none().save(&rec);
         assert_eq!(LastKnown::none().load::<u32>(), None);
+        // A newer record written by another process wins over this one's.
+        let mem = Remembered::new(lk.clone());
+        mem.record(1u32);
+        assert_eq!(mem.newest().unwrap().value, 1);
+        lk.save(&Recorded {
+            at_ms: now_ms() + 60_000,
+            value: 2u32,
+        });
+        assert_eq!(mem.newest().unwrap().value, 2);
+        assert_eq!(Remembered::<u32>::new(LastKnown::none()).newest(), None);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(age_text(850), "850 ms");
         assert_eq!(age_text(12_340), "12.3 s");

@@ -17,7 +17,7 @@ pub mod state;
 pub use capability::Capability;
 pub use controller::{Controller, ControllerExt, OpContext};
 pub use error::{Error, ErrorKind, Result};
-pub use last_known::{LastKnown, Recorded};
+pub use last_known::{LastKnown, Recorded, Remembered};
 pub use operation::{DataLossEstimate, Operation, Outcome, PromoteMode};
 pub use state::{Lag, MemberState, ObservedState, Position, Role};
 pub use switchyard_topology::StoreKind;

@@ -12,7 +12,7 @@ use crate::MongoController;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use switchyard_controller::last_known::age_text;
-use switchyard_controller::{DataLossEstimate, ObservedState, Recorded, Role};
+use switchyard_controller::{DataLossEstimate, ObservedState, Role};
 
 /// One observation with a primary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,26 +62,11 @@ impl MongoController {
                 )
             })
             .collect();
-        let rec = Recorded::now(Evidence {
+        self.last_known.record(Evidence {
             primary: p.name.clone(),
             primary_wall_ms: wall(&p.name),
             members,
         });
-        self.last_known.save(&rec);
-        *self.evidence.lock().unwrap_or_else(|e| e.into_inner()) = Some(rec);
-    }
-
-    fn evidence(&self) -> Option<Recorded<Evidence>> {
-        let mine = self
-            .evidence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let disk = self.last_known.load::<Evidence>();
-        match (mine, disk) {
-            (Some(a), Some(b)) => Some(if b.at_ms > a.at_ms { b } else { a }),
-            (a, b) => a.or(b),
-        }
     }
 
     /// Judge promoting `cand` with no primary reachable: the loss is at
@@ -108,7 +93,7 @@ impl MongoController {
         let known_gap = gap(best_other);
         let bound = self.cfg.max_lag_ms;
         let bound_text = bound.map_or("none".into(), |b| format!("{b} ms"));
-        let ev = self.evidence().filter(|r| r.value.primary != cand);
+        let ev = self.last_known.newest().filter(|r| r.value.primary != cand);
         let then = ev
             .as_ref()
             .and_then(|r| r.value.members.get(cand).map(|m| (r, m)));
@@ -134,6 +119,7 @@ impl MongoController {
                                 .primary_wall_ms
                                 .map_or("?".into(), |w| w.to_string()),
                             self.last_known
+                                .place()
                                 .path()
                                 .map_or(String::new(), |p| format!(" in {}", p.display())),
                             m.lag_ms.map_or("? ms".into(), |l| format!("{l} ms")),
@@ -150,7 +136,7 @@ impl MongoController {
                         "≥ {known_gap} ms of writes lost (upper bound unknown): lag of {cand} \
                          unknown, never observed while a primary was reachable (no last-known \
                          state{}); bound: {bound_text}",
-                        self.last_known.path().map_or(
+                        self.last_known.place().path().map_or(
                             " kept: no state directory".into(),
                             |p| format!(" in {}", p.display())
                         )

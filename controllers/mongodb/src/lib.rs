@@ -57,9 +57,8 @@ pub use observe::position;
 use async_trait::async_trait;
 use client::Connections;
 use std::path::Path;
-use std::sync::Mutex;
 use switchyard_controller::{
-    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Recorded,
+    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Remembered,
     Result, StoreKind,
 };
 use switchyard_topology::Store;
@@ -68,10 +67,9 @@ use switchyard_topology::Store;
 pub struct MongoController {
     cfg: MongoConfig,
     conns: Connections,
-    /// Where observations with a primary are kept for a later process.
-    last_known: LastKnown,
-    /// This process's newest such observation.
-    evidence: Mutex<Option<Recorded<last_known::Evidence>>>,
+    /// Observations with a primary, for a later forced failover to judge
+    /// `max_lag_ms` by (`last_known.rs`).
+    last_known: Remembered<last_known::Evidence>,
 }
 
 impl std::fmt::Debug for MongoController {
@@ -98,7 +96,7 @@ impl MongoController {
     pub fn from_store_in(store: &Store, state_dir: Option<&Path>) -> Result<Self> {
         let mut c = Self::from_store(store)?;
         if let Some(dir) = state_dir {
-            c.last_known = LastKnown::in_dir(dir, &store.name);
+            c.last_known = Remembered::new(LastKnown::in_dir(dir, &store.name));
         }
         Ok(c)
     }
@@ -109,8 +107,7 @@ impl MongoController {
         MongoController {
             cfg,
             conns,
-            last_known: LastKnown::none(),
-            evidence: Mutex::new(None),
+            last_known: Remembered::new(LastKnown::none()),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::PostgresController;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use switchyard_controller::last_known::age_text;
-use switchyard_controller::{Lag, Recorded};
+use switchyard_controller::Lag;
 
 /// One observation of the store with its primary reachable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,35 +82,19 @@ impl PostgresController {
                 )
             })
             .collect();
-        let rec = Recorded::now(Evidence {
+        self.last_known.record(Evidence {
             primary: cp.name.clone(),
             timeline: cp.timeline,
             primary_lsn: cp.lsn,
             standbys,
         });
-        self.last_known.save(&rec);
-        *self.evidence.lock().unwrap_or_else(|e| e.into_inner()) = Some(rec);
-    }
-
-    /// The newest evidence: this process's own, else the state directory's.
-    pub(crate) fn evidence(&self) -> Option<Recorded<Evidence>> {
-        let mine = self
-            .evidence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let disk = self.last_known.load::<Evidence>();
-        match (mine, disk) {
-            (Some(a), Some(b)) => Some(if b.at_ms > a.at_ms { b } else { a }),
-            (a, b) => a.or(b),
-        }
     }
 
     /// The loss range of promoting `c` now, when there is evidence of it
     /// from a time its primary (another member) was reachable. `known_gap`:
     /// bytes another reachable member holds beyond the candidate.
     pub(crate) fn loss_range(&self, c: &Probe, known_gap: u64) -> Option<LossRange> {
-        let rec = self.evidence()?;
+        let rec = self.last_known.newest()?;
         let ev = &rec.value;
         if ev.primary == c.name {
             return None;
@@ -149,6 +133,7 @@ impl PostgresController {
             age = age_text(age_ms),
             file = self
                 .last_known
+                .place()
                 .path()
                 .map_or(String::new(), |p| format!(" in {}", p.display())),
             lag = lag_text(&then.lag),

@@ -62,7 +62,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_controller::{
     Capability, Controller, Error, ErrorKind, LastKnown, ObservedState, OpContext, Operation,
-    Outcome, Recorded, Result,
+    Outcome, Remembered, Result,
 };
 use switchyard_topology::{Member, Store, StoreKind};
 use tokio_postgres::Client;
@@ -72,12 +72,9 @@ pub struct PostgresController {
     store: Store,
     conn: ConnSettings,
     timing: Timing,
-    /// Where observations with a reachable primary are kept for a later
-    /// process (see `last_known.rs`).
-    last_known: LastKnown,
-    /// This process's newest such observation: a forced failover judges
-    /// the candidate by it once the primary is gone.
-    evidence: Mutex<Option<Recorded<last_known::Evidence>>>,
+    /// Observations with a reachable primary, kept for a forced failover
+    /// to judge its candidate by once the primary is gone (`last_known.rs`).
+    last_known: Remembered<last_known::Evidence>,
     /// The probe query, with this store's fencing-token lookup.
     member_sql: String,
     /// Reused observation sessions, per member.
@@ -126,8 +123,7 @@ impl PostgresController {
             store,
             conn,
             timing,
-            last_known,
-            evidence: Mutex::new(None),
+            last_known: Remembered::new(last_known),
             sessions: Mutex::new(HashMap::new()),
         }
     }

@@ -180,7 +180,7 @@ impl PostgresController {
                          never observed while the primary was reachable (no last-known state{}); \
                          {known_gap} bytes behind the most advanced reachable member",
                         c.name,
-                        self.last_known.path().map_or(
+                        self.last_known.place().path().map_or(
                             " kept: no state directory".to_string(),
                             |p| format!(" in {}", p.display())
                         )

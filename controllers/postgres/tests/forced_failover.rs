@@ -98,34 +98,19 @@ async fn forced_failover_after_kill_9() {
         "planned promote without a fence: {planned:?}"
     );
 
+    let forced_readiness = |accept_data_loss| Operation::CheckReadiness {
+        target_region: "west".into(),
+        mode: PromoteMode::Forced { accept_data_loss },
+    };
     // A fresh controller never saw the lag: it refuses unless loss is accepted.
     let fresh = PostgresController::from_store(f.cluster.store()).unwrap();
     let refuse = fresh
-        .execute(
-            &Operation::CheckReadiness {
-                target_region: "west".into(),
-                mode: PromoteMode::Forced {
-                    accept_data_loss: false,
-                },
-            },
-            &ctx,
-        )
+        .execute(&forced_readiness(false), &ctx)
         .await
         .expect_err("unknown lag must be refused under a bound");
     assert_eq!(refuse.kind(), ErrorKind::LagTooHigh, "{refuse}");
     assert_eq!(refuse.member(), Some("pg-west-1"));
-    let accepted = fresh
-        .execute(
-            &Operation::CheckReadiness {
-                target_region: "west".into(),
-                mode: PromoteMode::Forced {
-                    accept_data_loss: true,
-                },
-            },
-            &ctx,
-        )
-        .await
-        .unwrap();
+    let accepted = fresh.execute(&forced_readiness(true), &ctx).await.unwrap();
     assert!(accepted.data_loss.unwrap().note.contains("unknown"));
 
     // A fresh controller with the state directory has the evidence: the
@@ -136,15 +121,7 @@ async fn forced_failover_after_kill_9() {
         .build()
         .unwrap();
     let judged = informed
-        .execute(
-            &Operation::CheckReadiness {
-                target_region: "west".into(),
-                mode: PromoteMode::Forced {
-                    accept_data_loss: false,
-                },
-            },
-            &ctx,
-        )
+        .execute(&forced_readiness(false), &ctx)
         .await
         .expect("evidence within the bound");
     let est = judged.data_loss.expect("estimate");
