@@ -827,10 +827,16 @@ async fn observe_all(controllers: &BTreeMap<String, Arc<dyn Controller>>) -> Obs
 }
 
 fn summary_of(s: &ObservedState) -> String {
+    // The same rule as `all_members_healthy`: a follower receiving nothing
+    // is not healthy.
     let healthy = s
         .members
         .iter()
-        .filter(|m| m.reachable && !matches!(m.role, Role::Down | Role::Unknown))
+        .filter(|m| {
+            m.reachable
+                && !matches!(m.role, Role::Down | Role::Unknown)
+                && m.replicating != Some(false)
+        })
         .count();
     let primary = match s.primary() {
         Some(p) => format!(
