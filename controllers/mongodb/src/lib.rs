@@ -23,8 +23,11 @@
 //!   primary refuses writes and waits for an electable secondary to catch
 //!   up, which is MongoDB's fence + wait-for-position in one command), wait
 //!   for a primary in the target region, then verify a `w:"majority"` write.
-//! - `Promote{Forced}` — when the reachable members still hold a voting
-//!   majority the set elects by itself and the controller only steers it;
+//! - `Promote{Forced}` — with no primary reachable, the candidate is judged
+//!   against `max_lag_ms` by the last-known state (`last_known.rs`) and
+//!   refused beyond it unless `accept_data_loss`; when the reachable
+//!   members still hold a voting majority the set elects by itself and the
+//!   controller only steers it;
 //!   otherwise, and only with `accept_data_loss`, `replSetReconfig` with
 //!   `force: true` on a target-region survivor keeping only reachable
 //!   members. The outcome estimates what may be lost.

@@ -20,7 +20,15 @@
 //!   timeline after a reload — no restart, no rewind).
 //! * forced failover — `Promote{Forced}` of the most advanced standby of the
 //!   target region, refused beyond the store's lag bound unless data loss is
-//!   accepted; the outcome carries the estimate.
+//!   accepted, judged by the last-known state (`last_known.rs`: this
+//!   process's observations and the state directory's); the outcome
+//!   carries the estimate as a range with its basis. A diverged member is
+//!   rewound only after the new primary checkpointed, and reported rewound
+//!   only once it streams from it.
+//!
+//! Observation reports `following`, lag and health from live replication
+//! state only (the WAL receiver, `pg_stat_replication`): an unknown lag is
+//! `None`, a standby that does not stream is `replicating: Some(false)`.
 //!
 //! Sessions use TLS as `connection.tls` says (`disable`, `prefer`,
 //! `require`), verifying the server certificate and host name against
