@@ -223,3 +223,59 @@ async fn sigkill_forced_failover_split_brain_and_one_command_failback() {
     let r = ws.run(&["state"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
+
+/// A fresh `switchyard failover --forced` (no `--accept-data-loss`) after
+/// the primary died goes ahead on the evidence an earlier `switchyard state`
+/// left in the state dir; the same command with an empty state dir refuses
+/// (exit 5), the lag being unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_process_judges_the_forced_guard_by_the_last_known_state() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (old, _, _) = pg_primary(&cluster).await.unwrap();
+    cluster
+        .connect(&old)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE load (id bigserial PRIMARY KEY, phase text, n bigint)")
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&cluster, &old, "before", stop.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = ws.run(&["state"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    cluster.kill(&old).unwrap();
+    w.await.unwrap();
+
+    // Another state dir: no evidence.
+    let blind = Workspace::new(cluster.topology());
+    let r = blind.run(&[
+        "failover", "--to", "west", "--forced", "--yes", "--output", "json",
+    ]);
+    assert_eq!(
+        r.code, 5,
+        "no evidence: refused\n{}\n{}",
+        r.stdout, r.stderr
+    );
+
+    let r = ws.run(&[
+        "failover", "--to", "west", "--forced", "--yes", "--output", "json",
+    ]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let report = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "report")
+        .expect("report");
+    let loss = report["report"]["stores"][0]["data_loss"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    println!("{loss}");
+    assert!(loss.contains("≥ "), "{loss}");
+    assert!(loss.contains("last seen"), "{loss}");
+    assert!(loss.contains("last-known state in"), "{loss}");
+    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "west");
+}
