@@ -43,6 +43,9 @@ pub(crate) struct StandbyEvidence {
     /// observation (the standby's own clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) receipt_age_ms: Option<u64>,
+    /// The sender's end of WAL as that message reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sender_end_lsn: Option<u64>,
     /// Lag behind the primary at the observation.
     pub(crate) lag: Lag,
 }
@@ -77,6 +80,7 @@ impl PostgresController {
                         received_lsn: p.receive_lsn,
                         streaming_from: self.streaming_from(p).map(|m| m.name.clone()),
                         receipt_age_ms: p.receipt_age_ms,
+                        sender_end_lsn: p.sender_end_lsn,
                         lag: self.lag_of(p, cp),
                     },
                 )
@@ -101,7 +105,10 @@ impl PostgresController {
         }
         let then = ev.standbys.get(&c.name)?;
         let held = c.held_lsn();
-        let behind_last_seen = ev.primary_lsn.saturating_sub(held);
+        // The primary held at least what it was seen at, and what its
+        // walsender told the candidate it had.
+        let primary_had = ev.primary_lsn.max(then.sender_end_lsn.unwrap_or(0));
+        let behind_last_seen = primary_had.saturating_sub(held);
         let at_least = known_gap.max(behind_last_seen);
         let judged = Lag {
             bytes: then.lag.bytes.map(|b| b.max(at_least)),
@@ -110,10 +117,14 @@ impl PostgresController {
         let age_ms = rec.age_ms();
         let received = match (then.received_lsn, then.receipt_age_ms) {
             (Some(r), Some(a)) => format!(
-                "received up to {} with its last message from {} {} before",
+                "received up to {} with its last message from {} {} before{}",
                 format_lsn(r),
                 then.streaming_from.as_deref().unwrap_or("its upstream"),
-                age_text(a)
+                age_text(a),
+                then.sender_end_lsn.map_or(String::new(), |e| format!(
+                    " (sender's end of WAL then: {})",
+                    format_lsn(e)
+                ))
             ),
             (Some(r), None) => format!(
                 "received up to {} (WAL receiver not running)",
