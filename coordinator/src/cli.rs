@@ -2,7 +2,8 @@
 //! 0 success; 1 execution failed (resumable); 2 usage or configuration error;
 //! 3 another execution holds the lock (or an unfinished one must be resumed
 //! or aborted first); 4 aborted by the operator or confirmation declined;
-//! 5 readiness refused (e.g. lag beyond the bound without --accept-data-loss).
+//! 5 readiness refused (e.g. lag beyond the bound without --accept-data-loss);
+//! 6 `state` saw a split brain (two writable primaries in one store).
 
 use crate::driver::{Driver, RunEnd};
 use crate::executor::Executor;
@@ -15,7 +16,7 @@ use crate::lock::{FileLock, Lock, LockError, LockGuard};
 use crate::plan::{Mode, Plan};
 use crate::planner::{plan_failover, PlanOptions};
 use crate::progress::{JsonLines, Plain, ProgressEvent, Reporter, Terminal};
-use crate::registry::{capabilities, controllers_for};
+use crate::registry::{capabilities, controllers_in};
 use crate::report::{timeline, ExecutionReport};
 use crate::validate::{load_plan, validate};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -44,6 +45,9 @@ pub mod exit {
     /// A readiness check refused (lag beyond the bound without
     /// `--accept-data-loss`, no healthy candidate).
     pub const REFUSED: i32 = 5;
+    /// `state`: a store has more than one writable primary (split brain).
+    /// The next execution for it fences and rejoins the stale one first.
+    pub const SPLIT_BRAIN: i32 = 6;
 }
 
 /// Switchyard: fail replicated datastores over between regions, in
@@ -322,7 +326,8 @@ impl Ctx {
     }
 
     fn controllers(&self) -> Result<BTreeMap<String, Arc<dyn Controller>>, Exit> {
-        controllers_for(&self.topology).map_err(|e| Exit::usage(e.to_string()))
+        controllers_in(&self.topology, Some(&self.state_dir))
+            .map_err(|e| Exit::usage(e.to_string()))
     }
 
     fn journals(&self) -> Result<FileJournalStore, Exit> {
@@ -547,12 +552,22 @@ async fn make_plan(
             &fresh
         }
     };
+    let mut settled = 0;
     for (name, s) in observed {
-        if s.as_ref().is_ok_and(|s| s.primary_region() == Some(to)) {
+        let Ok(s) = s else { continue };
+        // With a split brain the primary is the one on the newest history.
+        if s.newest_primary().is_some_and(|p| p.region == to) {
             opts.already_there.insert(name.clone());
+            let sticky = caps.get(name).is_some_and(|c| c.sticky_priorities);
+            if !sticky || crate::expectation::preferred_in(to).check(s).is_ok() {
+                settled += 1;
+            }
+        }
+        if !s.stale_primaries().is_empty() {
+            opts.stale_primaries.insert(name.clone());
         }
     }
-    if opts.already_there.len() == ctx.topology.stores.len() {
+    if settled == ctx.topology.stores.len() && opts.stale_primaries.is_empty() {
         return Ok(None);
     }
     let plan = plan_failover(&ctx.topology, &caps, &opts)
@@ -862,10 +877,16 @@ async fn observe_all(controllers: &BTreeMap<String, Arc<dyn Controller>>) -> Obs
 }
 
 fn summary_of(s: &ObservedState) -> String {
+    // The same rule as `all_members_healthy`: a follower receiving nothing
+    // is not healthy.
     let healthy = s
         .members
         .iter()
-        .filter(|m| m.reachable && !matches!(m.role, Role::Down | Role::Unknown))
+        .filter(|m| {
+            m.reachable
+                && !matches!(m.role, Role::Down | Role::Unknown)
+                && m.replicating != Some(false)
+        })
         .count();
     let primary = match s.primary() {
         Some(p) => format!(
@@ -876,7 +897,31 @@ fn summary_of(s: &ObservedState) -> String {
         ),
         None => match s.primaries().count() {
             0 => "no primary".into(),
-            n => format!("{n} primaries (split brain)"),
+            n => {
+                let newest = s.newest_primary().map(|m| m.name.as_str());
+                let epoch = match s.kind {
+                    switchyard_topology::StoreKind::Postgres => "timeline",
+                    switchyard_topology::StoreKind::Mongodb => "term",
+                    _ => "epoch",
+                };
+                let each: Vec<String> = s
+                    .primaries()
+                    .map(|m| {
+                        format!(
+                            "{} in {} on {epoch} {} ({})",
+                            m.name,
+                            m.region,
+                            m.position.map_or("?".into(), |p| p.epoch.to_string()),
+                            if Some(m.name.as_str()) == newest {
+                                "newest"
+                            } else {
+                                "stale"
+                            }
+                        )
+                    })
+                    .collect();
+                format!("SPLIT BRAIN: {n} writable primaries: {}", each.join(", "))
+            }
         },
     };
     format!(
@@ -908,22 +953,33 @@ async fn state(ctx: &Ctx, output: Output) -> Result<i32, Exit> {
             for (n, s) in &states {
                 let Ok(s) = s else { continue };
                 for m in s.members.iter().filter(|m| m.region == r.name) {
-                    let lag = m.lag.map_or(String::new(), |l| {
-                        format!(
+                    let follower =
+                        m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly);
+                    let lag = match m.lag {
+                        Some(l) => format!(
                             " lag {}{}",
                             l.bytes.map_or("?".into(), |b| format!("{b} B")),
                             l.millis.map_or(String::new(), |ms| format!("/{ms} ms"))
-                        )
-                    });
+                        ),
+                        None if follower => " lag unknown".into(),
+                        None => String::new(),
+                    };
                     println!(
-                        "  {:<12} {:<14} {:<10}{}{}{}{}",
+                        "  {:<12} {:<14} {:<10}{}{}{}{}{}{}",
                         n,
                         m.name,
                         m.role.to_string(),
                         if m.reachable { "" } else { " unreachable" },
                         if m.fenced { " fenced" } else { "" },
                         m.position.map_or(String::new(), |p| format!(" at {p}")),
-                        lag
+                        lag,
+                        m.following
+                            .as_deref()
+                            .map_or(String::new(), |f| format!(" from {f}")),
+                        m.detail
+                            .as_deref()
+                            .filter(|_| m.replicating == Some(false) || m.role == Role::Primary)
+                            .map_or(String::new(), |d| format!(" — {d}"))
                     );
                 }
             }
@@ -936,10 +992,15 @@ async fn state(ctx: &Ctx, output: Output) -> Result<i32, Exit> {
             }
         }
     }
-    Ok(if states.iter().all(|(_, s)| s.is_ok()) {
-        exit::OK
-    } else {
+    Ok(if states.iter().any(|(_, s)| s.is_err()) {
         exit::FAILED
+    } else if states
+        .iter()
+        .any(|(_, s)| s.as_ref().is_ok_and(|s| s.primaries().count() > 1))
+    {
+        exit::SPLIT_BRAIN
+    } else {
+        exit::OK
     })
 }
 

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use switchyard_controller::{Capability, ObservedState, Role};
+use switchyard_controller::{Capability, MemberState, ObservedState, Role};
 
 /// One condition on a store's observed state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,20 +146,38 @@ impl Expectation {
         }
     }
 
-    /// Check against an observation: `Ok(())` or what was seen instead.
+    /// Check against an observation: `Ok(())` or what was seen instead
+    /// (what could not be observed fails too, and says why).
     pub fn check(&self, s: &ObservedState) -> Result<(), String> {
+        match self.eval(s) {
+            Verdict::Holds => Ok(()),
+            Verdict::Fails(m) => Err(m),
+            Verdict::Unobservable(m) => Err(format!("cannot be observed: {m}")),
+        }
+    }
+
+    /// Three-valued: an expectation nothing could be seen for is neither
+    /// true nor false, so `not(..)` of it cannot hold either.
+    fn eval(&self, s: &ObservedState) -> Verdict {
+        use Verdict::{Fails, Holds, Unobservable};
         match self {
             Expectation::HasPrimary => match s.primaries().count() {
-                1 => Ok(()),
-                0 => Err("no primary observed".into()),
-                n => Err(format!("{n} primaries observed ({})", primaries(s))),
+                1 => Holds,
+                0 if s.members.iter().all(|m| !m.reachable) => {
+                    Unobservable("no member reachable".into())
+                }
+                0 => Fails("no primary observed".into()),
+                n => Fails(format!("{n} primaries observed ({})", primaries(s))),
             },
             Expectation::PrimaryIn(region) => match s.primary() {
-                Some(p) if &p.region == region => Ok(()),
-                Some(p) => Err(format!("primary is {} in {}", p.name, p.region)),
+                Some(p) if &p.region == region => Holds,
+                Some(p) => Fails(format!("primary is {} in {}", p.name, p.region)),
                 None => match s.primaries().count() {
-                    0 => Err("no primary observed".into()),
-                    n => Err(format!("{n} primaries observed ({})", primaries(s))),
+                    0 if s.members.iter().all(|m| !m.reachable) => {
+                        Unobservable("no member reachable".into())
+                    }
+                    0 => Fails("no primary observed".into()),
+                    n => Fails(format!("{n} primaries observed ({})", primaries(s))),
                 },
             },
             Expectation::OneWritablePrimary => {
@@ -187,26 +205,39 @@ impl Expectation {
                     .filter(|m| m.reachable && m.role == Role::Primary && !m.fenced)
                     .map(|m| m.name.as_str())
                     .collect();
-                if open.is_empty() {
-                    Ok(())
+                if !open.is_empty() {
+                    return Fails(format!("unfenced primary: {}", open.join(", ")));
+                }
+                // "No writable primary seen" is not a fence: the primary may
+                // just be unreachable and still taking writes.
+                if s.members.iter().any(|m| m.reachable && m.fenced) {
+                    Holds
                 } else {
-                    Err(format!("unfenced primary: {}", open.join(", ")))
+                    let down = unreachable(s);
+                    Unobservable(format!(
+                        "no fenced member observed{}",
+                        if down.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; unreachable: {down}")
+                        }
+                    ))
                 }
             }
             Expectation::AllMembersHealthy => unhealthy(s, None),
             Expectation::HealthyIn(region) => {
                 if !s.members.iter().any(|m| &m.region == region) {
-                    return Err(format!("no member in {region}"));
+                    return Fails(format!("no member in {region}"));
                 }
                 unhealthy(s, Some(region))
             }
             Expectation::LagBelow(bound) => {
+                let followers = followers(s);
+                if followers.is_empty() {
+                    return no_follower(s);
+                }
                 let mut bad = vec![];
-                for m in s
-                    .members
-                    .iter()
-                    .filter(|m| m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly))
-                {
+                for m in followers {
                     match m.lag.and_then(|l| l.bytes) {
                         Some(b) if b <= *bound => {}
                         Some(b) => bad.push(format!("{} {b} bytes behind", m.name)),
@@ -214,35 +245,43 @@ impl Expectation {
                     }
                 }
                 if bad.is_empty() {
-                    Ok(())
+                    Holds
                 } else {
-                    Err(format!("lag above {bound} bytes: {}", bad.join(", ")))
+                    Fails(format!("lag above {bound} bytes: {}", bad.join(", ")))
                 }
             }
             Expectation::FollowersFollow => {
                 let Some(p) = s.primary() else {
-                    return Err("no single primary to follow".into());
+                    return Fails(match s.primaries().count() {
+                        0 => "no primary to follow".into(),
+                        n => format!("{n} primaries observed ({})", primaries(s)),
+                    });
                 };
-                let bad: Vec<_> = s
-                    .members
-                    .iter()
+                let followers = followers(s);
+                if followers.is_empty() {
+                    return no_follower(s);
+                }
+                let bad: Vec<_> = followers
+                    .into_iter()
                     .filter(|m| {
-                        m.reachable
-                            && matches!(m.role, Role::Secondary | Role::ReadOnly)
-                            && m.following.as_deref() != Some(p.name.as_str())
+                        m.following.as_deref() != Some(p.name.as_str())
+                            || m.replicating == Some(false)
                     })
                     .map(|m| {
                         format!(
-                            "{} follows {}",
+                            "{} follows {}{}",
                             m.name,
-                            m.following.as_deref().unwrap_or("nothing")
+                            m.following.as_deref().unwrap_or("nothing"),
+                            m.detail
+                                .as_deref()
+                                .map_or(String::new(), |d| format!(" ({d})"))
                         )
                     })
                     .collect();
                 if bad.is_empty() {
-                    Ok(())
+                    Holds
                 } else {
-                    Err(format!("{} (primary is {})", bad.join(", "), p.name))
+                    Fails(format!("{} (primary is {})", bad.join(", "), p.name))
                 }
             }
             Expectation::PreferredIn(region) => {
@@ -256,41 +295,112 @@ impl Expectation {
                     .fold(f64::MIN, f64::max);
                 let best: Vec<_> = electable.filter(|m| m.priority == Some(top)).collect();
                 if best.is_empty() {
-                    Err("no member with a priority observed".into())
+                    Unobservable("no member with a priority observed".into())
                 } else if best.iter().all(|m| &m.region == region) {
-                    Ok(())
+                    Holds
                 } else {
                     let names: Vec<_> = best
                         .iter()
                         .map(|m| format!("{} ({})", m.name, m.region))
                         .collect();
-                    Err(format!("highest priority {top}: {}", names.join(", ")))
+                    Fails(format!("highest priority {top}: {}", names.join(", ")))
                 }
             }
             Expectation::And(v) => {
-                let errs: Vec<_> = v.iter().filter_map(|e| e.check(s).err()).collect();
-                if errs.is_empty() {
-                    Ok(())
-                } else {
-                    Err(errs.join("; "))
+                let mut fails = vec![];
+                let mut unknown = vec![];
+                for e in v {
+                    match e.eval(s) {
+                        Holds => {}
+                        Fails(m) => fails.push(m),
+                        Unobservable(m) => unknown.push(m),
+                    }
+                }
+                match (fails.is_empty(), unknown.is_empty()) {
+                    (true, true) => Holds,
+                    (false, _) => {
+                        fails.extend(
+                            unknown
+                                .into_iter()
+                                .map(|m| format!("cannot be observed: {m}")),
+                        );
+                        Fails(fails.join("; "))
+                    }
+                    (true, false) => Unobservable(unknown.join("; ")),
                 }
             }
             Expectation::Or(v) => {
                 let mut errs = vec![];
+                let mut all_unknown = true;
                 for e in v {
-                    match e.check(s) {
-                        Ok(()) => return Ok(()),
-                        Err(m) => errs.push(m),
+                    match e.eval(s) {
+                        Holds => return Holds,
+                        Fails(m) => {
+                            all_unknown = false;
+                            errs.push(m)
+                        }
+                        Unobservable(m) => errs.push(format!("cannot be observed: {m}")),
                     }
                 }
-                Err(format!("none holds: {}", errs.join(" | ")))
+                let msg = format!("none holds: {}", errs.join(" | "));
+                if all_unknown && !v.is_empty() {
+                    Unobservable(msg)
+                } else {
+                    Fails(msg)
+                }
             }
-            Expectation::Not(e) => match e.check(s) {
-                Ok(()) => Err(format!("{e} holds")),
-                Err(_) => Ok(()),
+            Expectation::Not(e) => match e.eval(s) {
+                Holds => Fails(format!("{e} holds")),
+                Fails(_) => Holds,
+                Unobservable(m) => Unobservable(m),
             },
         }
     }
+}
+
+/// The outcome of checking one expectation.
+enum Verdict {
+    Holds,
+    /// Observed, and not as expected.
+    Fails(String),
+    /// What the expectation is about could not be observed.
+    Unobservable(String),
+}
+
+/// Reachable data-bearing followers.
+fn followers(s: &ObservedState) -> Vec<&MemberState> {
+    s.members
+        .iter()
+        .filter(|m| m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly))
+        .collect()
+}
+
+/// A follower expectation with no follower to look at: vacuous only when
+/// the store has no member that could follow at all.
+fn no_follower(s: &ObservedState) -> Verdict {
+    let others: Vec<_> = s
+        .members
+        .iter()
+        .filter(|m| m.role != Role::Primary && m.role != Role::Arbiter)
+        .map(|m| m.name.as_str())
+        .collect();
+    if others.is_empty() {
+        Verdict::Holds
+    } else {
+        Verdict::Unobservable(format!(
+            "no reachable follower; not following or unreachable: {}",
+            others.join(", ")
+        ))
+    }
+}
+
+fn unreachable(s: &ObservedState) -> String {
+    s.members
+        .iter()
+        .filter(|m| !m.reachable)
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn primaries(s: &ObservedState) -> String {
@@ -300,28 +410,34 @@ fn primaries(s: &ObservedState) -> String {
         .join(", ")
 }
 
-fn unhealthy(s: &ObservedState, region: Option<&str>) -> Result<(), String> {
+fn unhealthy(s: &ObservedState, region: Option<&str>) -> Verdict {
     let bad: Vec<_> = s
         .members
         .iter()
         .filter(|m| region.is_none_or(|r| m.region == r))
-        .filter(|m| !m.reachable || matches!(m.role, Role::Down | Role::Unknown))
-        .map(|m| {
-            format!(
-                "{} {}",
-                m.name,
-                if m.reachable {
-                    "in unknown state"
-                } else {
-                    "unreachable"
-                }
-            )
+        .filter_map(|m| {
+            let why = if !m.reachable {
+                "unreachable".to_string()
+            } else if matches!(m.role, Role::Down | Role::Unknown) {
+                "in unknown state".to_string()
+            } else if m.replicating == Some(false) {
+                // Reachable but receiving nothing: a follower in name only.
+                format!(
+                    "not replicating{}",
+                    m.detail
+                        .as_deref()
+                        .map_or(String::new(), |d| format!(" ({d})"))
+                )
+            } else {
+                return None;
+            };
+            Some(format!("{} {why}", m.name))
         })
         .collect();
     if bad.is_empty() {
-        Ok(())
+        Verdict::Holds
     } else {
-        Err(bad.join(", "))
+        Verdict::Fails(bad.join(", "))
     }
 }
 
@@ -647,6 +763,58 @@ mod tests {
         assert!(healthy_in("west").check(&s).is_ok());
         assert!(healthy_in("nowhere").check(&s).is_err());
         assert!(primary_in("east").or(primary_in("west")).check(&s).is_ok());
+    }
+
+    #[test]
+    fn nothing_passes_vacuously() {
+        // The primary is unreachable and nobody is marked fenced: a fence
+        // that cannot be seen is not a fence.
+        let mut east = member("pg-east", "east", Role::Down);
+        east.reachable = false;
+        let mut west = member("pg-west", "west", Role::Secondary);
+        let s = state(vec![east.clone(), west.clone()]);
+        let e = fenced().check(&s).unwrap_err();
+        assert!(e.starts_with("cannot be observed"), "{e}");
+        assert!(e.contains("pg-east"), "{e}");
+        // ... and its negation cannot hold either.
+        assert!(fenced().not().check(&s).is_err());
+        // A fenced former primary is evidence.
+        west.fenced = true;
+        assert!(fenced().check(&state(vec![east.clone(), west])).is_ok());
+
+        // Followers that are all unreachable are not "all following".
+        let p = member("pg-west", "west", Role::Primary);
+        let s = state(vec![p.clone(), east.clone()]);
+        let e = followers_follow().check(&s).unwrap_err();
+        assert!(e.contains("no reachable follower"), "{e}");
+        assert!(lag_below(1).check(&s).is_err());
+        // A store with only its primary has nothing to follow.
+        assert!(followers_follow().check(&state(vec![p.clone()])).is_ok());
+
+        // A follower whose stream is down is neither following nor healthy,
+        // even with a `following` carried over.
+        let mut south = member("pg-south", "south", Role::Secondary);
+        south.following = Some("pg-west".into());
+        south.replicating = Some(false);
+        south.detail = Some("not streaming".into());
+        let s = state(vec![p.clone(), south.clone()]);
+        assert!(followers_follow().check(&s).is_err());
+        let e = all_members_healthy().check(&s).unwrap_err();
+        assert!(
+            e.contains("pg-south not replicating (not streaming)"),
+            "{e}"
+        );
+        south.replicating = Some(true);
+        let s = state(vec![p, south]);
+        assert!(followers_follow().check(&s).is_ok());
+        assert!(all_members_healthy().check(&s).is_ok());
+
+        // Nothing reachable at all: unobservable, also under `or`.
+        let s = state(vec![east]);
+        let e = has_primary().check(&s).unwrap_err();
+        assert!(e.starts_with("cannot be observed"), "{e}");
+        assert!(has_primary().not().check(&s).is_err());
+        assert!(has_primary().or(primary_in("west")).check(&s).is_err());
     }
 
     #[test]

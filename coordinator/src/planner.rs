@@ -72,6 +72,12 @@ pub struct PlanOptions {
     /// no operations (fencing a store's new primary would be an outage),
     /// only `primary_in(target)` checkpoints.
     pub already_there: BTreeSet<String>,
+    /// Stores observed with a split brain: a writable member besides the
+    /// primary on the newest history (an old primary that came back as it
+    /// was). Before anything else their stale primaries are fenced,
+    /// rewound or re-cloned and made to follow (`Rejoin`); after that a
+    /// move to the stale member's region is an ordinary planned switchover.
+    pub stale_primaries: BTreeSet<String>,
 }
 
 impl PlanOptions {
@@ -83,6 +89,7 @@ impl PlanOptions {
             stage_timeout_ms: DEFAULT_STAGE_TIMEOUT_MS,
             catch_up_timeout_ms: 60_000,
             already_there: BTreeSet::new(),
+            stale_primaries: BTreeSet::new(),
         }
     }
 }
@@ -200,6 +207,32 @@ pub fn plan_failover(
     };
     let mut stages = vec![];
 
+    // 0. A split brain first: nothing else may run while two members take
+    //    writes, and the stale one must follow before it can be a candidate.
+    let split: Vec<&Store> = topology
+        .stores
+        .iter()
+        .filter(|s| opts.stale_primaries.contains(&s.name) && capof[s.name.as_str()].rejoin)
+        .collect();
+    if !split.is_empty() {
+        let steps = split.iter().map(|s| step(s, PlanOp::Rejoin)).collect();
+        let checks = split
+            .iter()
+            .map(|s| {
+                let mut expect = vec![has_primary()];
+                if capof[s.name.as_str()].repoint {
+                    expect.push(followers_follow());
+                }
+                entry(s, expect)
+            })
+            .collect();
+        stages.push(stage(
+            format!("fence and rejoin stale primaries of {}", names(&split)),
+            steps,
+            checks,
+        ));
+    }
+
     // 1. Readiness: read-only, every store at once.
     let mut steps = vec![];
     let mut checks = vec![];
@@ -250,14 +283,35 @@ pub fn plan_failover(
         }
     }
 
-    // 3. Promote, dependencies first.
+    // 3. Promote, dependencies first. A store already primary in the
+    //    target still gets its preference persisted: a region that elected
+    //    itself after a cut is otherwise taken back by priority takeover
+    //    the moment the old region heals.
+    let sticky_there = |l: usize| -> Vec<&Store> {
+        topology
+            .stores
+            .iter()
+            .filter(|s| levels[&s.name] == l && skip(s) && capof[s.name.as_str()].sticky_priorities)
+            .collect()
+    };
     for l in 0..=max_level {
         let group = at_level(l);
-        if group.is_empty() {
+        let there = sticky_there(l);
+        if group.is_empty() && there.is_empty() {
             continue;
         }
         let mut steps = vec![];
         let mut checks = vec![];
+        for s in &there {
+            steps.push(step(
+                s,
+                PlanOp::MakeSticky {
+                    target_region: target.into(),
+                },
+            ));
+            checks.push(entry(s, vec![primary_in(target), preferred_in(target)]));
+        }
+        let all: Vec<&Store> = group.iter().chain(there.iter()).copied().collect();
         for s in &group {
             let cap = capof[s.name.as_str()];
             if planned && cap.fencing && cap.positions {
@@ -302,7 +356,12 @@ pub fn plan_failover(
             }
             checks.push(entry(s, expect));
         }
-        stages.push(stage(format!("promote {}", names(&group)), steps, checks));
+        let title = if group.is_empty() {
+            format!("make {target} preferred for {}", names(&all))
+        } else {
+            format!("promote {}", names(&all))
+        };
+        stages.push(stage(title, steps, checks));
     }
 
     // 4. Re-point followers and rejoin the former primary (planned only: in
@@ -525,6 +584,68 @@ arbiter = true
         );
         assert_eq!(p.stages[0].checkpoint[0].expect, vec![primary_in("west")]);
         validate(&p, &t, &caps()).unwrap();
+    }
+
+    #[test]
+    fn a_stale_primary_is_fenced_and_rejoined_before_anything_else() {
+        let t = topology(true);
+        let mut o = PlanOptions::new("east", Mode::Planned);
+        o.stale_primaries.insert("orders".into());
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        assert_eq!(
+            shape(&p)[..3],
+            [
+                "fence and rejoin stale primaries of orders [orders:rejoin]",
+                "readiness [orders:check_readiness catalog:check_readiness]",
+                "fence orders [orders:fence orders:capture_position]",
+            ]
+        );
+        assert_eq!(
+            p.stages[0].checkpoint[0].expectation().to_string(),
+            "and(has_primary, followers_follow)"
+        );
+        validate(&p, &t, &caps()).unwrap();
+        // The newest primary is already in the target: heal only.
+        o.already_there.insert("orders".into());
+        o.target_region = "west".into();
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        assert_eq!(
+            shape(&p)[0],
+            "fence and rejoin stale primaries of orders [orders:rejoin]"
+        );
+        assert!(
+            !shape(&p).iter().skip(1).any(|s| s.contains("orders:")),
+            "{:?}",
+            shape(&p)
+        );
+    }
+
+    #[test]
+    fn a_sticky_store_already_in_the_target_is_still_made_preferred() {
+        let t = topology(false);
+        for mode in [Mode::Planned, Mode::Forced] {
+            let mut o = PlanOptions::new("west", mode);
+            o.already_there.insert("catalog".into());
+            let p = plan_failover(&t, &caps(), &o).unwrap();
+            let s = shape(&p);
+            assert!(
+                s.iter().any(|st| st.contains("catalog:make_sticky")),
+                "{s:?}"
+            );
+            assert!(!s.iter().any(|st| st.contains("catalog:promote")), "{s:?}");
+            let cp: Vec<String> = p
+                .stages
+                .iter()
+                .flat_map(|st| &st.checkpoint)
+                .filter(|c| c.store == "catalog")
+                .map(|c| c.expectation().to_string())
+                .collect();
+            assert!(
+                cp.contains(&"and(primary_in(west), preferred_in(west))".to_string()),
+                "{cp:?}"
+            );
+            validate(&p, &t, &caps()).unwrap();
+        }
     }
 
     #[test]

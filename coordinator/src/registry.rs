@@ -3,6 +3,7 @@
 //! [`Controller`] contract.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use switchyard_controller::{Capability, Controller};
 use switchyard_topology::{Store, StoreKind, Topology};
@@ -22,6 +23,15 @@ pub struct RegistryError {
 /// Build the controller for one store. Construction validates the store's
 /// configuration; it does not connect.
 pub fn controller_for(store: &Store) -> Result<Arc<dyn Controller>, RegistryError> {
+    controller_in(store, None)
+}
+
+/// Like [`controller_for`], keeping the store's last-known state (the
+/// evidence a later forced failover estimates its loss from) in `state_dir`.
+pub fn controller_in(
+    store: &Store,
+    state_dir: Option<&Path>,
+) -> Result<Arc<dyn Controller>, RegistryError> {
     let err = |message: String| RegistryError {
         store: store.name.clone(),
         kind: store.kind,
@@ -29,11 +39,17 @@ pub fn controller_for(store: &Store) -> Result<Arc<dyn Controller>, RegistryErro
     };
     match store.kind {
         #[cfg(feature = "postgres")]
-        StoreKind::Postgres => switchyard_postgres::PostgresController::from_store(store)
-            .map(|c| Arc::new(c) as Arc<dyn Controller>)
-            .map_err(|e| err(e.to_string())),
+        StoreKind::Postgres => {
+            let mut b = switchyard_postgres::PostgresController::builder(store);
+            if let Some(dir) = state_dir {
+                b = b.state_dir(dir);
+            }
+            b.build()
+                .map(|c| Arc::new(c) as Arc<dyn Controller>)
+                .map_err(|e| err(e.to_string()))
+        }
         #[cfg(feature = "mongodb")]
-        StoreKind::Mongodb => switchyard_mongodb::MongoController::from_store(store)
+        StoreKind::Mongodb => switchyard_mongodb::MongoController::from_store_in(store, state_dir)
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
         other => Err(err(format!(
@@ -46,10 +62,18 @@ pub fn controller_for(store: &Store) -> Result<Arc<dyn Controller>, RegistryErro
 pub fn controllers_for(
     topology: &Topology,
 ) -> Result<BTreeMap<String, Arc<dyn Controller>>, RegistryError> {
+    controllers_in(topology, None)
+}
+
+/// Controllers for every store, keeping last-known states in `state_dir`.
+pub fn controllers_in(
+    topology: &Topology,
+    state_dir: Option<&Path>,
+) -> Result<BTreeMap<String, Arc<dyn Controller>>, RegistryError> {
     topology
         .stores
         .iter()
-        .map(|s| Ok((s.name.clone(), controller_for(s)?)))
+        .map(|s| Ok((s.name.clone(), controller_in(s, state_dir)?)))
         .collect()
 }
 

@@ -323,7 +323,9 @@ fn describe_loss(d: &DataLossEstimate) -> String {
     let head = if parts.is_empty() {
         "estimate".to_string()
     } else {
-        format!("up to {}", parts.join(", "))
+        // Not "up to": a forced promotion's figures are what was seen, and
+        // the note says whether any bound holds (usually only a lower one).
+        format!("estimate {}", parts.join(", "))
     };
     if d.note.is_empty() {
         head

@@ -10,12 +10,14 @@ pub mod capability;
 pub mod conformance;
 pub mod controller;
 pub mod error;
+pub mod last_known;
 pub mod operation;
 pub mod state;
 
 pub use capability::Capability;
 pub use controller::{Controller, ControllerExt, OpContext};
 pub use error::{Error, ErrorKind, Result};
+pub use last_known::{LastKnown, Recorded, Remembered};
 pub use operation::{DataLossEstimate, Operation, Outcome, PromoteMode};
 pub use state::{Lag, MemberState, ObservedState, Position, Role};
 pub use switchyard_topology::StoreKind;

@@ -55,7 +55,8 @@ pub enum Operation {
     },
     /// Point every other follower at the new primary.
     RepointFollowers,
-    /// Turn the former primary(ies) into followers of the current primary.
+    /// Turn the former primary(ies) into followers of the current primary;
+    /// a stale primary still taking writes (a split brain) is fenced first.
     Rejoin,
     /// Persist the preference for `target_region` (priorities) so the move sticks.
     MakeSticky {

@@ -101,9 +101,16 @@ pub struct MemberState {
     /// Lag behind the primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<Lag>,
-    /// Member it replicates from, when known.
+    /// Member it replicates from right now, observed on the live
+    /// replication stream (never the configured upstream alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub following: Option<String>,
+    /// Follower: whether its replication stream is live right now
+    /// (PostgreSQL: the WAL receiver streams from the primary). `Some(false)`
+    /// is a reachable follower that receives nothing: not healthy. `None`:
+    /// the store cannot tell, or the member is not a follower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicating: Option<bool>,
     /// Refuses writes because Switchyard (or an operator) fenced it.
     #[serde(default)]
     pub fenced: bool,
@@ -129,6 +136,7 @@ impl MemberState {
             position: None,
             lag: None,
             following: None,
+            replicating: None,
             fenced: false,
             priority: None,
             votes: None,
@@ -165,6 +173,23 @@ impl ObservedState {
         let mut it = self.primaries();
         let first = it.next()?;
         it.next().is_none().then_some(first)
+    }
+
+    /// The primary every other member must follow: with more than one
+    /// writable member (a split brain) the one on the highest epoch
+    /// (timeline, term), then the furthest position. The others are stale.
+    pub fn newest_primary(&self) -> Option<&MemberState> {
+        self.primaries()
+            .max_by_key(|m| m.position.map(|p| (p.epoch, p.offset)))
+    }
+
+    /// Primaries other than [`ObservedState::newest_primary`]: writable
+    /// members left over from an earlier history (empty without a split brain).
+    pub fn stale_primaries(&self) -> Vec<&MemberState> {
+        let newest = self.newest_primary().map(|m| m.name.as_str());
+        self.primaries()
+            .filter(|m| Some(m.name.as_str()) != newest)
+            .collect()
     }
 
     /// Region of the single primary.

@@ -23,8 +23,11 @@
 //!   primary refuses writes and waits for an electable secondary to catch
 //!   up, which is MongoDB's fence + wait-for-position in one command), wait
 //!   for a primary in the target region, then verify a `w:"majority"` write.
-//! - `Promote{Forced}` — when the reachable members still hold a voting
-//!   majority the set elects by itself and the controller only steers it;
+//! - `Promote{Forced}` — with no primary reachable, the candidate is judged
+//!   against `max_lag_ms` by the last-known state (`last_known.rs`) and
+//!   refused beyond it unless `accept_data_loss`; when the reachable
+//!   members still hold a voting majority the set elects by itself and the
+//!   controller only steers it;
 //!   otherwise, and only with `accept_data_loss`, `replSetReconfig` with
 //!   `force: true` on a target-region survivor keeping only reachable
 //!   members. The outcome estimates what may be lost.
@@ -47,6 +50,7 @@
 mod client;
 pub mod config;
 mod error;
+mod last_known;
 mod observe;
 mod ops;
 
@@ -55,8 +59,10 @@ pub use observe::position;
 
 use async_trait::async_trait;
 use client::Connections;
+use std::path::Path;
 use switchyard_controller::{
-    Capability, Controller, ObservedState, OpContext, Operation, Outcome, Result, StoreKind,
+    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Remembered,
+    Result, StoreKind,
 };
 use switchyard_topology::Store;
 
@@ -64,6 +70,9 @@ use switchyard_topology::Store;
 pub struct MongoController {
     cfg: MongoConfig,
     conns: Connections,
+    /// Observations with a primary, for a later forced failover to judge
+    /// `max_lag_ms` by (`last_known.rs`).
+    last_known: Remembered<last_known::Evidence>,
 }
 
 impl std::fmt::Debug for MongoController {
@@ -84,10 +93,25 @@ impl MongoController {
         Ok(Self::new(cfg))
     }
 
+    /// Like [`MongoController::from_store`], keeping the last-known state
+    /// (the evidence a later forced failover judges `max_lag_ms` by) in
+    /// `state_dir/last-known/<store>.json` when a directory is given.
+    pub fn from_store_in(store: &Store, state_dir: Option<&Path>) -> Result<Self> {
+        let mut c = Self::from_store(store)?;
+        if let Some(dir) = state_dir {
+            c.last_known = Remembered::new(LastKnown::in_dir(dir, &store.name));
+        }
+        Ok(c)
+    }
+
     /// Build from a validated config.
     pub fn new(cfg: MongoConfig) -> Self {
         let conns = Connections::new(&cfg);
-        MongoController { cfg, conns }
+        MongoController {
+            cfg,
+            conns,
+            last_known: Remembered::new(LastKnown::none()),
+        }
     }
 
     /// The validated configuration.

@@ -274,6 +274,7 @@ impl MongoController {
                                 .sync_source
                                 .as_deref()
                                 .map(|h| cfg.by_host(h).map_or(h.to_string(), |m| m.name.clone())),
+                            replicating: None,
                             fenced: false,
                             priority,
                             votes,
@@ -296,7 +297,7 @@ impl MongoController {
                 }
             })
             .collect();
-        ObservedState {
+        let state = ObservedState {
             store: cfg.store.clone(),
             kind: StoreKind::Mongodb,
             epoch: snap
@@ -311,6 +312,8 @@ impl MongoController {
                 .and_then(|c| as_i64(c.get("version")))
                 .map(|v| v.max(0) as u64),
             members,
-        }
+        };
+        self.remember(snap, &state);
+        state
     }
 }

@@ -289,13 +289,30 @@ impl MongoController {
                         format!("no reachable electable member in {target}"),
                     )
                 })?;
+                let lag = self.forced_lag_verdict(&snap, &best.name);
+                if !lag.within && !accept_data_loss {
+                    return Err(self.lag_refused(&best.name, &lag));
+                }
                 let (have, need) = self.reachable_votes(&snap);
                 if have < need && !accept_data_loss {
                     return Err(self.majority_lost(have, need).member(&best.name));
                 }
-                Ok(Outcome::done().with_member(&best.name))
+                let mut o = Outcome::done().with_member(&best.name);
+                o.data_loss = Some(lag.estimate);
+                Ok(o)
             }
         }
+    }
+
+    fn lag_refused(&self, cand: &str, lag: &crate::last_known::LagVerdict) -> MongoError {
+        MongoError::new(
+            ErrorKind::LagTooHigh,
+            format!(
+                "forced promotion of {cand} refused: {}; accept data loss to override",
+                lag.estimate.note
+            ),
+        )
+        .member(cand)
     }
 
     fn majority_lost(&self, have: i64, need: i64) -> MongoError {
@@ -631,6 +648,21 @@ impl MongoController {
             });
             return Ok(out);
         }
+        // The most advanced reachable electable member of the target is
+        // what the set elects (or what a forced reconfig promotes).
+        let lag = state
+            .members
+            .iter()
+            .filter(|m| m.region == target && m.reachable && m.role == Role::Secondary)
+            .filter(|m| self.cfg.by_name(&m.name).is_some_and(|s| s.electable))
+            .max_by_key(|m| m.position)
+            .map(|m| (m.name.clone(), self.forced_lag_verdict(&snap, &m.name)));
+        if let Some((cand, v)) = &lag {
+            if !v.within && !accept {
+                return Err(self.lag_refused(cand, v));
+            }
+        }
+        let lag_note = lag.map(|(_, v)| v.estimate.note);
         let (have, need) = self.reachable_votes(&snap);
         if have >= need {
             // A voting majority survives: the set elects by itself within an
@@ -669,9 +701,13 @@ impl MongoController {
                 ),
             );
             out.data_loss = Some(DataLossEstimate {
-                note: "only w:1 writes not replicated to the surviving majority can be lost; \
-                       they are rolled back when the old primary rejoins"
-                    .into(),
+                note: format!(
+                    "only w:1 writes not replicated to the surviving majority can be lost; \
+                     they are rolled back when the old primary rejoins{}",
+                    lag_note
+                        .as_deref()
+                        .map_or(String::new(), |n| format!(". Before the election: {n}"))
+                ),
                 ..DataLossEstimate::default()
             });
             return Ok(out);
@@ -759,10 +795,13 @@ impl MongoController {
             writes: None,
             note: format!(
                 "writes the removed members ({}) accepted after {}'s last applied optime {} may be lost; \
-                 they are rolled back (and counted by Rejoin) when those members are re-added",
+                 they are rolled back (and counted by Rejoin) when those members are re-added{}",
                 removed.join(", "),
                 self.cfg.members[cand].name,
-                cand_optime.map_or("unknown".into(), |(ts, t)| position(ts, t).to_string())
+                cand_optime.map_or("unknown".into(), |(ts, t)| position(ts, t).to_string()),
+                lag_note
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(". Estimate: {n}"))
             ),
         });
         Ok(out)

@@ -6,7 +6,7 @@ use crate::tls::Tls;
 use crate::PostgresController;
 use std::fmt;
 use std::time::Duration;
-use switchyard_controller::{Error, ErrorKind, Result};
+use switchyard_controller::{Error, ErrorKind, LastKnown, Result};
 use switchyard_topology::{Store, StoreKind};
 
 /// A password read from the environment. Never printed.
@@ -60,6 +60,7 @@ pub struct PostgresBuilder {
     store: Store,
     password: Option<Secret>,
     timing: Timing,
+    last_known: LastKnown,
 }
 
 impl PostgresBuilder {
@@ -73,7 +74,17 @@ impl PostgresBuilder {
                 follow_timeout: Duration::from_secs(60),
                 start_timeout: Duration::from_secs(60),
             },
+            last_known: LastKnown::none(),
         }
+    }
+
+    /// Keep the last-known state (what every observation with a reachable
+    /// primary saw) in `dir/last-known/<store>.json`, so a forced failover
+    /// decided by a later process still has evidence for its loss estimate.
+    /// Without it only this instance's own observations count.
+    pub fn state_dir(mut self, dir: &std::path::Path) -> Self {
+        self.last_known = LastKnown::in_dir(dir, &self.store.name);
+        self
     }
 
     /// Use this password instead of reading `connection.password_env`.
@@ -180,7 +191,12 @@ impl PostgresBuilder {
             tls,
             connect_timeout: Duration::from_millis(c.connect_timeout_ms.unwrap_or(2000)),
         };
-        Ok(PostgresController::new(self.store, conn, self.timing))
+        Ok(PostgresController::new(
+            self.store,
+            conn,
+            self.timing,
+            self.last_known,
+        ))
     }
 }
 

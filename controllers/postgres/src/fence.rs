@@ -31,7 +31,7 @@ use crate::PostgresController;
 use switchyard_controller::{ErrorKind, OpContext, Outcome, Result};
 use switchyard_topology::Member;
 
-const SOFT_FENCE: &[&str] = &[
+pub(crate) const SOFT_FENCE: &[&str] = &[
     "ALTER SYSTEM SET default_transaction_read_only = on",
     "SELECT pg_reload_conf()",
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -129,7 +129,9 @@ impl PostgresController {
     pub(crate) fn configured_upstream(&self, probes: &[Probe]) -> Option<&Member> {
         let mut votes: std::collections::HashMap<&str, usize> = Default::default();
         for p in probes.iter().filter(|p| p.is_standby()) {
-            if let Some((h, port)) = &p.upstream {
+            // Streaming or not: with the primary stopped nothing streams,
+            // and the configured upstream is what names it.
+            if let Some((h, port)) = p.upstream.as_ref().or(p.configured.as_ref()) {
                 if let Some(m) = self.member_at(h, *port) {
                     *votes.entry(m.name.as_str()).or_default() += 1;
                 }

@@ -20,7 +20,15 @@
 //!   timeline after a reload — no restart, no rewind).
 //! * forced failover — `Promote{Forced}` of the most advanced standby of the
 //!   target region, refused beyond the store's lag bound unless data loss is
-//!   accepted; the outcome carries the estimate.
+//!   accepted, judged by the last-known state (`last_known.rs`: this
+//!   process's observations and the state directory's); the outcome
+//!   carries the estimate as a range with its basis. A diverged member is
+//!   rewound only after the new primary checkpointed, and reported rewound
+//!   only once it streams from it.
+//!
+//! Observation reports `following`, lag and health from live replication
+//! state only (the WAL receiver, `pg_stat_replication`): an unknown lag is
+//! `None`, a standby that does not stream is `replicating: Some(false)`.
 //!
 //! Sessions use TLS as `connection.tls` says (`disable`, `prefer`,
 //! `require`), verifying the server certificate and host name against
@@ -42,6 +50,7 @@ mod error;
 mod fence;
 mod followers;
 mod hooks;
+mod last_known;
 mod lsn;
 mod observe;
 mod position;
@@ -60,8 +69,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_controller::{
-    Capability, Controller, Error, ErrorKind, Lag, ObservedState, OpContext, Operation, Outcome,
-    Result,
+    Capability, Controller, Error, ErrorKind, LastKnown, ObservedState, OpContext, Operation,
+    Outcome, Remembered, Result,
 };
 use switchyard_topology::{Member, Store, StoreKind};
 use tokio_postgres::Client;
@@ -71,9 +80,9 @@ pub struct PostgresController {
     store: Store,
     conn: ConnSettings,
     timing: Timing,
-    /// Last lag observed per standby while a primary was reachable, and when:
-    /// a forced failover judges the candidate by it once the primary is gone.
-    lag_cache: Mutex<HashMap<String, (Lag, Instant)>>,
+    /// Observations with a reachable primary, kept for a forced failover
+    /// to judge its candidate by once the primary is gone (`last_known.rs`).
+    last_known: Remembered<last_known::Evidence>,
     /// The probe query, with this store's fencing-token lookup.
     member_sql: String,
     /// Reused observation sessions, per member.
@@ -111,13 +120,18 @@ impl PostgresController {
         Self::builder(store).build()
     }
 
-    pub(crate) fn new(store: Store, conn: ConnSettings, timing: Timing) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        conn: ConnSettings,
+        timing: Timing,
+        last_known: LastKnown,
+    ) -> Self {
         PostgresController {
             member_sql: observe::member_sql(&store.name),
             store,
             conn,
             timing,
-            lag_cache: Mutex::new(HashMap::new()),
+            last_known: Remembered::new(last_known),
             sessions: Mutex::new(HashMap::new()),
         }
     }

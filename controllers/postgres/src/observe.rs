@@ -3,7 +3,7 @@
 //! [`Probe`] with `error` set, never a failure of the whole observation.
 
 use crate::error::PgError;
-use crate::lsn::{parse_lsn, timeline_of_walfile};
+use crate::lsn::{format_lsn, parse_lsn, timeline_of_walfile};
 use crate::PostgresController;
 use std::collections::HashMap;
 use switchyard_controller::{Lag, MemberState, ObservedState, Position, Role};
@@ -28,7 +28,9 @@ pub(crate) struct Probe {
     /// `default_transaction_read_only = on` set in postgresql.auto.conf: the
     /// marker Switchyard's fence leaves (and a soft fence by itself).
     pub(crate) fenced: bool,
-    /// Standby: `(host, port)` it streams from, or is configured to.
+    /// Standby: `(host, port)` its WAL receiver streams from right now
+    /// (`pg_stat_wal_receiver.status = 'streaming'`); `None` when it does not
+    /// stream, whatever `primary_conninfo` says.
     pub(crate) upstream: Option<(String, u16)>,
     /// Standby: `(host, port)` from `primary_conninfo` (what it will follow
     /// once its WAL receiver (re)connects).
@@ -36,10 +38,27 @@ pub(crate) struct Probe {
     /// Standby: the WAL receiver is streaming.
     pub(crate) streaming: bool,
     pub(crate) replay_paused: bool,
+    /// Standby: WAL receiver status (`streaming`, `starting`, ...), when one runs.
+    pub(crate) receiver_status: Option<String>,
+    /// Standby: ms since its WAL receiver last heard from the sender (the
+    /// standby's own clock: `clock_timestamp() - last_msg_receipt_time`).
+    pub(crate) receipt_age_ms: Option<u64>,
+    /// Standby: the sender's end of WAL as last reported to it
+    /// (`pg_stat_wal_receiver.latest_end_lsn`).
+    pub(crate) sender_end_lsn: Option<u64>,
     /// Highest coordinator epoch recorded in `switchyard.fencing` (0: none).
     pub(crate) fencing_epoch: u64,
-    /// Primary: `application_name` → replay lag in ms, for connected standbys.
-    pub(crate) replicas: HashMap<String, Option<u64>>,
+    /// Primary: `application_name` → its walsender, for connected standbys.
+    pub(crate) replicas: HashMap<String, Replica>,
+}
+
+/// One row of a primary's `pg_stat_replication`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Replica {
+    /// `state = 'streaming'` (not `startup`/`catchup`/`backup`).
+    pub(crate) streaming: bool,
+    /// `replay_lag` in ms (NULL once the standby is idle and caught up).
+    pub(crate) replay_lag_ms: Option<u64>,
 }
 
 impl Probe {
@@ -83,9 +102,11 @@ const MEMBER_SQL: &str = "SELECT pg_is_in_recovery(), \
   current_setting('primary_conninfo'), \
   (SELECT reset_val = 'on' AND coalesce(sourcefile, '') LIKE '%postgresql.auto.conf' \
      FROM pg_settings WHERE name = 'default_transaction_read_only'), \
-  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, ";
+  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
+  (SELECT greatest(0, (EXTRACT(epoch FROM clock_timestamp() - last_msg_receipt_time) * 1000)::bigint) FROM pg_stat_wal_receiver), \
+  (SELECT latest_end_lsn::text FROM pg_stat_wal_receiver), ";
 
-const REPLICATION_SQL: &str = "SELECT application_name, \
+const REPLICATION_SQL: &str = "SELECT application_name, state, \
   (EXTRACT(epoch FROM replay_lag) * 1000)::bigint FROM pg_stat_replication";
 
 /// Rows of a simple query, as optional text columns.
@@ -200,13 +221,18 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
         // (restartpoint) timeline lags behind after a timeline switch, so
         // the newest WAL segment file's timeline and the receiver's count too.
         p.timeline = num(6).unwrap_or(0).max(num(5).unwrap_or(0));
+        p.receiver_status = r[7].clone();
         p.streaming = r[7].as_deref() == Some("streaming");
         p.configured = r[10].as_deref().and_then(conninfo_host_port);
+        // Only a streaming receiver names its upstream: the configured one
+        // is what it would follow, not what it follows.
         p.upstream = match (&r[8], num(9)) {
-            (Some(h), Some(port)) => Some((h.clone(), port as u16)),
-            _ => p.configured.clone(),
+            (Some(h), Some(port)) if p.streaming => Some((h.clone(), port as u16)),
+            _ => None,
         };
         p.replay_paused = truthy(&r[12]);
+        p.receipt_age_ms = num(13);
+        p.sender_end_lsn = lsn(14);
     } else {
         p.lsn = lsn(1).ok_or_else(|| PgError::Parse("no pg_current_wal_lsn".into()))?;
         p.timeline = r[2]
@@ -215,13 +241,18 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
             .ok_or_else(|| PgError::Parse("cannot read timeline".into()))?;
         for row in rows(client, REPLICATION_SQL).await? {
             if let Some(app) = &row[0] {
-                let lag = row[1].as_deref().and_then(|v| v.parse::<u64>().ok());
-                p.replicas.insert(app.clone(), lag);
+                p.replicas.insert(
+                    app.clone(),
+                    Replica {
+                        streaming: row[1].as_deref() == Some("streaming"),
+                        replay_lag_ms: row[2].as_deref().and_then(|v| v.parse::<u64>().ok()),
+                    },
+                );
             }
         }
     }
     p.fenced = truthy(&r[11]);
-    p.fencing_epoch = num(13).unwrap_or(0);
+    p.fencing_epoch = num(15).unwrap_or(0);
     Ok(())
 }
 
@@ -250,24 +281,55 @@ impl PostgresController {
             .find(|m| m.port() == Some(port) && m.hostname().map(norm) == Some(norm(host)))
     }
 
-    /// Lag of each standby behind the current primary.
+    /// The member a standby's WAL receiver streams from right now.
+    pub(crate) fn streaming_from(&self, p: &Probe) -> Option<&Member> {
+        p.upstream
+            .as_ref()
+            .and_then(|(h, port)| self.member_at(h, *port))
+    }
+
+    /// Whether standby `p` streams from `primary`: its own WAL receiver
+    /// says so (status `streaming`, sender host and port those of the
+    /// primary), or the primary's `pg_stat_replication` lists it streaming.
+    pub(crate) fn streams_from(&self, p: &Probe, primary: &Probe) -> bool {
+        p.is_standby()
+            && (self
+                .streaming_from(p)
+                .is_some_and(|m| m.name == primary.name)
+                || primary.replicas.get(&p.name).is_some_and(|r| r.streaming))
+    }
+
+    /// Lag of a standby behind `primary`, from live state only. A standby
+    /// streaming from the primary holds only WAL it received from it, so
+    /// being ahead of the primary's position means the primary was probed a
+    /// moment earlier (the probes run in parallel): 0. One that does not
+    /// stream is compared only on the primary's timeline and only while
+    /// behind it; ahead of the primary, or on another timeline, it may hold
+    /// WAL the primary does not (diverged): unknown, never 0. Time is the
+    /// primary's `replay_lag` for it, or 0 when no byte is missing.
     pub(crate) fn lag_of(&self, probe: &Probe, primary: &Probe) -> Lag {
-        let bytes = primary.lsn.saturating_sub(probe.lsn);
-        let millis = if bytes == 0 {
-            Some(0)
+        let bytes = if probe.lsn == 0 {
+            None
+        } else if self.streams_from(probe, primary) {
+            Some(primary.lsn.saturating_sub(probe.lsn))
+        } else if probe.timeline == primary.timeline {
+            primary.lsn.checked_sub(probe.lsn)
         } else {
-            primary.replicas.get(&probe.name).copied().flatten()
+            None
         };
-        Lag {
-            bytes: Some(bytes),
-            millis,
-        }
+        let millis = match bytes {
+            Some(0) => Some(0),
+            _ => primary
+                .replicas
+                .get(&probe.name)
+                .and_then(|r| r.replay_lag_ms),
+        };
+        Lag { bytes, millis }
     }
 
     pub(crate) fn to_state(&self, probes: &[Probe]) -> ObservedState {
         let primary = current_primary(probes);
         let mut members = Vec::with_capacity(probes.len());
-        let mut cache = self.lag_cache.lock().unwrap_or_else(|e| e.into_inner());
         for p in probes {
             if !p.reachable() {
                 members.push(MemberState::unreachable(
@@ -277,29 +339,51 @@ impl PostgresController {
                 ));
                 continue;
             }
-            let (role, lag, following) = if p.is_primary() {
-                (Role::Primary, None, None)
+            let mut detail = Vec::new();
+            let (role, lag, following, replicating) = if p.is_primary() {
+                (Role::Primary, None, None, None)
             } else {
                 let lag = primary.map(|cp| self.lag_of(p, cp));
-                if let Some(l) = lag {
-                    cache.insert(p.name.clone(), (l, std::time::Instant::now()));
+                // Live evidence only: the member's WAL receiver, else the
+                // primary's walsender for it.
+                let following = self.streaming_from(p).map(|m| m.name.clone()).or_else(|| {
+                    primary
+                        .filter(|cp| self.streams_from(p, cp))
+                        .map(|cp| cp.name.clone())
+                });
+                // With no primary reachable there is nothing to stream from:
+                // not a fault of this member, and not evidence either way.
+                let replicating = primary.map(|cp| self.streams_from(p, cp));
+                if !p.streaming {
+                    let configured = p
+                        .configured
+                        .as_ref()
+                        .and_then(|(h, port)| self.member_at(h, *port))
+                        .map_or("no upstream".to_string(), |m| {
+                            format!("configured for {}", m.name)
+                        });
+                    detail.push(format!(
+                        "not streaming (WAL receiver {}; {configured})",
+                        p.receiver_status.as_deref().unwrap_or("not running")
+                    ));
                 }
-                let following = p
-                    .upstream
-                    .as_ref()
-                    .and_then(|(h, port)| self.member_at(h, *port))
-                    .map(|m| m.name.clone());
-                (Role::Secondary, lag, following)
+                if let (Some(cp), Some(l)) = (primary, lag) {
+                    if l.bytes.is_none() && p.lsn > cp.lsn {
+                        detail.push(format!(
+                            "holds WAL to {} on timeline {}, past the primary's {}: diverged",
+                            format_lsn(p.lsn),
+                            p.timeline,
+                            format_lsn(cp.lsn)
+                        ));
+                    }
+                }
+                (Role::Secondary, lag, following, replicating)
             };
-            let mut detail = Vec::new();
             if p.is_primary() && primary.is_some_and(|cp| cp.name != p.name) {
                 detail.push(format!(
-                    "also a primary, on old timeline {}: needs rejoin",
+                    "also a primary, on old timeline {}: stale (split brain); the next execution fences and rejoins it",
                     p.timeline
                 ));
-            }
-            if p.in_recovery && !p.streaming {
-                detail.push("not streaming".to_string());
             }
             if p.replay_paused {
                 detail.push("replay paused".to_string());
@@ -312,11 +396,15 @@ impl PostgresController {
                 position: Some(p.position()),
                 lag,
                 following,
+                replicating,
                 fenced: p.fenced,
                 priority: None,
                 votes: None,
                 detail: (!detail.is_empty()).then(|| detail.join("; ")),
             });
+        }
+        if let Some(cp) = primary {
+            self.remember(cp, probes);
         }
         let epoch = primary
             .map(|p| p.timeline)

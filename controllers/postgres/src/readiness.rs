@@ -3,6 +3,7 @@
 
 use crate::observe::{current_primary, Probe};
 use crate::PostgresController;
+use switchyard_controller::last_known::age_text;
 use switchyard_controller::{DataLossEstimate, ErrorKind, Lag, Outcome, PromoteMode, Result};
 
 /// A forced-failover candidate and what promoting it may lose.
@@ -19,7 +20,7 @@ impl PostgresController {
         region: &str,
         mode: PromoteMode,
     ) -> Result<Outcome> {
-        let _ = self.to_state(&probes); // refresh the lag cache
+        let _ = self.to_state(&probes); // refresh the last-known state
         if let Some(p) = current_primary(&probes) {
             if p.region == region {
                 return Ok(Outcome::already_done()
@@ -141,55 +142,51 @@ impl PostgresController {
             .map(|p| p.held_lsn())
             .max()
             .unwrap_or(0);
+        // A lower bound, not a lag: a member behind the candidate adds nothing.
         let known_gap = best_other.saturating_sub(c.held_lsn());
-        let cached = self
-            .lag_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&c.name)
-            .copied();
-        let (within, estimate) = match cached {
-            Some((lag, at)) => {
-                let bytes = lag.bytes.unwrap_or(0).max(known_gap);
-                let est = Lag {
-                    bytes: Some(bytes),
-                    millis: lag.millis,
-                };
-                let within = est.within(self.store.max_lag_bytes, self.store.max_lag_ms);
+        let bounded = self.store.max_lag_bytes.is_some() || self.store.max_lag_ms.is_some();
+        let (within, estimate) = match self.loss_range(c, known_gap) {
+            Some(r) => {
+                let within = r
+                    .judged
+                    .within(self.store.max_lag_bytes, self.store.max_lag_ms)
+                    && self.store.max_lag_bytes.is_none_or(|b| r.at_least <= b);
                 (
                     within,
                     DataLossEstimate {
-                        bytes: Some(bytes),
-                        millis: lag.millis,
+                        bytes: r.judged.bytes.or(Some(r.at_least)),
+                        millis: r.judged.millis,
                         writes: None,
                         note: format!(
-                            "{} was {} behind the primary when last observed {} ms ago \
-                             (bound: {}) and is {known_gap} bytes behind the most advanced \
-                             reachable member; writes after that observation may also be lost",
-                            c.name,
-                            lag_text(&lag),
-                            at.elapsed().as_millis(),
-                            self.bound_text()
+                            "≥ {} bytes lost (upper bound unknown), judged as {} behind \
+                             (bound: {}) on evidence {} old: {}",
+                            r.at_least,
+                            lag_text(&r.judged),
+                            self.bound_text(),
+                            age_text(r.age_ms),
+                            r.basis
                         ),
                     },
                 )
             }
-            None => {
-                let bounded = self.store.max_lag_bytes.is_some() || self.store.max_lag_ms.is_some();
-                (
-                    !bounded && known_gap == 0,
-                    DataLossEstimate {
-                        bytes: (known_gap > 0).then_some(known_gap),
-                        millis: None,
-                        writes: None,
-                        note: format!(
-                            "lag of {} unknown: never observed while the primary was reachable; \
-                             at least {known_gap} bytes behind the most advanced reachable member",
-                            c.name
-                        ),
-                    },
-                )
-            }
+            None => (
+                !bounded && known_gap == 0,
+                DataLossEstimate {
+                    bytes: (known_gap > 0).then_some(known_gap),
+                    millis: None,
+                    writes: None,
+                    note: format!(
+                        "≥ {known_gap} bytes lost (upper bound unknown): lag of {} unknown, \
+                         never observed while the primary was reachable (no last-known state{}); \
+                         {known_gap} bytes behind the most advanced reachable member",
+                        c.name,
+                        self.last_known.place().path().map_or(
+                            " kept: no state directory".to_string(),
+                            |p| format!(" in {}", p.display())
+                        )
+                    ),
+                },
+            ),
         };
         Ok(ForcedVerdict {
             candidate: c.name.clone(),

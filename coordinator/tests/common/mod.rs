@@ -37,6 +37,19 @@ impl Run {
     }
 }
 
+/// The operation names of a plan printed by `plan failover --output json`,
+/// in plan order.
+pub fn plan_ops(json: &str) -> Vec<String> {
+    let plan: serde_json::Value = serde_json::from_str(json).expect("plan JSON");
+    plan["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .flat_map(|s| s["steps"].as_array().expect("steps").iter())
+        .map(|s| s["op"].as_str().expect("op").to_string())
+        .collect()
+}
+
 /// A topology file plus a state dir in a temp dir.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
