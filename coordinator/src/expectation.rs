@@ -181,18 +181,21 @@ impl Expectation {
                 },
             },
             Expectation::OneWritablePrimary => {
-                let writable: Vec<_> = s
+                let writable = s
                     .members
                     .iter()
                     .filter(|m| m.reachable && m.role == Role::Primary && !m.fenced)
-                    .collect();
-                match writable.len() {
-                    1 => Ok(()),
+                    .count();
+                match writable {
+                    1 => Holds,
                     0 if s.primaries().count() > 0 => {
-                        Err(format!("no writable primary: fenced {}", primaries(s)))
+                        Fails(format!("no writable primary: fenced {}", primaries(s)))
                     }
-                    0 => Err("no writable primary observed".into()),
-                    n => Err(format!(
+                    0 if s.members.iter().all(|m| !m.reachable) => {
+                        Unobservable("no member reachable".into())
+                    }
+                    0 => Fails("no writable primary observed".into()),
+                    n => Fails(format!(
                         "{n} writable primaries observed ({})",
                         primaries(s)
                     )),
