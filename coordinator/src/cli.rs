@@ -682,23 +682,24 @@ async fn execute_superseding(
 ) -> Result<(i32, String), Exit> {
     let store = ctx.journals()?;
     let id = new_execution_id(kind, guard.epoch());
-    let journal = store.create(&id).map_err(|e| Exit::usage(e.to_string()))?;
-    let reporter = reporter(output);
-    let mut driver = Driver::new(controllers, journal, guard, &id, reporter.as_ref(), 1)
-        .with_failpoint(Failpoint::from_env().map_err(Exit::usage)?);
-    driver
-        .record(&Record::Started {
-            execution_id: id.clone(),
-            epoch: guard.epoch(),
-            at_ms: now_ms(),
-            kind: kind.into(),
-            topology_file: ctx.topology_file.display().to_string(),
-            plan: plan.clone(),
-        })
+    let failpoint = Failpoint::from_env().map_err(Exit::usage)?;
+    let started = Record::Started {
+        execution_id: id.clone(),
+        epoch: guard.epoch(),
+        at_ms: now_ms(),
+        kind: kind.into(),
+        topology_file: ctx.topology_file.display().to_string(),
+        plan: plan.clone(),
+    };
+    let journal = store
+        .create(&id, &started)
         .map_err(|e| Exit::usage(e.to_string()))?;
     if let Some(old) = supersedes {
         close(ctx, old.id, guard.epoch(), old.stores)?;
     }
+    let reporter = reporter(output);
+    let mut driver =
+        Driver::new(controllers, journal, guard, &id, reporter.as_ref(), 1).with_failpoint(failpoint);
     reporter.event(&ProgressEvent::ExecutionStarted {
         execution_id: id.clone(),
         plan: plan.name.clone(),

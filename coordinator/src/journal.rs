@@ -5,12 +5,20 @@
 //!
 //! The [`JournalStore`] trait keeps the storage replaceable (Consul KV, etcd);
 //! [`FileJournalStore`] is the embedded default: one JSON-lines file per
-//! execution under `<state-dir>/executions/`.
+//! execution under `<state-dir>/executions/`, every line carrying a CRC-32C
+//! of its own bytes (see [`encode_line`]).
+//!
+//! A journal that cannot be read whole is *damaged*, not skipped: [`JournalStore::scan`]
+//! returns what it could read together with every corrupt line (file and
+//! line), [`ledger`] says which executions are damaged, which were superseded
+//! by a later one, and which still block a new execution, and a damaged
+//! execution ends only when an operator closes it ([`Record::Closed`]).
 
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::collections::BTreeSet;
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_controller::{Operation, Outcome};
@@ -242,6 +250,21 @@ pub enum Record {
         /// State of every store at that moment.
         stores: Vec<StoreStatus>,
     },
+    /// An operator closed an execution that can neither be resumed nor
+    /// aborted (its journal is damaged, or a later execution superseded
+    /// it), with the reason they gave. Nothing is issued for it afterwards.
+    Closed {
+        /// Epoch of the coordinator that closed it.
+        epoch: u64,
+        /// When.
+        at_ms: u64,
+        /// The operator's reason, as given.
+        reason: String,
+        /// What was wrong with the journal when it was closed
+        /// (`file:line: message` per corrupt line; empty when superseded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        damage: Vec<String>,
+    },
 }
 
 /// The sequence number the next intent of an execution gets: one past the
@@ -269,19 +292,56 @@ pub enum JournalError {
         /// Cause.
         source: io::Error,
     },
-    /// A record in the middle of the journal is not valid.
+    /// A complete record of the journal is not valid (bad checksum, not a
+    /// record): the execution is damaged.
     #[error("journal {path}:{line}: corrupt record: {message}")]
     Corrupt {
         /// File concerned.
         path: String,
         /// 1-based line.
         line: usize,
-        /// Parser message.
+        /// What is wrong with it.
         message: String,
     },
     /// No such execution.
     #[error("no execution `{0}`")]
     NotFound(String),
+}
+
+/// One corrupt line of a journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    /// File concerned.
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path, self.line, self.message)
+    }
+}
+
+impl From<Damage> for JournalError {
+    fn from(d: Damage) -> Self {
+        JournalError::Corrupt {
+            path: d.path,
+            line: d.line,
+            message: d.message,
+        }
+    }
+}
+
+/// Everything that could be read from one journal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scan {
+    /// The valid records, in file order (also those after a corrupt line).
+    pub records: Vec<Record>,
+    /// Every corrupt complete line.
+    pub damage: Vec<Damage>,
 }
 
 /// An open journal of one execution, append only.
@@ -308,14 +368,31 @@ pub trait Journal: Send {
 
 /// Where journals live; one per execution.
 pub trait JournalStore: Send + Sync {
-    /// Create the journal of a new execution.
-    fn create(&self, execution_id: &str) -> Result<Box<dyn Journal>, JournalError>;
+    /// Create the journal of a new execution with its first record
+    /// (`started`) in it. The journal appears with that record durable or
+    /// not at all, so a crash never leaves an empty journal behind.
+    fn create(
+        &self,
+        execution_id: &str,
+        started: &Record,
+    ) -> Result<Box<dyn Journal>, JournalError>;
     /// Open an existing journal for appending (after a crash or for abort).
     fn open(&self, execution_id: &str) -> Result<Box<dyn Journal>, JournalError>;
-    /// Every record of an execution, in order.
-    fn read(&self, execution_id: &str) -> Result<Vec<Record>, JournalError>;
+    /// Every valid record of an execution and every corrupt line; fails
+    /// only when the journal cannot be read at all.
+    fn scan(&self, execution_id: &str) -> Result<Scan, JournalError>;
     /// Every execution id, oldest first.
     fn list(&self) -> Result<Vec<String>, JournalError>;
+
+    /// Every record of an execution, in order; a corrupt line is an error
+    /// naming the file and the line.
+    fn read(&self, execution_id: &str) -> Result<Vec<Record>, JournalError> {
+        let scan = self.scan(execution_id)?;
+        match scan.damage.into_iter().next() {
+            Some(d) => Err(d.into()),
+            None => Ok(scan.records),
+        }
+    }
 }
 
 /// JSON-lines journals in a directory, fsync'd on every append.
@@ -332,7 +409,8 @@ impl FileJournalStore {
         Ok(FileJournalStore { dir })
     }
 
-    fn path(&self, id: &str) -> PathBuf {
+    /// The file holding an execution's journal.
+    pub fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.jsonl"))
     }
 }
@@ -349,29 +427,153 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// CRC-32C (Castagnoli, the checksum of iSCSI, ext4 metadata and etcd's
+/// WAL), reflected, table-driven.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    !bytes.iter().fold(!0u32, |c, b| {
+        TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8)
+    })
+}
+
+/// The key every record line ends with.
+const CRC_KEY: &str = ",\"crc32c\":\"";
+/// `,"crc32c":"` + 8 hex digits + `"}`.
+const CRC_SUFFIX_LEN: usize = CRC_KEY.len() + 8 + 2;
+
+/// One journal line (with its newline): the record's JSON object with a
+/// last key `crc32c`, the CRC-32C (8 lowercase hex digits) of the line's
+/// bytes without that key — i.e. of the object exactly as serialised,
+/// `{...}`. The checksum covers the bytes as written, so verifying it needs
+/// no re-serialisation, and the line stays a JSON object `jq` can read.
+pub fn encode_line(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
+    let mut body = serde_json::to_vec(record)?;
+    let crc = crc32c(&body);
+    // A record is a JSON object: it ends with `}`.
+    body.pop();
+    body.extend_from_slice(format!("{CRC_KEY}{crc:08x}\"}}\n").as_bytes());
+    Ok(body)
+}
+
+/// Decode one complete line (without its newline). `Ok((record, true))`
+/// when it carried a valid checksum, `Ok((record, false))` for a record
+/// written before journals had checksums.
+fn decode_line(line: &[u8]) -> Result<(Record, bool), String> {
+    let n = line.len();
+    let has_crc = n > CRC_SUFFIX_LEN
+        && line[n - CRC_SUFFIX_LEN..].starts_with(CRC_KEY.as_bytes())
+        && line.ends_with(b"\"}");
+    if !has_crc {
+        return serde_json::from_slice(line)
+            .map(|r| (r, false))
+            .map_err(|e| format!("not a journal record: {e}"));
+    }
+    let hex = &line[n - 10..n - 2];
+    let want = std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| "malformed checksum".to_string())?;
+    let mut body = line[..n - CRC_SUFFIX_LEN].to_vec();
+    body.push(b'}');
+    let got = crc32c(&body);
+    if got != want {
+        return Err(format!(
+            "checksum mismatch (recorded crc32c {want:08x}, content has {got:08x})"
+        ));
+    }
+    serde_json::from_slice(&body)
+        .map(|r| (r, true))
+        .map_err(|e| format!("checksum holds but the record is not valid: {e}"))
+}
+
+/// Parse a journal's bytes. The bytes after the last newline are a torn
+/// append (a crash mid-write: that record was never durable, nothing acted
+/// on it) and are ignored. Every complete line must be a record: a corrupt
+/// one is reported, never skipped. Lines without a checksum are accepted
+/// only before the first line that has one (journals written before
+/// checksums existed, then resumed by this version).
+pub fn parse_journal(path: &str, bytes: &[u8]) -> Scan {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut scan = Scan::default();
+    let mut checksummed = false;
+    for (i, line) in bytes[..complete]
+        .split_inclusive(|b| *b == b'\n')
+        .enumerate()
+    {
+        let line = &line[..line.len() - 1];
+        let result = if line.iter().all(u8::is_ascii_whitespace) {
+            Err("empty line".to_string())
+        } else {
+            decode_line(line)
+        };
+        match result {
+            Ok((r, true)) => {
+                checksummed = true;
+                scan.records.push(r);
+            }
+            Ok((_, false)) if checksummed => scan.damage.push(Damage {
+                path: path.into(),
+                line: i + 1,
+                message: "record without a checksum after checksummed records".into(),
+            }),
+            Ok((r, false)) => scan.records.push(r),
+            Err(message) => scan.damage.push(Damage {
+                path: path.into(),
+                line: i + 1,
+                message,
+            }),
+        }
+    }
+    scan
+}
+
 struct FileJournal {
     path: PathBuf,
     file: File,
 }
 
-impl Journal for FileJournal {
-    fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).expect("journal records always serialise");
-        line.push(b'\n');
+impl FileJournal {
+    fn write(&mut self, record: &Record) -> Result<(), JournalError> {
+        let line = encode_line(record).map_err(|e| {
+            io_err(
+                &self.path,
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })?;
         // One write of the whole line: a crash leaves at most one torn last
-        // line, which readers skip and `open` truncates.
+        // line, which readers ignore and `open` truncates.
         self.file
             .write_all(&line)
-            .and_then(|()| self.file.sync_data())
             .map_err(|e| io_err(&self.path, e))
+    }
+}
+
+impl Journal for FileJournal {
+    fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        self.write(record)?;
+        self.sync()
     }
 
     fn append_lazy(&mut self, record: &Record) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).expect("journal records always serialise");
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(|e| io_err(&self.path, e))
+        self.write(record)
     }
 
     fn sync(&mut self) -> Result<(), JournalError> {
@@ -380,14 +582,40 @@ impl Journal for FileJournal {
 }
 
 impl JournalStore for FileJournalStore {
-    fn create(&self, execution_id: &str) -> Result<Box<dyn Journal>, JournalError> {
+    fn create(
+        &self,
+        execution_id: &str,
+        started: &Record,
+    ) -> Result<Box<dyn Journal>, JournalError> {
         let path = self.path(execution_id);
+        if path.exists() {
+            return Err(io_err(
+                &path,
+                io::Error::new(io::ErrorKind::AlreadyExists, "execution ids are never reused"),
+            ));
+        }
+        // Written whole under a temporary name, then renamed: the journal
+        // exists only once its start record is durable. (The caller holds
+        // the execution lock, so nobody else writes this name meanwhile; a
+        // `.tmp` left by a crash is not a journal and is overwritten here.)
+        let tmp = self.dir.join(format!("{execution_id}.jsonl.tmp"));
+        let line = encode_line(started).map_err(|e| {
+            io_err(
+                &tmp,
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })?;
+        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(&line)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_err(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        sync_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
         let file = OpenOptions::new()
             .append(true)
-            .create_new(true)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        sync_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
         Ok(Box::new(FileJournal { path, file }))
     }
 
@@ -413,39 +641,16 @@ impl JournalStore for FileJournalStore {
         Ok(Box::new(FileJournal { path, file }))
     }
 
-    fn read(&self, execution_id: &str) -> Result<Vec<Record>, JournalError> {
+    fn scan(&self, execution_id: &str) -> Result<Scan, JournalError> {
         let path = self.path(execution_id);
-        let file = File::open(&path).map_err(|e| {
+        let bytes = fs::read(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 JournalError::NotFound(execution_id.into())
             } else {
                 io_err(&path, e)
             }
         })?;
-        let lines: Vec<String> = BufReader::new(file)
-            .lines()
-            .collect::<Result<_, _>>()
-            .map_err(|e| io_err(&path, e))?;
-        let mut out = Vec::with_capacity(lines.len());
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(line) {
-                Ok(r) => out.push(r),
-                // A torn final line is a crash mid-append: that record was
-                // never durable, so nothing acted on it.
-                Err(_) if i + 1 == lines.len() => break,
-                Err(e) => {
-                    return Err(JournalError::Corrupt {
-                        path: path.display().to_string(),
-                        line: i + 1,
-                        message: e.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(out)
+        Ok(parse_journal(&path.display().to_string(), &bytes))
     }
 
     fn list(&self) -> Result<Vec<String>, JournalError> {
@@ -494,6 +699,12 @@ pub enum ExecutionStatus {
     Succeeded,
     /// Ended by an operator.
     Aborted,
+    /// Closed by an operator (`switchyard executions close`).
+    Closed,
+    /// The journal holds no record: the execution never started (a crash
+    /// while its journal was created, by a version that did not create it
+    /// atomically). Nothing was issued for it.
+    Empty,
 }
 
 impl std::fmt::Display for ExecutionStatus {
@@ -503,6 +714,8 @@ impl std::fmt::Display for ExecutionStatus {
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Aborted => "aborted",
+            ExecutionStatus::Closed => "closed",
+            ExecutionStatus::Empty => "empty",
         })
     }
 }
@@ -513,10 +726,15 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
         id: id.to_string(),
         kind: String::new(),
         plan: String::new(),
-        status: ExecutionStatus::Unfinished,
+        status: if records.is_empty() {
+            ExecutionStatus::Empty
+        } else {
+            ExecutionStatus::Unfinished
+        },
         started_at_ms: 0,
         last_at_ms: 0,
     };
+    let mut closed = false;
     for r in records {
         match r {
             Record::Started {
@@ -528,6 +746,7 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
             }
             Record::Finished { .. } => s.status = ExecutionStatus::Succeeded,
             Record::Aborted { .. } => s.status = ExecutionStatus::Aborted,
+            Record::Closed { .. } => closed = true,
             Record::CheckpointFailed { .. }
             | Record::Outcome {
                 result: OpResult::Err { .. },
@@ -537,6 +756,10 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
             _ => {}
         }
         s.last_at_ms = s.last_at_ms.max(record_time(r));
+    }
+    if closed {
+        // Nothing follows a close: whatever the records before it said.
+        s.status = ExecutionStatus::Closed;
     }
     s
 }
@@ -554,8 +777,108 @@ pub fn record_time(r: &Record) -> u64 {
         | Record::ExtraIntent { at_ms, .. }
         | Record::ExtraOutcome { at_ms, .. }
         | Record::Finished { at_ms }
-        | Record::Aborted { at_ms, .. } => *at_ms,
+        | Record::Aborted { at_ms, .. }
+        | Record::Closed { at_ms, .. } => *at_ms,
     }
+}
+
+/// One execution as the ledger sees it: its summary, what is wrong with
+/// its journal, and whether a later execution superseded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerEntry {
+    /// The summary of its valid records (`status` ignores the damage).
+    #[serde(flatten)]
+    pub summary: ExecutionSummary,
+    /// Every corrupt line of its journal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damage: Vec<Damage>,
+    /// The next execution that started after it, if any. Resuming a
+    /// superseded execution would undo what that one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
+    /// Stores its plan changes (mutating steps); `None` when its start
+    /// record cannot be read, so the stores it touched are unknown.
+    #[serde(skip)]
+    pub stores: Option<BTreeSet<String>>,
+}
+
+impl LedgerEntry {
+    /// The journal has a corrupt line and no operator closed it.
+    pub fn is_damaged(&self) -> bool {
+        !self.damage.is_empty() && self.summary.status != ExecutionStatus::Closed
+    }
+
+    /// What the records say is not an end (unfinished or failed).
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.summary.status,
+            ExecutionStatus::Unfinished | ExecutionStatus::Failed
+        )
+    }
+
+    /// Holds something: a record other than a close, or damage. Only such
+    /// an execution supersedes earlier ones.
+    fn started(&self, records: &[Record]) -> bool {
+        !self.damage.is_empty() || records.iter().any(|r| !matches!(r, Record::Closed { .. }))
+    }
+
+    /// Damaged, not closed, its records show no end, and nothing later
+    /// superseded it: the stores it touched may be mid-failover, and no
+    /// journal says how far it got.
+    pub fn blocks(&self) -> bool {
+        self.is_damaged() && self.is_open() && self.superseded_by.is_none()
+    }
+
+    /// The first corrupt line, as `file:line: message`.
+    pub fn damage_note(&self) -> Option<String> {
+        self.damage.first().map(|d| {
+            if self.damage.len() > 1 {
+                format!("{d} (and {} more corrupt lines)", self.damage.len() - 1)
+            } else {
+                d.to_string()
+            }
+        })
+    }
+}
+
+/// Stores a plan changes (those with a mutating step).
+pub fn plan_stores(plan: &Plan) -> BTreeSet<String> {
+    plan.stages
+        .iter()
+        .flat_map(|st| &st.steps)
+        .filter(|s| s.op.to_operation(None).is_some_and(|op| op.is_mutating()))
+        .map(|s| s.store.clone())
+        .collect()
+}
+
+/// Every execution, oldest first, each with its damage and the execution
+/// that superseded it. Never fails because one journal is corrupt.
+pub fn ledger(store: &dyn JournalStore) -> Result<Vec<LedgerEntry>, JournalError> {
+    let mut out: Vec<LedgerEntry> = vec![];
+    let mut started = vec![];
+    for id in store.list()? {
+        let scan = store.scan(&id)?;
+        let stores = scan.records.iter().find_map(|r| match r {
+            Record::Started { plan, .. } => Some(plan_stores(plan)),
+            _ => None,
+        });
+        let entry = LedgerEntry {
+            summary: summarize(&id, &scan.records),
+            damage: scan.damage,
+            superseded_by: None,
+            stores,
+        };
+        started.push(entry.started(&scan.records));
+        out.push(entry);
+    }
+    let mut later: Option<String> = None;
+    for (entry, started) in out.iter_mut().zip(started).rev() {
+        entry.superseded_by = later.clone();
+        if started {
+            later = Some(entry.summary.id.clone());
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -585,8 +908,7 @@ mod tests {
     fn append_read_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileJournalStore::new(dir.path()).unwrap();
-        let mut j = store.create("2026-x").unwrap();
-        j.append(&started()).unwrap();
+        let mut j = store.create("2026-x", &started()).unwrap();
         j.append(&Record::Finished { at_ms: 9 }).unwrap();
         drop(j);
         assert_eq!(store.read("2026-x").unwrap().len(), 2);
@@ -612,19 +934,146 @@ mod tests {
             }
         );
         assert_eq!(store.list().unwrap(), vec!["2026-x".to_string()]);
-        assert!(store.create("2026-x").is_err(), "ids are never reused");
+        assert!(
+            store.create("2026-x", &started()).is_err(),
+            "ids are never reused"
+        );
         assert!(matches!(store.read("nope"), Err(JournalError::NotFound(_))));
     }
 
     #[test]
-    fn corrupt_middle_line_is_an_error_with_line() {
+    fn crc32c_known_answer() {
+        // RFC 3720, B.4 and the usual check value.
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+    }
+
+    #[test]
+    fn every_line_carries_a_checksum_of_its_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileJournalStore::new(dir.path()).unwrap();
+        drop(store.create("c", &started()).unwrap());
+        let text = fs::read_to_string(dir.path().join("executions/c.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        let crc = v["crc32c"].as_str().unwrap();
+        let body = serde_json::to_string(&started()).unwrap();
+        assert_eq!(crc, format!("{:08x}", crc32c(body.as_bytes())));
+        assert_eq!(v["type"], "started");
+    }
+
+    #[test]
+    fn corrupt_complete_lines_are_damage_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileJournalStore::new(dir.path()).unwrap();
+        let mut j = store.create("bad", &started()).unwrap();
+        j.append(&Record::Resumed { epoch: 2, at_ms: 7 }).unwrap();
+        j.append(&Record::Finished { at_ms: 9 }).unwrap();
+        drop(j);
         let path = dir.path().join("executions/bad.jsonl");
-        let good = serde_json::to_string(&started()).unwrap();
-        fs::write(&path, format!("{good}\ngarbage\n{good}\n")).unwrap();
-        let e = store.read("bad").unwrap_err();
-        assert!(e.to_string().contains("bad.jsonl:2"), "{e}");
+        // One flipped digit inside the second record: still valid JSON, so
+        // only the checksum can tell.
+        let text = fs::read_to_string(&path).unwrap();
+        let bad = text.replacen("\"epoch\":2", "\"epoch\":3", 1);
+        assert_ne!(bad, text);
+        fs::write(&path, &bad).unwrap();
+        let e = store.read("bad").unwrap_err().to_string();
+        assert!(e.contains("bad.jsonl:2"), "{e}");
+        assert!(e.contains("checksum mismatch"), "{e}");
+        let scan = store.scan("bad").unwrap();
+        assert_eq!(scan.records.len(), 2, "the records around it still read");
+        assert_eq!(scan.damage.len(), 1);
+        assert_eq!(scan.damage[0].line, 2);
+        // A corrupt *complete* last line is damage too, not a torn append.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[2] = "{\"type\":\"finished\",\"at_ms\":9,\"crc32c\":\"00000000\"}";
+        fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let scan = store.scan("bad").unwrap();
+        assert_eq!(scan.damage.len(), 1);
+        assert_eq!(scan.damage[0].line, 3, "{:?}", scan.damage);
+        // Garbage and an empty line in the middle.
+        let good = String::from_utf8(encode_line(&started()).unwrap()).unwrap();
+        fs::write(&path, format!("{good}garbage\n\n{good}")).unwrap();
+        let scan = store.scan("bad").unwrap();
+        let lines: Vec<usize> = scan.damage.iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![2, 3]);
+    }
+
+    #[test]
+    fn journals_without_checksums_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileJournalStore::new(dir.path()).unwrap();
+        let path = dir.path().join("executions/old.jsonl");
+        let legacy = serde_json::to_string(&started()).unwrap();
+        fs::write(&path, format!("{legacy}\n")).unwrap();
+        assert_eq!(store.read("old").unwrap(), vec![started()]);
+        // Resumed by this version: new records carry checksums...
+        store
+            .open("old")
+            .unwrap()
+            .append(&Record::Resumed { epoch: 2, at_ms: 3 })
+            .unwrap();
+        assert_eq!(store.read("old").unwrap().len(), 2);
+        // ...and a record without one after them is damage.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"type\":\"finished\",\"at_ms\":4}\n").unwrap();
+        drop(f);
+        let e = store.read("old").unwrap_err().to_string();
+        assert!(e.contains("old.jsonl:3"), "{e}");
+    }
+
+    #[test]
+    fn empty_and_half_created_journals_are_empty_not_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileJournalStore::new(dir.path()).unwrap();
+        let exec = dir.path().join("executions");
+        fs::write(exec.join("a.jsonl"), b"").unwrap();
+        fs::write(exec.join("b.jsonl"), b"{\"type\":\"star").unwrap();
+        fs::write(exec.join("c.jsonl.tmp"), b"{").unwrap();
+        assert_eq!(store.list().unwrap(), vec!["a", "b"]);
+        for id in ["a", "b"] {
+            let scan = store.scan(id).unwrap();
+            assert_eq!(scan, Scan::default(), "{id}");
+            assert_eq!(
+                summarize(id, &scan.records).status,
+                ExecutionStatus::Empty
+            );
+        }
+        let l = ledger(&store).unwrap();
+        assert!(l.iter().all(|e| !e.blocks() && e.superseded_by.is_none()));
+    }
+
+    #[test]
+    fn ledger_marks_damage_and_supersession() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileJournalStore::new(dir.path()).unwrap();
+        for id in ["1-old", "2-mid", "3-new"] {
+            drop(store.create(id, &started()).unwrap());
+        }
+        fs::write(dir.path().join("executions/4-empty.jsonl"), b"").unwrap();
+        let path = dir.path().join("executions/3-new.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"not a record\n").unwrap();
+        drop(f);
+        let l = ledger(&store).unwrap();
+        let by: Vec<Option<&str>> = l.iter().map(|e| e.superseded_by.as_deref()).collect();
+        assert_eq!(by, vec![Some("2-mid"), Some("3-new"), None, None]);
+        assert!(l[2].is_damaged() && l[2].blocks());
+        assert!(l[2].damage_note().unwrap().contains("3-new.jsonl:2"));
+        assert!(!l[0].blocks() && !l[0].is_damaged());
+        // Closing ends it, and the close is itself a checksummed record.
+        store
+            .open("3-new")
+            .unwrap()
+            .append(&Record::Closed {
+                epoch: 9,
+                at_ms: 1,
+                reason: "checked by hand".into(),
+                damage: vec![l[2].damage_note().unwrap()],
+            })
+            .unwrap();
+        let l = ledger(&store).unwrap();
+        assert_eq!(l[2].summary.status, ExecutionStatus::Closed);
+        assert!(!l[2].blocks() && !l[2].is_damaged());
     }
 
     #[test]

@@ -472,6 +472,18 @@ pub fn timeline(records: &[Record]) -> String {
                 }
                 s
             }
+            Record::Closed {
+                epoch,
+                reason,
+                damage,
+                ..
+            } => {
+                let mut s = format!("closed by an operator (epoch {epoch}): {reason}");
+                for d in damage {
+                    let _ = write!(s, "\n{:>12}    damaged: {d}", "");
+                }
+                s
+            }
         };
         let _ = writeln!(out, "{rel}  {line}");
     }
