@@ -9,8 +9,8 @@ use crate::driver::{Driver, RunEnd};
 use crate::executor::Executor;
 use crate::failpoint::Failpoint;
 use crate::journal::{
-    format_ms, now_ms, summarize, ExecutionStatus, FileJournalStore, JournalStore, Record,
-    StoreStatus,
+    format_ms, ledger, now_ms, plan_stores, summarize, ExecutionStatus, FileJournalStore,
+    JournalError, JournalStore, Record, StoreStatus,
 };
 use crate::lock::{FileLock, Lock, LockError, LockGuard};
 use crate::plan::{Mode, Plan};
@@ -184,8 +184,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
-    /// List executions.
+    /// List executions (with damaged journals and superseded executions
+    /// marked), or close one.
     Executions {
+        /// `close ID --reason TEXT`; without it, list.
+        #[command(subcommand)]
+        action: Option<ExecutionsAction>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
@@ -212,6 +216,21 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum)]
         output: Option<Output>,
+    },
+}
+
+/// What `executions` can do besides listing.
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsAction {
+    /// End an execution that can be neither resumed nor aborted: its
+    /// journal is damaged, or a later execution superseded it. Journals the
+    /// reason; nothing is issued to any store.
+    Close {
+        /// Execution id.
+        id: String,
+        /// Why it is safe to close (what you checked on the stores).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -423,6 +442,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             else {
                 return Ok(nothing_to_do(&target.to));
             };
+            refuse_damaged(&ctx, &plan)?;
             confirm(&plan, yes, output)?;
             let (code, _) =
                 execute(&ctx, &controllers, guard.as_ref(), plan, "failover", output).await?;
@@ -435,6 +455,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             let caps = capabilities(&controllers);
             let plan = load_plan(&plan, &ctx.topology, &caps)
                 .map_err(|e| Exit::usage(format!("plan rejected, nothing was run:\n{e}")))?;
+            refuse_damaged(&ctx, &plan)?;
             confirm(&plan, yes, output)?;
             let (code, _) =
                 execute(&ctx, &controllers, guard.as_ref(), plan, "run", output).await?;
@@ -462,38 +483,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             };
             abort(&ctx, &controllers, guard.as_ref(), &id, output).await
         }
-        Command::Executions { output } => {
-            let store = ctx.journals()?;
-            let mut rows = vec![];
-            for id in store.list().map_err(|e| Exit::usage(e.to_string()))? {
-                let recs = store.read(&id).map_err(|e| Exit::usage(e.to_string()))?;
-                rows.push(summarize(&id, &recs));
-            }
-            if output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                );
-            } else if rows.is_empty() {
-                println!("no executions in {}", ctx.state_dir.display());
-            } else {
-                println!(
-                    "{:<40} {:<11} {:<10} {:<25} plan",
-                    "id", "status", "kind", "started"
-                );
-                for r in rows {
-                    println!(
-                        "{:<40} {:<11} {:<10} {:<25} {}",
-                        r.id,
-                        r.status.to_string(),
-                        r.kind,
-                        format_ms(r.started_at_ms),
-                        r.plan
-                    );
-                }
-            }
-            Ok(exit::OK)
-        }
+        Command::Executions { action, output } => executions(&ctx, action, output),
         Command::Show { id, output } => {
             let store = ctx.journals()?;
             let id = if id == "latest" {
@@ -505,15 +495,22 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             } else {
                 id
             };
-            let recs = store.read(&id).map_err(|e| Exit::usage(e.to_string()))?;
+            // A damaged journal is shown too: what could be read, and where not.
+            let scan = store.scan(&id).map_err(|e| Exit::usage(e.to_string()))?;
+            let recs = scan.records;
             let report = ExecutionReport::from_records(&id, &recs);
             if output == Output::Json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({"report": report, "journal": recs}))
-                        .unwrap_or_default()
+                    serde_json::to_string_pretty(
+                        &json!({"report": report, "journal": recs, "damage": scan.damage})
+                    )
+                    .unwrap_or_default()
                 );
             } else {
+                for d in &scan.damage {
+                    println!("DAMAGED: {d}");
+                }
                 print!("{}\n{}", timeline(&recs), report.render());
             }
             Ok(exit::OK)
@@ -612,21 +609,65 @@ fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
     }
 }
 
-/// The most recent execution that is neither finished nor aborted.
+/// The most recent execution that is neither finished nor aborted, nor
+/// superseded by a later one, and whose journal is whole. (A damaged one is
+/// [`refuse_damaged`]'s business: it blocks only the stores it touched.)
 fn unfinished(ctx: &Ctx) -> Result<Option<String>, Exit> {
     let store = ctx.journals()?;
-    let ids = store.list().map_err(|e| Exit::usage(e.to_string()))?;
-    for id in ids.iter().rev() {
-        let recs = store.read(id).map_err(|e| Exit::usage(e.to_string()))?;
-        let s = summarize(id, &recs);
-        if matches!(
-            s.status,
-            ExecutionStatus::Unfinished | ExecutionStatus::Failed
-        ) {
-            return Ok(Some(id.clone()));
+    let ledger = ledger(&store).map_err(|e| Exit::usage(e.to_string()))?;
+    Ok(ledger
+        .into_iter()
+        .rev()
+        .find(|e| e.is_open() && e.superseded_by.is_none() && !e.is_damaged())
+        .map(|e| e.summary.id))
+}
+
+/// Refuse a new planned execution over a store that a damaged, unclosed,
+/// unfinished execution touched (every store when its plan is unreadable):
+/// that store may be mid-failover and no journal says how far it got.
+/// A forced failover is never refused for it (the region is gone; waiting
+/// helps nobody) — it is warned about.
+fn refuse_damaged(ctx: &Ctx, plan: &Plan) -> Result<(), Exit> {
+    let store = ctx.journals()?;
+    let mine = plan_stores(plan);
+    for e in ledger(&store).map_err(|e| Exit::usage(e.to_string()))? {
+        if !e.blocks() {
+            continue;
         }
+        let id = &e.summary.id;
+        let note = e.damage_note().unwrap_or_default();
+        let shared: Vec<&String> = match &e.stores {
+            Some(theirs) => mine.intersection(theirs).collect(),
+            None => mine.iter().collect(),
+        };
+        if shared.is_empty() {
+            continue;
+        }
+        let what = match &e.stores {
+            Some(_) => format!(
+                "it changed {}",
+                shared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            None => "its plan is unreadable, so it may have changed any store".into(),
+        };
+        if plan.mode != Mode::Planned {
+            eprintln!(
+                "switchyard: warning: execution {id} is damaged ({note}) and unfinished; {what}. \
+                 Going ahead: a forced failover is not blocked by it."
+            );
+            continue;
+        }
+        return Err(Exit {
+            code: exit::LOCKED,
+            message: format!(
+                "execution {id} is damaged: {note}; it is unfinished and {what}, and no journal \
+                 says how far it got. Check those stores (`switchyard state`), then \
+                 `switchyard executions close {id} --reason TEXT`. (A forced failover is not \
+                 blocked by it.)"
+            ),
+        });
     }
-    Ok(None)
+    Ok(())
 }
 
 fn refuse_unfinished(ctx: &Ctx) -> Result<(), Exit> {
@@ -743,14 +784,28 @@ async fn resume(
     output: Option<Output>,
 ) -> Result<(i32, String), Exit> {
     let store = ctx.journals()?;
-    let mut recs = store.read(id).map_err(|e| Exit::usage(e.to_string()))?;
+    let mut recs = store.read(id).map_err(|e| match e {
+        JournalError::Corrupt { .. } => Exit::usage(format!(
+            "{e}\nexecution {id} is damaged and cannot be resumed: a record it depends on is \
+             lost, so nothing of it is issued again. Check its stores (`switchyard state`), \
+             then `switchyard executions close {id} --reason TEXT`."
+        )),
+        e => Exit::usage(e.to_string()),
+    })?;
     match summarize(id, &recs).status {
         ExecutionStatus::Succeeded => {
             return Err(Exit::usage(format!("execution {id} already succeeded")))
         }
         ExecutionStatus::Aborted => return Err(Exit::usage(format!("execution {id} was aborted"))),
+        ExecutionStatus::Closed => return Err(Exit::usage(format!("execution {id} was closed"))),
+        ExecutionStatus::Empty => {
+            return Err(Exit::usage(format!(
+                "execution {id} never started (its journal is empty); nothing to resume"
+            )))
+        }
         _ => {}
     }
+    refuse_superseded(&store, id)?;
     let next_seq = crate::journal::next_seq(&recs);
     let journal = store.open(id).map_err(|e| Exit::usage(e.to_string()))?;
     let reporter = reporter(output);
@@ -1217,6 +1272,7 @@ async fn drill(
     )
     .await?
     .ok_or_else(|| Exit::usage(format!("every store is already primary in {to}")))?;
+    refuse_damaged(ctx, &out)?;
     confirm(&out, yes, output)?;
     let (code, out_id) =
         execute(ctx, &controllers, guard.as_ref(), out, "drill-out", output).await?;
@@ -1313,4 +1369,140 @@ async fn drill(
         }
     }
     Ok(code)
+}
+
+/// Refuse to resume an execution a later one superseded: resuming it would
+/// re-issue its fence and promote over whatever the later one did (e.g. move
+/// the primary back).
+fn refuse_superseded(store: &FileJournalStore, id: &str) -> Result<(), Exit> {
+    let ledger = ledger(store).map_err(|e| Exit::usage(e.to_string()))?;
+    match ledger
+        .iter()
+        .find(|e| e.summary.id == id)
+        .and_then(|e| e.superseded_by.as_ref())
+    {
+        Some(later) => Err(Exit::usage(format!(
+            "execution {id} is superseded by {later}, which started after it; resuming {id} \
+             would undo what {later} did, so nothing was run. \
+             `switchyard executions close {id} --reason TEXT` ends it."
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `switchyard executions [close ID --reason TEXT]`.
+fn executions(ctx: &Ctx, action: Option<ExecutionsAction>, output: Output) -> Result<i32, Exit> {
+    let store = ctx.journals()?;
+    if let Some(ExecutionsAction::Close { id, reason }) = action {
+        return close_execution(ctx, &store, &id, &reason, output);
+    }
+    let rows = ledger(&store).map_err(|e| Exit::usage(e.to_string()))?;
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else if rows.is_empty() {
+        println!("no executions in {}", ctx.state_dir.display());
+    } else {
+        println!(
+            "{:<40} {:<11} {:<10} {:<25} plan",
+            "id", "status", "kind", "started"
+        );
+        for r in &rows {
+            let s = &r.summary;
+            println!(
+                "{:<40} {:<11} {:<10} {:<25} {}",
+                s.id,
+                if r.is_damaged() {
+                    "damaged".to_string()
+                } else {
+                    s.status.to_string()
+                },
+                s.kind,
+                if s.status == ExecutionStatus::Empty {
+                    "-".to_string()
+                } else {
+                    format_ms(s.started_at_ms)
+                },
+                s.plan
+            );
+            if let Some(note) = r.damage_note() {
+                println!(
+                    "    {}: {note}",
+                    if r.is_damaged() {
+                        "damaged"
+                    } else {
+                        "was damaged"
+                    }
+                );
+            }
+            if let (Some(later), true) = (&r.superseded_by, r.is_open()) {
+                println!("    superseded by {later} (not resumable)");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn close_execution(
+    ctx: &Ctx,
+    store: &FileJournalStore,
+    id: &str,
+    reason: &str,
+    output: Output,
+) -> Result<i32, Exit> {
+    if reason.trim().is_empty() {
+        return Err(Exit::usage(
+            "--reason must say why closing is safe (what was checked on the stores)",
+        ));
+    }
+    let guard = ctx.lock("executions close")?;
+    let ledger = ledger(store).map_err(|e| Exit::usage(e.to_string()))?;
+    let entry = ledger
+        .iter()
+        .find(|e| e.summary.id == id)
+        .ok_or_else(|| Exit::usage(format!("no execution `{id}`")))?;
+    let status = entry.summary.status;
+    let closable = entry.is_damaged()
+        || status == ExecutionStatus::Empty
+        || (entry.is_open() && entry.superseded_by.is_some());
+    if status == ExecutionStatus::Closed {
+        return Err(Exit::usage(format!("execution {id} is already closed")));
+    }
+    if !closable {
+        return Err(Exit::usage(if entry.is_open() {
+            format!(
+                "execution {id} is {status}, its journal is whole and nothing superseded it: \
+                 `switchyard resume {id}` or `switchyard abort {id}` (close is for damaged or \
+                 superseded executions)"
+            )
+        } else {
+            format!("execution {id} has already ended ({status})")
+        }));
+    }
+    let damage: Vec<String> = entry.damage.iter().map(|d| d.to_string()).collect();
+    store
+        .open(id)
+        .and_then(|mut j| {
+            j.append(&Record::Closed {
+                epoch: guard.epoch(),
+                at_ms: now_ms(),
+                reason: reason.to_string(),
+                damage: damage.clone(),
+            })
+        })
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    if output == Output::Json {
+        println!(
+            "{}",
+            json!({"execution_id": id, "status": "closed", "reason": reason, "damage": damage})
+        );
+    } else {
+        println!("Execution {id} closed: {reason}");
+        for d in &damage {
+            println!("  damaged: {d}");
+        }
+    }
+    Ok(exit::OK)
 }
