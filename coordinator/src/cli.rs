@@ -105,10 +105,12 @@ pub struct Target {
 #[derive(Debug, Clone, Args)]
 pub struct Timeouts {
     /// How long each stage's operations and checkpoint may take.
-    #[arg(long, default_value_t = crate::plan::DEFAULT_STAGE_TIMEOUT_MS, value_name = "MS")]
+    #[arg(long, default_value_t = crate::plan::DEFAULT_STAGE_TIMEOUT_MS, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=crate::plan::MAX_TIMEOUT_MS))]
     pub stage_timeout_ms: u64,
     /// How long a store may take to replay the fenced primary's final position.
-    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    #[arg(long, default_value_t = 60_000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=crate::plan::MAX_TIMEOUT_MS))]
     pub catch_up_timeout_ms: u64,
 }
 
@@ -269,8 +271,35 @@ impl Exit {
     }
 }
 
+/// Exit status when stdout was closed under us (`switchyard state | head -1`):
+/// 128 + SIGPIPE, what the shell reports for a Unix tool killed by it.
+pub const BROKEN_PIPE_EXIT: i32 = 141;
+
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails with EPIPE and
+/// `println!` panics. Unix tools die quietly instead; so do we: no message,
+/// status [`BROKEN_PIPE_EXIT`]. (Progress output ignores write errors, so an
+/// execution never stops because its reader went away; only the printing
+/// after it can end here, when everything is journaled.) Other panics keep
+/// the default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(BROKEN_PIPE_EXIT);
+        }
+        default(info)
+    }));
+}
+
 /// Parse arguments, run, and return the exit code.
 pub fn main() -> i32 {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -303,6 +332,21 @@ struct Ctx {
     topology_file: PathBuf,
     topology: Topology,
     state_dir: PathBuf,
+    /// Every controller handed out, shut down before the runtime ends.
+    built: Built,
+}
+
+/// Controllers built by a command, by construction order.
+type Built = Arc<std::sync::Mutex<Vec<Arc<dyn Controller>>>>;
+
+/// Shut every controller a command built down while the runtime still
+/// runs (see [`Controller::shutdown`]).
+async fn shut_down(built: &Built) {
+    let all: Vec<_> = match built.lock() {
+        Ok(mut v) => v.drain(..).collect(),
+        Err(poisoned) => poisoned.into_inner().drain(..).collect(),
+    };
+    futures::future::join_all(all.iter().map(|c| c.shutdown())).await;
 }
 
 impl Ctx {
@@ -322,6 +366,7 @@ impl Ctx {
             topology_file: file,
             topology,
             state_dir,
+            built: Built::default(),
         })
     }
 
@@ -345,8 +390,12 @@ impl Ctx {
     }
 
     fn controllers(&self) -> Result<BTreeMap<String, Arc<dyn Controller>>, Exit> {
-        controllers_in(&self.topology, Some(&self.state_dir))
-            .map_err(|e| Exit::usage(e.to_string()))
+        let controllers = controllers_in(&self.topology, Some(&self.state_dir))
+            .map_err(|e| Exit::usage(e.to_string()))?;
+        if let Ok(mut built) = self.built.lock() {
+            built.extend(controllers.values().cloned());
+        }
+        Ok(controllers)
     }
 
     fn journals(&self) -> Result<FileJournalStore, Exit> {
@@ -389,7 +438,14 @@ fn json_mode(output: Option<Output>) -> bool {
 
 async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     let ctx = Ctx::load(&cli)?;
-    match cli.command {
+    let built = ctx.built.clone();
+    let result = command(ctx, cli.command).await;
+    shut_down(&built).await;
+    result
+}
+
+async fn command(ctx: Ctx, command: Command) -> Result<i32, Exit> {
+    match command {
         Command::State { output } => state(&ctx, output).await,
         Command::Plan {
             what:
@@ -415,7 +471,10 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             };
             match output {
                 PlanOutput::Text => print!("{}", plan.render()),
-                PlanOutput::Toml => print!("{}", plan.to_toml()),
+                PlanOutput::Toml => print!(
+                    "{}",
+                    plan.to_toml().map_err(|e| Exit::usage(e.to_string()))?
+                ),
                 PlanOutput::Json => println!("{}", plan.to_json()),
             }
             Ok(exit::OK)

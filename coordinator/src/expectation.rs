@@ -473,9 +473,15 @@ impl fmt::Display for Expectation {
     }
 }
 
+/// How deeply `and(..)`, `or(..)` and `not(..)` may nest in one
+/// expectation string. Real checkpoints nest two or three levels; the bound
+/// keeps parsing, printing, checking and dropping an expectation (all
+/// recursive) far from the stack's end whatever a plan file says.
+pub const MAX_EXPECTATION_DEPTH: usize = 32;
+
 /// An expectation string that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid expectation `{text}`: {message}")]
+#[error("invalid expectation `{}`: {message}", shorten(text))]
 pub struct ExpectationParseError {
     /// The text as written.
     pub text: String,
@@ -491,7 +497,11 @@ impl std::str::FromStr for Expectation {
             text: text.to_string(),
             message,
         };
-        let mut p = Parser { s: text, pos: 0 };
+        let mut p = Parser {
+            s: text,
+            pos: 0,
+            depth: 0,
+        };
         let e = p.expr().map_err(err)?;
         p.ws();
         if p.pos != p.s.len() {
@@ -501,9 +511,20 @@ impl std::str::FromStr for Expectation {
     }
 }
 
+/// The text as written, cut to 80 characters so that an absurd one does
+/// not fill the terminal.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
+        None => text.to_string(),
+    }
+}
+
 struct Parser<'a> {
     s: &'a str,
     pos: usize,
+    /// Combinators open around the current position.
+    depth: usize,
 }
 
 const NAMES: &str = "has_primary, primary_in(R), one_writable_primary, fenced, all_members_healthy, healthy_in(R), \
@@ -564,6 +585,25 @@ impl Parser<'_> {
         Ok(v)
     }
 
+    /// A combinator's operands, one nesting level deeper.
+    fn nested<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if self.depth == MAX_EXPECTATION_DEPTH {
+            return Err(format!(
+                "`{name}(..)` at offset {} nests deeper than {MAX_EXPECTATION_DEPTH} levels, \
+                 the limit for one expectation",
+                self.pos - name.len()
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn expr(&mut self) -> Result<Expectation, String> {
         let name = self.ident();
         Ok(match name.as_str() {
@@ -582,14 +622,14 @@ impl Parser<'_> {
             }
             "followers_follow" => Expectation::FollowersFollow,
             "preferred_in" => Expectation::PreferredIn(self.arg()?),
-            "and" => Expectation::And(self.list()?),
-            "or" => Expectation::Or(self.list()?),
-            "not" => {
-                self.expect('(')?;
-                let e = self.expr()?;
-                self.expect(')')?;
-                Expectation::Not(Box::new(e))
-            }
+            "and" => Expectation::And(self.nested("and", Self::list)?),
+            "or" => Expectation::Or(self.nested("or", Self::list)?),
+            "not" => self.nested("not", |p| {
+                p.expect('(')?;
+                let e = p.expr()?;
+                p.expect(')')?;
+                Ok(Expectation::Not(Box::new(e)))
+            })?,
             "" => return Err(format!("expected an expectation; known: {NAMES}")),
             other => return Err(format!("unknown expectation `{other}`; known: {NAMES}")),
         })
@@ -660,6 +700,20 @@ mod tests {
         let e = "and(fenced".parse::<Expectation>().unwrap_err();
         assert!(e.message.contains("expected `)`"), "{e}");
         assert!("fenced extra".parse::<Expectation>().is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nest = |n: usize| "not(".repeat(n) + "fenced" + &")".repeat(n);
+        let ok: Expectation = nest(MAX_EXPECTATION_DEPTH).parse().unwrap();
+        assert_eq!(ok.to_string(), nest(MAX_EXPECTATION_DEPTH));
+        let e = nest(MAX_EXPECTATION_DEPTH + 1)
+            .parse::<Expectation>()
+            .unwrap_err();
+        assert!(e.message.contains("deeper than 32 levels"), "{e}");
+        // 5,000 levels: an error, not a stack overflow.
+        let deep = "and(".repeat(5000) + "fenced" + &")".repeat(5000);
+        assert!(deep.parse::<Expectation>().unwrap_err().message.contains("deeper"));
     }
 
     #[test]

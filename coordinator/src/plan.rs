@@ -282,13 +282,14 @@ impl fmt::Display for PlanOp {
 }
 
 impl Plan {
-    /// Serialise as TOML with a header comment.
-    pub fn to_toml(&self) -> String {
-        let body = toml::to_string_pretty(self).expect("plan model always serialises");
-        format!(
+    /// Serialise as TOML with a header comment. Fails for what TOML cannot
+    /// hold: an integer beyond `i64::MAX` (a `timeout_ms` of 2^63 ms or more).
+    pub fn to_toml(&self) -> Result<String, PlanTomlError> {
+        let body = toml::to_string_pretty(self).map_err(|e| PlanTomlError(e.to_string()))?;
+        Ok(format!(
             "# Switchyard plan: {}\n# Review, keep in git, run with `switchyard run <file>`.\n{body}",
             self.name
-        )
+        ))
     }
 
     /// Serialise as pretty JSON.
@@ -333,6 +334,15 @@ impl Plan {
         out
     }
 }
+
+/// A plan that TOML cannot represent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the plan cannot be written as TOML: {0} (TOML integers, such as `timeout_ms`, are at most {max})", max = i64::MAX)]
+pub struct PlanTomlError(pub String);
+
+/// The longest timeout a plan can carry, in milliseconds: what a TOML plan
+/// file can hold (`i64::MAX`, about 292 million years).
+pub const MAX_TIMEOUT_MS: u64 = i64::MAX as u64;
 
 /// Identifies a step in a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

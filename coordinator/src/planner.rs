@@ -652,7 +652,7 @@ arbiter = true
     fn toml_and_json_round_trip() {
         let t = topology(true);
         let p = plan_failover(&t, &caps(), &PlanOptions::new("west", Mode::Planned)).unwrap();
-        let toml = p.to_toml();
+        let toml = p.to_toml().unwrap();
         assert!(toml.contains("position = \"captured\""), "{toml}");
         assert_eq!(parse_plan("p.toml", &toml).unwrap(), p);
         assert_eq!(parse_plan("p.json", &p.to_json()).unwrap(), p);

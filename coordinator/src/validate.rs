@@ -163,8 +163,74 @@ pub fn parse_plan(file: &str, text: &str) -> Result<Plan, PlanError> {
     }
     toml::from_str::<Plan>(text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-        one(line, column, e.message().trim().to_string())
+        let mut err = one(line, column, e.message().trim().to_string());
+        // Name the field too: the innermost value whose text holds the error.
+        if let (Some(span), Ok(doc)) = (e.span(), toml_edit::ImDocument::parse(text)) {
+            let mut best = None;
+            field_at(doc.as_item(), span.start, &mut vec![], &mut best);
+            if let Some((_, path)) = best {
+                err.issues[0].field = path_string(&path);
+            }
+        }
+        err
     })
+}
+
+/// The path of the innermost value whose span contains `offset` (with the
+/// span's length, to compare candidates).
+fn field_at(
+    item: &toml_edit::Item,
+    offset: usize,
+    path: &mut Vec<Seg>,
+    best: &mut Option<(usize, Vec<Seg>)>,
+) {
+    use toml_edit::{Item, Value};
+    fn value(v: &Value, offset: usize, path: &mut Vec<Seg>, best: &mut Option<(usize, Vec<Seg>)>) {
+        if let Some(s) = v.span() {
+            if s.contains(&offset) && best.as_ref().is_none_or(|(len, _)| s.len() <= *len) {
+                *best = Some((s.len(), path.clone()));
+            }
+        }
+        match v {
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    value(v, offset, path, best);
+                    path.pop();
+                }
+            }
+            Value::InlineTable(t) => {
+                for (k, v) in t.iter() {
+                    path.push(Seg::Key(k.to_string()));
+                    value(v, offset, path, best);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    match item {
+        Item::Value(v) => value(v, offset, path, best),
+        Item::Table(t) => {
+            for (k, child) in t.iter() {
+                path.push(Seg::Key(k.to_string()));
+                field_at(child, offset, path, best);
+                path.pop();
+            }
+        }
+        Item::ArrayOfTables(a) => {
+            for (i, t) in a.iter().enumerate() {
+                path.push(Seg::Index(i));
+                for (k, child) in t.iter() {
+                    path.push(Seg::Key(k.to_string()));
+                    field_at(child, offset, path, best);
+                    path.pop();
+                }
+                path.pop();
+            }
+        }
+        Item::None => {}
+    }
 }
 
 /// Read, parse and validate a plan file.

@@ -95,9 +95,9 @@ proptest! {
         mode in prop_oneof![Just(Mode::Planned), Just(Mode::Forced), Just(Mode::ForcedAcceptDataLoss)],
     ) {
         let plan = plan_failover(&t, &caps, &PlanOptions::new("west", mode)).unwrap();
-        prop_assert!(validate(&plan, &t, &caps).is_ok(), "{}", plan.to_toml());
+        prop_assert!(validate(&plan, &t, &caps).is_ok(), "{:?}", plan.to_toml());
         // Round-trips through both formats.
-        prop_assert_eq!(&switchyard::validate::parse_plan("p", &plan.to_toml()).unwrap(), &plan);
+        prop_assert_eq!(&switchyard::validate::parse_plan("p", &plan.to_toml().unwrap()).unwrap(), &plan);
         prop_assert_eq!(&switchyard::validate::parse_plan("p", &plan.to_json()).unwrap(), &plan);
 
         let mut promoted_at = BTreeMap::new();

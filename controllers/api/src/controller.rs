@@ -50,6 +50,13 @@ pub trait Controller: Send + Sync + std::fmt::Debug {
 
     /// Carry out one operation. Must be idempotent.
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome>;
+
+    /// Release connections and stop background tasks before the runtime
+    /// that spawned them ends. Some client libraries (the MongoDB driver)
+    /// panic when their background workers are torn down by the runtime
+    /// instead. The controller may be used again afterwards only where the
+    /// implementation says so. The default does nothing.
+    async fn shutdown(&self) {}
 }
 
 /// Helpers every controller gets for free.

@@ -83,6 +83,32 @@ impl Connections {
             .await
     }
 
+    /// Shut every client created so far down (`Client::shutdown`, not
+    /// waiting for operations in flight), so that their monitors and pool
+    /// workers end while the runtime still runs: dropped by a runtime that is
+    /// shutting down, the driver's connection requester panics
+    /// (`connection_requester.rs: SendError`). Bounded in time; afterwards
+    /// every operation through these clients fails.
+    pub async fn shutdown(&self) {
+        let clients: Vec<Client> = self
+            .direct
+            .iter()
+            .chain(std::iter::once(&self.set))
+            .filter_map(|c| c.get().cloned())
+            .collect();
+        let all = futures::future::join_all(
+            clients
+                .into_iter()
+                .map(|c| async move { c.shutdown().immediate(true).await }),
+        );
+        if tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("MongoDB clients did not shut down within 5 s");
+        }
+    }
+
     /// Run an admin command on member `i`, bounded in time.
     pub async fn admin(
         &self,

@@ -161,4 +161,8 @@ impl Controller for MongoController {
             .await
             .map_err(|e| e.into_error(&self.cfg.store))
     }
+
+    async fn shutdown(&self) {
+        self.conns.shutdown().await;
+    }
 }
