@@ -10,8 +10,28 @@
 //! | `{member}` `{host}` `{port}` | the member the hook acts on |
 //! | `{store}` | store name |
 //! | `{primary_member}` `{primary_host}` `{primary_port}` | the primary to follow (empty for a fenced start: recovery without an upstream) |
+//!
+//! Each hook runs in a process group of its own; when it times out (or the
+//! operation running it is cancelled) the whole group is killed, so a
+//! `pg_rewind` a hook started cannot outlive it. (A daemon that leaves the
+//! group with `setsid`, as `pg_ctl start` makes the postmaster do, is not
+//! killed: starting one is what a start hook is for.)
+//!
+//! One member's hooks never run twice at once: each takes an exclusive
+//! `flock` on the member's lock file, and the hook's processes get that file
+//! as their standard input, so the lock is held for as long as the hook *or
+//! anything it started* still runs — also after the coordinator that ran it
+//! died, so a resumed coordinator waits for a rewind its predecessor left
+//! running instead of starting a second one. Lock files live in
+//! `$TMPDIR/switchyard-hooks-<uid>/`, one per member address. Waiting for
+//! the lock counts against the hook's timeout.
 
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
+use tokio::time::Instant;
 use switchyard_controller::{Error, ErrorKind, Result};
 use switchyard_topology::Member;
 
@@ -98,6 +118,116 @@ pub(crate) fn render(t: &str, store: &str, m: &Member, primary: Option<&Member>)
         .replace("{primary_port}", &empty_or(pp))
 }
 
+/// Where member lock files live: private to this user, so another user
+/// cannot hold (or plant) one.
+fn lock_dir() -> std::io::Result<PathBuf> {
+    // /proc/self is owned by the effective uid; no unsafe geteuid().
+    let uid = std::fs::metadata("/proc/self")?.uid();
+    let dir = std::env::temp_dir().join(format!("switchyard-hooks-{uid}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let owner = std::fs::metadata(&dir)?.uid();
+    if owner != uid {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} belongs to uid {owner}, not {uid}", dir.display()),
+        ));
+    }
+    Ok(dir)
+}
+
+/// The lock file of one member: named after the store, the member and its
+/// address (the address is what identifies the host's data directory).
+fn lock_path(store: &str, m: &Member) -> std::io::Result<PathBuf> {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let addr = format!(
+        "{}_{}",
+        m.hostname().unwrap_or_default(),
+        m.port().map(|p| p.to_string()).unwrap_or_default()
+    );
+    Ok(lock_dir()?.join(format!(
+        "{}.{}@{}.lock",
+        safe(store),
+        safe(&m.name),
+        safe(&addr)
+    )))
+}
+
+/// Take the member's lock, waiting until `deadline`. The returned file
+/// holds it (and is handed to the hook as stdin, see the module docs).
+async fn lock_member(
+    store: &str,
+    hook: Hook,
+    m: &Member,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<File> {
+    let hook_err = |what: String| {
+        Error::new(ErrorKind::Hook, store, format!("hook {}: {what}", hook.name())).with_member(&m.name)
+    };
+    let path = lock_path(store, m).map_err(|e| hook_err(format!("no lock directory: {e}")))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| hook_err(format!("cannot open lock {}: {e}", path.display())))?;
+    loop {
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => return Ok(file),
+            Ok(false) => {}
+            Err(e) => return Err(hook_err(format!("cannot lock {}: {e}", path.display()))),
+        }
+        if Instant::now() >= deadline {
+            return Err(hook_err(format!(
+                "not started: another hook for this member (or a process it started) still \
+                 holds {} after {timeout:?}; a member's hooks never run twice at once",
+                path.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Kills a hook's process group when dropped, unless the hook ended by
+/// itself: on a timeout, and when the operation running it is cancelled.
+struct GroupGuard {
+    pgid: Option<u32>,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            kill_group(pgid);
+        }
+    }
+}
+
+/// SIGKILL every process of a group, through the shell's `kill` builtin (no
+/// unsafe `kill(2)` here).
+fn kill_group(pgid: u32) {
+    let r = std::process::Command::new("sh")
+        .args(["-c", "kill -s KILL -- \"-$0\" 2>/dev/null", &pgid.to_string()])
+        .stdin(Stdio::null())
+        .status();
+    if let Err(e) = r {
+        tracing::error!(pgid, error = %e, "could not kill a timed-out hook's process group");
+    }
+}
+
 /// Run one hook for `m`; `primary` fills the `{primary_*}` placeholders.
 pub(crate) async fn run(
     store: &str,
@@ -118,35 +248,51 @@ pub(crate) async fn run(
     })?;
     let cmdline = render(template, store, m, primary);
     let timeout = Duration::from_millis(m.hooks.timeout_ms.unwrap_or(60_000));
+    let deadline = Instant::now() + timeout;
+    let lock = lock_member(store, hook, m, deadline, timeout).await?;
+    let could_not_run = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Hook,
+            store,
+            format!("hook {} could not run", hook.name()),
+        )
+        .with_member(&m.name)
+        .with_source(e)
+    };
     tracing::info!(store, member = %m.name, hook = hook.name(), "running hook");
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&cmdline)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdin(Stdio::from(lock.try_clone().map_err(could_not_run)?))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(timeout, child).await {
+        .spawn()
+        .map_err(could_not_run)?;
+    // The group's id is its leader's pid: `sh`.
+    let mut group = GroupGuard { pgid: child.id() };
+    let out = match tokio::time::timeout_at(deadline, child.wait_with_output()).await {
         Err(_) => {
+            drop(group);
             return Err(Error::new(
                 ErrorKind::Hook,
                 store,
-                format!("hook {} timed out after {timeout:?}", hook.name()),
+                format!(
+                    "hook {} timed out after {timeout:?}; its process group was killed",
+                    hook.name()
+                ),
             )
-            .with_member(&m.name))
+            .with_member(&m.name));
         }
-        Ok(Err(e)) => {
-            return Err(Error::new(
-                ErrorKind::Hook,
-                store,
-                format!("hook {} could not run", hook.name()),
-            )
-            .with_member(&m.name)
-            .with_source(e))
+        Ok(Err(e)) => return Err(could_not_run(e)),
+        Ok(Ok(out)) => {
+            // It ended by itself: what it left running (a daemon) stays.
+            group.pgid = None;
+            out
         }
-        Ok(Ok(out)) => out,
     };
+    drop(lock);
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: String = stderr
@@ -181,6 +327,106 @@ mod tests {
             "name = \"{name}\"\nhost = \"{host}\"\nregion = \"r\""
         ))
         .unwrap()
+    }
+
+    /// A member whose `stop` hook is `stop`, with `timeout_ms`.
+    fn with_stop(name: &str, port: u16, stop: &str, timeout_ms: u64) -> Member {
+        toml::from_str::<Member>(&format!(
+            "name = \"{name}\"\nhost = \"127.0.0.1:{port}\"\nregion = \"r\"\n\
+             [hooks]\nstop = {stop:?}\ntimeout_ms = {timeout_ms}\n"
+        ))
+        .unwrap()
+    }
+
+    /// Alive and not a zombie waiting to be reaped.
+    fn running(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim().to_string()))
+            .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_hook_leaves_no_child_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        // The hook starts a child (as a rewind hook starts pg_rewind) and
+        // waits for it, far beyond the hook's timeout.
+        let m = with_stop(
+            "a",
+            1,
+            &format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
+            500,
+        );
+        let err = run("hooks-timeout", Hook::Stop, &m, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timed out"), "{err}");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SIGKILL is delivered at once; give the kernel a moment to act.
+        for _ in 0..500 {
+            if !running(pid) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the hook's child {pid} still runs after its hook timed out");
+    }
+
+    #[tokio::test]
+    async fn one_members_hooks_never_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let hook = format!(
+            "echo start >> {l}; sleep 0.3; echo end >> {l}",
+            l = log.display()
+        );
+        let m = with_stop("b", 2, &hook, 30_000);
+        let (a, b) = tokio::join!(
+            run("hooks-overlap", Hook::Stop, &m, None),
+            run("hooks-overlap", Hook::Stop, &m, None)
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "start\nend\nstart\nend\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lock_outlives_a_dead_coordinator_while_its_hook_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let m = with_stop("c", 3, &format!("echo hook >> {}", log.display()), 30_000);
+        // A coordinator took the member's lock and ran a hook, then died:
+        // only the hook's process (holding the lock file as stdin) is left.
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path("hooks-orphan", &m).unwrap())
+            .unwrap();
+        assert!(fs4::fs_std::FileExt::try_lock_exclusive(&lock).unwrap());
+        let mut orphan = std::process::Command::new("sh")
+            .args(["-c", &format!("sleep 1; echo orphan >> {}", log.display())])
+            .stdin(Stdio::from(lock.try_clone().unwrap()))
+            .spawn()
+            .unwrap();
+        drop(lock);
+        run("hooks-orphan", Hook::Stop, &m, None).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "orphan\nhook\n",
+            "the new hook waited for the old one"
+        );
+        orphan.wait().unwrap();
     }
 
     #[test]
