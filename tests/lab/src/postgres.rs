@@ -902,8 +902,12 @@ case "$cmd" in
     if ! as_pg "$BIN/pg_rewind" -D "$data" --source-server="$src dbname=postgres" >>"$log" 2>&1; then
       # A failed pg_rewind may leave the data directory unusable (its own
       # message says so); cloning the new primary afresh always converges.
-      echo "pg_rewind failed; cloning $host:$port with pg_basebackup" >>"$log"
-      rm -rf "$data"
+      # The old directory is moved aside, never deleted: it may hold the only
+      # copy of transactions the new primary lacks. Operators copy reference
+      # hooks; a hook that deletes a data directory must not be one of them.
+      aside="$keep/data.before-clone.$(date -u +%Y%m%dT%H%M%SZ).$$"
+      mv "$data" "$aside"
+      echo "pg_rewind failed; moved the data directory aside to $aside; cloning $host:$port with pg_basebackup" | tee -a "$log" >&2
       mkdir -m 700 "$data"
       chown --reference="$keep/postgresql.conf.keep" "$data"
       as_pg "$BIN/pg_basebackup" -D "$data" -d "$src" -X stream -c fast >>"$log" 2>&1
