@@ -59,6 +59,10 @@ pub struct PgClusterSpec {
     /// set, the lab's own sessions use the unix socket, so they work
     /// whatever these lines demand of TCP clients.
     pub hba: Vec<String>,
+    /// Ports to try first, one per member in order (the rest are picked
+    /// free). A port that turns out taken is replaced like any other: the
+    /// lab's own tests use this to hand it a port that is already bound.
+    pub ports: Vec<u16>,
 }
 
 /// A server certificate and key for [`PgClusterSpec::server_tls`].
@@ -94,6 +98,7 @@ impl PgClusterSpec {
             base_dir: None,
             server_tls: None,
             hba: Vec::new(),
+            ports: Vec::new(),
         }
     }
 }
@@ -209,6 +214,20 @@ fn run_as_postgres() -> Result<Option<(u32, u32)>> {
     bail!("running as root but there is no `postgres` OS user (the Debian `postgresql` package creates it)")
 }
 
+/// A server we started could not have the port we gave it.
+#[derive(Debug)]
+struct PortTaken(String);
+
+impl std::fmt::Display for PortTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PortTaken {}
+
+/// A port free right now (the kernel's choice for port 0). Free only now:
+/// whoever binds it later must check that it got it (see `launch`).
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -294,7 +313,10 @@ impl PgCluster {
                 members.push(PgMember {
                     name,
                     region: region.clone(),
-                    port: free_port()?,
+                    port: match spec.ports.get(members.len()) {
+                        Some(p) => *p,
+                        None => free_port()?,
+                    },
                     dir,
                 });
             }
@@ -337,6 +359,8 @@ impl PgCluster {
             via_socket: !spec.hba.is_empty(),
         };
         cluster.bootstrap(&tls_conf, &spec.hba).await?;
+        // Ports may have changed while starting (see `launch`).
+        cluster.topology = build_topology(&spec, &cluster.members, &cluster.script);
         Ok(cluster)
     }
 
@@ -391,9 +415,12 @@ impl PgCluster {
             std::fs::write(&file, format!("{}\n{old}", hba.join("\n")))?;
         }
         self.write_member_conf(&primary)?;
-        self.launch(&primary, true).await?;
+        self.launch(0).await?;
+        // `launch` may have moved it to another port.
+        let primary = self.members[0].clone();
 
-        for m in self.members[1..].iter().cloned() {
+        for i in 1..self.members.len() {
+            let m = self.members[i].clone();
             self.run_pg(
                 "pg_basebackup",
                 &[
@@ -421,12 +448,13 @@ impl PgCluster {
                     primary.port, m.name
                 ),
             )?;
-            self.launch(&m, true).await?;
+            self.launch(i).await?;
         }
         self.wait_streaming(Duration::from_secs(60)).await
     }
 
     fn write_member_conf(&self, m: &PgMember) -> Result<()> {
+        // Also after a port change: the last `port` line wins.
         append(
             &m.data_dir().join("postgresql.conf"),
             &format!(
@@ -438,34 +466,106 @@ impl PgCluster {
         )
     }
 
-    async fn launch(&self, m: &PgMember, wait: bool) -> Result<()> {
-        self.run_pg(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&m.data_dir())?,
-                "-l",
-                path_str(&m.log_file())?,
-                "-W",
-                "start",
-            ],
-        )
-        .await?;
-        if wait {
-            self.wait_accepting(m, Duration::from_secs(60)).await?;
+    /// Start member `i` and wait until it is the server answering its port.
+    /// The port was free when it was picked, but anything may have bound it
+    /// since (another test's server): when our server cannot bind it, or
+    /// another server answers there, ours is stopped and started again on a
+    /// new port (up to five times).
+    async fn launch(&mut self, i: usize) -> Result<()> {
+        let mut last = None;
+        for _ in 0..5 {
+            let m = self.members[i].clone();
+            let log_from = std::fs::metadata(m.log_file()).map_or(0, |md| md.len());
+            self.run_pg(
+                "pg_ctl",
+                &[
+                    "-D",
+                    path_str(&m.data_dir())?,
+                    "-l",
+                    path_str(&m.log_file())?,
+                    "-W",
+                    "start",
+                ],
+            )
+            .await?;
+            match self
+                .wait_own_server(&m, Duration::from_secs(60), Some(log_from))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if e.downcast_ref::<PortTaken>().is_some() => {
+                    self.stop_now(&m);
+                    let port = free_port()?;
+                    eprintln!("switchyard-lab: {e}; {} moves to port {port}", m.name);
+                    self.members[i].port = port;
+                    self.write_member_conf(&self.members[i])?;
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        Err(last.unwrap_or_else(|| anyhow!("no port found")))
     }
 
-    /// Poll until `m` accepts SQL connections.
+    /// Immediate shutdown of a member whose start went wrong.
+    fn stop_now(&self, m: &PgMember) {
+        let mut cmd = std::process::Command::new(self.bin.join("pg_ctl"));
+        cmd.args(["-D"])
+            .arg(m.data_dir())
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let _ = cmd.status();
+    }
+
+    /// Poll until `m` accepts SQL connections, and check that the server
+    /// answering is `m` (see [`PgCluster::wait_own_server`]).
     async fn wait_accepting(&self, m: &PgMember, timeout: Duration) -> Result<()> {
+        self.wait_own_server(m, timeout, None).await
+    }
+
+    /// Poll until the server answering `m`'s port accepts SQL, then check it
+    /// is the one we started: its `data_directory` (read over that very
+    /// connection) must be `m`'s. A port is only free when picked; another
+    /// process may hold it by the time the server binds it. With
+    /// `log_from` (the log's length before this start), our server's own
+    /// "Address already in use" ends the wait at once.
+    async fn wait_own_server(
+        &self,
+        m: &PgMember,
+        timeout: Duration,
+        log_from: Option<u64>,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let want = std::fs::canonicalize(m.data_dir()).unwrap_or_else(|_| m.data_dir());
         loop {
-            match tokio_postgres::connect(&self.admin_conninfo(m), tokio_postgres::NoTls).await {
+            // Bounded: whatever holds the port may accept and never answer.
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_postgres::connect(&self.admin_conninfo(m), tokio_postgres::NoTls),
+            )
+            .await
+            .map_err(|_| "no answer within 5 s".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            match attempt {
                 Ok((client, conn)) => {
                     tokio::spawn(conn);
-                    if client.simple_query("SELECT 1").await.is_ok() {
-                        return Ok(());
+                    if let Ok(row) = client.query_one("SHOW data_directory", &[]).await {
+                        let dir: String = row.get(0);
+                        let got = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone().into());
+                        if got == want {
+                            return Ok(());
+                        }
+                        return Err(PortTaken(format!(
+                            "port {} of {} is answered by the server of {dir}, not {}",
+                            m.port,
+                            m.name,
+                            want.display()
+                        ))
+                        .into());
                     }
                 }
                 Err(e) if Instant::now() > deadline => {
@@ -476,6 +576,17 @@ impl PgCluster {
                     )
                 }
                 Err(_) => {}
+            }
+            if let Some(from) = log_from {
+                let log = std::fs::read(m.log_file()).unwrap_or_default();
+                let new = String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default());
+                if new.contains("Address already in use") && read_pid(&m.data_dir()).is_none() {
+                    return Err(PortTaken(format!(
+                        "{} could not bind port {} (address already in use)",
+                        m.name, m.port
+                    ))
+                    .into());
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

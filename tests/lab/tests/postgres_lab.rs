@@ -104,3 +104,65 @@ fn binary_runs_until_sigterm() {
     assert!(!dir.path().join("pg").exists());
     assert!(dir.path().join("topology.toml").exists());
 }
+
+/// The lab never trusts that a port it picked is still free when the server
+/// binds it: given a port something else holds, the member moves to another
+/// one, and the topology says where it really is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_replaced_and_the_topology_follows() {
+    // Bound and listening, never answering: a bind by postgres fails.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let mut spec = PgClusterSpec::new(["a", "b"]);
+    spec.ports = vec![taken];
+    let cluster = PgCluster::start(spec).await.unwrap();
+    let primary = &cluster.members()[0];
+    assert_ne!(primary.port, taken, "the primary moved off the taken port");
+    assert_eq!(
+        cluster.store().members[0].port(),
+        Some(primary.port),
+        "the topology names the port the server really has"
+    );
+    // And the server there is ours: its data directory, over TCP.
+    let (c, conn) = tokio_postgres::connect(&primary.conninfo(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let dir: String = c
+        .query_one("SHOW data_directory", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        std::fs::canonicalize(dir).unwrap(),
+        std::fs::canonicalize(primary.data_dir()).unwrap()
+    );
+    cluster.wait_streaming(Duration::from_secs(60)).await.unwrap();
+    drop(squatter);
+}
+
+/// A port answered by another lab's server is not taken for ours: that
+/// other server's data directory gives it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_server_on_our_port_is_detected() {
+    let mut other = PgClusterSpec::new(["x"]);
+    other.store = "other".into();
+    let other = PgCluster::start(other).await.unwrap();
+    let theirs = other.members()[0].port;
+    let mut spec = PgClusterSpec::new(["a"]);
+    spec.ports = vec![theirs];
+    let cluster = PgCluster::start(spec).await.unwrap();
+    assert_ne!(cluster.members()[0].port, theirs);
+    let (c, conn) =
+        tokio_postgres::connect(&cluster.members()[0].conninfo(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let name: String = c
+        .query_one("SHOW cluster_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "pg-a-1");
+    drop(other);
+}
