@@ -321,7 +321,7 @@ pub struct Damage {
 
 impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.path, self.line, self.message)
+        write!(f, "{}:{}: corrupt record: {}", self.path, self.line, self.message)
     }
 }
 
