@@ -949,6 +949,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_line() {
+        let line = encode_line(&Record::Resumed {
+            epoch: 2,
+            at_ms: 1_795_437_296_123,
+        })
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"type\":\"resumed\",\"epoch\":2,\"at_ms\":1795437296123,\"crc32c\":\"bbcaf36b\"}\n"
+        );
+    }
+
+    #[test]
     fn every_line_carries_a_checksum_of_its_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileJournalStore::new(dir.path()).unwrap();
