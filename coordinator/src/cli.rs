@@ -705,7 +705,11 @@ fn refuse_damaged(ctx: &Ctx, plan: &Plan) -> Result<(), Exit> {
         let what = match &e.stores {
             Some(_) => format!(
                 "it changed {}",
-                shared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                shared
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             None => "its plan is unreadable, so it may have changed any store".into(),
         };
@@ -798,8 +802,8 @@ async fn execute_superseding(
         close(ctx, old.id, guard.epoch(), old.stores)?;
     }
     let reporter = reporter(output);
-    let mut driver =
-        Driver::new(controllers, journal, guard, &id, reporter.as_ref(), 1).with_failpoint(failpoint);
+    let mut driver = Driver::new(controllers, journal, guard, &id, reporter.as_ref(), 1)
+        .with_failpoint(failpoint);
     reporter.event(&ProgressEvent::ExecutionStarted {
         execution_id: id.clone(),
         plan: plan.name.clone(),

@@ -713,7 +713,11 @@ mod tests {
         assert!(e.message.contains("deeper than 32 levels"), "{e}");
         // 5,000 levels: an error, not a stack overflow.
         let deep = "and(".repeat(5000) + "fenced" + &")".repeat(5000);
-        assert!(deep.parse::<Expectation>().unwrap_err().message.contains("deeper"));
+        assert!(deep
+            .parse::<Expectation>()
+            .unwrap_err()
+            .message
+            .contains("deeper"));
     }
 
     #[test]

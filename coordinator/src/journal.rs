@@ -16,8 +16,8 @@
 
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
 use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -321,7 +321,11 @@ pub struct Damage {
 
 impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: corrupt record: {}", self.path, self.line, self.message)
+        write!(
+            f,
+            "{}:{}: corrupt record: {}",
+            self.path, self.line, self.message
+        )
     }
 }
 
@@ -591,7 +595,10 @@ impl JournalStore for FileJournalStore {
         if path.exists() {
             return Err(io_err(
                 &path,
-                io::Error::new(io::ErrorKind::AlreadyExists, "execution ids are never reused"),
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "execution ids are never reused",
+                ),
             ));
         }
         // Written whole under a temporary name, then renamed: the journal
@@ -1028,7 +1035,8 @@ mod tests {
         assert_eq!(store.read("old").unwrap().len(), 2);
         // ...and a record without one after them is damage.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"type\":\"finished\",\"at_ms\":4}\n").unwrap();
+        f.write_all(b"{\"type\":\"finished\",\"at_ms\":4}\n")
+            .unwrap();
         drop(f);
         let e = store.read("old").unwrap_err().to_string();
         assert!(e.contains("old.jsonl:3"), "{e}");
@@ -1046,10 +1054,7 @@ mod tests {
         for id in ["a", "b"] {
             let scan = store.scan(id).unwrap();
             assert_eq!(scan, Scan::default(), "{id}");
-            assert_eq!(
-                summarize(id, &scan.records).status,
-                ExecutionStatus::Empty
-            );
+            assert_eq!(summarize(id, &scan.records).status, ExecutionStatus::Empty);
         }
         let l = ledger(&store).unwrap();
         assert!(l.iter().all(|e| !e.blocks() && e.superseded_by.is_none()));

@@ -136,7 +136,11 @@ async fn damaged_and_truncated_journals_never_re_execute_and_never_wedge() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = ws.run(&["show", &e4]);
-    assert!(r.stdout.contains("closed by an operator (epoch "), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("closed by an operator (epoch "),
+        "{}",
+        r.stdout
+    );
     assert!(
         r.stdout
             .contains("): primary checked in west, nothing fenced"),

@@ -66,9 +66,16 @@ fn a_deeply_nested_expectation_is_an_error_naming_the_file_not_a_stack_overflow(
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_no_panic("run with a 5,000-deep expectation", out.status.code(), &stderr);
+    assert_no_panic(
+        "run with a 5,000-deep expectation",
+        out.status.code(),
+        &stderr,
+    );
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("deep.toml:12:"), "names file and line: {stderr}");
+    assert!(
+        stderr.contains("deep.toml:12:"),
+        "names file and line: {stderr}"
+    );
     assert!(
         stderr.contains("stages[0].checkpoint[0].expect:"),
         "names the field: {stderr}"
@@ -137,7 +144,10 @@ async fn mongodb_clients_are_shut_down_before_exit() {
     let sim = MongoSim::start(MongoSimSpec::two_regions_and_arbiter("np-rs"))
         .await
         .expect("simulator starts");
-    assert!(sim.wait_for_primary(Duration::from_secs(20)).await.is_some());
+    assert!(sim
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .is_some());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("topology.toml"),

@@ -31,9 +31,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::time::Instant;
 use switchyard_controller::{Error, ErrorKind, Result};
 use switchyard_topology::Member;
+use tokio::time::Instant;
 
 const PLACEHOLDERS: &[&str] = &[
     "member",
@@ -175,7 +175,12 @@ async fn lock_member(
     timeout: Duration,
 ) -> Result<File> {
     let hook_err = |what: String| {
-        Error::new(ErrorKind::Hook, store, format!("hook {}: {what}", hook.name())).with_member(&m.name)
+        Error::new(
+            ErrorKind::Hook,
+            store,
+            format!("hook {}: {what}", hook.name()),
+        )
+        .with_member(&m.name)
     };
     let path = lock_path(store, m).map_err(|e| hook_err(format!("no lock directory: {e}")))?;
     let file = std::fs::OpenOptions::new()
@@ -220,7 +225,11 @@ impl Drop for GroupGuard {
 /// unsafe `kill(2)` here).
 fn kill_group(pgid: u32) {
     let r = std::process::Command::new("sh")
-        .args(["-c", "kill -s KILL -- \"-$0\" 2>/dev/null", &pgid.to_string()])
+        .args([
+            "-c",
+            "kill -s KILL -- \"-$0\" 2>/dev/null",
+            &pgid.to_string(),
+        ])
         .stdin(Stdio::null())
         .status();
     if let Err(e) = r {

@@ -555,7 +555,8 @@ impl PgCluster {
                     tokio::spawn(conn);
                     if let Ok(row) = client.query_one("SHOW data_directory", &[]).await {
                         let dir: String = row.get(0);
-                        let got = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone().into());
+                        let got =
+                            std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone().into());
                         if got == want {
                             return Ok(());
                         }

@@ -137,7 +137,10 @@ async fn a_taken_port_is_replaced_and_the_topology_follows() {
         std::fs::canonicalize(dir).unwrap(),
         std::fs::canonicalize(primary.data_dir()).unwrap()
     );
-    cluster.wait_streaming(Duration::from_secs(60)).await.unwrap();
+    cluster
+        .wait_streaming(Duration::from_secs(60))
+        .await
+        .unwrap();
     drop(squatter);
 }
 
@@ -158,11 +161,7 @@ async fn another_server_on_our_port_is_detected() {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let name: String = c
-        .query_one("SHOW cluster_name", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let name: String = c.query_one("SHOW cluster_name", &[]).await.unwrap().get(0);
     assert_eq!(name, "pg-a-1");
     drop(other);
 }
