@@ -507,12 +507,12 @@ impl PgCluster {
         Err(last.unwrap_or_else(|| anyhow!("no port found")))
     }
 
-    /// Immediate shutdown of a member whose start went wrong.
+    /// Immediate shutdown of a member (teardown, a start that went wrong).
     fn stop_now(&self, m: &PgMember) {
         let mut cmd = std::process::Command::new(self.bin.join("pg_ctl"));
         cmd.args(["-D"])
             .arg(m.data_dir())
-            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .args(["-m", "immediate", "-w", "-t", "10", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some((uid, gid)) = self.run_as {
@@ -780,16 +780,7 @@ impl PgCluster {
         for m in &self.members {
             let data = m.data_dir();
             if read_pid(&data).is_some() {
-                let mut cmd = std::process::Command::new(self.bin.join("pg_ctl"));
-                cmd.args(["-D"])
-                    .arg(&data)
-                    .args(["-m", "immediate", "-w", "-t", "10", "stop"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                if let Some((uid, gid)) = self.run_as {
-                    cmd.uid(uid).gid(gid);
-                }
-                let _ = cmd.status();
+                self.stop_now(m);
             }
             if let Some(pid) = read_pid(&data) {
                 if process_alive(pid) {
