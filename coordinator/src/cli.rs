@@ -869,6 +869,7 @@ async fn resume(
         _ => {}
     }
     refuse_superseded(&store, id)?;
+    refuse_superseded_on_stores(controllers, &recs, id).await?;
     let next_seq = crate::journal::next_seq(&recs);
     let journal = store.open(id).map_err(|e| Exit::usage(e.to_string()))?;
     let reporter = reporter(output);
@@ -1451,6 +1452,60 @@ fn refuse_superseded(store: &FileJournalStore, id: &str) -> Result<(), Exit> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Refuse to resume an execution when one of its stores recorded a higher
+/// fencing epoch than any this execution ran with: a later execution acted
+/// there, perhaps from another state directory whose journals this one cannot
+/// see. A store whose epoch cannot be read refuses too (it cannot be shown not
+/// to be superseded); kinds that record none are judged by the journals alone.
+async fn refuse_superseded_on_stores(
+    controllers: &BTreeMap<String, Arc<dyn Controller>>,
+    recs: &[Record],
+    id: &str,
+) -> Result<(), Exit> {
+    let own = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Started { epoch, .. } | Record::Resumed { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let Some(ex) = Executor::replay(recs) else {
+        return Ok(());
+    };
+    let stores: std::collections::BTreeSet<&str> = ex
+        .plan()
+        .stages
+        .iter()
+        .flat_map(|st| st.steps.iter().map(|s| s.store.as_str()))
+        .collect();
+    for name in stores {
+        let Some(c) = controllers.get(name) else {
+            continue;
+        };
+        match c.recorded_epoch().await {
+            Ok(Some(seen)) if seen > own => {
+                return Err(Exit::usage(format!(
+                    "execution {id} is superseded on store `{name}`: the store records fencing \
+                     epoch {seen}, higher than {own}, the newest this execution ran with, so a \
+                     later execution acted there; resuming {id} would undo it, so nothing was \
+                     run. Check `switchyard state`, then \
+                     `switchyard executions close {id} --reason TEXT`."
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Exit::usage(format!(
+                    "execution {id}: cannot tell whether a later execution acted on `{name}` \
+                     (its recorded fencing epoch cannot be read: {e}); nothing was run. \
+                     Resume once the store answers."
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `switchyard executions [close ID --reason TEXT]`.

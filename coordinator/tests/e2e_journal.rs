@@ -188,3 +188,42 @@ fn latest_started(ws: &Workspace) -> String {
         .map(|p| p.file_stem().unwrap().to_str().unwrap().to_string())
         .expect("a started journal")
 }
+
+/// A coordinator with another state directory cannot see this one's
+/// journals; the fencing epoch the store records tells `resume` that a later
+/// execution acted there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_refuses_an_execution_a_store_shows_superseded() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    // Readiness checked, then the coordinator dies: nothing changed yet.
+    crash(
+        &ws,
+        &["failover", "--to", "west", "--yes", "--output", "json"],
+        "after:1",
+    );
+    let stale = latest(&ws);
+
+    // Another coordinator, its own state dir: two switchovers, so the store
+    // records a fencing epoch above the crashed execution's.
+    let other = Workspace::new(cluster.topology());
+    for to in ["west", "east"] {
+        let r = other.run(&["failover", "--to", to, "--yes", "--output", "json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+
+    let r = ws.run(&["resume", &stale]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("superseded on store `orders`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        pg_primary(&cluster).await.unwrap(),
+        ("orders-east-1".into(), "east".into(), tli),
+        "nothing issued: same primary, same timeline"
+    );
+}

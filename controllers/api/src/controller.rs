@@ -57,6 +57,15 @@ pub trait Controller: Send + Sync + std::fmt::Debug {
     /// instead. The controller may be used again afterwards only where the
     /// implementation says so. The default does nothing.
     async fn shutdown(&self) {}
+
+    /// The highest coordinator fencing epoch the store itself has recorded
+    /// (a table, a config tag), where the store keeps one. `Ok(None)` means
+    /// this kind records none; an error means it could not be read. `resume`
+    /// compares it with the execution's own epochs: a higher one on the
+    /// store means a later execution acted there, from any state directory.
+    async fn recorded_epoch(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Helpers every controller gets for free.

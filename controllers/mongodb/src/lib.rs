@@ -165,4 +165,11 @@ impl Controller for MongoController {
     async fn shutdown(&self) {
         self.conns.shutdown().await;
     }
+
+    async fn recorded_epoch(&self) -> Result<Option<u64>> {
+        self.recorded_epoch_tag()
+            .await
+            .map(Some)
+            .map_err(|e| e.into_error(&self.cfg.store))
+    }
 }

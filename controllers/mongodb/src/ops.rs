@@ -140,6 +140,32 @@ impl MongoController {
             .collect()
     }
 
+    /// The epoch tag of the newest config any reachable member holds.
+    pub(crate) async fn recorded_epoch_tag(&self) -> R<u64> {
+        let mut best: Option<(i64, u64)> = None;
+        let mut last_err = None;
+        for i in 0..self.cfg.members.len() {
+            match self.fetch_config(i).await {
+                Ok(c) => {
+                    let v = c
+                        .get_i32("version")
+                        .map(i64::from)
+                        .or_else(|_| c.get_i64("version"))
+                        .unwrap_or(0);
+                    if best.is_none_or(|(bv, _)| v > bv) {
+                        best = Some((v, stored_epoch(&c)));
+                    }
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match (best, last_err) {
+            (Some((_, e)), _) => Ok(e),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(MongoError::new(ErrorKind::Config, "no members configured")),
+        }
+    }
+
     /// Member `i`'s current replica set config (`replSetGetConfig.config`).
     async fn fetch_config(&self, i: usize) -> R<Document> {
         let limit = self.cfg.connect_timeout * 2;

@@ -366,6 +366,23 @@ impl Controller for PostgresController {
         Ok(self.to_state(&probes))
     }
 
+    async fn recorded_epoch(&self) -> Result<Option<u64>> {
+        // Replicated like any table, so any reachable member's view is a
+        // lower bound of the highest; the maximum over all of them is it.
+        let probes = self.probe_all().await;
+        let seen = probes
+            .iter()
+            .filter(|p| p.reachable())
+            .map(|p| p.fencing_epoch);
+        match seen.max() {
+            Some(e) => Ok(Some(e)),
+            None => Err(self.err(
+                ErrorKind::Unreachable,
+                "no member reachable: the recorded fencing epoch cannot be read",
+            )),
+        }
+    }
+
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
         tracing::info!(store = %self.store.name, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "executing");
         // One observation per operation: the epoch check and the
