@@ -20,7 +20,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_controller::progress::{ProgressSink, Scope};
 use switchyard_controller::{Controller, Error, ErrorKind, OpContext, Operation, Outcome};
+use tokio::sync::{mpsc, oneshot};
 
 /// How temporary operation errors are retried.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +96,42 @@ pub enum DriverError {
 }
 
 type OpFuture = Pin<Box<dyn Future<Output = OpDone> + Send>>;
+
+/// Progress a running operation asks the driver to journal.
+struct ProgressMsg {
+    id: StepId,
+    seq: u64,
+    store: String,
+    token: String,
+    durable: oneshot::Sender<Result<(), String>>,
+}
+
+/// The [`ProgressSink`] of one issued operation: hands tokens to the driver
+/// loop, which journals them durably and then answers.
+struct StepSink {
+    id: StepId,
+    seq: u64,
+    store: String,
+    tx: mpsc::UnboundedSender<ProgressMsg>,
+}
+
+#[async_trait::async_trait]
+impl ProgressSink for StepSink {
+    async fn record(&self, token: &str) -> Result<(), String> {
+        let (durable, rx) = oneshot::channel();
+        self.tx
+            .send(ProgressMsg {
+                id: self.id,
+                seq: self.seq,
+                store: self.store.clone(),
+                token: token.to_string(),
+                durable,
+            })
+            .map_err(|_| "the driver stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the driver stopped before journaling progress".to_string())?
+    }
+}
 
 struct OpDone {
     id: StepId,
@@ -197,6 +235,7 @@ impl<'a> Driver<'a> {
         let mut stage_now: Option<usize> = None;
         let mut stage_started = Instant::now();
         let mut waited = Duration::ZERO;
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<ProgressMsg>();
         loop {
             let actions = ex.next();
             let stage = ex.current_stage();
@@ -277,7 +316,16 @@ impl<'a> Driver<'a> {
                             description: op.to_string(),
                         });
                         issued_ops.insert(id, op.clone());
-                        in_flight.push(Box::pin(run_op(
+                        let scope = Scope::new(
+                            ex.progress(id).map(String::from),
+                            Some(Arc::new(StepSink {
+                                id,
+                                seq,
+                                store: store.clone(),
+                                tx: progress_tx.clone(),
+                            })),
+                        );
+                        in_flight.push(Box::pin(scope.run(run_op(
                             ctrl,
                             op,
                             self.ctx.clone(),
@@ -286,7 +334,7 @@ impl<'a> Driver<'a> {
                             store,
                             deadline,
                             self.retry,
-                        )));
+                        ))));
                     }
                     Action::ValidateCheckpoint { stage } => {
                         let t = Instant::now();
@@ -307,7 +355,26 @@ impl<'a> Driver<'a> {
             }
             if !in_flight.is_empty() {
                 let t = Instant::now();
-                let Some(done) = in_flight.next().await else {
+                let next = tokio::select! {
+                    done = in_flight.next() => done,
+                    Some(p) = progress_rx.recv() => {
+                        waited += t.elapsed();
+                        let r = Record::Progress {
+                            seq: p.seq,
+                            stage: p.id.stage,
+                            step: p.id.step,
+                            store: p.store,
+                            at_ms: now_ms(),
+                            token: p.token.clone(),
+                        };
+                        let res = self.record(&r);
+                        let _ = p.durable.send(res.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                        res?;
+                        ex.apply(Event::Progress { id: p.id, token: p.token });
+                        continue;
+                    }
+                };
+                let Some(done) = next else {
                     continue;
                 };
                 waited += t.elapsed();
