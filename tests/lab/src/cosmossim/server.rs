@@ -171,7 +171,7 @@ fn arm(shared: &Shared, parts: &hyper::http::request::Parts, body: &[u8]) -> Res
     };
     let role = match bearer(shared, parts) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut w = shared.world.lock().expect("world lock");
     if let Some((n, status)) = w.arm_faults {
@@ -354,38 +354,38 @@ fn account_json(shared: &Shared, w: &World) -> Value {
     })
 }
 
-fn bearer(shared: &Shared, parts: &hyper::http::request::Parts) -> Result<Role, Resp> {
+fn bearer(shared: &Shared, parts: &hyper::http::request::Parts) -> Result<Role, Box<Resp>> {
     let Some(auth) = parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
     else {
-        return Err(arm_error(
+        return Err(Box::new(arm_error(
             401,
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is missing.",
-        ));
+        )));
     };
     let Some(tok) = auth.strip_prefix("Bearer ") else {
-        return Err(arm_error(
+        return Err(Box::new(arm_error(
             401,
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is not a bearer token.",
-        ));
+        )));
     };
     let tokens = shared.tokens.lock().expect("token lock");
     match tokens.get(tok) {
         Some((role, exp)) if *exp > Instant::now() => Ok(*role),
-        Some(_) => Err(arm_error(
+        Some(_) => Err(Box::new(arm_error(
             401,
             "ExpiredAuthenticationToken",
             "The access token expiry UTC time is earlier than current UTC time.",
-        )),
-        None => Err(arm_error(
+        ))),
+        None => Err(Box::new(arm_error(
             401,
             "InvalidAuthenticationToken",
             "The access token is invalid.",
-        )),
+        ))),
     }
 }
 
@@ -556,7 +556,7 @@ fn data(
             } else {
                 match w.write(region, key, doc.clone()) {
                     Ok(()) => reply(201, doc),
-                    Err(()) => {
+                    Err(super::world::WriteForbidden) => {
                         let mut r = reply(403, json!({"code": "Forbidden", "message": "The requested operation cannot be performed at this region"}));
                         header(&mut r, "x-ms-substatus", "3");
                         r

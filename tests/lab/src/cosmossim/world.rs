@@ -170,6 +170,10 @@ impl ArmError {
     }
 }
 
+/// A write sent to a region that does not take writes (403, substatus 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteForbidden;
+
 /// A write on its way to one region.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -572,9 +576,9 @@ impl World {
 
     /// A document write through `region`'s endpoint; `Err` when that region
     /// does not take writes now.
-    pub fn write(&mut self, at: usize, key: String, doc: Value) -> Result<(), ()> {
+    pub fn write(&mut self, at: usize, key: String, doc: Value) -> Result<(), WriteForbidden> {
         if !self.writable.contains(&at) {
-            return Err(());
+            return Err(WriteForbidden);
         }
         self.locations[at].docs.insert(key.clone(), doc.clone());
         let strong = self.consistency.level == "Strong";
