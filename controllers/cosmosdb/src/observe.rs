@@ -62,9 +62,7 @@ impl CosmosController {
             let location = l.location.clone();
             let store = self.cfg.store.as_str();
             async move {
-                if offline {
-                    return Err("offline (offlineRegion); Rejoin brings it back with onlineRegion".to_string());
-                }
+                let _ = offline;
                 let Some(ep) = endpoint else {
                     return Err(format!("ARM lists no location `{location}` on the account"));
                 };
@@ -88,6 +86,7 @@ impl CosmosController {
             .locations
             .iter()
             .zip(&s.views)
+            .filter(|(l, _)| !s.account.offline(&l.location))
             .filter_map(|(l, v)| v.as_ref().ok().map(|d| (l.location.as_str(), names(&d.writable_locations))))
             .collect();
         let same_set = |a: &[String], b: &[&str]| {
@@ -117,9 +116,24 @@ impl CosmosController {
                 m.priority = prio.map(|p| f64::from(n.saturating_sub(p)));
                 let is_hub = hub.is_some_and(|h| h.member == l.member);
                 let arm_write = arm_writes.iter().any(|w| same_location(w, &l.location));
+                let offline = s.account.offline(&l.location);
                 match view {
+                    Err(why) if offline => {
+                        m.detail = Some(format!("offline (offlineRegion); its endpoint does not answer: {why}"));
+                    }
                     Err(why) => {
                         m.detail = Some(why.clone());
+                    }
+                    Ok(_) if offline => {
+                        // Back, but not serving until onlineRegion: a move
+                        // here (or Rejoin) brings it online first.
+                        m.reachable = true;
+                        m.role = Role::Secondary;
+                        m.following = hub_member.clone();
+                        m.detail = Some(
+                            "offline (offlineRegion); its endpoint answers again: a move here or Rejoin brings it online (onlineRegion)"
+                                .into(),
+                        );
                     }
                     Ok(_) => {
                         m.reachable = true;

@@ -249,6 +249,13 @@ impl CosmosSim {
         f(&mut w)
     }
 
+    /// ARM requests served so far (token requests included).
+    pub fn arm_requests(&self) -> u64 {
+        self.shared
+            .arm_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// ARM operations started so far, by action (`failoverPriorityChange` …).
     pub fn operations_started(&self) -> BTreeMap<&'static str, usize> {
         self.world(|w| w.started_by_kind())
