@@ -325,12 +325,12 @@ impl CosmosSim {
                 format!("operations now take {ms} ms")
             }
             ["throttle", n] => {
-                w.arm_faults = Some((n.parse()?, 429));
+                w.arm_faults = Some((n.parse::<u32>()?, 429)).filter(|(n, _)| *n > 0);
                 format!("next {n} ARM requests: 429")
             }
             ["throttle", n, status] => {
                 let s: u16 = status.parse()?;
-                w.arm_faults = Some((n.parse()?, s));
+                w.arm_faults = Some((n.parse::<u32>()?, s)).filter(|(n, _)| *n > 0);
                 format!("next {n} ARM requests: {s}")
             }
             ["hold"] => {

@@ -44,9 +44,10 @@ enum Store {
         #[command(subcommand)]
         cmd: cosmosdb_cmd::CosmosCmd,
     },
-    /// Both at once, as the demo runs them: a real PostgreSQL cluster
-    /// (`orders`) and the MongoDB simulator (`catalog`, which depends on
-    /// `orders`) over the same regions, in one topology file.
+    /// All at once, as the demo runs them: a real PostgreSQL cluster
+    /// (`orders`), the MongoDB simulator (`catalog`) and the Cosmos DB
+    /// simulator (`profiles`), both depending on `orders`, over the same
+    /// regions, in one topology file.
     Combined {
         /// Directory for `topology.toml` and the PostgreSQL data.
         #[arg(long)]
@@ -146,18 +147,28 @@ async fn combined(
     mongo
         .wait_for_primary_in(&regions[0], std::time::Duration::from_secs(30))
         .await;
+    let names: Vec<&str> = regions.iter().map(String::as_str).collect();
+    let cosmos = switchyard_lab::cosmossim::CosmosSim::start(
+        switchyard_lab::cosmossim::CosmosSimSpec::for_regions("profiles", &names),
+    )
+    .await?;
     let mut topology = pg.topology().clone();
     topology.name = "combined-lab".into();
     let mut catalog = mongo.store();
     catalog.depends_on = vec!["orders".into()];
     topology.stores.push(catalog);
+    // A Cosmos DB account (ARM + data plane simulator), also after orders.
+    let mut profiles = cosmos.store(&dir)?;
+    profiles.depends_on = vec!["orders".into()];
+    topology.stores.push(profiles);
     let path = dir.join("topology.toml");
     std::fs::write(&path, topology.to_toml())?;
     println!(
         "{}",
-        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog"]})
+        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog", "profiles"]})
     );
     shutdown.await?;
+    drop(cosmos);
     drop(mongo);
     drop(pg);
     eprintln!("switchyard-lab: combined lab stopped");

@@ -174,7 +174,7 @@ fn arm(shared: &Shared, parts: &hyper::http::request::Parts, body: &[u8]) -> Res
         Err(resp) => return *resp,
     };
     let mut w = shared.world.lock().expect("world lock");
-    if let Some((n, status)) = w.arm_faults {
+    if let Some((n, status)) = w.arm_faults.filter(|(n, _)| *n > 0) {
         w.arm_faults = (n > 1).then_some((n - 1, status));
         let mut r = arm_error(
             status,
