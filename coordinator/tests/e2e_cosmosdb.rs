@@ -76,7 +76,11 @@ fn region(s: &str) -> String {
 async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
     let e = env(spec(), |_| {}).await;
     // The stage with the ARM operation gets a timeout that fits minutes.
-    let r = run(&e.ws, &["plan", "failover", "--to", "west", "--output", "json"]).await;
+    let r = run(
+        &e.ws,
+        &["plan", "failover", "--to", "west", "--output", "json"],
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let promote = plan["stages"]
@@ -88,7 +92,11 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
     assert_eq!(promote["timeout_ms"], 600_000, "{promote}");
 
     for (n, to) in [(0, "west"), (1, "east")] {
-        let r = run(&e.ws, &["failover", "--to", to, "--yes", "--output", "json"]).await;
+        let r = run(
+            &e.ws,
+            &["failover", "--to", to, "--yes", "--output", "json"],
+        )
+        .await;
         let cps = assert_checkpoints_passed(&r);
         let last = cps.last().unwrap();
         let obs = &last["observed"][0];
@@ -109,17 +117,27 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
         let notes = recs
             .iter()
             .filter(|r| r["type"] == "outcome")
-            .flat_map(|r| r["result"]["outcome"]["notes"].as_array().cloned().unwrap_or_default())
+            .flat_map(|r| {
+                r["result"]["outcome"]["notes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .map(|n| n.as_str().unwrap_or("").to_string())
             .collect::<Vec<_>>();
         assert!(
-            notes.iter().any(|n| n.contains("Succeeded") && url.starts_with(n.split(' ').nth(2).unwrap_or("-"))),
+            notes
+                .iter()
+                .any(|n| n.contains("Succeeded")
+                    && url.starts_with(n.split(' ').nth(2).unwrap_or("-"))),
             "{notes:?}"
         );
     }
     let ops = e.sim.operations();
     assert_eq!(ops.len(), 2, "one operation per move: {ops:?}");
-    assert!(ops.iter().all(|o| o.1 == "failoverPriorityChange" && o.2 == "Succeeded"));
+    assert!(ops
+        .iter()
+        .all(|o| o.1 == "failoverPriorityChange" && o.2 == "Succeeded"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,13 +145,12 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
     let e = env(spec(), |_| {}).await;
     // Operations stay InProgress until released, so the crash lands inside one.
     e.sim.control("hold").unwrap();
-    let mut child = e
-        .ws
-        .command(&["failover", "--to", "west", "--yes", "--output", "json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        e.ws.command(&["failover", "--to", "west", "--yes", "--output", "json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
     // Wait until the operation is journaled (then the URL is durable).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -150,14 +167,20 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
     let before = e.sim.operations();
     assert_eq!(before.len(), 1, "{before:?}");
     let (id, action, status, polls_before) = before[0].clone();
-    assert_eq!((action, status.as_str()), ("failoverPriorityChange", "InProgress"));
+    assert_eq!(
+        (action, status.as_str()),
+        ("failoverPriorityChange", "InProgress")
+    );
 
     let ws = e.ws.clone();
     let resume = tokio::task::spawn_blocking(move || ws.run(&["resume", "--output", "json"]));
     // The resumed coordinator polls the journaled operation...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while e.sim.operations()[0].3 <= polls_before {
-        assert!(tokio::time::Instant::now() < deadline, "the operation is not polled again");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operation is not polled again"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // ...and starts no other while it runs.
@@ -169,12 +192,15 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
     assert_eq!(after.len(), 1, "a second operation was started: {after:?}");
     assert_eq!(after[0].0, id);
     assert_eq!(after[0].2, "Succeeded");
-    assert_eq!(e.sim.write_regions(), (Some(region("west")), vec![region("west")]));
+    assert_eq!(
+        e.sim.write_regions(),
+        (Some(region("west")), vec![region("west")])
+    );
     let recs = journal(&e.ws, 0);
-    let resumed_note = recs
-        .iter()
-        .filter(|r| r["type"] == "outcome")
-        .any(|r| r.to_string().contains("resumed polling the journaled failoverPriorityChange operation"));
+    let resumed_note = recs.iter().filter(|r| r["type"] == "outcome").any(|r| {
+        r.to_string()
+            .contains("resumed polling the journaled failoverPriorityChange operation")
+    });
     assert!(resumed_note, "{recs:?}");
 }
 
@@ -185,7 +211,11 @@ async fn invalid_priorities_are_refused_before_anything_runs() {
         t.stores[0].members[1].failover_priority = Some(0);
     })
     .await;
-    let r = run(&e.ws, &["failover", "--to", "west", "--yes", "--output", "json"]).await;
+    let r = run(
+        &e.ws,
+        &["failover", "--to", "west", "--yes", "--output", "json"],
+    )
+    .await;
     assert_ne!(r.code, 0, "{}", r.stdout);
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(all.contains("failover_priority"), "{all}");
@@ -198,7 +228,11 @@ async fn invalid_priorities_are_refused_before_anything_runs() {
         az.locations.insert("south".into(), "Lab Mars".into());
     })
     .await;
-    let r = run(&e.ws, &["failover", "--to", "west", "--yes", "--output", "json"]).await;
+    let r = run(
+        &e.ws,
+        &["failover", "--to", "west", "--yes", "--output", "json"],
+    )
+    .await;
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(
         format!("{}{}", r.stdout, r.stderr).contains("Lab Mars"),
@@ -228,7 +262,9 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
         e.sim.control("outage east").unwrap();
         let r = run(
             &e.ws,
-            &["failover", "--to", "west", "--forced", "--yes", "--output", "json"],
+            &[
+                "failover", "--to", "west", "--forced", "--yes", "--output", "json",
+            ],
         )
         .await;
         assert_checkpoints_passed(&r);
@@ -236,15 +272,24 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
         let promote = recs
             .iter()
             .filter(|r| r["type"] == "outcome")
-            .find(|r| !r["result"]["outcome"]["data_loss"].is_null() && r.to_string().contains("offlineRegion"))
+            .find(|r| {
+                !r["result"]["outcome"]["data_loss"].is_null()
+                    && r.to_string().contains("offlineRegion")
+            })
             .unwrap_or_else(|| panic!("{level}: no promote outcome with an estimate: {recs:?}"));
         let est = &promote["result"]["outcome"]["data_loss"];
         assert_eq!(est["writes"].as_u64(), writes, "{level}: {est}");
         assert_eq!(est["millis"].as_u64(), millis, "{level}: {est}");
-        assert!(est["note"].as_str().unwrap().contains(level), "{level}: {est}");
+        assert!(
+            est["note"].as_str().unwrap().contains(level),
+            "{level}: {est}"
+        );
         let ops = e.sim.operations_started();
         assert_eq!(ops.get("offlineRegion"), Some(&1), "{level}: {ops:?}");
-        assert_eq!(e.sim.write_regions(), (Some(region("west")), vec![region("west")]));
+        assert_eq!(
+            e.sim.write_regions(),
+            (Some(region("west")), vec![region("west")])
+        );
     }
 
     // With a declared bound an unknown loss is refused unless accepted.
@@ -252,7 +297,9 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
     e.sim.control("outage east").unwrap();
     let r = run(
         &e.ws,
-        &["failover", "--to", "west", "--forced", "--yes", "--output", "json"],
+        &[
+            "failover", "--to", "west", "--forced", "--yes", "--output", "json",
+        ],
     )
     .await;
     assert_eq!(r.code, 5, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
@@ -275,9 +322,16 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
     // Failback: the lost region returns and a planned failover brings it
     // online (onlineRegion) and writes back.
     e.sim.control("restore east").unwrap();
-    let r = run(&e.ws, &["failover", "--to", "east", "--yes", "--output", "json"]).await;
+    let r = run(
+        &e.ws,
+        &["failover", "--to", "east", "--yes", "--output", "json"],
+    )
+    .await;
     assert_checkpoints_passed(&r);
-    assert_eq!(e.sim.write_regions(), (Some(region("east")), vec![region("east")]));
+    assert_eq!(
+        e.sim.write_regions(),
+        (Some(region("east")), vec![region("east")])
+    );
     let ops = e.sim.operations_started();
     assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");
 }

@@ -123,7 +123,8 @@ impl Account {
     /// Whether `location` is offline (listed, but neither read nor write region).
     pub fn offline(&self, location: &str) -> bool {
         let p = &self.properties;
-        let listed = |v: &[ArmLocation]| v.iter().any(|l| same_location(&l.location_name, location));
+        let listed =
+            |v: &[ArmLocation]| v.iter().any(|l| same_location(&l.location_name, location));
         listed(&p.locations) && !listed(&p.read_locations) && !listed(&p.write_locations)
     }
 }
@@ -190,7 +191,10 @@ impl Arm {
         if !url.starts_with(&format!("{}/", self.base)) {
             return Err(CosmosError::new(
                 ErrorKind::Protocol,
-                format!("refusing to send the ARM token to `{url}`: not under {}", self.base),
+                format!(
+                    "refusing to send the ARM token to `{url}`: not under {}",
+                    self.base
+                ),
             ));
         }
         let mut attempt = 0;
@@ -243,7 +247,12 @@ impl Arm {
             let wait = retry_after(&headers)
                 .unwrap_or(Duration::from_secs(1 << attempt))
                 .min(MAX_WAIT);
-            tracing::debug!(status, attempt, wait_ms = wait.as_millis() as u64, "ARM asked to retry");
+            tracing::debug!(
+                status,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "ARM asked to retry"
+            );
             tokio::time::sleep(wait).await;
         }
     }
@@ -253,7 +262,10 @@ impl Arm {
         let url = format!("{}{}?api-version={API_VERSION}", self.base, self.account);
         let (_, _, v) = self.send(reqwest::Method::GET, &url, None).await?;
         serde_json::from_value(v).map_err(|e| {
-            CosmosError::new(ErrorKind::Protocol, format!("ARM account read: unexpected body: {e}"))
+            CosmosError::new(
+                ErrorKind::Protocol,
+                format!("ARM account read: unexpected body: {e}"),
+            )
         })
     }
 
@@ -266,13 +278,21 @@ impl Arm {
         );
         let (status, headers, _) = self.send(reqwest::Method::POST, &url, Some(body)).await?;
         if status == 202 {
-            let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(String::from);
-            return h("azure-asyncoperation").or_else(|| h("location")).map(Some).ok_or_else(|| {
-                CosmosError::new(
-                    ErrorKind::Protocol,
-                    format!("{action}: 202 without Azure-AsyncOperation or Location"),
-                )
-            });
+            let h = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            };
+            return h("azure-asyncoperation")
+                .or_else(|| h("location"))
+                .map(Some)
+                .ok_or_else(|| {
+                    CosmosError::new(
+                        ErrorKind::Protocol,
+                        format!("{action}: 202 without Azure-AsyncOperation or Location"),
+                    )
+                });
         }
         Ok(None)
     }

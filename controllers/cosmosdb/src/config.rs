@@ -142,7 +142,10 @@ impl CosmosConfig {
                     )
                 })
         };
-        let secret_source = match (non_empty(&az.client_secret_env), non_empty(&az.client_secret_file)) {
+        let secret_source = match (
+            non_empty(&az.client_secret_env),
+            non_empty(&az.client_secret_file),
+        ) {
             (Some(_), Some(_)) => {
                 return Err(CosmosError::config(
                     "connection.azure.client_secret_env",
@@ -196,22 +199,21 @@ impl CosmosConfig {
                 ))
             }
         };
-        let key = match (non_empty(&c.key_env), non_empty(&az.key_file)) {
-            (Some(_), Some(_)) => {
-                return Err(CosmosError::config(
-                    "connection.key_env",
-                    "set key_env or azure.key_file, not both",
-                ))
-            }
-            (Some(e), None) => SecretSource::Env(e),
-            (None, Some(f)) => SecretSource::File(f),
-            (None, None) => {
-                return Err(CosmosError::config(
+        let key =
+            match (non_empty(&c.key_env), non_empty(&az.key_file)) {
+                (Some(_), Some(_)) => {
+                    return Err(CosmosError::config(
+                        "connection.key_env",
+                        "set key_env or azure.key_file, not both",
+                    ))
+                }
+                (Some(e), None) => SecretSource::Env(e),
+                (None, Some(f)) => SecretSource::File(f),
+                (None, None) => return Err(CosmosError::config(
                     "connection.key_env",
                     "the data-plane account read needs the master key: key_env or azure.key_file",
-                ))
-            }
-        };
+                )),
+            };
         if store.members.len() < 2 {
             return Err(CosmosError::config(
                 "members",

@@ -144,7 +144,13 @@ impl TokenSource {
             Credential::AzureCli => {
                 let resource = self.scope.trim_end_matches("/.default").to_string();
                 let out = tokio::process::Command::new("az")
-                    .args(["account", "get-access-token", "--output", "json", "--resource"])
+                    .args([
+                        "account",
+                        "get-access-token",
+                        "--output",
+                        "json",
+                        "--resource",
+                    ])
                     .arg(&resource)
                     .output()
                     .await
@@ -164,7 +170,10 @@ impl TokenSource {
                     ));
                 }
                 let r: CliReply = serde_json::from_slice(&out.stdout).map_err(|e| {
-                    CosmosError::new(ErrorKind::Protocol, format!("azure_cli: unexpected output: {e}"))
+                    CosmosError::new(
+                        ErrorKind::Protocol,
+                        format!("azure_cli: unexpected output: {e}"),
+                    )
                 })?;
                 // `expires_on` is a Unix time in recent CLIs.
                 let now = std::time::SystemTime::now()
@@ -225,7 +234,10 @@ impl TokenSource {
             });
         }
         let t: TokenReply = serde_json::from_str(&text).map_err(|e| {
-            CosmosError::new(ErrorKind::Protocol, format!("{what}: unexpected token reply: {e}"))
+            CosmosError::new(
+                ErrorKind::Protocol,
+                format!("{what}: unexpected token reply: {e}"),
+            )
         })?;
         Ok((Secret::new(t.access_token), secs(&t.expires_in)))
     }

@@ -106,7 +106,11 @@ impl DataPlane {
         let (rtype, link) = resource_of(path);
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
         let auth = master_key_token(key, method.as_str(), &rtype, &link, &date)?;
-        let url = format!("{}/{}", endpoint.trim_end_matches('/'), path.trim_start_matches('/'));
+        let url = format!(
+            "{}/{}",
+            endpoint.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
         let mut req = self
             .http
             .request(method.clone(), &url)
@@ -137,7 +141,9 @@ impl DataPlane {
 
     /// `GET /` on `endpoint`.
     pub async fn account(&self, key: &Secret, endpoint: &str) -> CResult<DataAccount> {
-        let (status, v) = self.send(key, reqwest::Method::GET, endpoint, "", None).await?;
+        let (status, v) = self
+            .send(key, reqwest::Method::GET, endpoint, "", None)
+            .await?;
         if status != 200 {
             return Err(CosmosError::new(
                 ErrorKind::Unreachable,
@@ -217,8 +223,14 @@ mod tests {
         let key = Secret::new(
             "dsZQi3KtZmCv1ljt3VNWNm7sQUF1y5rJfC6kv5JiwvW0EndXdDku/dkKBp8/ufDToSxLzR4y+O/0H/t4bQtVNw==",
         );
-        let t = master_key_token(&key, "GET", "dbs", "dbs/ToDoList", "Thu, 27 Apr 2017 00:51:12 GMT")
-            .unwrap();
+        let t = master_key_token(
+            &key,
+            "GET",
+            "dbs",
+            "dbs/ToDoList",
+            "Thu, 27 Apr 2017 00:51:12 GMT",
+        )
+        .unwrap();
         assert_eq!(
             t,
             "type%3Dmaster%26ver%3D1.0%26sig%3Dc09PEVJrgp2uQRkr934kFbTqhByc7TVr3OHyqlu%2Bc%2Bc%3D"

@@ -83,11 +83,13 @@ pub fn http_client(ca_file: Option<&str>) -> std::result::Result<reqwest::Client
         .https_only(false);
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|e| {
-            CosmosError::config("connection.tls_ca_file", format!("cannot read `{path}`: {e}"))
+            CosmosError::config(
+                "connection.tls_ca_file",
+                format!("cannot read `{path}`: {e}"),
+            )
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            CosmosError::config("connection.tls_ca_file", format!("`{path}`: {e}"))
-        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| CosmosError::config("connection.tls_ca_file", format!("`{path}`: {e}")))?;
         for c in certs {
             b = b.add_root_certificate(c);
         }
@@ -144,12 +146,18 @@ fn check_declared_priorities(store: &Store) -> std::result::Result<(), CosmosErr
     for (i, m) in store.members.iter().enumerate() {
         let field = format!("members[{i}].failover_priority");
         let Some(p) = m.failover_priority else {
-            return Err(CosmosError::config(field, format!("location `{}` has none", m.name)));
+            return Err(CosmosError::config(
+                field,
+                format!("location `{}` has none", m.name),
+            ));
         };
         if p >= n {
             return Err(CosmosError::config(
                 field,
-                format!("{p} is out of range: {n} locations take priorities 0..{}", n - 1),
+                format!(
+                    "{p} is out of range: {n} locations take priorities 0..{}",
+                    n - 1
+                ),
             ));
         }
         if let Some(j) = seen[p as usize] {

@@ -87,7 +87,11 @@ impl CosmosController {
             .iter()
             .zip(&s.views)
             .filter(|(l, _)| !s.account.offline(&l.location))
-            .filter_map(|(l, v)| v.as_ref().ok().map(|d| (l.location.as_str(), names(&d.writable_locations))))
+            .filter_map(|(l, v)| {
+                v.as_ref()
+                    .ok()
+                    .map(|d| (l.location.as_str(), names(&d.writable_locations)))
+            })
             .collect();
         let same_set = |a: &[String], b: &[&str]| {
             a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| same_location(x, y)))

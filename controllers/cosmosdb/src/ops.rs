@@ -60,7 +60,10 @@ impl CosmosController {
     fn check_locations(&self, a: &Account) -> CResult<()> {
         let listed = &a.properties.locations;
         for l in &self.cfg.locations {
-            if !listed.iter().any(|x| same_location(&x.location_name, &l.location)) {
+            if !listed
+                .iter()
+                .any(|x| same_location(&x.location_name, &l.location))
+            {
                 return Err(CosmosError::config(
                     format!("connection.azure.locations.{}", l.region),
                     format!(
@@ -89,12 +92,20 @@ impl CosmosController {
         let snap = self.snapshot().await?;
         self.check_locations(&snap.account)?;
         let state = self.to_state(&snap);
-        let i = self.cfg.locations.iter().position(|l| l.member == t.member).unwrap_or(0);
+        let i = self
+            .cfg
+            .locations
+            .iter()
+            .position(|l| l.member == t.member)
+            .unwrap_or(0);
         let mut out = Outcome::done().with_member(t.member.clone());
         if state.primary_region() == Some(region) {
             return Ok(Outcome {
                 already_done: true,
-                ..out.with_note(format!("{} already takes writes on both planes", t.location))
+                ..out.with_note(format!(
+                    "{} already takes writes on both planes",
+                    t.location
+                ))
             });
         }
         if snap.account.updating() && progress::token().is_none() {
@@ -238,11 +249,17 @@ impl CosmosController {
                 .properties
                 .failover_policies
                 .iter()
-                .filter(|p| !same_location(&p.location_name, &old) && !snap.account.offline(&p.location_name))
+                .filter(|p| {
+                    !same_location(&p.location_name, &old)
+                        && !snap.account.offline(&p.location_name)
+                })
                 .map(|p| (p.failover_priority, p.location_name.clone()))
                 .collect();
             next.sort();
-            if next.first().is_some_and(|(_, n)| !same_location(n, &t.location)) {
+            if next
+                .first()
+                .is_some_and(|(_, n)| !same_location(n, &t.location))
+            {
                 let body = priorities(&snap.account, &t.location, Some(&old));
                 self.lro("failoverPriorityChange", body, &mut notes).await?;
                 acted = true;
@@ -342,7 +359,12 @@ impl CosmosController {
         self.wait_operation(action, &url, notes).await
     }
 
-    async fn wait_operation(&self, action: &str, url: &str, notes: &mut Vec<String>) -> CResult<()> {
+    async fn wait_operation(
+        &self,
+        action: &str,
+        url: &str,
+        notes: &mut Vec<String>,
+    ) -> CResult<()> {
         let started = Instant::now();
         let mut polls = 0u32;
         loop {

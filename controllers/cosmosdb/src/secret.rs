@@ -47,7 +47,10 @@ impl SecretSource {
             },
             SecretSource::File(path) => match std::fs::read_to_string(path) {
                 Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
-                Ok(_) => Err(CosmosError::config(field, format!("file `{path}` is empty"))),
+                Ok(_) => Err(CosmosError::config(
+                    field,
+                    format!("file `{path}` is empty"),
+                )),
                 Err(e) => Err(CosmosError::config(
                     field,
                     format!("cannot read `{path}`: {e}"),

@@ -72,5 +72,8 @@ async fn conformance_suite_passes_against_the_simulator() {
     let ops = h.lab.sim.operations_started();
     assert_eq!(ops.get("offlineRegion"), Some(&1), "{ops:?}");
     assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");
-    assert!(ops.get("failoverPriorityChange").is_some_and(|n| *n >= 4), "{ops:?}");
+    assert!(
+        ops.get("failoverPriorityChange").is_some_and(|n| *n >= 4),
+        "{ops:?}"
+    );
 }

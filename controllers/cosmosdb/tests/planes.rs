@@ -23,7 +23,8 @@ async fn no_primary_while_both_regions_take_writes() {
     spec.op_duration = Duration::from_secs(4);
     let lab = std::sync::Arc::new(Lab::start(spec).await);
     let l = lab.clone();
-    let run = tokio::spawn(async move { l.ctl.execute(&promote("west"), &OpContext::adhoc()).await });
+    let run =
+        tokio::spawn(async move { l.ctl.execute(&promote("west"), &OpContext::adhoc()).await });
     // Stop the operation inside the window.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -40,10 +41,15 @@ async fn no_primary_while_both_regions_take_writes() {
     assert_eq!(lab.write_via("east", "w-east").await, 201);
     assert_eq!(lab.write_via("west", "w-west").await, 201);
     let s = lab.ctl.observe().await.unwrap();
-    assert!(s.primary().is_none(), "a primary while both planes disagree: {s:?}");
+    assert!(
+        s.primary().is_none(),
+        "a primary while both planes disagree: {s:?}"
+    );
     assert!(
         s.members.iter().any(|m| m.role == Role::Unknown
-            && m.detail.as_deref().is_some_and(|d| d.contains("data plane"))),
+            && m.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("data plane"))),
         "{s:?}"
     );
     lab.sim.control("release").unwrap();
@@ -62,7 +68,12 @@ async fn multi_region_write_accounts_change_priorities_only() {
     let lab = Lab::start(spec).await;
     let s = lab.ctl.observe().await.unwrap();
     assert_eq!(s.primary_region(), Some("east"), "{s:?}");
-    assert!(s.members.iter().all(|m| m.reachable && m.role != Role::Unknown), "{s:?}");
+    assert!(
+        s.members
+            .iter()
+            .all(|m| m.reachable && m.role != Role::Unknown),
+        "{s:?}"
+    );
     for region in ["east", "west", "south"] {
         assert_eq!(lab.write_via(region, &format!("mw-{region}")).await, 201);
     }
@@ -78,12 +89,20 @@ async fn multi_region_write_accounts_change_priorities_only() {
         )
         .await
         .unwrap();
-    assert!(r.notes.iter().any(|n| n.contains("only failover priorities change")), "{r:?}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("only failover priorities change")),
+        "{r:?}"
+    );
     // Nothing to fence: the controller has no fence.
     let e = lab.ctl.execute(&Operation::Fence, &ctx).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     lab.ctl.execute(&promote("west"), &ctx).await.unwrap();
-    assert_eq!(lab.ctl.observe().await.unwrap().primary_region(), Some("west"));
+    assert_eq!(
+        lab.ctl.observe().await.unwrap().primary_region(),
+        Some("west")
+    );
     // Every region kept taking writes throughout; only priorities moved.
     assert_eq!(lab.sim.write_regions().1.len(), 3);
     let ops = lab.sim.operations_started();
@@ -115,16 +134,25 @@ async fn arm_errors_are_mapped() {
     // 429 with Retry-After, three times: retried, then the move goes ahead.
     lab.sim.control("throttle 3").unwrap();
     let before = lab.sim.arm_requests();
-    lab.ctl.execute(&promote("west"), &ctx).await.expect("throttling is waited out");
+    lab.ctl
+        .execute(&promote("west"), &ctx)
+        .await
+        .expect("throttling is waited out");
     assert!(lab.sim.arm_requests() >= before + 3);
-    assert_eq!(lab.sim.operations_started().get("failoverPriorityChange"), Some(&1));
+    assert_eq!(
+        lab.sim.operations_started().get("failoverPriorityChange"),
+        Some(&1)
+    );
     // 503 beyond the retries: a temporary error the coordinator retries.
     lab.sim.control("throttle 50 503").unwrap();
     let e = lab.ctl.observe().await.unwrap_err();
     assert!(e.is_temporary(), "{e}");
     assert!(e.to_string().contains("503"), "{e}");
     lab.sim.control("throttle 0").unwrap();
-    lab.ctl.observe().await.expect("observe once the throttling ends");
+    lab.ctl
+        .observe()
+        .await
+        .expect("observe once the throttling ends");
 
     // An identity with only the reader role: 403, permanent, with the role it needs.
     let mut store = lab.store.clone();
@@ -140,7 +168,10 @@ async fn arm_errors_are_mapped() {
     assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
     assert!(!e.is_temporary());
     let msg = e.to_string();
-    assert!(msg.contains("403") && msg.contains("DocumentDB Account Contributor"), "{msg}");
+    assert!(
+        msg.contains("403") && msg.contains("DocumentDB Account Contributor"),
+        "{msg}"
+    );
     assert!(!format!("{reader:?}").contains(lab.sim.client_secret(READER_CLIENT_ID).unwrap()));
 
     // A wrong client secret: 401 from the token endpoint, permanent.

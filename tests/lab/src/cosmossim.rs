@@ -507,7 +507,8 @@ async fn serve(
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let svc = hyper::service::service_fn(move |req| server::handle(shared.clone(), at, req));
+            let svc =
+                hyper::service::service_fn(move |req| server::handle(shared.clone(), at, req));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                 .await;

@@ -38,7 +38,11 @@ impl Lab {
     }
 
     pub async fn three(store: &str) -> Lab {
-        Lab::start(CosmosSimSpec::for_regions(store, &["east", "west", "south"])).await
+        Lab::start(CosmosSimSpec::for_regions(
+            store,
+            &["east", "west", "south"],
+        ))
+        .await
     }
 
     fn key(&self) -> Secret {

@@ -110,7 +110,8 @@ pub fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 2;
@@ -226,7 +227,11 @@ fn arm(shared: &Shared, parts: &hyper::http::request::Parts, body: &[u8]) -> Res
                 "operationresults" => match &op.status {
                     OpStatus::InProgress => {
                         let mut r = empty(202);
-                        header(&mut r, "location", &format!("{}{}?api-version={api_version}", shared.arm_base, path));
+                        header(
+                            &mut r,
+                            "location",
+                            &format!("{}{}?api-version={api_version}", shared.arm_base, path),
+                        );
                         header(&mut r, "retry-after", &retry.to_string());
                         r
                     }
@@ -469,7 +474,11 @@ pub fn signature(key_b64: &str, verb: &str, rtype: &str, link: &str, date: &str)
 /// `/dbs/d/colls/c/docs` → (`docs`, `dbs/d/colls/c`); `/dbs/d/colls/c/docs/x`
 /// → (`docs`, `dbs/d/colls/c/docs/x`); `/` → (``, ``).
 pub fn resource_of(path: &str) -> (String, String) {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segs.len() {
         0 => (String::new(), String::new()),
         n if n % 2 == 1 => (segs[n - 1].to_string(), segs[..n - 1].join("/")),
@@ -505,9 +514,7 @@ fn data(
     };
     let date = h("x-ms-date");
     let auth = percent_decode(&h("authorization"));
-    let unauthorized = |m: &str| {
-        reply(401, json!({"code": "Unauthorized", "message": m}))
-    };
+    let unauthorized = |m: &str| reply(401, json!({"code": "Unauthorized", "message": m}));
     if date.is_empty() {
         return Ok(unauthorized("Required header 'x-ms-date' is missing."));
     }
@@ -524,9 +531,16 @@ fn data(
                 ));
             }
         }
-        Err(_) => return Ok(unauthorized("The x-ms-date header is not an RFC 1123 date.")),
+        Err(_) => {
+            return Ok(unauthorized(
+                "The x-ms-date header is not an RFC 1123 date.",
+            ))
+        }
     }
-    let fields: HashMap<&str, &str> = auth.split('&').filter_map(|kv| kv.split_once('=')).collect();
+    let fields: HashMap<&str, &str> = auth
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
     let expected = signature(&shared.key, parts.method.as_str(), &rtype, &link, &date);
     if fields.get("type") != Some(&"master")
         || fields.get("ver") != Some(&"1.0")
@@ -545,19 +559,33 @@ fn data(
         ("GET", "") => reply(200, w.data_account_json(&endpoints)),
         ("POST", "docs") => {
             let Ok(doc) = serde_json::from_slice::<Value>(body) else {
-                return Ok(reply(400, json!({"code": "BadRequest", "message": "The body is not JSON."})));
+                return Ok(reply(
+                    400,
+                    json!({"code": "BadRequest", "message": "The body is not JSON."}),
+                ));
             };
             let Some(id) = doc.get("id").and_then(Value::as_str).map(String::from) else {
-                return Ok(reply(400, json!({"code": "BadRequest", "message": "The document has no id."})));
+                return Ok(reply(
+                    400,
+                    json!({"code": "BadRequest", "message": "The document has no id."}),
+                ));
             };
             let key = format!("{link}/docs/{id}");
-            if w.locations[region].docs.contains_key(&key) && h("x-ms-documentdb-is-upsert").to_lowercase() != "true" {
-                reply(409, json!({"code": "Conflict", "message": "Entity with the specified id already exists in the system."}))
+            if w.locations[region].docs.contains_key(&key)
+                && h("x-ms-documentdb-is-upsert").to_lowercase() != "true"
+            {
+                reply(
+                    409,
+                    json!({"code": "Conflict", "message": "Entity with the specified id already exists in the system."}),
+                )
             } else {
                 match w.write(region, key, doc.clone()) {
                     Ok(()) => reply(201, doc),
                     Err(super::world::WriteForbidden) => {
-                        let mut r = reply(403, json!({"code": "Forbidden", "message": "The requested operation cannot be performed at this region"}));
+                        let mut r = reply(
+                            403,
+                            json!({"code": "Forbidden", "message": "The requested operation cannot be performed at this region"}),
+                        );
                         header(&mut r, "x-ms-substatus", "3");
                         r
                     }
@@ -567,7 +595,10 @@ fn data(
         ("GET", "docs") if path.trim_matches('/').split('/').count() == 6 => {
             match w.locations[region].docs.get(&link) {
                 Some(d) => reply(200, d.clone()),
-                None => reply(404, json!({"code": "NotFound", "message": "Entity with the specified id does not exist in the system."})),
+                None => reply(
+                    404,
+                    json!({"code": "NotFound", "message": "Entity with the specified id does not exist in the system."}),
+                ),
             }
         }
         _ => reply(
@@ -576,7 +607,11 @@ fn data(
         ),
     };
     header(&mut r, "x-ms-request-charge", "1");
-    header(&mut r, "x-ms-activity-id", "00000000-0000-0000-0000-000000000000");
+    header(
+        &mut r,
+        "x-ms-activity-id",
+        "00000000-0000-0000-0000-000000000000",
+    );
     header(&mut r, "x-ms-gatewayversion", "2.0.0");
     Ok(r)
 }
@@ -588,7 +623,10 @@ mod tests {
     #[test]
     fn resource_type_and_link() {
         assert_eq!(resource_of("/"), (String::new(), String::new()));
-        assert_eq!(resource_of("/dbs/d/colls/c/docs"), ("docs".into(), "dbs/d/colls/c".into()));
+        assert_eq!(
+            resource_of("/dbs/d/colls/c/docs"),
+            ("docs".into(), "dbs/d/colls/c".into())
+        );
         assert_eq!(
             resource_of("/dbs/d/colls/c/docs/x"),
             ("docs".into(), "dbs/d/colls/c/docs/x".into())
@@ -597,7 +635,10 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(percent_decode("type%3Dmaster%26ver%3D1.0"), "type=master&ver=1.0");
+        assert_eq!(
+            percent_decode("type%3Dmaster%26ver%3D1.0"),
+            "type=master&ver=1.0"
+        );
         assert_eq!(percent_decode("a+b%2"), "a b%2");
     }
 }

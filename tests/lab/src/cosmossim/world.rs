@@ -370,7 +370,9 @@ impl World {
                 .get("failoverPriority")
                 .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
                 .ok_or_else(|| {
-                    ArmError::bad(format!("Failover priority for {name} is missing or invalid."))
+                    ArmError::bad(format!(
+                        "Failover priority for {name} is missing or invalid."
+                    ))
                 })?;
             let i = self.location_index(name).ok_or_else(|| {
                 ArmError::bad(format!(
@@ -427,7 +429,9 @@ impl World {
             .and_then(Value::as_str)
             .ok_or_else(|| ArmError::bad("The request body must contain region."))?;
         let i = self.location_index(name).ok_or_else(|| {
-            ArmError::bad(format!("Region {name} is not one of the account's regions."))
+            ArmError::bad(format!(
+                "Region {name} is not one of the account's regions."
+            ))
         })?;
         match kind {
             OpKind::OfflineRegion => {
@@ -618,9 +622,7 @@ impl World {
 
     /// The data plane's `GET /` body as served by any endpoint.
     pub fn data_account_json(&self, endpoints: &dyn Fn(usize) -> String) -> Value {
-        let loc = |i: usize| {
-            json!({"name": self.locations[i].name, "databaseAccountEndpoint": endpoints(i)})
-        };
+        let loc = |i: usize| json!({"name": self.locations[i].name, "databaseAccountEndpoint": endpoints(i)});
         let c = &self.consistency;
         let mut policy = json!({"defaultConsistencyLevel": c.level});
         if c.level == "BoundedStaleness" {
@@ -725,8 +727,11 @@ mod tests {
         assert!(w.started.is_empty());
         // Names compare like ARM's: case and spaces do not matter.
         change(&mut w, &[("labwest", 0), ("LAB EAST", 1), ("Lab South", 2)]).unwrap();
-        let e = change(&mut w, &[("Lab West", 0), ("Lab East", 1), ("Lab South", 2)])
-            .unwrap_err();
+        let e = change(
+            &mut w,
+            &[("Lab West", 0), ("Lab East", 1), ("Lab South", 2)],
+        )
+        .unwrap_err();
         assert_eq!(e.status, 412);
     }
 
@@ -734,7 +739,11 @@ mod tests {
     fn a_write_region_move_passes_through_a_both_writable_window() {
         let mut w = world();
         w.op_duration = Duration::from_secs(3600);
-        let id = change(&mut w, &[("Lab West", 0), ("Lab East", 1), ("Lab South", 2)]).unwrap();
+        let id = change(
+            &mut w,
+            &[("Lab West", 0), ("Lab East", 1), ("Lab South", 2)],
+        )
+        .unwrap();
         let op = w.ops[&id].clone();
         let plan = op.plan.clone();
         assert_eq!(w.run_phases(&plan, 0, 0.35), 1);
@@ -767,6 +776,9 @@ mod tests {
         assert!(w.locations[2].docs.contains_key("k1"));
         w.locations[1].replication_delay = Duration::ZERO;
         w.advance();
-        assert!(!w.locations[1].docs.contains_key("k1"), "a lost write arrived");
+        assert!(
+            !w.locations[1].docs.contains_key("k1"),
+            "a lost write arrived"
+        );
     }
 }
