@@ -192,14 +192,7 @@ impl CosmosController {
             break;
         }
         self.until_agreed(region).await?;
-        let mut out = if acted {
-            Outcome::done()
-        } else {
-            Outcome::already_done()
-        };
-        out = out.with_member(t.member);
-        out.notes = notes;
-        Ok(out)
+        Ok(outcome(acted, Some(t.member), notes))
     }
 
     /// Forced: take the lost write region offline so the service hands
@@ -270,14 +263,8 @@ impl CosmosController {
             acted = true;
         }
         self.until_agreed(region).await?;
-        let mut out = if acted {
-            Outcome::done()
-        } else {
-            Outcome::already_done()
-        };
-        out = out.with_member(t.member);
         notes.push(est.note.clone());
-        out.notes = notes;
+        let mut out = outcome(acted, Some(t.member), notes);
         out.data_loss = Some(est);
         Ok(out)
     }
@@ -330,13 +317,7 @@ impl CosmosController {
             .await?;
             acted = true;
         }
-        let mut out = if acted {
-            Outcome::done()
-        } else {
-            Outcome::already_done()
-        };
-        out.notes = notes;
-        Ok(out)
+        Ok(outcome(acted, None, notes))
     }
 
     /// Start `action`, journal its operation URL, poll it to the end.
@@ -478,6 +459,18 @@ impl MemberIn for switchyard_controller::ObservedState {
     fn member_in(&self, region: &str) -> Option<&switchyard_controller::MemberState> {
         self.members.iter().find(|m| m.region == region)
     }
+}
+
+/// `done` when this call changed something, else `already_done`.
+fn outcome(acted: bool, member: Option<String>, notes: Vec<String>) -> Outcome {
+    let mut out = if acted {
+        Outcome::done()
+    } else {
+        Outcome::already_done()
+    };
+    out.member = member;
+    out.notes = notes;
+    out
 }
 
 /// The account's own spelling of a location name.

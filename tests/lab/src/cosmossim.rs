@@ -29,9 +29,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_topology::{
-    AzureConnection, Connection, Member, Region, RegionRole, Store, StoreKind, Topology,
-};
+use switchyard_topology::{AzureConnection, Connection, Member, Store, StoreKind, Topology};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 pub use world::{Consistency, OpStatus, World};
@@ -434,20 +432,7 @@ impl CosmosSim {
     pub fn topology(&self, name: &str, dir: &Path) -> anyhow::Result<Topology> {
         Ok(Topology {
             name: name.into(),
-            regions: self
-                .spec
-                .regions
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Region {
-                    name: r.clone(),
-                    role: if i == 0 {
-                        RegionRole::Primary
-                    } else {
-                        RegionRole::Secondary
-                    },
-                })
-                .collect(),
+            regions: crate::regions_first_primary(&self.spec.regions),
             stores: vec![self.store(dir)?],
         })
     }

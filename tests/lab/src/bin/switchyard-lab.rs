@@ -192,6 +192,29 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<()>>> {
     })
 }
 
+/// Reads fault commands from stdin, one per line, and answers each with one
+/// JSON line `{"ok":true,"reply":…}` or `{"ok":false,"error":…}`.
+fn stdin_commands(
+    control: impl Fn(&str) -> Result<String> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match control(&line) {
+                Ok(reply) => println!("{}", serde_json::json!({"ok": true, "reply": reply})),
+                Err(e) => println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                ),
+            }
+        }
+    })
+}
+
 /// `switchyard-lab mongodb up`, kept apart from the PostgreSQL commands.
 mod mongodb_cmd {
     use anyhow::Result;
@@ -274,22 +297,7 @@ mod mongodb_cmd {
         // Fault injection for demos: one command per stdin line.
         let sim = std::sync::Arc::new(sim);
         let ctl = sim.clone();
-        let control = tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match ctl.control(&line) {
-                    Ok(reply) => println!("{}", serde_json::json!({"ok": true, "reply": reply})),
-                    Err(e) => println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "error": e.to_string()})
-                    ),
-                }
-            }
-        });
+        let control = super::stdin_commands(move |line| ctl.control(line));
         shutdown.await?;
         control.abort();
         let _ = control.await;
@@ -373,22 +381,7 @@ mod cosmosdb_cmd {
         );
         let sim = std::sync::Arc::new(sim);
         let ctl = sim.clone();
-        let control = tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match ctl.control(&line) {
-                    Ok(reply) => println!("{}", serde_json::json!({"ok": true, "reply": reply})),
-                    Err(e) => println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "error": e.to_string()})
-                    ),
-                }
-            }
-        });
+        let control = super::stdin_commands(move |line| ctl.control(line));
         shutdown.await?;
         control.abort();
         let _ = control.await;
