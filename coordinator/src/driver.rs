@@ -904,6 +904,108 @@ mod tests {
         assert_eq!(pg.state().promotions, 0);
     }
 
+    /// Wraps a store so its promotion is a long-running operation: it
+    /// records a token, and the first one never finishes (the process
+    /// "dies" while it runs).
+    #[derive(Debug)]
+    struct Lro {
+        inner: Arc<Mem>,
+        starts: std::sync::atomic::AtomicU32,
+        seen: Mutex<Vec<Option<String>>>,
+        hang_first: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Controller for Lro {
+        fn store(&self) -> &str {
+            self.inner.store()
+        }
+        fn kind(&self) -> StoreKind {
+            self.inner.kind()
+        }
+        fn capability(&self) -> Capability {
+            self.inner.capability()
+        }
+        async fn observe(&self) -> CResult<ObservedState> {
+            self.inner.observe().await
+        }
+        async fn execute(&self, op: &Operation, ctx: &OpContext) -> CResult<Outcome> {
+            use std::sync::atomic::Ordering;
+            if matches!(op, Operation::Promote { .. }) {
+                let token = switchyard_controller::progress::token();
+                self.seen.lock().unwrap().push(token.clone());
+                if token.is_none() {
+                    let n = self.starts.fetch_add(1, Ordering::SeqCst) + 1;
+                    switchyard_controller::progress::record(format!("op-{n}"))
+                        .await
+                        .map_err(|e| Error::new(ErrorKind::Refused, "orders", e))?;
+                    if self.hang_first.swap(false, Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            self.inner.execute(op, ctx).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_step_gets_the_progress_token_of_the_dead_process() {
+        let (plan, mut ctrls, pg, _) = setup();
+        let lro = Arc::new(Lro {
+            inner: pg.clone(),
+            starts: Default::default(),
+            seen: Mutex::new(vec![]),
+            hang_first: std::sync::atomic::AtomicBool::new(true),
+        });
+        ctrls.insert("orders".into(), lro.clone());
+        let records = Arc::new(Mutex::new(vec![started(&plan)]));
+        // The first process journals the token, then dies mid-operation.
+        {
+            let first = run(&ctrls, &records, usize::MAX, 1);
+            tokio::pin!(first);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                tokio::select! {
+                    r = &mut first => panic!("the first run ended: {r:?}"),
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+                let journaled = records
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|r| matches!(r, Record::Progress { .. }));
+                if journaled {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no progress record");
+            }
+        }
+        let progress: Vec<Record> = records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r, Record::Progress { .. }))
+            .cloned()
+            .collect();
+        assert!(
+            matches!(&progress[..], [Record::Progress { store, token, .. }] if store == "orders" && token == "op-1"),
+            "{progress:?}"
+        );
+        records
+            .lock()
+            .unwrap()
+            .push(Record::Resumed { epoch: 2, at_ms: 0 });
+        assert_eq!(
+            run(&ctrls, &records, usize::MAX, 2).await.unwrap(),
+            RunEnd::Succeeded
+        );
+        // The re-issued promotion saw the dead process's token and started
+        // nothing new.
+        assert_eq!(*lro.seen.lock().unwrap(), vec![None, Some("op-1".to_string())]);
+        assert_eq!(lro.starts.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(pg.state().promotions, 1);
+    }
+
     #[tokio::test]
     async fn checkpoint_failure_records_expected_and_observed() {
         let (mut plan, ctrls, _, _) = setup();
