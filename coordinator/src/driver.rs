@@ -1001,7 +1001,10 @@ mod tests {
         );
         // The re-issued promotion saw the dead process's token and started
         // nothing new.
-        assert_eq!(*lro.seen.lock().unwrap(), vec![None, Some("op-1".to_string())]);
+        assert_eq!(
+            *lro.seen.lock().unwrap(),
+            vec![None, Some("op-1".to_string())]
+        );
         assert_eq!(lro.starts.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(pg.state().promotions, 1);
     }
