@@ -72,6 +72,9 @@ pub struct CosmosConfig {
     pub credential: Credential,
     /// Where the master key is.
     pub key: SecretSource,
+    /// The account's global data-plane endpoint (`connection.endpoint`),
+    /// observed beside the regional ones when it answers.
+    pub global_endpoint: Option<String>,
     /// Extra CA bundle (PEM) trusted for ARM, Entra ID and the data plane.
     pub ca_file: Option<String>,
     /// Locations in topology order.
@@ -249,6 +252,7 @@ impl CosmosConfig {
             arm_endpoint,
             credential,
             key,
+            global_endpoint: non_empty(&c.endpoint),
             ca_file: non_empty(&c.tls_ca_file),
             locations,
             max_lag_ms: store.max_lag_ms,

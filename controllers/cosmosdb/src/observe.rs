@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub account: Account,
     /// Per configured location: its data-plane view, or why there is none.
     pub views: Vec<Result<DataAccount, String>>,
+    /// The global endpoint's view, when one is configured and answered (it
+    /// is routed to the write region, so it is silent while that is down).
+    pub global: Option<DataAccount>,
 }
 
 impl Snapshot {
@@ -73,7 +76,15 @@ impl CosmosController {
             }
         }))
         .await;
-        Ok(Snapshot { account, views })
+        let global = match &self.cfg.global_endpoint {
+            Some(ep) => self.data.account(&key, ep).await.ok(),
+            None => None,
+        };
+        Ok(Snapshot {
+            account,
+            views,
+            global,
+        })
     }
 
     /// The observed state of a snapshot.
@@ -81,7 +92,7 @@ impl CosmosController {
         let n = self.cfg.locations.len() as u32;
         let arm_writes = s.arm_writes();
         let multi = s.multi_write();
-        let reachable_views: Vec<(&str, Vec<String>)> = self
+        let mut reachable_views: Vec<(&str, Vec<String>)> = self
             .cfg
             .locations
             .iter()
@@ -93,6 +104,9 @@ impl CosmosController {
                     .map(|d| (l.location.as_str(), names(&d.writable_locations)))
             })
             .collect();
+        if let Some(g) = &s.global {
+            reachable_views.push(("the global endpoint", names(&g.writable_locations)));
+        }
         let same_set = |a: &[String], b: &[&str]| {
             a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| same_location(x, y)))
         };
