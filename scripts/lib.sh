@@ -30,6 +30,12 @@ install_missing() {
     python3 -m pip install --quiet pymongo 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages pymongo
   fi
+  # Microsoft's own SDKs check the Cosmos DB simulator.
+  if ! python3 -c 'import azure.mgmt.cosmosdb, azure.cosmos' 2>/dev/null; then
+    echo "==> installing azure-mgmt-cosmosdb and azure-cosmos from PyPI"
+    python3 -m pip install --quiet azure-mgmt-cosmosdb azure-cosmos 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages azure-mgmt-cosmosdb azure-cosmos
+  fi
   # The Debian package starts a cluster of its own on 5432; the lab never uses
   # it (free ports, temp dirs), so it is left alone.
   if ! command -v cargo >/dev/null; then

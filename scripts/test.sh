@@ -12,6 +12,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 # The pymongo check of the MongoDB simulator must run, not skip, here.
 export SWITCHYARD_REQUIRE_PYMONGO=1
+# So must the Azure SDK check of the Cosmos DB simulator.
+export SWITCHYARD_REQUIRE_AZURE_SDK=1
 # Integration tests start real PostgreSQL clusters; two at a time is what two
 # cores can carry without timeouts turning into flakes.
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${SWITCHYARD_TEST_THREADS:-2}"

@@ -20,7 +20,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_controller::progress::{ProgressSink, Scope};
 use switchyard_controller::{Controller, Error, ErrorKind, OpContext, Operation, Outcome};
+use tokio::sync::{mpsc, oneshot};
 
 /// How temporary operation errors are retried.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +96,42 @@ pub enum DriverError {
 }
 
 type OpFuture = Pin<Box<dyn Future<Output = OpDone> + Send>>;
+
+/// Progress a running operation asks the driver to journal.
+struct ProgressMsg {
+    id: StepId,
+    seq: u64,
+    store: String,
+    token: String,
+    durable: oneshot::Sender<Result<(), String>>,
+}
+
+/// The [`ProgressSink`] of one issued operation: hands tokens to the driver
+/// loop, which journals them durably and then answers.
+struct StepSink {
+    id: StepId,
+    seq: u64,
+    store: String,
+    tx: mpsc::UnboundedSender<ProgressMsg>,
+}
+
+#[async_trait::async_trait]
+impl ProgressSink for StepSink {
+    async fn record(&self, token: &str) -> Result<(), String> {
+        let (durable, rx) = oneshot::channel();
+        self.tx
+            .send(ProgressMsg {
+                id: self.id,
+                seq: self.seq,
+                store: self.store.clone(),
+                token: token.to_string(),
+                durable,
+            })
+            .map_err(|_| "the driver stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the driver stopped before journaling progress".to_string())?
+    }
+}
 
 struct OpDone {
     id: StepId,
@@ -197,6 +235,7 @@ impl<'a> Driver<'a> {
         let mut stage_now: Option<usize> = None;
         let mut stage_started = Instant::now();
         let mut waited = Duration::ZERO;
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<ProgressMsg>();
         loop {
             let actions = ex.next();
             let stage = ex.current_stage();
@@ -277,7 +316,16 @@ impl<'a> Driver<'a> {
                             description: op.to_string(),
                         });
                         issued_ops.insert(id, op.clone());
-                        in_flight.push(Box::pin(run_op(
+                        let scope = Scope::new(
+                            ex.progress(id).map(String::from),
+                            Some(Arc::new(StepSink {
+                                id,
+                                seq,
+                                store: store.clone(),
+                                tx: progress_tx.clone(),
+                            })),
+                        );
+                        in_flight.push(Box::pin(scope.run(run_op(
                             ctrl,
                             op,
                             self.ctx.clone(),
@@ -286,7 +334,7 @@ impl<'a> Driver<'a> {
                             store,
                             deadline,
                             self.retry,
-                        )));
+                        ))));
                     }
                     Action::ValidateCheckpoint { stage } => {
                         let t = Instant::now();
@@ -307,7 +355,26 @@ impl<'a> Driver<'a> {
             }
             if !in_flight.is_empty() {
                 let t = Instant::now();
-                let Some(done) = in_flight.next().await else {
+                let next = tokio::select! {
+                    done = in_flight.next() => done,
+                    Some(p) = progress_rx.recv() => {
+                        waited += t.elapsed();
+                        let r = Record::Progress {
+                            seq: p.seq,
+                            stage: p.id.stage,
+                            step: p.id.step,
+                            store: p.store,
+                            at_ms: now_ms(),
+                            token: p.token.clone(),
+                        };
+                        let res = self.record(&r);
+                        let _ = p.durable.send(res.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                        res?;
+                        ex.apply(Event::Progress { id: p.id, token: p.token });
+                        continue;
+                    }
+                };
+                let Some(done) = next else {
                     continue;
                 };
                 waited += t.elapsed();
@@ -835,6 +902,111 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(pg.state().promotions, 0);
+    }
+
+    /// Wraps a store so its promotion is a long-running operation: it
+    /// records a token, and the first one never finishes (the process
+    /// "dies" while it runs).
+    #[derive(Debug)]
+    struct Lro {
+        inner: Arc<Mem>,
+        starts: std::sync::atomic::AtomicU32,
+        seen: Mutex<Vec<Option<String>>>,
+        hang_first: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Controller for Lro {
+        fn store(&self) -> &str {
+            self.inner.store()
+        }
+        fn kind(&self) -> StoreKind {
+            self.inner.kind()
+        }
+        fn capability(&self) -> Capability {
+            self.inner.capability()
+        }
+        async fn observe(&self) -> CResult<ObservedState> {
+            self.inner.observe().await
+        }
+        async fn execute(&self, op: &Operation, ctx: &OpContext) -> CResult<Outcome> {
+            use std::sync::atomic::Ordering;
+            if matches!(op, Operation::Promote { .. }) {
+                let token = switchyard_controller::progress::token();
+                self.seen.lock().unwrap().push(token.clone());
+                if token.is_none() {
+                    let n = self.starts.fetch_add(1, Ordering::SeqCst) + 1;
+                    switchyard_controller::progress::record(format!("op-{n}"))
+                        .await
+                        .map_err(|e| Error::new(ErrorKind::Refused, "orders", e))?;
+                    if self.hang_first.swap(false, Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            self.inner.execute(op, ctx).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_step_gets_the_progress_token_of_the_dead_process() {
+        let (plan, mut ctrls, pg, _) = setup();
+        let lro = Arc::new(Lro {
+            inner: pg.clone(),
+            starts: Default::default(),
+            seen: Mutex::new(vec![]),
+            hang_first: std::sync::atomic::AtomicBool::new(true),
+        });
+        ctrls.insert("orders".into(), lro.clone());
+        let records = Arc::new(Mutex::new(vec![started(&plan)]));
+        // The first process journals the token, then dies mid-operation.
+        {
+            let first = run(&ctrls, &records, usize::MAX, 1);
+            tokio::pin!(first);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                tokio::select! {
+                    r = &mut first => panic!("the first run ended: {r:?}"),
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+                let journaled = records
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|r| matches!(r, Record::Progress { .. }));
+                if journaled {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no progress record");
+            }
+        }
+        let progress: Vec<Record> = records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r, Record::Progress { .. }))
+            .cloned()
+            .collect();
+        assert!(
+            matches!(&progress[..], [Record::Progress { store, token, .. }] if store == "orders" && token == "op-1"),
+            "{progress:?}"
+        );
+        records
+            .lock()
+            .unwrap()
+            .push(Record::Resumed { epoch: 2, at_ms: 0 });
+        assert_eq!(
+            run(&ctrls, &records, usize::MAX, 2).await.unwrap(),
+            RunEnd::Succeeded
+        );
+        // The re-issued promotion saw the dead process's token and started
+        // nothing new.
+        assert_eq!(
+            *lro.seen.lock().unwrap(),
+            vec![None, Some("op-1".to_string())]
+        );
+        assert_eq!(lro.starts.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(pg.state().promotions, 1);
     }
 
     #[tokio::test]

@@ -85,6 +85,13 @@ pub enum Event {
     /// A coordinator took over the execution: unfinished and failed work
     /// becomes pending again.
     Resumed,
+    /// A running step journaled progress (see [`Executor::progress`]).
+    Progress {
+        /// Step.
+        id: StepId,
+        /// The controller's token.
+        token: String,
+    },
     /// An operator ended the execution.
     Aborted,
 }
@@ -130,6 +137,7 @@ pub struct Executor {
     steps: BTreeMap<StepId, StepState>,
     checkpoints: Vec<CheckpointState>,
     aborted: bool,
+    progress: BTreeMap<StepId, String>,
 }
 
 impl Executor {
@@ -142,6 +150,7 @@ impl Executor {
             steps,
             checkpoints,
             aborted: false,
+            progress: BTreeMap::new(),
         }
     }
 
@@ -217,8 +226,18 @@ impl Executor {
                     }
                 }
             }
+            Event::Progress { id, token } => {
+                self.progress.insert(id, token);
+            }
             Event::Aborted => self.aborted = true,
         }
+    }
+
+    /// The last progress token journaled for a step: handed back to the
+    /// controller when the step is issued again, so it continues the same
+    /// long-running operation (survives `Resumed`, which re-issues steps).
+    pub fn progress(&self, id: StepId) -> Option<&str> {
+        self.progress.get(&id).map(String::as_str)
     }
 
     /// The position captured for `store` by the latest `capture_position`
@@ -377,6 +396,15 @@ pub fn event_of(r: &Record) -> Option<Event> {
                 .join("; "),
         },
         Record::Resumed { .. } => Event::Resumed,
+        Record::Progress {
+            stage, step, token, ..
+        } => Event::Progress {
+            id: StepId {
+                stage: *stage,
+                step: *step,
+            },
+            token: token.clone(),
+        },
         Record::Aborted { .. } => Event::Aborted,
         _ => return None,
     })

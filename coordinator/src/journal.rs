@@ -241,6 +241,23 @@ pub enum Record {
         /// What happened.
         result: OpResult,
     },
+    /// A running operation reported progress a resumed coordinator needs to
+    /// carry on with it (an ARM long-running operation's URL), so it polls
+    /// that operation instead of starting another.
+    Progress {
+        /// Sequence number of the intent.
+        seq: u64,
+        /// Stage index.
+        stage: usize,
+        /// Step index within the stage.
+        step: usize,
+        /// Store name.
+        store: String,
+        /// When.
+        at_ms: u64,
+        /// Opaque to the coordinator; handed back to the controller.
+        token: String,
+    },
     /// An operator ended the execution.
     Aborted {
         /// Epoch of the aborting coordinator.
@@ -783,6 +800,7 @@ pub fn record_time(r: &Record) -> u64 {
         | Record::CheckpointFailed { at_ms, .. }
         | Record::ExtraIntent { at_ms, .. }
         | Record::ExtraOutcome { at_ms, .. }
+        | Record::Progress { at_ms, .. }
         | Record::Finished { at_ms }
         | Record::Aborted { at_ms, .. }
         | Record::Closed { at_ms, .. } => *at_ms,

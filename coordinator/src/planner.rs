@@ -398,6 +398,20 @@ pub fn plan_failover(
     }
     stages.push(stage("re-point and rejoin".into(), steps, checks));
 
+    // A stage waits for its slowest operation: stores whose operations take
+    // minutes (Cosmos DB's ARM operations) stretch the stage timeout.
+    for st in &mut stages {
+        let longest = st
+            .steps
+            .iter()
+            .filter(|x| !matches!(x.op, PlanOp::CheckReadiness { .. }))
+            .filter_map(|x| capof.get(x.store.as_str())?.expected_operation_ms)
+            .max();
+        if let Some(ms) = longest {
+            st.timeout_ms = st.timeout_ms.max(ms.saturating_mul(2));
+        }
+    }
+
     Ok(Plan {
         version: PLAN_VERSION,
         name: format!(
@@ -646,6 +660,29 @@ arbiter = true
             );
             validate(&p, &t, &caps()).unwrap();
         }
+    }
+
+    #[test]
+    fn long_running_operations_stretch_their_stages_only() {
+        let t = topology(true);
+        let mut c = caps();
+        c.get_mut("catalog").unwrap().expected_operation_ms = Some(300_000);
+        let p = plan_failover(&t, &c, &PlanOptions::new("west", Mode::Planned)).unwrap();
+        let timeouts: Vec<(String, u64)> = p
+            .stages
+            .iter()
+            .map(|s| (s.name.clone(), s.timeout_ms))
+            .collect();
+        assert_eq!(
+            timeouts,
+            vec![
+                ("readiness".to_string(), DEFAULT_STAGE_TIMEOUT_MS),
+                ("fence orders".to_string(), DEFAULT_STAGE_TIMEOUT_MS),
+                ("promote orders".to_string(), DEFAULT_STAGE_TIMEOUT_MS),
+                ("promote catalog".to_string(), 600_000),
+                ("re-point and rejoin".to_string(), DEFAULT_STAGE_TIMEOUT_MS),
+            ]
+        );
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub fn controller_in(
         StoreKind::Mongodb => switchyard_mongodb::MongoController::from_store_in(store, state_dir)
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
+        #[cfg(feature = "cosmosdb")]
+        StoreKind::Cosmosdb => switchyard_cosmosdb::CosmosController::from_store(store)
+            .map(|c| Arc::new(c) as Arc<dyn Controller>)
+            .map_err(|e| err(e.to_string())),
         other => Err(err(format!(
             "this build of switchyard has no {other} controller (cargo feature `{other}`)"
         ))),

@@ -464,6 +464,9 @@ pub fn timeline(records: &[Record]) -> String {
                     format!("       {store:<12} ✗ {duration_ms} ms: {message}")
                 }
             },
+            Record::Progress { store, token, .. } => {
+                format!("       {store:<12} … {token}")
+            }
             Record::Finished { .. } => "finished: every checkpoint passed".into(),
             Record::Aborted { epoch, stores, .. } => {
                 let mut s = format!("aborted (epoch {epoch})");

@@ -156,6 +156,50 @@ pub struct Connection {
     /// Environment variable holding an access key or token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_env: Option<String>,
+    /// Azure: the account's management plane (ARM) and identity (cosmosdb).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureConnection>,
+}
+
+/// How a Cosmos DB controller reaches Azure Resource Manager and Microsoft
+/// Entra ID (`[stores.connection.azure]`). Secrets are referenced by
+/// environment variable or file, never inlined.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConnection {
+    /// Full ARM resource id of the database account
+    /// (`/subscriptions/…/resourceGroups/…/providers/Microsoft.DocumentDB/databaseAccounts/…`).
+    pub account: String,
+    /// ARM endpoint (default `https://management.azure.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm_endpoint: Option<String>,
+    /// How to get ARM tokens: `client_secret` (default when `client_id` and a
+    /// secret are set), `workload_identity`, `managed_identity`, `azure_cli`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Entra ID authority host (default `https://login.microsoftonline.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// Directory (tenant) id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Application (client) id of the service principal or managed identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Environment variable holding the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<String>,
+    /// File holding the account's master key (instead of `key_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// Azure location name of each topology region, e.g.
+    /// `{ chicago = "North Central US" }`; a region not listed is its own
+    /// location name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, String>,
 }
 
 // Hand-written so that a future inline secret field can never leak through
@@ -172,6 +216,7 @@ impl fmt::Debug for Connection {
             .field("replica_set", &self.replica_set)
             .field("endpoint", &self.endpoint)
             .field("key_env", &self.key_env)
+            .field("azure", &self.azure)
             .finish()
     }
 }

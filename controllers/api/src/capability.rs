@@ -28,6 +28,11 @@ pub struct Capability {
     pub sticky_priorities: bool,
     /// Replication lag is observable and a lag bound can be enforced.
     pub lag_bound: bool,
+    /// How long one mutating operation is expected to take, when that is
+    /// far beyond a stage's default timeout (Cosmos DB's ARM operations take
+    /// minutes). The planner gives every stage with a step for this store at
+    /// least twice this long. `None`: operations take seconds.
+    pub expected_operation_ms: Option<u64>,
 }
 
 impl Capability {
@@ -43,6 +48,7 @@ impl Capability {
             self_electing: false,
             sticky_priorities: false,
             lag_bound: false,
+            expected_operation_ms: None,
         }
     }
 }

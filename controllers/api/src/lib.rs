@@ -12,6 +12,7 @@ pub mod controller;
 pub mod error;
 pub mod last_known;
 pub mod operation;
+pub mod progress;
 pub mod state;
 
 pub use capability::Capability;

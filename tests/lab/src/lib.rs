@@ -1,4 +1,22 @@
 //! The lab: real local PostgreSQL clusters and protocol-level simulators of
 //! stores that cannot run on these machines, for tests, demos and benchmarks.
+pub mod cosmossim;
 pub mod mongosim;
 pub mod postgres;
+
+/// Regions for a lab topology: the first primary, the others secondary.
+pub fn regions_first_primary(names: &[String]) -> Vec<switchyard_topology::Region> {
+    use switchyard_topology::{Region, RegionRole};
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Region {
+            name: r.clone(),
+            role: if i == 0 {
+                RegionRole::Primary
+            } else {
+                RegionRole::Secondary
+            },
+        })
+        .collect()
+}

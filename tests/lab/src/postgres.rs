@@ -33,9 +33,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use switchyard_topology::{
-    Connection, Hooks, Member, Region, RegionRole, Settings, Store, StoreKind, Topology,
-};
+use switchyard_topology::{Connection, Hooks, Member, Settings, Store, StoreKind, Topology};
 
 /// What cluster to start.
 #[derive(Debug, Clone)]
@@ -850,19 +848,7 @@ fn tail(path: &Path) -> String {
 
 fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> Topology {
     let q = shell_quote(&script.display().to_string());
-    let regions = spec
-        .regions
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Region {
-            name: r.clone(),
-            role: if i == 0 {
-                RegionRole::Primary
-            } else {
-                RegionRole::Secondary
-            },
-        })
-        .collect();
+    let regions = crate::regions_first_primary(&spec.regions);
     let members = members
         .iter()
         .map(|m| Member {

@@ -4,6 +4,7 @@
 //! ```text
 //! switchyard-lab postgres up --dir DIR --regions east,west,south
 //! switchyard-lab mongodb up --dir DIR --regions east,west,south
+//! switchyard-lab cosmosdb up --dir DIR --regions east,west,south
 //! switchyard-lab combined --dir DIR --regions east,west,south
 //! ```
 //! starts the cluster, writes `DIR/topology.toml`, prints one JSON line
@@ -38,9 +39,15 @@ enum Store {
         #[command(subcommand)]
         cmd: mongodb_cmd::MongoCmd,
     },
-    /// Both at once, as the demo runs them: a real PostgreSQL cluster
-    /// (`orders`) and the MongoDB simulator (`catalog`, which depends on
-    /// `orders`) over the same regions, in one topology file.
+    /// The Cosmos DB simulator (ARM, token endpoint, data plane over HTTPS).
+    Cosmosdb {
+        #[command(subcommand)]
+        cmd: cosmosdb_cmd::CosmosCmd,
+    },
+    /// All at once, as the demo runs them: a real PostgreSQL cluster
+    /// (`orders`), the MongoDB simulator (`catalog`) and the Cosmos DB
+    /// simulator (`profiles`), both depending on `orders`, over the same
+    /// regions, in one topology file.
     Combined {
         /// Directory for `topology.toml` and the PostgreSQL data.
         #[arg(long)]
@@ -81,6 +88,7 @@ async fn main() -> Result<()> {
     let shutdown = shutdown_signal()?;
     match cli.store {
         Store::Mongodb { cmd } => mongodb_cmd::run(cmd, shutdown).await?,
+        Store::Cosmosdb { cmd } => cosmosdb_cmd::run(cmd, shutdown).await?,
         Store::Combined { dir, regions } => combined(dir, regions, shutdown).await?,
         Store::Postgres {
             cmd:
@@ -139,18 +147,28 @@ async fn combined(
     mongo
         .wait_for_primary_in(&regions[0], std::time::Duration::from_secs(30))
         .await;
+    let names: Vec<&str> = regions.iter().map(String::as_str).collect();
+    let cosmos = switchyard_lab::cosmossim::CosmosSim::start(
+        switchyard_lab::cosmossim::CosmosSimSpec::for_regions("profiles", &names),
+    )
+    .await?;
     let mut topology = pg.topology().clone();
     topology.name = "combined-lab".into();
     let mut catalog = mongo.store();
     catalog.depends_on = vec!["orders".into()];
     topology.stores.push(catalog);
+    // A Cosmos DB account (ARM + data plane simulator), also after orders.
+    let mut profiles = cosmos.store(&dir)?;
+    profiles.depends_on = vec!["orders".into()];
+    topology.stores.push(profiles);
     let path = dir.join("topology.toml");
     std::fs::write(&path, topology.to_toml())?;
     println!(
         "{}",
-        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog"]})
+        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog", "profiles"]})
     );
     shutdown.await?;
+    drop(cosmos);
     drop(mongo);
     drop(pg);
     eprintln!("switchyard-lab: combined lab stopped");
@@ -171,6 +189,29 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<()>>> {
             _ = int.recv() => {}
         }
         Ok(())
+    })
+}
+
+/// Reads fault commands from stdin, one per line, and answers each with one
+/// JSON line `{"ok":true,"reply":…}` or `{"ok":false,"error":…}`.
+fn stdin_commands(
+    control: impl Fn(&str) -> Result<String> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match control(&line) {
+                Ok(reply) => println!("{}", serde_json::json!({"ok": true, "reply": reply})),
+                Err(e) => println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                ),
+            }
+        }
     })
 }
 
@@ -256,27 +297,96 @@ mod mongodb_cmd {
         // Fault injection for demos: one command per stdin line.
         let sim = std::sync::Arc::new(sim);
         let ctl = sim.clone();
-        let control = tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match ctl.control(&line) {
-                    Ok(reply) => println!("{}", serde_json::json!({"ok": true, "reply": reply})),
-                    Err(e) => println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "error": e.to_string()})
-                    ),
-                }
-            }
-        });
+        let control = super::stdin_commands(move |line| ctl.control(line));
         shutdown.await?;
         control.abort();
         let _ = control.await;
         drop(sim);
         eprintln!("switchyard-lab: mongodb simulator stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab cosmosdb up`.
+mod cosmosdb_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use std::time::Duration;
+    use switchyard_lab::cosmossim::{Consistency, CosmosSim, CosmosSimSpec};
+
+    #[derive(Subcommand)]
+    pub enum CosmosCmd {
+        /// Start the simulated account; write DIR/topology.toml (secrets in
+        /// files beside it, mode 0600); run until SIGTERM/ctrl-c. Reads
+        /// fault commands from stdin: outage/restore REGION, lag REGION MS,
+        /// slow MS, throttle N [STATUS], hold, release, ops, state.
+        Up {
+            /// Directory for the topology file, CA and secret files.
+            #[arg(long)]
+            dir: PathBuf,
+            /// Regions in failover priority order; the first takes writes.
+            #[arg(long, value_delimiter = ',', default_value = "east,west,south")]
+            regions: Vec<String>,
+            /// Store name in the topology.
+            #[arg(long, default_value = "catalog")]
+            store: String,
+            /// Consistency level (Strong, BoundedStaleness, Session, ConsistentPrefix, Eventual).
+            #[arg(long, default_value = "Session")]
+            consistency: String,
+            /// Multi-region writes.
+            #[arg(long)]
+            multi_write: bool,
+            /// Duration of every ARM operation, in milliseconds.
+            #[arg(long, default_value_t = 1500)]
+            op_ms: u64,
+        },
+    }
+
+    pub async fn run(
+        cmd: CosmosCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let CosmosCmd::Up {
+            dir,
+            regions,
+            store,
+            consistency,
+            multi_write,
+            op_ms,
+        } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let names: Vec<&str> = regions.iter().map(String::as_str).collect();
+        let mut spec = CosmosSimSpec::for_regions(&store, &names);
+        spec.multi_write = multi_write;
+        spec.op_duration = Duration::from_millis(op_ms);
+        spec.consistency = Consistency {
+            level: consistency,
+            ..Consistency::default()
+        };
+        let sim = CosmosSim::start(spec).await?;
+        let path = dir.join("topology.toml");
+        std::fs::write(&path, sim.topology("cosmosdb-lab", &dir)?.to_toml())?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "ready": true,
+                "topology": path,
+                "arm_endpoint": sim.arm_endpoint(),
+                "document_endpoint": sim.document_endpoint(),
+                "key": sim.key(),
+                "account": sim.account_id(),
+                "ca_file": dir.join(format!("{store}-ca.pem")),
+            })
+        );
+        let sim = std::sync::Arc::new(sim);
+        let ctl = sim.clone();
+        let control = super::stdin_commands(move |line| ctl.control(line));
+        shutdown.await?;
+        control.abort();
+        let _ = control.await;
+        drop(sim);
+        eprintln!("switchyard-lab: cosmosdb simulator stopped");
         Ok(())
     }
 }
