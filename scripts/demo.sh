@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install what is missing, start the lab
 # (real PostgreSQL streaming replication, the MongoDB replica-set simulator and
-# the Cosmos DB ARM + data-plane simulator over three regions, MongoDB and
-# Cosmos DB depending on PostgreSQL), lint its topology,
+# the Cosmos DB ARM + data-plane simulator and the EventStoreDB cluster
+# simulator over three regions, MongoDB, Cosmos DB and EventStoreDB depending
+# on PostgreSQL), lint its topology,
 # show the state, run a failover drill to another region and back, print the
 # report, stop the lab.
 set -euo pipefail

@@ -36,6 +36,12 @@ install_missing() {
     python3 -m pip install --quiet azure-mgmt-cosmosdb azure-cosmos 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages azure-mgmt-cosmosdb azure-cosmos
   fi
+  # kurrentdbclient is the independent client that checks the EventStoreDB simulator.
+  if ! python3 -c 'import kurrentdbclient' 2>/dev/null; then
+    echo "==> installing kurrentdbclient from PyPI"
+    python3 -m pip install --quiet kurrentdbclient 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages kurrentdbclient
+  fi
   # The Debian package starts a cluster of its own on 5432; the lab never uses
   # it (free ports, temp dirs), so it is left alone.
   if ! command -v cargo >/dev/null; then

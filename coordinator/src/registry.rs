@@ -56,6 +56,12 @@ pub fn controller_in(
         StoreKind::Cosmosdb => switchyard_cosmosdb::CosmosController::from_store(store)
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
+        #[cfg(feature = "eventstoredb")]
+        StoreKind::Eventstoredb => switchyard_eventstoredb::EsdbController::from_store(store)
+            .map(|c| Arc::new(c) as Arc<dyn Controller>)
+            .map_err(|e| err(e.to_string())),
+        // Reachable only in a build without one of the features above.
+        #[allow(unreachable_patterns)]
         other => Err(err(format!(
             "this build of switchyard has no {other} controller (cargo feature `{other}`)"
         ))),

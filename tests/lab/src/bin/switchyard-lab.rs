@@ -5,6 +5,7 @@
 //! switchyard-lab postgres up --dir DIR --regions east,west,south
 //! switchyard-lab mongodb up --dir DIR --regions east,west,south
 //! switchyard-lab cosmosdb up --dir DIR --regions east,west,south
+//! switchyard-lab eventstoredb up --dir DIR --regions east,west,south
 //! switchyard-lab combined --dir DIR --regions east,west,south
 //! ```
 //! starts the cluster, writes `DIR/topology.toml`, prints one JSON line
@@ -44,10 +45,16 @@ enum Store {
         #[command(subcommand)]
         cmd: cosmosdb_cmd::CosmosCmd,
     },
+    /// The EventStoreDB cluster simulator (HTTP/1.1 and h2c gRPC on one
+    /// loopback port per node).
+    Eventstoredb {
+        #[command(subcommand)]
+        cmd: esdb_cmd::EsdbCmd,
+    },
     /// All at once, as the demo runs them: a real PostgreSQL cluster
-    /// (`orders`), the MongoDB simulator (`catalog`) and the Cosmos DB
-    /// simulator (`profiles`), both depending on `orders`, over the same
-    /// regions, in one topology file.
+    /// (`orders`), the MongoDB simulator (`catalog`), the Cosmos DB
+    /// simulator (`profiles`) and the EventStoreDB simulator (`ledger`), all
+    /// depending on `orders`, over the same regions, in one topology file.
     Combined {
         /// Directory for `topology.toml` and the PostgreSQL data.
         #[arg(long)]
@@ -89,6 +96,7 @@ async fn main() -> Result<()> {
     match cli.store {
         Store::Mongodb { cmd } => mongodb_cmd::run(cmd, shutdown).await?,
         Store::Cosmosdb { cmd } => cosmosdb_cmd::run(cmd, shutdown).await?,
+        Store::Eventstoredb { cmd } => esdb_cmd::run(cmd, shutdown).await?,
         Store::Combined { dir, regions } => combined(dir, regions, shutdown).await?,
         Store::Postgres {
             cmd:
@@ -152,6 +160,12 @@ async fn combined(
         switchyard_lab::cosmossim::CosmosSimSpec::for_regions("profiles", &names),
     )
     .await?;
+    let esdb = switchyard_lab::esdbsim::EsdbSim::start(
+        switchyard_lab::esdbsim::EsdbSimSpec::for_regions("ledger", &regions),
+    )
+    .await?;
+    esdb.wait_for_leader_in(&regions[0], std::time::Duration::from_secs(30))
+        .await;
     let mut topology = pg.topology().clone();
     topology.name = "combined-lab".into();
     let mut catalog = mongo.store();
@@ -161,13 +175,18 @@ async fn combined(
     let mut profiles = cosmos.store(&dir)?;
     profiles.depends_on = vec!["orders".into()];
     topology.stores.push(profiles);
+    // An EventStoreDB cluster (simulator), also after orders.
+    let mut ledger = esdb.store();
+    ledger.depends_on = vec!["orders".into()];
+    topology.stores.push(ledger);
     let path = dir.join("topology.toml");
     std::fs::write(&path, topology.to_toml())?;
     println!(
         "{}",
-        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog", "profiles"]})
+        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog", "profiles", "ledger"]})
     );
     shutdown.await?;
+    drop(esdb);
     drop(cosmos);
     drop(mongo);
     drop(pg);
@@ -387,6 +406,76 @@ mod cosmosdb_cmd {
         let _ = control.await;
         drop(sim);
         eprintln!("switchyard-lab: cosmosdb simulator stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab eventstoredb up`.
+mod esdb_cmd {
+    use anyhow::{Context, Result};
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use std::time::Duration;
+    use switchyard_lab::esdbsim::{EsdbSim, EsdbSimSpec};
+
+    #[derive(Subcommand)]
+    pub enum EsdbCmd {
+        /// Start the simulated cluster (one node per region); write
+        /// DIR/topology.toml; run until SIGTERM/ctrl-c. Reads fault commands
+        /// from stdin: cut/heal REGION, kill/revive/restart NODE, lag NODE MS,
+        /// leader, describe.
+        Up {
+            /// Directory for the topology file.
+            #[arg(long)]
+            dir: PathBuf,
+            /// Regions; the first node's priority is 1, so it leads first.
+            #[arg(long, value_delimiter = ',', default_value = "east,west,south")]
+            regions: Vec<String>,
+            /// Store name in the topology.
+            #[arg(long, default_value = "ledger")]
+            store: String,
+            /// File name inside DIR.
+            #[arg(long, default_value = "topology.toml")]
+            file: String,
+        },
+    }
+
+    pub async fn run(
+        cmd: EsdbCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let EsdbCmd::Up {
+            dir,
+            regions,
+            store,
+            file,
+        } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let sim = EsdbSim::start(EsdbSimSpec::for_regions(&store, &regions)).await?;
+        let leader = sim
+            .wait_for_leader_in(&regions[0], Duration::from_secs(30))
+            .await
+            .context("no leader elected within 30 s")?;
+        let path = dir.join(file);
+        std::fs::write(&path, sim.topology("eventstoredb-lab").to_toml())?;
+        let members: Vec<_> = sim
+            .spec()
+            .nodes
+            .iter()
+            .map(|n| serde_json::json!({"name": n.name, "region": n.region, "endpoint": sim.endpoint(&n.name)}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"ready": true, "topology": path, "leader": leader, "connection_string": sim.connection_string(), "members": members})
+        );
+        let sim = std::sync::Arc::new(sim);
+        let ctl = sim.clone();
+        let control = super::stdin_commands(move |line| ctl.control(line));
+        shutdown.await?;
+        control.abort();
+        let _ = control.await;
+        drop(sim);
+        eprintln!("switchyard-lab: eventstoredb simulator stopped");
         Ok(())
     }
 }

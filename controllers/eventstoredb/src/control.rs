@@ -1,0 +1,136 @@
+//! The stream the controller owns, `switchyard-control`: its metadata holds
+//! the coordinator's fencing token and the priorities Switchyard set; its
+//! events are the verification appends of each switchover.
+//!
+//! EventStoreDB has no fence a client can raise against a leader, so the
+//! token guards Switchyard itself: every mutating step first reads the
+//! token and refuses when a newer coordinator has recorded a higher one,
+//! and records its own with an expected-revision check, so two
+//! coordinators cannot both advance it.
+
+use crate::error::EsdbError;
+use kurrentdb::{
+    AppendToStreamOptions, Client, ReadStreamOptions, StreamMetadataBuilder, StreamMetadataResult,
+    StreamPosition, StreamState,
+};
+use std::collections::BTreeMap;
+use switchyard_controller::{ErrorKind, OpContext};
+
+/// The stream the controller owns.
+pub const CONTROL_STREAM: &str = "switchyard-control";
+
+const TOKEN: &str = "switchyardFencingToken";
+const EXECUTION: &str = "switchyardExecution";
+const REGION: &str = "switchyardPreferredRegion";
+const PRIORITIES: &str = "switchyardPriorities";
+
+/// What the control stream's metadata holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Control {
+    /// Highest fencing token recorded.
+    pub token: u64,
+    /// Execution that recorded it.
+    pub execution: String,
+    /// Region Switchyard last made preferred.
+    pub preferred_region: Option<String>,
+    /// Runtime priorities Switchyard set, by member name.
+    pub priorities: BTreeMap<String, i64>,
+    /// Revision of the metadata event (`None`: never written).
+    pub revision: Option<u64>,
+}
+
+/// Read the control metadata from the leader.
+pub async fn read(client: &Client) -> Result<Control, EsdbError> {
+    let opts = ReadStreamOptions::default()
+        .backwards()
+        .position(StreamPosition::End)
+        .max_count(1)
+        .requires_leader(true);
+    match client
+        .get_stream_metadata(CONTROL_STREAM, &opts)
+        .await
+        .map_err(|e| EsdbError::client("reading the control stream's metadata", e))?
+    {
+        StreamMetadataResult::NotFound => Ok(Control::default()),
+        StreamMetadataResult::Deleted => Err(EsdbError::new(
+            ErrorKind::Refused,
+            format!("stream {CONTROL_STREAM} was deleted; Switchyard owns it"),
+        )),
+        StreamMetadataResult::Success(v) => {
+            let p = &v.metadata().custom_properties;
+            Ok(Control {
+                token: p.get(TOKEN).and_then(|t| t.as_u64()).unwrap_or(0),
+                execution: p
+                    .get(EXECUTION)
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                preferred_region: p.get(REGION).and_then(|t| t.as_str()).map(str::to_string),
+                priorities: p
+                    .get(PRIORITIES)
+                    .and_then(|t| serde_json::from_value(t.clone()).ok())
+                    .unwrap_or_default(),
+                revision: Some(v.version()),
+            })
+        }
+    }
+}
+
+/// Write `c` if the metadata is still at `c.revision` (compare and set).
+pub async fn write(client: &Client, c: &Control) -> Result<(), EsdbError> {
+    let meta = StreamMetadataBuilder::new()
+        .insert_custom_property(TOKEN, c.token)
+        .insert_custom_property(EXECUTION, &c.execution)
+        .insert_custom_property(REGION, &c.preferred_region)
+        .insert_custom_property(PRIORITIES, &c.priorities)
+        .build();
+    let state = match c.revision {
+        Some(r) => StreamState::StreamRevision(r),
+        None => StreamState::NoStream,
+    };
+    client
+        .set_stream_metadata(
+            CONTROL_STREAM,
+            &AppendToStreamOptions::default().stream_state(state),
+            &meta,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| EsdbError::client("recording in the control stream's metadata", e))
+}
+
+/// Check the fencing token before a mutating step: refuse when a newer
+/// coordinator recorded a higher token; record ours when it is higher.
+/// Returns the control metadata as it stands afterwards.
+pub async fn guard(client: &Client, ctx: &OpContext) -> Result<Control, EsdbError> {
+    for _ in 0..5 {
+        let mut c = read(client).await?;
+        if c.token > ctx.epoch {
+            return Err(EsdbError::new(
+                ErrorKind::Refused,
+                format!(
+                    "fenced: execution {} recorded fencing token {} in {CONTROL_STREAM}; this coordinator holds {} (execution {})",
+                    c.execution, c.token, ctx.epoch, ctx.execution_id
+                ),
+            ));
+        }
+        if c.token == ctx.epoch {
+            return Ok(c);
+        }
+        c.token = ctx.epoch;
+        c.execution = ctx.execution_id.clone();
+        match write(client, &c).await {
+            Ok(()) => {
+                c.revision = Some(c.revision.map_or(0, |r| r + 1));
+                return Ok(c);
+            }
+            // Someone else wrote in between: read again and re-check.
+            Err(e) if e.kind() == ErrorKind::Refused => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(EsdbError::new(
+        ErrorKind::NotReady,
+        format!("the metadata of {CONTROL_STREAM} kept changing while recording the fencing token"),
+    ))
+}
