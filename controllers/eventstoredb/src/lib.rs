@@ -346,6 +346,18 @@ impl Controller for EsdbController {
         Ok(self.to_state(&snap, control.as_ref()))
     }
 
+    /// The fencing token in the metadata of [`control::CONTROL_STREAM`]
+    /// (0 when none was recorded yet); read through the leader, retried
+    /// while the cluster elects.
+    async fn recorded_epoch(&self) -> Result<Option<u64>> {
+        self.retry(self.cfg.catch_up, || {
+            self.with_cluster(|c| async move { control::read(&c).await })
+        })
+        .await
+        .map(|c| Some(c.token))
+        .map_err(|e| e.into_error(&self.cfg.store))
+    }
+
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
         tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
         self.run(op, ctx)

@@ -63,7 +63,7 @@ impl EsdbController {
     }
 
     /// Retry `f` on temporary errors until `timeout`.
-    async fn retry<T, F, Fut>(&self, timeout: Duration, f: F) -> R<T>
+    pub(crate) async fn retry<T, F, Fut>(&self, timeout: Duration, f: F) -> R<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = R<T>>,

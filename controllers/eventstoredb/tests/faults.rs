@@ -176,7 +176,9 @@ async fn a_higher_fencing_token_in_the_control_stream_refuses_an_older_coordinat
     let sticky = Operation::MakeSticky {
         target_region: "east".into(),
     };
+    assert_eq!(lab.ctl.recorded_epoch().await.unwrap(), Some(0));
     lab.ctl.execute(&sticky, &newer).await.unwrap();
+    assert_eq!(lab.ctl.recorded_epoch().await.unwrap(), Some(7));
     let e = lab
         .ctl
         .execute(&sticky, &ctx())
