@@ -861,6 +861,7 @@ fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> 
             hidden: false,
             read_only_replica: false,
             failover_priority: None,
+            sentinel: false,
             hooks: Hooks {
                 stop: Some(format!("{q} stop {{member}}")),
                 start: Some(format!("{q} start {{member}}")),
