@@ -1,0 +1,35 @@
+//! The api crate's conformance suite against real Redis: a master and two
+//! replicas across three regions, managed by three Sentinels (one per
+//! region), and the same without Sentinel.
+
+mod common;
+
+use switchyard_controller::conformance::{self, Verdict};
+
+fn skipped_only_lag(report: &conformance::SuiteReport) -> bool {
+    report.cases.iter().all(|c| {
+        c.verdict == Verdict::Passed
+            || (c.name == "readiness_refuses_lagging_target"
+                && matches!(c.verdict, Verdict::Skipped(_)))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_with_sentinel() {
+    let f = common::RedisFixture::start(true).await.expect("lab cluster");
+    let report = conformance::run_all(&f).await;
+    println!("{report}");
+    report.assert_passed();
+    assert!(skipped_only_lag(&report), "{report}");
+    let views = f.sentinel_views();
+    assert!(views.windows(2).all(|w| w[0] == w[1]), "Sentinels disagree: {views:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_without_sentinel() {
+    let f = common::RedisFixture::start(false).await.expect("lab cluster");
+    let report = conformance::run_all(&f).await;
+    println!("{report}");
+    report.assert_passed();
+    assert!(skipped_only_lag(&report), "{report}");
+}
