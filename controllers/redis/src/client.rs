@@ -65,8 +65,31 @@ impl Connections {
     }
 
     /// Run one command on `m`. A failed link is forgotten so the next call
-    /// reconnects (a restarted server is a new process on the same port).
+    /// reconnects (a restarted server is a new process on the same port);
+    /// a cached link the server closed (Sentinel kills clients of the
+    /// members it reconfigures) is replaced once at once.
     pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        m: &MemberSpec,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
+        let cached = self.is_cached(&m.name);
+        match self.query_once(m, cmd).await {
+            Err(RedisError::Client { source, .. }) if cached && link_failed(&source) => {
+                self.query_once(m, cmd).await
+            }
+            other => other,
+        }
+    }
+
+    fn is_cached(&self, name: &str) -> bool {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    async fn query_once<T: redis::FromRedisValue>(
         &self,
         m: &MemberSpec,
         cmd: &redis::Cmd,
@@ -75,11 +98,7 @@ impl Connections {
         match cmd.query_async::<T>(&mut conn).await {
             Ok(v) => Ok(v),
             Err(source) => {
-                if source.is_io_error()
-                    || source.is_timeout()
-                    || source.is_connection_dropped()
-                    || source.is_unrecoverable_error()
-                {
+                if link_failed(&source) {
                     self.forget(&m.name);
                 }
                 Err(RedisError::Client {
@@ -97,6 +116,10 @@ impl Connections {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
     }
+}
+
+fn link_failed(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
 }
 
 /// The command's name and sub-command for messages (never its arguments,

@@ -118,7 +118,16 @@ impl Harness for RedisFixture {
     async fn write(&self, key: u64) -> Result<(), HarnessError> {
         let port = self.primary_port().await?;
         let mut c = self.conn(port).await?;
-        if acked_set(&mut c, &format!("conformance:{key}"), "1").await? {
+        let acked = match acked_set(&mut c, &format!("conformance:{key}"), "1").await {
+            // Sentinel kills the clients of members it reconfigures.
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                self.conns.lock().unwrap().remove(&port);
+                let mut c = self.conn(port).await?;
+                acked_set(&mut c, &format!("conformance:{key}"), "1").await?
+            }
+            other => other?,
+        };
+        if acked {
             Ok(())
         } else {
             Err(format!("write {key} not acknowledged by a replica (WAIT 1 returned 0)").into())
@@ -127,11 +136,16 @@ impl Harness for RedisFixture {
 
     async fn contains(&self, key: u64) -> Result<bool, HarnessError> {
         let port = self.primary_port().await?;
+        let get = redis::cmd("GET").arg(format!("conformance:{key}")).clone();
         let mut c = self.conn(port).await?;
-        let v: Option<String> = redis::cmd("GET")
-            .arg(format!("conformance:{key}"))
-            .query_async(&mut c)
-            .await?;
+        let v: Option<String> = match get.query_async(&mut c).await {
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                self.conns.lock().unwrap().remove(&port);
+                let mut c = self.conn(port).await?;
+                get.query_async(&mut c).await?
+            }
+            other => other?,
+        };
         Ok(v.is_some())
     }
 
