@@ -160,4 +160,30 @@ impl Harness for RedisFixture {
         self.cluster.restart(member).await?;
         Ok(())
     }
+
+    /// `CLIENT PAUSE WRITE` on a replica holds its replication stream
+    /// (it stays reachable for INFO); 2 MiB written on the master then
+    /// put it beyond the lab's 1 MiB bound.
+    async fn induce_lag(&self, region: &str) -> Result<bool, HarnessError> {
+        let primary = self.primary_port().await?;
+        for n in self.cluster.data_members().filter(|n| n.region == region) {
+            if n.port != primary {
+                self.cluster.cmd(&n.name, &["CLIENT", "PAUSE", "60000", "WRITE"])?;
+            }
+        }
+        let mut c = self.conn(primary).await?;
+        redis::cmd("SET")
+            .arg("conformance:lag-filler")
+            .arg("x".repeat(2 << 20))
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(true)
+    }
+
+    async fn clear_lag(&self, region: &str) -> Result<(), HarnessError> {
+        for n in self.cluster.data_members().filter(|n| n.region == region) {
+            self.cluster.cmd(&n.name, &["CLIENT", "UNPAUSE"])?;
+        }
+        Ok(())
+    }
 }
