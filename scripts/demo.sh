@@ -2,7 +2,8 @@
 # The main job on a fresh machine: install what is missing, start the lab
 # (real PostgreSQL streaming replication, the MongoDB replica-set simulator and
 # the Cosmos DB ARM + data-plane simulator over three regions, MongoDB and
-# Cosmos DB depending on PostgreSQL), lint its topology,
+# Cosmos DB depending on PostgreSQL, and real Redis with one Sentinel per
+# region), lint its topology,
 # show the state, run a failover drill to another region and back, print the
 # report, stop the lab.
 set -euo pipefail

@@ -56,6 +56,10 @@ pub fn controller_in(
         StoreKind::Cosmosdb => switchyard_cosmosdb::CosmosController::from_store(store)
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
+        #[cfg(feature = "redis")]
+        StoreKind::Redis => switchyard_redis::RedisController::from_store(store)
+            .map(|c| Arc::new(c) as Arc<dyn Controller>)
+            .map_err(|e| err(e.to_string())),
         other => Err(err(format!(
             "this build of switchyard has no {other} controller (cargo feature `{other}`)"
         ))),
