@@ -17,8 +17,12 @@
 //! server` `process_id` and `run_id`), so a Debian `redis-server` service
 //! on 6379, or anything else on a port, is never mistaken for a member.
 //! Sentinel timings are shortened for tests (`down-after-milliseconds`
-//! 1000, and `SENTINEL DEBUG` info/publish periods of 100/200 ms instead of
-//! 10 s/2 s); the controller itself assumes nothing about them.
+//! 1000, and `SENTINEL DEBUG info-period 100`: Sentinel reads its
+//! replicas' INFO, and so their `replica-priority`, every 100 ms instead of
+//! 10 s); the controller itself assumes nothing about them. The hello
+//! period stays at its 2 s default: a Sentinel that has not heard of a
+//! failover turns the promoted replica back after four hello periods, so
+//! shortening it races the propagation of the new configuration.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -274,7 +278,7 @@ impl RedisCluster {
             cluster.spawn(n).await?;
             command(
                 n.port,
-                &["SENTINEL", "DEBUG", "info-period", "100", "publish-period", "200"],
+                &["SENTINEL", "DEBUG", "info-period", "100"],
                 Duration::from_secs(5),
             )
             .with_context(|| format!("SENTINEL DEBUG on {}", n.name))?;
