@@ -7,7 +7,7 @@ use crate::RedisController;
 use switchyard_controller::{OpContext, Outcome, Result};
 
 impl RedisController {
-    async fn replicaof(&self, m: &MemberSpec, master: &MemberSpec) -> Result<()> {
+    pub(crate) async fn replicaof(&self, m: &MemberSpec, master: &MemberSpec) -> Result<()> {
         let mut c = redis::cmd("REPLICAOF");
         c.arg(&master.hostname).arg(master.port);
         self.run_cmd::<()>(m, &c).await?;

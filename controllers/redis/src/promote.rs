@@ -97,7 +97,19 @@ impl RedisController {
                     .with_member(&cand.name)
             })?;
         let snap = if snap.sentinel_managed {
-            self.sentinel_failover(&snap, &cand).await?
+            let after = self.sentinel_failover(&snap, &cand).await?;
+            // Sentinel turns a live former master into a replica only after
+            // four hello periods; the fenced one follows the new master now,
+            // so every member agrees before the promotion counts as done.
+            if after.probe(&old.name).is_some_and(|p| p.reachable() && p.master) {
+                self.replicaof(&old, &cand).await?;
+            }
+            self.wait_snapshot(
+                self.cfg.failover_timeout,
+                &format!("{} replicating from {}", old.name, cand.name),
+                |s| s.probe(&old.name).is_some_and(|p| !p.reachable() || (p.is_replica() && p.follows(&cand))),
+            )
+            .await?
         } else {
             let mut f = redis::cmd("FAILOVER");
             f.arg("TO")
@@ -217,11 +229,25 @@ impl RedisController {
         .await?;
         let mut f = redis::cmd("SENTINEL");
         f.arg("FAILOVER").arg(&self.cfg.master_name);
-        if let Err(e) = self.run_cmd::<()>(&sentinel, &f).await {
-            if !e.to_string().contains("INPROG") {
-                return Err(e);
+        // NOGOODSLAVE while Sentinel's view of the candidate is stale (it
+        // reads a replica whose link was down lately only once a second):
+        // ask again until the candidate qualifies.
+        let deadline = std::time::Instant::now() + self.cfg.failover_timeout;
+        loop {
+            match self.run_cmd::<()>(&sentinel, &f).await {
+                Ok(()) => break,
+                Err(e) if e.to_string().contains("INPROG") => {
+                    tracing::info!(store = %self.cfg.store, "a Sentinel failover was already in progress");
+                    break;
+                }
+                Err(e)
+                    if e.to_string().contains("NOGOODSLAVE")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(self.cfg.poll * 5).await;
+                }
+                Err(e) => return Err(e),
             }
-            tracing::info!(store = %self.cfg.store, "a Sentinel failover was already in progress");
         }
         let before = snap.sentinel_master().map(|m| m.name.clone());
         let snap = self
