@@ -119,28 +119,42 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Send one command with redis-cli semantics over a plain socket (RESP),
-/// so the lab needs no client library of its own. Returns the reply as text.
+/// Send one command over a plain socket (RESP), so the lab needs no
+/// client library of its own. Returns the reply as text (array elements
+/// one per line, nil as empty); an error reply is an `Err`.
 pub fn command(port: u16, args: &[&str], timeout: Duration) -> Result<String> {
+    let mut replies = commands(port, &[args], timeout)?;
+    replies.remove(0)
+}
+
+/// Send several commands on one connection, in order (so `WAIT` counts
+/// the writes before it); one reply per command.
+pub fn commands(port: u16, cmds: &[&[&str]], timeout: Duration) -> Result<Vec<Result<String>>> {
     use std::io::{BufRead, BufReader, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    let mut req = String::new();
+    for args in cmds {
+        req.push_str(&format!("*{}\r\n", args.len()));
+        for a in *args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
     }
     s.write_all(req.as_bytes())?;
     let mut r = BufReader::new(s);
-    fn read_one(r: &mut impl BufRead, out: &mut String) -> Result<()> {
+    /// Ok(Err(..)) is an error reply; Err(..) a broken exchange.
+    fn read_one(r: &mut impl BufRead, out: &mut String) -> Result<Result<(), String>> {
         let mut line = String::new();
-        r.read_line(&mut line)?;
+        if r.read_line(&mut line)? == 0 {
+            bail!("connection closed");
+        }
         let line = line.trim_end_matches("\r\n");
         let (t, rest) = line.split_at(1.min(line.len()));
         match t {
             "+" | ":" => out.push_str(rest),
-            "-" => bail!("{rest}"),
+            "-" => return Ok(Err(rest.to_string())),
             "$" => {
                 let n: i64 = rest.parse()?;
                 if n >= 0 {
@@ -155,16 +169,35 @@ pub fn command(port: u16, args: &[&str], timeout: Duration) -> Result<String> {
                     if i > 0 {
                         out.push('\n');
                     }
-                    read_one(r, out)?;
+                    if let Err(e) = read_one(r, out)? {
+                        return Ok(Err(e));
+                    }
                 }
             }
             other => bail!("unexpected RESP type {other:?}"),
         }
-        Ok(())
+        Ok(Ok(()))
     }
-    let mut out = String::new();
-    read_one(&mut r, &mut out)?;
-    Ok(out)
+    let mut replies = vec![];
+    for _ in cmds {
+        let mut out = String::new();
+        replies.push(read_one(&mut r, &mut out)?.map(|()| out).map_err(|e| anyhow!(e)));
+    }
+    Ok(replies)
+}
+
+/// `SET key value` then `WAIT 1 timeout` on one connection: whether a
+/// replica acknowledged the write.
+pub fn acked_set(port: u16, key: &str, value: &str) -> Result<bool> {
+    let r = commands(
+        port,
+        &[&["SET", key, value], &["WAIT", "1", "5000"]],
+        Duration::from_secs(10),
+    )?;
+    let mut r = r.into_iter();
+    r.next().ok_or_else(|| anyhow!("no reply to SET"))??;
+    let n: i64 = r.next().ok_or_else(|| anyhow!("no reply to WAIT"))??.parse()?;
+    Ok(n >= 1)
 }
 
 fn info_field(info: &str, key: &str) -> Option<String> {
