@@ -28,10 +28,16 @@ fn master(c: &RedisCluster) -> (String, String, u16) {
     let m: Vec<_> = c
         .data_members()
         .filter(|n| {
-            command(n.port, &["ROLE"], Duration::from_secs(2)).is_ok_and(|r| r.starts_with("master"))
+            command(n.port, &["ROLE"], Duration::from_secs(2))
+                .is_ok_and(|r| r.starts_with("master"))
         })
         .collect();
-    assert_eq!(m.len(), 1, "ROLE master on {:?}", m.iter().map(|n| &n.name).collect::<Vec<_>>());
+    assert_eq!(
+        m.len(),
+        1,
+        "ROLE master on {:?}",
+        m.iter().map(|n| &n.name).collect::<Vec<_>>()
+    );
     (m[0].name.clone(), m[0].region.clone(), m[0].port)
 }
 
@@ -81,7 +87,10 @@ async fn crash_at_every_boundary_then_resume_fails_over_exactly_once() {
         let to = if from == "east" { "west" } else { "east" };
         let (_, epoch0) = sentinels(&cluster);
         let key = format!("acked-{i}");
-        assert!(acked_set(port, &key, "1").unwrap(), "{point}: write not acknowledged");
+        assert!(
+            acked_set(port, &key, "1").unwrap(),
+            "{point}: write not acknowledged"
+        );
         written.push(key);
 
         let r = ws.run_env(
@@ -89,7 +98,11 @@ async fn crash_at_every_boundary_then_resume_fails_over_exactly_once() {
             "SWITCHYARD_CRASH_AT",
             point,
         );
-        assert_eq!(r.code, -1, "{point}: expected the failpoint to abort; stderr:\n{}", r.stderr);
+        assert_eq!(
+            r.code, -1,
+            "{point}: expected the failpoint to abort; stderr:\n{}",
+            r.stderr
+        );
         assert!(r.stderr.contains("failpoint"), "{point}: {}", r.stderr);
         let r = ws.run(&["resume", "--output", "json"]);
         assert_eq!(
@@ -102,7 +115,10 @@ async fn crash_at_every_boundary_then_resume_fails_over_exactly_once() {
         assert_eq!(region, to, "{point}: master {name} in the target region");
         let (views, epoch) = sentinels(&cluster);
         let want = format!("127.0.0.1:{port}");
-        assert!(views.iter().all(|v| *v == want), "{point}: Sentinels name {views:?}, ROLE says {want}");
+        assert!(
+            views.iter().all(|v| *v == want),
+            "{point}: Sentinels name {views:?}, ROLE says {want}"
+        );
         assert_eq!(epoch, epoch0 + 1, "{point}: exactly one Sentinel failover");
         for k in &written {
             let v = command(port, &["GET", k], Duration::from_secs(2)).unwrap();

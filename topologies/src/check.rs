@@ -623,7 +623,10 @@ impl<'a> Checker<'a> {
             .map_or(majority(total), u64::from);
         let need = quorum.max(majority(total));
         let (path, quorum_text) = if s.settings.sentinel_quorum.is_some() {
-            (spath(si, "settings.sentinel_quorum"), format!("quorum {quorum}"))
+            (
+                spath(si, "settings.sentinel_quorum"),
+                format!("quorum {quorum}"),
+            )
         } else {
             (spath(si, "name"), format!("quorum {quorum} (default)"))
         };

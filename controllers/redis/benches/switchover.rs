@@ -40,7 +40,10 @@ async fn master_port(ports: &[u16]) -> Option<redis::aio::MultiplexedConnection>
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Duration::from_millis(500))
             .set_response_timeout(Duration::from_secs(2));
-        let Ok(mut c) = client.get_multiplexed_async_connection_with_config(&cfg).await else {
+        let Ok(mut c) = client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+        else {
             continue;
         };
         if let Ok(redis::Value::Array(v)) = redis::cmd("ROLE").query_async(&mut c).await {
@@ -75,8 +78,11 @@ async fn bench(sentinels: bool, runs: usize) -> anyhow::Result<()> {
                 }
                 let c = conn.as_mut().expect("connected");
                 i += 1;
-                let set: redis::RedisResult<()> =
-                    redis::cmd("SET").arg(format!("bench:{i}")).arg(i).query_async(c).await;
+                let set: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(format!("bench:{i}"))
+                    .arg(i)
+                    .query_async(c)
+                    .await;
                 let ok = match set {
                     Ok(()) => redis::cmd("WAIT")
                         .arg(1)
@@ -131,7 +137,10 @@ async fn bench(sentinels: bool, runs: usize) -> anyhow::Result<()> {
                 Operation::Rejoin => "rejoin",
                 _ => continue,
             };
-            samples.entry(name).or_default().push(ms(s.finished - s.started));
+            samples
+                .entry(name)
+                .or_default()
+                .push(ms(s.finished - s.started));
         }
         samples.entry("total").or_default().push(ms(total));
         // Let the writer find the new master before measuring its gap.
@@ -157,7 +166,10 @@ async fn bench(sentinels: bool, runs: usize) -> anyhow::Result<()> {
         "\nplanned switchover, Redis lab (master + 2 replicas, 3 regions, {}), {runs} runs, writer running",
         if sentinels { "3 Sentinels" } else { "no Sentinel" }
     );
-    println!("{:<20} {:>10} {:>10} {:>10}", "phase", "median ms", "min ms", "max ms");
+    println!(
+        "{:<20} {:>10} {:>10} {:>10}",
+        "phase", "median ms", "min ms", "max ms"
+    );
     for p in phases {
         if let Some(v) = samples.get_mut(p) {
             let m = median(v);

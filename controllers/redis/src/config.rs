@@ -267,7 +267,10 @@ mod tests {
             .env(vec![("SESSIONS_PW".into(), "hunter2-secret".into())])
             .build()
             .unwrap();
-        assert_eq!(cfg.password.as_ref().map(|p| p.0.as_str()), Some("hunter2-secret"));
+        assert_eq!(
+            cfg.password.as_ref().map(|p| p.0.as_str()),
+            Some("hunter2-secret")
+        );
         assert!(cfg.sentinel_managed());
         assert_eq!(cfg.master_name, "sessions");
         let dbg = format!("{cfg:?}");
@@ -284,23 +287,33 @@ mod tests {
             .into_error("sessions");
         assert_eq!(e.kind(), switchyard_controller::ErrorKind::Config);
         assert!(
-            e.message().contains("stores.sessions.connection.password_env"),
+            e.message()
+                .contains("stores.sessions.connection.password_env"),
             "{e}"
         );
         let mut s = store();
         s.connection.password_env = None;
         s.max_lag_ms = Some(100);
-        let e = RedisConfigBuilder::new(&s).build().unwrap_err().into_error("sessions");
+        let e = RedisConfigBuilder::new(&s)
+            .build()
+            .unwrap_err()
+            .into_error("sessions");
         assert!(e.message().contains("stores.sessions.max_lag_ms"), "{e}");
         let mut s = store();
         s.connection.password_env = None;
         s.members[0].host = Some("nohost".into());
-        let e = RedisConfigBuilder::new(&s).build().unwrap_err().into_error("sessions");
+        let e = RedisConfigBuilder::new(&s)
+            .build()
+            .unwrap_err()
+            .into_error("sessions");
         assert!(e.message().contains("members[0].host"), "{e}");
         let mut s = store();
         s.connection.password_env = None;
         s.members.remove(0);
-        let e = RedisConfigBuilder::new(&s).build().unwrap_err().into_error("sessions");
+        let e = RedisConfigBuilder::new(&s)
+            .build()
+            .unwrap_err()
+            .into_error("sessions");
         assert!(e.message().contains("at least one data member"), "{e}");
     }
 }

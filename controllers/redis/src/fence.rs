@@ -64,11 +64,7 @@ impl RedisController {
     }
 
     /// Restore a fenced member's own `min-replicas-to-write` and end its pause.
-    pub(crate) async fn lift_fence(
-        &self,
-        spec: &crate::MemberSpec,
-        baseline: i64,
-    ) -> Result<()> {
+    pub(crate) async fn lift_fence(&self, spec: &crate::MemberSpec, baseline: i64) -> Result<()> {
         let mut set = redis::cmd("CONFIG");
         set.arg("SET").arg("min-replicas-to-write").arg(baseline);
         self.run_cmd::<()>(spec, &set).await?;
@@ -88,7 +84,8 @@ impl RedisController {
             .filter(|b| *b != FENCE_MIN_REPLICAS)
             .unwrap_or(0);
         self.lift_fence(&master.spec, baseline).await?;
-        self.record(&master.spec, ctx, RecordWrite::default()).await?;
+        self.record(&master.spec, ctx, RecordWrite::default())
+            .await?;
         Ok(Outcome::done()
             .with_member(&master.spec.name)
             .with_note(format!("min-replicas-to-write back to {baseline}")))
@@ -105,8 +102,11 @@ impl RedisController {
                 .with_member(&master.spec.name));
         }
         let offset = master.offset.ok_or_else(|| {
-            self.err(ErrorKind::Protocol, "INFO replication has no master_repl_offset")
-                .with_member(&master.spec.name)
+            self.err(
+                ErrorKind::Protocol,
+                "INFO replication has no master_repl_offset",
+            )
+            .with_member(&master.spec.name)
         })?;
         Ok(Outcome::done()
             .with_member(&master.spec.name)

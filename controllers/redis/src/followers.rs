@@ -32,11 +32,16 @@ impl RedisController {
             return Ok(Outcome::already_done().with_member(&master.spec.name));
         }
         if !master.fenced() {
-            self.record(&master.spec, ctx, RecordWrite::default()).await?;
+            self.record(&master.spec, ctx, RecordWrite::default())
+                .await?;
         }
         Ok(Outcome::done()
             .with_member(&master.spec.name)
-            .with_note(format!("REPLICAOF {} on {}", master.spec.name, moved.join(", "))))
+            .with_note(format!(
+                "REPLICAOF {} on {}",
+                master.spec.name,
+                moved.join(", ")
+            )))
     }
 
     /// Every other member that still says ROLE master is fenced first (it
@@ -99,7 +104,8 @@ impl RedisController {
             )
             .await?;
         }
-        self.record(&master.spec, ctx, RecordWrite::default()).await?;
+        self.record(&master.spec, ctx, RecordWrite::default())
+            .await?;
         let mut out = Outcome::done().with_member(&master.spec.name);
         out.notes = notes;
         Ok(out)

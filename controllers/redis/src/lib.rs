@@ -60,8 +60,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchyard_controller::{
-    Capability, Controller, Error, ErrorKind, ObservedState, OpContext, Operation, Outcome,
-    Result, StoreKind,
+    Capability, Controller, Error, ErrorKind, ObservedState, OpContext, Operation, Outcome, Result,
+    StoreKind,
 };
 use switchyard_topology::Store;
 

@@ -126,9 +126,7 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// Data members whose `ROLE` says master.
     pub fn masters(&self) -> impl Iterator<Item = &Probe> {
-        self.members
-            .iter()
-            .filter(|p| p.reachable() && p.master)
+        self.members.iter().filter(|p| p.reachable() && p.master)
     }
 
     /// The master every reachable Sentinel names, when they all name the same.
@@ -281,7 +279,10 @@ fn parse_role(v: &Value) -> Result<(bool, Option<(String, u16)>), String> {
         Some("master") => Ok((true, None)),
         Some("slave") => {
             let host = items.get(1).and_then(as_string);
-            let port = items.get(2).and_then(as_int).and_then(|p| u16::try_from(p).ok());
+            let port = items
+                .get(2)
+                .and_then(as_int)
+                .and_then(|p| u16::try_from(p).ok());
             Ok((false, host.zip(port)))
         }
         Some(other) => Err(format!("ROLE says {other}, expected master or slave")),
@@ -597,7 +598,9 @@ impl RedisController {
             let mut problems = vec![];
             match role_master {
                 Some(m) if sp.names(m) => {}
-                Some(m) => problems.push(format!("names {named} but ROLE says {} is master", m.name)),
+                Some(m) => {
+                    problems.push(format!("names {named} but ROLE says {} is master", m.name))
+                }
                 None => problems.push(format!(
                     "names {named}; {} members say ROLE master",
                     masters.len()
@@ -662,8 +665,12 @@ mod tests {
 
     #[test]
     fn parses_replica_lines_and_role() {
-        let r = parse_replica_line("ip=127.0.0.1,port=7002,state=online,offset=1447,lag=1").unwrap();
-        assert_eq!((r.port, r.offset, r.lag_secs, r.state.as_str()), (7002, 1447, 1, "online"));
+        let r =
+            parse_replica_line("ip=127.0.0.1,port=7002,state=online,offset=1447,lag=1").unwrap();
+        assert_eq!(
+            (r.port, r.offset, r.lag_secs, r.state.as_str()),
+            (7002, 1447, 1, "online")
+        );
         let role = Value::Array(vec![
             Value::BulkString(b"slave".to_vec()),
             Value::BulkString(b"127.0.0.1".to_vec()),

@@ -69,10 +69,7 @@ impl RedisController {
             .ok_or_else(|| {
                 self.err(
                     ErrorKind::NotReady,
-                    format!(
-                        "no electable replica in {region} streams from {}",
-                        old.name
-                    ),
+                    format!("no electable replica in {region} streams from {}", old.name),
                 )
             })?
             .spec
@@ -88,7 +85,10 @@ impl RedisController {
         let snap = self
             .wait_snapshot(
                 Duration::from_secs(5),
-                &format!("{} holding everything the fenced {} has", cand.name, old.name),
+                &format!(
+                    "{} holding everything the fenced {} has",
+                    cand.name, old.name
+                ),
                 caught_up,
             )
             .await
@@ -101,13 +101,19 @@ impl RedisController {
             // Sentinel turns a live former master into a replica only after
             // four hello periods; the fenced one follows the new master now,
             // so every member agrees before the promotion counts as done.
-            if after.probe(&old.name).is_some_and(|p| p.reachable() && p.master) {
+            if after
+                .probe(&old.name)
+                .is_some_and(|p| p.reachable() && p.master)
+            {
                 self.replicaof(&old, &cand).await?;
             }
             self.wait_snapshot(
                 self.cfg.failover_timeout,
                 &format!("{} replicating from {}", old.name, cand.name),
-                |s| s.probe(&old.name).is_some_and(|p| !p.reachable() || (p.is_replica() && p.follows(&cand))),
+                |s| {
+                    s.probe(&old.name)
+                        .is_some_and(|p| !p.reachable() || (p.is_replica() && p.follows(&cand)))
+                },
             )
             .await?
         } else {
@@ -122,7 +128,8 @@ impl RedisController {
                 self.cfg.failover_timeout + Duration::from_secs(1),
                 &format!("FAILOVER TO {}", cand.name),
                 |s| {
-                    s.probe(&cand.name).is_some_and(|p| p.reachable() && p.master)
+                    s.probe(&cand.name)
+                        .is_some_and(|p| p.reachable() && p.master)
                         && s.probe(&old.name).is_some_and(|p| p.is_replica())
                 },
             )
@@ -174,7 +181,10 @@ impl RedisController {
             self.wait_snapshot(
                 self.cfg.failover_timeout,
                 &format!("{} answering ROLE master", cand.name),
-                |s| s.probe(&cand.name).is_some_and(|p| p.reachable() && p.master),
+                |s| {
+                    s.probe(&cand.name)
+                        .is_some_and(|p| p.reachable() && p.master)
+                },
             )
             .await?
         };
@@ -213,7 +223,10 @@ impl RedisController {
         let taddr = target.addr();
         self.wait_snapshot(
             self.cfg.failover_timeout,
-            &format!("Sentinel {} seeing {} as its only candidate", sentinel.name, target.name),
+            &format!(
+                "Sentinel {} seeing {} as its only candidate",
+                sentinel.name, target.name
+            ),
             |s| {
                 s.sentinels
                     .iter()
@@ -253,10 +266,14 @@ impl RedisController {
         let snap = self
             .wait_snapshot(
                 self.cfg.failover_timeout,
-                &format!("every Sentinel naming a new master, {} expected", target.name),
+                &format!(
+                    "every Sentinel naming a new master, {} expected",
+                    target.name
+                ),
                 |s| {
                     !s.sentinels.iter().any(|x| x.failover_in_progress())
-                        && s.master().is_some_and(|m| Some(&m.spec.name) != before.as_ref())
+                        && s.master()
+                            .is_some_and(|m| Some(&m.spec.name) != before.as_ref())
                 },
             )
             .await?;
@@ -291,8 +308,11 @@ impl RedisController {
             .probe(name)
             .filter(|p| p.reachable() && p.master)
             .ok_or_else(|| {
-                self.err(ErrorKind::NotReady, "the new master is not answering ROLE master")
-                    .with_member(name)
+                self.err(
+                    ErrorKind::NotReady,
+                    "the new master is not answering ROLE master",
+                )
+                .with_member(name)
             })?;
         let term = if snap.sentinel_managed {
             snap.term().unwrap_or(0)
@@ -316,7 +336,9 @@ impl RedisController {
                 .filter(|b| *b != FENCE_MIN_REPLICAS)
                 .unwrap_or(0);
             self.lift_fence(&m.spec, b).await?;
-            notes.push(format!("lifted a fence it carried (min-replicas-to-write {b})"));
+            notes.push(format!(
+                "lifted a fence it carried (min-replicas-to-write {b})"
+            ));
         }
         let sticky = if snap.sentinel_managed {
             self.apply_sticky(snap, region).await?

@@ -62,7 +62,8 @@ impl RedisController {
     }
 
     fn lag_error(&self, p: &Probe, what: String) -> Error {
-        self.err(ErrorKind::LagTooHigh, what).with_member(&p.spec.name)
+        self.err(ErrorKind::LagTooHigh, what)
+            .with_member(&p.spec.name)
     }
 
     /// The lag guard of a forced promotion: the last lag observed while the
@@ -155,15 +156,17 @@ impl RedisController {
                             .with_member(&s.spec.name));
                     }
                 }
-                let c = self.planned_candidate(snap, master, region).ok_or_else(|| {
-                    self.err(
-                        ErrorKind::NotReady,
-                        format!(
-                            "no electable replica in {region} streams from the master {}",
-                            master.spec.name
-                        ),
-                    )
-                })?;
+                let c = self
+                    .planned_candidate(snap, master, region)
+                    .ok_or_else(|| {
+                        self.err(
+                            ErrorKind::NotReady,
+                            format!(
+                                "no electable replica in {region} streams from the master {}",
+                                master.spec.name
+                            ),
+                        )
+                    })?;
                 let lag = snap.lag_bytes(c, master);
                 if let Some(bound) = self.cfg.max_lag_bytes {
                     match lag {

@@ -13,18 +13,25 @@ fn all_passed(report: &conformance::SuiteReport) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_with_sentinel() {
-    let f = common::RedisFixture::start(true).await.expect("lab cluster");
+    let f = common::RedisFixture::start(true)
+        .await
+        .expect("lab cluster");
     let report = conformance::run_all(&f).await;
     println!("{report}");
     report.assert_passed();
     assert!(all_passed(&report), "{report}");
     let views = f.sentinel_views();
-    assert!(views.windows(2).all(|w| w[0] == w[1]), "Sentinels disagree: {views:?}");
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "Sentinels disagree: {views:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_without_sentinel() {
-    let f = common::RedisFixture::start(false).await.expect("lab cluster");
+    let f = common::RedisFixture::start(false)
+        .await
+        .expect("lab cluster");
     let report = conformance::run_all(&f).await;
     println!("{report}");
     report.assert_passed();

@@ -43,7 +43,10 @@ async fn a_lower_token_is_refused_before_every_mutating_step() {
         assert!(e.member().is_some(), "{e}");
     }
     let s = f.ctl.observe().await.unwrap();
-    assert!(s.primary().unwrap().fenced, "the refused Unfence changed nothing");
+    assert!(
+        s.primary().unwrap().fenced,
+        "the refused Unfence changed nothing"
+    );
     // Read-only steps need no token.
     f.ctl
         .execute(&Operation::CapturePosition, &ctx(3))
@@ -58,21 +61,24 @@ async fn a_lower_token_is_refused_before_every_mutating_step() {
         .unwrap();
     for n in ["cache-west-1", "cache-east-1", "cache-south-1"] {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while f.cluster.cmd(n, &["HGET", "switchyard:cache", "token"]).unwrap() != "6" {
-            assert!(std::time::Instant::now() < deadline, "{n} never got token 6");
+        while f
+            .cluster
+            .cmd(n, &["HGET", "switchyard:cache", "token"])
+            .unwrap()
+            != "6"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} never got token 6"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let e = f
-        .ctl
-        .execute(&Operation::Fence, &ctx(5))
-        .await
-        .unwrap_err();
+    let e = f.ctl.execute(&Operation::Fence, &ctx(5)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
     // The promotion is recorded beside the token.
-    let direct = f.cluster.cmd(
-        "cache-west-1",
-        &["HGET", "switchyard:cache", "promoted"],
-    );
+    let direct = f
+        .cluster
+        .cmd("cache-west-1", &["HGET", "switchyard:cache", "promoted"]);
     assert_eq!(direct.unwrap(), "cache-west-1");
 }

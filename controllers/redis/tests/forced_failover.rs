@@ -27,7 +27,9 @@ async fn write_acked(f: &RedisFixture, keys: std::ops::Range<u64>) {
     let port = f.primary_port().await.unwrap();
     let mut c = f.conn(port).await.unwrap();
     for k in keys {
-        assert!(acked_set(&mut c, &format!("forced:{k}"), "1").await.unwrap());
+        assert!(acked_set(&mut c, &format!("forced:{k}"), "1")
+            .await
+            .unwrap());
     }
 }
 
@@ -89,7 +91,9 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
 
     f.cluster.kill("cache-east-1").unwrap();
     f.ctl
-        .wait_until(T, POLL, |s| s.member("cache-east-1").is_some_and(|m| !m.reachable))
+        .wait_until(T, POLL, |s| {
+            s.member("cache-east-1").is_some_and(|m| !m.reachable)
+        })
         .await
         .unwrap();
     // Without accepting loss, west is refused: it was behind the bound.
@@ -113,8 +117,12 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
     }
     // Accepted: promoted, with the estimate and its basis (west applies
     // again; the estimate is what was observed while the master was up).
-    f.cluster.cmd("cache-west-1", &["CLIENT", "UNPAUSE"]).unwrap();
-    let steps = forced_failover(&f.ctl, "west", true, &ctx(7)).await.unwrap();
+    f.cluster
+        .cmd("cache-west-1", &["CLIENT", "UNPAUSE"])
+        .unwrap();
+    let steps = forced_failover(&f.ctl, "west", true, &ctx(7))
+        .await
+        .unwrap();
     let promote = steps
         .iter()
         .find(|s| matches!(s.op, Operation::Promote { .. }))
@@ -133,9 +141,16 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
         .unwrap();
     assert!(s.epoch.unwrap() >= 1, "term advanced: {s:?}");
     // Acknowledged before the lag: on the new master.
-    let mut w = f.conn(f.cluster.node("cache-west-1").unwrap().port).await.unwrap();
+    let mut w = f
+        .conn(f.cluster.node("cache-west-1").unwrap().port)
+        .await
+        .unwrap();
     for k in 0..50 {
-        let v: Option<String> = redis::cmd("GET").arg(format!("forced:{k}")).query_async(&mut w).await.unwrap();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("forced:{k}"))
+            .query_async(&mut w)
+            .await
+            .unwrap();
         assert!(v.is_some(), "acknowledged forced:{k} lost");
     }
 
@@ -143,7 +158,9 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
     f.cluster.restart("cache-east-1").await.unwrap();
     let split = f
         .ctl
-        .wait_until(T, POLL, |s| s.member("cache-east-1").is_some_and(|m| m.reachable))
+        .wait_until(T, POLL, |s| {
+            s.member("cache-east-1").is_some_and(|m| m.reachable)
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -153,10 +170,7 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
     );
     assert!(split.primary().is_none());
     let out = rejoin(&f, 7).await;
-    assert!(
-        out.notes.iter().any(|n| n.contains("fenced")),
-        "{out:?}"
-    );
+    assert!(out.notes.iter().any(|n| n.contains("fenced")), "{out:?}");
     let s = f
         .ctl
         .wait_until(T, POLL, |s| {
@@ -172,7 +186,9 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
     assert_eq!(f.masters(), vec!["cache-west-1".to_string()], "{s:?}");
     let refused = f.cluster.cmd("cache-east-1", &["SET", "forced:late", "1"]);
     assert!(
-        refused.as_ref().is_err_and(|e| e.to_string().contains("READONLY")),
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("READONLY")),
         "{refused:?}"
     );
 }
@@ -187,27 +203,47 @@ async fn forced_failover_goes_on_from_where_the_sentinels_went() {
     write_acked(&f, 0..50).await;
     caught_up(&f).await;
     f.cluster.kill("cache-east-1").unwrap();
-    let south = format!("127.0.0.1:{}", f.cluster.node("cache-south-1").unwrap().port);
+    let south = format!(
+        "127.0.0.1:{}",
+        f.cluster.node("cache-south-1").unwrap().port
+    );
     let deadline = std::time::Instant::now() + T;
     while !f.sentinel_views().iter().all(|v| *v == south) {
-        assert!(std::time::Instant::now() < deadline, "Sentinels did not fail over: {:?}", f.sentinel_views());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Sentinels did not fail over: {:?}",
+            f.sentinel_views()
+        );
         tokio::time::sleep(POLL).await;
     }
     // Forced to west: the controller finds the Sentinels' master in south
     // and moves it on to west without losing what south acknowledged.
     write_acked(&f, 50..60).await;
-    let steps = forced_failover(&f.ctl, "west", false, &ctx(3)).await.unwrap();
+    let steps = forced_failover(&f.ctl, "west", false, &ctx(3))
+        .await
+        .unwrap();
     let promote = steps
         .iter()
         .find(|s| matches!(s.op, Operation::Promote { .. }))
         .unwrap();
     assert_eq!(promote.outcome.member.as_deref(), Some("cache-west-1"));
     let west = format!("127.0.0.1:{}", f.cluster.node("cache-west-1").unwrap().port);
-    assert!(f.sentinel_views().iter().all(|v| *v == west), "{:?}", f.sentinel_views());
+    assert!(
+        f.sentinel_views().iter().all(|v| *v == west),
+        "{:?}",
+        f.sentinel_views()
+    );
     assert_eq!(f.masters(), vec!["cache-west-1".to_string()]);
-    let mut w = f.conn(f.cluster.node("cache-west-1").unwrap().port).await.unwrap();
+    let mut w = f
+        .conn(f.cluster.node("cache-west-1").unwrap().port)
+        .await
+        .unwrap();
     for k in 0..60 {
-        let v: Option<String> = redis::cmd("GET").arg(format!("forced:{k}")).query_async(&mut w).await.unwrap();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("forced:{k}"))
+            .query_async(&mut w)
+            .await
+            .unwrap();
         assert!(v.is_some(), "acknowledged forced:{k} lost");
     }
     // east returns as it was (ROLE master): fenced and rejoined; every
@@ -225,5 +261,9 @@ async fn forced_failover_goes_on_from_where_the_sentinels_went() {
         .await
         .unwrap();
     assert_eq!(f.masters(), vec!["cache-west-1".to_string()], "{s:?}");
-    assert!(f.sentinel_views().iter().all(|v| *v == west), "{:?}", f.sentinel_views());
+    assert!(
+        f.sentinel_views().iter().all(|v| *v == west),
+        "{:?}",
+        f.sentinel_views()
+    );
 }

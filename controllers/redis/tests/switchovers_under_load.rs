@@ -17,7 +17,9 @@ use switchyard_controller::OpContext;
 /// Sentinel the member that says ROLE master.
 async fn discover(ports: &[u16], sentinels: &[u16], name: &str) -> Option<u16> {
     for s in sentinels {
-        let Ok(mut c) = connect(*s).await else { continue };
+        let Ok(mut c) = connect(*s).await else {
+            continue;
+        };
         let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("GET-MASTER-ADDR-BY-NAME")
             .arg(name)
@@ -27,7 +29,9 @@ async fn discover(ports: &[u16], sentinels: &[u16], name: &str) -> Option<u16> {
         return addr.map(|(_, p)| p);
     }
     for p in ports {
-        let Ok(mut c) = connect(*p).await else { continue };
+        let Ok(mut c) = connect(*p).await else {
+            continue;
+        };
         let role: Result<redis::Value, _> = redis::cmd("ROLE").query_async(&mut c).await;
         if let Ok(redis::Value::Array(v)) = role {
             if matches!(v.first(), Some(redis::Value::BulkString(b)) if b == b"master") {
@@ -97,7 +101,11 @@ async fn run(sentinels: bool, switchovers: u64) {
             .await
             .unwrap_or_else(|e| panic!("switchover {k} to {target}: {e}"));
         let masters = f.masters();
-        assert_eq!(masters.len(), 1, "switchover {k}: ROLE master on {masters:?}");
+        assert_eq!(
+            masters.len(),
+            1,
+            "switchover {k}: ROLE master on {masters:?}"
+        );
         let m = f.cluster.node(&masters[0]).unwrap().clone();
         assert_eq!(m.region, target, "switchover {k}");
         if sentinels {
@@ -118,13 +126,21 @@ async fn run(sentinels: bool, switchovers: u64) {
     writer.await.unwrap();
 
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() as u64 > 20 * switchovers, "writer made too little progress: {}", acked.len());
+    assert!(
+        acked.len() as u64 > 20 * switchovers,
+        "writer made too little progress: {}",
+        acked.len()
+    );
     let master = f.cluster.node(&f.masters()[0]).unwrap().port;
     let mut c = connect(master).await.unwrap();
     let mut lost = vec![];
     for chunk in acked.chunks(500) {
         let keys: Vec<String> = chunk.iter().map(|i| format!("load:{i}")).collect();
-        let vals: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await.unwrap();
+        let vals: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         for (i, v) in chunk.iter().zip(vals) {
             if v.as_deref() != Some(i.to_string().as_str()) {
                 lost.push(*i);

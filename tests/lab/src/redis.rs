@@ -181,7 +181,11 @@ pub fn commands(port: u16, cmds: &[&[&str]], timeout: Duration) -> Result<Vec<Re
     let mut replies = vec![];
     for _ in cmds {
         let mut out = String::new();
-        replies.push(read_one(&mut r, &mut out)?.map(|()| out).map_err(|e| anyhow!(e)));
+        replies.push(
+            read_one(&mut r, &mut out)?
+                .map(|()| out)
+                .map_err(|e| anyhow!(e)),
+        );
     }
     Ok(replies)
 }
@@ -196,7 +200,10 @@ pub fn acked_set(port: u16, key: &str, value: &str) -> Result<bool> {
     )?;
     let mut r = r.into_iter();
     r.next().ok_or_else(|| anyhow!("no reply to SET"))??;
-    let n: i64 = r.next().ok_or_else(|| anyhow!("no reply to WAIT"))??.parse()?;
+    let n: i64 = r
+        .next()
+        .ok_or_else(|| anyhow!("no reply to WAIT"))??
+        .parse()?;
     Ok(n >= 1)
 }
 
@@ -215,7 +222,9 @@ impl RedisCluster {
         }
         for bin in ["redis-server", "redis-sentinel"] {
             if Command::new(bin).arg("--version").output().is_err() {
-                bail!("{bin} not found (install the Debian packages redis-server and redis-sentinel)");
+                bail!(
+                    "{bin} not found (install the Debian packages redis-server and redis-sentinel)"
+                );
             }
         }
         let (tmp, base) = match &spec.base_dir {
@@ -233,7 +242,10 @@ impl RedisCluster {
         };
         let root = std::fs::canonicalize(&base)?.join(&spec.store);
         if root.exists() {
-            bail!("{} already exists; refusing to reuse a cluster directory", root.display());
+            bail!(
+                "{} already exists; refusing to reuse a cluster directory",
+                root.display()
+            );
         }
         let mut nodes = vec![];
         for region in &spec.regions {
@@ -323,7 +335,11 @@ impl RedisCluster {
     /// Start a node's process from its config file; verify that the server
     /// answering its port is that process.
     async fn spawn(&self, n: &RedisNode) -> Result<()> {
-        let bin = if n.sentinel { "redis-sentinel" } else { "redis-server" };
+        let bin = if n.sentinel {
+            "redis-sentinel"
+        } else {
+            "redis-server"
+        };
         let child = Command::new(bin)
             .arg(n.config_file())
             .current_dir(&n.dir)
@@ -364,7 +380,11 @@ impl RedisCluster {
                 }
             }
             if Instant::now() > deadline {
-                bail!("{} did not start within 30s; log:\n{}", n.name, tail(&n.log_file()));
+                bail!(
+                    "{} did not start within 30s; log:\n{}",
+                    n.name,
+                    tail(&n.log_file())
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -374,7 +394,11 @@ impl RedisCluster {
         let deadline = Instant::now() + timeout;
         let data: Vec<&RedisNode> = self.nodes.iter().filter(|n| !n.sentinel).collect();
         loop {
-            let info = command(data[0].port, &["INFO", "replication"], Duration::from_secs(2))?;
+            let info = command(
+                data[0].port,
+                &["INFO", "replication"],
+                Duration::from_secs(2),
+            )?;
             let online = info
                 .lines()
                 .filter(|l| l.starts_with("slave") && l.contains("state=online"))
@@ -397,21 +421,32 @@ impl RedisCluster {
             let mut ok = true;
             let mut last = String::new();
             for s in &sentinels {
-                let m = command(s.port, &["SENTINEL", "MASTER", &self.store().name], Duration::from_secs(2))?;
+                let m = command(
+                    s.port,
+                    &["SENTINEL", "MASTER", &self.store().name],
+                    Duration::from_secs(2),
+                )?;
                 let kv: HashMap<&str, &str> = m
                     .lines()
                     .collect::<Vec<_>>()
                     .chunks(2)
-                    .filter_map(|c| (c.len() == 2).then(|| (c[0], c[1])))
+                    .filter(|c| c.len() == 2)
+                    .map(|c| (c[0], c[1]))
                     .collect();
-                let slaves: usize = kv.get("num-slaves").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let slaves: usize = kv
+                    .get("num-slaves")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 let others: usize = kv
                     .get("num-other-sentinels")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 if slaves < replicas || others + 1 < sentinels.len() {
                     ok = false;
-                    last = format!("{} knows {slaves} replicas and {others} other sentinels", s.name);
+                    last = format!(
+                        "{} knows {slaves} replicas and {others} other sentinels",
+                        s.name
+                    );
                 }
             }
             if ok {

@@ -85,7 +85,11 @@ impl RedisFixture {
                 self.cluster
                     .cmd(
                         &n.name,
-                        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.cluster.store().name],
+                        &[
+                            "SENTINEL",
+                            "GET-MASTER-ADDR-BY-NAME",
+                            &self.cluster.store().name,
+                        ],
                     )
                     .map(|r| r.replace('\n', ":"))
                     .unwrap_or_else(|e| format!("error: {e}"))
@@ -168,7 +172,8 @@ impl Harness for RedisFixture {
         let primary = self.primary_port().await?;
         for n in self.cluster.data_members().filter(|n| n.region == region) {
             if n.port != primary {
-                self.cluster.cmd(&n.name, &["CLIENT", "PAUSE", "60000", "WRITE"])?;
+                self.cluster
+                    .cmd(&n.name, &["CLIENT", "PAUSE", "60000", "WRITE"])?;
             }
         }
         let mut c = self.conn(primary).await?;

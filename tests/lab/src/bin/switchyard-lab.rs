@@ -474,11 +474,16 @@ mod redis_cmd {
                     [] => continue,
                     ["kill", m] => ctl.kill(m),
                     ["restart", m] => ctl.restart(m).await,
-                    _ => Err(anyhow::anyhow!("unknown command {line:?} (kill/restart MEMBER)")),
+                    _ => Err(anyhow::anyhow!(
+                        "unknown command {line:?} (kill/restart MEMBER)"
+                    )),
                 };
                 match r {
                     Ok(()) => println!("{}", serde_json::json!({"ok": true})),
-                    Err(e) => println!("{}", serde_json::json!({"ok": false, "error": e.to_string()})),
+                    Err(e) => println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "error": e.to_string()})
+                    ),
                 }
             }
         });
