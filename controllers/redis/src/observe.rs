@@ -99,6 +99,8 @@ pub(crate) struct SentinelProbe {
     pub ckquorum: Result<String, String>,
     /// `SENTINEL REPLICAS`: `slave-priority` by `ip:port`.
     pub replica_priorities: HashMap<String, i64>,
+    /// `SENTINEL REPLICAS`: `master-link-down-time` (ms) by `ip:port`.
+    pub replica_link_down_ms: HashMap<String, i64>,
 }
 
 impl SentinelProbe {
@@ -402,6 +404,7 @@ impl RedisController {
             other_sentinels: 0,
             ckquorum: Err("not asked".into()),
             replica_priorities: HashMap::new(),
+            replica_link_down_ms: HashMap::new(),
         };
         let name = &self.cfg.master_name;
         let sentinel = |sub: &str| {
@@ -458,6 +461,12 @@ impl RedisController {
                         kv.get("slave-priority").and_then(|v| v.parse().ok()),
                     ) {
                         s.replica_priorities.insert(n.clone(), p);
+                    }
+                    if let (Some(n), Some(d)) = (
+                        kv.get("name"),
+                        kv.get("master-link-down-time").and_then(|v| v.parse().ok()),
+                    ) {
+                        s.replica_link_down_ms.insert(n.clone(), d);
                     }
                 }
             }

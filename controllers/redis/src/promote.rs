@@ -213,7 +213,9 @@ impl RedisController {
             .spec
             .clone();
         // Sentinel picks from the priorities it last read with INFO (every
-        // 10 s by default): wait until it has seen these.
+        // 10 s by default): wait until it has seen these, and the target's
+        // link up (it reads a replica whose link was down only once a second
+        // and may find that reading too old to choose it).
         let others: Vec<String> = snap
             .members
             .iter()
@@ -221,72 +223,98 @@ impl RedisController {
             .map(|p| p.spec.addr())
             .collect();
         let taddr = target.addr();
-        self.wait_snapshot(
-            self.cfg.failover_timeout,
-            &format!(
-                "Sentinel {} seeing {} as its only candidate",
-                sentinel.name, target.name
-            ),
-            |s| {
-                s.sentinels
-                    .iter()
-                    .find(|x| x.spec.name == sentinel.name)
-                    .is_some_and(|x| {
-                        x.replica_priorities.get(&taddr).is_some_and(|p| *p > 0)
-                            && others
-                                .iter()
-                                .all(|o| x.replica_priorities.get(o).is_none_or(|p| *p == 0))
-                    })
-            },
-        )
-        .await?;
+        let chosen_only = |s: &Snapshot| {
+            s.sentinels
+                .iter()
+                .find(|x| x.spec.name == sentinel.name)
+                .is_some_and(|x| {
+                    x.replica_priorities.get(&taddr).is_some_and(|p| *p > 0)
+                        && x.replica_link_down_ms.get(&taddr) == Some(&0)
+                        && others
+                            .iter()
+                            .all(|o| x.replica_priorities.get(o).is_none_or(|p| *p == 0))
+                })
+        };
+        let before = snap.sentinel_master().map(|m| m.name.clone());
+        let deadline = std::time::Instant::now() + self.cfg.failover_timeout;
         let mut f = redis::cmd("SENTINEL");
         f.arg("FAILOVER").arg(&self.cfg.master_name);
-        // NOGOODSLAVE while Sentinel's view of the candidate is stale (it
-        // reads a replica whose link was down lately only once a second):
-        // ask again until the candidate qualifies.
-        let deadline = std::time::Instant::now() + self.cfg.failover_timeout;
         loop {
+            self.wait_snapshot(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+                &format!(
+                    "Sentinel {} seeing {} as its only candidate",
+                    sentinel.name, target.name
+                ),
+                chosen_only,
+            )
+            .await?;
             match self.run_cmd::<()>(&sentinel, &f).await {
-                Ok(()) => break,
+                Ok(()) => {}
                 Err(e) if e.to_string().contains("INPROG") => {
                     tracing::info!(store = %self.cfg.store, "a Sentinel failover was already in progress");
-                    break;
                 }
-                Err(e)
-                    if e.to_string().contains("NOGOODSLAVE")
-                        && std::time::Instant::now() < deadline =>
-                {
+                // Its view of the candidate is momentarily stale: ask again.
+                Err(e) if e.to_string().contains("NOGOODSLAVE") => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(e);
+                    }
                     tokio::time::sleep(self.cfg.poll * 5).await;
+                    continue;
                 }
                 Err(e) => return Err(e),
             }
-        }
-        let before = snap.sentinel_master().map(|m| m.name.clone());
-        let snap = self
-            .wait_snapshot(
-                self.cfg.failover_timeout,
-                &format!(
-                    "every Sentinel naming a new master, {} expected",
-                    target.name
-                ),
-                |s| {
-                    !s.sentinels.iter().any(|x| x.failover_in_progress())
-                        && s.master()
-                            .is_some_and(|m| Some(&m.spec.name) != before.as_ref())
-                },
-            )
-            .await?;
-        match snap.sentinel_master() {
-            Some(m) if m.name == target.name => Ok(snap),
-            other => Err(self.err(
-                ErrorKind::NotReady,
-                format!(
-                    "the Sentinels failed over to {} instead of {}",
-                    other.map_or("no agreed master", |m| m.name.as_str()),
-                    target.name
-                ),
-            )),
+            // Until a new master is agreed, or the failover ended without
+            // one (Sentinel aborted it: no good replica when it came to
+            // choose), then ask again.
+            let mut started = false;
+            loop {
+                let s = self.snapshot().await;
+                let running = s.sentinels.iter().any(|x| x.failover_in_progress());
+                started |= running;
+                let moved = s
+                    .master()
+                    .is_some_and(|m| Some(&m.spec.name) != before.as_ref());
+                if !running && moved {
+                    return match s.sentinel_master() {
+                        Some(m) if m.name == target.name => Ok(s),
+                        other => Err(self.err(
+                            ErrorKind::NotReady,
+                            format!(
+                                "the Sentinels failed over to {} instead of {}",
+                                other.map_or("no agreed master", |m| m.name.as_str()),
+                                target.name
+                            ),
+                        )),
+                    };
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(self.err(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no Sentinel failover to {} within {:?}",
+                            target.name, self.cfg.failover_timeout
+                        ),
+                    ));
+                }
+                // Only the Sentinel we asked still naming the old master
+                // means an abort; the others may just not have heard yet.
+                let asked_moved = s
+                    .sentinels
+                    .iter()
+                    .find(|x| x.spec.name == sentinel.name)
+                    .is_none_or(|x| {
+                        before
+                            .as_ref()
+                            .and_then(|b| self.cfg.member(b))
+                            .is_none_or(|b| !x.names(b))
+                    });
+                if started && !running && !asked_moved {
+                    tracing::info!(store = %self.cfg.store, "the Sentinel failover ended without a new master; asking again");
+                    break;
+                }
+                tokio::time::sleep(self.cfg.poll).await;
+            }
         }
     }
 

@@ -17,7 +17,8 @@
 //! server` `process_id` and `run_id`), so a Debian `redis-server` service
 //! on 6379, or anything else on a port, is never mistaken for a member.
 //! Sentinel timings are shortened for tests (`down-after-milliseconds`
-//! 1000, and `SENTINEL DEBUG info-period 100`: Sentinel reads its
+//! 5000, long enough that a stall of a loaded test machine is not taken
+//! for a dead master, and `SENTINEL DEBUG info-period 100`: Sentinel reads its
 //! replicas' INFO, and so their `replica-priority`, every 100 ms instead of
 //! 10 s); the controller itself assumes nothing about them. The hello
 //! period stays at its 2 s default: a Sentinel that has not heard of a
@@ -68,7 +69,7 @@ impl RedisClusterSpec {
             sentinels: true,
             max_lag_bytes: Some(1 << 20),
             base_dir: None,
-            down_after_ms: 1000,
+            down_after_ms: 5000,
         }
     }
 }
@@ -215,8 +216,23 @@ fn info_field(info: &str, key: &str) -> Option<String> {
 
 impl RedisCluster {
     /// Start every server and Sentinel, wait until the replicas stream and
-    /// every Sentinel knows every replica and every other Sentinel.
+    /// every Sentinel knows every replica and every other Sentinel. A port
+    /// taken by someone else between choosing it and binding it (another
+    /// test's cluster) is detected, and the start is retried on new ports.
     pub async fn start(spec: RedisClusterSpec) -> Result<RedisCluster> {
+        let mut attempt = 0;
+        loop {
+            match Self::start_once(spec.clone()).await {
+                Err(e) if attempt < 3 && is_port_clash(&e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, "port clash, starting the Redis lab again on new ports");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(spec: RedisClusterSpec) -> Result<RedisCluster> {
         if spec.regions.is_empty() || spec.members_per_region == 0 {
             bail!("a lab cluster needs at least one region and one member per region");
         }
@@ -355,6 +371,23 @@ impl RedisCluster {
             .insert(n.name.clone(), child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let exited = self
+                .children
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&n.name)
+                .map(|c| c.try_wait().ok().flatten());
+            if let Some(Some(status)) = exited {
+                self.children
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&n.name);
+                bail!(
+                    "{bin} for {} exited ({status}); log:\n{}",
+                    n.name,
+                    tail(&n.log_file())
+                );
+            }
             if let Ok(info) = command(n.port, &["INFO", "server"], Duration::from_secs(2)) {
                 let seen = info_field(&info, "process_id").and_then(|p| p.parse::<u32>().ok());
                 if seen != Some(pid) {
@@ -565,6 +598,11 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+fn is_port_clash(e: &anyhow::Error) -> bool {
+    let s = format!("{e:#}");
+    s.contains("is answered by process") || s.contains("Address already in use")
 }
 
 fn tail(path: &Path) -> String {
