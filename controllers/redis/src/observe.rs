@@ -99,6 +99,8 @@ pub(crate) struct SentinelProbe {
     pub ckquorum: Result<String, String>,
     /// `SENTINEL REPLICAS`: `slave-priority` by `ip:port`.
     pub replica_priorities: HashMap<String, i64>,
+    /// `INFO sentinel`: `sentinel_tilt:1` (it acts on nothing until it leaves TILT).
+    pub tilt: bool,
     /// `SENTINEL REPLICAS`: `master-link-down-time` (ms) by `ip:port`.
     pub replica_link_down_ms: HashMap<String, i64>,
 }
@@ -405,6 +407,7 @@ impl RedisController {
             ckquorum: Err("not asked".into()),
             replica_priorities: HashMap::new(),
             replica_link_down_ms: HashMap::new(),
+            tilt: false,
         };
         let name = &self.cfg.master_name;
         let sentinel = |sub: &str| {
@@ -420,13 +423,19 @@ impl RedisController {
             sentinel("SENTINELS"),
             sentinel("CKQUORUM"),
         ];
-        let (addr, master, replicas, others, ck) = futures::join!(
+        let mut info = redis::cmd("INFO");
+        info.arg("sentinel");
+        let (addr, master, replicas, others, ck, info) = futures::join!(
             c.query::<Value>(spec, &cmds[0]),
             c.query::<Value>(spec, &cmds[1]),
             c.query::<Value>(spec, &cmds[2]),
             c.query::<Value>(spec, &cmds[3]),
             c.query::<String>(spec, &cmds[4]),
+            c.query::<String>(spec, &info),
         );
+        if let Ok(i) = info {
+            s.tilt = info_map(&i).get("sentinel_tilt").map(String::as_str) == Some("1");
+        }
         let fail = |e: RedisError| e.into_error(&self.cfg.store).to_string();
         match addr {
             Ok(Value::Array(v)) if v.len() == 2 => {
@@ -620,6 +629,9 @@ impl RedisController {
             }
             if sp.failover_in_progress() {
                 problems.push("failover in progress".into());
+            }
+            if sp.tilt {
+                problems.push("in TILT mode (acts on nothing until it leaves it)".into());
             }
             members.push(MemberState {
                 name: s.name.clone(),

@@ -289,11 +289,23 @@ impl RedisController {
                     };
                 }
                 if std::time::Instant::now() > deadline {
+                    let tilted: Vec<&str> = s
+                        .sentinels
+                        .iter()
+                        .filter(|x| x.tilt)
+                        .map(|x| x.spec.name.as_str())
+                        .collect();
                     return Err(self.err(
                         ErrorKind::Timeout,
                         format!(
-                            "no Sentinel failover to {} within {:?}",
-                            target.name, self.cfg.failover_timeout
+                            "no Sentinel failover to {} within {:?}{}",
+                            target.name,
+                            self.cfg.failover_timeout,
+                            if tilted.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (in TILT mode: {})", tilted.join(", "))
+                            }
                         ),
                     ));
                 }

@@ -23,7 +23,10 @@
 //! 10 s); the controller itself assumes nothing about them. The hello
 //! period stays at its 2 s default: a Sentinel that has not heard of a
 //! failover turns the promoted replica back after four hello periods, so
-//! shortening it races the propagation of the new configuration.
+//! shortening it races the propagation of the new configuration. A
+//! Sentinel whose timer ran late by 2 s (a stalled `fsync` of its config on
+//! a loaded test machine) enters TILT and acts on nothing for 30 s; the lab
+//! shortens that to 1 s (`tilt-period`), a production Sentinel does not.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -339,7 +342,14 @@ impl RedisCluster {
             cluster.spawn(n).await?;
             command(
                 n.port,
-                &["SENTINEL", "DEBUG", "info-period", "100"],
+                &[
+                    "SENTINEL",
+                    "DEBUG",
+                    "info-period",
+                    "100",
+                    "tilt-period",
+                    "1000",
+                ],
                 Duration::from_secs(5),
             )
             .with_context(|| format!("SENTINEL DEBUG on {}", n.name))?;
