@@ -11,7 +11,7 @@
 //! with it their `PING` replies, which would make them fail it over on
 //! their own.
 
-use crate::observe::{Snapshot, FENCE_MIN_REPLICAS};
+use crate::observe::{unfenced, Snapshot, FENCE_MIN_REPLICAS};
 use crate::token::RecordWrite;
 use crate::RedisController;
 use std::time::{Duration, Instant};
@@ -78,11 +78,7 @@ impl RedisController {
         if !master.fenced() {
             return Ok(Outcome::already_done().with_member(&master.spec.name));
         }
-        let baseline = master
-            .record
-            .baseline_min_replicas
-            .filter(|b| *b != FENCE_MIN_REPLICAS)
-            .unwrap_or(0);
+        let baseline = unfenced(master.record.baseline_min_replicas);
         self.lift_fence(&master.spec, baseline).await?;
         self.record(&master.spec, ctx, RecordWrite::default())
             .await?;

@@ -1,7 +1,7 @@
 //! Re-point replicas at the master; rejoin former masters as replicas.
 
 use crate::config::MemberSpec;
-use crate::observe::{Snapshot, FENCE_MIN_REPLICAS};
+use crate::observe::{unfenced, Snapshot, FENCE_MIN_REPLICAS};
 use crate::token::RecordWrite;
 use crate::RedisController;
 use switchyard_controller::{OpContext, Outcome, Result};
@@ -50,10 +50,7 @@ impl RedisController {
     /// master's `min-replicas-to-write` back and their pause lifted.
     pub(crate) async fn rejoin(&self, snap: &Snapshot, ctx: &OpContext) -> Result<Outcome> {
         let master = self.require_master(snap)?;
-        let baseline = master
-            .min_replicas
-            .filter(|b| *b != FENCE_MIN_REPLICAS)
-            .unwrap_or(0);
+        let baseline = unfenced(master.min_replicas);
         let mut notes = vec![];
         for p in snap
             .members

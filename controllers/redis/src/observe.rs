@@ -15,6 +15,12 @@ use switchyard_controller::{Lag, MemberState, ObservedState, Position, Role, Sto
 /// until the controller restores the member's own setting.
 pub(crate) const FENCE_MIN_REPLICAS: i64 = 2_147_483_647;
 
+/// A `min-replicas-to-write` to restore: `v` unless it is the fence (or
+/// unknown), else Redis' default 0.
+pub(crate) fn unfenced(v: Option<i64>) -> i64 {
+    v.filter(|b| *b != FENCE_MIN_REPLICAS).unwrap_or(0)
+}
+
 /// What the controller keeps in the store (hash `switchyard:<store>`):
 /// the coordinator's fencing token and the promotions it recorded.
 #[derive(Debug, Clone, Default, PartialEq)]

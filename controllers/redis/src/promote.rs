@@ -1,7 +1,7 @@
 //! Promotion: planned (`FAILOVER TO`, or the Sentinel way) and forced.
 
 use crate::config::MemberSpec;
-use crate::observe::{Probe, Snapshot, FENCE_MIN_REPLICAS};
+use crate::observe::{unfenced, Probe, Snapshot};
 use crate::token::RecordWrite;
 use crate::RedisController;
 use std::time::Duration;
@@ -370,11 +370,7 @@ impl RedisController {
         let recorded = m.record.promoted.as_deref() == Some(name) && m.record.term == term;
         let mut notes = vec![];
         if m.fenced() {
-            let b = m
-                .record
-                .baseline_min_replicas
-                .filter(|b| *b != FENCE_MIN_REPLICAS)
-                .unwrap_or(0);
+            let b = unfenced(m.record.baseline_min_replicas);
             self.lift_fence(&m.spec, b).await?;
             notes.push(format!(
                 "lifted a fence it carried (min-replicas-to-write {b})"

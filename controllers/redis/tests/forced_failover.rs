@@ -33,6 +33,19 @@ async fn write_acked(f: &RedisFixture, keys: std::ops::Range<u64>) {
     }
 }
 
+/// Every `forced:k` of `keys` is on `member`.
+async fn assert_present(f: &RedisFixture, member: &str, keys: std::ops::Range<u64>) {
+    let mut c = f.conn(f.cluster.node(member).unwrap().port).await.unwrap();
+    for k in keys {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("forced:{k}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(v.is_some(), "acknowledged forced:{k} lost on {member}");
+    }
+}
+
 /// Until every replica has everything (WAIT 1 is satisfied by one of the two).
 async fn caught_up(f: &RedisFixture) {
     f.ctl
@@ -141,18 +154,7 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
         .unwrap();
     assert!(s.epoch.unwrap() >= 1, "term advanced: {s:?}");
     // Acknowledged before the lag: on the new master.
-    let mut w = f
-        .conn(f.cluster.node("cache-west-1").unwrap().port)
-        .await
-        .unwrap();
-    for k in 0..50 {
-        let v: Option<String> = redis::cmd("GET")
-            .arg(format!("forced:{k}"))
-            .query_async(&mut w)
-            .await
-            .unwrap();
-        assert!(v.is_some(), "acknowledged forced:{k} lost");
-    }
+    assert_present(&f, "cache-west-1", 0..50).await;
 
     // The old master comes back as it was: its own data, ROLE master.
     f.cluster.restart("cache-east-1").await.unwrap();
@@ -234,18 +236,7 @@ async fn forced_failover_goes_on_from_where_the_sentinels_went() {
         f.sentinel_views()
     );
     assert_eq!(f.masters(), vec!["cache-west-1".to_string()]);
-    let mut w = f
-        .conn(f.cluster.node("cache-west-1").unwrap().port)
-        .await
-        .unwrap();
-    for k in 0..60 {
-        let v: Option<String> = redis::cmd("GET")
-            .arg(format!("forced:{k}"))
-            .query_async(&mut w)
-            .await
-            .unwrap();
-        assert!(v.is_some(), "acknowledged forced:{k} lost");
-    }
+    assert_present(&f, "cache-west-1", 0..60).await;
     // east returns as it was (ROLE master): fenced and rejoined; every
     // Sentinel and every member agree on west.
     f.cluster.restart("cache-east-1").await.unwrap();

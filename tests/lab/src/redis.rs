@@ -28,15 +28,15 @@
 //! a loaded test machine) enters TILT and acts on nothing for 30 s; the lab
 //! shortens that to 1 s (`tilt-period`), a production Sentinel does not.
 
+use crate::postgres::{free_port, tail};
+use crate::regions_first_primary as lab_regions;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use switchyard_topology::{
-    Connection, Member, Region, RegionRole, Settings, Store, StoreKind, Topology,
-};
+use switchyard_topology::{Connection, Member, Settings, Store, StoreKind, Topology};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -116,11 +116,6 @@ pub struct RedisCluster {
     topology: Topology,
     children: Mutex<HashMap<String, Child>>,
     run_ids: Mutex<HashMap<String, String>>,
-}
-
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
 }
 
 /// Send one command over a plain socket (RESP), so the lab needs no
@@ -615,26 +610,8 @@ fn is_port_clash(e: &anyhow::Error) -> bool {
     s.contains("is answered by process") || s.contains("Address already in use")
 }
 
-fn tail(path: &Path) -> String {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
 fn build_topology(spec: &RedisClusterSpec, nodes: &[RedisNode], quorum: u32) -> Topology {
-    let regions = spec
-        .regions
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Region {
-            name: r.clone(),
-            role: if i == 0 {
-                RegionRole::Primary
-            } else {
-                RegionRole::Secondary
-            },
-        })
-        .collect();
+    let regions = lab_regions(&spec.regions);
     let members = nodes
         .iter()
         .map(|n| Member {
