@@ -57,7 +57,7 @@ pub fn controller_in(
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
         #[cfg(feature = "redis")]
-        StoreKind::Redis => switchyard_redis::RedisController::from_store(store)
+        StoreKind::Redis => switchyard_redis::RedisController::from_store_in(store, state_dir)
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
         other => Err(err(format!(

@@ -56,12 +56,12 @@ use async_trait::async_trait;
 use client::Connections;
 use error::RedisError;
 use observe::Snapshot;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use switchyard_controller::{
-    Capability, Controller, Error, ErrorKind, ObservedState, OpContext, Operation, Outcome, Result,
-    StoreKind,
+    Capability, Controller, Error, ErrorKind, LastKnown, ObservedState, OpContext, Operation,
+    Outcome, Remembered, Result, StoreKind,
 };
 use switchyard_topology::Store;
 
@@ -69,8 +69,19 @@ use switchyard_topology::Store;
 pub struct RedisController {
     cfg: RedisConfig,
     conns: Connections,
-    /// Last lag (bytes) seen per replica while its master was up, and when.
-    lag_cache: Mutex<HashMap<String, (u64, Instant)>>,
+    /// The last observation with a master up: each replica's lag in bytes
+    /// (in memory, and in the state directory when there is one, so a fresh
+    /// process deciding a forced failover has it too).
+    last_known: Remembered<Evidence>,
+}
+
+/// What a forced failover judges a candidate by once the master is gone.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Evidence {
+    /// The master of that observation.
+    pub(crate) master: String,
+    /// Bytes each replica following it was behind.
+    pub(crate) lag_bytes: BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for RedisController {
@@ -91,12 +102,22 @@ impl RedisController {
         Ok(Self::new(cfg))
     }
 
+    /// Like [`RedisController::from_store`], keeping the last-known state
+    /// (the evidence of a later forced failover) in `state_dir`.
+    pub fn from_store_in(store: &Store, state_dir: Option<&Path>) -> Result<Self> {
+        let mut c = Self::from_store(store)?;
+        if let Some(dir) = state_dir {
+            c.last_known = Remembered::new(LastKnown::in_dir(dir, &store.name));
+        }
+        Ok(c)
+    }
+
     /// Build from a validated config.
     pub fn new(cfg: RedisConfig) -> Self {
         RedisController {
             conns: Connections::new(&cfg),
             cfg,
-            lag_cache: Mutex::new(HashMap::new()),
+            last_known: Remembered::new(LastKnown::none()),
         }
     }
 

@@ -7,7 +7,6 @@ use crate::error::RedisError;
 use crate::RedisController;
 use redis::Value;
 use std::collections::HashMap;
-use std::time::Instant;
 use switchyard_controller::{Lag, MemberState, ObservedState, Position, Role, StoreKind};
 
 /// `min-replicas-to-write` of a fenced master: more replicas than any
@@ -522,12 +521,15 @@ impl RedisController {
         let Some(master) = snap.master() else {
             return;
         };
-        let mut cache = self.lag_cache.lock().unwrap_or_else(|e| e.into_inner());
-        for p in &snap.members {
-            if let Some(b) = snap.lag_bytes(p, master) {
-                cache.insert(p.spec.name.clone(), (b, Instant::now()));
-            }
-        }
+        let lag_bytes = snap
+            .members
+            .iter()
+            .filter_map(|p| Some((p.spec.name.clone(), snap.lag_bytes(p, master)?)))
+            .collect();
+        self.last_known.record(crate::Evidence {
+            master: master.spec.name.clone(),
+            lag_bytes,
+        });
     }
 
     /// The public view of a snapshot.
@@ -585,12 +587,20 @@ impl RedisController {
                     Role::Secondary
                 },
                 reachable: true,
+                // A master that is not the legitimate one (came back as it
+                // was) carries its own, older history, so that the newest
+                // primary of a split brain is the one every check agrees on.
                 position: p.offset.map(|offset| Position {
-                    epoch: term.unwrap_or(0),
+                    epoch: if p.master && master.map(|m| &m.spec.name) != Some(&s.name) {
+                        p.record.term.min(term.unwrap_or(0).saturating_sub(1))
+                    } else {
+                        term.unwrap_or(0)
+                    },
                     offset,
                 }),
                 lag,
                 following,
+                replicating: (!p.master).then_some(p.link_up),
                 fenced: p.fenced(),
                 priority: p.replica_priority.map(preference),
                 votes: None,
@@ -651,6 +661,7 @@ impl RedisController {
                 position: None,
                 lag: None,
                 following: None,
+                replicating: None,
                 fenced: false,
                 priority: None,
                 votes: Some(1),

@@ -2,6 +2,7 @@
 
 use crate::observe::{Probe, Snapshot};
 use crate::RedisController;
+use switchyard_controller::last_known::age_text;
 use switchyard_controller::{DataLossEstimate, Error, ErrorKind, Outcome, PromoteMode, Result};
 
 impl RedisController {
@@ -69,23 +70,24 @@ impl RedisController {
     /// The lag guard of a forced promotion: the last lag observed while the
     /// master was up, and the estimate of what promoting `p` may lose.
     pub(crate) fn forced_loss(&self, p: &Probe, accept: bool) -> Result<DataLossEstimate> {
-        let cached = self
-            .lag_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&p.spec.name)
-            .copied();
-        let estimate = match cached {
-            Some((bytes, at)) => DataLossEstimate {
-                bytes: Some(bytes),
+        let evidence = self.last_known.newest();
+        let cached = evidence.as_ref().and_then(|r| {
+            r.value
+                .lag_bytes
+                .get(&p.spec.name)
+                .map(|b| (*b, r.age_ms(), r.value.master.clone()))
+        });
+        let estimate = match &cached {
+            Some((bytes, age_ms, master)) => DataLossEstimate {
+                bytes: Some(*bytes),
                 millis: None,
                 writes: None,
                 note: format!(
-                    "{} was {bytes} bytes of replication stream behind its master at the last \
-                     observation with the master up, {:.1}s before the promotion; writes \
+                    "{} was {bytes} bytes of replication stream behind {master} at the last \
+                     observation with the master up, {} before the promotion; writes \
                      acknowledged after that without WAIT may be lost too",
                     p.spec.name,
-                    at.elapsed().as_secs_f64()
+                    age_text(*age_ms)
                 ),
             },
             None => DataLossEstimate {
@@ -93,11 +95,17 @@ impl RedisController {
                 millis: None,
                 writes: None,
                 note: format!(
-                    "unknown: {} was never observed beside a reachable master by this controller",
-                    p.spec.name
+                    "unknown: {} was never observed beside a reachable master{}",
+                    p.spec.name,
+                    if self.last_known.place().path().is_some() {
+                        ""
+                    } else {
+                        " by this process (no state directory)"
+                    }
                 ),
             },
         };
+        let cached = cached.map(|(b, _, _)| (b, ()));
         if accept {
             return Ok(estimate);
         }
