@@ -223,13 +223,16 @@ impl RedisController {
             .map(|p| p.spec.addr())
             .collect();
         let taddr = target.addr();
+        // With the master dead every replica's link is down; only a live
+        // master's candidate must show its link up.
+        let master_alive = snap.master().is_some();
         let chosen_only = |s: &Snapshot| {
             s.sentinels
                 .iter()
                 .find(|x| x.spec.name == sentinel.name)
                 .is_some_and(|x| {
                     x.replica_priorities.get(&taddr).is_some_and(|p| *p > 0)
-                        && x.replica_link_down_ms.get(&taddr) == Some(&0)
+                        && (!master_alive || x.replica_link_down_ms.get(&taddr) == Some(&0))
                         && others
                             .iter()
                             .all(|o| x.replica_priorities.get(o).is_none_or(|p| *p == 0))
