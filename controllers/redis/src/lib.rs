@@ -215,6 +215,19 @@ impl Controller for RedisController {
         Ok(self.to_state(&snap))
     }
 
+    /// The highest fencing token any reachable member holds in
+    /// `switchyard:<store>` (0 when none was recorded yet).
+    async fn recorded_epoch(&self) -> Result<Option<u64>> {
+        let snap = self.snapshot().await;
+        match snap.token() {
+            Some((t, _)) => Ok(Some(t)),
+            None => Err(self.err(
+                ErrorKind::Unreachable,
+                "no data member reachable to read the recorded fencing token from",
+            )),
+        }
+    }
+
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
         tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
         let snap = self.snapshot().await;

@@ -74,6 +74,8 @@ async fn a_lower_token_is_refused_before_every_mutating_step() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // What resume compares an execution with: the highest token recorded.
+    assert_eq!(f.ctl.recorded_epoch().await.unwrap(), Some(6));
     let e = f.ctl.execute(&Operation::Fence, &ctx(5)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
     // The promotion is recorded beside the token.
