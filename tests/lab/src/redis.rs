@@ -29,7 +29,6 @@
 //! shortens that to 1 s (`tilt-period`), a production Sentinel does not.
 
 use crate::postgres::{free_port, tail};
-use crate::regions_first_primary as lab_regions;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -611,7 +610,7 @@ fn is_port_clash(e: &anyhow::Error) -> bool {
 }
 
 fn build_topology(spec: &RedisClusterSpec, nodes: &[RedisNode], quorum: u32) -> Topology {
-    let regions = lab_regions(&spec.regions);
+    let regions = crate::regions_first_primary(&spec.regions);
     let members = nodes
         .iter()
         .map(|n| Member {

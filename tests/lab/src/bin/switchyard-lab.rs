@@ -53,8 +53,8 @@ enum Store {
     /// All at once, as the demo runs them: a real PostgreSQL cluster
     /// (`orders`), the MongoDB simulator (`catalog`), the Cosmos DB
     /// simulator (`profiles`), both depending on `orders`, and real Redis
-    /// with Sentinel (`sessions`), over the same
-    /// regions, in one topology file.
+    /// with Sentinel (`sessions`), over the same regions, in one topology
+    /// file.
     Combined {
         /// Directory for `topology.toml` and the PostgreSQL data.
         #[arg(long)]
@@ -354,37 +354,6 @@ mod cosmosdb_cmd {
             /// Duration of every ARM operation, in milliseconds.
             #[arg(long, default_value_t = 1500)]
             op_ms: u64,
-/// `switchyard-lab redis up`.
-mod redis_cmd {
-    use anyhow::Result;
-    use clap::Subcommand;
-    use std::path::PathBuf;
-    use switchyard_lab::redis::{RedisCluster, RedisClusterSpec};
-
-    #[derive(Subcommand)]
-    pub enum RedisCmd {
-        /// Start a master, replicas and Sentinels (one per region); write
-        /// DIR/FILE (a topology with this one store); run until
-        /// SIGTERM/ctrl-c. Reads fault commands from stdin: kill/restart MEMBER.
-        Up {
-            /// Directory for the topology file and the servers (`DIR/<store>/`).
-            #[arg(long)]
-            dir: PathBuf,
-            /// Comma-separated region names; the master starts in the first.
-            #[arg(long, value_delimiter = ',', default_value = "east,west,south")]
-            regions: Vec<String>,
-            /// Store name in the topology.
-            #[arg(long, default_value = "cache")]
-            store: String,
-            /// Data members per region.
-            #[arg(long, default_value_t = 1)]
-            members_per_region: usize,
-            /// Without Sentinels (Switchyard alone fails the store over).
-            #[arg(long)]
-            no_sentinels: bool,
-            /// File name inside DIR.
-            #[arg(long, default_value = "topology.toml")]
-            file: String,
         },
     }
 
@@ -432,6 +401,45 @@ mod redis_cmd {
         let _ = control.await;
         drop(sim);
         eprintln!("switchyard-lab: cosmosdb simulator stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab redis up`.
+mod redis_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use switchyard_lab::redis::{RedisCluster, RedisClusterSpec};
+
+    #[derive(Subcommand)]
+    pub enum RedisCmd {
+        /// Start a master, replicas and Sentinels (one per region); write
+        /// DIR/FILE (a topology with this one store); run until
+        /// SIGTERM/ctrl-c. Reads fault commands from stdin: kill/restart MEMBER.
+        Up {
+            /// Directory for the topology file and the servers (`DIR/<store>/`).
+            #[arg(long)]
+            dir: PathBuf,
+            /// Comma-separated region names; the master starts in the first.
+            #[arg(long, value_delimiter = ',', default_value = "east,west,south")]
+            regions: Vec<String>,
+            /// Store name in the topology.
+            #[arg(long, default_value = "cache")]
+            store: String,
+            /// Data members per region.
+            #[arg(long, default_value_t = 1)]
+            members_per_region: usize,
+            /// Without Sentinels (Switchyard alone fails the store over).
+            #[arg(long)]
+            no_sentinels: bool,
+            /// File name inside DIR.
+            #[arg(long, default_value = "topology.toml")]
+            file: String,
+        },
+    }
+
+    pub async fn run(
         cmd: RedisCmd,
         shutdown: impl std::future::Future<Output = Result<()>>,
     ) -> Result<()> {
