@@ -3,7 +3,7 @@
 # (real PostgreSQL streaming replication, the MongoDB replica-set simulator and
 # the Cosmos DB ARM + data-plane simulator and the EventStoreDB cluster
 # simulator over three regions, MongoDB, Cosmos DB and EventStoreDB depending
-# on PostgreSQL), lint its topology,
+# on PostgreSQL, and real Redis with one Sentinel per region), lint its topology,
 # show the state, run a failover drill to another region and back, print the
 # report, stop the lab.
 set -euo pipefail

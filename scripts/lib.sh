@@ -1,8 +1,9 @@
 # Shared by scripts/test.sh and scripts/demo.sh: install what is missing on a
 # bare Debian machine. Sourced, not executed.
 
-# Debian packages the tests and the demo need. PostgreSQL runs for real.
-SWITCHYARD_APT_PACKAGES="postgresql postgresql-client"
+# Debian packages the tests and the demo need. PostgreSQL and Redis (with
+# Sentinel) run for real.
+SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -18,6 +19,8 @@ install_missing() {
   local missing=()
   [ -x "$(pg_bindir)/initdb" ] || missing+=(postgresql)
   command -v psql >/dev/null || missing+=(postgresql-client)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -42,8 +45,10 @@ install_missing() {
     python3 -m pip install --quiet kurrentdbclient 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages kurrentdbclient
   fi
-  # The Debian package starts a cluster of its own on 5432; the lab never uses
-  # it (free ports, temp dirs), so it is left alone.
+  # The Debian packages start a cluster of their own on 5432 and a
+  # redis-server on 6379; the lab never uses them (free ports, temp dirs, and
+  # it checks that each port is answered by the process it started), so they
+  # are left alone.
   if ! command -v cargo >/dev/null; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; else
       echo "cargo not found: install the Rust toolchain (https://rustup.rs) first" >&2; return 1; fi

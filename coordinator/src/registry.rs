@@ -60,6 +60,10 @@ pub fn controller_in(
         StoreKind::Eventstoredb => switchyard_eventstoredb::EsdbController::from_store(store)
             .map(|c| Arc::new(c) as Arc<dyn Controller>)
             .map_err(|e| err(e.to_string())),
+        #[cfg(feature = "redis")]
+        StoreKind::Redis => switchyard_redis::RedisController::from_store_in(store, state_dir)
+            .map(|c| Arc::new(c) as Arc<dyn Controller>)
+            .map_err(|e| err(e.to_string())),
         // Reachable only in a build without one of the features above.
         #[allow(unreachable_patterns)]
         other => Err(err(format!(

@@ -23,6 +23,7 @@ fn member(name: String, region: &str) -> Member {
         hidden: false,
         read_only_replica: false,
         failover_priority: None,
+        sentinel: false,
         hooks: Default::default(),
     }
 }

@@ -270,6 +270,7 @@ impl<'a> Checker<'a> {
         match s.kind {
             StoreKind::Mongodb => self.mongodb_limits(si, s),
             StoreKind::Cosmosdb => self.cosmos_priorities(si, s),
+            StoreKind::Redis => self.sentinel_quorum(si, s),
             _ => {}
         }
         self.survival(si, s);
@@ -300,7 +301,7 @@ impl<'a> Checker<'a> {
                 .member(&m.name);
                 self.push(d);
             }
-            Some(RegionRole::Witness) if !m.arbiter => {
+            Some(RegionRole::Witness) if !m.arbiter && !m.sentinel => {
                 let p = mpath(si, mi, "region");
                 let d = Diagnostic::new(
                     &rules::WITNESS_DATA,
@@ -471,6 +472,9 @@ impl<'a> Checker<'a> {
         if m.failover_priority.is_some() && kind != StoreKind::Cosmosdb {
             fields.push(("failover_priority", "cosmosdb"));
         }
+        if m.sentinel && kind != StoreKind::Redis {
+            fields.push(("sentinel", "redis"));
+        }
         if m.votes != 1 && !kind.elects() {
             fields.push(("votes", "mongodb and eventstoredb"));
         }
@@ -602,6 +606,83 @@ impl<'a> Checker<'a> {
                 self.push(d);
             }
         }
+    }
+
+    /// A Sentinel-managed Redis store fails over only when a Sentinel gathers
+    /// the votes of `max(quorum, majority of all Sentinels)` Sentinels.
+    fn sentinel_quorum(&mut self, si: usize, s: &'a Store) {
+        let regions = self.store_regions(s);
+        let sentinels = self.tally(s, &regions, |m| u64::from(m.sentinel));
+        let total: u64 = sentinels.iter().sum();
+        if total == 0 {
+            return;
+        }
+        let quorum = s
+            .settings
+            .sentinel_quorum
+            .map_or(majority(total), u64::from);
+        let need = quorum.max(majority(total));
+        let (path, quorum_text) = if s.settings.sentinel_quorum.is_some() {
+            (
+                spath(si, "settings.sentinel_quorum"),
+                format!("quorum {quorum}"),
+            )
+        } else {
+            (spath(si, "name"), format!("quorum {quorum} (default)"))
+        };
+        let by_region: Vec<String> = regions
+            .iter()
+            .zip(&sentinels)
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let arithmetic = format!(
+            "a failover needs {need} Sentinels: the larger of the {quorum_text} and a majority of {total} ({})",
+            majority(total)
+        );
+        if total < need {
+            let d = Diagnostic::new(
+                &rules::SENTINEL_QUORUM_LOST,
+                format!(
+                    "store `{}` has {} and {quorum_text}; no failover can ever be authorised",
+                    s.name,
+                    plural(total, "Sentinel", "Sentinels")
+                ),
+                self.at(&path),
+                &path,
+            )
+            .label(arithmetic)
+            .store(&s.name);
+            self.push(d);
+            return;
+        }
+        let (lost_idx, lost) = worst_loss(&sentinels, self.opts.tolerate);
+        let left = total - lost;
+        if left >= need {
+            return;
+        }
+        let lost_names: Vec<&str> = lost_idx.iter().map(|&i| regions[i]).collect();
+        let d = Diagnostic::new(
+            &rules::SENTINEL_QUORUM_LOST,
+            format!(
+                "store `{}`: losing {} leaves {left} of {total} Sentinels; {arithmetic}",
+                s.name,
+                join_regions(&lost_names)
+            ),
+            self.at(&path),
+            &path,
+        )
+        .label(format!(
+            "Sentinels cannot fail over after losing {}",
+            join_regions(&lost_names)
+        ))
+        .note(format!("Sentinels by region: {}", by_region.join(", ")))
+        .store(&s.name);
+        let d = self.member_labels(d, si, s, &lost_names, |m| {
+            m.sentinel
+                .then(|| format!("Sentinel lost with {}", m.region))
+        });
+        self.push(d);
     }
 
     /// Regions in which the store has members, in declaration order (undeclared ones after).
@@ -798,6 +879,7 @@ impl<'a> Checker<'a> {
             StoreKind::Cosmosdb => "add another account location (with priority > 0) in another region",
             StoreKind::Mongodb => "add a member with priority > 0 that is neither arbiter nor hidden in another region",
             StoreKind::Eventstoredb => "add a node that is not a read-only replica, with priority > 0, in another region",
+            StoreKind::Redis => "add a Redis replica (not a Sentinel) with priority > 0 in another region",
         };
         if holders.is_empty() {
             let d = Diagnostic::new(

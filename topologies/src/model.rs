@@ -54,6 +54,8 @@ pub enum StoreKind {
     Cosmosdb,
     /// EventStoreDB cluster.
     Eventstoredb,
+    /// Redis replication, optionally managed by Sentinel.
+    Redis,
 }
 
 impl StoreKind {
@@ -64,6 +66,7 @@ impl StoreKind {
             StoreKind::Postgres => "postgres",
             StoreKind::Cosmosdb => "cosmosdb",
             StoreKind::Eventstoredb => "eventstoredb",
+            StoreKind::Redis => "redis",
         }
     }
 
@@ -234,6 +237,14 @@ pub struct Settings {
     /// MongoDB: `secondaryCatchUpPeriodSecs` used on planned step-down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up_secs: Option<u64>,
+    /// Redis: the name the Sentinels monitor the master under (default:
+    /// the store's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_master: Option<String>,
+    /// Redis: the quorum of `sentinel monitor` (default: a majority of the
+    /// store's Sentinels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_quorum: Option<u32>,
 }
 
 /// One member (node, replica, account location) of a store.
@@ -265,6 +276,9 @@ pub struct Member {
     /// Cosmos DB: failover priority, 0 is the write region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_priority: Option<u32>,
+    /// Redis: a Sentinel (votes on failovers, holds no data, never primary).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sentinel: bool,
     /// Commands that need the host (stop, start as follower, rewind).
     #[serde(default, skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
@@ -278,10 +292,18 @@ fn default_votes() -> u32 {
     1
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Member {
     /// Whether this member may ever become primary (data-bearing, electable).
     pub fn electable(&self) -> bool {
-        self.priority > 0.0 && !self.arbiter && !self.hidden && !self.read_only_replica
+        self.priority > 0.0
+            && !self.arbiter
+            && !self.hidden
+            && !self.read_only_replica
+            && !self.sentinel
     }
 
     /// Votes this member casts in elections (read-only replicas never vote).

@@ -115,10 +115,10 @@ rule!(
     "TC006",
     "missing-host",
     Error,
-    "a member of a mongodb, postgres or eventstoredb store has no host",
+    "a member of a mongodb, postgres, eventstoredb or redis store has no host",
     "add `host = \"name:port\"` to the member",
-    "The controllers of mongodb, postgres and eventstoredb stores connect to each member at its \
-`host` (`name:port`). Only a cosmosdb member, which is an account location, needs none.\n\n\
+    "The controllers of mongodb, postgres, eventstoredb and redis stores connect to each member \
+(a Redis Sentinel included) at its `host` (`name:port`). Only a cosmosdb member, which is an account location, needs none.\n\n\
 Fix: add the member's `host`."
 );
 
@@ -177,7 +177,7 @@ rule!(
     Error,
     "a witness region hosts a member that holds data",
     "move the member to a primary or secondary region, or make it an arbiter",
-    "A `witness` region hosts tie-breakers only (MongoDB arbiters). Placing data-bearing members \
+    "A `witness` region hosts tie-breakers only (MongoDB arbiters, Redis Sentinels). Placing data-bearing members \
 there contradicts its declared role: it is usually a small site that is not meant to serve \
 as primary.\n\nFix: move the member, make it a MongoDB arbiter, or change the region's role to \
 `secondary`."
@@ -258,6 +258,27 @@ Fix: add one voting member (for MongoDB an arbiter in a witness region is enough
 );
 
 rule!(
+    SENTINEL_QUORUM_LOST,
+    "TC106",
+    "sentinel-quorum-lost",
+    Error,
+    "losing a region leaves too few Redis Sentinels to authorise a failover",
+    "spread the Sentinels so that every region holds fewer than the survivors need, e.g. one per region in three regions",
+    "Redis Sentinels vote on failovers. A failover starts only when `quorum` Sentinels agree that \
+the master is down, and it is carried out only by a Sentinel elected by a majority of all the \
+Sentinels that monitor the master, so the survivors of a region loss must number at least the \
+larger of the quorum and a majority of all Sentinels. A two-region deployment with two of its \
+three Sentinels in one region cannot fail over when that region is lost. The diagnostic gives \
+the arithmetic, e.g. `losing east leaves 1 of 3 Sentinels; a failover needs 2 Sentinels: the \
+larger of the quorum 2 and a majority of 3 (2)`.\n\n\
+Sentinels are the members with `sentinel = true`; the quorum is `settings.sentinel_quorum` \
+(default: a majority of the Sentinels). A store without Sentinels is failed over by Switchyard \
+alone and is not checked by this rule.\n\n\
+Fix: place Sentinels so that each region holds fewer than `total - needed + 1` of them (one per \
+region across three regions, the third may be a witness region), or lower the quorum."
+);
+
+rule!(
     TOO_MANY_VOTERS,
     "TC201",
     "mongodb-too-many-voters",
@@ -334,7 +355,8 @@ rule!(
     "a member sets a field that the store's kind ignores",
     "remove the field",
     "`arbiter` and `hidden` apply to mongodb only, `read_only_replica` to eventstoredb only, \
-`failover_priority` to cosmosdb only, and `votes` to mongodb and eventstoredb. Writing them on \
+`failover_priority` to cosmosdb only, `sentinel` to redis only, and `votes` to mongodb and \
+eventstoredb. Writing them on \
 another kind has no effect and usually means the member was copied from another store.\n\n\
 Fix: remove the field."
 );
@@ -381,6 +403,7 @@ pub static ALL: &[&Rule] = &[
     &MAJORITY_WRITES_UNAVAILABLE,
     &PRIMARY_PRIORITY_ELSEWHERE,
     &EVEN_VOTERS,
+    &SENTINEL_QUORUM_LOST,
     &TOO_MANY_VOTERS,
     &TOO_MANY_MEMBERS,
     &ARBITER_CONFIG,

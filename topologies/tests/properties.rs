@@ -76,6 +76,7 @@ fn build(g: &Gen) -> Topology {
                     hidden: *mongo && flag,
                     read_only_replica: !*mongo && flag,
                     failover_priority: None,
+                    sentinel: false,
                     hooks: Default::default(),
                 })
                 .collect(),

@@ -650,3 +650,74 @@ fn diagnostics_point_at_the_field() {
     assert_eq!(hit.store.as_deref(), Some("payments"));
     assert_eq!(hit.member.as_deref(), Some("p1"));
 }
+
+/// Redis with one data member in `a` and `b` and Sentinels placed as given.
+fn redis_with_sentinels(settings: &str, sentinels: &[(&str, &str)]) -> String {
+    let mut members = vec![member("r1", "a", "priority = 2"), member("r2", "b", "")];
+    for (name, region) in sentinels {
+        members.push(member(name, region, "sentinel = true"));
+    }
+    doc(&[store("cache", "redis", settings, &members)])
+}
+
+#[test]
+fn sentinel_quorum_lost_two_of_three_in_one_region() {
+    let text = redis_with_sentinels(
+        "[stores.settings]\nsentinel_quorum = 2",
+        &[("s1", "a"), ("s2", "a"), ("s3", "b")],
+    );
+    let d = diags_n(&text, 1);
+    let f = d
+        .iter()
+        .find(|d| d.rule.code == "TC106")
+        .unwrap_or_else(|| panic!("no TC106: {d:?}"));
+    assert_eq!(
+        f.message,
+        "store `cache`: losing a leaves 1 of 3 Sentinels; a failover needs 2 Sentinels: \
+         the larger of the quorum 2 and a majority of 3 (2)"
+    );
+    // One Sentinel per region (the third in the witness region) survives any loss.
+    let ok = redis_with_sentinels(
+        "[stores.settings]\nsentinel_quorum = 2",
+        &[("s1", "a"), ("s2", "b"), ("s3", "w")],
+    );
+    assert!(codes(&ok).is_empty(), "{:?}", diags_n(&ok, 1));
+}
+
+#[test]
+fn sentinel_quorum_above_survivors_and_impossible_quorum() {
+    // Quorum 3 of 3: the loss of any Sentinel blocks failovers.
+    let text = redis_with_sentinels(
+        "[stores.settings]\nsentinel_quorum = 3",
+        &[("s1", "a"), ("s2", "b"), ("s3", "w")],
+    );
+    assert!(has(&text, "TC106"), "{:?}", diags_n(&text, 1));
+    let text = redis_with_sentinels(
+        "[stores.settings]\nsentinel_quorum = 4",
+        &[("s1", "a"), ("s2", "b"), ("s3", "w")],
+    );
+    let d = diags_n(&text, 0);
+    assert!(
+        d.iter()
+            .any(|d| d.rule.code == "TC106" && d.message.contains("no failover can ever")),
+        "{d:?}"
+    );
+    // Without Sentinels the rule does not apply; a Sentinel on another kind is flagged.
+    let plain = doc(&[store(
+        "cache",
+        "redis",
+        "",
+        &[member("r1", "a", "priority = 2"), member("r2", "b", "")],
+    )]);
+    assert!(!has(&plain, "TC106"), "{:?}", diags_n(&plain, 1));
+    let pg = doc(&[store(
+        "pg",
+        "postgres",
+        "",
+        &[
+            member("p1", "a", "priority = 2"),
+            member("p2", "b", "sentinel = true"),
+        ],
+    )]);
+    assert!(has(&pg, "TC207"), "{:?}", diags_n(&pg, 1));
+}

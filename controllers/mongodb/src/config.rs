@@ -227,6 +227,7 @@ mod tests {
                 hidden: false,
                 read_only_replica: false,
                 failover_priority: None,
+                sentinel: false,
                 hooks: Default::default(),
             }],
         }

@@ -391,6 +391,7 @@ impl CosmosSim {
                     hidden: false,
                     read_only_replica: false,
                     failover_priority: Some(l.priority),
+                    sentinel: false,
                     hooks: Default::default(),
                 }
             })

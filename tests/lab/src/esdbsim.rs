@@ -435,6 +435,7 @@ impl EsdbSim {
                 election_timeout_ms: Some(self.spec.election_delay.as_millis() as u64),
                 heartbeat_interval_ms: Some(self.spec.tick.as_millis() as u64),
                 catch_up_secs: Some(10),
+                ..Settings::default()
             },
             members: self
                 .spec
@@ -451,6 +452,7 @@ impl EsdbSim {
                     hidden: false,
                     read_only_replica: n.read_only,
                     failover_priority: None,
+                    sentinel: false,
                     hooks: Default::default(),
                 })
                 .collect(),

@@ -1,9 +1,11 @@
-//! The lab: real local PostgreSQL clusters and protocol-level simulators of
+//! The lab: real local PostgreSQL clusters, real Redis replication with
+//! Sentinel, and protocol-level simulators of
 //! stores that cannot run on these machines, for tests, demos and benchmarks.
 pub mod cosmossim;
 pub mod esdbsim;
 pub mod mongosim;
 pub mod postgres;
+pub mod redis;
 
 /// Regions for a lab topology: the first primary, the others secondary.
 pub fn regions_first_primary(names: &[String]) -> Vec<switchyard_topology::Region> {

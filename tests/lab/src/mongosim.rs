@@ -293,6 +293,7 @@ impl MongoSim {
                 election_timeout_ms: Some(self.spec.election_timeout.as_millis() as u64),
                 heartbeat_interval_ms: Some(self.spec.heartbeat_interval.as_millis() as u64),
                 catch_up_secs: Some(10),
+                ..Settings::default()
             },
             members: self
                 .spec
@@ -309,6 +310,7 @@ impl MongoSim {
                     hidden: m.hidden,
                     read_only_replica: false,
                     failover_priority: None,
+                    sentinel: false,
                     hooks: Default::default(),
                 })
                 .collect(),

@@ -226,7 +226,7 @@ impl std::error::Error for PortTaken {}
 
 /// A port free right now (the kernel's choice for port 0). Free only now:
 /// whoever binds it later must check that it got it (see `launch`).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -840,7 +840,7 @@ fn append(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
@@ -861,6 +861,7 @@ fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> 
             hidden: false,
             read_only_replica: false,
             failover_priority: None,
+            sentinel: false,
             hooks: Hooks {
                 stop: Some(format!("{q} stop {{member}}")),
                 start: Some(format!("{q} start {{member}}")),

@@ -6,6 +6,7 @@
 //! switchyard-lab mongodb up --dir DIR --regions east,west,south
 //! switchyard-lab cosmosdb up --dir DIR --regions east,west,south
 //! switchyard-lab eventstoredb up --dir DIR --regions east,west,south
+//! switchyard-lab redis up --dir DIR --regions east,west,south
 //! switchyard-lab combined --dir DIR --regions east,west,south
 //! ```
 //! starts the cluster, writes `DIR/topology.toml`, prints one JSON line
@@ -51,10 +52,16 @@ enum Store {
         #[command(subcommand)]
         cmd: esdb_cmd::EsdbCmd,
     },
+    /// Real Redis replication with one Sentinel per region.
+    Redis {
+        #[command(subcommand)]
+        cmd: redis_cmd::RedisCmd,
+    },
     /// All at once, as the demo runs them: a real PostgreSQL cluster
     /// (`orders`), the MongoDB simulator (`catalog`), the Cosmos DB
     /// simulator (`profiles`) and the EventStoreDB simulator (`ledger`), all
-    /// depending on `orders`, over the same regions, in one topology file.
+    /// depending on `orders`, and real Redis with Sentinel (`sessions`), over
+    /// the same regions, in one topology file.
     Combined {
         /// Directory for `topology.toml` and the PostgreSQL data.
         #[arg(long)]
@@ -97,6 +104,7 @@ async fn main() -> Result<()> {
         Store::Mongodb { cmd } => mongodb_cmd::run(cmd, shutdown).await?,
         Store::Cosmosdb { cmd } => cosmosdb_cmd::run(cmd, shutdown).await?,
         Store::Eventstoredb { cmd } => esdb_cmd::run(cmd, shutdown).await?,
+        Store::Redis { cmd } => redis_cmd::run(cmd, shutdown).await?,
         Store::Combined { dir, regions } => combined(dir, regions, shutdown).await?,
         Store::Postgres {
             cmd:
@@ -179,13 +187,20 @@ async fn combined(
     let mut ledger = esdb.store();
     ledger.depends_on = vec!["orders".into()];
     topology.stores.push(ledger);
+    // Real Redis with one Sentinel per region; independent of orders.
+    let mut rspec = switchyard_lab::redis::RedisClusterSpec::new(regions.clone());
+    rspec.store = "sessions".into();
+    rspec.base_dir = Some(dir.clone());
+    let redis = switchyard_lab::redis::RedisCluster::start(rspec).await?;
+    topology.stores.push(redis.store().clone());
     let path = dir.join("topology.toml");
     std::fs::write(&path, topology.to_toml())?;
     println!(
         "{}",
-        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog", "profiles", "ledger"]})
+        serde_json::json!({"ready": true, "topology": path, "stores": ["orders", "catalog", "profiles", "ledger", "sessions"]})
     );
     shutdown.await?;
+    drop(redis);
     drop(esdb);
     drop(cosmos);
     drop(mongo);
@@ -476,6 +491,105 @@ mod esdb_cmd {
         let _ = control.await;
         drop(sim);
         eprintln!("switchyard-lab: eventstoredb simulator stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab redis up`.
+mod redis_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use switchyard_lab::redis::{RedisCluster, RedisClusterSpec};
+
+    #[derive(Subcommand)]
+    pub enum RedisCmd {
+        /// Start a master, replicas and Sentinels (one per region); write
+        /// DIR/FILE (a topology with this one store); run until
+        /// SIGTERM/ctrl-c. Reads fault commands from stdin: kill/restart MEMBER.
+        Up {
+            /// Directory for the topology file and the servers (`DIR/<store>/`).
+            #[arg(long)]
+            dir: PathBuf,
+            /// Comma-separated region names; the master starts in the first.
+            #[arg(long, value_delimiter = ',', default_value = "east,west,south")]
+            regions: Vec<String>,
+            /// Store name in the topology.
+            #[arg(long, default_value = "cache")]
+            store: String,
+            /// Data members per region.
+            #[arg(long, default_value_t = 1)]
+            members_per_region: usize,
+            /// Without Sentinels (Switchyard alone fails the store over).
+            #[arg(long)]
+            no_sentinels: bool,
+            /// File name inside DIR.
+            #[arg(long, default_value = "topology.toml")]
+            file: String,
+        },
+    }
+
+    pub async fn run(
+        cmd: RedisCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let RedisCmd::Up {
+            dir,
+            regions,
+            store,
+            members_per_region,
+            no_sentinels,
+            file,
+        } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let mut spec = RedisClusterSpec::new(regions);
+        spec.store = store;
+        spec.members_per_region = members_per_region;
+        spec.sentinels = !no_sentinels;
+        spec.base_dir = Some(dir.clone());
+        let cluster = std::sync::Arc::new(RedisCluster::start(spec).await?);
+        let path = dir.join(file);
+        cluster.write_topology(&path)?;
+        let members: Vec<_> = cluster
+            .nodes()
+            .iter()
+            .map(|n| {
+                serde_json::json!({"name": n.name, "region": n.region, "port": n.port,
+                    "sentinel": n.sentinel, "run_id": cluster.run_id(&n.name)})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"ready": true, "topology": path, "members": members})
+        );
+        let ctl = cluster.clone();
+        let control = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let r = match words.as_slice() {
+                    [] => continue,
+                    ["kill", m] => ctl.kill(m),
+                    ["restart", m] => ctl.restart(m).await,
+                    _ => Err(anyhow::anyhow!(
+                        "unknown command {line:?} (kill/restart MEMBER)"
+                    )),
+                };
+                match r {
+                    Ok(()) => println!("{}", serde_json::json!({"ok": true})),
+                    Err(e) => println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "error": e.to_string()})
+                    ),
+                }
+            }
+        });
+        shutdown.await?;
+        control.abort();
+        let _ = control.await;
+        drop(cluster);
+        eprintln!("switchyard-lab: redis cluster stopped");
         Ok(())
     }
 }
