@@ -474,7 +474,11 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             start(service, StartRequest::PlanFile(plan), yes, output).await
         }
         Command::Resume { id, output } => {
-            let done = service.resume(id, Render::sink(output)).await?.run().await?;
+            let done = service
+                .resume(id, Render::sink(output))
+                .await?
+                .run()
+                .await?;
             Ok(code_of(done.outcome))
         }
         Command::Abort { id, output } => abort(service, id, output).await,
@@ -493,11 +497,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
                 for d in &shown.damage {
                     println!("DAMAGED: {d}");
                 }
-                print!(
-                    "{}\n{}",
-                    timeline(&shown.records),
-                    shown.report.render()
-                );
+                print!("{}\n{}", timeline(&shown.records), shown.report.render());
             }
             Ok(exit::OK)
         }
@@ -558,10 +558,8 @@ async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({"topology": report.topology.name, "stores": v})
-            )
-            .unwrap_or_default()
+            serde_json::to_string_pretty(&json!({"topology": report.topology.name, "stores": v}))
+                .unwrap_or_default()
         );
     } else {
         for r in &report.topology.regions {
@@ -633,7 +631,10 @@ async fn abort(service: &Service, id: Option<String>, output: Output) -> Result<
     let done = service.abort(pending, Render::sink(Some(output))).await?;
     let id = &done.id;
     let abort_id = done.run.as_ref().map(|r| r.id.clone());
-    let code = done.run.as_ref().map_or(exit::FAILED, |r| code_of(r.outcome));
+    let code = done
+        .run
+        .as_ref()
+        .map_or(exit::FAILED, |r| code_of(r.outcome));
     let ok = done.ok();
     let verdicts = &done.verdicts;
     if json {

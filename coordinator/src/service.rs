@@ -547,12 +547,10 @@ impl Service {
         self.inner.refuse_unfinished()?;
         let controllers = self.controllers()?;
         let plan = match req {
-            StartRequest::Failover(p) => {
-                match self.inner.make_plan(&controllers, p, None).await? {
-                    Some(plan) => plan,
-                    None => return Ok(None),
-                }
-            }
+            StartRequest::Failover(p) => match self.inner.make_plan(&controllers, p, None).await? {
+                Some(plan) => plan,
+                None => return Ok(None),
+            },
             StartRequest::PlanFile(file) => {
                 let caps = capabilities(&controllers);
                 load_plan(file, &self.inner.topology, &caps).map_err(|e| {
@@ -756,7 +754,9 @@ impl Service {
         let out = inner
             .make_plan(&controllers, &req, Some(&states))
             .await?
-            .ok_or_else(|| ServiceError::usage(format!("every store is already primary in {to}")))?;
+            .ok_or_else(|| {
+                ServiceError::usage(format!("every store is already primary in {to}"))
+            })?;
         // A planned execution: refused, never warned about.
         inner.refuse_damaged(&out)?;
         Ok(PendingDrill {
@@ -1025,9 +1025,8 @@ impl Inner {
         }
         let plan = plan_failover(&self.topology, &caps, &opts)
             .map_err(|e| ServiceError::usage(format!("cannot plan: {e}")))?;
-        validate(&plan, &self.topology, &caps).map_err(|e| {
-            ServiceError::usage(format!("generated plan is invalid (a bug):\n{e}"))
-        })?;
+        validate(&plan, &self.topology, &caps)
+            .map_err(|e| ServiceError::usage(format!("generated plan is invalid (a bug):\n{e}")))?;
         Ok(Some(plan))
     }
 
@@ -1542,4 +1541,26 @@ pub fn summary_of(s: &ObservedState) -> String {
         s.members.len(),
         s.epoch.map_or(String::new(), |e| format!(", epoch {e}"))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server spawns must own everything it uses.
+    fn spawnable<T: Send + 'static>() {}
+
+    #[test]
+    fn executions_are_spawnable_and_the_service_is_shareable() {
+        spawnable::<Launched>();
+        spawnable::<Pending>();
+        spawnable::<PendingAbort>();
+        spawnable::<PendingDrill>();
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Service>();
+        // Compiles only if driving an execution is a `Send + 'static` future.
+        let _ = |l: Launched| tokio::spawn(l.run());
+        let _ =
+            |s: Service, p: Pending| tokio::spawn(async move { s.run(p, Arc::new(Discard)).await });
+    }
 }
