@@ -144,19 +144,22 @@ struct OpDone {
 }
 
 /// Drives one execution.
-pub struct Driver<'a> {
-    controllers: &'a BTreeMap<String, Arc<dyn Controller>>,
+///
+/// It owns what it runs (shared controllers, the lock guard, the reporter),
+/// so an execution can be spawned as a task of its own (the server does).
+pub struct Driver {
+    controllers: Arc<BTreeMap<String, Arc<dyn Controller>>>,
     journal: Box<dyn Journal>,
-    guard: &'a dyn LockGuard,
+    guard: Arc<dyn LockGuard>,
     ctx: OpContext,
-    reporter: &'a dyn Reporter,
+    reporter: Arc<dyn Reporter>,
     failpoint: Failpoint,
     retry: RetryPolicy,
     poll: PollPolicy,
     next_seq: u64,
 }
 
-impl std::fmt::Debug for Driver<'_> {
+impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("ctx", &self.ctx)
@@ -165,24 +168,25 @@ impl std::fmt::Debug for Driver<'_> {
     }
 }
 
-impl<'a> Driver<'a> {
+impl Driver {
     /// A driver appending to `journal` under `guard`'s epoch. `next_seq` is
     /// one more than the highest sequence number already journaled.
     pub fn new(
-        controllers: &'a BTreeMap<String, Arc<dyn Controller>>,
+        controllers: Arc<BTreeMap<String, Arc<dyn Controller>>>,
         journal: Box<dyn Journal>,
-        guard: &'a dyn LockGuard,
+        guard: Arc<dyn LockGuard>,
         execution_id: &str,
-        reporter: &'a dyn Reporter,
+        reporter: Arc<dyn Reporter>,
         next_seq: u64,
     ) -> Self {
+        let epoch = guard.epoch();
         Driver {
             controllers,
             journal,
             guard,
             ctx: OpContext {
                 execution_id: execution_id.to_string(),
-                epoch: guard.epoch(),
+                epoch,
             },
             reporter,
             failpoint: Failpoint::none(),
@@ -787,16 +791,23 @@ mod tests {
         let recs = records.lock().unwrap().clone();
         let mut ex = Executor::replay(&recs).unwrap();
         let next_seq = crate::journal::next_seq(&recs);
-        let guard = Guard(epoch);
+        let guard = Arc::new(Guard(epoch));
         let j = MemJournal {
             records: records.clone(),
             limit,
         };
-        let mut d =
-            Driver::new(ctrls, Box::new(j), &guard, "x", &Silent, next_seq).with_poll(PollPolicy {
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(5),
-            });
+        let mut d = Driver::new(
+            Arc::new(ctrls.clone()),
+            Box::new(j),
+            guard,
+            "x",
+            Arc::new(Silent),
+            next_seq,
+        )
+        .with_poll(PollPolicy {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        });
         d.run(&mut ex).await
     }
 

@@ -4,6 +4,8 @@
 //! that a crash resumes instead of restarting.
 //!
 //! Where to find each concept:
+//! - [`service`]: the application (plan, start, resume, abort, drill, state,
+//!   history); [`cli`] and the server are adapters over it.
 //! - [`plan`]: the plan model (stages, steps, checkpoints), TOML/JSON.
 //! - [`expectation`]: composable checkpoint expectations.
 //! - [`planner`]: topology → plan.
@@ -28,4 +30,5 @@ pub mod planner;
 pub mod progress;
 pub mod registry;
 pub mod report;
+pub mod service;
 pub mod validate;

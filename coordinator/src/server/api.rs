@@ -1,0 +1,815 @@
+//! The versioned JSON API under `/v1`, plus `/healthz`, `/readyz` and
+//! `/metrics`. Handlers are adapters over the [`Service`]: they check the
+//! caller's role, send mutating requests to the leader, and translate typed
+//! results into status codes. See docs/server.md.
+
+use super::auth::{Caller, Role, Tokens};
+use super::election::{Election, Node};
+use super::metrics::Metrics;
+use super::observer::{Observer, Snapshot};
+use super::problem::Problem;
+use crate::journal::ExecutionStatus;
+use crate::plan::Mode;
+use crate::service::{
+    Discard, ErrorKind, Outcome, PlanRequest, Service, ServiceEvent, StartRequest,
+};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, RwLock};
+use utoipa::{OpenApi, ToSchema};
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The application.
+    pub service: Service,
+    /// Accepted bearer tokens (replaced on SIGHUP).
+    pub tokens: RwLock<Arc<Tokens>>,
+    /// Last-known state of every store.
+    pub observer: Arc<Observer>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Who leads.
+    pub election: Arc<dyn Election>,
+    /// Serialises mutating requests, so a second start sees the first one's
+    /// execution id (and answers 409 naming it) rather than a half-started one.
+    pub gate: tokio::sync::Mutex<()>,
+    /// The execution this server is driving now.
+    pub running: Mutex<Option<String>>,
+    /// How executions this server drove ended (more precise than the
+    /// journal for a refused one, which the journal only shows as closed).
+    pub outcomes: Mutex<BTreeMap<String, Outcome>>,
+}
+
+impl AppState {
+    fn authorize(&self, headers: &HeaderMap, need: Role) -> Result<Caller, Problem> {
+        let Some(v) = headers.get(header::AUTHORIZATION) else {
+            return Err(Problem::unauthorized(
+                "no bearer token: send `Authorization: Bearer <token>` (`switchyard token create`)",
+            ));
+        };
+        let token = v
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| Problem::unauthorized("the Authorization header is not `Bearer <token>`"))?;
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let caller = tokens
+            .check(token)
+            .ok_or_else(|| Problem::unauthorized("unknown bearer token"))?;
+        if caller.role < need {
+            return Err(Problem::forbidden(format!(
+                "token {} has role {}; this needs {need}",
+                caller.token, caller.role
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// `Ok` on the leader; a follower answers 307 to the leader (same path),
+    /// or 503 while nobody leads.
+    fn leader_only(&self, uri: &Uri) -> Result<(), Response> {
+        if self.election.leads() {
+            return Ok(());
+        }
+        match self.election.leader() {
+            Some(l) => {
+                let target = format!(
+                    "{}{}",
+                    l.url.trim_end_matches('/'),
+                    uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+                );
+                Err((
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, target)],
+                    Json(json!({"leader": l})),
+                )
+                    .into_response())
+            }
+            None => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-leader",
+                format!("no server leads on {} right now; retry", self.election.describe()),
+            )
+            .into_response()),
+        }
+    }
+
+    fn running(&self) -> Option<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn busy(&self, id: &str) -> Problem {
+        let mut p = Problem::new(
+            StatusCode::CONFLICT,
+            "busy",
+            format!("execution {id} is running; one execution at a time"),
+        );
+        p.running_execution = Some(id.to_string());
+        p
+    }
+
+    /// A service error as a problem; a lock conflict names the running
+    /// execution when this server runs one.
+    fn problem(&self, e: crate::service::ServiceError) -> Problem {
+        let locked = e.kind == ErrorKind::Locked;
+        let mut p = Problem::from(e);
+        if locked {
+            if let Some(id) = self.running() {
+                p.detail = format!("execution {id} is running; {}", p.detail);
+                p.running_execution = Some(id);
+            }
+        }
+        p
+    }
+
+    /// Drive `launched` in a task of its own; `running` names it until it ends.
+    fn spawn(self: &Arc<Self>, launched: crate::service::Launched) -> String {
+        let id = launched.id().to_string();
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+        let state = self.clone();
+        tokio::spawn(async move {
+            let end = launched.run().await;
+            let mut running = state.running.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(f) = &end {
+                state
+                    .outcomes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(f.id.clone(), f.outcome);
+            }
+            if let Err(e) = end {
+                tracing::error!(error = %e, "execution ended with an error");
+            }
+            *running = None;
+        });
+        id
+    }
+
+    /// The pinned status of execution `id`, from what this server runs and
+    /// the journal.
+    fn status_of(&self, id: &str, journal: ExecutionStatus) -> &'static str {
+        if self.running().as_deref() == Some(id) {
+            return "running";
+        }
+        match self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            Some(Outcome::Succeeded) => return "succeeded",
+            Some(Outcome::Failed | Outcome::Refused) => return "failed",
+            Some(Outcome::Aborted) => return "aborted",
+            None => {}
+        }
+        match journal {
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Aborted | ExecutionStatus::Closed => "aborted",
+            // Unfinished and not running here: interrupted, resumable.
+            ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty => {
+                "failed"
+            }
+        }
+    }
+}
+
+type Shared = Arc<AppState>;
+
+fn reply(r: Result<Response, Problem>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `{"id": ...}`: an execution accepted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Execution id; `GET /v1/executions/{id}` follows it.
+    pub id: Option<String>,
+    /// Why nothing was started (every store is primary in the target already).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A failover to plan or start.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    /// Region every store should end up primary in.
+    pub to: Option<String>,
+    /// `planned` (default) or `forced` (the current primary region is gone).
+    pub mode: Option<String>,
+    /// With `forced`: promote even beyond the store's lag bound (needs the
+    /// approver role).
+    #[serde(default)]
+    pub accept_data_loss: bool,
+    /// Instead of `to`: a plan (TOML or JSON text) to validate and run.
+    pub plan: Option<String>,
+    /// How long each stage may take (ms).
+    pub stage_timeout_ms: Option<u64>,
+    /// How long a store may take to replay the fenced primary's final position (ms).
+    pub catch_up_timeout_ms: Option<u64>,
+}
+
+impl StartBody {
+    fn plan_request(&self) -> Result<PlanRequest, Problem> {
+        let bad = |m: String| Problem::new(StatusCode::BAD_REQUEST, "invalid", m);
+        let to = self
+            .to
+            .clone()
+            .ok_or_else(|| bad("`to`: the target region is required".into()))?;
+        let mode = match (self.mode.as_deref().unwrap_or("planned"), self.accept_data_loss) {
+            ("planned", false) => Mode::Planned,
+            ("planned", true) => {
+                return Err(bad(
+                    "`accept_data_loss` needs `\"mode\": \"forced\"` (as --accept-data-loss needs --forced)".into(),
+                ))
+            }
+            ("forced", false) => Mode::Forced,
+            ("forced", true) => Mode::ForcedAcceptDataLoss,
+            (other, _) => {
+                return Err(bad(format!(
+                    "`mode`: unknown `{other}`; expected `planned` or `forced`"
+                )))
+            }
+        };
+        let timeout = |v: Option<u64>, default: u64, field: &str| match v {
+            None => Ok(default),
+            Some(v) if (1..=crate::plan::MAX_TIMEOUT_MS).contains(&v) => Ok(v),
+            Some(v) => Err(bad(format!(
+                "`{field}`: {v} is outside 1..={}",
+                crate::plan::MAX_TIMEOUT_MS
+            ))),
+        };
+        Ok(PlanRequest {
+            to,
+            mode,
+            stage_timeout_ms: timeout(
+                self.stage_timeout_ms,
+                crate::plan::DEFAULT_STAGE_TIMEOUT_MS,
+                "stage_timeout_ms",
+            )?,
+            catch_up_timeout_ms: timeout(self.catch_up_timeout_ms, 60_000, "catch_up_timeout_ms")?,
+        })
+    }
+}
+
+/// One execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionView {
+    /// Execution id.
+    pub id: String,
+    /// `pending_approval`, `running`, `succeeded`, `failed` or `aborted`.
+    pub status: String,
+    /// `failover`, `run`, `abort`, `drill-out`, `drill-back`.
+    pub kind: String,
+    /// Plan title.
+    pub plan: String,
+    /// When it started (ms since the Unix epoch).
+    pub started_at_ms: u64,
+    /// Status as the journal has it (`unfinished`, `failed`, `succeeded`,
+    /// `aborted`, `closed`, `empty`; `damaged` for a damaged journal).
+    pub journal_status: String,
+    /// Can be resumed (unfinished, whole journal, not superseded, not running).
+    pub resumable: bool,
+    /// The report from the journal (single-execution view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
+}
+
+/// `GET /v1/leader`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaderView {
+    /// Base URL of the leader.
+    pub url: String,
+    /// Its node name.
+    pub node: String,
+    /// This server leads.
+    pub this_server: bool,
+}
+
+/// A plan preview.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanView {
+    /// The plan (absent when there is nothing to do).
+    #[schema(value_type = Option<Object>)]
+    pub plan: Option<serde_json::Value>,
+    /// The plan rendered for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Why there is no plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The API's OpenAPI 3.1 document, generated from the handlers below.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
+    paths(healthz, readyz, metrics, leader, topology, state, preview, start, list, get_one, events, resume, abort),
+    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node)),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/leader", get(leader))
+        .route("/v1/topology", get(topology))
+        .route("/v1/state", get(state))
+        .route("/v1/plans", post(preview))
+        .route("/v1/executions", post(start).get(list))
+        .route("/v1/executions/{id}", get(get_one))
+        .route("/v1/executions/{id}/events", get(events))
+        .route("/v1/executions/{id}/resume", post(resume))
+        .route("/v1/executions/{id}/abort", post(abort))
+        .fallback(|uri: Uri| async move {
+            Problem::not_found(format!("no route {}", uri.path())).into_response()
+        })
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Readiness: this process has observed every store once, and a leader is known.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready"),
+    (status = 503, description = "not ready", body = Problem, content_type = "application/problem+json")))]
+async fn readyz(State(s): State<Shared>) -> Response {
+    let observed = s.observer.live();
+    let leader = s.election.leader();
+    if observed && leader.is_some() {
+        Json(json!({"status": "ready", "leader": leader, "this_server_leads": s.election.leads()}))
+            .into_response()
+    } else {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            if observed {
+                format!("no leader on {}", s.election.describe())
+            } else {
+                "the observer has not completed a round of observations yet".to_string()
+            },
+        )
+        .into_response()
+    }
+}
+
+/// Prometheus metrics (viewer).
+#[utoipa::path(get, path = "/metrics", security(("bearer" = [])), responses(
+    (status = 200, description = "text exposition format", content_type = "text/plain"),
+    (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    reply((|| {
+        s.authorize(&headers, Role::Viewer)?;
+        s.metrics.leader(s.election.leads());
+        let stores: Vec<String> = s
+            .service
+            .topology()
+            .stores
+            .iter()
+            .map(|st| st.name.clone())
+            .collect();
+        Ok((
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            s.metrics.render(&stores),
+        )
+            .into_response())
+    })())
+}
+
+/// The leader's URL (every server answers).
+#[utoipa::path(get, path = "/v1/leader", security(("bearer" = [])), responses(
+    (status = 200, body = LeaderView),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn leader(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    reply((|| {
+        s.authorize(&headers, Role::Viewer)?;
+        let l = s.election.leader().ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-leader",
+                format!("no server leads on {}", s.election.describe()),
+            )
+        })?;
+        Ok(Json(LeaderView {
+            url: l.url,
+            node: l.name,
+            this_server: s.election.leads(),
+        })
+        .into_response())
+    })())
+}
+
+/// The topology the server runs with.
+#[utoipa::path(get, path = "/v1/topology", security(("bearer" = [])), responses(
+    (status = 200, description = "the topology", body = Object),
+    (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn topology(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    reply((|| {
+        s.authorize(&headers, Role::Viewer)?;
+        Ok(Json(&*s.service.topology()).into_response())
+    })())
+}
+
+/// Every store's last-known state, from the background observer.
+#[utoipa::path(get, path = "/v1/state", security(("bearer" = [])), responses(
+    (status = 200, body = Snapshot),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn state(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    reply((|| {
+        s.authorize(&headers, Role::Viewer)?;
+        let snap = s.observer.latest().ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-observed",
+                "no store has been observed yet",
+            )
+        })?;
+        let age = crate::journal::now_ms().saturating_sub(snap.observed_at_ms);
+        let mut v = serde_json::to_value(&snap).unwrap_or_default();
+        v["age_ms"] = json!(age);
+        Ok(Json(v).into_response())
+    })())
+}
+
+/// Preview the plan a failover would run (nothing is touched).
+#[utoipa::path(post, path = "/v1/plans", security(("bearer" = [])), request_body = StartBody, responses(
+    (status = 200, body = PlanView),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let r = async {
+        s.authorize(&headers, Role::Viewer)?;
+        let body = parse_body(&body)?;
+        let req = body.plan_request()?;
+        Ok(match s.service.plan(&req).await.map_err(|e| s.problem(e))? {
+            Some(plan) => Json(PlanView {
+                plan: serde_json::from_str(&plan.to_json()).ok(),
+                text: Some(plan.render()),
+                detail: None,
+            })
+            .into_response(),
+            None => Json(PlanView {
+                plan: None,
+                text: None,
+                detail: Some(format!(
+                    "every store is already primary in {}; nothing to do",
+                    req.to
+                )),
+            })
+            .into_response(),
+        })
+    };
+    reply(r.await)
+}
+
+fn parse_body(body: &[u8]) -> Result<StartBody, Problem> {
+    serde_json::from_slice(body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+fn accepted(id: String) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/executions/{id}"))],
+        Json(Accepted {
+            id: Some(id),
+            detail: None,
+        }),
+    )
+        .into_response()
+}
+
+/// Start an execution: `{"to": "west"}` (with `"mode": "forced"`,
+/// `"accept_data_loss": true` as in the CLI), or `{"plan": "<TOML>"}`.
+#[utoipa::path(post, path = "/v1/executions", security(("bearer" = [])), request_body = StartBody, responses(
+    (status = 202, body = Accepted, description = "started; Location names it"),
+    (status = 200, body = Accepted, description = "nothing to do (no id)"),
+    (status = 307, description = "this server does not lead; Location is the leader's"),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "an execution runs (named) or is unfinished")))]
+async fn start(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let caller = match s.authorize(&headers, Role::Operator) {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    if body.accept_data_loss && caller.role < Role::Approver {
+        return Problem::forbidden(format!(
+            "token {} has role {}; accepting data loss needs approver",
+            caller.token, caller.role
+        ))
+        .into_response();
+    }
+    if let Err(r) = s.leader_only(&uri) {
+        return r;
+    }
+    let req = match (&body.plan, &body.to) {
+        (Some(text), None) => StartRequest::PlanText {
+            source: "request body `plan`".into(),
+            text: text.clone(),
+        },
+        (None, _) => match body.plan_request() {
+            Ok(p) => StartRequest::Failover(p),
+            Err(p) => return p.into_response(),
+        },
+        (Some(_), Some(_)) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "give either `to` or `plan`, not both",
+            )
+            .into_response()
+        }
+    };
+    let _gate = s.gate.lock().await;
+    if let Some(id) = s.running() {
+        return s.busy(&id).into_response();
+    }
+    tracing::info!(token = %caller.token, "start requested");
+    match s.service.prepare(&req).await {
+        Ok(None) => Json(Accepted {
+            id: None,
+            detail: Some(match &req {
+                StartRequest::Failover(p) => {
+                    format!("every store is already primary in {}; nothing to do", p.to)
+                }
+                _ => "nothing to do".into(),
+            }),
+        })
+        .into_response(),
+        Ok(Some(pending)) => match s.service.launch(pending, Arc::new(Discard)) {
+            Ok(launched) => accepted(s.spawn(launched)),
+            Err(e) => s.problem(e).into_response(),
+        },
+        Err(e) => s.problem(e).into_response(),
+    }
+}
+
+fn view(s: &AppState, e: &crate::journal::LedgerEntry) -> ExecutionView {
+    let status = s.status_of(&e.summary.id, e.summary.status);
+    ExecutionView {
+        id: e.summary.id.clone(),
+        status: status.to_string(),
+        kind: e.summary.kind.clone(),
+        plan: e.summary.plan.clone(),
+        started_at_ms: e.summary.started_at_ms,
+        journal_status: if e.is_damaged() {
+            "damaged".into()
+        } else {
+            e.summary.status.to_string()
+        },
+        resumable: status != "running"
+            && e.is_open()
+            && e.superseded_by.is_none()
+            && !e.is_damaged(),
+        report: None,
+    }
+}
+
+/// Every execution, oldest first.
+#[utoipa::path(get, path = "/v1/executions", security(("bearer" = [])), responses(
+    (status = 200, body = Vec<ExecutionView>),
+    (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn list(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    reply((|| {
+        s.authorize(&headers, Role::Viewer)?;
+        let rows = s.service.executions().map_err(|e| s.problem(e))?;
+        let v: Vec<ExecutionView> = rows.iter().map(|e| view(&s, e)).collect();
+        Ok(Json(v).into_response())
+    })())
+}
+
+fn find(s: &AppState, id: &str) -> Result<crate::journal::LedgerEntry, Problem> {
+    s.service
+        .executions()
+        .map_err(|e| s.problem(e))?
+        .into_iter()
+        .find(|e| e.summary.id == id)
+        .ok_or_else(|| Problem::not_found(format!("no execution `{id}`")))
+}
+
+/// One execution: `{"id", "status", ...}` with its report.
+#[utoipa::path(get, path = "/v1/executions/{id}", security(("bearer" = [])),
+    params(("id" = String, Path, description = "execution id")), responses(
+    (status = 200, body = ExecutionView),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_one(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    reply((|| {
+        s.authorize(&headers, Role::Viewer)?;
+        let e = find(&s, &id)?;
+        let mut v = view(&s, &e);
+        v.report = s
+            .service
+            .show(&id)
+            .ok()
+            .and_then(|sh| serde_json::to_value(&sh.report).ok());
+        Ok(Json(v).into_response())
+    })())
+}
+
+/// Live events of an execution as Server-Sent Events: `status` first, then
+/// every progress event (named by its `event` field) and the final `report`.
+#[utoipa::path(get, path = "/v1/executions/{id}/events", security(("bearer" = [])),
+    params(("id" = String, Path, description = "execution id")), responses(
+    (status = 200, description = "text/event-stream", content_type = "text/event-stream"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn events(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(p) = s.authorize(&headers, Role::Viewer) {
+        return p.into_response();
+    }
+    // Subscribe before looking: nothing that happens in between is missed.
+    let rx = s.service.subscribe();
+    let e = match find(&s, &id) {
+        Ok(e) => e,
+        Err(p) => return p.into_response(),
+    };
+    let first = view(&s, &e);
+    let live = first.status == "running";
+    let first_ev = Event::default()
+        .event("status")
+        .json_data(json!({"id": first.id, "status": first.status}))
+        .unwrap_or_default();
+    let stream = futures::stream::unfold(
+        (Some(first_ev), rx, live, id),
+        |(first, mut rx, live, id)| async move {
+            if let Some(ev) = first {
+                return Some((Ok::<_, Infallible>(ev), (None, rx, live, id)));
+            }
+            if !live {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(p) if p.execution_id == id => {
+                        let (name, data, last) = match &p.event {
+                            ServiceEvent::Progress(ev) => {
+                                let v = serde_json::to_value(ev).unwrap_or_default();
+                                let name = v["event"].as_str().unwrap_or("progress").to_string();
+                                (name, v, false)
+                            }
+                            ServiceEvent::Report { report, .. } => {
+                                ("report".to_string(), json!({"report": report}), true)
+                            }
+                        };
+                        let ev = Event::default().event(name).json_data(data).unwrap_or_default();
+                        return Some((Ok(ev), (None, rx, !last, id)));
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let ev = Event::default()
+                            .event("lagged")
+                            .data(format!("{n} events were dropped; GET the execution for its state"));
+                        return Some((Ok(ev), (None, rx, live, id)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// Resume an interrupted or failed execution from its journal.
+#[utoipa::path(post, path = "/v1/executions/{id}/resume", security(("bearer" = [])),
+    params(("id" = String, Path, description = "execution id")), responses(
+    (status = 202, body = Accepted),
+    (status = 307, description = "this server does not lead"),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn resume(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(p) = s.authorize(&headers, Role::Operator) {
+        return p.into_response();
+    }
+    if let Err(r) = s.leader_only(&uri) {
+        return r;
+    }
+    let _gate = s.gate.lock().await;
+    if let Some(running) = s.running() {
+        return s.busy(&running).into_response();
+    }
+    match s.service.resume(Some(id), Arc::new(Discard)).await {
+        Ok(launched) => accepted(s.spawn(launched)),
+        Err(e) => s.problem(e).into_response(),
+    }
+}
+
+/// Abort an execution: planned from its journal and what the stores show
+/// now, run as an execution of its own. Answers once the abort is decided.
+#[utoipa::path(post, path = "/v1/executions/{id}/abort", security(("bearer" = [])),
+    params(("id" = String, Path, description = "execution id")), responses(
+    (status = 202, body = Accepted, description = "the abort runs; the id is the aborted execution's"),
+    (status = 307, description = "this server does not lead"),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn abort(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(p) = s.authorize(&headers, Role::Operator) {
+        return p.into_response();
+    }
+    if let Err(r) = s.leader_only(&uri) {
+        return r;
+    }
+    let _gate = s.gate.lock().await;
+    if let Some(running) = s.running() {
+        return s.busy(&running).into_response();
+    }
+    let pending = match s.service.prepare_abort(Some(id.clone())).await {
+        Ok(p) => p,
+        Err(e) => return s.problem(e).into_response(),
+    };
+    *s.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+    let state = s.clone();
+    tokio::spawn(async move {
+        let r = state.service.abort(pending, Arc::new(Discard)).await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "abort ended with an error");
+        }
+        if let Ok(a) = &r {
+            if let Some(run) = &a.run {
+                state
+                    .outcomes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(run.id.clone(), run.outcome);
+            }
+        }
+        *state.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    });
+    accepted(id)
+}

@@ -1,0 +1,219 @@
+//! `switchyard serve`: the HTTP API over the application service.
+//!
+//! Where to find each concept:
+//! - [`api`]: routes and handlers (`/v1`, `/healthz`, `/readyz`, `/metrics`)
+//!   and the OpenAPI document generated from them.
+//! - [`auth`]: bearer tokens with roles, stored hashed.
+//! - [`election`]: who leads (the seam a coordination backend slots into).
+//! - [`observer`]: the background refresh of every store, persisted.
+//! - [`metrics`]: the Prometheus exposition.
+//! - [`problem`]: RFC 9457 errors.
+//!
+//! See docs/server.md.
+
+pub mod api;
+pub mod auth;
+pub mod election;
+pub mod metrics;
+pub mod observer;
+pub mod problem;
+
+use crate::service::Service;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How `serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// `--backend`.
+    pub backend: String,
+    /// `--node`: this server's name.
+    pub node: String,
+    /// `--tokens-file`.
+    pub tokens_file: PathBuf,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// URL other servers and clients reach this one at (default: from the
+    /// bound address).
+    pub advertise: Option<String>,
+    /// How often the observer refreshes every store.
+    pub observe_interval: Duration,
+}
+
+/// Refuse a backend this build cannot use, naming what it can.
+pub fn check_backend(spec: &str) -> Result<(), String> {
+    if spec == "file" {
+        return Ok(());
+    }
+    if spec.starts_with("etcd://") || spec.starts_with("consul://") {
+        return Err(format!(
+            "--backend {spec}: this build runs on the embedded `file` backend only; the etcd and \
+             Consul backends are not wired into `serve` yet (docs/server.md)"
+        ));
+    }
+    Err(format!(
+        "--backend {spec}: expected `file`, `etcd://HOST:PORT[,HOST:PORT…]` or `consul://HOST:PORT`"
+    ))
+}
+
+fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("--tls-cert {}: no certificate in it", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let mut cfg =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Reload the tokens file and the topology (SIGHUP). Each is validated
+/// first: a bad file keeps the old one, and the log says why.
+fn reload(state: &api::AppState, tokens_file: &std::path::Path) {
+    match auth::Tokens::load(tokens_file) {
+        Ok(t) => {
+            tracing::info!(tokens = t.len(), "reload: tokens file");
+            *state.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload: tokens file rejected, keeping the old one");
+            eprintln!("switchyard serve: reload: {e}; keeping the old tokens");
+        }
+    }
+    match state.service.reload_topology() {
+        Ok(true) => {
+            tracing::info!("reload: topology");
+            eprintln!("switchyard serve: reload: topology reloaded");
+        }
+        Ok(false) => eprintln!("switchyard serve: reload: topology unchanged"),
+        Err(e) => {
+            tracing::error!(error = %e, "reload: topology rejected, keeping the old one");
+            eprintln!("switchyard serve: reload: {e}; keeping the old topology");
+        }
+    }
+}
+
+/// Run the server until the process is stopped.
+pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
+    check_backend(&opts.backend)?;
+    let tokens = auth::Tokens::load(&opts.tokens_file)?;
+    if tokens.is_empty() {
+        tracing::warn!(file = %opts.tokens_file.display(), "no tokens: every request will be refused");
+    }
+    let tls = match &opts.tls {
+        Some((c, k)) => Some(tokio_rustls::TlsAcceptor::from(tls_config(c, k)?)),
+        None => None,
+    };
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|e| format!("--listen {}: {e}", opts.listen))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let url = opts.advertise.clone().unwrap_or_else(|| {
+        format!("{}://{addr}", if tls.is_some() { "https" } else { "http" })
+    });
+    let election = election::FileElection::start(
+        service.state_dir(),
+        election::Node {
+            name: opts.node.clone(),
+            url: url.clone(),
+        },
+    )
+    .map_err(|e| format!("{}: {e}", service.state_dir().display()))?;
+    let observer = Arc::new(observer::Observer::new(service.state_dir()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    let state = Arc::new(api::AppState {
+        service: service.clone(),
+        tokens: RwLock::new(Arc::new(tokens)),
+        observer: observer.clone(),
+        metrics: metrics.clone(),
+        election: election.clone(),
+        gate: tokio::sync::Mutex::new(()),
+        running: Mutex::new(None),
+        outcomes: Mutex::new(Default::default()),
+    });
+    tokio::spawn(observer.run(service.clone(), metrics.clone(), opts.observe_interval));
+    {
+        let mut rx = service.subscribe();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(p) => metrics.event(&p),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    {
+        let state = state.clone();
+        let tokens_file = opts.tokens_file.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("SIGHUP handler: {e}"))?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                reload(&state, &tokens_file);
+            }
+        });
+    }
+    // One line for whoever started us (tests, supervisors): where we are.
+    println!(
+        "{}",
+        serde_json::json!({"listening": addr.to_string(), "url": url, "node": opts.node,
+                           "leader": election::Election::leads(&*election),
+                           "backend": opts.backend})
+    );
+    let app = api::router(state);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let r = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(s) => builder
+                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(s), svc)
+                        .await,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake");
+                        return;
+                    }
+                },
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await
+                }
+            };
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection");
+            }
+        });
+    }
+}

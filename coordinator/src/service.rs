@@ -1,0 +1,1566 @@
+//! The application service: everything Switchyard does — plan, start,
+//! resume, abort, drill, state, history — with typed results and a stream of
+//! progress events. The CLI (`cli.rs`) and the server are adapters over it:
+//! they parse, ask, render; the service decides and runs.
+//!
+//! A [`Service`] owns what it runs (the topology, shared controllers, the
+//! journal store and the lock), so an execution can be spawned as a task of
+//! its own: the two-step calls (`prepare_*` then `run`/`launch`) keep the lock
+//! held in between, which is where the CLI asks for confirmation and the
+//! server answers `202`.
+
+use crate::driver::{Driver, DriverError, RunEnd};
+use crate::executor::Executor;
+use crate::failpoint::Failpoint;
+use crate::journal::{
+    format_ms, ledger, now_ms, plan_stores, summarize, ExecutionStatus, FileJournalStore,
+    JournalError, JournalStore, LedgerEntry, Record, StoreStatus,
+};
+use crate::lock::{FileLock, Lock, LockError, LockGuard};
+use crate::plan::{Mode, Plan};
+use crate::planner::{plan_failover, PlanOptions};
+use crate::progress::{ProgressEvent, Reporter};
+use crate::registry::{capabilities, controllers_in};
+use crate::report::ExecutionReport;
+use crate::validate::{load_plan, validate};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_controller::{Controller, ObservedState, Role};
+use switchyard_topology::Topology;
+use tokio::sync::broadcast;
+
+/// Every store's controller, by store name, shared by whoever runs.
+pub type Controllers = BTreeMap<String, Arc<dyn Controller>>;
+
+/// Every store's observation (or why it failed), by store name.
+pub type Observations = Vec<(String, Result<ObservedState, String>)>;
+
+/// What kind of failure a service call ended in; adapters map it to an exit
+/// code or a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad input or configuration (unknown region, bad plan, unknown id,
+    /// an execution that cannot be resumed).
+    Usage,
+    /// Another execution holds the lock, or an unfinished one must be
+    /// resumed or aborted first.
+    Locked,
+    /// A precondition on the stores refused (e.g. a drill over stores that
+    /// are not all primary in one region).
+    Refused,
+    /// Something was run and did not end where it should (drill verification).
+    Failed,
+}
+
+/// A service call that did not happen, or did not end well, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// For people: what happened and what to do.
+    pub message: String,
+}
+
+impl ServiceError {
+    /// A usage or configuration error.
+    pub fn usage(m: impl Into<String>) -> Self {
+        ServiceError {
+            kind: ErrorKind::Usage,
+            message: m.into(),
+        }
+    }
+    fn new(kind: ErrorKind, m: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
+            message: m.into(),
+        }
+    }
+}
+
+fn usage(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::usage(e.to_string())
+}
+
+/// What the service reports while it runs, in order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ServiceEvent {
+    /// Progress of a running execution.
+    Progress(ProgressEvent),
+    /// An execution ended (for this process): its report from the journal.
+    Report {
+        /// The report.
+        report: ExecutionReport,
+        /// Why it did not succeed, with what to do next.
+        #[serde(skip)]
+        reason: Option<String>,
+    },
+}
+
+/// Receives a [`ServiceEvent`] stream (the CLI renders it, the server
+/// forwards it as Server-Sent Events).
+pub trait EventSink: Send + Sync {
+    /// Called for every event, in order, before the service goes on.
+    fn send(&self, ev: &ServiceEvent);
+}
+
+/// Discards events.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn send(&self, _: &ServiceEvent) {}
+}
+
+/// How an execution ended for this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every stage passed.
+    Succeeded,
+    /// A step or checkpoint failed, or the driver stopped; resumable.
+    Failed,
+    /// A readiness check refused (lag beyond the bound, no candidate).
+    Refused,
+    /// Aborted.
+    Aborted,
+}
+
+/// An execution this process ran (or continued) to its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finished {
+    /// Execution id.
+    pub id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why, when it did not succeed.
+    pub reason: Option<String>,
+    /// The report from its journal.
+    pub report: ExecutionReport,
+}
+
+/// A failover to plan: target region, mode and plan timeouts.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// Region every store should end up primary in.
+    pub to: String,
+    /// Planned, forced, or forced accepting data loss.
+    pub mode: Mode,
+    /// How long each stage's operations and checkpoint may take.
+    pub stage_timeout_ms: u64,
+    /// How long a store may take to replay the fenced primary's final position.
+    pub catch_up_timeout_ms: u64,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub enum StartRequest {
+    /// A generated failover plan (`switchyard failover`).
+    Failover(PlanRequest),
+    /// A plan file, validated against the topology (`switchyard run`).
+    PlanFile(PathBuf),
+}
+
+/// A validated plan, with the lock held, waiting for approval
+/// ([`Service::launch`] or [`Service::run`] starts it; dropping it releases
+/// the lock and nothing was done).
+pub struct Pending {
+    guard: Arc<dyn LockGuard>,
+    controllers: Arc<Controllers>,
+    plan: Plan,
+    kind: &'static str,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("kind", &self.kind)
+            .field("plan", &self.plan.name)
+            .field("epoch", &self.guard.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// The plan to be run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    /// The fencing epoch it will run with.
+    pub fn epoch(&self) -> u64 {
+        self.guard.epoch()
+    }
+    /// What the operator should know before approving (a damaged execution
+    /// a forced failover goes ahead over).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// An execution whose start (or resume) is journaled, ready to drive:
+/// [`Launched::run`] drives it to its end. Owns everything it uses, so it
+/// can be spawned.
+pub struct Launched {
+    id: String,
+    driver: Driver,
+    executor: Executor,
+    service: Arc<Inner>,
+    sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for Launched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launched")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Launched {
+    /// The execution id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Drive the execution until it succeeds, fails or is aborted, then
+    /// journal its end and report it.
+    pub async fn run(self) -> Result<Finished, ServiceError> {
+        let Launched {
+            id,
+            mut driver,
+            mut executor,
+            service,
+            sink,
+        } = self;
+        let end = driver.run(&mut executor).await;
+        drop(driver);
+        service.finish(&id, end, sink.as_ref())
+    }
+}
+
+/// An abort decided from the journal and the stores, with the lock held.
+pub struct PendingAbort {
+    guard: Arc<dyn LockGuard>,
+    controllers: Arc<Controllers>,
+    /// The execution being aborted.
+    pub id: String,
+    /// What to run, and every store's decision.
+    pub planned: crate::abort::AbortPlan,
+}
+
+impl std::fmt::Debug for PendingAbort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAbort")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an abort ended, judged by the stores observed after it.
+#[derive(Debug, Clone)]
+pub struct Aborted {
+    /// The execution aborted.
+    pub id: String,
+    /// The abort execution, when one ran (none when every store is stuck).
+    pub run: Option<Finished>,
+    /// Per store: its one writable primary, or what is wrong and the fix.
+    pub verdicts: Vec<crate::abort::Verdict>,
+    /// What every store showed after the abort.
+    pub after: Observations,
+}
+
+impl Aborted {
+    /// Every store has exactly one writable primary and the abort execution
+    /// (if one ran) succeeded.
+    pub fn ok(&self) -> bool {
+        self.run
+            .as_ref()
+            .is_some_and(|r| r.outcome == Outcome::Succeeded)
+            && self.verdicts.iter().all(|v| v.unresolved.is_none())
+    }
+
+    /// The summary of `store` as observed after the abort.
+    pub fn summary(&self, store: &str) -> String {
+        match self.after.iter().find(|(n, _)| n == store) {
+            Some((_, Ok(s))) => summary_of(s),
+            Some((_, Err(e))) => format!("cannot observe: {e}"),
+            None => "not observed".to_string(),
+        }
+    }
+}
+
+/// A drill planned: where the stores are now, the plan out, the lock held.
+pub struct PendingDrill {
+    guard: Arc<dyn LockGuard>,
+    controllers: Arc<Controllers>,
+    /// Region every store is primary in now (and comes back to).
+    pub origin: String,
+    /// Region to move to.
+    pub to: String,
+    /// The plan out.
+    pub out: Plan,
+    stage_timeout_ms: u64,
+    catch_up_timeout_ms: u64,
+    observe_time: Duration,
+}
+
+impl std::fmt::Debug for PendingDrill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingDrill")
+            .field("origin", &self.origin)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a drill ended.
+#[derive(Debug, Clone)]
+pub enum Drilled {
+    /// The way out did not succeed; nothing came back.
+    Stopped(Finished),
+    /// Out, verified, and back (the way back may have failed).
+    Completed {
+        /// Where the stores started and ended.
+        origin: String,
+        /// Where they went.
+        to: String,
+        /// Time spent observing outside the executions.
+        observe_ms: u64,
+        /// Reports of the way out and the way back.
+        reports: Vec<ExecutionReport>,
+        /// The way back.
+        back: Finished,
+    },
+}
+
+/// What `state` saw.
+#[derive(Debug, Clone)]
+pub struct StateReport {
+    /// The topology observed.
+    pub topology: Arc<Topology>,
+    /// Per store, in topology order.
+    pub stores: Observations,
+}
+
+impl StateReport {
+    /// Some store could not be observed.
+    pub fn unobservable(&self) -> bool {
+        self.stores.iter().any(|(_, s)| s.is_err())
+    }
+    /// Some store has more than one writable primary.
+    pub fn split_brain(&self) -> bool {
+        self.stores
+            .iter()
+            .any(|(_, s)| s.as_ref().is_ok_and(|s| s.primaries().count() > 1))
+    }
+}
+
+/// One execution's journal as far as it can be read.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    /// Execution id.
+    pub id: String,
+    /// Records read.
+    pub records: Vec<Record>,
+    /// Where the journal is damaged.
+    pub damage: Vec<crate::journal::Damage>,
+    /// The report built from the records.
+    pub report: ExecutionReport,
+}
+
+/// An execution closed by the operator.
+#[derive(Debug, Clone)]
+pub struct ClosedExecution {
+    /// Execution id.
+    pub id: String,
+    /// The reason journaled.
+    pub reason: String,
+    /// The damage it had.
+    pub damage: Vec<String>,
+}
+
+/// How long an abort keeps observing a store whose state may still be
+/// changing on its own (a promotion in flight, an election) before deciding.
+const ABORT_SETTLE: Duration = Duration::from_secs(10);
+
+struct Inner {
+    topology_file: PathBuf,
+    topology: Arc<Topology>,
+    state_dir: PathBuf,
+    /// Built on first use (a command that lists executions builds none);
+    /// shut down by [`Service::shutdown`].
+    controllers: Mutex<Option<Arc<Controllers>>>,
+    events: broadcast::Sender<ServiceEvent>,
+}
+
+/// The application service; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("topology_file", &self.inner.topology_file)
+            .field("state_dir", &self.inner.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every event goes to the caller's sink and to the service's subscribers.
+struct Tee {
+    sink: Arc<dyn EventSink>,
+    events: broadcast::Sender<ServiceEvent>,
+}
+
+impl EventSink for Tee {
+    fn send(&self, ev: &ServiceEvent) {
+        self.sink.send(ev);
+        // No subscriber is not an error.
+        let _ = self.events.send(ev.clone());
+    }
+}
+
+impl Reporter for Tee {
+    fn event(&self, ev: &ProgressEvent) {
+        self.send(&ServiceEvent::Progress(ev.clone()));
+    }
+}
+
+impl Service {
+    /// A service over the topology in `topology_file`, keeping journals, the
+    /// lock and the epoch in `state_dir` (default: `.switchyard` next to the
+    /// topology file).
+    pub fn load(topology_file: &Path, state_dir: Option<&Path>) -> Result<Self, ServiceError> {
+        let topology = switchyard_topology::parse_file(topology_file).map_err(usage)?;
+        let state_dir = state_dir.map(Path::to_path_buf).unwrap_or_else(|| {
+            topology_file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(".switchyard")
+        });
+        Ok(Self::new(topology_file.to_path_buf(), topology, state_dir))
+    }
+
+    /// A service over an already parsed topology.
+    pub fn new(topology_file: PathBuf, topology: Topology, state_dir: PathBuf) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Service {
+            inner: Arc::new(Inner {
+                topology_file,
+                topology: Arc::new(topology),
+                state_dir,
+                controllers: Mutex::new(None),
+                events,
+            }),
+        }
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.inner.topology.clone()
+    }
+
+    /// The topology file.
+    pub fn topology_file(&self) -> &Path {
+        &self.inner.topology_file
+    }
+
+    /// The state directory (journals, lock, epoch).
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.state_dir
+    }
+
+    /// Every event of every execution this service runs, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServiceEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Shut every controller built down (see [`Controller::shutdown`]).
+    pub async fn shutdown(&self) {
+        let built = match self.inner.controllers.lock() {
+            Ok(mut c) => c.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(all) = built {
+            futures::future::join_all(all.values().map(|c| c.shutdown())).await;
+        }
+    }
+
+    /// The controllers, built on first use.
+    pub fn controllers(&self) -> Result<Arc<Controllers>, ServiceError> {
+        self.inner.controllers()
+    }
+
+    /// Refuses a target region the topology does not declare, before any
+    /// controller is built or any store contacted.
+    pub fn target_region(&self, name: &str) -> Result<(), ServiceError> {
+        let topology = &self.inner.topology;
+        if topology.region(name).is_some() {
+            return Ok(());
+        }
+        let known: Vec<&str> = topology.regions.iter().map(|r| r.name.as_str()).collect();
+        Err(ServiceError::usage(format!(
+            "{}: --to: unknown region `{name}`; the topology declares: {}",
+            self.inner.topology_file.display(),
+            known.join(", ")
+        )))
+    }
+
+    /// Observe every store (read-only).
+    pub async fn state(&self) -> Result<StateReport, ServiceError> {
+        let controllers = self.controllers()?;
+        Ok(StateReport {
+            topology: self.topology(),
+            stores: observe_all(&controllers).await,
+        })
+    }
+
+    /// A dry run: the plan a failover would run, `None` when every store is
+    /// primary in the target already.
+    pub async fn plan(&self, req: &PlanRequest) -> Result<Option<Plan>, ServiceError> {
+        self.target_region(&req.to)?;
+        let controllers = self.controllers()?;
+        self.inner.make_plan(&controllers, req, None).await
+    }
+
+    /// Take the lock and plan what `req` asks, refusing while an unfinished
+    /// execution exists or a damaged one touched the same stores. `None`:
+    /// nothing to do (every store is primary in the target already).
+    pub async fn prepare(&self, req: &StartRequest) -> Result<Option<Pending>, ServiceError> {
+        let (what, kind) = match req {
+            StartRequest::Failover(p) => {
+                self.target_region(&p.to)?;
+                ("failover", "failover")
+            }
+            StartRequest::PlanFile(_) => ("run", "run"),
+        };
+        let guard = self.inner.lock(what)?;
+        self.inner.refuse_unfinished()?;
+        let controllers = self.controllers()?;
+        let plan = match req {
+            StartRequest::Failover(p) => match self.inner.make_plan(&controllers, p, None).await? {
+                Some(plan) => plan,
+                None => return Ok(None),
+            },
+            StartRequest::PlanFile(file) => {
+                let caps = capabilities(&controllers);
+                load_plan(file, &self.inner.topology, &caps).map_err(|e| {
+                    ServiceError::usage(format!("plan rejected, nothing was run:\n{e}"))
+                })?
+            }
+        };
+        let warnings = self.inner.refuse_damaged(&plan)?;
+        Ok(Some(Pending {
+            guard,
+            controllers,
+            plan,
+            kind,
+            warnings,
+        }))
+    }
+
+    /// Journal the start of a pending execution; the returned execution is
+    /// ready to be driven (or spawned).
+    pub fn launch(
+        &self,
+        pending: Pending,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Launched, ServiceError> {
+        let Pending {
+            guard,
+            controllers,
+            plan,
+            kind,
+            ..
+        } = pending;
+        self.inner
+            .launch(&guard, &controllers, plan, kind, None, self.tee(sink))
+    }
+
+    /// Start a pending execution and drive it to its end.
+    pub async fn run(
+        &self,
+        pending: Pending,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Finished, ServiceError> {
+        self.launch(pending, sink)?.run().await
+    }
+
+    /// The unfinished execution, if any (what `resume` and `abort` default to).
+    pub fn unfinished(&self) -> Result<Option<String>, ServiceError> {
+        self.inner.unfinished()
+    }
+
+    /// Take the lock and journal the resume of execution `id` (default: the
+    /// unfinished one), refusing one that ended, is damaged, or was
+    /// superseded (by a journal here or by a store's recorded epoch).
+    pub async fn resume(
+        &self,
+        id: Option<String>,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Launched, ServiceError> {
+        let guard = self.inner.lock("resume")?;
+        let controllers = self.controllers()?;
+        let id = match id {
+            Some(id) => id,
+            None => self.inner.unfinished()?.ok_or_else(|| {
+                ServiceError::usage(
+                    "nothing to resume: every execution has finished or was aborted",
+                )
+            })?,
+        };
+        self.inner
+            .resume(&controllers, guard, &id, self.tee(sink))
+            .await
+    }
+
+    /// Take the lock and decide how to end execution `id` (default: the
+    /// unfinished one) from its journal and what every store shows now
+    /// (see [`crate::abort`]).
+    pub async fn prepare_abort(&self, id: Option<String>) -> Result<PendingAbort, ServiceError> {
+        let guard = self.inner.lock("abort")?;
+        let controllers = self.controllers()?;
+        let id = match id {
+            Some(id) => id,
+            None => self
+                .inner
+                .unfinished()?
+                .ok_or_else(|| ServiceError::usage("nothing to abort: no unfinished execution"))?,
+        };
+        let planned = self.inner.plan_abort(&controllers, &id).await?;
+        Ok(PendingAbort {
+            guard,
+            controllers,
+            id,
+            planned,
+        })
+    }
+
+    /// Run an abort as an execution of its own (closing the aborted one once
+    /// its start is durable), then judge it by observing every store.
+    pub async fn abort(
+        &self,
+        pending: PendingAbort,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Aborted, ServiceError> {
+        let PendingAbort {
+            guard,
+            controllers,
+            id,
+            planned,
+        } = pending;
+        let inner = &self.inner;
+        let decided: Vec<StoreStatus> = planned
+            .decisions
+            .iter()
+            .map(|d| StoreStatus {
+                store: d.store.clone(),
+                summary: d.decision.to_string(),
+            })
+            .collect();
+        let run = match planned.plan.clone() {
+            Some(plan) => {
+                let launched = inner.launch(
+                    &guard,
+                    &controllers,
+                    plan,
+                    crate::abort::KIND,
+                    Some(Supersedes {
+                        id: &id,
+                        stores: decided,
+                    }),
+                    self.tee(sink),
+                )?;
+                Some(launched.run().await?)
+            }
+            // Every store is stuck: nothing to run, but the execution is over
+            // (its stores need the fixes, not a resume).
+            None => {
+                inner.close(&id, guard.epoch(), decided)?;
+                None
+            }
+        };
+        // The verdict comes from the stores, observed after the abort ran.
+        let after = observe_all(&controllers).await;
+        let verdicts = planned.verdicts(&after, &id, run.as_ref().map(|r| r.id.as_str()));
+        Ok(Aborted {
+            id,
+            run,
+            verdicts,
+            after,
+        })
+    }
+
+    /// Take the lock and plan a drill to `to`: every store must be observed
+    /// primary in one region, which the drill comes back to.
+    pub async fn prepare_drill(
+        &self,
+        to: &str,
+        stage_timeout_ms: u64,
+        catch_up_timeout_ms: u64,
+    ) -> Result<PendingDrill, ServiceError> {
+        self.target_region(to)?;
+        let inner = &self.inner;
+        let guard = inner.lock("drill")?;
+        inner.refuse_unfinished()?;
+        let controllers = self.controllers()?;
+        let refused = |m: String| ServiceError::new(ErrorKind::Refused, m);
+        // Where to come back to: the region every store is primary in now.
+        let t = std::time::Instant::now();
+        let states = observe_all(&controllers).await;
+        let observe_time = t.elapsed();
+        let mut origins = vec![];
+        for (n, s) in &states {
+            match s {
+                Ok(s) => match s.primary_region() {
+                    Some(r) => origins.push((n.clone(), r.to_string())),
+                    None => {
+                        return Err(refused(format!(
+                            "drill refused: store `{n}` has {}",
+                            summary_of(s)
+                        )))
+                    }
+                },
+                Err(e) => return Err(refused(format!("drill refused: cannot observe `{n}`: {e}"))),
+            }
+        }
+        let origin = origins[0].1.clone();
+        if let Some((n, r)) = origins.iter().find(|(_, r)| *r != origin) {
+            return Err(refused(format!(
+                "drill refused: stores are primary in different regions (`{}` in {origin}, `{n}` in {r})",
+                origins[0].0
+            )));
+        }
+        if origin == to {
+            return Err(ServiceError::usage(format!(
+                "every store is already primary in {to}; drill to another region"
+            )));
+        }
+        let req = PlanRequest {
+            to: to.to_string(),
+            mode: Mode::Planned,
+            stage_timeout_ms,
+            catch_up_timeout_ms,
+        };
+        let out = inner
+            .make_plan(&controllers, &req, Some(&states))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::usage(format!("every store is already primary in {to}"))
+            })?;
+        // A planned execution: refused, never warned about.
+        inner.refuse_damaged(&out)?;
+        Ok(PendingDrill {
+            guard,
+            controllers,
+            origin,
+            to: to.to_string(),
+            out,
+            stage_timeout_ms,
+            catch_up_timeout_ms,
+            observe_time,
+        })
+    }
+
+    /// Fail over, verify by a fresh observation of every store, fail back.
+    pub async fn drill(
+        &self,
+        pending: PendingDrill,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Drilled, ServiceError> {
+        let PendingDrill {
+            guard,
+            controllers,
+            origin,
+            to,
+            out,
+            stage_timeout_ms,
+            catch_up_timeout_ms,
+            mut observe_time,
+        } = pending;
+        let inner = &self.inner;
+        let tee = self.tee(sink);
+        let out = inner
+            .launch(&guard, &controllers, out, "drill-out", None, tee.clone())?
+            .run()
+            .await?;
+        if out.outcome != Outcome::Succeeded {
+            return Ok(Drilled::Stopped(out));
+        }
+        let failed = |m: String| ServiceError::new(ErrorKind::Failed, m);
+        // Verify independently of the checkpoints: a fresh observation of every store.
+        let t = std::time::Instant::now();
+        let verified = observe_all(&controllers).await;
+        observe_time += t.elapsed();
+        for (n, s) in &verified {
+            match s {
+                Ok(s) if s.primary_region() == Some(to.as_str()) => {}
+                Ok(s) => {
+                    return Err(failed(format!(
+                        "drill verification failed: `{n}` has {}",
+                        summary_of(s)
+                    )))
+                }
+                Err(e) => {
+                    return Err(failed(format!(
+                        "drill verification failed: cannot observe `{n}`: {e}"
+                    )))
+                }
+            }
+        }
+        let req = PlanRequest {
+            to: origin.clone(),
+            mode: Mode::Planned,
+            stage_timeout_ms,
+            catch_up_timeout_ms,
+        };
+        let back = inner
+            .make_plan(&controllers, &req, Some(&verified))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::usage(format!("every store is already primary in {origin}"))
+            })?;
+        let back = inner
+            .launch(&guard, &controllers, back, "drill-back", None, tee)?
+            .run()
+            .await?;
+        let store = inner.journals()?;
+        let reports: Vec<ExecutionReport> = [&out.id, &back.id]
+            .iter()
+            .filter_map(|id| {
+                store
+                    .read(id)
+                    .ok()
+                    .map(|r| ExecutionReport::from_records(id, &r))
+            })
+            .collect();
+        Ok(Drilled::Completed {
+            origin,
+            to,
+            observe_ms: observe_time.as_millis() as u64,
+            reports,
+            back,
+        })
+    }
+
+    /// Every execution, oldest first, with damaged journals and superseded
+    /// executions marked.
+    pub fn executions(&self) -> Result<Vec<LedgerEntry>, ServiceError> {
+        let store = self.inner.journals()?;
+        ledger(&store).map_err(usage)
+    }
+
+    /// One execution's journal and report (`latest`: the newest); a damaged
+    /// journal is shown as far as it can be read.
+    pub fn show(&self, id: &str) -> Result<Shown, ServiceError> {
+        let store = self.inner.journals()?;
+        let id = if id == "latest" {
+            store
+                .list()
+                .map_err(usage)?
+                .pop()
+                .ok_or_else(|| ServiceError::usage("no executions yet"))?
+        } else {
+            id.to_string()
+        };
+        let scan = store.scan(&id).map_err(usage)?;
+        let report = ExecutionReport::from_records(&id, &scan.records);
+        Ok(Shown {
+            id,
+            records: scan.records,
+            damage: scan.damage,
+            report,
+        })
+    }
+
+    /// End an execution that can be neither resumed nor aborted (damaged,
+    /// or superseded), journaling why; nothing is issued to any store.
+    pub fn close(&self, id: &str, reason: &str) -> Result<ClosedExecution, ServiceError> {
+        let inner = &self.inner;
+        let store = inner.journals()?;
+        if reason.trim().is_empty() {
+            return Err(ServiceError::usage(
+                "--reason must say why closing is safe (what was checked on the stores)",
+            ));
+        }
+        let guard = inner.lock("executions close")?;
+        let ledger = ledger(&store).map_err(usage)?;
+        let entry = ledger
+            .iter()
+            .find(|e| e.summary.id == id)
+            .ok_or_else(|| ServiceError::usage(format!("no execution `{id}`")))?;
+        let status = entry.summary.status;
+        let closable = entry.is_damaged()
+            || status == ExecutionStatus::Empty
+            || (entry.is_open() && entry.superseded_by.is_some());
+        if status == ExecutionStatus::Closed {
+            return Err(ServiceError::usage(format!(
+                "execution {id} is already closed"
+            )));
+        }
+        if !closable {
+            return Err(ServiceError::usage(if entry.is_open() {
+                format!(
+                    "execution {id} is {status}, its journal is whole and nothing superseded it: \
+                     `switchyard resume {id}` or `switchyard abort {id}` (close is for damaged or \
+                     superseded executions)"
+                )
+            } else {
+                format!("execution {id} has already ended ({status})")
+            }));
+        }
+        let damage: Vec<String> = entry.damage.iter().map(|d| d.to_string()).collect();
+        store
+            .open(id)
+            .and_then(|mut j| {
+                j.append(&Record::Closed {
+                    epoch: guard.epoch(),
+                    at_ms: now_ms(),
+                    reason: reason.to_string(),
+                    damage: damage.clone(),
+                })
+            })
+            .map_err(usage)?;
+        Ok(ClosedExecution {
+            id: id.to_string(),
+            reason: reason.to_string(),
+            damage,
+        })
+    }
+
+    fn tee(&self, sink: Arc<dyn EventSink>) -> Arc<Tee> {
+        Arc::new(Tee {
+            sink,
+            events: self.inner.events.clone(),
+        })
+    }
+}
+
+/// An execution that ends another one: the execution `id` being aborted,
+/// closed with `stores` once the new execution's start record is durable
+/// (so there is never a moment with neither journaled).
+struct Supersedes<'a> {
+    id: &'a str,
+    stores: Vec<StoreStatus>,
+}
+
+impl Inner {
+    fn controllers(&self) -> Result<Arc<Controllers>, ServiceError> {
+        let mut built = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = built.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(controllers_in(&self.topology, Some(&self.state_dir)).map_err(usage)?);
+        *built = Some(c.clone());
+        Ok(c)
+    }
+
+    fn journals(&self) -> Result<FileJournalStore, ServiceError> {
+        FileJournalStore::new(&self.state_dir).map_err(usage)
+    }
+
+    fn lock(&self, what: &str) -> Result<Arc<dyn LockGuard>, ServiceError> {
+        let lock = FileLock::new(&self.state_dir).map_err(usage)?;
+        let holder = format!(
+            "pid {} `switchyard {what}` since {}",
+            std::process::id(),
+            format_ms(now_ms())
+        );
+        lock.try_acquire(&holder)
+            .map(Arc::from)
+            .map_err(|e| match e {
+                LockError::Held { .. } => ServiceError::new(ErrorKind::Locked, e.to_string()),
+                other => usage(other),
+            })
+    }
+
+    /// Plan a failover of every store to `req.to`. Stores observed
+    /// (read-only) to be primary there already are left alone; `None` when
+    /// that is every store.
+    async fn make_plan(
+        &self,
+        controllers: &Controllers,
+        req: &PlanRequest,
+        observed: Option<&Observations>,
+    ) -> Result<Option<Plan>, ServiceError> {
+        let to = req.to.as_str();
+        let caps = capabilities(controllers);
+        let mut opts = PlanOptions::new(to, req.mode);
+        opts.stage_timeout_ms = req.stage_timeout_ms;
+        opts.catch_up_timeout_ms = req.catch_up_timeout_ms;
+        let fresh;
+        let observed = match observed {
+            Some(o) => o,
+            None => {
+                fresh = observe_all(controllers).await;
+                &fresh
+            }
+        };
+        let mut settled = 0;
+        for (name, s) in observed {
+            let Ok(s) = s else { continue };
+            // With a split brain the primary is the one on the newest history.
+            if s.newest_primary().is_some_and(|p| p.region == to) {
+                opts.already_there.insert(name.clone());
+                let sticky = caps.get(name).is_some_and(|c| c.sticky_priorities);
+                if !sticky || crate::expectation::preferred_in(to).check(s).is_ok() {
+                    settled += 1;
+                }
+            }
+            if !s.stale_primaries().is_empty() {
+                opts.stale_primaries.insert(name.clone());
+            }
+        }
+        if settled == self.topology.stores.len() && opts.stale_primaries.is_empty() {
+            return Ok(None);
+        }
+        let plan = plan_failover(&self.topology, &caps, &opts)
+            .map_err(|e| ServiceError::usage(format!("cannot plan: {e}")))?;
+        validate(&plan, &self.topology, &caps)
+            .map_err(|e| ServiceError::usage(format!("generated plan is invalid (a bug):\n{e}")))?;
+        Ok(Some(plan))
+    }
+
+    /// The most recent execution that is neither finished nor aborted, nor
+    /// superseded by a later one, and whose journal is whole. (A damaged one
+    /// is [`Inner::refuse_damaged`]'s business: it blocks only the stores it
+    /// touched.)
+    fn unfinished(&self) -> Result<Option<String>, ServiceError> {
+        let store = self.journals()?;
+        let ledger = ledger(&store).map_err(usage)?;
+        Ok(ledger
+            .into_iter()
+            .rev()
+            .find(|e| e.is_open() && e.superseded_by.is_none() && !e.is_damaged())
+            .map(|e| e.summary.id))
+    }
+
+    fn refuse_unfinished(&self) -> Result<(), ServiceError> {
+        match self.unfinished()? {
+            Some(id) => Err(ServiceError::new(
+                ErrorKind::Locked,
+                format!(
+                    "execution {id} is unfinished: `switchyard resume` or `switchyard abort` it first"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuse a new planned execution over a store that a damaged, unclosed,
+    /// unfinished execution touched (every store when its plan is
+    /// unreadable): that store may be mid-failover and no journal says how
+    /// far it got. A forced failover is never refused for it (the region is
+    /// gone; waiting helps nobody) — it is warned about.
+    fn refuse_damaged(&self, plan: &Plan) -> Result<Vec<String>, ServiceError> {
+        let mut warnings = vec![];
+        let store = self.journals()?;
+        let mine = plan_stores(plan);
+        for e in ledger(&store).map_err(usage)? {
+            if !e.blocks() {
+                continue;
+            }
+            let id = &e.summary.id;
+            let note = e.damage_note().unwrap_or_default();
+            let shared: Vec<&String> = match &e.stores {
+                Some(theirs) => mine.intersection(theirs).collect(),
+                None => mine.iter().collect(),
+            };
+            if shared.is_empty() {
+                continue;
+            }
+            let what = match &e.stores {
+                Some(_) => format!(
+                    "it changed {}",
+                    shared
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "its plan is unreadable, so it may have changed any store".into(),
+            };
+            if plan.mode != Mode::Planned {
+                warnings.push(format!(
+                    "execution {id} is damaged ({note}) and unfinished; {what}. \
+                     Going ahead: a forced failover is not blocked by it."
+                ));
+                continue;
+            }
+            return Err(ServiceError::new(
+                ErrorKind::Locked,
+                format!(
+                    "execution {id} is damaged: {note}; it is unfinished and {what}, and no journal \
+                     says how far it got. Check those stores (`switchyard state`), then \
+                     `switchyard executions close {id} --reason TEXT`. (A forced failover is not \
+                     blocked by it.)"
+                ),
+            ));
+        }
+        Ok(warnings)
+    }
+
+    /// Journal the start of a new execution (closing the one it supersedes
+    /// right after), ready to drive.
+    fn launch(
+        self: &Arc<Self>,
+        guard: &Arc<dyn LockGuard>,
+        controllers: &Arc<Controllers>,
+        plan: Plan,
+        kind: &str,
+        supersedes: Option<Supersedes<'_>>,
+        tee: Arc<Tee>,
+    ) -> Result<Launched, ServiceError> {
+        let store = self.journals()?;
+        let id = new_execution_id(kind, guard.epoch());
+        let failpoint = Failpoint::from_env().map_err(ServiceError::usage)?;
+        let started = Record::Started {
+            execution_id: id.clone(),
+            epoch: guard.epoch(),
+            at_ms: now_ms(),
+            kind: kind.into(),
+            topology_file: self.topology_file.display().to_string(),
+            plan: plan.clone(),
+        };
+        let journal = store.create(&id, &started).map_err(usage)?;
+        if let Some(old) = supersedes {
+            self.close(old.id, guard.epoch(), old.stores)?;
+        }
+        let driver = Driver::new(
+            controllers.clone(),
+            journal,
+            guard.clone(),
+            &id,
+            tee.clone(),
+            1,
+        )
+        .with_failpoint(failpoint);
+        tee.event(&ProgressEvent::ExecutionStarted {
+            execution_id: id.clone(),
+            plan: plan.name.clone(),
+            epoch: guard.epoch(),
+            resumed: false,
+            stages: plan.stages.len(),
+        });
+        Ok(Launched {
+            id,
+            driver,
+            executor: Executor::new(plan),
+            service: self.clone(),
+            sink: tee,
+        })
+    }
+
+    /// Journal the end of execution `id` (unless it has ended already).
+    fn close(&self, id: &str, epoch: u64, stores: Vec<StoreStatus>) -> Result<(), ServiceError> {
+        let journals = self.journals()?;
+        let recs = journals.read(id).map_err(usage)?;
+        if matches!(
+            summarize(id, &recs).status,
+            ExecutionStatus::Aborted | ExecutionStatus::Succeeded
+        ) {
+            return Ok(());
+        }
+        journals
+            .open(id)
+            .and_then(|mut j| {
+                j.append(&Record::Aborted {
+                    epoch,
+                    at_ms: now_ms(),
+                    stores,
+                })
+            })
+            .map_err(usage)
+    }
+
+    async fn resume(
+        self: &Arc<Self>,
+        controllers: &Arc<Controllers>,
+        guard: Arc<dyn LockGuard>,
+        id: &str,
+        tee: Arc<Tee>,
+    ) -> Result<Launched, ServiceError> {
+        let store = self.journals()?;
+        let mut recs = store.read(id).map_err(|e| match e {
+            JournalError::Corrupt { .. } => ServiceError::usage(format!(
+                "{e}\nexecution {id} is damaged and cannot be resumed: a record it depends on is \
+                 lost, so nothing of it is issued again. Check its stores (`switchyard state`), \
+                 then `switchyard executions close {id} --reason TEXT`."
+            )),
+            e => usage(e),
+        })?;
+        match summarize(id, &recs).status {
+            ExecutionStatus::Succeeded => {
+                return Err(ServiceError::usage(format!(
+                    "execution {id} already succeeded"
+                )))
+            }
+            ExecutionStatus::Aborted => {
+                return Err(ServiceError::usage(format!("execution {id} was aborted")))
+            }
+            ExecutionStatus::Closed => {
+                return Err(ServiceError::usage(format!("execution {id} was closed")))
+            }
+            ExecutionStatus::Empty => {
+                return Err(ServiceError::usage(format!(
+                    "execution {id} never started (its journal is empty); nothing to resume"
+                )))
+            }
+            _ => {}
+        }
+        refuse_superseded(&store, id)?;
+        refuse_superseded_on_stores(controllers, &recs, id).await?;
+        let next_seq = crate::journal::next_seq(&recs);
+        let journal = store.open(id).map_err(usage)?;
+        let epoch = guard.epoch();
+        let mut driver = Driver::new(
+            controllers.clone(),
+            journal,
+            guard,
+            id,
+            tee.clone(),
+            next_seq,
+        )
+        .with_failpoint(Failpoint::from_env().map_err(ServiceError::usage)?);
+        let resumed = Record::Resumed {
+            epoch,
+            at_ms: now_ms(),
+        };
+        driver.record(&resumed).map_err(usage)?;
+        recs.push(resumed);
+        let ex = Executor::replay(&recs)
+            .ok_or_else(|| ServiceError::usage(format!("journal of {id} has no start record")))?;
+        let caps = capabilities(controllers);
+        validate(ex.plan(), &self.topology, &caps).map_err(|e| {
+            ServiceError::usage(format!(
+                "the journaled plan no longer fits the topology:\n{e}"
+            ))
+        })?;
+        tee.event(&ProgressEvent::ExecutionStarted {
+            execution_id: id.into(),
+            plan: ex.plan().name.clone(),
+            epoch,
+            resumed: true,
+            stages: ex.plan().stages.len(),
+        });
+        Ok(Launched {
+            id: id.to_string(),
+            driver,
+            executor: ex,
+            service: self.clone(),
+            sink: tee,
+        })
+    }
+
+    async fn plan_abort(
+        &self,
+        controllers: &Controllers,
+        id: &str,
+    ) -> Result<crate::abort::AbortPlan, ServiceError> {
+        let store = self.journals()?;
+        let recs = store.read(id).map_err(usage)?;
+        if summarize(id, &recs).status == ExecutionStatus::Succeeded {
+            return Err(ServiceError::usage(format!(
+                "execution {id} succeeded: there is nothing to abort (fail back with `switchyard failover --to <region>`)"
+            )));
+        }
+        let aborted_plan = Executor::replay(&recs)
+            .ok_or_else(|| ServiceError::usage(format!("journal of {id} has no start record")))?
+            .plan()
+            .clone();
+        // Aborting an interrupted abort: what the execution it was aborting
+        // may have done counts too (its fences, its first checkpoint's epochs).
+        let mut recs = recs;
+        if let Some(first) = crate::abort::aborted_by(&aborted_plan) {
+            if let Ok(mut earlier) = store.read(first) {
+                earlier.append(&mut recs);
+                recs = earlier;
+            }
+        }
+        let caps = capabilities(controllers);
+        // Decide by observation: a store that may still be changing by itself
+        // (a promotion in flight, an election) is observed again until it settles.
+        let settle_until = std::time::Instant::now() + ABORT_SETTLE;
+        let mut observed = observe_all(controllers).await;
+        while !crate::abort::unsettled(&recs, &caps, &observed).is_empty()
+            && std::time::Instant::now() < settle_until
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            observed = observe_all(controllers).await;
+        }
+        let planned =
+            crate::abort::plan_abort(&self.topology, &caps, id, &aborted_plan, &recs, &observed);
+        if let Some(plan) = &planned.plan {
+            validate(plan, &self.topology, &caps).map_err(|e| {
+                ServiceError::usage(format!(
+                    "the abort plan is invalid (a bug), nothing was run:\n{e}"
+                ))
+            })?;
+        }
+        Ok(planned)
+    }
+
+    fn finish(
+        &self,
+        id: &str,
+        end: Result<RunEnd, DriverError>,
+        sink: &dyn EventSink,
+    ) -> Result<Finished, ServiceError> {
+        let (outcome, reason) = match end {
+            Ok(RunEnd::Succeeded) => (Outcome::Succeeded, None),
+            Ok(RunEnd::Failed {
+                reason, refused, ..
+            }) => (
+                if refused { Outcome::Refused } else { Outcome::Failed },
+                Some(format!("{reason}; the execution is resumable: `switchyard resume {id}` or `switchyard abort {id}`")),
+            ),
+            Ok(RunEnd::Aborted) => (Outcome::Aborted, None),
+            Err(e) => (
+                Outcome::Failed,
+                Some(format!("{e}; `switchyard resume {id}` continues from the journal")),
+            ),
+        };
+        let status = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
+            Outcome::Aborted => "aborted",
+        };
+        let journals = self.journals()?;
+        let mut recs = journals.read(id).map_err(usage)?;
+        // A failure before anything was changed (readiness refused, readiness
+        // checkpoint not met) leaves nothing to resume or undo: close it, so
+        // the operator can re-plan (e.g. with --accept-data-loss) straight away.
+        let mut reason = reason;
+        let changed = recs
+            .iter()
+            .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
+        if outcome != Outcome::Succeeded && !changed {
+            let closed = Record::Aborted {
+                epoch: recs
+                    .iter()
+                    .rev()
+                    .find_map(|r| match r {
+                        Record::Started { epoch, .. } | Record::Resumed { epoch, .. } => {
+                            Some(*epoch)
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(0),
+                at_ms: now_ms(),
+                stores: vec![StoreStatus {
+                    store: "*".into(),
+                    summary: "closed automatically: no store was changed".into(),
+                }],
+            };
+            journals
+                .open(id)
+                .and_then(|mut j| j.append(&closed))
+                .map_err(usage)?;
+            recs.push(closed);
+            reason = reason.map(|r| {
+                r.split("; the execution is resumable")
+                    .next()
+                    .unwrap_or(&r)
+                    .to_string()
+                    + "; no store was changed and the execution is closed"
+            });
+        }
+        sink.send(&ServiceEvent::Progress(ProgressEvent::ExecutionEnded {
+            execution_id: id.into(),
+            status: status.into(),
+            reason: reason.clone(),
+        }));
+        let report = ExecutionReport::from_records(id, &recs);
+        sink.send(&ServiceEvent::Report {
+            report: report.clone(),
+            reason: reason.clone(),
+        });
+        Ok(Finished {
+            id: id.to_string(),
+            outcome,
+            reason,
+            report,
+        })
+    }
+}
+
+fn new_execution_id(kind: &str, epoch: u64) -> String {
+    let t: String = format_ms(now_ms())
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    // YYYYMMDDTHHMMSSmmm
+    format!("{}-{kind}-e{epoch}", &t[..t.len().min(18)])
+}
+
+/// Refuse to resume an execution a later one superseded: resuming it would
+/// re-issue its fence and promote over whatever the later one did (e.g. move
+/// the primary back).
+fn refuse_superseded(store: &FileJournalStore, id: &str) -> Result<(), ServiceError> {
+    let ledger = ledger(store).map_err(usage)?;
+    match ledger
+        .iter()
+        .find(|e| e.summary.id == id)
+        .and_then(|e| e.superseded_by.as_ref())
+    {
+        Some(later) => Err(ServiceError::usage(format!(
+            "execution {id} is superseded by {later}, which started after it; resuming {id} \
+             would undo what {later} did, so nothing was run. \
+             `switchyard executions close {id} --reason TEXT` ends it."
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuse to resume an execution when one of its stores recorded a higher
+/// fencing epoch than any this execution ran with: a later execution acted
+/// there, perhaps from another state directory whose journals this one cannot
+/// see. A store whose epoch cannot be read refuses too (it cannot be shown not
+/// to be superseded); kinds that record none are judged by the journals alone.
+async fn refuse_superseded_on_stores(
+    controllers: &Controllers,
+    recs: &[Record],
+    id: &str,
+) -> Result<(), ServiceError> {
+    let own = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Started { epoch, .. } | Record::Resumed { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let Some(ex) = Executor::replay(recs) else {
+        return Ok(());
+    };
+    let stores: std::collections::BTreeSet<&str> = ex
+        .plan()
+        .stages
+        .iter()
+        .flat_map(|st| st.steps.iter().map(|s| s.store.as_str()))
+        .collect();
+    for name in stores {
+        let Some(c) = controllers.get(name) else {
+            continue;
+        };
+        match c.recorded_epoch().await {
+            Ok(Some(seen)) if seen > own => {
+                return Err(ServiceError::usage(format!(
+                    "execution {id} is superseded on store `{name}`: the store records fencing \
+                     epoch {seen}, higher than {own}, the newest this execution ran with, so a \
+                     later execution acted there; resuming {id} would undo it, so nothing was \
+                     run. Check `switchyard state`, then \
+                     `switchyard executions close {id} --reason TEXT`."
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ServiceError::usage(format!(
+                    "execution {id}: cannot tell whether a later execution acted on `{name}` \
+                     (its recorded fencing epoch cannot be read: {e}); nothing was run. \
+                     Resume once the store answers."
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Observe every store concurrently.
+pub async fn observe_all(controllers: &Controllers) -> Observations {
+    futures::future::join_all(controllers.iter().map(|(n, c)| {
+        let c = c.clone();
+        let n = n.clone();
+        async move { (n, c.observe().await.map_err(|e| e.to_string())) }
+    }))
+    .await
+}
+
+/// One line about a store: its primary (or the split brain) and how many
+/// members are healthy.
+pub fn summary_of(s: &ObservedState) -> String {
+    // The same rule as `all_members_healthy`: a follower receiving nothing
+    // is not healthy.
+    let healthy = s
+        .members
+        .iter()
+        .filter(|m| {
+            m.reachable
+                && !matches!(m.role, Role::Down | Role::Unknown)
+                && m.replicating != Some(false)
+        })
+        .count();
+    let primary = match s.primary() {
+        Some(p) => format!(
+            "primary {} in {}{}",
+            p.name,
+            p.region,
+            if p.fenced { " (fenced)" } else { "" }
+        ),
+        None => match s.primaries().count() {
+            0 => "no primary".into(),
+            n => {
+                let newest = s.newest_primary().map(|m| m.name.as_str());
+                let epoch = match s.kind {
+                    switchyard_topology::StoreKind::Postgres => "timeline",
+                    switchyard_topology::StoreKind::Mongodb => "term",
+                    _ => "epoch",
+                };
+                let each: Vec<String> = s
+                    .primaries()
+                    .map(|m| {
+                        format!(
+                            "{} in {} on {epoch} {} ({})",
+                            m.name,
+                            m.region,
+                            m.position.map_or("?".into(), |p| p.epoch.to_string()),
+                            if Some(m.name.as_str()) == newest {
+                                "newest"
+                            } else {
+                                "stale"
+                            }
+                        )
+                    })
+                    .collect();
+                format!("SPLIT BRAIN: {n} writable primaries: {}", each.join(", "))
+            }
+        },
+    };
+    format!(
+        "{primary}, {healthy}/{} members healthy{}",
+        s.members.len(),
+        s.epoch.map_or(String::new(), |e| format!(", epoch {e}"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server spawns must own everything it uses.
+    fn spawnable<T: Send + 'static>() {}
+
+    #[test]
+    fn executions_are_spawnable_and_the_service_is_shareable() {
+        spawnable::<Launched>();
+        spawnable::<Pending>();
+        spawnable::<PendingAbort>();
+        spawnable::<PendingDrill>();
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Service>();
+        // Compiles only if driving an execution is a `Send + 'static` future.
+        let _ = |l: Launched| tokio::spawn(l.run());
+        let _ =
+            |s: Service, p: Pending| tokio::spawn(async move { s.run(p, Arc::new(Discard)).await });
+    }
+}
