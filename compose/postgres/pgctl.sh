@@ -27,7 +27,7 @@ member="$SWITCHYARD_PG_MEMBER"
 # The log and the files kept across a rewind live beside the data directory,
 # on the same volume.
 keep="$(dirname "$PGDATA")"
-log="$keep/postgresql.log"
+log="$keep/log"
 
 if [ "$(id -u)" = 0 ]; then
   echo "pgctl.sh runs as the postgres user (docker compose exec uses the container's user)" >&2

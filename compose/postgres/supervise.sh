@@ -15,7 +15,7 @@ set -euo pipefail
 : "${PGDATA:?PGDATA is not set}"
 : "${SWITCHYARD_PG_MEMBER:?SWITCHYARD_PG_MEMBER is not set}"
 here="$(cd "$(dirname "$0")" && pwd)"
-log="$(dirname "$PGDATA")/postgresql.log"
+log="$(dirname "$PGDATA")/log"
 upstream="${SWITCHYARD_PG_UPSTREAM:-}"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then

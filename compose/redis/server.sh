@@ -7,6 +7,9 @@
 #                      every region network, and the master must report it
 #                      in INFO replication exactly as the topology's host
 #   REDIS_REPLICAOF    the initial master's address (empty on the master)
+#   REDIS_REPLICA_PRIORITY  Sentinel's preference when promoting (lower is
+#                      preferred): the topology's priority, mapped as
+#                      docs/redis.md says
 # The settings are the lab's (tests/lab/src/redis.rs).
 set -eu
 conf=/data/redis.conf
@@ -22,6 +25,7 @@ repl-diskless-sync yes
 repl-diskless-sync-delay 0
 repl-backlog-size 64mb
 replica-announce-ip ${REDIS_ANNOUNCE_IP}
+replica-priority ${REDIS_REPLICA_PRIORITY:-100}
 CONF
   if [ -n "${REDIS_REPLICAOF:-}" ]; then
     echo "replicaof ${REDIS_REPLICAOF} 6379" >> "$conf"

@@ -134,7 +134,12 @@ async fn cosmosdb_up_listens_where_told_under_the_advertised_name() {
     let base = free_port_run();
     let mut child = std::process::Command::new(lab)
         .args(["cosmosdb", "up", "--listen", "0.0.0.0"])
-        .args(["--advertise-host", "localhost", "--base-port", &base.to_string()])
+        .args([
+            "--advertise-host",
+            "localhost",
+            "--base-port",
+            &base.to_string(),
+        ])
         .args(["--regions", "east,west,south", "--dir"])
         .arg(dir.path())
         .stdin(std::process::Stdio::piped())
@@ -145,7 +150,11 @@ async fn cosmosdb_up_listens_where_told_under_the_advertised_name() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(ready["arm_endpoint"], format!("https://localhost:{base}"), "{line}");
+    assert_eq!(
+        ready["arm_endpoint"],
+        format!("https://localhost:{base}"),
+        "{line}"
+    );
     assert_eq!(
         ready["document_endpoint"],
         format!("https://localhost:{}/", base + 1),
@@ -159,7 +168,10 @@ async fn cosmosdb_up_listens_where_told_under_the_advertised_name() {
             .unwrap();
     let store = &topo.stores[0];
     let endpoint = format!("https://localhost:{}/", base + 1);
-    assert_eq!(store.connection.endpoint.as_deref(), Some(endpoint.as_str()));
+    assert_eq!(
+        store.connection.endpoint.as_deref(),
+        Some(endpoint.as_str())
+    );
 
     // A TLS client that trusts only the simulator's CA accepts the
     // certificate for the advertised name, on a regional port.
