@@ -23,10 +23,15 @@ set -euo pipefail
 : "${PGDATA:?PGDATA is not set}"
 : "${SWITCHYARD_PG_MEMBER:?SWITCHYARD_PG_MEMBER is not set}"
 cmd="${1:-}"; host="${2:-}"; port="${3:-}"
-member="$SWITCHYARD_PG_MEMBER"
 # The log and the files kept across a rewind live beside the data directory,
 # on the same volume.
 keep="$(dirname "$PGDATA")"
+# The name this member gives the primary (application_name, which is how
+# pg_stat_replication and Switchyard know it): the service's, unless a test
+# harness that names members otherwise wrote $keep/application_name
+# (tests/lab's compose backing does).
+member="$SWITCHYARD_PG_MEMBER"
+[ -s "$keep/application_name" ] && member="$(cat "$keep/application_name")"
 log="$keep/log"
 
 if [ "$(id -u)" = 0 ]; then

@@ -390,7 +390,11 @@ impl PgCluster {
     /// to a fresh primary and two streaming standbys and hand them out as
     /// this cluster; the topology is the `pg` store of
     /// topologies/examples/compose.toml (its hooks run `docker compose
-    /// exec`), renamed to `spec.store`. Member names are the services'.
+    /// exec`), renamed to `spec.store`. Members get the names the lab would
+    /// give them (`<store>-<region>-1`; the service `pg-<region>-1` is
+    /// written into their hooks) and the standbys name themselves so to
+    /// the primary (application_name), so tests see what they would see on
+    /// the lab.
     async fn attach(project: &crate::backing::Compose, spec: PgClusterSpec) -> Result<PgCluster> {
         use crate::backing::Unsupported;
         let unsupported = |what: String| -> Result<PgCluster> { Err(Unsupported(what).into()) };
@@ -421,17 +425,49 @@ impl PgCluster {
         store.name = spec.store.clone();
         store.max_lag_bytes = spec.max_lag_bytes;
         topology.name = format!("{}-compose", spec.store);
-        let members = store
-            .members
-            .iter()
-            .map(|m| PgMember {
+        let mut members = Vec::new();
+        for m in &mut store.members {
+            let service = std::mem::replace(&mut m.name, format!("{}-{}-1", spec.store, m.region));
+            let hooks = &mut m.hooks;
+            for h in [
+                &mut hooks.stop,
+                &mut hooks.start,
+                &mut hooks.start_as_standby,
+                &mut hooks.rewind,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *h = h.replace("{member}", &service);
+            }
+            members.push(PgMember {
                 name: m.name.clone(),
                 region: m.region.clone(),
                 host: m.hostname().unwrap_or_default().to_string(),
                 port: m.port().unwrap_or(5432),
                 dir: PathBuf::from(COMPOSE_PG_DIR),
-            })
-            .collect();
+            });
+        }
+        let primary_host = members[0].host.clone();
+        for (i, m) in members.iter().enumerate() {
+            // pgctl.sh names the member by this file, when present.
+            let mut sh = format!(
+                "echo {} > {COMPOSE_PG_DIR}/application_name",
+                shell_quote(&m.name)
+            );
+            if i > 0 {
+                sh.push_str(&format!(
+                    " && /compose/postgres/pgctl.sh set-upstream {primary_host} 5432 && psql -qAt -h /var/run/postgresql -U postgres -c 'SELECT pg_reload_conf()' >/dev/null"
+                ));
+            }
+            let service = compose_service(m);
+            project
+                .run(
+                    &["exec", "-T", &service, "sh", "-c", &sh],
+                    Duration::from_secs(60),
+                )
+                .await?;
+        }
         // The lab's host commands (`pgctl.sh stop|start|... MEMBER`), run in
         // the member's container, for tests that call the script directly.
         let tmp = tempfile::Builder::new()
@@ -443,10 +479,11 @@ impl PgCluster {
             .iter()
             .map(|a| shell_quote(a))
             .collect();
+        // MEMBER is a lab name (`orders-west-1`): its service is pg-<region>-1.
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n# pgctl.sh CMD MEMBER [HOST PORT] on SWITCHYARD_BACKING=compose\nset -eu\ncmd=\"$1\"; member=\"$2\"; shift 2\nexec docker {} \"$member\" /compose/postgres/pgctl.sh \"$cmd\" \"$@\"\n",
+                "#!/bin/sh\n# pgctl.sh CMD MEMBER [HOST PORT] on SWITCHYARD_BACKING=compose\nset -eu\ncmd=\"$1\"; member=\"$2\"; shift 2\nregion=$(echo \"$member\" | sed -E 's/^.*-([a-z]+)-1$/\\1/')\nexec docker {} \"pg-$region-1\" /compose/postgres/pgctl.sh \"$cmd\" \"$@\"\n",
                 argv.join(" ")
             ),
         )?;
@@ -830,8 +867,9 @@ impl PgCluster {
         let m = self.member(member)?;
         if let Some(c) = &self.compose {
             // The pid inside the member's container, while it runs.
+            let service = compose_service(m);
             let out = std::process::Command::new("docker")
-                .args(c.project.argv(&["exec", "-T", member, "sh", "-c",
+                .args(c.project.argv(&["exec", "-T", &service, "sh", "-c",
                     "p=$(head -n1 \"$PGDATA/postmaster.pid\" 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo \"$p\" || true"]))
                 .current_dir(c.project.dir())
                 .stdin(Stdio::null())
@@ -1038,6 +1076,11 @@ fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> 
             members,
         }],
     }
+}
+
+/// The docker-compose service of an attached member.
+fn compose_service(m: &PgMember) -> String {
+    format!("pg-{}-1", m.region)
 }
 
 fn shell_quote(s: &str) -> String {
