@@ -4,7 +4,8 @@
 # Debian packages the tests and the demo need. PostgreSQL and Redis (with
 # Sentinel) run for real. docker-compose (1.29) validates docker-compose.yml
 # without a Docker engine (`config -q`); it brings PyYAML for compose/check.py.
-SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel docker-compose"
+# iproute2: compose/postgres/test.sh puts members in network namespaces.
+SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel docker-compose iproute2"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -23,6 +24,7 @@ install_missing() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v ip >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -14,6 +14,14 @@ install_missing
 echo "==> docker-compose.yml: docker-compose config -q, compose/check.py"
 docker-compose -f docker-compose.yml config -q
 python3 compose/check.py
+# The PostgreSQL members' container scripts, run with Debian's PostgreSQL in
+# network namespaces (root only).
+if [ "$(id -u)" -eq 0 ]; then
+  echo "==> compose/postgres/test.sh"
+  compose/postgres/test.sh
+else
+  echo "==> compose/postgres/test.sh skipped: network namespaces need root"
+fi
 
 skip=()
 if [ "${SWITCHYARD_BACKING:-lab}" = compose ]; then
