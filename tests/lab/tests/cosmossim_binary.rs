@@ -4,14 +4,19 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, ChildStdout};
 
-#[test]
-fn cosmosdb_up_prints_ready_and_takes_commands() {
-    let dir = tempfile::tempdir().unwrap();
+/// `switchyard-lab cosmosdb up --dir DIR --regions east,west,south ARGS...`
+/// and its first line (ready), parsed.
+fn up(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (Child, BufReader<ChildStdout>, serde_json::Value, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard-lab"))
         .args(["cosmosdb", "up", "--dir"])
-        .arg(dir.path())
+        .arg(dir)
         .args(["--regions", "east,west,south"])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -19,7 +24,14 @@ fn cosmosdb_up_prints_ready_and_takes_commands() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let ready = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    (child, out, ready, line)
+}
+
+#[test]
+fn cosmosdb_up_prints_ready_and_takes_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut out, ready, line) = up(dir.path(), &[]);
     assert_eq!(ready["ready"], true, "{line}");
     for k in [
         "topology",
@@ -132,24 +144,18 @@ async fn cosmosdb_up_listens_where_told_under_the_advertised_name() {
     assert!(err.contains("advertised host"), "{err}");
 
     let base = free_port_run();
-    let mut child = std::process::Command::new(lab)
-        .args(["cosmosdb", "up", "--listen", "0.0.0.0"])
-        .args([
+    let base_arg = base.to_string();
+    let (mut child, _out, ready, line) = up(
+        dir.path(),
+        &[
+            "--listen",
+            "0.0.0.0",
             "--advertise-host",
             "localhost",
             "--base-port",
-            &base.to_string(),
-        ])
-        .args(["--regions", "east,west,south", "--dir"])
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+            &base_arg,
+        ],
+    );
     assert_eq!(
         ready["arm_endpoint"],
         format!("https://localhost:{base}"),
