@@ -14,14 +14,6 @@ install_missing
 echo "==> docker-compose.yml: docker-compose config -q, compose/check.py"
 docker-compose -f docker-compose.yml config -q
 python3 compose/check.py
-# The PostgreSQL members' container scripts, run with Debian's PostgreSQL in
-# network namespaces (root only).
-if [ "$(id -u)" -eq 0 ]; then
-  echo "==> compose/postgres/test.sh"
-  compose/postgres/test.sh
-else
-  echo "==> compose/postgres/test.sh skipped: network namespaces need root"
-fi
 
 skip=()
 if [ "${SWITCHYARD_BACKING:-lab}" = compose ]; then
@@ -43,3 +35,13 @@ export SWITCHYARD_REQUIRE_KURRENTDBCLIENT=1
 # Integration tests start real PostgreSQL clusters; two at a time is what two
 # cores can carry without timeouts turning into flakes.
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${SWITCHYARD_TEST_THREADS:-2}" ${skip[@]+"${skip[@]}"}
+
+# The PostgreSQL members' container scripts and compose.toml's hooks, run by
+# the switchyard binary just built, with Debian's PostgreSQL in network
+# namespaces (root only).
+if [ "$(id -u)" -eq 0 ]; then
+  echo "==> compose/postgres/test.sh"
+  SWITCHYARD_BIN="$PWD/target/debug/switchyard" compose/postgres/test.sh
+else
+  echo "==> compose/postgres/test.sh skipped: network namespaces need root"
+fi

@@ -42,7 +42,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 fi
 
 touch "$log"
-trap '"$here/pgctl.sh" stop; exit 0' TERM INT
+# The log follower and the sleeper go too: outside a container (where PID 1's
+# exit ends every process) nothing else would end them.
+trap '"$here/pgctl.sh" stop; kill $(jobs -p) 2>/dev/null; exit 0' TERM INT
 "$here/pgctl.sh" start
 tail -n +1 -F "$log" &
 # `wait` returns when a trapped signal arrives; the trap ends the script.
