@@ -2,8 +2,10 @@
 # bare Debian machine. Sourced, not executed.
 
 # Debian packages the tests and the demo need. PostgreSQL and Redis (with
-# Sentinel) run for real.
-SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel"
+# Sentinel) run for real. docker-compose (1.29) validates docker-compose.yml
+# without a Docker engine (`config -q`); it brings PyYAML for compose/check.py.
+# iproute2: compose/postgres/test.sh puts members in network namespaces.
+SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel docker-compose iproute2"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -21,6 +23,8 @@ install_missing() {
   command -v psql >/dev/null || missing+=(postgresql-client)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v ip >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

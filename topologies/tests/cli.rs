@@ -77,6 +77,31 @@ fn shop_passes_cleanly() {
     assert_eq!(stdout(&o), "");
 }
 
+/// The topology of docker-compose.yml: its one finding is the warning that
+/// OrderGroove's arbiter layout earns (TC103 on `catalog`); anything else it
+/// says is a regression of the file or of the checker.
+#[test]
+fn compose_example_has_only_the_arbiter_warning() {
+    let o = topocheck(&["--format", "json", "examples/compose.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let found: Vec<(String, String)> = stdout(&o)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["code"].as_str().unwrap().to_string(),
+                v["store"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [("TC103".to_string(), "catalog".to_string())],
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn shop_fails_when_two_regions_may_be_lost() {
     let o = topocheck(&["--tolerate", "2", "--format", "json", "examples/shop.toml"]);

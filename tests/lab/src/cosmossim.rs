@@ -55,6 +55,14 @@ pub struct CosmosSimSpec {
     pub op_duration: Duration,
     /// `Retry-After` seconds the simulator sends with `202` and `InProgress`.
     pub retry_after_secs: u64,
+    /// Address every listener binds (loopback unless it runs in a container).
+    pub listen: std::net::IpAddr,
+    /// Host name or address the endpoints' URLs and the certificate carry;
+    /// `None`: the listen address (which must then not be unspecified).
+    pub advertise_host: Option<String>,
+    /// Fixed ports: ARM on this one, the global endpoint on the next, then
+    /// one regional endpoint per region; `None`: free ports.
+    pub base_port: Option<u16>,
 }
 
 impl CosmosSimSpec {
@@ -70,6 +78,20 @@ impl CosmosSimSpec {
             consistency: Consistency::default(),
             op_duration: Duration::from_millis(1500),
             retry_after_secs: 1,
+            listen: std::net::Ipv4Addr::LOCALHOST.into(),
+            advertise_host: None,
+            base_port: None,
+        }
+    }
+
+    /// The host name the endpoints' URLs carry.
+    fn url_host(&self) -> anyhow::Result<String> {
+        match &self.advertise_host {
+            Some(h) => Ok(h.clone()),
+            None if self.listen.is_unspecified() => {
+                bail!("listening on {} needs an advertised host name", self.listen)
+            }
+            None => Ok(self.listen.to_string()),
         }
     }
 }
@@ -117,21 +139,32 @@ pub const READER_CLIENT_ID: &str = "5a1e0000-0000-4000-8000-0000000ead00";
 pub const TENANT_ID: &str = "7e4a0000-0000-4000-8000-000000007e4a";
 
 impl CosmosSim {
-    /// Bind every listener on free loopback ports and start serving.
+    /// Bind every listener (free loopback ports unless the spec says
+    /// otherwise) and start serving.
     pub async fn start(spec: CosmosSimSpec) -> anyhow::Result<CosmosSim> {
         if spec.regions.len() < 2 {
             bail!("a Cosmos DB account to fail over needs at least two regions");
         }
-        let (ca_pem, tls) = tls_config().context("making the simulator's certificates")?;
+        let host = spec.url_host()?;
+        let (ca_pem, tls) = tls_config(&host).context("making the simulator's certificates")?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let arm = TcpListener::bind("127.0.0.1:0").await?;
-        let global = TcpListener::bind("127.0.0.1:0").await?;
+        let bind = |k: u16| {
+            let port = spec.base_port.map_or(0, |b| b + k);
+            let addr = std::net::SocketAddr::new(spec.listen, port);
+            async move {
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))
+            }
+        };
+        let arm = bind(0).await?;
+        let global = bind(1).await?;
         let mut regional = vec![];
-        for _ in &spec.regions {
-            regional.push(TcpListener::bind("127.0.0.1:0").await?);
+        for k in 0..spec.regions.len() {
+            regional.push(bind(2 + k as u16).await?);
         }
         let url = |l: &TcpListener| -> anyhow::Result<String> {
-            Ok(format!("https://127.0.0.1:{}/", l.local_addr()?.port()))
+            Ok(format!("https://{host}:{}/", l.local_addr()?.port()))
         };
         let locations = spec
             .regions
@@ -439,7 +472,8 @@ impl CosmosSim {
     }
 }
 
-fn tls_config() -> anyhow::Result<(String, rustls::ServerConfig)> {
+/// A CA and a leaf for `localhost`, `127.0.0.1` and the advertised `host`.
+fn tls_config(host: &str) -> anyhow::Result<(String, rustls::ServerConfig)> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
@@ -449,7 +483,11 @@ fn tls_config() -> anyhow::Result<(String, rustls::ServerConfig)> {
     let ca_pem = ca.self_signed(&ca_key)?.pem();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !names.iter().any(|n| n == host) {
+        names.push(host.to_string());
+    }
+    let mut leaf = CertificateParams::new(names)?;
     leaf.distinguished_name
         .push(DnType::CommonName, "cosmossim.localhost");
     let cert = leaf.signed_by(&key, &issuer)?;

@@ -1,6 +1,7 @@
 //! The lab: real local PostgreSQL clusters, real Redis replication with
 //! Sentinel, and protocol-level simulators of
 //! stores that cannot run on these machines, for tests, demos and benchmarks.
+pub mod backing;
 pub mod cosmossim;
 pub mod esdbsim;
 pub mod mongosim;

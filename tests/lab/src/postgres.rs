@@ -108,9 +108,13 @@ pub struct PgMember {
     pub name: String,
     /// Region it lives in.
     pub region: String,
-    /// TCP port on 127.0.0.1.
+    /// Address the lab reaches it at: 127.0.0.1, or its home address on the
+    /// compose networks (see [`crate::backing`]).
+    pub host: String,
+    /// TCP port on `host`.
     pub port: u16,
-    /// Its directory: `data/`, `log`, `sock/`.
+    /// Its directory: `data/`, `log`, `sock/` (inside its container on the
+    /// compose backing).
     pub dir: PathBuf,
 }
 
@@ -128,8 +132,8 @@ impl PgMember {
     /// A libpq/tokio-postgres connection string for this member.
     pub fn conninfo(&self) -> String {
         format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=5",
-            self.port
+            "host={} port={} user=postgres dbname=postgres connect_timeout=5",
+            self.host, self.port
         )
     }
 }
@@ -146,7 +150,22 @@ pub struct PgCluster {
     script: PathBuf,
     /// The lab's own sessions go through the unix socket (see `PgClusterSpec::hba`).
     via_socket: bool,
+    /// Attached to docker-compose services instead of started (see [`crate::backing`]).
+    compose: Option<ComposeAttachment>,
 }
+
+/// What an attached cluster holds: the project, and the lock that keeps
+/// other tests off its services while it lives.
+#[derive(Debug)]
+struct ComposeAttachment {
+    project: crate::backing::Compose,
+    _lock: std::fs::File,
+}
+
+/// The compose services of the `pg` store and the path of their data
+/// directories' parent inside the containers (docker-compose.yml: PGDATA).
+const COMPOSE_PG_SERVICES: [&str; 3] = ["pg-east-1", "pg-west-1", "pg-south-1"];
+const COMPOSE_PG_DIR: &str = "/var/lib/postgresql/data";
 
 /// Where PostgreSQL's server binaries live: `SWITCHYARD_PG_BIN`, then
 /// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin`, then PATH.
@@ -268,6 +287,9 @@ impl PgCluster {
     /// Start a primary and its standbys, wait until every standby streams,
     /// and build the matching topology.
     pub async fn start(spec: PgClusterSpec) -> Result<PgCluster> {
+        if let Some(project) = crate::backing::Backing::compose() {
+            return Self::attach(project, spec).await;
+        }
         if spec.regions.is_empty() || spec.members_per_region == 0 {
             bail!("a lab cluster needs at least one region and one member per region");
         }
@@ -311,6 +333,7 @@ impl PgCluster {
                 members.push(PgMember {
                     name,
                     region: region.clone(),
+                    host: "127.0.0.1".into(),
                     port: match spec.ports.get(members.len()) {
                         Some(p) => *p,
                         None => free_port()?,
@@ -355,10 +378,131 @@ impl PgCluster {
             topology,
             script,
             via_socket: !spec.hba.is_empty(),
+            compose: None,
         };
         cluster.bootstrap(&tls_conf, &spec.hba).await?;
         // Ports may have changed while starting (see `launch`).
         cluster.topology = build_topology(&spec, &cluster.members, &cluster.script);
+        Ok(cluster)
+    }
+
+    /// The compose backing: reset the `pg-*` services of docker-compose.yml
+    /// to a fresh primary and two streaming standbys and hand them out as
+    /// this cluster; the topology is the `pg` store of
+    /// topologies/examples/compose.toml (its hooks run `docker compose
+    /// exec`), renamed to `spec.store`. Members get the names the lab would
+    /// give them (`<store>-<region>-1`; the service `pg-<region>-1` is
+    /// written into their hooks) and the standbys name themselves so to
+    /// the primary (application_name), so tests see what they would see on
+    /// the lab.
+    async fn attach(project: &crate::backing::Compose, spec: PgClusterSpec) -> Result<PgCluster> {
+        use crate::backing::Unsupported;
+        let unsupported = |what: String| -> Result<PgCluster> { Err(Unsupported(what).into()) };
+        if spec.regions != ["east", "west", "south"] {
+            return unsupported(format!(
+                "PostgreSQL in regions {:?}; docker-compose.yml has east, west, south",
+                spec.regions
+            ));
+        }
+        if spec.members_per_region != 1 {
+            return unsupported(format!(
+                "{} PostgreSQL members per region; docker-compose.yml has one",
+                spec.members_per_region
+            ));
+        }
+        if spec.server_tls.is_some() || !spec.hba.is_empty() || !spec.ports.is_empty() {
+            return unsupported(
+                "PostgreSQL with TLS, pg_hba.conf lines or chosen ports (docker-compose.yml's members are fixed)".into(),
+            );
+        }
+        let lock = project.lock("pg")?;
+        project.reset(&COMPOSE_PG_SERVICES).await?;
+        let mut topology = crate::backing::compose_topology()?;
+        topology.stores.retain(|s| s.name == "pg");
+        let Some(store) = topology.stores.first_mut() else {
+            bail!("topologies/examples/compose.toml has no store `pg`");
+        };
+        store.name = spec.store.clone();
+        store.max_lag_bytes = spec.max_lag_bytes;
+        topology.name = format!("{}-compose", spec.store);
+        let mut members = Vec::new();
+        for m in &mut store.members {
+            let service = std::mem::replace(&mut m.name, format!("{}-{}-1", spec.store, m.region));
+            let hooks = &mut m.hooks;
+            for h in [
+                &mut hooks.stop,
+                &mut hooks.start,
+                &mut hooks.start_as_standby,
+                &mut hooks.rewind,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *h = h.replace("{member}", &service);
+            }
+            members.push(PgMember {
+                name: m.name.clone(),
+                region: m.region.clone(),
+                host: m.hostname().unwrap_or_default().to_string(),
+                port: m.port().unwrap_or(5432),
+                dir: PathBuf::from(COMPOSE_PG_DIR),
+            });
+        }
+        let primary_host = members[0].host.clone();
+        for (i, m) in members.iter().enumerate() {
+            // pgctl.sh names the member by this file, when present.
+            let mut sh = format!(
+                "echo {} > {COMPOSE_PG_DIR}/application_name",
+                shell_quote(&m.name)
+            );
+            if i > 0 {
+                sh.push_str(&format!(
+                    " && /compose/postgres/pgctl.sh set-upstream {primary_host} 5432 && psql -qAt -h /var/run/postgresql -U postgres -c 'SELECT pg_reload_conf()' >/dev/null"
+                ));
+            }
+            let service = compose_service(m);
+            project
+                .run(
+                    &["exec", "-T", &service, "sh", "-c", &sh],
+                    Duration::from_secs(60),
+                )
+                .await?;
+        }
+        // The lab's host commands (`pgctl.sh stop|start|... MEMBER`), run in
+        // the member's container, for tests that call the script directly.
+        let tmp = tempfile::Builder::new()
+            .prefix("switchyard-pg-compose-")
+            .tempdir_in("/tmp")?;
+        let script = tmp.path().join("pgctl.sh");
+        let argv: Vec<String> = project
+            .argv(&["exec", "-T"])
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect();
+        // MEMBER is a lab name (`orders-west-1`): its service is pg-<region>-1.
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# pgctl.sh CMD MEMBER [HOST PORT] on SWITCHYARD_BACKING=compose\nset -eu\ncmd=\"$1\"; member=\"$2\"; shift 2\nregion=$(echo \"$member\" | sed -E 's/^.*-([a-z]+)-1$/\\1/')\nexec docker {} \"pg-$region-1\" /compose/postgres/pgctl.sh \"$cmd\" \"$@\"\n",
+                argv.join(" ")
+            ),
+        )?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        let cluster = PgCluster {
+            root: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            bin: PathBuf::new(),
+            run_as: None,
+            members,
+            topology,
+            script,
+            via_socket: false,
+            compose: Some(ComposeAttachment {
+                project: project.clone(),
+                _lock: lock,
+            }),
+        };
+        cluster.wait_streaming(Duration::from_secs(120)).await?;
         Ok(cluster)
     }
 
@@ -721,6 +865,24 @@ impl PgCluster {
     /// The postmaster pid of a running member, from `postmaster.pid`.
     pub fn pid(&self, member: &str) -> Result<Option<u32>> {
         let m = self.member(member)?;
+        if let Some(c) = &self.compose {
+            // The pid inside the member's container, while it runs.
+            let service = compose_service(m);
+            let out = std::process::Command::new("docker")
+                .args(c.project.argv(&["exec", "-T", &service, "sh", "-c",
+                    "p=$(head -n1 \"$PGDATA/postmaster.pid\" 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo \"$p\" || true"]))
+                .current_dir(c.project.dir())
+                .stdin(Stdio::null())
+                .output()
+                .context("running docker compose exec")?;
+            if !out.status.success() {
+                bail!(
+                    "docker compose exec {member} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().parse().ok());
+        }
         Ok(read_pid(&m.data_dir()))
     }
 
@@ -728,6 +890,17 @@ impl PgCluster {
     /// goodbye to standbys). Its children exit when they notice.
     pub fn kill(&self, member: &str) -> Result<()> {
         let m = self.member(member)?;
+        if self.compose.is_some() {
+            // pgctl.sh kill: SIGKILL in the container, wait until it is gone.
+            let st = std::process::Command::new(&self.script)
+                .args(["kill", member])
+                .stdin(Stdio::null())
+                .status()?;
+            if !st.success() {
+                bail!("pgctl.sh kill {member} failed ({st})");
+            }
+            return Ok(());
+        }
         let pid =
             read_pid(&m.data_dir()).ok_or_else(|| anyhow!("{member} has no postmaster.pid"))?;
         let st = signal(pid, "KILL")?;
@@ -775,6 +948,12 @@ impl PgCluster {
 
     /// Stop everything now (also done by `Drop`).
     pub fn teardown(&mut self) {
+        if self.compose.take().is_some() {
+            // The services stay up for the next attach (which resets them);
+            // dropping the attachment releases the lock.
+            self.members.clear();
+            return;
+        }
         for m in &self.members {
             let data = m.data_dir();
             if read_pid(&data).is_some() {
@@ -897,6 +1076,11 @@ fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> 
             members,
         }],
     }
+}
+
+/// The docker-compose service of an attached member.
+fn compose_service(m: &PgMember) -> String {
+    format!("pg-{}-1", m.region)
 }
 
 fn shell_quote(s: &str) -> String {

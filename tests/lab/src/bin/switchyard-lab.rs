@@ -374,6 +374,17 @@ mod cosmosdb_cmd {
             /// Duration of every ARM operation, in milliseconds.
             #[arg(long, default_value_t = 1500)]
             op_ms: u64,
+            /// Address to listen on; 0.0.0.0 in a container.
+            #[arg(long, default_value = "127.0.0.1")]
+            listen: std::net::IpAddr,
+            /// Host name the endpoints' URLs and the TLS certificate carry
+            /// (required when --listen is 0.0.0.0 or ::).
+            #[arg(long)]
+            advertise_host: Option<String>,
+            /// Fixed ports: ARM on PORT, the global endpoint on PORT+1, the
+            /// regional endpoints from PORT+2 in region order (default: free ports).
+            #[arg(long, value_name = "PORT")]
+            base_port: Option<u16>,
         },
     }
 
@@ -388,12 +399,18 @@ mod cosmosdb_cmd {
             consistency,
             multi_write,
             op_ms,
+            listen,
+            advertise_host,
+            base_port,
         } = cmd;
         std::fs::create_dir_all(&dir)?;
         let names: Vec<&str> = regions.iter().map(String::as_str).collect();
         let mut spec = CosmosSimSpec::for_regions(&store, &names);
         spec.multi_write = multi_write;
         spec.op_duration = Duration::from_millis(op_ms);
+        spec.listen = listen;
+        spec.advertise_host = advertise_host;
+        spec.base_port = base_port;
         spec.consistency = Consistency {
             level: consistency,
             ..Consistency::default()
