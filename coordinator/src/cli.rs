@@ -213,6 +213,57 @@ pub enum Command {
         #[arg(long, value_enum)]
         output: Option<Output>,
     },
+    /// Serve the HTTP API (docs/server.md).
+    Serve {
+        /// Address to listen on (port 0: a free one; the bound address is
+        /// printed as one JSON line).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Coordination backend: `file` (embedded, one machine).
+        #[arg(long, default_value = "file")]
+        backend: String,
+        /// This server's name.
+        #[arg(long, default_value = "switchyard")]
+        node: String,
+        /// Bearer tokens (`switchyard token create`).
+        #[arg(long)]
+        tokens_file: PathBuf,
+        /// PEM certificate chain: serve HTTPS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// URL clients and other servers reach this one at (default: from
+        /// the bound address).
+        #[arg(long)]
+        advertise_url: Option<String>,
+        /// How often every store is observed in the background.
+        #[arg(long, default_value_t = 5000, value_name = "MS",
+              value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        observe_interval_ms: u64,
+    },
+    /// API tokens.
+    Token {
+        /// `create`.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// What `token` can do.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create an API token with a role; prints it once (only its hash is
+    /// stored).
+    Create {
+        /// viewer, operator or approver.
+        #[arg(long)]
+        role: crate::server::auth::Role,
+        /// Tokens file the server reads (created with mode 0600 if missing).
+        #[arg(long)]
+        tokens_file: PathBuf,
+    },
 }
 
 /// What `executions` can do besides listing.
@@ -398,6 +449,21 @@ impl EventSink for Render {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, Exit> {
+    if let Command::Token {
+        action: TokenAction::Create { role, tokens_file },
+    } = &cli.command
+    {
+        let (token, id) = crate::server::auth::create(tokens_file, *role).map_err(Exit::usage)?;
+        println!("{token}");
+        eprintln!(
+            "switchyard: token {id} ({role}) added to {}; it is shown only now",
+            tokens_file.display()
+        );
+        return Ok(exit::OK);
+    }
+    if let Command::Serve { backend, .. } = &cli.command {
+        crate::server::check_backend(backend).map_err(Exit::usage)?;
+    }
     let file = cli.topology.clone().ok_or_else(|| {
         Exit::usage("no topology: pass --topology FILE or set SWITCHYARD_TOPOLOGY")
     })?;
@@ -507,6 +573,32 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             yes,
             output,
         } => drill(service, &to, &timeouts, yes, output).await,
+        Command::Serve {
+            listen,
+            backend,
+            node,
+            tokens_file,
+            tls_cert,
+            tls_key,
+            advertise_url,
+            observe_interval_ms,
+        } => {
+            let opts = crate::server::ServeOptions {
+                listen,
+                backend,
+                node,
+                tokens_file,
+                tls: tls_cert.zip(tls_key),
+                advertise: advertise_url,
+                observe_interval: std::time::Duration::from_millis(observe_interval_ms),
+            };
+            crate::server::serve(service.clone(), opts)
+                .await
+                .map_err(Exit::usage)?;
+            Ok(exit::OK)
+        }
+        // Handled before a topology is loaded.
+        Command::Token { .. } => Ok(exit::OK),
     }
 }
 

@@ -30,5 +30,6 @@ pub mod planner;
 pub mod progress;
 pub mod registry;
 pub mod report;
+pub mod server;
 pub mod service;
 pub mod validate;

@@ -79,11 +79,11 @@ impl AppState {
         Ok(caller)
     }
 
-    /// `Ok` on the leader; a follower answers 307 to the leader (same path),
-    /// or 503 while nobody leads.
-    fn leader_only(&self, uri: &Uri) -> Result<(), Response> {
+    /// `None` on the leader; a follower's answer otherwise: 307 to the
+    /// leader (same path), or 503 while nobody leads.
+    fn leader_only(&self, uri: &Uri) -> Option<Response> {
         if self.election.leads() {
-            return Ok(());
+            return None;
         }
         match self.election.leader() {
             Some(l) => {
@@ -92,19 +92,21 @@ impl AppState {
                     l.url.trim_end_matches('/'),
                     uri.path_and_query().map_or(uri.path(), |p| p.as_str())
                 );
-                Err((
+                Some((
                     StatusCode::TEMPORARY_REDIRECT,
                     [(header::LOCATION, target)],
                     Json(json!({"leader": l})),
                 )
                     .into_response())
             }
-            None => Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-leader",
-                format!("no server leads on {} right now; retry", self.election.describe()),
-            )
-            .into_response()),
+            None => Some(
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no-leader",
+                    format!("no server leads on {} right now; retry", self.election.describe()),
+                )
+                .into_response(),
+            ),
         }
     }
 
@@ -322,7 +324,7 @@ pub struct PlanView {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
-    paths(healthz, readyz, metrics, leader, topology, state, preview, start, list, get_one, events, resume, abort),
+    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume, abort),
     components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node)),
     modifiers(&Bearer)
 )]
@@ -350,7 +352,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/leader", get(leader))
         .route("/v1/topology", get(topology))
-        .route("/v1/state", get(state))
+        .route("/v1/state", get(live_state))
         .route("/v1/plans", post(preview))
         .route("/v1/executions", post(start).get(list))
         .route("/v1/executions/{id}", get(get_one))
@@ -460,7 +462,7 @@ async fn topology(State(s): State<Shared>, headers: HeaderMap) -> Response {
     (status = 200, body = Snapshot),
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 503, body = Problem, content_type = "application/problem+json")))]
-async fn state(State(s): State<Shared>, headers: HeaderMap) -> Response {
+async fn live_state(State(s): State<Shared>, headers: HeaderMap) -> Response {
     reply((|| {
         s.authorize(&headers, Role::Viewer)?;
         let snap = s.observer.latest().ok_or_else(|| {
@@ -561,7 +563,7 @@ async fn start(
         ))
         .into_response();
     }
-    if let Err(r) = s.leader_only(&uri) {
+    if let Some(r) = s.leader_only(&uri) {
         return r;
     }
     let req = match (&body.plan, &body.to) {
@@ -750,7 +752,7 @@ async fn resume(
     if let Err(p) = s.authorize(&headers, Role::Operator) {
         return p.into_response();
     }
-    if let Err(r) = s.leader_only(&uri) {
+    if let Some(r) = s.leader_only(&uri) {
         return r;
     }
     let _gate = s.gate.lock().await;
@@ -782,7 +784,7 @@ async fn abort(
     if let Err(p) = s.authorize(&headers, Role::Operator) {
         return p.into_response();
     }
-    if let Err(r) = s.leader_only(&uri) {
+    if let Some(r) = s.leader_only(&uri) {
         return r;
     }
     let _gate = s.gate.lock().await;
