@@ -13,7 +13,7 @@ use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
 use crate::service::{
     summary_of, Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError,
-    ServiceEvent, StartRequest,
+    ServiceEvent, StartRequest, StateReport,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -56,6 +56,10 @@ pub struct Cli {
     /// next to the topology file).
     #[arg(long, global = true, env = "SWITCHYARD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Carry the command out on a `switchyard serve` at this URL (token in
+    /// `SWITCHYARD_TOKEN`); see docs/server.md.
+    #[arg(long, global = true, env = "SWITCHYARD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -308,7 +312,7 @@ pub struct Exit {
 }
 
 impl Exit {
-    fn usage(m: impl Into<String>) -> Self {
+    pub(crate) fn usage(m: impl Into<String>) -> Self {
         Exit {
             code: exit::USAGE,
             message: m.into(),
@@ -416,13 +420,13 @@ fn json_mode(output: Option<Output>) -> bool {
 
 /// Renders the service's event stream: progress through a [`Reporter`],
 /// each execution's report when it ends.
-struct Render {
+pub(crate) struct Render {
     reporter: Box<dyn Reporter>,
     json: bool,
 }
 
 impl Render {
-    fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
+    pub(crate) fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
         Arc::new(Render {
             reporter: reporter(output),
             json: json_mode(output),
@@ -460,6 +464,11 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             tokens_file.display()
         );
         return Ok(exit::OK);
+    }
+    if let Some(url) = &cli.server {
+        if !matches!(cli.command, Command::Serve { .. }) {
+            return crate::remote::run(url, cli.command).await;
+        }
     }
     if let Command::Serve { backend, .. } = &cli.command {
         crate::server::check_backend(backend).map_err(Exit::usage)?;
@@ -602,12 +611,12 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
     }
 }
 
-fn nothing_to_do(to: &str) -> i32 {
+pub(crate) fn nothing_to_do(to: &str) -> i32 {
     eprintln!("switchyard: every store is already primary in {to}; nothing to do");
     exit::OK
 }
 
-fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
+pub(crate) fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
     if yes {
         return Ok(());
     }
@@ -638,7 +647,12 @@ fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
 }
 
 async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
-    let report = service.state().await?;
+    Ok(render_state(&service.state().await?, output))
+}
+
+/// Print what `state` saw; the exit code says whether every store could be
+/// observed and none has two writable primaries.
+pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
     let states = &report.stores;
     if output == Output::Json {
         let v: Vec<_> = states
@@ -698,13 +712,13 @@ async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
             }
         }
     }
-    Ok(if report.unobservable() {
+    if report.unobservable() {
         exit::FAILED
     } else if report.split_brain() {
         exit::SPLIT_BRAIN
     } else {
         exit::OK
-    })
+    }
 }
 
 /// End execution `id`: the service plans from its journal and a fresh

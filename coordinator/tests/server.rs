@@ -477,6 +477,68 @@ async fn the_api_runs_failovers_with_auth_events_metrics_and_openapi() {
     assert_eq!(r.json::<Value>().await.unwrap()["url"], json!(url));
     drop(c);
 
+    // `--server URL`: the CLI's output and exit codes, carried out remotely.
+    let remote = |args: &[&str], tok: &str| {
+        let mut c = ws.command(&[&["--server", url.as_str()], args].concat());
+        c.env("SWITCHYARD_TOKEN", tok);
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let local = ws.run(&["plan", "failover", "--to", "east", "--output", "json"]);
+    let (code, out, err) = remote(
+        &["plan", "failover", "--to", "east", "--output", "json"],
+        &viewer,
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (local.code, local.stdout.as_str()),
+        "{err}"
+    );
+    let (code, _, err) = remote(&["failover", "--to", "east", "--yes"], &viewer);
+    assert_eq!(code, 2, "a viewer is refused like a usage error: {err}");
+    assert!(err.contains("needs operator"), "{err}");
+    let (code, _, err) = remote(&["abort"], &operator);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = remote(
+        &["failover", "--to", "east", "--yes", "--output", "json"],
+        &operator,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let events: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"execution_started"), "{out}");
+    assert_eq!(kinds.last(), Some(&"report"), "{out}");
+    assert!(kinds.contains(&"execution_ended"), "{out}");
+    let (_, region, tli2) = pg_primary(&cluster).await.unwrap();
+    assert_eq!((region.as_str(), tli2), ("east", tli0 + 2));
+    let (code, _, err) = remote(&["failover", "--to", "east", "--yes"], &operator);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already primary in east"), "{err}");
+    // Last-known state through the same renderer: the same summary lines.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let local = ws.run(&["state"]);
+    let (code, out, err) = remote(&["state"], &viewer);
+    assert_eq!(code, local.code, "{err}");
+    let summary = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("orders "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(&out),
+        summary(&local.stdout),
+        "remote:\n{out}\nlocal:\n{}",
+        local.stdout
+    );
+
     // SIGHUP: a bad topology is refused and the old one kept.
     let good = read(&ws.topology);
     std::fs::write(&ws.topology, "name = \"broken\"\n[[stores]]\nkind = 7\n").unwrap();
