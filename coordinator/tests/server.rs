@@ -133,33 +133,6 @@ async fn until_done(url: &str, tok: &str, id: &str) -> Value {
     }
 }
 
-/// A plan whose readiness checkpoint cannot be met: it holds the lock for
-/// its stage timeout, changes nothing, and fails.
-fn slow_plan(topology: &str) -> String {
-    format!(
-        r#"version = 1
-name = "hold the lock"
-topology = "{topology}"
-target_region = "west"
-mode = "planned"
-
-[[stages]]
-name = "readiness"
-timeout_ms = 20000
-
-[[stages.steps]]
-store = "orders"
-op = "check_readiness"
-target_region = "west"
-mode = "planned"
-
-[[stages.checkpoint]]
-store = "orders"
-expect = ["primary_in(south)"]
-"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_runs_failovers_with_auth_events_metrics_and_openapi() {
     let cluster = pg_cluster("orders").await;
@@ -258,7 +231,7 @@ async fn the_api_runs_failovers_with_auth_events_metrics_and_openapi() {
     let r = post(
         &format!("{url}/v1/executions"),
         &operator,
-        json!({"plan": slow_plan(&cluster.topology().name)}),
+        json!({"plan": common::hold_the_lock_plan(&cluster.topology().name, 20000)}),
     )
     .await;
     assert_eq!(r.status(), 202);
