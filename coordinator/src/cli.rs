@@ -13,7 +13,7 @@ use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
 use crate::service::{
     summary_of, Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError,
-    ServiceEvent, StartRequest,
+    ServiceEvent, StartRequest, StateReport,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -56,6 +56,10 @@ pub struct Cli {
     /// next to the topology file).
     #[arg(long, global = true, env = "SWITCHYARD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Carry the command out on a `switchyard serve` at this URL (token in
+    /// `SWITCHYARD_TOKEN`); see docs/server.md.
+    #[arg(long, global = true, env = "SWITCHYARD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -213,6 +217,57 @@ pub enum Command {
         #[arg(long, value_enum)]
         output: Option<Output>,
     },
+    /// Serve the HTTP API (docs/server.md).
+    Serve {
+        /// Address to listen on (port 0: a free one; the bound address is
+        /// printed as one JSON line).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Coordination backend: `file` (embedded, one machine).
+        #[arg(long, default_value = "file")]
+        backend: String,
+        /// This server's name.
+        #[arg(long, default_value = "switchyard")]
+        node: String,
+        /// Bearer tokens (`switchyard token create`).
+        #[arg(long)]
+        tokens_file: PathBuf,
+        /// PEM certificate chain: serve HTTPS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// URL clients and other servers reach this one at (default: from
+        /// the bound address).
+        #[arg(long)]
+        advertise_url: Option<String>,
+        /// How often every store is observed in the background.
+        #[arg(long, default_value_t = 5000, value_name = "MS",
+              value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        observe_interval_ms: u64,
+    },
+    /// API tokens.
+    Token {
+        /// `create`.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// What `token` can do.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create an API token with a role; prints it once (only its hash is
+    /// stored).
+    Create {
+        /// viewer, operator or approver.
+        #[arg(long)]
+        role: crate::server::auth::Role,
+        /// Tokens file the server reads (created with mode 0600 if missing).
+        #[arg(long)]
+        tokens_file: PathBuf,
+    },
 }
 
 /// What `executions` can do besides listing.
@@ -257,7 +312,7 @@ pub struct Exit {
 }
 
 impl Exit {
-    fn usage(m: impl Into<String>) -> Self {
+    pub(crate) fn usage(m: impl Into<String>) -> Self {
         Exit {
             code: exit::USAGE,
             message: m.into(),
@@ -365,13 +420,13 @@ fn json_mode(output: Option<Output>) -> bool {
 
 /// Renders the service's event stream: progress through a [`Reporter`],
 /// each execution's report when it ends.
-struct Render {
+pub(crate) struct Render {
     reporter: Box<dyn Reporter>,
     json: bool,
 }
 
 impl Render {
-    fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
+    pub(crate) fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
         Arc::new(Render {
             reporter: reporter(output),
             json: json_mode(output),
@@ -398,6 +453,26 @@ impl EventSink for Render {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, Exit> {
+    if let Command::Token {
+        action: TokenAction::Create { role, tokens_file },
+    } = &cli.command
+    {
+        let (token, id) = crate::server::auth::create(tokens_file, *role).map_err(Exit::usage)?;
+        println!("{token}");
+        eprintln!(
+            "switchyard: token {id} ({role}) added to {}; it is shown only now",
+            tokens_file.display()
+        );
+        return Ok(exit::OK);
+    }
+    if let Some(url) = &cli.server {
+        if !matches!(cli.command, Command::Serve { .. }) {
+            return crate::remote::run(url, cli.command).await;
+        }
+    }
+    if let Command::Serve { backend, .. } = &cli.command {
+        crate::server::check_backend(backend).map_err(Exit::usage)?;
+    }
     let file = cli.topology.clone().ok_or_else(|| {
         Exit::usage("no topology: pass --topology FILE or set SWITCHYARD_TOPOLOGY")
     })?;
@@ -507,15 +582,41 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             yes,
             output,
         } => drill(service, &to, &timeouts, yes, output).await,
+        Command::Serve {
+            listen,
+            backend,
+            node,
+            tokens_file,
+            tls_cert,
+            tls_key,
+            advertise_url,
+            observe_interval_ms,
+        } => {
+            let opts = crate::server::ServeOptions {
+                listen,
+                backend,
+                node,
+                tokens_file,
+                tls: tls_cert.zip(tls_key),
+                advertise: advertise_url,
+                observe_interval: std::time::Duration::from_millis(observe_interval_ms),
+            };
+            crate::server::serve(service.clone(), opts)
+                .await
+                .map_err(Exit::usage)?;
+            Ok(exit::OK)
+        }
+        // Handled before a topology is loaded.
+        Command::Token { .. } => Ok(exit::OK),
     }
 }
 
-fn nothing_to_do(to: &str) -> i32 {
+pub(crate) fn nothing_to_do(to: &str) -> i32 {
     eprintln!("switchyard: every store is already primary in {to}; nothing to do");
     exit::OK
 }
 
-fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
+pub(crate) fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
     if yes {
         return Ok(());
     }
@@ -546,7 +647,12 @@ fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
 }
 
 async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
-    let report = service.state().await?;
+    Ok(render_state(&service.state().await?, output))
+}
+
+/// Print what `state` saw; the exit code says whether every store could be
+/// observed and none has two writable primaries.
+pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
     let states = &report.stores;
     if output == Output::Json {
         let v: Vec<_> = states
@@ -606,13 +712,13 @@ async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
             }
         }
     }
-    Ok(if report.unobservable() {
+    if report.unobservable() {
         exit::FAILED
     } else if report.split_brain() {
         exit::SPLIT_BRAIN
     } else {
         exit::OK
-    })
+    }
 }
 
 /// End execution `id`: the service plans from its journal and a fresh

@@ -712,7 +712,7 @@ pub struct ExecutionSummary {
 }
 
 /// Where an execution stands according to its journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     /// Not finished: still running, interrupted, or stopped by a failure; resumable.

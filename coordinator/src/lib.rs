@@ -29,6 +29,8 @@ pub mod plan;
 pub mod planner;
 pub mod progress;
 pub mod registry;
+pub mod remote;
 pub mod report;
+pub mod server;
 pub mod service;
 pub mod validate;

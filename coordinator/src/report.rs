@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use switchyard_controller::DataLossEstimate;
 
 /// Timing of one stage, summed over every process that worked on it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct StageTiming {
     /// 1-based stage number.
     pub stage: usize,
@@ -32,7 +32,7 @@ pub struct StageTiming {
 }
 
 /// What happened to one store.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct StoreOutcome {
     /// Store name.
     pub store: String,
@@ -53,7 +53,7 @@ pub struct StoreOutcome {
 }
 
 /// The final report of an execution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ExecutionReport {
     /// Execution id.
     pub id: String,

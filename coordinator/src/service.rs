@@ -164,6 +164,14 @@ pub enum StartRequest {
     Failover(PlanRequest),
     /// A plan file, validated against the topology (`switchyard run`).
     PlanFile(PathBuf),
+    /// Plan text (TOML or JSON) and what to call it in errors, validated
+    /// against the topology (the server's `{"plan": ...}`).
+    PlanText {
+        /// Name used in error messages in place of a file name.
+        source: String,
+        /// The plan.
+        text: String,
+    },
 }
 
 /// A validated plan, with the lock held, waiting for approval
@@ -391,12 +399,14 @@ const ABORT_SETTLE: Duration = Duration::from_secs(10);
 
 struct Inner {
     topology_file: PathBuf,
-    topology: Arc<Topology>,
+    /// Replaced whole by [`Service::reload_topology`]; each call works on
+    /// the one it read.
+    topology: std::sync::RwLock<Arc<Topology>>,
     state_dir: PathBuf,
     /// Built on first use (a command that lists executions builds none);
     /// shut down by [`Service::shutdown`].
     controllers: Mutex<Option<Arc<Controllers>>>,
-    events: broadcast::Sender<ServiceEvent>,
+    events: broadcast::Sender<Published>,
 }
 
 /// The application service; cheap to clone (shared state).
@@ -414,17 +424,43 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// Every event goes to the caller's sink and to the service's subscribers.
+/// An event of one execution, as the service's subscribers get it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The execution it belongs to.
+    pub execution_id: String,
+    /// What happened.
+    pub event: ServiceEvent,
+}
+
+/// Every event goes to the caller's sink and to the service's subscribers,
+/// labelled with the execution it belongs to.
 struct Tee {
     sink: Arc<dyn EventSink>,
-    events: broadcast::Sender<ServiceEvent>,
+    events: broadcast::Sender<Published>,
+    /// The execution being driven (a drill drives two, one after the other).
+    current: Mutex<String>,
+}
+
+impl Tee {
+    fn driving(&self, id: &str) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = id.to_string();
+    }
 }
 
 impl EventSink for Tee {
     fn send(&self, ev: &ServiceEvent) {
         self.sink.send(ev);
+        let execution_id = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         // No subscriber is not an error.
-        let _ = self.events.send(ev.clone());
+        let _ = self.events.send(Published {
+            execution_id,
+            event: ev.clone(),
+        });
     }
 }
 
@@ -456,7 +492,7 @@ impl Service {
         Service {
             inner: Arc::new(Inner {
                 topology_file,
-                topology: Arc::new(topology),
+                topology: std::sync::RwLock::new(Arc::new(topology)),
                 state_dir,
                 controllers: Mutex::new(None),
                 events,
@@ -466,7 +502,27 @@ impl Service {
 
     /// The topology.
     pub fn topology(&self) -> Arc<Topology> {
-        self.inner.topology.clone()
+        self.inner.topology()
+    }
+
+    /// Read the topology file again and use it from the next call on, once
+    /// it parses, validates and every store kind in it has a controller;
+    /// otherwise keep the old one and say why. `Ok(false)`: unchanged.
+    /// Executions already running keep the topology and controllers they
+    /// started with.
+    pub fn reload_topology(&self) -> Result<bool, ServiceError> {
+        let inner = &self.inner;
+        let file = inner.topology_file.display();
+        let topology = switchyard_topology::parse_file(&inner.topology_file)
+            .map_err(|e| ServiceError::usage(format!("{file}: {e}")))?;
+        if *inner.topology() == topology {
+            return Ok(false);
+        }
+        let controllers = controllers_in(&topology, Some(&inner.state_dir))
+            .map_err(|e| ServiceError::usage(format!("{file}: {e}")))?;
+        *inner.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
+        *inner.controllers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(controllers));
+        Ok(true)
     }
 
     /// The topology file.
@@ -480,7 +536,7 @@ impl Service {
     }
 
     /// Every event of every execution this service runs, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ServiceEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.inner.events.subscribe()
     }
 
@@ -503,7 +559,7 @@ impl Service {
     /// Refuses a target region the topology does not declare, before any
     /// controller is built or any store contacted.
     pub fn target_region(&self, name: &str) -> Result<(), ServiceError> {
-        let topology = &self.inner.topology;
+        let topology = self.inner.topology();
         if topology.region(name).is_some() {
             return Ok(());
         }
@@ -541,7 +597,7 @@ impl Service {
                 self.target_region(&p.to)?;
                 ("failover", "failover")
             }
-            StartRequest::PlanFile(_) => ("run", "run"),
+            StartRequest::PlanFile(_) | StartRequest::PlanText { .. } => ("run", "run"),
         };
         let guard = self.inner.lock(what)?;
         self.inner.refuse_unfinished()?;
@@ -553,9 +609,16 @@ impl Service {
             },
             StartRequest::PlanFile(file) => {
                 let caps = capabilities(&controllers);
-                load_plan(file, &self.inner.topology, &caps).map_err(|e| {
+                load_plan(file, &self.inner.topology(), &caps).map_err(|e| {
                     ServiceError::usage(format!("plan rejected, nothing was run:\n{e}"))
                 })?
+            }
+            StartRequest::PlanText { source, text } => {
+                let caps = capabilities(&controllers);
+                crate::validate::load_plan_text(source, text, &self.inner.topology(), &caps)
+                    .map_err(|e| {
+                        ServiceError::usage(format!("plan rejected, nothing was run:\n{e}"))
+                    })?
             }
         };
         let warnings = self.inner.refuse_damaged(&plan)?;
@@ -941,6 +1004,7 @@ impl Service {
         Arc::new(Tee {
             sink,
             events: self.inner.events.clone(),
+            current: Mutex::new(String::new()),
         })
     }
 }
@@ -954,12 +1018,19 @@ struct Supersedes<'a> {
 }
 
 impl Inner {
+    fn topology(&self) -> Arc<Topology> {
+        self.topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn controllers(&self) -> Result<Arc<Controllers>, ServiceError> {
         let mut built = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = built.as_ref() {
             return Ok(c.clone());
         }
-        let c = Arc::new(controllers_in(&self.topology, Some(&self.state_dir)).map_err(usage)?);
+        let c = Arc::new(controllers_in(&self.topology(), Some(&self.state_dir)).map_err(usage)?);
         *built = Some(c.clone());
         Ok(c)
     }
@@ -1020,12 +1091,12 @@ impl Inner {
                 opts.stale_primaries.insert(name.clone());
             }
         }
-        if settled == self.topology.stores.len() && opts.stale_primaries.is_empty() {
+        if settled == self.topology().stores.len() && opts.stale_primaries.is_empty() {
             return Ok(None);
         }
-        let plan = plan_failover(&self.topology, &caps, &opts)
+        let plan = plan_failover(&self.topology(), &caps, &opts)
             .map_err(|e| ServiceError::usage(format!("cannot plan: {e}")))?;
-        validate(&plan, &self.topology, &caps)
+        validate(&plan, &self.topology(), &caps)
             .map_err(|e| ServiceError::usage(format!("generated plan is invalid (a bug):\n{e}")))?;
         Ok(Some(plan))
     }
@@ -1132,6 +1203,7 @@ impl Inner {
             plan: plan.clone(),
         };
         let journal = store.create(&id, &started).map_err(usage)?;
+        tee.driving(&id);
         if let Some(old) = supersedes {
             self.close(old.id, guard.epoch(), old.stores)?;
         }
@@ -1219,6 +1291,7 @@ impl Inner {
         }
         refuse_superseded(&store, id)?;
         refuse_superseded_on_stores(controllers, &recs, id).await?;
+        tee.driving(id);
         let next_seq = crate::journal::next_seq(&recs);
         let journal = store.open(id).map_err(usage)?;
         let epoch = guard.epoch();
@@ -1240,7 +1313,7 @@ impl Inner {
         let ex = Executor::replay(&recs)
             .ok_or_else(|| ServiceError::usage(format!("journal of {id} has no start record")))?;
         let caps = capabilities(controllers);
-        validate(ex.plan(), &self.topology, &caps).map_err(|e| {
+        validate(ex.plan(), &self.topology(), &caps).map_err(|e| {
             ServiceError::usage(format!(
                 "the journaled plan no longer fits the topology:\n{e}"
             ))
@@ -1298,9 +1371,9 @@ impl Inner {
             observed = observe_all(controllers).await;
         }
         let planned =
-            crate::abort::plan_abort(&self.topology, &caps, id, &aborted_plan, &recs, &observed);
+            crate::abort::plan_abort(&self.topology(), &caps, id, &aborted_plan, &recs, &observed);
         if let Some(plan) = &planned.plan {
-            validate(plan, &self.topology, &caps).map_err(|e| {
+            validate(plan, &self.topology(), &caps).map_err(|e| {
                 ServiceError::usage(format!(
                     "the abort plan is invalid (a bug), nothing was run:\n{e}"
                 ))

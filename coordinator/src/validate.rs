@@ -249,8 +249,19 @@ pub fn load_plan(
             message: format!("cannot read: {e}"),
         }],
     })?;
-    let plan = parse_plan(&file, &text)?;
-    validate_source(&plan, topology, caps, &file, &text)?;
+    load_plan_text(&file, &text, topology, caps)
+}
+
+/// Parse and validate plan text that came from `file` (a path, or what the
+/// server names a request body), with file:line:field errors.
+pub fn load_plan_text(
+    file: &str,
+    text: &str,
+    topology: &Topology,
+    caps: &BTreeMap<String, Capability>,
+) -> Result<Plan, PlanError> {
+    let plan = parse_plan(file, text)?;
+    validate_source(&plan, topology, caps, file, text)?;
     Ok(plan)
 }
 

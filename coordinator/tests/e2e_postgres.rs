@@ -185,27 +185,7 @@ async fn second_execution_is_refused_while_one_holds_the_lock() {
     let plan = ws.path("slow.toml");
     std::fs::write(
         &plan,
-        r#"version = 1
-name = "hold the lock"
-topology = "TOPOLOGY"
-target_region = "west"
-mode = "planned"
-
-[[stages]]
-name = "readiness"
-timeout_ms = 30000
-
-[[stages.steps]]
-store = "orders"
-op = "check_readiness"
-target_region = "west"
-mode = "planned"
-
-[[stages.checkpoint]]
-store = "orders"
-expect = ["primary_in(south)"]
-"#
-        .replace("TOPOLOGY", &cluster.topology().name),
+        common::hold_the_lock_plan(&cluster.topology().name, 30000),
     )
     .unwrap();
     let mut first = ws

@@ -11,7 +11,7 @@ use super::problem::Problem;
 use crate::journal::ExecutionStatus;
 use crate::plan::Mode;
 use crate::service::{
-    Discard, ErrorKind, Outcome, PlanRequest, Service, ServiceEvent, StartRequest,
+    Discard, ErrorKind, Outcome, PlanRequest, Published, Service, ServiceEvent, StartRequest,
 };
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -47,6 +47,47 @@ pub struct AppState {
     /// How executions this server drove ended (more precise than the
     /// journal for a refused one, which the journal only shows as closed).
     pub outcomes: Mutex<BTreeMap<String, Outcome>>,
+    /// Events of the executions this server drove, so a subscriber that
+    /// comes late still gets everything from the start.
+    pub log: Mutex<EventLog>,
+}
+
+/// The events of the last few executions, and their live feed.
+#[derive(Debug)]
+pub struct EventLog {
+    by_execution: BTreeMap<String, Vec<ServiceEvent>>,
+    feed: tokio::sync::broadcast::Sender<Published>,
+}
+
+/// How many executions' events are kept.
+const KEPT: usize = 16;
+
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog {
+            by_execution: BTreeMap::new(),
+            feed: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl EventLog {
+    /// Keep `p` and pass it on to live subscribers (under one lock, so a
+    /// subscriber sees each event exactly once: in the backlog or live).
+    pub fn push(&mut self, p: Published) {
+        if !self.by_execution.contains_key(&p.execution_id) && self.by_execution.len() >= KEPT {
+            // Ids start with a UTC timestamp: the first is the oldest.
+            let oldest = self.by_execution.keys().next().cloned();
+            if let Some(k) = oldest {
+                self.by_execution.remove(&k);
+            }
+        }
+        self.by_execution
+            .entry(p.execution_id.clone())
+            .or_default()
+            .push(p.event.clone());
+        let _ = self.feed.send(p);
+    }
 }
 
 impl AppState {
@@ -61,7 +102,9 @@ impl AppState {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| Problem::unauthorized("the Authorization header is not `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header is not `Bearer <token>`")
+            })?;
         let tokens = self
             .tokens
             .read()
@@ -79,11 +122,11 @@ impl AppState {
         Ok(caller)
     }
 
-    /// `Ok` on the leader; a follower answers 307 to the leader (same path),
-    /// or 503 while nobody leads.
-    fn leader_only(&self, uri: &Uri) -> Result<(), Response> {
+    /// `None` on the leader; a follower's answer otherwise: 307 to the
+    /// leader (same path), or 503 while nobody leads.
+    fn leader_only(&self, uri: &Uri) -> Option<Response> {
         if self.election.leads() {
-            return Ok(());
+            return None;
         }
         match self.election.leader() {
             Some(l) => {
@@ -92,19 +135,26 @@ impl AppState {
                     l.url.trim_end_matches('/'),
                     uri.path_and_query().map_or(uri.path(), |p| p.as_str())
                 );
-                Err((
-                    StatusCode::TEMPORARY_REDIRECT,
-                    [(header::LOCATION, target)],
-                    Json(json!({"leader": l})),
+                Some(
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, target)],
+                        Json(json!({"leader": l})),
+                    )
+                        .into_response(),
                 )
-                    .into_response())
             }
-            None => Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-leader",
-                format!("no server leads on {} right now; retry", self.election.describe()),
-            )
-            .into_response()),
+            None => Some(
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no-leader",
+                    format!(
+                        "no server leads on {} right now; retry",
+                        self.election.describe()
+                    ),
+                )
+                .into_response(),
+            ),
         }
     }
 
@@ -322,7 +372,7 @@ pub struct PlanView {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
-    paths(healthz, readyz, metrics, leader, topology, state, preview, start, list, get_one, events, resume, abort),
+    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume, abort),
     components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node)),
     modifiers(&Bearer)
 )]
@@ -350,7 +400,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/leader", get(leader))
         .route("/v1/topology", get(topology))
-        .route("/v1/state", get(state))
+        .route("/v1/state", get(live_state))
         .route("/v1/plans", post(preview))
         .route("/v1/executions", post(start).get(list))
         .route("/v1/executions/{id}", get(get_one))
@@ -460,7 +510,7 @@ async fn topology(State(s): State<Shared>, headers: HeaderMap) -> Response {
     (status = 200, body = Snapshot),
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 503, body = Problem, content_type = "application/problem+json")))]
-async fn state(State(s): State<Shared>, headers: HeaderMap) -> Response {
+async fn live_state(State(s): State<Shared>, headers: HeaderMap) -> Response {
     reply((|| {
         s.authorize(&headers, Role::Viewer)?;
         let snap = s.observer.latest().ok_or_else(|| {
@@ -487,23 +537,25 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
         s.authorize(&headers, Role::Viewer)?;
         let body = parse_body(&body)?;
         let req = body.plan_request()?;
-        Ok(match s.service.plan(&req).await.map_err(|e| s.problem(e))? {
-            Some(plan) => Json(PlanView {
-                plan: serde_json::from_str(&plan.to_json()).ok(),
-                text: Some(plan.render()),
-                detail: None,
-            })
-            .into_response(),
-            None => Json(PlanView {
-                plan: None,
-                text: None,
-                detail: Some(format!(
-                    "every store is already primary in {}; nothing to do",
-                    req.to
-                )),
-            })
-            .into_response(),
-        })
+        Ok(
+            match s.service.plan(&req).await.map_err(|e| s.problem(e))? {
+                Some(plan) => Json(PlanView {
+                    plan: serde_json::from_str(&plan.to_json()).ok(),
+                    text: Some(plan.render()),
+                    detail: None,
+                })
+                .into_response(),
+                None => Json(PlanView {
+                    plan: None,
+                    text: None,
+                    detail: Some(format!(
+                        "every store is already primary in {}; nothing to do",
+                        req.to
+                    )),
+                })
+                .into_response(),
+            },
+        )
     };
     reply(r.await)
 }
@@ -561,7 +613,7 @@ async fn start(
         ))
         .into_response();
     }
-    if let Err(r) = s.leader_only(&uri) {
+    if let Some(r) = s.leader_only(&uri) {
         return r;
     }
     let req = match (&body.plan, &body.to) {
@@ -680,23 +732,36 @@ async fn events(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Stri
     if let Err(p) = s.authorize(&headers, Role::Viewer) {
         return p.into_response();
     }
-    // Subscribe before looking: nothing that happens in between is missed.
-    let rx = s.service.subscribe();
     let e = match find(&s, &id) {
         Ok(e) => e,
         Err(p) => return p.into_response(),
     };
+    // Backlog and subscription under one lock: every event exactly once.
+    let (backlog, rx) = {
+        let log = s.log.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            log.by_execution.get(&id).cloned().unwrap_or_default(),
+            log.feed.subscribe(),
+        )
+    };
     let first = view(&s, &e);
-    let live = first.status == "running";
-    let first_ev = Event::default()
-        .event("status")
-        .json_data(json!({"id": first.id, "status": first.status}))
-        .unwrap_or_default();
+    let ended = |ev: &ServiceEvent| matches!(ev, ServiceEvent::Report { .. });
+    let live = first.status == "running" && !backlog.iter().any(ended);
+    let mut queue: std::collections::VecDeque<Event> = std::collections::VecDeque::new();
+    queue.push_back(
+        Event::default()
+            .event("status")
+            .json_data(json!({"id": first.id, "status": first.status}))
+            .unwrap_or_default(),
+    );
+    if first.status == "running" {
+        queue.extend(backlog.iter().map(sse_event));
+    }
     let stream = futures::stream::unfold(
-        (Some(first_ev), rx, live, id),
-        |(first, mut rx, live, id)| async move {
-            if let Some(ev) = first {
-                return Some((Ok::<_, Infallible>(ev), (None, rx, live, id)));
+        (queue, rx, live, id),
+        |(mut queue, mut rx, live, id)| async move {
+            if let Some(ev) = queue.pop_front() {
+                return Some((Ok::<_, Infallible>(ev), (queue, rx, live, id)));
             }
             if !live {
                 return None;
@@ -704,32 +769,39 @@ async fn events(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Stri
             loop {
                 match rx.recv().await {
                     Ok(p) if p.execution_id == id => {
-                        let (name, data, last) = match &p.event {
-                            ServiceEvent::Progress(ev) => {
-                                let v = serde_json::to_value(ev).unwrap_or_default();
-                                let name = v["event"].as_str().unwrap_or("progress").to_string();
-                                (name, v, false)
-                            }
-                            ServiceEvent::Report { report, .. } => {
-                                ("report".to_string(), json!({"report": report}), true)
-                            }
-                        };
-                        let ev = Event::default().event(name).json_data(data).unwrap_or_default();
-                        return Some((Ok(ev), (None, rx, !last, id)));
+                        let last = matches!(p.event, ServiceEvent::Report { .. });
+                        return Some((Ok(sse_event(&p.event)), (queue, rx, !last, id)));
                     }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let ev = Event::default()
-                            .event("lagged")
-                            .data(format!("{n} events were dropped; GET the execution for its state"));
-                        return Some((Ok(ev), (None, rx, live, id)));
+                        let ev = Event::default().event("lagged").data(format!(
+                            "{n} events were dropped; GET the execution for its state"
+                        ));
+                        return Some((Ok(ev), (queue, rx, live, id)));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// One service event as SSE: named by its `event` field (`report` for the report).
+fn sse_event(ev: &ServiceEvent) -> Event {
+    let (name, data) = match ev {
+        ServiceEvent::Progress(p) => {
+            let v = serde_json::to_value(p).unwrap_or_default();
+            (v["event"].as_str().unwrap_or("progress").to_string(), v)
+        }
+        ServiceEvent::Report { report, .. } => ("report".to_string(), json!({"report": report})),
+    };
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_default()
 }
 
 /// Resume an interrupted or failed execution from its journal.
@@ -750,7 +822,7 @@ async fn resume(
     if let Err(p) = s.authorize(&headers, Role::Operator) {
         return p.into_response();
     }
-    if let Err(r) = s.leader_only(&uri) {
+    if let Some(r) = s.leader_only(&uri) {
         return r;
     }
     let _gate = s.gate.lock().await;
@@ -782,7 +854,7 @@ async fn abort(
     if let Err(p) = s.authorize(&headers, Role::Operator) {
         return p.into_response();
     }
-    if let Err(r) = s.leader_only(&uri) {
+    if let Some(r) = s.leader_only(&uri) {
         return r;
     }
     let _gate = s.gate.lock().await;

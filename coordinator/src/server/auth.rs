@@ -214,8 +214,11 @@ mod tests {
     fn a_bad_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens");
-        std::fs::write(&file, "# comment\n{\"id\":\"a\",\"role\":\"boss\",\"sha256\":\"00\"}\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "# comment\n{\"id\":\"a\",\"role\":\"boss\",\"sha256\":\"00\"}\n",
+        )
+        .unwrap();
         let e = Tokens::load(&file).unwrap_err();
         assert!(e.contains("tokens:2:"), "{e}");
     }

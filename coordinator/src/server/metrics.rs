@@ -116,7 +116,8 @@ impl Metrics {
                 if s.error.is_some() {
                     *m.observe_errors.entry(s.store.clone()).or_default() += 1;
                 } else {
-                    m.observed_ok_ms.insert(s.store.clone(), snap.observed_at_ms);
+                    m.observed_ok_ms
+                        .insert(s.store.clone(), snap.observed_at_ms);
                 }
             }
         })

@@ -69,17 +69,21 @@ fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<Arc<rustls::ServerConfig>
         .collect::<Result<_, _>>()
         .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("--tls-cert {}: no certificate in it", cert.display()));
+        return Err(format!(
+            "--tls-cert {}: no certificate in it",
+            cert.display()
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
-    let mut cfg =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS certificate and key: {e}"))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -125,9 +129,10 @@ pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("--listen {}: {e}", opts.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
-    let url = opts.advertise.clone().unwrap_or_else(|| {
-        format!("{}://{addr}", if tls.is_some() { "https" } else { "http" })
-    });
+    let url = opts
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }));
     let election = election::FileElection::start(
         service.state_dir(),
         election::Node {
@@ -147,15 +152,20 @@ pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
         gate: tokio::sync::Mutex::new(()),
         running: Mutex::new(None),
         outcomes: Mutex::new(Default::default()),
+        log: Mutex::new(Default::default()),
     });
     tokio::spawn(observer.run(service.clone(), metrics.clone(), opts.observe_interval));
     {
         let mut rx = service.subscribe();
         let metrics = metrics.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(p) => metrics.event(&p),
+                    Ok(p) => {
+                        metrics.event(&p);
+                        state.log.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 }
@@ -194,12 +204,15 @@ pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
         let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper_util::service::TowerToHyperService::new(app);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let r = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => builder
-                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(s), svc)
-                        .await,
+                    Ok(s) => {
+                        builder
+                            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(s), svc)
+                            .await
+                    }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake");
                         return;

@@ -327,3 +327,30 @@ pub fn merged(pg: &PgCluster, mongo: &MongoSim, mongo_depends_on_pg: bool) -> To
     t.stores.push(m);
     t
 }
+
+/// A plan whose readiness checkpoint (`orders` primary in `south`) cannot be
+/// met: it holds the lock for `timeout_ms`, changes nothing, and fails.
+pub fn hold_the_lock_plan(topology: &str, timeout_ms: u64) -> String {
+    format!(
+        r#"version = 1
+name = "hold the lock"
+topology = "{topology}"
+target_region = "west"
+mode = "planned"
+
+[[stages]]
+name = "readiness"
+timeout_ms = {timeout_ms}
+
+[[stages.steps]]
+store = "orders"
+op = "check_readiness"
+target_region = "west"
+mode = "planned"
+
+[[stages.checkpoint]]
+store = "orders"
+expect = ["primary_in(south)"]
+"#
+    )
+}
