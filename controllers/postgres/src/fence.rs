@@ -24,11 +24,24 @@
 //! It refuses when another member is primary, or is on a later timeline
 //! than the old primary's (something else was promoted: making the old one
 //! primary again would fork the store's history).
+//!
+//! **Deferred restart.** When the member has an `extra.controldata` hook and
+//! the session may write server files (a superuser), the restart in recovery
+//! leaves the critical path: the fence writes `standby.signal` (and resets
+//! `primary_conninfo`) *before* the stop, so whatever starts the old primary
+//! next — `Rejoin`, `Unfence`'s `start`, an init system, a person — brings it
+//! up in recovery, read-only. Its final position is read from
+//! `pg_controldata` once it is stopped: a clean shutdown (state `shut
+//! down`) ends its WAL with the shutdown checkpoint record, so a standby that
+//! replayed past that record's start holds every acknowledged commit. The
+//! captured position is therefore *checkpoint location + 1*. Anything else
+//! (no hook, no privilege, not a clean shutdown) takes the restart path above.
 
-use crate::hooks::{self, Hook};
+use crate::hooks::{self, Hook, CONTROLDATA};
+use crate::lsn::{format_lsn, parse_lsn};
 use crate::observe::{current_primary, Probe};
-use crate::PostgresController;
-use switchyard_controller::{ErrorKind, OpContext, Outcome, Result};
+use crate::{sql_literal, PostgresController};
+use switchyard_controller::{ErrorKind, OpContext, Outcome, Position, Result};
 use switchyard_topology::Member;
 
 pub(crate) const SOFT_FENCE: &[&str] = &[
@@ -65,6 +78,8 @@ impl PostgresController {
         if let Some(m) = self.configured_upstream(&probes) {
             if probes.iter().any(|p| p.name == m.name && !p.reachable()) {
                 let m = m.clone();
+                // Whether the deferred fence wrote standby.signal is not
+                // known here: restart it in recovery, as the fence would have.
                 hooks::run(&self.store.name, Hook::Stop, &m, None).await?;
                 hooks::run(&self.store.name, Hook::StartAsStandby, &m, None).await?;
                 let p = self.wait_up(&m, true).await?;
@@ -97,23 +112,46 @@ impl PostgresController {
                 )
                 .with_member(&m.name));
         }
+        let deferred = m.hooks.extra.contains_key(CONTROLDATA);
+        let mut signalled = false;
         match self.session(m).await {
             Ok(c) => {
                 // Recorded while the primary is still writable.
                 self.record_epoch_on(&c, m, ctx).await;
-                // While writes still flow: makes the shutdown checkpoint,
-                // which runs inside the write outage, short.
-                if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
-                    tracing::warn!(member = %m.name, error = %e, "checkpoint before fence failed");
+                if !deferred {
+                    // While writes still flow: makes the shutdown checkpoint,
+                    // which runs inside the write outage, short. (The
+                    // deferred path skips it: it is on the command's path,
+                    // and a 10 ms writer leaves the shutdown little to flush.)
+                    if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
+                        tracing::warn!(member = %m.name, error = %e, "checkpoint before fence failed");
+                    }
                 }
                 // A failure here is not fatal: the hard fence follows anyway.
                 if let Err(e) = self.exec(&c, m, SOFT_FENCE).await {
                     tracing::warn!(member = %m.name, error = %e, "soft fence failed");
                 }
+                if deferred {
+                    match self.write_standby_signal(&c, m).await {
+                        Ok(()) => signalled = true,
+                        Err(e) => tracing::warn!(
+                            member = %m.name, error = %e,
+                            "standby.signal not written: restarting in recovery before the promotion"
+                        ),
+                    }
+                }
             }
             Err(e) => tracing::warn!(member = %m.name, error = %e, "soft fence skipped"),
         }
         hooks::run(&self.store.name, Hook::Stop, m, None).await?;
+        if signalled {
+            if let Some(pos) = self.final_position(m).await? {
+                return Ok(Outcome::done()
+                    .with_member(&m.name)
+                    .with_position(pos)
+                    .with_note(stopped_note(m, pos)));
+            }
+        }
         hooks::run(&self.store.name, Hook::StartAsStandby, m, None).await?;
         let p = self.wait_up(m, true).await?;
         Ok(Outcome::done()
@@ -123,6 +161,88 @@ impl PostgresController {
                 "{} stopped and restarted in recovery without an upstream",
                 m.name
             )))
+    }
+
+    /// Make the next start of `m` a start in recovery without an upstream,
+    /// whoever does it: written while `m` still runs, before the stop.
+    async fn write_standby_signal(&self, c: &tokio_postgres::Client, m: &Member) -> Result<()> {
+        let dir = self
+            .scalar(c, m, "SELECT current_setting('data_directory')")
+            .await?;
+        let copy = format!(
+            "COPY (SELECT 1 WHERE false) TO {}",
+            sql_literal(&format!("{dir}/standby.signal"))
+        );
+        self.exec(c, m, &[&copy, "ALTER SYSTEM RESET primary_conninfo"])
+            .await
+    }
+
+    /// The final position of `m`, stopped by the fence: from the cache, else
+    /// from `pg_controldata` through the `extra.controldata` hook. `None`
+    /// when `m` has no such hook or was not shut down cleanly (then its end
+    /// of WAL is not the latest checkpoint, and only a restart in recovery
+    /// tells it).
+    pub(crate) async fn final_position(&self, m: &Member) -> Result<Option<Position>> {
+        if let Some(p) = self.cached_final_position(&m.name) {
+            return Ok(Some(p));
+        }
+        if !m.hooks.extra.contains_key(CONTROLDATA) {
+            return Ok(None);
+        }
+        let out = hooks::run(&self.store.name, Hook::ControlData, m, None).await?;
+        let Some(cd) = ControlData::parse(&out) else {
+            return Err(self
+                .err(
+                    ErrorKind::Hook,
+                    "hooks.extra.controldata printed no `Database cluster state`,                      `Latest checkpoint location` and `Latest checkpoint's TimeLineID`                      (is it pg_controldata under LC_ALL=C?)",
+                )
+                .with_member(&m.name));
+        };
+        if cd.state != "shut down" {
+            tracing::info!(member = %m.name, state = %cd.state, "not a clean shutdown: final position unknown");
+            return Ok(None);
+        }
+        let pos = Position {
+            epoch: cd.timeline,
+            offset: cd.checkpoint + 1,
+        };
+        self.final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(m.name.clone(), pos);
+        Ok(Some(pos))
+    }
+
+    pub(crate) fn cached_final_position(&self, member: &str) -> Option<Position> {
+        self.final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(member)
+            .copied()
+    }
+
+    /// Forget `member`'s final position: it has been started again.
+    pub(crate) fn forget_final_position(&self, member: &str) {
+        self.final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(member);
+    }
+
+    /// The old primary the fence left stopped, with its final position: the
+    /// member the standbys still follow, down, with a known final position.
+    pub(crate) async fn stopped_former_primary(
+        &self,
+        probes: &[Probe],
+    ) -> Result<Option<(Member, Position)>> {
+        let Some(m) = self
+            .configured_upstream(probes)
+            .filter(|m| probes.iter().any(|p| p.name == m.name && !p.reachable()))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        Ok(self.final_position(&m).await?.map(|pos| (m, pos)))
     }
 
     /// The member most reachable standbys are configured to follow.
@@ -150,6 +270,7 @@ impl PostgresController {
                     let m = self.member(&p.name)?;
                     let c = self.session(m).await?;
                     self.exec(&c, m, CLEAR_FENCE).await?;
+                    self.remove_standby_signal(&c, m).await?;
                     self.record_epoch_on(&c, m, ctx).await;
                     return Ok(Outcome::done()
                         .with_member(&p.name)
@@ -206,6 +327,7 @@ impl PostgresController {
         // coordinator's hook), which would otherwise undo the start.
         hooks::run(&self.store.name, Hook::Stop, &m, None).await?;
         hooks::run(&self.store.name, Hook::Start, &m, None).await?;
+        self.forget_final_position(&m.name);
         let p = self.wait_reachable(&m).await?;
         let again = self.probe_all().await;
         if p.in_recovery {
@@ -271,6 +393,33 @@ impl PostgresController {
         Ok(outcome)
     }
 
+    /// A deferred fence that never got to the stop leaves `standby.signal`
+    /// in a primary that runs on: remove it, or its next restart would
+    /// demote it. Only looked for where the deferred fence could have
+    /// written it.
+    async fn remove_standby_signal(&self, c: &tokio_postgres::Client, m: &Member) -> Result<()> {
+        if !m.hooks.extra.contains_key(CONTROLDATA) {
+            return Ok(());
+        }
+        let present = self
+            .scalar(
+                c,
+                m,
+                "SELECT (pg_stat_file('standby.signal', true) IS NOT NULL)::text",
+            )
+            .await?;
+        if present == "true" {
+            // Backends run in the data directory.
+            self.exec(
+                c,
+                m,
+                &["COPY (SELECT 1 WHERE false) TO PROGRAM 'rm -f standby.signal'"],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Poll until `m` accepts connections, in recovery or not.
     async fn wait_reachable(&self, m: &Member) -> Result<Probe> {
         let deadline = std::time::Instant::now() + self.timing.start_timeout;
@@ -293,5 +442,62 @@ impl PostgresController {
             }
             tokio::time::sleep(self.timing.poll).await;
         }
+    }
+}
+
+fn stopped_note(m: &Member, pos: Position) -> String {
+    format!(
+        "{} stopped with standby.signal (it restarts in recovery); final position {} on timeline {} \
+         (just past its shutdown checkpoint, from pg_controldata)",
+        m.name,
+        format_lsn(pos.offset),
+        pos.epoch
+    )
+}
+
+/// What the fence needs from `pg_controldata`'s output (`LC_ALL=C`).
+#[derive(Debug, PartialEq, Eq)]
+struct ControlData {
+    state: String,
+    checkpoint: u64,
+    timeline: u64,
+}
+
+impl ControlData {
+    fn parse(out: &str) -> Option<ControlData> {
+        let field = |name: &str| {
+            out.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+        };
+        Some(ControlData {
+            state: field("Database cluster state")?,
+            checkpoint: parse_lsn(&field("Latest checkpoint location")?)?,
+            timeline: field("Latest checkpoint's TimeLineID")?.parse().ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pg_controldata() {
+        let out = "pg_control version number:            1300\n\
+                   Database cluster state:               shut down\n\
+                   Latest checkpoint location:           0/3000148\n\
+                   Latest checkpoint's REDO location:    0/3000148\n\
+                   Latest checkpoint's TimeLineID:       2\n";
+        assert_eq!(
+            ControlData::parse(out),
+            Some(ControlData {
+                state: "shut down".into(),
+                checkpoint: 0x3000148,
+                timeline: 2
+            })
+        );
+        assert_eq!(ControlData::parse("Database cluster state: in production\n"), None);
     }
 }

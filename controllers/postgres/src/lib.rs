@@ -87,6 +87,9 @@ pub struct PostgresController {
     member_sql: String,
     /// Reused observation sessions, per member.
     sessions: Mutex<HashMap<String, Arc<Client>>>,
+    /// Final positions of old primaries the fence left stopped, read from
+    /// `pg_controldata` (so capture and promotion need not run the hook again).
+    final_positions: Mutex<HashMap<String, switchyard_controller::Position>>,
 }
 
 impl fmt::Debug for PostgresController {
@@ -133,6 +136,7 @@ impl PostgresController {
             timing,
             last_known: Remembered::new(last_known),
             sessions: Mutex::new(HashMap::new()),
+            final_positions: Mutex::new(HashMap::new()),
         }
     }
 
