@@ -78,8 +78,16 @@ impl PostgresController {
         if let Some(m) = self.configured_upstream(&probes) {
             if probes.iter().any(|p| p.name == m.name && !p.reachable()) {
                 let m = m.clone();
-                // Whether the deferred fence wrote standby.signal is not
-                // known here: restart it in recovery, as the fence would have.
+                // This controller's deferred fence stopped it: done.
+                if let Some(pos) = self.cached_final_position(&m.name) {
+                    return Ok(Outcome::already_done()
+                        .with_member(&m.name)
+                        .with_position(pos)
+                        .with_note(stopped_note(&m, pos)));
+                }
+                // Whether a deferred fence wrote standby.signal is not known
+                // here (a resumed coordinator): restart it in recovery, as
+                // the fence without the deferred restart does.
                 hooks::run(&self.store.name, Hook::Stop, &m, None).await?;
                 hooks::run(&self.store.name, Hook::StartAsStandby, &m, None).await?;
                 let p = self.wait_up(&m, true).await?;
