@@ -122,7 +122,7 @@ impl PostgresController {
         }
         let deferred = m.hooks.extra.contains_key(CONTROLDATA);
         let mut signalled = false;
-        match self.session(m).await {
+        match self.shared_session(m).await {
             Ok(c) => {
                 // Recorded while the primary is still writable.
                 self.record_epoch_on(&c, m, ctx).await;

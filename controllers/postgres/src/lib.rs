@@ -229,6 +229,18 @@ impl PostgresController {
             .map_err(|e| e.into_error(&self.store.name, &m.name))
     }
 
+    /// The member's observation session (every operation has just probed
+    /// every member, so it is open), else a new one, kept for the next use:
+    /// the critical path sets up no connection of its own.
+    pub(crate) async fn shared_session(&self, m: &Member) -> Result<Arc<Client>> {
+        if let Some(c) = self.cached_session(&m.name) {
+            return Ok(c);
+        }
+        let c = Arc::new(self.session(m).await?);
+        self.keep_session(&m.name, c.clone());
+        Ok(c)
+    }
+
     /// Run statements one by one (a multi-statement string would be one
     /// implicit transaction, where `ALTER SYSTEM` is not allowed).
     pub(crate) async fn exec(&self, client: &Client, m: &Member, sql: &[&str]) -> Result<()> {

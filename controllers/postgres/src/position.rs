@@ -68,7 +68,7 @@ impl PostgresController {
             )
         })?;
         let m = self.member(&c.name)?;
-        let client = self.session(m).await?;
+        let client = self.shared_session(m).await?;
         let deadline = Instant::now() + timeout;
         loop {
             let lsn = self

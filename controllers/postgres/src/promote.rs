@@ -94,7 +94,7 @@ impl PostgresController {
             }
         };
         let m = self.member(&candidate)?.clone();
-        let client = self.session(&m).await?;
+        let client = self.shared_session(&m).await?;
         let p = probes.iter().find(|p| p.name == m.name);
         if p.is_some_and(|p| p.fenced) {
             self.exec(&client, &m, CLEAR_FENCE).await?;
