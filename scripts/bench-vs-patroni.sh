@@ -46,17 +46,19 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   # Patroni stops its postgres on SIGTERM; anything left is stopped here.
   for d in "$work"/patroni/*/data; do
-    [ -f "$d/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
+    [ -f "$d/postmaster.pid" ] && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
   done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
-# PostgreSQL, Patroni and etcd refuse root or should not run as it.
+# PostgreSQL, Patroni and etcd refuse root or should not run as it. A
+# prefix, not a function: env and setpriv exec, so `$!` of a backgrounded
+# "${as_pg[@]}" command is the server's own pid, which cleanup stops.
 if [ "$(id -u)" = 0 ]; then
-  as_pg() { HOME="$work" setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+  as_pg=(env HOME="$work" setpriv --reuid=postgres --regid=postgres --init-groups)
 else
-  as_pg() { "$@"; }
+  as_pg=(env)
 fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { # file pattern pid what
@@ -79,7 +81,7 @@ echo "==> Patroni: etcd and three members in $work/patroni"
 mkdir -p "$work/patroni"
 chown postgres: "$work/patroni" 2>/dev/null || true
 etcd_port=$(free_port); etcd_peer=$(free_port)
-as_pg etcd --name bench --data-dir "$work/patroni/etcd" --enable-v2=true \
+"${as_pg[@]}" etcd --name bench --data-dir "$work/patroni/etcd" --enable-v2=true \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
   --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
   --initial-cluster "bench=http://127.0.0.1:$etcd_peer" \
@@ -146,7 +148,7 @@ postgresql:
     unix_socket_directories: '$dir'
 EOF
   chown -R postgres: "$dir" 2>/dev/null || true
-  as_pg patroni "$dir/patroni.yml" >"$dir/patroni.log" 2>&1 &
+  "${as_pg[@]}" patroni "$dir/patroni.yml" >"$dir/patroni.log" 2>&1 &
   pids+=($!)
   members_json+=("{\"name\":\"$name\",\"region\":\"$region\",\"port\":${pport[$region]}}")
   if [ "$region" = east ]; then
