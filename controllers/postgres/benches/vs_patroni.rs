@@ -116,7 +116,8 @@ impl Writer {
                 }
                 let Some(c) = &client else { continue };
                 id += 1;
-                let ins = c.execute("INSERT INTO bench_writes (id) VALUES ($1)", &[&id]);
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                let ins = c.execute("INSERT INTO bench_writes (id) VALUES ($1)", &params);
                 match tokio::time::timeout(Duration::from_secs(2), ins).await {
                     Ok(Ok(_)) => a
                         .lock()
@@ -135,8 +136,10 @@ impl Writer {
 
     async fn stop(self) -> Vec<(i64, Instant)> {
         self.stop.store(true, Ordering::Relaxed);
+        let acks = self.acks.clone();
         let _ = self.task.await;
-        self.acks()
+        let acks = acks.lock().unwrap_or_else(|e| e.into_inner());
+        acks.clone()
     }
 }
 
