@@ -22,7 +22,7 @@ ROUNDS=${ROUNDS:-5}
 
 need=()
 command -v patroni >/dev/null || need+=(patroni)
-python3 -c 'import etcd' 2>/dev/null || need+=(python3-etcd)
+/usr/bin/python3 -c 'import etcd' 2>/dev/null || need+=(python3-etcd)
 command -v etcd >/dev/null || need+=(etcd-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need[*]}"
