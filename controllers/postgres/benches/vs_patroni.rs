@@ -90,6 +90,14 @@ async fn connect(c: &Config) -> Option<Client> {
     Some(client)
 }
 
+/// The kept session, connected again when it is gone.
+async fn reconnect<'a>(cfg: &Config, client: &'a mut Option<Client>) -> Option<&'a Client> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = connect(cfg).await;
+    }
+    client.as_ref()
+}
+
 /// The writer: one insert every 10 ms to whichever member is writable.
 struct Writer {
     acks: Arc<Mutex<Vec<(i64, Instant)>>>,
@@ -111,10 +119,9 @@ impl Writer {
             let mut id: i64 = 0;
             while !s.load(Ordering::Relaxed) {
                 tick.tick().await;
-                if client.as_ref().is_none_or(|c| c.is_closed()) {
-                    client = connect(&cfg).await;
-                }
-                let Some(c) = &client else { continue };
+                let Some(c) = reconnect(&cfg, &mut client).await else {
+                    continue;
+                };
                 id += 1;
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
                 let ins = c.execute("INSERT INTO bench_writes (id) VALUES ($1)", &params);
@@ -191,10 +198,7 @@ async fn until_writable(m: MemberSpec, t0: Instant) -> f64 {
     let cfg = config(&[m.port]);
     let mut client: Option<Client> = None;
     loop {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = connect(&cfg).await;
-        }
-        if let Some(c) = &client {
+        if let Some(c) = reconnect(&cfg, &mut client).await {
             match c
                 .batch_execute("INSERT INTO bench_probe DEFAULT VALUES")
                 .await
@@ -213,22 +217,15 @@ async fn until_streaming(old: MemberSpec, new_port: u16, t0: Instant) -> f64 {
     let cfg = config(&[old.port]);
     let mut client: Option<Client> = None;
     loop {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = connect(&cfg).await;
-        }
-        if let Some(c) = &client {
+        if let Some(c) = reconnect(&cfg, &mut client).await {
             match c
-                .query_opt(
-                    "SELECT status, sender_port FROM pg_stat_wal_receiver",
-                    &[],
-                )
+                .query_opt("SELECT status, sender_port FROM pg_stat_wal_receiver", &[])
                 .await
             {
                 Ok(Some(r)) => {
                     let status: Option<String> = r.get(0);
                     let port: Option<i32> = r.get(1);
-                    if status.as_deref() == Some("streaming") && port == Some(i32::from(new_port))
-                    {
+                    if status.as_deref() == Some("streaming") && port == Some(i32::from(new_port)) {
                         return t0.elapsed().as_secs_f64();
                     }
                 }

@@ -153,7 +153,7 @@ impl PostgresController {
         }
         hooks::run(&self.store.name, Hook::Stop, m, None).await?;
         if signalled {
-            if let Some(pos) = self.final_position(m).await? {
+            if let Some((pos, true)) = self.stopped_state(m).await? {
                 return Ok(Outcome::done()
                     .with_member(&m.name)
                     .with_position(pos)
@@ -185,14 +185,20 @@ impl PostgresController {
             .await
     }
 
-    /// The final position of `m`, stopped by the fence: from the cache, else
-    /// from `pg_controldata` through the `extra.controldata` hook. `None`
-    /// when `m` has no such hook or was not shut down cleanly (then its end
-    /// of WAL is not the latest checkpoint, and only a restart in recovery
-    /// tells it).
+    /// The final position of `m`, stopped: from the cache, else from
+    /// `pg_controldata` through the `extra.controldata` hook. `None` when
+    /// `m` has no such hook or was not shut down cleanly as a primary (then
+    /// its end of WAL is not the latest checkpoint, and only a restart in
+    /// recovery tells it).
     pub(crate) async fn final_position(&self, m: &Member) -> Result<Option<Position>> {
+        Ok(self.stopped_state(m).await?.map(|s| s.0))
+    }
+
+    /// [`Self::final_position`] and whether `standby.signal` is in place
+    /// (the member restarts in recovery: the deferred fence's shape).
+    async fn stopped_state(&self, m: &Member) -> Result<Option<(Position, bool)>> {
         if let Some(p) = self.cached_final_position(&m.name) {
-            return Ok(Some(p));
+            return Ok(Some((p, true)));
         }
         if !m.hooks.extra.contains_key(CONTROLDATA) {
             return Ok(None);
@@ -202,7 +208,9 @@ impl PostgresController {
             return Err(self
                 .err(
                     ErrorKind::Hook,
-                    "hooks.extra.controldata printed no `Database cluster state`,                      `Latest checkpoint location` and `Latest checkpoint's TimeLineID`                      (is it pg_controldata under LC_ALL=C?)",
+                    "hooks.extra.controldata printed no `Database cluster state`, \
+                     `Latest checkpoint location`, `Latest checkpoint's TimeLineID` and \
+                     `standby.signal: present|absent` (is it pg_controldata under LC_ALL=C?)",
                 )
                 .with_member(&m.name));
         };
@@ -214,13 +222,17 @@ impl PostgresController {
             epoch: cd.timeline,
             offset: cd.checkpoint + 1,
         };
-        self.final_positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(m.name.clone(), pos);
-        Ok(Some(pos))
+        if cd.standby_signal {
+            self.final_positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(m.name.clone(), pos);
+        }
+        Ok(Some((pos, cd.standby_signal)))
     }
 
+    /// A member the deferred fence stopped: cached by this controller, or
+    /// (with `standby.signal`) as read through the hook.
     pub(crate) fn cached_final_position(&self, member: &str) -> Option<Position> {
         self.final_positions
             .lock()
@@ -238,7 +250,8 @@ impl PostgresController {
     }
 
     /// The old primary the fence left stopped, with its final position: the
-    /// member the standbys still follow, down, with a known final position.
+    /// member the standbys still follow, down, shut down cleanly as a
+    /// primary, with `standby.signal` in place.
     pub(crate) async fn stopped_former_primary(
         &self,
         probes: &[Probe],
@@ -250,7 +263,23 @@ impl PostgresController {
         else {
             return Ok(None);
         };
-        Ok(self.final_position(&m).await?.map(|pos| (m, pos)))
+        Ok(match self.stopped_state(&m).await? {
+            Some((pos, true)) => Some((m, pos)),
+            _ => None,
+        })
+    }
+
+    /// Any unreachable member in the deferred fence's shape (down, cleanly
+    /// shut down as a primary, `standby.signal` in place), wherever the
+    /// standbys point by now.
+    async fn deferred_fenced(&self, probes: &[Probe]) -> Result<Option<(Member, Position)>> {
+        for p in probes.iter().filter(|p| !p.reachable()) {
+            let m = self.member(&p.name)?;
+            if let Some((pos, true)) = self.stopped_state(m).await? {
+                return Ok(Some((m.clone(), pos)));
+            }
+        }
+        Ok(None)
     }
 
     /// The member most reachable standbys are configured to follow.
@@ -301,13 +330,20 @@ impl PostgresController {
             self.refuse_if_promoted_elsewhere(&probes, &m, f.timeline)?;
             return self.reopen(&m, ctx, None).await;
         }
-        // The fence stopped the old primary and never restarted it: the
-        // standbys are still configured to follow it.
-        let Some(m) = self
-            .configured_upstream(&probes)
-            .filter(|m| probes.iter().any(|p| p.name == m.name && !p.reachable()))
-            .cloned()
-        else {
+        // The deferred fence's old primary, stopped with standby.signal:
+        // whatever the standbys follow by now (a promotion elsewhere
+        // re-points them), its own timeline decides.
+        let deferred = self.deferred_fenced(&probes).await?;
+        if let Some((m, pos)) = &deferred {
+            self.refuse_if_promoted_elsewhere(&probes, m, pos.epoch)?;
+        }
+        // Else the fence stopped the old primary and never restarted it:
+        // the standbys are still configured to follow it.
+        let Some(m) = deferred.map(|(m, _)| m).or_else(|| {
+            self.configured_upstream(&probes)
+                .filter(|m| probes.iter().any(|p| p.name == m.name && !p.reachable()))
+                .cloned()
+        }) else {
             return Err(self.err(
                 ErrorKind::NotReady,
                 "no fenced member reachable to unfence, and no stopped former primary \
@@ -469,6 +505,8 @@ struct ControlData {
     state: String,
     checkpoint: u64,
     timeline: u64,
+    /// The hook's own line after pg_controldata's: `standby.signal: present`.
+    standby_signal: bool,
 }
 
 impl ControlData {
@@ -483,6 +521,11 @@ impl ControlData {
             state: field("Database cluster state")?,
             checkpoint: parse_lsn(&field("Latest checkpoint location")?)?,
             timeline: field("Latest checkpoint's TimeLineID")?.parse().ok()?,
+            standby_signal: match field("standby.signal")?.as_str() {
+                "present" => true,
+                "absent" => false,
+                _ => return None,
+            },
         })
     }
 }
@@ -497,15 +540,20 @@ mod tests {
                    Database cluster state:               shut down\n\
                    Latest checkpoint location:           0/3000148\n\
                    Latest checkpoint's REDO location:    0/3000148\n\
-                   Latest checkpoint's TimeLineID:       2\n";
+                   Latest checkpoint's TimeLineID:       2\n\
+                   standby.signal: present\n";
         assert_eq!(
             ControlData::parse(out),
             Some(ControlData {
                 state: "shut down".into(),
                 checkpoint: 0x3000148,
-                timeline: 2
+                timeline: 2,
+                standby_signal: true
             })
         );
-        assert_eq!(ControlData::parse("Database cluster state: in production\n"), None);
+        assert_eq!(
+            ControlData::parse("Database cluster state: in production\n"),
+            None
+        );
     }
 }

@@ -161,10 +161,11 @@ impl PostgresController {
                 match self.final_position(&m).await {
                     // The deferred fence's old primary: its WAL ends at its
                     // shutdown checkpoint, before the fork: no rewind.
-                    Ok(Some(pos)) if forked_after(pos, &history) => self
-                        .start_following(&m, &pm)
-                        .await
-                        .map(|_| Move::Started { end: pos.offset - 1 }),
+                    Ok(Some(pos)) if forked_after(pos, &history) => {
+                        self.start_following(&m, &pm).await.map(|_| Move::Started {
+                            end: pos.offset - 1,
+                        })
+                    }
                     _ => self.rewind_and_follow(&m, &pm, None, &history).await,
                 }
             } else if p.is_standby() && !self.follows(p, &pm) {

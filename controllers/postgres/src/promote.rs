@@ -44,20 +44,19 @@ impl PostgresController {
         let mut outcome = Outcome::done();
         let candidate = match mode {
             PromoteMode::Planned => {
-                let fenced = match probes.iter().find(|p| p.is_standby() && p.fenced) {
-                    Some(f) => (f.name.clone(), f.lsn),
-                    // The deferred fence: stopped, its final position known.
-                    None => match self.stopped_former_primary(&probes).await? {
-                        Some((m, pos)) => (m.name, pos.offset),
-                        None => {
-                            return Err(self.err(
+                let fenced =
+                    match probes.iter().find(|p| p.is_standby() && p.fenced) {
+                        Some(f) => (f.name.clone(), f.lsn),
+                        // The deferred fence: stopped, its final position known.
+                        None => match self.stopped_former_primary(&probes).await? {
+                            Some((m, pos)) => (m.name, pos.offset),
+                            None => return Err(self.err(
                                 ErrorKind::Refused,
                                 "no fenced former primary reachable: a planned promotion cannot \
                                  prove zero loss; use a forced failover",
-                            ))
-                        }
-                    },
-                };
+                            )),
+                        },
+                    };
                 let c = self.candidate(&probes, region).ok_or_else(|| {
                     self.err(
                         ErrorKind::NotReady,

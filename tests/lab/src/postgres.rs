@@ -1162,7 +1162,10 @@ case "$cmd" in
   stop) stop ;;
   start) start ;;
   start-standby) stop; set_upstream; start ;;
-  controldata) LC_ALL=C as_pg "$BIN/pg_controldata" -D "$data" ;;
+  controldata)
+    LC_ALL=C as_pg "$BIN/pg_controldata" -D "$data"
+    if [ -f "$data/standby.signal" ]; then echo "standby.signal: present"; else echo "standby.signal: absent"; fi
+    ;;
   rewind)
     stop
     keep="$ROOT/$member"
