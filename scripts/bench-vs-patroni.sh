@@ -72,7 +72,7 @@ wait_for() { # file pattern pid what
 
 echo "==> Switchyard: lab cluster in $work/sy"
 mkdir -p "$work/sy"
-"$bin/switchyard-lab" postgres up --dir "$work/sy" --regions east,west,south \
+"$bin/switchyard-lab" postgres up --dir "$work/sy" --regions east,west,south --deferred-fence \
   >"$work/sy/lab.out" 2>"$work/sy/lab.err" &
 pids+=($!)
 wait_for "$work/sy/lab.out" '"ready":true' "${pids[-1]}" "the lab"

@@ -212,8 +212,10 @@ impl Expectation {
                     return Fails(format!("unfenced primary: {}", open.join(", ")));
                 }
                 // "No writable primary seen" is not a fence: the primary may
-                // just be unreachable and still taking writes.
-                if s.members.iter().any(|m| m.reachable && m.fenced) {
+                // just be unreachable and still taking writes. A member
+                // reported fenced while unreachable was proven so by its
+                // controller (PostgreSQL: stopped by the deferred fence).
+                if s.members.iter().any(|m| m.fenced) {
                     Holds
                 } else {
                     let down = unreachable(s);

@@ -397,7 +397,10 @@ impl PostgresController {
                 lag,
                 following,
                 replicating,
-                fenced: p.fenced,
+                // Down, but stopped by this controller's deferred fence
+                // (standby.signal written, final position read): fenced.
+                fenced: p.fenced
+                    || (!p.reachable() && self.cached_final_position(&p.name).is_some()),
                 priority: None,
                 votes: None,
                 detail: (!detail.is_empty()).then(|| detail.join("; ")),

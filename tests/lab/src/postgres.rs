@@ -61,6 +61,11 @@ pub struct PgClusterSpec {
     /// free). A port that turns out taken is replaced like any other: the
     /// lab's own tests use this to hand it a port that is already bound.
     pub ports: Vec<u16>,
+    /// Give every member hook `extra.controldata` (`pgctl.sh controldata`),
+    /// which turns on the controller's deferred restart: the fence leaves
+    /// the old primary stopped with `standby.signal` and it restarts after
+    /// the promotion (see docs/postgres.md).
+    pub deferred_fence: bool,
 }
 
 /// A server certificate and key for [`PgClusterSpec::server_tls`].
@@ -97,6 +102,7 @@ impl PgClusterSpec {
             server_tls: None,
             hba: Vec::new(),
             ports: Vec::new(),
+            deferred_fence: false,
         }
     }
 }
@@ -1051,12 +1057,16 @@ fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> 
                     "{q} rewind {{member}} {{primary_host}} {{primary_port}}"
                 )),
                 timeout_ms: Some(120_000),
-                extra: [(
-                    "controldata".to_string(),
-                    format!("{q} controldata {{member}}"),
-                )]
-                .into_iter()
-                .collect(),
+                extra: if spec.deferred_fence {
+                    [(
+                        "controldata".to_string(),
+                        format!("{q} controldata {{member}}"),
+                    )]
+                    .into_iter()
+                    .collect()
+                } else {
+                    Default::default()
+                },
             },
         })
         .collect();
