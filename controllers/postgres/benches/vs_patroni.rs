@@ -329,6 +329,9 @@ async fn lost(tool: &ToolSpec, acks: &[(i64, Instant)]) -> anyhow::Result<usize>
     Ok(acks.iter().filter(|(id, _)| !have.contains(id)).count())
 }
 
+/// A table row: label, (median, max) per tool, the goal for the ratio.
+type Row = (&'static str, Vec<(f64, f64)>, Option<f64>);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -387,7 +390,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect()
     };
-    let rows: [(&str, Vec<(f64, f64)>, Option<f64>); 4] = [
+    let rows: [Row; 4] = [
         (
             "command → candidate accepts a write",
             col(|r| r.writable),
