@@ -39,7 +39,7 @@
 
 use crate::hooks::{self, Hook, CONTROLDATA};
 use crate::lsn::{format_lsn, parse_lsn};
-use crate::observe::{current_primary, Probe};
+use crate::observe::{current_primary, Evidence, Probe};
 use crate::{sql_literal, PostgresController};
 use switchyard_controller::{ErrorKind, OpContext, Outcome, Position, Result};
 use switchyard_topology::Member;
@@ -78,15 +78,16 @@ impl PostgresController {
         if let Some(m) = self.configured_upstream(&probes) {
             if probes.iter().any(|p| p.name == m.name && !p.reachable()) {
                 let m = m.clone();
-                // This controller's deferred fence stopped it: done.
-                if let Some(pos) = self.cached_final_position(&m.name) {
+                // A deferred fence stopped it (this controller's, or one
+                // before a crash: its data directory says so): done.
+                if let Some((pos, true)) = self.stopped_state(&m).await? {
                     return Ok(Outcome::already_done()
                         .with_member(&m.name)
                         .with_position(pos)
                         .with_note(stopped_note(&m, pos)));
                 }
-                // Whether a deferred fence wrote standby.signal is not known
-                // here (a resumed coordinator): restart it in recovery, as
+                // Not in the deferred fence's shape (no hook, no clean
+                // shutdown, no standby.signal): restart it in recovery, as
                 // the fence without the deferred restart does.
                 hooks::run(&self.store.name, Hook::Stop, &m, None).await?;
                 hooks::run(&self.store.name, Hook::StartAsStandby, &m, None).await?;
@@ -200,6 +201,17 @@ impl PostgresController {
         if let Some(p) = self.cached_final_position(&m.name) {
             return Ok(Some((p, true)));
         }
+        Ok(self
+            .read_controldata(m)
+            .await?
+            .map(|(pos, cd)| (pos, cd.standby_signal)))
+    }
+
+    /// `pg_controldata` of stopped `m` through its `extra.controldata` hook:
+    /// the final position when it was shut down cleanly (`None` without the
+    /// hook, or when it was not), and what was read. A clean shutdown with
+    /// `standby.signal` is remembered as the deferred fence's.
+    async fn read_controldata(&self, m: &Member) -> Result<Option<(Position, ControlData)>> {
         if !m.hooks.extra.contains_key(CONTROLDATA) {
             return Ok(None);
         }
@@ -226,9 +238,48 @@ impl PostgresController {
             self.final_positions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(m.name.clone(), pos);
+                .insert(m.name.clone(), (pos, std::time::Instant::now()));
         }
-        Ok(Some((pos, cd.standby_signal)))
+        Ok(Some((pos, cd)))
+    }
+
+    /// Durable fence evidence for every unreachable member with an
+    /// `extra.controldata` hook, read in parallel: its data directory shows
+    /// a clean shutdown (`pg_controldata`: `shut down`, so no postmaster
+    /// runs on it) and `standby.signal` (whatever starts it brings it up in
+    /// recovery). That is what makes a stopped former primary *observed*
+    /// fenced, for this process and a resumed one alike. A read this
+    /// controller made moments ago (its own fence, right after the stop) is
+    /// reused rather than repeated; an older one is read again.
+    pub(crate) async fn fence_evidence(
+        &self,
+        probes: &[Probe],
+    ) -> std::collections::HashMap<String, Evidence> {
+        let reads = probes
+            .iter()
+            .filter(|p| !p.reachable())
+            .filter_map(|p| self.store.member(&p.name))
+            .filter(|m| m.hooks.extra.contains_key(CONTROLDATA))
+            .map(|m| async move {
+                if let Some((pos, age)) = self.fresh_final_position(&m.name) {
+                    return (m.name.clone(), Evidence::Fenced(stopped_evidence(pos, age)));
+                }
+                let e = match self.read_controldata(m).await {
+                    Ok(Some((pos, cd))) if cd.standby_signal => {
+                        Evidence::Fenced(stopped_evidence(pos, std::time::Duration::ZERO))
+                    }
+                    Ok(Some(_)) => Evidence::Not(
+                        "shut down cleanly but without standby.signal: it would start as a primary"
+                            .into(),
+                    ),
+                    Ok(None) => Evidence::Not(
+                        "pg_controldata shows no clean shutdown: running, crashing or crashed".into(),
+                    ),
+                    Err(e) => Evidence::Not(format!("fence evidence unreadable: {e}")),
+                };
+                (m.name.clone(), e)
+            });
+        futures::future::join_all(reads).await.into_iter().collect()
     }
 
     /// A member the deferred fence stopped: cached by this controller, or
@@ -238,7 +289,19 @@ impl PostgresController {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(member)
-            .copied()
+            .map(|(p, _)| *p)
+    }
+
+    /// [`Self::cached_final_position`] if it was read within
+    /// [`EVIDENCE_REUSE`], with its age.
+    fn fresh_final_position(&self, member: &str) -> Option<(Position, std::time::Duration)> {
+        let (p, at) = *self
+            .final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(member)?;
+        let age = at.elapsed();
+        (age <= EVIDENCE_REUSE).then_some((p, age))
     }
 
     /// Forget `member`'s final position: it has been started again.
@@ -487,6 +550,26 @@ impl PostgresController {
             tokio::time::sleep(self.timing.poll).await;
         }
     }
+}
+
+/// How long a `pg_controldata` read of a stopped member is reused as its
+/// fence evidence instead of being read again: long enough to cover the
+/// fence's own read and the checkpoint right after it, short enough that a
+/// later observation looks again.
+const EVIDENCE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn stopped_evidence(pos: Position, age: std::time::Duration) -> String {
+    format!(
+        "stopped: pg_controldata (hooks.extra.controldata{}) shows a clean shutdown at {} on \
+         timeline {} and standby.signal in its data directory, so it can only start in recovery",
+        if age.is_zero() {
+            String::new()
+        } else {
+            format!(", read {} ms ago", age.as_millis())
+        },
+        format_lsn(pos.offset - 1),
+        pos.epoch
+    )
 }
 
 fn stopped_note(m: &Member, pos: Position) -> String {

@@ -89,7 +89,7 @@ pub struct PostgresController {
     sessions: Mutex<HashMap<String, Arc<Client>>>,
     /// Final positions of old primaries the fence left stopped, read from
     /// `pg_controldata` (so capture and promotion need not run the hook again).
-    final_positions: Mutex<HashMap<String, switchyard_controller::Position>>,
+    final_positions: Mutex<HashMap<String, (switchyard_controller::Position, Instant)>>,
 }
 
 impl fmt::Debug for PostgresController {
@@ -379,7 +379,8 @@ impl Controller for PostgresController {
             // decides whether that is fatal.
             tracing::warn!(store = %self.store.name, "no member reachable");
         }
-        Ok(self.to_state(&probes))
+        let stopped = self.fence_evidence(&probes).await;
+        Ok(self.to_state_with(&probes, &stopped))
     }
 
     async fn recorded_epoch(&self) -> Result<Option<u64>> {

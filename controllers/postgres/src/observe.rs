@@ -256,6 +256,18 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
     Ok(())
 }
 
+/// What a stopped member's data directory says about its fence
+/// ([`PostgresController::fence_evidence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Evidence {
+    /// Cleanly shut down with `standby.signal`: it cannot acknowledge a
+    /// write, and whatever starts it brings it up in recovery. What was read.
+    Fenced(String),
+    /// Read, but not a fence (still running, crashed, no `standby.signal`,
+    /// or the hook failed): why.
+    Not(String),
+}
+
 /// The primary operations act on: among reachable primaries the one on the
 /// highest timeline (a returned old primary stays on its old timeline).
 pub(crate) fn current_primary(probes: &[Probe]) -> Option<&Probe> {
@@ -327,16 +339,39 @@ impl PostgresController {
         Lag { bytes, millis }
     }
 
+    /// The observed state from `probes` alone (no member's durable fence
+    /// evidence read): what operations use to refresh the last-known state.
     pub(crate) fn to_state(&self, probes: &[Probe]) -> ObservedState {
+        self.to_state_with(probes, &HashMap::new())
+    }
+
+    /// The observed state, with `stopped`: for unreachable members, the
+    /// durable fence evidence read for them ([`Self::fence_evidence`]).
+    pub(crate) fn to_state_with(
+        &self,
+        probes: &[Probe],
+        stopped: &HashMap<String, Evidence>,
+    ) -> ObservedState {
         let primary = current_primary(probes);
         let mut members = Vec::with_capacity(probes.len());
         for p in probes {
             if !p.reachable() {
-                members.push(MemberState::unreachable(
+                let mut m = MemberState::unreachable(
                     &p.name,
                     &p.region,
                     p.error.clone().unwrap_or_default(),
-                ));
+                );
+                match stopped.get(&p.name) {
+                    Some(Evidence::Fenced(why)) => {
+                        m.fenced = true;
+                        m.fence_evidence = Some(why.clone());
+                    }
+                    Some(Evidence::Not(why)) => {
+                        m.detail = Some(format!("{}; {why}", p.error.as_deref().unwrap_or("")));
+                    }
+                    None => {}
+                }
+                members.push(m);
                 continue;
             }
             let mut detail = Vec::new();
@@ -397,10 +432,8 @@ impl PostgresController {
                 lag,
                 following,
                 replicating,
-                // Down, but stopped by this controller's deferred fence
-                // (standby.signal written, final position read): fenced.
-                fenced: p.fenced
-                    || (!p.reachable() && self.cached_final_position(&p.name).is_some()),
+                fenced: p.fenced,
+                fence_evidence: None,
                 priority: None,
                 votes: None,
                 detail: (!detail.is_empty()).then(|| detail.join("; ")),
