@@ -281,7 +281,27 @@ impl PostgresController {
     /// Probe every member in parallel.
     pub(crate) async fn probe_all(&self) -> Vec<Probe> {
         let futs = self.store.members.iter().map(|m| probe_member(self, m));
-        futures::future::join_all(futs).await
+        let probes = futures::future::join_all(futs).await;
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), probes.clone()));
+        probes
+    }
+
+    /// The last [`Self::probe_all`] if it is younger than
+    /// [`crate::PROBE_REUSE`] and no mutating operation ran since, else a
+    /// new one.
+    pub(crate) async fn recent_or_probe(&self) -> Vec<Probe> {
+        if let Some((at, probes)) = &*self.recent.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() <= crate::PROBE_REUSE {
+                return probes.clone();
+            }
+        }
+        self.probe_all().await
+    }
+
+    /// Drop the reusable snapshot: a mutating operation is under way or done.
+    pub(crate) fn forget_probes(&self) {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Member name whose `host:port` matches.
