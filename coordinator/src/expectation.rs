@@ -216,8 +216,7 @@ impl Expectation {
                 // member counts only with the durable evidence its
                 // controller read for it (PostgreSQL: stopped cleanly with
                 // standby.signal, from pg_controldata).
-                if s
-                    .members
+                if s.members
                     .iter()
                     .any(|m| m.fenced && (m.reachable || m.fence_evidence.is_some()))
                 {
@@ -848,12 +847,19 @@ mod tests {
         assert!(fenced().not().check(&s).is_err());
         // An unreachable member merely claimed fenced is not evidence ...
         east.fenced = true;
-        let e = fenced().check(&state(vec![east.clone(), west.clone()])).unwrap_err();
+        let e = fenced()
+            .check(&state(vec![east.clone(), west.clone()]))
+            .unwrap_err();
         assert!(e.starts_with("cannot be observed"), "{e}");
         // ... the durable state its controller read for it is.
         east.fence_evidence = Some("stopped cleanly, standby.signal present".into());
-        assert!(fenced().check(&state(vec![east.clone(), west.clone()])).is_ok());
-        assert!(fenced().not().check(&state(vec![east.clone(), west.clone()])).is_err());
+        assert!(fenced()
+            .check(&state(vec![east.clone(), west.clone()]))
+            .is_ok());
+        assert!(fenced()
+            .not()
+            .check(&state(vec![east.clone(), west.clone()]))
+            .is_err());
         east.fenced = false;
         east.fence_evidence = None;
         // A fenced former primary is evidence.

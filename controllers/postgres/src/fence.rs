@@ -273,7 +273,8 @@ impl PostgresController {
                             .into(),
                     ),
                     Ok(None) => Evidence::Not(
-                        "pg_controldata shows no clean shutdown: running, crashing or crashed".into(),
+                        "pg_controldata shows no clean shutdown: running, crashing or crashed"
+                            .into(),
                     ),
                     Err(e) => Evidence::Not(format!("fence evidence unreadable: {e}")),
                 };

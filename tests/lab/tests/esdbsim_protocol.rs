@@ -197,7 +197,11 @@ async fn batch_append_answers_each_correlation_id_over_one_stream() {
     assert_eq!(on_follower, ids);
     // A wrong expected revision is that request's error, not the call's.
     let err = batch
-        .append_to_stream("batch-a", StreamState::StreamRevision(7), vec![ev(uuid::Uuid::new_v4())])
+        .append_to_stream(
+            "batch-a",
+            StreamState::StreamRevision(7),
+            vec![ev(uuid::Uuid::new_v4())],
+        )
         .await
         .expect_err("wrong expected version");
     match err {

@@ -225,7 +225,13 @@ fn accept(
                 p.size += e.event_type.len() + e.data.len() + e.custom_metadata.len();
                 p.events.push(e);
             }
-            Err(s) => return Some(error(Some(id), Some(p.stream.as_str()), bad_request(&s.message))),
+            Err(s) => {
+                return Some(error(
+                    Some(id),
+                    Some(p.stream.as_str()),
+                    bad_request(&s.message),
+                ))
+            }
         }
     }
     if p.size > MAX_APPEND_SIZE {
@@ -252,7 +258,12 @@ fn accept(
     *in_flight += 1;
     let (shared, done) = (shared.clone(), done.clone());
     tokio::spawn(async move {
-        let answer = written(id, &p.stream, p.expected, write(&shared, i, &p.stream, p.expected, p.events).await);
+        let answer = written(
+            id,
+            &p.stream,
+            p.expected,
+            write(&shared, i, &p.stream, p.expected, p.events).await,
+        );
         let _ = done.send(answer);
     });
     None
@@ -261,10 +272,14 @@ fn accept(
 /// The answer to a written request, as the server's `ConvertMessage` maps
 /// `WriteEventsCompleted` and `NotHandled`.
 fn written(id: Uuid, stream: &str, expected: Expected, w: Result<Written, Status>) -> Answer {
-    use common::wrong_expected_version::{CurrentStreamRevisionOption as Cur, ExpectedStreamPositionOption as Exp};
+    use common::wrong_expected_version::{
+        CurrentStreamRevisionOption as Cur, ExpectedStreamPositionOption as Exp,
+    };
     match w {
-        Ok(Written::Success { revision, position }) => {
-            Ok(resp(Some(id), Some(stream), bar::Result::Success(bar::Success {
+        Ok(Written::Success { revision, position }) => Ok(resp(
+            Some(id),
+            Some(stream),
+            bar::Result::Success(bar::Success {
                 current_revision_option: Some(match revision {
                     Some(r) => success::CurrentRevisionOption::CurrentRevision(r),
                     None => success::CurrentRevisionOption::NoStream(()),
@@ -275,8 +290,8 @@ fn written(id: Uuid, stream: &str, expected: Expected, w: Result<Written, Status
                         prepare_position: position,
                     },
                 )),
-            })))
-        }
+            }),
+        )),
         Ok(Written::WrongExpectedVersion { current }) => {
             let details = common::WrongExpectedVersion {
                 current_stream_revision_option: Some(match current {
@@ -365,7 +380,11 @@ fn bad_request(message: &str) -> google_rpc::Status {
 }
 
 /// A response carrying `status` as its error, for `id` on `stream`.
-fn error(id: Option<Uuid>, stream: Option<&str>, status: google_rpc::Status) -> streams::BatchAppendResp {
+fn error(
+    id: Option<Uuid>,
+    stream: Option<&str>,
+    status: google_rpc::Status,
+) -> streams::BatchAppendResp {
     resp(id, stream, bar::Result::Error(status))
 }
 
