@@ -35,6 +35,22 @@ async fn http(endpoint: &str, method: &str, path: &str) -> (String, String) {
     )
 }
 
+/// `err` is the client's `NotLeaderException` with `leader`'s port.
+fn assert_not_leader_naming(sim: &EsdbSim, leader: &str, err: kurrentdb::Error) {
+    let leader_port: u32 = sim
+        .endpoint(leader)
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    match err {
+        kurrentdb::Error::NotLeaderException(ep) => assert_eq!(ep.port, leader_port),
+        other => panic!("expected NotLeaderException, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_gossip_info_and_admin_share_the_grpc_port() {
     let (sim, leader) = sim().await;
@@ -102,18 +118,7 @@ async fn a_follower_answers_writes_with_the_not_leader_error_naming_the_leader()
         .append_to_stream("s", &AppendToStreamOptions::default(), ev)
         .await
         .expect_err("a follower refuses the write");
-    let leader_port: u32 = sim
-        .endpoint(&leader)
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    match err {
-        kurrentdb::Error::NotLeaderException(ep) => assert_eq!(ep.port, leader_port),
-        other => panic!("expected NotLeaderException, got {other:?}"),
-    }
+    assert_not_leader_naming(&sim, &leader, err);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,17 +236,6 @@ async fn batch_append_on_a_follower_ends_the_call_with_the_not_leader_error() {
         )
         .await
         .expect_err("a follower refuses the write");
-    let leader_port: u32 = sim
-        .endpoint(&leader)
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    match err {
-        kurrentdb::Error::NotLeaderException(ep) => assert_eq!(ep.port, leader_port),
-        other => panic!("expected NotLeaderException, got {other:?}"),
-    }
+    assert_not_leader_naming(&sim, &leader, err);
     assert!(sim.stream_ids(&leader, "s").unwrap().is_empty());
 }
