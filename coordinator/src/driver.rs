@@ -56,8 +56,11 @@ pub struct PollPolicy {
 
 impl Default for PollPolicy {
     fn default() -> Self {
+        // Short first: a checkpoint that does not hold on the first look is
+        // usually a replication stream reconnecting, which takes a few ms;
+        // the interval doubles from there.
         PollPolicy {
-            initial: Duration::from_millis(50),
+            initial: Duration::from_millis(5),
             max: Duration::from_millis(500),
         }
     }

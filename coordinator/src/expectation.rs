@@ -212,8 +212,14 @@ impl Expectation {
                     return Fails(format!("unfenced primary: {}", open.join(", ")));
                 }
                 // "No writable primary seen" is not a fence: the primary may
-                // just be unreachable and still taking writes.
-                if s.members.iter().any(|m| m.reachable && m.fenced) {
+                // just be unreachable and still taking writes. An unreachable
+                // member counts only with the durable evidence its
+                // controller read for it (PostgreSQL: stopped cleanly with
+                // standby.signal, from pg_controldata).
+                if s.members
+                    .iter()
+                    .any(|m| m.fenced && (m.reachable || m.fence_evidence.is_some()))
+                {
                     Holds
                 } else {
                     let down = unreachable(s);
@@ -839,6 +845,23 @@ mod tests {
         assert!(e.contains("pg-east"), "{e}");
         // ... and its negation cannot hold either.
         assert!(fenced().not().check(&s).is_err());
+        // An unreachable member merely claimed fenced is not evidence ...
+        east.fenced = true;
+        let e = fenced()
+            .check(&state(vec![east.clone(), west.clone()]))
+            .unwrap_err();
+        assert!(e.starts_with("cannot be observed"), "{e}");
+        // ... the durable state its controller read for it is.
+        east.fence_evidence = Some("stopped cleanly, standby.signal present".into());
+        assert!(fenced()
+            .check(&state(vec![east.clone(), west.clone()]))
+            .is_ok());
+        assert!(fenced()
+            .not()
+            .check(&state(vec![east.clone(), west.clone()]))
+            .is_err());
+        east.fenced = false;
+        east.fence_evidence = None;
         // A fenced former primary is evidence.
         west.fenced = true;
         assert!(fenced().check(&state(vec![east.clone(), west])).is_ok());

@@ -53,7 +53,18 @@ async fn streaming(cluster: &PgCluster, ws: &Workspace, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_every_boundary_of_a_planned_switchover_then_abort() {
-    let cluster = pg_cluster("orders").await;
+    crash_at_every_boundary_then_abort(pg_cluster("orders").await).await;
+}
+
+/// With the deferred fence the old primary is stopped (standby.signal,
+/// final position from pg_controldata) until the rejoin: an abort in a new
+/// process must find it fenced from its data directory and bring it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_boundary_of_a_deferred_fence_switchover_then_abort() {
+    crash_at_every_boundary_then_abort(pg_cluster_deferred("orders").await).await;
+}
+
+async fn crash_at_every_boundary_then_abort(cluster: PgCluster) {
     let ws = Workspace::new(cluster.topology());
     let (steps, stages) = plan_steps(&ws, "west", &[]);
     let promote = steps.iter().position(|s| s == "orders promote").unwrap() + 1;

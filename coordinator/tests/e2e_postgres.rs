@@ -108,7 +108,18 @@ async fn drill_moves_postgres_and_back_with_every_checkpoint_validated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_every_boundary_then_resume_promotes_exactly_once() {
-    let cluster = pg_cluster("orders").await;
+    crash_at_every_boundary_then_resume(pg_cluster("orders").await).await;
+}
+
+/// The deferred fence leaves the old primary stopped between the fence and
+/// the rejoin: a resume in a new process must see it fenced from its data
+/// directory (pg_controldata, standby.signal), not from a cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_boundary_of_the_deferred_fence_then_resume_promotes_exactly_once() {
+    crash_at_every_boundary_then_resume(pg_cluster_deferred("orders").await).await;
+}
+
+async fn crash_at_every_boundary_then_resume(cluster: switchyard_lab::postgres::PgCluster) {
     let ws = Workspace::new(cluster.topology());
     let (steps, stages) = step_count(&ws, "west");
     let mut points = vec![];

@@ -6,7 +6,10 @@ Usage: kurrentdbclient_check.py HOST:PORT,HOST:PORT,...
 Discovers the leader through gossip, appends 10 events on the leader, reads
 them from a follower, asks the leader to resign over the HTTP admin API
 (after raising one follower's priority), waits for the re-election, appends
-5 more and reads all 15 back from the new leader and a follower. Prints one
+5 more and reads all 15 back from the new leader and a follower, then
+appends 5 in one call (a list of events: the client sends it as one
+Streams.BatchAppend request) at the expected position 14, is refused a second
+batch at a wrong expected position, and reads all 20 back. Prints one
 JSON line per phase; exits non-zero on any mismatch.
 """
 
@@ -17,6 +20,7 @@ import urllib.request
 import uuid
 
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+from kurrentdbclient.exceptions import WrongCurrentVersionError
 
 SEEDS = sys.argv[1]
 STREAM = "py-check-" + uuid.uuid4().hex
@@ -104,3 +108,21 @@ if on_leader != ids or on_follower != ids:
     fail(f"lost events: appended {ids}, leader {on_leader}, follower {on_follower}")
 print(json.dumps({"phase": 2, "old_leader": leader, "leader": new_leader,
                   "preferred": preferred, "stream": STREAM, "count": len(on_leader)}), flush=True)
+
+# A list of events goes through Streams.BatchAppend (one correlation id,
+# is_final, a deadline, the expected position).
+batch = [NewEvent(type="checked", data=json.dumps({"i": i}).encode()) for i in range(15, 20)]
+commit = leader_client.append_to_stream(STREAM, events=batch, current_version=14)
+ids.extend(str(e.id) for e in batch)
+try:
+    leader_client.append_to_stream(
+        STREAM, events=[NewEvent(type="checked", data=b"{}")], current_version=3)
+    fail("a batch at a wrong expected position was written")
+except WrongCurrentVersionError as e:
+    wrong = str(e)
+on_leader = [str(e.id) for e in read_until(leader_client, 20)]
+on_follower = [str(e.id) for e in read_until(client("follower"), 20)]
+if on_leader != ids or on_follower != ids:
+    fail(f"batch lost events: appended {ids}, leader {on_leader}, follower {on_follower}")
+print(json.dumps({"phase": 3, "commit_position": commit, "count": len(on_leader),
+                  "wrong_version": wrong}), flush=True)

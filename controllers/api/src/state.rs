@@ -111,9 +111,20 @@ pub struct MemberState {
     /// the store cannot tell, or the member is not a follower.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicating: Option<bool>,
-    /// Refuses writes because Switchyard (or an operator) fenced it.
+    /// Refuses writes because Switchyard (or an operator) fenced it. For an
+    /// unreachable member only together with [`MemberState::fence_evidence`]:
+    /// "cannot be reached" alone proves nothing (it may be taking writes
+    /// behind a partition).
     #[serde(default)]
     pub fenced: bool,
+    /// Why a member that cannot be reached over its protocol is known to be
+    /// fenced: durable state the controller read just now through another
+    /// path (PostgreSQL: its data directory, through the host's
+    /// `extra.controldata` hook, shows a clean shutdown and
+    /// `standby.signal`, so it is stopped and can only start read-only).
+    /// `None` for reachable members, whose `fenced` is observed directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_evidence: Option<String>,
     /// Election priority, where the store has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<f64>,
@@ -138,6 +149,7 @@ impl MemberState {
             following: None,
             replicating: None,
             fenced: false,
+            fence_evidence: None,
             priority: None,
             votes: None,
             detail: Some(detail.into()),

@@ -294,6 +294,7 @@ impl EsdbController {
                     following,
                     replicating,
                     fenced: info.state == Some(S::ResigningLeader),
+                    fence_evidence: None,
                     priority: Some(info.priority as f64),
                     votes: Some(u32::from(!spec.read_only)),
                     detail: Some(detail.join("; ")),

@@ -276,6 +276,7 @@ impl MongoController {
                                 .map(|h| cfg.by_host(h).map_or(h.to_string(), |m| m.name.clone())),
                             replicating: None,
                             fenced: false,
+                            fence_evidence: None,
                             priority,
                             votes,
                             detail: Some(format!(

@@ -162,6 +162,10 @@ impl PostgresBuilder {
                 ("start", &m.hooks.start),
                 ("start_as_standby", &m.hooks.start_as_standby),
                 ("rewind", &m.hooks.rewind),
+                (
+                    "extra.controldata",
+                    &m.hooks.extra.get(crate::hooks::CONTROLDATA).cloned(),
+                ),
             ] {
                 if let Some(t) = t {
                     validate_template(t)

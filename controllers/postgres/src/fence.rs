@@ -24,11 +24,24 @@
 //! It refuses when another member is primary, or is on a later timeline
 //! than the old primary's (something else was promoted: making the old one
 //! primary again would fork the store's history).
+//!
+//! **Deferred restart.** When the member has an `extra.controldata` hook and
+//! the session may write server files (a superuser), the restart in recovery
+//! leaves the critical path: the fence writes `standby.signal` (and resets
+//! `primary_conninfo`) *before* the stop, so whatever starts the old primary
+//! next — `Rejoin`, `Unfence`'s `start`, an init system, a person — brings it
+//! up in recovery, read-only. Its final position is read from
+//! `pg_controldata` once it is stopped: a clean shutdown (state `shut
+//! down`) ends its WAL with the shutdown checkpoint record, so a standby that
+//! replayed past that record's start holds every acknowledged commit. The
+//! captured position is therefore *checkpoint location + 1*. Anything else
+//! (no hook, no privilege, not a clean shutdown) takes the restart path above.
 
-use crate::hooks::{self, Hook};
-use crate::observe::{current_primary, Probe};
-use crate::PostgresController;
-use switchyard_controller::{ErrorKind, OpContext, Outcome, Result};
+use crate::hooks::{self, Hook, CONTROLDATA};
+use crate::lsn::{format_lsn, parse_lsn};
+use crate::observe::{current_primary, Evidence, Probe};
+use crate::{sql_literal, PostgresController};
+use switchyard_controller::{ErrorKind, OpContext, Outcome, Position, Result};
 use switchyard_topology::Member;
 
 pub(crate) const SOFT_FENCE: &[&str] = &[
@@ -65,6 +78,17 @@ impl PostgresController {
         if let Some(m) = self.configured_upstream(&probes) {
             if probes.iter().any(|p| p.name == m.name && !p.reachable()) {
                 let m = m.clone();
+                // A deferred fence stopped it (this controller's, or one
+                // before a crash: its data directory says so): done.
+                if let Some((pos, true)) = self.stopped_state(&m).await? {
+                    return Ok(Outcome::already_done()
+                        .with_member(&m.name)
+                        .with_position(pos)
+                        .with_note(stopped_note(&m, pos)));
+                }
+                // Not in the deferred fence's shape (no hook, no clean
+                // shutdown, no standby.signal): restart it in recovery, as
+                // the fence without the deferred restart does.
                 hooks::run(&self.store.name, Hook::Stop, &m, None).await?;
                 hooks::run(&self.store.name, Hook::StartAsStandby, &m, None).await?;
                 let p = self.wait_up(&m, true).await?;
@@ -97,23 +121,46 @@ impl PostgresController {
                 )
                 .with_member(&m.name));
         }
-        match self.session(m).await {
+        let deferred = m.hooks.extra.contains_key(CONTROLDATA);
+        let mut signalled = false;
+        match self.shared_session(m).await {
             Ok(c) => {
                 // Recorded while the primary is still writable.
                 self.record_epoch_on(&c, m, ctx).await;
-                // While writes still flow: makes the shutdown checkpoint,
-                // which runs inside the write outage, short.
-                if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
-                    tracing::warn!(member = %m.name, error = %e, "checkpoint before fence failed");
+                if !deferred {
+                    // While writes still flow: makes the shutdown checkpoint,
+                    // which runs inside the write outage, short. (The
+                    // deferred path skips it: it is on the command's path,
+                    // and a 10 ms writer leaves the shutdown little to flush.)
+                    if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
+                        tracing::warn!(member = %m.name, error = %e, "checkpoint before fence failed");
+                    }
                 }
                 // A failure here is not fatal: the hard fence follows anyway.
                 if let Err(e) = self.exec(&c, m, SOFT_FENCE).await {
                     tracing::warn!(member = %m.name, error = %e, "soft fence failed");
                 }
+                if deferred {
+                    match self.write_standby_signal(&c, m).await {
+                        Ok(()) => signalled = true,
+                        Err(e) => tracing::warn!(
+                            member = %m.name, error = %e,
+                            "standby.signal not written: restarting in recovery before the promotion"
+                        ),
+                    }
+                }
             }
             Err(e) => tracing::warn!(member = %m.name, error = %e, "soft fence skipped"),
         }
         hooks::run(&self.store.name, Hook::Stop, m, None).await?;
+        if signalled {
+            if let Some((pos, true)) = self.stopped_state(m).await? {
+                return Ok(Outcome::done()
+                    .with_member(&m.name)
+                    .with_position(pos)
+                    .with_note(stopped_note(m, pos)));
+            }
+        }
         hooks::run(&self.store.name, Hook::StartAsStandby, m, None).await?;
         let p = self.wait_up(m, true).await?;
         Ok(Outcome::done()
@@ -123,6 +170,180 @@ impl PostgresController {
                 "{} stopped and restarted in recovery without an upstream",
                 m.name
             )))
+    }
+
+    /// Make the next start of `m` a start in recovery without an upstream,
+    /// whoever does it: written while `m` still runs, before the stop.
+    async fn write_standby_signal(&self, c: &tokio_postgres::Client, m: &Member) -> Result<()> {
+        let dir = self
+            .scalar(c, m, "SELECT current_setting('data_directory')")
+            .await?;
+        let copy = format!(
+            "COPY (SELECT 1 WHERE false) TO {}",
+            sql_literal(&format!("{dir}/standby.signal"))
+        );
+        self.exec(c, m, &[&copy, "ALTER SYSTEM RESET primary_conninfo"])
+            .await
+    }
+
+    /// The final position of `m`, stopped: from the cache, else from
+    /// `pg_controldata` through the `extra.controldata` hook. `None` when
+    /// `m` has no such hook or was not shut down cleanly as a primary (then
+    /// its end of WAL is not the latest checkpoint, and only a restart in
+    /// recovery tells it).
+    pub(crate) async fn final_position(&self, m: &Member) -> Result<Option<Position>> {
+        Ok(self.stopped_state(m).await?.map(|s| s.0))
+    }
+
+    /// [`Self::final_position`] and whether `standby.signal` is in place
+    /// (the member restarts in recovery: the deferred fence's shape).
+    async fn stopped_state(&self, m: &Member) -> Result<Option<(Position, bool)>> {
+        if let Some(p) = self.cached_final_position(&m.name) {
+            return Ok(Some((p, true)));
+        }
+        Ok(self
+            .read_controldata(m)
+            .await?
+            .map(|(pos, cd)| (pos, cd.standby_signal)))
+    }
+
+    /// `pg_controldata` of stopped `m` through its `extra.controldata` hook:
+    /// the final position when it was shut down cleanly (`None` without the
+    /// hook, or when it was not), and what was read. A clean shutdown with
+    /// `standby.signal` is remembered as the deferred fence's.
+    async fn read_controldata(&self, m: &Member) -> Result<Option<(Position, ControlData)>> {
+        if !m.hooks.extra.contains_key(CONTROLDATA) {
+            return Ok(None);
+        }
+        let out = hooks::run(&self.store.name, Hook::ControlData, m, None).await?;
+        let Some(cd) = ControlData::parse(&out) else {
+            return Err(self
+                .err(
+                    ErrorKind::Hook,
+                    "hooks.extra.controldata printed no `Database cluster state`, \
+                     `Latest checkpoint location`, `Latest checkpoint's TimeLineID` and \
+                     `standby.signal: present|absent` (is it pg_controldata under LC_ALL=C?)",
+                )
+                .with_member(&m.name));
+        };
+        if cd.state != "shut down" {
+            tracing::info!(member = %m.name, state = %cd.state, "not a clean shutdown: final position unknown");
+            return Ok(None);
+        }
+        let pos = Position {
+            epoch: cd.timeline,
+            offset: cd.checkpoint + 1,
+        };
+        if cd.standby_signal {
+            self.final_positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(m.name.clone(), (pos, std::time::Instant::now()));
+        }
+        Ok(Some((pos, cd)))
+    }
+
+    /// Durable fence evidence for every unreachable member with an
+    /// `extra.controldata` hook, read in parallel: its data directory shows
+    /// a clean shutdown (`pg_controldata`: `shut down`, so no postmaster
+    /// runs on it) and `standby.signal` (whatever starts it brings it up in
+    /// recovery). That is what makes a stopped former primary *observed*
+    /// fenced, for this process and a resumed one alike. A read this
+    /// controller made moments ago (its own fence, right after the stop) is
+    /// reused rather than repeated; an older one is read again.
+    pub(crate) async fn fence_evidence(
+        &self,
+        probes: &[Probe],
+    ) -> std::collections::HashMap<String, Evidence> {
+        let reads = probes
+            .iter()
+            .filter(|p| !p.reachable())
+            .filter_map(|p| self.store.member(&p.name))
+            .filter(|m| m.hooks.extra.contains_key(CONTROLDATA))
+            .map(|m| async move {
+                if let Some((pos, age)) = self.fresh_final_position(&m.name) {
+                    return (m.name.clone(), Evidence::Fenced(stopped_evidence(pos, age)));
+                }
+                let e = match self.read_controldata(m).await {
+                    Ok(Some((pos, cd))) if cd.standby_signal => {
+                        Evidence::Fenced(stopped_evidence(pos, std::time::Duration::ZERO))
+                    }
+                    Ok(Some(_)) => Evidence::Not(
+                        "shut down cleanly but without standby.signal: it would start as a primary"
+                            .into(),
+                    ),
+                    Ok(None) => Evidence::Not(
+                        "pg_controldata shows no clean shutdown: running, crashing or crashed"
+                            .into(),
+                    ),
+                    Err(e) => Evidence::Not(format!("fence evidence unreadable: {e}")),
+                };
+                (m.name.clone(), e)
+            });
+        futures::future::join_all(reads).await.into_iter().collect()
+    }
+
+    /// A member the deferred fence stopped: cached by this controller, or
+    /// (with `standby.signal`) as read through the hook.
+    pub(crate) fn cached_final_position(&self, member: &str) -> Option<Position> {
+        self.final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(member)
+            .map(|(p, _)| *p)
+    }
+
+    /// [`Self::cached_final_position`] if it was read within
+    /// [`EVIDENCE_REUSE`], with its age.
+    fn fresh_final_position(&self, member: &str) -> Option<(Position, std::time::Duration)> {
+        let (p, at) = *self
+            .final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(member)?;
+        let age = at.elapsed();
+        (age <= EVIDENCE_REUSE).then_some((p, age))
+    }
+
+    /// Forget `member`'s final position: it has been started again.
+    pub(crate) fn forget_final_position(&self, member: &str) {
+        self.final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(member);
+    }
+
+    /// The old primary the fence left stopped, with its final position: the
+    /// member the standbys still follow, down, shut down cleanly as a
+    /// primary, with `standby.signal` in place.
+    pub(crate) async fn stopped_former_primary(
+        &self,
+        probes: &[Probe],
+    ) -> Result<Option<(Member, Position)>> {
+        let Some(m) = self
+            .configured_upstream(probes)
+            .filter(|m| probes.iter().any(|p| p.name == m.name && !p.reachable()))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        Ok(match self.stopped_state(&m).await? {
+            Some((pos, true)) => Some((m, pos)),
+            _ => None,
+        })
+    }
+
+    /// Any unreachable member in the deferred fence's shape (down, cleanly
+    /// shut down as a primary, `standby.signal` in place), wherever the
+    /// standbys point by now.
+    async fn deferred_fenced(&self, probes: &[Probe]) -> Result<Option<(Member, Position)>> {
+        for p in probes.iter().filter(|p| !p.reachable()) {
+            let m = self.member(&p.name)?;
+            if let Some((pos, true)) = self.stopped_state(m).await? {
+                return Ok(Some((m.clone(), pos)));
+            }
+        }
+        Ok(None)
     }
 
     /// The member most reachable standbys are configured to follow.
@@ -150,6 +371,7 @@ impl PostgresController {
                     let m = self.member(&p.name)?;
                     let c = self.session(m).await?;
                     self.exec(&c, m, CLEAR_FENCE).await?;
+                    self.remove_standby_signal(&c, m).await?;
                     self.record_epoch_on(&c, m, ctx).await;
                     return Ok(Outcome::done()
                         .with_member(&p.name)
@@ -172,13 +394,20 @@ impl PostgresController {
             self.refuse_if_promoted_elsewhere(&probes, &m, f.timeline)?;
             return self.reopen(&m, ctx, None).await;
         }
-        // The fence stopped the old primary and never restarted it: the
-        // standbys are still configured to follow it.
-        let Some(m) = self
-            .configured_upstream(&probes)
-            .filter(|m| probes.iter().any(|p| p.name == m.name && !p.reachable()))
-            .cloned()
-        else {
+        // The deferred fence's old primary, stopped with standby.signal:
+        // whatever the standbys follow by now (a promotion elsewhere
+        // re-points them), its own timeline decides.
+        let deferred = self.deferred_fenced(&probes).await?;
+        if let Some((m, pos)) = &deferred {
+            self.refuse_if_promoted_elsewhere(&probes, m, pos.epoch)?;
+        }
+        // Else the fence stopped the old primary and never restarted it:
+        // the standbys are still configured to follow it.
+        let Some(m) = deferred.map(|(m, _)| m).or_else(|| {
+            self.configured_upstream(&probes)
+                .filter(|m| probes.iter().any(|p| p.name == m.name && !p.reachable()))
+                .cloned()
+        }) else {
             return Err(self.err(
                 ErrorKind::NotReady,
                 "no fenced member reachable to unfence, and no stopped former primary \
@@ -206,6 +435,7 @@ impl PostgresController {
         // coordinator's hook), which would otherwise undo the start.
         hooks::run(&self.store.name, Hook::Stop, &m, None).await?;
         hooks::run(&self.store.name, Hook::Start, &m, None).await?;
+        self.forget_final_position(&m.name);
         let p = self.wait_reachable(&m).await?;
         let again = self.probe_all().await;
         if p.in_recovery {
@@ -271,6 +501,33 @@ impl PostgresController {
         Ok(outcome)
     }
 
+    /// A deferred fence that never got to the stop leaves `standby.signal`
+    /// in a primary that runs on: remove it, or its next restart would
+    /// demote it. Only looked for where the deferred fence could have
+    /// written it.
+    async fn remove_standby_signal(&self, c: &tokio_postgres::Client, m: &Member) -> Result<()> {
+        if !m.hooks.extra.contains_key(CONTROLDATA) {
+            return Ok(());
+        }
+        let present = self
+            .scalar(
+                c,
+                m,
+                "SELECT (pg_stat_file('standby.signal', true) IS NOT NULL)::text",
+            )
+            .await?;
+        if present == "true" {
+            // Backends run in the data directory.
+            self.exec(
+                c,
+                m,
+                &["COPY (SELECT 1 WHERE false) TO PROGRAM 'rm -f standby.signal'"],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Poll until `m` accepts connections, in recovery or not.
     async fn wait_reachable(&self, m: &Member) -> Result<Probe> {
         let deadline = std::time::Instant::now() + self.timing.start_timeout;
@@ -293,5 +550,94 @@ impl PostgresController {
             }
             tokio::time::sleep(self.timing.poll).await;
         }
+    }
+}
+
+/// How long a `pg_controldata` read of a stopped member is reused as its
+/// fence evidence instead of being read again: long enough to cover the
+/// fence's own read and the checkpoint right after it, short enough that a
+/// later observation looks again.
+const EVIDENCE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn stopped_evidence(pos: Position, age: std::time::Duration) -> String {
+    format!(
+        "stopped: pg_controldata (hooks.extra.controldata{}) shows a clean shutdown at {} on \
+         timeline {} and standby.signal in its data directory, so it can only start in recovery",
+        if age.is_zero() {
+            String::new()
+        } else {
+            format!(", read {} ms ago", age.as_millis())
+        },
+        format_lsn(pos.offset - 1),
+        pos.epoch
+    )
+}
+
+fn stopped_note(m: &Member, pos: Position) -> String {
+    format!(
+        "{} stopped with standby.signal (it restarts in recovery); final position {} on timeline {} \
+         (just past its shutdown checkpoint, from pg_controldata)",
+        m.name,
+        format_lsn(pos.offset),
+        pos.epoch
+    )
+}
+
+/// What the fence needs from `pg_controldata`'s output (`LC_ALL=C`).
+#[derive(Debug, PartialEq, Eq)]
+struct ControlData {
+    state: String,
+    checkpoint: u64,
+    timeline: u64,
+    /// The hook's own line after pg_controldata's: `standby.signal: present`.
+    standby_signal: bool,
+}
+
+impl ControlData {
+    fn parse(out: &str) -> Option<ControlData> {
+        let field = |name: &str| {
+            out.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+        };
+        Some(ControlData {
+            state: field("Database cluster state")?,
+            checkpoint: parse_lsn(&field("Latest checkpoint location")?)?,
+            timeline: field("Latest checkpoint's TimeLineID")?.parse().ok()?,
+            standby_signal: match field("standby.signal")?.as_str() {
+                "present" => true,
+                "absent" => false,
+                _ => return None,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pg_controldata() {
+        let out = "pg_control version number:            1300\n\
+                   Database cluster state:               shut down\n\
+                   Latest checkpoint location:           0/3000148\n\
+                   Latest checkpoint's REDO location:    0/3000148\n\
+                   Latest checkpoint's TimeLineID:       2\n\
+                   standby.signal: present\n";
+        assert_eq!(
+            ControlData::parse(out),
+            Some(ControlData {
+                state: "shut down".into(),
+                checkpoint: 0x3000148,
+                timeline: 2,
+                standby_signal: true
+            })
+        );
+        assert_eq!(
+            ControlData::parse("Database cluster state: in production\n"),
+            None
+        );
     }
 }

@@ -22,6 +22,9 @@ use switchyard_topology::Member;
 enum Move {
     /// `primary_conninfo` changed and reloaded: it was on the primary's history.
     Repointed,
+    /// The old primary the deferred fence stopped, started as a standby (no
+    /// rewind: its WAL ends at its shutdown checkpoint, `end`, before the fork).
+    Started { end: u64 },
     /// Stopped, rewound by the `rewind` hook (pg_rewind, or a fresh clone
     /// where the hook falls back to one), started as a standby.
     Rewound {
@@ -40,6 +43,11 @@ impl Move {
     fn describe(&self, m: &str, pm: &str) -> String {
         match self {
             Move::Repointed => format!("{m}: re-pointed, streams from {pm}"),
+            Move::Started { end } => format!(
+                "{m}: was stopped by the fence (WAL ends at its shutdown checkpoint {}, \
+                 before the fork): started as a standby, streams from {pm}",
+                format_lsn(*end)
+            ),
             Move::Rewound {
                 stale_primary,
                 timeline,
@@ -150,7 +158,16 @@ impl PostgresController {
                         .push(format!("{} unreachable and has no hooks: skipped", m.name));
                     continue;
                 }
-                self.rewind_and_follow(&m, &pm, None, &history).await
+                match self.final_position(&m).await {
+                    // The deferred fence's old primary: its WAL ends at its
+                    // shutdown checkpoint, before the fork: no rewind.
+                    Ok(Some(pos)) if forked_after(pos, &history) => {
+                        self.start_following(&m, &pm).await.map(|_| Move::Started {
+                            end: pos.offset - 1,
+                        })
+                    }
+                    _ => self.rewind_and_follow(&m, &pm, None, &history).await,
+                }
             } else if p.is_standby() && !self.follows(p, &pm) {
                 // Not a former primary, but not following either (e.g. an
                 // interrupted earlier rejoin): finish the job.
@@ -303,7 +320,19 @@ impl PostgresController {
             .map(|(_, switch)| *switch);
         hooks::run(store, Hook::Stop, m, Some(pm)).await?;
         hooks::run(store, Hook::Rewind, m, Some(pm)).await?;
-        hooks::run(store, Hook::StartAsStandby, m, Some(pm)).await?;
+        self.start_following(m, pm).await?;
+        Ok(Move::Rewound {
+            stale_primary,
+            timeline,
+            diverged_at,
+            old_end,
+        })
+    }
+
+    /// Start stopped `m` as a standby of `pm` and lift the fence marker.
+    async fn start_following(&self, m: &Member, pm: &Member) -> Result<()> {
+        hooks::run(&self.store.name, Hook::StartAsStandby, m, Some(pm)).await?;
+        self.forget_final_position(&m.name);
         let p = self.wait_up(m, true).await?;
         if p.fenced {
             let c = self.session(m).await?;
@@ -324,12 +353,7 @@ impl PostgresController {
                 tokio::time::sleep(self.timing.poll.max(std::time::Duration::from_millis(5))).await;
             }
         }
-        Ok(Move::Rewound {
-            stale_primary,
-            timeline,
-            diverged_at,
-            old_end,
-        })
+        Ok(())
     }
 
     /// Wait until each member streams from `pm` on its `timeline` (a
@@ -371,6 +395,14 @@ impl PostgresController {
         }
         Ok(())
     }
+}
+
+/// Whether the primary's history forked `pos`'s timeline at or after `pos`
+/// (a member whose WAL ends there follows without a rewind).
+fn forked_after(pos: switchyard_controller::Position, history: &[(u64, u64)]) -> bool {
+    history
+        .iter()
+        .any(|(t, switch)| *t == pos.epoch && *switch >= pos.offset)
 }
 
 /// Whether standby `p` holds WAL past the point where its timeline was

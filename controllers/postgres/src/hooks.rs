@@ -1,6 +1,7 @@
 //! Host commands declared per member in the topology (`stop`,
-//! `start_as_standby`, `rewind`, and `start`, which `Unfence` uses to bring
-//! back an old primary the fence had stopped). They are templates: the
+//! `start_as_standby`, `rewind`, `start`, which `Unfence` uses to bring
+//! back an old primary the fence had stopped, and `extra.controldata`, which
+//! prints `pg_controldata` of a stopped member). They are templates: the
 //! placeholders below are filled in and the result runs under `sh -c` with
 //! the hook timeout. Values substituted are validated member names and
 //! `host:port` parts, so they need no shell quoting.
@@ -54,7 +55,13 @@ pub(crate) enum Hook {
     Start,
     StartAsStandby,
     Rewind,
+    /// Print `pg_controldata` of the (stopped) member on stdout: the fence
+    /// reads the old primary's final position from it (see fence.rs).
+    ControlData,
 }
+
+/// The `extra` hook name of [`Hook::ControlData`].
+pub(crate) const CONTROLDATA: &str = "controldata";
 
 impl Hook {
     pub(crate) fn name(self) -> &'static str {
@@ -63,6 +70,7 @@ impl Hook {
             Hook::Start => "start",
             Hook::StartAsStandby => "start_as_standby",
             Hook::Rewind => "rewind",
+            Hook::ControlData => "extra.controldata",
         }
     }
 
@@ -72,6 +80,7 @@ impl Hook {
             Hook::Start => m.hooks.start.as_deref(),
             Hook::StartAsStandby => m.hooks.start_as_standby.as_deref(),
             Hook::Rewind => m.hooks.rewind.as_deref(),
+            Hook::ControlData => m.hooks.extra.get(CONTROLDATA).map(String::as_str),
         }
     }
 }
@@ -238,12 +247,13 @@ fn kill_group(pgid: u32) {
 }
 
 /// Run one hook for `m`; `primary` fills the `{primary_*}` placeholders.
+/// Returns what the hook printed on stdout.
 pub(crate) async fn run(
     store: &str,
     hook: Hook,
     m: &Member,
     primary: Option<&Member>,
-) -> Result<()> {
+) -> Result<String> {
     let template = hook.template(m).ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
@@ -324,7 +334,7 @@ pub(crate) async fn run(
         )
         .with_member(&m.name));
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

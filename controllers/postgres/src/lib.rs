@@ -87,7 +87,22 @@ pub struct PostgresController {
     member_sql: String,
     /// Reused observation sessions, per member.
     sessions: Mutex<HashMap<String, Arc<Client>>>,
+    /// Final positions of old primaries the fence left stopped, read from
+    /// `pg_controldata` (so capture and promotion need not run the hook again).
+    final_positions: Mutex<HashMap<String, (switchyard_controller::Position, Instant)>>,
+    /// The last probe of every member and when it was taken, while no
+    /// mutating operation has run since (see [`PROBE_REUSE`]).
+    recent: Mutex<Option<(Instant, Vec<Probe>)>>,
 }
+
+/// How old a probe of every member may be and still stand in for a new one
+/// in `observe` and in read-only operations: the plan's observation, the
+/// readiness step and the readiness checkpoint follow each other within a
+/// few milliseconds and would otherwise ask every member the same thing
+/// three times. A mutating operation always probes afresh and discards the
+/// snapshot, so nothing decides on a state from before a change this
+/// controller made.
+const PROBE_REUSE: Duration = Duration::from_millis(50);
 
 impl fmt::Debug for PostgresController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,6 +148,8 @@ impl PostgresController {
             timing,
             last_known: Remembered::new(last_known),
             sessions: Mutex::new(HashMap::new()),
+            final_positions: Mutex::new(HashMap::new()),
+            recent: Mutex::new(None),
         }
     }
 
@@ -223,6 +240,18 @@ impl PostgresController {
         self.connect(m)
             .await
             .map_err(|e| e.into_error(&self.store.name, &m.name))
+    }
+
+    /// The member's observation session (every operation has just probed
+    /// every member, so it is open), else a new one, kept for the next use:
+    /// the critical path sets up no connection of its own.
+    pub(crate) async fn shared_session(&self, m: &Member) -> Result<Arc<Client>> {
+        if let Some(c) = self.cached_session(&m.name) {
+            return Ok(c);
+        }
+        let c = Arc::new(self.session(m).await?);
+        self.keep_session(&m.name, c.clone());
+        Ok(c)
     }
 
     /// Run statements one by one (a multi-statement string would be one
@@ -357,13 +386,14 @@ impl Controller for PostgresController {
     }
 
     async fn observe(&self) -> Result<ObservedState> {
-        let probes = self.probe_all().await;
+        let probes = self.recent_or_probe().await;
         if probes.iter().all(|p| !p.reachable()) {
             // Still a state (every member down), not an error: the caller
             // decides whether that is fatal.
             tracing::warn!(store = %self.store.name, "no member reachable");
         }
-        Ok(self.to_state(&probes))
+        let stopped = self.fence_evidence(&probes).await;
+        Ok(self.to_state_with(&probes, &stopped))
     }
 
     async fn recorded_epoch(&self) -> Result<Option<u64>> {
@@ -386,8 +416,14 @@ impl Controller for PostgresController {
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
         tracing::info!(store = %self.store.name, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "executing");
         // One observation per operation: the epoch check and the
-        // operation's own decisions use the same snapshot.
-        let probes = self.probe_all().await;
+        // operation's own decisions use the same snapshot. A mutating one
+        // probes afresh; a read-only one may reuse a moment-old snapshot.
+        let probes = if op.is_mutating() {
+            self.forget_probes();
+            self.probe_all().await
+        } else {
+            self.recent_or_probe().await
+        };
         // A member refused at the TLS layer is not known to be down: acting
         // as if it were (a forced promotion, say) could make two primaries.
         if let Some(p) = probes.iter().find(|p| p.tls_refused) {
@@ -404,7 +440,12 @@ impl Controller for PostgresController {
         if op.is_mutating() {
             self.check_epoch(&probes, ctx)?;
         }
-        let outcome = self.dispatch(op, probes, ctx).await?;
+        let outcome = self.dispatch(op, probes, ctx).await;
+        if op.is_mutating() {
+            // Whatever it got through, the stores may have changed.
+            self.forget_probes();
+        }
+        let outcome = outcome?;
         if matches!(op, Operation::RepointFollowers | Operation::Rejoin) && !outcome.already_done {
             self.record_epoch(ctx).await;
         }

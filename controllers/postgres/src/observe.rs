@@ -256,6 +256,18 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
     Ok(())
 }
 
+/// What a stopped member's data directory says about its fence
+/// ([`PostgresController::fence_evidence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Evidence {
+    /// Cleanly shut down with `standby.signal`: it cannot acknowledge a
+    /// write, and whatever starts it brings it up in recovery. What was read.
+    Fenced(String),
+    /// Read, but not a fence (still running, crashed, no `standby.signal`,
+    /// or the hook failed): why.
+    Not(String),
+}
+
 /// The primary operations act on: among reachable primaries the one on the
 /// highest timeline (a returned old primary stays on its old timeline).
 pub(crate) fn current_primary(probes: &[Probe]) -> Option<&Probe> {
@@ -269,7 +281,27 @@ impl PostgresController {
     /// Probe every member in parallel.
     pub(crate) async fn probe_all(&self) -> Vec<Probe> {
         let futs = self.store.members.iter().map(|m| probe_member(self, m));
-        futures::future::join_all(futs).await
+        let probes = futures::future::join_all(futs).await;
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), probes.clone()));
+        probes
+    }
+
+    /// The last [`Self::probe_all`] if it is younger than
+    /// [`crate::PROBE_REUSE`] and no mutating operation ran since, else a
+    /// new one.
+    pub(crate) async fn recent_or_probe(&self) -> Vec<Probe> {
+        if let Some((at, probes)) = &*self.recent.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() <= crate::PROBE_REUSE {
+                return probes.clone();
+            }
+        }
+        self.probe_all().await
+    }
+
+    /// Drop the reusable snapshot: a mutating operation is under way or done.
+    pub(crate) fn forget_probes(&self) {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Member name whose `host:port` matches.
@@ -327,16 +359,39 @@ impl PostgresController {
         Lag { bytes, millis }
     }
 
+    /// The observed state from `probes` alone (no member's durable fence
+    /// evidence read): what operations use to refresh the last-known state.
     pub(crate) fn to_state(&self, probes: &[Probe]) -> ObservedState {
+        self.to_state_with(probes, &HashMap::new())
+    }
+
+    /// The observed state, with `stopped`: for unreachable members, the
+    /// durable fence evidence read for them ([`Self::fence_evidence`]).
+    pub(crate) fn to_state_with(
+        &self,
+        probes: &[Probe],
+        stopped: &HashMap<String, Evidence>,
+    ) -> ObservedState {
         let primary = current_primary(probes);
         let mut members = Vec::with_capacity(probes.len());
         for p in probes {
             if !p.reachable() {
-                members.push(MemberState::unreachable(
+                let mut m = MemberState::unreachable(
                     &p.name,
                     &p.region,
                     p.error.clone().unwrap_or_default(),
-                ));
+                );
+                match stopped.get(&p.name) {
+                    Some(Evidence::Fenced(why)) => {
+                        m.fenced = true;
+                        m.fence_evidence = Some(why.clone());
+                    }
+                    Some(Evidence::Not(why)) => {
+                        m.detail = Some(format!("{}; {why}", p.error.as_deref().unwrap_or("")));
+                    }
+                    None => {}
+                }
+                members.push(m);
                 continue;
             }
             let mut detail = Vec::new();
@@ -398,6 +453,7 @@ impl PostgresController {
                 following,
                 replicating,
                 fenced: p.fenced,
+                fence_evidence: None,
                 priority: None,
                 votes: None,
                 detail: (!detail.is_empty()).then(|| detail.join("; ")),

@@ -20,10 +20,21 @@ impl PostgresController {
                 )
                 .with_member(&p.name));
         }
-        let f = probes
-            .iter()
-            .find(|p| p.is_standby() && p.fenced)
-            .ok_or_else(|| self.err(ErrorKind::NotReady, "no fenced former primary reachable"))?;
+        let Some(f) = probes.iter().find(|p| p.is_standby() && p.fenced) else {
+            // The deferred fence: stopped, with its final position known.
+            if let Some((m, pos)) = self.stopped_former_primary(&probes).await? {
+                return Ok(Outcome::done()
+                    .with_member(&m.name)
+                    .with_position(pos)
+                    .with_note(format!(
+                        "final position of {} (stopped): {} on timeline {}",
+                        m.name,
+                        format_lsn(pos.offset),
+                        pos.epoch
+                    )));
+            }
+            return Err(self.err(ErrorKind::NotReady, "no fenced former primary reachable"));
+        };
         Ok(Outcome::done()
             .with_member(&f.name)
             .with_position(f.position())
@@ -57,7 +68,7 @@ impl PostgresController {
             )
         })?;
         let m = self.member(&c.name)?;
-        let client = self.session(m).await?;
+        let client = self.shared_session(m).await?;
         let deadline = Instant::now() + timeout;
         loop {
             let lsn = self

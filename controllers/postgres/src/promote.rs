@@ -44,31 +44,34 @@ impl PostgresController {
         let mut outcome = Outcome::done();
         let candidate = match mode {
             PromoteMode::Planned => {
-                let fenced = probes
-                    .iter()
-                    .find(|p| p.is_standby() && p.fenced)
-                    .ok_or_else(|| {
-                        self.err(
-                            ErrorKind::Refused,
-                            "no fenced former primary reachable: a planned promotion cannot prove \
-                             zero loss; use a forced failover",
-                        )
-                    })?;
+                let fenced =
+                    match probes.iter().find(|p| p.is_standby() && p.fenced) {
+                        Some(f) => (f.name.clone(), f.lsn),
+                        // The deferred fence: stopped, its final position known.
+                        None => match self.stopped_former_primary(&probes).await? {
+                            Some((m, pos)) => (m.name, pos.offset),
+                            None => return Err(self.err(
+                                ErrorKind::Refused,
+                                "no fenced former primary reachable: a planned promotion cannot \
+                                 prove zero loss; use a forced failover",
+                            )),
+                        },
+                    };
                 let c = self.candidate(&probes, region).ok_or_else(|| {
                     self.err(
                         ErrorKind::NotReady,
                         format!("no reachable, unfenced standby in region {region}"),
                     )
                 })?;
-                if c.lsn < fenced.lsn {
+                if c.lsn < fenced.1 {
                     return Err(self
                         .err(
                             ErrorKind::NotReady,
                             format!(
                                 "has replayed {} but the fenced {} ends at {}: wait for the position first",
                                 format_lsn(c.lsn),
-                                fenced.name,
-                                format_lsn(fenced.lsn)
+                                fenced.0,
+                                format_lsn(fenced.1)
                             ),
                         )
                         .with_member(&c.name));
@@ -90,7 +93,7 @@ impl PostgresController {
             }
         };
         let m = self.member(&candidate)?.clone();
-        let client = self.session(&m).await?;
+        let client = self.shared_session(&m).await?;
         let p = probes.iter().find(|p| p.name == m.name);
         if p.is_some_and(|p| p.fenced) {
             self.exec(&client, &m, CLEAR_FENCE).await?;

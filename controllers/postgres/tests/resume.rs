@@ -191,6 +191,12 @@ async fn fence_is_hard_and_unfence_aborts() {
     let before = f.ctl.observe().await.unwrap();
     let fenced = f.ctl.execute(&Operation::Fence, &ctx()).await.unwrap();
     assert_eq!(fenced.member.as_deref(), Some("pg-east-1"));
+    // The fence leaves the old primary stopped (its restart follows the
+    // promotion); whatever starts it first, here its plain `start` as an
+    // init system would, brings it up in recovery.
+    let s = f.ctl.observe().await.unwrap();
+    assert_eq!(s.member("pg-east-1").unwrap().role, Role::Down, "{s:?}");
+    f.cluster.start_member("pg-east-1").await.unwrap();
     let c = f.cluster.connect("pg-east-1").await.unwrap();
     let err = c
         .batch_execute(

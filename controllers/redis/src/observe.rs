@@ -602,6 +602,7 @@ impl RedisController {
                 following,
                 replicating: (!p.master).then_some(p.link_up),
                 fenced: p.fenced(),
+                fence_evidence: None,
                 priority: p.replica_priority.map(preference),
                 votes: None,
                 detail: Some(detail.join("; ")),
@@ -663,6 +664,7 @@ impl RedisController {
                 following: None,
                 replicating: None,
                 fenced: false,
+                fence_evidence: None,
                 priority: None,
                 votes: Some(1),
                 detail: Some(format!(

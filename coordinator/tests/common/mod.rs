@@ -114,6 +114,18 @@ pub async fn pg_cluster(store: &str) -> PgCluster {
         .expect("lab PostgreSQL cluster starts")
 }
 
+/// [`pg_cluster`] whose members have hook `extra.controldata`: the
+/// controller's deferred fence (stopped with `standby.signal`, restarted
+/// after the promotion).
+pub async fn pg_cluster_deferred(store: &str) -> PgCluster {
+    let mut spec = PgClusterSpec::new(["east", "west", "south"]);
+    spec.store = store.into();
+    spec.deferred_fence = true;
+    PgCluster::start(spec)
+        .await
+        .expect("lab PostgreSQL cluster starts")
+}
+
 /// The member that is primary right now, asked of every member directly
 /// (`pg_is_in_recovery()`), and its timeline from its current WAL file name.
 pub async fn pg_primary(cluster: &PgCluster) -> Option<(String, String, u32)> {

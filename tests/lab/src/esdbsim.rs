@@ -1,7 +1,8 @@
 //! An EventStoreDB cluster simulator: N nodes on loopback, each serving on
 //! one cleartext port both HTTP/1.1 (`/gossip`, `/info`,
 //! `POST /admin/node/priority/{n}`, `POST /admin/node/resign`) and gRPC over
-//! h2c (`Gossip.Read`, `Streams.Append`, `Streams.Read`,
+//! h2c (`Gossip.Read`, `Streams.Append`, `Streams.BatchAppend`, `Streams.Read`,
+//! `ServerFeatures.GetSupportedMethods`,
 //! `Operations.SetNodePriority`, `Operations.ResignNode`), so the official
 //! clients talk to it as to an insecure cluster. What is modelled and what
 //! is not: docs/esdbsim.md.
@@ -15,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch_append;
 mod proto;
 mod server;
 pub mod world;

@@ -64,7 +64,7 @@ async fn kurrentdbclient_discovers_appends_reads_from_a_follower_and_survives_a_
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
-    let (p1, p2) = (&lines[0], &lines[1]);
+    let (p1, p2, p3) = (&lines[0], &lines[1], &lines[2]);
     assert_eq!(p1["members"], 3, "{p1}");
     assert_eq!(p1["count"], 10, "{p1}");
     assert_eq!(
@@ -77,13 +77,22 @@ async fn kurrentdbclient_discovers_appends_reads_from_a_follower_and_survives_a_
     let now = sim.leader().expect("a leader");
     assert_eq!(p2["leader"].as_str(), sim.endpoint(&now).as_deref(), "{p2}");
     assert_eq!(p2["count"], 15, "{p2}");
+    // The batch (Streams.BatchAppend) landed whole, after the 15, and the
+    // one at a wrong expected position did not.
+    assert_eq!(p3["count"], 20, "{p3}");
+    assert!(
+        p3["wrong_version"].as_str().unwrap().contains("19"),
+        "the refusal names the current position: {p3}"
+    );
     let stream = p2["stream"].as_str().unwrap();
+    let last = sim.stream_ids(&now, stream).unwrap();
+    assert_eq!(last.len(), 20, "{}", sim.describe());
     for n in &sim.spec().nodes {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while sim.stream_ids(&n.name, stream).unwrap().len() < 15 {
+        while sim.stream_ids(&n.name, stream).unwrap().len() < 20 {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{} holds {} of 15 events\n{}",
+                "{} holds {} of 20 events\n{}",
                 n.name,
                 sim.stream_ids(&n.name, stream).unwrap().len(),
                 sim.describe()

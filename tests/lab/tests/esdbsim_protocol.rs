@@ -35,6 +35,22 @@ async fn http(endpoint: &str, method: &str, path: &str) -> (String, String) {
     )
 }
 
+/// `err` is the client's `NotLeaderException` with `leader`'s port.
+fn assert_not_leader_naming(sim: &EsdbSim, leader: &str, err: kurrentdb::Error) {
+    let leader_port: u32 = sim
+        .endpoint(leader)
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    match err {
+        kurrentdb::Error::NotLeaderException(ep) => assert_eq!(ep.port, leader_port),
+        other => panic!("expected NotLeaderException, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_gossip_info_and_admin_share_the_grpc_port() {
     let (sim, leader) = sim().await;
@@ -102,18 +118,7 @@ async fn a_follower_answers_writes_with_the_not_leader_error_naming_the_leader()
         .append_to_stream("s", &AppendToStreamOptions::default(), ev)
         .await
         .expect_err("a follower refuses the write");
-    let leader_port: u32 = sim
-        .endpoint(&leader)
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    match err {
-        kurrentdb::Error::NotLeaderException(ep) => assert_eq!(ep.port, leader_port),
-        other => panic!("expected NotLeaderException, got {other:?}"),
-    }
+    assert_not_leader_naming(&sim, &leader, err);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,4 +147,95 @@ async fn appends_over_grpc_are_idempotent_and_check_the_expected_revision() {
         matches!(err, kurrentdb::Error::WrongExpectedVersion { .. }),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_append_answers_each_correlation_id_over_one_stream() {
+    let (sim, leader) = sim().await;
+    let client = Client::new(sim.connection_string().parse().unwrap()).unwrap();
+    // The client only batch-appends when ServerFeatures lists BatchAppend.
+    let batch = client
+        .batch_append(&kurrentdb::BatchAppendOptions::default())
+        .await
+        .expect("BatchAppend is advertised");
+    let ev = |id: uuid::Uuid| EventData::binary("t", b"x".to_vec().into()).id(id);
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let ids: Vec<_> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+    // Two requests in flight on the same call, answered by correlation id.
+    let (first, second) = tokio::join!(
+        batch.append_to_stream("batch-a", StreamState::NoStream, vec![ev(a)]),
+        batch.append_to_stream(
+            "batch-b",
+            StreamState::Any,
+            ids.iter().map(|id| ev(*id)).collect()
+        ),
+    );
+    let first = first.unwrap();
+    let second = second.unwrap();
+    assert_eq!(first.stream_name(), "batch-a");
+    assert_eq!(first.current_revision(), Some(0));
+    assert_eq!(second.stream_name(), "batch-b");
+    assert_eq!(second.current_revision(), Some(2));
+    assert!(first.current_position().is_some());
+    // A third request on the same call, with an expected revision.
+    let third = batch
+        .append_to_stream("batch-a", StreamState::StreamRevision(0), vec![ev(b)])
+        .await
+        .unwrap();
+    assert_eq!(third.current_revision(), Some(1));
+    assert_eq!(sim.stream_ids(&leader, "batch-a").unwrap(), vec![a, b]);
+    assert_eq!(sim.stream_ids(&leader, "batch-b").unwrap(), ids);
+    // Written through a quorum: a follower holds them too.
+    let follower = sim
+        .spec()
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .find(|n| *n != leader)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut on_follower = sim.stream_ids(&follower, "batch-b").unwrap();
+    while on_follower.len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        on_follower = sim.stream_ids(&follower, "batch-b").unwrap();
+    }
+    assert_eq!(on_follower, ids);
+    // A wrong expected revision is that request's error, not the call's.
+    let err = batch
+        .append_to_stream(
+            "batch-a",
+            StreamState::StreamRevision(7),
+            vec![ev(uuid::Uuid::new_v4())],
+        )
+        .await
+        .expect_err("wrong expected version");
+    match err {
+        kurrentdb::Error::Grpc { code, message } => {
+            assert_eq!(code, tonic::Code::AlreadyExists, "{message}");
+            assert_eq!(message, "WrongExpectedVersion");
+        }
+        other => panic!("expected the per-request error, got {other:?}"),
+    }
+    assert_eq!(sim.stream_ids(&leader, "batch-a").unwrap(), vec![a, b]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_append_on_a_follower_ends_the_call_with_the_not_leader_error() {
+    let (sim, leader) = sim().await;
+    let west = sim.endpoint("ledger-west").unwrap();
+    let client = Client::new(format!("kurrentdb://{west}?tls=false").parse().unwrap()).unwrap();
+    let batch = client
+        .batch_append(&kurrentdb::BatchAppendOptions::default())
+        .await
+        .unwrap();
+    let err = batch
+        .append_to_stream(
+            "s",
+            StreamState::Any,
+            vec![EventData::binary("t", b"x".to_vec().into())],
+        )
+        .await
+        .expect_err("a follower refuses the write");
+    assert_not_leader_naming(&sim, &leader, err);
+    assert!(sim.stream_ids(&leader, "s").unwrap().is_empty());
 }

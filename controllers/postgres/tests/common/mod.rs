@@ -18,7 +18,11 @@ pub struct PgFixture {
 impl PgFixture {
     /// Primary + one standby per further region.
     pub async fn start(regions: &[&str]) -> Result<PgFixture> {
-        let cluster = PgCluster::start(PgClusterSpec::new(regions.iter().copied())).await?;
+        // The controller's tests run the deferred restart (hook
+        // `extra.controldata`); the coordinator's run the restart path.
+        let mut spec = PgClusterSpec::new(regions.iter().copied());
+        spec.deferred_fence = true;
+        let cluster = PgCluster::start(spec).await?;
         let ctl = PostgresController::from_store(cluster.store())?;
         let f = PgFixture { cluster, ctl };
         let c = f.primary_client().await?;

@@ -93,6 +93,10 @@ enum PgCmd {
         /// The store's max_lag_bytes.
         #[arg(long, default_value_t = 8 * 1024 * 1024)]
         max_lag_bytes: u64,
+        /// Give the members hook `extra.controldata`: the controller's
+        /// deferred restart of the fenced old primary.
+        #[arg(long)]
+        deferred_fence: bool,
     },
 }
 
@@ -114,6 +118,7 @@ async fn main() -> Result<()> {
                     store,
                     members_per_region,
                     max_lag_bytes,
+                    deferred_fence,
                 },
         } => {
             std::fs::create_dir_all(&dir)?;
@@ -121,6 +126,7 @@ async fn main() -> Result<()> {
             spec.store = store;
             spec.members_per_region = members_per_region;
             spec.max_lag_bytes = Some(max_lag_bytes);
+            spec.deferred_fence = deferred_fence;
             spec.base_dir = Some(dir.clone());
             let cluster = PgCluster::start(spec).await?;
             let topo = dir.join("topology.toml");

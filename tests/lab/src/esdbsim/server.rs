@@ -2,7 +2,7 @@
 //! admin endpoints) and gRPC over h2c, told apart by the HTTP/2 preface as a
 //! real node's Kestrel listener does.
 
-use super::proto::{common, gossip, operations, streams};
+use super::proto::{common, gossip, operations, server_features, streams};
 use super::world::{grpc_uuid, AppendResult, Expected, NodeState, Proposed};
 use super::Shared;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(super) type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// How long an append waits for a quorum before answering with a timeout.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serve one accepted connection of node `i`.
 pub async fn serve(shared: Arc<Shared>, i: usize, stream: tokio::net::TcpStream) {
@@ -156,14 +156,14 @@ fn gossip_json(shared: &Shared, i: usize) -> serde_json::Value {
 }
 
 /// A gRPC error with extra trailers.
-struct Status {
-    code: u32,
-    message: String,
-    trailers: Vec<(&'static str, String)>,
+pub(super) struct Status {
+    pub(super) code: u32,
+    pub(super) message: String,
+    pub(super) trailers: Vec<(&'static str, String)>,
 }
 
 impl Status {
-    fn new(code: u32, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: u32, message: impl Into<String>) -> Self {
         Status {
             code,
             message: message.into(),
@@ -172,13 +172,16 @@ impl Status {
     }
 }
 
-const UNIMPLEMENTED: u32 = 12;
-const INVALID_ARGUMENT: u32 = 3;
-const DEADLINE_EXCEEDED: u32 = 4;
-const NOT_FOUND: u32 = 5;
-const UNAVAILABLE: u32 = 14;
+pub(super) const UNIMPLEMENTED: u32 = 12;
+pub(super) const INVALID_ARGUMENT: u32 = 3;
+pub(super) const DEADLINE_EXCEEDED: u32 = 4;
+pub(super) const NOT_FOUND: u32 = 5;
+pub(super) const UNAVAILABLE: u32 = 14;
 
-fn frame(msg: &impl Message) -> Bytes {
+/// The server's message for a node that cannot take the request now.
+pub(super) const NOT_READY: &str = "Server Is Not Ready";
+
+pub(super) fn frame(msg: &impl Message) -> Bytes {
     let body = msg.encode_to_vec();
     let mut b = BytesMut::with_capacity(body.len() + 5);
     b.put_u8(0);
@@ -187,7 +190,7 @@ fn frame(msg: &impl Message) -> Bytes {
     b.freeze()
 }
 
-fn grpc_response(frames: Vec<Bytes>, status: Result<(), Status>) -> Response<Body> {
+pub(super) fn grpc_response(frames: Vec<Bytes>, status: Result<(), Status>) -> Response<Body> {
     let mut trailers = HeaderMap::new();
     let (code, message, extra) = match status {
         Ok(()) => (0, String::new(), Vec::new()),
@@ -256,7 +259,7 @@ fn not_leader(shared: &Shared, i: usize) -> Status {
                 .push(("leader-endpoint-port", w.nodes[l].port.to_string()));
         }
         None => {
-            return Status::new(UNAVAILABLE, "Server Is Not Ready");
+            return Status::new(UNAVAILABLE, NOT_READY);
         }
     }
     s
@@ -269,6 +272,15 @@ async fn handle_grpc(shared: Arc<Shared>, i: usize, req: Request<Incoming>) -> R
         .get("requires-leader")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    match path.as_str() {
+        "/event_store.client.streams.Streams/BatchAppend" => {
+            return super::batch_append::serve(shared, i, req.into_body());
+        }
+        "/event_store.client.server_features.ServerFeatures/GetSupportedMethods" => {
+            return grpc_response(vec![frame(&supported_methods())], Ok(()));
+        }
+        _ => {}
+    }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return grpc_response(Vec::new(), Err(Status::new(INVALID_ARGUMENT, "body"))),
@@ -302,6 +314,41 @@ async fn handle_grpc(shared: Arc<Shared>, i: usize, req: Request<Incoming>) -> R
     }
 }
 
+/// What the server answers `ServerFeatures.GetSupportedMethods` with: every
+/// client-facing method it serves, names in lower case, with the features
+/// the server's `ServerFeatures.cs` attaches (`deadline_duration` on
+/// `BatchAppend`, `position`/`events` on reads). Clients enable optional
+/// calls from this list; the Rust client uses `BatchAppend` only when listed.
+fn supported_methods() -> server_features::SupportedMethods {
+    let method = |service: &str, name: &str, features: &[&str]| server_features::SupportedMethod {
+        method_name: name.to_lowercase(),
+        service_name: service.to_lowercase(),
+        features: features.iter().map(|f| f.to_string()).collect(),
+    };
+    let streams = "event_store.client.streams.Streams";
+    let ops = "event_store.client.operations.Operations";
+    server_features::SupportedMethods {
+        methods: vec![
+            method(streams, "Append", &[]),
+            method(streams, "BatchAppend", &["deadline_duration"]),
+            method(streams, "Read", &["position", "events"]),
+            method("event_store.client.gossip.Gossip", "Read", &[]),
+            method(ops, "SetNodePriority", &[]),
+            method(ops, "ResignNode", &[]),
+            method(
+                "event_store.client.server_features.ServerFeatures",
+                "GetSupportedMethods",
+                &[],
+            ),
+        ],
+        event_store_server_version: super::ES_VERSION
+            .split(['.', '-'])
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("."),
+    }
+}
+
 fn cluster_info(shared: &Shared, i: usize) -> gossip::ClusterInfo {
     let w = shared.lock();
     gossip::ClusterInfo {
@@ -329,7 +376,7 @@ fn cluster_info(shared: &Shared, i: usize) -> gossip::ClusterInfo {
     }
 }
 
-fn parse_uuid(u: &Option<common::Uuid>) -> Option<Uuid> {
+pub(super) fn parse_uuid(u: &Option<common::Uuid>) -> Option<Uuid> {
     match u.as_ref()?.value.as_ref()? {
         common::uuid::Value::String(s) => s.parse().ok(),
         common::uuid::Value::Structured(s) => {
@@ -371,32 +418,11 @@ async fn append(
         let Some(Content::ProposedMessage(p)) = m.content else {
             return Err(Status::new(INVALID_ARGUMENT, "options sent twice"));
         };
-        let id = parse_uuid(&p.id).ok_or_else(|| Status::new(INVALID_ARGUMENT, "event id"))?;
-        events.push(Proposed {
-            id,
-            event_type: p.metadata.get("type").cloned().unwrap_or_default(),
-            content_type: p
-                .metadata
-                .get("content-type")
-                .cloned()
-                .unwrap_or_else(|| "application/octet-stream".into()),
-            custom_metadata: p.custom_metadata.to_vec(),
-            data: p.data.to_vec(),
-        });
+        events.push(proposed(p.id, p.metadata, p.custom_metadata, p.data)?);
     }
-    // Writes always need the leader: a follower answers with where it is.
-    let leader_state = shared.lock().nodes[i].state;
-    match leader_state {
-        NodeState::Leader => {}
-        NodeState::ResigningLeader => {
-            return Err(Status::new(UNAVAILABLE, "Server Is Not Ready"));
-        }
-        _ => return Err(not_leader(shared, i)),
-    }
-    let result = shared.mutate(|w| w.append(i, &stream, expected, events, Instant::now()));
     use streams::append_resp::{self as ar, success, wrong_expected_version as wev};
-    match result {
-        AppendResult::WrongExpectedVersion { current } => {
+    match write(shared, i, &stream, expected, events).await? {
+        Written::WrongExpectedVersion { current } => {
             let cur = match current {
                 Some(c) => wev::CurrentRevisionOption::CurrentRevision(c),
                 None => wev::CurrentRevisionOption::CurrentNoStream(()),
@@ -416,13 +442,94 @@ async fn append(
                 })),
             })
         }
+        Written::CommitTimeout => Err(Status::new(DEADLINE_EXCEEDED, "Timeout expired")),
+        Written::Success { revision, position } => {
+            let rev = match revision {
+                Some(r) => success::CurrentRevisionOption::CurrentRevision(r),
+                None => success::CurrentRevisionOption::NoStream(()),
+            };
+            Ok(streams::AppendResp {
+                result: Some(ar::Result::Success(ar::Success {
+                    current_revision_option: Some(rev),
+                    position_option: Some(success::PositionOption::Position(ar::Position {
+                        commit_position: position,
+                        prepare_position: position,
+                    })),
+                })),
+            })
+        }
+    }
+}
+
+/// A proposed message of `Append` or `BatchAppend` as the world takes it.
+pub(super) fn proposed(
+    id: Option<common::Uuid>,
+    metadata: std::collections::HashMap<String, String>,
+    custom_metadata: Bytes,
+    data: Bytes,
+) -> Result<Proposed, Status> {
+    let id = parse_uuid(&id).ok_or_else(|| Status::new(INVALID_ARGUMENT, "event id"))?;
+    Ok(Proposed {
+        id,
+        event_type: metadata.get("type").cloned().unwrap_or_default(),
+        content_type: metadata
+            .get("content-type")
+            .cloned()
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        custom_metadata: custom_metadata.to_vec(),
+        data: data.to_vec(),
+    })
+}
+
+/// How a write the leader took ended.
+pub(super) enum Written {
+    /// Held by a quorum: the stream's last revision (`None`: still no
+    /// stream) and the last event's log position.
+    Success {
+        /// Last event number of the stream.
+        revision: Option<u64>,
+        /// Log position of the last event.
+        position: u64,
+    },
+    /// The expected revision did not hold (`None`: no stream).
+    WrongExpectedVersion {
+        /// The stream's current last event number.
+        current: Option<u64>,
+    },
+    /// No quorum held the events within [`COMMIT_TIMEOUT`].
+    CommitTimeout,
+}
+
+/// Write `events` through node `i` as the leader's request manager does for
+/// `Append` and `BatchAppend` alike: refused by anything but a leader
+/// (not-leader error, or "Server Is Not Ready" while resigning or with no
+/// leader), acknowledged only once a quorum holds the events.
+pub(super) async fn write(
+    shared: &Arc<Shared>,
+    i: usize,
+    stream: &str,
+    expected: Expected,
+    events: Vec<Proposed>,
+) -> Result<Written, Status> {
+    let leader_state = shared.lock().nodes[i].state;
+    match leader_state {
+        NodeState::Leader => {}
+        NodeState::ResigningLeader => {
+            return Err(Status::new(UNAVAILABLE, NOT_READY));
+        }
+        _ => return Err(not_leader(shared, i)),
+    }
+    let result = shared.mutate(|w| w.append(i, stream, expected, events, Instant::now()));
+    match result {
+        AppendResult::WrongExpectedVersion { current } => {
+            Ok(Written::WrongExpectedVersion { current })
+        }
         AppendResult::Success {
             revision,
             position,
             end,
             idempotent,
         } => {
-            // Acknowledge only once a quorum holds the events.
             let committed = shared
                 .wait_for(COMMIT_TIMEOUT, |w| match w.committed(i, end) {
                     Some(true) => Some(Ok(())),
@@ -433,26 +540,14 @@ async fn append(
             match committed {
                 Some(Ok(())) => {}
                 Some(Err(())) => return Err(not_leader(shared, i)),
-                None => {
-                    return Err(Status::new(DEADLINE_EXCEEDED, "Timeout expired"));
-                }
+                None => return Ok(Written::CommitTimeout),
             }
             if !idempotent {
                 shared.mutate(|w| w.acknowledged += 1);
             }
-            let rev = if revision == u64::MAX {
-                success::CurrentRevisionOption::NoStream(())
-            } else {
-                success::CurrentRevisionOption::CurrentRevision(revision)
-            };
-            Ok(streams::AppendResp {
-                result: Some(ar::Result::Success(ar::Success {
-                    current_revision_option: Some(rev),
-                    position_option: Some(success::PositionOption::Position(ar::Position {
-                        commit_position: position,
-                        prepare_position: position,
-                    })),
-                })),
+            Ok(Written::Success {
+                revision: (revision != u64::MAX).then_some(revision),
+                position,
             })
         }
     }
