@@ -150,7 +150,11 @@ impl Diagnostic {
             _ => e.span.clone().map(|span| Label {
                 span,
                 field: field.clone(),
-                message: String::new(),
+                message: e
+                    .suggestion
+                    .as_ref()
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_default(),
             }),
         };
         let message = if field.is_empty() {
@@ -164,7 +168,7 @@ impl Diagnostic {
             primary: label,
             secondary: Vec::new(),
             notes: Vec::new(),
-            help: rules::INVALID_FILE.help.to_string(),
+            help: e.help.clone(),
             store: None,
             member: None,
         }

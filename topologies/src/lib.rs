@@ -6,6 +6,7 @@
 //! - `rules.rs`: the rule catalogue (codes, severities, documentation);
 //! - `check.rs` + `quorum.rs`: the rules themselves;
 //! - `diagnostic.rs`: what a rule reports; `human.rs`, `json.rs`, `sarif.rs`: output formats;
+//! - `suggest.rs`: "did you mean …?" for misspelt names;
 //! - `report.rs`: checking files and the exit status; `generate.rs`: synthetic topologies.
 
 pub mod check;
@@ -20,6 +21,7 @@ pub mod report;
 pub mod rules;
 pub mod sarif;
 pub mod source_map;
+pub mod suggest;
 
 pub use check::{check, check_topology, CheckOptions};
 pub use diagnostic::{Diagnostic, Severity};

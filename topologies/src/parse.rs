@@ -9,6 +9,7 @@
 
 use crate::model::Topology;
 use crate::source_map::{line_col, SourceMap, Span};
+use crate::suggest::did_you_mean;
 use std::fmt;
 use std::path::Path;
 
@@ -41,6 +42,12 @@ pub struct ParseError {
     pub span: Option<Span>,
     /// Read, syntax or schema error.
     pub kind: ParseErrorKind,
+    /// For an unknown field or value, the known one closest to what was
+    /// written (`priority` for `priorty`, `postgres` for `postgresql`).
+    pub suggestion: Option<String>,
+    /// How to fix this error, specific to what went wrong (a missing file
+    /// is not fixed by editing a field).
+    pub help: String,
 }
 
 impl fmt::Display for ParseError {
@@ -49,7 +56,11 @@ impl fmt::Display for ParseError {
         if let Some(field) = &self.field {
             write!(f, "field `{field}`: ")?;
         }
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.suggestion {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +99,8 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
         field: None,
         span: None,
         kind: ParseErrorKind::Io,
+        suggestion: None,
+        help: io_help(path, &e),
     })?;
     match String::from_utf8(bytes) {
         Ok(text) => parse_source(&file, &text),
@@ -103,8 +116,10 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
                 column,
                 message: format!("file is not valid UTF-8 (invalid byte at offset {valid})"),
                 field: None,
-                span: None,
+                span: Some(valid..valid + 1),
                 kind: ParseErrorKind::Syntax,
+                suggestion: None,
+                help: "save the file as UTF-8 (topology files are UTF-8 TOML)".to_string(),
             })
         }
     }
@@ -142,12 +157,19 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
                     .or_else(|| key_on_line(text, span.start)),
                 span: Some(span),
                 kind: ParseErrorKind::Syntax,
+                suggestion: None,
+                help: "fix the TOML syntax at the reported line and column; docs/topology.md \
+                       shows a complete file"
+                    .to_string(),
             };
         }
     };
     let mut field = source_map.path_at(span.start);
+    let mut suggestion = None;
+    let help;
     // serde reports a missing field at its table: name the field itself.
     if let Some(missing) = backticked_after(&message, "missing field ") {
+        help = format!("add `{missing} = …`; docs/topology.md lists every field and its type");
         field = Some(match field {
             Some(table) if !table.is_empty() => format!("{table}.{missing}"),
             _ => missing.to_string(),
@@ -156,6 +178,21 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
         if field.is_none() {
             field = Some(unknown.to_string());
         }
+        suggestion = did_you_mean(unknown, expected(&message)).map(str::to_string);
+        help = match &suggestion {
+            Some(s) => format!("rename `{unknown}` to `{s}`"),
+            None => format!(
+                "remove `{unknown}` or use one of the fields listed; docs/topology.md describes each"
+            ),
+        };
+    } else if let Some(unknown) = backticked_after(&message, "unknown variant ") {
+        suggestion = did_you_mean(unknown, expected(&message)).map(str::to_string);
+        help = match &suggestion {
+            Some(s) => format!("write `\"{s}\"` instead of `\"{unknown}\"`"),
+            None => "use one of the values listed; docs/topology.md describes each".to_string(),
+        };
+    } else {
+        help = "give the field the type docs/topology.md lists for it".to_string();
     }
     ParseError {
         file: file.to_string(),
@@ -165,6 +202,41 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
         field: field.filter(|f| !f.is_empty()),
         span: Some(span),
         kind: ParseErrorKind::Schema,
+        suggestion,
+        help,
+    }
+}
+
+/// The names serde lists after "expected" in an unknown field or variant
+/// error: "expected one of `a`, `b`" or "expected `a` or `b`".
+fn expected(message: &str) -> Vec<&str> {
+    let Some((_, list)) = message.split_once("expected") else {
+        return Vec::new();
+    };
+    list.split('`').skip(1).step_by(2).collect()
+}
+
+/// What to do about a file that could not be read: it is not a field to fix.
+fn io_help(path: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the current directory".to_string());
+            if path.is_relative() {
+                format!(
+                    "check the path: `{}` is looked up from {cwd}",
+                    path.display()
+                )
+            } else {
+                format!("check the path: `{}` does not exist", path.display())
+            }
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "make the file readable by the user running topocheck".to_string()
+        }
+        _ if path.is_dir() => "give a topology file, not a directory".to_string(),
+        _ => "check that the file exists and is readable".to_string(),
     }
 }
 
