@@ -5,7 +5,8 @@
 //! 3 another execution holds the lock (or an unfinished one must be resumed
 //! or aborted first); 4 aborted by the operator or confirmation declined;
 //! 5 readiness refused (e.g. lag beyond the bound without --accept-data-loss);
-//! 6 `state` saw a split brain (two writable primaries in one store).
+//! 6 `state` saw a split brain (two writable primaries in one store);
+//! 7 `state` saw a store without a writable primary or a member not healthy.
 
 use crate::journal::{format_ms, ExecutionStatus};
 use crate::plan::{Mode, Plan};
@@ -42,6 +43,9 @@ pub mod exit {
     /// `state`: a store has more than one writable primary (split brain).
     /// The next execution for it fences and rejoins the stale one first.
     pub const SPLIT_BRAIN: i32 = 6;
+    /// `state`: every store was observed, but one has no writable primary
+    /// or a member that is not healthy (or whose health is unknown).
+    pub const DEGRADED: i32 = 7;
 }
 
 /// Switchyard: fail replicated datastores over between regions, in
@@ -655,11 +659,12 @@ async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
 pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
     let states = &report.stores;
     if output == Output::Json {
-        let v: Vec<_> = states
+        let v: Vec<_> = assessed
             .iter()
-            .map(|(n, s)| match s {
-                Ok(s) => json!({"store": n, "state": s, "summary": summary_of(s)}),
-                Err(e) => json!({"store": n, "error": e}),
+            .zip(&states)
+            .map(|((n, h), (_, s))| match (h, s) {
+                (Ok(h), Ok(s)) => json!({"store": n, "health": h, "state": s}),
+                (Err(e), _) | (_, Err(e)) => json!({"store": n, "error": e}),
             })
             .collect();
         println!(
@@ -716,6 +721,11 @@ pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
         exit::FAILED
     } else if report.split_brain() {
         exit::SPLIT_BRAIN
+    } else if assessed
+        .iter()
+        .any(|(_, h)| h.as_ref().is_ok_and(|h| !h.is_healthy()))
+    {
+        exit::DEGRADED
     } else {
         exit::OK
     }

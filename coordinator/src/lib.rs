@@ -16,6 +16,7 @@
 //! - [`journal`]: the append-only, fsync'd execution journal.
 //! - [`lock`]: one execution at a time, with a fencing epoch.
 //! - [`registry`]: store kind → controller.
+//! - [`health`]: what `state` claims about each member and store, and why.
 
 pub mod abort;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod driver;
 pub mod executor;
 pub mod expectation;
 pub mod failpoint;
+pub mod health;
 pub mod journal;
 pub mod lock;
 pub mod plan;

@@ -37,22 +37,9 @@ fn plain(p: &Position) -> String {
     format!("offset {} in term {}", p.offset, p.epoch)
 }
 
-/// A PostgreSQL WAL location as `pg_current_wal_lsn()` prints it: the high
-/// and low 32 bits in hexadecimal (`0/4000060`).
-pub fn pg_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lsn_is_written_as_postgres_does() {
-        assert_eq!(pg_lsn(0x0400_0060), "0/4000060");
-        assert_eq!(pg_lsn(0x1_0000_0000), "1/0");
-        assert_eq!(pg_lsn(0x16_B374_D848), "16/B374D848");
-    }
 
     #[test]
     fn plain_names_both_numbers() {

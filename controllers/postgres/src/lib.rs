@@ -370,7 +370,7 @@ pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Not
     position: |p| {
         format!(
             "{} on timeline {}",
-            switchyard_controller::notation::pg_lsn(p.offset),
+            crate::lsn::format_lsn(p.offset),
             p.epoch
         )
     },
