@@ -64,9 +64,29 @@ pub struct Cli {
     /// `SWITCHYARD_TOKEN`); see docs/server.md.
     #[arg(long, global = true, env = "SWITCHYARD_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// Log lines on stderr: `text` (coloured only on a terminal) or `json`
+    /// (one object per line). Which lines: `RUST_LOG` (default `warn`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SWITCHYARD_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people; ANSI colours only when stderr is a terminal and
+    /// `NO_COLOR` is not set.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`).
+    Json,
 }
 
 /// Output format.
@@ -202,6 +222,9 @@ pub enum Command {
     Show {
         /// Execution id, or `latest`.
         id: String,
+        /// One line per stage and per store, however long (default: fit 80 columns).
+        #[arg(long)]
+        wide: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
@@ -354,13 +377,7 @@ fn quiet_on_broken_pipe() {
 pub fn main() -> i32 {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
+    init_logging(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -138,7 +138,7 @@ impl Reporter for Plain {
                 resumed,
                 ..
             } => format!(
-                "{} {plan} — execution {execution_id}, epoch {epoch}",
+                "{} {plan} — execution {execution_id}, fencing epoch {epoch}",
                 if *resumed { "Resuming" } else { "Executing" }
             ),
             ProgressEvent::StageStarted { stage, name, .. } => format!("Stage {stage}: {name}"),
@@ -252,7 +252,7 @@ impl Reporter for Terminal {
             } => {
                 let verb = if *resumed { "Resuming" } else { "Executing" };
                 let _ = self.multi.println(format!(
-                    "{verb} {plan} — execution {execution_id}, epoch {epoch}"
+                    "{verb} {plan} — execution {execution_id}, fencing epoch {epoch}"
                 ));
             }
             ProgressEvent::StageStarted {

@@ -97,6 +97,19 @@ async fn lagging_and_unreachable_standbys_are_not_healthy_and_say_why() {
         r.stdout
     );
     assert!(r.stdout.contains("2/3 members healthy"), "{}", r.stdout);
+
+    // The unreachable member is logged: without colour into a pipe, and as
+    // one JSON object per line with --log-format json.
+    let r = ws.run_env(&["state"], "RUST_LOG", "debug");
+    assert!(!r.stderr.is_empty(), "no log lines at debug");
+    assert!(!r.stderr.contains('\u{1b}'), "{}", r.stderr);
+    let r = ws.run_env(&["--log-format", "json", "state"], "RUST_LOG", "debug");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
