@@ -149,7 +149,9 @@ impl Target {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every store's members, roles and lag, per region.
+    /// Every store's health, per region as it is today: each member's role,
+    /// whether it is healthy and why not, its position and lag; an
+    /// unfinished execution and any split brain first.
     State {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -228,6 +230,20 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Print a shell completion script (`switchyard completions bash >
+    /// /etc/bash_completion.d/switchyard`). Needs no topology.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: `switchyard.1` and one per subcommand
+    /// (`switchyard-failover.1`, …) into DIR, or `switchyard.1` to stdout
+    /// without `--dir`. Needs no topology.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Fail over to a region, verify, fail back; report both directions.
     Drill {
