@@ -96,3 +96,96 @@ async fn mongodb_report_does_not_claim_a_fence() {
     );
     assert!(flat.contains("store's term "), "{report}");
 }
+
+/// Run `switchyard` under a pseudo-terminal (util-linux `script`), so the
+/// live progress is drawn as an operator sees it; returns the text with
+/// escape sequences removed and the exit code.
+fn on_a_terminal(ws: &Workspace, args: &[&str]) -> (String, i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pty.log");
+    let cmd = format!(
+        "{} --topology {} --state-dir {} {}",
+        env!("CARGO_BIN_EXE_switchyard"),
+        ws.topology.display(),
+        ws.state.display(),
+        args.join(" ")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&log)
+        .env("TERM", "xterm")
+        .env("COLUMNS", "120")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let raw = std::fs::read(&log).unwrap_or(out.stdout);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let mut clean = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        clean.push(if c == '\r' { '\n' } else { c });
+    }
+    let code = clean
+        .rsplit("COMMAND_EXIT_CODE=\"")
+        .next()
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(-1);
+    (clean, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_progress_keeps_finished_operations_under_their_stage() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (out, code) = on_a_terminal(&ws, &["failover", "--to", "west", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let last = |needle: &str| {
+        out.rfind(needle)
+            .unwrap_or_else(|| panic!("never drawn: {needle}\n{out}"))
+    };
+    // Headings stay above their own rows, in stage order.
+    assert!(last("Stage 1: readiness") < last("1. orders"), "{out}");
+    assert!(last("1. orders") < last("Stage 2: "), "{out}");
+    // A finished row keeps its operations and their times after the checkpoint.
+    let fence_row = out
+        .lines()
+        .filter(|l| l.contains("2. orders"))
+        .last()
+        .unwrap();
+    assert!(fence_row.contains("✓ fence "), "{fence_row}");
+    assert!(fence_row.contains("✓ capture_position "), "{fence_row}");
+    assert!(fence_row.contains("✓ fenced"), "{fence_row}");
+    assert!(
+        fence_row.contains(" s: "),
+        "the row's own time: {fence_row}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_row_stops_turning_and_says_why() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    cluster.stop("orders-west-1").await.unwrap();
+    let (out, code) = on_a_terminal(&ws, &["failover", "--to", "west", "--yes"]);
+    assert_ne!(code, 0, "{out}");
+    let row = out
+        .lines()
+        .filter(|l| l.contains("1. orders"))
+        .last()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("✗ check_readiness failed"), "{row}");
+    assert!(row.contains("stopped: execution "), "{row}");
+}
