@@ -8,20 +8,22 @@
 //! 6 `state` saw a split brain (two writable primaries in one store);
 //! 7 `state` saw a store without a writable primary or a member not healthy.
 
-use crate::journal::{format_ms, ExecutionStatus};
+use crate::health;
+use crate::journal::{format_ms, now_ms, ExecutionStatus};
 use crate::plan::{Mode, Plan};
 use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
 use crate::service::{
     summary_of, Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError,
     ServiceEvent, StartRequest, StateReport,
+    Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError, ServiceEvent,
+    StartRequest,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use switchyard_controller::Role;
 
 /// Stable exit codes.
 pub mod exit {
@@ -455,6 +457,22 @@ fn json_mode(output: Option<Output>) -> bool {
     }
 }
 
+/// Log lines go to stderr, filtered by `RUST_LOG` (default `warn`), never
+/// coloured into a file or a pipe.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+    };
+}
+
 /// Renders the service's event stream: progress through a [`Reporter`],
 /// each execution's report when it ends.
 pub(crate) struct Render {
@@ -509,6 +527,15 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     }
     if let Command::Serve { backend, .. } = &cli.command {
         crate::server::check_backend(backend).map_err(Exit::usage)?;
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "switchyard", &mut script);
+            return Ok(print_bytes(&script));
+        }
+        Command::Man { dir } => return man_pages(dir.as_deref()),
+        _ => {}
     }
     let file = cli.topology.clone().ok_or_else(|| {
         Exit::usage("no topology: pass --topology FILE or set SWITCHYARD_TOPOLOGY")
@@ -517,6 +544,34 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     let result = command(&service, cli.command).await;
     service.shutdown().await;
     result
+}
+
+/// Write generated text to stdout; a reader gone away (`| head`) ends the
+/// command as it ends Unix tools.
+fn print_bytes(bytes: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => BROKEN_PIPE_EXIT,
+        Err(_) => exit::USAGE,
+    }
+}
+
+/// `switchyard man`: the top page and one per subcommand, from the same
+/// definitions `--help` prints.
+fn man_pages(dir: Option<&std::path::Path>) -> Result<i32, Exit> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut page)
+            .map_err(|e| Exit::usage(format!("cannot render the man page: {e}")))?;
+        return Ok(print_bytes(&page));
+    };
+    let fail = |e: std::io::Error| Exit::usage(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    clap_mangen::generate_to(cmd, dir).map_err(fail)?;
+    Ok(exit::OK)
 }
 
 fn plan_request(target: &Target, timeouts: &Timeouts) -> PlanRequest {
@@ -595,7 +650,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         }
         Command::Abort { id, output } => abort(service, id, output).await,
         Command::Executions { action, output } => executions(service, action, output),
-        Command::Show { id, output } => {
+        Command::Show { id, output, wide } => {
             // A damaged journal is shown too: what could be read, and where not.
             let shown = service.show(&id)?;
             if output == Output::Json {
@@ -609,7 +664,12 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
                 for d in &shown.damage {
                     println!("DAMAGED: {d}");
                 }
-                print!("{}\n{}", timeline(&shown.records), shown.report.render());
+                let report = if wide {
+                    shown.report.render_wide()
+                } else {
+                    shown.report.render()
+                };
+                print!("{}\n{report}", timeline(&shown.records));
             }
             Ok(exit::OK)
         }
@@ -645,6 +705,8 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         }
         // Handled before a topology is loaded.
         Command::Token { .. } => Ok(exit::OK),
+        // Handled before the topology is loaded.
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     }
 }
 
@@ -691,10 +753,12 @@ async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
 /// observed and none has two writable primaries.
 pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
     let states = &report.stores;
+    let report = service.state().await?;
     if output == Output::Json {
-        let v: Vec<_> = assessed
+        let v: Vec<_> = report
+            .health
             .iter()
-            .zip(&states)
+            .zip(&report.stores)
             .map(|((n, h), (_, s))| match (h, s) {
                 (Ok(h), Ok(s)) => json!({"store": n, "health": h, "state": s}),
                 (Err(e), _) | (_, Err(e)) => json!({"store": n, "error": e}),
@@ -702,59 +766,26 @@ pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"topology": report.topology.name, "stores": v}))
-                .unwrap_or_default()
+            json!({
+                "schema": "switchyard.state/v1",
+                "ts": format_ms(now_ms()),
+                "topology": report.topology.name,
+                "unfinished_execution": report.unfinished,
+                "stores": v,
+            })
         );
     } else {
-        for r in &report.topology.regions {
-            println!("{} ({:?})", r.name, r.role);
-            for (n, s) in states {
-                let Ok(s) = s else { continue };
-                for m in s.members.iter().filter(|m| m.region == r.name) {
-                    let follower =
-                        m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly);
-                    let lag = match m.lag {
-                        Some(l) => format!(
-                            " lag {}{}",
-                            l.bytes.map_or("?".into(), |b| format!("{b} B")),
-                            l.millis.map_or(String::new(), |ms| format!("/{ms} ms"))
-                        ),
-                        None if follower => " lag unknown".into(),
-                        None => String::new(),
-                    };
-                    println!(
-                        "  {:<12} {:<14} {:<10}{}{}{}{}{}{}",
-                        n,
-                        m.name,
-                        m.role.to_string(),
-                        if m.reachable { "" } else { " unreachable" },
-                        if m.fenced { " fenced" } else { "" },
-                        m.position.map_or(String::new(), |p| format!(" at {p}")),
-                        lag,
-                        m.following
-                            .as_deref()
-                            .map_or(String::new(), |f| format!(" from {f}")),
-                        m.detail
-                            .as_deref()
-                            .filter(|_| m.replicating == Some(false) || m.role == Role::Primary)
-                            .map_or(String::new(), |d| format!(" — {d}"))
-                    );
-                }
-            }
-        }
-        println!();
-        for (n, s) in states {
-            match s {
-                Ok(s) => println!("{n:<12} {}", summary_of(s)),
-                Err(e) => println!("{n:<12} cannot observe: {e}"),
-            }
-        }
+        print!(
+            "{}",
+            health::render_text(&report.topology, &report.health, report.unfinished.as_ref())
+        );
     }
     if report.unobservable() {
         exit::FAILED
     } else if report.split_brain() {
         exit::SPLIT_BRAIN
-    } else if assessed
+    } else if report
+        .health
         .iter()
         .any(|(_, h)| h.as_ref().is_ok_and(|h| !h.is_healthy()))
     {

@@ -100,6 +100,23 @@ impl StoreHealth {
     pub fn is_healthy(&self) -> bool {
         self.problem.is_none() && self.healthy_members == self.members_total
     }
+
+    /// One line: the primary (or what is wrong), the store's own term, and
+    /// how many members are healthy.
+    pub fn summary(&self) -> String {
+        let head = match (&self.primary, &self.primary_region) {
+            (Some(p), Some(r)) if self.problem.is_none() => format!("primary {p} in {r}"),
+            _ => self.problem.clone().unwrap_or_default(),
+        };
+        format!(
+            "{head}{}, {}/{} members healthy",
+            self.store_term
+                .as_deref()
+                .map_or(String::new(), |t| format!(", store's {t}")),
+            self.healthy_members,
+            self.members_total
+        )
+    }
 }
 
 /// `1.5 MiB`, `812 B`: sizes as people read them.
@@ -465,21 +482,7 @@ pub fn render_text(
     for (name, s) in stores {
         match s {
             Ok(s) => {
-                let head = match (&s.primary, &s.primary_region) {
-                    (Some(p), Some(r)) if s.problem.is_none() => format!("primary {p} in {r}"),
-                    _ => s.problem.clone().unwrap_or_default(),
-                };
-                let _ = writeln!(
-                    out,
-                    "{:<10} {}{}, {}/{} members healthy",
-                    name,
-                    head,
-                    s.store_term
-                        .as_deref()
-                        .map_or(String::new(), |t| format!(", store's {t}")),
-                    s.healthy_members,
-                    s.members_total
-                );
+                let _ = writeln!(out, "{name:<10} {}", s.summary());
             }
             Err(e) => {
                 let _ = writeln!(out, "{name:<10} cannot observe: {e}");

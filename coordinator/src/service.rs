@@ -12,6 +12,7 @@
 use crate::driver::{Driver, DriverError, RunEnd};
 use crate::executor::Executor;
 use crate::failpoint::Failpoint;
+use crate::health;
 use crate::journal::{
     format_ms, ledger, now_ms, plan_stores, summarize, ExecutionStatus, FileJournalStore,
     JournalError, JournalStore, LedgerEntry, Record, StoreStatus,
@@ -28,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_controller::{Controller, ObservedState, Role};
+use switchyard_controller::{Controller, Notation, ObservedState, Role};
 use switchyard_topology::Topology;
 use tokio::sync::broadcast;
 
@@ -354,6 +355,11 @@ pub struct StateReport {
     pub topology: Arc<Topology>,
     /// Per store, in topology order.
     pub stores: Observations,
+    /// Per store, the verdict on what was observed (see [`crate::health`]).
+    pub health: Vec<(String, Result<health::StoreHealth, String>)>,
+    /// The open execution, if any: nothing else should start before it is
+    /// resumed or aborted.
+    pub unfinished: Option<health::Unfinished>,
 }
 
 impl StateReport {
@@ -574,9 +580,25 @@ impl Service {
     /// Observe every store (read-only).
     pub async fn state(&self) -> Result<StateReport, ServiceError> {
         let controllers = self.controllers()?;
+        let stores = observe_all(&controllers).await;
+        let topology = self.topology();
+        let health = stores
+            .iter()
+            .map(|(n, s)| {
+                let notation = controllers.get(n).map_or(Notation::PLAIN, |c| c.notation());
+                let spec = topology.stores.iter().find(|t| &t.name == n);
+                let verdict = s
+                    .as_ref()
+                    .map(|s| health::assess(s, spec, &notation))
+                    .map_err(Clone::clone);
+                (n.clone(), verdict)
+            })
+            .collect();
         Ok(StateReport {
-            topology: self.topology(),
-            stores: observe_all(&controllers).await,
+            unfinished: self.inner.open_execution()?,
+            topology,
+            stores,
+            health,
         })
     }
 
@@ -903,7 +925,7 @@ impl Service {
                 store
                     .read(id)
                     .ok()
-                    .map(|r| ExecutionReport::from_records(id, &r))
+                    .map(|r| ExecutionReport::from_records_in(id, &r, Some(&inner.topology)))
             })
             .collect();
         Ok(Drilled::Completed {
@@ -936,7 +958,8 @@ impl Service {
             id.to_string()
         };
         let scan = store.scan(&id).map_err(usage)?;
-        let report = ExecutionReport::from_records(&id, &scan.records);
+        let report =
+            ExecutionReport::from_records_in(&id, &scan.records, Some(&self.inner.topology));
         Ok(Shown {
             id,
             records: scan.records,
@@ -1113,6 +1136,26 @@ impl Inner {
             .rev()
             .find(|e| e.is_open() && e.superseded_by.is_none() && !e.is_damaged())
             .map(|e| e.summary.id))
+    }
+
+    /// The open execution `state` leads with: like [`Inner::unfinished`],
+    /// but a damaged one is shown too (saying so).
+    fn open_execution(&self) -> Result<Option<health::Unfinished>, ServiceError> {
+        let store = self.journals()?;
+        let ledger = ledger(&store).map_err(usage)?;
+        Ok(ledger
+            .into_iter()
+            .rev()
+            .find(|e| e.is_open() && e.superseded_by.is_none())
+            .map(|e| health::Unfinished {
+                status: if e.is_damaged() {
+                    format!("{}, journal damaged", e.summary.status)
+                } else {
+                    e.summary.status.to_string()
+                },
+                id: e.summary.id,
+                plan: e.summary.plan,
+            }))
     }
 
     fn refuse_unfinished(&self) -> Result<(), ServiceError> {
@@ -1453,7 +1496,7 @@ impl Inner {
             status: status.into(),
             reason: reason.clone(),
         }));
-        let report = ExecutionReport::from_records(id, &recs);
+        let report = ExecutionReport::from_records_in(id, &recs, Some(&self.topology));
         sink.send(&ServiceEvent::Report {
             report: report.clone(),
             reason: reason.clone(),
