@@ -9,7 +9,8 @@
 //! 7 `state` saw a store without a writable primary or a member not healthy.
 
 use crate::health;
-use crate::journal::{format_ms, now_ms, ExecutionStatus};
+use crate::journal::{format_ms, ExecutionStatus};
+use crate::output;
 use crate::plan::{Mode, Plan};
 use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
@@ -482,6 +483,12 @@ pub(crate) struct Render {
 
 impl Render {
     pub(crate) fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
+    fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
+        if output.is_none() && !std::io::stdout().is_terminal() {
+            eprintln!(
+                "switchyard: stdout is not a terminal: printing JSON lines (--output text for text)"
+            );
+        }
         Arc::new(Render {
             reporter: reporter(output),
             json: json_mode(output),
@@ -495,7 +502,7 @@ impl EventSink for Render {
             ServiceEvent::Progress(p) => self.reporter.event(p),
             ServiceEvent::Report { report, reason } => {
                 if self.json {
-                    println!("{}", json!({"event": "report", "report": report}));
+                    output::line(output::EVENT, json!({"event": "report", "report": report}));
                 } else {
                     println!("\n{}", report.render());
                     if let Some(r) = reason {
@@ -624,7 +631,10 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
                     "{}",
                     plan.to_toml().map_err(|e| Exit::usage(e.to_string()))?
                 ),
-                PlanOutput::Json => println!("{}", plan.to_json()),
+                PlanOutput::Json => output::line(
+                    output::PLAN,
+                    serde_json::to_value(&plan).unwrap_or_default(),
+                ),
             }
             Ok(exit::OK)
         }
@@ -654,11 +664,9 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             // A damaged journal is shown too: what could be read, and where not.
             let shown = service.show(&id)?;
             if output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"report": shown.report,
-                        "journal": shown.records, "damage": shown.damage}))
-                    .unwrap_or_default()
+                output::line(
+                    output::SHOW,
+                    json!({"report": shown.report, "journal": shown.records, "damage": shown.damage}),
                 );
             } else {
                 for d in &shown.damage {
@@ -764,15 +772,13 @@ pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
                 (Err(e), _) | (_, Err(e)) => json!({"store": n, "error": e}),
             })
             .collect();
-        println!(
-            "{}",
+        output::line(
+            output::STATE,
             json!({
-                "schema": "switchyard.state/v1",
-                "ts": format_ms(now_ms()),
                 "topology": report.topology.name,
                 "unfinished_execution": report.unfinished,
                 "stores": v,
-            })
+            }),
         );
     } else {
         print!(
@@ -826,10 +832,10 @@ async fn abort(service: &Service, id: Option<String>, output: Output) -> Result<
                        "fix": v.unresolved.as_ref().map(|(_, fix)| fix)})
             })
             .collect();
-        println!(
-            "{}",
+        output::line(
+            output::EVENT,
             json!({"event": "abort_report", "execution_id": id, "abort_execution_id": abort_id,
-                   "status": if ok { "aborted" } else { "failed" }, "stores": v})
+                   "status": if ok { "aborted" } else { "failed" }, "stores": v}),
         );
     } else {
         if ok {
@@ -893,9 +899,9 @@ async fn drill(
         };
     let code = code_of(back.outcome);
     if json_mode(output) {
-        println!(
-            "{}",
-            json!({"event": "drill_report", "from": origin, "to": to, "observe_ms": observe_ms, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}})
+        output::line(
+            output::EVENT,
+            json!({"event": "drill_report", "from": origin, "to": to, "observe_ms": observe_ms, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}}),
         );
     } else {
         println!(
@@ -943,9 +949,9 @@ fn executions(
     if let Some(ExecutionsAction::Close { id, reason }) = action {
         let closed = service.close(&id, &reason)?;
         if output == Output::Json {
-            println!(
-                "{}",
-                json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage})
+            output::line(
+                output::EXECUTION,
+                json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage}),
             );
         } else {
             println!("Execution {} closed: {}", closed.id, closed.reason);
@@ -957,10 +963,12 @@ fn executions(
     }
     let rows = service.executions()?;
     if output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        for r in &rows {
+            output::line(
+                output::EXECUTION,
+                serde_json::to_value(r).unwrap_or_default(),
+            );
+        }
     } else if rows.is_empty() {
         println!("no executions in {}", service.state_dir().display());
     } else {

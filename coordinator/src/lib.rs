@@ -16,6 +16,7 @@
 //! - [`journal`]: the append-only, fsync'd execution journal.
 //! - [`lock`]: one execution at a time, with a fencing epoch.
 //! - [`registry`]: store kind → controller.
+//! - [`output`]: the envelope (`schema`, `ts`) of every JSON line.
 //! - [`health`]: what `state` claims about each member and store, and why.
 
 pub mod abort;
@@ -27,6 +28,7 @@ pub mod failpoint;
 pub mod health;
 pub mod journal;
 pub mod lock;
+pub mod output;
 pub mod plan;
 pub mod planner;
 pub mod progress;

@@ -114,22 +114,13 @@ impl Reporter for Silent {
 #[derive(Debug, Default)]
 pub struct JsonLines;
 
-/// The `schema` of every progress event line.
-pub const EVENT_SCHEMA: &str = "switchyard.event/v1";
-
 /// `ev` as one JSON object: `schema`, `ts` (RFC 3339, UTC, when it was
 /// reported), then the event's own fields.
 pub fn event_json(ev: &ProgressEvent) -> serde_json::Value {
-    let mut obj = serde_json::Map::new();
-    obj.insert("schema".into(), EVENT_SCHEMA.into());
-    obj.insert(
-        "ts".into(),
-        crate::journal::format_ms(crate::journal::now_ms()).into(),
-    );
-    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(ev) {
-        obj.extend(fields);
-    }
-    serde_json::Value::Object(obj)
+    crate::output::envelope(
+        crate::output::EVENT,
+        serde_json::to_value(ev).unwrap_or_default(),
+    )
 }
 
 impl Reporter for JsonLines {
