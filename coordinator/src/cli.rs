@@ -4,7 +4,7 @@
 //! 0 success; 1 execution failed (resumable); 2 usage or configuration error;
 //! 3 another execution holds the lock (or an unfinished one must be resumed
 //! or aborted first); 4 aborted by the operator or confirmation declined;
-//! 5 readiness refused (e.g. lag beyond the bound without --accept-data-loss);
+//! 5 refused before any store changed (readiness, lag beyond the bound);
 //! 6 `state` saw a split brain (two writable primaries in one store);
 //! 7 `state` saw a store without a writable primary or a member not healthy.
 
@@ -40,8 +40,9 @@ pub mod exit {
     pub const LOCKED: i32 = 3;
     /// Aborted by the operator, or confirmation declined.
     pub const ABORTED: i32 = 4;
-    /// A readiness check refused (lag beyond the bound without
-    /// `--accept-data-loss`, no healthy candidate).
+    /// Refused before any store was changed: a readiness check (lag beyond
+    /// the bound without `--accept-data-loss`, no healthy candidate, a store
+    /// not ready). Closed at once; nothing to resume.
     pub const REFUSED: i32 = 5;
     /// `state`: a store has more than one writable primary (split brain).
     /// The next execution for it fences and rejoins the stale one first.
@@ -215,6 +216,7 @@ pub enum Command {
     },
     /// List executions (with damaged journals and superseded executions
     /// marked), or close one.
+    #[command(visible_alias = "history")]
     Executions {
         /// `close ID --reason TEXT`; without it, list.
         #[command(subcommand)]

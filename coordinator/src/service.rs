@@ -1281,7 +1281,7 @@ impl Inner {
         let recs = journals.read(id).map_err(usage)?;
         if matches!(
             summarize(id, &recs).status,
-            ExecutionStatus::Aborted | ExecutionStatus::Succeeded
+            ExecutionStatus::Aborted | ExecutionStatus::Refused | ExecutionStatus::Succeeded
         ) {
             return Ok(());
         }
@@ -1321,6 +1321,11 @@ impl Inner {
             }
             ExecutionStatus::Aborted => {
                 return Err(ServiceError::usage(format!("execution {id} was aborted")))
+            }
+            ExecutionStatus::Refused => {
+                return Err(ServiceError::usage(format!(
+                    "execution {id} was refused before it changed any store; nothing to resume"
+                )))
             }
             ExecutionStatus::Closed => {
                 return Err(ServiceError::usage(format!("execution {id} was closed")))
@@ -1445,22 +1450,27 @@ impl Inner {
                 Some(format!("{e}; `switchyard resume {id}` continues from the journal")),
             ),
         };
+        let journals = self.journals()?;
+        let mut recs = journals.read(id).map_err(usage)?;
+        // A failure before anything was changed (readiness refused, readiness
+        // checkpoint not met) leaves nothing to resume or undo: it is a
+        // refusal, closed at once, so the operator can re-plan (e.g. with
+        // --accept-data-loss) straight away.
+        let mut reason = reason;
+        let changed = recs
+            .iter()
+            .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
+        let outcome = match outcome {
+            Outcome::Failed if !changed => Outcome::Refused,
+            o => o,
+        };
         let status = match outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::Refused => "refused",
             Outcome::Aborted => "aborted",
         };
-        let journals = self.journals()?;
-        let mut recs = journals.read(id).map_err(usage)?;
-        // A failure before anything was changed (readiness refused, readiness
-        // checkpoint not met) leaves nothing to resume or undo: close it, so
-        // the operator can re-plan (e.g. with --accept-data-loss) straight away.
-        let mut reason = reason;
-        let changed = recs
-            .iter()
-            .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
-        if outcome != Outcome::Succeeded && !changed {
+        if outcome == Outcome::Refused && !changed {
             let closed = Record::Aborted {
                 epoch: recs
                     .iter()
@@ -1474,7 +1484,7 @@ impl Inner {
                     .unwrap_or(0),
                 at_ms: now_ms(),
                 stores: vec![StoreStatus {
-                    store: "*".into(),
+                    store: crate::journal::REFUSED_MARK.into(),
                     summary: "closed automatically: no store was changed".into(),
                 }],
             };

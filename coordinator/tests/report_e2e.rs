@@ -186,6 +186,21 @@ async fn a_failed_row_stops_turning_and_says_why() {
         .filter(|l| l.contains("1. orders"))
         .last()
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(row.contains("✗ check_readiness failed"), "{row}");
-    assert!(row.contains("stopped: execution "), "{row}");
+    assert!(row.contains("✗ check_readiness"), "{row}");
+    assert!(row.contains("stopped: execution refused"), "{row}");
+    // Nothing was changed: a refusal (exit 5), not a resumable failure, and
+    // listed as refused (`history` is `executions`).
+    assert_eq!(code, 5, "{out}");
+    for cmd in ["executions", "history"] {
+        let r = ws.run(&[cmd]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let row = r
+            .stdout
+            .lines()
+            .nth(1)
+            .unwrap_or_else(|| panic!("{}", r.stdout));
+        assert!(row.contains(" refused "), "{cmd}: {row}");
+    }
+    let r = ws.run(&["resume"]);
+    assert_eq!(r.code, 2, "nothing to resume: {}", r.stderr);
 }
