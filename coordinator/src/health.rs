@@ -9,7 +9,7 @@ use switchyard_controller::{MemberState, Notation, ObservedState, Role};
 use switchyard_topology::{Store, StoreKind, Topology};
 
 /// One member's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "health", content = "reason")]
 pub enum Verdict {
     /// Every claim observed to hold.
@@ -40,13 +40,14 @@ impl Verdict {
 }
 
 /// One member: the observation and the verdict on it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MemberHealth {
     /// Member name.
     pub member: String,
     /// Region from the topology.
     pub region: String,
     /// Observed role.
+    #[schemars(with = "String")]
     pub role: Role,
     /// Verdict (`health`) and its `reason`.
     #[serde(flatten)]
@@ -66,11 +67,12 @@ pub struct MemberHealth {
 }
 
 /// One store's verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StoreHealth {
     /// Store name.
     pub store: String,
     /// Store kind.
+    #[schemars(with = "String")]
     pub kind: StoreKind,
     /// The single writable primary (`None` with none, or with a split brain).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +81,7 @@ pub struct StoreHealth {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_region: Option<String>,
     /// Every writable member when there is more than one (split brain).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split_brain: Vec<String>,
     /// The store's own term (timeline, term, epoch) with its name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -379,7 +381,7 @@ pub fn region_heading(topology: &Topology, region: &str, held: &[String], stores
 
 /// An execution that stopped before its end: `state` leads with it, since
 /// no other move should start until it is resumed or aborted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Unfinished {
     /// Execution id.
     pub id: String,

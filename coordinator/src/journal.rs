@@ -74,7 +74,7 @@ pub enum OpResult {
 }
 
 /// What one store looked like when a checkpoint ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckpointObservation {
     /// Store name.
     pub store: String,
@@ -713,6 +713,7 @@ pub struct ExecutionSummary {
 
 /// Where an execution stands according to its journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     /// Not finished: still running, interrupted, or stopped by a failure; resumable.

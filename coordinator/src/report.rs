@@ -12,6 +12,7 @@ use switchyard_topology::{StoreKind, Topology};
 
 /// Timing of one stage, summed over every process that worked on it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StageTiming {
     /// 1-based stage number.
     pub stage: usize,
@@ -34,6 +35,7 @@ pub struct StageTiming {
 
 /// What happened to one store.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StoreOutcome {
     /// Store name.
     pub store: String,
@@ -53,11 +55,13 @@ pub struct StoreOutcome {
     pub data_loss: String,
     /// Store kind, when known (for positions and terms in its notation).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub kind: Option<StoreKind>,
 }
 
 /// The final report of an execution.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecutionReport {
     /// Execution id.
     pub id: String,
