@@ -12,6 +12,7 @@ use crate::health;
 use crate::journal::{format_ms, ExecutionStatus};
 use crate::output;
 use crate::plan::{Mode, Plan};
+use crate::preview;
 use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
 use crate::service::{
@@ -608,7 +609,8 @@ async fn start(
     for w in pending.warnings() {
         eprintln!("switchyard: warning: {w}");
     }
-    confirm(pending.plan(), yes, output)?;
+    let preview = preview_of(service, pending.plan(), yes).await;
+    confirm(pending.plan(), yes, output, preview.as_deref())?;
     let done = service.run(pending, Render::sink(output)).await?;
     Ok(code_of(done.outcome))
 }
@@ -726,6 +728,22 @@ pub(crate) fn nothing_to_do(to: &str) -> i32 {
 }
 
 pub(crate) fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
+/// The preview of `plan` over what the stores show now, or `None` when no
+/// one will read it (`--yes`, or no terminal to ask on).
+async fn preview_of(service: &Service, plan: &Plan, yes: bool) -> Option<String> {
+    if yes || !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let state = service.state().await.ok()?;
+    Some(preview::render(plan, &state.topology, &state.health))
+}
+
+fn confirm(
+    plan: &Plan,
+    yes: bool,
+    output: Option<Output>,
+    preview: Option<&str>,
+) -> Result<(), Exit> {
     if yes {
         return Ok(());
     }
@@ -741,11 +759,30 @@ pub(crate) fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<
     } else {
         let _ = writeln!(err, "{}", plan.render());
     }
-    let _ = write!(err, "Execute this plan? [y/N] ");
+    if let Some(p) = preview {
+        let _ = writeln!(err, "{p}");
+    }
+    // A forced run may lose data: a reflexive `y` is not enough.
+    let phrase = preview::forced_phrase(plan);
+    let forced = plan.mode != Mode::Planned && !phrase.is_empty();
+    if forced {
+        let _ = write!(
+            err,
+            "FORCED: type the stores to promote ({phrase}) to execute, anything else to stop: "
+        );
+    } else {
+        let _ = write!(err, "Execute this plan? [y/N] ");
+    }
     let _ = err.flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
-    if matches!(line.trim(), "y" | "Y" | "yes") {
+    let typed = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let ok = if forced {
+        typed == phrase
+    } else {
+        matches!(typed.as_str(), "y" | "Y" | "yes")
+    };
+    if ok {
         Ok(())
     } else {
         Err(Exit {
@@ -887,7 +924,13 @@ async fn drill(
     let pending = service
         .prepare_drill(to, timeouts.stage_timeout_ms, timeouts.catch_up_timeout_ms)
         .await?;
-    confirm(&pending.out, yes, output)?;
+    let preview = preview_of(service, &pending.out, yes).await.map(|p| {
+        format!(
+            "{p}then the way back: every store {} → {}, planned from what the stores show once the first leg's checkpoints passed\n",
+            pending.to, pending.origin
+        )
+    });
+    confirm(&pending.out, yes, output, preview.as_deref())?;
     let (origin, to, observe_ms, reports, back) =
         match service.drill(pending, Render::sink(output)).await? {
             Drilled::Stopped(out) => return Ok(code_of(out.outcome)),

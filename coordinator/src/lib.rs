@@ -9,6 +9,7 @@
 //! - [`plan`]: the plan model (stages, steps, checkpoints), TOML/JSON.
 //! - [`expectation`]: composable checkpoint expectations.
 //! - [`planner`]: topology → plan.
+//! - [`preview`]: what a plan will do to each store, shown before asking.
 //! - [`validate`]: loading hand-written plans, with file:line:field errors.
 //! - [`executor`]: the pure state machine deciding what happens next.
 //! - [`abort`]: ending an execution: a plan from the journal and what the stores show now.
@@ -31,6 +32,7 @@ pub mod lock;
 pub mod output;
 pub mod plan;
 pub mod planner;
+pub mod preview;
 pub mod progress;
 pub mod registry;
 pub mod remote;

@@ -101,6 +101,11 @@ async fn mongodb_report_does_not_claim_a_fence() {
 /// live progress is drawn as an operator sees it; returns the text with
 /// escape sequences removed and the exit code.
 fn on_a_terminal(ws: &Workspace, args: &[&str]) -> (String, i32) {
+    typed_on_a_terminal(ws, args, "")
+}
+
+/// Like [`on_a_terminal`], with `input` typed at the terminal.
+fn typed_on_a_terminal(ws: &Workspace, args: &[&str], input: &str) -> (String, i32) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pty.log");
     let cmd = format!(
@@ -110,14 +115,21 @@ fn on_a_terminal(ws: &Workspace, args: &[&str]) -> (String, i32) {
         ws.state.display(),
         args.join(" ")
     );
-    let out = std::process::Command::new("script")
+    let mut child = std::process::Command::new("script")
         .args(["-qec", &cmd])
         .arg(&log)
         .env("TERM", "xterm")
         .env("COLUMNS", "120")
-        .stdin(std::process::Stdio::null())
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .expect("script (util-linux) runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().expect("script ends");
     let raw = std::fs::read(&log).unwrap_or(out.stdout);
     let text = String::from_utf8_lossy(&raw).into_owned();
     let mut clean = String::new();
@@ -203,4 +215,44 @@ async fn a_failed_row_stops_turning_and_says_why() {
     }
     let r = ws.run(&["resume"]);
     assert_eq!(r.code, 2, "nothing to resume: {}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_names_primary_candidate_lag_fence_and_loss() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let (out, code) = typed_on_a_terminal(&ws, &["failover", "--to", "west"], "n\n");
+    assert_eq!(code, 4, "{out}");
+    let at = out
+        .find("Preview: planned switchover to west")
+        .unwrap_or_else(|| panic!("{out}"));
+    let p = &out[at..];
+    assert!(
+        p.contains("orders     orders-east-1 (east) → orders-west-1 (west)"),
+        "{p}"
+    );
+    assert!(p.contains("candidate orders-west-1 lag 0 B"), "{p}");
+    assert!(p.contains("bound 8.0 MiB (max_lag_bytes): healthy"), "{p}");
+    assert!(
+        p.contains("fences orders-east-1, the current primary"),
+        "{p}"
+    );
+    assert!(
+        p.contains("data loss: none: the candidate replays the fenced primary's final position"),
+        "{p}"
+    );
+    assert!(p.contains("Execute this plan? [y/N]"), "{p}");
+
+    // Forced: `y` is not enough; the store names are.
+    cluster.kill("orders-east-1").unwrap();
+    let forced = ["failover", "--to", "west", "--forced", "--accept-data-loss"];
+    let (out, code) = typed_on_a_terminal(&ws, &forced, "y\n");
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("FORCED: type the stores to promote (orders)"),
+        "{out}"
+    );
+    assert!(out.contains("data loss: "), "{out}");
+    let (out, code) = typed_on_a_terminal(&ws, &forced, "orders\n");
+    assert_eq!(code, 0, "{out}");
 }
