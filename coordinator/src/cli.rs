@@ -168,7 +168,26 @@ pub enum Command {
         #[command(subcommand)]
         what: PlanKind,
     },
-    /// Show the plan, ask, then fail every store over.
+    /// Planned move of every store to a region, old primaries fenced and
+    /// caught up first (patronictl's `switchover`). Refuses when a store's
+    /// current primary cannot be reached to fence it: that is a
+    /// `failover --forced`.
+    Switchover {
+        /// Region every store should end up primary in.
+        #[arg(long)]
+        to: String,
+        /// Plan timeouts.
+        #[command(flatten)]
+        timeouts: Timeouts,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Output format.
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Show the plan, ask, then fail every store over: planned while the
+    /// old primaries answer, `--forced` when their region is gone.
     Failover {
         /// Target and mode.
         #[command(flatten)]
@@ -398,7 +417,17 @@ fn quiet_on_broken_pipe() {
 /// Parse arguments, run, and return the exit code.
 pub fn main() -> i32 {
     quiet_on_broken_pipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            if let Some(hint) = misplaced(std::env::args().skip(1).collect()) {
+                eprintln!("\nhint: did you mean `switchyard {hint}`?");
+            }
+            return code;
+        }
+    };
     init_logging(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -459,6 +488,42 @@ fn json_mode(output: Option<Output>) -> bool {
         Some(o) => o == Output::Json,
         None => !std::io::stdout().is_terminal(),
     }
+}
+
+/// A command line that does not parse but would with a word added or moved:
+/// `plan --to west` is `plan failover --to west`, `failover west` is
+/// `failover --to west`. Returns the corrected arguments.
+fn misplaced(args: Vec<String>) -> Option<String> {
+    let parses = |a: &[String]| {
+        Cli::try_parse_from(std::iter::once("switchyard".to_string()).chain(a.iter().cloned()))
+            .is_ok()
+    };
+    let candidates = {
+        let mut v: Vec<Vec<String>> = Vec::new();
+        if let Some(i) = args.iter().position(|a| a == "plan") {
+            let mut a = args.clone();
+            a.insert(i + 1, "failover".into());
+            v.push(a);
+        }
+        for cmd in ["failover", "switchover", "drill"] {
+            if let Some(i) = args.iter().position(|a| a == cmd) {
+                if let Some(region) = args.get(i + 1).filter(|r| !r.starts_with('-')) {
+                    let mut a = args.clone();
+                    a[i + 1] = format!("--to {region}");
+                    let split: Vec<String> = a
+                        .iter()
+                        .flat_map(|x| x.split(' ').map(String::from).collect::<Vec<_>>())
+                        .collect();
+                    v.push(split);
+                }
+            }
+        }
+        v
+    };
+    candidates
+        .into_iter()
+        .find(|a| parses(a))
+        .map(|a| a.join(" "))
 }
 
 /// Log lines go to stderr, filtered by `RUST_LOG` (default `warn`), never
@@ -651,6 +716,22 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             let req = StartRequest::Failover(plan_request(&target, &timeouts));
             start(service, req, yes, output).await
         }
+        Command::Switchover {
+            to,
+            timeouts,
+            yes,
+            output,
+        } => {
+            service.target_region(&to)?;
+            refuse_unfenceable(service).await?;
+            let target = Target {
+                to,
+                forced: false,
+                accept_data_loss: false,
+            };
+            let req = StartRequest::Failover(plan_request(&target, &timeouts));
+            start(service, req, yes, output).await
+        }
         Command::Run { plan, yes, output } => {
             start(service, StartRequest::PlanFile(plan), yes, output).await
         }
@@ -723,6 +804,32 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
 }
 
 pub(crate) fn nothing_to_do(to: &str) -> i32 {
+/// `switchover` moves only what can be fenced and caught up: every store
+/// needs one reachable, writable primary now.
+async fn refuse_unfenceable(service: &Service) -> Result<(), Exit> {
+    let state = service.state().await?;
+    for (store, h) in &state.health {
+        let why = match h {
+            Err(e) => Some(format!("cannot be observed: {e}")),
+            Ok(h) if h.primary.is_none() || h.problem.is_some() => {
+                Some(h.problem.clone().unwrap_or_else(|| "no primary".into()))
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(Exit {
+                code: exit::REFUSED,
+                message: format!(
+                    "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
+                     If its region is gone: `switchyard failover --to R --forced`"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn nothing_to_do(to: &str) -> i32 {
     eprintln!("switchyard: every store is already primary in {to}; nothing to do");
     exit::OK
 }

@@ -123,3 +123,17 @@ fn man_pages_are_written_for_every_subcommand() {
     let state = std::fs::read_to_string(dir.path().join("switchyard-state.1")).unwrap();
     assert!(state.contains("health"), "{state}");
 }
+
+#[test]
+fn misplaced_arguments_get_the_command_that_was_meant() {
+    let (code, stderr) = switchyard(&["plan", "--to", "dallas"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(" plan failover --to dallas`?")
+            && stderr.contains("hint: did you mean `switchyard --topology "),
+        "{stderr}"
+    );
+    let (code, stderr) = switchyard(&["failover", "dallas", "--yes"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(" failover --to dallas --yes`?"), "{stderr}");
+}
