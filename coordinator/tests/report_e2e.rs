@@ -172,11 +172,7 @@ async fn live_progress_keeps_finished_operations_under_their_stage() {
     assert!(last("Stage 1: readiness") < last("1. orders"), "{out}");
     assert!(last("1. orders") < last("Stage 2: "), "{out}");
     // A finished row keeps its operations and their times after the checkpoint.
-    let fence_row = out
-        .lines()
-        .filter(|l| l.contains("2. orders"))
-        .last()
-        .unwrap();
+    let fence_row = out.lines().rfind(|l| l.contains("2. orders")).unwrap();
     assert!(fence_row.contains("✓ fence "), "{fence_row}");
     assert!(fence_row.contains("✓ capture_position "), "{fence_row}");
     assert!(fence_row.contains("✓ fenced"), "{fence_row}");
@@ -195,8 +191,7 @@ async fn a_failed_row_stops_turning_and_says_why() {
     assert_ne!(code, 0, "{out}");
     let row = out
         .lines()
-        .filter(|l| l.contains("1. orders"))
-        .last()
+        .rfind(|l| l.contains("1. orders"))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains("✗ check_readiness"), "{row}");
     assert!(row.contains("stopped: execution refused"), "{row}");

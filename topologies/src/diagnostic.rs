@@ -151,6 +151,7 @@ impl Diagnostic {
                 span,
                 field: field.clone(),
                 message: e
+                    .fix
                     .suggestion
                     .as_ref()
                     .map(|s| format!("did you mean `{s}`?"))
@@ -168,7 +169,7 @@ impl Diagnostic {
             primary: label,
             secondary: Vec::new(),
             notes: Vec::new(),
-            help: e.help.clone(),
+            help: e.fix.help.clone(),
             store: None,
             member: None,
         }

@@ -27,6 +27,6 @@ pub use check::{check, check_topology, CheckOptions};
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::*;
 pub use parse::{
-    parse_file, parse_path, parse_source, parse_str, ParseError, ParseErrorKind, Parsed,
+    parse_file, parse_path, parse_source, parse_str, Fix, ParseError, ParseErrorKind, Parsed,
 };
 pub use report::{check_path, check_text, exit_code, FileReport};

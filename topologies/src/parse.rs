@@ -30,9 +30,9 @@ pub struct ParseError {
     /// File name as given.
     pub file: String,
     /// 1-based line (0 when the file could not be read).
-    pub line: usize,
+    pub line: u32,
     /// 1-based column (0 when the file could not be read).
-    pub column: usize,
+    pub column: u32,
     /// What went wrong.
     pub message: String,
     /// The field concerned, as a path such as `stores[0].members[1].votes`,
@@ -42,12 +42,26 @@ pub struct ParseError {
     pub span: Option<Span>,
     /// Read, syntax or schema error.
     pub kind: ParseErrorKind,
+    /// How to fix it (boxed: errors travel in every `Result` of the parser).
+    pub fix: Box<Fix>,
+}
+
+/// How to fix a [`ParseError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fix {
     /// For an unknown field or value, the known one closest to what was
     /// written (`priority` for `priorty`, `postgres` for `postgresql`).
     pub suggestion: Option<String>,
-    /// How to fix this error, specific to what went wrong (a missing file
-    /// is not fixed by editing a field).
+    /// What to do, specific to what went wrong (a missing file is not
+    /// fixed by editing a field).
     pub help: String,
+}
+
+fn fix(suggestion: Option<String>, help: impl Into<String>) -> Box<Fix> {
+    Box::new(Fix {
+        suggestion,
+        help: help.into(),
+    })
 }
 
 impl fmt::Display for ParseError {
@@ -57,7 +71,7 @@ impl fmt::Display for ParseError {
             write!(f, "field `{field}`: ")?;
         }
         f.write_str(&self.message)?;
-        if let Some(s) = &self.suggestion {
+        if let Some(s) = &self.fix.suggestion {
             write!(f, " (did you mean `{s}`?)")?;
         }
         Ok(())
@@ -99,8 +113,7 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
         field: None,
         span: None,
         kind: ParseErrorKind::Io,
-        suggestion: None,
-        help: io_help(path, &e),
+        fix: fix(None, io_help(path, &e)),
     })?;
     match String::from_utf8(bytes) {
         Ok(text) => parse_source(&file, &text),
@@ -109,7 +122,7 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
             let valid = e.utf8_error().valid_up_to();
             // The valid prefix gives the line and column of the first bad byte.
             let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
-            let (line, column) = line_col(prefix, valid);
+            let (line, column) = small(line_col(prefix, valid));
             Err(ParseError {
                 file,
                 line,
@@ -118,8 +131,10 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
                 field: None,
                 span: Some(valid..valid + 1),
                 kind: ParseErrorKind::Syntax,
-                suggestion: None,
-                help: "save the file as UTF-8 (topology files are UTF-8 TOML)".to_string(),
+                fix: fix(
+                    None,
+                    "save the file as UTF-8 (topology files are UTF-8 TOML)",
+                ),
             })
         }
     }
@@ -142,7 +157,7 @@ pub fn parse_source(file: &str, text: &str) -> Result<Parsed, ParseError> {
 /// error (type, unknown or missing field) with the path of its field.
 fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
     let span = e.span().unwrap_or(0..0);
-    let (line, column) = line_col(text, span.start);
+    let (line, column) = small(line_col(text, span.start));
     let message = first_line(e.message());
     let source_map = match SourceMap::from_text(text) {
         Ok(map) => map,
@@ -157,10 +172,11 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
                     .or_else(|| key_on_line(text, span.start)),
                 span: Some(span),
                 kind: ParseErrorKind::Syntax,
-                suggestion: None,
-                help: "fix the TOML syntax at the reported line and column; docs/topology.md \
-                       shows a complete file"
-                    .to_string(),
+                fix: fix(
+                    None,
+                    "fix the TOML syntax at the reported line and column; docs/topology.md \
+                     shows a complete file",
+                ),
             };
         }
     };
@@ -202,8 +218,7 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
         field: field.filter(|f| !f.is_empty()),
         span: Some(span),
         kind: ParseErrorKind::Schema,
-        suggestion,
-        help,
+        fix: fix(suggestion, help),
     }
 }
 
@@ -238,6 +253,13 @@ fn io_help(path: &Path, e: &std::io::Error) -> String {
         _ if path.is_dir() => "give a topology file, not a directory".to_string(),
         _ => "check that the file exists and is readable".to_string(),
     }
+}
+
+/// A line and column as stored in a [`ParseError`] (saturating: no file
+/// has four billion lines).
+fn small((line, column): (usize, usize)) -> (u32, u32) {
+    let f = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    (f(line), f(column))
 }
 
 fn first_line(message: &str) -> String {
