@@ -16,10 +16,8 @@ use crate::preview;
 use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
 use crate::service::{
-    summary_of, Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError,
-    ServiceEvent, StartRequest, StateReport,
     Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError, ServiceEvent,
-    StartRequest,
+    StartRequest, StateReport,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -551,7 +549,6 @@ pub(crate) struct Render {
 
 impl Render {
     pub(crate) fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
-    fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
         if output.is_none() && !std::io::stdout().is_terminal() {
             eprintln!(
                 "switchyard: stdout is not a terminal: printing JSON lines (--output text for text)"
@@ -583,6 +580,16 @@ impl EventSink for Render {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, Exit> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "switchyard", &mut script);
+            return Ok(print_bytes(&script));
+        }
+        Command::Man { dir } => return man_pages(dir.as_deref()),
+        _ => {}
+    }
     if let Command::Token {
         action: TokenAction::Create { role, tokens_file },
     } = &cli.command
@@ -602,15 +609,6 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     }
     if let Command::Serve { backend, .. } = &cli.command {
         crate::server::check_backend(backend).map_err(Exit::usage)?;
-    match &cli.command {
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, "switchyard", &mut script);
-            return Ok(print_bytes(&script));
-        }
-        Command::Man { dir } => return man_pages(dir.as_deref()),
-        _ => {}
     }
     let file = cli.topology.clone().ok_or_else(|| {
         Exit::usage("no topology: pass --topology FILE or set SWITCHYARD_TOPOLOGY")
@@ -803,7 +801,6 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
     }
 }
 
-pub(crate) fn nothing_to_do(to: &str) -> i32 {
 /// `switchover` moves only what can be fenced and caught up: every store
 /// needs one reachable, writable primary now.
 async fn refuse_unfenceable(service: &Service) -> Result<(), Exit> {
@@ -829,12 +826,11 @@ async fn refuse_unfenceable(service: &Service) -> Result<(), Exit> {
     Ok(())
 }
 
-fn nothing_to_do(to: &str) -> i32 {
+pub(crate) fn nothing_to_do(to: &str) -> i32 {
     eprintln!("switchyard: every store is already primary in {to}; nothing to do");
     exit::OK
 }
 
-pub(crate) fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
 /// The preview of `plan` over what the stores show now, or `None` when no
 /// one will read it (`--yes`, or no terminal to ask on).
 async fn preview_of(service: &Service, plan: &Plan, yes: bool) -> Option<String> {
@@ -845,7 +841,7 @@ async fn preview_of(service: &Service, plan: &Plan, yes: bool) -> Option<String>
     Some(preview::render(plan, &state.topology, &state.health))
 }
 
-fn confirm(
+pub(crate) fn confirm(
     plan: &Plan,
     yes: bool,
     output: Option<Output>,
@@ -906,8 +902,6 @@ async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
 /// Print what `state` saw; the exit code says whether every store could be
 /// observed and none has two writable primaries.
 pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
-    let states = &report.stores;
-    let report = service.state().await?;
     if output == Output::Json {
         let v: Vec<_> = report
             .health

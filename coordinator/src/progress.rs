@@ -12,8 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One thing that happened during an execution.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum ProgressEvent {
     /// An execution started or resumed.

@@ -11,8 +11,7 @@ use switchyard_controller::{DataLossEstimate, Position};
 use switchyard_topology::{StoreKind, Topology};
 
 /// Timing of one stage, summed over every process that worked on it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StageTiming {
     /// 1-based stage number.
     pub stage: usize,
@@ -34,8 +33,7 @@ pub struct StageTiming {
 }
 
 /// What happened to one store.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StoreOutcome {
     /// Store name.
     pub store: String,
@@ -60,8 +58,7 @@ pub struct StoreOutcome {
 }
 
 /// The final report of an execution.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ExecutionReport {
     /// Execution id.
     pub id: String,

@@ -925,7 +925,7 @@ impl Service {
                 store
                     .read(id)
                     .ok()
-                    .map(|r| ExecutionReport::from_records_in(id, &r, Some(&inner.topology)))
+                    .map(|r| ExecutionReport::from_records_in(id, &r, Some(&inner.topology())))
             })
             .collect();
         Ok(Drilled::Completed {
@@ -959,7 +959,7 @@ impl Service {
         };
         let scan = store.scan(&id).map_err(usage)?;
         let report =
-            ExecutionReport::from_records_in(&id, &scan.records, Some(&self.inner.topology));
+            ExecutionReport::from_records_in(&id, &scan.records, Some(&self.inner.topology()));
         Ok(Shown {
             id,
             records: scan.records,
@@ -1506,7 +1506,7 @@ impl Inner {
             status: status.into(),
             reason: reason.clone(),
         }));
-        let report = ExecutionReport::from_records_in(id, &recs, Some(&self.topology));
+        let report = ExecutionReport::from_records_in(id, &recs, Some(&self.topology()));
         sink.send(&ServiceEvent::Report {
             report: report.clone(),
             reason: reason.clone(),

@@ -5,7 +5,7 @@
 
 use super::metrics::Metrics;
 use crate::journal::now_ms;
-use crate::service::{summary_of, Service};
+use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
