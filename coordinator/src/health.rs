@@ -516,6 +516,7 @@ mod tests {
             priority: None,
             votes: None,
             detail: None,
+            fence_evidence: None,
         }
     }
 
