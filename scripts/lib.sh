@@ -49,6 +49,13 @@ install_missing() {
     python3 -m pip install --quiet kurrentdbclient 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages kurrentdbclient
   fi
+  # jsonschema (an independent validator) checks real `--output json` lines
+  # against docs/schemas/.
+  if ! python3 -c 'import jsonschema' 2>/dev/null; then
+    echo "==> installing jsonschema from PyPI"
+    python3 -m pip install --quiet jsonschema 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages jsonschema
+  fi
   # The Debian packages start a cluster of their own on 5432 and a
   # redis-server on 6379; the lab never uses them (free ports, temp dirs, and
   # it checks that each port is answered by the process it started), so they

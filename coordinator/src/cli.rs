@@ -4,23 +4,26 @@
 //! 0 success; 1 execution failed (resumable); 2 usage or configuration error;
 //! 3 another execution holds the lock (or an unfinished one must be resumed
 //! or aborted first); 4 aborted by the operator or confirmation declined;
-//! 5 readiness refused (e.g. lag beyond the bound without --accept-data-loss);
-//! 6 `state` saw a split brain (two writable primaries in one store).
+//! 5 refused before any store changed (readiness, lag beyond the bound);
+//! 6 `state` saw a split brain (two writable primaries in one store);
+//! 7 `state` saw a store without a writable primary or a member not healthy.
 
+use crate::health;
 use crate::journal::{format_ms, ExecutionStatus};
+use crate::output;
 use crate::plan::{Mode, Plan};
+use crate::preview;
 use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
 use crate::service::{
-    summary_of, Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError,
-    ServiceEvent, StartRequest, StateReport,
+    Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError, ServiceEvent,
+    StartRequest, StateReport,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use switchyard_controller::Role;
 
 /// Stable exit codes.
 pub mod exit {
@@ -36,12 +39,16 @@ pub mod exit {
     pub const LOCKED: i32 = 3;
     /// Aborted by the operator, or confirmation declined.
     pub const ABORTED: i32 = 4;
-    /// A readiness check refused (lag beyond the bound without
-    /// `--accept-data-loss`, no healthy candidate).
+    /// Refused before any store was changed: a readiness check (lag beyond
+    /// the bound without `--accept-data-loss`, no healthy candidate, a store
+    /// not ready). Closed at once; nothing to resume.
     pub const REFUSED: i32 = 5;
     /// `state`: a store has more than one writable primary (split brain).
     /// The next execution for it fences and rejoins the stale one first.
     pub const SPLIT_BRAIN: i32 = 6;
+    /// `state`: every store was observed, but one has no writable primary
+    /// or a member that is not healthy (or whose health is unknown).
+    pub const DEGRADED: i32 = 7;
 }
 
 /// Switchyard: fail replicated datastores over between regions, in
@@ -60,9 +67,29 @@ pub struct Cli {
     /// `SWITCHYARD_TOKEN`); see docs/server.md.
     #[arg(long, global = true, env = "SWITCHYARD_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// Log lines on stderr: `text` (coloured only on a terminal) or `json`
+    /// (one object per line). Which lines: `RUST_LOG` (default `warn`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SWITCHYARD_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people; ANSI colours only when stderr is a terminal and
+    /// `NO_COLOR` is not set.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`).
+    Json,
 }
 
 /// Output format.
@@ -125,7 +152,9 @@ impl Target {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every store's members, roles and lag, per region.
+    /// Every store's health, per region as it is today: each member's role,
+    /// whether it is healthy and why not, its position and lag; an
+    /// unfinished execution and any split brain first.
     State {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -137,7 +166,26 @@ pub enum Command {
         #[command(subcommand)]
         what: PlanKind,
     },
-    /// Show the plan, ask, then fail every store over.
+    /// Planned move of every store to a region, old primaries fenced and
+    /// caught up first (patronictl's `switchover`). Refuses when a store's
+    /// current primary cannot be reached to fence it: that is a
+    /// `failover --forced`.
+    Switchover {
+        /// Region every store should end up primary in.
+        #[arg(long)]
+        to: String,
+        /// Plan timeouts.
+        #[command(flatten)]
+        timeouts: Timeouts,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Output format.
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Show the plan, ask, then fail every store over: planned while the
+    /// old primaries answer, `--forced` when their region is gone.
     Failover {
         /// Target and mode.
         #[command(flatten)]
@@ -186,6 +234,7 @@ pub enum Command {
     },
     /// List executions (with damaged journals and superseded executions
     /// marked), or close one.
+    #[command(visible_alias = "history")]
     Executions {
         /// `close ID --reason TEXT`; without it, list.
         #[command(subcommand)]
@@ -198,9 +247,26 @@ pub enum Command {
     Show {
         /// Execution id, or `latest`.
         id: String,
+        /// One line per stage and per store, however long (default: fit 80 columns).
+        #[arg(long)]
+        wide: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Print a shell completion script (`switchyard completions bash >
+    /// /etc/bash_completion.d/switchyard`). Needs no topology.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: `switchyard.1` and one per subcommand
+    /// (`switchyard-failover.1`, …) into DIR, or `switchyard.1` to stdout
+    /// without `--dir`. Needs no topology.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Fail over to a region, verify, fail back; report both directions.
     Drill {
@@ -349,14 +415,18 @@ fn quiet_on_broken_pipe() {
 /// Parse arguments, run, and return the exit code.
 pub fn main() -> i32 {
     quiet_on_broken_pipe();
-    let cli = Cli::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            if let Some(hint) = misplaced(std::env::args().skip(1).collect()) {
+                eprintln!("\nhint: did you mean `switchyard {hint}`?");
+            }
+            return code;
+        }
+    };
+    init_logging(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -418,6 +488,58 @@ fn json_mode(output: Option<Output>) -> bool {
     }
 }
 
+/// A command line that does not parse but would with a word added or moved:
+/// `plan --to west` is `plan failover --to west`, `failover west` is
+/// `failover --to west`. Returns the corrected arguments.
+fn misplaced(args: Vec<String>) -> Option<String> {
+    let parses = |a: &[String]| {
+        Cli::try_parse_from(std::iter::once("switchyard".to_string()).chain(a.iter().cloned()))
+            .is_ok()
+    };
+    let candidates = {
+        let mut v: Vec<Vec<String>> = Vec::new();
+        if let Some(i) = args.iter().position(|a| a == "plan") {
+            let mut a = args.clone();
+            a.insert(i + 1, "failover".into());
+            v.push(a);
+        }
+        for cmd in ["failover", "switchover", "drill"] {
+            if let Some(i) = args.iter().position(|a| a == cmd) {
+                if let Some(region) = args.get(i + 1).filter(|r| !r.starts_with('-')) {
+                    let mut a = args.clone();
+                    a[i + 1] = format!("--to {region}");
+                    let split: Vec<String> = a
+                        .iter()
+                        .flat_map(|x| x.split(' ').map(String::from).collect::<Vec<_>>())
+                        .collect();
+                    v.push(split);
+                }
+            }
+        }
+        v
+    };
+    candidates
+        .into_iter()
+        .find(|a| parses(a))
+        .map(|a| a.join(" "))
+}
+
+/// Log lines go to stderr, filtered by `RUST_LOG` (default `warn`), never
+/// coloured into a file or a pipe.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+    };
+}
+
 /// Renders the service's event stream: progress through a [`Reporter`],
 /// each execution's report when it ends.
 pub(crate) struct Render {
@@ -427,6 +549,11 @@ pub(crate) struct Render {
 
 impl Render {
     pub(crate) fn sink(output: Option<Output>) -> Arc<dyn EventSink> {
+        if output.is_none() && !std::io::stdout().is_terminal() {
+            eprintln!(
+                "switchyard: stdout is not a terminal: printing JSON lines (--output text for text)"
+            );
+        }
         Arc::new(Render {
             reporter: reporter(output),
             json: json_mode(output),
@@ -440,7 +567,7 @@ impl EventSink for Render {
             ServiceEvent::Progress(p) => self.reporter.event(p),
             ServiceEvent::Report { report, reason } => {
                 if self.json {
-                    println!("{}", json!({"event": "report", "report": report}));
+                    output::line(output::EVENT, json!({"event": "report", "report": report}));
                 } else {
                     println!("\n{}", report.render());
                     if let Some(r) = reason {
@@ -453,6 +580,16 @@ impl EventSink for Render {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, Exit> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "switchyard", &mut script);
+            return Ok(print_bytes(&script));
+        }
+        Command::Man { dir } => return man_pages(dir.as_deref()),
+        _ => {}
+    }
     if let Command::Token {
         action: TokenAction::Create { role, tokens_file },
     } = &cli.command
@@ -482,6 +619,34 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     result
 }
 
+/// Write generated text to stdout; a reader gone away (`| head`) ends the
+/// command as it ends Unix tools.
+fn print_bytes(bytes: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => BROKEN_PIPE_EXIT,
+        Err(_) => exit::USAGE,
+    }
+}
+
+/// `switchyard man`: the top page and one per subcommand, from the same
+/// definitions `--help` prints.
+fn man_pages(dir: Option<&std::path::Path>) -> Result<i32, Exit> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut page)
+            .map_err(|e| Exit::usage(format!("cannot render the man page: {e}")))?;
+        return Ok(print_bytes(&page));
+    };
+    let fail = |e: std::io::Error| Exit::usage(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    clap_mangen::generate_to(cmd, dir).map_err(fail)?;
+    Ok(exit::OK)
+}
+
 fn plan_request(target: &Target, timeouts: &Timeouts) -> PlanRequest {
     PlanRequest {
         to: target.to.clone(),
@@ -507,7 +672,8 @@ async fn start(
     for w in pending.warnings() {
         eprintln!("switchyard: warning: {w}");
     }
-    confirm(pending.plan(), yes, output)?;
+    let preview = preview_of(service, pending.plan(), yes).await;
+    confirm(pending.plan(), yes, output, preview.as_deref())?;
     let done = service.run(pending, Render::sink(output)).await?;
     Ok(code_of(done.outcome))
 }
@@ -532,7 +698,10 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
                     "{}",
                     plan.to_toml().map_err(|e| Exit::usage(e.to_string()))?
                 ),
-                PlanOutput::Json => println!("{}", plan.to_json()),
+                PlanOutput::Json => output::line(
+                    output::PLAN,
+                    serde_json::to_value(&plan).unwrap_or_default(),
+                ),
             }
             Ok(exit::OK)
         }
@@ -542,6 +711,22 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             yes,
             output,
         } => {
+            let req = StartRequest::Failover(plan_request(&target, &timeouts));
+            start(service, req, yes, output).await
+        }
+        Command::Switchover {
+            to,
+            timeouts,
+            yes,
+            output,
+        } => {
+            service.target_region(&to)?;
+            refuse_unfenceable(service).await?;
+            let target = Target {
+                to,
+                forced: false,
+                accept_data_loss: false,
+            };
             let req = StartRequest::Failover(plan_request(&target, &timeouts));
             start(service, req, yes, output).await
         }
@@ -558,21 +743,24 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         }
         Command::Abort { id, output } => abort(service, id, output).await,
         Command::Executions { action, output } => executions(service, action, output),
-        Command::Show { id, output } => {
+        Command::Show { id, output, wide } => {
             // A damaged journal is shown too: what could be read, and where not.
             let shown = service.show(&id)?;
             if output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"report": shown.report,
-                        "journal": shown.records, "damage": shown.damage}))
-                    .unwrap_or_default()
+                output::line(
+                    output::SHOW,
+                    json!({"report": shown.report, "journal": shown.records, "damage": shown.damage}),
                 );
             } else {
                 for d in &shown.damage {
                     println!("DAMAGED: {d}");
                 }
-                print!("{}\n{}", timeline(&shown.records), shown.report.render());
+                let report = if wide {
+                    shown.report.render_wide()
+                } else {
+                    shown.report.render()
+                };
+                print!("{}\n{report}", timeline(&shown.records));
             }
             Ok(exit::OK)
         }
@@ -608,7 +796,34 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         }
         // Handled before a topology is loaded.
         Command::Token { .. } => Ok(exit::OK),
+        // Handled before the topology is loaded.
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     }
+}
+
+/// `switchover` moves only what can be fenced and caught up: every store
+/// needs one reachable, writable primary now.
+async fn refuse_unfenceable(service: &Service) -> Result<(), Exit> {
+    let state = service.state().await?;
+    for (store, h) in &state.health {
+        let why = match h {
+            Err(e) => Some(format!("cannot be observed: {e}")),
+            Ok(h) if h.primary.is_none() || h.problem.is_some() => {
+                Some(h.problem.clone().unwrap_or_else(|| "no primary".into()))
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(Exit {
+                code: exit::REFUSED,
+                message: format!(
+                    "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
+                     If its region is gone: `switchyard failover --to R --forced`"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn nothing_to_do(to: &str) -> i32 {
@@ -616,7 +831,22 @@ pub(crate) fn nothing_to_do(to: &str) -> i32 {
     exit::OK
 }
 
-pub(crate) fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<(), Exit> {
+/// The preview of `plan` over what the stores show now, or `None` when no
+/// one will read it (`--yes`, or no terminal to ask on).
+async fn preview_of(service: &Service, plan: &Plan, yes: bool) -> Option<String> {
+    if yes || !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let state = service.state().await.ok()?;
+    Some(preview::render(plan, &state.topology, &state.health))
+}
+
+pub(crate) fn confirm(
+    plan: &Plan,
+    yes: bool,
+    output: Option<Output>,
+    preview: Option<&str>,
+) -> Result<(), Exit> {
     if yes {
         return Ok(());
     }
@@ -632,11 +862,30 @@ pub(crate) fn confirm(plan: &Plan, yes: bool, output: Option<Output>) -> Result<
     } else {
         let _ = writeln!(err, "{}", plan.render());
     }
-    let _ = write!(err, "Execute this plan? [y/N] ");
+    if let Some(p) = preview {
+        let _ = writeln!(err, "{p}");
+    }
+    // A forced run may lose data: a reflexive `y` is not enough.
+    let phrase = preview::forced_phrase(plan);
+    let forced = plan.mode != Mode::Planned && !phrase.is_empty();
+    if forced {
+        let _ = write!(
+            err,
+            "FORCED: type the stores to promote ({phrase}) to execute, anything else to stop: "
+        );
+    } else {
+        let _ = write!(err, "Execute this plan? [y/N] ");
+    }
     let _ = err.flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
-    if matches!(line.trim(), "y" | "Y" | "yes") {
+    let typed = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let ok = if forced {
+        typed == phrase
+    } else {
+        matches!(typed.as_str(), "y" | "Y" | "yes")
+    };
+    if ok {
         Ok(())
     } else {
         Err(Exit {
@@ -653,69 +902,40 @@ async fn state(service: &Service, output: Output) -> Result<i32, Exit> {
 /// Print what `state` saw; the exit code says whether every store could be
 /// observed and none has two writable primaries.
 pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
-    let states = &report.stores;
     if output == Output::Json {
-        let v: Vec<_> = states
+        let v: Vec<_> = report
+            .health
             .iter()
-            .map(|(n, s)| match s {
-                Ok(s) => json!({"store": n, "state": s, "summary": summary_of(s)}),
-                Err(e) => json!({"store": n, "error": e}),
+            .zip(&report.stores)
+            .map(|((n, h), (_, s))| match (h, s) {
+                (Ok(h), Ok(s)) => json!({"store": n, "health": h, "state": s}),
+                (Err(e), _) | (_, Err(e)) => json!({"store": n, "error": e}),
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"topology": report.topology.name, "stores": v}))
-                .unwrap_or_default()
+        output::line(
+            output::STATE,
+            json!({
+                "topology": report.topology.name,
+                "unfinished_execution": report.unfinished,
+                "stores": v,
+            }),
         );
     } else {
-        for r in &report.topology.regions {
-            println!("{} ({:?})", r.name, r.role);
-            for (n, s) in states {
-                let Ok(s) = s else { continue };
-                for m in s.members.iter().filter(|m| m.region == r.name) {
-                    let follower =
-                        m.reachable && matches!(m.role, Role::Secondary | Role::ReadOnly);
-                    let lag = match m.lag {
-                        Some(l) => format!(
-                            " lag {}{}",
-                            l.bytes.map_or("?".into(), |b| format!("{b} B")),
-                            l.millis.map_or(String::new(), |ms| format!("/{ms} ms"))
-                        ),
-                        None if follower => " lag unknown".into(),
-                        None => String::new(),
-                    };
-                    println!(
-                        "  {:<12} {:<14} {:<10}{}{}{}{}{}{}",
-                        n,
-                        m.name,
-                        m.role.to_string(),
-                        if m.reachable { "" } else { " unreachable" },
-                        if m.fenced { " fenced" } else { "" },
-                        m.position.map_or(String::new(), |p| format!(" at {p}")),
-                        lag,
-                        m.following
-                            .as_deref()
-                            .map_or(String::new(), |f| format!(" from {f}")),
-                        m.detail
-                            .as_deref()
-                            .filter(|_| m.replicating == Some(false) || m.role == Role::Primary)
-                            .map_or(String::new(), |d| format!(" — {d}"))
-                    );
-                }
-            }
-        }
-        println!();
-        for (n, s) in states {
-            match s {
-                Ok(s) => println!("{n:<12} {}", summary_of(s)),
-                Err(e) => println!("{n:<12} cannot observe: {e}"),
-            }
-        }
+        print!(
+            "{}",
+            health::render_text(&report.topology, &report.health, report.unfinished.as_ref())
+        );
     }
     if report.unobservable() {
         exit::FAILED
     } else if report.split_brain() {
         exit::SPLIT_BRAIN
+    } else if report
+        .health
+        .iter()
+        .any(|(_, h)| h.as_ref().is_ok_and(|h| !h.is_healthy()))
+    {
+        exit::DEGRADED
     } else {
         exit::OK
     }
@@ -752,10 +972,10 @@ async fn abort(service: &Service, id: Option<String>, output: Output) -> Result<
                        "fix": v.unresolved.as_ref().map(|(_, fix)| fix)})
             })
             .collect();
-        println!(
-            "{}",
+        output::line(
+            output::EVENT,
             json!({"event": "abort_report", "execution_id": id, "abort_execution_id": abort_id,
-                   "status": if ok { "aborted" } else { "failed" }, "stores": v})
+                   "status": if ok { "aborted" } else { "failed" }, "stores": v}),
         );
     } else {
         if ok {
@@ -805,7 +1025,13 @@ async fn drill(
     let pending = service
         .prepare_drill(to, timeouts.stage_timeout_ms, timeouts.catch_up_timeout_ms)
         .await?;
-    confirm(&pending.out, yes, output)?;
+    let preview = preview_of(service, &pending.out, yes).await.map(|p| {
+        format!(
+            "{p}then the way back: every store {} → {}, planned from what the stores show once the first leg's checkpoints passed\n",
+            pending.to, pending.origin
+        )
+    });
+    confirm(&pending.out, yes, output, preview.as_deref())?;
     let (origin, to, observe_ms, reports, back) =
         match service.drill(pending, Render::sink(output)).await? {
             Drilled::Stopped(out) => return Ok(code_of(out.outcome)),
@@ -819,9 +1045,9 @@ async fn drill(
         };
     let code = code_of(back.outcome);
     if json_mode(output) {
-        println!(
-            "{}",
-            json!({"event": "drill_report", "from": origin, "to": to, "observe_ms": observe_ms, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}})
+        output::line(
+            output::EVENT,
+            json!({"event": "drill_report", "from": origin, "to": to, "observe_ms": observe_ms, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}}),
         );
     } else {
         println!(
@@ -869,9 +1095,9 @@ fn executions(
     if let Some(ExecutionsAction::Close { id, reason }) = action {
         let closed = service.close(&id, &reason)?;
         if output == Output::Json {
-            println!(
-                "{}",
-                json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage})
+            output::line(
+                output::EXECUTION,
+                json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage}),
             );
         } else {
             println!("Execution {} closed: {}", closed.id, closed.reason);
@@ -883,10 +1109,12 @@ fn executions(
     }
     let rows = service.executions()?;
     if output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        for r in &rows {
+            output::line(
+                output::EXECUTION,
+                serde_json::to_value(r).unwrap_or_default(),
+            );
+        }
     } else if rows.is_empty() {
         println!("no executions in {}", service.state_dir().display());
     } else {

@@ -74,7 +74,7 @@ pub enum OpResult {
 }
 
 /// What one store looked like when a checkpoint ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckpointObservation {
     /// Store name.
     pub store: String,
@@ -712,7 +712,7 @@ pub struct ExecutionSummary {
 }
 
 /// Where an execution stands according to its journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     /// Not finished: still running, interrupted, or stopped by a failure; resumable.
@@ -723,6 +723,9 @@ pub enum ExecutionStatus {
     Succeeded,
     /// Ended by an operator.
     Aborted,
+    /// Stopped by a precondition before any store was changed (readiness
+    /// refused, a store not ready), and closed at once: nothing to resume.
+    Refused,
     /// Closed by an operator (`switchyard executions close`).
     Closed,
     /// The journal holds no record: the execution never started (a crash
@@ -738,11 +741,16 @@ impl std::fmt::Display for ExecutionStatus {
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Aborted => "aborted",
+            ExecutionStatus::Refused => "refused",
             ExecutionStatus::Closed => "closed",
             ExecutionStatus::Empty => "empty",
         })
     }
 }
+
+/// The `store` of the single entry of the `aborted` record that closes an
+/// execution refused before it changed any store.
+pub const REFUSED_MARK: &str = "*";
 
 /// Summarise an execution from its records.
 pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
@@ -769,7 +777,13 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
                 s.started_at_ms = *at_ms;
             }
             Record::Finished { .. } => s.status = ExecutionStatus::Succeeded,
-            Record::Aborted { .. } => s.status = ExecutionStatus::Aborted,
+            Record::Aborted { stores, .. } => {
+                s.status = if stores.len() == 1 && stores[0].store == REFUSED_MARK {
+                    ExecutionStatus::Refused
+                } else {
+                    ExecutionStatus::Aborted
+                }
+            }
             Record::Closed { .. } => closed = true,
             Record::CheckpointFailed { .. }
             | Record::Outcome {

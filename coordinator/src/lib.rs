@@ -9,6 +9,7 @@
 //! - [`plan`]: the plan model (stages, steps, checkpoints), TOML/JSON.
 //! - [`expectation`]: composable checkpoint expectations.
 //! - [`planner`]: topology → plan.
+//! - [`preview`]: what a plan will do to each store, shown before asking.
 //! - [`validate`]: loading hand-written plans, with file:line:field errors.
 //! - [`executor`]: the pure state machine deciding what happens next.
 //! - [`abort`]: ending an execution: a plan from the journal and what the stores show now.
@@ -16,6 +17,8 @@
 //! - [`journal`]: the append-only, fsync'd execution journal.
 //! - [`lock`]: one execution at a time, with a fencing epoch.
 //! - [`registry`]: store kind → controller.
+//! - [`output`]: the envelope (`schema`, `ts`) of every JSON line.
+//! - [`health`]: what `state` claims about each member and store, and why.
 
 pub mod abort;
 pub mod cli;
@@ -23,10 +26,13 @@ pub mod driver;
 pub mod executor;
 pub mod expectation;
 pub mod failpoint;
+pub mod health;
 pub mod journal;
 pub mod lock;
+pub mod output;
 pub mod plan;
 pub mod planner;
+pub mod preview;
 pub mod progress;
 pub mod registry;
 pub mod remote;

@@ -9,10 +9,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One thing that happened during an execution.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum ProgressEvent {
     /// An execution started or resumed.
@@ -114,10 +114,19 @@ impl Reporter for Silent {
 #[derive(Debug, Default)]
 pub struct JsonLines;
 
+/// `ev` as one JSON object: `schema`, `ts` (RFC 3339, UTC, when it was
+/// reported), then the event's own fields.
+pub fn event_json(ev: &ProgressEvent) -> serde_json::Value {
+    crate::output::envelope(
+        crate::output::EVENT,
+        serde_json::to_value(ev).unwrap_or_default(),
+    )
+}
+
 impl Reporter for JsonLines {
     fn event(&self, ev: &ProgressEvent) {
         let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer(&mut out, ev);
+        let _ = serde_json::to_writer(&mut out, &event_json(ev));
         let _ = out.write_all(b"\n");
         let _ = out.flush();
     }
@@ -138,7 +147,7 @@ impl Reporter for Plain {
                 resumed,
                 ..
             } => format!(
-                "{} {plan} — execution {execution_id}, epoch {epoch}",
+                "{} {plan} — execution {execution_id}, fencing epoch {epoch}",
                 if *resumed { "Resuming" } else { "Executing" }
             ),
             ProgressEvent::StageStarted { stage, name, .. } => format!("Stage {stage}: {name}"),
@@ -199,10 +208,40 @@ impl Reporter for Plain {
     }
 }
 
-/// A spinner per stage and store on a terminal.
+/// A row per stage and store on a terminal, under its stage's heading, in
+/// execution order. A row keeps what finished on it (operation and time)
+/// and ends — passed, failed, or cut short by the execution's end — with
+/// its spinner stopped, never frozen mid-turn.
 pub struct Terminal {
     multi: MultiProgress,
-    bars: Mutex<BTreeMap<(usize, String), ProgressBar>>,
+    rows: Mutex<BTreeMap<(usize, String), Row>>,
+    /// The last line of each stage (heading or row), so rows are placed
+    /// under their own stage even when stages overlap in time.
+    last: Mutex<BTreeMap<usize, ProgressBar>>,
+}
+
+struct Row {
+    bar: ProgressBar,
+    /// What finished on this row, in order: `✓ fence 412 ms`.
+    done: Vec<String>,
+    /// When the row's first operation started: its own elapsed time.
+    started: Option<Instant>,
+}
+
+impl Row {
+    fn show(&self, now: Option<&str>) {
+        let mut parts = self.done.clone();
+        if let Some(n) = now {
+            parts.push(n.to_string());
+        }
+        self.bar.set_message(parts.join(" · "));
+    }
+
+    fn elapsed(&self) -> String {
+        self.started
+            .map(|t| format!("{:.1} s: ", t.elapsed().as_secs_f64()))
+            .unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for Terminal {
@@ -215,28 +254,46 @@ impl Default for Terminal {
     fn default() -> Self {
         Terminal {
             multi: MultiProgress::new(),
-            bars: Mutex::new(BTreeMap::new()),
+            rows: Mutex::new(BTreeMap::new()),
+            last: Mutex::new(BTreeMap::new()),
         }
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Terminal {
-    fn bar(&self, stage: usize, store: &str) -> ProgressBar {
-        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-        bars.entry((stage, store.to_string()))
-            .or_insert_with(|| {
-                let b = self.multi.add(ProgressBar::new_spinner());
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "  {spinner:.cyan} {prefix:<16} {wide_msg} {elapsed:>4}",
-                    )
+    /// A line placed after the last line of `stage` (or at the bottom).
+    fn place(&self, stage: usize, bar: ProgressBar) -> ProgressBar {
+        let mut last = lock(&self.last);
+        let bar = match last.get(&stage) {
+            Some(after) => self.multi.insert_after(after, bar),
+            None => self.multi.add(bar),
+        };
+        last.insert(stage, bar.clone());
+        bar
+    }
+
+    fn with_row<R>(&self, stage: usize, store: &str, f: impl FnOnce(&mut Row) -> R) -> R {
+        let mut rows = lock(&self.rows);
+        let row = rows.entry((stage, store.to_string())).or_insert_with(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("  {spinner:.cyan} {prefix:<16} {wide_msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                b.set_prefix(format!("{stage}. {store}"));
-                b.enable_steady_tick(Duration::from_millis(100));
-                b
-            })
-            .clone()
+            );
+            b.set_prefix(format!("{stage}. {store}"));
+            let b = self.place(stage, b);
+            b.enable_steady_tick(Duration::from_millis(100));
+            Row {
+                bar: b,
+                done: Vec::new(),
+                started: None,
+            }
+        });
+        f(row)
     }
 }
 
@@ -252,7 +309,7 @@ impl Reporter for Terminal {
             } => {
                 let verb = if *resumed { "Resuming" } else { "Executing" };
                 let _ = self.multi.println(format!(
-                    "{verb} {plan} — execution {execution_id}, epoch {epoch}"
+                    "{verb} {plan} — execution {execution_id}, fencing epoch {epoch}"
                 ));
             }
             ProgressEvent::StageStarted {
@@ -260,9 +317,15 @@ impl Reporter for Terminal {
                 name,
                 stores,
             } => {
-                let _ = self.multi.println(format!("Stage {stage}: {name}"));
+                let heading = ProgressBar::new(0);
+                heading.set_style(
+                    ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                let heading = self.place(*stage, heading);
+                heading.finish_with_message(format!("Stage {stage}: {name}"));
                 for s in stores {
-                    self.bar(*stage, s).set_message("waiting");
+                    self.with_row(*stage, s, |r| r.show(Some("waiting")));
                 }
             }
             ProgressEvent::OpStarted {
@@ -270,9 +333,10 @@ impl Reporter for Terminal {
                 store,
                 description,
                 ..
-            } => self
-                .bar(*stage, store)
-                .set_message(format!("{description} …")),
+            } => self.with_row(*stage, store, |r| {
+                r.started.get_or_insert_with(Instant::now);
+                r.show(Some(&format!("{description} …")));
+            }),
             ProgressEvent::OpFinished {
                 stage,
                 store,
@@ -280,18 +344,18 @@ impl Reporter for Terminal {
                 duration_ms,
                 error,
                 ..
-            } => {
-                let b = self.bar(*stage, store);
-                match error {
-                    Some(e) => b.set_message(format!("✗ {op} failed after {duration_ms} ms: {e}")),
-                    None => b.set_message(format!("✓ {op} ({duration_ms} ms)")),
-                }
-            }
+            } => self.with_row(*stage, store, |r| {
+                r.done.push(match error {
+                    Some(e) => format!("✗ {op} failed after {duration_ms} ms: {e}"),
+                    None => format!("✓ {op} {duration_ms} ms"),
+                });
+                r.show(None);
+            }),
             ProgressEvent::CheckpointStarted { stage } => {
-                let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-                for ((s, _), b) in bars.iter() {
-                    if s == stage {
-                        b.set_message("validating checkpoint …");
+                let rows = lock(&self.rows);
+                for ((s, _), r) in rows.iter() {
+                    if s == stage && !r.bar.is_finished() {
+                        r.show(Some("validating checkpoint …"));
                     }
                 }
             }
@@ -302,25 +366,39 @@ impl Reporter for Terminal {
                 observed,
             } => {
                 for o in observed {
-                    let b = self.bar(*stage, &o.store);
-                    let msg = match &o.mismatch {
-                        None => format!("✓ {} ({duration_ms} ms)", o.expected),
-                        Some(m) => format!("✗ expected {}, observed: {m}", o.expected),
-                    };
-                    if *passed {
-                        b.finish_with_message(msg);
-                    } else {
-                        b.abandon_with_message(msg);
-                    }
+                    self.with_row(*stage, &o.store, |r| {
+                        r.done.push(match &o.mismatch {
+                            None => format!("✓ {} ({duration_ms} ms)", o.expected),
+                            Some(m) => format!("✗ expected {}, observed: {m}", o.expected),
+                        });
+                    });
                 }
-                let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-                for ((s, _), b) in bars.iter() {
-                    if s == stage && !b.is_finished() {
-                        b.finish();
+                let rows = lock(&self.rows);
+                for ((s, _), r) in rows.iter() {
+                    if s != stage || r.bar.is_finished() {
+                        continue;
+                    }
+                    let msg = format!("{}{}", r.elapsed(), r.done.join(" · "));
+                    if *passed {
+                        r.bar.finish_with_message(msg);
+                    } else {
+                        r.bar.abandon_with_message(msg);
                     }
                 }
             }
             ProgressEvent::ExecutionEnded { status, reason, .. } => {
+                // Whatever is still turning stops here, keeping what it did.
+                for r in lock(&self.rows).values() {
+                    if !r.bar.is_finished() {
+                        // The verdict first: a long error must not push it
+                        // off the edge of the terminal.
+                        r.bar.abandon_with_message(format!(
+                            "stopped: execution {status} · {}{}",
+                            r.elapsed(),
+                            r.done.join(" · ")
+                        ));
+                    }
+                }
                 let _ = self.multi.println(match reason {
                     Some(r) => format!("Execution {status}: {r}"),
                     None => format!("Execution {status}"),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use switchyard_controller::{Capability, Controller};
+use switchyard_controller::{Capability, Controller, Notation};
 use switchyard_topology::{Store, StoreKind, Topology};
 
 /// A store whose controller could not be built.
@@ -69,6 +69,26 @@ pub fn controller_in(
         other => Err(err(format!(
             "this build of switchyard has no {other} controller (cargo feature `{other}`)"
         ))),
+    }
+}
+
+/// How stores of `kind` write positions and name their term, for printing
+/// without a controller at hand (a report read back from a journal). The
+/// same constant each controller returns from [`Controller::notation`].
+pub fn notation(kind: StoreKind) -> Notation {
+    match kind {
+        #[cfg(feature = "postgres")]
+        StoreKind::Postgres => switchyard_postgres::NOTATION,
+        #[cfg(feature = "mongodb")]
+        StoreKind::Mongodb => switchyard_mongodb::NOTATION,
+        #[cfg(feature = "cosmosdb")]
+        StoreKind::Cosmosdb => switchyard_cosmosdb::NOTATION,
+        #[cfg(feature = "eventstoredb")]
+        StoreKind::Eventstoredb => switchyard_eventstoredb::NOTATION,
+        #[cfg(feature = "redis")]
+        StoreKind::Redis => switchyard_redis::NOTATION,
+        #[allow(unreachable_patterns)]
+        _ => Notation::PLAIN,
     }
 }
 

@@ -235,7 +235,31 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                     (name, obs)
                 })
                 .collect();
-            Ok(render_state(&StateReport { topology: Arc::new(topology), stores }, output))
+            // The verdicts by the same rules as a local `state`, on what the
+            // server observed.
+            let stores: crate::service::Observations = stores;
+            let health = stores
+                .iter()
+                .map(|(n, s)| {
+                    let spec = topology.stores.iter().find(|t| &t.name == n);
+                    let verdict = s
+                        .as_ref()
+                        .map(|s| {
+                            crate::health::assess(s, spec, &crate::registry::notation(s.kind))
+                        })
+                        .map_err(Clone::clone);
+                    (n.clone(), verdict)
+                })
+                .collect();
+            Ok(render_state(
+                &StateReport {
+                    topology: Arc::new(topology),
+                    stores,
+                    health,
+                    unfinished: None,
+                },
+                output,
+            ))
         }
         Command::Plan { what: PlanKind::Failover { target, timeouts, output } } => {
             let body = start_body(&target, &timeouts);
@@ -253,7 +277,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             if !yes {
                 let (_, v) = remote.json(reqwest::Method::POST, "/v1/plans", Some(&body)).await?;
                 let Some(plan) = plan_of(&v)? else { return Ok(nothing_to_do(&target.to)) };
-                confirm(&plan, yes, output)?;
+                confirm(&plan, yes, output, None)?;
             }
             let (_, v) = remote.json(reqwest::Method::POST, "/v1/executions", Some(&body)).await?;
             match v["id"].as_str() {
@@ -266,7 +290,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             if !yes {
                 let p = crate::validate::parse_plan(&plan.display().to_string(), &text)
                     .map_err(|e| Exit::usage(format!("plan rejected, nothing was run:\n{e}")))?;
-                confirm(&p, yes, output)?;
+                confirm(&p, yes, output, None)?;
             }
             let (_, v) = remote.json(reqwest::Method::POST, "/v1/executions", Some(&json!({"plan": text}))).await?;
             let id = v["id"].as_str().unwrap_or_default().to_string();

@@ -7,10 +7,11 @@ use crate::plan::{Mode, PlanOp};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use switchyard_controller::DataLossEstimate;
+use switchyard_controller::{DataLossEstimate, Position};
+use switchyard_topology::{StoreKind, Topology};
 
 /// Timing of one stage, summed over every process that worked on it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StageTiming {
     /// 1-based stage number.
     pub stage: usize,
@@ -32,7 +33,7 @@ pub struct StageTiming {
 }
 
 /// What happened to one store.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StoreOutcome {
     /// Store name.
     pub store: String,
@@ -48,12 +49,16 @@ pub struct StoreOutcome {
     /// Promote operations whose outcome was journaled (1 for a clean run;
     /// re-issues after a crash are counted too).
     pub promotions_journaled: u32,
-    /// Data-loss estimate.
+    /// Data-loss estimate, with its basis.
     pub data_loss: String,
+    /// Store kind, when known (for positions and terms in its notation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub kind: Option<StoreKind>,
 }
 
 /// The final report of an execution.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ExecutionReport {
     /// Execution id.
     pub id: String,
@@ -78,6 +83,15 @@ pub struct ExecutionReport {
 impl ExecutionReport {
     /// Build from an execution's journal.
     pub fn from_records(id: &str, records: &[Record]) -> Self {
+        Self::from_records_in(id, records, None)
+    }
+
+    /// Build from an execution's journal, writing positions and terms in
+    /// each store's notation (the kinds come from `topology`).
+    pub fn from_records_in(id: &str, records: &[Record], topology: Option<&Topology>) -> Self {
+        let kind_of = |store: &str| {
+            topology.and_then(|t| t.stores.iter().find(|s| s.name == store).map(|s| s.kind))
+        };
         let summary = summarize(id, records);
         let plan = records.iter().find_map(|r| match r {
             Record::Started { plan, .. } => Some(plan.clone()),
@@ -116,6 +130,11 @@ impl ExecutionReport {
         let mut first_mutation: BTreeMap<String, u64> = BTreeMap::new();
         let mut promote_stage: BTreeMap<String, usize> = BTreeMap::new();
         let mut losses: BTreeMap<String, DataLossEstimate> = BTreeMap::new();
+        // What was done to each store, to say how a planned promotion was
+        // made safe (or that the store's own switchover did it, unfenced).
+        let mut ops_done: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+        let mut reached: BTreeMap<String, Position> = BTreeMap::new();
+        let mut promote_notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut processes = 0;
         for r in records {
             match r {
@@ -144,6 +163,23 @@ impl ExecutionReport {
                 } => {
                     if let Some(t) = stages.get_mut(*stage) {
                         t.ops_ms += duration_ms;
+                    }
+                    let op = plan.as_ref().and_then(|p| {
+                        p.stages
+                            .get(*stage)
+                            .and_then(|s| s.steps.get(*step))
+                            .map(|s| s.op.name())
+                    });
+                    if let (Some(op), OpResult::Ok { outcome }) = (op, result) {
+                        ops_done.entry(store.clone()).or_default().push(op);
+                        if op == "wait_for_position" {
+                            if let Some(p) = outcome.position {
+                                reached.insert(store.clone(), p);
+                            }
+                        }
+                        if op == "promote" {
+                            promote_notes.insert(store.clone(), outcome.notes.clone());
+                        }
                     }
                     let is_promote = plan.as_ref().is_some_and(|p| {
                         matches!(
@@ -213,14 +249,22 @@ impl ExecutionReport {
         }
         let mode = plan.as_ref().map(|p| p.mode);
         for (name, so) in stores.iter_mut() {
+            let done = ops_done.get(name).map(Vec::as_slice).unwrap_or(&[]);
             so.data_loss = match (losses.get(name), mode) {
                 (Some(d), _) => describe_loss(d),
-                (None, Some(Mode::Planned)) if so.promotions_journaled > 0 => {
-                    "none: planned switchover (fenced, caught up to the final position, then promoted)".into()
+                (None, Some(Mode::Planned)) if so.promotions_journaled > 0 => planned_loss(
+                    done,
+                    reached
+                        .get(name)
+                        .map(|p| notation(kind_of(name)).position(p)),
+                    promote_notes.get(name).map(Vec::as_slice).unwrap_or(&[]),
+                ),
+                (None, Some(_)) if so.promotions_journaled > 0 => {
+                    "unknown: the controller gave no estimate".into()
                 }
-                (None, Some(_)) if so.promotions_journaled > 0 => "unknown: the controller gave no estimate".into(),
                 _ => "none: not promoted".into(),
             };
+            so.kind = kind_of(name);
         }
         let first = records
             .first()
@@ -240,35 +284,59 @@ impl ExecutionReport {
         }
     }
 
-    /// Human rendering.
+    /// Human rendering that fits 80 columns (long values wrap, indented).
     pub fn render(&self) -> String {
+        self.render_width(false)
+    }
+
+    /// Human rendering with one line per stage and per store, however long
+    /// (`switchyard show --wide`).
+    pub fn render_wide(&self) -> String {
+        self.render_width(true)
+    }
+
+    fn render_width(&self, wide: bool) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "Execution {} — {} — {} in {:.1} s ({} process{})",
-            self.id,
+        let _ = writeln!(out, "Execution {}", self.id);
+        let head = format!(
+            "{} — {} in {:.1} s, {} coordinator process{}",
             self.plan,
             self.status,
             self.total_ms as f64 / 1000.0,
             self.processes,
             if self.processes == 1 { "" } else { "es" }
         );
+        out.push_str(&wrap(&head, "  ", "    ", wide));
+        let name_w = if wide {
+            self.stages
+                .iter()
+                .map(|s| s.name.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(5)
+        } else {
+            30
+        };
         let _ = writeln!(
             out,
-            "\n  {:<5} {:<28} {:>9} {:>9} {:>11} {:>11}",
-            "stage", "name", "wall ms", "ops ms", "checkpt ms", "overhead ms"
+            "\n  {:>2} {:<name_w$} {:>9} {:>9} {:>10} {:>7}",
+            "#", "stage", "wall ms", "ops Σ ms", "checkpt ms", "own ms"
         );
         for s in &self.stages {
             let _ = writeln!(
                 out,
-                "  {:<5} {:<28} {:>9.1} {:>9} {:>11} {:>11.2}{}",
+                "  {:>2} {:<name_w$} {:>9.1} {:>9} {:>10} {:>7.2} {}",
                 s.stage,
-                truncate(&s.name, 28),
+                if wide {
+                    s.name.clone()
+                } else {
+                    truncate(&s.name, name_w)
+                },
                 s.wall_us as f64 / 1000.0,
                 s.ops_ms,
                 s.checkpoint_ms,
                 s.overhead_us as f64 / 1000.0,
-                if s.passed { "" } else { "  (not passed)" }
+                if s.passed { "✓" } else { "✗ not passed" }
             );
         }
         let pct = if self.wall_us > 0 {
@@ -278,24 +346,136 @@ impl ExecutionReport {
         };
         let _ = writeln!(
             out,
-            "  coordinator overhead: {:.2} ms of {:.1} ms ({pct:.2}%)",
+            "  coordinator's own time: {:.2} ms of {:.1} ms wall ({pct:.2}%)",
             self.overhead_us as f64 / 1000.0,
             self.wall_us as f64 / 1000.0
         );
         let _ = writeln!(out);
+        let sw = self
+            .stores
+            .iter()
+            .map(|s| s.store.chars().count())
+            .max()
+            .unwrap_or(0);
         for s in &self.stores {
-            let _ = writeln!(
-                out,
-                "  {:<12} RTO {:>8}  primary {:<22} epoch {:<4} promotions {}  data loss: {}",
-                s.store,
+            let primary = match s.primary.as_deref().and_then(|p| p.split_once('@')) {
+                Some((m, r)) => format!("primary {m} in {r}"),
+                None => match s.primary.as_deref() {
+                    Some(p) => format!("primary {p}"),
+                    None => "no primary observed".to_string(),
+                },
+            };
+            let term = s
+                .epoch
+                .map(|e| format!(", store's {}", notation(s.kind).term(e)))
+                .unwrap_or_default();
+            let rto = format!(
+                "RTO {}, {} promotion{} journaled",
                 s.rto_ms.map_or("-".into(), |r| format!("{r} ms")),
-                s.primary.as_deref().unwrap_or("-"),
-                s.epoch.map_or("-".into(), |e| e.to_string()),
                 s.promotions_journaled,
-                s.data_loss
+                if s.promotions_journaled == 1 { "" } else { "s" }
             );
+            if wide {
+                let _ = writeln!(
+                    out,
+                    "  {:<sw$}  {primary}{term}; {rto}; data loss: {}",
+                    s.store, s.data_loss
+                );
+            } else {
+                let pad = " ".repeat(sw + 4);
+                out.push_str(&wrap(
+                    &format!("{:<sw$}  {primary}{term}", s.store),
+                    "  ",
+                    &pad,
+                    false,
+                ));
+                out.push_str(&wrap(&rto, &pad, &pad, false));
+                out.push_str(&wrap(
+                    &format!("data loss: {}", s.data_loss),
+                    &pad,
+                    &format!("{pad}  "),
+                    false,
+                ));
+            }
+        }
+        let _ = writeln!(out);
+        for line in FOOTER {
+            out.push_str(&wrap(line, "  ", "    ", wide));
         }
         out
+    }
+}
+
+/// What every term of the report means; docs/glossary.md says the same at
+/// more length.
+pub const FOOTER: &[&str] = &[
+    "RTO: from the store's first mutating operation to the checkpoint that confirmed its new primary.",
+    "wall ms: the stage's elapsed time. ops Σ ms: time inside store operations, summed (concurrent operations overlap, so it can exceed wall). checkpt ms: observing until the stage's expected state held. own ms: the coordinator's journaling and deciding.",
+    "coordinator process: the one that started the execution, plus one per resume.",
+    "store's timeline / term / epoch: the store's own history number, bumped by each promotion; not switchyard's fencing epoch.",
+    "data loss: what the promotion may have lost, and on what basis. More: docs/glossary.md.",
+];
+
+/// `text` wrapped at 80 columns: first line after `first`, the rest after
+/// `rest` (no wrapping when `wide`). Words longer than a line stay whole.
+fn wrap(text: &str, first: &str, rest: &str, wide: bool) -> String {
+    const WIDTH: usize = 80;
+    if wide {
+        return format!("{first}{text}\n");
+    }
+    let mut out = String::new();
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split(' ') {
+        let len = line.chars().count() + usize::from(!empty) + word.chars().count();
+        if !empty && len > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = rest.to_string();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+fn notation(kind: Option<StoreKind>) -> switchyard_controller::Notation {
+    kind.map_or(
+        switchyard_controller::Notation::PLAIN,
+        crate::registry::notation,
+    )
+}
+
+/// What made a planned promotion lose nothing, from what was done: a fence
+/// and a wait for the final position where the store can be fenced, the
+/// store's own planned switchover (as its controller described it) where
+/// it cannot. Never "fenced" for a store nobody fenced.
+fn planned_loss(done: &[&str], reached: Option<String>, notes: &[String]) -> String {
+    let fenced = done.contains(&"fence");
+    let waited = done.contains(&"wait_for_position");
+    match (fenced, waited) {
+        (true, true) => format!(
+            "none: old primary fenced, target replayed its final position{}, then promoted",
+            reached.map_or(String::new(), |p| format!(" ({p})"))
+        ),
+        (true, false) => "none expected: old primary fenced before the promotion; no final position was captured to compare".into(),
+        (false, true) => format!(
+            "none expected: target replayed the captured position{} before promotion; the old primary was not fenced",
+            reached.map_or(String::new(), |p| format!(" ({p})"))
+        ),
+        (false, false) if notes.is_empty() => {
+            "none expected: the store's own planned switchover (not fenced by switchyard)".into()
+        }
+        (false, false) => format!(
+            "none expected: the store's own planned switchover, not fenced by switchyard: {}",
+            notes.join("; ")
+        ),
     }
 }
 
@@ -312,13 +492,20 @@ fn truncate(s: &str, n: usize) -> String {
 fn describe_loss(d: &DataLossEstimate) -> String {
     let mut parts = vec![];
     if let Some(b) = d.bytes {
-        parts.push(format!("{b} bytes"));
+        parts.push(crate::health::bytes(b));
     }
     if let Some(m) = d.millis {
         parts.push(format!("{m} ms of writes"));
     }
     if let Some(w) = d.writes {
         parts.push(format!("{w} writes"));
+    }
+    // "0 writes (none: …)" says nothing twice: the note alone says it once.
+    let zero = [d.bytes, d.millis, d.writes]
+        .iter()
+        .all(|v| v.is_none_or(|v| v == 0));
+    if zero && d.note.starts_with("none") {
+        return d.note.clone();
     }
     let head = if parts.is_empty() {
         "estimate".to_string()
@@ -498,4 +685,45 @@ pub fn timeline(records: &[Record]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_keeps_every_line_within_80_columns() {
+        let long = "none: old primary fenced, target replayed its final position (0/4000060 on timeline 1), then promoted and a good deal more text to wrap";
+        let w = wrap(long, "  ", "      ", false);
+        assert!(w.lines().count() > 1);
+        for l in w.lines() {
+            assert!(l.chars().count() <= 80, "{l}");
+        }
+        assert_eq!(
+            w.split_whitespace().collect::<Vec<_>>(),
+            long.split(' ').collect::<Vec<_>>()
+        );
+        assert_eq!(wrap(long, "  ", "", true).lines().count(), 1);
+    }
+
+    #[test]
+    fn a_planned_promotion_says_what_made_it_safe() {
+        let pos = Some("0/4000060 on timeline 1".to_string());
+        assert!(planned_loss(
+            &["fence", "capture_position", "wait_for_position", "promote"],
+            pos,
+            &[]
+        )
+        .starts_with("none: old primary fenced, target replayed its final position (0/4000060"));
+        let mongo = planned_loss(
+            &["check_readiness", "promote"],
+            None,
+            &["stepped down east-1 with a 10 s catch-up period".into()],
+        );
+        assert!(!mongo.contains("fenced,"), "{mongo}");
+        assert!(
+            mongo.contains("not fenced by switchyard: stepped down east-1"),
+            "{mongo}"
+        );
+    }
 }

@@ -12,6 +12,7 @@
 use crate::driver::{Driver, DriverError, RunEnd};
 use crate::executor::Executor;
 use crate::failpoint::Failpoint;
+use crate::health;
 use crate::journal::{
     format_ms, ledger, now_ms, plan_stores, summarize, ExecutionStatus, FileJournalStore,
     JournalError, JournalStore, LedgerEntry, Record, StoreStatus,
@@ -28,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_controller::{Controller, ObservedState, Role};
+use switchyard_controller::{Controller, Notation, ObservedState, Role};
 use switchyard_topology::Topology;
 use tokio::sync::broadcast;
 
@@ -354,6 +355,11 @@ pub struct StateReport {
     pub topology: Arc<Topology>,
     /// Per store, in topology order.
     pub stores: Observations,
+    /// Per store, the verdict on what was observed (see [`crate::health`]).
+    pub health: Vec<(String, Result<health::StoreHealth, String>)>,
+    /// The open execution, if any: nothing else should start before it is
+    /// resumed or aborted.
+    pub unfinished: Option<health::Unfinished>,
 }
 
 impl StateReport {
@@ -574,9 +580,25 @@ impl Service {
     /// Observe every store (read-only).
     pub async fn state(&self) -> Result<StateReport, ServiceError> {
         let controllers = self.controllers()?;
+        let stores = observe_all(&controllers).await;
+        let topology = self.topology();
+        let health = stores
+            .iter()
+            .map(|(n, s)| {
+                let notation = controllers.get(n).map_or(Notation::PLAIN, |c| c.notation());
+                let spec = topology.stores.iter().find(|t| &t.name == n);
+                let verdict = s
+                    .as_ref()
+                    .map(|s| health::assess(s, spec, &notation))
+                    .map_err(Clone::clone);
+                (n.clone(), verdict)
+            })
+            .collect();
         Ok(StateReport {
-            topology: self.topology(),
-            stores: observe_all(&controllers).await,
+            unfinished: self.inner.open_execution()?,
+            topology,
+            stores,
+            health,
         })
     }
 
@@ -903,7 +925,7 @@ impl Service {
                 store
                     .read(id)
                     .ok()
-                    .map(|r| ExecutionReport::from_records(id, &r))
+                    .map(|r| ExecutionReport::from_records_in(id, &r, Some(&inner.topology())))
             })
             .collect();
         Ok(Drilled::Completed {
@@ -936,7 +958,8 @@ impl Service {
             id.to_string()
         };
         let scan = store.scan(&id).map_err(usage)?;
-        let report = ExecutionReport::from_records(&id, &scan.records);
+        let report =
+            ExecutionReport::from_records_in(&id, &scan.records, Some(&self.inner.topology()));
         Ok(Shown {
             id,
             records: scan.records,
@@ -1115,6 +1138,26 @@ impl Inner {
             .map(|e| e.summary.id))
     }
 
+    /// The open execution `state` leads with: like [`Inner::unfinished`],
+    /// but a damaged one is shown too (saying so).
+    fn open_execution(&self) -> Result<Option<health::Unfinished>, ServiceError> {
+        let store = self.journals()?;
+        let ledger = ledger(&store).map_err(usage)?;
+        Ok(ledger
+            .into_iter()
+            .rev()
+            .find(|e| e.is_open() && e.superseded_by.is_none())
+            .map(|e| health::Unfinished {
+                status: if e.is_damaged() {
+                    format!("{}, journal damaged", e.summary.status)
+                } else {
+                    e.summary.status.to_string()
+                },
+                id: e.summary.id,
+                plan: e.summary.plan,
+            }))
+    }
+
     fn refuse_unfinished(&self) -> Result<(), ServiceError> {
         match self.unfinished()? {
             Some(id) => Err(ServiceError::new(
@@ -1238,7 +1281,7 @@ impl Inner {
         let recs = journals.read(id).map_err(usage)?;
         if matches!(
             summarize(id, &recs).status,
-            ExecutionStatus::Aborted | ExecutionStatus::Succeeded
+            ExecutionStatus::Aborted | ExecutionStatus::Refused | ExecutionStatus::Succeeded
         ) {
             return Ok(());
         }
@@ -1278,6 +1321,11 @@ impl Inner {
             }
             ExecutionStatus::Aborted => {
                 return Err(ServiceError::usage(format!("execution {id} was aborted")))
+            }
+            ExecutionStatus::Refused => {
+                return Err(ServiceError::usage(format!(
+                    "execution {id} was refused before it changed any store; nothing to resume"
+                )))
             }
             ExecutionStatus::Closed => {
                 return Err(ServiceError::usage(format!("execution {id} was closed")))
@@ -1402,22 +1450,27 @@ impl Inner {
                 Some(format!("{e}; `switchyard resume {id}` continues from the journal")),
             ),
         };
+        let journals = self.journals()?;
+        let mut recs = journals.read(id).map_err(usage)?;
+        // A failure before anything was changed (readiness refused, readiness
+        // checkpoint not met) leaves nothing to resume or undo: it is a
+        // refusal, closed at once, so the operator can re-plan (e.g. with
+        // --accept-data-loss) straight away.
+        let mut reason = reason;
+        let changed = recs
+            .iter()
+            .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
+        let outcome = match outcome {
+            Outcome::Failed if !changed => Outcome::Refused,
+            o => o,
+        };
         let status = match outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::Refused => "refused",
             Outcome::Aborted => "aborted",
         };
-        let journals = self.journals()?;
-        let mut recs = journals.read(id).map_err(usage)?;
-        // A failure before anything was changed (readiness refused, readiness
-        // checkpoint not met) leaves nothing to resume or undo: close it, so
-        // the operator can re-plan (e.g. with --accept-data-loss) straight away.
-        let mut reason = reason;
-        let changed = recs
-            .iter()
-            .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
-        if outcome != Outcome::Succeeded && !changed {
+        if outcome == Outcome::Refused && !changed {
             let closed = Record::Aborted {
                 epoch: recs
                     .iter()
@@ -1431,7 +1484,7 @@ impl Inner {
                     .unwrap_or(0),
                 at_ms: now_ms(),
                 stores: vec![StoreStatus {
-                    store: "*".into(),
+                    store: crate::journal::REFUSED_MARK.into(),
                     summary: "closed automatically: no store was changed".into(),
                 }],
             };
@@ -1453,7 +1506,7 @@ impl Inner {
             status: status.into(),
             reason: reason.clone(),
         }));
-        let report = ExecutionReport::from_records(id, &recs);
+        let report = ExecutionReport::from_records_in(id, &recs, Some(&self.topology()));
         sink.send(&ServiceEvent::Report {
             report: report.clone(),
             reason: reason.clone(),

@@ -159,6 +159,14 @@ pub fn parse_plan(file: &str, text: &str) -> Result<Plan, PlanError> {
         }],
     };
     if text.trim_start().starts_with('{') {
+        // `plan --output json` prints the plan under its envelope
+        // (`schema`, `ts`); the plan is what is inside.
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| one(e.line(), e.column(), e.to_string()))?;
+        if value.get("schema").is_some() {
+            return serde_json::from_value(crate::output::strip_envelope(value))
+                .map_err(|e| one(0, 0, e.to_string()));
+        }
         return serde_json::from_str(text).map_err(|e| one(e.line(), e.column(), e.to_string()));
     }
     toml::from_str::<Plan>(text).map_err(|e| {

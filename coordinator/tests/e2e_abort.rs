@@ -472,7 +472,8 @@ async fn an_interrupted_abort_is_resumed_or_aborted_again() {
         // The abort crashes at its own first step (the unfence).
         crash(&ws, &["abort", "--output", "json"], abort_crash);
         let list = ws.run(&["executions", "--output", "json"]);
-        let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+        // One execution per line.
+        let list = serde_json::Value::Array(list.events());
         let last = list.as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["kind"], "abort", "{list}");
         assert_eq!(last["status"], "unfinished", "{list}");
@@ -491,7 +492,8 @@ async fn an_interrupted_abort_is_resumed_or_aborted_again() {
         );
         // Nothing is left unfinished: a new failover may start.
         let list = ws.run(&["executions", "--output", "json"]);
-        let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+        // One execution per line.
+        let list = serde_json::Value::Array(list.events());
         assert!(
             list.as_array()
                 .unwrap()

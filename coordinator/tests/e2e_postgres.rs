@@ -83,7 +83,8 @@ async fn drill_moves_postgres_and_back_with_every_checkpoint_validated() {
 
     // Both executions are listed and shown.
     let r = ws.run(&["executions", "--output", "json"]);
-    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // One execution per line.
+    let list = serde_json::Value::Array(r.events());
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert!(list
         .as_array()
@@ -509,7 +510,8 @@ async fn abort_after_fence_unfences_and_reports_every_store() {
     let r = ws.run(&["resume"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     let r = ws.run(&["executions", "--output", "json"]);
-    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // One execution per line.
+    let list = serde_json::Value::Array(r.events());
     assert_eq!(list[0]["status"], "aborted");
     assert_eq!(list[1]["kind"], "abort");
     assert_eq!(list[1]["status"], "succeeded");

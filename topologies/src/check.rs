@@ -8,6 +8,7 @@ use crate::parse::Parsed;
 use crate::quorum::{majority, worst_loss};
 use crate::rules;
 use crate::source_map::SourceMap;
+use crate::suggest::did_you_mean;
 use std::collections::{HashMap, HashSet};
 
 /// How strict the survival checks are.
@@ -289,7 +290,7 @@ impl<'a> Checker<'a> {
                 } else {
                     format!("declared regions: {}", known.join(", "))
                 };
-                let d = Diagnostic::new(
+                let mut d = Diagnostic::new(
                     &rules::UNKNOWN_REGION,
                     format!("member `{}` is in unknown region `{}`", m.name, m.region),
                     self.at(&p),
@@ -299,6 +300,12 @@ impl<'a> Checker<'a> {
                 .note(note)
                 .store(&s.name)
                 .member(&m.name);
+                if let Some(meant) = did_you_mean(&m.region, known.iter().copied()) {
+                    d = d.label(format!("did you mean `{meant}`?")).help(format!(
+                        "write `region = \"{meant}\"`, or declare `{}` under [[regions]]",
+                        m.region
+                    ));
+                }
                 self.push(d);
             }
             Some(RegionRole::Witness) if !m.arbiter && !m.sentinel => {
@@ -1030,6 +1037,12 @@ impl<'a> Checker<'a> {
                         .label("no store has this name")
                         .note(format!("stores in this file: {}", known.join(", ")))
                         .store(&s.name);
+                        let d = match did_you_mean(dep, known.iter().copied()) {
+                            Some(meant) => d
+                                .label(format!("did you mean `{meant}`?"))
+                                .help(format!("depend on `{meant}`")),
+                            None => d,
+                        };
                         self.push(d);
                     }
                 }

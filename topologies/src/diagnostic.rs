@@ -150,7 +150,12 @@ impl Diagnostic {
             _ => e.span.clone().map(|span| Label {
                 span,
                 field: field.clone(),
-                message: String::new(),
+                message: e
+                    .fix
+                    .suggestion
+                    .as_ref()
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_default(),
             }),
         };
         let message = if field.is_empty() {
@@ -164,7 +169,7 @@ impl Diagnostic {
             primary: label,
             secondary: Vec::new(),
             notes: Vec::new(),
-            help: rules::INVALID_FILE.help.to_string(),
+            help: e.fix.help.clone(),
             store: None,
             member: None,
         }

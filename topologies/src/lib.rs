@@ -6,6 +6,7 @@
 //! - `rules.rs`: the rule catalogue (codes, severities, documentation);
 //! - `check.rs` + `quorum.rs`: the rules themselves;
 //! - `diagnostic.rs`: what a rule reports; `human.rs`, `json.rs`, `sarif.rs`: output formats;
+//! - `suggest.rs`: "did you mean …?" for misspelt names;
 //! - `report.rs`: checking files and the exit status; `generate.rs`: synthetic topologies.
 
 pub mod check;
@@ -20,11 +21,12 @@ pub mod report;
 pub mod rules;
 pub mod sarif;
 pub mod source_map;
+pub mod suggest;
 
 pub use check::{check, check_topology, CheckOptions};
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::*;
 pub use parse::{
-    parse_file, parse_path, parse_source, parse_str, ParseError, ParseErrorKind, Parsed,
+    parse_file, parse_path, parse_source, parse_str, Fix, ParseError, ParseErrorKind, Parsed,
 };
 pub use report::{check_path, check_text, exit_code, FileReport};

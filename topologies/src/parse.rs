@@ -9,6 +9,7 @@
 
 use crate::model::Topology;
 use crate::source_map::{line_col, SourceMap, Span};
+use crate::suggest::did_you_mean;
 use std::fmt;
 use std::path::Path;
 
@@ -29,9 +30,9 @@ pub struct ParseError {
     /// File name as given.
     pub file: String,
     /// 1-based line (0 when the file could not be read).
-    pub line: usize,
+    pub line: u32,
     /// 1-based column (0 when the file could not be read).
-    pub column: usize,
+    pub column: u32,
     /// What went wrong.
     pub message: String,
     /// The field concerned, as a path such as `stores[0].members[1].votes`,
@@ -41,6 +42,26 @@ pub struct ParseError {
     pub span: Option<Span>,
     /// Read, syntax or schema error.
     pub kind: ParseErrorKind,
+    /// How to fix it (boxed: errors travel in every `Result` of the parser).
+    pub fix: Box<Fix>,
+}
+
+/// How to fix a [`ParseError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fix {
+    /// For an unknown field or value, the known one closest to what was
+    /// written (`priority` for `priorty`, `postgres` for `postgresql`).
+    pub suggestion: Option<String>,
+    /// What to do, specific to what went wrong (a missing file is not
+    /// fixed by editing a field).
+    pub help: String,
+}
+
+fn fix(suggestion: Option<String>, help: impl Into<String>) -> Box<Fix> {
+    Box::new(Fix {
+        suggestion,
+        help: help.into(),
+    })
 }
 
 impl fmt::Display for ParseError {
@@ -49,7 +70,11 @@ impl fmt::Display for ParseError {
         if let Some(field) = &self.field {
             write!(f, "field `{field}`: ")?;
         }
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.fix.suggestion {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +113,7 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
         field: None,
         span: None,
         kind: ParseErrorKind::Io,
+        fix: fix(None, io_help(path, &e)),
     })?;
     match String::from_utf8(bytes) {
         Ok(text) => parse_source(&file, &text),
@@ -96,15 +122,19 @@ pub fn parse_path(path: &Path) -> Result<Parsed, ParseError> {
             let valid = e.utf8_error().valid_up_to();
             // The valid prefix gives the line and column of the first bad byte.
             let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
-            let (line, column) = line_col(prefix, valid);
+            let (line, column) = small(line_col(prefix, valid));
             Err(ParseError {
                 file,
                 line,
                 column,
                 message: format!("file is not valid UTF-8 (invalid byte at offset {valid})"),
                 field: None,
-                span: None,
+                span: Some(valid..valid + 1),
                 kind: ParseErrorKind::Syntax,
+                fix: fix(
+                    None,
+                    "save the file as UTF-8 (topology files are UTF-8 TOML)",
+                ),
             })
         }
     }
@@ -127,7 +157,7 @@ pub fn parse_source(file: &str, text: &str) -> Result<Parsed, ParseError> {
 /// error (type, unknown or missing field) with the path of its field.
 fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
     let span = e.span().unwrap_or(0..0);
-    let (line, column) = line_col(text, span.start);
+    let (line, column) = small(line_col(text, span.start));
     let message = first_line(e.message());
     let source_map = match SourceMap::from_text(text) {
         Ok(map) => map,
@@ -142,12 +172,20 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
                     .or_else(|| key_on_line(text, span.start)),
                 span: Some(span),
                 kind: ParseErrorKind::Syntax,
+                fix: fix(
+                    None,
+                    "fix the TOML syntax at the reported line and column; docs/topology.md \
+                     shows a complete file",
+                ),
             };
         }
     };
     let mut field = source_map.path_at(span.start);
+    let mut suggestion = None;
+    let help;
     // serde reports a missing field at its table: name the field itself.
     if let Some(missing) = backticked_after(&message, "missing field ") {
+        help = format!("add `{missing} = …`; docs/topology.md lists every field and its type");
         field = Some(match field {
             Some(table) if !table.is_empty() => format!("{table}.{missing}"),
             _ => missing.to_string(),
@@ -156,6 +194,21 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
         if field.is_none() {
             field = Some(unknown.to_string());
         }
+        suggestion = did_you_mean(unknown, expected(&message)).map(str::to_string);
+        help = match &suggestion {
+            Some(s) => format!("rename `{unknown}` to `{s}`"),
+            None => format!(
+                "remove `{unknown}` or use one of the fields listed; docs/topology.md describes each"
+            ),
+        };
+    } else if let Some(unknown) = backticked_after(&message, "unknown variant ") {
+        suggestion = did_you_mean(unknown, expected(&message)).map(str::to_string);
+        help = match &suggestion {
+            Some(s) => format!("write `\"{s}\"` instead of `\"{unknown}\"`"),
+            None => "use one of the values listed; docs/topology.md describes each".to_string(),
+        };
+    } else {
+        help = "give the field the type docs/topology.md lists for it".to_string();
     }
     ParseError {
         file: file.to_string(),
@@ -165,7 +218,48 @@ fn located_error(file: &str, text: &str, e: &toml09::de::Error) -> ParseError {
         field: field.filter(|f| !f.is_empty()),
         span: Some(span),
         kind: ParseErrorKind::Schema,
+        fix: fix(suggestion, help),
     }
+}
+
+/// The names serde lists after "expected" in an unknown field or variant
+/// error: "expected one of `a`, `b`" or "expected `a` or `b`".
+fn expected(message: &str) -> Vec<&str> {
+    let Some((_, list)) = message.split_once("expected") else {
+        return Vec::new();
+    };
+    list.split('`').skip(1).step_by(2).collect()
+}
+
+/// What to do about a file that could not be read: it is not a field to fix.
+fn io_help(path: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the current directory".to_string());
+            if path.is_relative() {
+                format!(
+                    "check the path: `{}` is looked up from {cwd}",
+                    path.display()
+                )
+            } else {
+                format!("check the path: `{}` does not exist", path.display())
+            }
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "make the file readable by the user running topocheck".to_string()
+        }
+        _ if path.is_dir() => "give a topology file, not a directory".to_string(),
+        _ => "check that the file exists and is readable".to_string(),
+    }
+}
+
+/// A line and column as stored in a [`ParseError`] (saturating: no file
+/// has four billion lines).
+fn small((line, column): (usize, usize)) -> (u32, u32) {
+    let f = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    (f(line), f(column))
 }
 
 fn first_line(message: &str) -> String {

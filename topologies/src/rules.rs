@@ -42,7 +42,7 @@ rule!(
     "invalid-file",
     Error,
     "the file cannot be read, is not TOML, or does not match the topology schema",
-    "fix the field named in the message; docs/topology.md lists every field and its type",
+    "fix what the message names (the path, the TOML syntax or the field); docs/topology.md lists every field and its type",
     "A topology file must be readable UTF-8 TOML that matches the schema in docs/topology.md: \
 every field has the documented type, required fields (`name` of the topology, `name` and `role` \
 of a region, `name` and `kind` of a store, `name` and `region` of a member) are present, and \

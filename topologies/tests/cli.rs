@@ -258,7 +258,17 @@ fn sarif_is_a_consistent_2_1_0_log() {
     assert_eq!(rules.len(), switchyard_topology::rules::ALL.len());
     let artifacts = run["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 3);
-    assert_eq!(artifacts[1]["location"]["uri"], "examples/bad/names.toml");
+    // Relative to the repository root, whatever directory topocheck ran in.
+    assert_eq!(
+        artifacts[1]["location"]["uri"],
+        "topologies/examples/bad/names.toml"
+    );
+    assert_eq!(artifacts[1]["location"]["uriBaseId"], "%SRCROOT%");
+    let root = crate_dir().join("..").canonicalize().unwrap();
+    assert_eq!(
+        run["originalUriBaseIds"]["%SRCROOT%"]["uri"],
+        format!("file://{}/", root.display())
+    );
     // Same findings, same places as the JSON format.
     let mut json_args = vec!["--format", "json"];
     json_args.extend(files);
@@ -274,7 +284,10 @@ fn sarif_is_a_consistent_2_1_0_log() {
         assert_eq!(rules[idx]["id"], r["ruleId"]);
         assert_eq!(r["level"], j["severity"]);
         let loc = &r["locations"][0]["physicalLocation"];
-        assert_eq!(loc["artifactLocation"]["uri"], j["file"]);
+        assert_eq!(
+            loc["artifactLocation"]["uri"],
+            format!("topologies/{}", j["file"].as_str().unwrap())
+        );
         assert_eq!(loc["region"]["startLine"], j["line"]);
         assert_eq!(loc["region"]["startColumn"], j["column"]);
     }
@@ -318,5 +331,103 @@ fn several_files_are_summarised_together() {
         stdout(&o).ends_with("topocheck: checked 3 files: 1 error, 1 warning\n"),
         "{}",
         stdout(&o)
+    );
+}
+
+fn sarif(args: &[&str]) -> Value {
+    let mut all = vec!["--format", "sarif"];
+    all.extend(args);
+    serde_json::from_str(&stdout(&topocheck(&all))).expect("SARIF is JSON")
+}
+
+#[test]
+fn sarif_results_have_fingerprints_and_regions() {
+    let log = sarif(&[
+        "examples/bad/names.toml",
+        "examples/bad/majority-lost.toml",
+        "examples/does-not-exist.toml",
+    ]);
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    let mut prints = BTreeSet::new();
+    for r in results {
+        let loc = &r["locations"][0]["physicalLocation"];
+        assert!(loc["region"]["startLine"].as_u64().unwrap() >= 1, "{r}");
+        let fp = r["partialFingerprints"]["topocheck/v1"].as_str().unwrap();
+        assert!(prints.insert(fp.to_string()), "fingerprint {fp} repeated");
+    }
+    let unreadable = results.last().unwrap();
+    assert_eq!(unreadable["ruleId"], "TC000");
+    assert_eq!(
+        unreadable["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "topologies/examples/does-not-exist.toml"
+    );
+}
+
+#[test]
+fn fingerprints_survive_lines_moving() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(crate_dir().join("examples/bad/names.toml")).unwrap();
+    let a = dir.path().join("a.toml");
+    std::fs::write(&a, &text).unwrap();
+    let before = sarif(&[
+        "--sarif-root",
+        dir.path().to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    std::fs::write(&a, format!("# a comment\n\n{text}")).unwrap();
+    let after = sarif(&[
+        "--sarif-root",
+        dir.path().to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    let prints = |log: &Value| -> Vec<(Value, Value)> {
+        log["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["partialFingerprints"].clone(),
+                    r["locations"][0]["physicalLocation"]["region"]["startLine"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (b, a2) = (prints(&before), prints(&after));
+    assert_eq!(b.len(), 4);
+    for ((fb, lb), (fa, la)) in b.iter().zip(&a2) {
+        assert_eq!(fb, fa);
+        assert_eq!(la.as_u64().unwrap(), lb.as_u64().unwrap() + 2);
+    }
+    // --sarif-root: the temp dir is the root, so the URI is the bare name.
+    assert_eq!(
+        after["runs"][0]["artifacts"][0]["location"]["uri"],
+        "a.toml"
+    );
+}
+
+#[test]
+fn misspellings_come_back_with_the_word_meant() {
+    let json = |rel: &str| -> Vec<Value> {
+        stdout(&topocheck(&["--format", "json", rel]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let field = &json("examples/bad/unknown-field.toml")[0];
+    assert_eq!(field["label"], "did you mean `priority`?");
+    assert_eq!(field["help"], "rename `priorty` to `priority`");
+    let region = &json("examples/bad/names.toml")[0];
+    assert_eq!(region["code"], "TC002");
+    assert_eq!(region["label"], "did you mean `dallas`?");
+    let kind = &json("examples/bad/misspelt-kind.toml")[0];
+    assert_eq!(kind["field"], "stores[0].kind");
+    assert_eq!(kind["label"], "did you mean `postgres`?");
+    let missing = &json("examples/no-such-file.toml")[0];
+    assert_eq!(missing["code"], "TC000");
+    let help = missing["help"].as_str().unwrap();
+    assert!(
+        help.starts_with("check the path: `examples/no-such-file.toml` is looked up from /"),
+        "{help}"
     );
 }

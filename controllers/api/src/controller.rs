@@ -66,6 +66,12 @@ pub trait Controller: Send + Sync + std::fmt::Debug {
     async fn recorded_epoch(&self) -> Result<Option<u64>> {
         Ok(None)
     }
+
+    /// How this store writes positions and names its history number, for
+    /// everything printed to people. The default is plain numbers.
+    fn notation(&self) -> crate::Notation {
+        crate::Notation::PLAIN
+    }
 }
 
 /// Helpers every controller gets for free.

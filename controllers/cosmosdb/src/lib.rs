@@ -174,6 +174,10 @@ fn check_declared_priorities(store: &Store) -> std::result::Result<(), CosmosErr
     Ok(())
 }
 
+/// Cosmos DB exposes no replication position (and observes none): plain
+/// numbers, should one ever be printed.
+pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Notation::PLAIN;
+
 #[async_trait]
 impl Controller for CosmosController {
     fn store(&self) -> &str {
@@ -182,6 +186,10 @@ impl Controller for CosmosController {
 
     fn kind(&self) -> StoreKind {
         StoreKind::Cosmosdb
+    }
+
+    fn notation(&self) -> switchyard_controller::Notation {
+        NOTATION
     }
 
     fn capability(&self) -> Capability {

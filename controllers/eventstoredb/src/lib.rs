@@ -313,6 +313,13 @@ impl EsdbController {
     }
 }
 
+/// EventStoreDB's notation, as its gossip writes it: the writer checkpoint
+/// (a byte position in the transaction log) and the epoch number.
+pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Notation {
+    term: "epoch",
+    position: |p| format!("writer checkpoint {} in epoch {}", p.offset, p.epoch),
+};
+
 #[async_trait]
 impl Controller for EsdbController {
     fn store(&self) -> &str {
@@ -321,6 +328,10 @@ impl Controller for EsdbController {
 
     fn kind(&self) -> StoreKind {
         StoreKind::Eventstoredb
+    }
+
+    fn notation(&self) -> switchyard_controller::Notation {
+        NOTATION
     }
 
     fn capability(&self) -> Capability {

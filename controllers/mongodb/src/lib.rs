@@ -133,6 +133,21 @@ impl MongoController {
     }
 }
 
+/// MongoDB's notation: an optime is a timestamp (seconds, increment) and
+/// the election term, as `rs.status()` shows them
+/// (`Timestamp(1700000000, 3) in term 5`).
+pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Notation {
+    term: "term",
+    position: |p| {
+        format!(
+            "Timestamp({}, {}) in term {}",
+            p.offset >> 32,
+            p.offset & 0xffff_ffff,
+            p.epoch
+        )
+    },
+};
+
 #[async_trait]
 impl Controller for MongoController {
     fn store(&self) -> &str {
@@ -141,6 +156,10 @@ impl Controller for MongoController {
 
     fn kind(&self) -> StoreKind {
         StoreKind::Mongodb
+    }
+
+    fn notation(&self) -> switchyard_controller::Notation {
+        NOTATION
     }
 
     fn capability(&self) -> Capability {

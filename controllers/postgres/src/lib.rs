@@ -363,6 +363,19 @@ pub(crate) fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// PostgreSQL's notation: the WAL location as `pg_current_wal_lsn()` prints
+/// it and the timeline (`0/4000060 on timeline 2`).
+pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Notation {
+    term: "timeline",
+    position: |p| {
+        format!(
+            "{} on timeline {}",
+            crate::lsn::format_lsn(p.offset),
+            p.epoch
+        )
+    },
+};
+
 #[async_trait]
 impl Controller for PostgresController {
     fn store(&self) -> &str {
@@ -371,6 +384,10 @@ impl Controller for PostgresController {
 
     fn kind(&self) -> StoreKind {
         StoreKind::Postgres
+    }
+
+    fn notation(&self) -> switchyard_controller::Notation {
+        NOTATION
     }
 
     fn capability(&self) -> Capability {

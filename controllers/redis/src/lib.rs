@@ -196,6 +196,14 @@ impl RedisController {
     }
 }
 
+/// Redis's notation: the replication offset (`master_repl_offset`, bytes)
+/// and the store's term (Sentinel's config-epoch, or without Sentinel the
+/// term Switchyard records with each promotion).
+pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Notation {
+    term: "term",
+    position: |p| format!("repl offset {} in term {}", p.offset, p.epoch),
+};
+
 #[async_trait]
 impl Controller for RedisController {
     fn store(&self) -> &str {
@@ -204,6 +212,10 @@ impl Controller for RedisController {
 
     fn kind(&self) -> StoreKind {
         StoreKind::Redis
+    }
+
+    fn notation(&self) -> switchyard_controller::Notation {
+        NOTATION
     }
 
     fn capability(&self) -> Capability {

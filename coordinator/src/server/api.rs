@@ -232,6 +232,7 @@ impl AppState {
         match journal {
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Aborted | ExecutionStatus::Closed => "aborted",
+            ExecutionStatus::Refused => "refused",
             // Unfinished and not running here: interrupted, resumable.
             ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty => {
                 "failed"

@@ -5,7 +5,7 @@
 
 use super::metrics::Metrics;
 use crate::journal::now_ms;
-use crate::service::{summary_of, Service};
+use crate::service::Service;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -23,6 +23,11 @@ pub struct StoreView {
     pub state: Option<serde_json::Value>,
     /// One line: primary and healthy members, or why it could not be observed.
     pub summary: String,
+    /// The verdict on each member and the store (`coordinator/src/health.rs`:
+    /// reachable, replicating from the primary, within the lag bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub health: Option<serde_json::Value>,
     /// Why the store could not be observed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -85,15 +90,18 @@ impl Observer {
             Ok(report) => report
                 .stores
                 .into_iter()
-                .map(|(store, s)| match s {
-                    Ok(s) => StoreView {
-                        summary: summary_of(&s),
+                .zip(report.health)
+                .map(|((store, s), (_, h))| match (s, h) {
+                    (Ok(s), Ok(h)) => StoreView {
+                        summary: h.summary(),
+                        health: serde_json::to_value(&h).ok(),
                         state: serde_json::to_value(&s).ok(),
                         store,
                         error: None,
                     },
-                    Err(e) => StoreView {
+                    (Err(e), _) | (_, Err(e)) => StoreView {
                         summary: format!("cannot observe: {e}"),
+                        health: None,
                         state: None,
                         store,
                         error: Some(e),

@@ -55,6 +55,10 @@ struct Cli {
     /// List every rule and exit.
     #[arg(long)]
     list_rules: bool,
+    /// Directory SARIF URIs are relative to (`%SRCROOT%`); default: the git
+    /// repository holding the current directory, else the directory itself.
+    #[arg(long, value_name = "DIR")]
+    sarif_root: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -101,7 +105,16 @@ fn main() -> ExitCode {
             human::render(&reports, color)
         }
         Format::Json => json::render(&reports),
-        Format::Sarif => sarif::render(&reports),
+        Format::Sarif => {
+            let locator = match &cli.sarif_root {
+                Some(root) => sarif::Locator::new(
+                    root,
+                    &std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                ),
+                None => sarif::Locator::from_current_dir(),
+            };
+            sarif::render_with(&reports, &locator)
+        }
     };
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();

@@ -1,0 +1,212 @@
+//! Machine output: under `--output json` every command prints compact JSON
+//! objects, one per line, each opening with `schema` (what it is and its
+//! version, e.g. `switchyard.event/v1`) and `ts` (when it was printed, RFC
+//! 3339 UTC). The schemas are documented in docs/schemas/.
+
+use crate::journal::{format_ms, now_ms};
+use serde_json::{Map, Value};
+
+/// Progress events, execution reports, abort and drill reports.
+pub const EVENT: &str = "switchyard.event/v1";
+/// `state`.
+pub const STATE: &str = "switchyard.state/v1";
+/// `plan failover --output json`: a plan `run` accepts back.
+pub const PLAN: &str = "switchyard.plan/v1";
+/// One row of `executions` / `history`, or the result of `executions close`.
+pub const EXECUTION: &str = "switchyard.execution/v1";
+/// `show`: one execution's report and journal.
+pub const SHOW: &str = "switchyard.show/v1";
+
+/// `body`'s fields after `schema` and `ts` (a non-object body goes under
+/// `value`).
+pub fn envelope(schema: &str, body: Value) -> Value {
+    let mut obj = Map::new();
+    obj.insert("schema".into(), schema.into());
+    obj.insert("ts".into(), format_ms(now_ms()).into());
+    match body {
+        Value::Object(fields) => {
+            for (k, v) in fields {
+                if k != "schema" && k != "ts" {
+                    obj.insert(k, v);
+                }
+            }
+        }
+        other => {
+            obj.insert("value".into(), other);
+        }
+    }
+    Value::Object(obj)
+}
+
+/// Print `body` as one compact line under `schema`.
+pub fn line(schema: &str, body: Value) {
+    println!("{}", envelope(schema, body));
+}
+
+/// A JSON document without the envelope's fields, so that a plan printed
+/// by `plan --output json` reads back as a plan.
+pub fn strip_envelope(mut v: Value) -> Value {
+    if let Value::Object(obj) = &mut v {
+        obj.remove("schema");
+        obj.remove("ts");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn schema_and_ts_come_first() {
+        let v = envelope(EVENT, json!({"event": "x", "schema": "forged"}));
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["schema", "ts", "event"]);
+        assert_eq!(v["schema"], EVENT);
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(strip_envelope(v), json!({"event": "x"}));
+    }
+}
+
+/// The JSON Schemas of every line `--output json` prints (docs/schemas/),
+/// generated from the types that produce them.
+pub mod schema {
+    use crate::health::{StoreHealth, Unfinished};
+    use crate::progress::ProgressEvent;
+    use crate::report::ExecutionReport;
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+    use serde_json::Value;
+
+    /// RFC 3339 UTC time.
+    fn ts(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "format": "date-time", "pattern": "Z$"})
+    }
+
+    fn constant(c: &str) -> Schema {
+        json_schema!({"type": "string", "const": c})
+    }
+
+    fn state_schema(_: &mut SchemaGenerator) -> Schema {
+        constant(super::STATE)
+    }
+    fn event_schema(_: &mut SchemaGenerator) -> Schema {
+        constant(super::EVENT)
+    }
+    fn plan_schema(_: &mut SchemaGenerator) -> Schema {
+        constant(super::PLAN)
+    }
+    fn execution_schema(_: &mut SchemaGenerator) -> Schema {
+        constant(super::EXECUTION)
+    }
+    fn show_schema(_: &mut SchemaGenerator) -> Schema {
+        constant(super::SHOW)
+    }
+
+    /// `switchyard state --output json`.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct StateLine {
+        /// `switchyard.state/v1`.
+        #[schemars(schema_with = "state_schema")]
+        schema: String,
+        /// When it was printed.
+        #[schemars(schema_with = "ts")]
+        ts: String,
+        /// Topology name.
+        topology: String,
+        /// The open execution, if any.
+        unfinished_execution: Option<Unfinished>,
+        /// Per store.
+        stores: Vec<StateStore>,
+    }
+
+    /// One store of [`StateLine`]: its verdict and observation, or why it
+    /// could not be observed.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct StateStore {
+        /// Store name.
+        store: String,
+        /// Verdict.
+        #[serde(default)]
+        health: Option<StoreHealth>,
+        /// What the controller observed (members, roles, positions, lag).
+        #[serde(default)]
+        state: Option<Value>,
+        /// Why it could not be observed.
+        #[serde(default)]
+        error: Option<String>,
+    }
+
+    /// Every line of an execution's event stream.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct EventLine {
+        /// `switchyard.event/v1`.
+        #[schemars(schema_with = "event_schema")]
+        schema: String,
+        /// When it was reported.
+        #[schemars(schema_with = "ts")]
+        ts: String,
+        /// The event (`event` names it).
+        #[serde(flatten)]
+        body: EventBody,
+    }
+
+    /// What an event line says.
+    #[derive(JsonSchema)]
+    #[serde(untagged)]
+    #[allow(dead_code)]
+    pub enum EventBody {
+        /// Live progress.
+        Progress(ProgressEvent),
+        /// An execution's final report (`event: report`), or the reports of
+        /// an abort or a drill.
+        Report(ReportEvent),
+    }
+
+    /// `event: report`, `abort_report`, `drill_report`.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct ReportEvent {
+        /// `report`, `abort_report` or `drill_report`.
+        #[schemars(schema_with = "report_names")]
+        event: String,
+        /// The execution's report (`report`).
+        #[serde(default)]
+        report: Option<ExecutionReport>,
+    }
+
+    fn report_names(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "enum": ["report", "abort_report", "drill_report"]})
+    }
+
+    /// Envelope-only lines whose body follows a document described elsewhere
+    /// (docs/coordinator.md for plans, docs/cli.md for executions).
+    fn envelope(schema: fn(&mut SchemaGenerator) -> Schema, title: &str) -> Value {
+        let mut g = SchemaGenerator::default();
+        serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": title,
+            "type": "object",
+            "required": ["schema", "ts"],
+            "properties": {"schema": schema(&mut g), "ts": ts(&mut g)},
+        })
+    }
+
+    /// `(file name under docs/schemas/, schema)` for every line kind.
+    pub fn all() -> Vec<(&'static str, Value)> {
+        let of = |s: Schema| s.to_value();
+        vec![
+            ("state.schema.json", of(schemars::schema_for!(StateLine))),
+            ("event.schema.json", of(schemars::schema_for!(EventLine))),
+            ("plan.schema.json", envelope(plan_schema, "PlanLine")),
+            (
+                "execution.schema.json",
+                envelope(execution_schema, "ExecutionLine"),
+            ),
+            ("show.schema.json", envelope(show_schema, "ShowLine")),
+        ]
+    }
+}
