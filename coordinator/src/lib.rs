@@ -16,21 +16,31 @@
 //! - [`journal`]: the append-only, fsync'd execution journal.
 //! - [`lock`]: one execution at a time, with a fencing epoch.
 //! - [`registry`]: store kind → controller.
+//! - [`policy`]: the safety policy file beside the topology; [`gate`],
+//!   [`stage_hook`], [`approval`]: what it asks for; [`safety`]: gates and
+//!   hooks at execution and stage boundaries.
+//! - [`rollback`]: returning every store an execution moved to where it started.
 
 pub mod abort;
+pub mod approval;
 pub mod cli;
 pub mod driver;
 pub mod executor;
 pub mod expectation;
 pub mod failpoint;
+pub mod gate;
 pub mod journal;
 pub mod lock;
 pub mod plan;
 pub mod planner;
+pub mod policy;
 pub mod progress;
 pub mod registry;
 pub mod remote;
 pub mod report;
+pub mod rollback;
+pub mod safety;
 pub mod server;
 pub mod service;
+pub mod stage_hook;
 pub mod validate;

@@ -73,6 +73,9 @@ pub struct ExecutionReport {
     pub overhead_us: u64,
     /// Sum of stage wall times (µs).
     pub wall_us: u64,
+    /// Who asked for approval and who gave it, when the policy wanted one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Box<crate::approval::ApprovalState>>,
 }
 
 impl ExecutionReport {
@@ -235,6 +238,7 @@ impl ExecutionReport {
             processes,
             overhead_us: stages.iter().map(|s| s.overhead_us).sum(),
             wall_us: stages.iter().map(|s| s.wall_us).sum(),
+            approval: crate::approval::ApprovalState::of(records).map(Box::new),
             stages,
             stores: stores.into_values().collect(),
         }
@@ -253,6 +257,9 @@ impl ExecutionReport {
             self.processes,
             if self.processes == 1 { "" } else { "es" }
         );
+        if let Some(a) = &self.approval {
+            let _ = writeln!(out, "{}", a.render());
+        }
         let _ = writeln!(
             out,
             "\n  {:<5} {:<28} {:>9} {:>9} {:>11} {:>11}",
@@ -487,6 +494,8 @@ pub fn timeline(records: &[Record]) -> String {
                 }
                 s
             }
+            // Gates, hooks, approvals: described where they are defined.
+            other => crate::safety::describe(other),
         };
         let _ = writeln!(out, "{rel}  {line}");
     }
