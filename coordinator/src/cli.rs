@@ -569,6 +569,10 @@ async fn start(
         }
         other => other?,
     };
+    // A plan with `on_failure = "rollback"` that was rolled back says so.
+    if let (Outcome::Aborted, Some(r)) = (done.outcome, &done.reason) {
+        eprintln!("switchyard: {r}");
+    }
     Ok(code_of(done.outcome))
 }
 

@@ -155,9 +155,21 @@ async fn a_plan_with_on_failure_rollback_rolls_itself_back() {
         r.stdout, r.stderr
     );
     assert!(
-        r.stderr.contains("on_failure = \"rollback\""),
+        r.stderr.contains("failed and was rolled back by"),
         "{}",
         r.stderr
+    );
+    let planned = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "rollback_planned")
+        .expect("the rollback is previewed");
+    assert!(
+        planned["stores"][0]["action"]
+            .as_str()
+            .unwrap()
+            .contains("unfence the old primary in east"),
+        "{planned}"
     );
     let events = r.events();
     let ended: Vec<_> = events
