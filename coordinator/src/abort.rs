@@ -547,6 +547,7 @@ pub fn plan_abort(
     }
     AbortPlan {
         plan: (!stages.is_empty()).then(|| Plan {
+            on_failure: None,
             version: plan.version,
             name: format!("{NAME_PREFIX}{id}"),
             topology: plan.topology.clone(),

@@ -4,9 +4,11 @@
 //! 0 success; 1 execution failed (resumable); 2 usage or configuration error;
 //! 3 another execution holds the lock (or an unfinished one must be resumed
 //! or aborted first); 4 aborted by the operator or confirmation declined;
-//! 5 refused before any store changed (readiness, lag beyond the bound);
+//! 5 refused before any store changed (readiness, lag beyond the bound, a
+//! gate, a pre-hook, a refused approval or rollback);
 //! 6 `state` saw a split brain (two writable primaries in one store);
-//! 7 `state` saw a store without a writable primary or a member not healthy.
+//! 7 `state` saw a store without a writable primary or a member not healthy;
+//! 8 the execution waits for a second person's approval.
 
 use crate::health;
 use crate::journal::{format_ms, ExecutionStatus};
@@ -49,6 +51,9 @@ pub mod exit {
     /// `state`: every store was observed, but one has no writable primary
     /// or a member that is not healthy (or whose health is unknown).
     pub const DEGRADED: i32 = 7;
+    /// The execution needs a second person's approval: it is journaled as
+    /// `pending_approval` and nothing was issued (`switchyard approve ID`).
+    pub const PENDING_APPROVAL: i32 = 8;
 }
 
 /// Switchyard: fail replicated datastores over between regions, in
@@ -268,6 +273,33 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Return every store an execution moved to the region it started in:
+    /// planned from its journal and what the stores show now, previewed,
+    /// run as an execution of its own with a checkpoint after every stage.
+    /// Refuses, naming the store and why, when the way back would lose data.
+    Rollback {
+        /// Execution id (default: the unfinished one).
+        id: Option<String>,
+        /// Plan timeouts.
+        #[command(flatten)]
+        timeouts: Timeouts,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Output format.
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Approve an execution that is `pending_approval` (the two-person
+    /// rule): as an OS user other than the requester, or with an approver
+    /// token in SWITCHYARD_APPROVER_TOKEN. `switchyard resume ID` runs it.
+    Approve {
+        /// Execution id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Fail over to a region, verify, fail back; report both directions.
     Drill {
         /// Region to move to and back from.
@@ -455,6 +487,7 @@ impl From<ServiceError> for Exit {
                 ErrorKind::Locked => exit::LOCKED,
                 ErrorKind::Refused => exit::REFUSED,
                 ErrorKind::Failed => exit::FAILED,
+                ErrorKind::PendingApproval => exit::PENDING_APPROVAL,
             },
             message: e.message,
         }
@@ -565,6 +598,27 @@ impl EventSink for Render {
     fn send(&self, ev: &ServiceEvent) {
         match ev {
             ServiceEvent::Progress(p) => self.reporter.event(p),
+            ServiceEvent::RollbackPlanned {
+                execution_id,
+                stores,
+            } => {
+                if self.json {
+                    let v: Vec<_> = stores
+                        .iter()
+                        .map(|(s, a)| json!({"store": s, "action": a}))
+                        .collect();
+                    println!(
+                        "{}",
+                        json!({"event": "rollback_planned", "execution_id": execution_id, "stores": v})
+                    );
+                } else {
+                    println!("Rolling back {execution_id}:");
+                    for (s, a) in stores {
+                        println!("  {s:<12} {a}");
+                    }
+                    println!();
+                }
+            }
             ServiceEvent::Report { report, reason } => {
                 if self.json {
                     output::line(output::EVENT, json!({"event": "report", "report": report}));
@@ -674,8 +728,102 @@ async fn start(
     }
     let preview = preview_of(service, pending.plan(), yes).await;
     confirm(pending.plan(), yes, output, preview.as_deref())?;
-    let done = service.run(pending, Render::sink(output)).await?;
+    let done = match service.run(pending, Render::sink(output)).await {
+        Err(e) if e.kind == ErrorKind::PendingApproval => {
+            pending_approval(service, output);
+            return Err(e.into());
+        }
+        other => other?,
+    };
+    // A plan with `on_failure = "rollback"` that was rolled back says so.
+    if let (Outcome::Aborted, Some(r)) = (done.outcome, &done.reason) {
+        eprintln!("switchyard: {r}");
+    }
     Ok(code_of(done.outcome))
+}
+
+/// With `--output json`, the `pending_approval` event of the execution just
+/// journaled as waiting for approval (the newest one that is).
+fn pending_approval(service: &Service, output: Option<Output>) {
+    if !json_mode(output) {
+        return;
+    }
+    let Ok(list) = service.executions() else {
+        return;
+    };
+    let Some(e) = list
+        .iter()
+        .rev()
+        .find(|e| e.summary.status == ExecutionStatus::PendingApproval)
+    else {
+        return;
+    };
+    let Ok(shown) = service.show(&e.summary.id) else {
+        return;
+    };
+    if let Some(a) = &shown.report.approval {
+        println!(
+            "{}",
+            json!({"event": "pending_approval", "execution_id": shown.id,
+                   "status": "pending_approval", "requester": a.request.requester,
+                   "reasons": a.request.reasons,
+                   "expires_at": format_ms(a.request.expires_at_ms)})
+        );
+    }
+}
+
+/// `switchyard rollback [ID]`: plan, preview, ask, run.
+async fn rollback(
+    service: &Service,
+    id: Option<String>,
+    timeouts: &Timeouts,
+    yes: bool,
+    output: Option<Output>,
+) -> Result<i32, Exit> {
+    let t = crate::rollback::Timeouts {
+        stage_ms: timeouts.stage_timeout_ms,
+        catch_up_ms: timeouts.catch_up_timeout_ms,
+    };
+    let pending = service.prepare_rollback(id, t).await?;
+    let sink = Render::sink(output);
+    sink.send(&ServiceEvent::RollbackPlanned {
+        execution_id: pending.id.clone(),
+        stores: crate::service::rollback_actions(&pending.planned),
+    });
+    if let Some(plan) = &pending.planned.plan {
+        if !yes && !json_mode(output) {
+            print!("{}", plan.render());
+        }
+        confirm(plan, yes, output, None)?;
+    }
+    let id = pending.id.clone();
+    match service.rollback(pending, sink).await? {
+        Some(done) => Ok(code_of(done.outcome)),
+        None => {
+            if !json_mode(output) {
+                println!("Every store is primary where {id} found it; {id} is closed.");
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// `switchyard approve ID`.
+fn approve(service: &Service, id: &str, output: Output) -> Result<i32, Exit> {
+    let token = std::env::var(crate::approval::TOKEN_ENV).ok();
+    let d = service.approve(id, token.as_deref())?;
+    if output == Output::Json {
+        println!(
+            "{}",
+            json!({"execution_id": id, "status": "approved", "approver": d.approver})
+        );
+    } else {
+        println!(
+            "Execution {id} approved by {}; `switchyard resume {id}` runs it.",
+            d.approver
+        );
+    }
+    Ok(exit::OK)
 }
 
 async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
@@ -743,6 +891,13 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         }
         Command::Abort { id, output } => abort(service, id, output).await,
         Command::Executions { action, output } => executions(service, action, output),
+        Command::Approve { id, output } => approve(service, &id, output),
+        Command::Rollback {
+            id,
+            timeouts,
+            yes,
+            output,
+        } => rollback(service, id, &timeouts, yes, output).await,
         Command::Show { id, output, wide } => {
             // A damaged journal is shown too: what could be read, and where not.
             let shown = service.show(&id)?;

@@ -160,6 +160,7 @@ pub struct Driver {
     retry: RetryPolicy,
     poll: PollPolicy,
     next_seq: u64,
+    boundaries: Option<Arc<dyn crate::safety::Boundaries>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -196,7 +197,23 @@ impl Driver {
             retry: RetryPolicy::default(),
             poll: PollPolicy::default(),
             next_seq,
+            boundaries: None,
         }
+    }
+
+    /// Evaluate gates and run hooks at stage and execution boundaries
+    /// (see [`crate::safety`]).
+    pub fn with_boundaries(mut self, b: Arc<dyn crate::safety::Boundaries>) -> Self {
+        self.boundaries = Some(b);
+        self
+    }
+
+    /// Journal what a boundary decided (durably); its reason to stop, if any.
+    fn boundary(&mut self, verdict: crate::safety::Verdict) -> Result<Option<String>, DriverError> {
+        for r in &verdict.records {
+            self.record(r)?;
+        }
+        Ok(verdict.stop)
     }
 
     /// Crash deliberately at a boundary (crash-safety tests).
@@ -247,6 +264,21 @@ impl Driver {
             let actions = ex.next();
             let stage = ex.current_stage();
             if stage != stage_now {
+                if let Some(b) = self.boundaries.clone() {
+                    if let Some(prev) = stage_now {
+                        self.boundary(b.after_stage(ex.plan(), prev).await)?;
+                    }
+                    if let Some(s) = stage {
+                        if let Some(reason) = self.boundary(b.before_stage(ex.plan(), s).await)? {
+                            self.boundary(b.after_execution(ex.plan(), "failed").await)?;
+                            return Ok(RunEnd::Failed {
+                                stage: s,
+                                reason,
+                                refused: true,
+                            });
+                        }
+                    }
+                }
                 if let Some(s) = stage {
                     stage_now = Some(s);
                     stage_started = Instant::now();
@@ -281,6 +313,10 @@ impl Driver {
                 match action {
                     Action::Done => {
                         self.record(&Record::Finished { at_ms: now_ms() })?;
+                        // The last stage's post-stage hooks ran on the way here.
+                        if let Some(b) = self.boundaries.clone() {
+                            self.boundary(b.after_execution(ex.plan(), "succeeded").await)?;
+                        }
                         return Ok(RunEnd::Succeeded);
                     }
                     Action::Aborted => return Ok(RunEnd::Aborted),
@@ -290,6 +326,9 @@ impl Driver {
                         refused,
                     } => {
                         self.journal.sync()?;
+                        if let Some(b) = self.boundaries.clone() {
+                            self.boundary(b.after_execution(ex.plan(), "failed").await)?;
+                        }
                         return Ok(RunEnd::Failed {
                             stage,
                             reason,

@@ -558,6 +558,7 @@ mod tests {
             connection: Default::default(),
             settings: Default::default(),
             members: vec![],
+            tags: vec![],
         };
         let h = assess(&s, Some(&store), &Notation::PLAIN);
         assert_eq!(h.members[1].verdict.word(), "unknown");

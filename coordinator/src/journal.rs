@@ -282,6 +282,15 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         damage: Vec<String>,
     },
+    /// A gate was evaluated before a stage (see [`crate::gate`]).
+    Gate(crate::gate::GateRecord),
+    /// An execution or stage hook ran (see [`crate::stage_hook`]).
+    Hook(crate::stage_hook::HookRecord),
+    /// The execution needs a second person's approval before it runs
+    /// (see [`crate::approval`]).
+    ApprovalRequested(crate::approval::ApprovalRequest),
+    /// Someone approved the execution, or tried to and was refused.
+    Approval(crate::approval::ApprovalDecision),
 }
 
 /// The sequence number the next intent of an execution gets: one past the
@@ -717,6 +726,9 @@ pub struct ExecutionSummary {
 pub enum ExecutionStatus {
     /// Not finished: still running, interrupted, or stopped by a failure; resumable.
     Unfinished,
+    /// Journaled with its plan, waiting for a second person's approval
+    /// (`switchyard approve ID`); nothing has been issued.
+    PendingApproval,
     /// Stopped by a failed operation or checkpoint; resumable.
     Failed,
     /// Every stage passed.
@@ -738,6 +750,7 @@ impl std::fmt::Display for ExecutionStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ExecutionStatus::Unfinished => "unfinished",
+            ExecutionStatus::PendingApproval => "pending_approval",
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Aborted => "aborted",
@@ -791,6 +804,8 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
                 ..
             } => s.status = ExecutionStatus::Failed,
             Record::Resumed { .. } => s.status = ExecutionStatus::Unfinished,
+            Record::ApprovalRequested(_) => s.status = ExecutionStatus::PendingApproval,
+            Record::Approval(a) if a.approved => s.status = ExecutionStatus::Unfinished,
             _ => {}
         }
         s.last_at_ms = s.last_at_ms.max(record_time(r));
@@ -818,6 +833,10 @@ pub fn record_time(r: &Record) -> u64 {
         | Record::Finished { at_ms }
         | Record::Aborted { at_ms, .. }
         | Record::Closed { at_ms, .. } => *at_ms,
+        Record::Gate(g) => g.at_ms,
+        Record::Hook(h) => h.at_ms,
+        Record::ApprovalRequested(a) => a.at_ms,
+        Record::Approval(a) => a.at_ms,
     }
 }
 
@@ -932,6 +951,7 @@ mod tests {
             kind: "run".into(),
             topology_file: "t.toml".into(),
             plan: Plan {
+                on_failure: None,
                 version: 1,
                 name: "p".into(),
                 topology: "t".into(),

@@ -19,24 +19,34 @@
 //! - [`registry`]: store kind → controller.
 //! - [`output`]: the envelope (`schema`, `ts`) of every JSON line.
 //! - [`health`]: what `state` claims about each member and store, and why.
+//! - [`policy`]: the safety policy file beside the topology; [`gate`],
+//!   [`stage_hook`], [`approval`]: what it asks for; [`safety`]: gates and
+//!   hooks at execution and stage boundaries.
+//! - [`rollback`]: returning every store an execution moved to where it started.
 
 pub mod abort;
+pub mod approval;
 pub mod cli;
 pub mod driver;
 pub mod executor;
 pub mod expectation;
 pub mod failpoint;
 pub mod health;
+pub mod gate;
 pub mod journal;
 pub mod lock;
 pub mod output;
 pub mod plan;
 pub mod planner;
 pub mod preview;
+pub mod policy;
 pub mod progress;
 pub mod registry;
 pub mod remote;
 pub mod report;
+pub mod rollback;
+pub mod safety;
 pub mod server;
 pub mod service;
+pub mod stage_hook;
 pub mod validate;

@@ -37,6 +37,11 @@ pub struct Plan {
     pub depends_on: std::collections::BTreeMap<String, Vec<String>>,
     /// The stages, in order.
     pub stages: Vec<Stage>,
+    /// What happens when the execution fails: by default it stops,
+    /// resumable; `"rollback"` runs the compensating rollback right away
+    /// (see [`crate::rollback`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<crate::rollback::OnFailure>,
 }
 
 /// How the plan moves primaries.

@@ -413,6 +413,7 @@ pub fn plan_failover(
     }
 
     Ok(Plan {
+        on_failure: None,
         version: PLAN_VERSION,
         name: format!(
             "{} to {target}",

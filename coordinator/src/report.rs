@@ -78,6 +78,9 @@ pub struct ExecutionReport {
     pub overhead_us: u64,
     /// Sum of stage wall times (µs).
     pub wall_us: u64,
+    /// Who asked for approval and who gave it, when the policy wanted one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Box<crate::approval::ApprovalState>>,
 }
 
 impl ExecutionReport {
@@ -279,6 +282,7 @@ impl ExecutionReport {
             processes,
             overhead_us: stages.iter().map(|s| s.overhead_us).sum(),
             wall_us: stages.iter().map(|s| s.wall_us).sum(),
+            approval: crate::approval::ApprovalState::of(records).map(Box::new),
             stages,
             stores: stores.into_values().collect(),
         }
@@ -307,6 +311,9 @@ impl ExecutionReport {
             if self.processes == 1 { "" } else { "es" }
         );
         out.push_str(&wrap(&head, "  ", "    ", wide));
+        if let Some(a) = &self.approval {
+            let _ = writeln!(out, "{}", a.render());
+        }
         let name_w = if wide {
             self.stages
                 .iter()
@@ -674,6 +681,8 @@ pub fn timeline(records: &[Record]) -> String {
                 }
                 s
             }
+            // Gates, hooks, approvals: described where they are defined.
+            other => crate::safety::describe(other),
         };
         let _ = writeln!(out, "{rel}  {line}");
     }

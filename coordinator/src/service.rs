@@ -55,6 +55,9 @@ pub enum ErrorKind {
     Refused,
     /// Something was run and did not end where it should (drill verification).
     Failed,
+    /// The execution needs a second person's approval: it is journaled as
+    /// `pending_approval` and nothing was issued (see [`crate::approval`]).
+    PendingApproval,
 }
 
 /// A service call that did not happen, or did not end well, and why.
@@ -75,7 +78,7 @@ impl ServiceError {
             message: m.into(),
         }
     }
-    fn new(kind: ErrorKind, m: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, m: impl Into<String>) -> Self {
         ServiceError {
             kind,
             message: m.into(),
@@ -93,6 +96,14 @@ fn usage(e: impl std::fmt::Display) -> ServiceError {
 pub enum ServiceEvent {
     /// Progress of a running execution.
     Progress(ProgressEvent),
+    /// A rollback was planned (`switchyard rollback`, or a plan's
+    /// `on_failure = "rollback"`): what it does with every store.
+    RollbackPlanned {
+        /// The execution rolled back.
+        execution_id: String,
+        /// Per store: (store, what the rollback does).
+        stores: Vec<(String, String)>,
+    },
     /// An execution ended (for this process): its report from the journal.
     Report {
         /// The report.
@@ -221,6 +232,12 @@ pub struct Launched {
     executor: Executor,
     service: Arc<Inner>,
     sink: Arc<dyn EventSink>,
+    /// What `on_failure = "rollback"` needs: the event stream, the lock
+    /// and the controllers.
+    tee: Arc<Tee>,
+    guard: Arc<dyn LockGuard>,
+    controllers: Arc<Controllers>,
+    kind: String,
 }
 
 impl std::fmt::Debug for Launched {
@@ -246,10 +263,65 @@ impl Launched {
             mut executor,
             service,
             sink,
+            tee,
+            guard,
+            controllers,
+            kind,
         } = self;
         let end = driver.run(&mut executor).await;
         drop(driver);
-        service.finish(&id, end, sink.as_ref())
+        let finished = service.finish(&id, end, sink.as_ref())?;
+        let plan = executor.plan();
+        if finished.outcome == Outcome::Succeeded
+            || finished.outcome == Outcome::Aborted
+            || plan.on_failure != Some(crate::rollback::OnFailure::Rollback)
+            || kind == crate::rollback::KIND
+        {
+            return Ok(finished);
+        }
+        // A failure after something changed leaves the execution open (one
+        // that changed nothing was closed by `finish`): roll it back, as the
+        // plan asked.
+        let open = matches!(
+            summarize(&id, &service.journals()?.read(&id).map_err(usage)?).status,
+            ExecutionStatus::Unfinished | ExecutionStatus::Failed
+        );
+        if !open {
+            return Ok(finished);
+        }
+        let timeouts = crate::rollback::Timeouts {
+            stage_ms: plan
+                .stages
+                .iter()
+                .map(|s| s.timeout_ms)
+                .max()
+                .unwrap_or(crate::plan::DEFAULT_STAGE_TIMEOUT_MS),
+            catch_up_ms: 60_000,
+        };
+        let planned = service.plan_rollback(&controllers, &id, timeouts).await?;
+        sink.send(&ServiceEvent::RollbackPlanned {
+            execution_id: id.clone(),
+            stores: rollback_actions(&planned),
+        });
+        let rolled =
+            Box::pin(service.run_rollback(&guard, &controllers, &id, planned, tee)).await?;
+        let ok = rolled
+            .as_ref()
+            .is_none_or(|r| r.outcome == Outcome::Succeeded);
+        Ok(Finished {
+            // The plan did not happen: rolled back (or not).
+            outcome: if ok {
+                Outcome::Aborted
+            } else {
+                Outcome::Failed
+            },
+            reason: Some(match &rolled {
+                Some(r) if ok => format!("{id} failed and was rolled back by {}", r.id),
+                Some(r) => format!("{id} failed and its rollback {} did not succeed", r.id),
+                None => format!("{id} failed; every store was where it started, {id} is closed"),
+            }),
+            ..finished
+        })
     }
 }
 
@@ -269,6 +341,34 @@ impl std::fmt::Debug for PendingAbort {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
+}
+
+/// A rollback decided from the journal and the stores, with the lock held
+/// (see [`crate::rollback`]).
+pub struct PendingRollback {
+    guard: Arc<dyn LockGuard>,
+    controllers: Arc<Controllers>,
+    /// The execution being rolled back.
+    pub id: String,
+    /// What to run, and every store's action.
+    pub planned: crate::rollback::RollbackPlan,
+}
+
+impl std::fmt::Debug for PendingRollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRollback")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every store's rollback action, as (store, words).
+pub fn rollback_actions(planned: &crate::rollback::RollbackPlan) -> Vec<(String, String)> {
+    planned
+        .actions
+        .iter()
+        .map(|(s, a)| (s.clone(), a.to_string()))
+        .collect()
 }
 
 /// How an abort ended, judged by the stores observed after it.
@@ -581,6 +681,8 @@ impl Service {
     pub async fn state(&self) -> Result<StateReport, ServiceError> {
         let controllers = self.controllers()?;
         let stores = observe_all(&controllers).await;
+        // Evidence for the failback gate: who looked, when, and what they saw.
+        crate::gate::record_health(&self.inner.state_dir, &self.inner.topology(), &stores);
         let topology = self.topology();
         let health = stores
             .iter()
@@ -782,6 +884,70 @@ impl Service {
             run,
             verdicts,
             after,
+        })
+    }
+
+    /// Take the lock and plan the rollback of execution `id` (default: the
+    /// unfinished one) from its journal and what every store shows now;
+    /// refused ([`ErrorKind::Refused`]), naming each store and why, when the
+    /// way back would lose data.
+    pub async fn prepare_rollback(
+        &self,
+        id: Option<String>,
+        timeouts: crate::rollback::Timeouts,
+    ) -> Result<PendingRollback, ServiceError> {
+        let guard = self.inner.lock("rollback")?;
+        let controllers = self.controllers()?;
+        let id = match id {
+            Some(id) => id,
+            None => self.inner.unfinished()?.ok_or_else(|| {
+                ServiceError::usage("nothing to roll back: no unfinished execution")
+            })?,
+        };
+        let planned = self
+            .inner
+            .plan_rollback(&controllers, &id, timeouts)
+            .await?;
+        Ok(PendingRollback {
+            guard,
+            controllers,
+            id,
+            planned,
+        })
+    }
+
+    /// Run a rollback as an execution of its own (closing the rolled-back
+    /// one once its start is durable). `None`: nothing to run (every store
+    /// was where it started; the execution is closed).
+    pub async fn rollback(
+        &self,
+        pending: PendingRollback,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Option<Finished>, ServiceError> {
+        let PendingRollback {
+            guard,
+            controllers,
+            id,
+            planned,
+        } = pending;
+        self.inner
+            .run_rollback(&guard, &controllers, &id, planned, self.tee(sink))
+            .await
+    }
+
+    /// `switchyard approve ID`: approve execution `id` as the OS user of this
+    /// process, or as the holder of `token` (see [`crate::approval`]).
+    pub fn approve(
+        &self,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<crate::approval::ApprovalDecision, ServiceError> {
+        let policy = crate::policy::load(&self.inner.topology_file).map_err(usage)?;
+        let _guard = self.inner.lock("approve")?;
+        let store = self.inner.journals()?;
+        crate::approval::approve(&store, &policy.approvals, id, token).map_err(|e| match e {
+            crate::approval::ApproveError::Usage(m) => ServiceError::usage(m),
+            crate::approval::ApproveError::Refused(m) => ServiceError::new(ErrorKind::Refused, m),
         })
     }
 
@@ -1245,10 +1411,26 @@ impl Inner {
             topology_file: self.topology_file.display().to_string(),
             plan: plan.clone(),
         };
+        // Read before the journal exists: a bad policy file starts nothing.
+        let policy = crate::policy::load(&self.topology_file).map_err(usage)?;
+        let reasons = crate::approval::reasons(&policy.approvals, &plan, &self.topology());
+        let expire_after_s = policy.approvals.expire_after_s;
+        let safety = self.boundaries(
+            policy,
+            controllers,
+            &id,
+            kind,
+            std::slice::from_ref(&started),
+        );
         let journal = store.create(&id, &started).map_err(usage)?;
         tee.driving(&id);
         if let Some(old) = supersedes {
             self.close(old.id, guard.epoch(), old.stores)?;
+        }
+        // An abort or a rollback is never held back: each ends or undoes an
+        // execution that was already allowed to run.
+        if !reasons.is_empty() && kind != crate::abort::KIND && kind != crate::rollback::KIND {
+            return Err(request_approval(&store, &id, reasons, expire_after_s)?);
         }
         let driver = Driver::new(
             controllers.clone(),
@@ -1258,7 +1440,8 @@ impl Inner {
             tee.clone(),
             1,
         )
-        .with_failpoint(failpoint);
+        .with_failpoint(failpoint)
+        .with_boundaries(safety);
         tee.event(&ProgressEvent::ExecutionStarted {
             execution_id: id.clone(),
             plan: plan.name.clone(),
@@ -1271,7 +1454,11 @@ impl Inner {
             driver,
             executor: Executor::new(plan),
             service: self.clone(),
-            sink: tee,
+            sink: tee.clone(),
+            tee,
+            guard: guard.clone(),
+            controllers: controllers.clone(),
+            kind: kind.to_string(),
         })
     }
 
@@ -1337,21 +1524,35 @@ impl Inner {
             }
             _ => {}
         }
+        if let Some(state) = crate::approval::ApprovalState::of(&recs) {
+            if let Some(why) = state.blocks_start(id, now_ms()) {
+                let kind = if state.approved_by.is_none() {
+                    ErrorKind::PendingApproval
+                } else {
+                    ErrorKind::Refused
+                };
+                return Err(ServiceError::new(kind, why));
+            }
+        }
         refuse_superseded(&store, id)?;
         refuse_superseded_on_stores(controllers, &recs, id).await?;
         tee.driving(id);
+        let kind = summarize(id, &recs).kind;
+        let policy = crate::policy::load(&self.topology_file).map_err(usage)?;
+        let safety = self.boundaries(policy, controllers, id, &kind, &recs);
         let next_seq = crate::journal::next_seq(&recs);
         let journal = store.open(id).map_err(usage)?;
         let epoch = guard.epoch();
         let mut driver = Driver::new(
             controllers.clone(),
             journal,
-            guard,
+            guard.clone(),
             id,
             tee.clone(),
             next_seq,
         )
-        .with_failpoint(Failpoint::from_env().map_err(ServiceError::usage)?);
+        .with_failpoint(Failpoint::from_env().map_err(ServiceError::usage)?)
+        .with_boundaries(safety);
         let resumed = Record::Resumed {
             epoch,
             at_ms: now_ms(),
@@ -1378,7 +1579,11 @@ impl Inner {
             driver,
             executor: ex,
             service: self.clone(),
-            sink: tee,
+            sink: tee.clone(),
+            tee,
+            guard,
+            controllers: controllers.clone(),
+            kind,
         })
     }
 
@@ -1408,16 +1613,7 @@ impl Inner {
             }
         }
         let caps = capabilities(controllers);
-        // Decide by observation: a store that may still be changing by itself
-        // (a promotion in flight, an election) is observed again until it settles.
-        let settle_until = std::time::Instant::now() + ABORT_SETTLE;
-        let mut observed = observe_all(controllers).await;
-        while !crate::abort::unsettled(&recs, &caps, &observed).is_empty()
-            && std::time::Instant::now() < settle_until
-        {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            observed = observe_all(controllers).await;
-        }
+        let observed = observe_settled(controllers, &recs, &caps).await;
         let planned =
             crate::abort::plan_abort(&self.topology(), &caps, id, &aborted_plan, &recs, &observed);
         if let Some(plan) = &planned.plan {
@@ -1428,6 +1624,113 @@ impl Inner {
             })?;
         }
         Ok(planned)
+    }
+
+    /// The safety policy applied to execution `id` (gates and hooks).
+    fn boundaries(
+        &self,
+        policy: crate::policy::Policy,
+        controllers: &Arc<Controllers>,
+        id: &str,
+        kind: &str,
+        records: &[Record],
+    ) -> Arc<dyn crate::safety::Boundaries> {
+        Arc::new(crate::safety::PolicyBoundaries::new(
+            policy,
+            self.topology(),
+            (**controllers).clone(),
+            self.state_dir.clone(),
+            id,
+            kind,
+            records,
+        ))
+    }
+
+    /// Plan the rollback of `id` from its journal and the settled stores.
+    async fn plan_rollback(
+        &self,
+        controllers: &Controllers,
+        id: &str,
+        timeouts: crate::rollback::Timeouts,
+    ) -> Result<crate::rollback::RollbackPlan, ServiceError> {
+        let store = self.journals()?;
+        let recs = store.read(id).map_err(usage)?;
+        let status = summarize(id, &recs).status;
+        if matches!(
+            status,
+            ExecutionStatus::Aborted
+                | ExecutionStatus::Closed
+                | ExecutionStatus::Empty
+                | ExecutionStatus::PendingApproval
+        ) {
+            return Err(ServiceError::usage(format!(
+                "execution {id} is {status}: there is nothing to roll back"
+            )));
+        }
+        refuse_superseded(&store, id)?;
+        let rolled = Executor::replay(&recs)
+            .ok_or_else(|| ServiceError::usage(format!("journal of {id} has no start record")))?
+            .plan()
+            .clone();
+        let caps = capabilities(controllers);
+        let observed = observe_settled(controllers, &recs, &caps).await;
+        let topology = self.topology();
+        let planned = crate::rollback::plan_rollback(
+            &topology, &caps, id, &rolled, &recs, &observed, timeouts,
+        )
+        .map_err(|refusals| {
+            ServiceError::new(
+                ErrorKind::Refused,
+                format!(
+                    "rollback of {id} refused, nothing was run:\n{}",
+                    refusals
+                        .iter()
+                        .map(|r| format!("  {r}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            )
+        })?;
+        if let Some(plan) = &planned.plan {
+            validate(plan, &topology, &caps).map_err(|e| {
+                ServiceError::usage(format!(
+                    "the rollback plan is invalid (a bug), nothing was run:\n{e}"
+                ))
+            })?;
+        }
+        Ok(planned)
+    }
+
+    /// Run a planned rollback of `id` as an execution superseding it.
+    async fn run_rollback(
+        self: &Arc<Self>,
+        guard: &Arc<dyn LockGuard>,
+        controllers: &Arc<Controllers>,
+        id: &str,
+        planned: crate::rollback::RollbackPlan,
+        tee: Arc<Tee>,
+    ) -> Result<Option<Finished>, ServiceError> {
+        let stores: Vec<StoreStatus> = planned
+            .actions
+            .iter()
+            .map(|(s, a)| StoreStatus {
+                store: s.clone(),
+                summary: format!("rolled back: {a}"),
+            })
+            .collect();
+        let Some(plan) = planned.plan else {
+            self.close(id, guard.epoch(), stores)?;
+            return Ok(None);
+        };
+        let launched = self.launch(
+            guard,
+            controllers,
+            plan,
+            crate::rollback::KIND,
+            Some(Supersedes { id, stores }),
+            tee,
+        )?;
+        Ok(Some(launched.run().await?))
     }
 
     fn finish(
@@ -1518,6 +1821,56 @@ impl Inner {
             report,
         })
     }
+}
+
+/// Observe every store; while one may still be changing by itself (a
+/// promotion in flight, an election), observe again until it settles or
+/// [`ABORT_SETTLE`] passes: decide by observation, not by intent.
+async fn observe_settled(
+    controllers: &Controllers,
+    recs: &[Record],
+    caps: &BTreeMap<String, switchyard_controller::Capability>,
+) -> Observations {
+    let settle_until = std::time::Instant::now() + ABORT_SETTLE;
+    let mut observed = observe_all(controllers).await;
+    while !crate::abort::unsettled(recs, caps, &observed).is_empty()
+        && std::time::Instant::now() < settle_until
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        observed = observe_all(controllers).await;
+    }
+    observed
+}
+
+/// Journal that the new execution `id` needs a second person's approval;
+/// the error that says so (nothing runs until `switchyard approve ID` and
+/// `switchyard resume ID`).
+fn request_approval(
+    store: &FileJournalStore,
+    id: &str,
+    reasons: Vec<String>,
+    expire_after_s: u64,
+) -> Result<ServiceError, ServiceError> {
+    let at_ms = now_ms();
+    let request = crate::approval::ApprovalRequest {
+        at_ms,
+        requester: crate::approval::os_user(),
+        reasons,
+        expires_at_ms: at_ms + expire_after_s * 1000,
+    };
+    store
+        .open(id)
+        .and_then(|mut j| j.append(&Record::ApprovalRequested(request.clone())))
+        .map_err(usage)?;
+    Ok(ServiceError::new(
+        ErrorKind::PendingApproval,
+        format!(
+            "execution {id} is pending_approval, nothing was issued: {}. Another person runs \
+             `switchyard approve {id}` before {}, then `switchyard resume {id}` runs it.",
+            request.reasons.join("; "),
+            format_ms(request.expires_at_ms)
+        ),
+    ))
 }
 
 fn new_execution_id(kind: &str, epoch: u64) -> String {

@@ -51,18 +51,18 @@ prop_compose! {
     ) -> (Topology, BTreeMap<String, Capability>) {
         let n = deps.len();
         let regions = ["east", "west", "south"];
-        let mut t = Topology {
+        let mut t = Topology { capacity_margin_percent: None,
             name: "prop".into(),
             regions: regions
                 .iter()
-                .map(|r| Region { name: (*r).into(), role: RegionRole::Secondary })
+                .map(|r| Region { capacity: None, load: None, name: (*r).into(), role: RegionRole::Secondary })
                 .collect(),
             stores: vec![],
         };
         let mut c = BTreeMap::new();
         for i in 0..n {
             let name = format!("s{i}");
-            t.stores.push(Store {
+            t.stores.push(Store { tags: Vec::new(),
                 name: name.clone(),
                 kind: if caps[i] & 16 != 0 { StoreKind::Mongodb } else { StoreKind::Postgres },
                 depends_on: (0..i).filter(|j| deps[i][*j]).map(|j| format!("s{j}")).collect(),

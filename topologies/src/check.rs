@@ -49,6 +49,7 @@ pub fn check_topology(t: &Topology, sm: &SourceMap, opts: &CheckOptions) -> Vec<
     }
     c.dependencies();
     let mut out = c.out;
+    out.extend(crate::capacity::diagnostics(t, sm, opts));
     out.sort_by_key(|d| d.primary.as_ref().map_or(0, |l| l.span.start));
     out
 }

@@ -4,11 +4,12 @@
 //! - `model.rs`: the plain data types other crates use;
 //! - `parse.rs` + `source_map.rs`: TOML → model, with every field's location;
 //! - `rules.rs`: the rule catalogue (codes, severities, documentation);
-//! - `check.rs` + `quorum.rs`: the rules themselves;
+//! - `check.rs` + `quorum.rs`: the rules themselves; `capacity.rs`: N+1 capacity;
 //! - `diagnostic.rs`: what a rule reports; `human.rs`, `json.rs`, `sarif.rs`: output formats;
 //! - `suggest.rs`: "did you mean …?" for misspelt names;
 //! - `report.rs`: checking files and the exit status; `generate.rs`: synthetic topologies.
 
+pub mod capacity;
 pub mod check;
 pub mod diagnostic;
 pub mod generate;

@@ -18,16 +18,27 @@ pub struct Topology {
     /// Every replicated source-of-truth store.
     #[serde(default)]
     pub stores: Vec<Store>,
+    /// Headroom, in percent of the total load, that the survivors of a
+    /// region loss should keep; topocheck warns below it (see `capacity.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_margin_percent: Option<f64>,
 }
 
 /// A region (data centre, cloud region) hosting members.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Region {
     /// Unique region name, referenced by members.
     pub name: String,
     /// What the region is for.
     pub role: RegionRole,
+    /// How much load the region can carry, in the topology's own units
+    /// (requests/s, cores…); the same units as `load`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<f64>,
+    /// How much load the region carries now, in the units of `capacity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
 }
 
 /// The intended role of a region.
@@ -110,6 +121,9 @@ pub struct Store {
     /// The store's members.
     #[serde(default)]
     pub members: Vec<Member>,
+    /// Free-form labels a safety policy can select stores by (`pii`, `payments`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl Store {

@@ -279,6 +279,40 @@ region across three regions, the third may be a witness region), or lower the qu
 );
 
 rule!(
+    CAPACITY_LOST,
+    "TC107",
+    "capacity-lost",
+    Error,
+    "losing a region leaves the survivors less capacity than the load they must absorb",
+    "add capacity to the surviving regions, or move load away from the region whose loss is named",
+    "Regions may declare `capacity` and `load` in the same units. When a region is lost its load \
+does not vanish: the survivors must carry all of it, so the survivors' capacity must be at least \
+the total load (N+1: three regions each sized for half the load survive any loss, two regions \
+need double). The diagnostic names the worst loss (`--tolerate N` regions at once) and the \
+arithmetic, e.g. `losing east leaves capacity 60 (west 30 + south 30) for a load of 70 (east 40 + \
+west 20 + south 10): short by 10`.\n\n\
+Once one region declares `capacity` or `load`, every region that is not a witness must declare \
+both: an unknown capacity is not zero and an unknown load is not zero, so the check reports the \
+missing field instead of guessing. A witness region may declare neither.\n\n\
+Fix: raise the capacity of the surviving regions, add a region, or lower the load."
+);
+
+rule!(
+    CAPACITY_MARGIN,
+    "TC108",
+    "capacity-margin",
+    Warning,
+    "after losing a region, the survivors' headroom is below the declared margin",
+    "add capacity so that the headroom after the worst loss reaches `capacity_margin_percent`",
+    "`capacity_margin_percent` (top level) declares how much headroom, in percent of the total \
+load, the survivors of the worst tolerated loss should keep: a region sized exactly for the \
+load melts at the first spike (Yelp sent healthy regions more than they could carry). The \
+survivors can carry the load, but with less headroom than declared; the diagnostic gives the \
+arithmetic and the headroom.\n\n\
+Fix: add capacity, or lower the declared margin if it is stricter than needed."
+);
+
+rule!(
     TOO_MANY_VOTERS,
     "TC201",
     "mongodb-too-many-voters",
@@ -404,6 +438,8 @@ pub static ALL: &[&Rule] = &[
     &PRIMARY_PRIORITY_ELSEWHERE,
     &EVEN_VOTERS,
     &SENTINEL_QUORUM_LOST,
+    &CAPACITY_LOST,
+    &CAPACITY_MARGIN,
     &TOO_MANY_VOTERS,
     &TOO_MANY_MEMBERS,
     &ARBITER_CONFIG,

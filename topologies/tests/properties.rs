@@ -39,6 +39,8 @@ fn gen() -> impl Strategy<Value = Gen> {
 fn build(g: &Gen) -> Topology {
     let regions = (0..g.regions)
         .map(|i| Region {
+            capacity: None,
+            load: None,
             name: format!("r{i}"),
             role: if i == 0 {
                 RegionRole::Primary
@@ -52,6 +54,7 @@ fn build(g: &Gen) -> Topology {
         .iter()
         .enumerate()
         .map(|(si, (mongo, members))| Store {
+            tags: Vec::new(),
             name: format!("s{si}"),
             kind: if *mongo {
                 StoreKind::Mongodb
@@ -83,6 +86,7 @@ fn build(g: &Gen) -> Topology {
         })
         .collect();
     Topology {
+        capacity_margin_percent: None,
         name: "random".into(),
         regions,
         stores,

@@ -205,6 +205,7 @@ mod tests {
 
     fn store() -> Store {
         Store {
+            tags: Vec::new(),
             name: "orders".into(),
             kind: StoreKind::Mongodb,
             depends_on: vec![],

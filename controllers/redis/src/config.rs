@@ -247,6 +247,7 @@ mod tests {
 
     fn store() -> Store {
         Store {
+            tags: Vec::new(),
             name: "sessions".into(),
             kind: StoreKind::Redis,
             depends_on: vec![],

@@ -233,6 +233,7 @@ impl AppState {
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Aborted | ExecutionStatus::Closed => "aborted",
             ExecutionStatus::Refused => "refused",
+            ExecutionStatus::PendingApproval => "pending_approval",
             // Unfinished and not running here: interrupted, resumable.
             ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty => {
                 "failed"
@@ -798,6 +799,13 @@ fn sse_event(ev: &ServiceEvent) -> Event {
             (v["event"].as_str().unwrap_or("progress").to_string(), v)
         }
         ServiceEvent::Report { report, .. } => ("report".to_string(), json!({"report": report})),
+        ServiceEvent::RollbackPlanned {
+            execution_id,
+            stores,
+        } => (
+            "rollback_planned".to_string(),
+            json!({"event": "rollback_planned", "execution_id": execution_id, "stores": stores}),
+        ),
     };
     Event::default()
         .event(name)

@@ -59,6 +59,8 @@ impl From<ServiceError> for Problem {
             ErrorKind::Locked => (StatusCode::CONFLICT, "busy"),
             ErrorKind::Refused => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
             ErrorKind::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+            // Journaled and waiting for a second person: accepted, not run.
+            ErrorKind::PendingApproval => (StatusCode::ACCEPTED, "pending-approval"),
         };
         Problem::new(status, kind, e.message)
     }

@@ -430,6 +430,7 @@ impl CosmosSim {
             })
             .collect();
         Ok(Store {
+            tags: Vec::new(),
             name: name.clone(),
             kind: StoreKind::Cosmosdb,
             depends_on: vec![],
@@ -465,6 +466,7 @@ impl CosmosSim {
     /// first primary).
     pub fn topology(&self, name: &str, dir: &Path) -> anyhow::Result<Topology> {
         Ok(Topology {
+            capacity_margin_percent: None,
             name: name.into(),
             regions: crate::regions_first_primary(&self.spec.regions),
             stores: vec![self.store(dir)?],

@@ -423,6 +423,7 @@ impl EsdbSim {
     /// The topology store describing this cluster.
     pub fn store(&self) -> Store {
         Store {
+            tags: Vec::new(),
             name: self.spec.store_name.clone(),
             kind: StoreKind::Eventstoredb,
             depends_on: Vec::new(),
@@ -470,6 +471,7 @@ impl EsdbSim {
             }
         }
         Topology {
+            capacity_margin_percent: None,
             name: name.into(),
             regions: crate::regions_first_primary(&regions),
             stores: vec![self.store()],

@@ -15,6 +15,8 @@ pub fn regions_first_primary(names: &[String]) -> Vec<switchyard_topology::Regio
         .iter()
         .enumerate()
         .map(|(i, r)| Region {
+            capacity: None,
+            load: None,
             name: r.clone(),
             role: if i == 0 {
                 RegionRole::Primary

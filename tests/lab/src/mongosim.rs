@@ -279,6 +279,7 @@ impl MongoSim {
     /// The topology store describing this simulator (hosts filled in).
     pub fn store(&self) -> Store {
         Store {
+            tags: Vec::new(),
             name: self.spec.store_name.clone(),
             kind: StoreKind::Mongodb,
             depends_on: Vec::new(),
@@ -336,11 +337,14 @@ impl MongoSim {
                 (false, true) => RegionRole::Secondary,
             };
             regions.push(Region {
+                capacity: None,
+                load: None,
                 name: m.region.clone(),
                 role,
             });
         }
         Topology {
+            capacity_margin_percent: None,
             name: name.into(),
             regions,
             stores: vec![self.store()],

@@ -1071,9 +1071,11 @@ fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> 
         })
         .collect();
     Topology {
+        capacity_margin_percent: None,
         name: format!("{}-lab", spec.store),
         regions,
         stores: vec![Store {
+            tags: Vec::new(),
             name: spec.store.clone(),
             kind: StoreKind::Postgres,
             depends_on: vec![],

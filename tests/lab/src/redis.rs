@@ -637,9 +637,11 @@ fn build_topology(spec: &RedisClusterSpec, nodes: &[RedisNode], quorum: u32) -> 
         .collect();
     let sentinels = spec.sentinels;
     Topology {
+        capacity_margin_percent: None,
         name: format!("{}-lab", spec.store),
         regions,
         stores: vec![Store {
+            tags: Vec::new(),
             name: spec.store.clone(),
             kind: StoreKind::Redis,
             depends_on: vec![],

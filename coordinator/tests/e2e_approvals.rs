@@ -1,0 +1,200 @@
+//! The two-person rule on a real PostgreSQL cluster: a failover the policy
+//! wants approved is journaled `pending_approval` and touches nothing; the
+//! requester cannot approve it (as the same OS user, or with a token in
+//! their own name); an approver token of someone else can; only then does
+//! `resume` run it; an expired request cannot be approved. Who asked and who
+//! approved is in the journal and the report.
+
+mod common;
+
+use common::*;
+
+const BOB_TOKEN: &str = "bob-approves-failovers";
+
+fn sha256(s: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(s.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+fn me() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn policy(ws: &Workspace, expire_after_s: u64) {
+    std::fs::write(
+        ws.path("topology.safety.toml"),
+        format!(
+            "[approvals]\ntags = [\"payments\"]\nexpire_after_s = {expire_after_s}\n\n\
+             [[approvals.approver]]\nname = \"bob\"\ntoken_sha256 = \"{}\"\n\n\
+             [[approvals.approver]]\nname = \"{}\"\ntoken_sha256 = \"{}\"\n",
+            sha256(BOB_TOKEN),
+            me(),
+            sha256("my-own-token"),
+        ),
+    )
+    .unwrap();
+}
+
+fn status_of(ws: &Workspace, id: &str) -> String {
+    let r = ws.run(&["executions", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn journal(ws: &Workspace, id: &str) -> Vec<serde_json::Value> {
+    read(&ws.state.join("executions").join(format!("{id}.jsonl")))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
+    let cluster = pg_cluster("orders").await;
+    let mut topology = cluster.topology().clone();
+    topology.stores[0].tags = vec!["payments".into()];
+    let ws = Workspace::new(&topology);
+    policy(&ws, 3600);
+    let (_, _, tli) = pg_primary(&cluster).await.unwrap();
+
+    let r = ws.run(&["failover", "--to", "west", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 8, "{}\n{}", r.stdout, r.stderr);
+    let pending = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "pending_approval")
+        .expect("a pending_approval event");
+    let id = pending["execution_id"].as_str().unwrap().to_string();
+    assert!(
+        pending["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("store `orders`, tagged payments"),
+        "{pending}"
+    );
+    assert_eq!(status_of(&ws, &id), "pending_approval");
+    let recs = journal(&ws, &id);
+    assert!(recs.iter().all(|r| r["type"] != "intent"), "{recs:?}");
+    assert_eq!(pg_primary(&cluster).await.unwrap().2, tli, "nothing issued");
+
+    // Not yet approved: resume refuses.
+    let r = ws.run(&["resume", &id]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stderr.contains("is pending_approval"), "{}", r.stderr);
+
+    // The requester, as the same OS user: refused, and journaled.
+    let r = ws.run(&["approve", &id]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("self-approval refused: {}", me())),
+        "{}",
+        r.stderr
+    );
+    // The requester with a token in their own name: refused too.
+    let r = ws.run_env(
+        &["approve", &id],
+        "SWITCHYARD_APPROVER_TOKEN",
+        "my-own-token",
+    );
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the approver token belongs to"),
+        "{}",
+        r.stderr
+    );
+    // A token nobody holds: refused.
+    let r = ws.run_env(&["approve", &id], "SWITCHYARD_APPROVER_TOKEN", "guess");
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("guess"),
+        "the token is never echoed: {}",
+        r.stderr
+    );
+    assert_eq!(status_of(&ws, &id), "pending_approval");
+    assert_eq!(pg_primary(&cluster).await.unwrap().2, tli);
+
+    // Bob approves; then resume runs it.
+    let r = ws.run_env(&["approve", &id], "SWITCHYARD_APPROVER_TOKEN", BOB_TOKEN);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("approved by bob (approver token"),
+        "{}",
+        r.stdout
+    );
+    let text = read(&ws.state.join("executions").join(format!("{id}.jsonl")));
+    assert!(
+        !text.contains(BOB_TOKEN) && !text.contains("my-own-token"),
+        "no token in the journal"
+    );
+    let r = ws.run(&["resume", &id, "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (_, region, now) = pg_primary(&cluster).await.unwrap();
+    assert_eq!((region.as_str(), now), ("west", tli + 1));
+    let report = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "report")
+        .unwrap();
+    let approval = &report["report"]["approval"];
+    assert_eq!(approval["request"]["requester"]["name"], me());
+    assert_eq!(approval["approved_by"]["approver"]["name"], "bob");
+    assert_eq!(approval["refused"].as_array().unwrap().len(), 3);
+    let show = ws.run(&["show", &id]);
+    assert!(
+        show.stdout
+            .contains(&format!("approval: requested by {}", me())),
+        "{}",
+        show.stdout
+    );
+    assert!(show.stdout.contains("approved by bob"), "{}", show.stdout);
+
+    // A request that expires before anyone approves it cannot be approved.
+    policy(&ws, 1);
+    let r = ws.run(&["failover", "--to", "east", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 8, "{}\n{}", r.stdout, r.stderr);
+    let id2 = r
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "pending_approval")
+        .unwrap()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = ws.run_env(&["approve", &id2], "SWITCHYARD_APPROVER_TOKEN", BOB_TOKEN);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "the approval request of execution {id2} expired at"
+        )),
+        "{}",
+        r.stderr
+    );
+    let recs = journal(&ws, &id2);
+    let refused = recs.iter().find(|r| r["type"] == "approval").unwrap();
+    assert_eq!(refused["approved"], false);
+    assert_eq!(refused["approver"]["name"], "bob");
+    assert_eq!(ws.run(&["resume", &id2]).code, 8);
+    assert_eq!(pg_primary(&cluster).await.unwrap().1, "west", "nothing ran");
+}
