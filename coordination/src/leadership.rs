@@ -218,6 +218,13 @@ impl Leadership {
             .clone()
     }
 
+    /// For backends: the backend refused a fenced write because this
+    /// leadership is no longer current — it is gone for good, so fire the
+    /// signal now rather than at the next renewal.
+    pub fn lose(&self, reason: impl Into<String>) {
+        self.shared.lose(reason.into());
+    }
+
     /// Mark the leadership given up (used by backends' `resign`): the
     /// signal fires and the renewal task releases the lease.
     pub fn release(&self) {

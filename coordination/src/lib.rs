@@ -20,7 +20,7 @@
 //! - `etcd`, `consul`: the distributed backends (the embedded file
 //!   backend for one machine lives in the coordinator, beside the `flock` and
 //!   the local journal it wraps).
-//! - `suite`: the behaviour suite every backend must pass.
+//! - [`suite`]: the behaviour suite every backend must pass.
 //!
 //! # Fencing tokens
 //! A token is a `u64` the backend hands out with each won election, strictly
@@ -43,6 +43,7 @@
 
 pub mod error;
 pub mod leadership;
+pub mod suite;
 
 pub use error::{CoordinationError, ErrorKind};
 pub use leadership::{Leadership, LeaseKeeper};
@@ -103,7 +104,7 @@ pub struct Versioned<T> {
 /// execution journal and the running-execution record, all in one engine so
 /// that a new leader finds everything the old one wrote.
 ///
-/// # Contract every implementation keeps (checked by the `suite` module)
+/// # Contract every implementation keeps (checked by [`suite`])
 /// - **One leader.** At most one [`Leadership`] per backend and key prefix is
 ///   current at any time; a `try_campaign` while another is current returns
 ///   `Ok(None)`.

@@ -15,9 +15,12 @@
 //! - [`driver`]: decide, journal, act, observe.
 //! - [`journal`]: the append-only, fsync'd execution journal.
 //! - [`lock`]: one execution at a time, with a fencing epoch.
+//! - [`backend`]: `--backend`: the file backend and the distributed ones
+//!   (leader election, fencing token, journal in the engine).
 //! - [`registry`]: store kind → controller.
 
 pub mod abort;
+pub mod backend;
 pub mod cli;
 pub mod driver;
 pub mod executor;
