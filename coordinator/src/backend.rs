@@ -78,7 +78,13 @@ impl std::str::FromStr for BackendSpec {
 pub async fn open(spec: &BackendSpec, state_dir: &Path) -> Result<Arc<dyn Coordinator>> {
     match spec {
         BackendSpec::File => Ok(Arc::new(FileCoordinator::new(state_dir)?)),
-        BackendSpec::Etcd(_) | BackendSpec::Consul(_) => Err(CoordinationError::Invalid {
+        BackendSpec::Etcd(endpoints) => Ok(Arc::new(
+            switchyard_coordination::etcd::Etcd::connect(
+                switchyard_coordination::etcd::EtcdOptions::new(endpoints.clone()),
+            )
+            .await?,
+        )),
+        BackendSpec::Consul(_) => Err(CoordinationError::Invalid {
             message: format!("backend {spec:?} is not built into this version"),
         }),
     }

@@ -8,6 +8,7 @@
 //! switchyard-lab eventstoredb up --dir DIR --regions east,west,south
 //! switchyard-lab redis up --dir DIR --regions east,west,south
 //! switchyard-lab combined --dir DIR --regions east,west,south
+//! switchyard-lab etcd up --dir DIR [--members 3]
 //! ```
 //! starts the cluster, writes `DIR/topology.toml`, prints one JSON line
 //! `{"ready":true,...}` and stays in the foreground until SIGTERM or ctrl-c,
@@ -57,6 +58,11 @@ enum Store {
         #[command(subcommand)]
         cmd: redis_cmd::RedisCmd,
     },
+    /// Real etcd (1 or 3 members) for the coordination backend.
+    Etcd {
+        #[command(subcommand)]
+        cmd: etcd_cmd::EtcdCmd,
+    },
     /// All at once, as the demo runs them: a real PostgreSQL cluster
     /// (`orders`), the MongoDB simulator (`catalog`), the Cosmos DB
     /// simulator (`profiles`) and the EventStoreDB simulator (`ledger`), all
@@ -105,6 +111,7 @@ async fn main() -> Result<()> {
         Store::Cosmosdb { cmd } => cosmosdb_cmd::run(cmd, shutdown).await?,
         Store::Eventstoredb { cmd } => esdb_cmd::run(cmd, shutdown).await?,
         Store::Redis { cmd } => redis_cmd::run(cmd, shutdown).await?,
+        Store::Etcd { cmd } => etcd_cmd::run(cmd, shutdown).await?,
         Store::Combined { dir, regions } => combined(dir, regions, shutdown).await?,
         Store::Postgres {
             cmd:
@@ -607,6 +614,79 @@ mod redis_cmd {
         let _ = control.await;
         drop(cluster);
         eprintln!("switchyard-lab: redis cluster stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab etcd up`.
+mod etcd_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use switchyard_lab::etcd::EtcdCluster;
+
+    #[derive(Subcommand)]
+    pub enum EtcdCmd {
+        /// Start real etcd members on free ports under DIR/etcd/, print one
+        /// JSON line `{"ready":true,"endpoints":[...],...}`, run until
+        /// SIGTERM/ctrl-c. Reads fault commands from stdin: kill/restart MEMBER.
+        Up {
+            /// Directory for the members' data and logs.
+            #[arg(long)]
+            dir: PathBuf,
+            /// Members: 1, or 3 for a cluster that survives losing one.
+            #[arg(long, default_value_t = 1)]
+            members: usize,
+            /// Address to listen on (a veth end for partition tests).
+            #[arg(long, default_value = "127.0.0.1")]
+            host: String,
+        },
+    }
+
+    pub async fn run(
+        cmd: EtcdCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let EtcdCmd::Up { dir, members, host } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let cluster = std::sync::Arc::new(EtcdCluster::start_on(members, Some(&dir), &host).await?);
+        let ms: Vec<_> = cluster
+            .members()
+            .iter()
+            .map(|m| serde_json::json!({"name": m.name, "client": m.client, "peer": m.peer, "pid": cluster.pid(&m.name)}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"ready": true, "endpoints": cluster.endpoints(), "backend": format!("etcd://{}", cluster.endpoints().join(",")), "members": ms})
+        );
+        let ctl = cluster.clone();
+        let control = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let r = match words.as_slice() {
+                    [] => continue,
+                    ["kill", m] => ctl.kill(m),
+                    ["restart", m] => ctl.restart(m).await,
+                    _ => Err(anyhow::anyhow!(
+                        "unknown command {line:?} (kill/restart MEMBER)"
+                    )),
+                };
+                match r {
+                    Ok(()) => println!("{}", serde_json::json!({"ok": true})),
+                    Err(e) => println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "error": e.to_string()})
+                    ),
+                }
+            }
+        });
+        shutdown.await?;
+        control.abort();
+        let _ = control.await;
+        drop(cluster);
+        eprintln!("switchyard-lab: etcd stopped");
         Ok(())
     }
 }
