@@ -228,8 +228,10 @@ impl Leadership {
     /// Mark the leadership given up (used by backends' `resign`): the
     /// signal fires and the renewal task releases the lease.
     pub fn release(&self) {
-        self.shared.lose("resigned".into());
+        // Released before lost: whoever wakes on the loss sees it was a
+        // resignation.
         self.shared.released.cancel();
+        self.shared.lose("resigned".into());
     }
 }
 
@@ -284,6 +286,12 @@ impl LeaseKeeper {
     /// renewal task then releases the lease in the backend and ends.
     pub fn released(&self) -> WaitForCancellationFuture<'_> {
         self.shared.released.cancelled()
+    }
+
+    /// Whether the holder resigned or dropped the leadership (as opposed to
+    /// losing it to a lapse or the backend).
+    pub fn is_released(&self) -> bool {
+        self.shared.released.is_cancelled()
     }
 
     /// Time left until the local deadline (zero once lost).

@@ -17,7 +17,7 @@
 //! - [`leadership`]: [`Leadership`] (token, lease, signal) and the
 //!   [`LeaseKeeper`] a backend renews it through.
 //! - [`error`]: [`CoordinationError`], typed.
-//! - [`etcd`], `consul`: the distributed backends (the embedded file
+//! - [`etcd`], [`consul`]: the distributed backends (the embedded file
 //!   backend for one machine lives in the coordinator, beside the `flock` and
 //!   the local journal it wraps).
 //! - [`suite`]: the behaviour suite every backend must pass.
@@ -41,6 +41,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod consul;
 pub mod error;
 pub mod etcd;
 pub mod leadership;

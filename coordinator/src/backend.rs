@@ -84,9 +84,9 @@ pub async fn open(spec: &BackendSpec, state_dir: &Path) -> Result<Arc<dyn Coordi
             )
             .await?,
         )),
-        BackendSpec::Consul(_) => Err(CoordinationError::Invalid {
-            message: format!("backend {spec:?} is not built into this version"),
-        }),
+        BackendSpec::Consul(address) => Ok(Arc::new(switchyard_coordination::consul::Consul::new(
+            switchyard_coordination::consul::ConsulOptions::new(address.clone()),
+        )?)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The lab: real local PostgreSQL clusters, real Redis replication with
-//! Sentinel, real etcd, and protocol-level simulators of
+//! Sentinel, real etcd, a Consul simulator, and protocol-level simulators of
 //! stores that cannot run on these machines, for tests, demos and benchmarks.
 pub mod backing;
+pub mod consulsim;
 pub mod cosmossim;
 pub mod esdbsim;
 pub mod etcd;
