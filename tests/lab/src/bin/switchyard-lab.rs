@@ -9,6 +9,7 @@
 //! switchyard-lab redis up --dir DIR --regions east,west,south
 //! switchyard-lab combined --dir DIR --regions east,west,south
 //! switchyard-lab etcd up --dir DIR [--members 3]
+//! switchyard-lab consul up --dir DIR
 //! ```
 //! starts the cluster, writes `DIR/topology.toml`, prints one JSON line
 //! `{"ready":true,...}` and stays in the foreground until SIGTERM or ctrl-c,
@@ -63,6 +64,11 @@ enum Store {
         #[command(subcommand)]
         cmd: etcd_cmd::EtcdCmd,
     },
+    /// The Consul simulator (KV, sessions, transactions, blocking queries).
+    Consul {
+        #[command(subcommand)]
+        cmd: consul_cmd::ConsulCmd,
+    },
     /// All at once, as the demo runs them: a real PostgreSQL cluster
     /// (`orders`), the MongoDB simulator (`catalog`), the Cosmos DB
     /// simulator (`profiles`) and the EventStoreDB simulator (`ledger`), all
@@ -112,6 +118,7 @@ async fn main() -> Result<()> {
         Store::Eventstoredb { cmd } => esdb_cmd::run(cmd, shutdown).await?,
         Store::Redis { cmd } => redis_cmd::run(cmd, shutdown).await?,
         Store::Etcd { cmd } => etcd_cmd::run(cmd, shutdown).await?,
+        Store::Consul { cmd } => consul_cmd::run(cmd, shutdown).await?,
         Store::Combined { dir, regions } => combined(dir, regions, shutdown).await?,
         Store::Postgres {
             cmd:
@@ -687,6 +694,46 @@ mod etcd_cmd {
         let _ = control.await;
         drop(cluster);
         eprintln!("switchyard-lab: etcd stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab consul up`.
+mod consul_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use switchyard_lab::consulsim::ConsulSim;
+
+    #[derive(Subcommand)]
+    pub enum ConsulCmd {
+        /// Start the Consul simulator on a free port, write DIR/consul.json,
+        /// print one JSON line `{"ready":true,"address":"HOST:PORT",...}`,
+        /// run until SIGTERM/ctrl-c.
+        Up {
+            /// Directory for `consul.json` (the address, for scripts).
+            #[arg(long)]
+            dir: PathBuf,
+            /// Address to listen on (a veth end for partition tests).
+            #[arg(long, default_value = "127.0.0.1")]
+            host: String,
+        },
+    }
+
+    pub async fn run(
+        cmd: ConsulCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let ConsulCmd::Up { dir, host } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let sim = ConsulSim::start(&host).await?;
+        let line = serde_json::json!({"ready": true, "address": sim.address(), "backend": format!("consul://{}", sim.address()), "pid": std::process::id()});
+        std::fs::write(dir.join("consul.json"), format!("{line}\n"))?;
+        println!("{line}");
+        shutdown.await?;
+        drop(sim);
+        let _ = std::fs::remove_file(dir.join("consul.json"));
+        eprintln!("switchyard-lab: consul simulator stopped");
         Ok(())
     }
 }
