@@ -371,3 +371,176 @@ impl Coordinator for FileCoordinator {
         )
     }
 }
+
+/// A [`Leadership`] as the driver's [`LockGuard`](crate::lock::LockGuard):
+/// the epoch is the fencing token, `still_held` asks that at least `margin`
+/// of the lease remains (checked before each intent), and the loss signal
+/// cancels operations in flight.
+#[derive(Debug, Clone)]
+pub struct LeadershipGuard {
+    leadership: Arc<Leadership>,
+    margin: Duration,
+}
+
+impl LeadershipGuard {
+    /// Guard with `leadership`; an intent is refused when less than
+    /// `margin` of the lease remains (the time a step needs to be issued
+    /// and journaled before the lease could lapse).
+    pub fn new(leadership: Arc<Leadership>, margin: Duration) -> Self {
+        LeadershipGuard { leadership, margin }
+    }
+
+    /// The leadership guarded.
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        &self.leadership
+    }
+}
+
+impl crate::lock::LockGuard for LeadershipGuard {
+    fn epoch(&self) -> u64 {
+        self.leadership.token()
+    }
+
+    fn still_held(&self) -> bool {
+        self.leadership.ensure(self.margin).is_ok()
+    }
+
+    fn lost_signal(&self) -> Option<tokio_util::sync::CancellationToken> {
+        Some(self.leadership.cancellation())
+    }
+}
+
+/// Journals kept in a coordination backend, as a
+/// [`JournalStore`](crate::journal::JournalStore): each record is one entry
+/// (its journal line, checksum included), appended with compare-and-set on
+/// the entry number under the leadership, so a deposed leader's append
+/// fails with [`JournalError::Fenced`]. Reads need no leadership.
+///
+/// The journal traits are synchronous and the backends are not: calls
+/// block the current thread on the backend (`block_in_place`), which needs
+/// Tokio's multi-thread runtime; on any other the call fails with an error
+/// saying so rather than panicking.
+#[derive(Debug, Clone)]
+pub struct BackendJournalStore {
+    backend: Arc<dyn Coordinator>,
+    leadership: Option<Arc<Leadership>>,
+}
+
+impl BackendJournalStore {
+    /// Journals in `backend`, written under `leadership` (`None`: read only).
+    pub fn new(backend: Arc<dyn Coordinator>, leadership: Option<Arc<Leadership>>) -> Self {
+        BackendJournalStore {
+            backend,
+            leadership,
+        }
+    }
+
+    fn leadership(&self, execution: &str) -> Result<Arc<Leadership>, JournalError> {
+        self.leadership.clone().ok_or_else(|| JournalError::Fenced {
+            execution: execution.into(),
+            message: "no leadership: this server is not the leader".into(),
+        })
+    }
+}
+
+/// Run a backend call from synchronous journal code.
+fn block_on<T>(
+    execution: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T, JournalError> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| JournalError::Backend {
+        execution: execution.into(),
+        message: "the coordination backend needs a Tokio runtime".into(),
+    })?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(JournalError::Backend {
+            execution: execution.into(),
+            message: "a journal in a coordination backend needs Tokio's multi-thread runtime"
+                .into(),
+        });
+    }
+    tokio::task::block_in_place(|| handle.block_on(f))
+        .map_err(|e| backend_journal_err(execution, e))
+}
+
+fn backend_journal_err(execution: &str, e: CoordinationError) -> JournalError {
+    match e {
+        CoordinationError::NotFound { .. } => JournalError::NotFound(execution.into()),
+        e @ (CoordinationError::NotLeader { .. } | CoordinationError::SeqTaken { .. }) => {
+            JournalError::Fenced {
+                execution: execution.into(),
+                message: e.to_string(),
+            }
+        }
+        e => JournalError::Backend {
+            execution: execution.into(),
+            message: e.to_string(),
+        },
+    }
+}
+
+struct BackendJournal {
+    backend: Arc<dyn Coordinator>,
+    leadership: Arc<Leadership>,
+    execution: String,
+    next: u64,
+}
+
+impl crate::journal::Journal for BackendJournal {
+    fn append(&mut self, record: &crate::journal::Record) -> Result<(), JournalError> {
+        let line = crate::journal::encode_line(record).map_err(|e| JournalError::Backend {
+            execution: self.execution.clone(),
+            message: e.to_string(),
+        })?;
+        block_on(
+            &self.execution,
+            self.backend
+                .append(&self.leadership, &self.execution, self.next, &line),
+        )?;
+        self.next += 1;
+        Ok(())
+    }
+}
+
+impl crate::journal::JournalStore for BackendJournalStore {
+    fn create(
+        &self,
+        execution_id: &str,
+        started: &crate::journal::Record,
+    ) -> Result<Box<dyn crate::journal::Journal>, JournalError> {
+        let mut j = BackendJournal {
+            backend: self.backend.clone(),
+            leadership: self.leadership(execution_id)?,
+            execution: execution_id.into(),
+            next: 1,
+        };
+        crate::journal::Journal::append(&mut j, started)?;
+        Ok(Box::new(j))
+    }
+
+    fn open(&self, execution_id: &str) -> Result<Box<dyn crate::journal::Journal>, JournalError> {
+        let leadership = self.leadership(execution_id)?;
+        let n = block_on(execution_id, self.backend.entries(execution_id))?.len() as u64;
+        Ok(Box::new(BackendJournal {
+            backend: self.backend.clone(),
+            leadership,
+            execution: execution_id.into(),
+            next: n + 1,
+        }))
+    }
+
+    fn scan(&self, execution_id: &str) -> Result<crate::journal::Scan, JournalError> {
+        let entries = block_on(execution_id, self.backend.entries(execution_id))?;
+        // Entries are journal lines: parse them exactly as a file journal,
+        // so damage is reported the same way (by entry number).
+        let bytes: Vec<u8> = entries.concat();
+        Ok(parse_journal(
+            &format!("{}/{execution_id}", self.backend.describe()),
+            &bytes,
+        ))
+    }
+
+    fn list(&self) -> Result<Vec<String>, JournalError> {
+        block_on("", self.backend.executions())
+    }
+}

@@ -39,7 +39,15 @@ pub trait LockGuard: Send + Sync {
     /// earlier one).
     fn epoch(&self) -> u64;
     /// Whether the lock is still ours (a lease-based backend can lose it).
+    /// Asked before each intent is journaled.
     fn still_held(&self) -> bool;
+    /// A signal that fires the moment the lock is lost, so the driver
+    /// abandons operations in flight instead of finding out at the next
+    /// intent. `None` for a lock that is never lost while the process lives
+    /// (the `flock`).
+    fn lost_signal(&self) -> Option<tokio_util::sync::CancellationToken> {
+        None
+    }
 }
 
 /// A lock backend.
