@@ -544,3 +544,135 @@ impl crate::journal::JournalStore for BackendJournalStore {
         block_on("", self.backend.executions())
     }
 }
+
+/// A server's standing in the election, kept current in the background:
+/// campaigns while it does not lead, holds the [`Leadership`] while it
+/// does (and campaigns again once it is lost), and caches who leads for
+/// `GET /v1/leader` and the followers' redirects, refreshed every `poll`.
+#[derive(Debug)]
+pub struct Campaigner {
+    backend: Arc<dyn Coordinator>,
+    state: std::sync::Mutex<CampaignState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct CampaignState {
+    leadership: Option<Arc<Leadership>>,
+    leader: Option<LeaderInfo>,
+}
+
+impl Campaigner {
+    /// Join the election on `backend` as `me`; the task stops when the
+    /// returned value is dropped (its leadership is then resigned).
+    pub fn start(backend: Arc<dyn Coordinator>, me: Node, poll: Duration) -> Arc<Campaigner> {
+        let c = Arc::new(Campaigner {
+            backend,
+            state: std::sync::Mutex::new(CampaignState::default()),
+            changed: tokio::sync::Notify::new(),
+        });
+        let weak = Arc::downgrade(&c);
+        tokio::spawn(async move {
+            loop {
+                let Some(c) = weak.upgrade() else { return };
+                c.round(&me).await;
+                let lost = c.leadership().map(|l| l.cancellation());
+                drop(c);
+                match lost {
+                    // Leading: nothing to do until the lease is lost, but
+                    // refresh the cached leader now and then.
+                    Some(t) => {
+                        tokio::select! {
+                            () = t.cancelled() => {}
+                            () = tokio::time::sleep(poll) => {}
+                        }
+                    }
+                    None => tokio::time::sleep(poll).await,
+                }
+            }
+        });
+        c
+    }
+
+    async fn round(&self, me: &Node) {
+        let held = self.leadership();
+        if held.as_ref().is_some_and(|l| l.is_lost()) {
+            tracing::warn!(
+                reason = ?held.as_ref().and_then(|l| l.lost_reason()),
+                "election: leadership lost"
+            );
+            self.set(|s| s.leadership = None);
+        }
+        if self.leadership().is_none() {
+            match self.backend.try_campaign(me).await {
+                Ok(Some(l)) => {
+                    tracing::info!(token = l.token(), node = %me.name, "election: leading");
+                    self.set(|s| s.leadership = Some(Arc::new(l)));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "election: campaign failed"),
+            }
+        }
+        match self.backend.leader().await {
+            Ok(info) => self.set(|s| s.leader = info),
+            Err(e) => tracing::warn!(error = %e, "election: who leads is unknown"),
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut CampaignState)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changed.notify_waiters();
+    }
+
+    /// The backend, for messages (never a secret).
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// The backend itself (journal, running record).
+    pub fn backend(&self) -> &Arc<dyn Coordinator> {
+        &self.backend
+    }
+
+    /// Our leadership while it holds.
+    pub fn leadership(&self) -> Option<Arc<Leadership>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leadership
+            .clone()
+            .filter(|l| !l.is_lost())
+    }
+
+    /// Whether this server leads now.
+    pub fn leads(&self) -> bool {
+        self.leadership().is_some()
+    }
+
+    /// The leader as last read from the backend (ours at once when we
+    /// lead); `None` while nobody leads or the backend cannot be read.
+    pub fn leader(&self) -> Option<LeaderInfo> {
+        if let Some(l) = self.leadership() {
+            return Some(LeaderInfo {
+                node: l.node().clone(),
+                token: l.token(),
+            });
+        }
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leader
+            .clone()
+    }
+
+    /// Wait until this server leads (for tests and start-up).
+    pub async fn until_leading(&self) -> Arc<Leadership> {
+        loop {
+            let notified = self.changed.notified();
+            if let Some(l) = self.leadership() {
+                return l;
+            }
+            notified.await;
+        }
+    }
+}
