@@ -72,6 +72,7 @@ impl ConsulOptions {
 pub struct Consul {
     http: reqwest::Client,
     base: String,
+    keys: crate::Keys,
     opts: ConsulOptions,
 }
 
@@ -159,7 +160,14 @@ impl Consul {
         } else {
             format!("http://{}", opts.address)
         };
-        Ok(Consul { http, base, opts })
+        // Consul keys never start with `/`.
+        let keys = crate::Keys::new(opts.prefix.trim_start_matches('/'));
+        Ok(Consul {
+            http,
+            base,
+            keys,
+            opts,
+        })
     }
 
     /// The options in use.
@@ -167,16 +175,12 @@ impl Consul {
         &self.opts
     }
 
-    fn key(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.opts.prefix.trim_matches('/'))
-    }
-
     fn leader_key(&self) -> String {
-        self.key("leader")
+        self.keys.leader()
     }
 
     fn entry_key(&self, execution: &str, seq: u64) -> String {
-        self.key(&format!("executions/{execution}/{seq:020}"))
+        self.keys.entry(execution, seq)
     }
 
     fn unavailable(&self, message: impl std::fmt::Display) -> CoordinationError {
@@ -493,7 +497,7 @@ impl Coordinator for Consul {
         }}));
         if seq == 1 {
             ops.push(serde_json::json!({ "KV": {
-                "Verb": "set", "Key": self.key(&format!("execution-ids/{execution}")), "Value": ""
+                "Verb": "set", "Key": self.keys.key(&format!("execution-ids/{execution}")), "Value": ""
             }}));
         }
         let (r, retried) = self.txn_retry(&ops).await?;
@@ -525,7 +529,7 @@ impl Coordinator for Consul {
     }
 
     async fn entries(&self, execution: &str) -> Result<Vec<Vec<u8>>> {
-        let prefix = self.key(&format!("executions/{execution}/"));
+        let prefix = self.keys.entries(execution);
         let mut list = self
             .get_entries(&format!("/v1/kv/{prefix}?recurse"))
             .await?;
@@ -553,7 +557,7 @@ impl Coordinator for Consul {
     }
 
     async fn executions(&self) -> Result<Vec<String>> {
-        let prefix = self.key("execution-ids/");
+        let prefix = self.keys.ids();
         let Some(body) = self
             .ok(
                 reqwest::Method::GET,
@@ -578,7 +582,7 @@ impl Coordinator for Consul {
     }
 
     async fn running(&self) -> Result<Option<Versioned<RunningExecution>>> {
-        let key = self.key("running");
+        let key = self.keys.running();
         let Some(e) = self
             .get_entries(&format!("/v1/kv/{key}"))
             .await?
@@ -603,7 +607,7 @@ impl Coordinator for Consul {
         expected: Option<u64>,
         new: Option<&RunningExecution>,
     ) -> Result<()> {
-        let key = self.key("running");
+        let key = self.keys.running();
         let mut ops = vec![self.check_leader(leadership)];
         ops.push(match expected {
             None => kv_op("check-not-exists", &key),

@@ -63,6 +63,7 @@ impl EtcdOptions {
 #[derive(Clone)]
 pub struct Etcd {
     client: Client,
+    keys: crate::Keys,
     opts: EtcdOptions,
 }
 
@@ -105,7 +106,8 @@ impl Etcd {
                     backend: describe(&opts),
                     message: e.to_string(),
                 })?;
-        Ok(Etcd { client, opts })
+        let keys = crate::Keys::new(&opts.prefix);
+        Ok(Etcd { client, keys, opts })
     }
 
     /// The options in use.
@@ -113,16 +115,12 @@ impl Etcd {
         &self.opts
     }
 
-    fn key(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.opts.prefix.trim_end_matches('/'))
-    }
-
     fn leader_key(&self) -> String {
-        self.key("leader")
+        self.keys.leader()
     }
 
     fn entry_key(&self, execution: &str, seq: u64) -> String {
-        self.key(&format!("executions/{execution}/{seq:020}"))
+        self.keys.entry(execution, seq)
     }
 
     fn err(&self, e: etcd_client::Error) -> CoordinationError {
@@ -402,7 +400,7 @@ impl Coordinator for Etcd {
         match &prev {
             Some(p) => when.push(Compare::create_revision(p.clone(), CompareOp::Greater, 0)),
             None => then.push(TxnOp::put(
-                self.key(&format!("execution-ids/{execution}")),
+                self.keys.key(&format!("execution-ids/{execution}")),
                 Vec::new(),
                 None,
             )),
@@ -444,7 +442,7 @@ impl Coordinator for Etcd {
     }
 
     async fn entries(&self, execution: &str) -> Result<Vec<Vec<u8>>> {
-        let prefix = self.key(&format!("executions/{execution}/"));
+        let prefix = self.keys.entries(execution);
         let resp = self
             .get(
                 prefix,
@@ -480,7 +478,7 @@ impl Coordinator for Etcd {
     }
 
     async fn executions(&self) -> Result<Vec<String>> {
-        let prefix = self.key("execution-ids/");
+        let prefix = self.keys.ids();
         let resp = self
             .get(
                 prefix.clone(),
@@ -505,12 +503,12 @@ impl Coordinator for Etcd {
     }
 
     async fn running(&self) -> Result<Option<Versioned<RunningExecution>>> {
-        let resp = self.get(self.key("running"), None).await?;
+        let resp = self.get(self.keys.running(), None).await?;
         let Some(kv) = resp.kvs().first() else {
             return Ok(None);
         };
         let value = serde_json::from_slice(kv.value()).map_err(|e| CoordinationError::Invalid {
-            message: format!("{}: {}: {e}", self.describe(), self.key("running")),
+            message: format!("{}: {}: {e}", self.describe(), self.keys.running()),
         })?;
         Ok(Some(Versioned {
             value,
@@ -524,7 +522,7 @@ impl Coordinator for Etcd {
         expected: Option<u64>,
         new: Option<&RunningExecution>,
     ) -> Result<()> {
-        let key = self.key("running");
+        let key = self.keys.running();
         let unchanged = match expected {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Some(v) => Compare::mod_revision(key.clone(), CompareOp::Equal, token_i64(v)),

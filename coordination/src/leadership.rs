@@ -31,6 +31,16 @@ struct Shared {
 }
 
 impl Shared {
+    fn remaining(&self) -> Duration {
+        if self.lost.is_cancelled() {
+            return Duration::ZERO;
+        }
+        match *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Duration::MAX,
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        }
+    }
+
     fn lose(&self, reason: String) {
         let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
         if r.is_none() {
@@ -145,18 +155,7 @@ impl Leadership {
     /// How long the leadership is guaranteed to last without another
     /// renewal: zero once lost, `Duration::MAX` for a lock that never lapses.
     pub fn remaining(&self) -> Duration {
-        if self.is_lost() {
-            return Duration::ZERO;
-        }
-        match *self
-            .shared
-            .deadline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-        {
-            None => Duration::MAX,
-            Some(d) => d.saturating_duration_since(Instant::now()),
-        }
+        self.shared.remaining()
     }
 
     /// The check before each intent: `Ok(remaining)` when the leadership is
@@ -296,18 +295,7 @@ impl LeaseKeeper {
 
     /// Time left until the local deadline (zero once lost).
     pub fn remaining(&self) -> Duration {
-        if self.is_lost() {
-            return Duration::ZERO;
-        }
-        match *self
-            .shared
-            .deadline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-        {
-            None => Duration::MAX,
-            Some(d) => d.saturating_duration_since(Instant::now()),
-        }
+        self.shared.remaining()
     }
 }
 

@@ -55,6 +55,52 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
+/// Where the distributed backends keep things, under a prefix: the same
+/// layout on etcd and Consul (see their modules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix` (without a trailing `/`).
+    pub(crate) fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub(crate) fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.prefix)
+    }
+
+    /// The leader key (lock).
+    pub(crate) fn leader(&self) -> String {
+        self.key("leader")
+    }
+
+    /// Journal entry `seq` of `execution`; zero-padded so that key order
+    /// is sequence order.
+    pub(crate) fn entry(&self, execution: &str, seq: u64) -> String {
+        self.key(&format!("executions/{execution}/{seq:020}"))
+    }
+
+    /// The prefix of `execution`'s entries.
+    pub(crate) fn entries(&self, execution: &str) -> String {
+        self.key(&format!("executions/{execution}/"))
+    }
+
+    /// The prefix of the execution index.
+    pub(crate) fn ids(&self) -> String {
+        self.key("execution-ids/")
+    }
+
+    /// The running-execution record.
+    pub(crate) fn running(&self) -> String {
+        self.key("running")
+    }
+}
+
 /// Result of a coordination call.
 pub type Result<T, E = CoordinationError> = std::result::Result<T, E>;
 

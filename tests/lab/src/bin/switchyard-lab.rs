@@ -636,7 +636,7 @@ mod etcd_cmd {
     pub enum EtcdCmd {
         /// Start real etcd members on free ports under DIR/etcd/, print one
         /// JSON line `{"ready":true,"endpoints":[...],...}`, run until
-        /// SIGTERM/ctrl-c. Reads fault commands from stdin: kill/restart MEMBER.
+        /// SIGTERM/ctrl-c. Reads fault commands from stdin: kill MEMBER.
         Up {
             /// Directory for the members' data and logs.
             #[arg(long)]
@@ -667,26 +667,10 @@ mod etcd_cmd {
             serde_json::json!({"ready": true, "endpoints": cluster.endpoints(), "backend": format!("etcd://{}", cluster.endpoints().join(",")), "members": ms})
         );
         let ctl = cluster.clone();
-        let control = tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                let r = match words.as_slice() {
-                    [] => continue,
-                    ["kill", m] => ctl.kill(m),
-                    ["restart", m] => ctl.restart(m).await,
-                    _ => Err(anyhow::anyhow!(
-                        "unknown command {line:?} (kill/restart MEMBER)"
-                    )),
-                };
-                match r {
-                    Ok(()) => println!("{}", serde_json::json!({"ok": true})),
-                    Err(e) => println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "error": e.to_string()})
-                    ),
-                }
+        let control = super::stdin_commands(move |line| {
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["kill", m] => ctl.kill(m).map(|()| format!("killed {m}")),
+                _ => Err(anyhow::anyhow!("unknown command {line:?} (kill MEMBER)")),
             }
         });
         shutdown.await?;
