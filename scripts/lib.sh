@@ -1,11 +1,13 @@
 # Shared by scripts/test.sh and scripts/demo.sh: install what is missing on a
 # bare Debian machine. Sourced, not executed.
 
-# Debian packages the tests and the demo need. PostgreSQL and Redis (with
-# Sentinel) run for real. docker-compose (1.29) validates docker-compose.yml
-# without a Docker engine (`config -q`); it brings PyYAML for compose/check.py.
-# iproute2: compose/postgres/test.sh puts members in network namespaces.
-SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel docker-compose iproute2"
+# Debian packages the tests and the demo need. PostgreSQL, Redis (with
+# Sentinel) and etcd run for real; protoc builds etcd-client's gRPC stubs.
+# docker-compose (1.29) validates docker-compose.yml without a Docker engine
+# (`config -q`); it brings PyYAML for compose/check.py. iproute2:
+# compose/postgres/test.sh and the coordination partition tests put
+# processes in network namespaces.
+SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel docker-compose iproute2 etcd-server protobuf-compiler"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -25,6 +27,8 @@ install_missing() {
   command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v ip >/dev/null || missing+=(iproute2)
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -55,6 +59,12 @@ install_missing() {
     echo "==> installing jsonschema from PyPI"
     python3 -m pip install --quiet jsonschema 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages jsonschema
+  fi
+  # py-consul is the independent client that checks the Consul simulator.
+  if ! python3 -c 'import consul; consul.Consul' 2>/dev/null; then
+    echo "==> installing py-consul from PyPI"
+    python3 -m pip install --quiet py-consul 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages py-consul
   fi
   # The Debian packages start a cluster of their own on 5432 and a
   # redis-server on 6379; the lab never uses them (free ports, temp dirs, and

@@ -260,6 +260,8 @@ impl Driver {
         let mut stage_started = Instant::now();
         let mut waited = Duration::ZERO;
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<ProgressMsg>();
+        // A lock that is never lost gets a signal that never fires.
+        let lost = self.guard.lost_signal().unwrap_or_default();
         loop {
             let actions = ex.next();
             let stage = ex.current_stage();
@@ -402,6 +404,11 @@ impl Driver {
             if !in_flight.is_empty() {
                 let t = Instant::now();
                 let next = tokio::select! {
+                    // Lease lost: drop (cancel) everything in flight now; a
+                    // new leader resumes from the journal.
+                    () = lost.cancelled() => {
+                        return Err(DriverError::LockLost(self.ctx.epoch));
+                    }
                     done = in_flight.next() => done,
                     Some(p) = progress_rx.recv() => {
                         waited += t.elapsed();
@@ -792,6 +799,92 @@ mod tests {
         fn still_held(&self) -> bool {
             true
         }
+    }
+
+    /// A lease-backed guard: its signal is fired by the test.
+    struct LeaseGuard(tokio_util::sync::CancellationToken);
+    impl LockGuard for LeaseGuard {
+        fn epoch(&self) -> u64 {
+            3
+        }
+        fn still_held(&self) -> bool {
+            !self.0.is_cancelled()
+        }
+        fn lost_signal(&self) -> Option<tokio_util::sync::CancellationToken> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// A store whose fence never returns (a hung store).
+    #[derive(Debug)]
+    struct Hangs(Arc<Mem>, Arc<std::sync::atomic::AtomicBool>);
+
+    #[async_trait]
+    impl Controller for Hangs {
+        fn store(&self) -> &str {
+            self.0.store()
+        }
+        fn kind(&self) -> StoreKind {
+            self.0.kind()
+        }
+        fn capability(&self) -> Capability {
+            self.0.capability()
+        }
+        async fn observe(&self) -> CResult<ObservedState> {
+            self.0.observe().await
+        }
+        async fn execute(&self, op: &Operation, ctx: &OpContext) -> CResult<Outcome> {
+            if matches!(op, Operation::Fence) {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
+            self.0.execute(op, ctx).await
+        }
+    }
+
+    #[tokio::test]
+    async fn losing_the_lease_cancels_operations_in_flight() {
+        let (plan, mut ctrls, pg, _) = setup();
+        let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        ctrls.insert(
+            "orders".into(),
+            Arc::new(Hangs(pg.clone(), entered.clone())),
+        );
+        let records = Arc::new(Mutex::new(vec![started(&plan)]));
+        let recs = records.lock().unwrap().clone();
+        let mut ex = Executor::replay(&recs).unwrap();
+        let lost = tokio_util::sync::CancellationToken::new();
+        let j = MemJournal {
+            records: records.clone(),
+            limit: usize::MAX,
+        };
+        let mut d = Driver::new(
+            Arc::new(ctrls),
+            Box::new(j),
+            Arc::new(LeaseGuard(lost.clone())),
+            "x",
+            Arc::new(Silent),
+            crate::journal::next_seq(&recs),
+        )
+        .with_poll(PollPolicy {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        });
+        let fire = {
+            let entered = entered.clone();
+            tokio::spawn(async move {
+                while !entered.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                lost.cancel();
+            })
+        };
+        let r = tokio::time::timeout(Duration::from_secs(60), d.run(&mut ex))
+            .await
+            .expect("the driver stopped instead of waiting for the hung fence");
+        assert!(matches!(r, Err(DriverError::LockLost(3))), "{r:?}");
+        fire.await.unwrap();
+        assert_eq!(pg.state().promotions, 0, "nothing issued after the loss");
     }
 
     type Setup = (

@@ -332,6 +332,24 @@ pub enum JournalError {
     /// No such execution.
     #[error("no execution `{0}`")]
     NotFound(String),
+    /// A journal kept in a coordination backend refused the write: this
+    /// coordinator is no longer the leader, or another one appended first.
+    /// Nothing more may be issued under this leadership.
+    #[error("journal of {execution}: write refused: {message}")]
+    Fenced {
+        /// Execution id.
+        execution: String,
+        /// What the backend said.
+        message: String,
+    },
+    /// The coordination backend could not be reached.
+    #[error("journal of {execution}: {message}")]
+    Backend {
+        /// Execution id (empty when listing).
+        execution: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// One corrupt line of a journal.

@@ -16,6 +16,8 @@
 //! - [`driver`]: decide, journal, act, observe.
 //! - [`journal`]: the append-only, fsync'd execution journal.
 //! - [`lock`]: one execution at a time, with a fencing epoch.
+//! - [`backend`]: `--backend`: the file backend and the distributed ones
+//!   (leader election, fencing token, journal in the engine).
 //! - [`registry`]: store kind → controller.
 //! - [`output`]: the envelope (`schema`, `ts`) of every JSON line.
 //! - [`health`]: what `state` claims about each member and store, and why.
@@ -26,6 +28,7 @@
 
 pub mod abort;
 pub mod approval;
+pub mod backend;
 pub mod cli;
 pub mod driver;
 pub mod executor;

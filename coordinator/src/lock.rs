@@ -39,7 +39,15 @@ pub trait LockGuard: Send + Sync {
     /// earlier one).
     fn epoch(&self) -> u64;
     /// Whether the lock is still ours (a lease-based backend can lose it).
+    /// Asked before each intent is journaled.
     fn still_held(&self) -> bool;
+    /// A signal that fires the moment the lock is lost, so the driver
+    /// abandons operations in flight instead of finding out at the next
+    /// intent. `None` for a lock that is never lost while the process lives
+    /// (the `flock`).
+    fn lost_signal(&self) -> Option<tokio_util::sync::CancellationToken> {
+        None
+    }
 }
 
 /// A lock backend.
@@ -120,20 +128,51 @@ impl Lock for FileLock {
     }
 }
 
-/// Read, increment and durably store the epoch (caller holds the lock).
-fn bump_epoch(dir: &Path) -> Result<u64, LockError> {
+impl FileLock {
+    /// The epoch of the latest acquisition (0 before the first): a holder
+    /// whose epoch differs has been superseded.
+    pub fn current_epoch(&self) -> Result<u64, LockError> {
+        read_epoch(&self.dir)
+    }
+
+    /// Whether some process holds the lock now. Probes with a shared
+    /// `flock`, which an exclusive holder refuses, and bumps no epoch.
+    pub fn is_held(&self) -> Result<bool, LockError> {
+        let path = self.dir.join("lock");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        match FileExt::try_lock_shared(&file) {
+            Ok(true) => {
+                let _ = FileExt::unlock(&file);
+                Ok(false)
+            }
+            Ok(false) => Ok(true),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+}
+
+fn read_epoch(dir: &Path) -> Result<u64, LockError> {
     let path = dir.join("epoch");
-    let current = match fs::read_to_string(&path) {
+    match fs::read_to_string(&path) {
         Ok(s) => s.trim().parse::<u64>().map_err(|e| {
             io_err(
                 &path,
                 io::Error::new(io::ErrorKind::InvalidData, format!("bad epoch: {e}")),
             )
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(io_err(&path, e)),
-    };
-    let next = current + 1;
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
+/// Read, increment and durably store the epoch (caller holds the lock).
+fn bump_epoch(dir: &Path) -> Result<u64, LockError> {
+    let next = read_epoch(dir)? + 1;
+    let path = dir.join("epoch");
     let tmp = dir.join("epoch.tmp");
     let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     f.write_all(format!("{next}\n").as_bytes())

@@ -1,9 +1,11 @@
 //! The lab: real local PostgreSQL clusters, real Redis replication with
-//! Sentinel, and protocol-level simulators of
+//! Sentinel, real etcd, a Consul simulator, and protocol-level simulators of
 //! stores that cannot run on these machines, for tests, demos and benchmarks.
 pub mod backing;
+pub mod consulsim;
 pub mod cosmossim;
 pub mod esdbsim;
+pub mod etcd;
 pub mod mongosim;
 pub mod postgres;
 pub mod redis;

@@ -8,6 +8,8 @@
 //! switchyard-lab eventstoredb up --dir DIR --regions east,west,south
 //! switchyard-lab redis up --dir DIR --regions east,west,south
 //! switchyard-lab combined --dir DIR --regions east,west,south
+//! switchyard-lab etcd up --dir DIR [--members 3]
+//! switchyard-lab consul up --dir DIR
 //! ```
 //! starts the cluster, writes `DIR/topology.toml`, prints one JSON line
 //! `{"ready":true,...}` and stays in the foreground until SIGTERM or ctrl-c,
@@ -56,6 +58,16 @@ enum Store {
     Redis {
         #[command(subcommand)]
         cmd: redis_cmd::RedisCmd,
+    },
+    /// Real etcd (1 or 3 members) for the coordination backend.
+    Etcd {
+        #[command(subcommand)]
+        cmd: etcd_cmd::EtcdCmd,
+    },
+    /// The Consul simulator (KV, sessions, transactions, blocking queries).
+    Consul {
+        #[command(subcommand)]
+        cmd: consul_cmd::ConsulCmd,
     },
     /// All at once, as the demo runs them: a real PostgreSQL cluster
     /// (`orders`), the MongoDB simulator (`catalog`), the Cosmos DB
@@ -109,6 +121,8 @@ async fn main() -> Result<()> {
         Store::Cosmosdb { cmd } => cosmosdb_cmd::run(cmd, shutdown).await?,
         Store::Eventstoredb { cmd } => esdb_cmd::run(cmd, shutdown).await?,
         Store::Redis { cmd } => redis_cmd::run(cmd, shutdown).await?,
+        Store::Etcd { cmd } => etcd_cmd::run(cmd, shutdown).await?,
+        Store::Consul { cmd } => consul_cmd::run(cmd, shutdown).await?,
         Store::Combined { dir, regions } => combined(dir, regions, shutdown).await?,
         Store::Postgres {
             cmd:
@@ -613,6 +627,103 @@ mod redis_cmd {
         let _ = control.await;
         drop(cluster);
         eprintln!("switchyard-lab: redis cluster stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab etcd up`.
+mod etcd_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use switchyard_lab::etcd::EtcdCluster;
+
+    #[derive(Subcommand)]
+    pub enum EtcdCmd {
+        /// Start real etcd members on free ports under DIR/etcd/, print one
+        /// JSON line `{"ready":true,"endpoints":[...],...}`, run until
+        /// SIGTERM/ctrl-c. Reads fault commands from stdin: kill MEMBER.
+        Up {
+            /// Directory for the members' data and logs.
+            #[arg(long)]
+            dir: PathBuf,
+            /// Members: 1, or 3 for a cluster that survives losing one.
+            #[arg(long, default_value_t = 1)]
+            members: usize,
+            /// Address to listen on (a veth end for partition tests).
+            #[arg(long, default_value = "127.0.0.1")]
+            host: String,
+        },
+    }
+
+    pub async fn run(
+        cmd: EtcdCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let EtcdCmd::Up { dir, members, host } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let cluster = std::sync::Arc::new(EtcdCluster::start_on(members, Some(&dir), &host).await?);
+        let ms: Vec<_> = cluster
+            .members()
+            .iter()
+            .map(|m| serde_json::json!({"name": m.name, "client": m.client, "peer": m.peer, "pid": cluster.pid(&m.name)}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"ready": true, "endpoints": cluster.endpoints(), "backend": format!("etcd://{}", cluster.endpoints().join(",")), "members": ms})
+        );
+        let ctl = cluster.clone();
+        let control = super::stdin_commands(move |line| {
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["kill", m] => ctl.kill(m).map(|()| format!("killed {m}")),
+                _ => Err(anyhow::anyhow!("unknown command {line:?} (kill MEMBER)")),
+            }
+        });
+        shutdown.await?;
+        control.abort();
+        let _ = control.await;
+        drop(cluster);
+        eprintln!("switchyard-lab: etcd stopped");
+        Ok(())
+    }
+}
+
+/// `switchyard-lab consul up`.
+mod consul_cmd {
+    use anyhow::Result;
+    use clap::Subcommand;
+    use std::path::PathBuf;
+    use switchyard_lab::consulsim::ConsulSim;
+
+    #[derive(Subcommand)]
+    pub enum ConsulCmd {
+        /// Start the Consul simulator on a free port, write DIR/consul.json,
+        /// print one JSON line `{"ready":true,"address":"HOST:PORT",...}`,
+        /// run until SIGTERM/ctrl-c.
+        Up {
+            /// Directory for `consul.json` (the address, for scripts).
+            #[arg(long)]
+            dir: PathBuf,
+            /// Address to listen on (a veth end for partition tests).
+            #[arg(long, default_value = "127.0.0.1")]
+            host: String,
+        },
+    }
+
+    pub async fn run(
+        cmd: ConsulCmd,
+        shutdown: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let ConsulCmd::Up { dir, host } = cmd;
+        std::fs::create_dir_all(&dir)?;
+        let sim = ConsulSim::start(&host).await?;
+        let line = serde_json::json!({"ready": true, "address": sim.address(), "backend": format!("consul://{}", sim.address()), "pid": std::process::id()});
+        std::fs::write(dir.join("consul.json"), format!("{line}\n"))?;
+        println!("{line}");
+        shutdown.await?;
+        drop(sim);
+        let _ = std::fs::remove_file(dir.join("consul.json"));
+        eprintln!("switchyard-lab: consul simulator stopped");
         Ok(())
     }
 }

@@ -1,0 +1,678 @@
+//! Coordination backends, chosen per deployment with `--backend`:
+//! `file` (the embedded default for one machine), `etcd://HOST:PORT[,…]`,
+//! `consul://HOST:PORT`. [`open`] turns the flag into a
+//! [`Coordinator`](switchyard_coordination::Coordinator).
+//!
+//! [`FileCoordinator`] is the file backend: it wraps what the CLI has always
+//! used — the `flock` and per-directory epoch counter of [`crate::lock`] and
+//! the fsync'd JSON-lines journals of [`crate::journal`] — so a server on the
+//! file backend and the CLI on the same state directory exclude each other
+//! and read each other's journals. Its lock never lapses (the kernel drops
+//! it when the process dies), so it fences only processes on this machine.
+
+use crate::journal::{parse_journal, FileJournalStore, JournalError};
+use crate::lock::{FileLock, Lock, LockError};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_coordination::{
+    CoordinationError, Coordinator, LeaderInfo, Leadership, Node, Result, RunningExecution,
+    Versioned,
+};
+
+/// The `--backend` flag, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendSpec {
+    /// The state directory's lock, epoch and journals.
+    File,
+    /// etcd v3 endpoints (`HOST:PORT`).
+    Etcd(Vec<String>),
+    /// One Consul agent (`HOST:PORT`).
+    Consul(String),
+}
+
+impl std::str::FromStr for BackendSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hostports = |rest: &str| -> Result<Vec<String>, String> {
+            let v: Vec<String> = rest
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect();
+            if v.is_empty() || v.iter().any(|h| !h.contains(':')) {
+                return Err(format!(
+                    "--backend {s}: expected HOST:PORT[,HOST:PORT…] after the scheme"
+                ));
+            }
+            Ok(v)
+        };
+        if s == "file" {
+            Ok(BackendSpec::File)
+        } else if let Some(rest) = s.strip_prefix("etcd://") {
+            Ok(BackendSpec::Etcd(hostports(rest)?))
+        } else if let Some(rest) = s.strip_prefix("consul://") {
+            let mut v = hostports(rest)?;
+            if v.len() != 1 {
+                return Err(format!(
+                    "--backend {s}: Consul is reached through one agent (consul://HOST:PORT)"
+                ));
+            }
+            Ok(BackendSpec::Consul(v.remove(0)))
+        } else {
+            Err(format!(
+                "--backend {s}: expected `file`, `etcd://HOST:PORT[,…]` or `consul://HOST:PORT`"
+            ))
+        }
+    }
+}
+
+/// Open the backend `spec` names. `state_dir` is the file backend's
+/// directory (other backends keep their state in the engine).
+pub async fn open(spec: &BackendSpec, state_dir: &Path) -> Result<Arc<dyn Coordinator>> {
+    match spec {
+        BackendSpec::File => Ok(Arc::new(FileCoordinator::new(state_dir)?)),
+        BackendSpec::Etcd(endpoints) => Ok(Arc::new(
+            switchyard_coordination::etcd::Etcd::connect(
+                switchyard_coordination::etcd::EtcdOptions::new(endpoints.clone()),
+            )
+            .await?,
+        )),
+        BackendSpec::Consul(address) => Ok(Arc::new(switchyard_coordination::consul::Consul::new(
+            switchyard_coordination::consul::ConsulOptions::new(address.clone()),
+        )?)),
+    }
+}
+
+/// The embedded file backend (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct FileCoordinator {
+    dir: PathBuf,
+    lock: FileLock,
+    journals: FileJournalStore,
+}
+
+/// `<state-dir>/leader.json`: who holds the lock, for `GET /v1/leader`.
+/// Believed only while the lock is held.
+const LEADER_FILE: &str = "leader.json";
+/// `<state-dir>/running.json`: the running-execution record.
+const RUNNING_FILE: &str = "running.json";
+
+#[derive(Serialize, Deserialize)]
+struct RunningFile {
+    version: u64,
+    #[serde(default)]
+    record: Option<RunningExecution>,
+}
+
+impl FileCoordinator {
+    /// The backend on `state_dir` (created if missing).
+    pub fn new(state_dir: &Path) -> Result<Self> {
+        let lock = FileLock::new(state_dir).map_err(|e| invalid(e.to_string()))?;
+        let journals = FileJournalStore::new(state_dir).map_err(|e| journal_err(&e))?;
+        Ok(FileCoordinator {
+            dir: state_dir.to_path_buf(),
+            lock,
+            journals,
+        })
+    }
+
+    /// Refuse a leadership that is lost or whose epoch is no longer the
+    /// directory's latest.
+    fn check(&self, l: &Leadership) -> Result<()> {
+        if l.is_lost() {
+            return Err(l.not_leader(l.lost_reason().unwrap_or_else(|| "lost".into())));
+        }
+        let current = self.lock.current_epoch().map_err(|e| io(e.to_string()))?;
+        if current != l.token() {
+            l.lose(format!("the lock was taken again (epoch {current})"));
+            return Err(l.not_leader(format!("superseded by epoch {current}")));
+        }
+        Ok(())
+    }
+
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let r = (|| -> io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            crate::journal::sync_dir(&self.dir)
+        })();
+        r.map_err(|e| io(format!("{}: {e}", path.display())))
+    }
+
+    fn read_running(&self) -> Result<RunningFile> {
+        let path = self.dir.join(RUNNING_FILE);
+        match fs::read(&path) {
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| invalid(format!("{}: {e}", path.display())))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RunningFile {
+                version: 0,
+                record: None,
+            }),
+            Err(e) => Err(io(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Complete lines of an execution's journal file, raw.
+    fn lines(&self, execution: &str) -> Result<Vec<Vec<u8>>> {
+        let path = self.journals.path(execution);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(CoordinationError::NotFound {
+                    what: format!("execution {execution}"),
+                })
+            }
+            Err(e) => return Err(io(format!("{}: {e}", path.display()))),
+        };
+        // A torn last line was never durable: not an entry (as parse_journal).
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        Ok(bytes[..complete]
+            .split_inclusive(|b| *b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect())
+    }
+}
+
+fn invalid(message: String) -> CoordinationError {
+    CoordinationError::Invalid { message }
+}
+
+fn io(message: String) -> CoordinationError {
+    // A local filesystem error is not cured by waiting, but it is not the
+    // caller's fault either: report it as the backend being unusable.
+    CoordinationError::Unavailable {
+        backend: "file".into(),
+        message,
+    }
+}
+
+fn journal_err(e: &JournalError) -> CoordinationError {
+    match e {
+        JournalError::NotFound(id) => CoordinationError::NotFound {
+            what: format!("execution {id}"),
+        },
+        other => io(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Coordinator for FileCoordinator {
+    fn describe(&self) -> String {
+        format!("file:{}", self.dir.display())
+    }
+
+    fn lease_ttl(&self) -> Duration {
+        Duration::MAX
+    }
+
+    async fn try_campaign(&self, me: &Node) -> Result<Option<Leadership>> {
+        let holder = format!("node {} ({}), pid {}", me.name, me.url, std::process::id());
+        let guard = match self.lock.try_acquire(&holder) {
+            Ok(g) => g,
+            Err(LockError::Held { .. }) => return Ok(None),
+            Err(e) => return Err(io(e.to_string())),
+        };
+        let token = guard.epoch();
+        let info = LeaderInfo {
+            node: me.clone(),
+            token,
+        };
+        self.write_atomic(
+            LEADER_FILE,
+            &serde_json::to_vec(&info).map_err(|e| invalid(e.to_string()))?,
+        )?;
+        let (leadership, keeper) = Leadership::new(
+            token,
+            me.clone(),
+            self.describe(),
+            self.dir.join("lock").display().to_string(),
+            None,
+        );
+        // The flock lives as long as the leadership: released when it is
+        // resigned or dropped, or by the kernel when the process dies.
+        tokio::spawn(async move {
+            keeper.released().await;
+            drop(guard);
+        });
+        Ok(Some(leadership))
+    }
+
+    async fn resign(&self, leadership: Leadership) -> Result<()> {
+        leadership.release();
+        // The guard is dropped by the task; wait until the kernel lock is free
+        // so a resign is complete when it returns.
+        for _ in 0..1000 {
+            if !self.lock.is_held().map_err(|e| io(e.to_string()))? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(io("lock still held 5 s after resigning".into()))
+    }
+
+    async fn leader(&self) -> Result<Option<LeaderInfo>> {
+        if !self.lock.is_held().map_err(|e| io(e.to_string()))? {
+            return Ok(None);
+        }
+        let path = self.dir.join(LEADER_FILE);
+        let info: LeaderInfo = match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| invalid(format!("{}: {e}", path.display())))?,
+            // Held by a CLI run, which writes no leader file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(format!("{}: {e}", path.display()))),
+        };
+        // A leader file from an earlier holder (a CLI took the lock since)
+        // names nobody.
+        let epoch = self.lock.current_epoch().map_err(|e| io(e.to_string()))?;
+        Ok((info.token == epoch).then_some(info))
+    }
+
+    async fn append(
+        &self,
+        leadership: &Leadership,
+        execution: &str,
+        seq: u64,
+        entry: &[u8],
+    ) -> Result<()> {
+        self.check(leadership)?;
+        let path = self.journals.path(execution);
+        let scan = parse_journal(&path.display().to_string(), entry);
+        let record = match (scan.records.as_slice(), scan.damage.as_slice()) {
+            ([r], []) if entry.ends_with(b"\n") => r.clone(),
+            _ => {
+                return Err(invalid(format!(
+                    "journal of {execution}: entry {seq} is not one journal line"
+                )))
+            }
+        };
+        let have = match self.lines(execution) {
+            Ok(l) => l.len() as u64,
+            Err(CoordinationError::NotFound { .. }) => 0,
+            Err(e) => return Err(e),
+        };
+        if seq != have + 1 {
+            return Err(CoordinationError::SeqTaken {
+                execution: execution.into(),
+                seq,
+                reason: if seq <= have {
+                    "entry exists".into()
+                } else {
+                    format!("entry {} missing", seq - 1)
+                },
+            });
+        }
+        use crate::journal::JournalStore;
+        if seq == 1 {
+            // Written whole under a temporary name and renamed: the journal
+            // exists only with its first entry durable.
+            self.journals
+                .create(execution, &record)
+                .map(drop)
+                .map_err(|e| journal_err(&e))
+        } else {
+            self.journals
+                .open(execution)
+                .and_then(|mut j| j.append(&record))
+                .map_err(|e| journal_err(&e))
+        }
+    }
+
+    async fn entries(&self, execution: &str) -> Result<Vec<Vec<u8>>> {
+        self.lines(execution)
+    }
+
+    async fn executions(&self) -> Result<Vec<String>> {
+        use crate::journal::JournalStore;
+        self.journals.list().map_err(|e| journal_err(&e))
+    }
+
+    async fn running(&self) -> Result<Option<Versioned<RunningExecution>>> {
+        let f = self.read_running()?;
+        Ok(f.record.map(|value| Versioned {
+            value,
+            version: f.version,
+        }))
+    }
+
+    async fn swap_running(
+        &self,
+        leadership: &Leadership,
+        expected: Option<u64>,
+        new: Option<&RunningExecution>,
+    ) -> Result<()> {
+        self.check(leadership)?;
+        let cur = self.read_running()?;
+        let cur_version = cur.record.as_ref().map(|_| cur.version);
+        if cur_version != expected {
+            return Err(CoordinationError::Changed {
+                what: "running-execution record".into(),
+            });
+        }
+        let next = RunningFile {
+            version: cur.version + 1,
+            record: new.cloned(),
+        };
+        self.write_atomic(
+            RUNNING_FILE,
+            &serde_json::to_vec(&next).map_err(|e| invalid(e.to_string()))?,
+        )
+    }
+}
+
+/// A [`Leadership`] as the driver's [`LockGuard`](crate::lock::LockGuard):
+/// the epoch is the fencing token, `still_held` asks that at least `margin`
+/// of the lease remains (checked before each intent), and the loss signal
+/// cancels operations in flight.
+#[derive(Debug, Clone)]
+pub struct LeadershipGuard {
+    leadership: Arc<Leadership>,
+    margin: Duration,
+}
+
+impl LeadershipGuard {
+    /// Guard with `leadership`; an intent is refused when less than
+    /// `margin` of the lease remains (the time a step needs to be issued
+    /// and journaled before the lease could lapse).
+    pub fn new(leadership: Arc<Leadership>, margin: Duration) -> Self {
+        LeadershipGuard { leadership, margin }
+    }
+
+    /// The leadership guarded.
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        &self.leadership
+    }
+}
+
+impl crate::lock::LockGuard for LeadershipGuard {
+    fn epoch(&self) -> u64 {
+        self.leadership.token()
+    }
+
+    fn still_held(&self) -> bool {
+        self.leadership.ensure(self.margin).is_ok()
+    }
+
+    fn lost_signal(&self) -> Option<tokio_util::sync::CancellationToken> {
+        Some(self.leadership.cancellation())
+    }
+}
+
+/// Journals kept in a coordination backend, as a
+/// [`JournalStore`](crate::journal::JournalStore): each record is one entry
+/// (its journal line, checksum included), appended with compare-and-set on
+/// the entry number under the leadership, so a deposed leader's append
+/// fails with [`JournalError::Fenced`]. Reads need no leadership.
+///
+/// The journal traits are synchronous and the backends are not: calls
+/// block the current thread on the backend (`block_in_place`), which needs
+/// Tokio's multi-thread runtime; on any other the call fails with an error
+/// saying so rather than panicking.
+#[derive(Debug, Clone)]
+pub struct BackendJournalStore {
+    backend: Arc<dyn Coordinator>,
+    leadership: Option<Arc<Leadership>>,
+}
+
+impl BackendJournalStore {
+    /// Journals in `backend`, written under `leadership` (`None`: read only).
+    pub fn new(backend: Arc<dyn Coordinator>, leadership: Option<Arc<Leadership>>) -> Self {
+        BackendJournalStore {
+            backend,
+            leadership,
+        }
+    }
+
+    fn leadership(&self, execution: &str) -> Result<Arc<Leadership>, JournalError> {
+        self.leadership.clone().ok_or_else(|| JournalError::Fenced {
+            execution: execution.into(),
+            message: "no leadership: this server is not the leader".into(),
+        })
+    }
+}
+
+/// Run a backend call from synchronous journal code.
+fn block_on<T>(
+    execution: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T, JournalError> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| JournalError::Backend {
+        execution: execution.into(),
+        message: "the coordination backend needs a Tokio runtime".into(),
+    })?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(JournalError::Backend {
+            execution: execution.into(),
+            message: "a journal in a coordination backend needs Tokio's multi-thread runtime"
+                .into(),
+        });
+    }
+    tokio::task::block_in_place(|| handle.block_on(f))
+        .map_err(|e| backend_journal_err(execution, e))
+}
+
+fn backend_journal_err(execution: &str, e: CoordinationError) -> JournalError {
+    match e {
+        CoordinationError::NotFound { .. } => JournalError::NotFound(execution.into()),
+        e @ (CoordinationError::NotLeader { .. } | CoordinationError::SeqTaken { .. }) => {
+            JournalError::Fenced {
+                execution: execution.into(),
+                message: e.to_string(),
+            }
+        }
+        e => JournalError::Backend {
+            execution: execution.into(),
+            message: e.to_string(),
+        },
+    }
+}
+
+struct BackendJournal {
+    backend: Arc<dyn Coordinator>,
+    leadership: Arc<Leadership>,
+    execution: String,
+    next: u64,
+}
+
+impl crate::journal::Journal for BackendJournal {
+    fn append(&mut self, record: &crate::journal::Record) -> Result<(), JournalError> {
+        let line = crate::journal::encode_line(record).map_err(|e| JournalError::Backend {
+            execution: self.execution.clone(),
+            message: e.to_string(),
+        })?;
+        block_on(
+            &self.execution,
+            self.backend
+                .append(&self.leadership, &self.execution, self.next, &line),
+        )?;
+        self.next += 1;
+        Ok(())
+    }
+}
+
+impl crate::journal::JournalStore for BackendJournalStore {
+    fn create(
+        &self,
+        execution_id: &str,
+        started: &crate::journal::Record,
+    ) -> Result<Box<dyn crate::journal::Journal>, JournalError> {
+        let mut j = BackendJournal {
+            backend: self.backend.clone(),
+            leadership: self.leadership(execution_id)?,
+            execution: execution_id.into(),
+            next: 1,
+        };
+        crate::journal::Journal::append(&mut j, started)?;
+        Ok(Box::new(j))
+    }
+
+    fn open(&self, execution_id: &str) -> Result<Box<dyn crate::journal::Journal>, JournalError> {
+        let leadership = self.leadership(execution_id)?;
+        let n = block_on(execution_id, self.backend.entries(execution_id))?.len() as u64;
+        Ok(Box::new(BackendJournal {
+            backend: self.backend.clone(),
+            leadership,
+            execution: execution_id.into(),
+            next: n + 1,
+        }))
+    }
+
+    fn scan(&self, execution_id: &str) -> Result<crate::journal::Scan, JournalError> {
+        let entries = block_on(execution_id, self.backend.entries(execution_id))?;
+        // Entries are journal lines: parse them exactly as a file journal,
+        // so damage is reported the same way (by entry number).
+        let bytes: Vec<u8> = entries.concat();
+        Ok(parse_journal(
+            &format!("{}/{execution_id}", self.backend.describe()),
+            &bytes,
+        ))
+    }
+
+    fn list(&self) -> Result<Vec<String>, JournalError> {
+        block_on("", self.backend.executions())
+    }
+}
+
+/// A server's standing in the election, kept current in the background:
+/// campaigns while it does not lead, holds the [`Leadership`] while it
+/// does (and campaigns again once it is lost), and caches who leads for
+/// `GET /v1/leader` and the followers' redirects, refreshed every `poll`.
+#[derive(Debug)]
+pub struct Campaigner {
+    backend: Arc<dyn Coordinator>,
+    state: std::sync::Mutex<CampaignState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct CampaignState {
+    leadership: Option<Arc<Leadership>>,
+    leader: Option<LeaderInfo>,
+}
+
+impl Campaigner {
+    /// Join the election on `backend` as `me`; the task stops when the
+    /// returned value is dropped (its leadership is then resigned).
+    pub fn start(backend: Arc<dyn Coordinator>, me: Node, poll: Duration) -> Arc<Campaigner> {
+        let c = Arc::new(Campaigner {
+            backend,
+            state: std::sync::Mutex::new(CampaignState::default()),
+            changed: tokio::sync::Notify::new(),
+        });
+        let weak = Arc::downgrade(&c);
+        tokio::spawn(async move {
+            loop {
+                let Some(c) = weak.upgrade() else { return };
+                c.round(&me).await;
+                let lost = c.leadership().map(|l| l.cancellation());
+                drop(c);
+                match lost {
+                    // Leading: nothing to do until the lease is lost, but
+                    // refresh the cached leader now and then.
+                    Some(t) => {
+                        tokio::select! {
+                            () = t.cancelled() => {}
+                            () = tokio::time::sleep(poll) => {}
+                        }
+                    }
+                    None => tokio::time::sleep(poll).await,
+                }
+            }
+        });
+        c
+    }
+
+    async fn round(&self, me: &Node) {
+        let held = self.leadership();
+        if held.as_ref().is_some_and(|l| l.is_lost()) {
+            tracing::warn!(
+                reason = ?held.as_ref().and_then(|l| l.lost_reason()),
+                "election: leadership lost"
+            );
+            self.set(|s| s.leadership = None);
+        }
+        if self.leadership().is_none() {
+            match self.backend.try_campaign(me).await {
+                Ok(Some(l)) => {
+                    tracing::info!(token = l.token(), node = %me.name, "election: leading");
+                    self.set(|s| s.leadership = Some(Arc::new(l)));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "election: campaign failed"),
+            }
+        }
+        match self.backend.leader().await {
+            Ok(info) => self.set(|s| s.leader = info),
+            Err(e) => tracing::warn!(error = %e, "election: who leads is unknown"),
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut CampaignState)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changed.notify_waiters();
+    }
+
+    /// The backend, for messages (never a secret).
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// The backend itself (journal, running record).
+    pub fn backend(&self) -> &Arc<dyn Coordinator> {
+        &self.backend
+    }
+
+    /// Our leadership while it holds.
+    pub fn leadership(&self) -> Option<Arc<Leadership>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leadership
+            .clone()
+            .filter(|l| !l.is_lost())
+    }
+
+    /// Whether this server leads now.
+    pub fn leads(&self) -> bool {
+        self.leadership().is_some()
+    }
+
+    /// The leader as last read from the backend (ours at once when we
+    /// lead); `None` while nobody leads or the backend cannot be read.
+    pub fn leader(&self) -> Option<LeaderInfo> {
+        if let Some(l) = self.leadership() {
+            return Some(LeaderInfo {
+                node: l.node().clone(),
+                token: l.token(),
+            });
+        }
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leader
+            .clone()
+    }
+
+    /// Wait until this server leads (for tests and start-up).
+    pub async fn until_leading(&self) -> Arc<Leadership> {
+        loop {
+            let notified = self.changed.notified();
+            if let Some(l) = self.leadership() {
+                return l;
+            }
+            notified.await;
+        }
+    }
+}

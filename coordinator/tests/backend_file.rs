@@ -1,0 +1,74 @@
+//! The coordination behaviour suite on the embedded file backend: one state
+//! directory, several independent clients (as several processes on one
+//! machine would open it).
+
+use async_trait::async_trait;
+use switchyard::backend::FileCoordinator;
+use switchyard::journal::{encode_line, Record};
+use switchyard_coordination::suite::{self, Harness};
+use switchyard_coordination::{Coordinator, Leadership};
+
+struct File {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl Harness for File {
+    async fn open(&self) -> Box<dyn Coordinator> {
+        Box::new(FileCoordinator::new(self.dir.path()).expect("open file backend"))
+    }
+
+    async fn depose(&self, leadership: &Leadership) {
+        // A flock cannot be taken from a live holder; it goes when the
+        // holder lets go (or dies), which is local.
+        leadership.release();
+        let c = FileCoordinator::new(self.dir.path()).unwrap();
+        for _ in 0..1000 {
+            if c.leader().await.unwrap().is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("lock still held after release");
+    }
+
+    fn depose_is_remote(&self) -> bool {
+        false
+    }
+
+    fn entry(&self, label: &str) -> Vec<u8> {
+        // Distinct journal records: a `resumed` with an epoch from the label.
+        let epoch = label.bytes().fold(0u64, |h, b| h * 31 + u64::from(b));
+        encode_line(&Record::Resumed { epoch, at_ms: 1 }).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn file_backend_passes_the_suite() {
+    let h = File {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    suite::run_all(&h).await;
+}
+
+#[tokio::test]
+async fn cli_lock_and_server_exclude_each_other() {
+    use switchyard::lock::{FileLock, Lock};
+    let dir = tempfile::tempdir().unwrap();
+    let guard = FileLock::new(dir.path())
+        .unwrap()
+        .try_acquire("cli")
+        .unwrap();
+    let c = FileCoordinator::new(dir.path()).unwrap();
+    let me = switchyard_coordination::Node {
+        name: "s1".into(),
+        url: "http://127.0.0.1:1".into(),
+    };
+    assert!(c.try_campaign(&me).await.unwrap().is_none());
+    // A CLI run holds the lock but names no server leader.
+    assert!(c.leader().await.unwrap().is_none());
+    let epoch = guard.epoch();
+    drop(guard);
+    let l = c.try_campaign(&me).await.unwrap().expect("free now");
+    assert!(l.token() > epoch);
+}
