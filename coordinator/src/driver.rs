@@ -184,10 +184,7 @@ impl Driver {
             controllers,
             journal,
             guard,
-            ctx: OpContext {
-                execution_id: execution_id.to_string(),
-                epoch,
-            },
+            ctx: OpContext::new(execution_id, epoch),
             reporter,
             failpoint: Failpoint::none(),
             retry: RetryPolicy::default(),
@@ -296,7 +293,7 @@ impl Driver {
                     Action::Wait => wait = true,
                     Action::Run { id, store, op } => {
                         if !self.guard.still_held() {
-                            return Err(DriverError::LockLost(self.ctx.epoch));
+                            return Err(DriverError::LockLost(self.ctx.token.get()));
                         }
                         let ctrl = self.controller(&store)?;
                         let seq = self.next_seq;
@@ -307,7 +304,7 @@ impl Driver {
                             step: id.step,
                             store: store.clone(),
                             op: op.clone(),
-                            epoch: self.ctx.epoch,
+                            epoch: self.ctx.token.get(),
                             at_ms: now_ms(),
                         })?;
                         ex.apply(Event::Issued { id, op: op.clone() });

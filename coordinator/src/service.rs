@@ -1526,8 +1526,8 @@ async fn refuse_superseded_on_stores(
         let Some(c) = controllers.get(name) else {
             continue;
         };
-        match c.recorded_epoch().await {
-            Ok(Some(seen)) if seen > own => {
+        match c.recorded_token().await {
+            Ok(Some(seen)) if seen.get() > own => {
                 return Err(ServiceError::usage(format!(
                     "execution {id} is superseded on store `{name}`: the store records fencing \
                      epoch {seen}, higher than {own}, the newest this execution ran with, so a \

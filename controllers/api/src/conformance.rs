@@ -84,7 +84,7 @@ impl Default for SuiteConfig {
         SuiteConfig {
             ctx: OpContext {
                 execution_id: "conformance".into(),
-                epoch: 1,
+                token: crate::FencingToken(1),
             },
             timeout: Duration::from_secs(60),
             poll: Duration::from_millis(50),

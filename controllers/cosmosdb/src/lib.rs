@@ -197,7 +197,6 @@ impl Controller for CosmosController {
     }
 
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
-        tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
         self.run(op, ctx)
             .await
             .map_err(|e| e.into_error(&self.cfg.store))

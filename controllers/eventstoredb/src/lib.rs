@@ -56,7 +56,7 @@ pub use error::EsdbError;
 use async_trait::async_trait;
 use switchyard_controller::{
     Capability, Controller, Lag, MemberState, ObservedState, OpContext, Operation, Outcome,
-    Position, Result, Role, StoreKind,
+    Position, Result, Role, Stamp, StoreKind, TokenRecord,
 };
 use switchyard_topology::Store;
 use tokio::sync::OnceCell;
@@ -346,22 +346,38 @@ impl Controller for EsdbController {
         Ok(self.to_state(&snap, control.as_ref()))
     }
 
-    /// The fencing token in the metadata of [`control::CONTROL_STREAM`]
-    /// (0 when none was recorded yet); read through the leader, retried
-    /// while the cluster elects.
-    async fn recorded_epoch(&self) -> Result<Option<u64>> {
+    fn token_record(&self) -> Option<&dyn TokenRecord> {
+        Some(self)
+    }
+
+    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
+        self.run(op, ctx)
+            .await
+            .map_err(|e| e.into_error(&self.cfg.store))
+    }
+}
+
+/// The stamp lives in the metadata of [`control::CONTROL_STREAM`], read and
+/// written through the leader, retried while the cluster elects.
+#[async_trait]
+impl TokenRecord for EsdbController {
+    async fn read_stamp(&self) -> Result<Option<Stamp>> {
         self.retry(self.cfg.catch_up, || {
             self.with_cluster(|c| async move { control::read(&c).await })
         })
         .await
-        .map(|c| Some(c.token))
+        .map(|c| c.stamp())
         .map_err(|e| e.into_error(&self.cfg.store))
     }
 
-    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
-        tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
-        self.run(op, ctx)
-            .await
-            .map_err(|e| e.into_error(&self.cfg.store))
+    async fn write_stamp(&self, stamp: &Stamp) -> Result<bool> {
+        let ctx = OpContext::new(stamp.execution.clone(), stamp.token);
+        let ctx = &ctx;
+        self.retry(self.cfg.catch_up, || {
+            self.with_cluster(|c| async move { control::record(&c, ctx).await })
+        })
+        .await
+        .map(|_| true)
+        .map_err(|e| e.into_error(&self.cfg.store))
     }
 }

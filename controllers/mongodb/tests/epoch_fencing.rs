@@ -10,7 +10,7 @@ use switchyard_controller::{Controller, ErrorKind, OpContext, Operation, Promote
 fn ctx(epoch: u64) -> OpContext {
     OpContext {
         execution_id: format!("e{epoch}"),
-        epoch,
+        token: epoch.into(),
     }
 }
 
@@ -47,7 +47,7 @@ async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
             .await
             .expect_err("stale epoch");
         assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
-        assert!(e.message().contains("epoch 5"), "{e}");
+        assert!(e.message().contains("token 5"), "{e}");
     }
     // Read-only operations stay available to anyone.
     lab.ctl

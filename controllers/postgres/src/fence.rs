@@ -28,7 +28,7 @@
 use crate::hooks::{self, Hook};
 use crate::observe::{current_primary, Probe};
 use crate::PostgresController;
-use switchyard_controller::{ErrorKind, OpContext, Outcome, Result};
+use switchyard_controller::{ErrorKind, Outcome, Result};
 use switchyard_topology::Member;
 
 pub(crate) const SOFT_FENCE: &[&str] = &[
@@ -49,10 +49,10 @@ pub(crate) const CLEAR_FENCE: &[&str] = &[
 ];
 
 impl PostgresController {
-    pub(crate) async fn fence(&self, probes: Vec<Probe>, ctx: &OpContext) -> Result<Outcome> {
+    pub(crate) async fn fence(&self, probes: Vec<Probe>) -> Result<Outcome> {
         if let Some(p) = current_primary(&probes) {
             let m = self.member(&p.name)?.clone();
-            return self.fence_primary(&m, ctx).await;
+            return self.fence_primary(&m).await;
         }
         if let Some(f) = probes.iter().find(|p| p.is_standby() && p.fenced) {
             return Ok(Outcome::already_done()
@@ -88,7 +88,7 @@ impl PostgresController {
         ))
     }
 
-    async fn fence_primary(&self, m: &Member, ctx: &OpContext) -> Result<Outcome> {
+    async fn fence_primary(&self, m: &Member) -> Result<Outcome> {
         if m.hooks.stop.is_none() || m.hooks.start_as_standby.is_none() {
             return Err(self
                 .err(
@@ -99,8 +99,6 @@ impl PostgresController {
         }
         match self.session(m).await {
             Ok(c) => {
-                // Recorded while the primary is still writable.
-                self.record_epoch_on(&c, m, ctx).await;
                 // While writes still flow: makes the shutdown checkpoint,
                 // which runs inside the write outage, short.
                 if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
@@ -141,7 +139,7 @@ impl PostgresController {
         self.store.member(name)
     }
 
-    pub(crate) async fn unfence(&self, probes: Vec<Probe>, ctx: &OpContext) -> Result<Outcome> {
+    pub(crate) async fn unfence(&self, probes: Vec<Probe>) -> Result<Outcome> {
         let fenced = probes.iter().find(|p| p.is_standby() && p.fenced);
         if let Some(p) = current_primary(&probes) {
             if fenced.is_some() || p.fenced {
@@ -150,7 +148,6 @@ impl PostgresController {
                     let m = self.member(&p.name)?;
                     let c = self.session(m).await?;
                     self.exec(&c, m, CLEAR_FENCE).await?;
-                    self.record_epoch_on(&c, m, ctx).await;
                     return Ok(Outcome::done()
                         .with_member(&p.name)
                         .with_note(format!("{} unfenced (it was never stopped)", p.name)));
@@ -170,7 +167,7 @@ impl PostgresController {
         if let Some(f) = fenced {
             let m = self.member(&f.name)?.clone();
             self.refuse_if_promoted_elsewhere(&probes, &m, f.timeline)?;
-            return self.reopen(&m, ctx, None).await;
+            return self.reopen(&m, None).await;
         }
         // The fence stopped the old primary and never restarted it: the
         // standbys are still configured to follow it.
@@ -213,7 +210,6 @@ impl PostgresController {
         }
         self.reopen(
             &m,
-            ctx,
             Some(format!("{} was stopped; started it again", m.name)),
         )
         .await
@@ -248,7 +244,7 @@ impl PostgresController {
 
     /// Make `m` (fenced, up, in recovery or a read-only primary) the
     /// writable primary again.
-    async fn reopen(&self, m: &Member, ctx: &OpContext, note: Option<String>) -> Result<Outcome> {
+    async fn reopen(&self, m: &Member, note: Option<String>) -> Result<Outcome> {
         let c = self.session(m).await?;
         self.exec(&c, m, CLEAR_FENCE).await?;
         let in_recovery = self
@@ -267,7 +263,6 @@ impl PostgresController {
         } else {
             outcome = outcome.with_note(format!("{} is primary again on its timeline", m.name));
         }
-        self.record_epoch_on(&c, m, ctx).await;
         Ok(outcome)
     }
 

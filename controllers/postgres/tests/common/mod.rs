@@ -12,14 +12,15 @@ use tokio_postgres::Client;
 
 pub struct PgFixture {
     pub cluster: PgCluster,
-    pub ctl: PostgresController,
+    /// The controller inside the standard layers, as the coordinator runs it.
+    pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
 }
 
 impl PgFixture {
     /// Primary + one standby per further region.
     pub async fn start(regions: &[&str]) -> Result<PgFixture> {
         let cluster = PgCluster::start(PgClusterSpec::new(regions.iter().copied())).await?;
-        let ctl = PostgresController::from_store(cluster.store())?;
+        let ctl = switchyard_controller::layered(PostgresController::from_store(cluster.store())?);
         let f = PgFixture { cluster, ctl };
         let c = f.primary_client().await?;
         c.batch_execute(
@@ -56,7 +57,7 @@ impl PgFixture {
 #[async_trait]
 impl Harness for PgFixture {
     fn controller(&self) -> &dyn Controller {
-        &self.ctl
+        self.ctl.as_ref()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {
