@@ -382,11 +382,7 @@ impl Driver {
                 self.failpoint.hit(Boundary::AfterIssue, done.seq);
                 let result = match done.result {
                     Ok(o) => OpResult::Ok { outcome: o },
-                    Err(e) => OpResult::Err {
-                        kind: format!("{:?}", e.kind()),
-                        temporary: e.is_temporary(),
-                        message: e.to_string(),
-                    },
+                    Err(e) => OpResult::of_error(&e),
                 };
                 let duration_ms = done.duration.as_millis() as u64;
                 self.record_lazy(&Record::Outcome {

@@ -401,15 +401,15 @@ pub fn plan_failover(
     // A stage waits for its slowest operation: stores whose operations take
     // minutes (Cosmos DB's ARM operations) stretch the stage timeout.
     for st in &mut stages {
-        let longest = st
+        let default = st.timeout_ms;
+        st.timeout_ms = st
             .steps
             .iter()
             .filter(|x| !matches!(x.op, PlanOp::CheckReadiness { .. }))
-            .filter_map(|x| capof.get(x.store.as_str())?.expected_operation_ms)
-            .max();
-        if let Some(ms) = longest {
-            st.timeout_ms = st.timeout_ms.max(ms.saturating_mul(2));
-        }
+            .filter_map(|x| capof.get(x.store.as_str()))
+            .map(|c| c.stage_timeout_ms(default))
+            .max()
+            .unwrap_or(default);
     }
 
     Ok(Plan {

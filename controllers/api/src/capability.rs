@@ -59,9 +59,9 @@ pub struct Capability {
     pub lag_bound: bool,
     /// How long one mutating operation is expected to take, when that is
     /// far beyond a stage's default timeout (Cosmos DB's ARM operations take
-    /// minutes). The planner gives every stage with a step for this store at
-    /// least twice this long, and the driver gives each of its operations
-    /// at least that long. `None`: operations take seconds.
+    /// minutes). The planner gives every stage with a mutating step for
+    /// this store at least [`Capability::stage_timeout_ms`]. `None`:
+    /// operations take seconds.
     pub expected_operation_ms: Option<u64>,
 }
 
@@ -143,6 +143,14 @@ impl Capability {
     pub const fn with_expected_operation_ms(mut self, ms: u64) -> Self {
         self.expected_operation_ms = Some(ms);
         self
+    }
+
+    /// The timeout a stage with a mutating step for this store needs, given
+    /// the stage's default: twice the expected operation time when that is
+    /// longer (one operation plus its checkpoint).
+    pub fn stage_timeout_ms(&self, default_ms: u64) -> u64 {
+        self.expected_operation_ms
+            .map_or(default_ms, |ms| default_ms.max(ms.saturating_mul(2)))
     }
 
     /// Whether this set provides `need`.

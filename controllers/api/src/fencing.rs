@@ -105,8 +105,8 @@ impl Refusal {
         let (seen, msg) = match self {
             Refusal::Superseded { seen } => {
                 let msg = format!(
-                    "stale coordinator: execution {} carries fencing token {}, but token {} \
-                     (execution {}) already acted on this store",
+                    "stale coordinator: execution {} carries fencing token {}, but fencing \
+                     token {} (execution {}) already acted on this store",
                     ctx.execution_id, ctx.token, seen.token, seen.execution
                 );
                 (seen, msg)

@@ -56,7 +56,7 @@ pub use error::EsdbError;
 use async_trait::async_trait;
 use switchyard_controller::{
     Capability, Controller, Lag, MemberState, ObservedState, OpContext, Operation, Outcome,
-    Position, Result, Role, Stamp, StoreKind, TokenRecord,
+    Position, Priorities, Result, Role, Stamp, StoreKind, TokenRecord,
 };
 use switchyard_topology::Store;
 use tokio::sync::OnceCell;
@@ -107,15 +107,16 @@ impl EsdbController {
 
     /// What this controller supports.
     pub fn capabilities() -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.positions = true;
-        c.rejoin = true;
-        c.self_electing = true;
-        c.sticky_priorities = true;
-        c.lag_bound = true;
-        c
+        // Node priority is runtime state: a restarted node forgets it
+        // (the control stream keeps what Switchyard set; drift is reported).
+        Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_positions()
+            .with_rejoin()
+            .with_self_electing()
+            .with_sticky_priorities(Priorities::RuntimeOnly)
+            .with_lag_bound()
     }
 
     /// A client discovering the leader through gossip (appends, reads and
@@ -362,6 +363,11 @@ impl Controller for EsdbController {
 #[async_trait]
 impl TokenRecord for EsdbController {
     async fn read_stamp(&self) -> Result<Option<Stamp>> {
+        // Readable only through a leader, and without a quorum there is
+        // none: say so rather than time out reading.
+        if let Some(e) = self.no_quorum(&self.snapshot().await) {
+            return Err(e.into_error(&self.cfg.store));
+        }
         self.retry(self.cfg.catch_up, || {
             self.with_cluster(|c| async move { control::read(&c).await })
         })

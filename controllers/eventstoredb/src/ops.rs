@@ -148,7 +148,7 @@ impl EsdbController {
         }
     }
 
-    fn no_quorum(&self, snap: &Snapshot) -> Option<EsdbError> {
+    pub(crate) fn no_quorum(&self, snap: &Snapshot) -> Option<EsdbError> {
         let reachable = snap.reachable_voters(&self.cfg);
         if reachable >= self.cfg.quorum() {
             return None;

@@ -64,8 +64,8 @@ use async_trait::async_trait;
 use client::Connections;
 use std::path::Path;
 use switchyard_controller::{
-    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Remembered,
-    Result, Stamp, StoreKind, TokenRecord,
+    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Priorities,
+    Remembered, Result, Stamp, StoreKind, TokenRecord,
 };
 use switchyard_topology::Store;
 
@@ -124,15 +124,14 @@ impl MongoController {
 
     /// What this controller supports.
     pub fn capabilities() -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.positions = true;
-        c.rejoin = true;
-        c.self_electing = true;
-        c.sticky_priorities = true;
-        c.lag_bound = true;
-        c
+        Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_positions()
+            .with_rejoin()
+            .with_self_electing()
+            .with_sticky_priorities(Priorities::Durable)
+            .with_lag_bound()
     }
 }
 

@@ -346,15 +346,14 @@ impl Controller for PostgresController {
     }
 
     fn capability(&self) -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.fencing = true;
-        c.positions = true;
-        c.repoint = true;
-        c.rejoin = true;
-        c.lag_bound = true;
-        c
+        Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_fencing()
+            .with_positions()
+            .with_repoint()
+            .with_rejoin()
+            .with_lag_bound()
     }
 
     async fn observe(&self) -> Result<ObservedState> {

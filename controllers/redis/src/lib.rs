@@ -61,7 +61,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use switchyard_controller::{
     Capability, Controller, Error, ErrorKind, LastKnown, ObservedState, OpContext, Operation,
-    Outcome, Remembered, Result, StoreKind, TokenRecord,
+    Outcome, Priorities, Remembered, Result, StoreKind, TokenRecord,
 };
 use switchyard_topology::Store;
 
@@ -128,18 +128,21 @@ impl RedisController {
 
     /// What a controller for a store with or without Sentinels supports.
     pub fn capabilities(sentinel_managed: bool) -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.fencing = true;
-        c.positions = true;
-        c.repoint = true;
-        c.rejoin = true;
-        c.lag_bound = true;
-        // replica-priority steers Sentinel's own failovers; without
-        // Sentinel nothing reads it.
-        c.sticky_priorities = sentinel_managed;
-        c
+        let c = Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_fencing()
+            .with_positions()
+            .with_repoint()
+            .with_rejoin()
+            .with_lag_bound();
+        // replica-priority steers Sentinel's own failovers (CONFIG REWRITE
+        // persists it); without Sentinel nothing reads it.
+        if sentinel_managed {
+            c.with_sticky_priorities(Priorities::Durable)
+        } else {
+            c
+        }
     }
 
     pub(crate) fn err(&self, kind: ErrorKind, msg: impl Into<String>) -> Error {
