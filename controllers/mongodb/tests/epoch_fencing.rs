@@ -54,18 +54,25 @@ async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
         .execute(&Operation::CapturePosition, &ctx(1))
         .await
         .expect("capture with an old epoch");
-    // A newer epoch proceeds and is recorded.
-    let moved = lab
-        .ctl
-        .execute(
-            &Operation::Promote {
-                target_region: "west".into(),
-                mode: PromoteMode::Planned,
-            },
-            &ctx(6),
-        )
-        .await
-        .unwrap();
+    // A newer token proceeds and is recorded. West's higher priority may
+    // take the primary over by itself meanwhile (priority takeover): the
+    // reconfig then meets a stepped-down primary, a temporary error the
+    // driver retries, and so does this test.
+    let promote = Operation::Promote {
+        target_region: "west".into(),
+        mode: PromoteMode::Planned,
+    };
+    let mut attempts = 0;
+    let moved = loop {
+        attempts += 1;
+        match lab.ctl.execute(&promote, &ctx(6)).await {
+            Ok(o) => break o,
+            Err(e) if e.is_temporary() && attempts < 10 => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("promote under token 6: {e}"),
+        }
+    };
     assert!(moved
         .member
         .as_deref()
