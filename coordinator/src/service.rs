@@ -892,6 +892,11 @@ impl Service {
             .ok_or_else(|| {
                 ServiceError::usage(format!("every store is already primary in {origin}"))
             })?;
+        // The way back is an execution of its own, so it needs a fencing
+        // token of its own: stores refuse an equal token from a different
+        // execution. Taking the lock again bumps it.
+        drop(guard);
+        let guard = inner.lock("drill")?;
         let back = inner
             .launch(&guard, &controllers, back, "drill-back", None, tee)?
             .run()

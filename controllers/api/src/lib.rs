@@ -16,6 +16,7 @@ pub mod last_known;
 pub mod layers;
 pub mod operation;
 pub mod progress;
+pub mod sequence;
 pub mod state;
 
 pub use capability::{Capability, Gate, Need, Priorities};
