@@ -45,6 +45,16 @@ impl Default for RetryPolicy {
     }
 }
 
+impl From<switchyard_controller::Backoff> for RetryPolicy {
+    fn from(b: switchyard_controller::Backoff) -> Self {
+        RetryPolicy {
+            max_attempts: b.max_attempts,
+            initial_backoff: b.initial,
+            max_backoff: b.max,
+        }
+    }
+}
+
 /// How checkpoints are polled.
 #[derive(Debug, Clone, Copy)]
 pub struct PollPolicy {
@@ -154,7 +164,8 @@ pub struct Driver {
     ctx: OpContext,
     reporter: Arc<dyn Reporter>,
     failpoint: Failpoint,
-    retry: RetryPolicy,
+    /// `None`: each controller's own error policy decides the backoff.
+    retry: Option<RetryPolicy>,
     poll: PollPolicy,
     next_seq: u64,
 }
@@ -187,7 +198,7 @@ impl Driver {
             ctx: OpContext::new(execution_id, epoch),
             reporter,
             failpoint: Failpoint::none(),
-            retry: RetryPolicy::default(),
+            retry: None,
             poll: PollPolicy::default(),
             next_seq,
         }
@@ -199,9 +210,10 @@ impl Driver {
         self
     }
 
-    /// Override the retry policy.
+    /// Override the retry policy of every controller (tests); without it
+    /// each controller's `ErrorPolicy` backoff applies.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+        self.retry = Some(retry);
         self
     }
 
@@ -326,6 +338,10 @@ impl Driver {
                                 tx: progress_tx.clone(),
                             })),
                         );
+                        // The store's own backoff unless the caller set one.
+                        let retry = self
+                            .retry
+                            .unwrap_or_else(|| ctrl.error_policy().backoff.into());
                         in_flight.push(Box::pin(scope.run(run_op(
                             ctrl,
                             op,
@@ -334,7 +350,7 @@ impl Driver {
                             seq,
                             store,
                             deadline,
-                            self.retry,
+                            retry,
                         ))));
                     }
                     Action::ValidateCheckpoint { stage } => {

@@ -23,13 +23,14 @@ impl Default for Backoff {
         Backoff {
             max_attempts: 5,
             initial: Duration::from_millis(200),
-            max: Duration::from_secs(5),
+            max: Duration::from_secs(2),
         }
     }
 }
 
-/// Which errors are temporary, and how to back off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which errors are temporary, and how to back off. The default: the
+/// kinds' own classification and [`Backoff::default`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ErrorPolicy {
     /// Kinds that are temporary for this controller beyond
     /// [`ErrorKind::is_temporary`]'s defaults (none by default).
@@ -39,16 +40,6 @@ pub struct ErrorPolicy {
     pub never_temporary: &'static [ErrorKind],
     /// The retry schedule.
     pub backoff: Backoff,
-}
-
-impl Default for ErrorPolicy {
-    fn default() -> Self {
-        ErrorPolicy {
-            also_temporary: &[],
-            never_temporary: &[],
-            backoff: Backoff::default(),
-        }
-    }
 }
 
 impl ErrorPolicy {
