@@ -198,8 +198,8 @@ async fn exec(
 }
 
 /// Run `kind`'s canonical sequence ([`crate::sequence::steps`], the one
-/// the planner lays out) on one store. Stops early (successfully) when
-/// readiness reports the target already primary.
+/// the planner lays out) on one store. A planned one stops early
+/// (successfully) when readiness reports the target already primary.
 async fn run_sequence(
     c: &dyn Controller,
     kind: Kind,
@@ -223,7 +223,12 @@ async fn run_sequence(
             })?;
         let outcome = exec(c, op, ctx, &mut steps).await?;
         match step {
-            SeqStep::CheckReadiness if outcome.already_done => return Ok(steps),
+            // A planned move to where the primary already is does nothing
+            // more; a forced one still runs (the set may have elected the
+            // target itself, and the priorities must follow).
+            SeqStep::CheckReadiness if outcome.already_done && kind != Kind::ForcedFailover => {
+                return Ok(steps)
+            }
             SeqStep::CapturePosition => captured = outcome.position,
             _ => {}
         }
