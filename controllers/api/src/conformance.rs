@@ -629,10 +629,11 @@ pub async fn repeated_operations_are_harmless(h: &dyn Harness, cfg: &SuiteConfig
             }
             SeqStep::Promote => {
                 let first = c.execute(&op, ctx).await.map_err(|e| op_err(&op, e))?;
-                // A self-electing store may have moved by itself once the
-                // preference changed (priority takeover).
+                // The preference step before it may have moved the primary
+                // already: priority takeover (MongoDB, EventStoreDB), a
+                // failover-priority change (Cosmos DB).
                 ensure!(
-                    !first.already_done || cap.self_electing,
+                    !first.already_done || cap.sticky_priorities,
                     "first promote claims already done"
                 );
                 let e1 = c.observe().await.map_err(|e| e.to_string())?.epoch;
