@@ -27,13 +27,15 @@
 //! stuck ends in a checkpoint of `one_writable_primary` and where that
 //! primary is, so a successful abort is a proven one.
 
-use crate::expectation::{followers_follow, one_writable_primary, preferred_in, primary_in};
+use crate::expectation::{
+    followers_follow, one_writable_primary, preferred_in, primary_in, Expectation,
+};
 use crate::journal::{OpResult, Record};
 use crate::plan::{CheckpointEntry, Mode, Plan, PlanOp, Stage, Step, DEFAULT_STAGE_TIMEOUT_MS};
 use crate::planner::dependency_levels;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use switchyard_controller::{Capability, MemberState, ObservedState, Operation, Role};
+use switchyard_controller::{sequence, Capability, MemberState, ObservedState, Operation, Role};
 use switchyard_topology::Topology;
 
 /// The `kind` of an abort execution in its journal's start record.
@@ -499,34 +501,40 @@ pub fn plan_abort(
                     restore_preference,
                     ..
                 } => {
-                    if *restore_preference {
-                        steps.push(step(PlanOp::MakeSticky {
-                            target_region: region.clone(),
-                        }));
-                        expect.push(preferred_in(region.clone()));
+                    let a = sequence::Abort::Keep {
+                        touched_sticky: *restore_preference,
+                    };
+                    for (op, exp) in sequence::abort(a, cap)
+                        .into_iter()
+                        .filter_map(|st| abort_step(st, region))
+                    {
+                        steps.push(step(op));
+                        expect.extend(exp);
                     }
                     expect.push(primary_in(region.clone()));
                 }
                 Decision::Restore => {
-                    steps.push(step(PlanOp::Unfence));
+                    for (op, _) in sequence::abort(sequence::Abort::Restore, cap)
+                        .into_iter()
+                        .filter_map(|st| abort_step(st, &plan.target_region))
+                    {
+                        steps.push(step(op));
+                    }
                     // The old primary, wherever it is: never the target.
                     expect.push(primary_in(plan.target_region.clone()).not());
                 }
                 Decision::Forward { .. } => {
                     let target = plan.target_region.clone();
-                    if cap.sticky_priorities {
-                        steps.push(step(PlanOp::MakeSticky {
-                            target_region: target.clone(),
-                        }));
-                        expect.push(preferred_in(target.clone()));
-                    }
-                    if cap.repoint {
-                        steps.push(step(PlanOp::RepointFollowers));
-                        expect.push(followers_follow());
-                    }
                     // A forced failover's old primary is gone; it rejoins later.
-                    if cap.rejoin && plan.mode == Mode::Planned {
-                        steps.push(step(PlanOp::Rejoin));
+                    let a = sequence::Abort::Forward {
+                        planned: plan.mode == Mode::Planned,
+                    };
+                    for (op, exp) in sequence::abort(a, cap)
+                        .into_iter()
+                        .filter_map(|st| abort_step(st, &target))
+                    {
+                        steps.push(step(op));
+                        expect.extend(exp);
                     }
                     expect.push(primary_in(target));
                 }
@@ -558,6 +566,28 @@ pub fn plan_abort(
         }),
         decisions,
     }
+}
+
+/// An abort step as a plan step for `region`, with what its checkpoint
+/// expects of it. `None` for steps `sequence::abort` never yields (listed,
+/// so a new abort step cannot be forgotten here).
+fn abort_step(st: sequence::Step, region: &str) -> Option<(PlanOp, Option<Expectation>)> {
+    Some(match st {
+        sequence::Step::MakeSticky => (
+            PlanOp::MakeSticky {
+                target_region: region.to_string(),
+            },
+            Some(preferred_in(region.to_string())),
+        ),
+        sequence::Step::RepointFollowers => (PlanOp::RepointFollowers, Some(followers_follow())),
+        sequence::Step::Rejoin => (PlanOp::Rejoin, None),
+        sequence::Step::Unfence => (PlanOp::Unfence, None),
+        sequence::Step::CheckReadiness
+        | sequence::Step::Fence
+        | sequence::Step::CapturePosition
+        | sequence::Step::WaitForCaptured
+        | sequence::Step::Promote => return None,
+    })
 }
 
 #[cfg(test)]

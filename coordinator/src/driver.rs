@@ -45,6 +45,16 @@ impl Default for RetryPolicy {
     }
 }
 
+impl From<switchyard_controller::Backoff> for RetryPolicy {
+    fn from(b: switchyard_controller::Backoff) -> Self {
+        RetryPolicy {
+            max_attempts: b.max_attempts,
+            initial_backoff: b.initial,
+            max_backoff: b.max,
+        }
+    }
+}
+
 /// How checkpoints are polled.
 #[derive(Debug, Clone, Copy)]
 pub struct PollPolicy {
@@ -157,7 +167,8 @@ pub struct Driver {
     ctx: OpContext,
     reporter: Arc<dyn Reporter>,
     failpoint: Failpoint,
-    retry: RetryPolicy,
+    /// `None`: each controller's own error policy decides the backoff.
+    retry: Option<RetryPolicy>,
     poll: PollPolicy,
     next_seq: u64,
     boundaries: Option<Arc<dyn crate::safety::Boundaries>>,
@@ -188,13 +199,10 @@ impl Driver {
             controllers,
             journal,
             guard,
-            ctx: OpContext {
-                execution_id: execution_id.to_string(),
-                epoch,
-            },
+            ctx: OpContext::new(execution_id, epoch),
             reporter,
             failpoint: Failpoint::none(),
-            retry: RetryPolicy::default(),
+            retry: None,
             poll: PollPolicy::default(),
             next_seq,
             boundaries: None,
@@ -222,9 +230,10 @@ impl Driver {
         self
     }
 
-    /// Override the retry policy.
+    /// Override the retry policy of every controller (tests); without it
+    /// each controller's `ErrorPolicy` backoff applies.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+        self.retry = Some(retry);
         self
     }
 
@@ -340,7 +349,7 @@ impl Driver {
                     Action::Wait => wait = true,
                     Action::Run { id, store, op } => {
                         if !self.guard.still_held() {
-                            return Err(DriverError::LockLost(self.ctx.epoch));
+                            return Err(DriverError::LockLost(self.ctx.token.get()));
                         }
                         let ctrl = self.controller(&store)?;
                         let seq = self.next_seq;
@@ -351,7 +360,7 @@ impl Driver {
                             step: id.step,
                             store: store.clone(),
                             op: op.clone(),
-                            epoch: self.ctx.epoch,
+                            epoch: self.ctx.token.get(),
                             at_ms: now_ms(),
                         })?;
                         ex.apply(Event::Issued { id, op: op.clone() });
@@ -373,6 +382,10 @@ impl Driver {
                                 tx: progress_tx.clone(),
                             })),
                         );
+                        // The store's own backoff unless the caller set one.
+                        let retry = self
+                            .retry
+                            .unwrap_or_else(|| ctrl.error_policy().backoff.into());
                         in_flight.push(Box::pin(scope.run(run_op(
                             ctrl,
                             op,
@@ -381,7 +394,7 @@ impl Driver {
                             seq,
                             store,
                             deadline,
-                            self.retry,
+                            retry,
                         ))));
                     }
                     Action::ValidateCheckpoint { stage } => {
@@ -407,7 +420,7 @@ impl Driver {
                     // Lease lost: drop (cancel) everything in flight now; a
                     // new leader resumes from the journal.
                     () = lost.cancelled() => {
-                        return Err(DriverError::LockLost(self.ctx.epoch));
+                        return Err(DriverError::LockLost(self.ctx.token.get()));
                     }
                     done = in_flight.next() => done,
                     Some(p) = progress_rx.recv() => {
@@ -434,11 +447,7 @@ impl Driver {
                 self.failpoint.hit(Boundary::AfterIssue, done.seq);
                 let result = match done.result {
                     Ok(o) => OpResult::Ok { outcome: o },
-                    Err(e) => OpResult::Err {
-                        kind: format!("{:?}", e.kind()),
-                        temporary: e.is_temporary(),
-                        message: e.to_string(),
-                    },
+                    Err(e) => OpResult::of_error(&e),
                 };
                 let duration_ms = done.duration.as_millis() as u64;
                 self.record_lazy(&Record::Outcome {

@@ -10,7 +10,7 @@
 use crate::journal::{OpResult, Record};
 use crate::plan::{Plan, PlanOp, StepId};
 use std::collections::BTreeMap;
-use switchyard_controller::{Operation, Outcome, Position};
+use switchyard_controller::{ErrorKind, Operation, Outcome, Position};
 
 /// State of one step.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +28,8 @@ pub enum StepState {
     Failed {
         /// Error text.
         message: String,
-        /// Error class name.
-        kind: String,
+        /// Error class.
+        kind: ErrorKind,
     },
 }
 
@@ -67,8 +67,8 @@ pub enum Event {
         id: StepId,
         /// Error text.
         message: String,
-        /// Error class name.
-        kind: String,
+        /// Error class.
+        kind: ErrorKind,
     },
     /// A stage's checkpoint held.
     CheckpointPassed {
@@ -291,7 +291,7 @@ impl Executor {
                     step.op.name()
                 ),
                 // The lag guard refused, whichever step ran into it.
-                refused: kind == "LagTooHigh",
+                refused: *kind == ErrorKind::LagTooHigh,
             }];
         }
         let mut actions = vec![];
@@ -380,7 +380,7 @@ pub fn event_of(r: &Record) -> Option<Event> {
                 OpResult::Err { kind, message, .. } => Event::Failed {
                     id,
                     message: message.clone(),
-                    kind: kind.clone(),
+                    kind: *kind,
                 },
             }
         }
@@ -550,7 +550,7 @@ mod tests {
         ex.apply(Event::Failed {
             id: StepId { stage: 0, step: 0 },
             message: "lag 9 MB beyond bound".into(),
-            kind: "LagTooHigh".into(),
+            kind: ErrorKind::LagTooHigh,
         });
         assert_eq!(ex.next(), vec![Action::Wait], "catalog still in flight");
         ex.apply(Event::Succeeded {

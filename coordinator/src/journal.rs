@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use switchyard_controller::{Operation, Outcome};
+use switchyard_controller::{Error, ErrorKind, Operation, Outcome};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -62,15 +62,33 @@ pub enum OpResult {
         /// What it produced.
         outcome: Outcome,
     },
-    /// The controller failed.
+    /// The controller failed: the error as data. A journal written before
+    /// kinds were data holds `"kind":"LagTooHigh"` and no member; it reads
+    /// the same (the kinds keep their old spellings as aliases).
     Err {
-        /// Error class (`LagTooHigh`, `Unreachable`, ...).
-        kind: String,
+        /// Error class (`lag_too_high`, `unreachable`, ...).
+        kind: ErrorKind,
         /// Whether retrying could help.
         temporary: bool,
+        /// Member concerned, when one is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
         /// The full error text.
         message: String,
     },
+}
+
+impl OpResult {
+    /// A controller's failure as journaled.
+    pub fn of_error(e: &Error) -> Self {
+        let r = e.record();
+        OpResult::Err {
+            kind: r.kind,
+            temporary: r.temporary,
+            member: r.member,
+            message: r.message,
+        }
+    }
 }
 
 /// What one store looked like when a checkpoint ended.
@@ -1023,6 +1041,52 @@ mod tests {
         // RFC 3720, B.4 and the usual check value.
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+    }
+
+    /// A journal from before error kinds were data (`"kind":"LagTooHigh"`,
+    /// no member) reads back as the typed kind, checksum and all.
+    #[test]
+    fn an_error_kind_journaled_as_text_reads_as_its_kind() {
+        let body = r#"{"type":"outcome","seq":3,"stage":1,"step":0,"store":"orders","at_ms":1,"duration_ms":2,"attempts":1,"result":{"status":"err","kind":"LagTooHigh","temporary":false,"message":"orders: LagTooHigh: 9 MB behind"}}"#;
+        let mut line = body.as_bytes()[..body.len() - 1].to_vec();
+        line.extend_from_slice(
+            format!("{CRC_KEY}{:08x}\"}}\n", crc32c(body.as_bytes())).as_bytes(),
+        );
+        let scan = parse_journal("old.jsonl", &line);
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        match &scan.records[..] {
+            [Record::Outcome {
+                result: OpResult::Err {
+                    kind, member: None, ..
+                },
+                ..
+            }] => assert_eq!(*kind, ErrorKind::LagTooHigh),
+            other => panic!("{other:?}"),
+        }
+        // Written now, the kind is data by name and the member is kept.
+        let e = Error::new(ErrorKind::Unreachable, "orders", "down").with_member("pg-east-1");
+        let text = serde_json::to_string(&OpResult::of_error(&e)).unwrap();
+        assert!(text.contains(r#""kind":"unreachable""#), "{text}");
+        assert!(text.contains(r#""member":"pg-east-1""#), "{text}");
+        assert!(text.contains(r#""temporary":true"#), "{text}");
+    }
+
+    /// A kind this version does not know is damage with a clear message,
+    /// never a guess.
+    #[test]
+    fn an_unknown_error_kind_is_reported_not_guessed() {
+        let body = r#"{"type":"outcome","seq":3,"stage":1,"step":0,"store":"orders","at_ms":1,"duration_ms":2,"attempts":1,"result":{"status":"err","kind":"Gremlins","temporary":false,"message":"?"}}"#;
+        let mut line = body.as_bytes()[..body.len() - 1].to_vec();
+        line.extend_from_slice(
+            format!("{CRC_KEY}{:08x}\"}}\n", crc32c(body.as_bytes())).as_bytes(),
+        );
+        let scan = parse_journal("new.jsonl", &line);
+        assert_eq!(scan.damage.len(), 1);
+        assert!(
+            scan.damage[0].message.contains("Gremlins"),
+            "{:?}",
+            scan.damage
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::expectation::Expectation;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use switchyard_controller::{Operation, Position, PromoteMode};
+use switchyard_controller::{Need, Operation, Position, PromoteMode};
 
 /// Plan file format version written by this coordinator.
 pub const PLAN_VERSION: u32 = 1;
@@ -199,6 +199,21 @@ pub enum PlanOp {
 }
 
 impl PlanOp {
+    /// The capability this step needs: [`Operation::need`]'s table, read
+    /// through the controller-level mode.
+    pub fn need(&self) -> Need {
+        match self {
+            PlanOp::CheckReadiness { mode, .. } | PlanOp::Promote { mode, .. } => {
+                Need::of_mode(&mode.promote_mode())
+            }
+            PlanOp::Fence | PlanOp::Unfence => Need::Fencing,
+            PlanOp::CapturePosition | PlanOp::WaitForPosition { .. } => Need::Positions,
+            PlanOp::RepointFollowers => Need::Repoint,
+            PlanOp::Rejoin => Need::Rejoin,
+            PlanOp::MakeSticky { .. } => Need::StickyPriorities,
+        }
+    }
+
     /// Stable short name (same as [`Operation::name`]).
     pub fn name(&self) -> &'static str {
         match self {

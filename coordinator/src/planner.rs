@@ -17,6 +17,7 @@ use crate::plan::{
 };
 use crate::validate::find_cycle;
 use std::collections::{BTreeMap, BTreeSet};
+use switchyard_controller::sequence::{self, Kind, Phase, Step as SeqStep};
 use switchyard_controller::Capability;
 use switchyard_topology::{Store, Topology};
 
@@ -177,6 +178,37 @@ pub fn plan_failover(
         capof.insert(s.name.as_str(), cap);
     }
     let max_level = levels.values().copied().max().unwrap_or(0);
+    // Every store's steps come from the one canonical sequence.
+    let kind = if planned {
+        Kind::PlannedSwitchover
+    } else {
+        Kind::ForcedFailover
+    };
+    let phase_of =
+        |s: &Store, phase: Phase| sequence::in_phase(kind, &capof[s.name.as_str()], phase);
+    let plan_op = |st: SeqStep| match st {
+        SeqStep::CheckReadiness => PlanOp::CheckReadiness {
+            target_region: target.into(),
+            mode: opts.mode,
+        },
+        SeqStep::Fence => PlanOp::Fence,
+        SeqStep::CapturePosition => PlanOp::CapturePosition,
+        SeqStep::WaitForCaptured => PlanOp::WaitForPosition {
+            target_region: target.into(),
+            position: PositionSource::Captured(Captured::Captured),
+            timeout_ms: opts.catch_up_timeout_ms,
+        },
+        SeqStep::MakeSticky => PlanOp::MakeSticky {
+            target_region: target.into(),
+        },
+        SeqStep::Promote => PlanOp::Promote {
+            target_region: target.into(),
+            mode: opts.mode,
+        },
+        SeqStep::RepointFollowers => PlanOp::RepointFollowers,
+        SeqStep::Rejoin => PlanOp::Rejoin,
+        SeqStep::Unfence => PlanOp::Unfence,
+    };
     let skip = |s: &Store| opts.already_there.contains(&s.name);
     let at_level = |l: usize| -> Vec<&Store> {
         topology
@@ -241,13 +273,9 @@ pub fn plan_failover(
             checks.push(entry(s, vec![primary_in(target)]));
             continue;
         }
-        steps.push(step(
-            s,
-            PlanOp::CheckReadiness {
-                target_region: target.into(),
-                mode: opts.mode,
-            },
-        ));
+        for st in phase_of(s, Phase::Readiness) {
+            steps.push(step(s, plan_op(st)));
+        }
         checks.push(entry(
             s,
             if planned {
@@ -265,7 +293,7 @@ pub fn plan_failover(
         for l in (0..=max_level).rev() {
             let group: Vec<&Store> = at_level(l)
                 .into_iter()
-                .filter(|s| capof[s.name.as_str()].fencing)
+                .filter(|s| !phase_of(s, Phase::Fence).is_empty())
                 .collect();
             if group.is_empty() {
                 continue;
@@ -273,9 +301,8 @@ pub fn plan_failover(
             let mut steps = vec![];
             let mut checks = vec![];
             for s in &group {
-                steps.push(step(s, PlanOp::Fence));
-                if capof[s.name.as_str()].positions {
-                    steps.push(step(s, PlanOp::CapturePosition));
+                for st in phase_of(s, Phase::Fence) {
+                    steps.push(step(s, plan_op(st)));
                 }
                 checks.push(entry(s, vec![fenced()]));
             }
@@ -291,7 +318,11 @@ pub fn plan_failover(
         topology
             .stores
             .iter()
-            .filter(|s| levels[&s.name] == l && skip(s) && capof[s.name.as_str()].sticky_priorities)
+            .filter(|s| {
+                levels[&s.name] == l
+                    && skip(s)
+                    && !sequence::already_primary(&capof[s.name.as_str()]).is_empty()
+            })
             .collect()
     };
     for l in 0..=max_level {
@@ -303,52 +334,18 @@ pub fn plan_failover(
         let mut steps = vec![];
         let mut checks = vec![];
         for s in &there {
-            steps.push(step(
-                s,
-                PlanOp::MakeSticky {
-                    target_region: target.into(),
-                },
-            ));
+            for (_, st) in sequence::already_primary(&capof[s.name.as_str()]) {
+                steps.push(step(s, plan_op(st)));
+            }
             checks.push(entry(s, vec![primary_in(target), preferred_in(target)]));
         }
         let all: Vec<&Store> = group.iter().chain(there.iter()).copied().collect();
         for s in &group {
             let cap = capof[s.name.as_str()];
-            if planned && cap.fencing && cap.positions {
-                steps.push(step(
-                    s,
-                    PlanOp::WaitForPosition {
-                        target_region: target.into(),
-                        position: PositionSource::Captured(Captured::Captured),
-                        timeout_ms: opts.catch_up_timeout_ms,
-                    },
-                ));
-            }
-            // Planned: persist the preference first so the election it
-            // triggers lands in the target and stays there. Forced: the
-            // new primary must exist before it can rewrite priorities.
-            if planned && cap.sticky_priorities {
-                steps.push(step(
-                    s,
-                    PlanOp::MakeSticky {
-                        target_region: target.into(),
-                    },
-                ));
-            }
-            steps.push(step(
-                s,
-                PlanOp::Promote {
-                    target_region: target.into(),
-                    mode: opts.mode,
-                },
-            ));
-            if !planned && cap.sticky_priorities {
-                steps.push(step(
-                    s,
-                    PlanOp::MakeSticky {
-                        target_region: target.into(),
-                    },
-                ));
+            // Planned: the preference first, so the election lands in the
+            // target; forced: the new primary first (see `sequence`).
+            for st in phase_of(s, Phase::Promote) {
+                steps.push(step(s, plan_op(st)));
             }
             let mut expect = vec![primary_in(target)];
             if cap.sticky_priorities {
@@ -374,11 +371,8 @@ pub fn plan_failover(
             continue;
         }
         let cap = capof[s.name.as_str()];
-        if cap.repoint {
-            steps.push(step(s, PlanOp::RepointFollowers));
-        }
-        if planned && cap.rejoin {
-            steps.push(step(s, PlanOp::Rejoin));
+        for st in phase_of(s, Phase::Reconcile) {
+            steps.push(step(s, plan_op(st)));
         }
         let mut expect = vec![primary_in(target)];
         if cap.repoint {
@@ -401,15 +395,15 @@ pub fn plan_failover(
     // A stage waits for its slowest operation: stores whose operations take
     // minutes (Cosmos DB's ARM operations) stretch the stage timeout.
     for st in &mut stages {
-        let longest = st
+        let default = st.timeout_ms;
+        st.timeout_ms = st
             .steps
             .iter()
             .filter(|x| !matches!(x.op, PlanOp::CheckReadiness { .. }))
-            .filter_map(|x| capof.get(x.store.as_str())?.expected_operation_ms)
-            .max();
-        if let Some(ms) = longest {
-            st.timeout_ms = st.timeout_ms.max(ms.saturating_mul(2));
-        }
+            .filter_map(|x| capof.get(x.store.as_str()))
+            .map(|c| c.stage_timeout_ms(default))
+            .max()
+            .unwrap_or(default);
     }
 
     Ok(Plan {

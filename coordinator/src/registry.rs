@@ -20,7 +20,9 @@ pub struct RegistryError {
     pub message: String,
 }
 
-/// Build the controller for one store. Construction validates the store's
+/// Build the controller for one store, inside the standard layers
+/// ([`switchyard_controller::layers::standard`]: tracing span, error
+/// policy, capability gating, fencing). Construction validates the store's
 /// configuration; it does not connect.
 pub fn controller_for(store: &Store) -> Result<Arc<dyn Controller>, RegistryError> {
     controller_in(store, None)
@@ -29,6 +31,14 @@ pub fn controller_for(store: &Store) -> Result<Arc<dyn Controller>, RegistryErro
 /// Like [`controller_for`], keeping the store's last-known state (the
 /// evidence a later forced failover estimates its loss from) in `state_dir`.
 pub fn controller_in(
+    store: &Store,
+    state_dir: Option<&Path>,
+) -> Result<Arc<dyn Controller>, RegistryError> {
+    bare_controller_in(store, state_dir).map(switchyard_controller::layers::standard)
+}
+
+/// The controller alone, without layers.
+fn bare_controller_in(
     store: &Store,
     state_dir: Option<&Path>,
 ) -> Result<Arc<dyn Controller>, RegistryError> {

@@ -1080,6 +1080,11 @@ impl Service {
             .ok_or_else(|| {
                 ServiceError::usage(format!("every store is already primary in {origin}"))
             })?;
+        // The way back is an execution of its own, so it needs a fencing
+        // token of its own: stores refuse an equal token from a different
+        // execution. Taking the lock again bumps it.
+        drop(guard);
+        let guard = inner.lock("drill")?;
         let back = inner
             .launch(&guard, &controllers, back, "drill-back", None, tee)?
             .run()
@@ -1932,8 +1937,8 @@ async fn refuse_superseded_on_stores(
         let Some(c) = controllers.get(name) else {
             continue;
         };
-        match c.recorded_epoch().await {
-            Ok(Some(seen)) if seen > own => {
+        match c.recorded_token().await {
+            Ok(Some(seen)) if seen.get() > own => {
                 return Err(ServiceError::usage(format!(
                     "execution {id} is superseded on store `{name}`: the store records fencing \
                      epoch {seen}, higher than {own}, the newest this execution ran with, so a \

@@ -3,7 +3,7 @@
 //! and the field (`plan.toml:14:9: stages[1].steps[0].store: unknown store ...`).
 
 use crate::expectation::Expectation;
-use crate::plan::{Mode, Plan, PlanOp, PositionSource, PLAN_VERSION};
+use crate::plan::{Plan, PlanOp, PositionSource, PLAN_VERSION};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
@@ -282,21 +282,10 @@ pub fn validate(
     validate_source(plan, topology, caps, "<plan>", "")
 }
 
+/// The capability a step lacks, by the one table in `switchyard-controller`.
 fn op_unsupported(op: &PlanOp, cap: &Capability) -> Option<&'static str> {
-    let need = |ok: bool, what: &'static str| (!ok).then_some(what);
-    match op {
-        PlanOp::CheckReadiness { mode, .. } | PlanOp::Promote { mode, .. } => match mode {
-            Mode::Planned => need(cap.planned_switchover, "planned switchover"),
-            _ => need(cap.forced_failover, "forced failover"),
-        },
-        PlanOp::Fence | PlanOp::Unfence => need(cap.fencing, "fencing"),
-        PlanOp::CapturePosition | PlanOp::WaitForPosition { .. } => {
-            need(cap.positions, "capturing and waiting for positions")
-        }
-        PlanOp::RepointFollowers => need(cap.repoint, "re-pointing followers"),
-        PlanOp::Rejoin => need(cap.rejoin, "rejoining a former primary"),
-        PlanOp::MakeSticky { .. } => need(cap.sticky_priorities, "sticky priorities"),
-    }
+    let need = op.need();
+    (!cap.has(need)).then(|| need.what())
 }
 
 fn validate_source(

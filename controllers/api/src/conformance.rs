@@ -23,6 +23,7 @@ use crate::capability::Capability;
 use crate::controller::{Controller, ControllerExt, OpContext};
 use crate::error::{Error, ErrorKind};
 use crate::operation::{Operation, Outcome, PromoteMode};
+use crate::sequence::{self, Kind, Step as SeqStep};
 use crate::state::{ObservedState, Role};
 use async_trait::async_trait;
 use std::fmt;
@@ -84,7 +85,7 @@ impl Default for SuiteConfig {
         SuiteConfig {
             ctx: OpContext {
                 execution_id: "conformance".into(),
-                epoch: 1,
+                token: crate::FencingToken(1),
             },
             timeout: Duration::from_secs(60),
             poll: Duration::from_millis(50),
@@ -196,86 +197,67 @@ async fn exec(
     Ok(outcome)
 }
 
+/// Run `kind`'s canonical sequence ([`crate::sequence::steps`], the one
+/// the planner lays out) on one store. A planned one stops early
+/// (successfully) when readiness reports the target already primary.
+async fn run_sequence(
+    c: &dyn Controller,
+    kind: Kind,
+    target_region: &str,
+    mode: PromoteMode,
+    ctx: &OpContext,
+    timeout: Duration,
+) -> Result<Vec<Step>, Error> {
+    let cap = c.capability();
+    let mut steps = Vec::new();
+    let mut captured = None;
+    for (_, step) in sequence::steps(kind, &cap) {
+        let op = step
+            .operation(target_region, mode, captured, timeout.as_millis() as u64)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Protocol,
+                    c.store(),
+                    "CapturePosition returned no position to wait for",
+                )
+            })?;
+        let outcome = exec(c, op, ctx, &mut steps).await?;
+        match step {
+            // A planned move to where the primary already is does nothing
+            // more; a forced one still runs (the set may have elected the
+            // target itself, and the priorities must follow).
+            SeqStep::CheckReadiness if outcome.already_done && kind != Kind::ForcedFailover => {
+                return Ok(steps)
+            }
+            SeqStep::CapturePosition => captured = outcome.position,
+            _ => {}
+        }
+    }
+    Ok(steps)
+}
+
 /// The canonical planned switchover to `target_region`, selected by the
-/// controller's capabilities: readiness → fence → capture → wait → promote
-/// → re-point followers → rejoin → make sticky. Stops early (successfully)
-/// when readiness reports the target already primary.
+/// controller's capabilities: readiness → fence → capture → wait → make
+/// sticky → promote → re-point followers → rejoin.
 pub async fn planned_switchover(
     c: &dyn Controller,
     target_region: &str,
     ctx: &OpContext,
     timeout: Duration,
 ) -> Result<Vec<Step>, Error> {
-    let cap = c.capability();
-    let t = target_region.to_string();
-    let mut steps = Vec::new();
-    let ready = exec(
+    run_sequence(
         c,
-        Operation::CheckReadiness {
-            target_region: t.clone(),
-            mode: PromoteMode::Planned,
-        },
+        Kind::PlannedSwitchover,
+        target_region,
+        PromoteMode::Planned,
         ctx,
-        &mut steps,
+        timeout,
     )
-    .await?;
-    if ready.already_done {
-        return Ok(steps);
-    }
-    if cap.fencing {
-        exec(c, Operation::Fence, ctx, &mut steps).await?;
-    }
-    if cap.positions {
-        let captured = exec(c, Operation::CapturePosition, ctx, &mut steps).await?;
-        let position = captured.position.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Protocol,
-                c.store(),
-                "CapturePosition returned no position",
-            )
-        })?;
-        exec(
-            c,
-            Operation::WaitForPosition {
-                target_region: t.clone(),
-                position,
-                timeout_ms: timeout.as_millis() as u64,
-            },
-            ctx,
-            &mut steps,
-        )
-        .await?;
-    }
-    exec(
-        c,
-        Operation::Promote {
-            target_region: t.clone(),
-            mode: PromoteMode::Planned,
-        },
-        ctx,
-        &mut steps,
-    )
-    .await?;
-    if cap.repoint {
-        exec(c, Operation::RepointFollowers, ctx, &mut steps).await?;
-    }
-    if cap.rejoin {
-        exec(c, Operation::Rejoin, ctx, &mut steps).await?;
-    }
-    if cap.sticky_priorities {
-        exec(
-            c,
-            Operation::MakeSticky { target_region: t },
-            ctx,
-            &mut steps,
-        )
-        .await?;
-    }
-    Ok(steps)
+    .await
 }
 
 /// The canonical forced failover to `target_region` with the old primary
-/// gone: readiness → promote → re-point followers → make sticky. Rejoining
+/// gone: readiness → promote → make sticky → re-point followers. Rejoining
 /// the old primary is a separate, later `Rejoin`.
 pub async fn forced_failover(
     c: &dyn Controller,
@@ -283,43 +265,15 @@ pub async fn forced_failover(
     accept_data_loss: bool,
     ctx: &OpContext,
 ) -> Result<Vec<Step>, Error> {
-    let cap = c.capability();
-    let mode = PromoteMode::Forced { accept_data_loss };
-    let t = target_region.to_string();
-    let mut steps = Vec::new();
-    exec(
+    run_sequence(
         c,
-        Operation::CheckReadiness {
-            target_region: t.clone(),
-            mode,
-        },
+        Kind::ForcedFailover,
+        target_region,
+        PromoteMode::Forced { accept_data_loss },
         ctx,
-        &mut steps,
+        Duration::from_secs(60),
     )
-    .await?;
-    exec(
-        c,
-        Operation::Promote {
-            target_region: t.clone(),
-            mode,
-        },
-        ctx,
-        &mut steps,
-    )
-    .await?;
-    if cap.repoint {
-        exec(c, Operation::RepointFollowers, ctx, &mut steps).await?;
-    }
-    if cap.sticky_priorities {
-        exec(
-            c,
-            Operation::MakeSticky { target_region: t },
-            ctx,
-            &mut steps,
-        )
-        .await?;
-    }
-    Ok(steps)
+    .await
 }
 
 /// Run every case, in an order where destructive ones come last.
@@ -650,63 +604,58 @@ pub async fn repeated_operations_are_harmless(h: &dyn Harness, cfg: &SuiteConfig
         }
         Ok::<_, String>((first, second))
     };
-    twice(Operation::CheckReadiness {
-        target_region: target.clone(),
-        mode: PromoteMode::Planned,
-    })
-    .await?;
-    if cap.fencing {
-        twice(Operation::Fence).await?;
-    }
-    if cap.positions {
-        let (a, b) = twice(Operation::CapturePosition).await?;
-        ensure!(
-            a.position == b.position && a.position.is_some(),
-            "captured positions differ: {:?} vs {:?}",
-            a.position,
-            b.position
-        );
-        twice(Operation::WaitForPosition {
-            target_region: target.clone(),
-            position: a.position.ok_or("no captured position")?,
-            timeout_ms: cfg.timeout.as_millis() as u64,
-        })
-        .await?;
-    }
-    let promote = Operation::Promote {
-        target_region: target.clone(),
-        mode: PromoteMode::Planned,
-    };
-    let first = c
-        .execute(&promote, ctx)
-        .await
-        .map_err(|e| op_err(&promote, e))?;
-    ensure!(!first.already_done, "first promote claims already done");
-    let e1 = c.observe().await.map_err(|e| e.to_string())?.epoch;
-    let second = c
-        .execute(&promote, ctx)
-        .await
-        .map_err(|e| format!("repeating promote: {e}"))?;
-    ensure!(
-        second.already_done,
-        "repeated promote did work again: {second:?}"
-    );
-    let e2 = c.observe().await.map_err(|e| e.to_string())?.epoch;
-    ensure!(
-        e1 == e2,
-        "repeated promote moved the epoch {e1:?} -> {e2:?}"
-    );
-    if cap.repoint {
-        twice(Operation::RepointFollowers).await?;
-    }
-    if cap.rejoin {
-        twice(Operation::Rejoin).await?;
-    }
-    if cap.sticky_priorities {
-        twice(Operation::MakeSticky {
-            target_region: target.clone(),
-        })
-        .await?;
+    // The production sequence, every step twice.
+    let mut captured = None;
+    let mut e2 = None;
+    for (_, step) in sequence::steps(Kind::PlannedSwitchover, &cap) {
+        let op = step
+            .operation(
+                &target,
+                PromoteMode::Planned,
+                captured,
+                cfg.timeout.as_millis() as u64,
+            )
+            .ok_or("no captured position")?;
+        match step {
+            SeqStep::CapturePosition => {
+                let (a, b) = twice(op).await?;
+                ensure!(
+                    a.position == b.position && a.position.is_some(),
+                    "captured positions differ: {:?} vs {:?}",
+                    a.position,
+                    b.position
+                );
+                captured = a.position;
+            }
+            SeqStep::Promote => {
+                let first = c.execute(&op, ctx).await.map_err(|e| op_err(&op, e))?;
+                // The preference step before it may have moved the primary
+                // already: priority takeover (MongoDB, EventStoreDB), a
+                // failover-priority change (Cosmos DB).
+                ensure!(
+                    !first.already_done || cap.sticky_priorities,
+                    "first promote claims already done"
+                );
+                let e1 = c.observe().await.map_err(|e| e.to_string())?.epoch;
+                let second = c
+                    .execute(&op, ctx)
+                    .await
+                    .map_err(|e| format!("repeating promote: {e}"))?;
+                ensure!(
+                    second.already_done,
+                    "repeated promote did work again: {second:?}"
+                );
+                let after = c.observe().await.map_err(|e| e.to_string())?.epoch;
+                ensure!(
+                    e1 == after,
+                    "repeated promote moved the epoch {e1:?} -> {after:?}"
+                );
+                e2 = after;
+            }
+            _ => {
+                twice(op).await?;
+            }
+        }
     }
     let s1 = settle(h, cfg).await?;
     ensure!(

@@ -2,37 +2,51 @@
 
 use crate::capability::Capability;
 use crate::error::{Error, ErrorKind, Result};
+use crate::error_policy::ErrorPolicy;
+use crate::fencing::{FencingToken, TokenRecord};
 use crate::operation::{Operation, Outcome};
 use crate::state::ObservedState;
 use async_trait::async_trait;
 use std::time::Duration;
 use switchyard_topology::StoreKind;
 
-/// Who is issuing an operation: the execution and its fencing epoch.
+/// Who is issuing an operation: the execution and its fencing token.
 ///
-/// Controllers that can store a token on the store (a config field, a table)
-/// should refuse operations whose epoch is lower than one already seen, so a
+/// The fencing layer ([`crate::layers::FencingLayer`]) compares the token
+/// with what the store recorded before every mutating operation, so a
 /// coordinator that lost its leadership cannot keep promoting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpContext {
     /// Execution id from the journal.
     pub execution_id: String,
-    /// Monotonically increasing fencing epoch of the issuing coordinator.
-    pub epoch: u64,
+    /// Strictly increasing fencing token of the issuing coordinator.
+    pub token: FencingToken,
 }
 
 impl OpContext {
-    /// A context for ad-hoc use (tests, `state`), epoch 0.
-    pub fn adhoc() -> Self {
+    /// A context for `execution_id` under `token`.
+    pub fn new(execution_id: impl Into<String>, token: impl Into<FencingToken>) -> Self {
         OpContext {
-            execution_id: "adhoc".into(),
-            epoch: 0,
+            execution_id: execution_id.into(),
+            token: token.into(),
         }
+    }
+
+    /// A context for ad-hoc use (tests, manual use), token 0. It gets no
+    /// pass: a store that recorded any real token refuses its mutations.
+    pub fn adhoc() -> Self {
+        OpContext::new("adhoc", FencingToken::ADHOC)
     }
 }
 
 /// One replicated store. Implementations do their own I/O; they hold no plan
 /// state, so the coordinator can resume with a fresh controller after a crash.
+///
+/// A controller implements `observe` and its operations (`execute`); the
+/// layers ([`crate::layers::standard`]) add the fencing check, capability
+/// gating, a tracing span and the error policy around it. `execute` may
+/// assume the layers ran: it is never called with an operation its
+/// capability does not cover, nor with a stale token.
 #[async_trait]
 pub trait Controller: Send + Sync + std::fmt::Debug {
     /// Store name from the topology.
@@ -48,7 +62,9 @@ pub trait Controller: Send + Sync + std::fmt::Debug {
     /// not returned as errors; an error means nothing could be observed.
     async fn observe(&self) -> Result<ObservedState>;
 
-    /// Carry out one operation. Must be idempotent.
+    /// Carry out one operation. Must be idempotent. Called through the
+    /// layers: the operation is covered by [`Controller::capability`] and
+    /// the token was admitted by the fencing rule.
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome>;
 
     /// Release connections and stop background tasks before the runtime
@@ -58,13 +74,33 @@ pub trait Controller: Send + Sync + std::fmt::Debug {
     /// implementation says so. The default does nothing.
     async fn shutdown(&self) {}
 
-    /// The highest coordinator fencing epoch the store itself has recorded
-    /// (a table, a config tag), where the store keeps one. `Ok(None)` means
-    /// this kind records none; an error means it could not be read. `resume`
-    /// compares it with the execution's own epochs: a higher one on the
-    /// store means a later execution acted there, from any state directory.
-    async fn recorded_epoch(&self) -> Result<Option<u64>> {
-        Ok(None)
+    /// The store's own record of the fencing token (a table, a config tag,
+    /// a key, stream metadata), where it keeps one: the hook the fencing
+    /// layer reads and writes. `None`: only the coordinator fences.
+    fn token_record(&self) -> Option<&dyn TokenRecord> {
+        None
+    }
+
+    /// Which errors are temporary and how to back off (see
+    /// [`crate::error_policy`]). The default suits a store reached over a
+    /// network in seconds.
+    fn error_policy(&self) -> ErrorPolicy {
+        ErrorPolicy::default()
+    }
+
+    /// The highest fencing token the store itself has recorded, through
+    /// [`Controller::token_record`]. `Ok(None)` means this kind records
+    /// none; `Ok(Some(FencingToken(0)))` that none was recorded yet; an
+    /// error that it could not be read. `resume` compares it with the
+    /// execution's own tokens: a higher one on the store means a later
+    /// execution acted there, from any state directory.
+    async fn recorded_token(&self) -> Result<Option<FencingToken>> {
+        match self.token_record() {
+            None => Ok(None),
+            Some(r) => Ok(Some(
+                r.read_stamp().await?.map_or(FencingToken(0), |s| s.token),
+            )),
+        }
     }
 
     /// How this store writes positions and names its history number, for
@@ -108,19 +144,46 @@ pub trait ControllerExt: Controller {
             tokio::time::sleep(poll).await;
         }
     }
-
-    /// Refuse early when the controller lacks a capability.
-    fn require(&self, ok: bool, what: &str) -> Result<()> {
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Unsupported,
-                self.store(),
-                format!("{} controller does not support {what}", self.kind()),
-            ))
-        }
-    }
 }
 
 impl<T: Controller + ?Sized> ControllerExt for T {}
+
+/// A shared controller is a controller (the layers hand out `Arc`s).
+#[async_trait]
+impl<C: Controller + ?Sized> Controller for std::sync::Arc<C> {
+    fn store(&self) -> &str {
+        (**self).store()
+    }
+
+    fn kind(&self) -> StoreKind {
+        (**self).kind()
+    }
+
+    fn capability(&self) -> Capability {
+        (**self).capability()
+    }
+
+    async fn observe(&self) -> Result<ObservedState> {
+        (**self).observe().await
+    }
+
+    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
+        (**self).execute(op, ctx).await
+    }
+
+    async fn shutdown(&self) {
+        (**self).shutdown().await
+    }
+
+    fn token_record(&self) -> Option<&dyn TokenRecord> {
+        (**self).token_record()
+    }
+
+    fn error_policy(&self) -> ErrorPolicy {
+        (**self).error_policy()
+    }
+
+    async fn recorded_token(&self) -> Result<Option<FencingToken>> {
+        (**self).recorded_token().await
+    }
+}

@@ -1,6 +1,7 @@
 //! Operations as data: what the coordinator journals, prints in a dry run and
 //! hands to a controller to carry out.
 
+use crate::capability::Need;
 use crate::state::Position;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -83,7 +84,23 @@ impl Operation {
         }
     }
 
-    /// Whether the operation changes the store (read-only ones need no fencing token).
+    /// The capability this operation needs (the one table of
+    /// [`crate::capability`]).
+    pub fn need(&self) -> Need {
+        match self {
+            Operation::CheckReadiness { mode, .. } | Operation::Promote { mode, .. } => {
+                Need::of_mode(mode)
+            }
+            Operation::Fence | Operation::Unfence => Need::Fencing,
+            Operation::CapturePosition | Operation::WaitForPosition { .. } => Need::Positions,
+            Operation::RepointFollowers => Need::Repoint,
+            Operation::Rejoin => Need::Rejoin,
+            Operation::MakeSticky { .. } => Need::StickyPriorities,
+        }
+    }
+
+    /// Whether the operation changes the store (read-only ones are not
+    /// fenced: any coordinator may look).
     pub fn is_mutating(&self) -> bool {
         !matches!(
             self,

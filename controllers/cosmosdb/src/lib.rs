@@ -51,7 +51,8 @@ pub use ops::priorities;
 
 use async_trait::async_trait;
 use switchyard_controller::{
-    Capability, Controller, ObservedState, OpContext, Operation, Outcome, Result, StoreKind,
+    Capability, Controller, ObservedState, OpContext, Operation, Outcome, Priorities, Result,
+    StoreKind,
 };
 use switchyard_topology::Store;
 
@@ -127,13 +128,12 @@ impl CosmosController {
 
     /// What this controller supports.
     pub fn capabilities() -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.rejoin = true;
-        c.sticky_priorities = true;
-        c.expected_operation_ms = Some(EXPECTED_OPERATION_MS);
-        c
+        Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_rejoin()
+            .with_sticky_priorities(Priorities::Durable)
+            .with_expected_operation_ms(EXPECTED_OPERATION_MS)
     }
 }
 
@@ -205,7 +205,6 @@ impl Controller for CosmosController {
     }
 
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
-        tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
         self.run(op, ctx)
             .await
             .map_err(|e| e.into_error(&self.cfg.store))

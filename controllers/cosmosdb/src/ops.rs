@@ -36,10 +36,12 @@ impl CosmosController {
                 mode: PromoteMode::Forced { accept_data_loss },
             } => self.forced(target_region, *accept_data_loss).await,
             Operation::Rejoin => self.rejoin().await,
+            // The capability layer answers the rest (the service fences
+            // and replicates by itself).
             other => Err(CosmosError::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "cosmosdb does not support {} (the service fences and replicates by itself)",
+                    "{} reached the cosmosdb controller past its capability",
                     other.name()
                 ),
             )),

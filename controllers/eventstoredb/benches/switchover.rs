@@ -34,7 +34,7 @@ async fn main() {
     let ctl = EsdbController::from_store(&sim.store()).expect("controller");
     let ctx = OpContext {
         execution_id: "bench".into(),
-        epoch: 1,
+        token: (1).into(),
     };
     // Warm-up: clients, the control stream, the first priorities.
     planned_switchover(&ctl, "west", &ctx, Duration::from_secs(120))

@@ -3,10 +3,11 @@
 //! events are the verification appends of each switchover.
 //!
 //! EventStoreDB has no fence a client can raise against a leader, so the
-//! token guards Switchyard itself: every mutating step first reads the
-//! token and refuses when a newer coordinator has recorded a higher one,
-//! and records its own with an expected-revision check, so two
-//! coordinators cannot both advance it.
+//! token guards Switchyard itself: the fencing layer reads the stamp
+//! (token, execution) before every mutating step through the controller's
+//! [`switchyard_controller::TokenRecord`] hook, and [`record`] writes it
+//! with an expected-revision check, so two coordinators cannot both advance
+//! it. The server enforces only that compare-and-set, not the token.
 
 use crate::error::EsdbError;
 use kurrentdb::{
@@ -14,7 +15,8 @@ use kurrentdb::{
     StreamPosition, StreamState,
 };
 use std::collections::BTreeMap;
-use switchyard_controller::{ErrorKind, OpContext};
+use switchyard_controller::fencing::{self, Admission};
+use switchyard_controller::{ErrorKind, FencingToken, OpContext, Stamp};
 
 /// The stream the controller owns.
 pub const CONTROL_STREAM: &str = "switchyard-control";
@@ -99,25 +101,40 @@ pub async fn write(client: &Client, c: &Control) -> Result<(), EsdbError> {
         .map_err(|e| EsdbError::client("recording in the control stream's metadata", e))
 }
 
-/// Check the fencing token before a mutating step: refuse when a newer
-/// coordinator recorded a higher token; record ours when it is higher.
-/// Returns the control metadata as it stands afterwards.
-pub async fn guard(client: &Client, ctx: &OpContext) -> Result<Control, EsdbError> {
-    for _ in 0..5 {
-        let mut c = read(client).await?;
-        if c.token > ctx.epoch {
-            return Err(EsdbError::new(
+impl Control {
+    /// The fencing stamp the metadata holds (`None`: never recorded).
+    pub fn stamp(&self) -> Option<Stamp> {
+        (self.token > 0 || !self.execution.is_empty()).then(|| Stamp {
+            token: FencingToken(self.token),
+            execution: self.execution.clone(),
+            member: None,
+        })
+    }
+
+    /// Refuse what the fencing rule does not admit against this metadata.
+    pub fn admit(&self, ctx: &OpContext) -> Result<Admission, EsdbError> {
+        fencing::admit(self.stamp().as_ref(), ctx).map_err(|r| {
+            EsdbError::new(
                 ErrorKind::Refused,
                 format!(
-                    "fenced: execution {} recorded fencing token {} in {CONTROL_STREAM}; this coordinator holds {} (execution {})",
-                    c.execution, c.token, ctx.epoch, ctx.execution_id
+                    "{} (recorded in {CONTROL_STREAM})",
+                    r.into_error("", ctx).message()
                 ),
-            ));
-        }
-        if c.token == ctx.epoch {
+            )
+        })
+    }
+}
+
+/// Record `ctx`'s stamp with an expected-revision check, so two coordinators
+/// cannot both advance it; a concurrent write is read again and re-checked
+/// by the fencing rule. Returns the control metadata as it stands afterwards.
+pub async fn record(client: &Client, ctx: &OpContext) -> Result<Control, EsdbError> {
+    for _ in 0..5 {
+        let mut c = read(client).await?;
+        if c.admit(ctx)? == Admission::Recorded {
             return Ok(c);
         }
-        c.token = ctx.epoch;
+        c.token = ctx.token.get();
         c.execution = ctx.execution_id.clone();
         match write(client, &c).await {
             Ok(()) => {

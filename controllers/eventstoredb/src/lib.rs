@@ -56,7 +56,7 @@ pub use error::EsdbError;
 use async_trait::async_trait;
 use switchyard_controller::{
     Capability, Controller, Lag, MemberState, ObservedState, OpContext, Operation, Outcome,
-    Position, Result, Role, StoreKind,
+    Position, Priorities, Result, Role, Stamp, StoreKind, TokenRecord,
 };
 use switchyard_topology::Store;
 use tokio::sync::OnceCell;
@@ -107,15 +107,16 @@ impl EsdbController {
 
     /// What this controller supports.
     pub fn capabilities() -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.positions = true;
-        c.rejoin = true;
-        c.self_electing = true;
-        c.sticky_priorities = true;
-        c.lag_bound = true;
-        c
+        // Node priority is runtime state: a restarted node forgets it
+        // (the control stream keeps what Switchyard set; drift is reported).
+        Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_positions()
+            .with_rejoin()
+            .with_self_electing()
+            .with_sticky_priorities(Priorities::RuntimeOnly)
+            .with_lag_bound()
     }
 
     /// A client discovering the leader through gossip (appends, reads and
@@ -358,22 +359,43 @@ impl Controller for EsdbController {
         Ok(self.to_state(&snap, control.as_ref()))
     }
 
-    /// The fencing token in the metadata of [`control::CONTROL_STREAM`]
-    /// (0 when none was recorded yet); read through the leader, retried
-    /// while the cluster elects.
-    async fn recorded_epoch(&self) -> Result<Option<u64>> {
+    fn token_record(&self) -> Option<&dyn TokenRecord> {
+        Some(self)
+    }
+
+    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
+        self.run(op, ctx)
+            .await
+            .map_err(|e| e.into_error(&self.cfg.store))
+    }
+}
+
+/// The stamp lives in the metadata of [`control::CONTROL_STREAM`], read and
+/// written through the leader, retried while the cluster elects.
+#[async_trait]
+impl TokenRecord for EsdbController {
+    async fn read_stamp(&self) -> Result<Option<Stamp>> {
+        // Readable only through a leader, and without a quorum there is
+        // none: say so rather than time out reading.
+        if let Some(e) = self.no_quorum(&self.snapshot().await) {
+            return Err(e.into_error(&self.cfg.store));
+        }
         self.retry(self.cfg.catch_up, || {
             self.with_cluster(|c| async move { control::read(&c).await })
         })
         .await
-        .map(|c| Some(c.token))
+        .map(|c| c.stamp())
         .map_err(|e| e.into_error(&self.cfg.store))
     }
 
-    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
-        tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
-        self.run(op, ctx)
-            .await
-            .map_err(|e| e.into_error(&self.cfg.store))
+    async fn write_stamp(&self, stamp: &Stamp) -> Result<bool> {
+        let ctx = OpContext::new(stamp.execution.clone(), stamp.token);
+        let ctx = &ctx;
+        self.retry(self.cfg.catch_up, || {
+            self.with_cluster(|c| async move { control::record(&c, ctx).await })
+        })
+        .await
+        .map(|_| true)
+        .map_err(|e| e.into_error(&self.cfg.store))
     }
 }

@@ -37,7 +37,7 @@ impl EsdbController {
                     .await
             }
             Operation::MakeSticky { target_region } => {
-                let c = self.guard(ctx).await?;
+                let c = self.control(ctx).await?;
                 self.make_sticky(target_region, c).await
             }
             Operation::Promote {
@@ -47,15 +47,21 @@ impl EsdbController {
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Forced { accept_data_loss },
-            } => self.promote_forced(target_region, *accept_data_loss, ctx).await,
+            } => {
+                self.promote_forced(target_region, *accept_data_loss, ctx)
+                    .await
+            }
             Operation::Rejoin => {
-                self.guard(ctx).await?;
+                self.control(ctx).await?;
                 self.rejoin().await
             }
+            // The capability layer answers the rest: a resigning leader
+            // refuses writes by itself (no Fence), followers follow the
+            // elected leader (RepointFollowers is not needed).
             other => Err(EsdbError::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "{} is not offered for EventStoreDB (a resigning leader refuses writes by itself; followers follow the elected leader)",
+                    "{} reached the eventstoredb controller past its capability",
                     other.name()
                 ),
             )),
@@ -79,12 +85,17 @@ impl EsdbController {
         }
     }
 
-    /// The fencing-token check before a mutating step.
-    async fn guard(&self, ctx: &OpContext) -> R<Control> {
-        self.retry(self.cfg.catch_up, || {
-            self.with_cluster(|c| async move { control::guard(&c, ctx).await })
-        })
-        .await
+    /// The control metadata as it stands, re-checked by the fencing rule
+    /// (the fencing layer checked before the operation; a long operation
+    /// checks again right before each step that moves the leader).
+    async fn control(&self, ctx: &OpContext) -> R<Control> {
+        let c = self
+            .retry(self.cfg.catch_up, || {
+                self.with_cluster(|c| async move { control::read(&c).await })
+            })
+            .await?;
+        c.admit(ctx)?;
+        Ok(c)
     }
 
     fn name(&self, v: &NodeView) -> &str {
@@ -137,7 +148,7 @@ impl EsdbController {
         }
     }
 
-    fn no_quorum(&self, snap: &Snapshot) -> Option<EsdbError> {
+    pub(crate) fn no_quorum(&self, snap: &Snapshot) -> Option<EsdbError> {
         let reachable = snap.reachable_voters(&self.cfg);
         if reachable >= self.cfg.quorum() {
             return None;
@@ -387,7 +398,7 @@ impl EsdbController {
                     .with_note(format!("{} already leads in {target}", self.name(l))));
             }
         }
-        let c = self.guard(ctx).await?;
+        let c = self.control(ctx).await?;
         let sticky = self.make_sticky(target, c).await?;
         let mut notes = sticky.notes;
         for attempt in 1..=RESIGN_ATTEMPTS {
@@ -411,7 +422,7 @@ impl EsdbController {
                 .await?;
             let cand = reached.member.unwrap_or_default();
             // The fencing token once more right before the step that moves the leader.
-            self.guard(ctx).await?;
+            self.control(ctx).await?;
             let old = self.cfg.nodes[l].name.clone();
             self.node_client(l)
                 .await?
@@ -447,7 +458,7 @@ impl EsdbController {
         let name = self.cfg.nodes[leader].name.clone();
         let event = EventData::json(
             "switchyard-verify",
-            &serde_json::json!({"execution": ctx.execution_id, "token": ctx.epoch, "leader": name}),
+            &serde_json::json!({"execution": ctx.execution_id, "token": ctx.token.get(), "leader": name}),
         )
         .map_err(|e| EsdbError::new(ErrorKind::Protocol, e.to_string()))?
         .id(id);
@@ -529,7 +540,7 @@ impl EsdbController {
         let already = self.cfg.nodes[l].region == target;
         let mut notes = Vec::new();
         if !already {
-            let c = self.guard(ctx).await?;
+            let c = self.control(ctx).await?;
             let sticky = self.make_sticky(target, c).await?;
             notes.extend(sticky.notes);
             let out = self.promote_planned(target, ctx).await.map_err(|e| {

@@ -6,13 +6,13 @@ mod common;
 use common::{id_for, Lab};
 use std::time::Duration;
 use switchyard_controller::{
-    Controller, ControllerExt, ErrorKind, OpContext, Operation, PromoteMode, Role,
+    Controller, ControllerExt, ErrorKind, FencingToken, OpContext, Operation, PromoteMode, Role,
 };
 
 fn ctx() -> OpContext {
     OpContext {
         execution_id: "faults".into(),
-        epoch: 1,
+        token: (1).into(),
     }
 }
 
@@ -171,14 +171,20 @@ async fn a_higher_fencing_token_in_the_control_stream_refuses_an_older_coordinat
     let lab = Lab::start(1024 * 1024).await;
     let newer = OpContext {
         execution_id: "newer".into(),
-        epoch: 7,
+        token: (7).into(),
     };
     let sticky = Operation::MakeSticky {
         target_region: "east".into(),
     };
-    assert_eq!(lab.ctl.recorded_epoch().await.unwrap(), Some(0));
+    assert_eq!(
+        lab.ctl.recorded_token().await.unwrap(),
+        Some(FencingToken(0))
+    );
     lab.ctl.execute(&sticky, &newer).await.unwrap();
-    assert_eq!(lab.ctl.recorded_epoch().await.unwrap(), Some(7));
+    assert_eq!(
+        lab.ctl.recorded_token().await.unwrap(),
+        Some(FencingToken(7))
+    );
     let e = lab
         .ctl
         .execute(&sticky, &ctx())

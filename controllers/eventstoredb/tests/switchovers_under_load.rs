@@ -36,7 +36,7 @@ async fn twenty_planned_switchovers_under_continuous_appends_lose_nothing() {
     };
     let ctx = OpContext {
         execution_id: "switchovers".into(),
-        epoch: 1,
+        token: (1).into(),
     };
     let regions = ["west", "south", "east"];
     let mut acks_during = Vec::new();

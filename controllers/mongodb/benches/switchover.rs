@@ -36,7 +36,7 @@ async fn measure(heartbeat_ms: u64, election_ms: u64, runs: usize) -> Row {
     let ctl = MongoController::from_store(&sim.store()).expect("controller");
     let ctx = OpContext {
         execution_id: "bench".into(),
-        epoch: 1,
+        token: (1).into(),
     };
     // Warm-up: connections, and the first reconfig.
     planned_switchover(&ctl, "west", &ctx, Duration::from_secs(120))

@@ -39,9 +39,12 @@
 //!   step-down is the fence and happens inside `Promote`. `RepointFollowers`
 //!   is a no-op; secondaries pick their sync source themselves.
 //!
-//! Every config change records the execution's epoch in the members'
-//! `tags.switchyard_epoch`; mutating operations carrying an older epoch are
-//! refused, so a coordinator that lost its leadership cannot keep steering.
+//! Every config change records the execution's fencing token and id in the
+//! members' `tags.switchyard_token` / `tags.switchyard_execution` (the
+//! [`TokenRecord`] hook reads them; an older `tags.switchyard_epoch` still
+//! counts); the fencing layer refuses what the rule does not admit, and a
+//! config change re-checks on the config it replaces, so a coordinator that
+//! lost its leadership cannot keep steering.
 //!
 //! Every operation is idempotent: repeating it after success observes that
 //! the work is done and returns [`Outcome::already_done`] without another
@@ -61,8 +64,8 @@ use async_trait::async_trait;
 use client::Connections;
 use std::path::Path;
 use switchyard_controller::{
-    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Remembered,
-    Result, StoreKind,
+    Capability, Controller, LastKnown, ObservedState, OpContext, Operation, Outcome, Priorities,
+    Remembered, Result, Stamp, StoreKind, TokenRecord,
 };
 use switchyard_topology::Store;
 
@@ -121,15 +124,14 @@ impl MongoController {
 
     /// What this controller supports.
     pub fn capabilities() -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.positions = true;
-        c.rejoin = true;
-        c.self_electing = true;
-        c.sticky_priorities = true;
-        c.lag_bound = true;
-        c
+        Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_positions()
+            .with_rejoin()
+            .with_self_electing()
+            .with_sticky_priorities(Priorities::Durable)
+            .with_lag_bound()
     }
 }
 
@@ -175,7 +177,6 @@ impl Controller for MongoController {
     }
 
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
-        tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
         self.run(op, ctx)
             .await
             .map_err(|e| e.into_error(&self.cfg.store))
@@ -185,10 +186,23 @@ impl Controller for MongoController {
         self.conns.shutdown().await;
     }
 
-    async fn recorded_epoch(&self) -> Result<Option<u64>> {
-        self.recorded_epoch_tag()
+    fn token_record(&self) -> Option<&dyn TokenRecord> {
+        Some(self)
+    }
+}
+
+/// The replica set config's member tags hold the stamp; it is written only
+/// with a config change the operation makes anyway (a reconfig just for the
+/// stamp would bump the config version on every operation).
+#[async_trait]
+impl TokenRecord for MongoController {
+    async fn read_stamp(&self) -> Result<Option<Stamp>> {
+        self.recorded_stamp()
             .await
-            .map(Some)
             .map_err(|e| e.into_error(&self.cfg.store))
+    }
+
+    async fn write_stamp(&self, _: &Stamp) -> Result<bool> {
+        Ok(false)
     }
 }

@@ -7,8 +7,10 @@ use crate::MongoController;
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::options::{Acknowledgment, WriteConcern};
 use std::time::Duration;
+use switchyard_controller::fencing::{self, Admission};
 use switchyard_controller::{
-    DataLossEstimate, ErrorKind, ObservedState, OpContext, Operation, Outcome, PromoteMode, Role,
+    DataLossEstimate, ErrorKind, FencingToken, ObservedState, OpContext, Operation, Outcome,
+    PromoteMode, Role, Stamp,
 };
 
 type R<T> = Result<T, MongoError>;
@@ -17,17 +19,6 @@ const POLL: Duration = Duration::from_millis(50);
 
 impl MongoController {
     pub(crate) async fn run(&self, op: &Operation, ctx: &OpContext) -> R<Outcome> {
-        if op.is_mutating()
-            && !matches!(
-                op,
-                Operation::Fence | Operation::Unfence | Operation::RepointFollowers
-            )
-        {
-            let snap = self.snapshot().await?;
-            if let Some(cfg) = &snap.config {
-                check_epoch(cfg, ctx)?;
-            }
-        }
         match op {
             Operation::CheckReadiness {
                 target_region,
@@ -73,9 +64,11 @@ impl MongoController {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(*timeout_ms);
                 loop {
                     let state = self.to_state(&self.snapshot().await?);
-                    if let Some(m) = self.candidates(&state, target_region).into_iter().find(|m| {
-                        m.position.is_some_and(|p| p.reached(position))
-                    }) {
+                    if let Some(m) = self
+                        .candidates(&state, target_region)
+                        .into_iter()
+                        .find(|m| m.position.is_some_and(|p| p.reached(position)))
+                    {
                         return Ok(Outcome::done()
                             .with_member(&m.name)
                             .with_position(m.position.expect("checked")));
@@ -89,19 +82,17 @@ impl MongoController {
                     tokio::time::sleep(POLL).await;
                 }
             }
-            Operation::RepointFollowers => Ok(Outcome::already_done()
-                .with_note("MongoDB secondaries choose their sync source themselves")),
             Operation::Rejoin => self.rejoin(ctx).await,
-            Operation::Fence | Operation::Unfence => Err(MongoError::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "{} is not a separate step for MongoDB: replSetStepDown inside Promote fences the primary",
-                    op.name()
-                ),
-            )),
+            // The capability layer answers the rest: RepointFollowers is not
+            // needed (secondaries choose their sync source), Fence and
+            // Unfence are not separate steps (replSetStepDown inside
+            // Promote fences the primary).
             other => Err(MongoError::new(
                 ErrorKind::Unsupported,
-                format!("operation {} is not supported by the mongodb controller", other.name()),
+                format!(
+                    "operation {} is not supported by the mongodb controller",
+                    other.name()
+                ),
             )),
         }
     }
@@ -140,9 +131,9 @@ impl MongoController {
             .collect()
     }
 
-    /// The epoch tag of the newest config any reachable member holds.
-    pub(crate) async fn recorded_epoch_tag(&self) -> R<u64> {
-        let mut best: Option<(i64, u64)> = None;
+    /// The stamp in the tags of the newest config any reachable member holds.
+    pub(crate) async fn recorded_stamp(&self) -> R<Option<Stamp>> {
+        let mut best: Option<(i64, Option<Stamp>)> = None;
         let mut last_err = None;
         for i in 0..self.cfg.members.len() {
             match self.fetch_config(i).await {
@@ -152,8 +143,8 @@ impl MongoController {
                         .map(i64::from)
                         .or_else(|_| c.get_i64("version"))
                         .unwrap_or(0);
-                    if best.is_none_or(|(bv, _)| v > bv) {
-                        best = Some((v, stored_epoch(&c)));
+                    if best.as_ref().is_none_or(|(bv, _)| v > *bv) {
+                        best = Some((v, stored_stamp(&c)));
                     }
                 }
                 Err(e) => last_err = Some(e),
@@ -466,11 +457,11 @@ impl MongoController {
             )
         })?;
         let config = &self.fetch_config(p).await?;
-        check_epoch(config, ctx)?;
+        admit_on(config, ctx)?;
         let mut new = self
             .sticky_config(config, target)
             .unwrap_or_else(|| config.clone());
-        stamp_epoch(&mut new, ctx.epoch);
+        stamp(&mut new, ctx);
         if &new == config {
             return Ok(Sticky::Unchanged);
         }
@@ -560,7 +551,7 @@ impl MongoController {
             .insert_one(doc! {
                 "_id": ObjectId::new(),
                 "execution_id": &ctx.execution_id,
-                "epoch": ctx.epoch as i64,
+                "token": ctx.token.get() as i64,
                 "target_region": target,
                 "at": DateTime::now(),
             })
@@ -795,7 +786,7 @@ impl MongoController {
         let mut new = config.clone();
         new.insert("members", survivors);
         let mut new = self.sticky_config(&new, target).unwrap_or(new);
-        stamp_epoch(&mut new, ctx.epoch);
+        stamp(&mut new, ctx);
         Self::bump_version(&mut new);
         self.conns
             .admin(
@@ -881,7 +872,7 @@ impl MongoController {
             }));
             let mut new = config.clone();
             new.insert("members", members);
-            stamp_epoch(&mut new, ctx.epoch);
+            stamp(&mut new, ctx);
             Self::bump_version(&mut new);
             self.safe_reconfig(p, new).await?;
             added.push(spec.name.clone());
@@ -1000,45 +991,54 @@ fn priority_only_change(old: &Document, new: &Document) -> bool {
     top(old) == top(new) && members(old) == members(new)
 }
 
-/// Member tag holding the highest coordinator epoch that changed the config.
-pub(crate) const EPOCH_TAG: &str = "switchyard_epoch";
+/// Member tag holding the highest fencing token that changed the config.
+pub(crate) const TOKEN_TAG: &str = "switchyard_token";
+/// Member tag holding the execution that carried it.
+pub(crate) const EXECUTION_TAG: &str = "switchyard_execution";
+/// The token tag's name before tokens had their own word; still read.
+const LEGACY_TOKEN_TAG: &str = "switchyard_epoch";
 
-/// The epoch recorded in a config's member tags (0 when none).
-pub(crate) fn stored_epoch(config: &Document) -> u64 {
+/// The stamp recorded in a config's member tags (`None` when none).
+pub(crate) fn stored_stamp(config: &Document) -> Option<Stamp> {
     config
         .get_array("members")
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m.as_document())
-                .filter_map(|m| m.get_document("tags").ok())
-                .filter_map(|t| t.get_str(EPOCH_TAG).ok())
-                .filter_map(|v| v.parse::<u64>().ok())
-                .max()
-                .unwrap_or(0)
+        .ok()?
+        .iter()
+        .filter_map(|m| m.as_document())
+        .filter_map(|m| m.get_document("tags").ok())
+        .filter_map(|t| {
+            let token = t
+                .get_str(TOKEN_TAG)
+                .or_else(|_| t.get_str(LEGACY_TOKEN_TAG))
+                .ok()?
+                .parse::<u64>()
+                .ok()?;
+            Some(Stamp {
+                token: FencingToken(token),
+                execution: t.get_str(EXECUTION_TAG).unwrap_or_default().to_string(),
+                member: None,
+            })
         })
-        .unwrap_or(0)
+        .max_by_key(|s| s.token)
 }
 
-/// Refuse an execution whose epoch is older than the one on the set.
-fn check_epoch(config: &Document, ctx: &OpContext) -> R<()> {
-    let stored = stored_epoch(config);
-    if stored > ctx.epoch {
-        return Err(MongoError::new(
-            ErrorKind::Refused,
-            format!(
-                "execution {} carries epoch {}, older than epoch {stored} recorded on the replica set \
-                 (member tag {EPOCH_TAG}): a newer coordinator has taken over",
-                ctx.execution_id, ctx.epoch
-            ),
-        ));
-    }
-    Ok(())
+/// Refuse a config change the fencing rule does not admit, on the very
+/// config the version compare-and-set replaces (the fencing layer checked
+/// an earlier read).
+fn admit_on(config: &Document, ctx: &OpContext) -> R<()> {
+    fencing::admit(stored_stamp(config).as_ref(), ctx)
+        .map(|_| ())
+        .map_err(|r| {
+            let e = r.into_error("", ctx);
+            MongoError::new(ErrorKind::Refused, e.message().to_string())
+        })
 }
 
-/// Record `epoch` on every member's tags when it is newer. Returns whether
-/// anything changed.
-fn stamp_epoch(config: &mut Document, epoch: u64) -> bool {
-    if epoch == 0 || stored_epoch(config) >= epoch {
+/// Record `ctx`'s stamp on every member's tags when it is newer. Returns
+/// whether anything changed.
+fn stamp(config: &mut Document, ctx: &OpContext) -> bool {
+    let seen = stored_stamp(config);
+    if fencing::admit(seen.as_ref(), ctx) != Ok(Admission::Newer) {
         return false;
     }
     let members: Vec<Bson> = config
@@ -1049,7 +1049,9 @@ fn stamp_epoch(config: &mut Document, epoch: u64) -> bool {
         .map(|b| {
             let mut m = b.as_document().cloned().unwrap_or_default();
             let mut tags = m.get_document("tags").cloned().unwrap_or_default();
-            tags.insert(EPOCH_TAG, epoch.to_string());
+            tags.remove(LEGACY_TOKEN_TAG);
+            tags.insert(TOKEN_TAG, ctx.token.get().to_string());
+            tags.insert(EXECUTION_TAG, ctx.execution_id.clone());
             m.insert("tags", tags);
             Bson::Document(m)
         })
@@ -1080,7 +1082,7 @@ mod tests {
         prio.insert(
             "members",
             vec![
-                bson::Bson::Document(doc! { "_id": 0, "host": "a:1", "priority": 2.0, "votes": 1, "tags": { "switchyard_epoch": "7" } }),
+                bson::Bson::Document(doc! { "_id": 0, "host": "a:1", "priority": 2.0, "votes": 1, "tags": { "switchyard_token": "7", "switchyard_execution": "e7" } }),
                 bson::Bson::Document(doc! { "_id": 1, "host": "b:1", "priority": 3.0, "votes": 1, "tags": {} }),
                 bson::Bson::Document(doc! { "_id": 2, "host": "c:1", "priority": 0.0, "votes": 1, "arbiterOnly": true }),
             ],

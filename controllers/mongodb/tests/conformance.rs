@@ -17,7 +17,7 @@ struct SimHarness {
 #[async_trait]
 impl Harness for SimHarness {
     fn controller(&self) -> &dyn Controller {
-        &self.lab.ctl
+        self.lab.ctl.as_ref()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {

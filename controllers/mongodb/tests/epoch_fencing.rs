@@ -10,7 +10,7 @@ use switchyard_controller::{Controller, ErrorKind, OpContext, Operation, Promote
 fn ctx(epoch: u64) -> OpContext {
     OpContext {
         execution_id: format!("e{epoch}"),
-        epoch,
+        token: epoch.into(),
     }
 }
 
@@ -47,25 +47,32 @@ async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
             .await
             .expect_err("stale epoch");
         assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
-        assert!(e.message().contains("epoch 5"), "{e}");
+        assert!(e.message().contains("token 5"), "{e}");
     }
     // Read-only operations stay available to anyone.
     lab.ctl
         .execute(&Operation::CapturePosition, &ctx(1))
         .await
         .expect("capture with an old epoch");
-    // A newer epoch proceeds and is recorded.
-    let moved = lab
-        .ctl
-        .execute(
-            &Operation::Promote {
-                target_region: "west".into(),
-                mode: PromoteMode::Planned,
-            },
-            &ctx(6),
-        )
-        .await
-        .unwrap();
+    // A newer token proceeds and is recorded. West's higher priority may
+    // take the primary over by itself meanwhile (priority takeover): the
+    // reconfig then meets a stepped-down primary, a temporary error the
+    // driver retries, and so does this test.
+    let promote = Operation::Promote {
+        target_region: "west".into(),
+        mode: PromoteMode::Planned,
+    };
+    let mut attempts = 0;
+    let moved = loop {
+        attempts += 1;
+        match lab.ctl.execute(&promote, &ctx(6)).await {
+            Ok(o) => break o,
+            Err(e) if e.is_temporary() && attempts < 10 => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("promote under token 6: {e}"),
+        }
+    };
     assert!(moved
         .member
         .as_deref()

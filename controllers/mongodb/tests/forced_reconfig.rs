@@ -16,7 +16,7 @@ async fn forced_reconfig_only_with_accepted_loss_and_rejoin_counts_rollback() {
     let lab = Lab::start(10_000).await;
     let ctx = OpContext {
         execution_id: "forced".into(),
-        epoch: 7,
+        token: (7).into(),
     };
     for k in 0..10 {
         lab.write_majority(k).await.expect("majority write");

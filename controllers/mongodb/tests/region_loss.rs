@@ -14,7 +14,7 @@ async fn primary_region_loss_elects_sticks_and_fails_back_on_request() {
     let lab = Lab::start(10_000).await;
     let ctx = OpContext {
         execution_id: "region-loss".into(),
-        epoch: 1,
+        token: (1).into(),
     };
     for k in 0..20 {
         lab.write_majority(k).await.expect("majority write");

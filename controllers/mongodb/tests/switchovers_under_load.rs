@@ -43,7 +43,7 @@ async fn twenty_planned_switchovers_lose_no_majority_write() {
     };
     let ctx = OpContext {
         execution_id: "twenty".into(),
-        epoch: 1,
+        token: (1).into(),
     };
     for i in 0..20 {
         let target = if i % 2 == 0 { "west" } else { "east" };

@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
 
     let ctx = OpContext {
         execution_id: "bench".into(),
-        epoch: 1,
+        token: (1).into(),
     };
     let phases = [
         "readiness",

@@ -62,10 +62,10 @@ pub(crate) const CLEAR_FENCE: &[&str] = &[
 ];
 
 impl PostgresController {
-    pub(crate) async fn fence(&self, probes: Vec<Probe>, ctx: &OpContext) -> Result<Outcome> {
+    pub(crate) async fn fence(&self, probes: Vec<Probe>) -> Result<Outcome> {
         if let Some(p) = current_primary(&probes) {
             let m = self.member(&p.name)?.clone();
-            return self.fence_primary(&m, ctx).await;
+            return self.fence_primary(&m).await;
         }
         if let Some(f) = probes.iter().find(|p| p.is_standby() && p.fenced) {
             return Ok(Outcome::already_done()
@@ -112,7 +112,7 @@ impl PostgresController {
         ))
     }
 
-    async fn fence_primary(&self, m: &Member, ctx: &OpContext) -> Result<Outcome> {
+    async fn fence_primary(&self, m: &Member) -> Result<Outcome> {
         if m.hooks.stop.is_none() || m.hooks.start_as_standby.is_none() {
             return Err(self
                 .err(
@@ -125,8 +125,6 @@ impl PostgresController {
         let mut signalled = false;
         match self.shared_session(m).await {
             Ok(c) => {
-                // Recorded while the primary is still writable.
-                self.record_epoch_on(&c, m, ctx).await;
                 if !deferred {
                     // While writes still flow: makes the shutdown checkpoint,
                     // which runs inside the write outage, short. (The
@@ -362,7 +360,7 @@ impl PostgresController {
         self.store.member(name)
     }
 
-    pub(crate) async fn unfence(&self, probes: Vec<Probe>, ctx: &OpContext) -> Result<Outcome> {
+    pub(crate) async fn unfence(&self, probes: Vec<Probe>) -> Result<Outcome> {
         let fenced = probes.iter().find(|p| p.is_standby() && p.fenced);
         if let Some(p) = current_primary(&probes) {
             if fenced.is_some() || p.fenced {
@@ -372,7 +370,6 @@ impl PostgresController {
                     let c = self.session(m).await?;
                     self.exec(&c, m, CLEAR_FENCE).await?;
                     self.remove_standby_signal(&c, m).await?;
-                    self.record_epoch_on(&c, m, ctx).await;
                     return Ok(Outcome::done()
                         .with_member(&p.name)
                         .with_note(format!("{} unfenced (it was never stopped)", p.name)));
@@ -392,7 +389,7 @@ impl PostgresController {
         if let Some(f) = fenced {
             let m = self.member(&f.name)?.clone();
             self.refuse_if_promoted_elsewhere(&probes, &m, f.timeline)?;
-            return self.reopen(&m, ctx, None).await;
+            return self.reopen(&m, None).await;
         }
         // The deferred fence's old primary, stopped with standby.signal:
         // whatever the standbys follow by now (a promotion elsewhere
@@ -443,7 +440,6 @@ impl PostgresController {
         }
         self.reopen(
             &m,
-            ctx,
             Some(format!("{} was stopped; started it again", m.name)),
         )
         .await
@@ -478,7 +474,7 @@ impl PostgresController {
 
     /// Make `m` (fenced, up, in recovery or a read-only primary) the
     /// writable primary again.
-    async fn reopen(&self, m: &Member, ctx: &OpContext, note: Option<String>) -> Result<Outcome> {
+    async fn reopen(&self, m: &Member, note: Option<String>) -> Result<Outcome> {
         let c = self.session(m).await?;
         self.exec(&c, m, CLEAR_FENCE).await?;
         let in_recovery = self
@@ -497,7 +493,6 @@ impl PostgresController {
         } else {
             outcome = outcome.with_note(format!("{} is primary again on its timeline", m.name));
         }
-        self.record_epoch_on(&c, m, ctx).await;
         Ok(outcome)
     }
 

@@ -35,17 +35,17 @@
 //! `connection.tls_ca_file` when set; standbys' `primary_conninfo` gets the
 //! matching `sslmode` (see `tls.rs`).
 //!
-//! Mutating operations carry the coordinator's epoch (`OpContext::epoch`);
-//! the highest one that acted is stored in the store (`switchyard.fencing`)
-//! and a lower one is refused, so a coordinator that lost its lock cannot
-//! keep fencing or promoting (see `epoch.rs`).
+//! Mutating operations carry the coordinator's fencing token
+//! (`OpContext::token`); the highest one that acted is stored in the store
+//! (`switchyard.fencing`, see `token.rs`) and the fencing layer of
+//! `switchyard-controller` refuses a lower one, so a coordinator that lost
+//! its lock cannot keep fencing or promoting.
 //!
 //! Every operation is idempotent: it first observes, and returns
 //! [`Outcome::already_done`] when the store is already where the operation
 //! would take it. See docs/postgres.md.
 
 mod config;
-mod epoch;
 mod error;
 mod fence;
 mod followers;
@@ -57,6 +57,7 @@ mod position;
 mod promote;
 mod readiness;
 mod tls;
+mod token;
 
 pub use config::PostgresBuilder;
 
@@ -70,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_controller::{
     Capability, Controller, Error, ErrorKind, LastKnown, ObservedState, OpContext, Operation,
-    Outcome, Remembered, Result,
+    Outcome, Remembered, Result, TokenRecord,
 };
 use switchyard_topology::{Member, Store, StoreKind};
 use tokio_postgres::Client;
@@ -391,15 +392,14 @@ impl Controller for PostgresController {
     }
 
     fn capability(&self) -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.fencing = true;
-        c.positions = true;
-        c.repoint = true;
-        c.rejoin = true;
-        c.lag_bound = true;
-        c
+        Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_fencing()
+            .with_positions()
+            .with_repoint()
+            .with_rejoin()
+            .with_lag_bound()
     }
 
     async fn observe(&self) -> Result<ObservedState> {
@@ -413,28 +413,14 @@ impl Controller for PostgresController {
         Ok(self.to_state_with(&probes, &stopped))
     }
 
-    async fn recorded_epoch(&self) -> Result<Option<u64>> {
-        // Replicated like any table, so any reachable member's view is a
-        // lower bound of the highest; the maximum over all of them is it.
-        let probes = self.probe_all().await;
-        let seen = probes
-            .iter()
-            .filter(|p| p.reachable())
-            .map(|p| p.fencing_epoch);
-        match seen.max() {
-            Some(e) => Ok(Some(e)),
-            None => Err(self.err(
-                ErrorKind::Unreachable,
-                "no member reachable: the recorded fencing epoch cannot be read",
-            )),
-        }
+    fn token_record(&self) -> Option<&dyn TokenRecord> {
+        Some(self)
     }
 
-    async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
-        tracing::info!(store = %self.store.name, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "executing");
-        // One observation per operation: the epoch check and the
-        // operation's own decisions use the same snapshot. A mutating one
-        // probes afresh; a read-only one may reuse a moment-old snapshot.
+    async fn execute(&self, op: &Operation, _: &OpContext) -> Result<Outcome> {
+        // One observation per operation (the fencing layer read the token
+        // before). A mutating one probes afresh; a read-only one may reuse a
+        // moment-old snapshot.
         let probes = if op.is_mutating() {
             self.forget_probes();
             self.probe_all().await
@@ -454,29 +440,17 @@ impl Controller for PostgresController {
                 )
                 .with_member(&p.name));
         }
-        if op.is_mutating() {
-            self.check_epoch(&probes, ctx)?;
-        }
-        let outcome = self.dispatch(op, probes, ctx).await;
+        let outcome = self.dispatch(op, probes).await;
         if op.is_mutating() {
             // Whatever it got through, the stores may have changed.
             self.forget_probes();
         }
-        let outcome = outcome?;
-        if matches!(op, Operation::RepointFollowers | Operation::Rejoin) && !outcome.already_done {
-            self.record_epoch(ctx).await;
-        }
-        Ok(outcome)
+        outcome
     }
 }
 
 impl PostgresController {
-    async fn dispatch(
-        &self,
-        op: &Operation,
-        probes: Vec<Probe>,
-        ctx: &OpContext,
-    ) -> Result<Outcome> {
+    async fn dispatch(&self, op: &Operation, probes: Vec<Probe>) -> Result<Outcome> {
         match op {
             Operation::CheckReadiness {
                 target_region,
@@ -485,7 +459,7 @@ impl PostgresController {
                 self.check_region(target_region)?;
                 self.check_readiness(probes, target_region, *mode).await
             }
-            Operation::Fence => self.fence(probes, ctx).await,
+            Operation::Fence => self.fence(probes).await,
             Operation::CapturePosition => self.capture_position(probes).await,
             Operation::WaitForPosition {
                 target_region,
@@ -493,25 +467,32 @@ impl PostgresController {
                 timeout_ms,
             } => {
                 self.check_region(target_region)?;
-                self.wait_for_position(probes, target_region, *position, Duration::from_millis(*timeout_ms))
-                    .await
+                self.wait_for_position(
+                    probes,
+                    target_region,
+                    *position,
+                    Duration::from_millis(*timeout_ms),
+                )
+                .await
             }
             Operation::Promote {
                 target_region,
                 mode,
             } => {
                 self.check_region(target_region)?;
-                self.promote(probes, target_region, *mode, ctx).await
+                self.promote(probes, target_region, *mode).await
             }
             Operation::RepointFollowers => self.repoint_followers(probes).await,
             Operation::Rejoin => self.rejoin(probes).await,
-            Operation::Unfence => self.unfence(probes, ctx).await,
-            Operation::MakeSticky { .. } => Ok(Outcome::already_done().with_note(
-                "postgres has no election priorities: a promoted primary stays primary until the next promotion",
-            )),
+            Operation::Unfence => self.unfence(probes).await,
+            // The capability layer answers MakeSticky (no election
+            // priorities: nothing to persist).
             other => Err(self.err(
                 ErrorKind::Unsupported,
-                format!("postgres controller does not support {}", other.name()),
+                format!(
+                    "{} reached the postgres controller past its capability",
+                    other.name()
+                ),
             )),
         }
     }

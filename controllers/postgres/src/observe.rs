@@ -46,8 +46,9 @@ pub(crate) struct Probe {
     /// Standby: the sender's end of WAL as last reported to it
     /// (`pg_stat_wal_receiver.latest_end_lsn`).
     pub(crate) sender_end_lsn: Option<u64>,
-    /// Highest coordinator epoch recorded in `switchyard.fencing` (0: none).
-    pub(crate) fencing_epoch: u64,
+    /// Fencing token and execution recorded in `switchyard.fencing`
+    /// (`None`: nothing recorded, or the table does not exist yet).
+    pub(crate) fencing: Option<(u64, String)>,
     /// Primary: `application_name` → its walsender, for connected standbys.
     pub(crate) replicas: HashMap<String, Replica>,
 }
@@ -191,18 +192,20 @@ pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> Probe 
     }
 }
 
-/// The member query with the fencing-epoch column for `store` appended.
-/// The token table may not exist (yet): `query_to_xml` only parses its
-/// query when the `CASE` branch runs, so a missing table is 0, not an error.
+/// The member query with the fencing token and execution columns for
+/// `store` appended. The token table may not exist (yet): `query_to_xml`
+/// only parses its query when the `CASE` branch runs, so a missing table is
+/// NULL, not an error.
 pub(crate) fn member_sql(store: &str) -> String {
-    let inner = format!(
-        "SELECT max(epoch) AS e FROM switchyard.fencing WHERE store = {}",
+    let inner = crate::sql_literal(&format!(
+        "SELECT epoch AS e, execution AS x FROM switchyard.fencing WHERE store = {}",
         crate::sql_literal(store)
-    );
+    ));
     format!(
-        "{MEMBER_SQL}CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN 0 ELSE \
-         coalesce((xpath('/row/e/text()', query_to_xml({}, false, true, '')))[1]::text::bigint, 0) END",
-        crate::sql_literal(&inner)
+        "{MEMBER_SQL}CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN NULL ELSE \
+         (xpath('/row/e/text()', query_to_xml({inner}, false, true, '')))[1]::text::bigint END, \
+         CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN NULL ELSE \
+         (xpath('/row/x/text()', query_to_xml({inner}, false, true, '')))[1]::text END"
     )
 }
 
@@ -252,7 +255,7 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
         }
     }
     p.fenced = truthy(&r[11]);
-    p.fencing_epoch = num(15).unwrap_or(0);
+    p.fencing = num(15).map(|t| (t, r[16].clone().unwrap_or_default()));
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::lsn::format_lsn;
 use crate::observe::{current_primary, Probe};
 use crate::PostgresController;
 use std::time::Instant;
-use switchyard_controller::{ErrorKind, OpContext, Outcome, Position, PromoteMode, Result};
+use switchyard_controller::{ErrorKind, Outcome, Position, PromoteMode, Result};
 use switchyard_topology::Member;
 use tokio_postgres::Client;
 
@@ -21,7 +21,6 @@ impl PostgresController {
         probes: Vec<Probe>,
         region: &str,
         mode: PromoteMode,
-        ctx: &OpContext,
     ) -> Result<Outcome> {
         let _ = self.to_state(&probes);
         if let Some(p) = current_primary(&probes) {
@@ -99,7 +98,6 @@ impl PostgresController {
             self.exec(&client, &m, CLEAR_FENCE).await?;
         }
         let pos = self.promote_member(&m, &client).await?;
-        self.record_epoch_on(&client, &m, ctx).await;
         outcome.member = Some(m.name.clone());
         outcome.position = Some(pos);
         outcome

@@ -12,7 +12,7 @@ use switchyard_postgres::PostgresController;
 fn ctx() -> OpContext {
     OpContext {
         execution_id: "resume".into(),
-        epoch: 1,
+        token: (1).into(),
     }
 }
 
@@ -128,14 +128,16 @@ async fn resume_after_promote_with_fresh_controller() {
     }
 }
 
-/// A coordinator whose epoch is older than one that already acted on the
-/// store (it lost its leadership) is refused, and nothing changes.
+/// A coordinator whose token is older than one that already acted on the
+/// store (it lost its leadership) is refused, and so is one holding the
+/// same token for another execution (a second state directory); nothing
+/// changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_coordinator_epoch_is_refused() {
+async fn stale_coordinator_token_is_refused() {
     let f = common::PgFixture::start(&["east", "west"]).await.unwrap();
     let new = OpContext {
         execution_id: "new-leader".into(),
-        epoch: 5,
+        token: (5).into(),
     };
     planned_switchover(&f.ctl, "west", &new, Duration::from_secs(60))
         .await
@@ -143,19 +145,27 @@ async fn stale_coordinator_epoch_is_refused() {
     let before = f.ctl.observe().await.unwrap();
     let old = OpContext {
         execution_id: "old-leader".into(),
-        epoch: 3,
+        token: (3).into(),
     };
     let e = f
         .ctl
         .execute(&Operation::Fence, &old)
         .await
-        .expect_err("stale epoch must be refused");
+        .expect_err("stale token must be refused");
     assert_eq!(e.kind(), switchyard_controller::ErrorKind::Refused, "{e}");
     assert!(!e.is_temporary());
     assert!(
-        e.message().contains("epoch 3") && e.message().contains("5"),
+        e.message().contains("fencing token 3") && e.message().contains("token 5"),
         "{e}"
     );
+    let twin = OpContext::new("twin-leader", 5);
+    let e = f
+        .ctl
+        .execute(&Operation::Fence, &twin)
+        .await
+        .expect_err("an equal token from another execution must be refused");
+    assert_eq!(e.kind(), switchyard_controller::ErrorKind::Refused, "{e}");
+    assert!(e.message().contains("execution new-leader"), "{e}");
     let after = f.ctl.observe().await.unwrap();
     assert_eq!(
         after.primary().map(|m| &m.name),
@@ -173,7 +183,7 @@ async fn stale_coordinator_epoch_is_refused() {
         )
         .await
         .unwrap();
-    // The current leader (same or higher epoch) carries on.
+    // The current leader (same token, same execution) carries on.
     planned_switchover(&f.ctl, "east", &new, Duration::from_secs(60))
         .await
         .unwrap();

@@ -118,7 +118,7 @@ async fn twenty_planned_switchovers_under_load_lose_nothing() {
 
     let ctx = OpContext {
         execution_id: "load".into(),
-        epoch: 1,
+        token: (1).into(),
     };
     // (fenced member's port, when Fence returned)
     let mut fences: Vec<(u16, Instant)> = Vec::new();

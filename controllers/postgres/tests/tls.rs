@@ -182,7 +182,10 @@ async fn verified_tls_observe_and_planned_switchover() -> Result<()> {
     // The real thing: verify-full against the right CA.
     let ctl = PostgresController::from_store(&with_tls(&lab_store, "require", Some(&ca_file)))?;
     ensure!(!format!("{ctl:?}").contains("BEGIN CERTIFICATE"), "{ctl:?}");
-    let f = common::PgFixture { cluster, ctl };
+    let f = common::PgFixture {
+        cluster,
+        ctl: switchyard_controller::layered(ctl),
+    };
     f.primary_client()
         .await?
         .batch_execute("CREATE TABLE IF NOT EXISTS conformance (k bigint PRIMARY KEY)")

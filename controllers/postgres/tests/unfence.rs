@@ -13,7 +13,7 @@ use switchyard_postgres::PostgresController;
 fn ctx() -> OpContext {
     OpContext {
         execution_id: "unfence".into(),
-        epoch: 1,
+        token: (1).into(),
     }
 }
 

@@ -120,7 +120,7 @@ async fn bench(sentinels: bool, runs: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let ctx = OpContext {
             execution_id: format!("bench-{i}"),
-            epoch: i as u64 + 1,
+            token: (i as u64 + 1).into(),
         };
         let start = Instant::now();
         let steps = planned_switchover(&ctl, target, &ctx, Duration::from_secs(60)).await?;

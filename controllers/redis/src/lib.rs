@@ -61,7 +61,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use switchyard_controller::{
     Capability, Controller, Error, ErrorKind, LastKnown, ObservedState, OpContext, Operation,
-    Outcome, Remembered, Result, StoreKind,
+    Outcome, Priorities, Remembered, Result, StoreKind, TokenRecord,
 };
 use switchyard_topology::Store;
 
@@ -128,18 +128,21 @@ impl RedisController {
 
     /// What a controller for a store with or without Sentinels supports.
     pub fn capabilities(sentinel_managed: bool) -> Capability {
-        let mut c = Capability::none();
-        c.planned_switchover = true;
-        c.forced_failover = true;
-        c.fencing = true;
-        c.positions = true;
-        c.repoint = true;
-        c.rejoin = true;
-        c.lag_bound = true;
-        // replica-priority steers Sentinel's own failovers; without
-        // Sentinel nothing reads it.
-        c.sticky_priorities = sentinel_managed;
-        c
+        let c = Capability::none()
+            .with_planned_switchover()
+            .with_forced_failover()
+            .with_fencing()
+            .with_positions()
+            .with_repoint()
+            .with_rejoin()
+            .with_lag_bound();
+        // replica-priority steers Sentinel's own failovers (CONFIG REWRITE
+        // persists it); without Sentinel nothing reads it.
+        if sentinel_managed {
+            c.with_sticky_priorities(Priorities::Durable)
+        } else {
+            c
+        }
     }
 
     pub(crate) fn err(&self, kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -227,25 +230,12 @@ impl Controller for RedisController {
         Ok(self.to_state(&snap))
     }
 
-    /// The highest fencing token any reachable member holds in
-    /// `switchyard:<store>` (0 when none was recorded yet).
-    async fn recorded_epoch(&self) -> Result<Option<u64>> {
-        let snap = self.snapshot().await;
-        match snap.token() {
-            Some((t, _)) => Ok(Some(t)),
-            None => Err(self.err(
-                ErrorKind::Unreachable,
-                "no data member reachable to read the recorded fencing token from",
-            )),
-        }
+    fn token_record(&self) -> Option<&dyn TokenRecord> {
+        Some(self)
     }
 
     async fn execute(&self, op: &Operation, ctx: &OpContext) -> Result<Outcome> {
-        tracing::info!(store = %self.cfg.store, op = %op, execution = %ctx.execution_id, epoch = ctx.epoch, "execute");
         let snap = self.snapshot().await;
-        if op.is_mutating() {
-            self.check_token(&snap, ctx)?;
-        }
         match op {
             Operation::CheckReadiness {
                 target_region,
@@ -281,13 +271,9 @@ impl Controller for RedisController {
             Operation::RepointFollowers => self.repoint_followers(&snap, ctx).await,
             Operation::Rejoin => self.rejoin(&snap, ctx).await,
             Operation::MakeSticky { target_region } => {
+                // Without Sentinel the capability layer answers (nothing
+                // reads replica-priority; a promoted master stays master).
                 self.check_region(target_region)?;
-                if !self.cfg.sentinel_managed() {
-                    return Err(self.err(
-                        ErrorKind::Unsupported,
-                        "make_sticky: without Sentinel nothing reads replica-priority; a promoted master stays master",
-                    ));
-                }
                 self.make_sticky(&snap, target_region, ctx).await
             }
             other => Err(self.err(

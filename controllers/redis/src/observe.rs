@@ -26,6 +26,8 @@ pub(crate) fn unfenced(v: Option<i64>) -> i64 {
 pub(crate) struct Record {
     /// Highest fencing token that acted on the store.
     pub token: u64,
+    /// The execution that carried it.
+    pub execution: String,
     /// Store term Switchyard recorded with its last promotion (without
     /// Sentinel, the store's term itself).
     pub term: u64,
@@ -195,13 +197,12 @@ impl Snapshot {
         }
     }
 
-    /// Highest fencing token any reachable member holds.
-    pub fn token(&self) -> Option<(u64, &str)> {
+    /// The reachable member holding the highest fencing token.
+    pub fn best_record(&self) -> Option<&Probe> {
         self.members
             .iter()
             .filter(|p| p.reachable())
-            .map(|p| (p.record.token, p.spec.name.as_str()))
-            .max_by_key(|(t, _)| *t)
+            .max_by_key(|p| p.record.token)
     }
 
     pub fn probe(&self, name: &str) -> Option<&Probe> {
@@ -388,6 +389,7 @@ impl RedisController {
                 let num = |k: &str| kv.get(k).and_then(|v| v.parse().ok());
                 p.record = Record {
                     token: num("token").unwrap_or(0),
+                    execution: kv.get("execution").cloned().unwrap_or_default(),
                     term: num("term").unwrap_or(0),
                     promoted: kv.get("promoted").cloned(),
                     baseline_min_replicas: kv

@@ -2,30 +2,37 @@
 //! coordinator that lost its leadership cannot keep mutating it.
 //!
 //! The hash `switchyard:<store>` on the master holds `token` (the highest
-//! `OpContext::epoch` that acted), `execution`, and the promotion record
+//! `OpContext::token` that acted), `execution`, and the promotion record
 //! (`term`, `promoted`) and a fenced master's own `baseline_min_replicas`.
-//! It replicates to every replica like any key, so the highest token any
-//! reachable member holds is checked before every mutating operation, and
-//! the master re-checks it atomically in the script that writes it. Token
-//! 0 (ad-hoc use, tests) is neither checked nor recorded.
+//! It replicates to every replica like any key, so the fencing layer reads
+//! the highest token any reachable member holds ([`TokenRecord`]) before
+//! every mutating operation, and the master re-checks the same rule
+//! atomically in the script that writes it: a lower token, or the same
+//! token from another execution, is refused by the store itself. No token
+//! value is exempt.
 
 use crate::config::MemberSpec;
-use crate::observe::Snapshot;
 use crate::RedisController;
-use switchyard_controller::{ErrorKind, OpContext, Result};
+use async_trait::async_trait;
+use switchyard_controller::{ErrorKind, FencingToken, OpContext, Result, Stamp, TokenRecord};
 
 /// Refuses a token lower than the stored one; writes the token and, when
 /// given, the promotion record and the baseline in one step.
 const RECORD_SCRIPT: &str = r#"
 local key = KEYS[1]
-if ARGV[1] ~= '' then
-  local tok = tonumber(ARGV[1])
-  local cur = tonumber(redis.call('HGET', key, 'token') or '0')
+local tok = tonumber(ARGV[1])
+local cur = redis.call('HGET', key, 'token')
+if cur then
+  cur = tonumber(cur)
   if tok < cur then
     return redis.error_reply('STALE fencing token ' .. ARGV[1] .. ' is below ' .. cur)
   end
-  redis.call('HSET', key, 'token', ARGV[1], 'execution', ARGV[2])
+  local ex = redis.call('HGET', key, 'execution') or ''
+  if tok == cur and ex ~= ARGV[2] then
+    return redis.error_reply('STALE fencing token ' .. ARGV[1] .. ' already used by execution ' .. ex)
+  end
 end
+redis.call('HSET', key, 'token', ARGV[1], 'execution', ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('HSET', key, 'term', ARGV[3], 'promoted', ARGV[4])
 end
@@ -45,27 +52,6 @@ pub(crate) struct RecordWrite {
 }
 
 impl RedisController {
-    pub(crate) fn check_token(&self, snap: &Snapshot, ctx: &OpContext) -> Result<()> {
-        if ctx.epoch == 0 {
-            return Ok(());
-        }
-        if let Some((seen, at)) = snap.token() {
-            if ctx.epoch < seen {
-                return Err(self
-                    .err(
-                        ErrorKind::Refused,
-                        format!(
-                            "stale coordinator: operation carries fencing token {} but token \
-                             {seen} already acted on this store",
-                            ctx.epoch
-                        ),
-                    )
-                    .with_member(at));
-            }
-        }
-        Ok(())
-    }
-
     /// Write the token (and `w`) on `master`, which must accept writes.
     pub(crate) async fn record(
         &self,
@@ -73,9 +59,6 @@ impl RedisController {
         ctx: &OpContext,
         w: RecordWrite,
     ) -> Result<()> {
-        if ctx.epoch == 0 && w.promotion.is_none() && w.baseline_min_replicas.is_none() {
-            return Ok(());
-        }
         let mut cmd = redis::cmd("EVAL");
         let (term, promoted) = w
             .promotion
@@ -84,11 +67,7 @@ impl RedisController {
         cmd.arg(RECORD_SCRIPT)
             .arg(1)
             .arg(self.record_key())
-            .arg(if ctx.epoch == 0 {
-                String::new()
-            } else {
-                ctx.epoch.to_string()
-            })
+            .arg(ctx.token.get().to_string())
             .arg(&ctx.execution_id)
             .arg(term)
             .arg(promoted)
@@ -103,7 +82,7 @@ impl RedisController {
                     ErrorKind::Refused,
                     format!(
                         "stale coordinator: the master refused fencing token {}: {e}",
-                        ctx.epoch
+                        ctx.token
                     ),
                 )
                 .with_member(&master.name)
@@ -112,5 +91,38 @@ impl RedisController {
             }
         })?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TokenRecord for RedisController {
+    async fn read_stamp(&self) -> Result<Option<Stamp>> {
+        let snap = self.snapshot().await;
+        let p = snap.best_record().ok_or_else(|| {
+            self.err(
+                ErrorKind::Unreachable,
+                "no member reachable: the recorded fencing token cannot be read",
+            )
+        })?;
+        // A hash without a token field reads as 0 with no execution:
+        // nothing was recorded yet.
+        Ok(
+            (p.record.token > 0 || !p.record.execution.is_empty()).then(|| Stamp {
+                token: FencingToken(p.record.token),
+                execution: p.record.execution.clone(),
+                member: Some(p.spec.name.clone()),
+            }),
+        )
+    }
+
+    async fn write_stamp(&self, stamp: &Stamp) -> Result<bool> {
+        let snap = self.snapshot().await;
+        let Some(master) = snap.master() else {
+            return Ok(false);
+        };
+        let ctx = OpContext::new(stamp.execution.clone(), stamp.token);
+        self.record(&master.spec, &ctx, RecordWrite::default())
+            .await
+            .map(|()| true)
     }
 }

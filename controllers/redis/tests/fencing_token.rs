@@ -8,12 +8,14 @@ mod common;
 use common::RedisFixture;
 use std::time::Duration;
 use switchyard_controller::conformance::planned_switchover;
-use switchyard_controller::{Controller, ErrorKind, OpContext, Operation, PromoteMode};
+use switchyard_controller::{
+    Controller, ErrorKind, FencingToken, OpContext, Operation, PromoteMode,
+};
 
 fn ctx(epoch: u64) -> OpContext {
     OpContext {
         execution_id: format!("exec-{epoch}"),
-        epoch,
+        token: epoch.into(),
     }
 }
 
@@ -75,7 +77,7 @@ async fn a_lower_token_is_refused_before_every_mutating_step() {
         }
     }
     // What resume compares an execution with: the highest token recorded.
-    assert_eq!(f.ctl.recorded_epoch().await.unwrap(), Some(6));
+    assert_eq!(f.ctl.recorded_token().await.unwrap(), Some(FencingToken(6)));
     let e = f.ctl.execute(&Operation::Fence, &ctx(5)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
     // The promotion is recorded beside the token.

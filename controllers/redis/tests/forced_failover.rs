@@ -16,7 +16,7 @@ use switchyard_controller::{
 fn ctx(epoch: u64) -> OpContext {
     OpContext {
         execution_id: format!("forced-{epoch}"),
-        epoch,
+        token: epoch.into(),
     }
 }
 

@@ -95,7 +95,7 @@ async fn run(sentinels: bool, switchovers: u64) {
         }
         let ctx = OpContext {
             execution_id: format!("load-{k}"),
-            epoch: k + 1,
+            token: (k + 1).into(),
         };
         planned_switchover(&f.ctl, target, &ctx, Duration::from_secs(60))
             .await

@@ -14,7 +14,8 @@ pub const COLL: &str = "dbs/lab/colls/items";
 
 pub struct Lab {
     pub sim: CosmosSim,
-    pub ctl: CosmosController,
+    /// The controller inside the standard layers, as the coordinator runs it.
+    pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
     pub store: Store,
     pub dir: tempfile::TempDir,
     data: DataPlane,
@@ -25,7 +26,9 @@ impl Lab {
         let sim = CosmosSim::start(spec).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         let store = sim.store(dir.path()).expect("store");
-        let ctl = CosmosController::from_store(&store).expect("controller builds");
+        let ctl = switchyard_controller::layered(
+            CosmosController::from_store(&store).expect("controller builds"),
+        );
         let ca = dir.path().join(format!("{}-ca.pem", store.name));
         let http = switchyard_cosmosdb::http_client(ca.to_str()).unwrap();
         Lab {

@@ -9,7 +9,8 @@ use switchyard_lab::esdbsim::{EsdbSim, EsdbSimSpec};
 /// Simulator, controller and a client of the cluster.
 pub struct Lab {
     pub sim: EsdbSim,
-    pub ctl: EsdbController,
+    /// The controller inside the standard layers, as the coordinator runs it.
+    pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
     client: std::sync::Mutex<std::sync::Arc<Client>>,
 }
 
@@ -26,7 +27,9 @@ impl Lab {
         let mut store = sim.store();
         store.max_lag_bytes = Some(max_lag_bytes);
         store.settings.catch_up_secs = Some(30);
-        let ctl = EsdbController::from_store(&store).expect("valid store");
+        let ctl = switchyard_controller::layered(
+            EsdbController::from_store(&store).expect("valid store"),
+        );
         let client = std::sync::Mutex::new(std::sync::Arc::new(new_client(&sim)));
         Lab { sim, ctl, client }
     }

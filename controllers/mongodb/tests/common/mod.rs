@@ -11,7 +11,8 @@ use switchyard_mongodb::MongoController;
 
 pub struct Lab {
     pub sim: MongoSim,
-    pub ctl: MongoController,
+    /// The controller inside the standard layers, as the coordinator runs it.
+    pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
     pub app: Client,
 }
 
@@ -26,7 +27,9 @@ impl Lab {
             .unwrap_or_else(|| panic!("no primary in east:\n{}", sim.describe()));
         let mut store = sim.store();
         store.max_lag_ms = Some(max_lag_ms);
-        let ctl = MongoController::from_store(&store).expect("controller builds");
+        let ctl = switchyard_controller::layered(
+            MongoController::from_store(&store).expect("controller builds"),
+        );
         let mut opts = ClientOptions::parse(sim.uri()).await.expect("uri");
         opts.server_selection_timeout = Some(Duration::from_secs(30));
         opts.heartbeat_freq = Some(Duration::from_millis(500));

@@ -12,7 +12,8 @@ use tokio_postgres::Client;
 
 pub struct PgFixture {
     pub cluster: PgCluster,
-    pub ctl: PostgresController,
+    /// The controller inside the standard layers, as the coordinator runs it.
+    pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
 }
 
 impl PgFixture {
@@ -23,7 +24,7 @@ impl PgFixture {
         let mut spec = PgClusterSpec::new(regions.iter().copied());
         spec.deferred_fence = true;
         let cluster = PgCluster::start(spec).await?;
-        let ctl = PostgresController::from_store(cluster.store())?;
+        let ctl = switchyard_controller::layered(PostgresController::from_store(cluster.store())?);
         let f = PgFixture { cluster, ctl };
         let c = f.primary_client().await?;
         c.batch_execute(
@@ -60,7 +61,7 @@ impl PgFixture {
 #[async_trait]
 impl Harness for PgFixture {
     fn controller(&self) -> &dyn Controller {
-        &self.ctl
+        self.ctl.as_ref()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {

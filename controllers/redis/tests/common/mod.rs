@@ -16,7 +16,8 @@ use switchyard_redis::RedisController;
 
 pub struct RedisFixture {
     pub cluster: RedisCluster,
-    pub ctl: RedisController,
+    /// The controller inside the standard layers, as the coordinator runs it.
+    pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
     conns: Mutex<HashMap<u16, MultiplexedConnection>>,
 }
 
@@ -37,7 +38,7 @@ impl RedisFixture {
         let mut spec = RedisClusterSpec::new(["east", "west", "south"]);
         spec.sentinels = sentinels;
         let cluster = RedisCluster::start(spec).await?;
-        let ctl = RedisController::from_store(cluster.store())?;
+        let ctl = switchyard_controller::layered(RedisController::from_store(cluster.store())?);
         Ok(RedisFixture {
             cluster,
             ctl,
@@ -116,7 +117,7 @@ pub async fn acked_set(
 #[async_trait]
 impl Harness for RedisFixture {
     fn controller(&self) -> &dyn Controller {
-        &self.ctl
+        self.ctl.as_ref()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {

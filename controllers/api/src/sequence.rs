@@ -1,0 +1,283 @@
+//! The canonical sequences, defined once: which operations a store runs, in
+//! which phase and order, for each kind of execution, selected by its
+//! [`Capability`]. The planner lays the phases out as stages across stores
+//! (dependency order), abort plans its repairs from the abort sequences,
+//! and the conformance suite runs the same lists against one store, so
+//! what is certified is what production runs.
+
+use crate::capability::Capability;
+use crate::operation::{Operation, PromoteMode};
+use crate::state::Position;
+
+/// Kinds of execution with a canonical sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Zero loss: fence, capture, catch up, promote.
+    PlannedSwitchover,
+    /// The old primary region is gone: promote the best candidate.
+    ForcedFailover,
+    /// Back to the original region once it healed: a planned switchover.
+    Failback,
+    /// Undo a finished switchover: a planned switchover back.
+    Rollback,
+}
+
+/// Where in an execution a step runs. The planner makes one stage (or one
+/// per dependency level) of each phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Read-only checks, every store at once.
+    Readiness,
+    /// Freeze the old primary, dependents first.
+    Fence,
+    /// Make the target primary, dependencies first.
+    Promote,
+    /// Re-point followers and rejoin the former primary.
+    Reconcile,
+}
+
+/// One step of a sequence, before a target, mode or position fills it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// [`Operation::CheckReadiness`].
+    CheckReadiness,
+    /// [`Operation::Fence`].
+    Fence,
+    /// [`Operation::CapturePosition`].
+    CapturePosition,
+    /// [`Operation::WaitForPosition`] for the position captured earlier.
+    WaitForCaptured,
+    /// [`Operation::MakeSticky`].
+    MakeSticky,
+    /// [`Operation::Promote`].
+    Promote,
+    /// [`Operation::RepointFollowers`].
+    RepointFollowers,
+    /// [`Operation::Rejoin`].
+    Rejoin,
+    /// [`Operation::Unfence`].
+    Unfence,
+}
+
+impl Step {
+    /// The operation, for `target_region` in `mode`. `captured` is what the
+    /// sequence's `CapturePosition` returned (`None` before it ran, or for
+    /// steps that need none: then `WaitForCaptured` yields `None`).
+    pub fn operation(
+        self,
+        target_region: &str,
+        mode: PromoteMode,
+        captured: Option<Position>,
+        wait_timeout_ms: u64,
+    ) -> Option<Operation> {
+        let t = target_region.to_string();
+        Some(match self {
+            Step::CheckReadiness => Operation::CheckReadiness {
+                target_region: t,
+                mode,
+            },
+            Step::Fence => Operation::Fence,
+            Step::CapturePosition => Operation::CapturePosition,
+            Step::WaitForCaptured => Operation::WaitForPosition {
+                target_region: t,
+                position: captured?,
+                timeout_ms: wait_timeout_ms,
+            },
+            Step::MakeSticky => Operation::MakeSticky { target_region: t },
+            Step::Promote => Operation::Promote {
+                target_region: t,
+                mode,
+            },
+            Step::RepointFollowers => Operation::RepointFollowers,
+            Step::Rejoin => Operation::Rejoin,
+            Step::Unfence => Operation::Unfence,
+        })
+    }
+}
+
+/// The steps of `kind` for a store with `cap`, in order.
+pub fn steps(kind: Kind, cap: &Capability) -> Vec<(Phase, Step)> {
+    let mut v = vec![(Phase::Readiness, Step::CheckReadiness)];
+    match kind {
+        Kind::PlannedSwitchover | Kind::Failback | Kind::Rollback => {
+            if cap.fencing {
+                v.push((Phase::Fence, Step::Fence));
+                if cap.positions {
+                    v.push((Phase::Fence, Step::CapturePosition));
+                    v.push((Phase::Promote, Step::WaitForCaptured));
+                }
+            }
+            // Persist the preference first, so the election the promotion
+            // triggers lands in the target and stays there.
+            if cap.sticky_priorities {
+                v.push((Phase::Promote, Step::MakeSticky));
+            }
+            v.push((Phase::Promote, Step::Promote));
+            if cap.repoint {
+                v.push((Phase::Reconcile, Step::RepointFollowers));
+            }
+            if cap.rejoin {
+                v.push((Phase::Reconcile, Step::Rejoin));
+            }
+        }
+        Kind::ForcedFailover => {
+            v.push((Phase::Promote, Step::Promote));
+            // The new primary must exist before it can rewrite priorities.
+            if cap.sticky_priorities {
+                v.push((Phase::Promote, Step::MakeSticky));
+            }
+            if cap.repoint {
+                v.push((Phase::Reconcile, Step::RepointFollowers));
+            }
+            // The old primary is gone; it rejoins later, by a plan of its own.
+        }
+    }
+    v
+}
+
+/// The steps of `kind` in `phase`.
+pub fn in_phase(kind: Kind, cap: &Capability, phase: Phase) -> Vec<Step> {
+    steps(kind, cap)
+        .into_iter()
+        .filter(|(p, _)| *p == phase)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// A store already primary in the target still gets its preference
+/// persisted: a region that elected itself after a cut is otherwise taken
+/// back by priority takeover the moment the old region heals.
+pub fn already_primary(cap: &Capability) -> Vec<(Phase, Step)> {
+    if cap.sticky_priorities {
+        vec![(Phase::Promote, Step::MakeSticky)]
+    } else {
+        vec![]
+    }
+}
+
+/// What an abort runs on one store, by what it finds there now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// One writable primary outside the target: keep it, restoring the
+    /// preference this execution moved (`touched_sticky`).
+    Keep {
+        /// The execution had made the target preferred.
+        touched_sticky: bool,
+    },
+    /// No writable primary, and this execution fenced it: give it back.
+    Restore,
+    /// The target is already primary: finish the move instead.
+    Forward {
+        /// The aborted execution was a planned switchover (its old primary
+        /// is there to rejoin).
+        planned: bool,
+    },
+}
+
+/// The abort steps for a store with `cap`.
+pub fn abort(a: Abort, cap: &Capability) -> Vec<Step> {
+    match a {
+        Abort::Keep { touched_sticky } => {
+            if cap.sticky_priorities && touched_sticky {
+                vec![Step::MakeSticky]
+            } else {
+                vec![]
+            }
+        }
+        Abort::Restore => vec![Step::Unfence],
+        Abort::Forward { planned } => {
+            let mut v = vec![];
+            if cap.sticky_priorities {
+                v.push(Step::MakeSticky);
+            }
+            if cap.repoint {
+                v.push(Step::RepointFollowers);
+            }
+            if cap.rejoin && planned {
+                v.push(Step::Rejoin);
+            }
+            v
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(kind: Kind, cap: &Capability) -> Vec<Step> {
+        steps(kind, cap).into_iter().map(|(_, s)| s).collect()
+    }
+
+    #[test]
+    fn planned_switchover_for_postgres_and_mongodb() {
+        let pg = Capability::none()
+            .with_fencing()
+            .with_positions()
+            .with_repoint()
+            .with_rejoin();
+        assert_eq!(
+            ops(Kind::PlannedSwitchover, &pg),
+            vec![
+                Step::CheckReadiness,
+                Step::Fence,
+                Step::CapturePosition,
+                Step::WaitForCaptured,
+                Step::Promote,
+                Step::RepointFollowers,
+                Step::Rejoin
+            ]
+        );
+        let mongo = Capability::none()
+            .with_positions()
+            .with_rejoin()
+            .with_self_electing()
+            .with_sticky_priorities(crate::Priorities::Durable);
+        // MakeSticky before Promote: production's order.
+        assert_eq!(
+            ops(Kind::PlannedSwitchover, &mongo),
+            vec![
+                Step::CheckReadiness,
+                Step::MakeSticky,
+                Step::Promote,
+                Step::Rejoin
+            ]
+        );
+        assert_eq!(
+            ops(Kind::ForcedFailover, &mongo),
+            vec![Step::CheckReadiness, Step::Promote, Step::MakeSticky]
+        );
+        assert_eq!(
+            ops(Kind::Rollback, &mongo),
+            ops(Kind::PlannedSwitchover, &mongo)
+        );
+    }
+
+    #[test]
+    fn every_step_is_covered_by_the_capability_it_came_from() {
+        let caps = [
+            Capability::none().with_fencing().with_positions(),
+            Capability::none().with_sticky_priorities(crate::Priorities::RuntimeOnly),
+            Capability::none().with_repoint().with_rejoin(),
+        ];
+        for cap in caps {
+            let cap = cap.with_planned_switchover().with_forced_failover();
+            for kind in [Kind::PlannedSwitchover, Kind::ForcedFailover] {
+                for (_, s) in steps(kind, &cap) {
+                    let mode = match kind {
+                        Kind::ForcedFailover => PromoteMode::Forced {
+                            accept_data_loss: false,
+                        },
+                        _ => PromoteMode::Planned,
+                    };
+                    let pos = Some(Position {
+                        epoch: 1,
+                        offset: 1,
+                    });
+                    let op = s.operation("west", mode, pos, 1).unwrap();
+                    assert!(cap.has(op.need()), "{kind:?} {op} with {cap:?}");
+                }
+            }
+        }
+    }
+}
