@@ -20,7 +20,9 @@ use std::process::Command;
 fn browser_missing() -> Option<String> {
     for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         if !std::path::Path::new(bin).exists() {
-            return Some(format!("{bin} is missing (Debian chromium, chromium-driver)"));
+            return Some(format!(
+                "{bin} is missing (Debian chromium, chromium-driver)"
+            ));
         }
     }
     let ok = Command::new("python3")
@@ -109,7 +111,11 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
     // Without a token: the preview shows (a read), the confirmation names
     // the store, and the start is refused by the API.
     assert_eq!(seen["preview_has_store"], true, "{seen}");
-    assert_eq!(seen["confirm_stores"], serde_json::json!(["orders"]), "{seen}");
+    assert_eq!(
+        seen["confirm_stores"],
+        serde_json::json!(["orders"]),
+        "{seen}"
+    );
     let refused = seen["anonymous_start"].as_str().unwrap();
     assert!(refused.starts_with("401"), "{seen}");
     assert_eq!(seen["login_shown"], true, "{seen}");

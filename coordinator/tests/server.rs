@@ -8,8 +8,6 @@ mod common;
 use common::serve::{read, token, Server};
 use common::{pg_cluster, pg_primary, Workspace};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn client() -> reqwest::Client {
