@@ -47,6 +47,19 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
     let tokens = ws.path("tokens");
     let operator = token(&ws, &tokens, "operator");
     let s = Server::start(&ws, &tokens, "a", &["--anonymous-read"]);
+    // The page is opened once the server has observed the stores.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while reqwest::get(format!("{}/readyz", s.url))
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {}",
+            s.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let (_, region0, tli0) = pg_primary(&cluster).await.unwrap();
     assert_eq!(region0, "east");
 

@@ -86,6 +86,11 @@ try:
     css("#token")[0].send_keys(operator)
     css("#token-save")[0].click()
     wait.until(lambda d: not css("#login")[0].is_displayed())
+    # Through another view, so the Plans view is rendered afresh (a hash
+    # equal to the current one fires no hashchange, and the re-render after
+    # the token would replace the elements under the driver's hands).
+    driver.get(url + "/#/history")
+    wait.until(lambda d: css("#history, #history-empty"))
     driver.get(url + "/#/plans")
     wait.until(lambda d: css("#plan-to"))
     Select(css("#plan-to")[0]).select_by_value(target)

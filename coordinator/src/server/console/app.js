@@ -353,8 +353,13 @@ async function route() {
   document.getElementById("who").textContent = token() ? "token set" : "no token";
   try {
     if (path === "/topology") {
+      // Keep refreshing even when this round failed (the server may not have
+      // observed the stores yet): the view recovers by itself.
+      state.timer = setInterval(() => {
+        renderTopology().catch(e => setView("Topology", h("p", { class: "error", id: "view-error" }, problemText(e))));
+        refreshAlerts();
+      }, 2000);
       await renderTopology();
-      state.timer = setInterval(() => { renderTopology().catch(() => {}); refreshAlerts(); }, 2000);
     } else if (path === "/plans") await renderPlans();
     else if (path === "/history") await renderHistory();
     else if (path.startsWith("/executions/")) await renderExecution(decodeURIComponent(path.slice(12)));
