@@ -7,7 +7,8 @@
 # (`config -q`); it brings PyYAML for compose/check.py. iproute2:
 # compose/postgres/test.sh and the coordination partition tests put
 # processes in network namespaces.
-SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel docker-compose iproute2 etcd-server protobuf-compiler"
+# chromium, chromium-driver: the console's browser test (coordinator/tests/console.rs).
+SWITCHYARD_APT_PACKAGES="postgresql postgresql-client redis-server redis-sentinel docker-compose iproute2 etcd-server protobuf-compiler chromium chromium-driver"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -29,6 +30,8 @@ install_missing() {
   command -v ip >/dev/null || missing+=(iproute2)
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -65,6 +68,12 @@ install_missing() {
     echo "==> installing py-consul from PyPI"
     python3 -m pip install --quiet py-consul 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages py-consul
+  fi
+  # selenium drives Chromium (WebDriver) in the console's browser test.
+  if ! python3 -c 'import selenium' 2>/dev/null; then
+    echo "==> installing selenium from PyPI"
+    python3 -m pip install --quiet selenium 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages selenium
   fi
   # The Debian packages start a cluster of their own on 5432 and a
   # redis-server on 6379; the lab never uses them (free ports, temp dirs, and

@@ -34,6 +34,8 @@ export SWITCHYARD_REQUIRE_AZURE_SDK=1
 export SWITCHYARD_REQUIRE_KURRENTDBCLIENT=1
 # And for the py-consul check of the Consul simulator.
 export SWITCHYARD_REQUIRE_PYCONSUL=1
+# And the console's test in headless Chromium (selenium + chromium-driver).
+export SWITCHYARD_REQUIRE_BROWSER=1
 # Integration tests start real PostgreSQL clusters; two at a time is what two
 # cores can carry without timeouts turning into flakes.
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${SWITCHYARD_TEST_THREADS:-2}" ${skip[@]+"${skip[@]}"}

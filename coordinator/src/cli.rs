@@ -344,6 +344,11 @@ pub enum Command {
         #[arg(long, default_value_t = 5000, value_name = "MS",
               value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
         observe_interval_ms: u64,
+        /// Let requests without a token read (topology, state, plans,
+        /// executions, events: the console's read-only views, for labs and
+        /// wall displays). Starting, resuming and aborting still need a token.
+        #[arg(long)]
+        anonymous_read: bool,
     },
     /// API tokens.
     Token {
@@ -934,6 +939,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             tls_key,
             advertise_url,
             observe_interval_ms,
+            anonymous_read,
         } => {
             let opts = crate::server::ServeOptions {
                 listen,
@@ -943,6 +949,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
                 tls: tls_cert.zip(tls_key),
                 advertise: advertise_url,
                 observe_interval: std::time::Duration::from_millis(observe_interval_ms),
+                anonymous_read,
             };
             crate::server::serve(service.clone(), opts)
                 .await

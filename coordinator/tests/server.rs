@@ -5,83 +5,10 @@
 
 mod common;
 
+use common::serve::{read, token, Server};
 use common::{pg_cluster, pg_primary, Workspace};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `switchyard serve` process, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(ws: &Workspace, tokens: &std::path::Path, node: &str, extra: &[&str]) -> Server {
-        let stderr = ws.path(&format!("{node}.stderr"));
-        let mut c = ws.command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--node",
-            node,
-            "--tokens-file",
-            tokens.to_str().unwrap(),
-            "--observe-interval-ms",
-            "500",
-        ]);
-        c.args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        let mut child = c.spawn().unwrap();
-        // The first stdout line says where the server we started listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "serve's first line {line:?}: {e}; stderr: {}",
-                read(&stderr)
-            )
-        });
-        Server {
-            child,
-            url: v["url"].as_str().unwrap().to_string(),
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        read(&self.stderr)
-    }
-}
-
-fn read(p: &std::path::Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn token(ws: &Workspace, tokens: &std::path::Path, role: &str) -> String {
-    let r = ws.run(&[
-        "token",
-        "create",
-        "--role",
-        role,
-        "--tokens-file",
-        tokens.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    r.stdout.trim().to_string()
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

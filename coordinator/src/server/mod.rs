@@ -6,6 +6,7 @@
 //! - [`auth`]: bearer tokens with roles, stored hashed.
 //! - [`election`]: who leads (the seam a coordination backend slots into).
 //! - [`observer`]: the background refresh of every store, persisted.
+//! - [`console`]: the web console served at `/` (embedded assets).
 //! - [`metrics`]: the Prometheus exposition.
 //! - [`problem`]: RFC 9457 errors.
 //!
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod election;
 pub mod metrics;
 pub mod observer;
@@ -43,6 +45,8 @@ pub struct ServeOptions {
     pub advertise: Option<String>,
     /// How often the observer refreshes every store.
     pub observe_interval: Duration,
+    /// `--anonymous-read`: reads (GETs and plan previews) need no token.
+    pub anonymous_read: bool,
 }
 
 /// Refuse a backend this build cannot use, naming what it can.
@@ -153,6 +157,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
         running: Mutex::new(None),
         outcomes: Mutex::new(Default::default()),
         log: Mutex::new(Default::default()),
+        anonymous_read: opts.anonymous_read,
     });
     tokio::spawn(observer.run(service.clone(), metrics.clone(), opts.observe_interval));
     {

@@ -1,0 +1,79 @@
+//! A real `switchyard serve` process for tests (API and console), and
+//! tokens for it.
+
+use super::Workspace;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+/// A `switchyard serve` process, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub stderr: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub fn start(ws: &Workspace, tokens: &std::path::Path, node: &str, extra: &[&str]) -> Server {
+        let stderr = ws.path(&format!("{node}.stderr"));
+        let mut c = ws.command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--node",
+            node,
+            "--tokens-file",
+            tokens.to_str().unwrap(),
+            "--observe-interval-ms",
+            "500",
+        ]);
+        c.args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let mut child = c.spawn().unwrap();
+        // The first stdout line says where the server we started listens.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "serve's first line {line:?}: {e}; stderr: {}",
+                read(&stderr)
+            )
+        });
+        Server {
+            child,
+            url: v["url"].as_str().unwrap().to_string(),
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        read(&self.stderr)
+    }
+}
+
+pub fn read(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+pub fn token(ws: &Workspace, tokens: &std::path::Path, role: &str) -> String {
+    let r = ws.run(&[
+        "token",
+        "create",
+        "--role",
+        role,
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout.trim().to_string()
+}
