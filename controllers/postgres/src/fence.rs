@@ -41,7 +41,7 @@ use crate::hooks::{self, Hook, CONTROLDATA};
 use crate::lsn::{format_lsn, parse_lsn};
 use crate::observe::{current_primary, Evidence, Probe};
 use crate::{sql_literal, PostgresController};
-use switchyard_controller::{ErrorKind, OpContext, Outcome, Position, Result};
+use switchyard_controller::{ErrorKind, Outcome, Position, Result};
 use switchyard_topology::Member;
 
 pub(crate) const SOFT_FENCE: &[&str] = &[
