@@ -268,7 +268,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             match output {
                 PlanOutput::Text => print!("{}", plan.render()),
                 PlanOutput::Toml => print!("{}", plan.to_toml().map_err(|e| Exit::usage(e.to_string()))?),
-                PlanOutput::Json => println!("{}", plan.to_json()),
+                PlanOutput::Json => crate::output::line(crate::output::PLAN, serde_json::to_value(&plan).unwrap_or_default()),
             }
             Ok(exit::OK)
         }

@@ -183,6 +183,10 @@ impl<C: Controller + ?Sized> Controller for std::sync::Arc<C> {
         (**self).error_policy()
     }
 
+    fn notation(&self) -> crate::Notation {
+        (**self).notation()
+    }
+
     async fn recorded_token(&self) -> Result<Option<FencingToken>> {
         (**self).recorded_token().await
     }

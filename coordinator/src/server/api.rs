@@ -241,7 +241,8 @@ impl AppState {
         match journal {
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Aborted | ExecutionStatus::Closed => "aborted",
-            ExecutionStatus::Refused => "refused",
+            // The pinned status set has no "refused": it ended without changing a store.
+            ExecutionStatus::Refused => "failed",
             ExecutionStatus::PendingApproval => "pending_approval",
             // Unfinished and not running here: interrupted, resumable.
             ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty => {

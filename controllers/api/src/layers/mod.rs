@@ -91,6 +91,10 @@ macro_rules! layer_impl {
                 self.inner.error_policy()
             }
 
+            fn notation(&self) -> crate::Notation {
+                self.inner.notation()
+            }
+
             async fn recorded_token(
                 &self,
             ) -> crate::error::Result<Option<crate::fencing::FencingToken>> {
