@@ -50,7 +50,7 @@ fn policy(ws: &Workspace, expire_after_s: u64) {
 
 fn status_of(ws: &Workspace, id: &str) -> String {
     let r = ws.run(&["executions", "--output", "json"]);
-    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let list: serde_json::Value = serde_json::Value::Array(r.events());
     list.as_array()
         .unwrap()
         .iter()

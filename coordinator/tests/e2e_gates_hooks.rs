@@ -76,12 +76,13 @@ async fn refused_before_any_step(
         ("east", tli),
         "{rule}: store untouched"
     );
-    // Closed, so the next attempt is not blocked by it.
+    // Refused (closed before it changed any store), so the next attempt is
+    // not blocked by it.
     let list = ws.run(&["executions", "--output", "json"]);
-    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let list: serde_json::Value = serde_json::Value::Array(list.events());
     assert_eq!(
         list.as_array().unwrap().last().unwrap()["status"],
-        "aborted"
+        "refused"
     );
     recs
 }

@@ -64,7 +64,7 @@ async fn roll_back_and_check(
     );
     // The rolled-back execution is closed; nothing is left unfinished.
     let list = ws.run(&["executions", "--output", "json"]);
-    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let list: serde_json::Value = serde_json::Value::Array(list.events());
     let rows = list.as_array().unwrap();
     let row = |id: &str| rows.iter().find(|e| e["id"] == id).unwrap()["status"].clone();
     assert_eq!(row(id), "aborted", "{case}");
