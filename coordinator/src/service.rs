@@ -303,6 +303,11 @@ impl Launched {
             execution_id: id.clone(),
             stores: rollback_actions(&planned),
         });
+        // The rollback is an execution of its own, so it needs a fencing
+        // token of its own (stores refuse an equal token from a different
+        // execution): taking the lock again bumps it, as drill's way back does.
+        drop(guard);
+        let guard = service.lock("rollback")?;
         let rolled =
             Box::pin(service.run_rollback(&guard, &controllers, &id, planned, tee)).await?;
         let ok = rolled
@@ -1768,8 +1773,11 @@ impl Inner {
         let changed = recs
             .iter()
             .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
+        // And a refusal (a gate, a hook) after something changed is a
+        // resumable failure, not a refusal: the stores are not where they were.
         let outcome = match outcome {
             Outcome::Failed if !changed => Outcome::Refused,
+            Outcome::Refused if changed => Outcome::Failed,
             o => o,
         };
         let status = match outcome {
