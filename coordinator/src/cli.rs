@@ -612,9 +612,9 @@ impl EventSink for Render {
                         .iter()
                         .map(|(s, a)| json!({"store": s, "action": a}))
                         .collect();
-                    println!(
-                        "{}",
-                        json!({"event": "rollback_planned", "execution_id": execution_id, "stores": v})
+                    output::line(
+                        output::EVENT,
+                        json!({"event": "rollback_planned", "execution_id": execution_id, "stores": v}),
                     );
                 } else {
                     println!("Rolling back {execution_id}:");
