@@ -419,9 +419,12 @@ impl Controller for PostgresController {
 
     async fn execute(&self, op: &Operation, _: &OpContext) -> Result<Outcome> {
         // One observation per operation (the fencing layer read the token
-        // before). A mutating one probes afresh; a read-only one may reuse a
-        // moment-old snapshot.
-        let probes = if op.is_mutating() {
+        // before). A mutating one probes afresh, and so does readiness: the
+        // lag guard must judge the lag of now, not of a moment ago (writes
+        // never stop for us). Other read-only ones may reuse a moment-old
+        // snapshot.
+        let fresh = op.is_mutating() || matches!(op, Operation::CheckReadiness { .. });
+        let probes = if fresh {
             self.forget_probes();
             self.probe_all().await
         } else {
