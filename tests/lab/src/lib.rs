@@ -8,6 +8,7 @@ pub mod esdbsim;
 pub mod etcd;
 pub mod mongosim;
 pub mod postgres;
+pub mod python_client;
 pub mod redis;
 
 /// Regions for a lab topology: the first primary, the others secondary.

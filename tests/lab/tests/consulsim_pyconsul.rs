@@ -9,23 +9,13 @@
 use std::process::{Command, Stdio};
 use switchyard_lab::consulsim::ConsulSim;
 
-fn available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import consul; consul.Consul"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn py_consul_sessions_locks_cas_blocking_and_txn() {
-    if !available() {
-        assert!(
-            std::env::var_os("SWITCHYARD_REQUIRE_PYCONSUL").is_none(),
-            "SWITCHYARD_REQUIRE_PYCONSUL is set but `import consul` fails"
-        );
-        eprintln!("SKIPPED: py-consul is not installed (pip install py-consul)");
+    if !switchyard_lab::python_client::available(
+        "import consul; consul.Consul",
+        "SWITCHYARD_REQUIRE_PYCONSUL",
+        "py-consul",
+    ) {
         return;
     }
     let sim = ConsulSim::start("127.0.0.1")

@@ -9,23 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use switchyard_lab::esdbsim::{EsdbSim, EsdbSimSpec};
 
-fn available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import kurrentdbclient"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kurrentdbclient_discovers_appends_reads_from_a_follower_and_survives_a_resign() {
-    if !available() {
-        assert!(
-            std::env::var_os("SWITCHYARD_REQUIRE_KURRENTDBCLIENT").is_none(),
-            "SWITCHYARD_REQUIRE_KURRENTDBCLIENT is set but `import kurrentdbclient` fails"
-        );
-        eprintln!("SKIPPED: kurrentdbclient is not installed (pip install kurrentdbclient)");
+    if !switchyard_lab::python_client::available(
+        "import kurrentdbclient",
+        "SWITCHYARD_REQUIRE_KURRENTDBCLIENT",
+        "kurrentdbclient",
+    ) {
         return;
     }
     let regions: Vec<String> = ["east", "west", "south"].map(String::from).to_vec();
