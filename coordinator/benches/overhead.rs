@@ -111,7 +111,7 @@ fn scenario(label: &str, topo: &Path, runs: usize) {
         total_drill_observe_ms += drill["observe_ms"].as_u64().unwrap_or(0);
         for dir in ["out", "back"] {
             let r = &drill[dir];
-            total_stage_wall_us += r["wall_us"].as_u64().unwrap_or(0);
+            total_stage_wall_us += r["stage_wall_us"].as_u64().unwrap_or(0);
             total_overhead_us += r["overhead_us"].as_u64().unwrap_or(0);
             for s in r["stages"].as_array().into_iter().flatten() {
                 let key = (
@@ -120,9 +120,9 @@ fn scenario(label: &str, topo: &Path, runs: usize) {
                     s["name"].as_str().unwrap_or("").to_string(),
                 );
                 let a = per_stage.entry(key).or_default();
-                a.wall_us += s["wall_us"].as_u64().unwrap_or(0);
-                a.ops_ms += s["ops_ms"].as_u64().unwrap_or(0);
-                a.checkpoint_ms += s["checkpoint_ms"].as_u64().unwrap_or(0);
+                a.wall_us += s["stage_wall_us"].as_u64().unwrap_or(0);
+                a.ops_ms += s["ops_duration_ms"].as_u64().unwrap_or(0);
+                a.checkpoint_ms += s["checkpoint_duration_ms"].as_u64().unwrap_or(0);
                 a.overhead_us += s["overhead_us"].as_u64().unwrap_or(0);
                 a.n += 1;
             }

@@ -22,7 +22,7 @@
 //!   command that would fix it.
 //!
 //! The resulting [`Plan`] runs through the executor and driver like any
-//! other (journaled, under the lock and fencing epoch, with retries), one
+//! other (journaled, under the lock and fencing token, with retries), one
 //! stage per dependency level, dependencies first. Every store that is not
 //! stuck ends in a checkpoint of `one_writable_primary` and where that
 //! primary is, so a successful abort is a proven one.
@@ -59,8 +59,8 @@ pub struct Touched {
     pub promote_unsettled: bool,
     /// Priorities may have been changed (a `make_sticky` was issued).
     pub sticky: bool,
-    /// The store's epoch (timeline/term) at the execution's first checkpoint.
-    pub baseline_epoch: Option<u64>,
+    /// The store's term (timeline, term) at the execution's first checkpoint.
+    pub baseline_term: Option<switchyard_controller::Term>,
 }
 
 /// Read, per store, what the execution may have done from its records.
@@ -98,8 +98,8 @@ pub fn touched(records: &[Record]) -> BTreeMap<String, Touched> {
             | Record::CheckpointFailed { observed, .. } => {
                 for o in observed {
                     let t = out.entry(o.store.clone()).or_default();
-                    if t.baseline_epoch.is_none() {
-                        t.baseline_epoch = o.epoch;
+                    if t.baseline_term.is_none() {
+                        t.baseline_term = o.term;
                     }
                 }
             }
@@ -354,14 +354,14 @@ fn decide(
             restore_preference: cap.sticky_priorities && touched.sticky,
         },
         [] => {
-            let bumped = match (touched.baseline_epoch, s.epoch) {
+            let bumped = match (touched.baseline_term, s.term) {
                 (Some(b), Some(e)) if e > b && !cap.self_electing => Some((b, e)),
                 _ => None,
             };
             if let Some((b, e)) = bumped {
                 return Decision::Stuck {
                     saw: format!(
-                        "no writable primary, and the epoch moved from {b} to {e} since the \
+                        "no writable primary, and the store term moved from {b} to {e} since the \
                          execution began: a member was promoted but is not a reachable primary \
                          ({})",
                         describe(s)
@@ -609,13 +609,13 @@ mod tests {
         m
     }
 
-    fn pg(epoch: u64, members: Vec<MemberState>) -> (String, Result<ObservedState, String>) {
+    fn pg(term: u64, members: Vec<MemberState>) -> (String, Result<ObservedState, String>) {
         (
             "orders".into(),
             Ok(ObservedState {
                 store: "orders".into(),
                 kind: StoreKind::Postgres,
-                epoch: Some(epoch),
+                term: Some(switchyard_controller::Term(term)),
                 config_version: None,
                 members,
             }),
@@ -624,12 +624,12 @@ mod tests {
 
     /// `orders` with pg-east as `east` (role, fenced) and pg-west as `west`.
     fn pg_two(
-        epoch: u64,
+        term: u64,
         east: (Role, bool),
         west: Role,
     ) -> (String, Result<ObservedState, String>) {
         pg(
-            epoch,
+            term,
             vec![
                 member("pg-east", "east", east.0, east.1),
                 member("pg-west", "west", west, false),
@@ -643,7 +643,7 @@ mod tests {
             Ok(ObservedState {
                 store: "catalog".into(),
                 kind: StoreKind::Mongodb,
-                epoch: Some(7),
+                term: Some(switchyard_controller::Term(7)),
                 config_version: Some(3),
                 members,
             }),
@@ -664,7 +664,7 @@ mod tests {
 
     /// Records of `plan` up to (and including) the intent of the first step
     /// of `store` doing `op`, with outcomes for everything before it; the
-    /// readiness checkpoint saw epoch 1 on every store.
+    /// readiness checkpoint saw term 1 on every store.
     fn crashed_at(plan: &Plan, store: &str, op: &str, with_outcome: bool) -> Vec<Record> {
         let mut recs = vec![];
         let mut seq = 0;
@@ -679,11 +679,11 @@ mod tests {
                     op: step
                         .op
                         .to_operation(Some(Position {
-                            epoch: 1,
+                            history: switchyard_controller::History(1),
                             offset: 1,
                         }))
                         .unwrap(),
-                    epoch: 1,
+                    fencing_token: switchyard_controller::FencingToken(1),
                     at_ms: 0,
                 });
                 let hit = step.store == store && step.op.name() == op;
@@ -721,7 +721,7 @@ mod tests {
                         expected: String::new(),
                         mismatch: None,
                         primary: None,
-                        epoch: Some(1),
+                        term: Some(switchyard_controller::Term(1)),
                     })
                     .collect(),
             });
@@ -941,7 +941,7 @@ mod tests {
         // execution's; an outcome there says nothing about the promote.
         recs.push(Record::Started {
             execution_id: "y".into(),
-            epoch: 2,
+            fencing_token: switchyard_controller::FencingToken(2),
             at_ms: 0,
             kind: KIND.into(),
             topology_file: "t".into(),
@@ -964,7 +964,7 @@ mod tests {
             step: 0,
             store: "orders".into(),
             op: Operation::Unfence,
-            epoch: 2,
+            fencing_token: switchyard_controller::FencingToken(2),
             at_ms: 0,
         });
         recs.push(Record::Outcome {
@@ -981,7 +981,10 @@ mod tests {
         });
         let t = touched(&recs);
         assert!(t["orders"].promote_unsettled, "{t:?}");
-        assert_eq!(t["orders"].baseline_epoch, Some(1));
+        assert_eq!(
+            t["orders"].baseline_term,
+            Some(switchyard_controller::Term(1))
+        );
         let again = plan_abort(&topology(true), &caps(), "y", &abort_plan, &recs, &observed);
         assert_eq!(decision(&again, "orders"), &Decision::Restore);
     }
@@ -1027,7 +1030,10 @@ mod tests {
             !t["orders"].promote_unsettled,
             "the promote's outcome is journaled"
         );
-        assert_eq!(t["orders"].baseline_epoch, Some(1));
+        assert_eq!(
+            t["orders"].baseline_term,
+            Some(switchyard_controller::Term(1))
+        );
         assert!(!t.get("catalog").is_some_and(|c| c.sticky));
     }
 }

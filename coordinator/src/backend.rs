@@ -4,7 +4,7 @@
 //! [`Coordinator`](switchyard_coordination::Coordinator).
 //!
 //! [`FileCoordinator`] is the file backend: it wraps what the CLI has always
-//! used — the `flock` and per-directory epoch counter of [`crate::lock`] and
+//! used — the `flock` and per-directory fencing token counter of [`crate::lock`] and
 //! the fsync'd JSON-lines journals of [`crate::journal`] — so a server on the
 //! file backend and the CLI on the same state directory exclude each other
 //! and read each other's journals. Its lock never lapses (the kernel drops
@@ -27,7 +27,7 @@ use switchyard_coordination::{
 /// The `--backend` flag, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSpec {
-    /// The state directory's lock, epoch and journals.
+    /// The state directory's lock, fencing token counter and journals.
     File,
     /// etcd v3 endpoints (`HOST:PORT`).
     Etcd(Vec<String>),
@@ -123,16 +123,18 @@ impl FileCoordinator {
         })
     }
 
-    /// Refuse a leadership that is lost or whose epoch is no longer the
-    /// directory's latest.
+    /// Refuse a leadership that is lost or whose fencing token is no longer
+    /// the directory's latest.
     fn check(&self, l: &Leadership) -> Result<()> {
         if l.is_lost() {
             return Err(l.not_leader(l.lost_reason().unwrap_or_else(|| "lost".into())));
         }
-        let current = self.lock.current_epoch().map_err(|e| io(e.to_string()))?;
-        if current != l.token() {
-            l.lose(format!("the lock was taken again (epoch {current})"));
-            return Err(l.not_leader(format!("superseded by epoch {current}")));
+        let current = self.lock.current_token().map_err(|e| io(e.to_string()))?;
+        if current.get() != l.token() {
+            l.lose(format!(
+                "the lock was taken again (fencing token {current})"
+            ));
+            return Err(l.not_leader(format!("superseded by fencing token {current}")));
         }
         Ok(())
     }
@@ -224,7 +226,7 @@ impl Coordinator for FileCoordinator {
             Err(LockError::Held { .. }) => return Ok(None),
             Err(e) => return Err(io(e.to_string())),
         };
-        let token = guard.epoch();
+        let token = guard.token().get();
         let info = LeaderInfo {
             node: me.clone(),
             token,
@@ -276,8 +278,8 @@ impl Coordinator for FileCoordinator {
         };
         // A leader file from an earlier holder (a CLI took the lock since)
         // names nobody.
-        let epoch = self.lock.current_epoch().map_err(|e| io(e.to_string()))?;
-        Ok((info.token == epoch).then_some(info))
+        let current = self.lock.current_token().map_err(|e| io(e.to_string()))?;
+        Ok((info.token == current.get()).then_some(info))
     }
 
     async fn append(
@@ -373,7 +375,7 @@ impl Coordinator for FileCoordinator {
 }
 
 /// A [`Leadership`] as the driver's [`LockGuard`](crate::lock::LockGuard):
-/// the epoch is the fencing token, `still_held` asks that at least `margin`
+/// the leadership's token is the fencing token, `still_held` asks that at least `margin`
 /// of the lease remains (checked before each intent), and the loss signal
 /// cancels operations in flight.
 #[derive(Debug, Clone)]
@@ -397,8 +399,8 @@ impl LeadershipGuard {
 }
 
 impl crate::lock::LockGuard for LeadershipGuard {
-    fn epoch(&self) -> u64 {
-        self.leadership.token()
+    fn token(&self) -> switchyard_controller::FencingToken {
+        switchyard_controller::FencingToken(self.leadership.token())
     }
 
     fn still_held(&self) -> bool {

@@ -64,7 +64,7 @@ pub struct Cli {
     /// Topology file.
     #[arg(long, short = 't', global = true, env = "SWITCHYARD_TOPOLOGY")]
     pub topology: Option<PathBuf>,
-    /// Directory for journals, the lock and the epoch (default: `.switchyard`
+    /// Directory for journals, the lock and the fencing token counter (default: `.switchyard`
     /// next to the topology file).
     #[arg(long, global = true, env = "SWITCHYARD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -1237,8 +1237,8 @@ async fn drill(
                 r.id,
                 r.total_ms as f64 / 1000.0,
                 rtos.join(", "),
-                if r.wall_us > 0 {
-                    100.0 * r.overhead_us as f64 / r.wall_us as f64
+                if r.stage_wall_us > 0 {
+                    100.0 * r.overhead_us as f64 / r.stage_wall_us as f64
                 } else {
                     0.0
                 }

@@ -1,7 +1,7 @@
 //! The driver: decide, journal, act, observe.
 //!
 //! It asks the [`Executor`] what to do, journals an `Intent` (execution id,
-//! fencing epoch, exact operation) and fsyncs it, issues the operation to the
+//! fencing token, exact operation) and fsyncs it, issues the operation to the
 //! store's controller, journals the `Outcome` with timings, and feeds the
 //! result back. Checkpoints are validated by polling the controllers until
 //! every expectation holds in one round of observations or the stage's
@@ -21,7 +21,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_controller::progress::{ProgressSink, Scope};
-use switchyard_controller::{Controller, Error, ErrorKind, OpContext, Operation, Outcome};
+use switchyard_controller::{
+    Controller, Error, ErrorKind, FencingToken, OpContext, Operation, Outcome,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// How temporary operation errors are retried.
@@ -101,8 +103,10 @@ pub enum DriverError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The lock was lost: another coordinator may be running.
-    #[error("lost the execution lock (epoch {0}); stopped before issuing anything further")]
-    LockLost(u64),
+    #[error(
+        "lost the execution lock (fencing token {0}); stopped before issuing anything further"
+    )]
+    LockLost(FencingToken),
     /// The plan names a store with no controller.
     #[error("no controller for store `{0}`")]
     NoController(String),
@@ -184,7 +188,7 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// A driver appending to `journal` under `guard`'s epoch. `next_seq` is
+    /// A driver appending to `journal` under `guard`'s fencing token. `next_seq` is
     /// one more than the highest sequence number already journaled.
     pub fn new(
         controllers: Arc<BTreeMap<String, Arc<dyn Controller>>>,
@@ -194,12 +198,12 @@ impl Driver {
         reporter: Arc<dyn Reporter>,
         next_seq: u64,
     ) -> Self {
-        let epoch = guard.epoch();
+        let token = guard.token();
         Driver {
             controllers,
             journal,
             guard,
-            ctx: OpContext::new(execution_id, epoch),
+            ctx: OpContext::new(execution_id, token),
             reporter,
             failpoint: Failpoint::none(),
             retry: None,
@@ -349,7 +353,7 @@ impl Driver {
                     Action::Wait => wait = true,
                     Action::Run { id, store, op } => {
                         if !self.guard.still_held() {
-                            return Err(DriverError::LockLost(self.ctx.token.get()));
+                            return Err(DriverError::LockLost(self.ctx.token));
                         }
                         let ctrl = self.controller(&store)?;
                         let seq = self.next_seq;
@@ -360,7 +364,7 @@ impl Driver {
                             step: id.step,
                             store: store.clone(),
                             op: op.clone(),
-                            epoch: self.ctx.token.get(),
+                            fencing_token: self.ctx.token,
                             at_ms: now_ms(),
                         })?;
                         ex.apply(Event::Issued { id, op: op.clone() });
@@ -420,7 +424,7 @@ impl Driver {
                     // Lease lost: drop (cancel) everything in flight now; a
                     // new leader resumes from the journal.
                     () = lost.cancelled() => {
-                        return Err(DriverError::LockLost(self.ctx.token.get()));
+                        return Err(DriverError::LockLost(self.ctx.token));
                     }
                     done = in_flight.next() => done,
                     Some(p) = progress_rx.recv() => {
@@ -524,11 +528,11 @@ impl Driver {
                 .iter()
                 .map(|e| {
                     let exp = e.expectation();
-                    let (mismatch, primary, epoch) = match &states[&e.store] {
+                    let (mismatch, primary, term) = match &states[&e.store] {
                         Ok(st) => (
                             exp.check(st).err(),
                             st.primary().map(|p| format!("{}@{}", p.name, p.region)),
-                            st.epoch,
+                            st.term,
                         ),
                         Err(err) => (Some(format!("observe failed: {err}")), None, None),
                     };
@@ -542,7 +546,7 @@ impl Driver {
                             .join(", "),
                         mismatch,
                         primary,
-                        epoch,
+                        term,
                     }
                 })
                 .collect();
@@ -663,7 +667,8 @@ mod tests {
     use async_trait::async_trait;
     use std::sync::Mutex;
     use switchyard_controller::{
-        Capability, Lag, MemberState, ObservedState, Position, Result as CResult, Role,
+        Capability, History, Lag, MemberState, ObservedState, Position, Result as CResult, Role,
+        Term,
     };
     use switchyard_topology::StoreKind;
 
@@ -741,7 +746,7 @@ mod tests {
             Ok(ObservedState {
                 store: self.name.clone(),
                 kind: self.kind,
-                epoch: Some(1 + u64::from(s.promotions)),
+                term: Some(Term(1 + u64::from(s.promotions))),
                 config_version: None,
                 members: vec![member("east"), member("west")],
             })
@@ -757,7 +762,7 @@ mod tests {
                     Outcome::done()
                 }
                 Operation::CapturePosition => Outcome::done().with_position(Position {
-                    epoch: 1,
+                    history: History(1),
                     offset: 100,
                 }),
                 Operation::Promote { target_region, .. } => {
@@ -802,8 +807,8 @@ mod tests {
 
     struct Guard(u64);
     impl LockGuard for Guard {
-        fn epoch(&self) -> u64 {
-            self.0
+        fn token(&self) -> FencingToken {
+            FencingToken(self.0)
         }
         fn still_held(&self) -> bool {
             true
@@ -813,8 +818,8 @@ mod tests {
     /// A lease-backed guard: its signal is fired by the test.
     struct LeaseGuard(tokio_util::sync::CancellationToken);
     impl LockGuard for LeaseGuard {
-        fn epoch(&self) -> u64 {
-            3
+        fn token(&self) -> FencingToken {
+            FencingToken(3)
         }
         fn still_held(&self) -> bool {
             !self.0.is_cancelled()
@@ -891,7 +896,10 @@ mod tests {
         let r = tokio::time::timeout(Duration::from_secs(60), d.run(&mut ex))
             .await
             .expect("the driver stopped instead of waiting for the hung fence");
-        assert!(matches!(r, Err(DriverError::LockLost(3))), "{r:?}");
+        assert!(
+            matches!(r, Err(DriverError::LockLost(FencingToken(3)))),
+            "{r:?}"
+        );
         fire.await.unwrap();
         assert_eq!(pg.state().promotions, 0, "nothing issued after the loss");
     }
@@ -918,7 +926,7 @@ mod tests {
     fn started(plan: &Plan) -> Record {
         Record::Started {
             execution_id: "x".into(),
-            epoch: 1,
+            fencing_token: FencingToken(1),
             at_ms: 0,
             kind: "test".into(),
             topology_file: "t".into(),
@@ -930,12 +938,12 @@ mod tests {
         ctrls: &BTreeMap<String, Arc<dyn Controller>>,
         records: &Arc<Mutex<Vec<Record>>>,
         limit: usize,
-        epoch: u64,
+        token: u64,
     ) -> Result<RunEnd, DriverError> {
         let recs = records.lock().unwrap().clone();
         let mut ex = Executor::replay(&recs).unwrap();
         let next_seq = crate::journal::next_seq(&recs);
-        let guard = Arc::new(Guard(epoch));
+        let guard = Arc::new(Guard(token));
         let j = MemJournal {
             records: records.clone(),
             limit,
@@ -970,8 +978,10 @@ mod tests {
         let mut open = BTreeSet::new();
         for r in &recs {
             match r {
-                Record::Intent { seq, epoch, .. } => {
-                    assert_eq!(*epoch, 1);
+                Record::Intent {
+                    seq, fencing_token, ..
+                } => {
+                    assert_eq!(*fencing_token, FencingToken(1));
                     assert!(open.insert(*seq));
                 }
                 Record::Outcome { seq, .. } => {
@@ -1015,10 +1025,10 @@ mod tests {
                 matches!(first, Err(DriverError::Journal(_))),
                 "limit {limit}: {first:?}"
             );
-            records
-                .lock()
-                .unwrap()
-                .push(Record::Resumed { epoch: 2, at_ms: 0 });
+            records.lock().unwrap().push(Record::Resumed {
+                fencing_token: FencingToken(2),
+                at_ms: 0,
+            });
             let second = run(&ctrls, &records, usize::MAX, 2).await.unwrap();
             assert_eq!(second, RunEnd::Succeeded, "limit {limit}");
             assert_eq!(pg.state().promotions, 1, "limit {limit}");
@@ -1146,10 +1156,10 @@ mod tests {
             matches!(&progress[..], [Record::Progress { store, token, .. }] if store == "orders" && token == "op-1"),
             "{progress:?}"
         );
-        records
-            .lock()
-            .unwrap()
-            .push(Record::Resumed { epoch: 2, at_ms: 0 });
+        records.lock().unwrap().push(Record::Resumed {
+            fencing_token: FencingToken(2),
+            at_ms: 0,
+        });
         assert_eq!(
             run(&ctrls, &records, usize::MAX, 2).await.unwrap(),
             RunEnd::Succeeded

@@ -480,7 +480,7 @@ mod tests {
         let log = drive(
             &mut ex,
             Position {
-                epoch: 1,
+                history: switchyard_controller::History(1),
                 offset: 42,
             },
         );
@@ -510,7 +510,7 @@ mod tests {
     fn wait_uses_the_captured_position() {
         let mut ex = Executor::new(plan());
         let pos = Position {
-            epoch: 3,
+            history: switchyard_controller::History(3),
             offset: 777,
         };
         for s in 0..2 {
@@ -579,7 +579,7 @@ mod tests {
         };
         let mut records = vec![Record::Started {
             execution_id: "x".into(),
-            epoch: 1,
+            fencing_token: switchyard_controller::FencingToken(1),
             at_ms: 0,
             kind: "run".into(),
             topology_file: "t".into(),
@@ -595,7 +595,7 @@ mod tests {
                     step,
                     store: "orders".into(),
                     op,
-                    epoch: 1,
+                    fencing_token: switchyard_controller::FencingToken(1),
                     at_ms: 0,
                 });
                 records.push(Record::Outcome {
@@ -610,7 +610,7 @@ mod tests {
                 });
             };
         let pos = Position {
-            epoch: 1,
+            history: switchyard_controller::History(1),
             offset: 9,
         };
         push_done(&mut records, 0, 0, Operation::Fence, Outcome::done());
@@ -661,7 +661,7 @@ mod tests {
             step: 1,
             store: "orders".into(),
             op: promote.clone(),
-            epoch: 1,
+            fencing_token: switchyard_controller::FencingToken(1),
             at_ms: 0,
         });
         let ex = Executor::replay(&records).unwrap();
@@ -670,7 +670,10 @@ mod tests {
             vec![Action::Wait],
             "before resume the intent is in flight"
         );
-        records.push(Record::Resumed { epoch: 2, at_ms: 0 });
+        records.push(Record::Resumed {
+            fencing_token: switchyard_controller::FencingToken(2),
+            at_ms: 0,
+        });
         let ex = Executor::replay(&records).unwrap();
         assert_eq!(runs(&ex.next()), vec!["3.2 orders promote"]);
     }

@@ -673,7 +673,7 @@ mod tests {
         ObservedState {
             store: "orders".into(),
             kind: StoreKind::Postgres,
-            epoch: Some(1),
+            term: Some(switchyard_controller::Term(1)),
             config_version: None,
             members,
         }

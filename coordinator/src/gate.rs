@@ -170,7 +170,9 @@ impl GatePolicy {
 pub struct GateRecord {
     /// When it was decided.
     pub at_ms: u64,
-    /// Stage it guards (0-based; 0 is "before the plan starts").
+    /// Stage it guards (0-based in memory, written from 1 like every stage
+    /// number; the first stage's gates are "before the plan starts").
+    #[serde(with = "crate::journal::one_based")]
     pub stage: usize,
     /// The rule: `capacity`, `min_healthy_regions`, `flap_damping`,
     /// `failback_delay`, `check:<name>`.

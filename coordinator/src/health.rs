@@ -83,7 +83,7 @@ pub struct StoreHealth {
     /// Every writable member when there is more than one (split brain).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split_brain: Vec<String>,
-    /// The store's own term (timeline, term, epoch) with its name.
+    /// The store's own term (timeline, term; EventStoreDB: epoch) with its name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_term: Option<String>,
     /// Members observed healthy.
@@ -309,7 +309,8 @@ pub fn assess(s: &ObservedState, store: Option<&Store>, notation: &Notation) -> 
                         m.name,
                         m.region,
                         m.position
-                            .map_or(format!("{} ?", notation.term), |p| notation.term(p.epoch)),
+                            .map_or(format!("{} ?", notation.term), |p| notation
+                                .history(p.history)),
                         if Some(m.name.as_str()) == newest {
                             "newest"
                         } else {
@@ -334,7 +335,7 @@ pub fn assess(s: &ObservedState, store: Option<&Store>, notation: &Notation) -> 
         } else {
             Vec::new()
         },
-        store_term: s.epoch.map(|e| notation.term(e)),
+        store_term: s.term.map(|t| notation.term(t)),
         healthy_members: members
             .iter()
             .filter(|m| m.verdict == Verdict::Healthy)
@@ -506,7 +507,7 @@ mod tests {
             role,
             reachable: true,
             position: Some(Position {
-                epoch: 1,
+                history: switchyard_controller::History(1),
                 offset: 1,
             }),
             lag: None,
@@ -524,7 +525,7 @@ mod tests {
         ObservedState {
             store: "orders".into(),
             kind: StoreKind::Postgres,
-            epoch: Some(1),
+            term: Some(switchyard_controller::Term(1)),
             config_version: None,
             members,
         }

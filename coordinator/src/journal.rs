@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use switchyard_controller::{Error, ErrorKind, Operation, Outcome};
+use switchyard_controller::{Error, ErrorKind, FencingToken, Operation, Outcome, Term};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -104,9 +104,11 @@ pub struct CheckpointObservation {
     /// Primary observed (`member@region`), if exactly one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
-    /// Store epoch (timeline/term) observed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<u64>,
+    /// The store's own term (timeline, term) observed; journals written
+    /// before the rename call it `epoch`.
+    #[serde(default, alias = "epoch", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<u64>")]
+    pub term: Option<Term>,
 }
 
 /// One store's state when an execution was aborted.
@@ -118,16 +120,25 @@ pub struct StoreStatus {
     pub summary: String,
 }
 
-/// One journal record.
+/// One journal record, named by its `event` field like a progress event.
+///
+/// The journal speaks the vocabulary of the events and reports: `event`
+/// names the record, stages and steps are numbered from 1 (held 0-based in
+/// memory, where they index the plan: see [`one_based`]), the coordinator's
+/// token is `fencing_token`, the store's is `term`, and every duration says
+/// its unit. Journals written before (records named by `type`, 0-based
+/// stages and steps, `epoch` for both tokens) still read: see
+/// [`upgrade_legacy`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
+#[serde(rename_all = "snake_case", tag = "event")]
 pub enum Record {
     /// An execution began.
     Started {
         /// Execution id.
         execution_id: String,
-        /// Fencing epoch of the coordinator that started it.
-        epoch: u64,
+        /// Fencing token of the coordinator that started it.
+        #[serde(alias = "epoch")]
+        fencing_token: FencingToken,
         /// When.
         at_ms: u64,
         /// `failover`, `run`, `drill-out`, `drill-back`.
@@ -137,16 +148,18 @@ pub enum Record {
         /// The full plan, so resume needs nothing else.
         plan: Plan,
     },
-    /// A coordinator resumed the execution with a new epoch.
+    /// A coordinator resumed the execution with a new fencing token.
     Resumed {
-        /// New fencing epoch.
-        epoch: u64,
+        /// New fencing token.
+        #[serde(alias = "epoch")]
+        fencing_token: FencingToken,
         /// When.
         at_ms: u64,
     },
     /// A stage began (again, after a resume).
     StageStarted {
-        /// Stage index.
+        /// Stage (written 1-based).
+        #[serde(with = "one_based")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -155,16 +168,19 @@ pub enum Record {
     Intent {
         /// Operation sequence number within the execution (1-based).
         seq: u64,
-        /// Stage index.
+        /// Stage (written 1-based).
+        #[serde(with = "one_based")]
         stage: usize,
-        /// Step index within the stage.
+        /// Step within the stage (written 1-based).
+        #[serde(with = "one_based")]
         step: usize,
         /// Store name.
         store: String,
         /// The exact operation, positions filled in.
         op: Operation,
-        /// Fencing epoch it is issued under.
-        epoch: u64,
+        /// Fencing token it is issued under.
+        #[serde(alias = "epoch")]
+        fencing_token: FencingToken,
         /// When.
         at_ms: u64,
     },
@@ -172,9 +188,11 @@ pub enum Record {
     Outcome {
         /// Sequence number of the intent.
         seq: u64,
-        /// Stage index.
+        /// Stage (written 1-based).
+        #[serde(with = "one_based")]
         stage: usize,
-        /// Step index within the stage.
+        /// Step within the stage (written 1-based).
+        #[serde(with = "one_based")]
         step: usize,
         /// Store name.
         store: String,
@@ -189,7 +207,8 @@ pub enum Record {
     },
     /// A stage's checkpoint held.
     CheckpointPassed {
-        /// Stage index.
+        /// Stage (written 1-based).
+        #[serde(with = "one_based")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -211,7 +230,8 @@ pub enum Record {
     },
     /// A stage's checkpoint did not hold before the stage timed out.
     CheckpointFailed {
-        /// Stage index.
+        /// Stage (written 1-based).
+        #[serde(with = "one_based")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -243,8 +263,9 @@ pub enum Record {
         store: String,
         /// The operation.
         op: Operation,
-        /// Fencing epoch.
-        epoch: u64,
+        /// Fencing token it is issued under.
+        #[serde(alias = "epoch")]
+        fencing_token: FencingToken,
         /// When.
         at_ms: u64,
     },
@@ -265,9 +286,11 @@ pub enum Record {
     Progress {
         /// Sequence number of the intent.
         seq: u64,
-        /// Stage index.
+        /// Stage (written 1-based).
+        #[serde(with = "one_based")]
         stage: usize,
-        /// Step index within the stage.
+        /// Step within the stage (written 1-based).
+        #[serde(with = "one_based")]
         step: usize,
         /// Store name.
         store: String,
@@ -278,8 +301,9 @@ pub enum Record {
     },
     /// An operator ended the execution.
     Aborted {
-        /// Epoch of the aborting coordinator.
-        epoch: u64,
+        /// Fencing token of the aborting coordinator.
+        #[serde(alias = "epoch")]
+        fencing_token: FencingToken,
         /// When.
         at_ms: u64,
         /// State of every store at that moment.
@@ -289,8 +313,9 @@ pub enum Record {
     /// aborted (its journal is damaged, or a later execution superseded
     /// it), with the reason they gave. Nothing is issued for it afterwards.
     Closed {
-        /// Epoch of the coordinator that closed it.
-        epoch: u64,
+        /// Fencing token of the coordinator that closed it.
+        #[serde(alias = "epoch")]
+        fencing_token: FencingToken,
         /// When.
         at_ms: u64,
         /// The operator's reason, as given.
@@ -548,7 +573,7 @@ fn decode_line(line: &[u8]) -> Result<(Record, bool), String> {
         && line[n - CRC_SUFFIX_LEN..].starts_with(CRC_KEY.as_bytes())
         && line.ends_with(b"\"}");
     if !has_crc {
-        return serde_json::from_slice(line)
+        return parse_record(line)
             .map(|r| (r, false))
             .map_err(|e| format!("not a journal record: {e}"));
     }
@@ -565,9 +590,79 @@ fn decode_line(line: &[u8]) -> Result<(Record, bool), String> {
             "checksum mismatch (recorded crc32c {want:08x}, content has {got:08x})"
         ));
     }
-    serde_json::from_slice(&body)
+    parse_record(&body)
         .map(|r| (r, true))
         .map_err(|e| format!("checksum holds but the record is not valid: {e}"))
+}
+
+/// One record from its JSON object, in either vocabulary.
+fn parse_record(bytes: &[u8]) -> Result<Record, serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+    upgrade_legacy(&mut v);
+    serde_json::from_value(v)
+}
+
+/// Bring a record written before the journal shared the events' vocabulary
+/// into today's: it is named by `type` instead of `event`, and its stages
+/// and steps count from 0. (Its `epoch` fields read through serde aliases.)
+/// A record already named by `event` is left alone, so the two numberings
+/// never mix: which one a line uses is told by the line itself.
+pub fn upgrade_legacy(v: &mut serde_json::Value) {
+    let Some(obj) = v.as_object_mut() else {
+        return;
+    };
+    if obj.contains_key("event") {
+        return;
+    }
+    let Some(name) = obj.remove("type") else {
+        return;
+    };
+    obj.insert("event".into(), name);
+    for key in ["stage", "step"] {
+        if let Some(n) = obj.get(key).and_then(serde_json::Value::as_u64) {
+            obj.insert(key.into(), (n + 1).into());
+        }
+    }
+}
+
+/// Stage and step numbers as the journal writes them: from 1, as every
+/// screen, event and report counts them. In memory they stay 0-based
+/// indexes into the plan, so code that walks a plan never adds or subtracts.
+pub mod one_based {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// Write index `i` as number `i + 1`.
+    pub fn serialize<S: Serializer>(i: &usize, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*i as u64 + 1)
+    }
+
+    /// Read number `n` (from 1) as index `n - 1`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let n = u64::deserialize(d)?;
+        n.checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| D::Error::custom("stages and steps are numbered from 1"))
+    }
+
+    /// The same for an optional number.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Write `Some(i)` as `i + 1`.
+        pub fn serialize<S: Serializer>(i: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+            match i {
+                Some(i) => super::serialize(i, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Read a number from 1, or nothing.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrap(#[serde(with = "super")] usize);
+            Ok(Option::<Wrap>::deserialize(d)?.map(|Wrap(i)| i))
+        }
+    }
 }
 
 /// Parse a journal's bytes. The bytes after the last newline are a torn
@@ -982,7 +1077,7 @@ mod tests {
     fn started() -> Record {
         Record::Started {
             execution_id: "x".into(),
-            epoch: 1,
+            fencing_token: switchyard_controller::FencingToken(1),
             at_ms: 5,
             kind: "run".into(),
             topology_file: "t.toml".into(),
@@ -1015,7 +1110,7 @@ mod tests {
         assert_eq!(store.read("2026-x").unwrap().len(), 2);
         let mut j = store.open("2026-x").unwrap();
         j.append(&Record::Resumed {
-            epoch: 2,
+            fencing_token: switchyard_controller::FencingToken(2),
             at_ms: 10,
         })
         .unwrap();
@@ -1024,7 +1119,7 @@ mod tests {
         assert_eq!(
             recs[2],
             Record::Resumed {
-                epoch: 2,
+                fencing_token: switchyard_controller::FencingToken(2),
                 at_ms: 10
             }
         );
@@ -1092,14 +1187,41 @@ mod tests {
     #[test]
     fn the_documented_example_line() {
         let line = encode_line(&Record::Resumed {
-            epoch: 2,
+            fencing_token: switchyard_controller::FencingToken(2),
             at_ms: 1_795_437_296_123,
         })
         .unwrap();
         assert_eq!(
             String::from_utf8(line).unwrap(),
-            "{\"type\":\"resumed\",\"epoch\":2,\"at_ms\":1795437296123,\"crc32c\":\"bbcaf36b\"}\n"
+            "{\"event\":\"resumed\",\"fencing_token\":2,\"at_ms\":1795437296123,\"crc32c\":\"edea707d\"}\n"
         );
+    }
+
+    /// The same record as the version before the shared vocabulary wrote
+    /// it (docs/coordinator.md showed this line) reads the same.
+    #[test]
+    fn the_line_an_older_version_wrote_reads_the_same() {
+        let old =
+            "{\"type\":\"resumed\",\"epoch\":2,\"at_ms\":1795437296123,\"crc32c\":\"bbcaf36b\"}";
+        assert_eq!(
+            decode_line(old.as_bytes()).unwrap(),
+            (
+                Record::Resumed {
+                    fencing_token: switchyard_controller::FencingToken(2),
+                    at_ms: 1_795_437_296_123,
+                },
+                true
+            )
+        );
+        // Stages and steps of an old line count from 0; today's from 1.
+        let old = r#"{"type":"stage_started","stage":0,"at_ms":5}"#;
+        let new = r#"{"event":"stage_started","stage":1,"at_ms":5}"#;
+        let want = Record::StageStarted { stage: 0, at_ms: 5 };
+        assert_eq!(decode_line(old.as_bytes()).unwrap().0, want);
+        assert_eq!(decode_line(new.as_bytes()).unwrap().0, want);
+        assert_eq!(serde_json::to_string(&want).unwrap(), new);
+        // A stage 0 in today's vocabulary is not a record.
+        assert!(decode_line(br#"{"event":"stage_started","stage":0,"at_ms":5}"#).is_err());
     }
 
     #[test]
@@ -1112,7 +1234,7 @@ mod tests {
         let crc = v["crc32c"].as_str().unwrap();
         let body = serde_json::to_string(&started()).unwrap();
         assert_eq!(crc, format!("{:08x}", crc32c(body.as_bytes())));
-        assert_eq!(v["type"], "started");
+        assert_eq!(v["event"], "started");
     }
 
     #[test]
@@ -1120,14 +1242,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileJournalStore::new(dir.path()).unwrap();
         let mut j = store.create("bad", &started()).unwrap();
-        j.append(&Record::Resumed { epoch: 2, at_ms: 7 }).unwrap();
+        j.append(&Record::Resumed {
+            fencing_token: switchyard_controller::FencingToken(2),
+            at_ms: 7,
+        })
+        .unwrap();
         j.append(&Record::Finished { at_ms: 9 }).unwrap();
         drop(j);
         let path = dir.path().join("executions/bad.jsonl");
         // One flipped digit inside the second record: still valid JSON, so
         // only the checksum can tell.
         let text = fs::read_to_string(&path).unwrap();
-        let bad = text.replacen("\"epoch\":2", "\"epoch\":3", 1);
+        let bad = text.replacen("\"fencing_token\":2", "\"fencing_token\":3", 1);
         assert_ne!(bad, text);
         fs::write(&path, &bad).unwrap();
         let e = store.read("bad").unwrap_err().to_string();
@@ -1139,7 +1265,7 @@ mod tests {
         assert_eq!(scan.damage[0].line, 2);
         // A corrupt *complete* last line is damage too, not a torn append.
         let mut lines: Vec<&str> = text.lines().collect();
-        lines[2] = "{\"type\":\"finished\",\"at_ms\":9,\"crc32c\":\"00000000\"}";
+        lines[2] = "{\"event\":\"finished\",\"at_ms\":9,\"crc32c\":\"00000000\"}";
         fs::write(&path, lines.join("\n") + "\n").unwrap();
         let scan = store.scan("bad").unwrap();
         assert_eq!(scan.damage.len(), 1);
@@ -1164,7 +1290,10 @@ mod tests {
         store
             .open("old")
             .unwrap()
-            .append(&Record::Resumed { epoch: 2, at_ms: 3 })
+            .append(&Record::Resumed {
+                fencing_token: switchyard_controller::FencingToken(2),
+                at_ms: 3,
+            })
             .unwrap();
         assert_eq!(store.read("old").unwrap().len(), 2);
         // ...and a record without one after them is damage.
@@ -1217,7 +1346,7 @@ mod tests {
             .open("3-new")
             .unwrap()
             .append(&Record::Closed {
-                epoch: 9,
+                fencing_token: switchyard_controller::FencingToken(9),
                 at_ms: 1,
                 reason: "checked by hand".into(),
                 damage: vec![l[2].damage_note().unwrap()],

@@ -15,7 +15,7 @@
 //! - [`abort`]: ending an execution: a plan from the journal and what the stores show now.
 //! - [`driver`]: decide, journal, act, observe.
 //! - [`journal`]: the append-only, fsync'd execution journal.
-//! - [`lock`]: one execution at a time, with a fencing epoch.
+//! - [`lock`]: one execution at a time, with a fencing token.
 //! - [`backend`]: `--backend`: the file backend and the distributed ones
 //!   (leader election, fencing token, journal in the engine).
 //! - [`registry`]: store kind → controller.

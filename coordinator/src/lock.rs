@@ -1,8 +1,8 @@
-//! One execution at a time, and a fencing epoch for every holder.
+//! One execution at a time, and a fencing token for every holder.
 //!
 //! A lock alone is not a fence: a coordinator that lost its lock must not keep
 //! issuing promotions. So every acquisition bumps a monotonically increasing
-//! epoch that travels with each operation ([`switchyard_controller::OpContext`])
+//! [`FencingToken`] that travels with each operation ([`switchyard_controller::OpContext`])
 //! and into the journal, and the driver asks [`LockGuard::still_held`] before
 //! journaling each intent. [`FileLock`] is the embedded default (an exclusive
 //! `flock` on `<state-dir>/lock`); Consul sessions or etcd leases implement
@@ -13,6 +13,7 @@ use fs4::fs_std::FileExt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use switchyard_controller::FencingToken;
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +36,9 @@ pub enum LockError {
 
 /// A held lock. Dropping it releases the lock.
 pub trait LockGuard: Send + Sync {
-    /// The fencing epoch of this acquisition (strictly greater than every
+    /// The fencing token of this acquisition (strictly greater than every
     /// earlier one).
-    fn epoch(&self) -> u64;
+    fn token(&self) -> FencingToken;
     /// Whether the lock is still ours (a lease-based backend can lose it).
     /// Asked before each intent is journaled.
     fn still_held(&self) -> bool;
@@ -56,7 +57,9 @@ pub trait Lock: Send + Sync {
     fn try_acquire(&self, holder: &str) -> Result<Box<dyn LockGuard>, LockError>;
 }
 
-/// An exclusive `flock` on `<state-dir>/lock`, with the epoch in `<state-dir>/epoch`.
+/// An exclusive `flock` on `<state-dir>/lock`, with the fencing token's
+/// counter in `<state-dir>/fencing-token` (versions before the rename kept it
+/// in `<state-dir>/epoch`, which is still read).
 #[derive(Debug, Clone)]
 pub struct FileLock {
     dir: PathBuf,
@@ -83,12 +86,12 @@ struct FileLockGuard {
     // Held for its flock; the kernel releases it when the file closes,
     // including when the process is killed.
     _file: File,
-    epoch: u64,
+    token: FencingToken,
 }
 
 impl LockGuard for FileLockGuard {
-    fn epoch(&self) -> u64 {
-        self.epoch
+    fn token(&self) -> FencingToken {
+        self.token
     }
     fn still_held(&self) -> bool {
         true
@@ -120,23 +123,23 @@ impl Lock for FileLock {
             }
             Err(e) => return Err(io_err(&path, e)),
         }
-        let epoch = bump_epoch(&self.dir)?;
+        let token = bump_token(&self.dir)?;
         file.set_len(0).map_err(|e| io_err(&path, e))?;
-        file.write_all(format!("{holder}, epoch {epoch}\n").as_bytes())
+        file.write_all(format!("{holder}, fencing token {token}\n").as_bytes())
             .map_err(|e| io_err(&path, e))?;
-        Ok(Box::new(FileLockGuard { _file: file, epoch }))
+        Ok(Box::new(FileLockGuard { _file: file, token }))
     }
 }
 
 impl FileLock {
-    /// The epoch of the latest acquisition (0 before the first): a holder
-    /// whose epoch differs has been superseded.
-    pub fn current_epoch(&self) -> Result<u64, LockError> {
-        read_epoch(&self.dir)
+    /// The fencing token of the latest acquisition (0 before the first): a
+    /// holder whose token differs has been superseded.
+    pub fn current_token(&self) -> Result<FencingToken, LockError> {
+        read_token(&self.dir).map(FencingToken)
     }
 
     /// Whether some process holds the lock now. Probes with a shared
-    /// `flock`, which an exclusive holder refuses, and bumps no epoch.
+    /// `flock`, which an exclusive holder refuses, and bumps no token.
     pub fn is_held(&self) -> Result<bool, LockError> {
         let path = self.dir.join("lock");
         let file = match File::open(&path) {
@@ -155,13 +158,28 @@ impl FileLock {
     }
 }
 
-fn read_epoch(dir: &Path) -> Result<u64, LockError> {
-    let path = dir.join("epoch");
+/// The counter's file.
+const TOKEN_FILE: &str = "fencing-token";
+/// Where versions before the rename kept it.
+const LEGACY_TOKEN_FILE: &str = "epoch";
+
+/// The latest token handed out: the higher of the counter and the legacy
+/// file, so a state directory written by an older version never hands out a
+/// token again.
+fn read_token(dir: &Path) -> Result<u64, LockError> {
+    Ok(read_counter(dir, TOKEN_FILE)?.max(read_counter(dir, LEGACY_TOKEN_FILE)?))
+}
+
+fn read_counter(dir: &Path, name: &str) -> Result<u64, LockError> {
+    let path = dir.join(name);
     match fs::read_to_string(&path) {
         Ok(s) => s.trim().parse::<u64>().map_err(|e| {
             io_err(
                 &path,
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad epoch: {e}")),
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad fencing token counter: {e}"),
+                ),
             )
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
@@ -169,18 +187,18 @@ fn read_epoch(dir: &Path) -> Result<u64, LockError> {
     }
 }
 
-/// Read, increment and durably store the epoch (caller holds the lock).
-fn bump_epoch(dir: &Path) -> Result<u64, LockError> {
-    let next = read_epoch(dir)? + 1;
-    let path = dir.join("epoch");
-    let tmp = dir.join("epoch.tmp");
+/// Read, increment and durably store the token (caller holds the lock).
+fn bump_token(dir: &Path) -> Result<FencingToken, LockError> {
+    let next = read_token(dir)? + 1;
+    let path = dir.join(TOKEN_FILE);
+    let tmp = dir.join("fencing-token.tmp");
     let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     f.write_all(format!("{next}\n").as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| io_err(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
     sync_dir(dir).map_err(|e| io_err(dir, e))?;
-    Ok(next)
+    Ok(FencingToken(next))
 }
 
 #[cfg(test)]
@@ -188,21 +206,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exclusive_and_epoch_grows() {
+    fn exclusive_and_token_grows() {
         let dir = tempfile::tempdir().unwrap();
         let lock = FileLock::new(dir.path()).unwrap();
         let g1 = lock.try_acquire("pid 1").unwrap();
-        assert_eq!(g1.epoch(), 1);
+        assert_eq!(g1.token(), FencingToken(1));
         // flock is per open file description, so a second open in the same
         // process is refused just like another process would be.
         match lock.try_acquire("pid 2") {
             Err(LockError::Held { holder }) => {
-                assert!(holder.contains("pid 1, epoch 1"), "{holder}")
+                assert!(holder.contains("pid 1, fencing token 1"), "{holder}")
             }
-            other => panic!("expected Held, got {:?}", other.map(|g| g.epoch())),
+            other => panic!("expected Held, got {:?}", other.map(|g| g.token())),
         }
         drop(g1);
         let g2 = lock.try_acquire("pid 3").unwrap();
-        assert_eq!(g2.epoch(), 2);
+        assert_eq!(g2.token(), FencingToken(2));
+    }
+
+    /// A state directory an older version used keeps its counter in
+    /// `epoch`: the next token is above it, never a repeat.
+    #[test]
+    fn a_legacy_counter_is_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("epoch"), "41\n").unwrap();
+        let lock = FileLock::new(dir.path()).unwrap();
+        assert_eq!(lock.current_token().unwrap(), FencingToken(41));
+        let g = lock.try_acquire("pid 1").unwrap();
+        assert_eq!(g.token(), FencingToken(42));
+        drop(g);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("fencing-token")).unwrap(),
+            "42\n"
+        );
+        assert_eq!(lock.try_acquire("pid 2").unwrap().token(), FencingToken(43));
     }
 }

@@ -173,7 +173,7 @@ pub enum PlanOp {
     WaitForPosition {
         /// Region whose candidate must catch up.
         target_region: String,
-        /// `"captured"` or a fixed `{ epoch, offset }`.
+        /// `"captured"` or a fixed `{ history, offset }` (`epoch` in older plans).
         position: PositionSource,
         /// Give up after this many milliseconds.
         timeout_ms: u64,

@@ -21,8 +21,9 @@ pub enum ProgressEvent {
         execution_id: String,
         /// Plan title.
         plan: String,
-        /// Fencing epoch.
-        epoch: u64,
+        /// The coordinator's fencing token for this process of the execution.
+        #[schemars(with = "u64")]
+        fencing_token: switchyard_controller::FencingToken,
         /// Whether this continues an interrupted execution.
         resumed: bool,
         /// Number of stages.
@@ -143,11 +144,11 @@ impl Reporter for Plain {
             ProgressEvent::ExecutionStarted {
                 execution_id,
                 plan,
-                epoch,
+                fencing_token,
                 resumed,
                 ..
             } => format!(
-                "{} {plan} — execution {execution_id}, fencing epoch {epoch}",
+                "{} {plan} — execution {execution_id}, fencing token {fencing_token}",
                 if *resumed { "Resuming" } else { "Executing" }
             ),
             ProgressEvent::StageStarted { stage, name, .. } => format!("Stage {stage}: {name}"),
@@ -303,13 +304,13 @@ impl Reporter for Terminal {
             ProgressEvent::ExecutionStarted {
                 execution_id,
                 plan,
-                epoch,
+                fencing_token,
                 resumed,
                 ..
             } => {
                 let verb = if *resumed { "Resuming" } else { "Executing" };
                 let _ = self.multi.println(format!(
-                    "{verb} {plan} — execution {execution_id}, fencing epoch {epoch}"
+                    "{verb} {plan} — execution {execution_id}, fencing token {fencing_token}"
                 ));
             }
             ProgressEvent::StageStarted {

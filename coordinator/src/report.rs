@@ -10,20 +10,28 @@ use std::fmt::Write as _;
 use switchyard_controller::{DataLossEstimate, Position};
 use switchyard_topology::{StoreKind, Topology};
 
-/// Timing of one stage, summed over every process that worked on it.
+/// Timing of one stage, summed over every process that worked on it. Each
+/// field is named after the journal field it sums, unit included (reports
+/// before the shared vocabulary said `wall_us`, `ops_ms`, `checkpoint_ms`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StageTiming {
     /// 1-based stage number.
     pub stage: usize,
     /// Stage name.
     pub name: String,
-    /// Wall time of the stage (µs), as measured by the driver.
-    pub wall_us: u64,
-    /// Time inside store operations (sum over operations; concurrent
-    /// operations overlap, so this can exceed the wall time).
-    pub ops_ms: u64,
-    /// Checkpoint validation time (observing and waiting for the stores).
-    pub checkpoint_ms: u64,
+    /// Wall time of the stage (µs), as measured by the driver: the sum of
+    /// its checkpoints' `stage_wall_us`.
+    #[serde(alias = "wall_us")]
+    pub stage_wall_us: u64,
+    /// Time inside store operations: the sum of the operations'
+    /// `duration_ms` (concurrent operations overlap, so this can exceed the
+    /// wall time).
+    #[serde(alias = "ops_ms")]
+    pub ops_duration_ms: u64,
+    /// Checkpoint validation time (observing and waiting for the stores):
+    /// the sum of the checkpoints' `duration_ms`.
+    #[serde(alias = "checkpoint_ms")]
+    pub checkpoint_duration_ms: u64,
     /// Time inside `observe` calls during checkpoint validation.
     pub observe_ms: u64,
     /// The coordinator's own time: journaling, deciding, scheduling (µs).
@@ -44,8 +52,10 @@ pub struct StoreOutcome {
     pub promoted: Option<String>,
     /// Primary observed at the last checkpoint (`member@region`).
     pub primary: Option<String>,
-    /// Store epoch (timeline/term) at the last checkpoint.
-    pub epoch: Option<u64>,
+    /// The store's own term (timeline, term) at the last checkpoint.
+    #[serde(alias = "epoch")]
+    #[schemars(with = "Option<u64>")]
+    pub term: Option<switchyard_controller::Term>,
     /// Promote operations whose outcome was journaled (1 for a clean run;
     /// re-issues after a crash are counted too).
     pub promotions_journaled: u32,
@@ -77,7 +87,8 @@ pub struct ExecutionReport {
     /// Sum of stage overheads (µs).
     pub overhead_us: u64,
     /// Sum of stage wall times (µs).
-    pub wall_us: u64,
+    #[serde(alias = "wall_us")]
+    pub stage_wall_us: u64,
     /// Who asked for approval and who gave it, when the policy wanted one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Box<crate::approval::ApprovalState>>,
@@ -165,7 +176,7 @@ impl ExecutionReport {
                     ..
                 } => {
                     if let Some(t) = stages.get_mut(*stage) {
-                        t.ops_ms += duration_ms;
+                        t.ops_duration_ms += duration_ms;
                     }
                     let op = plan.as_ref().and_then(|p| {
                         p.stages
@@ -226,8 +237,8 @@ impl ExecutionReport {
                 } => {
                     let passed = matches!(r, Record::CheckpointPassed { .. });
                     if let Some(t) = stages.get_mut(*stage) {
-                        t.wall_us += stage_wall_us;
-                        t.checkpoint_ms += duration_ms;
+                        t.stage_wall_us += stage_wall_us;
+                        t.checkpoint_duration_ms += duration_ms;
                         t.observe_ms += observe_ms;
                         t.overhead_us += overhead_us;
                         t.passed = passed;
@@ -236,7 +247,7 @@ impl ExecutionReport {
                         let so = stores.entry(o.store.clone()).or_default();
                         so.store = o.store.clone();
                         so.primary = o.primary.clone();
-                        so.epoch = o.epoch;
+                        so.term = o.term;
                         if passed
                             && promote_stage.get(&o.store) == Some(stage)
                             && so.rto_ms.is_none()
@@ -281,7 +292,7 @@ impl ExecutionReport {
             total_ms: last.saturating_sub(first),
             processes,
             overhead_us: stages.iter().map(|s| s.overhead_us).sum(),
-            wall_us: stages.iter().map(|s| s.wall_us).sum(),
+            stage_wall_us: stages.iter().map(|s| s.stage_wall_us).sum(),
             approval: crate::approval::ApprovalState::of(records).map(Box::new),
             stages,
             stores: stores.into_values().collect(),
@@ -339,15 +350,15 @@ impl ExecutionReport {
                 } else {
                     truncate(&s.name, name_w)
                 },
-                s.wall_us as f64 / 1000.0,
-                s.ops_ms,
-                s.checkpoint_ms,
+                s.stage_wall_us as f64 / 1000.0,
+                s.ops_duration_ms,
+                s.checkpoint_duration_ms,
                 s.overhead_us as f64 / 1000.0,
                 if s.passed { "✓" } else { "✗ not passed" }
             );
         }
-        let pct = if self.wall_us > 0 {
-            100.0 * self.overhead_us as f64 / self.wall_us as f64
+        let pct = if self.stage_wall_us > 0 {
+            100.0 * self.overhead_us as f64 / self.stage_wall_us as f64
         } else {
             0.0
         };
@@ -355,7 +366,7 @@ impl ExecutionReport {
             out,
             "  coordinator's own time: {:.2} ms of {:.1} ms wall ({pct:.2}%)",
             self.overhead_us as f64 / 1000.0,
-            self.wall_us as f64 / 1000.0
+            self.stage_wall_us as f64 / 1000.0
         );
         let _ = writeln!(out);
         let sw = self
@@ -373,8 +384,8 @@ impl ExecutionReport {
                 },
             };
             let term = s
-                .epoch
-                .map(|e| format!(", store's {}", notation(s.kind).term(e)))
+                .term
+                .map(|t| format!(", store's {}", notation(s.kind).term(t)))
                 .unwrap_or_default();
             let rto = format!(
                 "RTO {}, {} promotion{} journaled",
@@ -419,7 +430,7 @@ pub const FOOTER: &[&str] = &[
     "RTO: from the store's first mutating operation to the checkpoint that confirmed its new primary.",
     "wall ms: the stage's elapsed time. ops Σ ms: time inside store operations, summed (concurrent operations overlap, so it can exceed wall). checkpt ms: observing until the stage's expected state held. own ms: the coordinator's journaling and deciding.",
     "coordinator process: the one that started the execution, plus one per resume.",
-    "store's timeline / term / epoch: the store's own history number, bumped by each promotion; not switchyard's fencing epoch.",
+    "store's timeline / term: the store's own term (EventStoreDB: its epoch), bumped by each promotion; not switchyard's fencing token.",
     "data loss: what the promotion may have lost, and on what basis. More: docs/glossary.md.",
 ];
 
@@ -545,15 +556,17 @@ pub fn timeline(records: &[Record]) -> String {
         let line = match r {
             Record::Started {
                 execution_id,
-                epoch,
+                fencing_token,
                 kind,
                 plan,
                 ..
             } => format!(
-                "started {kind} {execution_id} (epoch {epoch}): {}",
+                "started {kind} {execution_id} (fencing token {fencing_token}): {}",
                 plan.name
             ),
-            Record::Resumed { epoch, .. } => format!("resumed with epoch {epoch}"),
+            Record::Resumed { fencing_token, .. } => {
+                format!("resumed with fencing token {fencing_token}")
+            }
             Record::StageStarted { stage, .. } => format!(
                 "stage {} {}",
                 stage + 1,
@@ -564,9 +577,9 @@ pub fn timeline(records: &[Record]) -> String {
                 seq,
                 store,
                 op,
-                epoch,
+                fencing_token,
                 ..
-            } => format!("  #{seq:<3} {store:<12} → {op} (epoch {epoch})"),
+            } => format!("  #{seq:<3} {store:<12} → {op} (fencing token {fencing_token})"),
             Record::Outcome {
                 seq,
                 store,
@@ -643,9 +656,14 @@ pub fn timeline(records: &[Record]) -> String {
                 s
             }
             Record::ExtraIntent {
-                store, op, epoch, ..
+                store,
+                op,
+                fencing_token,
+                ..
             } => {
-                format!("       {store:<12} → {op} (outside the plan, epoch {epoch})")
+                format!(
+                    "       {store:<12} → {op} (outside the plan, fencing token {fencing_token})"
+                )
             }
             Record::ExtraOutcome {
                 store,
@@ -662,20 +680,25 @@ pub fn timeline(records: &[Record]) -> String {
                 format!("       {store:<12} … {token}")
             }
             Record::Finished { .. } => "finished: every checkpoint passed".into(),
-            Record::Aborted { epoch, stores, .. } => {
-                let mut s = format!("aborted (epoch {epoch})");
+            Record::Aborted {
+                fencing_token,
+                stores,
+                ..
+            } => {
+                let mut s = format!("aborted (fencing token {fencing_token})");
                 for st in stores {
                     let _ = write!(s, "\n{:>12}    {:<12} {}", "", st.store, st.summary);
                 }
                 s
             }
             Record::Closed {
-                epoch,
+                fencing_token,
                 reason,
                 damage,
                 ..
             } => {
-                let mut s = format!("closed by an operator (epoch {epoch}): {reason}");
+                let mut s =
+                    format!("closed by an operator (fencing token {fencing_token}): {reason}");
                 for d in damage {
                     let _ = write!(s, "\n{:>12}    damaged: {d}", "");
                 }

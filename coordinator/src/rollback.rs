@@ -11,7 +11,7 @@
 //! - **stay**: one writable primary in that region (it never moved): nothing
 //!   to do but restore a preference the execution changed;
 //! - **unfence**: no writable primary, the execution fenced it and nothing
-//!   was promoted (the epoch did not move): unfence the old primary;
+//!   was promoted (the store term did not move): unfence the old primary;
 //! - **back**: the one writable primary is elsewhere (a promotion happened):
 //!   a planned, fenced switchover back — the planner's canonical sequence
 //!   (readiness, fence, capture, wait until the origin replayed it, promote,
@@ -312,7 +312,7 @@ pub fn plan_rollback(
                 ));
             }
             [] => {
-                let bumped = matches!((t.baseline_epoch, s.epoch), (Some(b), Some(e)) if e > b);
+                let bumped = matches!((t.baseline_term, s.term), (Some(b), Some(e)) if e > b);
                 if t.fenced && cap.fencing && !bumped {
                     actions.push((
                         name.to_string(),
@@ -322,9 +322,9 @@ pub fn plan_rollback(
                     ));
                 } else if bumped {
                     refusals.push(refuse(format!(
-                        "no writable primary, and its epoch moved from {} to {} since {id} began: a member was promoted but is not a reachable primary; bring it back (`switchyard state`), then roll back again",
-                        t.baseline_epoch.unwrap_or(0),
-                        s.epoch.unwrap_or(0)
+                        "no writable primary, and its store term moved from {} to {} since {id} began: a member was promoted but is not a reachable primary; bring it back (`switchyard state`), then roll back again",
+                        t.baseline_term.unwrap_or_default(),
+                        s.term.unwrap_or_default()
                     )));
                 } else {
                     refusals.push(refuse(
@@ -490,7 +490,7 @@ mod tests {
         vec![
             Record::Started {
                 execution_id: "x".into(),
-                epoch: 1,
+                fencing_token: switchyard_controller::FencingToken(1),
                 at_ms: 0,
                 kind: "failover".into(),
                 topology_file: "t.toml".into(),
@@ -509,7 +509,7 @@ mod tests {
                     expected: "has_primary".into(),
                     mismatch: None,
                     primary: Some("pg-east@east".into()),
-                    epoch: Some(1),
+                    term: Some(switchyard_controller::Term(1)),
                 }],
             },
         ]
@@ -525,7 +525,7 @@ mod tests {
             Ok(ObservedState {
                 store: "orders".into(),
                 kind: switchyard_topology::StoreKind::Postgres,
-                epoch: Some(2),
+                term: Some(switchyard_controller::Term(2)),
                 config_version: None,
                 members: vec![east, west],
             }),

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_controller::{Controller, Notation, ObservedState, Role};
+use switchyard_controller::{Controller, FencingToken, Notation, ObservedState, Role};
 use switchyard_topology::Topology;
 use tokio::sync::broadcast;
 
@@ -202,7 +202,7 @@ impl std::fmt::Debug for Pending {
         f.debug_struct("Pending")
             .field("kind", &self.kind)
             .field("plan", &self.plan.name)
-            .field("epoch", &self.guard.epoch())
+            .field("fencing_token", &self.guard.token())
             .finish_non_exhaustive()
     }
 }
@@ -212,9 +212,9 @@ impl Pending {
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
-    /// The fencing epoch it will run with.
-    pub fn epoch(&self) -> u64 {
-        self.guard.epoch()
+    /// The fencing token it will run with.
+    pub fn token(&self) -> FencingToken {
+        self.guard.token()
     }
     /// What the operator should know before approving (a damaged execution
     /// a forced failover goes ahead over).
@@ -583,7 +583,7 @@ impl Reporter for Tee {
 
 impl Service {
     /// A service over the topology in `topology_file`, keeping journals, the
-    /// lock and the epoch in `state_dir` (default: `.switchyard` next to the
+    /// lock and the fencing token counter in `state_dir` (default: `.switchyard` next to the
     /// topology file).
     pub fn load(topology_file: &Path, state_dir: Option<&Path>) -> Result<Self, ServiceError> {
         let topology = switchyard_topology::parse_file(topology_file).map_err(usage)?;
@@ -641,7 +641,7 @@ impl Service {
         &self.inner.topology_file
     }
 
-    /// The state directory (journals, lock, epoch).
+    /// The state directory (journals, lock, fencing token counter).
     pub fn state_dir(&self) -> &Path {
         &self.inner.state_dir
     }
@@ -794,7 +794,7 @@ impl Service {
 
     /// Take the lock and journal the resume of execution `id` (default: the
     /// unfinished one), refusing one that ended, is damaged, or was
-    /// superseded (by a journal here or by a store's recorded epoch).
+    /// superseded (by a journal here or by a store's recorded fencing token).
     pub async fn resume(
         &self,
         id: Option<String>,
@@ -877,7 +877,7 @@ impl Service {
             // Every store is stuck: nothing to run, but the execution is over
             // (its stores need the fixes, not a resume).
             None => {
-                inner.close(&id, guard.epoch(), decided)?;
+                inner.close(&id, guard.token(), decided)?;
                 None
             }
         };
@@ -1185,7 +1185,7 @@ impl Service {
             .open(id)
             .and_then(|mut j| {
                 j.append(&Record::Closed {
-                    epoch: guard.epoch(),
+                    fencing_token: guard.token(),
                     at_ms: now_ms(),
                     reason: reason.to_string(),
                     damage: damage.clone(),
@@ -1411,11 +1411,11 @@ impl Inner {
         tee: Arc<Tee>,
     ) -> Result<Launched, ServiceError> {
         let store = self.journals()?;
-        let id = new_execution_id(kind, guard.epoch());
+        let id = new_execution_id(kind, guard.token());
         let failpoint = Failpoint::from_env().map_err(ServiceError::usage)?;
         let started = Record::Started {
             execution_id: id.clone(),
-            epoch: guard.epoch(),
+            fencing_token: guard.token(),
             at_ms: now_ms(),
             kind: kind.into(),
             topology_file: self.topology_file.display().to_string(),
@@ -1435,7 +1435,7 @@ impl Inner {
         let journal = store.create(&id, &started).map_err(usage)?;
         tee.driving(&id);
         if let Some(old) = supersedes {
-            self.close(old.id, guard.epoch(), old.stores)?;
+            self.close(old.id, guard.token(), old.stores)?;
         }
         // An abort or a rollback is never held back: each ends or undoes an
         // execution that was already allowed to run.
@@ -1455,7 +1455,7 @@ impl Inner {
         tee.event(&ProgressEvent::ExecutionStarted {
             execution_id: id.clone(),
             plan: plan.name.clone(),
-            epoch: guard.epoch(),
+            fencing_token: guard.token(),
             resumed: false,
             stages: plan.stages.len(),
         });
@@ -1473,7 +1473,12 @@ impl Inner {
     }
 
     /// Journal the end of execution `id` (unless it has ended already).
-    fn close(&self, id: &str, epoch: u64, stores: Vec<StoreStatus>) -> Result<(), ServiceError> {
+    fn close(
+        &self,
+        id: &str,
+        fencing_token: FencingToken,
+        stores: Vec<StoreStatus>,
+    ) -> Result<(), ServiceError> {
         let journals = self.journals()?;
         let recs = journals.read(id).map_err(usage)?;
         if matches!(
@@ -1486,7 +1491,7 @@ impl Inner {
             .open(id)
             .and_then(|mut j| {
                 j.append(&Record::Aborted {
-                    epoch,
+                    fencing_token,
                     at_ms: now_ms(),
                     stores,
                 })
@@ -1552,7 +1557,7 @@ impl Inner {
         let safety = self.boundaries(policy, controllers, id, &kind, &recs);
         let next_seq = crate::journal::next_seq(&recs);
         let journal = store.open(id).map_err(usage)?;
-        let epoch = guard.epoch();
+        let fencing_token = guard.token();
         let mut driver = Driver::new(
             controllers.clone(),
             journal,
@@ -1564,7 +1569,7 @@ impl Inner {
         .with_failpoint(Failpoint::from_env().map_err(ServiceError::usage)?)
         .with_boundaries(safety);
         let resumed = Record::Resumed {
-            epoch,
+            fencing_token,
             at_ms: now_ms(),
         };
         driver.record(&resumed).map_err(usage)?;
@@ -1580,7 +1585,7 @@ impl Inner {
         tee.event(&ProgressEvent::ExecutionStarted {
             execution_id: id.into(),
             plan: ex.plan().name.clone(),
-            epoch,
+            fencing_token,
             resumed: true,
             stages: ex.plan().stages.len(),
         });
@@ -1614,7 +1619,7 @@ impl Inner {
             .plan()
             .clone();
         // Aborting an interrupted abort: what the execution it was aborting
-        // may have done counts too (its fences, its first checkpoint's epochs).
+        // may have done counts too (its fences, its first checkpoint's store terms).
         let mut recs = recs;
         if let Some(first) = crate::abort::aborted_by(&aborted_plan) {
             if let Ok(mut earlier) = store.read(first) {
@@ -1729,7 +1734,7 @@ impl Inner {
             })
             .collect();
         let Some(plan) = planned.plan else {
-            self.close(id, guard.epoch(), stores)?;
+            self.close(id, guard.token(), stores)?;
             return Ok(None);
         };
         let launched = self.launch(
@@ -1788,16 +1793,15 @@ impl Inner {
         };
         if outcome == Outcome::Refused && !changed {
             let closed = Record::Aborted {
-                epoch: recs
+                fencing_token: recs
                     .iter()
                     .rev()
                     .find_map(|r| match r {
-                        Record::Started { epoch, .. } | Record::Resumed { epoch, .. } => {
-                            Some(*epoch)
-                        }
+                        Record::Started { fencing_token, .. }
+                        | Record::Resumed { fencing_token, .. } => Some(*fencing_token),
                         _ => None,
                     })
-                    .unwrap_or(0),
+                    .unwrap_or(FencingToken::ADHOC),
                 at_ms: now_ms(),
                 stores: vec![StoreStatus {
                     store: crate::journal::REFUSED_MARK.into(),
@@ -1886,13 +1890,14 @@ fn request_approval(
     ))
 }
 
-fn new_execution_id(kind: &str, epoch: u64) -> String {
+/// `YYYYMMDDTHHMMSSmmm-<kind>-t<fencing token>`.
+fn new_execution_id(kind: &str, token: FencingToken) -> String {
     let t: String = format_ms(now_ms())
         .chars()
         .filter(|c| c.is_ascii_digit() || *c == 'T')
         .collect();
     // YYYYMMDDTHHMMSSmmm
-    format!("{}-{kind}-e{epoch}", &t[..t.len().min(18)])
+    format!("{}-{kind}-t{token}", &t[..t.len().min(18)])
 }
 
 /// Refuse to resume an execution a later one superseded: resuming it would
@@ -1915,9 +1920,9 @@ fn refuse_superseded(store: &FileJournalStore, id: &str) -> Result<(), ServiceEr
 }
 
 /// Refuse to resume an execution when one of its stores recorded a higher
-/// fencing epoch than any this execution ran with: a later execution acted
+/// fencing token than any this execution ran with: a later execution acted
 /// there, perhaps from another state directory whose journals this one cannot
-/// see. A store whose epoch cannot be read refuses too (it cannot be shown not
+/// see. A store whose token cannot be read refuses too (it cannot be shown not
 /// to be superseded); kinds that record none are judged by the journals alone.
 async fn refuse_superseded_on_stores(
     controllers: &Controllers,
@@ -1927,11 +1932,13 @@ async fn refuse_superseded_on_stores(
     let own = recs
         .iter()
         .filter_map(|r| match r {
-            Record::Started { epoch, .. } | Record::Resumed { epoch, .. } => Some(*epoch),
+            Record::Started { fencing_token, .. } | Record::Resumed { fencing_token, .. } => {
+                Some(*fencing_token)
+            }
             _ => None,
         })
         .max()
-        .unwrap_or(0);
+        .unwrap_or(FencingToken::ADHOC);
     let Some(ex) = Executor::replay(recs) else {
         return Ok(());
     };
@@ -1946,10 +1953,10 @@ async fn refuse_superseded_on_stores(
             continue;
         };
         match c.recorded_token().await {
-            Ok(Some(seen)) if seen.get() > own => {
+            Ok(Some(seen)) if seen > own => {
                 return Err(ServiceError::usage(format!(
                     "execution {id} is superseded on store `{name}`: the store records fencing \
-                     epoch {seen}, higher than {own}, the newest this execution ran with, so a \
+                     token {seen}, higher than {own}, the newest this execution ran with, so a \
                      later execution acted there; resuming {id} would undo it, so nothing was \
                      run. Check `switchyard state`, then \
                      `switchyard executions close {id} --reason TEXT`."
@@ -1959,7 +1966,7 @@ async fn refuse_superseded_on_stores(
             Err(e) => {
                 return Err(ServiceError::usage(format!(
                     "execution {id}: cannot tell whether a later execution acted on `{name}` \
-                     (its recorded fencing epoch cannot be read: {e}); nothing was run. \
+                     (its recorded fencing token cannot be read: {e}); nothing was run. \
                      Resume once the store answers."
                 )))
             }
@@ -2003,19 +2010,16 @@ pub fn summary_of(s: &ObservedState) -> String {
             0 => "no primary".into(),
             n => {
                 let newest = s.newest_primary().map(|m| m.name.as_str());
-                let epoch = match s.kind {
-                    switchyard_topology::StoreKind::Postgres => "timeline",
-                    switchyard_topology::StoreKind::Mongodb => "term",
-                    _ => "epoch",
-                };
                 let each: Vec<String> = s
                     .primaries()
                     .map(|m| {
                         format!(
-                            "{} in {} on {epoch} {} ({})",
+                            "{} in {} on {} ({})",
                             m.name,
                             m.region,
-                            m.position.map_or("?".into(), |p| p.epoch.to_string()),
+                            m.position.map_or("?".into(), |p| {
+                                crate::registry::notation(s.kind).history(p.history)
+                            }),
                             if Some(m.name.as_str()) == newest {
                                 "newest"
                             } else {
@@ -2031,7 +2035,8 @@ pub fn summary_of(s: &ObservedState) -> String {
     format!(
         "{primary}, {healthy}/{} members healthy{}",
         s.members.len(),
-        s.epoch.map_or(String::new(), |e| format!(", epoch {e}"))
+        s.term
+            .map_or(String::new(), |t| format!(", store term {t}"))
     )
 }
 

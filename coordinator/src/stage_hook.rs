@@ -153,8 +153,13 @@ pub struct HookRecord {
     pub point: HookPoint,
     /// The hook's name (or command).
     pub name: String,
-    /// Stage index (0-based) for stage hooks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Stage, for stage hooks (0-based in memory, written from 1 like every
+    /// stage number).
+    #[serde(
+        default,
+        with = "crate::journal::one_based::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stage: Option<usize>,
     /// Exit status; `None` when killed or not started.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,9 +37,13 @@ impl Harness for File {
     }
 
     fn entry(&self, label: &str) -> Vec<u8> {
-        // Distinct journal records: a `resumed` with an epoch from the label.
-        let epoch = label.bytes().fold(0u64, |h, b| h * 31 + u64::from(b));
-        encode_line(&Record::Resumed { epoch, at_ms: 1 }).unwrap()
+        // Distinct journal records: a `resumed` with a token from the label.
+        let token = label.bytes().fold(0u64, |h, b| h * 31 + u64::from(b));
+        encode_line(&Record::Resumed {
+            fencing_token: token.into(),
+            at_ms: 1,
+        })
+        .unwrap()
     }
 }
 
@@ -67,8 +71,8 @@ async fn cli_lock_and_server_exclude_each_other() {
     assert!(c.try_campaign(&me).await.unwrap().is_none());
     // A CLI run holds the lock but names no server leader.
     assert!(c.leader().await.unwrap().is_none());
-    let epoch = guard.epoch();
+    let token = guard.token();
     drop(guard);
     let l = c.try_campaign(&me).await.unwrap().expect("free now");
-    assert!(l.token() > epoch);
+    assert!(l.token() > token.get());
 }

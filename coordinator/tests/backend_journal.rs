@@ -18,8 +18,11 @@ fn node(n: &str) -> Node {
     }
 }
 
-fn rec(epoch: u64) -> Record {
-    Record::Resumed { epoch, at_ms: 7 }
+fn rec(token: u64) -> Record {
+    Record::Resumed {
+        fencing_token: token.into(),
+        at_ms: 7,
+    }
 }
 
 async fn round_trip_and_fencing(a: Arc<dyn Coordinator>, b: Arc<dyn Coordinator>) {
@@ -29,7 +32,7 @@ async fn round_trip_and_fencing(a: Arc<dyn Coordinator>, b: Arc<dyn Coordinator>
             .unwrap(),
     );
     let guard = LeadershipGuard::new(la.clone(), Duration::from_millis(1));
-    assert_eq!(guard.epoch(), la.token());
+    assert_eq!(guard.token().get(), la.token());
     assert!(guard.still_held());
     let store = BackendJournalStore::new(a.clone(), Some(la.clone()));
     let id = "20261201T000020Z-run-e1";

@@ -94,7 +94,7 @@ async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
     );
     assert_eq!(status_of(&ws, &id), "pending_approval");
     let recs = journal(&ws, &id);
-    assert!(recs.iter().all(|r| r["type"] != "intent"), "{recs:?}");
+    assert!(recs.iter().all(|r| r["event"] != "intent"), "{recs:?}");
     assert_eq!(pg_primary(&cluster).await.unwrap().2, tli, "nothing issued");
 
     // Not yet approved: resume refuses.
@@ -192,7 +192,7 @@ async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
         r.stderr
     );
     let recs = journal(&ws, &id2);
-    let refused = recs.iter().find(|r| r["type"] == "approval").unwrap();
+    let refused = recs.iter().find(|r| r["event"] == "approval").unwrap();
     assert_eq!(refused["approved"], false);
     assert_eq!(refused["approver"]["name"], "bob");
     assert_eq!(ws.run(&["resume", &id2]).code, 8);

@@ -13,7 +13,7 @@ fn promote_order(ws: &Workspace, journal_index: usize) -> Vec<String> {
     read(&files[journal_index])
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["type"] == "intent" && r["op"]["op"] == "promote")
+        .filter(|r| r["event"] == "intent" && r["op"]["op"] == "promote")
         .map(|r| r["store"].as_str().unwrap().to_string())
         .collect()
 }
@@ -132,7 +132,7 @@ async fn crash_at_every_boundary_of_the_combined_plan_then_resume() {
         );
         let journal = read(ws.journal_files().last().unwrap());
         assert_eq!(
-            journal.matches("\"type\":\"finished\"").count(),
+            journal.matches("\"event\":\"finished\"").count(),
             1,
             "{point}"
         );

@@ -107,7 +107,7 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
         // The operation URL was journaled while it ran, and the outcome says
         // how it ended.
         let recs = journal(&e.ws, n);
-        let progress: Vec<_> = recs.iter().filter(|r| r["type"] == "progress").collect();
+        let progress: Vec<_> = recs.iter().filter(|r| r["event"] == "progress").collect();
         assert_eq!(progress.len(), 1, "{recs:?}");
         let token: serde_json::Value =
             serde_json::from_str(progress[0]["token"].as_str().unwrap()).unwrap();
@@ -116,7 +116,7 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
         assert!(url.contains("/operationsStatus/"), "{url}");
         let notes = recs
             .iter()
-            .filter(|r| r["type"] == "outcome")
+            .filter(|r| r["event"] == "outcome")
             .flat_map(|r| {
                 r["result"]["outcome"]["notes"]
                     .as_array()
@@ -155,7 +155,7 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let journaled = !e.ws.journal_files().is_empty()
-            && journal(&e.ws, 0).iter().any(|r| r["type"] == "progress");
+            && journal(&e.ws, 0).iter().any(|r| r["event"] == "progress");
         if journaled {
             break;
         }
@@ -197,7 +197,7 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
         (Some(region("west")), vec![region("west")])
     );
     let recs = journal(&e.ws, 0);
-    let resumed_note = recs.iter().filter(|r| r["type"] == "outcome").any(|r| {
+    let resumed_note = recs.iter().filter(|r| r["event"] == "outcome").any(|r| {
         r.to_string()
             .contains("resumed polling the journaled failoverPriorityChange operation")
     });
@@ -271,7 +271,7 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
         let recs = journal(&e.ws, 0);
         let promote = recs
             .iter()
-            .filter(|r| r["type"] == "outcome")
+            .filter(|r| r["event"] == "outcome")
             .find(|r| {
                 !r["result"]["outcome"]["data_loss"].is_null()
                     && r.to_string().contains("offlineRegion")

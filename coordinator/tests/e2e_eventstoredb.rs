@@ -107,7 +107,7 @@ async fn crash_at_every_boundary_then_resume_moves_the_leader_exactly_once() {
 
         let journal = read(ws.journal_files().last().unwrap());
         let count = |t: &str| {
-            let needle = format!("\"type\":\"{t}\"");
+            let needle = format!("\"event\":\"{t}\"");
             journal.lines().filter(|l| l.contains(&needle)).count()
         };
         let reissued = match point.split_once(':').unwrap() {

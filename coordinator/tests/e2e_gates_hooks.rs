@@ -28,7 +28,7 @@ fn latest_records(ws: &Workspace) -> Vec<serde_json::Value> {
 }
 
 fn intents(recs: &[serde_json::Value]) -> usize {
-    recs.iter().filter(|r| r["type"] == "intent").count()
+    recs.iter().filter(|r| r["event"] == "intent").count()
 }
 
 /// What a run told its caller: stderr, and with `--output json` the
@@ -138,7 +138,7 @@ async fn failing_gates_and_a_timed_out_pre_hook_stop_before_any_step() {
     );
     assert!(recs
         .iter()
-        .any(|g| g["type"] == "gate" && g["rule"] == "capacity" && g["passed"] == false));
+        .any(|g| g["event"] == "gate" && g["rule"] == "capacity" && g["passed"] == false));
 
     // Enough capacity now; the other gates, one at a time.
     topology.regions[2].capacity = Some(60.0);
@@ -199,7 +199,7 @@ async fn failing_gates_and_a_timed_out_pre_hook_stop_before_any_step() {
     );
     let hook = recs
         .iter()
-        .find(|h| h["type"] == "hook" && h["name"] == "drain")
+        .find(|h| h["event"] == "hook" && h["name"] == "drain")
         .expect("the hook is journaled");
     assert_eq!(hook["timed_out"], true);
     assert_eq!(
@@ -274,17 +274,17 @@ async fn hooks_get_the_facts_and_flap_damping_and_failback_delay_hold_the_way_ba
     let recs = latest_records(&ws);
     let gates: Vec<String> = recs
         .iter()
-        .filter(|g| g["type"] == "gate")
+        .filter(|g| g["event"] == "gate")
         .map(|g| format!("{}@{}", g["rule"].as_str().unwrap(), g["stage"]))
         .collect();
     // Start gates once; the external check again before every later stage.
     assert_eq!(
         gates[..4],
         [
-            "regions_left@0",
-            "min_healthy_regions@0",
-            "flap_damping@0",
-            "check:ok@0"
+            "regions_left@1",
+            "min_healthy_regions@1",
+            "flap_damping@1",
+            "check:ok@1"
         ]
     );
     assert_eq!(gates.len(), 4 + stages - 1, "{gates:?}");

@@ -137,7 +137,7 @@ async fn damaged_and_truncated_journals_never_re_execute_and_never_wedge() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = ws.run(&["show", &e4]);
     assert!(
-        r.stdout.contains("closed by an operator (epoch "),
+        r.stdout.contains("closed by an operator (fencing token "),
         "{}",
         r.stdout
     );
@@ -184,7 +184,7 @@ fn latest_started(ws: &Workspace) -> String {
     ws.journal_files()
         .iter()
         .rev()
-        .find(|p| read(p).contains("\"type\":\"started\",\"execution_id\":\"2"))
+        .find(|p| read(p).contains("\"event\":\"started\",\"execution_id\":\"2"))
         .map(|p| p.file_stem().unwrap().to_str().unwrap().to_string())
         .expect("a started journal")
 }

@@ -171,7 +171,7 @@ async fn crash_at_every_boundary_then_resume(cluster: switchyard_lab::postgres::
         // Resume re-issued only what had no journaled outcome.
         let journal = read(ws.journal_files().last().unwrap());
         let count = |t: &str| {
-            let needle = format!("\"type\":\"{t}\"");
+            let needle = format!("\"event\":\"{t}\"");
             journal.lines().filter(|l| l.contains(&needle)).count()
         };
         let reissued = match point.split_once(':').unwrap() {
@@ -217,7 +217,7 @@ async fn second_execution_is_refused_while_one_holds_the_lock() {
         let busy = ws
             .journal_files()
             .first()
-            .is_some_and(|f| read(f).contains("\"type\":\"outcome\""));
+            .is_some_and(|f| read(f).contains("\"event\":\"outcome\""));
         if busy {
             break;
         }

@@ -126,7 +126,7 @@ async fn crash_at_every_boundary_then_resume_fails_over_exactly_once() {
         }
         let journal = read(ws.journal_files().last().unwrap());
         let count = |t: &str| {
-            let needle = format!("\"type\":\"{t}\"");
+            let needle = format!("\"event\":\"{t}\"");
             journal.lines().filter(|l| l.contains(&needle)).count()
         };
         assert_eq!(count("outcome"), steps, "{point}: journal:\n{journal}");

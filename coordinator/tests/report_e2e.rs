@@ -56,7 +56,7 @@ async fn postgres_report_names_the_fence_and_the_lsn_it_waited_for() {
         "wall ms:",
         "ops Σ ms:",
         "coordinator process:",
-        "store's timeline / term / epoch:",
+        "store's timeline / term:",
     ] {
         assert!(report.contains(term), "footer lacks {term}:\n{report}");
     }

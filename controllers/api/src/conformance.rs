@@ -426,8 +426,8 @@ pub async fn observe(h: &dyn Harness, cfg: &SuiteConfig) -> CaseResult {
     // A position belongs to a history (timeline, term); a store without
     // positions (Cosmos DB) may expose no term at all.
     ensure!(
-        s.epoch.is_some() || !cap.positions,
-        "no epoch (timeline/term) observed"
+        s.term.is_some() || !cap.positions,
+        "no store term (timeline/term) observed"
     );
     let again = c
         .observe()
@@ -525,7 +525,7 @@ pub async fn planned_promote_refuses_unfenced_primary(
     }
     let after = settle(h, cfg).await?;
     ensure!(
-        after.primary().map(|m| &m.name) == s.primary().map(|m| &m.name) && after.epoch == s.epoch,
+        after.primary().map(|m| &m.name) == s.primary().map(|m| &m.name) && after.term == s.term,
         "refused promotion changed the store: {:?} -> {:?}",
         s.primary(),
         after.primary()
@@ -534,7 +534,7 @@ pub async fn planned_promote_refuses_unfenced_primary(
 }
 
 /// Planned switchover to another region and back: every acknowledged record
-/// survives, the epoch advances, the new primary accepts writes, every
+/// survives, the store term advances, the new primary accepts writes, every
 /// member follows it afterwards.
 pub async fn planned_switchover_and_back(h: &dyn Harness, cfg: &SuiteConfig) -> CaseResult {
     let c = h.controller();
@@ -555,8 +555,8 @@ pub async fn planned_switchover_and_back(h: &dyn Harness, cfg: &SuiteConfig) -> 
         "after switchover to {target} the primary is in {:?}",
         s1.primary_region()
     );
-    if let (Some(a), Some(b)) = (s0.epoch, s1.epoch) {
-        ensure!(b > a, "epoch did not advance: {a} -> {b}");
+    if let (Some(a), Some(b)) = (s0.term, s1.term) {
+        ensure!(b > a, "store term did not advance: {a} -> {b}");
     }
     assert_keys(h, base, 20, "after switchover").await?;
     write_keys(h, base + 20, 5).await?;
@@ -577,7 +577,7 @@ pub async fn planned_switchover_and_back(h: &dyn Harness, cfg: &SuiteConfig) -> 
 
 /// Every operation of a planned switchover, executed twice in a row: the
 /// repeat succeeds, mutating ones report `already_done`, a repeated
-/// promotion does not advance the epoch again. Switches back afterwards.
+/// promotion does not advance the store term again. Switches back afterwards.
 pub async fn repeated_operations_are_harmless(h: &dyn Harness, cfg: &SuiteConfig) -> CaseResult {
     let c = h.controller();
     let cap = c.capability();
@@ -636,7 +636,7 @@ pub async fn repeated_operations_are_harmless(h: &dyn Harness, cfg: &SuiteConfig
                     !first.already_done || cap.sticky_priorities,
                     "first promote claims already done"
                 );
-                let e1 = c.observe().await.map_err(|e| e.to_string())?.epoch;
+                let e1 = c.observe().await.map_err(|e| e.to_string())?.term;
                 let second = c
                     .execute(&op, ctx)
                     .await
@@ -645,10 +645,10 @@ pub async fn repeated_operations_are_harmless(h: &dyn Harness, cfg: &SuiteConfig
                     second.already_done,
                     "repeated promote did work again: {second:?}"
                 );
-                let after = c.observe().await.map_err(|e| e.to_string())?.epoch;
+                let after = c.observe().await.map_err(|e| e.to_string())?.term;
                 ensure!(
                     e1 == after,
-                    "repeated promote moved the epoch {e1:?} -> {after:?}"
+                    "repeated promote moved the store term {e1:?} -> {after:?}"
                 );
                 e2 = after;
             }
@@ -664,9 +664,9 @@ pub async fn repeated_operations_are_harmless(h: &dyn Harness, cfg: &SuiteConfig
         s1.primary_region()
     );
     ensure!(
-        s1.epoch == e2,
-        "epoch moved after the repeats: {e2:?} -> {:?}",
-        s1.epoch
+        s1.term == e2,
+        "store term moved after the repeats: {e2:?} -> {:?}",
+        s1.term
     );
     assert_keys(h, base, 5, "after repeated operations").await?;
     planned_switchover(c, &origin, ctx, cfg.timeout)
@@ -738,8 +738,8 @@ pub async fn forced_failover_with_primary_gone(h: &dyn Harness, cfg: &SuiteConfi
         })
         .await
         .map_err(|e| format!("survivors did not follow the new primary in {target}: {e}"))?;
-    if let (Some(a), Some(b)) = (s0.epoch, s1.epoch) {
-        ensure!(b > a, "epoch did not advance: {a} -> {b}");
+    if let (Some(a), Some(b)) = (s0.term, s1.term) {
+        ensure!(b > a, "store term did not advance: {a} -> {b}");
     }
     let new_primary = s1.primary().ok_or("no primary")?.name.clone();
     for m in s1.members.iter().filter(|m| m.role == Role::Secondary) {

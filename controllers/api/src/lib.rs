@@ -29,5 +29,5 @@ pub use last_known::{LastKnown, Recorded, Remembered};
 pub use layers::{layered, Layer};
 pub use notation::Notation;
 pub use operation::{DataLossEstimate, Operation, Outcome, PromoteMode};
-pub use state::{Lag, MemberState, ObservedState, Position, Role};
+pub use state::{History, Lag, MemberState, ObservedState, Position, Role, Term};
 pub use switchyard_topology::StoreKind;

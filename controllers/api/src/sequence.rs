@@ -271,7 +271,7 @@ mod tests {
                         _ => PromoteMode::Planned,
                     };
                     let pos = Some(Position {
-                        epoch: 1,
+                        history: crate::History(1),
                         offset: 1,
                     });
                     let op = s.operation("west", mode, pos, 1).unwrap();

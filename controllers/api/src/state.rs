@@ -35,15 +35,68 @@ impl fmt::Display for Role {
     }
 }
 
+/// A store's own term: the number its replication bumps on every promotion
+/// (PostgreSQL's timeline, MongoDB's and Redis's term, EventStoreDB's epoch
+/// number — EventStoreDB's own word). Never the coordinator's
+/// [`crate::FencingToken`], which comes from the lock, not the store.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Term(pub u64);
+
+impl Term {
+    /// The number, for stores and messages that keep it as one.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A position's history: the term its data was written in (a PostgreSQL
+/// LSN's timeline, a MongoDB optime's `t`). The same number space as the
+/// store's [`Term`], but a property of the position: a standby still on an
+/// old history reports it while the store's term has moved on.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct History(pub u64);
+
+impl History {
+    /// The number, for stores and messages that keep it as one.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The history a position written in term `t` belongs to.
+    pub fn of(t: Term) -> Self {
+        History(t.0)
+    }
+}
+
+impl fmt::Display for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// A replication position: WAL LSN, oplog optime, writer checkpoint.
 ///
-/// `epoch` is the history it belongs to (timeline, term); `offset` grows
-/// monotonically across epochs for every store we support, so "has replayed
-/// at least X" is `offset >= X.offset`.
+/// `history` is the term it was written in; `offset` grows monotonically
+/// across histories for every store we support, so "has replayed at least X"
+/// is `offset >= X.offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Position {
-    /// Timeline / term / epoch number.
-    pub epoch: u64,
+    /// The term the position was written in (journals written before the
+    /// rename call it `epoch`).
+    #[serde(alias = "epoch")]
+    pub history: History,
     /// Monotonic offset (bytes for WAL, encoded timestamp for oplog).
     pub offset: u64,
 }
@@ -57,7 +110,7 @@ impl Position {
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.offset, self.epoch)
+        write!(f, "{}@{}", self.offset, self.history)
     }
 }
 
@@ -164,9 +217,10 @@ pub struct ObservedState {
     pub store: String,
     /// Kind of store.
     pub kind: StoreKind,
-    /// Timeline / term / config version: bumps on every promotion.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<u64>,
+    /// The store's own term (timeline, term): bumps on every promotion.
+    /// Older output calls it `epoch`.
+    #[serde(default, alias = "epoch", skip_serializing_if = "Option::is_none")]
+    pub term: Option<Term>,
     /// Configuration version (MongoDB replica set config version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_version: Option<u64>,
@@ -188,11 +242,12 @@ impl ObservedState {
     }
 
     /// The primary every other member must follow: with more than one
-    /// writable member (a split brain) the one on the highest epoch
-    /// (timeline, term), then the furthest position. The others are stale.
+    /// writable member (a split brain) the one whose position is on the
+    /// highest history (timeline, term), then the furthest. The others are
+    /// stale.
     pub fn newest_primary(&self) -> Option<&MemberState> {
         self.primaries()
-            .max_by_key(|m| m.position.map(|p| (p.epoch, p.offset)))
+            .max_by_key(|m| m.position.map(|p| (p.history, p.offset)))
     }
 
     /// Primaries other than [`ObservedState::newest_primary`]: writable

@@ -192,7 +192,7 @@ impl CosmosController {
             store: self.cfg.store.clone(),
             kind: StoreKind::Cosmosdb,
             // Cosmos DB exposes no term or version of its write region.
-            epoch: None,
+            term: None,
             config_version: None,
             members,
         }

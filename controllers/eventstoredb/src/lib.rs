@@ -15,7 +15,7 @@
 //!   within `max_lag_bytes` and a quorum of voting nodes reachable (planned);
 //!   a quorum of survivors (forced), otherwise refused with the reason.
 //! - `CapturePosition` / `WaitForPosition` — the leader's writer checkpoint
-//!   ([`Position`]: `epoch` = epoch number, `offset` = log position).
+//!   ([`Position`]: `history` = epoch number, `offset` = log position).
 //! - `MakeSticky` — `SetNodePriority` on every node (target region 10, the
 //!   others 0) through one client per node, recorded in the metadata of
 //!   the controller's stream. Runtime only: a restarted node takes its
@@ -55,8 +55,8 @@ pub use error::EsdbError;
 
 use async_trait::async_trait;
 use switchyard_controller::{
-    Capability, Controller, Lag, MemberState, ObservedState, OpContext, Operation, Outcome,
-    Position, Priorities, Result, Role, Stamp, StoreKind, TokenRecord,
+    Capability, Controller, History, Lag, MemberState, ObservedState, OpContext, Operation,
+    Outcome, Position, Priorities, Result, Role, Stamp, StoreKind, Term, TokenRecord,
 };
 use switchyard_topology::Store;
 use tokio::sync::OnceCell;
@@ -285,7 +285,7 @@ impl EsdbController {
                     role,
                     reachable: true,
                     position: u64::try_from(info.writer).ok().map(|offset| Position {
-                        epoch: u64::try_from(info.epoch_number).unwrap_or(0),
+                        history: History(u64::try_from(info.epoch_number).unwrap_or(0)),
                         offset,
                     }),
                     lag: leader_writer.map(|lw| Lag {
@@ -305,9 +305,11 @@ impl EsdbController {
         ObservedState {
             store: self.cfg.store.clone(),
             kind: StoreKind::Eventstoredb,
-            epoch: leader
+            // EventStoreDB's own word for its term is "epoch".
+            term: leader
                 .and_then(|l| l.info.as_ref())
-                .and_then(|i| u64::try_from(i.epoch_number).ok()),
+                .and_then(|i| u64::try_from(i.epoch_number).ok())
+                .map(Term),
             config_version: None,
             members,
         }
@@ -318,7 +320,7 @@ impl EsdbController {
 /// (a byte position in the transaction log) and the epoch number.
 pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Notation {
     term: "epoch",
-    position: |p| format!("writer checkpoint {} in epoch {}", p.offset, p.epoch),
+    position: |p| format!("writer checkpoint {} in epoch {}", p.offset, p.history),
 };
 
 #[async_trait]

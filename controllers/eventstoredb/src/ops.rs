@@ -10,7 +10,7 @@ use kurrentdb::{AppendToStreamOptions, EventData, ReadStreamOptions, StreamPosit
 use std::future::Future;
 use std::time::Duration;
 use switchyard_controller::{
-    DataLossEstimate, ErrorKind, OpContext, Operation, Outcome, Position, PromoteMode,
+    DataLossEstimate, ErrorKind, History, OpContext, Operation, Outcome, Position, PromoteMode,
 };
 use tokio::time::Instant;
 
@@ -255,7 +255,7 @@ impl EsdbController {
         Ok(Outcome::done()
             .with_member(&self.cfg.nodes[l].name)
             .with_position(Position {
-                epoch: epoch.max(0) as u64,
+                history: History(epoch.max(0) as u64),
                 offset: writer.max(0) as u64,
             }))
     }
@@ -270,10 +270,11 @@ impl EsdbController {
                 if w >= pos.offset as i64 {
                     return Ok(Outcome::done().with_member(self.name(best)).with_position(
                         Position {
-                            epoch: best
-                                .info
-                                .as_ref()
-                                .map_or(0, |i| i.epoch_number.max(0) as u64),
+                            history: History(
+                                best.info
+                                    .as_ref()
+                                    .map_or(0, |i| i.epoch_number.max(0) as u64),
+                            ),
                             offset: w as u64,
                         },
                     ));
@@ -414,7 +415,7 @@ impl EsdbController {
                 .wait_position(
                     target,
                     &Position {
-                        epoch: epoch.max(0) as u64,
+                        history: History(epoch.max(0) as u64),
                         offset: lw.max(0) as u64,
                     },
                     self.cfg.catch_up,
@@ -513,7 +514,7 @@ impl EsdbController {
             .as_ref()
             .map_or(0, |i| i.epoch_number.max(0) as u64);
         let mut out = Outcome::done().with_member(&name).with_position(Position {
-            epoch,
+            history: History(epoch),
             offset: written.position.commit,
         });
         for n in notes {
@@ -581,7 +582,7 @@ impl EsdbController {
         out = out
             .with_member(&self.cfg.nodes[nl].name)
             .with_position(Position {
-                epoch: ne.max(0) as u64,
+                history: History(ne.max(0) as u64),
                 offset: nw.max(0) as u64,
             });
         out.data_loss = Some(loss);

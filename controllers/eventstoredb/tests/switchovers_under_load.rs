@@ -53,7 +53,7 @@ async fn twenty_planned_switchovers_under_continuous_appends_lose_nothing() {
             })
             .await
             .unwrap_or_else(|e| panic!("switchover {i}: no leader in {target}: {e}"));
-        assert!(s.epoch.is_some());
+        assert!(s.term.is_some());
         // Let the writer get some appends in before the next move.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while acked.lock().unwrap().len() < before + 5 {

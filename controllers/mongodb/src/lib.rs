@@ -34,7 +34,7 @@
 //! - `Rejoin` — re-adds members a forced reconfig removed, one voting
 //!   member at a time, and reports oplog entries they rolled back.
 //! - `CapturePosition` / `WaitForPosition` — the primary's applied optime
-//!   as a [`Position`] (`epoch` = term, `offset` = `secs << 32 | inc`).
+//!   as a [`Position`] (`history` = term, `offset` = `secs << 32 | inc`).
 //! - `Fence` / `Unfence` are not offered separately (`fencing: false`):
 //!   step-down is the fence and happens inside `Promote`. `RepointFollowers`
 //!   is a no-op; secondaries pick their sync source themselves.
@@ -145,7 +145,7 @@ pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Not
             "Timestamp({}, {}) in term {}",
             p.offset >> 32,
             p.offset & 0xffff_ffff,
-            p.epoch
+            p.history
         )
     },
 };

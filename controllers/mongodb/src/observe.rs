@@ -9,11 +9,11 @@ use bson::{doc, Bson, Document, Timestamp};
 use futures::future::join_all;
 use switchyard_controller::{Lag, MemberState, ObservedState, Position, Role, StoreKind};
 
-/// Encode an optime as a [`Position`]: term is the epoch, the timestamp
+/// Encode an optime as a [`Position`]: its term is the history, the timestamp
 /// (seconds << 32 | increment) the offset, which grows across terms.
 pub fn position(ts: Timestamp, term: i64) -> Position {
     Position {
-        epoch: term.max(0) as u64,
+        history: switchyard_controller::History(term.max(0) as u64),
         offset: (u64::from(ts.time) << 32) | u64::from(ts.increment),
     }
 }
@@ -301,11 +301,11 @@ impl MongoController {
         let state = ObservedState {
             store: cfg.store.clone(),
             kind: StoreKind::Mongodb,
-            epoch: snap
+            term: snap
                 .views
                 .iter()
                 .filter_map(|v| v.as_ref().ok())
-                .map(|v| v.term.max(0) as u64)
+                .map(|v| switchyard_controller::Term(v.term.max(0) as u64))
                 .max(),
             config_version: snap
                 .config

@@ -929,7 +929,7 @@ impl MongoController {
 /// How MakeSticky changed the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sticky {
-    /// The priorities (and epoch tag) were already in place.
+    /// The priorities (and token tag) were already in place.
     Unchanged,
     /// A safe (non-force) reconfig.
     Reconfigured,

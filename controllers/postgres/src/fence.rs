@@ -229,7 +229,7 @@ impl PostgresController {
             return Ok(None);
         }
         let pos = Position {
-            epoch: cd.timeline,
+            history: switchyard_controller::History(cd.timeline),
             offset: cd.checkpoint + 1,
         };
         if cd.standby_signal {
@@ -396,7 +396,7 @@ impl PostgresController {
         // re-points them), its own timeline decides.
         let deferred = self.deferred_fenced(&probes).await?;
         if let Some((m, pos)) = &deferred {
-            self.refuse_if_promoted_elsewhere(&probes, m, pos.epoch)?;
+            self.refuse_if_promoted_elsewhere(&probes, m, pos.history.get())?;
         }
         // Else the fence stopped the old primary and never restarted it:
         // the standbys are still configured to follow it.
@@ -487,9 +487,10 @@ impl PostgresController {
         }
         if in_recovery {
             let pos = self.promote_member(m, &c).await?;
-            outcome = outcome
-                .with_position(pos)
-                .with_note(format!("{} promoted again: timeline {}", m.name, pos.epoch));
+            outcome = outcome.with_position(pos).with_note(format!(
+                "{} promoted again: timeline {}",
+                m.name, pos.history
+            ));
         } else {
             outcome = outcome.with_note(format!("{} is primary again on its timeline", m.name));
         }
@@ -564,7 +565,7 @@ fn stopped_evidence(pos: Position, age: std::time::Duration) -> String {
             format!(", read {} ms ago", age.as_millis())
         },
         format_lsn(pos.offset - 1),
-        pos.epoch
+        pos.history
     )
 }
 
@@ -574,7 +575,7 @@ fn stopped_note(m: &Member, pos: Position) -> String {
          (just past its shutdown checkpoint, from pg_controldata)",
         m.name,
         format_lsn(pos.offset),
-        pos.epoch
+        pos.history
     )
 }
 

@@ -402,7 +402,7 @@ impl PostgresController {
 fn forked_after(pos: switchyard_controller::Position, history: &[(u64, u64)]) -> bool {
     history
         .iter()
-        .any(|(t, switch)| *t == pos.epoch && *switch >= pos.offset)
+        .any(|(t, switch)| *t == pos.history.get() && *switch >= pos.offset)
 }
 
 /// Whether standby `p` holds WAL past the point where its timeline was

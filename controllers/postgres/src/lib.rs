@@ -372,7 +372,7 @@ pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Not
         format!(
             "{} on timeline {}",
             crate::lsn::format_lsn(p.offset),
-            p.epoch
+            p.history
         )
     },
 };

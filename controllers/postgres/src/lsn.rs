@@ -1,6 +1,6 @@
 //! WAL positions: PostgreSQL prints an LSN as `HI/LO` (two hex halves of a
 //! 64-bit byte offset); [`switchyard_controller::Position`] carries it as
-//! `offset` with the timeline as `epoch`.
+//! `offset` with the timeline as its `history`.
 
 /// Parse `16/B374D848` into a byte offset.
 pub(crate) fn parse_lsn(s: &str) -> Option<u64> {

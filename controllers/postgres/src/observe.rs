@@ -77,7 +77,7 @@ impl Probe {
 
     pub(crate) fn position(&self) -> Position {
         Position {
-            epoch: self.timeline,
+            history: switchyard_controller::History(self.timeline),
             offset: self.lsn,
         }
     }
@@ -465,13 +465,14 @@ impl PostgresController {
         if let Some(cp) = primary {
             self.remember(cp, probes);
         }
-        let epoch = primary
+        let term = primary
             .map(|p| p.timeline)
-            .or_else(|| probes.iter().map(|p| p.timeline).max());
+            .or_else(|| probes.iter().map(|p| p.timeline).max())
+            .map(switchyard_controller::Term);
         ObservedState {
             store: self.store.name.clone(),
             kind: self.store.kind,
-            epoch,
+            term,
             config_version: None,
             members,
         }

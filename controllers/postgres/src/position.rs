@@ -30,7 +30,7 @@ impl PostgresController {
                         "final position of {} (stopped): {} on timeline {}",
                         m.name,
                         format_lsn(pos.offset),
-                        pos.epoch
+                        pos.history
                     )));
             }
             return Err(self.err(ErrorKind::NotReady, "no fenced former primary reachable"));
@@ -79,7 +79,7 @@ impl PostgresController {
                 return Ok(Outcome::done()
                     .with_member(&m.name)
                     .with_position(Position {
-                        epoch: c.timeline,
+                        history: switchyard_controller::History(c.timeline),
                         offset: lsn,
                     }));
             }

@@ -102,7 +102,7 @@ impl PostgresController {
         outcome.position = Some(pos);
         outcome
             .notes
-            .push(format!("{} promoted: timeline {}", m.name, pos.epoch));
+            .push(format!("{} promoted: timeline {}", m.name, pos.history));
         Ok(outcome)
     }
 
@@ -144,13 +144,14 @@ impl PostgresController {
         .map_err(|e| e.into_error(&self.store.name, &m.name))?;
         let r = row.first().cloned().unwrap_or_default();
         Ok(Position {
-            epoch: r
-                .get(1)
-                .cloned()
-                .flatten()
-                .as_deref()
-                .and_then(crate::lsn::timeline_of_walfile)
-                .unwrap_or(0),
+            history: switchyard_controller::History(
+                r.get(1)
+                    .cloned()
+                    .flatten()
+                    .as_deref()
+                    .and_then(crate::lsn::timeline_of_walfile)
+                    .unwrap_or(0),
+            ),
             offset: r
                 .first()
                 .cloned()

@@ -166,7 +166,7 @@ async fn forced_failover_after_kill_9() {
         .unwrap();
     let (status, port): (String, i32) = (row.get(0), row.get(1));
     assert_eq!((status.as_str(), port), ("streaming", i32::from(west_port)));
-    assert!(s.epoch.unwrap() > old.epoch.unwrap());
+    assert!(s.term.unwrap() > old.term.unwrap());
 
     // How much was really lost (async replication): reported, not asserted.
     let c = f.primary_client().await.unwrap();

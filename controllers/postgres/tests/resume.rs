@@ -105,13 +105,13 @@ async fn resume_after_promote_with_fresh_controller() {
         mode: switchyard_controller::PromoteMode::Planned,
     };
     first.execute(&promote, &ctx()).await.unwrap();
-    let epoch = first.observe().await.unwrap().epoch;
+    let term = first.observe().await.unwrap().term;
     drop(first);
 
     let second = PostgresController::from_store(f.cluster.store()).unwrap();
     let again = second.execute(&promote, &ctx()).await.unwrap();
     assert!(again.already_done);
-    assert_eq!(second.observe().await.unwrap().epoch, epoch);
+    assert_eq!(second.observe().await.unwrap().term, term);
     let r = second
         .execute(&Operation::RepointFollowers, &ctx())
         .await
@@ -230,7 +230,12 @@ async fn fence_is_hard_and_unfence_aborts() {
     let s = f.ctl.observe().await.unwrap();
     assert_eq!(s.primary().map(|m| m.name.as_str()), Some("pg-east-1"));
     assert!(!s.primary().unwrap().fenced);
-    assert_eq!(s.epoch, before.epoch.map(|e| e + 1));
+    assert_eq!(
+        s.term,
+        before
+            .term
+            .map(|e| switchyard_controller::Term(e.get() + 1))
+    );
     f.primary_client()
         .await
         .unwrap()

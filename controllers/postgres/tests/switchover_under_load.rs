@@ -125,7 +125,7 @@ async fn twenty_planned_switchovers_under_load_lose_nothing() {
     // (promoted member's port, when Promote was issued)
     let mut promotions: Vec<(u16, Instant)> = Vec::new();
     let targets = ["west", "east", "south", "east"];
-    let mut last_epoch = f.ctl.observe().await.unwrap().epoch.unwrap();
+    let mut last_term = f.ctl.observe().await.unwrap().term.unwrap();
     for i in 0..20 {
         let target = targets[i % targets.len()];
         // Let the writer commit on the current primary first.
@@ -172,9 +172,13 @@ async fn twenty_planned_switchovers_under_load_lose_nothing() {
 
         let s = f.ctl.observe().await.unwrap();
         assert_eq!(s.primary_region(), Some(target), "switchover {i}");
-        let epoch = s.epoch.unwrap();
-        assert_eq!(epoch, last_epoch + 1, "timeline must advance exactly once");
-        last_epoch = epoch;
+        let term = s.term.unwrap();
+        assert_eq!(
+            term.get(),
+            last_term.get() + 1,
+            "timeline must advance exactly once"
+        );
+        last_term = term;
     }
     // Some commits on the final primary, then stop the writer.
     let before = acks.lock().unwrap().len();

@@ -107,7 +107,7 @@ impl RedisController {
         Ok(Outcome::done()
             .with_member(&master.spec.name)
             .with_position(Position {
-                epoch: snap.term().unwrap_or(0),
+                history: switchyard_controller::History(snap.term().unwrap_or(0)),
                 offset,
             }))
     }
@@ -132,7 +132,7 @@ impl RedisController {
                     return Ok(Outcome::done()
                         .with_member(&p.spec.name)
                         .with_position(Position {
-                            epoch: target.epoch,
+                            history: target.history,
                             offset: o,
                         }));
                 }

@@ -204,7 +204,7 @@ impl RedisController {
 /// term Switchyard records with each promotion).
 pub const NOTATION: switchyard_controller::Notation = switchyard_controller::Notation {
     term: "term",
-    position: |p| format!("repl offset {} in term {}", p.offset, p.epoch),
+    position: |p| format!("repl offset {} in term {}", p.offset, p.history),
 };
 
 #[async_trait]

@@ -593,11 +593,13 @@ impl RedisController {
                 // was) carries its own, older history, so that the newest
                 // primary of a split brain is the one every check agrees on.
                 position: p.offset.map(|offset| Position {
-                    epoch: if p.master && master.map(|m| &m.spec.name) != Some(&s.name) {
-                        p.record.term.min(term.unwrap_or(0).saturating_sub(1))
-                    } else {
-                        term.unwrap_or(0)
-                    },
+                    history: switchyard_controller::History(
+                        if p.master && master.map(|m| &m.spec.name) != Some(&s.name) {
+                            p.record.term.min(term.unwrap_or(0).saturating_sub(1))
+                        } else {
+                            term.unwrap_or(0)
+                        },
+                    ),
                     offset,
                 }),
                 lag,
@@ -684,7 +686,7 @@ impl RedisController {
         ObservedState {
             store: self.cfg.store.clone(),
             kind: StoreKind::Redis,
-            epoch: term,
+            term: term.map(switchyard_controller::Term),
             config_version: None,
             members,
         }

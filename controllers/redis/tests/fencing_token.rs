@@ -12,10 +12,10 @@ use switchyard_controller::{
     Controller, ErrorKind, FencingToken, OpContext, Operation, PromoteMode,
 };
 
-fn ctx(epoch: u64) -> OpContext {
+fn ctx(token: u64) -> OpContext {
     OpContext {
-        execution_id: format!("exec-{epoch}"),
-        token: epoch.into(),
+        execution_id: format!("exec-{token}"),
+        token: token.into(),
     }
 }
 

@@ -13,10 +13,10 @@ use switchyard_controller::{
     Controller, ControllerExt, ErrorKind, OpContext, Operation, PromoteMode, Role,
 };
 
-fn ctx(epoch: u64) -> OpContext {
+fn ctx(token: u64) -> OpContext {
     OpContext {
-        execution_id: format!("forced-{epoch}"),
-        token: epoch.into(),
+        execution_id: format!("forced-{token}"),
+        token: token.into(),
     }
 }
 
@@ -59,10 +59,10 @@ async fn caught_up(f: &RedisFixture) {
         .expect("replicas catch up");
 }
 
-async fn rejoin(f: &RedisFixture, epoch: u64) -> switchyard_controller::Outcome {
+async fn rejoin(f: &RedisFixture, token: u64) -> switchyard_controller::Outcome {
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        match f.ctl.execute(&Operation::Rejoin, &ctx(epoch)).await {
+        match f.ctl.execute(&Operation::Rejoin, &ctx(token)).await {
             Ok(o) => return o,
             Err(e) if e.is_temporary() && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(POLL).await
@@ -152,7 +152,7 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
         })
         .await
         .unwrap();
-    assert!(s.epoch.unwrap() >= 1, "term advanced: {s:?}");
+    assert!(s.term.unwrap().get() >= 1, "term advanced: {s:?}");
     // Acknowledged before the lag: on the new master.
     assert_present(&f, "cache-west-1", 0..50).await;
 

@@ -101,7 +101,7 @@ impl Metrics {
                     m.stages
                         .entry(s.name.clone())
                         .or_default()
-                        .observe(s.wall_us as f64 / 1e6);
+                        .observe(s.stage_wall_us as f64 / 1e6);
                 }
             }
             _ => {}

@@ -116,7 +116,7 @@ async function renderTopology() {
   const rows = topo.stores.map(store => {
     const s = byStore[store.name] || {};
     const members = (s.state && s.state.members) || [];
-    const term = s.state && s.state.epoch != null ? "term/timeline " + s.state.epoch : "term unknown";
+    const term = s.state && s.state.term != null ? "store term " + s.state.term : "store term unknown";
     return h("tr", { "data-store": store.name },
       h("th", { scope: "row" }, store.name, h("div", { class: "mut" }, store.kind + " · " + term),
         s.error ? h("div", { class: "error" }, s.error) : h("div", { class: "mut" }, s.summary || "")),
@@ -233,7 +233,7 @@ function onEvent(list, name, d, reportBox) {
     c.dataset.litOrder = String(++state.lit);
     c.replaceChildren(`Checkpoint ${d.passed ? "validated" : "FAILED"} in ${fmtMs(d.duration_ms)}`,
       h("ul", {}, (d.observed || []).map(o => h("li", { "data-outcome": o.mismatch ? "failed" : "ok" },
-        `${o.store}: expected ${o.expected}${o.primary ? ", primary " + o.primary : ""}${o.epoch != null ? ", term " + o.epoch : ""}${o.mismatch ? " — " + o.mismatch : " ✓"}`))));
+        `${o.store}: expected ${o.expected}${o.primary ? ", primary " + o.primary : ""}${o.term != null ? ", store term " + o.term : ""}${o.mismatch ? " — " + o.mismatch : " ✓"}`))));
     st.dataset.state = d.passed ? "done" : "failed";
   } else if (name === "report") {
     renderReport(reportBox, d.report);
@@ -248,11 +248,11 @@ function renderReport(box, r) {
     h("div", { class: "scroll" }, h("table", { id: "report-stores" },
       h("thead", {}, h("tr", {}, ["Store", "RTO", "Primary", "Term", "Data loss"].map(c => h("th", { scope: "col" }, c)))),
       h("tbody", {}, (r.stores || []).map(s => h("tr", {}, h("td", {}, s.store), h("td", {}, fmtMs(s.rto_ms)),
-        h("td", {}, s.primary || "none"), h("td", {}, s.epoch ?? "unknown"), h("td", {}, s.data_loss)))))),
+        h("td", {}, s.primary || "none"), h("td", {}, s.term ?? "unknown"), h("td", {}, s.data_loss)))))),
     h("div", { class: "scroll" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Stage", "Wall", "Operations", "Checkpoint", "Passed"].map(c => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, (r.stages || []).map(s => h("tr", {}, h("td", {}, `${s.stage}. ${s.name}`), h("td", {}, fmtMs(Math.round(s.wall_us / 1000))),
-        h("td", {}, fmtMs(s.ops_ms)), h("td", {}, fmtMs(s.checkpoint_ms)), h("td", {}, s.passed ? "yes" : "no")))))));
+      h("tbody", {}, (r.stages || []).map(s => h("tr", {}, h("td", {}, `${s.stage}. ${s.name}`), h("td", {}, fmtMs(Math.round(s.stage_wall_us / 1000))),
+        h("td", {}, fmtMs(s.ops_duration_ms)), h("td", {}, fmtMs(s.checkpoint_duration_ms)), h("td", {}, s.passed ? "yes" : "no")))))));
 }
 
 async function streamEvents(id, list, reportBox, onEnd) {
@@ -312,7 +312,7 @@ async function renderExecution(id) {
       el.dataset.state = s.passed ? "done" : "failed";
       const c = el.querySelector(".checkpoint");
       c.dataset.state = s.passed ? "passed" : "failed";
-      c.textContent = `Checkpoint ${s.passed ? "validated" : "not validated"} (${fmtMs(s.checkpoint_ms)})`;
+      c.textContent = `Checkpoint ${s.passed ? "validated" : "not validated"} (${fmtMs(s.checkpoint_duration_ms)})`;
     }
   }
   if (ex.status === "running") {

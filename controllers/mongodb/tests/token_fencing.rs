@@ -1,21 +1,21 @@
 //! A coordinator that lost its leadership cannot keep steering the set:
-//! every config change records the execution's epoch in the members' tags,
-//! and mutating operations with an older epoch are refused.
+//! every config change records the execution's fencing token in the members' tags,
+//! and mutating operations with an older token are refused.
 
 mod common;
 
 use common::Lab;
 use switchyard_controller::{Controller, ErrorKind, OpContext, Operation, PromoteMode};
 
-fn ctx(epoch: u64) -> OpContext {
+fn ctx(token: u64) -> OpContext {
     OpContext {
-        execution_id: format!("e{epoch}"),
-        token: epoch.into(),
+        execution_id: format!("e{token}"),
+        token: token.into(),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
+async fn older_tokens_are_refused_after_a_newer_one_changed_the_config() {
     let lab = Lab::start(10_000).await;
     let v0 = lab.ctl.observe().await.unwrap().config_version;
     let sticky = |r: &str| Operation::MakeSticky {
@@ -24,7 +24,7 @@ async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
     let done = lab.ctl.execute(&sticky("west"), &ctx(5)).await.unwrap();
     assert!(!done.already_done);
     assert!(lab.ctl.observe().await.unwrap().config_version > v0);
-    // The same epoch repeating is harmless.
+    // The same token repeating is harmless.
     assert!(
         lab.ctl
             .execute(&sticky("west"), &ctx(5))
@@ -45,7 +45,7 @@ async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
             .ctl
             .execute(&op, &ctx(4))
             .await
-            .expect_err("stale epoch");
+            .expect_err("stale token");
         assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
         assert!(e.message().contains("token 5"), "{e}");
     }
@@ -53,7 +53,7 @@ async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
     lab.ctl
         .execute(&Operation::CapturePosition, &ctx(1))
         .await
-        .expect("capture with an old epoch");
+        .expect("capture with an old token");
     // A newer token proceeds and is recorded. West's higher priority may
     // take the primary over by itself meanwhile (priority takeover): the
     // reconfig then meets a stepped-down primary, a temporary error the
@@ -81,6 +81,6 @@ async fn older_epochs_are_refused_after_a_newer_one_changed_the_config() {
         .ctl
         .execute(&sticky("east"), &ctx(5))
         .await
-        .expect_err("epoch 5 is stale now");
+        .expect_err("token 5 is stale now");
     assert_eq!(e.kind(), ErrorKind::Refused);
 }
