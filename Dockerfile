@@ -14,6 +14,11 @@ ARG RUST_VERSION=1.95.0
 ARG DEBIAN_SUITE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_SUITE} AS build
+# protoc: etcd-client's build script compiles etcd's protos (tonic-build), and
+# `serve` links it for `--backend etcd://...`; cmake for aws-lc-sys (rustls).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler cmake \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and target dir between builds (BuildKit);

@@ -132,6 +132,43 @@ if profiles["connection"].get("endpoint") != want["endpoint"]:
 if profiles["connection"]["azure"].get("arm_endpoint") != f"https://cosmos:{base}":
     err(f"{topology_file}: {profiles['name']}: arm_endpoint is not https://cosmos:{base}")
 
+# The switchyard servers: issue 10's flags, their own name and home address
+# as node and advertised URL, and a backend whose every host is a name some
+# etcd or Consul service answers to on its home network (where the name
+# resolves to the home address and survives a region cut).
+home_aliases = {}
+for name, svc in services.items():
+    region = (svc.get("labels") or {}).get("switchyard.region")
+    cfg = (svc.get("networks") or {}).get(region) or {}
+    for a in cfg.get("aliases") or []:
+        home_aliases[a] = name
+servers = [n for n in services if n.startswith("switchyard-") and n != "switchyard-tokens"]
+if len(servers) != 3:
+    err(f"{compose_file}: {len(servers)} switchyard servers, expected 3 (one per region)")
+for name in servers:
+    svc = services[name]
+    cmd = svc.get("command") or []
+    flags = dict(zip(cmd[1::2], cmd[2::2])) if cmd[:1] == ["serve"] else {}
+    if not flags:
+        err(f"{compose_file}: service {name}: command is not `serve --flag value ...`: {cmd}")
+        continue
+    _, addr = home(name, svc)
+    for flag, want in (("--node", name), ("--advertise-url", f"http://{addr}:8080"), ("--listen", "0.0.0.0:8080")):
+        if flags.get(flag) != want:
+            err(f"{compose_file}: service {name}: {flag} {flags.get(flag)}, expected {want}")
+    backend = flags.get("--backend", "")
+    scheme, _, hosts = backend.partition("://")
+    if scheme not in ("etcd", "consul") or not hosts:
+        err(f"{compose_file}: service {name}: --backend {backend}, expected etcd://HOST:PORT,... or consul://HOST:PORT")
+        continue
+    for hp in hosts.split(","):
+        host, _, port = hp.rpartition(":")
+        target = home_aliases.get(host)
+        image = services.get(target, {}).get("image", "")
+        want_port = {"etcd": "2379", "consul": "8500"}[scheme]
+        if target is None or not image.startswith({"etcd": "quay.io/coreos/etcd:", "consul": "hashicorp/consul:"}[scheme]) or port != want_port:
+            err(f"{compose_file}: service {name}: --backend {backend}: {hp} is no {scheme} service's home-network alias at port {want_port}")
+
 for e in errors:
     print(e, file=sys.stderr)
 if errors:

@@ -41,7 +41,11 @@ for c in $(containers); do
       cut) docker network disconnect "${project}_$net" "$c" 2>/dev/null || true ;;
       heal)
         if ! docker inspect --format '{{ json .NetworkSettings.Networks }}' "$c" | grep -q "\"${project}_$net\""; then
-          docker network connect --ip "$(address "$c" "$net")" "${project}_$net" "$c"
+          # The service name is the alias Compose gives every attachment; the
+          # home network (with etcd1.., consul1..) is never disconnected.
+          docker network connect --ip "$(address "$c" "$net")" \
+            --alias "$(docker inspect --format '{{ index .Config.Labels "com.docker.compose.service" }}' "$c")" \
+            "${project}_$net" "$c"
         fi
         ;;
       *) echo "usage: $0 cut|heal east|west|south" >&2; exit 2 ;;
