@@ -293,7 +293,7 @@ impl PgCluster {
     /// Start a primary and its standbys, wait until every standby streams,
     /// and build the matching topology.
     pub async fn start(spec: PgClusterSpec) -> Result<PgCluster> {
-        if let Some(project) = crate::backing::Backing::compose() {
+        if let Some(project) = crate::backing::Backing::compose()? {
             return Self::attach(project, spec).await;
         }
         if spec.regions.is_empty() || spec.members_per_region == 0 {
