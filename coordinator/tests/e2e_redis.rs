@@ -24,11 +24,11 @@ fn step_count(ws: &Workspace, to: &str) -> (usize, usize) {
 }
 
 /// (member, region) of the only member saying ROLE master.
-fn master(c: &RedisCluster) -> (String, String, u16) {
+fn master(c: &RedisCluster) -> (String, String, String) {
     let m: Vec<_> = c
         .data_members()
         .filter(|n| {
-            command(n.port, &["ROLE"], Duration::from_secs(2))
+            command(&n.addr(), &["ROLE"], Duration::from_secs(2))
                 .is_ok_and(|r| r.starts_with("master"))
         })
         .collect();
@@ -38,7 +38,7 @@ fn master(c: &RedisCluster) -> (String, String, u16) {
         "ROLE master on {:?}",
         m.iter().map(|n| &n.name).collect::<Vec<_>>()
     );
-    (m[0].name.clone(), m[0].region.clone(), m[0].port)
+    (m[0].name.clone(), m[0].region.clone(), m[0].addr())
 }
 
 /// What every Sentinel names, and the highest config-epoch they report.
@@ -49,11 +49,11 @@ fn sentinels(c: &RedisCluster) -> (Vec<String>, u64) {
     for s in c.nodes().iter().filter(|n| n.sentinel) {
         let t = Duration::from_secs(2);
         views.push(
-            command(s.port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name], t)
+            command(&s.addr(), &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name], t)
                 .unwrap()
                 .replace('\n', ":"),
         );
-        let m = command(s.port, &["SENTINEL", "MASTER", name], t).unwrap();
+        let m = command(&s.addr(), &["SENTINEL", "MASTER", name], t).unwrap();
         let lines: Vec<&str> = m.lines().collect();
         let e = lines
             .chunks(2)
@@ -88,7 +88,7 @@ async fn crash_at_every_boundary_then_resume_fails_over_exactly_once() {
         let (_, epoch0) = sentinels(&cluster);
         let key = format!("acked-{i}");
         assert!(
-            acked_set(port, &key, "1").unwrap(),
+            acked_set(&port, &key, "1").unwrap(),
             "{point}: write not acknowledged"
         );
         written.push(key);
@@ -114,14 +114,14 @@ async fn crash_at_every_boundary_then_resume_fails_over_exactly_once() {
         let (name, region, port) = master(&cluster);
         assert_eq!(region, to, "{point}: master {name} in the target region");
         let (views, epoch) = sentinels(&cluster);
-        let want = format!("127.0.0.1:{port}");
+        let want = port.clone();
         assert!(
             views.iter().all(|v| *v == want),
             "{point}: Sentinels name {views:?}, ROLE says {want}"
         );
         assert_eq!(epoch, epoch0 + 1, "{point}: exactly one Sentinel failover");
         for k in &written {
-            let v = command(port, &["GET", k], Duration::from_secs(2)).unwrap();
+            let v = command(&port, &["GET", k], Duration::from_secs(2)).unwrap();
             assert_eq!(v, "1", "{point}: acknowledged {k} lost");
         }
         let journal = read(ws.journal_files().last().unwrap());

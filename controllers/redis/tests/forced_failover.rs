@@ -24,8 +24,8 @@ const T: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);
 
 async fn write_acked(f: &RedisFixture, keys: std::ops::Range<u64>) {
-    let port = f.primary_port().await.unwrap();
-    let mut c = f.conn(port).await.unwrap();
+    let addr = f.primary_addr().await.unwrap();
+    let mut c = f.conn(&addr).await.unwrap();
     for k in keys {
         assert!(acked_set(&mut c, &format!("forced:{k}"), "1")
             .await
@@ -35,7 +35,10 @@ async fn write_acked(f: &RedisFixture, keys: std::ops::Range<u64>) {
 
 /// Every `forced:k` of `keys` is on `member`.
 async fn assert_present(f: &RedisFixture, member: &str, keys: std::ops::Range<u64>) {
-    let mut c = f.conn(f.cluster.node(member).unwrap().port).await.unwrap();
+    let mut c = f
+        .conn(&f.cluster.node(member).unwrap().addr())
+        .await
+        .unwrap();
     for k in keys {
         let v: Option<String> = redis::cmd("GET")
             .arg(format!("forced:{k}"))
@@ -82,8 +85,8 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
     f.cluster
         .cmd("cache-west-1", &["CLIENT", "PAUSE", "60000", "WRITE"])
         .unwrap();
-    let port = f.primary_port().await.unwrap();
-    let mut c = f.conn(port).await.unwrap();
+    let addr = f.primary_addr().await.unwrap();
+    let mut c = f.conn(&addr).await.unwrap();
     redis::cmd("SET")
         .arg("forced:filler")
         .arg("x".repeat(2 << 20))
@@ -205,10 +208,7 @@ async fn forced_failover_goes_on_from_where_the_sentinels_went() {
     write_acked(&f, 0..50).await;
     caught_up(&f).await;
     f.cluster.kill("cache-east-1").unwrap();
-    let south = format!(
-        "127.0.0.1:{}",
-        f.cluster.node("cache-south-1").unwrap().port
-    );
+    let south = f.cluster.node("cache-south-1").unwrap().addr();
     let deadline = std::time::Instant::now() + T;
     while !f.sentinel_views().iter().all(|v| *v == south) {
         assert!(
@@ -229,7 +229,7 @@ async fn forced_failover_goes_on_from_where_the_sentinels_went() {
         .find(|s| matches!(s.op, Operation::Promote { .. }))
         .unwrap();
     assert_eq!(promote.outcome.member.as_deref(), Some("cache-west-1"));
-    let west = format!("127.0.0.1:{}", f.cluster.node("cache-west-1").unwrap().port);
+    let west = f.cluster.node("cache-west-1").unwrap().addr();
     assert!(
         f.sentinel_views().iter().all(|v| *v == west),
         "{:?}",

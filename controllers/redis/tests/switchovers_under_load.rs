@@ -15,9 +15,9 @@ use switchyard_controller::OpContext;
 
 /// Where a client would write now: the Sentinels' master, or without
 /// Sentinel the member that says ROLE master.
-async fn discover(ports: &[u16], sentinels: &[u16], name: &str) -> Option<u16> {
+async fn discover(addrs: &[String], sentinels: &[String], name: &str) -> Option<String> {
     for s in sentinels {
-        let Ok(mut c) = connect(*s).await else {
+        let Ok(mut c) = connect(s).await else {
             continue;
         };
         let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
@@ -26,16 +26,16 @@ async fn discover(ports: &[u16], sentinels: &[u16], name: &str) -> Option<u16> {
             .query_async(&mut c)
             .await
             .ok()?;
-        return addr.map(|(_, p)| p);
+        return addr.map(|(h, p)| format!("{h}:{p}"));
     }
-    for p in ports {
-        let Ok(mut c) = connect(*p).await else {
+    for p in addrs {
+        let Ok(mut c) = connect(p).await else {
             continue;
         };
         let role: Result<redis::Value, _> = redis::cmd("ROLE").query_async(&mut c).await;
         if let Ok(redis::Value::Array(v)) = role {
             if matches!(v.first(), Some(redis::Value::BulkString(b)) if b == b"master") {
-                return Some(*p);
+                return Some(p.clone());
             }
         }
     }
@@ -44,13 +44,13 @@ async fn discover(ports: &[u16], sentinels: &[u16], name: &str) -> Option<u16> {
 
 async fn run(sentinels: bool, switchovers: u64) {
     let f = RedisFixture::start(sentinels).await.expect("lab cluster");
-    let ports: Vec<u16> = f.cluster.data_members().map(|n| n.port).collect();
-    let sports: Vec<u16> = f
+    let addrs: Vec<String> = f.cluster.data_members().map(|n| n.addr()).collect();
+    let saddrs: Vec<String> = f
         .cluster
         .nodes()
         .iter()
         .filter(|n| n.sentinel)
-        .map(|n| n.port)
+        .map(|n| n.addr())
         .collect();
     let name = f.cluster.store().name.clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -62,8 +62,8 @@ async fn run(sentinels: bool, switchovers: u64) {
             let mut conn = None;
             while !stop.load(Ordering::Relaxed) {
                 if conn.is_none() {
-                    if let Some(p) = discover(&ports, &sports, &name).await {
-                        conn = connect(p).await.ok();
+                    if let Some(p) = discover(&addrs, &saddrs, &name).await {
+                        conn = connect(&p).await.ok();
                     }
                     if conn.is_none() {
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -110,7 +110,7 @@ async fn run(sentinels: bool, switchovers: u64) {
         assert_eq!(m.region, target, "switchover {k}");
         if sentinels {
             let views = f.sentinel_views();
-            let want = format!("127.0.0.1:{}", m.port);
+            let want = m.addr();
             assert!(
                 views.iter().all(|v| *v == want),
                 "switchover {k}: Sentinels name {views:?}, ROLE says {want}"
@@ -131,8 +131,8 @@ async fn run(sentinels: bool, switchovers: u64) {
         "writer made too little progress: {}",
         acked.len()
     );
-    let master = f.cluster.node(&f.masters()[0]).unwrap().port;
-    let mut c = connect(master).await.unwrap();
+    let master = f.cluster.node(&f.masters()[0]).unwrap().addr();
+    let mut c = connect(&master).await.unwrap();
     let mut lost = vec![];
     for chunk in acked.chunks(500) {
         let keys: Vec<String> = chunk.iter().map(|i| format!("load:{i}")).collect();

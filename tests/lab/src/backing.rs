@@ -453,13 +453,17 @@ impl Services {
             );
             let addr = match env(&key) {
                 Some(a) => {
-                    if a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                    if a.rsplit_once(':')
+                        .and_then(|(_, p)| p.parse::<u16>().ok())
+                        .is_none()
+                    {
                         bail!("{key}={a}: expected HOST:PORT");
                     }
                     a
                 }
-                None => published(svc, kind.port())
-                    .unwrap_or_else(|| format!("{home}:{}", kind.port())),
+                None => {
+                    published(svc, kind.port()).unwrap_or_else(|| format!("{home}:{}", kind.port()))
+                }
             };
             out.push(Service {
                 name: name.clone(),
@@ -469,7 +473,12 @@ impl Services {
                 addr,
             });
         }
-        let rank = |r: &str| REGIONS.iter().position(|x| *x == r).unwrap_or(REGIONS.len());
+        let rank = |r: &str| {
+            REGIONS
+                .iter()
+                .position(|x| *x == r)
+                .unwrap_or(REGIONS.len())
+        };
         out.sort_by(|a, b| (rank(&a.region), &a.name).cmp(&(rank(&b.region), &b.name)));
         Ok(Services(out))
     }
@@ -498,9 +507,9 @@ impl Services {
     /// The service a `HOST:PORT` a store reports belongs to (its home
     /// address or the address the tests use).
     pub fn by_addr(&self, addr: &str) -> Option<&Service> {
-        self.0.iter().find(|s| {
-            s.addr == addr || format!("{}:{}", s.home, s.kind.port()) == addr
-        })
+        self.0
+            .iter()
+            .find(|s| s.addr == addr || format!("{}:{}", s.home, s.kind.port()) == addr)
     }
 }
 
@@ -519,7 +528,11 @@ fn published(svc: &serde_json::Value, target: u16) -> Option<String> {
                 _ => continue,
             };
             if t.parse() == Ok(target) && !published.is_empty() {
-                let ip = if ip.is_empty() || ip == "0.0.0.0" { "127.0.0.1" } else { ip };
+                let ip = if ip.is_empty() || ip == "0.0.0.0" {
+                    "127.0.0.1"
+                } else {
+                    ip
+                };
                 return Some(format!("{ip}:{published}"));
             }
         } else if p["target"].as_u64() == Some(u64::from(target)) {
@@ -564,7 +577,10 @@ mod tests {
             "{c:?}"
         );
         let e = Backing::parse(Some("docker"), None, None).unwrap_err();
-        assert!(e.to_string().contains("SWITCHYARD_BACKING=\"docker\""), "{e}");
+        assert!(
+            e.to_string().contains("SWITCHYARD_BACKING=\"docker\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -603,9 +619,16 @@ mod tests {
             .env_remove("SWITCHYARD_BACKEND")
             .output()
             .expect("docker-compose (Debian's docker-compose package; scripts/lib.sh installs it)");
-        assert!(yaml.status.success(), "{}", String::from_utf8_lossy(&yaml.stderr));
+        assert!(
+            yaml.status.success(),
+            "{}",
+            String::from_utf8_lossy(&yaml.stderr)
+        );
         let mut py = std::process::Command::new("python3")
-            .args(["-c", "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"])
+            .args([
+                "-c",
+                "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -707,23 +730,35 @@ mod tests {
                 ("catalog-west-2", "west", "172.30.2.24:27017")
             ]
         );
-        assert_eq!(s.by_addr("172.30.2.45:26379").unwrap().name, "cache-sentinel-west");
+        assert_eq!(
+            s.by_addr("172.30.2.45:26379").unwrap().name,
+            "cache-sentinel-west"
+        );
         assert!(s.get("catalog-init").is_err() && s.get("switchyard-tokens").is_err());
     }
 
     #[test]
     fn an_address_override_wins_and_a_bad_one_names_its_variable() {
         let json = resolved_compose_file();
-        let env = |k: &str| (k == "SWITCHYARD_COMPOSE_ADDR_CACHE_WEST_1").then(|| "127.0.0.1:16379".to_string());
+        let env = |k: &str| {
+            (k == "SWITCHYARD_COMPOSE_ADDR_CACHE_WEST_1").then(|| "127.0.0.1:16379".to_string())
+        };
         let s = Services::from_config(&json, &env).unwrap();
         let west = s.get("cache-west-1").unwrap();
         assert_eq!((west.host(), west.port()), ("127.0.0.1", 16379));
-        assert_eq!(west.home, "172.30.2.42", "the home address stays what the store reports");
+        assert_eq!(
+            west.home, "172.30.2.42",
+            "the home address stays what the store reports"
+        );
         assert_eq!(s.by_addr("172.30.2.42:6379").unwrap().name, "cache-west-1");
         assert_eq!(s.get("cache-east-1").unwrap().addr, "172.30.1.41:6379");
-        let bad = |k: &str| (k == "SWITCHYARD_COMPOSE_ADDR_ETCD_EAST").then(|| "localhost".to_string());
+        let bad =
+            |k: &str| (k == "SWITCHYARD_COMPOSE_ADDR_ETCD_EAST").then(|| "localhost".to_string());
         let e = Services::from_config(&json, &bad).unwrap_err().to_string();
-        assert!(e.contains("SWITCHYARD_COMPOSE_ADDR_ETCD_EAST=localhost") && e.contains("HOST:PORT"), "{e}");
+        assert!(
+            e.contains("SWITCHYARD_COMPOSE_ADDR_ETCD_EAST=localhost") && e.contains("HOST:PORT"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -738,9 +773,17 @@ mod tests {
                 "ports": [{"target": 2380, "published": "2380", "host_ip": "127.0.0.1"}]},
             "nolabel": {"image": "mongo:7.0.14"}
         }}"#;
-        let e = Services::from_config(json, &|_| None).unwrap_err().to_string();
-        assert!(e.contains("nolabel") && e.contains("switchyard.region"), "{e}");
-        let json = json.replace(r#""nolabel": {"image": "mongo:7.0.14"}"#, r#""x": {"image": "busybox"}"#);
+        let e = Services::from_config(json, &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nolabel") && e.contains("switchyard.region"),
+            "{e}"
+        );
+        let json = json.replace(
+            r#""nolabel": {"image": "mongo:7.0.14"}"#,
+            r#""x": {"image": "busybox"}"#,
+        );
         let s = Services::from_config(&json, &|_| None).unwrap();
         assert_eq!(s.get("cache-east-1").unwrap().addr, "127.0.0.1:16379");
         // 2380 (peers) is published, not 2379: the home address it is.
@@ -750,9 +793,13 @@ mod tests {
 
     #[test]
     fn an_unknown_backing_is_an_error_naming_the_variable_and_the_accepted_values() {
-        let e = Backing::parse(Some("kubernetes"), None, None).unwrap_err().to_string();
+        let e = Backing::parse(Some("kubernetes"), None, None)
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("SWITCHYARD_BACKING=\"kubernetes\"") && e.contains("`lab`") && e.contains("`compose`"),
+            e.contains("SWITCHYARD_BACKING=\"kubernetes\"")
+                && e.contains("`lab`")
+                && e.contains("`compose`"),
             "{e}"
         );
     }

@@ -15,6 +15,12 @@
 //! One server, one datacenter (`dc1`), one node (the agent's); ACL tokens
 //! are accepted and ignored. The state lives in memory and dies with the
 //! simulator.
+//!
+//! On `SWITCHYARD_BACKING=compose`, [`ConsulSim::start`] attaches to
+//! docker-compose.yml's three real Consul servers instead (reset from empty
+//! volumes, reached at `consul-east`'s address, [`ConsulSim::index`] and
+//! [`ConsulSim::sessions`] read over Consul's HTTP API): the same tests, a
+//! real Consul. See [`crate::backing`].
 
 pub mod state;
 
@@ -61,13 +67,18 @@ impl Shared {
 /// A running simulator; stopped on drop.
 pub struct ConsulSim {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    /// `None` when attached to compose's real Consul servers.
+    shared: Option<Arc<Shared>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    _compose_lock: Option<std::fs::File>,
 }
 
 impl ConsulSim {
     /// Listen on a free port of `host` and serve until dropped.
     pub async fn start(host: &str) -> anyhow::Result<ConsulSim> {
+        if let Some(project) = crate::backing::Backing::compose()? {
+            return Self::attach(project, host).await;
+        }
         let listener = TcpListener::bind((host, 0)).await?;
         let addr = listener.local_addr()?;
         let (changed, _) = watch::channel(0);
@@ -104,8 +115,41 @@ impl ConsulSim {
         };
         Ok(ConsulSim {
             addr,
-            shared,
+            shared: Some(shared),
             tasks: vec![reaper, server],
+            _compose_lock: None,
+        })
+    }
+
+    /// The compose backing: docker-compose.yml's Consul servers, reset from
+    /// empty volumes (Compose waits for their health check: a Raft leader),
+    /// reached at the first one's address. Listening on another host than
+    /// 127.0.0.1 (a network namespace's veth) is [`crate::backing::Unsupported`].
+    async fn attach(project: &crate::backing::Compose, host: &str) -> anyhow::Result<ConsulSim> {
+        use crate::backing::{ServiceKind, Unsupported};
+        if host != "127.0.0.1" {
+            return Err(Unsupported(format!(
+                "Consul listening on {host}; docker-compose.yml's servers have fixed addresses"
+            ))
+            .into());
+        }
+        let services = project.services().await?;
+        let found = services.of(ServiceKind::Consul);
+        let Some(first) = found.first() else {
+            anyhow::bail!("docker-compose.yml has no Consul service");
+        };
+        let addr: SocketAddr = first
+            .addr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{} ({}): {e}", first.name, first.addr))?;
+        let lock = project.lock("consul")?;
+        let names: Vec<&str> = found.iter().map(|s| s.name.as_str()).collect();
+        project.reset(&names).await?;
+        Ok(ConsulSim {
+            addr,
+            shared: None,
+            tasks: Vec::new(),
+            _compose_lock: Some(lock),
         })
     }
 
@@ -116,13 +160,56 @@ impl ConsulSim {
 
     /// The current Raft index (for tests).
     pub fn index(&self) -> u64 {
-        self.shared.with(|s| s.index)
+        match &self.shared {
+            Some(shared) => shared.with(|s| s.index),
+            None => real_get(self.addr, "/v1/kv/?recurse")
+                .map(|(index, _)| index)
+                .unwrap_or_else(|e| panic!("Consul at {}: {e}", self.addr)),
+        }
     }
 
     /// Number of live sessions (for tests).
     pub fn sessions(&self) -> usize {
-        self.shared.with(|s| s.sessions.len())
+        match &self.shared {
+            Some(shared) => shared.with(|s| s.sessions.len()),
+            None => real_get(self.addr, "/v1/session/list")
+                .and_then(|(_, body)| {
+                    serde_json::from_str::<Vec<serde_json::Value>>(&body)
+                        .map(|v| v.len())
+                        .map_err(|e| anyhow::anyhow!("/v1/session/list: {e}"))
+                })
+                .unwrap_or_else(|e| panic!("Consul at {}: {e}", self.addr)),
+        }
     }
+}
+
+/// One `GET` of a real Consul's HTTP API: `X-Consul-Index` and the body.
+fn real_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u64, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // HTTP/1.0: the answer is never chunked, and ends with the connection.
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("{path}: no HTTP header end"))?;
+    let status = head.lines().next().unwrap_or_default();
+    let code = status.split(' ').nth(1).unwrap_or_default();
+    // A missing key prefix is 404 with the index all the same.
+    if code != "200" && code != "404" {
+        anyhow::bail!("{path}: {status}");
+    }
+    let index = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-consul-index")
+                .then(|| v.trim().parse().ok())?
+        })
+        .ok_or_else(|| anyhow::anyhow!("{path}: no X-Consul-Index"))?;
+    Ok((index, body.to_string()))
 }
 
 impl Drop for ConsulSim {

@@ -11,6 +11,10 @@
 //! Each member's name carries a random run id, and start-up waits until the
 //! member's own client port lists a member of that name: a port answered by
 //! some other etcd is a clash, and the cluster is started again on new ports.
+//!
+//! On `SWITCHYARD_BACKING=compose` a three-member cluster is docker-compose.yml's
+//! (`etcd-east`, `-west`, `-south`, whose member names are their service
+//! names, checked the same way), reset for each test; see [`crate::backing`].
 
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -41,6 +45,9 @@ pub struct EtcdCluster {
     children: Mutex<HashMap<String, Child>>,
     root: PathBuf,
     _tmp: Option<tempfile::TempDir>,
+    /// Attached to docker-compose.yml's etcd services (see
+    /// [`crate::backing`]); members are named by their services.
+    compose: Option<(crate::backing::Compose, std::fs::File)>,
 }
 
 impl EtcdCluster {
@@ -57,6 +64,9 @@ impl EtcdCluster {
         base_dir: Option<&Path>,
         host: &str,
     ) -> Result<EtcdCluster> {
+        if let Some(project) = crate::backing::Backing::compose()? {
+            return Self::attach(project, members, base_dir, host).await;
+        }
         let mut attempt = 0;
         loop {
             match Self::start_once(members, base_dir, host).await {
@@ -67,6 +77,58 @@ impl EtcdCluster {
                 other => return other,
             }
         }
+    }
+
+    /// The compose backing: docker-compose.yml's three etcd members
+    /// (`etcd-east`, `-west`, `-south`), reset from empty volumes, at the
+    /// addresses [`crate::backing::Services`] resolves. One member, a chosen
+    /// directory or another listening host fail with
+    /// [`crate::backing::Unsupported`].
+    async fn attach(
+        project: &crate::backing::Compose,
+        members: usize,
+        base_dir: Option<&Path>,
+        host: &str,
+    ) -> Result<EtcdCluster> {
+        use crate::backing::{ServiceKind, Unsupported};
+        if members != 3 || base_dir.is_some() || host != "127.0.0.1" {
+            return Err(Unsupported(format!(
+                "etcd with {members} member(s){}{}; docker-compose.yml has three at fixed addresses",
+                base_dir.map_or(String::new(), |d| format!(" in {}", d.display())),
+                if host == "127.0.0.1" { String::new() } else { format!(" listening on {host}") },
+            ))
+            .into());
+        }
+        let services = project.services().await?;
+        let found = services.of(ServiceKind::Etcd);
+        let lock = project.lock("etcd")?;
+        let names: Vec<&str> = found.iter().map(|s| s.name.as_str()).collect();
+        project.reset(&names).await?;
+        let ms: Vec<EtcdMember> = found
+            .iter()
+            .map(|s| EtcdMember {
+                name: s.name.clone(),
+                client: s.addr.clone(),
+                peer: format!("{}:2380", s.home),
+                dir: PathBuf::from("/etcd-data"),
+            })
+            .collect();
+        let cluster = EtcdCluster {
+            initial_cluster: ms
+                .iter()
+                .map(|m| format!("{}=http://{}", m.name, m.peer))
+                .collect::<Vec<_>>()
+                .join(","),
+            members: ms,
+            children: Mutex::new(HashMap::new()),
+            root: project.dir(),
+            _tmp: None,
+            compose: Some((project.clone(), lock)),
+        };
+        for m in &cluster.members {
+            cluster.wait_member(m, Duration::from_secs(120)).await?;
+        }
+        Ok(cluster)
     }
 
     async fn start_once(members: usize, base_dir: Option<&Path>, host: &str) -> Result<Self> {
@@ -110,6 +172,7 @@ impl EtcdCluster {
             children: Mutex::new(HashMap::new()),
             root,
             _tmp: tmp,
+            compose: None,
         };
         for m in &cluster.members {
             cluster.spawn(m)?;
@@ -224,6 +287,7 @@ impl EtcdCluster {
     }
 
     /// The process id of a member, while it runs.
+    /// `None` on the compose backing (the process is in a container).
     pub fn pid(&self, name: &str) -> Option<u32> {
         self.children
             .lock()
@@ -234,6 +298,9 @@ impl EtcdCluster {
 
     /// `kill -9` a member.
     pub fn kill(&self, name: &str) -> Result<()> {
+        if let Some((project, _)) = &self.compose {
+            return project.kill(name);
+        }
         let mut c = self
             .children
             .lock()
@@ -253,13 +320,21 @@ impl EtcdCluster {
             .find(|m| m.name == name)
             .with_context(|| format!("no etcd member {name}"))?
             .clone();
-        self.spawn(&m)?;
+        match &self.compose {
+            Some((project, _)) => project.start(name)?,
+            None => self.spawn(&m)?,
+        }
         self.wait_member(&m, Duration::from_secs(60)).await
     }
 }
 
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
+        if self.compose.take().is_some() {
+            // The services stay up for the next test, which resets them;
+            // `root` is the repository, never removed.
+            return;
+        }
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         for (_, mut c) in children.drain() {
             let _ = c.kill();

@@ -83,7 +83,10 @@ pub struct RedisNode {
     pub name: String,
     /// Region.
     pub region: String,
-    /// TCP port on 127.0.0.1.
+    /// Where it listens: 127.0.0.1 in the lab; on the compose backing the
+    /// service's address (see [`crate::backing::Service::addr`]).
+    pub host: String,
+    /// TCP port on [`RedisNode::host`].
     pub port: u16,
     /// Its directory (config file, log, data).
     pub dir: PathBuf,
@@ -92,9 +95,9 @@ pub struct RedisNode {
 }
 
 impl RedisNode {
-    /// `127.0.0.1:port`.
+    /// `host:port`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
     /// Its config file (Sentinel and `CONFIG REWRITE` rewrite it).
     pub fn config_file(&self) -> PathBuf {
@@ -115,22 +118,35 @@ pub struct RedisCluster {
     topology: Topology,
     children: Mutex<HashMap<String, Child>>,
     run_ids: Mutex<HashMap<String, String>>,
+    /// Attached to docker-compose services instead of started (see
+    /// [`crate::backing`]): node name → service, and the lock held while
+    /// this test uses them.
+    compose: Option<(
+        crate::backing::Compose,
+        HashMap<String, String>,
+        std::fs::File,
+    )>,
 }
 
 /// Send one command over a plain socket (RESP), so the lab needs no
 /// client library of its own. Returns the reply as text (array elements
 /// one per line, nil as empty); an error reply is an `Err`.
-pub fn command(port: u16, args: &[&str], timeout: Duration) -> Result<String> {
-    let mut replies = commands(port, &[args], timeout)?;
+pub fn command(addr: &str, args: &[&str], timeout: Duration) -> Result<String> {
+    let mut replies = commands(addr, &[args], timeout)?;
     replies.remove(0)
 }
 
 /// Send several commands on one connection, in order (so `WAIT` counts
 /// the writes before it); one reply per command.
-pub fn commands(port: u16, cmds: &[&[&str]], timeout: Duration) -> Result<Vec<Result<String>>> {
+pub fn commands(addr: &str, cmds: &[&[&str]], timeout: Duration) -> Result<Vec<Result<String>>> {
     use std::io::{BufRead, BufReader, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    use std::net::ToSocketAddrs;
+    let sock = addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{addr} resolves to no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut req = String::new();
@@ -190,9 +206,9 @@ pub fn commands(port: u16, cmds: &[&[&str]], timeout: Duration) -> Result<Vec<Re
 
 /// `SET key value` then `WAIT 1 timeout` on one connection: whether a
 /// replica acknowledged the write.
-pub fn acked_set(port: u16, key: &str, value: &str) -> Result<bool> {
+pub fn acked_set(addr: &str, key: &str, value: &str) -> Result<bool> {
     let r = commands(
-        port,
+        addr,
         &[&["SET", key, value], &["WAIT", "1", "5000"]],
         Duration::from_secs(10),
     )?;
@@ -217,6 +233,9 @@ impl RedisCluster {
     /// taken by someone else between choosing it and binding it (another
     /// test's cluster) is detected, and the start is retried on new ports.
     pub async fn start(spec: RedisClusterSpec) -> Result<RedisCluster> {
+        if let Some(project) = crate::backing::Backing::compose()? {
+            return Self::attach(project, spec).await;
+        }
         let mut attempt = 0;
         loop {
             match Self::start_once(spec.clone()).await {
@@ -266,6 +285,7 @@ impl RedisCluster {
                 nodes.push(RedisNode {
                     name: format!("{}-{region}-{n}", spec.store),
                     region: region.clone(),
+                    host: "127.0.0.1".into(),
                     port: free_port()?,
                     dir: root.join(format!("{}-{region}-{n}", spec.store)),
                     sentinel: false,
@@ -277,6 +297,7 @@ impl RedisCluster {
                 nodes.push(RedisNode {
                     name: format!("{}-sentinel-{region}", spec.store),
                     region: region.clone(),
+                    host: "127.0.0.1".into(),
                     port: free_port()?,
                     dir: root.join(format!("{}-sentinel-{region}", spec.store)),
                     sentinel: true,
@@ -327,6 +348,7 @@ impl RedisCluster {
             topology,
             children: Mutex::new(HashMap::new()),
             run_ids: Mutex::new(HashMap::new()),
+            compose: None,
         };
         for n in cluster.nodes.iter().filter(|n| !n.sentinel) {
             cluster.spawn(n).await?;
@@ -334,22 +356,131 @@ impl RedisCluster {
         cluster.wait_replicating(Duration::from_secs(60)).await?;
         for n in cluster.nodes.iter().filter(|n| n.sentinel) {
             cluster.spawn(n).await?;
-            command(
-                n.port,
-                &[
-                    "SENTINEL",
-                    "DEBUG",
-                    "info-period",
-                    "100",
-                    "tilt-period",
-                    "1000",
-                ],
-                Duration::from_secs(5),
-            )
-            .with_context(|| format!("SENTINEL DEBUG on {}", n.name))?;
+            sentinel_debug(n)?;
         }
         cluster.wait_sentinels(Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// The compose backing: reset docker-compose.yml's `cache-*` services (a
+    /// master in east, a replica in west and south, a Sentinel per region)
+    /// from empty volumes and return the same handle, its members named as
+    /// the lab names them (which are the service names), its topology built
+    /// as the lab's from the services' addresses. Sentinel gets the lab's
+    /// timings at run time (`SENTINEL DEBUG`, `failover-timeout`). What the
+    /// compose file cannot provide fails with [`crate::backing::Unsupported`].
+    async fn attach(
+        project: &crate::backing::Compose,
+        spec: RedisClusterSpec,
+    ) -> Result<RedisCluster> {
+        use crate::backing::{ServiceKind, Unsupported};
+        let unsupported = |what: String| -> Result<RedisCluster> { Err(Unsupported(what).into()) };
+        if spec.regions != ["east", "west", "south"] || spec.members_per_region != 1 {
+            return unsupported(format!(
+                "Redis with {} member(s) per region in {:?}; docker-compose.yml has one in each of east, west, south",
+                spec.members_per_region, spec.regions
+            ));
+        }
+        if !spec.sentinels {
+            return unsupported(
+                "Redis without Sentinel; docker-compose.yml runs one per region".into(),
+            );
+        }
+        if spec.base_dir.is_some() {
+            return unsupported("a Redis cluster in a chosen directory".into());
+        }
+        let services = project.services().await?;
+        let lock = project.lock("redis")?;
+        let mut nodes = Vec::new();
+        let mut names = HashMap::new();
+        for (kind, sentinel) in [(ServiceKind::Redis, false), (ServiceKind::Sentinel, true)] {
+            for region in &spec.regions {
+                let found = services.in_region(kind, region);
+                let [svc] = found.as_slice() else {
+                    return unsupported(format!(
+                        "{} {kind:?} services in {region}, expected one",
+                        found.len()
+                    ));
+                };
+                let name = if sentinel {
+                    format!("{}-sentinel-{region}", spec.store)
+                } else {
+                    format!("{}-{region}-1", spec.store)
+                };
+                names.insert(name.clone(), svc.name.clone());
+                nodes.push(RedisNode {
+                    name,
+                    region: region.clone(),
+                    host: svc.host().to_string(),
+                    port: svc.port(),
+                    dir: PathBuf::from("/data"),
+                    sentinel,
+                });
+            }
+        }
+        let all: Vec<&str> = names.values().map(String::as_str).collect();
+        project.reset(&all).await?;
+        let topology = build_topology(&spec, &nodes, 2);
+        let cluster = RedisCluster {
+            root: project.dir(),
+            _tmp: None,
+            nodes,
+            topology,
+            children: Mutex::new(HashMap::new()),
+            run_ids: Mutex::new(HashMap::new()),
+            compose: Some((project.clone(), names, lock)),
+        };
+        cluster.wait_replicating(Duration::from_secs(120)).await?;
+        // compose/redis/sentinel.sh monitors `cache`; a test's store of
+        // another name is monitored under that name instead (Sentinel's
+        // own runtime commands), with the lab's timings.
+        // Sentinel is told the master's home address (what it announces).
+        let master_home = services.in_region(ServiceKind::Redis, "east")[0]
+            .home
+            .clone();
+        let down = spec.down_after_ms.to_string();
+        for n in cluster.nodes.iter().filter(|n| n.sentinel) {
+            sentinel_debug(n)?;
+            let mut cmds: Vec<Vec<&str>> = Vec::new();
+            if spec.store != "cache" {
+                cmds.push(vec!["SENTINEL", "REMOVE", "cache"]);
+                cmds.push(vec![
+                    "SENTINEL",
+                    "MONITOR",
+                    &spec.store,
+                    &master_home,
+                    "6379",
+                    "2",
+                ]);
+            }
+            cmds.push(vec![
+                "SENTINEL",
+                "SET",
+                &spec.store,
+                "down-after-milliseconds",
+                &down,
+            ]);
+            cmds.push(vec![
+                "SENTINEL",
+                "SET",
+                &spec.store,
+                "failover-timeout",
+                "10000",
+            ]);
+            cmds.push(vec!["SENTINEL", "SET", &spec.store, "parallel-syncs", "5"]);
+            for c in &cmds {
+                command(&n.addr(), c, Duration::from_secs(5))
+                    .with_context(|| format!("{} on {}", c.join(" "), n.name))?;
+            }
+        }
+        cluster.wait_sentinels(Duration::from_secs(120)).await?;
+        Ok(cluster)
+    }
+
+    /// The compose service of a node, when attached.
+    fn service(&self, name: &str) -> Option<(&crate::backing::Compose, &str)> {
+        let (project, names, _) = self.compose.as_ref()?;
+        names.get(name).map(|s| (project, s.as_str()))
     }
 
     /// Start a node's process from its config file; verify that the server
@@ -392,7 +523,7 @@ impl RedisCluster {
                     tail(&n.log_file())
                 );
             }
-            if let Ok(info) = command(n.port, &["INFO", "server"], Duration::from_secs(2)) {
+            if let Ok(info) = command(&n.addr(), &["INFO", "server"], Duration::from_secs(2)) {
                 let seen = info_field(&info, "process_id").and_then(|p| p.parse::<u32>().ok());
                 if seen != Some(pid) {
                     bail!(
@@ -410,7 +541,8 @@ impl RedisCluster {
                     return Ok(());
                 }
                 // A restarted member replays its AOF before serving.
-                if let Ok(p) = command(n.port, &["INFO", "persistence"], Duration::from_secs(2)) {
+                if let Ok(p) = command(&n.addr(), &["INFO", "persistence"], Duration::from_secs(2))
+                {
                     if info_field(&p, "loading").as_deref() == Some("0") {
                         return Ok(());
                     }
@@ -432,7 +564,7 @@ impl RedisCluster {
         let data: Vec<&RedisNode> = self.nodes.iter().filter(|n| !n.sentinel).collect();
         loop {
             let info = command(
-                data[0].port,
+                &data[0].addr(),
                 &["INFO", "replication"],
                 Duration::from_secs(2),
             )?;
@@ -459,7 +591,7 @@ impl RedisCluster {
             let mut last = String::new();
             for s in &sentinels {
                 let m = command(
-                    s.port,
+                    &s.addr(),
                     &["SENTINEL", "MASTER", &self.store().name],
                     Duration::from_secs(2),
                 )?;
@@ -537,7 +669,7 @@ impl RedisCluster {
     /// the lab started).
     pub fn cmd(&self, name: &str, args: &[&str]) -> Result<String> {
         let n = self.node(name)?;
-        command(n.port, args, Duration::from_secs(5))
+        command(&n.addr(), args, Duration::from_secs(5))
     }
 
     /// The directory holding the cluster.
@@ -553,6 +685,9 @@ impl RedisCluster {
 
     /// SIGKILL a node's process and reap it.
     pub fn kill(&self, name: &str) -> Result<()> {
+        if let Some((project, service)) = self.service(name) {
+            return project.kill(service);
+        }
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         let mut child = children
             .remove(name)
@@ -564,6 +699,9 @@ impl RedisCluster {
 
     /// Whether the lab's process for `name` is running.
     pub fn is_running(&self, name: &str) -> bool {
+        if let Some((project, service)) = self.service(name) {
+            return project.is_running(service);
+        }
         self.children
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -577,11 +715,41 @@ impl RedisCluster {
             bail!("{name} is running");
         }
         let n = self.node(name)?.clone();
+        if let Some((project, service)) = self.service(name) {
+            project.start(service)?;
+            return self.wait_serving(&n, Duration::from_secs(60)).await;
+        }
         self.spawn(&n).await
+    }
+
+    /// Wait until an attached node answers (a data member: its AOF replayed).
+    async fn wait_serving(&self, n: &RedisNode, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let probe = if n.sentinel { "server" } else { "persistence" };
+            match command(&n.addr(), &["INFO", probe], Duration::from_secs(2)) {
+                Ok(info) if n.sentinel || info_field(&info, "loading").as_deref() == Some("0") => {
+                    return Ok(())
+                }
+                other if Instant::now() > deadline => {
+                    bail!(
+                        "{} ({}) does not serve within {timeout:?}: {other:?}",
+                        n.name,
+                        n.addr()
+                    )
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Stop everything now (also done by `Drop`).
     pub fn teardown(&mut self) {
+        if self.compose.take().is_some() {
+            // The services stay up for the next test (which resets them);
+            // the lock is released. `root` is the repository: never removed.
+            return;
+        }
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         for (_, mut c) in children.drain() {
             let _ = c.kill();
@@ -602,6 +770,24 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// The lab's Sentinel timings (see the module comment), set at run time.
+fn sentinel_debug(n: &RedisNode) -> Result<()> {
+    command(
+        &n.addr(),
+        &[
+            "SENTINEL",
+            "DEBUG",
+            "info-period",
+            "100",
+            "tilt-period",
+            "1000",
+        ],
+        Duration::from_secs(5),
+    )
+    .with_context(|| format!("SENTINEL DEBUG on {}", n.name))
+    .map(drop)
 }
 
 fn is_port_clash(e: &anyhow::Error) -> bool {

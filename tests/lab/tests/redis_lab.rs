@@ -10,8 +10,8 @@ fn alive(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
-fn info(port: u16, key: &str) -> Option<String> {
-    let s = command(port, &["INFO", "server"], Duration::from_secs(2)).ok()?;
+fn info(addr: &str, key: &str) -> Option<String> {
+    let s = command(addr, &["INFO", "server"], Duration::from_secs(2)).ok()?;
     s.lines()
         .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
         .map(str::to_string)
@@ -27,17 +27,17 @@ async fn cluster_replicates_is_watched_by_sentinels_and_stops_on_drop() {
     let master = cluster.nodes()[0].clone();
     let replica = cluster.nodes()[1].clone();
     // The server on each port is the process the lab started.
-    assert_eq!(info(master.port, "run_id"), cluster.run_id(&master.name));
-    command(master.port, &["SET", "k", "v"], Duration::from_secs(2)).unwrap();
+    assert_eq!(info(&master.addr(), "run_id"), cluster.run_id(&master.name));
+    command(&master.addr(), &["SET", "k", "v"], Duration::from_secs(2)).unwrap();
     // (WAIT counts per connection, and each `command` is its own: poll.)
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while command(replica.port, &["GET", "k"], Duration::from_secs(2)).unwrap() != "v" {
+    while command(&replica.addr(), &["GET", "k"], Duration::from_secs(2)).unwrap() != "v" {
         assert!(std::time::Instant::now() < deadline, "replica never got k");
         std::thread::sleep(Duration::from_millis(20));
     }
     let s = cluster.nodes().iter().find(|n| n.sentinel).unwrap();
     let addr = command(
-        s.port,
+        &s.addr(),
         &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &store.name],
         Duration::from_secs(2),
     )
@@ -47,12 +47,15 @@ async fn cluster_replicates_is_watched_by_sentinels_and_stops_on_drop() {
     // Kill and restart: a new process, the data back from its AOF.
     let old = cluster.run_id(&replica.name);
     cluster.kill(&replica.name).unwrap();
-    assert!(command(replica.port, &["PING"], Duration::from_millis(500)).is_err());
+    assert!(command(&replica.addr(), &["PING"], Duration::from_millis(500)).is_err());
     cluster.restart(&replica.name).await.unwrap();
     assert_ne!(cluster.run_id(&replica.name), old);
-    assert_eq!(info(replica.port, "run_id"), cluster.run_id(&replica.name));
+    assert_eq!(
+        info(&replica.addr(), "run_id"),
+        cluster.run_id(&replica.name)
+    );
 
-    let pid: u32 = info(master.port, "process_id").unwrap().parse().unwrap();
+    let pid: u32 = info(&master.addr(), "process_id").unwrap().parse().unwrap();
     let root = cluster.root().to_path_buf();
     drop(cluster);
     assert!(!alive(pid), "redis-server survived teardown");
@@ -94,9 +97,12 @@ fn binary_redis_up_runs_until_sigterm() {
         report.diagnostics
     );
     let port = ready["members"][0]["port"].as_u64().unwrap() as u16;
-    let pid: u32 = info(port, "process_id").unwrap().parse().unwrap();
+    let pid: u32 = info(&format!("127.0.0.1:{port}"), "process_id")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(
-        info(port, "run_id").as_deref(),
+        info(&format!("127.0.0.1:{port}"), "run_id").as_deref(),
         ready["members"][0]["run_id"].as_str()
     );
     switchyard_lab::postgres::signal(child.id(), "TERM").unwrap();

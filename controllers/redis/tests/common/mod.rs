@@ -18,12 +18,13 @@ pub struct RedisFixture {
     pub cluster: RedisCluster,
     /// The controller inside the standard layers, as the coordinator runs it.
     pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
-    conns: Mutex<HashMap<u16, MultiplexedConnection>>,
+    conns: Mutex<HashMap<String, MultiplexedConnection>>,
 }
 
-/// Connect to 127.0.0.1:port with short timeouts.
-pub async fn connect(port: u16) -> redis::RedisResult<MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+/// Connect to `host:port` (a [`switchyard_lab::redis::RedisNode::addr`])
+/// with short timeouts.
+pub async fn connect(addr: &str) -> redis::RedisResult<MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
     client
         .get_multiplexed_async_connection_with_config(
             &redis::AsyncConnectionConfig::new()
@@ -46,20 +47,23 @@ impl RedisFixture {
         })
     }
 
-    pub async fn conn(&self, port: u16) -> redis::RedisResult<MultiplexedConnection> {
-        if let Some(c) = self.conns.lock().unwrap().get(&port) {
+    pub async fn conn(&self, addr: &str) -> redis::RedisResult<MultiplexedConnection> {
+        if let Some(c) = self.conns.lock().unwrap().get(addr) {
             return Ok(c.clone());
         }
-        let c = connect(port).await?;
-        self.conns.lock().unwrap().insert(port, c.clone());
+        let c = connect(addr).await?;
+        self.conns
+            .lock()
+            .unwrap()
+            .insert(addr.to_string(), c.clone());
         Ok(c)
     }
 
-    /// The port of the member the controller observes as the only primary.
-    pub async fn primary_port(&self) -> Result<u16, HarnessError> {
+    /// The address of the member the controller observes as the only primary.
+    pub async fn primary_addr(&self) -> Result<String, HarnessError> {
         let s = self.ctl.observe().await?;
         let p = s.primary().ok_or("no single primary")?;
-        Ok(self.cluster.node(&p.name)?.port)
+        Ok(self.cluster.node(&p.name)?.addr())
     }
 
     /// Every member whose ROLE says master, asked directly.
@@ -121,13 +125,13 @@ impl Harness for RedisFixture {
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {
-        let port = self.primary_port().await?;
-        let mut c = self.conn(port).await?;
+        let port = self.primary_addr().await?;
+        let mut c = self.conn(&port).await?;
         let acked = match acked_set(&mut c, &format!("conformance:{key}"), "1").await {
             // Sentinel kills the clients of members it reconfigures.
             Err(e) if e.is_connection_dropped() || e.is_io_error() => {
                 self.conns.lock().unwrap().remove(&port);
-                let mut c = self.conn(port).await?;
+                let mut c = self.conn(&port).await?;
                 acked_set(&mut c, &format!("conformance:{key}"), "1").await?
             }
             other => other?,
@@ -140,13 +144,13 @@ impl Harness for RedisFixture {
     }
 
     async fn contains(&self, key: u64) -> Result<bool, HarnessError> {
-        let port = self.primary_port().await?;
+        let port = self.primary_addr().await?;
         let get = redis::cmd("GET").arg(format!("conformance:{key}")).clone();
-        let mut c = self.conn(port).await?;
+        let mut c = self.conn(&port).await?;
         let v: Option<String> = match get.query_async(&mut c).await {
             Err(e) if e.is_connection_dropped() || e.is_io_error() => {
                 self.conns.lock().unwrap().remove(&port);
-                let mut c = self.conn(port).await?;
+                let mut c = self.conn(&port).await?;
                 get.query_async(&mut c).await?
             }
             other => other?,
@@ -155,7 +159,7 @@ impl Harness for RedisFixture {
     }
 
     async fn kill_member(&self, member: &str) -> Result<(), HarnessError> {
-        let port = self.cluster.node(member)?.port;
+        let port = self.cluster.node(member)?.addr();
         self.conns.lock().unwrap().remove(&port);
         self.cluster.kill(member)?;
         Ok(())
@@ -170,14 +174,14 @@ impl Harness for RedisFixture {
     /// (it stays reachable for INFO); 2 MiB written on the master then
     /// put it beyond the lab's 1 MiB bound.
     async fn induce_lag(&self, region: &str) -> Result<bool, HarnessError> {
-        let primary = self.primary_port().await?;
+        let primary = self.primary_addr().await?;
         for n in self.cluster.data_members().filter(|n| n.region == region) {
-            if n.port != primary {
+            if n.addr() != primary {
                 self.cluster
                     .cmd(&n.name, &["CLIENT", "PAUSE", "60000", "WRITE"])?;
             }
         }
-        let mut c = self.conn(primary).await?;
+        let mut c = self.conn(&primary).await?;
         redis::cmd("SET")
             .arg("conformance:lag-filler")
             .arg("x".repeat(2 << 20))
