@@ -558,6 +558,41 @@ pub fn compose_topology() -> Result<switchyard_topology::Topology> {
 }
 
 #[cfg(test)]
+/// docker-compose.yml as Compose resolves it, in JSON. CI has Debian's
+/// docker-compose 1.29 (its `config` prints YAML only) and PyYAML (for
+/// compose/check.py); Compose v2's `config --format json` prints the
+/// same model, which the long-form port test covers.
+pub(crate) fn resolved_compose_file_for_tests() -> String {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker-compose.yml");
+    let yaml = std::process::Command::new("docker-compose")
+        .arg("-f")
+        .arg(&file)
+        .arg("config")
+        .env_remove("SWITCHYARD_BACKEND")
+        .output()
+        .expect("docker-compose (Debian's docker-compose package; scripts/lib.sh installs it)");
+    assert!(
+        yaml.status.success(),
+        "{}",
+        String::from_utf8_lossy(&yaml.stderr)
+    );
+    let mut py = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with PyYAML");
+    use std::io::Write;
+    py.stdin.take().unwrap().write_all(&yaml.stdout).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -606,40 +641,6 @@ mod tests {
         assert_eq!(c.dir(), Path::new("/x"));
     }
 
-    /// docker-compose.yml as Compose resolves it, in JSON. CI has Debian's
-    /// docker-compose 1.29 (its `config` prints YAML only) and PyYAML (for
-    /// compose/check.py); Compose v2's `config --format json` prints the
-    /// same model, which the long-form port test below covers.
-    fn resolved_compose_file() -> String {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker-compose.yml");
-        let yaml = std::process::Command::new("docker-compose")
-            .arg("-f")
-            .arg(&file)
-            .arg("config")
-            .env_remove("SWITCHYARD_BACKEND")
-            .output()
-            .expect("docker-compose (Debian's docker-compose package; scripts/lib.sh installs it)");
-        assert!(
-            yaml.status.success(),
-            "{}",
-            String::from_utf8_lossy(&yaml.stderr)
-        );
-        let mut py = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with PyYAML");
-        use std::io::Write;
-        py.stdin.take().unwrap().write_all(&yaml.stdout).unwrap();
-        let out = py.wait_with_output().unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     fn names(v: Vec<&Service>) -> Vec<(&str, &str, &str)> {
         v.into_iter()
             .map(|s| (s.name.as_str(), s.region.as_str(), s.addr.as_str()))
@@ -648,7 +649,7 @@ mod tests {
 
     #[test]
     fn every_store_kind_resolves_from_the_compose_file() {
-        let s = Services::from_config(&resolved_compose_file(), &|_| None).unwrap();
+        let s = Services::from_config(&resolved_compose_file_for_tests(), &|_| None).unwrap();
         use ServiceKind::*;
         assert_eq!(
             names(s.of(Postgres)),
@@ -739,7 +740,7 @@ mod tests {
 
     #[test]
     fn an_address_override_wins_and_a_bad_one_names_its_variable() {
-        let json = resolved_compose_file();
+        let json = resolved_compose_file_for_tests();
         let env = |k: &str| {
             (k == "SWITCHYARD_COMPOSE_ADDR_CACHE_WEST_1").then(|| "127.0.0.1:16379".to_string())
         };

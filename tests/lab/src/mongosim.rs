@@ -15,8 +15,13 @@
 //! sim.cut_region("east");
 //! # Ok(()) }
 //! ```
+//!
+//! On `SWITCHYARD_BACKING=compose`, [`MongoSim::start`] lays the spec onto
+//! docker-compose.yml's real `mongod` servers instead ([`compose`]): the same
+//! handle, the same tests, answered by the real set.
 
 pub mod commands;
+pub mod compose;
 pub mod server;
 pub mod wire;
 pub mod world;
@@ -189,8 +194,10 @@ impl MongoSimSpec {
 pub struct MongoSim {
     spec: MongoSimSpec,
     hosts: Vec<String>,
-    shared: Arc<Shared>,
+    /// The simulated world; `None` when attached to compose.
+    shared: Option<Arc<Shared>>,
     tasks: Vec<JoinHandle<()>>,
+    compose: Option<compose::Attached>,
 }
 
 impl MongoSim {
@@ -199,6 +206,17 @@ impl MongoSim {
     pub async fn start(spec: MongoSimSpec) -> anyhow::Result<MongoSim> {
         if spec.members.is_empty() {
             bail!("a replica set needs members");
+        }
+        if let Some(project) = crate::backing::Backing::compose()? {
+            let mut spec = spec;
+            let (attached, hosts) = compose::attach(project, &mut spec).await?;
+            return Ok(MongoSim {
+                spec,
+                hosts,
+                shared: None,
+                tasks: Vec::new(),
+                compose: Some(attached),
+            });
         }
         let mut listeners = Vec::new();
         let mut hosts = Vec::new();
@@ -251,8 +269,9 @@ impl MongoSim {
         Ok(MongoSim {
             spec,
             hosts,
-            shared,
+            shared: Some(shared),
             tasks,
+            compose: None,
         })
     }
 
@@ -351,6 +370,14 @@ impl MongoSim {
         }
     }
 
+    /// The simulated world (every method answers from the compose set
+    /// first when attached, so this is reached on the lab only).
+    fn sim(&self) -> &Shared {
+        self.shared
+            .as_deref()
+            .expect("a compose-attached replica set has no simulated world")
+    }
+
     fn idx(&self, name: &str) -> usize {
         self.spec
             .members
@@ -363,19 +390,28 @@ impl MongoSim {
     /// replicates. Its data survives for [`MongoSim::revive`].
     pub fn kill(&self, name: &str) {
         let i = self.idx(name);
-        self.shared.mutate(|w| w.kill(i, Instant::now()));
+        if let Some(c) = &self.compose {
+            return c.kill(i);
+        }
+        self.sim().mutate(|w| w.kill(i, Instant::now()));
     }
 
     /// Restart a killed member (it comes back as a secondary).
     pub fn revive(&self, name: &str) {
         let i = self.idx(name);
-        self.shared.mutate(|w| w.revive(i, Instant::now()));
+        if let Some(c) = &self.compose {
+            return c.revive(i);
+        }
+        self.sim().mutate(|w| w.revive(i, Instant::now()));
     }
 
     /// Cut a region off: no traffic in or out (members inside still see
     /// each other); client connections to its members are reset.
     pub fn cut_region(&self, region: &str) {
-        self.shared.mutate(|w| {
+        if let Some(c) = &self.compose {
+            return c.region(region, true);
+        }
+        self.sim().mutate(|w| {
             w.cut.insert(region.to_string());
             for i in 0..w.nodes.len() {
                 if w.nodes[i].region == region {
@@ -387,7 +423,10 @@ impl MongoSim {
 
     /// Undo [`MongoSim::cut_region`].
     pub fn heal_region(&self, region: &str) {
-        self.shared.mutate(|w| {
+        if let Some(c) = &self.compose {
+            return c.region(region, false);
+        }
+        self.sim().mutate(|w| {
             w.cut.remove(region);
         });
     }
@@ -395,12 +434,19 @@ impl MongoSim {
     /// Delay with which `name` applies its sync source's oplog entries.
     pub fn set_lag(&self, name: &str, lag: Duration) {
         let i = self.idx(name);
-        self.shared.mutate(|w| w.nodes[i].lag = lag);
+        if self.compose.is_some() {
+            compose::Attached::refuse("set_lag");
+        }
+        self.sim().mutate(|w| w.nodes[i].lag = lag);
     }
 
     /// Name of the primary with the highest term among running members.
     pub fn primary(&self) -> Option<String> {
-        let w = self.shared.lock();
+        if let Some(c) = &self.compose {
+            let p = c.primaries().into_iter().max_by_key(|(_, t)| *t)?;
+            return Some(self.spec.members[p.0].name.clone());
+        }
+        let w = self.sim().lock();
         w.nodes
             .iter()
             .filter(|n| n.alive && n.state == NodeState::Primary)
@@ -410,7 +456,10 @@ impl MongoSim {
 
     /// Wait until some member is primary; `None` after `timeout`.
     pub async fn wait_for_primary(&self, timeout: Duration) -> Option<String> {
-        self.shared
+        if self.compose.is_some() {
+            return self.wait_compose(timeout, None).await;
+        }
+        self.sim()
             .wait_for(timeout, |w| {
                 w.nodes
                     .iter()
@@ -424,7 +473,10 @@ impl MongoSim {
     /// Wait until a member of `region` is primary (and the only primary
     /// clients can reach).
     pub async fn wait_for_primary_in(&self, region: &str, timeout: Duration) -> Option<String> {
-        self.shared
+        if self.compose.is_some() {
+            return self.wait_compose(timeout, Some(region)).await;
+        }
+        self.sim()
             .wait_for(timeout, |w| {
                 let ps: Vec<usize> = (0..w.nodes.len())
                     .filter(|&i| w.client_reachable(i) && w.nodes[i].state == NodeState::Primary)
@@ -440,25 +492,57 @@ impl MongoSim {
     /// Inserts rolled back on any member so far (w:1 writes that never
     /// reached a majority before their primary lost its role).
     pub fn rolled_back_inserts(&self) -> u64 {
-        self.shared.lock().rolled_back_inserts
+        if self.compose.is_some() {
+            compose::Attached::refuse("rolled_back_inserts");
+        }
+        self.sim().lock().rolled_back_inserts
+    }
+
+    /// On compose: poll the members until one primary (in `region`, when
+    /// given) is the only one.
+    async fn wait_compose(&self, timeout: Duration, region: Option<&str>) -> Option<String> {
+        let c = self.compose.as_ref()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ps = c.primaries();
+            if let [(i, _)] = ps.as_slice() {
+                let m = &self.spec.members[*i];
+                if region.is_none_or(|r| m.region == r) {
+                    return Some(m.name.clone());
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(compose::Attached::POLL).await;
+        }
     }
 
     /// Current term of a member.
     pub fn term(&self, name: &str) -> i64 {
         let i = self.idx(name);
-        self.shared.lock().nodes[i].term
+        if let Some(c) = &self.compose {
+            return c.term(i);
+        }
+        self.sim().lock().nodes[i].term
     }
 
     /// Installed config version of a member.
     pub fn config_version(&self, name: &str) -> i64 {
         let i = self.idx(name);
-        self.shared.lock().nodes[i].config.version
+        if let Some(c) = &self.compose {
+            return c.config_version(i);
+        }
+        self.sim().lock().nodes[i].config.version
     }
 
     /// Number of documents `name` holds in `db.coll`.
     pub fn count_docs(&self, name: &str, ns: &str) -> usize {
         let i = self.idx(name);
-        self.shared.lock().nodes[i]
+        if let Some(c) = &self.compose {
+            return c.count_docs(i, ns);
+        }
+        self.sim().lock().nodes[i]
             .data
             .get(ns)
             .map_or(0, |c| c.docs.len())
@@ -467,7 +551,11 @@ impl MongoSim {
     /// One line per member (state, term, oplog, commit point, config
     /// version, sync source), for test failure messages.
     pub fn describe(&self) -> String {
-        let w = self.shared.lock();
+        if let Some(c) = &self.compose {
+            let names: Vec<String> = self.spec.members.iter().map(|m| m.name.clone()).collect();
+            return c.describe(&names);
+        }
+        let w = self.sim().lock();
         w.nodes
             .iter()
             .map(|n| {
@@ -493,6 +581,12 @@ impl MongoSim {
     /// `revive MEMBER`, `lag MEMBER MILLIS`, `primary`, `describe`.
     /// Returns the reply line.
     pub fn control(&self, line: &str) -> anyhow::Result<String> {
+        if self.compose.is_some() {
+            return Err(crate::backing::Unsupported(format!(
+                "the simulator's control command {line:?} on compose's real mongod"
+            ))
+            .into());
+        }
         let words: Vec<&str> = line.split_whitespace().collect();
         let member = |n: &str| -> anyhow::Result<()> {
             if self.spec.members.iter().any(|m| m.name == n) {
@@ -530,7 +624,12 @@ impl MongoSim {
 
     /// Stop every task and close every port.
     pub fn shutdown(&mut self) {
-        self.shared.shutdown.send_replace(true);
+        if let Some(shared) = &self.shared {
+            shared.shutdown.send_replace(true);
+        }
+        // Attached: the services stay up for the next test, which resets
+        // them; the lock goes with the attachment.
+        self.compose = None;
         for t in self.tasks.drain(..) {
             t.abort();
         }
