@@ -6,6 +6,8 @@
 # needed; see docs/compose.md and tests/lab/src/backing.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/compose-backing.sh
+check_backing
 . scripts/lib.sh
 install_missing
 
@@ -17,7 +19,6 @@ python3 compose/check.py
 
 skip=()
 if [ "${SWITCHYARD_BACKING:-lab}" = compose ]; then
-  . scripts/compose-backing.sh
   compose_backing_up
 fi
 

@@ -38,9 +38,16 @@ async fn append(sim: &EsdbSim, id: uuid::Uuid) {
 
 fn leader_epoch(sim: &EsdbSim) -> (String, String, i64) {
     let name = sim.leader().expect("a leader");
-    let w = sim.shared().lock();
-    let n = w.nodes.iter().find(|n| n.name == name).unwrap();
-    (name.clone(), n.region.clone(), n.epoch().0)
+    let region = sim
+        .spec()
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .unwrap()
+        .region
+        .clone();
+    let epoch = sim.epoch(&name).unwrap();
+    (name, region, epoch)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,10 @@ impl Harness for SimHarness {
     }
 
     async fn induce_lag(&self, region: &str) -> Result<bool, HarnessError> {
+        if !self.lab.sim.can_set_lag() {
+            // SWITCHYARD_BACKING=compose: a real node has no delay to set.
+            return Ok(false);
+        }
         for n in self.lab.sim.spec().nodes.clone() {
             if n.region == region {
                 self.lab.sim.set_lag(&n.name, Duration::from_secs(3600))?;

@@ -551,6 +551,50 @@ fn published(svc: &serde_json::Value, target: u16) -> Option<String> {
     None
 }
 
+/// One HTTP/1.0 exchange (never chunked; the answer ends with the
+/// connection), for the attached stores' admin APIs: the status code and
+/// the body. HTTP/1.0 so that no client library is needed here.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String, String)> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let sock = addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{method} {addr}{path}: no HTTP header end"))?;
+    let code = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{method} {addr}{path}: no status line"))?;
+    Ok((code, head.to_string(), body.to_string()))
+}
+
 /// The topology docker-compose.yml runs: topologies/examples/compose.toml.
 pub fn compose_topology() -> Result<switchyard_topology::Topology> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/examples/compose.toml");

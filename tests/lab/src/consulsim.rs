@@ -185,21 +185,10 @@ impl ConsulSim {
 
 /// One `GET` of a real Consul's HTTP API: `X-Consul-Index` and the body.
 fn real_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u64, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    // HTTP/1.0: the answer is never chunked, and ends with the connection.
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, body) = out
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("{path}: no HTTP header end"))?;
-    let status = head.lines().next().unwrap_or_default();
-    let code = status.split(' ').nth(1).unwrap_or_default();
+    let (code, head, body) = crate::backing::http(&addr.to_string(), "GET", path, &[], "")?;
     // A missing key prefix is 404 with the index all the same.
-    if code != "200" && code != "404" {
-        anyhow::bail!("{path}: {status}");
+    if code != 200 && code != 404 {
+        anyhow::bail!("{path}: HTTP {code}");
     }
     let index = head
         .lines()
@@ -209,7 +198,7 @@ fn real_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u64, String)> {
                 .then(|| v.trim().parse().ok())?
         })
         .ok_or_else(|| anyhow::anyhow!("{path}: no X-Consul-Index"))?;
-    Ok((index, body.to_string()))
+    Ok((index, body))
 }
 
 impl Drop for ConsulSim {
@@ -905,5 +894,47 @@ mod tests {
         assert!(validate_key("switchyard/leader").is_ok());
         assert!(validate_key("/x").is_err());
         assert!(validate_key("a b").is_err());
+    }
+}
+
+#[cfg(test)]
+mod compose_reads {
+    use super::*;
+
+    /// What the compose backing reads from a real Consul (the index and the
+    /// session list, over HTTP/1.0) agrees with what the simulator holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn index_and_sessions_over_http_match_the_state() {
+        let sim = ConsulSim::start("127.0.0.1").await.unwrap();
+        let addr = sim.addr;
+        let created = tokio::task::spawn_blocking(move || {
+            crate::backing::http(
+                &addr.to_string(),
+                "PUT",
+                "/v1/session/create",
+                &[],
+                r#"{"TTL": "30s"}"#,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(created.0, 200, "{created:?}");
+        let (index, body) = tokio::task::spawn_blocking(move || real_get(addr, "/v1/session/list"))
+            .await
+            .unwrap()
+            .unwrap();
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        assert_eq!(listed.len(), sim.sessions());
+        assert_eq!(listed.len(), 1);
+        assert!(index >= 1);
+        let (kv_index, _) = tokio::task::spawn_blocking(move || real_get(addr, "/v1/kv/?recurse"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            kv_index >= 1,
+            "a 404 for an empty store still carries X-Consul-Index"
+        );
     }
 }

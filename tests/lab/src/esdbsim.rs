@@ -15,8 +15,12 @@
 //! println!("{leader:?} at {}", sim.endpoint("ledger-east").unwrap());
 //! # Ok(()) }
 //! ```
+//!
+//! On `SWITCHYARD_BACKING=compose`, [`EsdbSim::start`] attaches to
+//! docker-compose.yml's real EventStoreDB nodes instead ([`compose`]).
 
 mod batch_append;
+pub mod compose;
 mod proto;
 mod server;
 pub mod world;
@@ -130,8 +134,11 @@ impl Shared {
 #[derive(Debug)]
 pub struct EsdbSim {
     spec: EsdbSimSpec,
-    ports: Vec<u16>,
-    shared: Arc<Shared>,
+    /// `host:port` per node.
+    hosts: Vec<String>,
+    /// The simulated world; `None` when attached to compose.
+    shared: Option<Arc<Shared>>,
+    compose: Option<compose::Attached>,
     tasks: Vec<JoinHandle<()>>,
     conns: Arc<Mutex<Vec<Vec<tokio::task::AbortHandle>>>>,
 }
@@ -142,6 +149,19 @@ impl EsdbSim {
     pub async fn start(spec: EsdbSimSpec) -> anyhow::Result<EsdbSim> {
         if spec.nodes.iter().filter(|n| !n.read_only).count() == 0 {
             bail!("a cluster needs at least one node that is not a read-only replica");
+        }
+        if let Some(project) = crate::backing::Backing::compose()? {
+            let attached = compose::attach(project, &spec).await?;
+            return Ok(EsdbSim {
+                hosts: (0..spec.nodes.len())
+                    .map(|i| attached.addr(i).to_string())
+                    .collect(),
+                spec,
+                shared: None,
+                compose: Some(attached),
+                tasks: Vec::new(),
+                conns: Arc::default(),
+            });
         }
         let mut listeners = Vec::new();
         let mut ports = Vec::new();
@@ -239,8 +259,9 @@ impl EsdbSim {
         }));
         Ok(EsdbSim {
             spec,
-            ports,
-            shared,
+            hosts: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            shared: Some(shared),
+            compose: None,
             tasks,
             conns,
         })
@@ -251,9 +272,23 @@ impl EsdbSim {
         &self.spec
     }
 
-    /// The shared world (for tests that look inside).
+    /// The shared world (for tests that look inside; the simulator's only:
+    /// panics on compose, where [`EsdbSim::epoch`] and the other accessors
+    /// ask the real nodes).
     pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+        self.shared
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}", compose::Attached::refuse("the simulated world")))
+    }
+
+    /// A node's epoch number (EventStoreDB's election counter), as the
+    /// simulator holds it or, on compose, as the node gossips it.
+    pub fn epoch(&self, name: &str) -> anyhow::Result<i64> {
+        let i = self.idx(name)?;
+        match &self.compose {
+            Some(c) => c.epoch(i),
+            None => Ok(self.shared().lock().nodes[i].epoch().0),
+        }
     }
 
     fn idx(&self, name: &str) -> anyhow::Result<usize> {
@@ -264,20 +299,15 @@ impl EsdbSim {
             .with_context(|| format!("no simulated node named {name}"))
     }
 
-    /// `127.0.0.1:PORT` of a node.
+    /// `HOST:PORT` of a node (127.0.0.1 in the lab).
     pub fn endpoint(&self, name: &str) -> Option<String> {
         let i = self.idx(name).ok()?;
-        Some(format!("127.0.0.1:{}", self.ports[i]))
+        Some(self.hosts[i].clone())
     }
 
     /// A `kurrentdb://` connection string with every node as a gossip seed.
     pub fn connection_string(&self) -> String {
-        let seeds: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        format!("kurrentdb://{}?tls=false", seeds.join(","))
+        format!("kurrentdb://{}?tls=false", self.hosts.join(","))
     }
 
     fn drop_connections(&self, i: usize) {
@@ -290,7 +320,10 @@ impl EsdbSim {
     /// Stop a node's process (its log survives for [`EsdbSim::revive`]).
     pub fn kill(&self, name: &str) -> anyhow::Result<()> {
         let i = self.idx(name)?;
-        self.shared.mutate(|w| w.kill(i, Instant::now()));
+        if let Some(c) = &self.compose {
+            return c.kill(i);
+        }
+        self.shared().mutate(|w| w.kill(i, Instant::now()));
         self.drop_connections(i);
         Ok(())
     }
@@ -299,7 +332,10 @@ impl EsdbSim {
     /// configured `NodePriority`.
     pub fn revive(&self, name: &str) -> anyhow::Result<()> {
         let i = self.idx(name)?;
-        self.shared.mutate(|w| w.revive(i, Instant::now()));
+        if let Some(c) = &self.compose {
+            return c.revive(i);
+        }
+        self.shared().mutate(|w| w.revive(i, Instant::now()));
         Ok(())
     }
 
@@ -308,7 +344,10 @@ impl EsdbSim {
         if !self.spec.nodes.iter().any(|n| n.region == region) {
             bail!("no region named {region}");
         }
-        self.shared.mutate(|w| w.cut.insert(region.to_string()));
+        if let Some(c) = &self.compose {
+            return c.region(region, true);
+        }
+        self.shared().mutate(|w| w.cut.insert(region.to_string()));
         for (i, n) in self.spec.nodes.iter().enumerate() {
             if n.region == region {
                 self.drop_connections(i);
@@ -322,30 +361,75 @@ impl EsdbSim {
         if !self.spec.nodes.iter().any(|n| n.region == region) {
             bail!("no region named {region}");
         }
-        self.shared.mutate(|w| w.cut.remove(region));
+        if let Some(c) = &self.compose {
+            return c.region(region, false);
+        }
+        self.shared().mutate(|w| w.cut.remove(region));
         Ok(())
+    }
+
+    /// Whether [`EsdbSim::set_lag`] works here (the simulator's only).
+    pub fn can_set_lag(&self) -> bool {
+        self.compose.is_none()
     }
 
     /// Replication delay of a node.
     pub fn set_lag(&self, name: &str, lag: Duration) -> anyhow::Result<()> {
         let i = self.idx(name)?;
-        self.shared.mutate(|w| w.nodes[i].lag = lag);
+        if self.compose.is_some() {
+            return Err(compose::Attached::refuse("set_lag"));
+        }
+        self.shared().mutate(|w| w.nodes[i].lag = lag);
         Ok(())
     }
 
     /// The leader a client can reach, if exactly one.
     pub fn leader(&self) -> Option<String> {
-        leader_name(&self.shared.lock())
+        if let Some(c) = &self.compose {
+            return match c.leaders().as_slice() {
+                [l] => Some(self.spec.nodes[*l].name.clone()),
+                _ => None,
+            };
+        }
+        leader_name(&self.shared().lock())
     }
 
     /// Wait for a reachable leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<String> {
-        self.shared.wait_for(timeout, leader_name).await
+        if self.compose.is_some() {
+            return self.wait_compose(timeout, None).await;
+        }
+        self.shared().wait_for(timeout, leader_name).await
+    }
+
+    /// On compose: poll the nodes' gossip until one leader (in `region`,
+    /// when given) is the only one.
+    async fn wait_compose(&self, timeout: Duration, region: Option<&str>) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader() {
+                let in_region = self
+                    .spec
+                    .nodes
+                    .iter()
+                    .any(|n| n.name == l && region.is_none_or(|r| n.region == r));
+                if in_region {
+                    return Some(l);
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Wait for a reachable leader in `region`.
     pub async fn wait_for_leader_in(&self, region: &str, timeout: Duration) -> Option<String> {
-        self.shared
+        if self.compose.is_some() {
+            return self.wait_compose(timeout, Some(region)).await;
+        }
+        self.shared()
             .wait_for(timeout, |w| {
                 leader_name(w)
                     .filter(|l| w.nodes.iter().any(|n| &n.name == l && n.region == region))
@@ -356,8 +440,11 @@ impl EsdbSim {
     /// Event ids of `stream` as held by node `name`, in order.
     pub fn stream_ids(&self, name: &str, stream: &str) -> anyhow::Result<Vec<uuid::Uuid>> {
         let i = self.idx(name)?;
+        if let Some(c) = &self.compose {
+            return c.stream_ids(i, stream);
+        }
         Ok(self
-            .shared
+            .shared()
             .lock()
             .events(i, stream)
             .into_iter()
@@ -367,12 +454,18 @@ impl EsdbSim {
 
     /// Appends acknowledged so far.
     pub fn acknowledged(&self) -> u64 {
-        self.shared.lock().acknowledged
+        if self.compose.is_some() {
+            panic!("{}", compose::Attached::refuse("acknowledged"));
+        }
+        self.shared().lock().acknowledged
     }
 
     /// One line per node, for failure messages.
     pub fn describe(&self) -> String {
-        let w = self.shared.lock();
+        if let Some(c) = &self.compose {
+            return c.describe(&self.spec);
+        }
+        let w = self.shared().lock();
         w.nodes
             .iter()
             .map(|n| {
@@ -397,6 +490,11 @@ impl EsdbSim {
     /// them from stdin: `cut REGION`, `heal REGION`, `kill NODE`,
     /// `revive NODE`, `restart NODE`, `lag NODE MILLIS`, `leader`, `describe`.
     pub fn control(&self, line: &str) -> anyhow::Result<String> {
+        if self.compose.is_some() {
+            return Err(compose::Attached::refuse(&format!(
+                "the control command {line:?}"
+            )));
+        }
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["cut", r] => self.cut_region(r)?,
@@ -430,7 +528,7 @@ impl EsdbSim {
             max_lag_bytes: Some(1024 * 1024),
             max_lag_ms: None,
             connection: Connection {
-                endpoint: Some(format!("http://127.0.0.1:{}", self.ports[0])),
+                endpoint: Some(format!("http://{}", self.hosts[0])),
                 connect_timeout_ms: Some(1000),
                 ..Connection::default()
             },
@@ -444,10 +542,10 @@ impl EsdbSim {
                 .spec
                 .nodes
                 .iter()
-                .zip(&self.ports)
-                .map(|(n, p)| Member {
+                .zip(&self.hosts)
+                .map(|(n, h)| Member {
                     name: n.name.clone(),
-                    host: Some(format!("127.0.0.1:{p}")),
+                    host: Some(h.clone()),
                     region: n.region.clone(),
                     priority: f64::from(n.priority),
                     votes: u32::from(!n.read_only),
@@ -483,9 +581,13 @@ impl EsdbSim {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        for i in 0..self.ports.len() {
-            self.drop_connections(i);
+        if self.shared.is_some() {
+            for i in 0..self.hosts.len() {
+                self.drop_connections(i);
+            }
         }
+        // Attached: the services stay up for the next test, which resets them.
+        self.compose = None;
     }
 }
 

@@ -431,11 +431,17 @@ impl MongoSim {
         });
     }
 
+    /// Whether [`MongoSim::set_lag`] can set `lag` here: any delay on the
+    /// simulator; on compose only zero and a stall of an hour or more.
+    pub fn can_set_lag(&self, lag: Duration) -> bool {
+        self.compose.is_none() || lag.is_zero() || lag >= Duration::from_secs(3600)
+    }
+
     /// Delay with which `name` applies its sync source's oplog entries.
     pub fn set_lag(&self, name: &str, lag: Duration) {
         let i = self.idx(name);
-        if self.compose.is_some() {
-            compose::Attached::refuse("set_lag");
+        if let Some(c) = &self.compose {
+            return c.set_lag(i, lag);
         }
         self.sim().mutate(|w| w.nodes[i].lag = lag);
     }

@@ -367,8 +367,9 @@ impl RedisCluster {
     /// from empty volumes and return the same handle, its members named as
     /// the lab names them (which are the service names), its topology built
     /// as the lab's from the services' addresses. Sentinel gets the lab's
-    /// timings at run time (`SENTINEL DEBUG`, `failover-timeout`). What the
-    /// compose file cannot provide fails with [`crate::backing::Unsupported`].
+    /// timings at run time (`SENTINEL DEBUG`, `failover-timeout`); without
+    /// Sentinel, compose's Sentinels are stopped. What the compose file
+    /// cannot provide fails with [`crate::backing::Unsupported`].
     async fn attach(
         project: &crate::backing::Compose,
         spec: RedisClusterSpec,
@@ -381,11 +382,6 @@ impl RedisCluster {
                 spec.members_per_region, spec.regions
             ));
         }
-        if !spec.sentinels {
-            return unsupported(
-                "Redis without Sentinel; docker-compose.yml runs one per region".into(),
-            );
-        }
         if spec.base_dir.is_some() {
             return unsupported("a Redis cluster in a chosen directory".into());
         }
@@ -393,7 +389,12 @@ impl RedisCluster {
         let lock = project.lock("redis")?;
         let mut nodes = Vec::new();
         let mut names = HashMap::new();
-        for (kind, sentinel) in [(ServiceKind::Redis, false), (ServiceKind::Sentinel, true)] {
+        let kinds: &[(ServiceKind, bool)] = if spec.sentinels {
+            &[(ServiceKind::Redis, false), (ServiceKind::Sentinel, true)]
+        } else {
+            &[(ServiceKind::Redis, false)]
+        };
+        for &(kind, sentinel) in kinds {
             for region in &spec.regions {
                 let found = services.in_region(kind, region);
                 let [svc] = found.as_slice() else {
@@ -419,6 +420,14 @@ impl RedisCluster {
             }
         }
         let all: Vec<&str> = names.values().map(String::as_str).collect();
+        if !spec.sentinels {
+            // Without Sentinel: compose's Sentinels are stopped, or they
+            // would fail over behind the test's back.
+            let mut stop = vec!["stop"];
+            let sentinels = services.of(ServiceKind::Sentinel);
+            stop.extend(sentinels.iter().map(|s| s.name.as_str()));
+            project.run(&stop, Duration::from_secs(120)).await?;
+        }
         project.reset(&all).await?;
         let topology = build_topology(&spec, &nodes, 2);
         let cluster = RedisCluster {

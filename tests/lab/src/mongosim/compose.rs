@@ -10,9 +10,10 @@
 //! emptied, so a spec smaller than the file (one member per region) runs on
 //! a subset of its services. Inspection (`primary`, `term`, `count_docs`, …)
 //! asks the members themselves, with `mongosh` inside their containers;
-//! faults are `docker compose kill/start` and `compose/region.sh`. What only a
-//! simulator can do (a replication delay, its rolled-back counter, its
-//! control commands) is refused with [`crate::backing::Unsupported`]'s
+//! faults are `docker compose kill/start` and `compose/region.sh`, a stalled
+//! replica is `fsyncLock` ([`Attached::set_lag`]). What only a simulator can
+//! do (a bounded replication delay, its rolled-back counter, its control
+//! commands) is refused with [`crate::backing::Unsupported`]'s
 //! message, and scripts/compose-backing.sh skips the tests that need it.
 
 use super::MongoSimSpec;
@@ -299,6 +300,30 @@ impl Attached {
                 format!("{} ({}) {s}\n", names[i], self.services[i])
             })
             .collect()
+    }
+
+    /// A replication stall on member `i` instead of the simulator's delay:
+    /// `fsyncLock` blocks its writes, so it applies no oplog entry while it
+    /// still answers `hello` and `replSetGetStatus` (lag grows for real);
+    /// `fsyncUnlock` until its lock count is 0 lifts it. Only the two
+    /// delays that mean "stalled" and "caught up" have a real counterpart:
+    /// zero, and an hour or more (what the conformance harness sets).
+    pub fn set_lag(&self, i: usize, lag: Duration) {
+        let js = if lag.is_zero() {
+            "let r = {lockCount: 1}; while (r.lockCount > 0) { r = db.fsyncUnlock(); } JSON.stringify(r.ok)"
+        } else if lag >= Duration::from_secs(3600) {
+            "JSON.stringify(db.fsyncLock().ok)"
+        } else {
+            Self::refuse(&format!(
+                "set_lag({lag:?}) (a bounded delay; real mongod can only be stalled or not)"
+            ))
+        };
+        match self.eval(i, js) {
+            Ok(v) if v.as_f64() == Some(1.0) => {}
+            // Unlocking a member that holds no lock answers an error: nothing to lift.
+            Err(e) if lag.is_zero() && format!("{e:#}").contains("not locked") => {}
+            other => panic!("set_lag on {}: {other:?}", self.services[i]),
+        }
     }
 
     /// What a simulator-only request gets on compose.
