@@ -440,7 +440,7 @@ impl RedisCluster {
             compose: Some((project.clone(), names, lock)),
         };
         cluster.wait_replicating(Duration::from_secs(120)).await?;
-        // compose/redis/sentinel.sh monitors `cache`; a test's store of
+        // compose/redis/entry.sh (sentinel) monitors `cache`; a test's store of
         // another name is monitored under that name instead (Sentinel's
         // own runtime commands), with the lab's timings.
         // Sentinel is told the master's home address (what it announces).
