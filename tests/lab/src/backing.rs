@@ -139,18 +139,10 @@ impl Compose {
             .kill_on_drop(true);
         let out = tokio::time::timeout(timeout, cmd.output())
             .await
-            .map_err(|_| anyhow::anyhow!("docker {} timed out after {timeout:?}", argv.join(" ")))?
-            .context("running docker (SWITCHYARD_BACKING=compose needs the docker CLI with its compose plugin)")?;
-        if !out.status.success() {
-            bail!(
-                "docker {} failed ({}): {}{}",
-                argv.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            .map_err(|_| {
+                anyhow::anyhow!("docker {} timed out after {timeout:?}", argv.join(" "))
+            })?;
+        docker_output(&argv, out)
     }
 
     /// The project's services as the tests reach them, resolved by Compose
@@ -175,18 +167,8 @@ impl Compose {
             .args(&argv)
             .current_dir(self.dir())
             .stdin(Stdio::null())
-            .output()
-            .context("running docker (SWITCHYARD_BACKING=compose needs the docker CLI with its compose plugin)")?;
-        if !out.status.success() {
-            bail!(
-                "docker {} failed ({}): {}{}",
-                argv.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            .output();
+        docker_output(&argv, out)
     }
 
     /// SIGKILL a service's container (the loss of its host).
@@ -293,6 +275,24 @@ impl Compose {
     }
 }
 
+/// The standard output of a finished `docker ARGV...`, or an error with
+/// the command and everything it printed.
+fn docker_output(argv: &[String], out: std::io::Result<std::process::Output>) -> Result<String> {
+    let out = out.context(
+        "running docker (SWITCHYARD_BACKING=compose needs the docker CLI with its compose plugin)",
+    )?;
+    if !out.status.success() {
+        bail!(
+            "docker {} failed ({}): {}{}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// What a compose service is to the tests, told by its image (and, for
 /// Redis, its entry script): every kind has one port inside the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -303,9 +303,9 @@ pub enum ServiceKind {
     MongoDb,
     /// `eventstore/eventstore:` (HTTP and gRPC on 2113).
     EventStoreDb,
-    /// `redis:` running `compose/redis/server.sh` (6379).
+    /// `redis:` running `compose/redis/entry.sh server` (6379).
     Redis,
-    /// `redis:` running `compose/redis/sentinel.sh` (26379).
+    /// `redis:` running `compose/redis/entry.sh sentinel` (26379).
     Sentinel,
     /// The lab's Cosmos DB simulator (ARM on 8443, the account on 8444, one
     /// regional endpoint per region from 8445).
@@ -695,69 +695,71 @@ mod tests {
     fn every_store_kind_resolves_from_the_compose_file() {
         let s = Services::from_config(&resolved_compose_file_for_tests(), &|_| None).unwrap();
         use ServiceKind::*;
-        assert_eq!(
-            names(s.of(Postgres)),
-            [
-                ("pg-east-1", "east", "172.30.1.11:5432"),
-                ("pg-west-1", "west", "172.30.2.12:5432"),
-                ("pg-south-1", "south", "172.30.3.13:5432")
-            ]
-        );
-        assert_eq!(
-            names(s.of(MongoDb)),
-            [
-                ("catalog-east-1", "east", "172.30.1.21:27017"),
-                ("catalog-east-2", "east", "172.30.1.22:27017"),
-                ("catalog-west-1", "west", "172.30.2.23:27017"),
-                ("catalog-west-2", "west", "172.30.2.24:27017"),
-                ("catalog-south-arbiter", "south", "172.30.3.25:27017")
-            ],
-            "catalog-init runs once and is no member"
-        );
-        assert_eq!(
-            names(s.of(EventStoreDb)),
-            [
-                ("ledger-east", "east", "172.30.1.31:2113"),
-                ("ledger-west", "west", "172.30.2.32:2113"),
-                ("ledger-south", "south", "172.30.3.33:2113")
-            ]
-        );
-        assert_eq!(
-            names(s.of(Redis)),
-            [
-                ("cache-east-1", "east", "172.30.1.41:6379"),
-                ("cache-west-1", "west", "172.30.2.42:6379"),
-                ("cache-south-1", "south", "172.30.3.43:6379")
-            ]
-        );
-        assert_eq!(
-            names(s.of(Sentinel)),
-            [
-                ("cache-sentinel-east", "east", "172.30.1.44:26379"),
-                ("cache-sentinel-west", "west", "172.30.2.45:26379"),
-                ("cache-sentinel-south", "south", "172.30.3.46:26379")
-            ]
-        );
-        assert_eq!(
-            names(s.of(Etcd)),
-            [
-                ("etcd-east", "east", "172.30.1.51:2379"),
-                ("etcd-west", "west", "172.30.2.52:2379"),
-                ("etcd-south", "south", "172.30.3.53:2379")
-            ]
-        );
-        assert_eq!(
-            names(s.of(Consul)),
-            [
-                ("consul-east", "east", "172.30.1.61:8500"),
-                ("consul-west", "west", "172.30.2.62:8500"),
-                ("consul-south", "south", "172.30.3.63:8500")
-            ]
-        );
-        assert_eq!(
-            names(s.of(CosmosDb)),
-            [("cosmos", "global", "172.30.1.81:8443")]
-        );
+        // catalog-init and switchyard-tokens run once: they are no members.
+        let expected: [(ServiceKind, &[(&str, &str, &str)]); 8] = [
+            (
+                Postgres,
+                &[
+                    ("pg-east-1", "east", "172.30.1.11:5432"),
+                    ("pg-west-1", "west", "172.30.2.12:5432"),
+                    ("pg-south-1", "south", "172.30.3.13:5432"),
+                ],
+            ),
+            (
+                MongoDb,
+                &[
+                    ("catalog-east-1", "east", "172.30.1.21:27017"),
+                    ("catalog-east-2", "east", "172.30.1.22:27017"),
+                    ("catalog-west-1", "west", "172.30.2.23:27017"),
+                    ("catalog-west-2", "west", "172.30.2.24:27017"),
+                    ("catalog-south-arbiter", "south", "172.30.3.25:27017"),
+                ],
+            ),
+            (
+                EventStoreDb,
+                &[
+                    ("ledger-east", "east", "172.30.1.31:2113"),
+                    ("ledger-west", "west", "172.30.2.32:2113"),
+                    ("ledger-south", "south", "172.30.3.33:2113"),
+                ],
+            ),
+            (
+                Redis,
+                &[
+                    ("cache-east-1", "east", "172.30.1.41:6379"),
+                    ("cache-west-1", "west", "172.30.2.42:6379"),
+                    ("cache-south-1", "south", "172.30.3.43:6379"),
+                ],
+            ),
+            (
+                Sentinel,
+                &[
+                    ("cache-sentinel-east", "east", "172.30.1.44:26379"),
+                    ("cache-sentinel-west", "west", "172.30.2.45:26379"),
+                    ("cache-sentinel-south", "south", "172.30.3.46:26379"),
+                ],
+            ),
+            (
+                Etcd,
+                &[
+                    ("etcd-east", "east", "172.30.1.51:2379"),
+                    ("etcd-west", "west", "172.30.2.52:2379"),
+                    ("etcd-south", "south", "172.30.3.53:2379"),
+                ],
+            ),
+            (
+                Consul,
+                &[
+                    ("consul-east", "east", "172.30.1.61:8500"),
+                    ("consul-west", "west", "172.30.2.62:8500"),
+                    ("consul-south", "south", "172.30.3.63:8500"),
+                ],
+            ),
+            (CosmosDb, &[("cosmos", "global", "172.30.1.81:8443")]),
+        ];
+        for (kind, want) in expected {
+            assert_eq!(names(s.of(kind)), want.to_vec(), "{kind:?}");
+        }
         // The servers publish 8080 on the host's loopback: that is their address.
         assert_eq!(
             names(s.of(Server)),
@@ -810,7 +812,7 @@ mod tests {
     fn published_ports_in_compose_v2_long_form() {
         // `docker compose config --format json` (v2) writes ports in the long form.
         let json = r#"{"services": {
-            "cache-east-1": {"image": "redis:7.2.5-bookworm", "entrypoint": ["/compose/redis/server.sh"],
+            "cache-east-1": {"image": "redis:7.2.5-bookworm", "entrypoint": ["/compose/redis/entry.sh", "server"],
                 "labels": {"switchyard.region": "east", "switchyard.host": "41"},
                 "ports": [{"mode": "ingress", "target": 6379, "published": "16379", "protocol": "tcp"}]},
             "etcd-west": {"image": "quay.io/coreos/etcd:v3.5.17",

@@ -246,27 +246,43 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<()>>> {
     })
 }
 
-/// Reads fault commands from stdin, one per line, and answers each with one
-/// JSON line `{"ok":true,"reply":…}` or `{"ok":false,"error":…}`.
-fn stdin_commands(
-    control: impl Fn(&str) -> Result<String> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Runs until `shutdown`, meanwhile reading fault commands from stdin, one
+/// per line, and answering each with one JSON line `{"ok":true,"reply":…}`
+/// (`{"ok":true}` for a command with no reply) or `{"ok":false,"error":…}`;
+/// then stops reading and drops `held`, what the commands act on, before
+/// saying that `what` stopped.
+async fn serve_commands<T, Fut>(
+    held: std::sync::Arc<T>,
+    shutdown: impl std::future::Future<Output = Result<()>>,
+    control: impl Fn(std::sync::Arc<T>, String) -> Fut + Send + 'static,
+    what: &str,
+) -> Result<()>
+where
+    T: Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Option<String>>> + Send,
+{
+    let ctl = held.clone();
+    let reader = tokio::spawn(async move {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if line.trim().is_empty() {
                 continue;
             }
-            match control(&line) {
-                Ok(reply) => println!("{}", serde_json::json!({"ok": true, "reply": reply})),
-                Err(e) => println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "error": e.to_string()})
-                ),
-            }
+            let answer = match control(ctl.clone(), line).await {
+                Ok(Some(reply)) => serde_json::json!({"ok": true, "reply": reply}),
+                Ok(None) => serde_json::json!({"ok": true}),
+                Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+            };
+            println!("{answer}");
         }
-    })
+    });
+    shutdown.await?;
+    reader.abort();
+    let _ = reader.await;
+    drop(held);
+    eprintln!("switchyard-lab: {what} stopped");
+    Ok(())
 }
 
 /// `switchyard-lab mongodb up`, kept apart from the PostgreSQL commands.
@@ -349,15 +365,13 @@ mod mongodb_cmd {
             serde_json::json!({"ready": true, "topology": path, "uri": sim.uri(), "primary": primary, "members": members})
         );
         // Fault injection for demos: one command per stdin line.
-        let sim = std::sync::Arc::new(sim);
-        let ctl = sim.clone();
-        let control = super::stdin_commands(move |line| ctl.control(line));
-        shutdown.await?;
-        control.abort();
-        let _ = control.await;
-        drop(sim);
-        eprintln!("switchyard-lab: mongodb simulator stopped");
-        Ok(())
+        super::serve_commands(
+            std::sync::Arc::new(sim),
+            shutdown,
+            |sim, line| async move { sim.control(&line).map(Some) },
+            "mongodb simulator",
+        )
+        .await
     }
 }
 
@@ -450,15 +464,13 @@ mod cosmosdb_cmd {
                 "ca_file": dir.join(format!("{store}-ca.pem")),
             })
         );
-        let sim = std::sync::Arc::new(sim);
-        let ctl = sim.clone();
-        let control = super::stdin_commands(move |line| ctl.control(line));
-        shutdown.await?;
-        control.abort();
-        let _ = control.await;
-        drop(sim);
-        eprintln!("switchyard-lab: cosmosdb simulator stopped");
-        Ok(())
+        super::serve_commands(
+            std::sync::Arc::new(sim),
+            shutdown,
+            |sim, line| async move { sim.control(&line).map(Some) },
+            "cosmosdb simulator",
+        )
+        .await
     }
 }
 
@@ -520,15 +532,13 @@ mod esdb_cmd {
             "{}",
             serde_json::json!({"ready": true, "topology": path, "leader": leader, "connection_string": sim.connection_string(), "members": members})
         );
-        let sim = std::sync::Arc::new(sim);
-        let ctl = sim.clone();
-        let control = super::stdin_commands(move |line| ctl.control(line));
-        shutdown.await?;
-        control.abort();
-        let _ = control.await;
-        drop(sim);
-        eprintln!("switchyard-lab: eventstoredb simulator stopped");
-        Ok(())
+        super::serve_commands(
+            std::sync::Arc::new(sim),
+            shutdown,
+            |sim, line| async move { sim.control(&line).map(Some) },
+            "eventstoredb simulator",
+        )
+        .await
     }
 }
 
@@ -599,35 +609,21 @@ mod redis_cmd {
             "{}",
             serde_json::json!({"ready": true, "topology": path, "members": members})
         );
-        let ctl = cluster.clone();
-        let control = tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                let r = match words.as_slice() {
-                    [] => continue,
-                    ["kill", m] => ctl.kill(m),
-                    ["restart", m] => ctl.restart(m).await,
+        super::serve_commands(
+            cluster,
+            shutdown,
+            |ctl, line| async move {
+                match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["kill", m] => ctl.kill(m).map(|()| None),
+                    ["restart", m] => ctl.restart(m).await.map(|()| None),
                     _ => Err(anyhow::anyhow!(
                         "unknown command {line:?} (kill/restart MEMBER)"
                     )),
-                };
-                match r {
-                    Ok(()) => println!("{}", serde_json::json!({"ok": true})),
-                    Err(e) => println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "error": e.to_string()})
-                    ),
                 }
-            }
-        });
-        shutdown.await?;
-        control.abort();
-        let _ = control.await;
-        drop(cluster);
-        eprintln!("switchyard-lab: redis cluster stopped");
-        Ok(())
+            },
+            "redis cluster",
+        )
+        .await
     }
 }
 
@@ -672,19 +668,18 @@ mod etcd_cmd {
             "{}",
             serde_json::json!({"ready": true, "endpoints": cluster.endpoints(), "backend": format!("etcd://{}", cluster.endpoints().join(",")), "members": ms})
         );
-        let ctl = cluster.clone();
-        let control = super::stdin_commands(move |line| {
-            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-                ["kill", m] => ctl.kill(m).map(|()| format!("killed {m}")),
-                _ => Err(anyhow::anyhow!("unknown command {line:?} (kill MEMBER)")),
-            }
-        });
-        shutdown.await?;
-        control.abort();
-        let _ = control.await;
-        drop(cluster);
-        eprintln!("switchyard-lab: etcd stopped");
-        Ok(())
+        super::serve_commands(
+            cluster,
+            shutdown,
+            |ctl, line| async move {
+                match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["kill", m] => ctl.kill(m).map(|()| Some(format!("killed {m}"))),
+                    _ => Err(anyhow::anyhow!("unknown command {line:?} (kill MEMBER)")),
+                }
+            },
+            "etcd",
+        )
+        .await
     }
 }
 
