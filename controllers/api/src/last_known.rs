@@ -55,6 +55,12 @@ impl LastKnown {
         LastKnown { path: None }
     }
 
+    /// [`LastKnown::in_dir`] when a state directory is given, else
+    /// [`LastKnown::none`] (what `from_store_in` constructors take).
+    pub fn in_state_dir(dir: Option<&Path>, store: &str) -> Self {
+        dir.map_or_else(LastKnown::none, |d| LastKnown::in_dir(d, store))
+    }
+
     /// `<dir>/last-known/<store>.json` (characters outside `[A-Za-z0-9._-]`
     /// in the store name become `_`).
     pub fn in_dir(dir: &Path, store: &str) -> Self {

@@ -17,6 +17,7 @@ pub mod layers;
 pub mod notation;
 pub mod operation;
 pub mod progress;
+pub mod secret_vars;
 pub mod sequence;
 pub mod state;
 
@@ -29,5 +30,6 @@ pub use last_known::{LastKnown, Recorded, Remembered};
 pub use layers::{layered, Layer};
 pub use notation::Notation;
 pub use operation::{DataLossEstimate, Operation, Outcome, PromoteMode};
+pub use secret_vars::SecretVars;
 pub use state::{History, Lag, MemberState, ObservedState, Position, Role, Term};
 pub use switchyard_topology::StoreKind;

@@ -3,6 +3,7 @@
 use crate::error::MongoError;
 use std::fmt;
 use std::time::Duration;
+use switchyard_controller::SecretVars;
 use switchyard_topology::{Store, StoreKind};
 
 /// One member as the controller needs it.
@@ -80,7 +81,7 @@ impl fmt::Debug for MongoConfig {
 #[derive(Debug, Clone)]
 pub struct MongoConfigBuilder {
     store: Store,
-    env: Option<Vec<(String, String)>>,
+    env: SecretVars,
 }
 
 impl MongoConfigBuilder {
@@ -88,21 +89,14 @@ impl MongoConfigBuilder {
     pub fn new(store: &Store) -> Self {
         MongoConfigBuilder {
             store: store.clone(),
-            env: None,
+            env: SecretVars::process(),
         }
     }
 
     /// Read secrets from these variables instead of the process environment (tests).
     pub fn env(mut self, vars: Vec<(String, String)>) -> Self {
-        self.env = Some(vars);
+        self.env = SecretVars::given(vars);
         self
-    }
-
-    fn var(&self, name: &str) -> Option<String> {
-        match &self.env {
-            Some(v) => v.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-            None => std::env::var(name).ok(),
-        }
     }
 
     /// Validate and build.
@@ -150,7 +144,7 @@ impl MongoConfigBuilder {
             });
         }
         let password = match &s.connection.password_env {
-            Some(var) => Some(self.var(var).ok_or_else(|| {
+            Some(var) => Some(self.env.get(var).ok_or_else(|| {
                 cfg_err(
                     "connection.password_env",
                     format!("environment variable {var} is not set"),

@@ -101,9 +101,7 @@ impl MongoController {
     /// `state_dir/last-known/<store>.json` when a directory is given.
     pub fn from_store_in(store: &Store, state_dir: Option<&Path>) -> Result<Self> {
         let mut c = Self::from_store(store)?;
-        if let Some(dir) = state_dir {
-            c.last_known = Remembered::new(LastKnown::in_dir(dir, &store.name));
-        }
+        c.last_known = Remembered::new(LastKnown::in_state_dir(state_dir, &store.name));
         Ok(c)
     }
 

@@ -3,6 +3,7 @@
 use crate::error::RedisError;
 use std::fmt;
 use std::time::Duration;
+use switchyard_controller::SecretVars;
 use switchyard_topology::{Store, StoreKind};
 
 /// One data member (master or replica) or Sentinel as the controller needs it.
@@ -96,7 +97,7 @@ impl RedisConfig {
 #[derive(Debug, Clone)]
 pub struct RedisConfigBuilder {
     store: Store,
-    env: Option<Vec<(String, String)>>,
+    env: SecretVars,
     failover_timeout: Duration,
     poll: Duration,
 }
@@ -106,7 +107,7 @@ impl RedisConfigBuilder {
     pub fn new(store: &Store) -> Self {
         RedisConfigBuilder {
             store: store.clone(),
-            env: None,
+            env: SecretVars::process(),
             failover_timeout: Duration::from_secs(30),
             poll: Duration::from_millis(20),
         }
@@ -114,7 +115,7 @@ impl RedisConfigBuilder {
 
     /// Read secrets from these variables instead of the process environment (tests).
     pub fn env(mut self, vars: Vec<(String, String)>) -> Self {
-        self.env = Some(vars);
+        self.env = SecretVars::given(vars);
         self
     }
 
@@ -122,13 +123,6 @@ impl RedisConfigBuilder {
     pub fn failover_timeout(mut self, t: Duration) -> Self {
         self.failover_timeout = t;
         self
-    }
-
-    fn var(&self, name: &str) -> Option<String> {
-        match &self.env {
-            Some(v) => v.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-            None => std::env::var(name).ok(),
-        }
     }
 
     /// Validate and build.
@@ -184,7 +178,7 @@ impl RedisConfigBuilder {
             ));
         }
         let password = match &s.connection.password_env {
-            Some(var) => Some(Secret(self.var(var).ok_or_else(|| {
+            Some(var) => Some(Secret(self.env.get(var).ok_or_else(|| {
                 cfg_err(
                     "connection.password_env",
                     format!("environment variable {var} is not set"),

@@ -106,9 +106,7 @@ impl RedisController {
     /// (the evidence of a later forced failover) in `state_dir`.
     pub fn from_store_in(store: &Store, state_dir: Option<&Path>) -> Result<Self> {
         let mut c = Self::from_store(store)?;
-        if let Some(dir) = state_dir {
-            c.last_known = Remembered::new(LastKnown::in_dir(dir, &store.name));
-        }
+        c.last_known = Remembered::new(LastKnown::in_state_dir(state_dir, &store.name));
         Ok(c)
     }
 
