@@ -696,7 +696,8 @@ mod tests {
         let s = Services::from_config(&resolved_compose_file_for_tests(), &|_| None).unwrap();
         use ServiceKind::*;
         // catalog-init and switchyard-tokens run once: they are no members.
-        let expected: [(ServiceKind, &[(&str, &str, &str)]); 8] = [
+        type Row = (&'static str, &'static str, &'static str);
+        let expected: [(ServiceKind, &[Row]); 8] = [
             (
                 Postgres,
                 &[
