@@ -387,17 +387,9 @@ mod tests {
 
     #[test]
     fn a_smaller_spec_takes_a_subset_and_a_larger_one_is_refused() {
-        let mut spec = MongoSimSpec {
-            set_name: "x".into(),
-            store_name: "x".into(),
-            heartbeat_interval: Duration::from_millis(50),
-            election_timeout: Duration::from_secs(5),
-            members: vec![
-                SimMemberSpec::data("x-east-1", "east", 2.0),
-                SimMemberSpec::data("x-west-1", "west", 1.0),
-                SimMemberSpec::arbiter("x-south-arb", "south"),
-            ],
-        };
+        let regions = ["east", "west", "south"].map(String::from);
+        let mut spec = MongoSimSpec::for_regions("x", "x", &regions, 1).unwrap();
+        spec.election_timeout = Duration::from_secs(5);
         let l = layout(&mut spec, &services()).unwrap();
         assert_eq!(
             l.services,
@@ -408,13 +400,13 @@ mod tests {
             Duration::from_secs(5),
             "a slower timing is kept"
         );
-        spec.members
-            .push(SimMemberSpec::data("x-east-2", "east", 2.0));
-        spec.members
-            .push(SimMemberSpec::data("x-east-3", "east", 2.0));
+        for k in 2..=3 {
+            let name = format!("east-{k}");
+            spec.members.push(SimMemberSpec::data(&name, "east", 2.0));
+        }
         let e = layout(&mut spec, &services()).unwrap_err().to_string();
         assert!(
-            e.contains("x-east-3") && e.contains("2 such service(s) in east"),
+            e.contains("east-3") && e.contains("2 such service(s) in east"),
             "{e}"
         );
         let mut four = MongoSimSpec::for_regions(
