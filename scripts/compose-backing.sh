@@ -81,7 +81,7 @@ EOF2
   done <<'EOF2'
 verified_tls_observe_and_planned_switchover|PostgreSQL with TLS and its own pg_hba.conf lines; compose's members are plain
 host_name_mismatch_and_tls_not_offered_are_refused|a one-region PostgreSQL with TLS
-stale_coordinator_epoch_is_refused|a two-region PostgreSQL cluster; compose has three regions
+stale_coordinator_token_is_refused|a two-region PostgreSQL cluster; compose has three regions
 twenty_planned_switchovers_under_load_lose_nothing|its writer tells members apart by their port on 127.0.0.1; compose's all listen on 5432 at their own addresses
 crash_at_every_boundary_of_a_forced_failover_then_abort|it rejoins the old primary by calling pgctl.sh with 127.0.0.1 as the new primary's host
 cluster_streams_and_tears_down|tests the lab's own processes (regions a, b)
