@@ -852,6 +852,49 @@ mod tests {
         );
     }
 
+    /// scripts/compose-backing.sh skips tests by name: a renamed test would
+    /// run on compose again unseen, or a stale entry skip nothing.
+    #[test]
+    fn every_test_the_compose_backing_skips_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let script = std::fs::read_to_string(root.join("scripts/compose-backing.sh")).unwrap();
+        let names: Vec<&str> = script
+            .lines()
+            .filter_map(|l| l.split_once('|').map(|(n, _)| n))
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        let mut fns = Vec::new();
+        let dirs = [
+            "controllers",
+            "coordinator/tests",
+            "coordination/tests",
+            "tests/lab/tests",
+        ];
+        let mut stack: Vec<PathBuf> = dirs.iter().map(|d| root.join(d)).collect();
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    fns.extend(text.split("fn ").skip(1).filter_map(|t| {
+                        t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                            .next()
+                            .map(str::to_string)
+                    }));
+                }
+            }
+        }
+        for n in names {
+            assert!(
+                fns.iter().any(|f| f.contains(n)),
+                "scripts/compose-backing.sh skips {n}, which no test is named"
+            );
+        }
+    }
+
     #[test]
     fn the_compose_topology_parses() {
         let t = compose_topology().unwrap();
