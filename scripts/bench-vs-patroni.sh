@@ -3,10 +3,13 @@
 # members, one per region (east, west, south), on loopback; the same writer
 # (an insert every 10 ms to whichever member is writable) against each; the
 # switchover issued the way an orchestrator would:
-#   switchyard failover --to <region> --yes         (release build)
+#   switchyard failover --to <region> --yes         (release build; the CLI path)
+#   POST /v1/executions {"to":"<region>"}           (a running `switchyard serve`)
 #   patronictl switchover --candidate <member> --force
-# N alternating switchovers per tool (east → west → east ...), interleaved.
-# Prints one table with both tools and the ratios. See docs/performance.md.
+# Each Switchyard path has a lab cluster of its own (their fencing tokens
+# come from different state directories). N alternating switchovers per
+# tool (east → west → east ...), interleaved. Prints one table with the
+# three and each Switchyard path's ratios to Patroni. See docs/performance.md.
 #
 #   scripts/bench-vs-patroni.sh            # 5 rounds
 #   ROUNDS=10 scripts/bench-vs-patroni.sh
@@ -70,12 +73,23 @@ wait_for() { # file pattern pid what
   echo "$4 did not become ready" >&2; exit 1
 }
 
-echo "==> Switchyard: lab cluster in $work/sy"
-mkdir -p "$work/sy"
-"$bin/switchyard-lab" postgres up --dir "$work/sy" --regions east,west,south --deferred-fence \
-  >"$work/sy/lab.out" 2>"$work/sy/lab.err" &
+for lab in sy sy-server; do
+  echo "==> Switchyard: lab cluster in $work/$lab"
+  mkdir -p "$work/$lab"
+  "$bin/switchyard-lab" postgres up --dir "$work/$lab" --regions east,west,south --deferred-fence \
+    >"$work/$lab/lab.out" 2>"$work/$lab/lab.err" &
+  pids+=($!)
+  wait_for "$work/$lab/lab.out" '"ready":true' "${pids[-1]}" "the lab"
+done
+
+echo "==> Switchyard: switchyard serve on the second cluster"
+srv="$bin/switchyard --topology $work/sy-server/topology.toml --state-dir $work/sy-server/state"
+token=$($srv token create --role operator --tokens-file "$work/sy-server/tokens" 2>/dev/null)
+$srv serve --listen 127.0.0.1:0 --backend file --node bench --tokens-file "$work/sy-server/tokens" \
+  >"$work/sy-server/serve.out" 2>"$work/sy-server/serve.err" &
 pids+=($!)
-wait_for "$work/sy/lab.out" '"ready":true' "${pids[-1]}" "the lab"
+wait_for "$work/sy-server/serve.out" '"listening"' "${pids[-1]}" "switchyard serve"
+srv_addr=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["listening"])' "$work/sy-server/serve.out")
 
 echo "==> Patroni: etcd and three members in $work/patroni"
 mkdir -p "$work/patroni"
@@ -158,19 +172,26 @@ EOF
 done
 cfg="$work/patroni/pg-east/patroni.yml"
 
-sy_members=$(python3 -c '
+lab_members() {
+  python3 -c '
 import json,sys
 d=json.load(open(sys.argv[1]))
 print(",".join(json.dumps({"name":m["name"],"region":m["region"],"port":m["port"]}) for m in d["members"]))
-' "$work/sy/lab.out")
+' "$1"
+}
+sy_members=$(lab_members "$work/sy/lab.out")
+srv_members=$(lab_members "$work/sy-server/lab.out")
 sy="$bin/switchyard --topology $work/sy/topology.toml --state-dir $work/sy/state"
 json_argv() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "$@"; }
 cat >"$work/spec.json" <<EOF
 {"rounds": $ROUNDS,
  "tools": [
-  {"name": "Switchyard", "members": [$sy_members],
+  {"name": "Switchyard CLI", "members": [$sy_members],
    "command": {"west": $(json_argv $sy failover --to west --yes),
                "east": $(json_argv $sy failover --to east --yes)}},
+  {"name": "Switchyard server", "members": [$srv_members],
+   "request": {"addr": "$srv_addr", "token": "$token",
+               "west": "{\"to\":\"west\"}", "east": "{\"to\":\"east\"}"}},
   {"name": "Patroni", "members": [$(IFS=,; echo "${members_json[*]}")],
    "command": {"west": $(json_argv as_pg_patronictl -c "$cfg" switchover --candidate pg-west --force),
                "east": $(json_argv as_pg_patronictl -c "$cfg" switchover --candidate pg-east --force)}}

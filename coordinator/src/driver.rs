@@ -220,10 +220,20 @@ impl Driver {
         self
     }
 
-    /// Journal what a boundary decided (durably); its reason to stop, if any.
+    /// Journal what a boundary decided; its reason to stop, if any. Gate
+    /// records alone are appended lazily, made durable by the next durable
+    /// record (the intent of the next mutating operation at the latest): a
+    /// resume that finds them lost evaluates the gates again, before
+    /// anything was issued on their strength. A hook ran something outside,
+    /// and a stop ends the run: those are synced at once (once per
+    /// boundary, not per record).
     fn boundary(&mut self, verdict: crate::safety::Verdict) -> Result<Option<String>, DriverError> {
         for r in &verdict.records {
-            self.record(r)?;
+            self.record_lazy(r)?;
+        }
+        let ran_hook = verdict.records.iter().any(|r| matches!(r, Record::Hook(_)));
+        if ran_hook || verdict.stop.is_some() {
+            self.journal.sync()?;
         }
         Ok(verdict.stop)
     }
@@ -358,7 +368,7 @@ impl Driver {
                         let ctrl = self.controller(&store)?;
                         let seq = self.next_seq;
                         self.next_seq += 1;
-                        self.record(&Record::Intent {
+                        let intent = Record::Intent {
                             seq,
                             stage: id.stage,
                             step: id.step,
@@ -366,7 +376,17 @@ impl Driver {
                             op: op.clone(),
                             fencing_token: self.ctx.token,
                             at_ms: now_ms(),
-                        })?;
+                        };
+                        if op.is_mutating() {
+                            // Durable before the store sees the operation
+                            // (and with it every lazy record before it).
+                            self.record(&intent)?;
+                        } else {
+                            // A read-only operation changes nothing a
+                            // resume must know of: losing its intent only
+                            // means it is issued again.
+                            self.record_lazy(&intent)?;
+                        }
                         ex.apply(Event::Issued { id, op: op.clone() });
                         self.failpoint.hit(Boundary::BeforeIssue, seq);
                         self.reporter.event(&ProgressEvent::OpStarted {

@@ -11,9 +11,22 @@
 //!                         "east": ["..."]}}]}
 //! ```
 //!
-//! Each round switches every tool once (interleaved, so load affects both
+//! A tool may give `"request"` instead of `"command"`: the switchover is
+//! then an HTTP request to a running `switchyard serve` (the server path),
+//! timed from the moment the request is sent, and "wall time" ends when
+//! `GET /v1/executions/{id}` no longer says `running`:
+//!
+//! ```json
+//! {"name": "Switchyard server", "members": [...],
+//!  "request": {"addr": "127.0.0.1:8080", "token": "...",
+//!              "west": "{\"to\":\"west\"}", "east": "{\"to\":\"east\"}"}}
+//! ```
+//!
+//! The last tool is the reference the others' ratios are taken against.
+//!
+//! Each round switches every tool once (interleaved, so load affects all
 //! alike), alternating between the first two regions. Per switchover, all
-//! timed from the command's process start:
+//! timed from the command's process start (or the request):
 //! * command → the candidate accepts a write: a session on the candidate
 //!   inserts every 2 ms until one commits;
 //! * longest gap between acknowledged writes: the writer inserts every
@@ -48,7 +61,125 @@ struct ToolSpec {
     name: String,
     members: Vec<MemberSpec>,
     /// Target region → argv of the switchover command.
+    #[serde(default)]
     command: BTreeMap<String, Vec<String>>,
+    /// Or: the switchover as `POST /v1/executions` to a running server.
+    request: Option<RequestSpec>,
+}
+
+#[derive(Deserialize, Clone)]
+struct RequestSpec {
+    /// `host:port` of `switchyard serve` (plain HTTP).
+    addr: String,
+    /// Operator bearer token.
+    token: String,
+    /// Target region → request body.
+    #[serde(flatten)]
+    bodies: BTreeMap<String, String>,
+}
+
+impl ToolSpec {
+    /// Regions this tool can switch to.
+    fn targets(&self) -> Vec<String> {
+        match &self.request {
+            Some(r) => r.bodies.keys().cloned().collect(),
+            None => self.command.keys().cloned().collect(),
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange on a new connection: status and body.
+async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("{method} {path}: no HTTP header in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{method} {path}: bad status line in {head:?}"))?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok((status, body))
+}
+
+/// The body of a chunked response.
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Start the switchover through the server; returns when the execution
+/// has ended (`Ok(())` when it succeeded).
+async fn through_server(r: &RequestSpec, to: &str) -> anyhow::Result<()> {
+    let body = &r.bodies[to];
+    let (status, answer) = http(&r.addr, "POST", "/v1/executions", &r.token, body).await?;
+    anyhow::ensure!(
+        status == 202,
+        "POST /v1/executions {body}: {status} {answer}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&answer)?;
+    let id = v["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("POST /v1/executions: no id in {answer}"))?
+        .to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, answer) = http(
+            &r.addr,
+            "GET",
+            &format!("/v1/executions/{id}"),
+            &r.token,
+            "",
+        )
+        .await?;
+        anyhow::ensure!(status == 200, "GET /v1/executions/{id}: {status} {answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer)?;
+        match v["status"].as_str() {
+            Some("running") => {}
+            Some("succeeded") => return Ok(()),
+            other => anyhow::bail!("execution {id} ended {other:?}: {answer}"),
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "execution {id} still runs after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[derive(Deserialize, Clone)]
@@ -258,35 +389,40 @@ async fn switch_once(tool: &ToolSpec, writer: &Writer) -> anyhow::Result<Round> 
     // The writer settles on the primary first.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let to = tool
-        .command
-        .keys()
-        .find(|r| **r != old.region)
-        .ok_or_else(|| anyhow::anyhow!("{}: no command to leave {}", tool.name, old.region))?
-        .clone();
+        .targets()
+        .into_iter()
+        .find(|r| *r != old.region)
+        .ok_or_else(|| anyhow::anyhow!("{}: no command to leave {}", tool.name, old.region))?;
     let new = tool
         .members
         .iter()
         .find(|m| m.region == to)
         .ok_or_else(|| anyhow::anyhow!("{}: no member in {to}", tool.name))?
         .clone();
-    let argv = &tool.command[&to];
     let t0 = Instant::now();
     let writable = tokio::spawn(until_writable(new.clone(), t0));
     let streaming = tokio::spawn(until_streaming(old.clone(), new.port, t0));
-    let out = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await?;
+    if let Some(r) = &tool.request {
+        through_server(r, &to)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tool.name))?;
+    } else {
+        let argv = &tool.command[&to];
+        let out = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}: {argv:?} failed ({}):\n{}{}",
+            tool.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let wall = t0.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        out.status.success(),
-        "{}: {argv:?} failed ({}):\n{}{}",
-        tool.name,
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     let writable = tokio::time::timeout(WAIT, writable).await??;
     let streaming = tokio::time::timeout(WAIT, streaming).await??;
     let end = t0 + Duration::from_secs_f64(writable.max(wall));
@@ -308,7 +444,7 @@ async fn switch_once(tool: &ToolSpec, writer: &Writer) -> anyhow::Result<Round> 
         wall,
     };
     eprintln!(
-        "{:<10} {} → {}: writable {:.3} s, gap {:.3} s, old primary streaming {:.3} s, wall {:.3} s",
+        "{:<18} {} → {}: writable {:.3} s, gap {:.3} s, old primary streaming {:.3} s, wall {:.3} s",
         tool.name, old.region, to, r.writable, r.gap, r.streaming, r.wall
     );
     Ok(r)
@@ -413,37 +549,52 @@ async fn main() -> anyhow::Result<()> {
         "\n{} alternating switchovers per tool; median (max) in seconds\n",
         spec.rounds
     );
+    // Every tool but the last (the reference) gets a ratio column.
+    let reference = names.len().saturating_sub(1);
+    let compared = &names[..reference];
     print!("| |");
     for n in &names {
         print!(" {n} |");
     }
-    let ratio = names.len() == 2;
-    println!("{}", if ratio { " ratio | goal |" } else { "" });
+    for n in compared {
+        print!(" {n} ratio |");
+    }
+    println!("{}", if compared.is_empty() { "" } else { " goal |" });
     print!("|---|");
-    for _ in &names {
+    for _ in names.iter().chain(compared) {
         print!("---|");
     }
-    println!("{}", if ratio { "---|---|" } else { "" });
+    println!("{}", if compared.is_empty() { "" } else { "---|" });
     for (label, v, goal) in &rows {
         print!("| {label} |");
         for (m, x) in v {
             print!(" {m:.3} ({x:.3}) |");
         }
-        if ratio {
-            let r = v[0].0 / v[1].0;
-            let g = match goal {
-                Some(g) => format!("≤ {g:.2} {}", if r <= *g { "met" } else { "not met" }),
-                None => String::new(),
-            };
-            print!(" {r:.3} | {g} |");
+        if compared.is_empty() {
+            println!();
+            continue;
         }
-        println!();
+        let mut verdicts = Vec::new();
+        for (m, _) in &v[..reference] {
+            let r = m / v[reference].0;
+            print!(" {r:.3} |");
+            if let Some(g) = goal {
+                verdicts.push(if r <= *g { "met" } else { "not met" });
+            }
+        }
+        match goal {
+            Some(g) => println!(" ≤ {g:.2}: {} |", verdicts.join(" / ")),
+            None => println!(" |"),
+        }
     }
     print!("| acknowledged writes lost |");
     for (l, n) in &lost_n {
         print!(" {l} of {n} |");
     }
-    println!("{}", if ratio { " | 0 |" } else { "" });
+    for _ in compared {
+        print!(" |");
+    }
+    println!("{}", if compared.is_empty() { "" } else { " 0 |" });
     anyhow::ensure!(
         lost_n.iter().all(|(l, _)| *l == 0),
         "acknowledged writes were lost"

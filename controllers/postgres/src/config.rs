@@ -166,11 +166,27 @@ impl PostgresBuilder {
                     "extra.controldata",
                     &m.hooks.extra.get(crate::hooks::CONTROLDATA).cloned(),
                 ),
+                (
+                    "extra.stop_controldata",
+                    &m.hooks.extra.get(crate::hooks::STOP_CONTROLDATA).cloned(),
+                ),
             ] {
                 if let Some(t) = t {
                     validate_template(t)
                         .map_err(|e| cfg(format!("hooks.{hook}: {e}")).with_member(&m.name))?;
                 }
+            }
+            // Only the deferred fence (turned on by `controldata`, which
+            // every later reader of the fence evidence needs) runs it.
+            if m.hooks.extra.contains_key(crate::hooks::STOP_CONTROLDATA)
+                && !m.hooks.extra.contains_key(crate::hooks::CONTROLDATA)
+            {
+                return Err(cfg(
+                    "hooks.extra.stop_controldata needs hooks.extra.controldata too \
+                     (resumed and later observations read the fence evidence through it)"
+                        .into(),
+                )
+                .with_member(&m.name));
             }
         }
         let c = &s.connection;

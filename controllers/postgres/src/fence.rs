@@ -37,7 +37,7 @@
 //! captured position is therefore *checkpoint location + 1*. Anything else
 //! (no hook, no privilege, not a clean shutdown) takes the restart path above.
 
-use crate::hooks::{self, Hook, CONTROLDATA};
+use crate::hooks::{self, Hook, CONTROLDATA, STOP_CONTROLDATA};
 use crate::lsn::{format_lsn, parse_lsn};
 use crate::observe::{current_primary, Evidence, Probe};
 use crate::{sql_literal, PostgresController};
@@ -65,7 +65,7 @@ impl PostgresController {
     pub(crate) async fn fence(&self, probes: Vec<Probe>) -> Result<Outcome> {
         if let Some(p) = current_primary(&probes) {
             let m = self.member(&p.name)?.clone();
-            return self.fence_primary(&m).await;
+            return self.fence_primary(&m, p.data_directory.as_deref()).await;
         }
         if let Some(f) = probes.iter().find(|p| p.is_standby() && p.fenced) {
             return Ok(Outcome::already_done()
@@ -112,7 +112,9 @@ impl PostgresController {
         ))
     }
 
-    async fn fence_primary(&self, m: &Member) -> Result<Outcome> {
+    /// `data_directory`: as the probe just read it (`None`: not readable
+    /// to this role, or not read).
+    async fn fence_primary(&self, m: &Member, data_directory: Option<&str>) -> Result<Outcome> {
         if m.hooks.stop.is_none() || m.hooks.start_as_standby.is_none() {
             return Err(self
                 .err(
@@ -125,7 +127,15 @@ impl PostgresController {
         let mut signalled = false;
         match self.shared_session(m).await {
             Ok(c) => {
-                if !deferred {
+                if deferred {
+                    match self.soft_fence_and_signal(&c, m, data_directory).await {
+                        Ok(()) => signalled = true,
+                        Err(e) => tracing::warn!(
+                            member = %m.name, error = %e,
+                            "standby.signal not written: restarting in recovery before the promotion"
+                        ),
+                    }
+                } else {
                     // While writes still flow: makes the shutdown checkpoint,
                     // which runs inside the write outage, short. (The
                     // deferred path skips it: it is on the command's path,
@@ -133,24 +143,28 @@ impl PostgresController {
                     if let Err(e) = self.exec(&c, m, &["CHECKPOINT"]).await {
                         tracing::warn!(member = %m.name, error = %e, "checkpoint before fence failed");
                     }
-                }
-                // A failure here is not fatal: the hard fence follows anyway.
-                if let Err(e) = self.exec(&c, m, SOFT_FENCE).await {
-                    tracing::warn!(member = %m.name, error = %e, "soft fence failed");
-                }
-                if deferred {
-                    match self.write_standby_signal(&c, m).await {
-                        Ok(()) => signalled = true,
-                        Err(e) => tracing::warn!(
-                            member = %m.name, error = %e,
-                            "standby.signal not written: restarting in recovery before the promotion"
-                        ),
+                    // A failure here is not fatal: the hard fence follows anyway.
+                    if let Err(e) = self.exec(&c, m, SOFT_FENCE).await {
+                        tracing::warn!(member = %m.name, error = %e, "soft fence failed");
                     }
                 }
             }
             Err(e) => tracing::warn!(member = %m.name, error = %e, "soft fence skipped"),
         }
-        hooks::run(&self.store.name, Hook::Stop, m, None).await?;
+        if signalled && m.hooks.extra.contains_key(STOP_CONTROLDATA) {
+            // Stop and read the data directory in one hook process.
+            let out = hooks::run(&self.store.name, Hook::StopControlData, m, None).await?;
+            if let Some((pos, cd)) = self.controldata_of(m, &out)? {
+                if cd.standby_signal {
+                    return Ok(Outcome::done()
+                        .with_member(&m.name)
+                        .with_position(pos)
+                        .with_note(stopped_note(m, pos)));
+                }
+            }
+        } else {
+            hooks::run(&self.store.name, Hook::Stop, m, None).await?;
+        }
         if signalled {
             if let Some((pos, true)) = self.stopped_state(m).await? {
                 return Ok(Outcome::done()
@@ -170,18 +184,38 @@ impl PostgresController {
             )))
     }
 
-    /// Make the next start of `m` a start in recovery without an upstream,
-    /// whoever does it: written while `m` still runs, before the stop.
-    async fn write_standby_signal(&self, c: &tokio_postgres::Client, m: &Member) -> Result<()> {
-        let dir = self
-            .scalar(c, m, "SELECT current_setting('data_directory')")
-            .await?;
+    /// The soft fence, then make the next start of `m` a start in recovery
+    /// without an upstream, whoever does it (`standby.signal` written while
+    /// `m` still runs, before the stop). Sent as one pipeline: the
+    /// statements run in order, each on its own (`ALTER SYSTEM` cannot run
+    /// in a transaction block), in one round trip instead of six. `Ok`
+    /// once `standby.signal` is written; a failed soft fence alone is only
+    /// logged (the stop follows anyway).
+    async fn soft_fence_and_signal(
+        &self,
+        c: &tokio_postgres::Client,
+        m: &Member,
+        data_directory: Option<&str>,
+    ) -> Result<()> {
+        let dir = match data_directory {
+            Some(d) => d.to_string(),
+            None => {
+                self.scalar(c, m, "SELECT current_setting('data_directory')")
+                    .await?
+            }
+        };
         let copy = format!(
             "COPY (SELECT 1 WHERE false) TO {}",
             sql_literal(&format!("{dir}/standby.signal"))
         );
-        self.exec(c, m, &[&copy, "ALTER SYSTEM RESET primary_conninfo"])
-            .await
+        let mut stmts: Vec<&str> = SOFT_FENCE.to_vec();
+        stmts.extend([copy.as_str(), "ALTER SYSTEM RESET primary_conninfo"]);
+        let mut results = self.exec_pipelined(c, m, &stmts).await;
+        let signal = results.split_off(SOFT_FENCE.len());
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            tracing::warn!(member = %m.name, error = %e, "soft fence failed");
+        }
+        signal.into_iter().collect()
     }
 
     /// The final position of `m`, stopped: from the cache, else from
@@ -214,12 +248,18 @@ impl PostgresController {
             return Ok(None);
         }
         let out = hooks::run(&self.store.name, Hook::ControlData, m, None).await?;
-        let Some(cd) = ControlData::parse(&out) else {
+        self.controldata_of(m, &out)
+    }
+
+    /// What a `controldata` (or `stop_controldata`) hook printed: see
+    /// [`Self::read_controldata`].
+    fn controldata_of(&self, m: &Member, out: &str) -> Result<Option<(Position, ControlData)>> {
+        let Some(cd) = ControlData::parse(out) else {
             return Err(self
                 .err(
                     ErrorKind::Hook,
-                    "hooks.extra.controldata printed no `Database cluster state`, \
-                     `Latest checkpoint location`, `Latest checkpoint's TimeLineID` and \
+                    "hooks.extra.controldata (or stop_controldata) printed no `Database cluster \
+                     state`, `Latest checkpoint location`, `Latest checkpoint's TimeLineID` and \
                      `standby.signal: present|absent` (is it pg_controldata under LC_ALL=C?)",
                 )
                 .with_member(&m.name));

@@ -88,38 +88,75 @@ impl PostgresController {
     pub(crate) async fn repoint_followers(&self, probes: Vec<Probe>) -> Result<Outcome> {
         let (pm, timeline, history) = self.primary_and_history(&probes).await?;
         let mut outcome = Outcome::done();
-        let mut moved = Vec::new();
-        let mut waiting = Vec::new();
-        for p in &probes {
-            if p.name == pm.name {
-                continue;
+        // The deferred fence's old primary, stopped with standby.signal and
+        // its WAL ending before the fork, needs no rewind: it is started
+        // following `pm` now, alongside the re-pointing, rather than after
+        // it in `Rejoin` (which then finds it streaming). Anything else
+        // about a former primary stays `Rejoin`'s business.
+        let early = match self.stopped_former_primary(&probes).await {
+            Ok(Some((m, pos)))
+                if forked_after(pos, &history) && m.hooks.start_as_standby.is_some() =>
+            {
+                Some((m, pos))
             }
-            if !p.reachable() {
-                outcome
-                    .notes
-                    .push(format!("{} unreachable: rejoin it when it is back", p.name));
-                continue;
+            _ => None,
+        };
+        let start_early = async {
+            let (m, pos) = early.as_ref()?;
+            match self.start_following(m, &pm).await {
+                Ok(()) => Some((
+                    m.clone(),
+                    Move::Started {
+                        end: pos.offset - 1,
+                    },
+                )),
+                Err(e) => {
+                    // Not this operation's to fail: `Rejoin` starts it.
+                    tracing::warn!(member = %m.name, error = %e, "starting the fenced old primary early failed; Rejoin will");
+                    None
+                }
             }
-            if !p.is_standby() || p.fenced {
-                continue; // former primaries are Rejoin's business
+        };
+        let repoint = async {
+            let mut moved = Vec::new();
+            let mut waiting = Vec::new();
+            let mut notes = Vec::new();
+            for p in &probes {
+                if p.name == pm.name {
+                    continue;
+                }
+                if !p.reachable() {
+                    if early.as_ref().is_none_or(|(m, _)| m.name != p.name) {
+                        notes.push(format!("{} unreachable: rejoin it when it is back", p.name));
+                    }
+                    continue;
+                }
+                if !p.is_standby() || p.fenced {
+                    continue; // former primaries are Rejoin's business
+                }
+                if self.follows(p, &pm) {
+                    continue;
+                }
+                let m = self.member(&p.name)?.clone();
+                if self.configured_for(p, &pm) && !diverged(p, &history) {
+                    // Re-pointed earlier (an interrupted run): just wait for it.
+                    waiting.push(m);
+                    continue;
+                }
+                let mv = if diverged(p, &history) {
+                    self.rewind_and_follow(&m, &pm, Some(p), &history).await?
+                } else {
+                    self.set_upstream(&m, &pm, false).await?;
+                    Move::Repointed
+                };
+                moved.push((m, mv));
             }
-            if self.follows(p, &pm) {
-                continue;
-            }
-            let m = self.member(&p.name)?.clone();
-            if self.configured_for(p, &pm) && !diverged(p, &history) {
-                // Re-pointed earlier (an interrupted run): just wait for it.
-                waiting.push(m);
-                continue;
-            }
-            let mv = if diverged(p, &history) {
-                self.rewind_and_follow(&m, &pm, Some(p), &history).await?
-            } else {
-                self.set_upstream(&m, &pm, false).await?;
-                Move::Repointed
-            };
-            moved.push((m, mv));
-        }
+            Ok::<_, switchyard_controller::Error>((moved, waiting, notes))
+        };
+        let (started, repointed) = futures::future::join(start_early, repoint).await;
+        let (mut moved, waiting, notes) = repointed?;
+        outcome.notes.extend(notes);
+        moved.extend(started);
         if moved.is_empty() {
             outcome.already_done = true;
         }
@@ -239,7 +276,7 @@ impl PostgresController {
             .ok_or_else(|| self.err(ErrorKind::NotReady, "no reachable primary to follow"))?;
         let pm = self.member(&p.name)?.clone();
         let history = if p.timeline > 1 {
-            let c = self.session(&pm).await?;
+            let c = self.shared_session(&pm).await?;
             let text = self
                 .scalar(
                     &c,
@@ -266,7 +303,7 @@ impl PostgresController {
     }
 
     async fn set_upstream(&self, m: &Member, pm: &Member, clear_fence: bool) -> Result<()> {
-        let c = self.session(m).await?;
+        let c = self.shared_session(m).await?;
         // The conninfo may hold a password: it goes to the server, never to a log.
         let set = format!(
             "ALTER SYSTEM SET primary_conninfo = {}",
@@ -335,7 +372,8 @@ impl PostgresController {
         self.forget_final_position(&m.name);
         let p = self.wait_up(m, true).await?;
         if p.fenced {
-            let c = self.session(m).await?;
+            // wait_up's probe just opened (and kept) the session.
+            let c = self.shared_session(m).await?;
             self.exec(&c, m, CLEAR_FENCE).await?;
             // The reload reaches other sessions asynchronously; until the
             // observation sessions see the marker gone the member still

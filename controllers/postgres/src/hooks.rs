@@ -1,7 +1,10 @@
 //! Host commands declared per member in the topology (`stop`,
 //! `start_as_standby`, `rewind`, `start`, which `Unfence` uses to bring
-//! back an old primary the fence had stopped, and `extra.controldata`, which
-//! prints `pg_controldata` of a stopped member). They are templates: the
+//! back an old primary the fence had stopped, `extra.controldata`, which
+//! prints `pg_controldata` of a stopped member, and
+//! `extra.stop_controldata`, which does `stop` and then prints what
+//! `controldata` prints: one process on the fence's path instead of two).
+//! They are templates: the
 //! placeholders below are filled in and the result runs under `sh -c` with
 //! the hook timeout. Values substituted are validated member names and
 //! `host:port` parts, so they need no shell quoting.
@@ -58,10 +61,17 @@ pub(crate) enum Hook {
     /// Print `pg_controldata` of the (stopped) member on stdout: the fence
     /// reads the old primary's final position from it (see fence.rs).
     ControlData,
+    /// [`Hook::Stop`], then what [`Hook::ControlData`] prints, in one
+    /// process: the deferred fence's stop, where the shutdown and the read
+    /// of its result are the whole write outage before the promotion.
+    StopControlData,
 }
 
 /// The `extra` hook name of [`Hook::ControlData`].
 pub(crate) const CONTROLDATA: &str = "controldata";
+
+/// The `extra` hook name of [`Hook::StopControlData`].
+pub(crate) const STOP_CONTROLDATA: &str = "stop_controldata";
 
 impl Hook {
     pub(crate) fn name(self) -> &'static str {
@@ -71,6 +81,7 @@ impl Hook {
             Hook::StartAsStandby => "start_as_standby",
             Hook::Rewind => "rewind",
             Hook::ControlData => "extra.controldata",
+            Hook::StopControlData => "extra.stop_controldata",
         }
     }
 
@@ -81,6 +92,7 @@ impl Hook {
             Hook::StartAsStandby => m.hooks.start_as_standby.as_deref(),
             Hook::Rewind => m.hooks.rewind.as_deref(),
             Hook::ControlData => m.hooks.extra.get(CONTROLDATA).map(String::as_str),
+            Hook::StopControlData => m.hooks.extra.get(STOP_CONTROLDATA).map(String::as_str),
         }
     }
 }

@@ -94,6 +94,9 @@ pub struct PostgresController {
     /// The last probe of every member and when it was taken, while no
     /// mutating operation has run since (see [`PROBE_REUSE`]).
     recent: Mutex<Option<(Instant, Vec<Probe>)>>,
+    /// The probe the fencing layer's stamp read just took (see
+    /// [`STAMP_PROBE_REUSE`]), for the mutating operation it admits.
+    stamp_probe: Mutex<Option<(Instant, Vec<Probe>)>>,
 }
 
 /// How old a probe of every member may be and still stand in for a new one
@@ -104,6 +107,13 @@ pub struct PostgresController {
 /// snapshot, so nothing decides on a state from before a change this
 /// controller made.
 const PROBE_REUSE: Duration = Duration::from_millis(50);
+
+/// How old the probe of the fencing layer's stamp read may be and still be
+/// the mutating operation's own: the layer reads the stamp, records it, and
+/// runs the operation right away, so that probe *is* the operation's fresh
+/// look at every member (taken once, not twice). Older, or not taken by a
+/// stamp read, the operation probes again.
+const STAMP_PROBE_REUSE: Duration = Duration::from_millis(20);
 
 impl fmt::Debug for PostgresController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,6 +161,7 @@ impl PostgresController {
             sessions: Mutex::new(HashMap::new()),
             final_positions: Mutex::new(HashMap::new()),
             recent: Mutex::new(None),
+            stamp_probe: Mutex::new(None),
         }
     }
 
@@ -265,6 +276,27 @@ impl PostgresController {
                 .map_err(|e| PgError::Query(e).into_error(&self.store.name, &m.name))?;
         }
         Ok(())
+    }
+
+    /// Run statements as one pipeline: sent together, run by the server in
+    /// order, each as its own implicit transaction (so `ALTER SYSTEM` may be
+    /// among them), one round trip in all. One result per statement: a
+    /// failed one does not stop the ones after it.
+    pub(crate) async fn exec_pipelined(
+        &self,
+        client: &Client,
+        m: &Member,
+        sql: &[&str],
+    ) -> Vec<Result<()>> {
+        // tokio-postgres sends each request when its future is first polled;
+        // join_all polls them in order, so they reach the server in order.
+        futures::future::join_all(sql.iter().map(|stmt| async move {
+            client
+                .batch_execute(stmt)
+                .await
+                .map_err(|e| PgError::Query(e).into_error(&self.store.name, &m.name))
+        }))
+        .await
     }
 
     pub(crate) async fn scalar(&self, client: &Client, m: &Member, sql: &str) -> Result<String> {
@@ -426,7 +458,11 @@ impl Controller for PostgresController {
         let fresh = op.is_mutating() || matches!(op, Operation::CheckReadiness { .. });
         let probes = if fresh {
             self.forget_probes();
-            self.probe_all().await
+            let stamped = op.is_mutating().then(|| self.take_stamp_probe()).flatten();
+            match stamped {
+                Some(p) => p,
+                None => self.probe_all().await,
+            }
         } else {
             self.recent_or_probe().await
         };
@@ -453,6 +489,22 @@ impl Controller for PostgresController {
 }
 
 impl PostgresController {
+    /// Remember the probe a stamp read took ([`STAMP_PROBE_REUSE`]).
+    pub(crate) fn keep_stamp_probe(&self, probes: &[Probe]) {
+        *self.stamp_probe.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), probes.to_vec()));
+    }
+
+    /// The stamp read's probe, once, if it is young enough.
+    fn take_stamp_probe(&self) -> Option<Vec<Probe>> {
+        let (at, probes) = self
+            .stamp_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        (at.elapsed() <= STAMP_PROBE_REUSE).then_some(probes)
+    }
+
     async fn dispatch(&self, op: &Operation, probes: Vec<Probe>) -> Result<Outcome> {
         match op {
             Operation::CheckReadiness {

@@ -51,6 +51,10 @@ pub(crate) struct Probe {
     pub(crate) fencing: Option<(u64, String)>,
     /// Primary: `application_name` → its walsender, for connected standbys.
     pub(crate) replicas: HashMap<String, Replica>,
+    /// `data_directory`, when this role may read it (superusers and
+    /// `pg_read_all_settings`): where the deferred fence writes
+    /// `standby.signal`, known without a round trip of its own.
+    pub(crate) data_directory: Option<String>,
 }
 
 /// One row of a primary's `pg_stat_replication`.
@@ -205,13 +209,17 @@ pub(crate) fn member_sql(store: &str) -> String {
         "{MEMBER_SQL}CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN NULL ELSE \
          (xpath('/row/e/text()', query_to_xml({inner}, false, true, '')))[1]::text::bigint END, \
          CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN NULL ELSE \
-         (xpath('/row/x/text()', query_to_xml({inner}, false, true, '')))[1]::text END"
+         (xpath('/row/x/text()', query_to_xml({inner}, false, true, '')))[1]::text END, \
+         (SELECT setting FROM pg_settings WHERE name = 'data_directory')"
     )
 }
 
 async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> {
-    let r = rows(client, sql)
-        .await?
+    // Both queries in one pipeline (one round trip): whether the member is
+    // a primary, whose walsenders count, is only known from the first.
+    let (member, replication) =
+        futures::future::join(rows(client, sql), rows(client, REPLICATION_SQL)).await;
+    let r = member?
         .pop()
         .ok_or_else(|| PgError::Parse("member query returned no row".into()))?;
     let lsn = |i: usize| r[i].as_deref().and_then(parse_lsn);
@@ -242,7 +250,7 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
             .as_deref()
             .and_then(timeline_of_walfile)
             .ok_or_else(|| PgError::Parse("cannot read timeline".into()))?;
-        for row in rows(client, REPLICATION_SQL).await? {
+        for row in replication? {
             if let Some(app) = &row[0] {
                 p.replicas.insert(
                     app.clone(),
@@ -256,6 +264,7 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
     }
     p.fenced = truthy(&r[11]);
     p.fencing = num(15).map(|t| (t, r[16].clone().unwrap_or_default()));
+    p.data_directory = r[17].clone();
     Ok(())
 }
 

@@ -21,6 +21,8 @@ impl TokenRecord for PostgresController {
         // Replicated like any table, so any reachable member's view is a
         // lower bound of the highest; the maximum over all of them is it.
         let probes = self.probe_all().await;
+        // The operation this read admits starts from the same look.
+        self.keep_stamp_probe(&probes);
         let mut reachable = probes.iter().filter(|p| p.reachable()).peekable();
         if reachable.peek().is_none() {
             return Err(self.err(
@@ -40,12 +42,15 @@ impl TokenRecord for PostgresController {
     }
 
     async fn write_stamp(&self, stamp: &Stamp) -> Result<bool> {
-        let probes = self.probe_all().await;
+        // The layer read the stamp a moment ago: that probe names the
+        // primary. Were it stale, the write fails on a member in recovery
+        // and the layer records the stamp after the operation instead.
+        let probes = self.recent_or_probe().await;
         let Some(p) = current_primary(&probes) else {
             return Ok(false);
         };
         let m = self.member(&p.name)?;
-        let client = self.session(m).await?;
+        let client = self.shared_session(m).await?;
         // `BEGIN READ WRITE` passes a soft fence's
         // default_transaction_read_only; GREATEST keeps a higher token a
         // concurrent coordinator wrote between our read and this write.
@@ -65,6 +70,8 @@ impl TokenRecord for PostgresController {
             sql_literal(&stamp.execution)
         );
         client.batch_execute(&sql).await.map_err(|e| {
+            // The session may be left in the failed transaction: not reused.
+            self.forget_session(&m.name);
             self.err(
                 ErrorKind::Unreachable,
                 format!("recording the fencing token: {e}"),
