@@ -117,8 +117,17 @@ async fn resume_after_promote_with_fresh_controller() {
         .await
         .unwrap();
     assert!(!r.already_done, "{r:?}");
+    // The deferred fence left the old primary stopped before the fork:
+    // RepointFollowers starts it following alongside the re-pointing, so
+    // Rejoin finds nothing left to do.
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("pg-east-1: was stopped by the fence")),
+        "{r:?}"
+    );
     let j = second.execute(&Operation::Rejoin, &ctx()).await.unwrap();
-    assert!(!j.already_done, "{j:?}");
+    assert!(j.already_done, "{j:?}");
     let s = second.observe().await.unwrap();
     assert_eq!(s.primary_region(), Some(target));
     for m in s.members.iter().filter(|m| m.role != Role::Primary) {
