@@ -892,18 +892,12 @@ mod tests {
             records: records.clone(),
             limit: usize::MAX,
         };
-        let mut d = Driver::new(
-            Arc::new(ctrls),
+        let mut d = test_driver(
+            ctrls,
             Box::new(j),
             Arc::new(LeaseGuard(lost.clone())),
-            "x",
-            Arc::new(Silent),
             crate::journal::next_seq(&recs),
-        )
-        .with_poll(PollPolicy {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(5),
-        });
+        );
         let fire = {
             let entered = entered.clone();
             tokio::spawn(async move {
@@ -968,9 +962,20 @@ mod tests {
             records: records.clone(),
             limit,
         };
-        let mut d = Driver::new(
-            Arc::new(ctrls.clone()),
-            Box::new(j),
+        let mut d = test_driver(ctrls.clone(), Box::new(j), guard, next_seq);
+        d.run(&mut ex).await
+    }
+
+    /// A driver of execution `x` that polls checkpoints every few ms.
+    fn test_driver(
+        ctrls: BTreeMap<String, Arc<dyn Controller>>,
+        journal: Box<dyn Journal>,
+        guard: Arc<dyn LockGuard>,
+        next_seq: u64,
+    ) -> Driver {
+        Driver::new(
+            Arc::new(ctrls),
+            journal,
             guard,
             "x",
             Arc::new(Silent),
@@ -979,8 +984,62 @@ mod tests {
         .with_poll(PollPolicy {
             initial: Duration::from_millis(1),
             max: Duration::from_millis(5),
-        });
-        d.run(&mut ex).await
+        })
+    }
+
+    /// A journal that tells durable records from lazy ones: a lazy record
+    /// becomes durable with the next `append` or `sync`, as on disk.
+    struct DurabilityJournal {
+        /// (record, durable when the driver went on).
+        log: Arc<Mutex<Vec<(Record, bool)>>>,
+    }
+
+    impl Journal for DurabilityJournal {
+        fn append(&mut self, r: &Record) -> Result<(), JournalError> {
+            let mut log = self.log.lock().unwrap();
+            log.push((r.clone(), true));
+            Ok(())
+        }
+        fn append_lazy(&mut self, r: &Record) -> Result<(), JournalError> {
+            self.log.lock().unwrap().push((r.clone(), false));
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), JournalError> {
+            if let Some(last) = self.log.lock().unwrap().last_mut() {
+                last.1 = true;
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn only_mutating_intents_are_synced_before_they_are_issued() {
+        let (plan, ctrls, _, _) = setup();
+        let recs = vec![started(&plan)];
+        let mut ex = Executor::replay(&recs).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut d = test_driver(
+            ctrls,
+            Box::new(DurabilityJournal { log: log.clone() }),
+            Arc::new(Guard(1)),
+            crate::journal::next_seq(&recs),
+        );
+        assert_eq!(d.run(&mut ex).await.unwrap(), RunEnd::Succeeded);
+        let log = log.lock().unwrap();
+        let (mut mutating, mut read_only) = (0, 0);
+        for (r, durable) in log.iter() {
+            if let Record::Intent { op, .. } = r {
+                // Synced when appended: everything before it is durable too.
+                assert_eq!(*durable, op.is_mutating(), "{op}");
+                if op.is_mutating() {
+                    mutating += 1;
+                } else {
+                    read_only += 1;
+                }
+            }
+        }
+        assert!(mutating > 0 && read_only > 0, "{mutating} / {read_only}");
+        assert!(matches!(log.last(), Some((Record::Finished { .. }, true))));
     }
 
     #[tokio::test]

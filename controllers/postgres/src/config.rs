@@ -312,6 +312,33 @@ region = "west"
         let mut s = store("");
         s.members[1].name = "a".into();
         assert!(config_err(&s).message().contains("twice"));
+
+        // The one-process stop of the deferred fence needs the evidence
+        // hook every later observation reads; its template is checked too.
+        let mut s = store("");
+        s.members[0]
+            .hooks
+            .extra
+            .insert("stop_controldata".into(), "pgctl stop-cd {member}".into());
+        let e = config_err(&s);
+        assert!(
+            e.message()
+                .contains("hooks.extra.stop_controldata needs hooks.extra.controldata"),
+            "{e}"
+        );
+        assert_eq!(e.member(), Some("a"));
+        s.members[0]
+            .hooks
+            .extra
+            .insert("controldata".into(), "pgctl cd {member}".into());
+        assert!(PostgresController::from_store(&s).is_ok());
+        s.members[0]
+            .hooks
+            .extra
+            .insert("stop_controldata".into(), "pgctl stop-cd {membr}".into());
+        assert!(config_err(&s)
+            .message()
+            .contains("hooks.extra.stop_controldata"));
     }
 
     #[test]
