@@ -1188,8 +1188,32 @@ async fn drill(
         .prepare_drill(to, timeouts.stage_timeout_ms, timeouts.catch_up_timeout_ms)
         .await?;
     let preview = preview_of(service, &pending.out, yes).await.map(|p| {
+        let topology = service.topology();
+        let back = match &pending.back {
+            Some(back) => {
+                let expected: Vec<(String, Result<health::StoreHealth, String>)> = pending
+                    .expected
+                    .iter()
+                    .map(|(n, s)| {
+                        let spec = topology.stores.iter().find(|t| &t.name == n);
+                        let h = s
+                            .as_ref()
+                            .map(|s| health::assess(s, spec, &crate::registry::notation(s.kind)));
+                        (n.clone(), h.map_err(Clone::clone))
+                    })
+                    .collect();
+                format!(
+                    "{}\n{}",
+                    back.render(),
+                    preview::render(back, &topology, &expected)
+                )
+            }
+            None => String::new(),
+        };
         format!(
-            "{p}then the way back: every store {} → {}, planned from what the stores show once the first leg's checkpoints passed\n",
+            "{p}\nThen the way back, every store {} → {}: planned here from the state the first \
+             leg's checkpoints expect (its lag cannot be known yet), and planned again from what \
+             the stores show once they passed:\n{back}",
             pending.to, pending.origin
         )
     });

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_controller::{Controller, FencingToken, Notation, ObservedState, Role};
+use switchyard_controller::{Controller, FencingToken, Notation, ObservedState};
 use switchyard_topology::Topology;
 use tokio::sync::broadcast;
 
@@ -387,6 +387,9 @@ pub struct Aborted {
     pub verdicts: Vec<crate::abort::Verdict>,
     /// What every store showed after the abort.
     pub after: Observations,
+    /// Per store, the one-line summary of what it showed after the abort
+    /// ([`summary_of`]).
+    pub summaries: Vec<(String, String)>,
 }
 
 impl Aborted {
@@ -401,11 +404,10 @@ impl Aborted {
 
     /// The summary of `store` as observed after the abort.
     pub fn summary(&self, store: &str) -> String {
-        match self.after.iter().find(|(n, _)| n == store) {
-            Some((_, Ok(s))) => summary_of(s),
-            Some((_, Err(e))) => format!("cannot observe: {e}"),
-            None => "not observed".to_string(),
-        }
+        self.summaries
+            .iter()
+            .find(|(n, _)| n == store)
+            .map_or_else(|| "not observed".to_string(), |(_, s)| s.clone())
     }
 }
 
@@ -419,6 +421,12 @@ pub struct PendingDrill {
     pub to: String,
     /// The plan out.
     pub out: Plan,
+    /// The way back as planned now, from the state the first leg's
+    /// checkpoints expect ([`expected_after`]); the drill plans it again
+    /// from what the stores show once they passed.
+    pub back: Option<Plan>,
+    /// That expected state, per store.
+    pub expected: Observations,
     stage_timeout_ms: u64,
     catch_up_timeout_ms: u64,
     observe_time: Duration,
@@ -884,11 +892,23 @@ impl Service {
         // The verdict comes from the stores, observed after the abort ran.
         let after = observe_all(&controllers).await;
         let verdicts = planned.verdicts(&after, &id, run.as_ref().map(|r| r.id.as_str()));
+        let topology = self.topology();
+        let summaries = after
+            .iter()
+            .map(|(n, s)| {
+                let line = match s {
+                    Ok(s) => summary_of(s, &topology),
+                    Err(e) => format!("cannot observe: {e}"),
+                };
+                (n.clone(), line)
+            })
+            .collect();
         Ok(Aborted {
             id,
             run,
             verdicts,
             after,
+            summaries,
         })
     }
 
@@ -982,7 +1002,7 @@ impl Service {
                     None => {
                         return Err(refused(format!(
                             "drill refused: store `{n}` has {}",
-                            summary_of(s)
+                            summary_of(s, &self.topology())
                         )))
                     }
                 },
@@ -1015,12 +1035,32 @@ impl Service {
             })?;
         // A planned execution: refused, never warned about.
         inner.refuse_damaged(&out)?;
+        let expected: Observations = states
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    s.as_ref()
+                        .map(|s| expected_after(s, to))
+                        .map_err(Clone::clone),
+                )
+            })
+            .collect();
+        let back_req = PlanRequest {
+            to: origin.clone(),
+            ..req
+        };
+        let back = inner
+            .make_plan(&controllers, &back_req, Some(&expected))
+            .await?;
         Ok(PendingDrill {
             guard,
             controllers,
             origin,
             to: to.to_string(),
             out,
+            back,
+            expected,
             stage_timeout_ms,
             catch_up_timeout_ms,
             observe_time,
@@ -1040,6 +1080,8 @@ impl Service {
             to,
             out,
             stage_timeout_ms,
+            back: _,
+            expected: _,
             catch_up_timeout_ms,
             mut observe_time,
         } = pending;
@@ -1063,7 +1105,7 @@ impl Service {
                 Ok(s) => {
                     return Err(failed(format!(
                         "drill verification failed: `{n}` has {}",
-                        summary_of(s)
+                        summary_of(s, &self.topology())
                     )))
                 }
                 Err(e) => {
@@ -1985,59 +2027,50 @@ pub async fn observe_all(controllers: &Controllers) -> Observations {
     .await
 }
 
-/// One line about a store: its primary (or the split brain) and how many
-/// members are healthy.
-pub fn summary_of(s: &ObservedState) -> String {
-    // The same rule as `all_members_healthy`: a follower receiving nothing
-    // is not healthy.
-    let healthy = s
+/// What a store is expected to look like once a planned move to `to` passed
+/// its checkpoints: its best member there (reachable, electable by role,
+/// furthest position) primary on the next term, every other member
+/// following it. Lag is left unmeasured: this is a prediction for a
+/// preview, never an observation.
+pub fn expected_after(s: &ObservedState, to: &str) -> ObservedState {
+    use switchyard_controller::{Role, Term};
+    let mut e = s.clone();
+    if e.primary_region() == Some(to) {
+        return e;
+    }
+    let next = e
         .members
         .iter()
-        .filter(|m| {
-            m.reachable
-                && !matches!(m.role, Role::Down | Role::Unknown)
-                && m.replicating != Some(false)
-        })
-        .count();
-    let primary = match s.primary() {
-        Some(p) => format!(
-            "primary {} in {}{}",
-            p.name,
-            p.region,
-            if p.fenced { " (fenced)" } else { "" }
-        ),
-        None => match s.primaries().count() {
-            0 => "no primary".into(),
-            n => {
-                let newest = s.newest_primary().map(|m| m.name.as_str());
-                let each: Vec<String> = s
-                    .primaries()
-                    .map(|m| {
-                        format!(
-                            "{} in {} on {} ({})",
-                            m.name,
-                            m.region,
-                            m.position.map_or("?".into(), |p| {
-                                crate::registry::notation(s.kind).history(p.history)
-                            }),
-                            if Some(m.name.as_str()) == newest {
-                                "newest"
-                            } else {
-                                "stale"
-                            }
-                        )
-                    })
-                    .collect();
-                format!("SPLIT BRAIN: {n} writable primaries: {}", each.join(", "))
-            }
-        },
+        .filter(|m| m.region == to && m.reachable && m.role == Role::Secondary && !m.fenced)
+        .max_by_key(|m| m.position.map(|p| p.offset))
+        .map(|m| m.name.clone());
+    let Some(next) = next else {
+        return e;
     };
-    format!(
-        "{primary}, {healthy}/{} members healthy{}",
-        s.members.len(),
-        s.term
-            .map_or(String::new(), |t| format!(", store term {t}"))
-    )
+    for m in &mut e.members {
+        m.lag = None;
+        if m.name == next {
+            m.role = Role::Primary;
+            m.following = None;
+            m.replicating = None;
+        } else if matches!(m.role, Role::Primary | Role::Secondary) {
+            m.role = Role::Secondary;
+            m.fenced = false;
+            m.following = Some(next.clone());
+            m.replicating = Some(true);
+        }
+    }
+    e.term = e.term.map(|t| Term(t.get() + 1));
+    e
+}
+
+/// One line about a store: its primary (or what is wrong: none, fenced, a
+/// split brain), the store's term, and how many members are healthy, by the
+/// same rule as `state` ([`health::assess`]: reachable, replicating from the
+/// right upstream right now, within the store's lag bound).
+pub fn summary_of(s: &ObservedState, topology: &Topology) -> String {
+    let spec = topology.stores.iter().find(|t| t.name == s.store);
+    health::assess(s, spec, &crate::registry::notation(s.kind)).summary()
 }
 
 #[cfg(test)]
@@ -2059,5 +2092,127 @@ mod tests {
         let _ = |l: Launched| tokio::spawn(l.run());
         let _ =
             |s: Service, p: Pending| tokio::spawn(async move { s.run(p, Arc::new(Discard)).await });
+    }
+
+    /// The drill's way back is previewed from the state the first leg
+    /// expects: the furthest secondary in the target primary on the next
+    /// term, everyone else following it, no lag claimed.
+    #[test]
+    fn the_state_a_move_expects() {
+        use switchyard_controller::{History, Lag, MemberState, Position, Role, Term};
+        let m = |name: &str, region: &str, role, offset| MemberState {
+            position: Some(Position {
+                history: History(1),
+                offset,
+            }),
+            role,
+            reachable: true,
+            detail: None,
+            lag: Some(Lag {
+                bytes: Some(0),
+                millis: Some(0),
+            }),
+            ..MemberState::unreachable(name, region, "")
+        };
+        let s = ObservedState {
+            store: "orders".into(),
+            kind: switchyard_topology::StoreKind::Postgres,
+            term: Some(Term(3)),
+            config_version: None,
+            members: vec![
+                m("e", "east", Role::Primary, 10),
+                m("w1", "west", Role::Secondary, 8),
+                m("w2", "west", Role::Secondary, 9),
+            ],
+        };
+        let e = expected_after(&s, "west");
+        assert_eq!(e.primary().map(|p| p.name.as_str()), Some("w2"));
+        assert_eq!(e.term, Some(Term(4)));
+        for f in ["e", "w1"] {
+            let f = e.member(f).unwrap();
+            assert_eq!(
+                (f.role, f.following.as_deref()),
+                (Role::Secondary, Some("w2"))
+            );
+        }
+        assert!(e.members.iter().all(|m| m.lag.is_none()));
+        assert_eq!(expected_after(&s, "east"), s);
+    }
+
+    /// Abort and drill summaries judge members as `state` does: a standby
+    /// past the lag bound, or one replicating from someone else, is not
+    /// healthy, and a fenced primary is no primary.
+    #[test]
+    fn summaries_use_the_health_rule_of_state() {
+        use switchyard_controller::{History, Lag, MemberState, Position, Role, Term};
+        let topology = switchyard_topology::parse_str(
+            "t.toml",
+            r#"
+name = "t"
+[[regions]]
+name = "east"
+role = "primary"
+[[regions]]
+name = "west"
+role = "secondary"
+[[stores]]
+name = "orders"
+kind = "postgres"
+max_lag_bytes = 8388608
+[[stores.members]]
+name = "a"
+host = "127.0.0.1:1"
+region = "east"
+[[stores.members]]
+name = "b"
+host = "127.0.0.1:2"
+region = "west"
+"#,
+        )
+        .unwrap();
+        let member = |name: &str, region: &str, role| MemberState {
+            position: Some(Position {
+                history: History(1),
+                offset: 1,
+            }),
+            role,
+            ..MemberState::unreachable(name, region, "")
+        };
+        let mut a = member("a", "east", Role::Primary);
+        a.reachable = true;
+        a.detail = None;
+        let mut b = member("b", "west", Role::Secondary);
+        b.reachable = true;
+        b.detail = None;
+        b.following = Some("a".into());
+        b.lag = Some(Lag {
+            bytes: Some(24 << 20),
+            millis: None,
+        });
+        let mut s = ObservedState {
+            store: "orders".into(),
+            kind: switchyard_topology::StoreKind::Postgres,
+            term: Some(Term(1)),
+            config_version: None,
+            members: vec![a, b],
+        };
+        assert_eq!(
+            summary_of(&s, &topology),
+            "primary a in east, store's timeline 1, 1/2 members healthy"
+        );
+        s.members[1].lag = Some(Lag {
+            bytes: Some(0),
+            millis: None,
+        });
+        assert_eq!(
+            summary_of(&s, &topology),
+            "primary a in east, store's timeline 1, 2/2 members healthy"
+        );
+        s.members[0].fenced = true;
+        let line = summary_of(&s, &topology);
+        assert!(
+            line.starts_with("primary a is fenced: nothing accepts writes"),
+            "{line}"
+        );
     }
 }
