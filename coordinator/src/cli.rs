@@ -17,9 +17,10 @@ use crate::plan::{Mode, Plan};
 use crate::preview;
 use crate::progress::{JsonLines, Plain, Reporter, Terminal};
 use crate::report::timeline;
+use crate::server::views::{AbortPlanned, AbortReport, DrillReport};
 use crate::service::{
-    Drilled, ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError, ServiceEvent,
-    StartRequest, StateReport,
+    ErrorKind, EventSink, Outcome, PlanRequest, Service, ServiceError, ServiceEvent, StartRequest,
+    StateReport,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -500,7 +501,7 @@ impl From<ServiceError> for Exit {
 }
 
 /// The exit code of an execution's outcome.
-fn code_of(outcome: Outcome) -> i32 {
+pub(crate) fn code_of(outcome: Outcome) -> i32 {
     match outcome {
         Outcome::Succeeded => exit::OK,
         Outcome::Failed => exit::FAILED,
@@ -519,7 +520,7 @@ fn reporter(output: Option<Output>) -> Box<dyn Reporter> {
     }
 }
 
-fn json_mode(output: Option<Output>) -> bool {
+pub(crate) fn json_mode(output: Option<Output>) -> bool {
     match output {
         Some(o) => o == Output::Json,
         None => !std::io::stdout().is_terminal(),
@@ -715,6 +716,28 @@ fn plan_request(target: &Target, timeouts: &Timeouts) -> PlanRequest {
     }
 }
 
+/// Print an execution's journal and report; a damaged journal is shown
+/// too: what could be read, and where not.
+pub(crate) fn render_show(shown: &crate::service::Shown, output: Output, wide: bool) -> i32 {
+    if output == Output::Json {
+        output::line(
+            output::SHOW,
+            json!({"report": shown.report, "journal": shown.records, "damage": shown.damage}),
+        );
+    } else {
+        for d in &shown.damage {
+            println!("DAMAGED: {d}");
+        }
+        let report = if wide {
+            shown.report.render_wide()
+        } else {
+            shown.report.render()
+        };
+        print!("{}\n{report}", timeline(&shown.records));
+    }
+    exit::OK
+}
+
 /// Plan, ask, run.
 async fn start(
     service: &Service,
@@ -804,13 +827,16 @@ async fn rollback(
     let id = pending.id.clone();
     match service.rollback(pending, sink).await? {
         Some(done) => Ok(code_of(done.outcome)),
-        None => {
-            if !json_mode(output) {
-                println!("Every store is primary where {id} found it; {id} is closed.");
-            }
-            Ok(exit::OK)
-        }
+        None => Ok(rolled_back_nothing(&id, output)),
     }
+}
+
+/// A rollback with nothing to run: every store was where `id` found it.
+pub(crate) fn rolled_back_nothing(id: &str, output: Option<Output>) -> i32 {
+    if !json_mode(output) {
+        println!("Every store is primary where {id} found it; {id} is closed.");
+    }
+    exit::OK
 }
 
 /// `switchyard approve ID`.
@@ -874,7 +900,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             output,
         } => {
             service.target_region(&to)?;
-            refuse_unfenceable(service).await?;
+            service.refuse_unfenceable().await?;
             let target = Target {
                 to,
                 forced: false,
@@ -903,27 +929,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             yes,
             output,
         } => rollback(service, id, &timeouts, yes, output).await,
-        Command::Show { id, output, wide } => {
-            // A damaged journal is shown too: what could be read, and where not.
-            let shown = service.show(&id)?;
-            if output == Output::Json {
-                output::line(
-                    output::SHOW,
-                    json!({"report": shown.report, "journal": shown.records, "damage": shown.damage}),
-                );
-            } else {
-                for d in &shown.damage {
-                    println!("DAMAGED: {d}");
-                }
-                let report = if wide {
-                    shown.report.render_wide()
-                } else {
-                    shown.report.render()
-                };
-                print!("{}\n{report}", timeline(&shown.records));
-            }
-            Ok(exit::OK)
-        }
+        Command::Show { id, output, wide } => Ok(render_show(&service.show(&id)?, output, wide)),
         Command::Drill {
             to,
             timeouts,
@@ -961,31 +967,6 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         // Handled before the topology is loaded.
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     }
-}
-
-/// `switchover` moves only what can be fenced and caught up: every store
-/// needs one reachable, writable primary now.
-async fn refuse_unfenceable(service: &Service) -> Result<(), Exit> {
-    let state = service.state().await?;
-    for (store, h) in &state.health {
-        let why = match h {
-            Err(e) => Some(format!("cannot be observed: {e}")),
-            Ok(h) if h.primary.is_none() || h.problem.is_some() => {
-                Some(h.problem.clone().unwrap_or_else(|| "no primary".into()))
-            }
-            Ok(_) => None,
-        };
-        if let Some(why) = why {
-            return Err(Exit {
-                code: exit::REFUSED,
-                message: format!(
-                    "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
-                     If its region is gone: `switchyard failover --to R --forced`"
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn nothing_to_do(to: &str) -> i32 {
@@ -1108,53 +1089,59 @@ pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
 /// and succeeds only when every store has exactly one writable primary.
 async fn abort(service: &Service, id: Option<String>, output: Output) -> Result<i32, Exit> {
     let pending = service.prepare_abort(id).await?;
-    let json = output == Output::Json;
-    if pending.planned.plan.is_some() && !json {
-        println!("Aborting {}:", pending.id);
-        for d in &pending.planned.decisions {
+    render_abort_planned(&AbortPlanned::of(&pending), output);
+    let done = service.abort(pending, Render::sink(Some(output))).await?;
+    Ok(render_abort_report(&AbortReport::of(&done), output))
+}
+
+/// What an abort decided for every store, before it runs.
+pub(crate) fn render_abort_planned(planned: &AbortPlanned, output: Output) {
+    if planned.has_plan && output != Output::Json {
+        println!("Aborting {}:", planned.execution_id);
+        for d in &planned.decisions {
             println!("  {:<12} {}", d.store, d.decision);
         }
         println!();
     }
-    let done = service.abort(pending, Render::sink(Some(output))).await?;
-    let id = &done.id;
-    let abort_id = done.run.as_ref().map(|r| r.id.clone());
-    let code = done
-        .run
-        .as_ref()
-        .map_or(exit::FAILED, |r| code_of(r.outcome));
-    let ok = done.ok();
-    let verdicts = &done.verdicts;
-    if json {
-        let v: Vec<_> = verdicts
+}
+
+/// How an abort ended, judged by the stores observed after it; the exit
+/// code is 0 only when every store has exactly one writable primary.
+pub(crate) fn render_abort_report(done: &AbortReport, output: Output) -> i32 {
+    let id = &done.execution_id;
+    let code = done.outcome.map_or(exit::FAILED, code_of);
+    let ok = done.ok;
+    if output == Output::Json {
+        let v: Vec<_> = done
+            .stores
             .iter()
             .map(|v| {
-                json!({"store": v.store, "decision": v.decision.to_string(),
-                       "summary": done.summary(&v.store), "writable_primary": v.writable_primary,
-                       "fix": v.unresolved.as_ref().map(|(_, fix)| fix)})
+                json!({"store": v.store, "decision": v.decision,
+                       "summary": v.summary, "writable_primary": v.writable_primary,
+                       "fix": v.fix})
             })
             .collect();
         output::line(
             output::EVENT,
-            json!({"event": "abort_report", "execution_id": id, "abort_execution_id": abort_id,
+            json!({"event": "abort_report", "execution_id": id, "abort_execution_id": done.abort_execution_id,
                    "status": if ok { "aborted" } else { "failed" }, "stores": v}),
         );
     } else {
         if ok {
             println!(
                 "Execution {id} aborted{}: every store has exactly one writable primary.",
-                abort_id
+                done.abort_execution_id
                     .as_ref()
                     .map_or(String::new(), |a| format!(" by {a}"))
             );
         } else {
             println!("Abort of {id} did NOT leave every store with exactly one writable primary.");
         }
-        for v in verdicts {
+        for v in &done.stores {
             println!(
                 "  {:<12} {}{}",
                 v.store,
-                done.summary(&v.store),
+                v.summary,
                 if v.writable_primary.is_some() {
                     ""
                 } else {
@@ -1163,18 +1150,18 @@ async fn abort(service: &Service, id: Option<String>, output: Output) -> Result<
             );
         }
     }
-    for v in verdicts {
-        if let Some((saw, fix)) = &v.unresolved {
+    for v in &done.stores {
+        if let (Some(saw), Some(fix)) = (&v.saw, &v.fix) {
             eprintln!("switchyard: {}: {saw}; to fix: {fix}", v.store);
         }
     }
-    Ok(if ok {
+    if ok {
         exit::OK
     } else if code != exit::OK {
         code
     } else {
         exit::FAILED
-    })
+    }
 }
 
 async fn drill(
@@ -1218,22 +1205,22 @@ async fn drill(
         )
     });
     confirm(&pending.out, yes, output, preview.as_deref())?;
-    let (origin, to, observe_ms, reports, back) =
-        match service.drill(pending, Render::sink(output)).await? {
-            Drilled::Stopped(out) => return Ok(code_of(out.outcome)),
-            Drilled::Completed {
-                origin,
-                to,
-                observe_ms,
-                reports,
-                back,
-            } => (origin, to, observe_ms, reports, back),
-        };
-    let code = code_of(back.outcome);
+    let drilled = service.drill(pending, Render::sink(output)).await?;
+    Ok(render_drill(&DrillReport::of(&drilled), output))
+}
+
+/// A drill's report (nothing when the way out did not succeed: its own
+/// report said why); the exit code is the way back's.
+pub(crate) fn render_drill(d: &DrillReport, output: Option<Output>) -> i32 {
+    let code = code_of(d.outcome);
+    if !d.completed {
+        return code;
+    }
+    let (origin, to) = (&d.from, &d.to);
     if json_mode(output) {
         output::line(
             output::EVENT,
-            json!({"event": "drill_report", "from": origin, "to": to, "observe_ms": observe_ms, "out": reports.first(), "back": reports.get(1), "status": if code == exit::OK {"succeeded"} else {"failed"}}),
+            json!({"event": "drill_report", "from": origin, "to": to, "observe_ms": d.observe_ms, "out": d.out, "back": d.back, "status": if code == exit::OK {"succeeded"} else {"failed"}}),
         );
     } else {
         println!(
@@ -1244,7 +1231,11 @@ async fn drill(
                 "FAILED"
             }
         );
-        for (dir, r) in ["out", "back"].iter().zip(&reports) {
+        let legs = [("out", &d.out), ("back", &d.back)];
+        for (dir, r) in legs
+            .iter()
+            .filter_map(|(dir, r)| r.as_ref().map(|r| (dir, r)))
+        {
             let rtos: Vec<String> = r
                 .stores
                 .iter()
@@ -1269,7 +1260,7 @@ async fn drill(
             );
         }
     }
-    Ok(code)
+    code
 }
 
 /// `switchyard executions [close ID --reason TEXT]`.
@@ -1279,36 +1270,50 @@ fn executions(
     output: Output,
 ) -> Result<i32, Exit> {
     if let Some(ExecutionsAction::Close { id, reason }) = action {
-        let closed = service.close(&id, &reason)?;
-        if output == Output::Json {
-            output::line(
-                output::EXECUTION,
-                json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage}),
-            );
-        } else {
-            println!("Execution {} closed: {}", closed.id, closed.reason);
-            for d in &closed.damage {
-                println!("  damaged: {d}");
-            }
-        }
-        return Ok(exit::OK);
+        return Ok(render_closed(&service.close(&id, &reason)?, output));
     }
     let rows = service.executions()?;
+    let empty = format!("no executions in {}", service.state_dir().display());
+    Ok(render_executions(&rows, output, &empty))
+}
+
+/// An execution closed by `executions close`.
+pub(crate) fn render_closed(closed: &crate::service::ClosedExecution, output: Output) -> i32 {
     if output == Output::Json {
-        for r in &rows {
+        output::line(
+            output::EXECUTION,
+            json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage}),
+        );
+    } else {
+        println!("Execution {} closed: {}", closed.id, closed.reason);
+        for d in &closed.damage {
+            println!("  damaged: {d}");
+        }
+    }
+    exit::OK
+}
+
+/// Every execution, oldest first (`empty`: what to say when there is none).
+pub(crate) fn render_executions(
+    rows: &[crate::journal::LedgerEntry],
+    output: Output,
+    empty: &str,
+) -> i32 {
+    if output == Output::Json {
+        for r in rows {
             output::line(
                 output::EXECUTION,
                 serde_json::to_value(r).unwrap_or_default(),
             );
         }
     } else if rows.is_empty() {
-        println!("no executions in {}", service.state_dir().display());
+        println!("{empty}");
     } else {
         println!(
             "{:<40} {:<11} {:<10} {:<25} plan",
             "id", "status", "kind", "started"
         );
-        for r in &rows {
+        for r in rows {
             let s = &r.summary;
             println!(
                 "{:<40} {:<11} {:<10} {:<25} {}",
@@ -1341,5 +1346,5 @@ fn executions(
             }
         }
     }
-    Ok(exit::OK)
+    exit::OK
 }

@@ -396,7 +396,7 @@ pub enum JournalError {
 }
 
 /// One corrupt line of a journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Damage {
     /// File concerned.
     pub path: String,
@@ -835,7 +835,7 @@ impl JournalStore for FileJournalStore {
 }
 
 /// Summary of an execution read from its journal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionSummary {
     /// Execution id.
     pub id: String,
@@ -973,13 +973,13 @@ pub fn record_time(r: &Record) -> u64 {
 
 /// One execution as the ledger sees it: its summary, what is wrong with
 /// its journal, and whether a later execution superseded it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// The summary of its valid records (`status` ignores the damage).
     #[serde(flatten)]
     pub summary: ExecutionSummary,
     /// Every corrupt line of its journal.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damage: Vec<Damage>,
     /// The next execution that started after it, if any. Resuming a
     /// superseded execution would undo what that one did.

@@ -4,15 +4,27 @@
 //! (an environment variable, not an argument, so it never shows in `ps`);
 //! `SWITCHYARD_CA_CERT` names a PEM file to trust for an HTTPS server.
 //!
-//! Carried: `state` (the server's last-known observation), `plan failover`,
-//! `failover`, `run`, `resume`. The others (`abort`, `drill`, `show`,
-//! `executions`) refuse with exit code 2 naming the API to use instead.
+//! Every command that makes sense remotely is carried: `state` (the
+//! server's last-known observation), `plan failover`, `failover`,
+//! `switchover`, `run`, `resume`, `abort`, `rollback`, `drill`, `show`,
+//! `executions` (and `close`). Abort, rollback and drill read the job's
+//! event stream (`Accept: text/event-stream`) to its last event, a typed
+//! report ([`crate::server::views`]) rendered by the same function as local
+//! mode. `approve` is the approvals endpoint's; `serve`, `token`,
+//! `completions` and `man` are local by nature.
 
 use crate::cli::{
-    confirm, exit, nothing_to_do, render_state, Command, Exit, PlanKind, PlanOutput, Render,
+    confirm, exit, nothing_to_do, render_abort_planned, render_abort_report, render_closed,
+    render_drill, render_executions, render_show, render_state, rolled_back_nothing, Command,
+    ExecutionsAction, Exit, PlanKind, PlanOutput, Render,
 };
+use crate::journal::LedgerEntry;
 use crate::plan::Plan;
 use crate::progress::ProgressEvent;
+use crate::server::views::{
+    AbortPlanned, AbortReport, ClosedView, DrillPreview, DrillReport, JournalView, RollbackEnded,
+    RollbackPreview,
+};
 use crate::service::{EventSink, ServiceEvent, StateReport};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -74,9 +86,24 @@ impl Remote {
         path: &str,
         body: Option<&Value>,
     ) -> Result<reqwest::Response, Exit> {
+        self.send_accepting(method, path, body, "application/json")
+            .await
+    }
+
+    /// [`Remote::send`] asking for `accept` (`text/event-stream`: a job's events).
+    async fn send_accepting(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        accept: &str,
+    ) -> Result<reqwest::Response, Exit> {
         let mut url = format!("{}{path}", self.base);
         for _ in 0..2 {
-            let mut rq = self.http.request(method.clone(), &url);
+            let mut rq = self
+                .http
+                .request(method.clone(), &url)
+                .header(reqwest::header::ACCEPT, accept);
             if let Some(t) = &self.token {
                 rq = rq.bearer_auth(t);
             }
@@ -112,22 +139,110 @@ impl Remote {
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap_or(Value::Null);
         if status >= 400 {
-            let detail = v["detail"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            return Err(Exit {
-                code: code_of_status(status),
-                message: detail,
-            });
+            return Err(problem_exit(status, &v));
         }
         Ok((status, v))
+    }
+
+    /// A typed JSON answer.
+    async fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, Exit> {
+        let (_, v) = self.json(method, path, body).await?;
+        serde_json::from_value(v).map_err(|e| Exit {
+            code: exit::FAILED,
+            message: format!("server {}: {path}: unexpected answer: {e}", self.base),
+        })
+    }
+
+    /// Every execution the server's journal holds, oldest first.
+    async fn ledger(&self) -> Result<Vec<LedgerEntry>, Exit> {
+        let (_, all) = self
+            .json(reqwest::Method::GET, "/v1/executions", None)
+            .await?;
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                serde_json::from_value(e["ledger"].clone()).map_err(|e| Exit {
+                    code: exit::FAILED,
+                    message: format!(
+                        "server {}: /v1/executions: unexpected answer: {e}",
+                        self.base
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// `id`, or the unfinished execution (what `resume`, `abort` and
+    /// `rollback` default to, as locally): the newest open one, whole and
+    /// not superseded.
+    async fn unfinished_or(&self, id: Option<String>, none: &str) -> Result<String, Exit> {
+        if let Some(id) = id {
+            return Ok(id);
+        }
+        self.ledger()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| e.is_open() && e.superseded_by.is_none() && !e.is_damaged())
+            .map(|e| e.summary.id)
+            .ok_or_else(|| Exit::usage(none))
+    }
+
+    /// Run a job (abort, rollback, drill) and render its events to `sink`
+    /// until its last event, which is returned (an `error` event as the
+    /// [`Exit`] its problem stands for). `note` gets the events that say
+    /// what the job decided before running anything.
+    async fn job(
+        &self,
+        path: &str,
+        body: &Value,
+        sink: &dyn EventSink,
+        note: &mut dyn FnMut(&str, &Value),
+    ) -> Result<(String, Value), Exit> {
+        let r = self
+            .send_accepting(reqwest::Method::POST, path, Some(body), "text/event-stream")
+            .await?;
+        let status = r.status().as_u16();
+        if status >= 400 {
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            return Err(problem_exit(status, &v));
+        }
+        let mut events = Sse::new(r);
+        let mut reason = None;
+        while let Some((name, v)) = events.next().await.map_err(|e| Exit {
+            code: exit::FAILED,
+            message: format!("server {}: {path}: {e}", self.base),
+        })? {
+            match name.as_str() {
+                "abort_report" | "rollback_ended" | "drill_report" => return Ok((name, v)),
+                "error" => {
+                    return Err(problem_exit(v["status"].as_u64().unwrap_or(500) as u16, &v))
+                }
+                "abort_planned" => note(&name, &v),
+                other => {
+                    render_event(other, v, sink, &mut reason);
+                }
+            }
+        }
+        Err(Exit {
+            code: exit::FAILED,
+            message: format!(
+                "server {}: the event stream of {path} ended before the job did; `switchyard --server {} executions` shows where it stands",
+                self.base, self.base
+            ),
+        })
     }
 
     /// Follow an execution's events to its end, rendering them; the exit
     /// code comes from how it ended.
     async fn follow(&self, id: &str, sink: Arc<dyn EventSink>) -> Result<i32, Exit> {
-        let mut r = self
+        let r = self
             .send(
                 reqwest::Method::GET,
                 &format!("/v1/executions/{id}/events"),
@@ -140,62 +255,19 @@ impl Remote {
                 message: format!("events of {id}: HTTP {}", r.status()),
             });
         }
-        let mut buf = String::new();
-        let (mut name, mut data) = (String::new(), String::new());
+        let mut events = Sse::new(r);
         let mut code = None;
         let mut status_seen = None;
         // Local mode prints an execution's reason after its report.
         let mut reason = None;
-        loop {
-            let chunk = r.chunk().await.map_err(|e| Exit {
-                code: exit::FAILED,
-                message: format!("events of {id}: {e}"),
-            })?;
-            let Some(chunk) = chunk else { break };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(i) = buf.find('\n') {
-                let line = buf[..i].trim_end_matches('\r').to_string();
-                buf.drain(..=i);
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                } else if line.is_empty() && !name.is_empty() {
-                    let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                    match name.as_str() {
-                        "status" => status_seen = v["status"].as_str().map(str::to_string),
-                        "report" => {
-                            if let Ok(report) = serde_json::from_value(v["report"].clone()) {
-                                sink.send(&ServiceEvent::Report {
-                                    report,
-                                    reason: reason.take(),
-                                });
-                            }
-                        }
-                        "lagged" => {}
-                        _ => {
-                            if let Ok(ev) = serde_json::from_value::<ProgressEvent>(v) {
-                                if let ProgressEvent::ExecutionEnded {
-                                    status, reason: r, ..
-                                } = &ev
-                                {
-                                    code = Some(match status.as_str() {
-                                        "succeeded" => exit::OK,
-                                        "refused" => exit::REFUSED,
-                                        "aborted" => exit::ABORTED,
-                                        _ => exit::FAILED,
-                                    });
-                                    reason = r.clone();
-                                }
-                                sink.send(&ServiceEvent::Progress(ev));
-                            }
-                        }
-                    }
-                    name.clear();
-                    data.clear();
-                } else if line.is_empty() {
-                    data.clear();
-                }
+        while let Some((name, v)) = events.next().await.map_err(|e| Exit {
+            code: exit::FAILED,
+            message: format!("events of {id}: {e}"),
+        })? {
+            if name == "status" {
+                status_seen = v["status"].as_str().map(str::to_string);
+            } else if let Some(c) = render_event(&name, v, sink.as_ref(), &mut reason) {
+                code = Some(c);
             }
         }
         match (code, status_seen.as_deref()) {
@@ -212,13 +284,121 @@ impl Remote {
     }
 }
 
+/// The [`Exit`] a problem document with `status` stands for.
+fn problem_exit(status: u16, v: &Value) -> Exit {
+    Exit {
+        code: code_of_status(status),
+        message: v["detail"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}")),
+    }
+}
+
+/// Server-Sent Events read off a response: `(event name, data as JSON)`.
+struct Sse {
+    r: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    fn new(r: reqwest::Response) -> Self {
+        Sse {
+            r,
+            buf: String::new(),
+        }
+    }
+
+    /// The next named event; `None` when the stream ends.
+    async fn next(&mut self) -> Result<Option<(String, Value)>, reqwest::Error> {
+        loop {
+            while let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                let (mut name, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                // A block with no name is a keep-alive comment.
+                if !name.is_empty() {
+                    return Ok(Some((
+                        name,
+                        serde_json::from_str(&data).unwrap_or(Value::Null),
+                    )));
+                }
+            }
+            match self.r.chunk().await? {
+                Some(chunk) => self
+                    .buf
+                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Render one event of an execution the way local mode does; an
+/// `execution_ended` gives the exit code of how it ended.
+fn render_event(
+    name: &str,
+    v: Value,
+    sink: &dyn EventSink,
+    reason: &mut Option<String>,
+) -> Option<i32> {
+    match name {
+        "report" => {
+            if let Ok(report) = serde_json::from_value(v["report"].clone()) {
+                sink.send(&ServiceEvent::Report {
+                    report,
+                    reason: reason.take(),
+                });
+            }
+            None
+        }
+        "rollback_planned" => {
+            let stores = serde_json::from_value(v["stores"].clone()).unwrap_or_default();
+            sink.send(&ServiceEvent::RollbackPlanned {
+                execution_id: v["execution_id"].as_str().unwrap_or_default().to_string(),
+                stores,
+            });
+            None
+        }
+        "lagged" => None,
+        _ => {
+            let ev = serde_json::from_value::<ProgressEvent>(v).ok()?;
+            let code = if let ProgressEvent::ExecutionEnded {
+                status, reason: r, ..
+            } = &ev
+            {
+                *reason = r.clone();
+                Some(match status.as_str() {
+                    "succeeded" => exit::OK,
+                    "refused" => exit::REFUSED,
+                    "aborted" => exit::ABORTED,
+                    _ => exit::FAILED,
+                })
+            } else {
+                None
+            };
+            sink.send(&ServiceEvent::Progress(ev));
+            code
+        }
+    }
+}
+
 /// Carry `command` out on the server at `url`.
 pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
     let remote = Remote::new(url)?;
     match command {
         Command::State { output } => {
-            let (_, t) = remote.json(reqwest::Method::GET, "/v1/topology", None).await?;
-            let topology: Topology = serde_json::from_value(t).map_err(|e| Exit::usage(format!("server topology: {e}")))?;
+            let (_, t) = remote
+                .json(reqwest::Method::GET, "/v1/topology", None)
+                .await?;
+            let topology: Topology = serde_json::from_value(t)
+                .map_err(|e| Exit::usage(format!("server topology: {e}")))?;
             let (_, st) = remote.json(reqwest::Method::GET, "/v1/state", None).await?;
             let stores = st["stores"]
                 .as_array()
@@ -228,7 +408,9 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 .map(|s| {
                     let name = s["store"].as_str().unwrap_or_default().to_string();
                     let obs = match (s.get("state").filter(|v| !v.is_null()), s["error"].as_str()) {
-                        (Some(v), _) => serde_json::from_value(v.clone()).map_err(|e| e.to_string()),
+                        (Some(v), _) => {
+                            serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+                        }
                         (None, Some(e)) => Err(e.to_string()),
                         (None, None) => Err("not observed".to_string()),
                     };
@@ -244,9 +426,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                     let spec = topology.stores.iter().find(|t| &t.name == n);
                     let verdict = s
                         .as_ref()
-                        .map(|s| {
-                            crate::health::assess(s, spec, &crate::registry::notation(s.kind))
-                        })
+                        .map(|s| crate::health::assess(s, spec, &crate::registry::notation(s.kind)))
                         .map_err(Clone::clone);
                     (n.clone(), verdict)
                 })
@@ -261,74 +441,313 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 output,
             ))
         }
-        Command::Plan { what: PlanKind::Failover { target, timeouts, output } } => {
+        Command::Plan {
+            what:
+                PlanKind::Failover {
+                    target,
+                    timeouts,
+                    output,
+                },
+        } => {
             let body = start_body(&target, &timeouts);
-            let (_, v) = remote.json(reqwest::Method::POST, "/v1/plans", Some(&body)).await?;
-            let Some(plan) = plan_of(&v)? else { return Ok(nothing_to_do(&target.to)) };
+            let (_, v) = remote
+                .json(reqwest::Method::POST, "/v1/plans", Some(&body))
+                .await?;
+            let Some(plan) = plan_of(&v)? else {
+                return Ok(nothing_to_do(&target.to));
+            };
             match output {
                 PlanOutput::Text => print!("{}", plan.render()),
-                PlanOutput::Toml => print!("{}", plan.to_toml().map_err(|e| Exit::usage(e.to_string()))?),
-                PlanOutput::Json => crate::output::line(crate::output::PLAN, serde_json::to_value(&plan).unwrap_or_default()),
+                PlanOutput::Toml => print!(
+                    "{}",
+                    plan.to_toml().map_err(|e| Exit::usage(e.to_string()))?
+                ),
+                PlanOutput::Json => crate::output::line(
+                    crate::output::PLAN,
+                    serde_json::to_value(&plan).unwrap_or_default(),
+                ),
             }
             Ok(exit::OK)
         }
-        Command::Failover { target, timeouts, yes, output } => {
+        Command::Failover {
+            target,
+            timeouts,
+            yes,
+            output,
+        } => {
             let body = start_body(&target, &timeouts);
             if !yes {
-                let (_, v) = remote.json(reqwest::Method::POST, "/v1/plans", Some(&body)).await?;
-                let Some(plan) = plan_of(&v)? else { return Ok(nothing_to_do(&target.to)) };
+                let (_, v) = remote
+                    .json(reqwest::Method::POST, "/v1/plans", Some(&body))
+                    .await?;
+                let Some(plan) = plan_of(&v)? else {
+                    return Ok(nothing_to_do(&target.to));
+                };
                 confirm(&plan, yes, output, None)?;
             }
-            let (_, v) = remote.json(reqwest::Method::POST, "/v1/executions", Some(&body)).await?;
+            let (_, v) = remote
+                .json(reqwest::Method::POST, "/v1/executions", Some(&body))
+                .await?;
             match v["id"].as_str() {
                 Some(id) => remote.follow(id, Render::sink(output)).await,
                 None => Ok(nothing_to_do(&target.to)),
             }
         }
         Command::Run { plan, yes, output } => {
-            let text = std::fs::read_to_string(&plan).map_err(|e| Exit::usage(format!("{}: {e}", plan.display())))?;
+            let text = std::fs::read_to_string(&plan)
+                .map_err(|e| Exit::usage(format!("{}: {e}", plan.display())))?;
             if !yes {
                 let p = crate::validate::parse_plan(&plan.display().to_string(), &text)
                     .map_err(|e| Exit::usage(format!("plan rejected, nothing was run:\n{e}")))?;
                 confirm(&p, yes, output, None)?;
             }
-            let (_, v) = remote.json(reqwest::Method::POST, "/v1/executions", Some(&json!({"plan": text}))).await?;
+            let (_, v) = remote
+                .json(
+                    reqwest::Method::POST,
+                    "/v1/executions",
+                    Some(&json!({"plan": text})),
+                )
+                .await?;
             let id = v["id"].as_str().unwrap_or_default().to_string();
             remote.follow(&id, Render::sink(output)).await
         }
         Command::Resume { id, output } => {
-            let id = match id {
-                Some(id) => id,
-                None => {
-                    let (_, all) = remote.json(reqwest::Method::GET, "/v1/executions", None).await?;
-                    all.as_array()
-                        .and_then(|a| a.iter().rev().find(|e| e["resumable"] == json!(true)))
-                        .and_then(|e| e["id"].as_str())
-                        .map(str::to_string)
-                        .ok_or_else(|| Exit::usage("nothing to resume: every execution has finished or was aborted"))?
-                }
-            };
+            let id = remote
+                .unfinished_or(
+                    id,
+                    "nothing to resume: every execution has finished or was aborted",
+                )
+                .await?;
             let (_, v) = remote
-                .json(reqwest::Method::POST, &format!("/v1/executions/{id}/resume"), Some(&json!({})))
+                .json(
+                    reqwest::Method::POST,
+                    &format!("/v1/executions/{id}/resume"),
+                    Some(&json!({})),
+                )
                 .await?;
             let id = v["id"].as_str().unwrap_or(&id).to_string();
             remote.follow(&id, Render::sink(output)).await
         }
+        Command::Switchover {
+            to,
+            timeouts,
+            yes,
+            output,
+        } => {
+            let target = crate::cli::Target {
+                to,
+                forced: false,
+                accept_data_loss: false,
+            };
+            let mut body = start_body(&target, &timeouts);
+            body["mode"] = json!("switchover");
+            if !yes {
+                let (_, v) = remote
+                    .json(reqwest::Method::POST, "/v1/plans", Some(&body))
+                    .await?;
+                let Some(plan) = plan_of(&v)? else {
+                    return Ok(nothing_to_do(&target.to));
+                };
+                confirm(&plan, yes, output, None)?;
+            }
+            let (_, v) = remote
+                .json(reqwest::Method::POST, "/v1/executions", Some(&body))
+                .await?;
+            match v["id"].as_str() {
+                Some(id) => remote.follow(id, Render::sink(output)).await,
+                None => Ok(nothing_to_do(&target.to)),
+            }
+        }
+        Command::Abort { id, output } => {
+            let id = remote
+                .unfinished_or(id, "nothing to abort: no unfinished execution")
+                .await?;
+            let sink = Render::sink(Some(output));
+            let mut note = |_: &str, v: &Value| {
+                if let Ok(p) = serde_json::from_value::<AbortPlanned>(v.clone()) {
+                    render_abort_planned(&p, output);
+                }
+            };
+            let (_, v) = remote
+                .job(
+                    &format!("/v1/executions/{id}/abort"),
+                    &json!({}),
+                    sink.as_ref(),
+                    &mut note,
+                )
+                .await?;
+            Ok(render_abort_report(
+                &decode::<AbortReport>(&remote, v)?,
+                output,
+            ))
+        }
+        Command::Rollback {
+            id,
+            timeouts,
+            yes,
+            output,
+        } => {
+            let id = remote
+                .unfinished_or(id, "nothing to roll back: no unfinished execution")
+                .await?;
+            let path = format!("/v1/executions/{id}/rollback");
+            let mut body = json!({
+                "stage_timeout_ms": timeouts.stage_timeout_ms,
+                "catch_up_timeout_ms": timeouts.catch_up_timeout_ms,
+            });
+            let sink = Render::sink(output);
+            // Without --yes: what the rollback does, shown and asked first.
+            let shown = if yes {
+                false
+            } else {
+                body["dry_run"] = json!(true);
+                let p: RollbackPreview = remote
+                    .typed(reqwest::Method::POST, &path, Some(&body))
+                    .await?;
+                body["dry_run"] = json!(false);
+                sink.send(&ServiceEvent::RollbackPlanned {
+                    execution_id: p.execution_id.clone(),
+                    stores: p
+                        .stores
+                        .iter()
+                        .map(|a| (a.store.clone(), a.action.clone()))
+                        .collect(),
+                });
+                if let Some(plan) = &p.plan {
+                    if !crate::cli::json_mode(output) {
+                        print!("{}", plan.render());
+                    }
+                    confirm(plan, yes, output, None)?;
+                }
+                true
+            };
+            // The stream starts with the plan just shown: not twice.
+            let sink = SkipFirstPlanned {
+                inner: sink,
+                skip: std::sync::atomic::AtomicBool::new(shown),
+            };
+            let (_, v) = remote.job(&path, &body, &sink, &mut |_, _| {}).await?;
+            let ended: RollbackEnded = decode(&remote, v)?;
+            Ok(match ended.outcome {
+                Some(o) => crate::cli::code_of(o),
+                None => rolled_back_nothing(&id, output),
+            })
+        }
+        Command::Drill {
+            to,
+            timeouts,
+            yes,
+            output,
+        } => {
+            let mut body = json!({
+                "to": to,
+                "stage_timeout_ms": timeouts.stage_timeout_ms,
+                "catch_up_timeout_ms": timeouts.catch_up_timeout_ms,
+            });
+            if !yes {
+                body["dry_run"] = json!(true);
+                let p: DrillPreview = remote
+                    .typed(reqwest::Method::POST, "/v1/drills", Some(&body))
+                    .await?;
+                body["dry_run"] = json!(false);
+                confirm(&p.plan, yes, output, None)?;
+            }
+            let sink = Render::sink(output);
+            let (_, v) = remote
+                .job("/v1/drills", &body, sink.as_ref(), &mut |_, _| {})
+                .await?;
+            Ok(render_drill(&decode::<DrillReport>(&remote, v)?, output))
+        }
+        Command::Show { id, wide, output } => {
+            let j: JournalView = remote
+                .typed(
+                    reqwest::Method::GET,
+                    &format!("/v1/executions/{id}/journal"),
+                    None,
+                )
+                .await?;
+            let shown = crate::service::Shown {
+                id: j.id,
+                records: j.journal,
+                damage: j.damage,
+                report: j.report,
+            };
+            Ok(render_show(&shown, output, wide))
+        }
+        Command::Executions {
+            action: Some(ExecutionsAction::Close { id, reason }),
+            output,
+        } => {
+            let c: ClosedView = remote
+                .typed(
+                    reqwest::Method::POST,
+                    &format!("/v1/executions/{id}/close"),
+                    Some(&json!({"reason": reason})),
+                )
+                .await?;
+            let closed = crate::service::ClosedExecution {
+                id: c.execution_id,
+                reason: c.reason,
+                damage: c.damage,
+            };
+            Ok(render_closed(&closed, output))
+        }
+        Command::Executions {
+            action: None,
+            output,
+        } => {
+            let rows = remote.ledger().await?;
+            Ok(render_executions(
+                &rows,
+                output,
+                &format!("no executions on {}", remote.base),
+            ))
+        }
         other => Err(Exit::usage(format!(
-            "`{}` is not carried out with --server yet; use the API (docs/server.md) or run it on the server's machine",
-            command_name(&other)
+            "`{}` is not carried out with --server; {}",
+            command_name(&other),
+            match &other {
+                Command::Approve { .. } =>
+                    "approve with the approvals API (docs/approvals.md) or on the server's machine",
+                _ => "run it where it is needed (it does not talk to a server)",
+            }
         ))),
+    }
+}
+
+/// The typed last event of a job.
+fn decode<T: serde::de::DeserializeOwned>(remote: &Remote, v: Value) -> Result<T, Exit> {
+    serde_json::from_value(v).map_err(|e| Exit {
+        code: exit::FAILED,
+        message: format!("server {}: unexpected report: {e}", remote.base),
+    })
+}
+
+/// Passes events on, but the first `rollback_planned` when it was shown
+/// before asking.
+struct SkipFirstPlanned {
+    inner: Arc<dyn EventSink>,
+    skip: std::sync::atomic::AtomicBool,
+}
+
+impl EventSink for SkipFirstPlanned {
+    fn send(&self, ev: &ServiceEvent) {
+        if matches!(ev, ServiceEvent::RollbackPlanned { .. })
+            && self.skip.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        self.inner.send(ev);
     }
 }
 
 fn command_name(c: &Command) -> &'static str {
     match c {
-        Command::Abort { .. } => "abort",
-        Command::Drill { .. } => "drill",
-        Command::Show { .. } => "show",
-        Command::Executions { .. } => "executions",
+        Command::Approve { .. } => "approve",
         Command::Serve { .. } => "serve",
         Command::Token { .. } => "token",
+        Command::Completions { .. } => "completions",
+        Command::Man { .. } => "man",
         _ => "this command",
     }
 }

@@ -130,7 +130,7 @@ impl EventSink for Discard {
 }
 
 /// How an execution ended for this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every stage passed.
@@ -715,6 +715,32 @@ impl Service {
             stores,
             health,
         })
+    }
+
+    /// `switchover` moves only what can be fenced and caught up: refused
+    /// ([`ErrorKind::Refused`]), naming the store, unless every store has one
+    /// reachable, writable primary now.
+    pub async fn refuse_unfenceable(&self) -> Result<(), ServiceError> {
+        let state = self.state().await?;
+        for (store, h) in &state.health {
+            let why = match h {
+                Err(e) => Some(format!("cannot be observed: {e}")),
+                Ok(h) if h.primary.is_none() || h.problem.is_some() => {
+                    Some(h.problem.clone().unwrap_or_else(|| "no primary".into()))
+                }
+                Ok(_) => None,
+            };
+            if let Some(why) = why {
+                return Err(ServiceError::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
+                         If its region is gone: `switchyard failover --to R --forced`"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A dry run: the plan a failover would run, `None` when every store is

@@ -8,6 +8,7 @@ use super::election::{Election, Node};
 use super::metrics::Metrics;
 use super::observer::{Observer, Snapshot};
 use super::problem::Problem;
+use super::{commands, views};
 use crate::journal::ExecutionStatus;
 use crate::plan::Mode;
 use crate::service::{
@@ -94,7 +95,7 @@ impl EventLog {
 }
 
 impl AppState {
-    fn authorize(&self, headers: &HeaderMap, need: Role) -> Result<Caller, Problem> {
+    pub(super) fn authorize(&self, headers: &HeaderMap, need: Role) -> Result<Caller, Problem> {
         let Some(v) = headers.get(header::AUTHORIZATION) else {
             if self.anonymous_read && need == Role::Viewer {
                 return Ok(Caller {
@@ -167,14 +168,14 @@ impl AppState {
         }
     }
 
-    fn running(&self) -> Option<String> {
+    pub(super) fn running(&self) -> Option<String> {
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    fn busy(&self, id: &str) -> Problem {
+    pub(super) fn busy(&self, id: &str) -> Problem {
         let mut p = Problem::new(
             StatusCode::CONFLICT,
             "busy",
@@ -186,7 +187,7 @@ impl AppState {
 
     /// A service error as a problem; a lock conflict names the running
     /// execution when this server runs one.
-    fn problem(&self, e: crate::service::ServiceError) -> Problem {
+    pub(super) fn problem(&self, e: crate::service::ServiceError) -> Problem {
         let locked = e.kind == ErrorKind::Locked;
         let mut p = Problem::from(e);
         if locked {
@@ -254,6 +255,23 @@ impl AppState {
 
 type Shared = Arc<AppState>;
 
+/// A mutating request: the caller needs `role`, and a follower sends it on
+/// to the leader (307).
+pub(super) fn authorize_leader(
+    s: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    role: Role,
+) -> Result<Caller, Response> {
+    let caller = s
+        .authorize(headers, role)
+        .map_err(IntoResponse::into_response)?;
+    match s.leader_only(uri) {
+        Some(r) => Err(r),
+        None => Ok(caller),
+    }
+}
+
 fn reply(r: Result<Response, Problem>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
 }
@@ -274,7 +292,9 @@ pub struct Accepted {
 pub struct StartBody {
     /// Region every store should end up primary in.
     pub to: Option<String>,
-    /// `planned` (default) or `forced` (the current primary region is gone).
+    /// `planned` (default), `forced` (the current primary region is gone),
+    /// or `switchover`: planned, and refused (422) unless every store has one
+    /// reachable, writable primary to fence now.
     pub mode: Option<String>,
     /// With `forced`: promote even beyond the store's lag bound (needs the
     /// approver role).
@@ -296,8 +316,8 @@ impl StartBody {
             .clone()
             .ok_or_else(|| bad("`to`: the target region is required".into()))?;
         let mode = match (self.mode.as_deref().unwrap_or("planned"), self.accept_data_loss) {
-            ("planned", false) => Mode::Planned,
-            ("planned", true) => {
+            ("planned" | "switchover", false) => Mode::Planned,
+            ("planned" | "switchover", true) => {
                 return Err(bad(
                     "`accept_data_loss` needs `\"mode\": \"forced\"` (as --accept-data-loss needs --forced)".into(),
                 ))
@@ -306,7 +326,7 @@ impl StartBody {
             ("forced", true) => Mode::ForcedAcceptDataLoss,
             (other, _) => {
                 return Err(bad(format!(
-                    "`mode`: unknown `{other}`; expected `planned` or `forced`"
+                    "`mode`: unknown `{other}`; expected `planned`, `forced` or `switchover`"
                 )))
             }
         };
@@ -349,6 +369,10 @@ pub struct ExecutionView {
     pub journal_status: String,
     /// Can be resumed (unfinished, whole journal, not superseded, not running).
     pub resumable: bool,
+    /// The execution as `switchyard executions --output json` prints it
+    /// (journal status, damage, the execution that superseded it).
+    #[schema(value_type = Object)]
+    pub ledger: serde_json::Value,
     /// The report from the journal (single-execution view only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -384,8 +408,13 @@ pub struct PlanView {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
-    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume, abort),
-    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node)),
+    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume,
+          commands::abort, commands::rollback, commands::drill, commands::journal, commands::close),
+    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node,
+                       commands::RollbackBody, commands::DrillBody, commands::CloseBody,
+                       views::AbortPlanned, views::AbortReport, views::AbortStore, views::StoreDecisionView,
+                       views::DrillReport, views::DrillPreview, views::RollbackAction, views::RollbackPreview,
+                       views::RollbackEnded, views::ClosedView, views::JournalView)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -418,7 +447,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/executions/{id}", get(get_one))
         .route("/v1/executions/{id}/events", get(events))
         .route("/v1/executions/{id}/resume", post(resume))
-        .route("/v1/executions/{id}/abort", post(abort))
+        .route("/v1/executions/{id}/abort", post(commands::abort))
+        .route("/v1/executions/{id}/rollback", post(commands::rollback))
+        .route("/v1/executions/{id}/close", post(commands::close))
+        .route("/v1/executions/{id}/journal", get(commands::journal))
+        .route("/v1/drills", post(commands::drill))
         .merge(super::console::routes())
         .fallback(|uri: Uri| async move {
             Problem::not_found(format!("no route {}", uri.path())).into_response()
@@ -550,6 +583,13 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
         s.authorize(&headers, Role::Viewer)?;
         let body = parse_body(&body)?;
         let req = body.plan_request()?;
+        if body.mode.as_deref() == Some("switchover") {
+            s.service.target_region(&req.to).map_err(|e| s.problem(e))?;
+            s.service
+                .refuse_unfenceable()
+                .await
+                .map_err(|e| s.problem(e))?;
+        }
         Ok(
             match s.service.plan(&req).await.map_err(|e| s.problem(e))? {
                 Some(plan) => Json(PlanView {
@@ -583,7 +623,7 @@ fn parse_body(body: &[u8]) -> Result<StartBody, Problem> {
     })
 }
 
-fn accepted(id: String) -> Response {
+pub(super) fn accepted(id: String) -> Response {
     (
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/v1/executions/{id}"))],
@@ -651,6 +691,16 @@ async fn start(
     if let Some(id) = s.running() {
         return s.busy(&id).into_response();
     }
+    if body.mode.as_deref() == Some("switchover") {
+        if let StartRequest::Failover(p) = &req {
+            if let Err(e) = s.service.target_region(&p.to) {
+                return s.problem(e).into_response();
+            }
+        }
+        if let Err(e) = s.service.refuse_unfenceable().await {
+            return s.problem(e).into_response();
+        }
+    }
     tracing::info!(token = %caller.token, "start requested");
     match s.service.prepare(&req).await {
         Ok(None) => Json(Accepted {
@@ -688,6 +738,7 @@ fn view(s: &AppState, e: &crate::journal::LedgerEntry) -> ExecutionView {
             && e.is_open()
             && e.superseded_by.is_none()
             && !e.is_damaged(),
+        ledger: serde_json::to_value(e).unwrap_or_default(),
         report: None,
     }
 }
@@ -705,7 +756,7 @@ async fn list(State(s): State<Shared>, headers: HeaderMap) -> Response {
     })())
 }
 
-fn find(s: &AppState, id: &str) -> Result<crate::journal::LedgerEntry, Problem> {
+pub(super) fn find(s: &AppState, id: &str) -> Result<crate::journal::LedgerEntry, Problem> {
     s.service
         .executions()
         .map_err(|e| s.problem(e))?
@@ -803,7 +854,7 @@ async fn events(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Stri
 }
 
 /// One service event as SSE: named by its `event` field (`report` for the report).
-fn sse_event(ev: &ServiceEvent) -> Event {
+pub(super) fn sse_event(ev: &ServiceEvent) -> Event {
     let (name, data) = match ev {
         ServiceEvent::Progress(p) => {
             let v = serde_json::to_value(p).unwrap_or_default();
@@ -853,55 +904,4 @@ async fn resume(
         Ok(launched) => accepted(s.spawn(launched)),
         Err(e) => s.problem(e).into_response(),
     }
-}
-
-/// Abort an execution: planned from its journal and what the stores show
-/// now, run as an execution of its own. Answers once the abort is decided.
-#[utoipa::path(post, path = "/v1/executions/{id}/abort", security(("bearer" = [])),
-    params(("id" = String, Path, description = "execution id")), responses(
-    (status = 202, body = Accepted, description = "the abort runs; the id is the aborted execution's"),
-    (status = 307, description = "this server does not lead"),
-    (status = 400, body = Problem, content_type = "application/problem+json"),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
-    (status = 403, body = Problem, content_type = "application/problem+json"),
-    (status = 409, body = Problem, content_type = "application/problem+json")))]
-async fn abort(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(p) = s.authorize(&headers, Role::Operator) {
-        return p.into_response();
-    }
-    if let Some(r) = s.leader_only(&uri) {
-        return r;
-    }
-    let _gate = s.gate.lock().await;
-    if let Some(running) = s.running() {
-        return s.busy(&running).into_response();
-    }
-    let pending = match s.service.prepare_abort(Some(id.clone())).await {
-        Ok(p) => p,
-        Err(e) => return s.problem(e).into_response(),
-    };
-    *s.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
-    let state = s.clone();
-    tokio::spawn(async move {
-        let r = state.service.abort(pending, Arc::new(Discard)).await;
-        if let Err(e) = &r {
-            tracing::error!(error = %e, "abort ended with an error");
-        }
-        if let Ok(a) = &r {
-            if let Some(run) = &a.run {
-                state
-                    .outcomes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(run.id.clone(), run.outcome);
-            }
-        }
-        *state.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    });
-    accepted(id)
 }

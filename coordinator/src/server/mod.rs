@@ -8,17 +8,22 @@
 //! - [`observer`]: the background refresh of every store, persisted.
 //! - [`console`]: the web console served at `/` (embedded assets).
 //! - [`metrics`]: the Prometheus exposition.
+//! - [`commands`]: abort, rollback, drill (jobs whose events stream back),
+//!   `show`'s journal and `executions close`.
+//! - [`views`]: what those commands report, typed, shared with the CLI.
 //! - [`problem`]: RFC 9457 errors.
 //!
 //! See docs/server.md.
 
 pub mod api;
 pub mod auth;
+pub mod commands;
 pub mod console;
 pub mod election;
 pub mod metrics;
 pub mod observer;
 pub mod problem;
+pub mod views;
 
 use crate::service::Service;
 use std::net::SocketAddr;
