@@ -16,7 +16,7 @@
 use crate::cli::{
     confirm, exit, nothing_to_do, render_abort_planned, render_abort_report, render_closed,
     render_drill, render_executions, render_show, render_state, rolled_back_nothing, Command,
-    ExecutionsAction, Exit, PlanKind, PlanOutput, Render,
+    ExecutionsAction, Exit, Output, PlanKind, PlanOutput, Render,
 };
 use crate::journal::LedgerEntry;
 use crate::plan::Plan;
@@ -562,7 +562,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             let id = remote
                 .unfinished_or(id, "nothing to abort: no unfinished execution")
                 .await?;
-            let sink = Render::sink(Some(output));
+            let sink = Later::new(Some(output));
             let mut note = |_: &str, v: &Value| {
                 if let Ok(p) = serde_json::from_value::<AbortPlanned>(v.clone()) {
                     render_abort_planned(&p, output);
@@ -572,7 +572,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 .job(
                     &format!("/v1/executions/{id}/abort"),
                     &json!({}),
-                    sink.as_ref(),
+                    &sink,
                     &mut note,
                 )
                 .await?;
@@ -595,7 +595,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 "stage_timeout_ms": timeouts.stage_timeout_ms,
                 "catch_up_timeout_ms": timeouts.catch_up_timeout_ms,
             });
-            let sink = Render::sink(output);
+            let sink = Later::new(output);
             // Without --yes: what the rollback does, shown and asked first.
             let shown = if yes {
                 false
@@ -622,10 +622,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 true
             };
             // The stream starts with the plan just shown: not twice.
-            let sink = SkipFirstPlanned {
-                inner: sink,
-                skip: std::sync::atomic::AtomicBool::new(shown),
-            };
+            sink.skip.store(shown, std::sync::atomic::Ordering::SeqCst);
             let (_, v) = remote.job(&path, &body, &sink, &mut |_, _| {}).await?;
             let ended: RollbackEnded = decode(&remote, v)?;
             Ok(match ended.outcome {
@@ -652,9 +649,9 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 body["dry_run"] = json!(false);
                 confirm(&p.plan, yes, output, None)?;
             }
-            let sink = Render::sink(output);
+            let sink = Later::new(output);
             let (_, v) = remote
-                .job("/v1/drills", &body, sink.as_ref(), &mut |_, _| {})
+                .job("/v1/drills", &body, &sink, &mut |_, _| {})
                 .await?;
             Ok(render_drill(&decode::<DrillReport>(&remote, v)?, output))
         }
@@ -723,21 +720,36 @@ fn decode<T: serde::de::DeserializeOwned>(remote: &Remote, v: Value) -> Result<T
     })
 }
 
-/// Passes events on, but the first `rollback_planned` when it was shown
-/// before asking.
-struct SkipFirstPlanned {
-    inner: Arc<dyn EventSink>,
+/// The renderer of a job's events, made at its first event (as local mode
+/// makes it once the job was planned, so its note on stderr comes after a
+/// refusal, not before); it can pass over the first `rollback_planned`,
+/// when that was shown before asking.
+struct Later {
+    output: Option<Output>,
+    render: std::sync::OnceLock<Arc<dyn EventSink>>,
     skip: std::sync::atomic::AtomicBool,
 }
 
-impl EventSink for SkipFirstPlanned {
+impl Later {
+    fn new(output: Option<Output>) -> Self {
+        Later {
+            output,
+            render: std::sync::OnceLock::new(),
+            skip: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl EventSink for Later {
     fn send(&self, ev: &ServiceEvent) {
         if matches!(ev, ServiceEvent::RollbackPlanned { .. })
             && self.skip.swap(false, std::sync::atomic::Ordering::SeqCst)
         {
             return;
         }
-        self.inner.send(ev);
+        self.render
+            .get_or_init(|| Render::sink(self.output))
+            .send(ev);
     }
 }
 

@@ -1,0 +1,329 @@
+//! `switchyard --server URL <command>` against a real PostgreSQL lab and a
+//! real `switchyard serve`: every command carried remotely — switchover,
+//! drill, abort, rollback, show, executions (and close) — exits with the
+//! code local mode exits with and prints the same documents: identical but
+//! for `ts` where both read the same journal (show, executions), the same
+//! sequence of events where each ran an execution of its own.
+
+mod common;
+
+use common::serve::{token, Server};
+use common::*;
+use serde_json::Value;
+
+/// The JSON lines of `out`, without the moment each was printed.
+fn docs(out: &str) -> Vec<Value> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("ts");
+            }
+            v
+        })
+        .collect()
+}
+
+/// What a run printed, as a sequence: each line's event (or schema) with
+/// the store, operation and verdict it names; ids and times left out.
+fn shape(out: &str) -> Vec<String> {
+    docs(out)
+        .iter()
+        .map(|v| {
+            let name = v["event"].as_str().or(v["schema"].as_str()).unwrap_or("?");
+            format!(
+                "{name} {} {} {} {}",
+                v["store"], v["op"], v["passed"], v["status"]
+            )
+        })
+        .collect()
+}
+
+/// The keys of a document, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+fn last_event<'a>(v: &'a [Value], name: &str) -> &'a Value {
+    v.iter()
+        .rev()
+        .find(|e| e["event"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {v:?}"))
+}
+
+/// The id of the newest journal.
+fn latest(ws: &Workspace) -> String {
+    let p = ws.journal_files().pop().expect("a journal");
+    p.file_stem().unwrap().to_str().unwrap().to_string()
+}
+
+/// Change a digit of line 1's `at_ms`: still JSON, only the checksum can tell.
+fn corrupt_first_line(ws: &Workspace, id: &str) {
+    let path = ws.state.join("executions").join(format!("{id}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let l = &mut lines[0];
+    let at = l.find("\"at_ms\":").expect("records carry at_ms") + "\"at_ms\":".len();
+    let flipped = if l.as_bytes()[at] == b'1' { "2" } else { "1" };
+    l.replace_range(at..at + 1, flipped);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_code() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let tokens = ws.path("tokens");
+    let viewer = token(&ws, &tokens, "viewer");
+    let operator = token(&ws, &tokens, "operator");
+    let s = Server::start(&ws, &tokens, "a", &[]);
+    let url = s.url.clone();
+    let remote_as = |tok: &str, args: &[&str]| {
+        let mut c = ws.command(&[&["--server", url.as_str()], args].concat());
+        c.env("SWITCHYARD_TOKEN", tok);
+        let o = c.output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let remote = |args: &[&str]| remote_as(&operator, args);
+    let (_, _, tli0) = pg_primary(&cluster).await.unwrap();
+
+    // Refusals: the same exit codes, the same words.
+    let (l, r) = (ws.run(&["abort"]), remote(&["abort"]));
+    assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
+    assert_eq!(r.stderr, l.stderr);
+    let (l, r) = (ws.run(&["show", "nope"]), remote(&["show", "nope"]));
+    assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
+    let (l, r) = (
+        ws.run(&["switchover", "--to", "mars", "--yes"]),
+        remote(&["switchover", "--to", "mars", "--yes"]),
+    );
+    assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
+    assert!(r.stderr.contains("unknown region `mars`"), "{}", r.stderr);
+    let r = remote_as(&viewer, &["switchover", "--to", "west", "--yes"]);
+    assert_eq!(r.code, 2, "a viewer cannot: {}", r.stderr);
+    assert!(r.stderr.contains("needs operator"), "{}", r.stderr);
+    let r = remote_as(&viewer, &["drill", "--to", "west", "--yes"]);
+    assert!(
+        r.code == 2 && r.stderr.contains("needs operator"),
+        "{}",
+        r.stderr
+    );
+    let r = remote(&["approve", "x"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // No terminal to ask on and no --yes: declined (4), nothing done.
+    let (l, r) = (
+        ws.run(&["drill", "--to", "west"]),
+        remote(&["drill", "--to", "west"]),
+    );
+    assert_eq!((r.code, l.code), (4, 4), "{}\n{}", r.stderr, l.stderr);
+    assert_eq!(r.stderr, l.stderr);
+
+    // switchover: out remotely, back locally; the same events.
+    let r = remote(&["switchover", "--to", "west", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!((region.as_str(), tli), ("west", tli0 + 1));
+    let l = ws.run(&["switchover", "--to", "east", "--yes", "--output", "json"]);
+    assert_eq!(l.code, 0, "{}", l.stderr);
+    assert_eq!(shape(&r.stdout), shape(&l.stdout));
+    assert_eq!(
+        shape(&r.stdout).first().map(String::as_str),
+        Some("execution_started null null null null")
+    );
+    let (l, r) = (
+        ws.run(&["switchover", "--to", "east", "--yes"]),
+        remote(&["switchover", "--to", "east", "--yes"]),
+    );
+    assert_eq!((r.code, l.code), (0, 0));
+    assert_eq!(r.stderr, l.stderr, "nothing to do, said alike");
+
+    // drill: both legs and the drill report.
+    let r = remote(&["drill", "--to", "west", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let l = ws.run(&["drill", "--to", "west", "--yes", "--output", "json"]);
+    assert_eq!(l.code, 0, "{}", l.stderr);
+    assert_eq!(shape(&r.stdout), shape(&l.stdout));
+    let (rd, ld) = (docs(&r.stdout), docs(&l.stdout));
+    let (rd, ld) = (
+        last_event(&rd, "drill_report"),
+        last_event(&ld, "drill_report"),
+    );
+    assert_eq!(keys(rd), keys(ld));
+    assert_eq!(
+        (&rd["status"], &rd["from"]),
+        (&"succeeded".into(), &"east".into())
+    );
+    assert_eq!(keys(&rd["out"]), keys(&ld["out"]));
+    let r = remote(&["drill", "--to", "west", "--yes", "--output", "text"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Drill east → west → east: succeeded"),
+        "{}",
+        r.stdout
+    );
+
+    // executions and show read the same journals: the same documents.
+    for args in [
+        &["executions", "--output", "json"][..],
+        &["executions"],
+        &["history", "--output", "json"],
+        &["show", "latest", "--output", "json"],
+        &["show", "latest"],
+        &["show", "latest", "--wide"],
+    ] {
+        let (l, r) = (ws.run(args), remote(args));
+        assert_eq!((r.code, l.code), (0, 0), "{args:?}: {}", r.stderr);
+        if args.contains(&"json") {
+            assert_eq!(docs(&r.stdout), docs(&l.stdout), "{args:?}");
+            assert!(!docs(&r.stdout).is_empty(), "{args:?}");
+        } else {
+            assert_eq!(r.stdout, l.stdout, "{args:?}");
+        }
+    }
+    let first = docs(&ws.run(&["executions", "--output", "json"]).stdout)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (l, r) = (
+        ws.run(&["show", &first, "--output", "json"]),
+        remote(&["show", &first, "--output", "json"]),
+    );
+    assert_eq!(docs(&r.stdout), docs(&l.stdout));
+
+    // abort: of an execution killed after its second checkpoint (fenced).
+    let crash_failover = || {
+        crash(
+            &ws,
+            &["failover", "--to", "west", "--yes", "--output", "json"],
+            "checkpoint:2",
+        );
+        latest(&ws)
+    };
+    let a1 = crash_failover();
+    let r = remote(&["abort", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let a2 = crash_failover();
+    let l = ws.run(&["abort", "--output", "json"]);
+    assert_eq!(l.code, 0, "{}", l.stderr);
+    assert_eq!(shape(&r.stdout), shape(&l.stdout));
+    let (rd, ld) = (docs(&r.stdout), docs(&l.stdout));
+    let (ra, la) = (
+        last_event(&rd, "abort_report"),
+        last_event(&ld, "abort_report"),
+    );
+    assert_eq!(keys(ra), keys(la));
+    assert_eq!(
+        (&ra["execution_id"], &la["execution_id"]),
+        (&a1.clone().into(), &a2.into())
+    );
+    assert_eq!(ra["status"], "aborted", "{ra}");
+    // Every store's verdict alike (the summaries name each run's own token).
+    let verdicts = |a: &Value| -> Vec<Value> {
+        a["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                s["summary"] = s["summary"]
+                    .as_str()
+                    .map(|t| t.contains("primary orders-east-1 in east"))
+                    .into();
+                s
+            })
+            .collect()
+    };
+    assert_eq!(verdicts(ra), verdicts(la));
+    let a3 = crash_failover();
+    let r = remote(&["abort", &a3]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("Execution {a3} aborted by ")),
+        "{}",
+        r.stdout
+    );
+    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+
+    // rollback: the preview asks first, then the same events.
+    let b1 = crash_failover();
+    let (l, r) = (
+        ws.run(&["rollback", "--output", "json"]),
+        remote(&["rollback", "--output", "json"]),
+    );
+    assert_eq!((r.code, l.code), (4, 4), "{}\n{}", r.stderr, l.stderr);
+    assert_eq!(docs(&r.stdout), docs(&l.stdout), "the same preview");
+    let r = remote(&["rollback", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    crash_failover();
+    let l = ws.run(&["rollback", "--yes", "--output", "json"]);
+    assert_eq!(l.code, 0, "{}", l.stderr);
+    assert_eq!(shape(&r.stdout), shape(&l.stdout));
+    assert!(
+        docs(&r.stdout)
+            .iter()
+            .any(|e| e["event"] == "rollback_planned" && e["execution_id"] == b1.as_str()),
+        "{}",
+        r.stdout
+    );
+    let (l, r) = (
+        ws.run(&["rollback", &b1, "--yes"]),
+        remote(&["rollback", &b1, "--yes"]),
+    );
+    assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
+    assert_eq!(r.stderr, l.stderr);
+    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+
+    // executions close: a damaged journal, closed remotely and locally.
+    let mut closed = vec![];
+    for by_server in [true, false] {
+        let r = ws.run_env(
+            &["failover", "--to", "west", "--yes"],
+            "SWITCHYARD_CRASH_AT",
+            "before:1",
+        );
+        assert_eq!(r.code, -1, "{}", r.stderr);
+        let id = latest(&ws);
+        corrupt_first_line(&ws, &id);
+        let run = |args: &[&str]| {
+            if by_server {
+                remote(args)
+            } else {
+                ws.run(args)
+            }
+        };
+        let r = run(&["executions", "close", &id, "--reason", " "]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        let r = run(&[
+            "executions",
+            "--output",
+            "json",
+            "close",
+            &id,
+            "--reason",
+            "checked: primary in east, nothing fenced",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let mut d = docs(&r.stdout).remove(0);
+        assert_eq!(d["execution_id"], id.as_str());
+        d["execution_id"] = Value::Null;
+        d["damage"] = d["damage"].as_array().map(|a| a.len()).into();
+        closed.push(d);
+    }
+    assert_eq!(closed[0], closed[1]);
+
+    // The server's log holds no token.
+    for t in [&viewer, &operator] {
+        assert!(!s.stderr().contains(t.as_str()));
+    }
+}
