@@ -327,3 +327,242 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
         assert!(!s.stderr().contains(t.as_str()));
     }
 }
+
+/// Item 5 of the issue over the wire: TLS for the CLI too, 401/403 on the
+/// new endpoints, no secret (a store password, a bearer token) in the
+/// server's debug log, its files, its answers or its metrics, and a reload
+/// that applies a good topology and keeps the old tokens over a bad file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_no_secret_leaks_and_reload_is_validated_first() {
+    let cluster = pg_cluster("orders").await;
+    let mut topology = cluster.topology().clone();
+    topology.stores[0].connection.password_env = Some("SWITCHYARD_TEST_PG_PASSWORD".into());
+    let ws = Workspace::new(&topology);
+    let password = "pw-5f0c1d9e-never-printed";
+    let tokens = ws.path("tokens");
+    let viewer = token(&ws, &tokens, "viewer");
+    let operator = token(&ws, &tokens, "operator");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (crt, key) = (ws.path("tls.crt"), ws.path("tls.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let s = Server::start_env(
+        &ws,
+        &tokens,
+        "tls",
+        &[
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[
+            ("SWITCHYARD_TEST_PG_PASSWORD", password),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    let url = s.url.clone();
+    assert!(url.starts_with("https://"), "{url}");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {}",
+            s.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let remote = |tok: &str, ca: bool, args: &[&str]| {
+        let mut c = ws.command(&[&["--server", url.as_str()], args].concat());
+        c.env("SWITCHYARD_TOKEN", tok)
+            .env("SWITCHYARD_TEST_PG_PASSWORD", password);
+        if ca {
+            c.env("SWITCHYARD_CA_CERT", &crt);
+        }
+        let o = c.output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+
+    // The CLI over HTTPS: trusted with the CA, refused without it.
+    let r = remote(&viewer, false, &["executions"]);
+    assert_eq!(r.code, 1, "an untrusted certificate: {}", r.stderr);
+    let mut outputs = vec![];
+    for args in [
+        &["state", "--output", "json"][..],
+        &["failover", "--to", "west", "--yes", "--output", "json"],
+        &["executions", "--output", "json"],
+        &["show", "latest", "--output", "json"],
+    ] {
+        let r = remote(&operator, true, args);
+        assert!(r.code == 0 || args[0] == "state", "{args:?}: {}", r.stderr);
+        outputs.push(r.stdout + &r.stderr);
+    }
+    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "west");
+
+    // 401 without a token, 403 for a viewer, on every endpoint this added.
+    let id = docs(&outputs[2])[0]["id"].as_str().unwrap().to_string();
+    for (path, body) in [
+        (
+            "/v1/drills".to_string(),
+            Some(serde_json::json!({"to": "east"})),
+        ),
+        (
+            format!("/v1/executions/{id}/rollback"),
+            Some(serde_json::json!({})),
+        ),
+        (
+            format!("/v1/executions/{id}/abort"),
+            Some(serde_json::json!({})),
+        ),
+        (
+            format!("/v1/executions/{id}/close"),
+            Some(serde_json::json!({"reason": "x"})),
+        ),
+        (format!("/v1/executions/{id}/journal"), None),
+    ] {
+        for (tok, want) in [(None, 401), (Some(&viewer), 403)] {
+            let mut rq = match &body {
+                Some(b) => http.post(format!("{url}{path}")).json(b),
+                None => http.get(format!("{url}{path}")),
+            };
+            if let Some(t) = tok {
+                rq = rq.bearer_auth(t);
+            }
+            let r = rq.send().await.unwrap();
+            let code = r.status().as_u16();
+            if body.is_none() && tok.is_some() {
+                assert_eq!(code, 200, "a viewer reads {path}");
+                outputs.push(r.text().await.unwrap());
+                continue;
+            }
+            assert_eq!(code, want, "{path} {tok:?}");
+            assert_eq!(
+                r.headers()["content-type"],
+                "application/problem+json",
+                "{path}"
+            );
+        }
+    }
+    for path in ["/v1/topology", "/v1/state", "/v1/executions", "/metrics"] {
+        let r = http
+            .get(format!("{url}{path}"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        outputs.push(r.text().await.unwrap());
+    }
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.contains("SWITCHYARD_TEST_PG_PASSWORD")),
+        "the topology names the variable (a reference, not a secret)"
+    );
+
+    // Reload: a good topology applies without a restart; a bad tokens file
+    // keeps the old tokens, saying why.
+    let mut changed = topology.clone();
+    changed.stores[0].max_lag_ms = Some(4321);
+    std::fs::write(&ws.topology, changed.to_toml()).unwrap();
+    std::fs::write(
+        &tokens,
+        format!("{}\nnot a token line\n", common::serve::read(&tokens)),
+    )
+    .unwrap();
+    let hup = |pid: u32| {
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    hup(s.child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(s.stderr().contains("topology reloaded")
+        && s.stderr().contains("keeping the old tokens"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", s.stderr());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        s.stderr().contains(&format!("{}:", tokens.display())),
+        "names the file: {}",
+        s.stderr()
+    );
+    let t: Value = http
+        .get(format!("{url}/v1/topology"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["stores"][0]["max_lag_ms"], 4321, "{t}");
+    // A broken safety policy is reported at once, naming file and line.
+    let policy = ws.dir.path().join("topology.safety.toml");
+    std::fs::write(&policy, "[approvals]\nnonsense = 1\n").unwrap();
+    hup(s.child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s
+        .stderr()
+        .contains("executions are refused until it is fixed")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", s.stderr());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        s.stderr().contains(&format!("{}:2:", policy.display())),
+        "{}",
+        s.stderr()
+    );
+    std::fs::remove_file(&policy).unwrap();
+
+    // No secret anywhere: the debug log, every file the server wrote, every
+    // answer and every CLI output above.
+    let log = s.stderr();
+    assert!(log.contains("DEBUG"), "the log was at debug level");
+    let mut files = vec![];
+    let mut dirs = vec![ws.state.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                files.push(std::fs::read(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    assert!(files.len() >= 3, "journals, last-known state, leadership");
+    let everything: Vec<String> = std::iter::once(log)
+        .chain(
+            files
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned()),
+        )
+        .chain(outputs)
+        .chain(std::iter::once(common::serve::read(&tokens)))
+        .collect();
+    for secret in [password, viewer.as_str(), operator.as_str()] {
+        for text in &everything {
+            assert!(!text.contains(secret), "a secret leaked into:\n{text}");
+        }
+    }
+}

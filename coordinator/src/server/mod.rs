@@ -98,7 +98,11 @@ fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<Arc<rustls::ServerConfig>
 }
 
 /// Reload the tokens file and the topology (SIGHUP). Each is validated
-/// first: a bad file keeps the old one, and the log says why.
+/// first: a bad file keeps the old one, and the log says why. The safety
+/// policy and plans are read afresh by every execution (a plan comes with
+/// its request), so they need no reload; the policy is checked here too, so
+/// a broken one is reported now rather than at the next execution, which
+/// it refuses.
 fn reload(state: &api::AppState, tokens_file: &std::path::Path) {
     match auth::Tokens::load(tokens_file) {
         Ok(t) => {
@@ -120,6 +124,10 @@ fn reload(state: &api::AppState, tokens_file: &std::path::Path) {
             tracing::error!(error = %e, "reload: topology rejected, keeping the old one");
             eprintln!("switchyard serve: reload: {e}; keeping the old topology");
         }
+    }
+    if let Err(e) = crate::policy::load(state.service.topology_file()) {
+        tracing::error!(error = %e, "reload: safety policy rejected");
+        eprintln!("switchyard serve: reload: {e}; executions are refused until it is fixed");
     }
 }
 
