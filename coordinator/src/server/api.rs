@@ -256,20 +256,17 @@ impl AppState {
 type Shared = Arc<AppState>;
 
 /// A mutating request: the caller needs `role`, and a follower sends it on
-/// to the leader (307).
-pub(super) fn authorize_leader(
+/// to the leader (307). `None`: go ahead.
+pub(super) fn refuse_or_redirect(
     s: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
     role: Role,
-) -> Result<Caller, Response> {
-    let caller = s
-        .authorize(headers, role)
-        .map_err(IntoResponse::into_response)?;
-    match s.leader_only(uri) {
-        Some(r) => Err(r),
-        None => Ok(caller),
+) -> Option<Response> {
+    if let Err(p) = s.authorize(headers, role) {
+        return Some(p.into_response());
     }
+    s.leader_only(uri)
 }
 
 fn reply(r: Result<Response, Problem>) -> Response {

@@ -10,7 +10,7 @@
 //! `drill_report`, or `error`, an RFC 9457 problem). Without it, the answer
 //! is `202` with the id of the first execution the job started.
 
-use super::api::{accepted, authorize_leader, find, sse_event, AppState};
+use super::api::{accepted, find, refuse_or_redirect, sse_event, AppState};
 use super::auth::Role;
 use super::problem::Problem;
 use super::views::{
@@ -222,7 +222,7 @@ pub async fn abort(
     uri: Uri,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize_leader(&s, &headers, &uri, Role::Operator) {
+    if let Some(r) = refuse_or_redirect(&s, &headers, &uri, Role::Operator) {
         return r;
     }
     let _gate = s.gate.lock().await;
@@ -328,7 +328,7 @@ pub async fn rollback(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize_leader(&s, &headers, &uri, Role::Operator) {
+    if let Some(r) = refuse_or_redirect(&s, &headers, &uri, Role::Operator) {
         return r;
     }
     let r = async {
@@ -403,7 +403,7 @@ pub async fn drill(
     uri: Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize_leader(&s, &headers, &uri, Role::Operator) {
+    if let Some(r) = refuse_or_redirect(&s, &headers, &uri, Role::Operator) {
         return r;
     }
     let r = async {
@@ -504,7 +504,7 @@ pub async fn close(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize_leader(&s, &headers, &uri, Role::Operator) {
+    if let Some(r) = refuse_or_redirect(&s, &headers, &uri, Role::Operator) {
         return r;
     }
     let r = async {
