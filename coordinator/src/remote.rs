@@ -239,6 +239,33 @@ impl Remote {
         })
     }
 
+    /// Start a failover (`body` as `POST /v1/executions` takes it), asking
+    /// first over the server's plan preview unless `yes`, and follow it.
+    async fn start(
+        &self,
+        body: &Value,
+        to: &str,
+        yes: bool,
+        output: Option<Output>,
+    ) -> Result<i32, Exit> {
+        if !yes {
+            let (_, v) = self
+                .json(reqwest::Method::POST, "/v1/plans", Some(body))
+                .await?;
+            let Some(plan) = plan_of(&v)? else {
+                return Ok(nothing_to_do(to));
+            };
+            confirm(&plan, yes, output, None)?;
+        }
+        let (_, v) = self
+            .json(reqwest::Method::POST, "/v1/executions", Some(body))
+            .await?;
+        match v["id"].as_str() {
+            Some(id) => self.follow(id, Render::sink(output)).await,
+            None => Ok(nothing_to_do(to)),
+        }
+    }
+
     /// Follow an execution's events to its end, rendering them; the exit
     /// code comes from how it ended.
     async fn follow(&self, id: &str, sink: Arc<dyn EventSink>) -> Result<i32, Exit> {
@@ -476,22 +503,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             output,
         } => {
             let body = start_body(&target, &timeouts);
-            if !yes {
-                let (_, v) = remote
-                    .json(reqwest::Method::POST, "/v1/plans", Some(&body))
-                    .await?;
-                let Some(plan) = plan_of(&v)? else {
-                    return Ok(nothing_to_do(&target.to));
-                };
-                confirm(&plan, yes, output, None)?;
-            }
-            let (_, v) = remote
-                .json(reqwest::Method::POST, "/v1/executions", Some(&body))
-                .await?;
-            match v["id"].as_str() {
-                Some(id) => remote.follow(id, Render::sink(output)).await,
-                None => Ok(nothing_to_do(&target.to)),
-            }
+            remote.start(&body, &target.to, yes, output).await
         }
         Command::Run { plan, yes, output } => {
             let text = std::fs::read_to_string(&plan)
@@ -541,22 +553,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             };
             let mut body = start_body(&target, &timeouts);
             body["mode"] = json!("switchover");
-            if !yes {
-                let (_, v) = remote
-                    .json(reqwest::Method::POST, "/v1/plans", Some(&body))
-                    .await?;
-                let Some(plan) = plan_of(&v)? else {
-                    return Ok(nothing_to_do(&target.to));
-                };
-                confirm(&plan, yes, output, None)?;
-            }
-            let (_, v) = remote
-                .json(reqwest::Method::POST, "/v1/executions", Some(&body))
-                .await?;
-            match v["id"].as_str() {
-                Some(id) => remote.follow(id, Render::sink(output)).await,
-                None => Ok(nothing_to_do(&target.to)),
-            }
+            remote.start(&body, &target.to, yes, output).await
         }
         Command::Abort { id, output } => {
             let id = remote

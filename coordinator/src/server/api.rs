@@ -327,14 +327,7 @@ impl StartBody {
                 )))
             }
         };
-        let timeout = |v: Option<u64>, default: u64, field: &str| match v {
-            None => Ok(default),
-            Some(v) if (1..=crate::plan::MAX_TIMEOUT_MS).contains(&v) => Ok(v),
-            Some(v) => Err(bad(format!(
-                "`{field}`: {v} is outside 1..={}",
-                crate::plan::MAX_TIMEOUT_MS
-            ))),
-        };
+        let timeout = super::commands::timeout;
         Ok(PlanRequest {
             to,
             mode,
@@ -611,13 +604,7 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
 }
 
 fn parse_body(body: &[u8]) -> Result<StartBody, Problem> {
-    serde_json::from_slice(body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!("request body: {e}"),
-        )
-    })
+    super::commands::parse_json(body)
 }
 
 pub(super) fn accepted(id: String) -> Response {

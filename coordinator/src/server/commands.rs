@@ -279,10 +279,8 @@ pub struct DrillBody {
     pub dry_run: bool,
 }
 
-fn body_of<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Problem> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
+/// A request body as `T`; a bad one is a 400 naming what is wrong.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -292,7 +290,17 @@ fn body_of<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, P
     })
 }
 
-fn timeout(v: Option<u64>, default: u64, field: &str) -> Result<u64, Problem> {
+/// [`parse_json`], where an empty body means every default.
+fn body_of<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(body)
+}
+
+/// A timeout field of a request: `default` when absent, a 400 outside
+/// what a plan allows.
+pub(super) fn timeout(v: Option<u64>, default: u64, field: &str) -> Result<u64, Problem> {
     match v {
         None => Ok(default),
         Some(v) if (1..=crate::plan::MAX_TIMEOUT_MS).contains(&v) => Ok(v),
@@ -407,13 +415,7 @@ pub async fn drill(
         return r;
     }
     let r = async {
-        let b: DrillBody = serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("request body: {e}"),
-            )
-        })?;
+        let b: DrillBody = parse_json(&body)?;
         let stage = timeout(
             b.stage_timeout_ms,
             crate::plan::DEFAULT_STAGE_TIMEOUT_MS,
@@ -508,13 +510,7 @@ pub async fn close(
         return r;
     }
     let r = async {
-        let b: CloseBody = serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("request body: {e}"),
-            )
-        })?;
+        let b: CloseBody = parse_json(&body)?;
         let _gate = s.gate.lock().await;
         let closed = s.service.close(&id, &b.reason).map_err(|e| s.problem(e))?;
         Ok(Json(ClosedView {
