@@ -171,6 +171,45 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
         r.stdout
     );
 
+    // Without a stream, the API answers 202 with the way out's id; the
+    // drill goes on to its end on the server.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/v1/drills"))
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"to": "west"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let out = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let all: Value = http
+            .get(format!("{url}/v1/executions"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rows = all.as_array().unwrap();
+        let i = rows.iter().position(|e| e["id"] == out.as_str()).unwrap();
+        assert_eq!(rows[i]["kind"], "drill-out", "{all}");
+        let back = rows[i + 1..].iter().find(|e| e["kind"] == "drill-back");
+        if back.is_some_and(|b| b["status"] != "running") {
+            assert_eq!(back.unwrap()["status"], "succeeded", "{all}");
+            assert_eq!(rows[i]["status"], "succeeded", "{all}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{all}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     // executions and show read the same journals: the same documents.
     for args in [
         &["executions", "--output", "json"][..],
