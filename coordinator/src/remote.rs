@@ -22,9 +22,10 @@ use crate::journal::LedgerEntry;
 use crate::plan::Plan;
 use crate::progress::ProgressEvent;
 use crate::server::views::{
-    AbortPlanned, AbortReport, ClosedView, DrillPreview, DrillReport, JournalView, RollbackEnded,
-    RollbackPreview,
+    AbortPlanned, AbortReport, ClosedView, DrillPreview, DrillReport, ExecutionFinished,
+    JournalView, RollbackEnded, RollbackPreview,
 };
+use crate::service::Outcome;
 use crate::service::{EventSink, ServiceEvent, StateReport};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -213,6 +214,17 @@ impl Remote {
             let v: Value = r.json().await.unwrap_or(Value::Null);
             return Err(problem_exit(status, &v));
         }
+        self.read_job(path, r, sink, note).await
+    }
+
+    /// A job's events, rendered to `sink`, to its last event.
+    async fn read_job(
+        &self,
+        path: &str,
+        r: reqwest::Response,
+        sink: &dyn EventSink,
+        note: &mut dyn FnMut(&str, &Value),
+    ) -> Result<(String, Value), Exit> {
         let mut events = Sse::new(r);
         let mut reason = None;
         while let Some((name, v)) = events.next().await.map_err(|e| Exit {
@@ -220,7 +232,9 @@ impl Remote {
             message: format!("server {}: {path}: {e}", self.base),
         })? {
             match name.as_str() {
-                "abort_report" | "rollback_ended" | "drill_report" => return Ok((name, v)),
+                "abort_report" | "rollback_ended" | "drill_report" | "execution_finished" => {
+                    return Ok((name, v))
+                }
                 "error" => {
                     return Err(problem_exit(v["status"].as_u64().unwrap_or(500) as u16, &v))
                 }
@@ -257,13 +271,53 @@ impl Remote {
             };
             confirm(&plan, yes, output, None)?;
         }
-        let (_, v) = self
-            .json(reqwest::Method::POST, "/v1/executions", Some(body))
+        self.run_streamed(body, Some(to), output).await
+    }
+
+    /// `POST /v1/executions` with `body`, followed on its own stream to the
+    /// very end (a plan's `on_failure` rollback included); `to`: say so
+    /// when there is nothing to do.
+    async fn run_streamed(
+        &self,
+        body: &Value,
+        to: Option<&str>,
+        output: Option<Output>,
+    ) -> Result<i32, Exit> {
+        let r = self
+            .send_accepting(
+                reqwest::Method::POST,
+                "/v1/executions",
+                Some(body),
+                "text/event-stream",
+            )
             .await?;
-        match v["id"].as_str() {
-            Some(id) => self.follow(id, Render::sink(output)).await,
-            None => Ok(nothing_to_do(to)),
+        let status = r.status().as_u16();
+        let is_stream = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_stream {
+            // Refused, or nothing to do: a JSON answer.
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            if status >= 400 {
+                return Err(problem_exit(status, &v));
+            }
+            return Ok(match to {
+                Some(to) => nothing_to_do(to),
+                None => exit::OK,
+            });
         }
+        let sink = Later::new(output);
+        let (_, v) = self
+            .read_job("/v1/executions", r, &sink, &mut |_, _| {})
+            .await?;
+        let f: ExecutionFinished = decode(self, v)?;
+        // As locally: a plan that failed and was rolled back says so.
+        if let (Outcome::Aborted, Some(r)) = (f.outcome, &f.reason) {
+            eprintln!("switchyard: {r}");
+        }
+        Ok(crate::cli::code_of(f.outcome))
     }
 
     /// Follow an execution's events to its end, rendering them; the exit
@@ -513,15 +567,9 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                     .map_err(|e| Exit::usage(format!("plan rejected, nothing was run:\n{e}")))?;
                 confirm(&p, yes, output, None)?;
             }
-            let (_, v) = remote
-                .json(
-                    reqwest::Method::POST,
-                    "/v1/executions",
-                    Some(&json!({"plan": text})),
-                )
-                .await?;
-            let id = v["id"].as_str().unwrap_or_default().to_string();
-            remote.follow(&id, Render::sink(output)).await
+            remote
+                .run_streamed(&json!({"plan": text}), None, output)
+                .await
         }
         Command::Resume { id, output } => {
             let id = remote

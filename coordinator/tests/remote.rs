@@ -361,6 +361,46 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     }
     assert_eq!(closed[0], closed[1]);
 
+    // A plan with `on_failure = "rollback"` whose third stage is refused by a
+    // hook: followed to the very end, through its rollback, as locally.
+    let r = ws.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan = ws.path("plan.toml");
+    std::fs::write(&plan, format!("on_failure = \"rollback\"\n{}", r.stdout)).unwrap();
+    let policy = ws.path("topology.safety.toml");
+    std::fs::write(
+        &policy,
+        "[[hooks]]\nname = \"change-window\"\nat = \"pre_stage\"\n\
+         command = \"[ \\\"$SWITCHYARD_STAGE\\\" != 3 ] || { echo 'change window closed' >&2; exit 1; }\"\n",
+    )
+    .unwrap();
+    let args = ["run", plan.to_str().unwrap(), "--yes", "--output", "json"];
+    let r = remote(&args);
+    assert_eq!(r.code, 4, "rolled back: {}\n{}", r.stdout, r.stderr);
+    let l = ws.run(&args);
+    assert_eq!(l.code, 4, "{}", l.stderr);
+    assert_eq!(shape(&r.stdout), shape(&l.stdout));
+    let ended = |out: &str| {
+        docs(out)
+            .iter()
+            .filter(|e| e["event"] == "execution_ended")
+            .count()
+    };
+    assert_eq!(
+        ended(&r.stdout),
+        2,
+        "the run, then its rollback: {}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("failed and was rolled back by"),
+        "{}",
+        r.stderr
+    );
+    std::fs::remove_file(&policy).unwrap();
+    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
+
     // The server's log holds no token.
     for t in [&viewer, &operator] {
         assert!(!s.stderr().contains(t.as_str()));

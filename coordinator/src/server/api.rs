@@ -404,7 +404,7 @@ pub struct PlanView {
                        commands::RollbackBody, commands::DrillBody, commands::CloseBody,
                        views::AbortPlanned, views::AbortReport, views::AbortStore, views::StoreDecisionView,
                        views::DrillReport, views::DrillPreview, views::RollbackAction, views::RollbackPreview,
-                       views::RollbackEnded, views::ClosedView, views::JournalView)),
+                       views::RollbackEnded, views::ClosedView, views::JournalView, views::ExecutionFinished)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -623,7 +623,7 @@ pub(super) fn accepted(id: String) -> Response {
 /// `"accept_data_loss": true` as in the CLI), or `{"plan": "<TOML>"}`.
 #[utoipa::path(post, path = "/v1/executions", security(("bearer" = [])), request_body = StartBody, responses(
     (status = 202, body = Accepted, description = "started; Location names it"),
-    (status = 200, body = Accepted, description = "nothing to do (no id)"),
+    (status = 200, body = Accepted, description = "nothing to do (no id); or, asked with `Accept: text/event-stream`, the execution's events (and its on_failure rollback's), then `execution_finished` (ExecutionFinished) or `error` (Problem)"),
     (status = 307, description = "this server does not lead; Location is the leader's"),
     (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -697,6 +697,7 @@ async fn start(
             }),
         })
         .into_response(),
+        Ok(Some(pending)) if commands::wants_stream(&headers) => commands::run_stream(&s, pending),
         Ok(Some(pending)) => match s.service.launch(pending, Arc::new(Discard)) {
             Ok(launched) => accepted(s.spawn(launched)),
             Err(e) => s.problem(e).into_response(),

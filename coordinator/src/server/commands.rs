@@ -14,8 +14,8 @@ use super::api::{accepted, find, refuse_or_redirect, sse_event, AppState};
 use super::auth::Role;
 use super::problem::Problem;
 use super::views::{
-    AbortPlanned, AbortReport, ClosedView, DrillPreview, DrillReport, JournalView, RollbackAction,
-    RollbackEnded, RollbackPreview,
+    AbortPlanned, AbortReport, ClosedView, DrillPreview, DrillReport, ExecutionFinished,
+    JournalView, RollbackAction, RollbackEnded, RollbackPreview,
 };
 use crate::progress::ProgressEvent;
 use crate::service::{EventSink, Outcome, ServiceEvent};
@@ -128,7 +128,7 @@ where
 }
 
 /// The requester asked for the job's event stream.
-fn wants_stream(headers: &HeaderMap) -> bool {
+pub(super) fn wants_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -194,6 +194,37 @@ async fn first_answer(mut rx: mpsc::UnboundedReceiver<JobEvent>) -> Response {
         "the job ended without a word",
     )
     .into_response()
+}
+
+/// Run a prepared execution as a job whose stream follows it to its very
+/// end: with a plan's `on_failure = "rollback"`, through the rollback's own
+/// execution too, ending with `execution_finished` ([`ExecutionFinished`]).
+pub(super) fn run_stream(s: &Shared, pending: crate::service::Pending) -> Response {
+    let state = s.clone();
+    let rx = spawn_job(s, None, None, move |sink| {
+        let launched = state.service.launch(pending, sink);
+        if let Ok(l) = &launched {
+            *state.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.id().to_string());
+        }
+        async move {
+            let finished = match launched {
+                Ok(l) => l.run().await,
+                Err(e) => Err(e),
+            };
+            match finished {
+                Ok(f) => JobEvent::end(
+                    "execution_finished",
+                    ExecutionFinished {
+                        execution_id: f.id,
+                        outcome: f.outcome,
+                        reason: f.reason,
+                    },
+                ),
+                Err(e) => JobEvent::error(state.problem(e)),
+            }
+        }
+    });
+    stream(rx)
 }
 
 async fn answer(headers: &HeaderMap, rx: mpsc::UnboundedReceiver<JobEvent>) -> Response {

@@ -237,3 +237,16 @@ pub struct JournalView {
     #[schema(value_type = Vec<Object>)]
     pub damage: Vec<Damage>,
 }
+
+/// How an execution started over a stream ended (`event:
+/// execution_finished`), after what its plan's `on_failure` ran.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionFinished {
+    /// Execution id.
+    pub execution_id: String,
+    /// How it ended for the server (`aborted`: failed and rolled back).
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
+    /// Why, when it did not succeed.
+    pub reason: Option<String>,
+}
