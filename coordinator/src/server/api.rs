@@ -4,7 +4,7 @@
 //! results into status codes. See docs/server.md.
 
 use super::auth::{Caller, Role, Tokens};
-use super::election::{Election, Node};
+use crate::backend::Campaigner;
 use super::metrics::Metrics;
 use super::observer::{Observer, Snapshot};
 use super::problem::Problem;
@@ -24,6 +24,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, RwLock};
+use switchyard_coordination::{CoordinationError, RunningExecution};
 use utoipa::{OpenApi, ToSchema};
 
 /// Everything the handlers share.
@@ -37,8 +38,9 @@ pub struct AppState {
     pub observer: Arc<Observer>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Who leads.
-    pub election: Arc<dyn Election>,
+    /// Who leads: this server's standing in the coordination backend's
+    /// election (its leadership, when it leads).
+    pub election: Arc<Campaigner>,
     /// Serialises mutating requests, so a second start sees the first one's
     /// execution id (and answers 409 naming it) rather than a half-started one.
     pub gate: tokio::sync::Mutex<()>,
@@ -137,7 +139,7 @@ impl AppState {
         if self.election.leads() {
             return None;
         }
-        match self.election.leader() {
+        match self.election.leader().map(|l| l.node) {
             Some(l) => {
                 let target = format!(
                     "{}{}",
@@ -198,13 +200,67 @@ impl AppState {
         p
     }
 
-    /// Drive `launched` in a task of its own; `running` names it until it ends.
-    fn spawn(self: &Arc<Self>, launched: crate::service::Launched) -> String {
+    /// The execution the backend records as running, read now (not the
+    /// cached copy): a start is refused while it names one.
+    async fn recorded_running(&self) -> Result<Option<RunningExecution>, Problem> {
+        self.election
+            .backend()
+            .running()
+            .await
+            .map(|r| r.map(|v| v.value))
+            .map_err(|e| backend_problem(&e))
+    }
+
+    /// Record `launched` as the backend's running execution (under our
+    /// leadership, so a new leader knows what to resume), then drive it in
+    /// a task of its own; `running` names it until it ends, and the record
+    /// is removed when it ends (a crash leaves it, for the next leader).
+    async fn spawn(
+        self: &Arc<Self>,
+        launched: crate::service::Launched,
+    ) -> Result<String, Problem> {
         let id = launched.id().to_string();
+        let leadership = self.election.leadership().ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-leader",
+                format!(
+                    "this server lost its leadership on {}; retry",
+                    self.election.describe()
+                ),
+            )
+        })?;
+        let record = RunningExecution {
+            id: id.clone(),
+            node: leadership.node().name.clone(),
+            token: launched.token().get(),
+            started_ms: crate::journal::now_ms(),
+        };
+        match self
+            .election
+            .backend()
+            .claim_running(&leadership, &record)
+            .await
+        {
+            Ok(()) => {}
+            Err(CoordinationError::Busy { running }) => return Err(self.busy(&running.id)),
+            Err(e) => return Err(backend_problem(&e)),
+        }
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
         let state = self.clone();
         tokio::spawn(async move {
             let end = launched.run().await;
+            // Ended (whatever the outcome): a new leader has nothing to
+            // take over. Fenced: a deposed leader's record stays for its
+            // successor, which resumes the execution.
+            if let Err(e) = state
+                .election
+                .backend()
+                .clear_running(&leadership, &record.id)
+                .await
+            {
+                tracing::warn!(error = %e, execution = %record.id, "running record not cleared");
+            }
             let mut running = state.running.lock().unwrap_or_else(|e| e.into_inner());
             if let Ok(f) = &end {
                 state
@@ -218,13 +274,62 @@ impl AppState {
             }
             *running = None;
         });
-        id
+        Ok(id)
+    }
+
+    /// On becoming leader: resume the execution the backend records as
+    /// running (its leader died or was cut off mid-execution), with this
+    /// server's own, greater token. Its journal is in the backend, so the
+    /// resume issues only what has no journaled outcome, after observing.
+    pub async fn take_over(self: &Arc<Self>) {
+        let _gate = self.gate.lock().await;
+        if self.running().is_some() {
+            return;
+        }
+        let rec = match self.recorded_running().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(p) => {
+                tracing::warn!(detail = %p.detail, "take-over: cannot read the running record");
+                return;
+            }
+        };
+        tracing::info!(execution = %rec.id, from = %rec.node, "take-over: resuming");
+        match self.service.resume(Some(rec.id.clone()), Arc::new(Discard)).await {
+            Ok(launched) => {
+                if let Err(p) = self.spawn(launched).await {
+                    tracing::error!(execution = %rec.id, detail = %p.detail, "take-over failed");
+                }
+            }
+            // No leadership any more: the next leader takes over.
+            Err(e) if e.kind == ErrorKind::Locked => {
+                tracing::warn!(execution = %rec.id, error = %e, "take-over: not leading");
+            }
+            // Nothing to resume (it had ended; or it needs a person): the
+            // record no longer names an execution anyone runs.
+            Err(e) => {
+                tracing::warn!(execution = %rec.id, error = %e, "take-over: not resumable; record cleared");
+                if let Some(l) = self.election.leadership() {
+                    let _ = self.election.backend().clear_running(&l, &rec.id).await;
+                }
+            }
+        }
     }
 
     /// The pinned status of execution `id`, from what this server runs and
     /// the journal.
     fn status_of(&self, id: &str, journal: ExecutionStatus) -> &'static str {
         if self.running().as_deref() == Some(id) {
+            return "running";
+        }
+        // Recorded as running by the leader (this or another server), and
+        // not ended in the journal: a follower, or a leader taking over.
+        if self.election.running().is_some_and(|r| r.id == id)
+            && matches!(
+                journal,
+                ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty
+            )
+        {
             return "running";
         }
         match self
@@ -253,6 +358,15 @@ impl AppState {
 }
 
 type Shared = Arc<AppState>;
+
+/// The coordination backend failed: 503, saying which and why.
+fn backend_problem(e: &CoordinationError) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend",
+        format!("coordination backend: {e}"),
+    )
+}
 
 fn reply(r: Result<Response, Problem>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
@@ -385,7 +499,7 @@ pub struct PlanView {
 #[openapi(
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
     paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume, abort),
-    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node)),
+    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -442,7 +556,7 @@ async fn healthz() -> Response {
     (status = 503, description = "not ready", body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(s): State<Shared>) -> Response {
     let observed = s.observer.live();
-    let leader = s.election.leader();
+    let leader = s.election.leader().map(|l| l.node);
     if observed && leader.is_some() {
         Json(json!({"status": "ready", "leader": leader, "this_server_leads": s.election.leads()}))
             .into_response()
@@ -491,7 +605,7 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
 async fn leader(State(s): State<Shared>, headers: HeaderMap) -> Response {
     reply((|| {
         s.authorize(&headers, Role::Viewer)?;
-        let l = s.election.leader().ok_or_else(|| {
+        let l = s.election.leader().map(|l| l.node).ok_or_else(|| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no-leader",
@@ -651,6 +765,11 @@ async fn start(
     if let Some(id) = s.running() {
         return s.busy(&id).into_response();
     }
+    match s.recorded_running().await {
+        Ok(Some(r)) => return s.busy(&r.id).into_response(),
+        Ok(None) => {}
+        Err(p) => return p.into_response(),
+    }
     tracing::info!(token = %caller.token, "start requested");
     match s.service.prepare(&req).await {
         Ok(None) => Json(Accepted {
@@ -664,7 +783,7 @@ async fn start(
         })
         .into_response(),
         Ok(Some(pending)) => match s.service.launch(pending, Arc::new(Discard)) {
-            Ok(launched) => accepted(s.spawn(launched)),
+            Ok(launched) => reply(s.spawn(launched).await.map(accepted)),
             Err(e) => s.problem(e).into_response(),
         },
         Err(e) => s.problem(e).into_response(),
@@ -850,7 +969,7 @@ async fn resume(
         return s.busy(&running).into_response();
     }
     match s.service.resume(Some(id), Arc::new(Discard)).await {
-        Ok(launched) => accepted(s.spawn(launched)),
+        Ok(launched) => reply(s.spawn(launched).await.map(accepted)),
         Err(e) => s.problem(e).into_response(),
     }
 }
@@ -887,8 +1006,16 @@ async fn abort(
     };
     *s.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
     let state = s.clone();
+    let aborted = id.clone();
     tokio::spawn(async move {
         let r = state.service.abort(pending, Arc::new(Discard)).await;
+        // The aborted execution ended: if it was recorded as running (its
+        // leader died), no leader is to resume it.
+        if let Some(l) = state.election.leadership() {
+            if let Err(e) = state.election.backend().clear_running(&l, &aborted).await {
+                tracing::warn!(error = %e, execution = %aborted, "running record not cleared");
+            }
+        }
         if let Err(e) = &r {
             tracing::error!(error = %e, "abort ended with an error");
         }
