@@ -22,6 +22,17 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(ws: &Workspace, tokens: &std::path::Path, node: &str, extra: &[&str]) -> Server {
+        Server::start_env(ws, tokens, node, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables set (a failpoint).
+    pub fn start_env(
+        ws: &Workspace,
+        tokens: &std::path::Path,
+        node: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let stderr = ws.path(&format!("{node}.stderr"));
         let mut c = ws.command(&[
             "serve",
@@ -34,7 +45,7 @@ impl Server {
             "--observe-interval-ms",
             "500",
         ]);
-        c.args(extra)
+        c.args(extra).envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
         let mut child = c.spawn().unwrap();
