@@ -501,9 +501,18 @@ impl Coordinator for Consul {
 
     async fn fresh_token(&self, leadership: &Leadership) -> Result<u64> {
         let key = self.keys.token();
+        // Consul skips a write that changes nothing (same value, flags and
+        // session), index included: each write names its session and a
+        // nonce, so every one is applied at a new index.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let value = format!("{} {nonce} {n}", leadership.lease_id());
         let ops = [
             self.check_leader(leadership),
-            serde_json::json!({ "KV": { "Verb": "set", "Key": key, "Value": "" } }),
+            serde_json::json!({ "KV": { "Verb": "set", "Key": key, "Value": b64(value.as_bytes()) } }),
         ];
         // A retried attempt that had applied only wastes an index: the
         // token is this attempt's, greater still.
