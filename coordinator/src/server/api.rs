@@ -261,6 +261,15 @@ impl AppState {
             {
                 tracing::warn!(error = %e, execution = %record.id, "running record not cleared");
             }
+            match &end {
+                Ok(f) if f.outcome != Outcome::Succeeded => tracing::warn!(
+                    execution = %f.id,
+                    outcome = ?f.outcome,
+                    reason = f.reason.as_deref().unwrap_or(""),
+                    "execution ended without succeeding"
+                ),
+                _ => {}
+            }
             let mut running = state.running.lock().unwrap_or_else(|e| e.into_inner());
             if let Ok(f) = &end {
                 state
