@@ -177,21 +177,21 @@ where
 /// remembers each one the primary acknowledged (committed).
 async fn writer(cluster: Arc<PgCluster>, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<i64>>>) {
     let mut n = 0i64;
+    // Tries every member: a standby refuses the write, the primary commits
+    // it; anything failing (a member restarting) is simply not acknowledged.
+    let names: Vec<String> = cluster.members().iter().map(|m| m.name.clone()).collect();
     while !stop.load(Ordering::SeqCst) {
-        n += 1;
-        let Some((primary, _, _)) = pg_primary(&cluster).await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Ok(c) = cluster.connect(&primary).await else {
-            continue;
-        };
-        let ok = c
-            .execute("INSERT INTO sy_writer (n) VALUES ($1)", &[&n])
-            .await
-            .is_ok();
-        if ok {
-            acked.lock().unwrap().push(n);
+        for m in &names {
+            n += 1;
+            let Ok(c) = cluster.connect(m).await else {
+                continue;
+            };
+            if c.execute("INSERT INTO sy_writer (n) VALUES ($1)", &[&n])
+                .await
+                .is_ok()
+            {
+                acked.lock().unwrap().push(n);
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
