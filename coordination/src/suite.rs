@@ -156,11 +156,7 @@ pub async fn execution_tokens(h: &dyn Harness) {
     let t2 = bounded("fresh_token", a.fresh_token(&la))
         .await
         .expect("token 2");
-    assert!(
-        la.token() < t1 && t1 < t2,
-        "{} {t1} {t2}",
-        la.token()
-    );
+    assert!(la.token() < t1 && t1 < t2, "{} {t1} {t2}", la.token());
     bounded("depose", h.depose(&la)).await;
     let lb = win(b.as_ref(), "b").await;
     assert!(lb.token() > t2, "new leadership {} after {t2}", lb.token());

@@ -158,7 +158,11 @@ async fn three_servers_survive_the_leaders_death(cluster: PgCluster, backend: Ba
     let c = Server::start(&ws[2], &tokens, "c", &args);
     for s in [&a, &b, &c] {
         until(&format!("{} ready", s.url), || async {
-            let r = client().get(format!("{}/readyz", s.url)).send().await.ok()?;
+            let r = client()
+                .get(format!("{}/readyz", s.url))
+                .send()
+                .await
+                .ok()?;
             (r.status() == 200).then_some(())
         })
         .await;
@@ -187,7 +191,10 @@ async fn three_servers_survive_the_leaders_death(cluster: PgCluster, backend: Ba
         if let Some(st) = a.child.try_wait().unwrap() {
             break st;
         }
-        assert!(Instant::now() < deadline, "the leader's failpoint never fired");
+        assert!(
+            Instant::now() < deadline,
+            "the leader's failpoint never fired"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(!status.success(), "the leader should have died: {status:?}");
@@ -260,7 +267,11 @@ async fn three_servers_survive_the_leaders_death(cluster: PgCluster, backend: Ba
     let mut codes = [r1.0, r2.0];
     codes.sort_unstable();
     assert_eq!(codes, [202, 409], "{r1:?} {r2:?}");
-    let (won, lost) = if r1.0 == 202 { (r1.1, r2.1) } else { (r2.1, r1.1) };
+    let (won, lost) = if r1.0 == 202 {
+        (r1.1, r2.1)
+    } else {
+        (r2.1, r1.1)
+    };
     let id2 = won["id"].as_str().unwrap();
     assert_eq!(lost["running_execution"], json!(id2), "{lost}");
     until_status(&new.url, &viewer, id2, "succeeded").await;

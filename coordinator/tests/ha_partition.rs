@@ -225,7 +225,10 @@ async fn partitioned_leader_stops(kind: &str, tag: &str, outer: &str, inner: &st
         sim = switchyard_lab::consulsim::ConsulSim::start(outer)
             .await
             .expect("simulator on the veth address");
-        vec!["--backend".to_string(), format!("consul://{}", sim.address())]
+        vec![
+            "--backend".to_string(),
+            format!("consul://{}", sim.address()),
+        ]
     };
     let backend: Vec<&str> = backend.iter().map(String::as_str).collect();
     let cluster = Arc::new(common::pg_cluster("orders").await);
@@ -237,16 +240,21 @@ async fn partitioned_leader_stops(kind: &str, tag: &str, outer: &str, inner: &st
     for st in &mut escaped.stores {
         for m in &mut st.members {
             let h = &mut m.hooks;
-            for cmd in [&mut h.stop, &mut h.start, &mut h.start_as_standby, &mut h.rewind]
-                .into_iter()
-                .flatten()
-                .chain(h.extra.values_mut())
+            for cmd in [
+                &mut h.stop,
+                &mut h.start,
+                &mut h.start_as_standby,
+                &mut h.rewind,
+            ]
+            .into_iter()
+            .flatten()
+            .chain(h.extra.values_mut())
             {
                 *cmd = format!("nsenter --net=/proc/{host}/ns/net {cmd}");
             }
         }
     }
-    let ws = vec![
+    let ws = [
         Workspace::new(&escaped),
         Workspace::new(cluster.topology()),
         Workspace::new(cluster.topology()),
@@ -350,7 +358,10 @@ async fn partitioned_leader_stops(kind: &str, tag: &str, outer: &str, inner: &st
     let c = Server::start(&ws[2], &tokens, "c", &backend);
 
     // The independent writer.
-    let primary = cluster.connect(&pg_primary(&cluster).await.unwrap().0).await.unwrap();
+    let primary = cluster
+        .connect(&pg_primary(&cluster).await.unwrap().0)
+        .await
+        .unwrap();
     primary
         .batch_execute("CREATE TABLE sy_writer (n bigint PRIMARY KEY)")
         .await
@@ -447,7 +458,10 @@ async fn partitioned_leader_stops(kind: &str, tag: &str, outer: &str, inner: &st
     stop.store(true, Ordering::SeqCst);
     w.await.unwrap();
     let acked = acked.lock().unwrap().clone();
-    let p = cluster.connect(&pg_primary(&cluster).await.unwrap().0).await.unwrap();
+    let p = cluster
+        .connect(&pg_primary(&cluster).await.unwrap().0)
+        .await
+        .unwrap();
     let kept: Vec<i64> = p
         .query("SELECT n FROM sy_writer ORDER BY n", &[])
         .await

@@ -4,10 +4,10 @@
 //! results into status codes. See docs/server.md.
 
 use super::auth::{Caller, Role, Tokens};
-use crate::backend::Campaigner;
 use super::metrics::Metrics;
 use super::observer::{Observer, Snapshot};
 use super::problem::Problem;
+use crate::backend::Campaigner;
 use crate::journal::ExecutionStatus;
 use crate::plan::Mode;
 use crate::service::{
@@ -304,7 +304,11 @@ impl AppState {
             }
         };
         tracing::info!(execution = %rec.id, from = %rec.node, "take-over: resuming");
-        match self.service.resume(Some(rec.id.clone()), Arc::new(Discard)).await {
+        match self
+            .service
+            .resume(Some(rec.id.clone()), Arc::new(Discard))
+            .await
+        {
             Ok(launched) => {
                 if let Err(p) = self.spawn(launched).await {
                     tracing::error!(execution = %rec.id, detail = %p.detail, "take-over failed");

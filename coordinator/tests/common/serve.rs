@@ -45,7 +45,8 @@ impl Server {
             "--observe-interval-ms",
             "500",
         ]);
-        c.args(extra).envs(env.iter().copied())
+        c.args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
         let mut child = c.spawn().unwrap();
