@@ -17,15 +17,12 @@
 mod common;
 
 use common::serve::{read, token, Server};
-use common::{pg_primary, pg_tags, pg_write, plan_ops, Workspace};
+use common::{pg_primary, pg_tags, pg_write, plan_ops, until, Workspace, WAIT};
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchyard_coordination::Coordinator;
 use switchyard_lab::postgres::PgCluster;
 use tokio::time::Instant;
-
-/// Bound on every wait: a loaded two-core CI machine is slow, a hang is not.
-const WAIT: Duration = Duration::from_secs(180);
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -61,21 +58,6 @@ async fn post_following(url: &str, tok: &str, body: &Value) -> (u16, Value) {
         return (code, r.json().await.unwrap_or(Value::Null));
     }
     panic!("redirected more than twice from {url}");
-}
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Which of `servers` leads, as each says of itself (exactly one).

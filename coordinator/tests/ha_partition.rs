@@ -19,17 +19,16 @@
 mod common;
 
 use common::serve::{read, token, Server};
-use common::{pg_primary, Workspace};
+use common::{pg_primary, until, Workspace, WAIT};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchyard_lab::netns::Netns;
 use switchyard_lab::postgres::PgCluster;
 use tokio::time::Instant;
-
-const WAIT: Duration = Duration::from_secs(180);
 
 /// The forwarders inside the namespace: `127.0.0.1:PORT` → `SY_FWD_TO:PORT`
 /// for every port in `SY_FWD_PORTS` (run by the test below through
@@ -66,75 +65,6 @@ async fn forward(l: tokio::net::TcpListener, to: String) {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// A namespace and its veth pair, removed on drop.
-struct Netns {
-    name: String,
-    inner: String,
-}
-
-impl Netns {
-    fn new(tag: &str, outer_ip: &str, inner_ip: &str) -> Result<Netns, String> {
-        let id = format!("{tag}{}", std::process::id() % 100_000);
-        let (name, outer, inner) = (format!("sy{id}"), format!("sy{id}o"), format!("sy{id}i"));
-        ip(&["netns", "add", &name])?;
-        let ns = Netns {
-            name: name.clone(),
-            inner: inner.clone(),
-        };
-        ip(&[
-            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-        ])?;
-        ip(&["link", "set", &inner, "netns", &name])?;
-        ip(&["addr", "add", &format!("{outer_ip}/30"), "dev", &outer])?;
-        ip(&["link", "set", &outer, "up"])?;
-        let inside = |a: &[&str]| {
-            let mut v = vec!["netns", "exec", &name, "ip"];
-            v.extend_from_slice(a);
-            ip(&v)
-        };
-        inside(&["addr", "add", &format!("{inner_ip}/30"), "dev", &inner])?;
-        inside(&["link", "set", &inner, "up"])?;
-        inside(&["link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    fn link(&self, up: bool) {
-        ip(&[
-            "netns",
-            "exec",
-            &self.name,
-            "ip",
-            "link",
-            "set",
-            &self.inner,
-            if up { "up" } else { "down" },
-        ])
-        .expect("link");
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.name]);
-    }
-}
-
 /// A child process, killed on drop.
 struct Killed(std::process::Child);
 
@@ -156,21 +86,6 @@ fn client() -> reqwest::Client {
 async fn get(url: &str, tok: &str) -> Option<Value> {
     let r = client().get(url).bearer_auth(tok).send().await.ok()?;
     r.json().await.ok()
-}
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Writes a row every few milliseconds to whichever member is primary, and
@@ -198,16 +113,8 @@ async fn writer(cluster: Arc<PgCluster>, stop: Arc<AtomicBool>, acked: Arc<Mutex
 }
 
 async fn partitioned_leader_stops(kind: &str, tag: &str, outer: &str, inner: &str) {
-    let ns = match Netns::new(tag, outer, inner) {
-        Ok(n) => n,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "network namespaces are needed in CI: {e}"
-            );
-            eprintln!("SKIPPED: cannot make a network namespace: {e}");
-            return;
-        }
+    let Some(ns) = Netns::or_skip(tag, outer, inner) else {
+        return;
     };
     let etcd;
     let sim;
@@ -403,7 +310,7 @@ async fn partitioned_leader_stops(kind: &str, tag: &str, outer: &str, inner: &st
     );
 
     // Cut `a` off.
-    ns.link(false);
+    ns.link(false).expect("cut the link");
     let survivors = [&b, &c];
     let new = until("b or c leads", || async {
         for s in survivors {
@@ -424,7 +331,7 @@ async fn partitioned_leader_stops(kind: &str, tag: &str, outer: &str, inner: &st
     assert_eq!((region.as_str(), tli), (to, tli0 + 1), "one promotion");
 
     // Heal and release `a`: it finds its leadership gone and stops.
-    ns.link(true);
+    ns.link(true).expect("restore the link");
     std::fs::write(&go, "").unwrap();
     let deadline = Instant::now() + WAIT;
     let said = loop {
