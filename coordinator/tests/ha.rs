@@ -200,11 +200,11 @@ async fn three_servers_survive_the_leaders_death(cluster: PgCluster, backend: Ba
     // The journal: started by a, resumed once by the new leader with a
     // greater token; the promotion re-observed, not re-issued blindly.
     let recs = journal(backend.client.as_ref(), &id).await;
-    let of = |t: &str| -> Vec<&Value> { recs.iter().filter(|r| r["type"] == json!(t)).collect() };
-    let first = of("started")[0]["epoch"].as_u64().unwrap();
+    let of = |t: &str| -> Vec<&Value> { recs.iter().filter(|r| r["event"] == json!(t)).collect() };
+    let first = of("started")[0]["fencing_token"].as_u64().unwrap();
     let resumed = of("resumed");
     assert_eq!(resumed.len(), 1, "{recs:#?}");
-    let second = resumed[0]["epoch"].as_u64().unwrap();
+    let second = resumed[0]["fencing_token"].as_u64().unwrap();
     assert!(second > first, "tokens {first} then {second}");
     assert_eq!(of("finished").len(), 1);
 
