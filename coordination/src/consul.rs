@@ -12,7 +12,9 @@
 //!   right after the acquisition: a Raft index, so every later acquisition
 //!   (which writes the key again) gets a greater one, whichever server makes
 //!   it. The key's `LockIndex` (acquisitions so far) is logged beside it.
-//! - `P/executions/ID/SEQ`, `P/execution-ids/ID`, `P/running`: as for etcd.
+//! - `P/executions/ID/SEQ`, `P/execution-ids/ID`, `P/running`, `P/token`:
+//!   as for etcd; an execution's token is the `ModifyIndex` of its write
+//!   to `P/token` (a Raft index, greater than every earlier one).
 //!
 //! Every write is a `/v1/txn` whose first operation is
 //! `check-session` on `P/leader` with the leader's session: once the session
@@ -117,14 +119,25 @@ struct TxnError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct TxnResult {
+    #[serde(rename = "KV", default)]
+    kv: Option<KvEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct TxnReply {
     #[serde(default)]
     errors: Option<Vec<TxnError>>,
+    #[serde(default)]
+    results: Option<Vec<TxnResult>>,
 }
 
 /// What a transaction came to.
 enum Txn {
-    Applied,
+    /// Applied; the KV entries it answered with (a `set` answers with the
+    /// entry as written, its `ModifyIndex` included).
+    Applied(Vec<KvEntry>),
     /// Rolled back: the first failed operation and why.
     RolledBack(usize, String),
 }
@@ -244,7 +257,19 @@ impl Consul {
             .call(reqwest::Method::PUT, "/v1/txn", Some(body))
             .await?;
         match status {
-            200 => Ok(Txn::Applied),
+            200 => {
+                let r: TxnReply =
+                    serde_json::from_slice(&bytes).map_err(|e| CoordinationError::Invalid {
+                        message: format!("{}: /v1/txn: {e}", self.describe()),
+                    })?;
+                Ok(Txn::Applied(
+                    r.results
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|r| r.kv)
+                        .collect(),
+                ))
+            }
             409 => {
                 let r: TxnReply =
                     serde_json::from_slice(&bytes).map_err(|e| CoordinationError::Invalid {
@@ -474,6 +499,40 @@ impl Coordinator for Consul {
         }))
     }
 
+    async fn fresh_token(&self, leadership: &Leadership) -> Result<u64> {
+        let key = self.keys.token();
+        // Consul skips a write that changes nothing (same value, flags and
+        // session), index included: each write names its session and a
+        // nonce, so every one is applied at a new index.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let value = format!("{} {nonce} {n}", leadership.lease_id());
+        let ops = [
+            self.check_leader(leadership),
+            serde_json::json!({ "KV": { "Verb": "set", "Key": key, "Value": b64(value.as_bytes()) } }),
+        ];
+        // A retried attempt that had applied only wastes an index: the
+        // token is this attempt's, greater still.
+        match self.txn_retry(&ops).await?.0 {
+            Txn::Applied(entries) => entries
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.modify_index)
+                .filter(|i| *i > 0)
+                .ok_or_else(|| CoordinationError::Invalid {
+                    message: format!(
+                        "{}: /v1/txn answered the write of {key} without its ModifyIndex",
+                        self.describe()
+                    ),
+                }),
+            Txn::RolledBack(0, what) => Err(self.deposed(leadership, &what)),
+            Txn::RolledBack(_, what) => Err(self.unavailable(format!("/v1/txn: {what}"))),
+        }
+    }
+
     async fn append(
         &self,
         leadership: &Leadership,
@@ -502,7 +561,7 @@ impl Coordinator for Consul {
         }
         let (r, retried) = self.txn_retry(&ops).await?;
         let (at, what) = match r {
-            Txn::Applied => return Ok(()),
+            Txn::Applied(_) => return Ok(()),
             Txn::RolledBack(at, what) => (at, what),
         };
         if at == cas_at && retried {
@@ -627,7 +686,7 @@ impl Coordinator for Consul {
         // A retried swap that had in fact applied reports `Changed`; the
         // caller re-reads the record and finds its own write.
         match self.txn_retry(&ops).await?.0 {
-            Txn::Applied => Ok(()),
+            Txn::Applied(_) => Ok(()),
             Txn::RolledBack(0, what) => Err(self.deposed(leadership, &what)),
             Txn::RolledBack(_, _) => Err(CoordinationError::Changed {
                 what: "running-execution record".into(),

@@ -11,6 +11,8 @@
 //!   reading journals.
 //! - `P/running`: the running-execution record (JSON); its version is the
 //!   key's mod revision.
+//! - `P/token`: written (empty) by [`Coordinator::fresh_token`]; each
+//!   write's revision is one execution's fencing token.
 //!
 //! Every write is one transaction whose first comparison is
 //! `create_revision(P/leader) == token`: when the leader's lease expired or
@@ -376,6 +378,35 @@ impl Coordinator for Etcd {
             node,
             token: kv.create_revision().unsigned_abs(),
         }))
+    }
+
+    async fn fresh_token(&self, leadership: &Leadership) -> Result<u64> {
+        let txn = Txn::new()
+            .when([self.is_current(leadership)])
+            .and_then([TxnOp::put(self.keys.token(), Vec::new(), None)])
+            .or_else([TxnOp::get(self.leader_key(), None)]);
+        // A retried attempt that had applied only wastes a revision: the
+        // token is this attempt's, greater still.
+        let (resp, _) = self.txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(resp
+                .op_responses()
+                .first()
+                .and_then(|r| self.deposed(leadership, r))
+                .unwrap_or_else(|| leadership.not_leader("the leader key changed")));
+        }
+        // The put is the transaction's only write: the header's revision is
+        // the one it created, greater than every earlier one in the cluster.
+        resp.header()
+            .map(|h| h.revision())
+            .filter(|r| *r > 0)
+            .map(i64::unsigned_abs)
+            .ok_or_else(|| CoordinationError::Invalid {
+                message: format!(
+                    "{}: transaction answered without a revision",
+                    self.describe()
+                ),
+            })
     }
 
     async fn append(

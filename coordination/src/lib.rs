@@ -95,6 +95,11 @@ impl Keys {
         self.key("execution-ids/")
     }
 
+    /// The key whose writes hand out execution tokens.
+    pub(crate) fn token(&self) -> String {
+        self.key("token")
+    }
+
     /// The running-execution record.
     pub(crate) fn running(&self) -> String {
         self.key("running")
@@ -198,6 +203,16 @@ pub trait Coordinator: Send + Sync + fmt::Debug {
 
     /// The current leader as the backend records it, `None` when nobody leads.
     async fn leader(&self) -> Result<Option<LeaderInfo>>;
+
+    /// A fencing token for one execution run under `leadership`: strictly
+    /// greater than every token this backend handed out before (leadership
+    /// tokens and execution tokens, to any server), obtained with a fenced
+    /// write, so a deposed leader gets none ([`CoordinationError::NotLeader`]).
+    /// Stores refuse an equal token from a different execution, so each
+    /// execution a leader runs needs a token of its own (etcd: the revision
+    /// of a write to `P/token`; Consul: that key's `ModifyIndex`; file: the
+    /// directory's counter, bumped under the held lock).
+    async fn fresh_token(&self, leadership: &Leadership) -> Result<u64>;
 
     /// Append entry number `seq` (1-based) to `execution`'s journal: succeeds
     /// only if entries `1..seq` exist, entry `seq` does not, and `leadership`

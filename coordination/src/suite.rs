@@ -71,6 +71,7 @@ async fn win(c: &dyn Coordinator, name: &str) -> Leadership {
 pub async fn run_all(h: &dyn Harness) {
     one_leader_and_who(h).await;
     tokens_strictly_increase(h).await;
+    execution_tokens(h).await;
     journal_cas(h).await;
     deposed_leader_cannot_append(h).await;
     loss_fires_signal(h).await;
@@ -140,6 +141,36 @@ pub async fn tokens_strictly_increase(h: &dyn Harness) {
         last = l.token();
         bounded("resign", c.resign(l)).await.expect("resign");
     }
+}
+
+/// Execution tokens: each greater than the leadership's and than the one
+/// before; the next leader's tokens greater still; a deposed leader gets
+/// none.
+pub async fn execution_tokens(h: &dyn Harness) {
+    let a = h.open().await;
+    let b = h.open().await;
+    let la = win(a.as_ref(), "a").await;
+    let t1 = bounded("fresh_token", a.fresh_token(&la))
+        .await
+        .expect("token 1");
+    let t2 = bounded("fresh_token", a.fresh_token(&la))
+        .await
+        .expect("token 2");
+    assert!(la.token() < t1 && t1 < t2, "{} {t1} {t2}", la.token());
+    bounded("depose", h.depose(&la)).await;
+    let lb = win(b.as_ref(), "b").await;
+    assert!(lb.token() > t2, "new leadership {} after {t2}", lb.token());
+    let r = bounded("fresh_token", a.fresh_token(&la)).await;
+    assert!(
+        matches!(r, Err(CoordinationError::NotLeader { .. })),
+        "deposed leader got a token: {r:?}"
+    );
+    let t3 = bounded("fresh_token", b.fresh_token(&lb))
+        .await
+        .expect("token 3");
+    assert!(t3 > lb.token());
+    drop(la);
+    bounded("resign", b.resign(lb)).await.expect("resign");
 }
 
 /// Appends number entries without gaps and refuse a taken or skipped number.

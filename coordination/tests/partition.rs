@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_coordination::consul::{Consul, ConsulOptions};
 use switchyard_coordination::etcd::{Etcd, EtcdOptions};
 use switchyard_coordination::{CoordinationError, Coordinator, Node};
+use switchyard_lab::netns::Netns;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -106,97 +107,6 @@ async fn partition_holder() {
     println!("HOLDER late-append unanswered");
 }
 
-/// A namespace and veth pair, removed on drop.
-struct Netns {
-    name: String,
-    inner: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Netns {
-    /// `outer_ip` on the host side, `inner_ip` in the namespace, a /30.
-    fn new(tag: &str, outer_ip: &str, inner_ip: &str) -> Result<Netns, String> {
-        let id = format!("{tag}{}", std::process::id() % 100_000);
-        let (name, outer, inner) = (format!("sy{id}"), format!("sy{id}o"), format!("sy{id}i"));
-        let ns = Netns {
-            name: name.clone(),
-            inner: inner.clone(),
-        };
-        ip(&["netns", "add", &name])?;
-        ip(&[
-            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-        ])?;
-        ip(&["link", "set", &inner, "netns", &name])?;
-        ip(&["addr", "add", &format!("{outer_ip}/30"), "dev", &outer])?;
-        ip(&["link", "set", &outer, "up"])?;
-        ip(&[
-            "netns",
-            "exec",
-            &name,
-            "ip",
-            "addr",
-            "add",
-            &format!("{inner_ip}/30"),
-            "dev",
-            &inner,
-        ])?;
-        ip(&["netns", "exec", &name, "ip", "link", "set", &inner, "up"])?;
-        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// Cut (or restore) the link, from the namespace's side.
-    fn link(&self, up: bool) {
-        ip(&[
-            "netns",
-            "exec",
-            &self.name,
-            "ip",
-            "link",
-            "set",
-            &self.inner,
-            if up { "up" } else { "down" },
-        ])
-        .expect("link");
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair with it.
-        let _ = ip(&["netns", "del", &self.name]);
-    }
-}
-
-fn netns_or_skip(tag: &str, outer: &str, inner: &str) -> Option<Netns> {
-    match Netns::new(tag, outer, inner) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "network namespaces are needed in CI: {e}"
-            );
-            eprintln!("SKIPPED: cannot make a network namespace: {e}");
-            None
-        }
-    }
-}
-
 async fn partitioned_leader_stops_before_the_next_one_starts(kind: &str, ns: &Netns, addr: &str) {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new("ip")
@@ -241,7 +151,7 @@ async fn partitioned_leader_stops_before_the_next_one_starts(kind: &str, ns: &Ne
         let l = next("issued");
         issued.push(l);
     }
-    ns.link(false);
+    ns.link(false).expect("cut the link");
     // Another server (outside the namespace) campaigns until it wins.
     let c = open(kind, addr).await;
     let won = tokio::time::timeout(
@@ -273,7 +183,7 @@ async fn partitioned_leader_stops_before_the_next_one_starts(kind: &str, ns: &Ne
         "the cut-off leader issued at {last_issue}, after the successor won at {won_at}"
     );
     // Heal: the old leader's late write reaches the backend and is refused.
-    ns.link(true);
+    ns.link(true).expect("restore the link");
     let late = next("late-append");
     assert!(late.starts_with("late-append refused"), "{late}");
     assert!(late.contains("NotLeader"), "{late}");
@@ -288,7 +198,7 @@ async fn partitioned_leader_stops_before_the_next_one_starts(kind: &str, ns: &Ne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_partitioned_leader_issues_nothing_after_its_lease() {
-    let Some(ns) = netns_or_skip("e", "169.254.77.1", "169.254.77.2") else {
+    let Some(ns) = Netns::or_skip("e", "169.254.77.1", "169.254.77.2") else {
         return;
     };
     let etcd = switchyard_lab::etcd::EtcdCluster::start_on(1, None, "169.254.77.1")
@@ -300,7 +210,7 @@ async fn etcd_partitioned_leader_issues_nothing_after_its_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_partitioned_leader_issues_nothing_after_its_lease() {
-    let Some(ns) = netns_or_skip("c", "169.254.78.1", "169.254.78.2") else {
+    let Some(ns) = Netns::or_skip("c", "169.254.78.1", "169.254.78.2") else {
         return;
     };
     let sim = switchyard_lab::consulsim::ConsulSim::start("169.254.78.1")

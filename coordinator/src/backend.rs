@@ -76,17 +76,33 @@ impl std::str::FromStr for BackendSpec {
 /// Open the backend `spec` names. `state_dir` is the file backend's
 /// directory (other backends keep their state in the engine).
 pub async fn open(spec: &BackendSpec, state_dir: &Path) -> Result<Arc<dyn Coordinator>> {
+    open_with(spec, state_dir, None).await
+}
+
+/// [`open`], with the lease TTL of etcd and Consul set (`None`: their
+/// default; the file lock has none).
+pub async fn open_with(
+    spec: &BackendSpec,
+    state_dir: &Path,
+    ttl: Option<Duration>,
+) -> Result<Arc<dyn Coordinator>> {
+    use switchyard_coordination::{consul, etcd};
     match spec {
         BackendSpec::File => Ok(Arc::new(FileCoordinator::new(state_dir)?)),
-        BackendSpec::Etcd(endpoints) => Ok(Arc::new(
-            switchyard_coordination::etcd::Etcd::connect(
-                switchyard_coordination::etcd::EtcdOptions::new(endpoints.clone()),
-            )
-            .await?,
-        )),
-        BackendSpec::Consul(address) => Ok(Arc::new(switchyard_coordination::consul::Consul::new(
-            switchyard_coordination::consul::ConsulOptions::new(address.clone()),
-        )?)),
+        BackendSpec::Etcd(endpoints) => {
+            let mut o = etcd::EtcdOptions::new(endpoints.clone());
+            if let Some(t) = ttl {
+                o.ttl = t;
+            }
+            Ok(Arc::new(etcd::Etcd::connect(o).await?))
+        }
+        BackendSpec::Consul(address) => {
+            let mut o = consul::ConsulOptions::new(address.clone());
+            if let Some(t) = ttl {
+                o.ttl = t;
+            }
+            Ok(Arc::new(consul::Consul::new(o)?))
+        }
     }
 }
 
@@ -96,6 +112,10 @@ pub struct FileCoordinator {
     dir: PathBuf,
     lock: FileLock,
     journals: FileJournalStore,
+    /// The last token [`fresh_token`](Coordinator::fresh_token) issued under
+    /// our leadership (its token → the latest): the directory's counter
+    /// must still show it, or someone took the lock since.
+    issued: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 /// `<state-dir>/leader.json`: who holds the lock, for `GET /v1/leader`.
@@ -120,6 +140,7 @@ impl FileCoordinator {
             dir: state_dir.to_path_buf(),
             lock,
             journals,
+            issued: Arc::default(),
         })
     }
 
@@ -130,13 +151,28 @@ impl FileCoordinator {
             return Err(l.not_leader(l.lost_reason().unwrap_or_else(|| "lost".into())));
         }
         let current = self.lock.current_token().map_err(|e| io(e.to_string()))?;
-        if current.get() != l.token() {
+        if current.get() != self.latest(l) {
             l.lose(format!(
                 "the lock was taken again (fencing token {current})"
             ));
             return Err(l.not_leader(format!("superseded by fencing token {current}")));
         }
         Ok(())
+    }
+
+    /// The latest token issued under `l` (its own until a fresh one).
+    fn latest(&self, l: &Leadership) -> u64 {
+        match *self.issued.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((lt, latest)) if lt == l.token() => latest,
+            _ => l.token(),
+        }
+    }
+
+    fn write_leader(&self, info: &LeaderInfo) -> Result<()> {
+        self.write_atomic(
+            LEADER_FILE,
+            &serde_json::to_vec(info).map_err(|e| invalid(e.to_string()))?,
+        )
     }
 
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
@@ -227,14 +263,10 @@ impl Coordinator for FileCoordinator {
             Err(e) => return Err(io(e.to_string())),
         };
         let token = guard.token().get();
-        let info = LeaderInfo {
+        self.write_leader(&LeaderInfo {
             node: me.clone(),
             token,
-        };
-        self.write_atomic(
-            LEADER_FILE,
-            &serde_json::to_vec(&info).map_err(|e| invalid(e.to_string()))?,
-        )?;
+        })?;
         let (leadership, keeper) = Leadership::new(
             token,
             me.clone(),
@@ -280,6 +312,19 @@ impl Coordinator for FileCoordinator {
         // names nobody.
         let current = self.lock.current_token().map_err(|e| io(e.to_string()))?;
         Ok((info.token == current.get()).then_some(info))
+    }
+
+    async fn fresh_token(&self, leadership: &Leadership) -> Result<u64> {
+        self.check(leadership)?;
+        let token = self.lock.bump_token().map_err(|e| io(e.to_string()))?.get();
+        *self.issued.lock().unwrap_or_else(|p| p.into_inner()) = Some((leadership.token(), token));
+        // The leader file carries the latest token, so `leader()` (which
+        // believes it only while it matches the counter) still names us.
+        self.write_leader(&LeaderInfo {
+            node: leadership.node().clone(),
+            token,
+        })?;
+        Ok(token)
     }
 
     async fn append(
@@ -382,14 +427,28 @@ impl Coordinator for FileCoordinator {
 pub struct LeadershipGuard {
     leadership: Arc<Leadership>,
     margin: Duration,
+    token: u64,
 }
 
 impl LeadershipGuard {
     /// Guard with `leadership`; an intent is refused when less than
     /// `margin` of the lease remains (the time a step needs to be issued
-    /// and journaled before the lease could lapse).
+    /// and journaled before the lease could lapse). Its token is the
+    /// leadership's until [`with_token`](Self::with_token).
     pub fn new(leadership: Arc<Leadership>, margin: Duration) -> Self {
-        LeadershipGuard { leadership, margin }
+        let token = leadership.token();
+        LeadershipGuard {
+            leadership,
+            margin,
+            token,
+        }
+    }
+
+    /// Carry `token` instead: one execution's own, from
+    /// [`Coordinator::fresh_token`] under the same leadership.
+    pub fn with_token(mut self, token: u64) -> Self {
+        self.token = token;
+        self
     }
 
     /// The leadership guarded.
@@ -400,7 +459,7 @@ impl LeadershipGuard {
 
 impl crate::lock::LockGuard for LeadershipGuard {
     fn token(&self) -> switchyard_controller::FencingToken {
-        switchyard_controller::FencingToken(self.leadership.token())
+        switchyard_controller::FencingToken(self.token)
     }
 
     fn still_held(&self) -> bool {
@@ -562,6 +621,10 @@ pub struct Campaigner {
 struct CampaignState {
     leadership: Option<Arc<Leadership>>,
     leader: Option<LeaderInfo>,
+    /// The running-execution record as last read.
+    running: Option<RunningExecution>,
+    /// Rounds completed (campaign and reads), so start-up can wait for one.
+    rounds: u64,
 }
 
 impl Campaigner {
@@ -619,6 +682,11 @@ impl Campaigner {
             Ok(info) => self.set(|s| s.leader = info),
             Err(e) => tracing::warn!(error = %e, "election: who leads is unknown"),
         }
+        match self.backend.running().await {
+            Ok(r) => self.set(|s| s.running = r.map(|v| v.value)),
+            Err(e) => tracing::warn!(error = %e, "election: the running execution is unknown"),
+        }
+        self.set(|s| s.rounds += 1);
     }
 
     fn set(&self, f: impl FnOnce(&mut CampaignState)) {
@@ -667,6 +735,28 @@ impl Campaigner {
             .clone()
     }
 
+    /// The execution the backend records as running (as last read, every
+    /// poll): on a follower, the one the leader runs.
+    pub fn running(&self) -> Option<RunningExecution> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+            .clone()
+    }
+
+    /// Wait until the first round (campaign, leader and running record
+    /// read) has completed, so start-up can say whether it leads.
+    pub async fn first_round(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.state.lock().unwrap_or_else(|p| p.into_inner()).rounds > 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Wait until this server leads (for tests and start-up).
     pub async fn until_leading(&self) -> Arc<Leadership> {
         loop {
@@ -676,5 +766,58 @@ impl Campaigner {
             }
             notified.await;
         }
+    }
+}
+
+/// A service running on a coordination backend (`serve`): the election it
+/// takes part in, and the lease margin every intent needs.
+#[derive(Debug, Clone)]
+pub struct Coordinated {
+    campaigner: Arc<Campaigner>,
+    margin: Duration,
+}
+
+impl Coordinated {
+    /// Executions run under `campaigner`'s leadership; an intent is refused
+    /// when less than `margin` of the lease remains.
+    pub fn new(campaigner: Arc<Campaigner>, margin: Duration) -> Self {
+        Coordinated { campaigner, margin }
+    }
+
+    /// The election.
+    pub fn campaigner(&self) -> &Arc<Campaigner> {
+        &self.campaigner
+    }
+
+    /// The right to run one execution: our leadership (with at least the
+    /// margin left) and a fresh token for it from the backend.
+    pub fn lock(&self) -> Result<LeadershipGuard, String> {
+        let Some(l) = self.campaigner.leadership() else {
+            return Err(match self.campaigner.leader() {
+                Some(info) => format!(
+                    "this server does not lead on {}; {} ({}) does",
+                    self.campaigner.describe(),
+                    info.node.name,
+                    info.node.url
+                ),
+                None => format!(
+                    "no server leads on {} right now; retry",
+                    self.campaigner.describe()
+                ),
+            });
+        };
+        l.ensure(self.margin).map_err(|e| e.to_string())?;
+        let backend = self.campaigner.backend().clone();
+        let token = block_on("", backend.fresh_token(&l)).map_err(|e| e.to_string())?;
+        Ok(LeadershipGuard::new(l, self.margin).with_token(token))
+    }
+
+    /// The journals in the backend, written under our leadership (read only
+    /// while we do not lead).
+    pub fn journals(&self) -> BackendJournalStore {
+        BackendJournalStore::new(
+            self.campaigner.backend().clone(),
+            self.campaigner.leadership(),
+        )
     }
 }

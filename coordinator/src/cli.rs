@@ -322,9 +322,17 @@ pub enum Command {
         /// printed as one JSON line).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// Coordination backend: `file` (embedded, one machine).
+        /// Coordination backend: `file` (embedded, one machine: the state
+        /// directory's lock and journals), `etcd://HOST:PORT[,HOST:PORT…]`
+        /// or `consul://HOST:PORT` (several servers; docs/ha.md).
         #[arg(long, default_value = "file")]
         backend: String,
+        /// Lease TTL on etcd and Consul, in seconds: how long a dead
+        /// leader blocks the next one (Consul: up to twice this, and at
+        /// least 10).
+        #[arg(long, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        lease_ttl: Option<u64>,
         /// This server's name.
         #[arg(long, default_value = "switchyard")]
         node: String,
@@ -946,8 +954,10 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             advertise_url,
             observe_interval_ms,
             anonymous_read,
+            lease_ttl,
         } => {
             let opts = crate::server::ServeOptions {
+                lease_ttl: lease_ttl.map(std::time::Duration::from_secs),
                 listen,
                 backend,
                 node,

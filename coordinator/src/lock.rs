@@ -138,6 +138,15 @@ impl FileLock {
         read_token(&self.dir).map(FencingToken)
     }
 
+    /// Bump the fencing token again, for a holder of the lock that needs a
+    /// fresh one (the file backend's [`fresh_token`]); the caller holds the
+    /// lock.
+    ///
+    /// [`fresh_token`]: switchyard_coordination::Coordinator::fresh_token
+    pub(crate) fn bump_token(&self) -> Result<FencingToken, LockError> {
+        bump_token(&self.dir)
+    }
+
     /// Whether some process holds the lock now. Probes with a shared
     /// `flock`, which an exclusive holder refuses, and bumps no token.
     pub fn is_held(&self) -> Result<bool, LockError> {

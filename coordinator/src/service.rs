@@ -254,6 +254,11 @@ impl Launched {
         &self.id
     }
 
+    /// The fencing token it runs with.
+    pub fn token(&self) -> FencingToken {
+        self.guard.token()
+    }
+
     /// Drive the execution until it succeeds, fails or is aborted, then
     /// journal its end and report it.
     pub async fn run(self) -> Result<Finished, ServiceError> {
@@ -526,6 +531,9 @@ struct Inner {
     /// shut down by [`Service::shutdown`].
     controllers: Mutex<Option<Arc<Controllers>>>,
     events: broadcast::Sender<Published>,
+    /// Set by `serve` on a coordination backend: leadership and journals
+    /// come from it instead of the state directory.
+    coordination: std::sync::OnceLock<crate::backend::Coordinated>,
 }
 
 /// The application service; cheap to clone (shared state).
@@ -615,8 +623,17 @@ impl Service {
                 state_dir,
                 controllers: Mutex::new(None),
                 events,
+                coordination: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Run on a coordination backend from now on (`serve`): every
+    /// execution takes this server's leadership and a fresh fencing token
+    /// from it, and journals live in the backend. Set once; `false` when it
+    /// was set already.
+    pub fn coordinate(&self, c: crate::backend::Coordinated) -> bool {
+        self.inner.coordination.set(c).is_ok()
     }
 
     /// The topology.
@@ -996,7 +1013,7 @@ impl Service {
         let policy = crate::policy::load(&self.inner.topology_file).map_err(usage)?;
         let _guard = self.inner.lock("approve")?;
         let store = self.inner.journals()?;
-        crate::approval::approve(&store, &policy.approvals, id, token).map_err(|e| match e {
+        crate::approval::approve(&*store, &policy.approvals, id, token).map_err(|e| match e {
             crate::approval::ApproveError::Usage(m) => ServiceError::usage(m),
             crate::approval::ApproveError::Refused(m) => ServiceError::new(ErrorKind::Refused, m),
         })
@@ -1185,7 +1202,7 @@ impl Service {
     /// executions marked.
     pub fn executions(&self) -> Result<Vec<LedgerEntry>, ServiceError> {
         let store = self.inner.journals()?;
-        ledger(&store).map_err(usage)
+        ledger(&*store).map_err(usage)
     }
 
     /// One execution's journal and report (`latest`: the newest); a damaged
@@ -1223,7 +1240,7 @@ impl Service {
             ));
         }
         let guard = inner.lock("executions close")?;
-        let ledger = ledger(&store).map_err(usage)?;
+        let ledger = ledger(&*store).map_err(usage)?;
         let entry = ledger
             .iter()
             .find(|e| e.summary.id == id)
@@ -1302,11 +1319,28 @@ impl Inner {
         Ok(c)
     }
 
-    fn journals(&self) -> Result<FileJournalStore, ServiceError> {
-        FileJournalStore::new(&self.state_dir).map_err(usage)
+    /// Where journals live: the state directory's files, or the
+    /// coordination backend when the service runs in `serve` on one
+    /// (written under this server's leadership, read by every server).
+    fn journals(&self) -> Result<Arc<dyn JournalStore>, ServiceError> {
+        if let Some(c) = self.coordination.get() {
+            return Ok(Arc::new(c.journals()));
+        }
+        Ok(Arc::new(
+            FileJournalStore::new(&self.state_dir).map_err(usage)?,
+        ))
     }
 
+    /// The right to run one execution, with its fencing token: the state
+    /// directory's lock, or — in `serve` — this server's leadership with a
+    /// fresh token from the backend (refused on a server that does not lead).
     fn lock(&self, what: &str) -> Result<Arc<dyn LockGuard>, ServiceError> {
+        if let Some(c) = self.coordination.get() {
+            return c
+                .lock()
+                .map(|g| Arc::new(g) as Arc<dyn LockGuard>)
+                .map_err(|e| ServiceError::new(ErrorKind::Locked, format!("{what}: {e}")));
+        }
         let lock = FileLock::new(&self.state_dir).map_err(usage)?;
         let holder = format!(
             "pid {} `switchyard {what}` since {}",
@@ -1374,7 +1408,7 @@ impl Inner {
     /// touched.)
     fn unfinished(&self) -> Result<Option<String>, ServiceError> {
         let store = self.journals()?;
-        let ledger = ledger(&store).map_err(usage)?;
+        let ledger = ledger(&*store).map_err(usage)?;
         Ok(ledger
             .into_iter()
             .rev()
@@ -1386,7 +1420,7 @@ impl Inner {
     /// but a damaged one is shown too (saying so).
     fn open_execution(&self) -> Result<Option<health::Unfinished>, ServiceError> {
         let store = self.journals()?;
-        let ledger = ledger(&store).map_err(usage)?;
+        let ledger = ledger(&*store).map_err(usage)?;
         Ok(ledger
             .into_iter()
             .rev()
@@ -1423,7 +1457,7 @@ impl Inner {
         let mut warnings = vec![];
         let store = self.journals()?;
         let mine = plan_stores(plan);
-        for e in ledger(&store).map_err(usage)? {
+        for e in ledger(&*store).map_err(usage)? {
             if !e.blocks() {
                 continue;
             }
@@ -1508,7 +1542,7 @@ impl Inner {
         // An abort or a rollback is never held back: each ends or undoes an
         // execution that was already allowed to run.
         if !reasons.is_empty() && kind != crate::abort::KIND && kind != crate::rollback::KIND {
-            return Err(request_approval(&store, &id, reasons, expire_after_s)?);
+            return Err(request_approval(&*store, &id, reasons, expire_after_s)?);
         }
         let driver = Driver::new(
             controllers.clone(),
@@ -1617,7 +1651,7 @@ impl Inner {
                 return Err(ServiceError::new(kind, why));
             }
         }
-        refuse_superseded(&store, id)?;
+        refuse_superseded(&*store, id)?;
         refuse_superseded_on_stores(controllers, &recs, id).await?;
         tee.driving(id);
         let kind = summarize(id, &recs).kind;
@@ -1750,7 +1784,7 @@ impl Inner {
                 "execution {id} is {status}: there is nothing to roll back"
             )));
         }
-        refuse_superseded(&store, id)?;
+        refuse_superseded(&*store, id)?;
         let rolled = Executor::replay(&recs)
             .ok_or_else(|| ServiceError::usage(format!("journal of {id} has no start record")))?
             .plan()
@@ -1931,7 +1965,7 @@ async fn observe_settled(
 /// the error that says so (nothing runs until `switchyard approve ID` and
 /// `switchyard resume ID`).
 fn request_approval(
-    store: &FileJournalStore,
+    store: &dyn JournalStore,
     id: &str,
     reasons: Vec<String>,
     expire_after_s: u64,
@@ -1971,7 +2005,7 @@ fn new_execution_id(kind: &str, token: FencingToken) -> String {
 /// Refuse to resume an execution a later one superseded: resuming it would
 /// re-issue its fence and promote over whatever the later one did (e.g. move
 /// the primary back).
-fn refuse_superseded(store: &FileJournalStore, id: &str) -> Result<(), ServiceError> {
+fn refuse_superseded(store: &dyn JournalStore, id: &str) -> Result<(), ServiceError> {
     let ledger = ledger(store).map_err(usage)?;
     match ledger
         .iter()

@@ -482,7 +482,8 @@ async fn the_api_runs_failovers_with_auth_events_metrics_and_openapi() {
 #[test]
 fn serve_refuses_a_backend_it_cannot_use() {
     for (backend, says) in [
-        ("etcd://127.0.0.1:2379", "embedded `file` backend only"),
+        ("etcd://", "HOST:PORT"),
+        ("consul://a:1,b:2", "one agent"),
         ("zookeeper://x:1", "expected `file`"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))

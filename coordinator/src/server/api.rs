@@ -4,11 +4,11 @@
 //! results into status codes. See docs/server.md.
 
 use super::auth::{Caller, Role, Tokens};
-use super::election::{Election, Node};
 use super::metrics::Metrics;
 use super::observer::{Observer, Snapshot};
 use super::problem::Problem;
 use super::{commands, views};
+use crate::backend::Campaigner;
 use crate::journal::ExecutionStatus;
 use crate::plan::Mode;
 use crate::service::{
@@ -25,6 +25,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, RwLock};
+use switchyard_coordination::{CoordinationError, RunningExecution};
 use utoipa::{OpenApi, ToSchema};
 
 /// Everything the handlers share.
@@ -38,8 +39,9 @@ pub struct AppState {
     pub observer: Arc<Observer>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Who leads.
-    pub election: Arc<dyn Election>,
+    /// Who leads: this server's standing in the coordination backend's
+    /// election (its leadership, when it leads).
+    pub election: Arc<Campaigner>,
     /// Serialises mutating requests, so a second start sees the first one's
     /// execution id (and answers 409 naming it) rather than a half-started one.
     pub gate: tokio::sync::Mutex<()>,
@@ -138,7 +140,7 @@ impl AppState {
         if self.election.leads() {
             return None;
         }
-        match self.election.leader() {
+        match self.election.leader().map(|l| l.node) {
             Some(l) => {
                 let target = format!(
                     "{}{}",
@@ -199,13 +201,103 @@ impl AppState {
         p
     }
 
-    /// Drive `launched` in a task of its own; `running` names it until it ends.
-    fn spawn(self: &Arc<Self>, launched: crate::service::Launched) -> String {
+    /// The execution the backend records as running, read now (not the
+    /// cached copy): a start is refused while it names one.
+    pub(super) async fn recorded_running(&self) -> Result<Option<RunningExecution>, Problem> {
+        self.election
+            .backend()
+            .running()
+            .await
+            .map(|r| r.map(|v| v.value))
+            .map_err(|e| backend_problem(&e))
+    }
+
+    /// Record `id` (run under `token`) as the backend's running execution,
+    /// under our leadership, so a new leader knows what to resume. Refused
+    /// (409) when another is recorded, (503) when we no longer lead.
+    pub(super) async fn claim(&self, id: &str, token: u64) -> Result<Claim, Problem> {
+        let leadership = self.election.leadership().ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-leader",
+                format!(
+                    "this server lost its leadership on {}; retry",
+                    self.election.describe()
+                ),
+            )
+        })?;
+        let record = RunningExecution {
+            id: id.to_string(),
+            node: leadership.node().name.clone(),
+            token,
+            started_ms: crate::journal::now_ms(),
+        };
+        match self
+            .election
+            .backend()
+            .claim_running(&leadership, &record)
+            .await
+        {
+            Ok(()) => Ok(Claim {
+                leadership,
+                id: id.to_string(),
+            }),
+            Err(CoordinationError::Busy { running }) => Err(self.busy(&running.id)),
+            Err(e) => Err(backend_problem(&e)),
+        }
+    }
+
+    /// The claimed execution ended (whatever the outcome): a new leader has
+    /// nothing to take over. Fenced: a deposed leader's record stays for
+    /// its successor, which resumes the execution.
+    pub(super) async fn release(&self, claim: &Claim) {
+        self.clear_record(&claim.leadership, &claim.id).await;
+    }
+
+    /// Clear the running record naming `id`, if we lead and it names it.
+    pub(super) async fn clear_record(
+        &self,
+        leadership: &switchyard_coordination::Leadership,
+        id: &str,
+    ) {
+        if let Err(e) = self.election.backend().clear_running(leadership, id).await {
+            tracing::warn!(error = %e, execution = %id, "running record not cleared");
+        }
+    }
+
+    /// The backend's running record is read afresh before any new
+    /// execution starts: 409 naming it while one is recorded.
+    pub(super) async fn refuse_recorded(&self) -> Result<(), Problem> {
+        match self.recorded_running().await? {
+            Some(r) => Err(self.busy(&r.id)),
+            None => Ok(()),
+        }
+    }
+
+    /// Claim `launched` in the backend ([`AppState::claim`]), then drive it
+    /// in a task of its own; `running` names it until it ends, and the
+    /// record is released when it ends (a crash leaves it, for the next
+    /// leader).
+    async fn spawn(
+        self: &Arc<Self>,
+        launched: crate::service::Launched,
+    ) -> Result<String, Problem> {
         let id = launched.id().to_string();
+        let claim = self.claim(&id, launched.token().get()).await?;
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
         let state = self.clone();
         tokio::spawn(async move {
             let end = launched.run().await;
+            state.release(&claim).await;
+            match &end {
+                Ok(f) if f.outcome != Outcome::Succeeded => tracing::warn!(
+                    execution = %f.id,
+                    outcome = ?f.outcome,
+                    reason = f.reason.as_deref().unwrap_or(""),
+                    "execution ended without succeeding"
+                ),
+                _ => {}
+            }
             let mut running = state.running.lock().unwrap_or_else(|e| e.into_inner());
             if let Ok(f) = &end {
                 state
@@ -219,13 +311,66 @@ impl AppState {
             }
             *running = None;
         });
-        id
+        Ok(id)
+    }
+
+    /// On becoming leader: resume the execution the backend records as
+    /// running (its leader died or was cut off mid-execution), with this
+    /// server's own, greater token. Its journal is in the backend, so the
+    /// resume issues only what has no journaled outcome, after observing.
+    pub async fn take_over(self: &Arc<Self>) {
+        let _gate = self.gate.lock().await;
+        if self.running().is_some() {
+            return;
+        }
+        let rec = match self.recorded_running().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(p) => {
+                tracing::warn!(detail = %p.detail, "take-over: cannot read the running record");
+                return;
+            }
+        };
+        tracing::info!(execution = %rec.id, from = %rec.node, "take-over: resuming");
+        match self
+            .service
+            .resume(Some(rec.id.clone()), Arc::new(Discard))
+            .await
+        {
+            Ok(launched) => {
+                if let Err(p) = self.spawn(launched).await {
+                    tracing::error!(execution = %rec.id, detail = %p.detail, "take-over failed");
+                }
+            }
+            // No leadership any more: the next leader takes over.
+            Err(e) if e.kind == ErrorKind::Locked => {
+                tracing::warn!(execution = %rec.id, error = %e, "take-over: not leading");
+            }
+            // Nothing to resume (it had ended; or it needs a person): the
+            // record no longer names an execution anyone runs.
+            Err(e) => {
+                tracing::warn!(execution = %rec.id, error = %e, "take-over: not resumable; record cleared");
+                if let Some(l) = self.election.leadership() {
+                    let _ = self.election.backend().clear_running(&l, &rec.id).await;
+                }
+            }
+        }
     }
 
     /// The pinned status of execution `id`, from what this server runs and
     /// the journal.
     fn status_of(&self, id: &str, journal: ExecutionStatus) -> &'static str {
         if self.running().as_deref() == Some(id) {
+            return "running";
+        }
+        // Recorded as running by the leader (this or another server), and
+        // not ended in the journal: a follower, or a leader taking over.
+        if self.election.running().is_some_and(|r| r.id == id)
+            && matches!(
+                journal,
+                ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty
+            )
+        {
             return "running";
         }
         match self
@@ -255,6 +400,13 @@ impl AppState {
 
 type Shared = Arc<AppState>;
 
+/// An execution this leader recorded as the backend's running one
+/// ([`AppState::claim`]), to release when it ends.
+pub(super) struct Claim {
+    leadership: Arc<switchyard_coordination::Leadership>,
+    id: String,
+}
+
 /// A mutating request: the caller needs `role`, and a follower sends it on
 /// to the leader (307). `None`: go ahead.
 pub(super) fn refuse_or_redirect(
@@ -267,6 +419,15 @@ pub(super) fn refuse_or_redirect(
         return Some(p.into_response());
     }
     s.leader_only(uri)
+}
+
+/// The coordination backend failed: 503, saying which and why.
+fn backend_problem(e: &CoordinationError) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backend",
+        format!("coordination backend: {e}"),
+    )
 }
 
 fn reply(r: Result<Response, Problem>) -> Response {
@@ -400,7 +561,7 @@ pub struct PlanView {
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
     paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume,
           commands::abort, commands::rollback, commands::drill, commands::journal, commands::close),
-    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node,
+    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot,
                        commands::RollbackBody, commands::DrillBody, commands::CloseBody,
                        views::AbortPlanned, views::AbortReport, views::AbortStore, views::StoreDecisionView,
                        views::DrillReport, views::DrillPreview, views::RollbackAction, views::RollbackPreview,
@@ -465,7 +626,7 @@ async fn healthz() -> Response {
     (status = 503, description = "not ready", body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(s): State<Shared>) -> Response {
     let observed = s.observer.live();
-    let leader = s.election.leader();
+    let leader = s.election.leader().map(|l| l.node);
     if observed && leader.is_some() {
         Json(json!({"status": "ready", "leader": leader, "this_server_leads": s.election.leads()}))
             .into_response()
@@ -514,7 +675,7 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
 async fn leader(State(s): State<Shared>, headers: HeaderMap) -> Response {
     reply((|| {
         s.authorize(&headers, Role::Viewer)?;
-        let l = s.election.leader().ok_or_else(|| {
+        let l = s.election.leader().map(|l| l.node).ok_or_else(|| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no-leader",
@@ -685,6 +846,9 @@ async fn start(
             return s.problem(e).into_response();
         }
     }
+    if let Err(p) = s.refuse_recorded().await {
+        return p.into_response();
+    }
     tracing::info!(token = %caller.token, "start requested");
     match s.service.prepare(&req).await {
         Ok(None) => Json(Accepted {
@@ -699,7 +863,7 @@ async fn start(
         .into_response(),
         Ok(Some(pending)) if commands::wants_stream(&headers) => commands::run_stream(&s, pending),
         Ok(Some(pending)) => match s.service.launch(pending, Arc::new(Discard)) {
-            Ok(launched) => accepted(s.spawn(launched)),
+            Ok(launched) => reply(s.spawn(launched).await.map(accepted)),
             Err(e) => s.problem(e).into_response(),
         },
         Err(e) => s.problem(e).into_response(),
@@ -886,7 +1050,7 @@ async fn resume(
         return s.busy(&running).into_response();
     }
     match s.service.resume(Some(id), Arc::new(Discard)).await {
-        Ok(launched) => accepted(s.spawn(launched)),
+        Ok(launched) => reply(s.spawn(launched).await.map(accepted)),
         Err(e) => s.problem(e).into_response(),
     }
 }

@@ -208,7 +208,16 @@ pub(super) fn run_stream(s: &Shared, pending: crate::service::Pending) -> Respon
         }
         async move {
             let finished = match launched {
-                Ok(l) => l.run().await,
+                // Recorded in the backend like any start, so a new leader
+                // resumes it if this one dies mid-execution.
+                Ok(l) => match state.claim(l.id(), l.token().get()).await {
+                    Ok(claim) => {
+                        let f = l.run().await;
+                        state.release(&claim).await;
+                        f
+                    }
+                    Err(p) => return JobEvent::error(p),
+                },
                 Err(e) => Err(e),
             };
             match finished {
@@ -260,6 +269,13 @@ pub async fn abort(
     if let Some(running) = s.running() {
         return s.busy(&running).into_response();
     }
+    // The aborted execution itself may be the recorded one (its leader
+    // died): anything else recorded is running elsewhere.
+    match s.recorded_running().await {
+        Ok(Some(r)) if r.id != id => return s.busy(&r.id).into_response(),
+        Ok(_) => {}
+        Err(p) => return p.into_response(),
+    }
     let pending = match s.service.prepare_abort(Some(id.clone())).await {
         Ok(p) => p,
         Err(e) => return s.problem(e).into_response(),
@@ -269,8 +285,15 @@ pub async fn abort(
         serde_json::to_value(AbortPlanned::of(&pending)).unwrap_or_default(),
     );
     let state = s.clone();
+    let aborted = id.clone();
     let rx = spawn_job(&s, Some(id.clone()), Some(note), move |sink| async move {
-        match state.service.abort(pending, sink).await {
+        let r = state.service.abort(pending, sink).await;
+        // The aborted execution ended: if it was recorded as running (its
+        // leader died), no leader is to resume it.
+        if let Some(l) = state.election.leadership() {
+            state.clear_record(&l, &aborted).await;
+        }
+        match r {
             Ok(done) => JobEvent::end("abort_report", AbortReport::of(&done)),
             Err(e) => JobEvent::error(state.problem(e)),
         }
@@ -384,6 +407,7 @@ pub async fn rollback(
         if let Some(running) = s.running() {
             return Err(s.busy(&running));
         }
+        s.refuse_recorded().await?;
         let pending = s
             .service
             .prepare_rollback(Some(id.clone()), t)
@@ -457,6 +481,7 @@ pub async fn drill(
         if let Some(running) = s.running() {
             return Err(s.busy(&running));
         }
+        s.refuse_recorded().await?;
         let pending = s
             .service
             .prepare_drill(&b.to, stage, catch_up)

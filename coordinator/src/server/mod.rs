@@ -4,7 +4,6 @@
 //! - [`api`]: routes and handlers (`/v1`, `/healthz`, `/readyz`, `/metrics`)
 //!   and the OpenAPI document generated from them.
 //! - [`auth`]: bearer tokens with roles, stored hashed.
-//! - [`election`]: who leads (the seam a coordination backend slots into).
 //! - [`observer`]: the background refresh of every store, persisted.
 //! - [`console`]: the web console served at `/` (embedded assets).
 //! - [`metrics`]: the Prometheus exposition.
@@ -19,7 +18,6 @@ pub mod api;
 pub mod auth;
 pub mod commands;
 pub mod console;
-pub mod election;
 pub mod metrics;
 pub mod observer;
 pub mod problem;
@@ -52,22 +50,35 @@ pub struct ServeOptions {
     pub observe_interval: Duration,
     /// `--anonymous-read`: reads (GETs and plan previews) need no token.
     pub anonymous_read: bool,
+    /// `--lease-ttl`: the lease TTL on etcd and Consul (Consul's minimum is
+    /// 10 s); `None`: the backend's default (10 s).
+    pub lease_ttl: Option<Duration>,
 }
 
-/// Refuse a backend this build cannot use, naming what it can.
-pub fn check_backend(spec: &str) -> Result<(), String> {
-    if spec == "file" {
-        return Ok(());
+/// Parse `--backend`: `file`, `etcd://HOST:PORT[,HOST:PORT…]` or
+/// `consul://HOST:PORT`.
+pub fn check_backend(spec: &str) -> Result<crate::backend::BackendSpec, String> {
+    spec.parse()
+}
+
+/// How much of the lease must remain for the leader to journal an intent:
+/// a quarter of the TTL (at most 5 s), the time a step needs to be
+/// journaled and issued before the lease could lapse under it.
+fn lease_margin(ttl: Duration) -> Duration {
+    if ttl == Duration::MAX {
+        return Duration::ZERO;
     }
-    if spec.starts_with("etcd://") || spec.starts_with("consul://") {
-        return Err(format!(
-            "--backend {spec}: this build runs on the embedded `file` backend only; the etcd and \
-             Consul backends are not wired into `serve` yet (docs/server.md)"
-        ));
+    (ttl / 4).min(Duration::from_secs(5))
+}
+
+/// How often a follower campaigns (and every server refreshes who leads):
+/// often enough that a dead leader's successor is elected soon after its
+/// lease ends, without loading the backend.
+fn campaign_poll(ttl: Duration) -> Duration {
+    if ttl == Duration::MAX {
+        return Duration::from_secs(1);
     }
-    Err(format!(
-        "--backend {spec}: expected `file`, `etcd://HOST:PORT[,HOST:PORT…]` or `consul://HOST:PORT`"
-    ))
+    (ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(1))
 }
 
 fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -133,7 +144,7 @@ fn reload(state: &api::AppState, tokens_file: &std::path::Path) {
 
 /// Run the server until the process is stopped.
 pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
-    check_backend(&opts.backend)?;
+    let spec = check_backend(&opts.backend)?;
     let tokens = auth::Tokens::load(&opts.tokens_file)?;
     if tokens.is_empty() {
         tracing::warn!(file = %opts.tokens_file.display(), "no tokens: every request will be refused");
@@ -150,14 +161,24 @@ pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
         .advertise
         .clone()
         .unwrap_or_else(|| format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }));
-    let election = election::FileElection::start(
-        service.state_dir(),
-        election::Node {
+    let backend = crate::backend::open_with(&spec, service.state_dir(), opts.lease_ttl)
+        .await
+        .map_err(|e| format!("--backend {}: {e}", opts.backend))?;
+    let ttl = backend.lease_ttl();
+    let election = crate::backend::Campaigner::start(
+        backend,
+        switchyard_coordination::Node {
             name: opts.node.clone(),
             url: url.clone(),
         },
-    )
-    .map_err(|e| format!("{}: {e}", service.state_dir().display()))?;
+        campaign_poll(ttl),
+    );
+    service.coordinate(crate::backend::Coordinated::new(
+        election.clone(),
+        lease_margin(ttl),
+    ));
+    // Know whether we lead before saying where we are.
+    election.first_round().await;
     let observer = Arc::new(observer::Observer::new(service.state_dir()));
     let metrics = Arc::new(metrics::Metrics::default());
     let state = Arc::new(api::AppState {
@@ -202,10 +223,24 @@ pub async fn serve(service: Service, opts: ServeOptions) -> Result<(), String> {
         });
     }
     // One line for whoever started us (tests, supervisors): where we are.
+    // Each time this server becomes leader, it resumes the execution the
+    // backend records as running (a dead or cut-off leader's).
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let leadership = state.election.until_leading().await;
+                tracing::info!(token = leadership.token(), "leading");
+                state.take_over().await;
+                leadership.lost().await;
+                tracing::warn!(reason = ?leadership.lost_reason(), "leadership lost");
+            }
+        });
+    }
     println!(
         "{}",
         serde_json::json!({"listening": addr.to_string(), "url": url, "node": opts.node,
-                           "leader": election::Election::leads(&*election),
+                           "leader": election.leads(),
                            "backend": opts.backend})
     );
     let app = api::router(state);

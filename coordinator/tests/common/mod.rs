@@ -368,3 +368,27 @@ expect = ["primary_in(south)"]
 "#
     )
 }
+
+/// Bound on every wait of the HA tests: a loaded two-core CI machine is
+/// slow, a hang is not.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Poll `f` every 200 ms until it answers `Some`, within [`WAIT`]; the
+/// panic says what was waited for.
+pub async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -7,6 +7,7 @@ pub mod cosmossim;
 pub mod esdbsim;
 pub mod etcd;
 pub mod mongosim;
+pub mod netns;
 pub mod postgres;
 pub mod python_client;
 pub mod redis;
