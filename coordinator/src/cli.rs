@@ -753,17 +753,7 @@ fn pending_approval(service: &Service, output: Option<Output>) {
     if !json_mode(output) {
         return;
     }
-    let Ok(list) = service.executions() else {
-        return;
-    };
-    let Some(e) = list
-        .iter()
-        .rev()
-        .find(|e| e.summary.status == ExecutionStatus::PendingApproval)
-    else {
-        return;
-    };
-    let Ok(shown) = service.show(&e.summary.id) else {
+    let Some(shown) = service.newest_pending_approval() else {
         return;
     };
     if let Some(a) = &shown.report.approval {
@@ -874,7 +864,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             output,
         } => {
             service.target_region(&to)?;
-            refuse_unfenceable(service).await?;
+            service.refuse_unfenceable().await?;
             let target = Target {
                 to,
                 forced: false,
@@ -961,31 +951,6 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         // Handled before the topology is loaded.
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     }
-}
-
-/// `switchover` moves only what can be fenced and caught up: every store
-/// needs one reachable, writable primary now.
-async fn refuse_unfenceable(service: &Service) -> Result<(), Exit> {
-    let state = service.state().await?;
-    for (store, h) in &state.health {
-        let why = match h {
-            Err(e) => Some(format!("cannot be observed: {e}")),
-            Ok(h) if h.primary.is_none() || h.problem.is_some() => {
-                Some(h.problem.clone().unwrap_or_else(|| "no primary".into()))
-            }
-            Ok(_) => None,
-        };
-        if let Some(why) = why {
-            return Err(Exit {
-                code: exit::REFUSED,
-                message: format!(
-                    "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
-                     If its region is gone: `switchyard failover --to R --forced`"
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn nothing_to_do(to: &str) -> i32 {

@@ -7,7 +7,7 @@
 //! that says whether retrying can help and names the store and member.
 
 pub mod capability;
-pub mod conformance;
+pub mod direct;
 pub mod controller;
 pub mod error;
 pub mod error_policy;
