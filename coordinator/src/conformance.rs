@@ -728,11 +728,10 @@ pub async fn readiness_refuses_lagging_target(x: &Suite<'_>) -> CaseResult {
     let mut readiness = x.plan(&target, Mode::Planned).await?;
     readiness.stages.truncate(1);
     readiness.name = format!("readiness for {target}");
-    let induced = x
-        .h
-        .induce_lag(&target)
-        .await
-        .map_err(|e| format!("inducing lag failed: {e}"))?;
+    let induced =
+        x.h.induce_lag(&target)
+            .await
+            .map_err(|e| format!("inducing lag failed: {e}"))?;
     if !induced {
         return Ok(Verdict::Skipped("backing cannot induce lag".into()));
     }
@@ -771,7 +770,10 @@ pub async fn readiness_refuses_lagging_target(x: &Suite<'_>) -> CaseResult {
         *kind == ErrorKind::LagTooHigh,
         "journaled kind {kind:?}, expected lag_too_high: {message}"
     );
-    ensure!(member.is_some(), "journaled error names no member: {message}");
+    ensure!(
+        member.is_some(),
+        "journaled error names no member: {message}"
+    );
     ensure!(!temporary, "lag_too_high journaled as temporary");
     ensure!(
         recs.iter().any(|r| matches!(r, Record::Outcome { store, result: OpResult::Err { .. }, .. } if store == x.store())),
@@ -859,8 +861,7 @@ pub async fn planned_promote_refuses_unfenced_primary(x: &Suite<'_>) -> CaseResu
     }
     let after = x.settle().await?;
     ensure!(
-        after.primary().map(|m| &m.name) == s0.primary().map(|m| &m.name)
-            && after.term == s0.term,
+        after.primary().map(|m| &m.name) == s0.primary().map(|m| &m.name) && after.term == s0.term,
         "refused promotion changed the store: {:?} -> {:?}",
         s0.primary(),
         after.primary()

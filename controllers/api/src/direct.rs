@@ -119,4 +119,3 @@ pub async fn forced_failover(
     )
     .await
 }
-

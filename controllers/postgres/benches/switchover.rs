@@ -217,10 +217,7 @@ async fn ctl_primary(ctl: &PostgresController) -> anyhow::Result<String> {
         .clone())
 }
 
-type ProbedStep = (
-    switchyard_controller::direct::Step,
-    Option<(Instant, u16)>,
-);
+type ProbedStep = (switchyard_controller::direct::Step, Option<(Instant, u16)>);
 
 /// `planned_switchover`, plus a write probe on the new primary issued the
 /// moment Promote returns (what "first write accepted" means here).
