@@ -1139,8 +1139,14 @@ pub async fn rollback_after_promote_returns_the_store(x: &Suite<'_>) -> CaseResu
     }
     let (_, target) = x.target().await?;
     let (stopped, base) = x.stopped_switchover(&target, "re-point").await?;
-    // As an operator would: look at the store before rolling it back.
-    x.settle().await?;
+    // As an operator would: give the store a moment to settle before
+    // rolling it back (a self-electing store's secondaries choose their
+    // source after the election); one whose old primary waits for its
+    // rejoin never settles, and the rollback decides from what it shows.
+    let _ = x
+        .ctl
+        .wait_until(x.cfg.timeout / 6, x.cfg.poll, healthy)
+        .await;
     let timeouts = crate::rollback::Timeouts {
         stage_ms: x.cfg.stage_timeout_ms,
         catch_up_ms: x.cfg.catch_up_timeout_ms,
