@@ -784,17 +784,7 @@ fn pending_approval(service: &Service, output: Option<Output>) {
     if !json_mode(output) {
         return;
     }
-    let Ok(list) = service.executions() else {
-        return;
-    };
-    let Some(e) = list
-        .iter()
-        .rev()
-        .find(|e| e.summary.status == ExecutionStatus::PendingApproval)
-    else {
-        return;
-    };
-    let Ok(shown) = service.show(&e.summary.id) else {
+    let Some(shown) = service.newest_pending_approval() else {
         return;
     };
     if let Some(a) = &shown.report.approval {

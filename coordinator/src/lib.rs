@@ -30,6 +30,7 @@ pub mod abort;
 pub mod approval;
 pub mod backend;
 pub mod cli;
+pub mod conformance;
 pub mod driver;
 pub mod executor;
 pub mod expectation;

@@ -378,6 +378,9 @@ pub fn plan_failover(
         if cap.repoint {
             expect.push(followers_follow());
         }
+        if phase_of(s, Phase::Reconcile).contains(&SeqStep::MakeSticky) {
+            expect.push(preferred_in(target));
+        }
         if planned {
             expect.push(all_members_healthy());
             if cap.lag_bound {

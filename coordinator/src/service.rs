@@ -1284,6 +1284,43 @@ impl Service {
         })
     }
 
+    /// `switchover` moves only what can be fenced and caught up: refused
+    /// ([`ErrorKind::Refused`], nothing done) unless every store has one
+    /// reachable, writable primary now.
+    pub async fn refuse_unfenceable(&self) -> Result<(), ServiceError> {
+        let state = self.state().await?;
+        for (store, h) in &state.health {
+            let why = match h {
+                Err(e) => Some(format!("cannot be observed: {e}")),
+                Ok(h) if h.primary.is_none() || h.problem.is_some() => {
+                    Some(h.problem.clone().unwrap_or_else(|| "no primary".into()))
+                }
+                Ok(_) => None,
+            };
+            if let Some(why) = why {
+                return Err(ServiceError::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
+                         If its region is gone: `switchyard failover --to R --forced`"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest execution journaled as waiting for approval, shown (what
+    /// a refused start with [`ErrorKind::PendingApproval`] left behind).
+    pub fn newest_pending_approval(&self) -> Option<Shown> {
+        let list = self.executions().ok()?;
+        let e = list
+            .iter()
+            .rev()
+            .find(|e| e.summary.status == ExecutionStatus::PendingApproval)?;
+        self.show(&e.summary.id).ok()
+    }
+
     fn tee(&self, sink: Arc<dyn EventSink>) -> Arc<Tee> {
         Arc::new(Tee {
             sink,

@@ -7,8 +7,8 @@
 //! that says whether retrying can help and names the store and member.
 
 pub mod capability;
-pub mod conformance;
 pub mod controller;
+pub mod direct;
 pub mod error;
 pub mod error_policy;
 pub mod fencing;

@@ -5,7 +5,7 @@
 //! and the conformance suite runs the same lists against one store, so
 //! what is certified is what production runs.
 
-use crate::capability::Capability;
+use crate::capability::{Capability, Priorities};
 use crate::operation::{Operation, PromoteMode};
 use crate::state::Position;
 
@@ -118,6 +118,12 @@ pub fn steps(kind: Kind, cap: &Capability) -> Vec<(Phase, Step)> {
             }
             if cap.rejoin {
                 v.push((Phase::Reconcile, Step::Rejoin));
+                // Runtime-only priorities are forgotten by a restart, and
+                // rejoining the former primary may restart it: state the
+                // preference once more, last (already done when it held).
+                if cap.sticky_priorities && cap.priorities == Priorities::RuntimeOnly {
+                    v.push((Phase::Reconcile, Step::MakeSticky));
+                }
             }
         }
         Kind::ForcedFailover => {
@@ -250,6 +256,30 @@ mod tests {
         assert_eq!(
             ops(Kind::Rollback, &mongo),
             ops(Kind::PlannedSwitchover, &mongo)
+        );
+    }
+
+    #[test]
+    fn runtime_only_priorities_are_stated_again_after_the_rejoin() {
+        let esdb = Capability::none()
+            .with_positions()
+            .with_rejoin()
+            .with_self_electing()
+            .with_sticky_priorities(Priorities::RuntimeOnly);
+        assert_eq!(
+            ops(Kind::PlannedSwitchover, &esdb),
+            vec![
+                Step::CheckReadiness,
+                Step::MakeSticky,
+                Step::Promote,
+                Step::Rejoin,
+                Step::MakeSticky
+            ]
+        );
+        let durable = esdb.with_sticky_priorities(Priorities::Durable);
+        assert_eq!(
+            in_phase(Kind::PlannedSwitchover, &durable, Phase::Reconcile),
+            vec![Step::Rejoin]
         );
     }
 

@@ -177,6 +177,11 @@ impl CosmosController {
                             Role::Unknown
                         } else {
                             m.following = hub_member.clone();
+                            // Online in ARM and answering as a read region:
+                            // the service replicates every write to it (no
+                            // per-region stream state is exposed beyond
+                            // that).
+                            m.replicating = Some(true);
                             Role::Secondary
                         };
                     }

@@ -5,8 +5,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::Lab;
-use switchyard_controller::conformance::{self, Harness, HarnessError, SuiteConfig};
-use switchyard_controller::Controller;
+use switchyard::conformance::{self, Harness, HarnessError, SuiteConfig};
 
 struct SimHarness {
     lab: Lab,
@@ -24,8 +23,8 @@ impl SimHarness {
 
 #[async_trait]
 impl Harness for SimHarness {
-    fn controller(&self) -> &dyn Controller {
-        self.lab.ctl.as_ref()
+    fn store(&self) -> switchyard_topology::Store {
+        self.lab.store.clone()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {

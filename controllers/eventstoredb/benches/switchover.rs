@@ -4,7 +4,7 @@
 //! `cargo bench -p switchyard-eventstoredb --bench switchover`.
 
 use std::time::{Duration, Instant};
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{OpContext, Operation};
 use switchyard_eventstoredb::EsdbController;
 use switchyard_lab::esdbsim::{EsdbSim, EsdbSimSpec};

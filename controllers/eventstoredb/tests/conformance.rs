@@ -6,8 +6,7 @@ mod common;
 use async_trait::async_trait;
 use common::{id_for, Lab};
 use std::time::Duration;
-use switchyard_controller::conformance::{self, Harness, HarnessError, SuiteConfig};
-use switchyard_controller::Controller;
+use switchyard::conformance::{self, Harness, HarnessError, SuiteConfig};
 
 const STREAM: &str = "conformance";
 
@@ -17,8 +16,8 @@ struct SimHarness {
 
 #[async_trait]
 impl Harness for SimHarness {
-    fn controller(&self) -> &dyn Controller {
-        self.lab.ctl.as_ref()
+    fn store(&self) -> switchyard_topology::Store {
+        self.lab.store.clone()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {

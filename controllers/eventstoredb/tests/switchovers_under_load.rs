@@ -8,7 +8,7 @@ use common::Lab;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{ControllerExt, OpContext};
 
 const STREAM: &str = "load";

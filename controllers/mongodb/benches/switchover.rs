@@ -4,7 +4,7 @@
 //! `cargo bench -p switchyard-mongodb --bench switchover`.
 
 use std::time::{Duration, Instant};
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{OpContext, Operation};
 use switchyard_lab::mongosim::{MongoSim, MongoSimSpec};
 use switchyard_mongodb::MongoController;

@@ -274,7 +274,10 @@ impl MongoController {
                                 .sync_source
                                 .as_deref()
                                 .map(|h| cfg.by_host(h).map_or(h.to_string(), |m| m.name.clone())),
-                            replicating: None,
+                            // A chosen sync source is a live oplog fetch
+                            // (`syncSourceHost`); without one the store
+                            // does not say, so neither do we.
+                            replicating: v.sync_source.as_ref().map(|_| true),
                             fenced: false,
                             fence_evidence: None,
                             priority,

@@ -6,7 +6,7 @@ mod common;
 use bson::doc;
 use common::Lab;
 use std::time::Duration;
-use switchyard_controller::conformance::{forced_failover, planned_switchover};
+use switchyard_controller::direct::{forced_failover, planned_switchover};
 use switchyard_controller::{Controller, ControllerExt, OpContext, Operation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

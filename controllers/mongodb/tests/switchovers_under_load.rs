@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{Controller, OpContext, Operation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{OpContext, Operation};
 use switchyard_lab::postgres::{PgCluster, PgClusterSpec};
 use switchyard_postgres::PostgresController;
@@ -217,10 +217,7 @@ async fn ctl_primary(ctl: &PostgresController) -> anyhow::Result<String> {
         .clone())
 }
 
-type ProbedStep = (
-    switchyard_controller::conformance::Step,
-    Option<(Instant, u16)>,
-);
+type ProbedStep = (switchyard_controller::direct::Step, Option<(Instant, u16)>);
 
 /// `planned_switchover`, plus a write probe on the new primary issued the
 /// moment Promote returns (what "first write accepted" means here).
@@ -236,7 +233,7 @@ async fn run_with_probe(
     let run = |op: Operation| async move {
         let started = Instant::now();
         let outcome = ctl.execute(&op, ctx).await?;
-        Ok::<_, anyhow::Error>(switchyard_controller::conformance::Step {
+        Ok::<_, anyhow::Error>(switchyard_controller::direct::Step {
             op,
             outcome,
             started,

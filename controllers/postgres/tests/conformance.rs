@@ -1,9 +1,11 @@
-//! The api crate's conformance suite against a real PostgreSQL cluster:
-//! a primary and two streaming standbys across three regions.
+//! The conformance suite (`switchyard::conformance`: every canonical
+//! sequence through the coordinator's service, executor and driver) against
+//! a real PostgreSQL cluster: a primary and two streaming standbys across
+//! three regions.
 
 mod common;
 
-use switchyard_controller::conformance;
+use switchyard::conformance;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_lab_cluster() {
@@ -14,11 +16,5 @@ async fn conformance_suite_passes_on_lab_cluster() {
     println!("{report}");
     report.assert_passed();
     // Every case applies to postgres: none may be skipped.
-    assert!(
-        report
-            .cases
-            .iter()
-            .all(|c| c.verdict == conformance::Verdict::Passed),
-        "{report}"
-    );
+    report.assert_all_passed();
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::time::Duration;
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{Controller, OpContext, Operation, Role};
 use switchyard_postgres::PostgresController;
 

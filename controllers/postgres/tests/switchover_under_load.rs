@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{Controller, OpContext, Operation};
 use tokio_postgres::config::TargetSessionAttrs;
 

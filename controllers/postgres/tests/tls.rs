@@ -10,7 +10,7 @@ mod common;
 use anyhow::{ensure, Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::os::unix::fs::PermissionsExt;
-use switchyard_controller::conformance::{self, SuiteConfig, Verdict};
+use switchyard::conformance::{self, SuiteConfig};
 use switchyard_controller::{Controller, ErrorKind, OpContext, Operation, PromoteMode};
 use switchyard_lab::postgres::{PgCluster, PgClusterSpec, ServerTls};
 use switchyard_postgres::PostgresController;
@@ -185,16 +185,17 @@ async fn verified_tls_observe_and_planned_switchover() -> Result<()> {
     let f = common::PgFixture {
         cluster,
         ctl: switchyard_controller::layered(ctl),
+        store: with_tls(&lab_store, "require", Some(&ca_file)),
     };
     f.primary_client()
         .await?
         .batch_execute("CREATE TABLE IF NOT EXISTS conformance (k bigint PRIMARY KEY)")
         .await?;
     let cfg = SuiteConfig::default();
-    let v = conformance::observe(&f, &cfg)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    ensure!(v == Verdict::Passed, "observe: {v:?}");
+    let r = conformance::run_cases(&f, &cfg, &conformance::cases(&["observe"])).await;
+    ensure!(r.passed() == ["observe"], "{r}");
+    // The fixture's controller, configured the same, holds sessions now.
+    f.ctl.observe().await?;
 
     // The controller's own sessions are TLS.
     for m in f.cluster.members() {
@@ -216,10 +217,13 @@ async fn verified_tls_observe_and_planned_switchover() -> Result<()> {
     }
     replication_over_tls(&f, 2).await?;
 
-    let v = conformance::planned_switchover_and_back(&f, &cfg)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    ensure!(v == Verdict::Passed, "planned switchover: {v:?}");
+    let r = conformance::run_cases(
+        &f,
+        &cfg,
+        &conformance::cases(&["planned_switchover_and_back"]),
+    )
+    .await;
+    ensure!(r.passed() == ["planned_switchover_and_back"], "{r}");
 
     // Both standbys were re-pointed (south) or rejoined (west, the fenced
     // primary of the way back) by the controller: their primary_conninfo

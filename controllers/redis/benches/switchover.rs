@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{OpContext, Operation};
 use switchyard_lab::redis::{RedisCluster, RedisClusterSpec};
 use switchyard_redis::RedisController;

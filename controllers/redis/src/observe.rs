@@ -604,7 +604,10 @@ impl RedisController {
                 }),
                 lag,
                 following,
-                replicating: (!p.master).then_some(p.link_up),
+                // With no reachable master a replica's link is down for
+                // want of a master, not through a fault of its own: that
+                // says nothing about it (as PostgreSQL's standbys report).
+                replicating: (!p.master && master.is_some()).then_some(p.link_up),
                 fenced: p.fenced(),
                 fence_evidence: None,
                 priority: p.replica_priority.map(preference),

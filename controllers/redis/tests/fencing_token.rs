@@ -7,7 +7,7 @@ mod common;
 
 use common::RedisFixture;
 use std::time::Duration;
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::{
     Controller, ErrorKind, FencingToken, OpContext, Operation, PromoteMode,
 };

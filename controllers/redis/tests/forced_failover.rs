@@ -8,7 +8,7 @@ mod common;
 
 use common::{acked_set, RedisFixture};
 use std::time::Duration;
-use switchyard_controller::conformance::forced_failover;
+use switchyard_controller::direct::forced_failover;
 use switchyard_controller::{
     Controller, ControllerExt, ErrorKind, OpContext, Operation, PromoteMode, Role,
 };

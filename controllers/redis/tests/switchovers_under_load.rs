@@ -10,7 +10,7 @@ use common::{acked_set, connect, RedisFixture};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_controller::conformance::planned_switchover;
+use switchyard_controller::direct::planned_switchover;
 use switchyard_controller::OpContext;
 
 /// Where a client would write now: the Sentinels' master, or without

@@ -11,6 +11,8 @@ pub struct Lab {
     pub sim: EsdbSim,
     /// The controller inside the standard layers, as the coordinator runs it.
     pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
+    /// The store as a topology declares it.
+    pub store: switchyard_topology::Store,
     client: std::sync::Mutex<std::sync::Arc<Client>>,
 }
 
@@ -31,7 +33,12 @@ impl Lab {
             EsdbController::from_store(&store).expect("valid store"),
         );
         let client = std::sync::Mutex::new(std::sync::Arc::new(new_client(&sim)));
-        Lab { sim, ctl, client }
+        Lab {
+            sim,
+            ctl,
+            store,
+            client,
+        }
     }
 
     /// The current client of the cluster.

@@ -13,6 +13,8 @@ pub struct Lab {
     pub sim: MongoSim,
     /// The controller inside the standard layers, as the coordinator runs it.
     pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
+    /// The store as a topology declares it.
+    pub store: switchyard_topology::Store,
     pub app: Client,
 }
 
@@ -34,7 +36,12 @@ impl Lab {
         opts.server_selection_timeout = Some(Duration::from_secs(30));
         opts.heartbeat_freq = Some(Duration::from_millis(500));
         let app = Client::with_options(opts).expect("client");
-        Lab { sim, ctl, app }
+        Lab {
+            sim,
+            ctl,
+            store,
+            app,
+        }
     }
 
     pub fn coll(&self) -> mongodb::Collection<Document> {

@@ -4,8 +4,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use async_trait::async_trait;
-use switchyard_controller::conformance::{Harness, HarnessError};
-use switchyard_controller::Controller;
+use switchyard::conformance::{Harness, HarnessError};
 use switchyard_lab::postgres::{PgCluster, PgClusterSpec};
 use switchyard_postgres::PostgresController;
 use tokio_postgres::Client;
@@ -14,6 +13,9 @@ pub struct PgFixture {
     pub cluster: PgCluster,
     /// The controller inside the standard layers, as the coordinator runs it.
     pub ctl: std::sync::Arc<dyn switchyard_controller::Controller>,
+    /// The store as a topology declares it (what the conformance suite
+    /// builds its own controller from).
+    pub store: switchyard_topology::Store,
 }
 
 impl PgFixture {
@@ -25,7 +27,12 @@ impl PgFixture {
         spec.deferred_fence = true;
         let cluster = PgCluster::start(spec).await?;
         let ctl = switchyard_controller::layered(PostgresController::from_store(cluster.store())?);
-        let f = PgFixture { cluster, ctl };
+        let store = cluster.store().clone();
+        let f = PgFixture {
+            cluster,
+            ctl,
+            store,
+        };
         let c = f.primary_client().await?;
         c.batch_execute(
             "CREATE TABLE IF NOT EXISTS conformance (k bigint PRIMARY KEY); \
@@ -60,8 +67,8 @@ impl PgFixture {
 
 #[async_trait]
 impl Harness for PgFixture {
-    fn controller(&self) -> &dyn Controller {
-        self.ctl.as_ref()
+    fn store(&self) -> switchyard_topology::Store {
+        self.store.clone()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {

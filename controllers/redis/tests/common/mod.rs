@@ -9,8 +9,7 @@ use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use switchyard_controller::conformance::{Harness, HarnessError};
-use switchyard_controller::Controller;
+use switchyard::conformance::{Harness, HarnessError};
 use switchyard_lab::redis::{RedisCluster, RedisClusterSpec};
 use switchyard_redis::RedisController;
 
@@ -120,8 +119,8 @@ pub async fn acked_set(
 
 #[async_trait]
 impl Harness for RedisFixture {
-    fn controller(&self) -> &dyn Controller {
-        self.ctl.as_ref()
+    fn store(&self) -> switchyard_topology::Store {
+        self.cluster.store().clone()
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {
