@@ -5,7 +5,8 @@
 //! `SWITCHYARD_CA_CERT` names a PEM file to trust for an HTTPS server.
 //!
 //! Carried: `state` (the server's last-known observation), `plan failover`,
-//! `failover`, `run`, `resume`. The others (`abort`, `drill`, `show`,
+//! `failover`, `run`, `resume`, `approve` (as the holder of the token, which
+//! needs the approver role; the server then runs the execution). The others (`abort`, `drill`, `show`,
 //! `executions`) refuse with exit code 2 naming the API to use instead.
 
 use crate::cli::{
@@ -314,11 +315,53 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             let id = v["id"].as_str().unwrap_or(&id).to_string();
             remote.follow(&id, Render::sink(output)).await
         }
+        Command::Approve { id, output } => approve(&remote, &id, output).await,
         other => Err(Exit::usage(format!(
             "`{}` is not carried out with --server yet; use the API (docs/server.md) or run it on the server's machine",
             command_name(&other)
         ))),
     }
+}
+
+/// `switchyard --server URL approve ID`: the same lines and exit codes as a
+/// local `approve` (0 approved, 5 refused, 2 nothing to approve, 3 another
+/// execution runs); a token that is not an approver's is refused like an
+/// approver token the policy does not list (5).
+async fn approve(remote: &Remote, id: &str, output: crate::cli::Output) -> Result<i32, Exit> {
+    let path = format!("/v1/executions/{id}/approvals");
+    let r = remote
+        .send(reqwest::Method::POST, &path, Some(&json!({})))
+        .await?;
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if status >= 400 {
+        return Err(Exit {
+            code: if status == 403 {
+                exit::REFUSED
+            } else {
+                code_of_status(status)
+            },
+            message: v["detail"]
+                .as_str()
+                .map_or_else(|| format!("HTTP {status}"), str::to_string),
+        });
+    }
+    let by = v["approved_by"].as_str().unwrap_or("?");
+    if output == crate::cli::Output::Json {
+        println!(
+            "{}",
+            json!({"execution_id": id, "status": "approved", "approver": v["approver"]})
+        );
+    } else {
+        println!(
+            "Execution {id} approved by {by}; {}",
+            match v["detail"].as_str() {
+                None => format!("the server runs it now (GET {}/v1/executions/{id})", remote.base),
+                Some(d) => d.to_string(),
+            }
+        );
+    }
+    Ok(exit::OK)
 }
 
 fn command_name(c: &Command) -> &'static str {

@@ -11,6 +11,7 @@
 
 use crate::driver::{Driver, DriverError, RunEnd};
 use crate::executor::Executor;
+use crate::approval::Identity;
 use crate::failpoint::Failpoint;
 use crate::health;
 use crate::journal::{
@@ -195,6 +196,7 @@ pub struct Pending {
     plan: Plan,
     kind: &'static str,
     warnings: Vec<String>,
+    by: Identity,
 }
 
 impl std::fmt::Debug for Pending {
@@ -221,6 +223,13 @@ impl Pending {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+    /// Who starts it (default: the OS user of this process): the journal
+    /// and the history name them, and the two-person rule refuses them as
+    /// its approver. The server passes the holder of the request's token.
+    pub fn started_by(mut self, who: Identity) -> Self {
+        self.by = who;
+        self
+    }
 }
 
 /// An execution whose start (or resume) is journaled, ready to drive:
@@ -238,6 +247,8 @@ pub struct Launched {
     guard: Arc<dyn LockGuard>,
     controllers: Arc<Controllers>,
     kind: String,
+    /// Who started it: who an `on_failure = "rollback"` runs on behalf of.
+    by: Identity,
 }
 
 impl std::fmt::Debug for Launched {
@@ -267,6 +278,7 @@ impl Launched {
             guard,
             controllers,
             kind,
+            by,
         } = self;
         let end = driver.run(&mut executor).await;
         drop(driver);
@@ -309,7 +321,7 @@ impl Launched {
         drop(guard);
         let guard = service.lock("rollback")?;
         let rolled =
-            Box::pin(service.run_rollback(&guard, &controllers, &id, planned, tee)).await?;
+            Box::pin(service.run_rollback(&guard, &controllers, &id, planned, tee, &by)).await?;
         let ok = rolled
             .as_ref()
             .is_none_or(|r| r.outcome == Outcome::Succeeded);
@@ -334,10 +346,19 @@ impl Launched {
 pub struct PendingAbort {
     guard: Arc<dyn LockGuard>,
     controllers: Arc<Controllers>,
+    by: Identity,
     /// The execution being aborted.
     pub id: String,
     /// What to run, and every store's decision.
     pub planned: crate::abort::AbortPlan,
+}
+
+impl PendingAbort {
+    /// Who runs the abort (default: the OS user of this process).
+    pub fn started_by(mut self, who: Identity) -> Self {
+        self.by = who;
+        self
+    }
 }
 
 impl std::fmt::Debug for PendingAbort {
@@ -765,6 +786,7 @@ impl Service {
             plan,
             kind,
             warnings,
+            by: crate::approval::os_user(),
         }))
     }
 
@@ -780,10 +802,11 @@ impl Service {
             controllers,
             plan,
             kind,
+            by,
             ..
         } = pending;
         self.inner
-            .launch(&guard, &controllers, plan, kind, None, self.tee(sink))
+            .launch(&guard, &controllers, plan, kind, None, self.tee(sink), &by)
     }
 
     /// Start a pending execution and drive it to its end.
@@ -842,6 +865,7 @@ impl Service {
             controllers,
             id,
             planned,
+            by: crate::approval::os_user(),
         })
     }
 
@@ -857,6 +881,7 @@ impl Service {
             controllers,
             id,
             planned,
+            by,
         } = pending;
         let inner = &self.inner;
         let decided: Vec<StoreStatus> = planned
@@ -879,6 +904,7 @@ impl Service {
                         stores: decided,
                     }),
                     self.tee(sink),
+                    &by,
                 )?;
                 Some(launched.run().await?)
             }
@@ -956,7 +982,14 @@ impl Service {
             planned,
         } = pending;
         self.inner
-            .run_rollback(&guard, &controllers, &id, planned, self.tee(sink))
+            .run_rollback(
+                &guard,
+                &controllers,
+                &id,
+                planned,
+                self.tee(sink),
+                &crate::approval::os_user(),
+            )
             .await
     }
 
@@ -970,10 +1003,19 @@ impl Service {
         let policy = crate::policy::load(&self.inner.topology_file).map_err(usage)?;
         let _guard = self.inner.lock("approve")?;
         let store = self.inner.journals()?;
-        crate::approval::approve(&store, &policy.approvals, id, token).map_err(|e| match e {
-            crate::approval::ApproveError::Usage(m) => ServiceError::usage(m),
-            crate::approval::ApproveError::Refused(m) => ServiceError::new(ErrorKind::Refused, m),
-        })
+        crate::approval::approve(&store, &policy.approvals, id, token).map_err(approve_error)
+    }
+
+    /// Approve execution `id` as `who` (the server's caller), or journal
+    /// the refusal of someone who may not approve (`Err((who, why))`).
+    pub fn approve_as(
+        &self,
+        id: &str,
+        who: Result<Identity, (Identity, String)>,
+    ) -> Result<crate::approval::ApprovalDecision, ServiceError> {
+        let _guard = self.inner.lock("approve")?;
+        let store = self.inner.journals()?;
+        crate::approval::approve_as(&store, id, who).map_err(approve_error)
     }
 
     /// Take the lock and plan a drill to `to`: every store must be observed
@@ -1087,8 +1129,9 @@ impl Service {
         } = pending;
         let inner = &self.inner;
         let tee = self.tee(sink);
+        let me = crate::approval::os_user();
         let out = inner
-            .launch(&guard, &controllers, out, "drill-out", None, tee.clone())?
+            .launch(&guard, &controllers, out, "drill-out", None, tee.clone(), &me)?
             .run()
             .await?;
         if out.outcome != Outcome::Succeeded {
@@ -1133,7 +1176,7 @@ impl Service {
         drop(guard);
         let guard = inner.lock("drill")?;
         let back = inner
-            .launch(&guard, &controllers, back, "drill-back", None, tee)?
+            .launch(&guard, &controllers, back, "drill-back", None, tee, &me)?
             .run()
             .await?;
         let store = inner.journals()?;
@@ -1451,6 +1494,7 @@ impl Inner {
         kind: &str,
         supersedes: Option<Supersedes<'_>>,
         tee: Arc<Tee>,
+        by: &Identity,
     ) -> Result<Launched, ServiceError> {
         let store = self.journals()?;
         let id = new_execution_id(kind, guard.token());
@@ -1474,7 +1518,13 @@ impl Inner {
             kind,
             std::slice::from_ref(&started),
         );
-        let journal = store.create(&id, &started).map_err(usage)?;
+        let mut journal = store.create(&id, &started).map_err(usage)?;
+        journal
+            .append(&Record::StartedBy {
+                at_ms: now_ms(),
+                by: by.clone(),
+            })
+            .map_err(usage)?;
         tee.driving(&id);
         if let Some(old) = supersedes {
             self.close(old.id, guard.token(), old.stores)?;
@@ -1482,7 +1532,7 @@ impl Inner {
         // An abort or a rollback is never held back: each ends or undoes an
         // execution that was already allowed to run.
         if !reasons.is_empty() && kind != crate::abort::KIND && kind != crate::rollback::KIND {
-            return Err(request_approval(&store, &id, reasons, expire_after_s)?);
+            return Err(request_approval(&store, &id, reasons, expire_after_s, by)?);
         }
         let driver = Driver::new(
             controllers.clone(),
@@ -1511,6 +1561,7 @@ impl Inner {
             guard: guard.clone(),
             controllers: controllers.clone(),
             kind: kind.to_string(),
+            by: by.clone(),
         })
     }
 
@@ -1641,6 +1692,7 @@ impl Inner {
             guard,
             controllers: controllers.clone(),
             kind,
+            by: crate::approval::os_user(),
         })
     }
 
@@ -1766,6 +1818,7 @@ impl Inner {
         id: &str,
         planned: crate::rollback::RollbackPlan,
         tee: Arc<Tee>,
+        by: &Identity,
     ) -> Result<Option<Finished>, ServiceError> {
         let stores: Vec<StoreStatus> = planned
             .actions
@@ -1786,6 +1839,7 @@ impl Inner {
             crate::rollback::KIND,
             Some(Supersedes { id, stores }),
             tee,
+            by,
         )?;
         Ok(Some(launched.run().await?))
     }
@@ -1909,11 +1963,12 @@ fn request_approval(
     id: &str,
     reasons: Vec<String>,
     expire_after_s: u64,
+    requester: &Identity,
 ) -> Result<ServiceError, ServiceError> {
     let at_ms = now_ms();
     let request = crate::approval::ApprovalRequest {
         at_ms,
-        requester: crate::approval::os_user(),
+        requester: requester.clone(),
         reasons,
         expires_at_ms: at_ms + expire_after_s * 1000,
     };
@@ -1930,6 +1985,13 @@ fn request_approval(
             format_ms(request.expires_at_ms)
         ),
     ))
+}
+
+fn approve_error(e: crate::approval::ApproveError) -> ServiceError {
+    match e {
+        crate::approval::ApproveError::Usage(m) => ServiceError::usage(m),
+        crate::approval::ApproveError::Refused(m) => ServiceError::new(ErrorKind::Refused, m),
+    }
 }
 
 /// `YYYYMMDDTHHMMSSmmm-<kind>-t<fencing token>`.

@@ -99,6 +99,7 @@ impl AppState {
             if self.anonymous_read && need == Role::Viewer {
                 return Ok(Caller {
                     token: "anonymous".into(),
+                    name: "anonymous".into(),
                     role: Role::Viewer,
                 });
             }
@@ -349,6 +350,19 @@ pub struct ExecutionView {
     pub journal_status: String,
     /// Can be resumed (unfinished, whole journal, not superseded, not running).
     pub resumable: bool,
+    /// Who started it: the name of the API token that asked (or the OS user
+    /// of the CLI that did); absent when the journal does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// How long it took, from its start to its last journal record (to now
+    /// while it runs); absent while it waits for approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// For `pending_approval`: who asked, why, until when, and the refused
+    /// attempts (`POST /v1/executions/{id}/approvals` approves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub approval: Option<serde_json::Value>,
     /// The report from the journal (single-execution view only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -384,8 +398,8 @@ pub struct PlanView {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
-    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume, abort),
-    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node)),
+    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume, abort, approve),
+    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node, Approved)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -419,6 +433,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/executions/{id}/events", get(events))
         .route("/v1/executions/{id}/resume", post(resume))
         .route("/v1/executions/{id}/abort", post(abort))
+        .route("/v1/executions/{id}/approvals", post(approve))
         .merge(super::console::routes())
         .fallback(|uri: Uri| async move {
             Problem::not_found(format!("no route {}", uri.path())).into_response()
@@ -663,7 +678,10 @@ async fn start(
             }),
         })
         .into_response(),
-        Ok(Some(pending)) => match s.service.launch(pending, Arc::new(Discard)) {
+        Ok(Some(pending)) => match s
+            .service
+            .launch(pending.started_by(caller.identity()), Arc::new(Discard))
+        {
             Ok(launched) => accepted(s.spawn(launched)),
             Err(e) => s.problem(e).into_response(),
         },
@@ -673,7 +691,21 @@ async fn start(
 
 fn view(s: &AppState, e: &crate::journal::LedgerEntry) -> ExecutionView {
     let status = s.status_of(&e.summary.id, e.summary.status);
+    let sum = &e.summary;
+    let duration_ms = match status {
+        "pending_approval" => None,
+        "running" => Some(crate::journal::now_ms().saturating_sub(sum.started_at_ms)),
+        _ => Some(sum.last_at_ms.saturating_sub(sum.started_at_ms)),
+    };
+    let approval = (status == "pending_approval")
+        .then(|| s.service.show(&sum.id).ok())
+        .flatten()
+        .and_then(|sh| sh.report.approval)
+        .and_then(|a| serde_json::to_value(a).ok());
     ExecutionView {
+        started_by: sum.started_by.clone(),
+        duration_ms,
+        approval,
         id: e.summary.id.clone(),
         status: status.to_string(),
         kind: e.summary.kind.clone(),
@@ -871,9 +903,10 @@ async fn abort(
     uri: Uri,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(p) = s.authorize(&headers, Role::Operator) {
-        return p.into_response();
-    }
+    let caller = match s.authorize(&headers, Role::Operator) {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
     if let Some(r) = s.leader_only(&uri) {
         return r;
     }
@@ -882,7 +915,7 @@ async fn abort(
         return s.busy(&running).into_response();
     }
     let pending = match s.service.prepare_abort(Some(id.clone())).await {
-        Ok(p) => p,
+        Ok(p) => p.started_by(caller.identity()),
         Err(e) => return s.problem(e).into_response(),
     };
     *s.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
@@ -904,4 +937,113 @@ async fn abort(
         *state.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
     });
     accepted(id)
+}
+
+/// `POST /v1/executions/{id}/approvals`: what was decided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Approved {
+    /// The execution approved; `GET /v1/executions/{id}` follows it.
+    pub id: String,
+    /// Who approved it, as journaled (`name`, `via`, `token_id`).
+    #[schema(value_type = Object)]
+    pub approver: serde_json::Value,
+    /// The approver as the report names them.
+    pub approved_by: String,
+    /// The server runs it now (as `resume` would).
+    pub running: bool,
+    /// Why it does not run yet, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Approve an execution that is `pending_approval` (the two-person rule) as
+/// the holder of the request's token, which needs the approver role and
+/// must not be the requester; then run it, as `resume` would. Every
+/// attempt by a token is journaled, refusals too.
+#[utoipa::path(post, path = "/v1/executions/{id}/approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "execution id")), responses(
+    (status = 202, body = Approved, description = "approved; the execution runs (Location names it)"),
+    (status = 200, body = Approved, description = "approved, but it could not be started now (`detail`)"),
+    (status = 307, description = "this server does not lead"),
+    (status = 400, body = Problem, content_type = "application/problem+json", description = "not waiting for approval (already approved, started, or never asked)"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json", description = "the token is not an approver (journaled as refused)"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "an execution runs"),
+    (status = 422, body = Problem, content_type = "application/problem+json", description = "refused: self-approval, or the request expired (journaled)")))]
+async fn approve(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    // Any known token is a person who may try (and is journaled when
+    // refused); an anonymous reader is nobody.
+    let caller = match s.authorize(&headers, Role::Viewer) {
+        Ok(_) if headers.get(header::AUTHORIZATION).is_none() => {
+            return Problem::unauthorized(
+                "approving needs an approver's bearer token: send `Authorization: Bearer <token>`",
+            )
+            .into_response()
+        }
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    if let Some(r) = s.leader_only(&uri) {
+        return r;
+    }
+    if let Err(p) = find(&s, &id) {
+        return p.into_response();
+    }
+    let _gate = s.gate.lock().await;
+    if let Some(running) = s.running() {
+        return s.busy(&running).into_response();
+    }
+    let who = caller.identity();
+    let forbidden = (caller.role < Role::Approver).then(|| {
+        format!(
+            "token {} has role {}; approving needs approver",
+            caller.token, caller.role
+        )
+    });
+    let attempt = match &forbidden {
+        Some(why) => Err((who, why.clone())),
+        None => Ok(who),
+    };
+    tracing::info!(token = %caller.token, execution = %id, "approval requested");
+    let decision = match s.service.approve_as(&id, attempt) {
+        Ok(d) => d,
+        Err(e) => {
+            return match forbidden {
+                Some(why) if e.kind == ErrorKind::Refused => Problem::forbidden(why),
+                _ => s.problem(e),
+            }
+            .into_response()
+        }
+    };
+    let mut body = Approved {
+        id: id.clone(),
+        approver: serde_json::to_value(&decision.approver).unwrap_or_default(),
+        approved_by: decision.approver.to_string(),
+        running: false,
+        detail: None,
+    };
+    match s.service.resume(Some(id.clone()), Arc::new(Discard)).await {
+        Ok(launched) => {
+            s.spawn(launched);
+            body.running = true;
+            (
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, format!("/v1/executions/{id}"))],
+                Json(body),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            body.detail = Some(format!(
+                "approved, but it could not be started now: {e}; `POST /v1/executions/{id}/resume` runs it"
+            ));
+            Json(body).into_response()
+        }
+    }
 }
