@@ -392,13 +392,18 @@ pub struct PlanView {
     /// Why there is no plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What the CLI shows before it asks, from a fresh observation: per
+    /// store the current primary and the candidate, its lag against the
+    /// bound, what is fenced, the data-loss estimate with its basis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
 }
 
 /// The API's OpenAPI 3.1 document, generated from the handlers below.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
-    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume, abort, approve),
+    paths(healthz, readyz, metrics, leader, topology, live_state, state_events, preview, start, list, get_one, events, resume, abort, approve),
     components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot, Node, Approved)),
     modifiers(&Bearer)
 )]
@@ -427,6 +432,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/leader", get(leader))
         .route("/v1/topology", get(topology))
         .route("/v1/state", get(live_state))
+        .route("/v1/state/events", get(state_events))
         .route("/v1/plans", post(preview))
         .route("/v1/executions", post(start).get(list))
         .route("/v1/executions/{id}", get(get_one))
@@ -548,11 +554,46 @@ async fn live_state(State(s): State<Shared>, headers: HeaderMap) -> Response {
                 "no store has been observed yet",
             )
         })?;
-        let age = crate::journal::now_ms().saturating_sub(snap.observed_at_ms);
-        let mut v = serde_json::to_value(&snap).unwrap_or_default();
-        v["age_ms"] = json!(age);
-        Ok(Json(v).into_response())
+        Ok(Json(state_json(&snap)).into_response())
     })())
+}
+
+/// `GET /v1/state`'s body: the last round, with its age.
+fn state_json(snap: &Snapshot) -> serde_json::Value {
+    let age = crate::journal::now_ms().saturating_sub(snap.observed_at_ms);
+    let mut v = serde_json::to_value(snap).unwrap_or_default();
+    v["age_ms"] = json!(age);
+    v
+}
+
+/// Every store's last-known state as Server-Sent Events: `event: state`
+/// (the body of `GET /v1/state`) now, and again after every round of the
+/// background observer, for as long as the client listens.
+#[utoipa::path(get, path = "/v1/state/events", security(("bearer" = [])), responses(
+    (status = 200, description = "text/event-stream of `state` events", content_type = "text/event-stream"),
+    (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn state_events(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(p) = s.authorize(&headers, Role::Viewer) {
+        return p.into_response();
+    }
+    let mut rx = s.observer.subscribe();
+    rx.mark_changed();
+    let stream = futures::stream::unfold((rx, s), |(mut rx, s)| async move {
+        rx.changed().await.ok()?;
+        let ev = match s.observer.latest() {
+            Some(snap) => Event::default()
+                .event("state")
+                .json_data(state_json(&snap))
+                .unwrap_or_default(),
+            None => Event::default()
+                .event("not_observed")
+                .data("no store has been observed yet"),
+        };
+        Some((Ok::<_, Infallible>(ev), (rx, s)))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Preview the plan a failover would run (nothing is touched).
@@ -567,15 +608,22 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
         let req = body.plan_request()?;
         Ok(
             match s.service.plan(&req).await.map_err(|e| s.problem(e))? {
-                Some(plan) => Json(PlanView {
-                    plan: serde_json::from_str(&plan.to_json()).ok(),
-                    text: Some(plan.render()),
-                    detail: None,
-                })
-                .into_response(),
+                Some(plan) => {
+                    let preview = s.service.state().await.ok().map(|st| {
+                        crate::preview::render(&plan, &st.topology, &st.health)
+                    });
+                    Json(PlanView {
+                        plan: serde_json::from_str(&plan.to_json()).ok(),
+                        text: Some(plan.render()),
+                        detail: None,
+                        preview,
+                    })
+                    .into_response()
+                }
                 None => Json(PlanView {
                     plan: None,
                     text: None,
+                    preview: None,
                     detail: Some(format!(
                         "every store is already primary in {}; nothing to do",
                         req.to
