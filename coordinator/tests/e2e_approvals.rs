@@ -199,20 +199,6 @@ async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
     assert_eq!(pg_primary(&cluster).await.unwrap().1, "west", "nothing ran");
 }
 
-fn named_token(ws: &Workspace, tokens: &std::path::Path, role: &str, name: &str) -> String {
-    let r = ws.run(&[
-        "token",
-        "create",
-        "--role",
-        role,
-        "--name",
-        name,
-        "--tokens-file",
-        tokens.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    r.stdout.trim().to_string()
-}
 
 async fn post(url: &str, tok: Option<&str>) -> (u16, serde_json::Value) {
     let mut rq = reqwest::Client::new().post(url).json(&serde_json::json!({}));
@@ -254,7 +240,7 @@ async fn executions(url: &str, tok: &str) -> Vec<serde_json::Value> {
 /// answers like the local command, and the approved execution runs at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
-    use common::serve::Server;
+    use common::serve::{named_token, Server};
     let cluster = pg_cluster("orders").await;
     let mut topology = cluster.topology().clone();
     topology.stores[0].tags = vec!["payments".into()];

@@ -77,3 +77,19 @@ pub fn token(ws: &Workspace, tokens: &std::path::Path, role: &str) -> String {
     assert_eq!(r.code, 0, "{}", r.stderr);
     r.stdout.trim().to_string()
 }
+
+/// A token with `role` held by `name` (the journal names them).
+pub fn named_token(ws: &Workspace, tokens: &std::path::Path, role: &str, name: &str) -> String {
+    let r = ws.run(&[
+        "token",
+        "create",
+        "--role",
+        role,
+        "--name",
+        name,
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout.trim().to_string()
+}
