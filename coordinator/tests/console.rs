@@ -208,6 +208,17 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
     assert_eq!(seen["login_shown_for_approve"], true, "{seen}");
     assert_eq!(seen["approved_execution"], pending, "{seen}");
     assert_eq!(seen["approved_status"], "succeeded", "{seen}");
+    // Opened later from the history, the first execution shows its
+    // timeline from the journal: the same operations, all ok, and the same
+    // checkpoints, all passed.
+    let tl = &seen["timeline"];
+    assert_eq!(tl["ops"].as_array().unwrap().len(), ops.len(), "{seen}");
+    assert!(tl["ops"].as_array().unwrap().iter().all(|o| o == "ok"), "{seen}");
+    assert_eq!(tl["checkpoints"].as_array().unwrap().len(), cps.len(), "{seen}");
+    assert!(
+        tl["checkpoints"].as_array().unwrap().iter().all(|c| c == "passed"),
+        "{seen}"
+    );
     // Keyboard and layout: browser.py failed on any violation; check it
     // looked at every view, at both sizes.
     for view in ["topology", "plans", "execution", "history", "approvals"] {

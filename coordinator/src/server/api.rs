@@ -367,6 +367,12 @@ pub struct ExecutionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub report: Option<serde_json::Value>,
+    /// Its timeline from the journal, as the progress events the live
+    /// stream sends (stage, operation with timing and outcome, checkpoint
+    /// with each expectation observed); single-execution view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub timeline: Option<Vec<serde_json::Value>>,
 }
 
 /// `GET /v1/leader`.
@@ -769,6 +775,7 @@ fn view(s: &AppState, e: &crate::journal::LedgerEntry) -> ExecutionView {
             && e.superseded_by.is_none()
             && !e.is_damaged(),
         report: None,
+        timeline: None,
     }
 }
 
@@ -805,11 +812,15 @@ async fn get_one(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Str
         s.authorize(&headers, Role::Viewer)?;
         let e = find(&s, &id)?;
         let mut v = view(&s, &e);
-        v.report = s
-            .service
-            .show(&id)
-            .ok()
-            .and_then(|sh| serde_json::to_value(&sh.report).ok());
+        if let Ok(sh) = s.service.show(&id) {
+            v.report = serde_json::to_value(&sh.report).ok();
+            v.timeline = Some(
+                crate::progress::replay(&sh.records)
+                    .iter()
+                    .filter_map(|ev| serde_json::to_value(ev).ok())
+                    .collect(),
+            );
+        }
         Ok(Json(v).into_response())
     })())
 }

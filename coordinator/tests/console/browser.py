@@ -239,7 +239,7 @@ try:
     css("#confirm-ok")[0].click()
     wait.until(lambda d: css("#plan-pending"))
     seen["pending_message"] = css("#plan-pending")[0].text
-    shot("plans")
+    shot("plans-pending-approval")
 
     # 7. The approvals view lists it, with who asked and why.
     driver.get(url + "/#/approvals")
@@ -264,6 +264,14 @@ try:
         wait.until(lambda d: css(ready))
         seen["keyboard"][name] = tab_audit(name)
         seen["layout"][name + "@desktop"] = layout(name, "1280x800")
+    # A finished execution opens its timeline from the journal: every
+    # operation with its outcome, every checkpoint with its state.
+    driver.get(url + "/#/history")
+    driver.get(url + "/#/executions/" + seen["execution"])
+    wait.until(lambda d: css("#report-status"))
+    seen["timeline"] = driver.execute_script("""
+      return {ops: [...document.querySelectorAll('#stages .ops li')].map(li => li.dataset.outcome),
+              checkpoints: [...document.querySelectorAll('#stages .checkpoint')].map(c => c.dataset.state)};""")
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
     for name, path, ready in views:
         driver.get(url + "/#/history" if name != "history" else url + "/#/topology")
@@ -311,6 +319,11 @@ try:
     wait.until(lambda d: css("#exec-status") and css("#exec-status")[0].text not in ("running", "pending_approval", ""))
     wait.until(lambda d: css("#report-status"))
     seen["approved_status"] = css("#exec-status")[0].text
+
+    # 11. The history, both executions.
+    driver.get(url + "/#/history")
+    wait.until(lambda d: css(f'#history tr[data-execution="{seen["approved_execution"]}"]'))
+    shot("history")
 except Exception as e:  # noqa: BLE001 - the reason goes back to the Rust test
     fail(f"{type(e).__name__}: {e}")
 

@@ -345,17 +345,12 @@ async function renderExecution(id) {
     h("p", {}, "Status ", statusEl, ` · ${ex.kind} · ${ex.plan} · started ${fmtTime(ex.started_at_ms)} by ${ex.started_by || "unknown"}` +
       `${ex.duration_ms != null ? " · took " + fmtMs(ex.duration_ms) : ""} · journal ${ex.journal_status}`),
     actions, msg, list, reportBox);
-  if (ex.report) {
-    for (const s of ex.report.stages || []) {
-      const el = stageEl(list, s.stage, s.name);
-      el.dataset.state = s.passed ? "done" : "failed";
-      const c = el.querySelector(".checkpoint");
-      c.dataset.state = s.passed ? "passed" : "failed";
-      c.textContent = `Checkpoint ${s.passed ? "validated" : "not validated"} (${fmtMs(s.checkpoint_duration_ms)})`;
-    }
-  }
+  // Its timeline from the journal: the same events the live stream sends.
+  state.lit = 0;
+  for (const ev of ex.timeline || []) onEvent(list, ev.event, ev, reportBox);
   if (ex.status === "running") {
     list.replaceChildren();
+    state.lit = 0;
     streamEvents(ex.id, list, reportBox, async () => {
       try {
         const v = await api("GET", "/v1/executions/" + encodeURIComponent(id));
