@@ -770,7 +770,9 @@ fn view(s: &AppState, e: &crate::journal::LedgerEntry) -> ExecutionView {
         } else {
             e.summary.status.to_string()
         },
+        // One waiting for approval is approved, not resumed.
         resumable: status != "running"
+            && status != "pending_approval"
             && e.is_open()
             && e.superseded_by.is_none()
             && !e.is_damaged(),
