@@ -523,7 +523,9 @@ mod tests {
             .1
             .unwrap_err()
             .starts_with("self-approval refused: carol"));
-        assert!(decide("x", &by_api, who("dave", 1000, "os_user"), 5).1.is_ok());
+        assert!(decide("x", &by_api, who("dave", 1000, "os_user"), 5)
+            .1
+            .is_ok());
     }
 
     #[test]

@@ -669,7 +669,9 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         println!("{token}");
         eprintln!(
             "switchyard: token {id} ({role}{}) added to {}; it is shown only now",
-            name.as_deref().map(|n| format!(", held by {n}")).unwrap_or_default(),
+            name.as_deref()
+                .map(|n| format!(", held by {n}"))
+                .unwrap_or_default(),
             tokens_file.display()
         );
         return Ok(exit::OK);

@@ -950,8 +950,7 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
             Record::Resumed { .. } => s.status = ExecutionStatus::Unfinished,
             Record::ApprovalRequested(a) => {
                 s.status = ExecutionStatus::PendingApproval;
-                s.started_by
-                    .get_or_insert_with(|| a.requester.name.clone());
+                s.started_by.get_or_insert_with(|| a.requester.name.clone());
             }
             Record::StartedBy { by, .. } => s.started_by = Some(by.name.clone()),
             Record::Approval(a) if a.approved => s.status = ExecutionStatus::Unfinished,

@@ -356,7 +356,10 @@ async fn approve(remote: &Remote, id: &str, output: crate::cli::Output) -> Resul
         println!(
             "Execution {id} approved by {by}; {}",
             match v["detail"].as_str() {
-                None => format!("the server runs it now (GET {}/v1/executions/{id})", remote.base),
+                None => format!(
+                    "the server runs it now (GET {}/v1/executions/{id})",
+                    remote.base
+                ),
                 Some(d) => d.to_string(),
             }
         );

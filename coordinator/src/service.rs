@@ -9,9 +9,9 @@
 //! held in between, which is where the CLI asks for confirmation and the
 //! server answers `202`.
 
+use crate::approval::Identity;
 use crate::driver::{Driver, DriverError, RunEnd};
 use crate::executor::Executor;
-use crate::approval::Identity;
 use crate::failpoint::Failpoint;
 use crate::health;
 use crate::journal::{
@@ -805,8 +805,14 @@ impl Service {
             by,
             ..
         } = pending;
-        self.inner
-            .launch(&guard, &controllers, plan, kind, None, self.tee(sink), &by)
+        self.inner.launch(
+            &guard,
+            &controllers,
+            plan,
+            Start { kind, by: &by },
+            None,
+            self.tee(sink),
+        )
     }
 
     /// Start a pending execution and drive it to its end.
@@ -898,13 +904,15 @@ impl Service {
                     &guard,
                     &controllers,
                     plan,
-                    crate::abort::KIND,
+                    Start {
+                        kind: crate::abort::KIND,
+                        by: &by,
+                    },
                     Some(Supersedes {
                         id: &id,
                         stores: decided,
                     }),
                     self.tee(sink),
-                    &by,
                 )?;
                 Some(launched.run().await?)
             }
@@ -1131,7 +1139,17 @@ impl Service {
         let tee = self.tee(sink);
         let me = crate::approval::os_user();
         let out = inner
-            .launch(&guard, &controllers, out, "drill-out", None, tee.clone(), &me)?
+            .launch(
+                &guard,
+                &controllers,
+                out,
+                Start {
+                    kind: "drill-out",
+                    by: &me,
+                },
+                None,
+                tee.clone(),
+            )?
             .run()
             .await?;
         if out.outcome != Outcome::Succeeded {
@@ -1176,7 +1194,17 @@ impl Service {
         drop(guard);
         let guard = inner.lock("drill")?;
         let back = inner
-            .launch(&guard, &controllers, back, "drill-back", None, tee, &me)?
+            .launch(
+                &guard,
+                &controllers,
+                back,
+                Start {
+                    kind: "drill-back",
+                    by: &me,
+                },
+                None,
+                tee,
+            )?
             .run()
             .await?;
         let store = inner.journals()?;
@@ -1299,6 +1327,12 @@ impl Service {
 struct Supersedes<'a> {
     id: &'a str,
     stores: Vec<StoreStatus>,
+}
+
+/// The kind of a new execution and who starts it: both journaled first.
+struct Start<'a> {
+    kind: &'a str,
+    by: &'a Identity,
 }
 
 impl Inner {
@@ -1491,11 +1525,11 @@ impl Inner {
         guard: &Arc<dyn LockGuard>,
         controllers: &Arc<Controllers>,
         plan: Plan,
-        kind: &str,
+        start: Start<'_>,
         supersedes: Option<Supersedes<'_>>,
         tee: Arc<Tee>,
-        by: &Identity,
     ) -> Result<Launched, ServiceError> {
+        let Start { kind, by } = start;
         let store = self.journals()?;
         let id = new_execution_id(kind, guard.token());
         let failpoint = Failpoint::from_env().map_err(ServiceError::usage)?;
@@ -1836,10 +1870,12 @@ impl Inner {
             guard,
             controllers,
             plan,
-            crate::rollback::KIND,
+            Start {
+                kind: crate::rollback::KIND,
+                by,
+            },
             Some(Supersedes { id, stores }),
             tee,
-            by,
         )?;
         Ok(Some(launched.run().await?))
     }

@@ -89,7 +89,11 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
     let members_json = Value::Object(members.clone()).to_string();
     let shots_arg = shots.to_str().unwrap().to_string();
     // Written by browser.py half-way, so the second start needs approval.
-    let policy = ws.path("topology.safety.toml").to_str().unwrap().to_string();
+    let policy = ws
+        .path("topology.safety.toml")
+        .to_str()
+        .unwrap()
+        .to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .args([
@@ -202,7 +206,10 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
     assert_eq!(seen["pending_banner"], true, "{seen}");
     // Nothing changes without the API's token and role.
     let op = seen["operator_approve"].as_str().unwrap();
-    assert!(op.starts_with("403") && op.contains("needs approver"), "{seen}");
+    assert!(
+        op.starts_with("403") && op.contains("needs approver"),
+        "{seen}"
+    );
     let anon = seen["anonymous_approve"].as_str().unwrap();
     assert!(anon.starts_with("401"), "{seen}");
     assert_eq!(seen["login_shown_for_approve"], true, "{seen}");
@@ -213,21 +220,32 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
     // checkpoints, all passed.
     let tl = &seen["timeline"];
     assert_eq!(tl["ops"].as_array().unwrap().len(), ops.len(), "{seen}");
-    assert!(tl["ops"].as_array().unwrap().iter().all(|o| o == "ok"), "{seen}");
-    assert_eq!(tl["checkpoints"].as_array().unwrap().len(), cps.len(), "{seen}");
     assert!(
-        tl["checkpoints"].as_array().unwrap().iter().all(|c| c == "passed"),
+        tl["ops"].as_array().unwrap().iter().all(|o| o == "ok"),
+        "{seen}"
+    );
+    assert_eq!(
+        tl["checkpoints"].as_array().unwrap().len(),
+        cps.len(),
+        "{seen}"
+    );
+    assert!(
+        tl["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c == "passed"),
         "{seen}"
     );
     // Keyboard and layout: browser.py failed on any violation; check it
     // looked at every view, at both sizes.
     for view in ["topology", "plans", "execution", "history", "approvals"] {
         let met = seen["keyboard"][view].as_array().unwrap();
-        assert!(
-            met.iter().any(|m| m == "nav-approvals"),
-            "{view}: {seen}"
+        assert!(met.iter().any(|m| m == "nav-approvals"), "{view}: {seen}");
+        assert_eq!(
+            seen["layout"][format!("{view}@desktop")],
+            json!([1280, 800])
         );
-        assert_eq!(seen["layout"][format!("{view}@desktop")], json!([1280, 800]));
         assert_eq!(seen["layout"][format!("{view}@phone")], json!([390, 844]));
     }
     let approvals_keys = seen["keyboard"]["approvals"].as_array().unwrap();
@@ -265,8 +283,14 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
         .await
         .unwrap();
     let approval = &shown["report"]["approval"];
-    assert_eq!(approval["approved_by"]["approver"]["name"], "bob", "{shown}");
-    assert_eq!(approval["refused"][0]["approver"]["name"], "alice", "{shown}");
+    assert_eq!(
+        approval["approved_by"]["approver"]["name"], "bob",
+        "{shown}"
+    );
+    assert_eq!(
+        approval["refused"][0]["approver"]["name"], "alice",
+        "{shown}"
+    );
     let (_, region, tli) = pg_primary(&cluster).await.unwrap();
     assert_eq!(region, "east");
     assert!(tli >= tli0 + 2, "timeline {tli0} -> {tli}");

@@ -199,9 +199,10 @@ async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
     assert_eq!(pg_primary(&cluster).await.unwrap().1, "west", "nothing ran");
 }
 
-
 async fn post(url: &str, tok: Option<&str>) -> (u16, serde_json::Value) {
-    let mut rq = reqwest::Client::new().post(url).json(&serde_json::json!({}));
+    let mut rq = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({}));
     if let Some(t) = tok {
         rq = rq.bearer_auth(t);
     }
@@ -262,7 +263,10 @@ async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
         .unwrap();
     let documented = &doc["paths"]["/v1/executions/{id}/approvals"]["post"]["responses"];
     for code in ["202", "401", "403", "409", "422"] {
-        assert!(documented[code].is_object(), "{code} not documented: {documented}");
+        assert!(
+            documented[code].is_object(),
+            "{code} not documented: {documented}"
+        );
     }
 
     // Alice starts it: journaled pending_approval in her name, nothing issued.
@@ -298,15 +302,29 @@ async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
     );
     let (code, p) = post(&approvals, Some(&carol)).await;
     assert_eq!(code, 403, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("needs approver"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("needs approver"),
+        "{p}"
+    );
     // The CLI with the operator's token: refused like an unlisted approver token.
-    let r = ws.run_env(&["--server", &url, "approve", &id], "SWITCHYARD_TOKEN", &carol);
+    let r = ws.run_env(
+        &["--server", &url, "approve", &id],
+        "SWITCHYARD_TOKEN",
+        &carol,
+    );
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert_eq!(pg_primary(&cluster).await.unwrap().2, tli, "nothing issued");
-    assert_eq!(executions(&url, &alice).await[0]["status"], "pending_approval");
+    assert_eq!(
+        executions(&url, &alice).await[0]["status"],
+        "pending_approval"
+    );
 
     // Bob approves with the CLI through the server; it runs at once.
-    let r = ws.run_env(&["--server", &url, "approve", &id], "SWITCHYARD_TOKEN", &bob);
+    let r = ws.run_env(
+        &["--server", &url, "approve", &id],
+        "SWITCHYARD_TOKEN",
+        &bob,
+    );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout
@@ -351,7 +369,11 @@ async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
         assert!(!text.contains(t.as_str()), "no token in the journal");
     }
     // Approving it again: nothing to approve (exit 2, as locally).
-    let r = ws.run_env(&["--server", &url, "approve", &id], "SWITCHYARD_TOKEN", &bob);
+    let r = ws.run_env(
+        &["--server", &url, "approve", &id],
+        "SWITCHYARD_TOKEN",
+        &bob,
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
 
     // An expired request: refused (422 / exit 5), journaled, nothing runs.
@@ -367,7 +389,11 @@ async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
         .unwrap()
         .to_string();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let r = ws.run_env(&["--server", &url, "approve", &id2, "--output", "json"], "SWITCHYARD_TOKEN", &bob);
+    let r = ws.run_env(
+        &["--server", &url, "approve", &id2, "--output", "json"],
+        "SWITCHYARD_TOKEN",
+        &bob,
+    );
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!(
@@ -379,7 +405,10 @@ async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
     let recs = journal(&ws, &id2);
     let refused = recs.iter().find(|r| r["type"] == "approval").unwrap();
     assert_eq!(
-        (refused["approved"].as_bool(), refused["approver"]["name"].as_str()),
+        (
+            refused["approved"].as_bool(),
+            refused["approver"]["name"].as_str()
+        ),
         (Some(false), Some("bob"))
     );
     assert_eq!(pg_primary(&cluster).await.unwrap().1, "west", "nothing ran");

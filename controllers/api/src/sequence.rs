@@ -291,12 +291,29 @@ mod tests {
             rollback(Rollback::Unfence, &pg),
             vec![(Phase::Promote, Step::Unfence)]
         );
-        assert!(rollback(Rollback::Stay { touched_sticky: true }, &pg).is_empty());
+        assert!(rollback(
+            Rollback::Stay {
+                touched_sticky: true
+            },
+            &pg
+        )
+        .is_empty());
         assert_eq!(
-            rollback(Rollback::Stay { touched_sticky: true }, &mongo),
+            rollback(
+                Rollback::Stay {
+                    touched_sticky: true
+                },
+                &mongo
+            ),
             vec![(Phase::Promote, Step::MakeSticky)]
         );
-        assert!(rollback(Rollback::Stay { touched_sticky: false }, &mongo).is_empty());
+        assert!(rollback(
+            Rollback::Stay {
+                touched_sticky: false
+            },
+            &mongo
+        )
+        .is_empty());
     }
 
     #[test]

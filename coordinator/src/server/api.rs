@@ -615,9 +615,12 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
         Ok(
             match s.service.plan(&req).await.map_err(|e| s.problem(e))? {
                 Some(plan) => {
-                    let preview = s.service.state().await.ok().map(|st| {
-                        crate::preview::render(&plan, &st.topology, &st.health)
-                    });
+                    let preview = s
+                        .service
+                        .state()
+                        .await
+                        .ok()
+                        .map(|st| crate::preview::render(&plan, &st.topology, &st.health));
                     Json(PlanView {
                         plan: serde_json::from_str(&plan.to_json()).ok(),
                         text: Some(plan.render()),
@@ -1040,16 +1043,15 @@ async fn approve(
 ) -> Response {
     // Any known token is a person who may try (and is journaled when
     // refused); an anonymous reader is nobody.
-    let caller = match s.authorize(&headers, Role::Viewer) {
-        Ok(_) if headers.get(header::AUTHORIZATION).is_none() => {
-            return Problem::unauthorized(
+    let caller =
+        match s.authorize(&headers, Role::Viewer) {
+            Ok(_) if headers.get(header::AUTHORIZATION).is_none() => return Problem::unauthorized(
                 "approving needs an approver's bearer token: send `Authorization: Bearer <token>`",
             )
-            .into_response()
-        }
-        Ok(c) => c,
-        Err(p) => return p.into_response(),
-    };
+            .into_response(),
+            Ok(c) => c,
+            Err(p) => return p.into_response(),
+        };
     if let Some(r) = s.leader_only(&uri) {
         return r;
     }
