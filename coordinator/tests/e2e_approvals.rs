@@ -8,6 +8,7 @@
 mod common;
 
 use common::*;
+use switchyard_lab::postgres::PgCluster;
 
 const BOB_TOKEN: &str = "bob-approves-failovers";
 
@@ -68,13 +69,36 @@ fn journal(ws: &Workspace, id: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
+/// `r` was bob's approval of `id` after its request expired: exit 5 saying
+/// so, and journaled as refused.
+fn refused_as_expired(ws: &Workspace, id: &str, r: &Run) {
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "the approval request of execution {id} expired at"
+        )),
+        "{}",
+        r.stderr
+    );
+    let recs = journal(ws, id);
+    let refused = recs.iter().find(|r| r["event"] == "approval").unwrap();
+    assert_eq!(refused["approved"], false);
+    assert_eq!(refused["approver"]["name"], "bob");
+}
+
+/// A lab whose store is tagged `payments`, which the policy wants approved.
+async fn payments_lab() -> (PgCluster, Workspace) {
     let cluster = pg_cluster("orders").await;
     let mut topology = cluster.topology().clone();
     topology.stores[0].tags = vec!["payments".into()];
     let ws = Workspace::new(&topology);
     policy(&ws, 3600);
+    (cluster, ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
+    let (cluster, ws) = payments_lab().await;
     let (_, _, tli) = pg_primary(&cluster).await.unwrap();
 
     let r = ws.run(&["failover", "--to", "west", "--yes", "--output", "json"]);
@@ -183,18 +207,7 @@ async fn a_second_person_must_approve_and_an_expired_request_is_refused() {
         .to_string();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let r = ws.run_env(&["approve", &id2], "SWITCHYARD_APPROVER_TOKEN", BOB_TOKEN);
-    assert_eq!(r.code, 5, "{}", r.stderr);
-    assert!(
-        r.stderr.contains(&format!(
-            "the approval request of execution {id2} expired at"
-        )),
-        "{}",
-        r.stderr
-    );
-    let recs = journal(&ws, &id2);
-    let refused = recs.iter().find(|r| r["event"] == "approval").unwrap();
-    assert_eq!(refused["approved"], false);
-    assert_eq!(refused["approver"]["name"], "bob");
+    refused_as_expired(&ws, &id2, &r);
     assert_eq!(ws.run(&["resume", &id2]).code, 8);
     assert_eq!(pg_primary(&cluster).await.unwrap().1, "west", "nothing ran");
 }
@@ -242,11 +255,7 @@ async fn executions(url: &str, tok: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
     use common::serve::{named_token, Server};
-    let cluster = pg_cluster("orders").await;
-    let mut topology = cluster.topology().clone();
-    topology.stores[0].tags = vec!["payments".into()];
-    let ws = Workspace::new(&topology);
-    policy(&ws, 3600);
+    let (cluster, ws) = payments_lab().await;
     let tokens = ws.path("tokens");
     let alice = named_token(&ws, &tokens, "approver", "alice");
     let bob = named_token(&ws, &tokens, "approver", "bob");
@@ -394,22 +403,6 @@ async fn over_the_api_the_token_holder_approves_and_the_server_runs_it() {
         "SWITCHYARD_TOKEN",
         &bob,
     );
-    assert_eq!(r.code, 5, "{}", r.stderr);
-    assert!(
-        r.stderr.contains(&format!(
-            "the approval request of execution {id2} expired at"
-        )),
-        "{}",
-        r.stderr
-    );
-    let recs = journal(&ws, &id2);
-    let refused = recs.iter().find(|r| r["type"] == "approval").unwrap();
-    assert_eq!(
-        (
-            refused["approved"].as_bool(),
-            refused["approver"]["name"].as_str()
-        ),
-        (Some(false), Some("bob"))
-    );
+    refused_as_expired(&ws, &id2, &r);
     assert_eq!(pg_primary(&cluster).await.unwrap().1, "west", "nothing ran");
 }
