@@ -273,7 +273,7 @@ pub fn replay(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
         match r {
             Record::Started {
                 execution_id,
-                epoch,
+                fencing_token,
                 plan: p,
                 ..
             } => {
@@ -281,7 +281,7 @@ pub fn replay(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
                 out.push(ProgressEvent::ExecutionStarted {
                     execution_id: execution_id.clone(),
                     plan: p.name.clone(),
-                    epoch: *epoch,
+                    fencing_token: *fencing_token,
                     resumed: false,
                     stages: p.stages.len(),
                 });
