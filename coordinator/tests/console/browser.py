@@ -287,12 +287,14 @@ try:
     def approve_by_keyboard():
         driver.get(url + "/#/history")
         driver.get(url + "/#/approvals")
-        wait.until(lambda d: css(f'[data-approve="{seen["approval"]["id"]}"]'))
-        button = css(f'[data-approve="{seen["approval"]["id"]}"]')[0]
+        target_id = seen["approval"]["id"]
+        wait.until(lambda d: css(f'[data-approve="{target_id}"]'))
         driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);")
-        for _ in range(40):
+        # Compare by what the focused element is, not by a reference a
+        # re-render may have replaced.
+        for _ in range(60):
             ActionChains(driver).send_keys(Keys.TAB).perform()
-            if driver.switch_to.active_element == button:
+            if driver.execute_script("return document.activeElement && document.activeElement.dataset.approve") == target_id:
                 break
         else:
             fail("the Approve button is not reachable by keyboard")
