@@ -141,19 +141,46 @@ pub fn reasons(policy: &ApprovalPolicy, plan: &Plan, t: &Topology) -> Vec<String
 /// A person, as the journal names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Identity {
-    /// OS user name, or the approver's name from the policy.
+    /// OS user name, the approver's name from the policy, or the name of
+    /// the bearer token a request to `switchyard serve` carried.
     pub name: String,
-    /// OS user id of the process.
+    /// OS user id of the process that journaled it.
     pub uid: u32,
-    /// `os_user` or `token`.
+    /// `os_user`, `token` (an approver token of the policy) or
+    /// `bearer_token` (a `switchyard serve` API token).
     pub via: String,
+    /// The bearer token's public id (`tok-…`), for `bearer_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
 }
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.via.as_str() {
             "token" => write!(f, "{} (approver token, as uid {})", self.name, self.uid),
+            BEARER => write!(
+                f,
+                "{} (API token {})",
+                self.name,
+                self.token_id.as_deref().unwrap_or("?")
+            ),
             _ => write!(f, "{} (uid {})", self.name, self.uid),
+        }
+    }
+}
+
+/// `via` of a person known by the bearer token of an API request.
+pub const BEARER: &str = "bearer_token";
+
+impl Identity {
+    /// The holder of an API bearer token named `name` (id `token_id`),
+    /// journaled by this process.
+    pub fn bearer(name: &str, token_id: &str) -> Self {
+        Identity {
+            name: name.to_string(),
+            uid: os_user().uid,
+            via: BEARER.into(),
+            token_id: Some(token_id.to_string()),
         }
     }
 }
@@ -175,6 +202,7 @@ pub fn os_user() -> Identity {
         name,
         uid,
         via: "os_user".into(),
+        token_id: None,
     }
 }
 
@@ -195,6 +223,7 @@ pub fn approver(policy: &ApprovalPolicy, token: Option<&str>) -> Result<Identity
             name: a.name.clone(),
             uid: me.uid,
             via: "token".into(),
+            token_id: None,
         })
         .ok_or_else(|| {
             format!("the token in {TOKEN_ENV} is not one of the policy's approvers (approvals.approver)")
@@ -202,17 +231,22 @@ pub fn approver(policy: &ApprovalPolicy, token: Option<&str>) -> Result<Identity
 }
 
 /// Whether `approver` counts as a second person for `requester`: a
-/// different OS user, or a named approver token that is not the
-/// requester's own name.
+/// different OS user when both are OS users (the uid decides), otherwise a
+/// different name (an approver token or an API token is a person's name;
+/// one's own name is refused whichever way it is presented).
 pub fn second_person(requester: &Identity, approver: &Identity) -> Result<(), String> {
+    let both_os_users = approver.via == "os_user" && requester.via == "os_user";
     match approver.via.as_str() {
         "token" if approver.name == requester.name => Err(format!(
             "self-approval refused: the approver token belongs to {}, who requested the execution",
             approver.name
         )),
-        "token" => Ok(()),
-        _ if approver.uid == requester.uid => Err(format!(
+        _ if both_os_users && approver.uid == requester.uid => Err(format!(
             "self-approval refused: {} requested the execution and cannot approve it; another OS user, or someone with an approver token in {TOKEN_ENV}, must",
+            requester.name
+        )),
+        _ if !both_os_users && approver.name == requester.name => Err(format!(
+            "self-approval refused: {} requested the execution and cannot approve it; another approver must",
             requester.name
         )),
         _ => Ok(()),
@@ -388,6 +422,23 @@ pub fn approve(
     id: &str,
     token: Option<&str>,
 ) -> Result<ApprovalDecision, ApproveError> {
+    let who = approver(policy, token).map_err(|e| {
+        let mut who = os_user();
+        who.via = "token".into();
+        who.name = format!("{} (unknown token)", who.name);
+        (who, e)
+    });
+    approve_as(journals, id, who)
+}
+
+/// Decide and journal an approval attempt on execution `id` by `who`, or
+/// by someone who may not approve at all (`Err((who tried, why not))`,
+/// journaled as refused too).
+pub fn approve_as(
+    journals: &dyn crate::journal::JournalStore,
+    id: &str,
+    who: Result<Identity, (Identity, String)>,
+) -> Result<ApprovalDecision, ApproveError> {
     let recs = journals
         .read(id)
         .map_err(|e| ApproveError::Usage(e.to_string()))?;
@@ -407,22 +458,17 @@ pub fn approve(
         )));
     }
     let now = crate::journal::now_ms();
-    let (decision, verdict) = match approver(policy, token) {
+    let (decision, verdict) = match who {
         Ok(who) => decide(id, &state, who, now),
-        Err(e) => {
-            let mut who = os_user();
-            who.via = "token".into();
-            who.name = format!("{} (unknown token)", who.name);
-            (
-                ApprovalDecision {
-                    at_ms: now,
-                    approver: who,
-                    approved: false,
-                    refused_because: e.clone(),
-                },
-                Err(e),
-            )
-        }
+        Err((who, e)) => (
+            ApprovalDecision {
+                at_ms: now,
+                approver: who,
+                approved: false,
+                refused_because: e.clone(),
+            },
+            Err(e),
+        ),
     };
     journals
         .open(id)
@@ -440,6 +486,7 @@ mod tests {
             name: name.into(),
             uid,
             via: via.into(),
+            token_id: None,
         }
     }
 
@@ -466,6 +513,19 @@ mod tests {
         assert!(r.unwrap_err().contains("token belongs to alice"));
         assert!(decide("x", &s, who("bob", 1001, "os_user"), 5).1.is_ok());
         assert!(decide("x", &s, who("bob", 1000, "token"), 5).1.is_ok());
+        // Over the API the name decides, whichever uid the server runs as.
+        let (_, r) = decide("x", &s, who("alice", 1001, BEARER), 5);
+        assert!(r.unwrap_err().starts_with("self-approval refused: alice"));
+        assert!(decide("x", &s, who("bob", 1000, BEARER), 5).1.is_ok());
+        let mut by_api = state(10_000);
+        by_api.request.requester = who("carol", 1000, BEARER);
+        assert!(decide("x", &by_api, who("carol", 1002, "os_user"), 5)
+            .1
+            .unwrap_err()
+            .starts_with("self-approval refused: carol"));
+        assert!(decide("x", &by_api, who("dave", 1000, "os_user"), 5)
+            .1
+            .is_ok());
     }
 
     #[test]

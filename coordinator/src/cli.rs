@@ -293,7 +293,9 @@ pub enum Command {
     },
     /// Approve an execution that is `pending_approval` (the two-person
     /// rule): as an OS user other than the requester, or with an approver
-    /// token in SWITCHYARD_APPROVER_TOKEN. `switchyard resume ID` runs it.
+    /// token in SWITCHYARD_APPROVER_TOKEN; `switchyard resume ID` runs it.
+    /// With --server: as the holder of SWITCHYARD_TOKEN (role approver),
+    /// and the server runs it at once.
     Approve {
         /// Execution id.
         id: String,
@@ -379,6 +381,10 @@ pub enum TokenAction {
         /// Tokens file the server reads (created with mode 0600 if missing).
         #[arg(long)]
         tokens_file: PathBuf,
+        /// Who holds it: the journal names them as the one who started or
+        /// approved an execution (default: the token's id).
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -659,13 +665,22 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         _ => {}
     }
     if let Command::Token {
-        action: TokenAction::Create { role, tokens_file },
+        action:
+            TokenAction::Create {
+                role,
+                tokens_file,
+                name,
+            },
     } = &cli.command
     {
-        let (token, id) = crate::server::auth::create(tokens_file, *role).map_err(Exit::usage)?;
+        let (token, id) = crate::server::auth::create(tokens_file, *role, name.as_deref())
+            .map_err(Exit::usage)?;
         println!("{token}");
         eprintln!(
-            "switchyard: token {id} ({role}) added to {}; it is shown only now",
+            "switchyard: token {id} ({role}{}) added to {}; it is shown only now",
+            name.as_deref()
+                .map(|n| format!(", held by {n}"))
+                .unwrap_or_default(),
             tokens_file.display()
         );
         return Ok(exit::OK);

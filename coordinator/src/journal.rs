@@ -334,6 +334,15 @@ pub enum Record {
     ApprovalRequested(crate::approval::ApprovalRequest),
     /// Someone approved the execution, or tried to and was refused.
     Approval(crate::approval::ApprovalDecision),
+    /// Who started the execution (the OS user of the CLI, or the holder
+    /// of the API token that asked the server); journaled right after
+    /// [`Record::Started`]. Older journals have none: unknown.
+    StartedBy {
+        /// When.
+        at_ms: u64,
+        /// Who.
+        by: crate::approval::Identity,
+    },
 }
 
 /// The sequence number the next intent of an execution gets: one past the
@@ -849,6 +858,9 @@ pub struct ExecutionSummary {
     pub started_at_ms: u64,
     /// Time of the last record.
     pub last_at_ms: u64,
+    /// Who started it (name), when the journal says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 /// Where an execution stands according to its journal.
@@ -909,6 +921,7 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
         },
         started_at_ms: 0,
         last_at_ms: 0,
+        started_by: None,
     };
     let mut closed = false;
     for r in records {
@@ -935,7 +948,11 @@ pub fn summarize(id: &str, records: &[Record]) -> ExecutionSummary {
                 ..
             } => s.status = ExecutionStatus::Failed,
             Record::Resumed { .. } => s.status = ExecutionStatus::Unfinished,
-            Record::ApprovalRequested(_) => s.status = ExecutionStatus::PendingApproval,
+            Record::ApprovalRequested(a) => {
+                s.status = ExecutionStatus::PendingApproval;
+                s.started_by.get_or_insert_with(|| a.requester.name.clone());
+            }
+            Record::StartedBy { by, .. } => s.started_by = Some(by.name.clone()),
             Record::Approval(a) if a.approved => s.status = ExecutionStatus::Unfinished,
             _ => {}
         }
@@ -968,6 +985,7 @@ pub fn record_time(r: &Record) -> u64 {
         Record::Hook(h) => h.at_ms,
         Record::ApprovalRequested(a) => a.at_ms,
         Record::Approval(a) => a.at_ms,
+        Record::StartedBy { at_ms, .. } => *at_ms,
     }
 }
 

@@ -79,6 +79,10 @@ pub struct PlanOptions {
     /// rewound or re-cloned and made to follow (`Rejoin`); after that a
     /// move to the stale member's region is an ordinary planned switchover.
     pub stale_primaries: BTreeSet<String>,
+    /// The canonical sequence every store runs; `None`: the mode's
+    /// ([`Kind::PlannedSwitchover`] or [`Kind::ForcedFailover`]). A
+    /// rollback's way back is [`Kind::Rollback`] (with [`Mode::Planned`]).
+    pub sequence: Option<Kind>,
 }
 
 impl PlanOptions {
@@ -91,6 +95,7 @@ impl PlanOptions {
             catch_up_timeout_ms: 60_000,
             already_there: BTreeSet::new(),
             stale_primaries: BTreeSet::new(),
+            sequence: None,
         }
     }
 }
@@ -136,6 +141,34 @@ pub fn dependency_levels(topology: &Topology) -> Result<BTreeMap<String, usize>,
         .collect())
 }
 
+/// The plan operation of one canonical-sequence step, towards `target` in
+/// `mode` (a wait is for the position the sequence captured).
+pub fn plan_op(st: SeqStep, target: &str, mode: Mode, catch_up_timeout_ms: u64) -> PlanOp {
+    match st {
+        SeqStep::CheckReadiness => PlanOp::CheckReadiness {
+            target_region: target.into(),
+            mode,
+        },
+        SeqStep::Fence => PlanOp::Fence,
+        SeqStep::CapturePosition => PlanOp::CapturePosition,
+        SeqStep::WaitForCaptured => PlanOp::WaitForPosition {
+            target_region: target.into(),
+            position: PositionSource::Captured(Captured::Captured),
+            timeout_ms: catch_up_timeout_ms,
+        },
+        SeqStep::MakeSticky => PlanOp::MakeSticky {
+            target_region: target.into(),
+        },
+        SeqStep::Promote => PlanOp::Promote {
+            target_region: target.into(),
+            mode,
+        },
+        SeqStep::RepointFollowers => PlanOp::RepointFollowers,
+        SeqStep::Rejoin => PlanOp::Rejoin,
+        SeqStep::Unfence => PlanOp::Unfence,
+    }
+}
+
 /// Make a failover plan for every store of `topology`.
 pub fn plan_failover(
     topology: &Topology,
@@ -179,36 +212,14 @@ pub fn plan_failover(
     }
     let max_level = levels.values().copied().max().unwrap_or(0);
     // Every store's steps come from the one canonical sequence.
-    let kind = if planned {
+    let kind = opts.sequence.unwrap_or(if planned {
         Kind::PlannedSwitchover
     } else {
         Kind::ForcedFailover
-    };
+    });
     let phase_of =
         |s: &Store, phase: Phase| sequence::in_phase(kind, &capof[s.name.as_str()], phase);
-    let plan_op = |st: SeqStep| match st {
-        SeqStep::CheckReadiness => PlanOp::CheckReadiness {
-            target_region: target.into(),
-            mode: opts.mode,
-        },
-        SeqStep::Fence => PlanOp::Fence,
-        SeqStep::CapturePosition => PlanOp::CapturePosition,
-        SeqStep::WaitForCaptured => PlanOp::WaitForPosition {
-            target_region: target.into(),
-            position: PositionSource::Captured(Captured::Captured),
-            timeout_ms: opts.catch_up_timeout_ms,
-        },
-        SeqStep::MakeSticky => PlanOp::MakeSticky {
-            target_region: target.into(),
-        },
-        SeqStep::Promote => PlanOp::Promote {
-            target_region: target.into(),
-            mode: opts.mode,
-        },
-        SeqStep::RepointFollowers => PlanOp::RepointFollowers,
-        SeqStep::Rejoin => PlanOp::Rejoin,
-        SeqStep::Unfence => PlanOp::Unfence,
-    };
+    let plan_op = |st: SeqStep| plan_op(st, target, opts.mode, opts.catch_up_timeout_ms);
     let skip = |s: &Store| opts.already_there.contains(&s.name);
     let at_level = |l: usize| -> Vec<&Store> {
         topology

@@ -261,6 +261,100 @@ impl Default for Terminal {
     }
 }
 
+/// The events a journal shows happened, as the driver reported them live:
+/// the timeline of an execution no process is driving now (the console's
+/// Execution view of a finished or interrupted one).
+pub fn replay(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
+    use crate::journal::{OpResult, Record};
+    let mut out = vec![];
+    let mut plan: Option<&crate::plan::Plan> = None;
+    let mut ops: BTreeMap<u64, String> = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::Started {
+                execution_id,
+                fencing_token,
+                plan: p,
+                ..
+            } => {
+                plan = Some(p);
+                out.push(ProgressEvent::ExecutionStarted {
+                    execution_id: execution_id.clone(),
+                    plan: p.name.clone(),
+                    fencing_token: *fencing_token,
+                    resumed: false,
+                    stages: p.stages.len(),
+                });
+            }
+            Record::StageStarted { stage, .. } => {
+                let st = plan.and_then(|p| p.stages.get(*stage));
+                out.push(ProgressEvent::StageStarted {
+                    stage: stage + 1,
+                    name: st.map(|s| s.name.clone()).unwrap_or_default(),
+                    stores: st
+                        .map(|s| s.steps.iter().map(|x| x.store.clone()).collect())
+                        .unwrap_or_default(),
+                });
+            }
+            Record::Intent {
+                seq,
+                stage,
+                store,
+                op,
+                ..
+            } => {
+                ops.insert(*seq, op.name().to_string());
+                out.push(ProgressEvent::OpStarted {
+                    stage: stage + 1,
+                    seq: *seq,
+                    store: store.clone(),
+                    op: op.name().into(),
+                    description: op.to_string(),
+                });
+            }
+            Record::Outcome {
+                seq,
+                stage,
+                store,
+                duration_ms,
+                attempts,
+                result,
+                ..
+            } => out.push(ProgressEvent::OpFinished {
+                stage: stage + 1,
+                seq: *seq,
+                store: store.clone(),
+                op: ops.get(seq).cloned().unwrap_or_default(),
+                duration_ms: *duration_ms,
+                attempts: *attempts,
+                error: match result {
+                    OpResult::Err { message, .. } => Some(message.clone()),
+                    OpResult::Ok { .. } => None,
+                },
+            }),
+            Record::CheckpointPassed {
+                stage,
+                duration_ms,
+                observed,
+                ..
+            }
+            | Record::CheckpointFailed {
+                stage,
+                duration_ms,
+                observed,
+                ..
+            } => out.push(ProgressEvent::CheckpointFinished {
+                stage: stage + 1,
+                passed: matches!(r, Record::CheckpointPassed { .. }),
+                duration_ms: *duration_ms,
+                observed: observed.clone(),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

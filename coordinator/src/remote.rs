@@ -10,7 +10,7 @@
 //! `executions` (and `close`). Abort, rollback and drill read the job's
 //! event stream (`Accept: text/event-stream`) to its last event, a typed
 //! report ([`crate::server::views`]) rendered by the same function as local
-//! mode. `approve` is the approvals endpoint's; `serve`, `token`,
+//! mode. `approve` posts to the approvals endpoint (approver role); `serve`, `token`,
 //! `completions` and `man` are local by nature.
 
 use crate::cli::{
@@ -745,14 +745,10 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 &format!("no executions on {}", remote.base),
             ))
         }
+        Command::Approve { id, output } => approve(&remote, &id, output).await,
         other => Err(Exit::usage(format!(
-            "`{}` is not carried out with --server; {}",
+            "`{}` is not carried out with --server; run it where it is needed (it does not talk to a server)",
             command_name(&other),
-            match &other {
-                Command::Approve { .. } =>
-                    "approve with the approvals API (docs/approvals.md) or on the server's machine",
-                _ => "run it where it is needed (it does not talk to a server)",
-            }
         ))),
     }
 }
@@ -796,6 +792,50 @@ impl EventSink for Later {
             .get_or_init(|| Render::sink(self.output))
             .send(ev);
     }
+}
+
+/// `switchyard --server URL approve ID`: the same lines and exit codes as a
+/// local `approve` (0 approved, 5 refused, 2 nothing to approve, 3 another
+/// execution runs); a token that is not an approver's is refused like an
+/// approver token the policy does not list (5).
+async fn approve(remote: &Remote, id: &str, output: crate::cli::Output) -> Result<i32, Exit> {
+    let path = format!("/v1/executions/{id}/approvals");
+    let r = remote
+        .send(reqwest::Method::POST, &path, Some(&json!({})))
+        .await?;
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if status >= 400 {
+        return Err(Exit {
+            code: if status == 403 {
+                exit::REFUSED
+            } else {
+                code_of_status(status)
+            },
+            message: v["detail"]
+                .as_str()
+                .map_or_else(|| format!("HTTP {status}"), str::to_string),
+        });
+    }
+    let by = v["approved_by"].as_str().unwrap_or("?");
+    if output == crate::cli::Output::Json {
+        println!(
+            "{}",
+            json!({"execution_id": id, "status": "approved", "approver": v["approver"]})
+        );
+    } else {
+        println!(
+            "Execution {id} approved by {by}; {}",
+            match v["detail"].as_str() {
+                None => format!(
+                    "the server runs it now (GET {}/v1/executions/{id})",
+                    remote.base
+                ),
+                Some(d) => d.to_string(),
+            }
+        );
+    }
+    Ok(exit::OK)
 }
 
 fn command_name(c: &Command) -> &'static str {

@@ -13,9 +13,15 @@
 //! - **unfence**: no writable primary, the execution fenced it and nothing
 //!   was promoted (the store term did not move): unfence the old primary;
 //! - **back**: the one writable primary is elsewhere (a promotion happened):
-//!   a planned, fenced switchover back — the planner's canonical sequence
-//!   (readiness, fence, capture, wait until the origin replayed it, promote,
-//!   re-point, rejoin), priorities restored to the origin. When no member in
+//!   a planned, fenced switchover back — the canonical rollback sequence
+//!   (`sequence::Kind::Rollback`: readiness, fence, capture, wait until the
+//!   origin replayed it, promote, re-point, rejoin), laid out by the planner
+//!   in dependency order, priorities restored to the origin.
+//!
+//! The steps of every action come from `switchyard_controller::sequence`
+//! (`sequence::rollback`), the one definition the planner, abort and the
+//! conformance suite share; this module only decides which action a store
+//! gets. When no member in
 //!   the origin follows the current primary yet (the old primary was fenced
 //!   and never rejoined), it is rejoined first — only when the journal shows
 //!   the execution had the target replay the old primary's final position
@@ -33,9 +39,10 @@ use crate::abort::{touched, writable_primaries};
 use crate::expectation::{one_writable_primary, preferred_in, primary_in};
 use crate::journal::{OpResult, Record};
 use crate::plan::{CheckpointEntry, Mode, Plan, PlanOp, Stage, Step};
-use crate::planner::{plan_failover, PlanOptions};
+use crate::planner::{plan_failover, plan_op, PlanOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use switchyard_controller::sequence;
 use switchyard_controller::{Capability, ObservedState, Operation, Role};
 use switchyard_topology::Topology;
 
@@ -352,23 +359,24 @@ pub fn plan_rollback(
     let mut steps = vec![];
     let mut checkpoint = vec![];
     for (store, a) in &actions {
-        let (region, ops) = match a {
+        let cap = caps.get(store).unwrap_or(&none);
+        let (region, r) = match a {
             Action::Stay {
                 region,
                 restore_preference,
             } => (
                 region,
-                if *restore_preference {
-                    vec![PlanOp::MakeSticky {
-                        target_region: region.clone(),
-                    }]
-                } else {
-                    vec![]
+                sequence::Rollback::Stay {
+                    touched_sticky: *restore_preference,
                 },
             ),
-            Action::Unfence { region } => (region, vec![PlanOp::Unfence]),
+            Action::Unfence { region } => (region, sequence::Rollback::Unfence),
             Action::Back { .. } => continue,
         };
+        let ops: Vec<PlanOp> = sequence::rollback(r, cap)
+            .into_iter()
+            .map(|(_, st)| plan_op(st, region, Mode::Planned, timeouts.catch_up_ms))
+            .collect();
         let restores_preference = ops.iter().any(|o| matches!(o, PlanOp::MakeSticky { .. }));
         steps.extend(ops.into_iter().map(|op| Step {
             store: store.clone(),
@@ -409,7 +417,9 @@ pub fn plan_rollback(
         for s in &mut sub.stores {
             s.depends_on.retain(|d| stores.contains(&d.as_str()));
         }
+        // Every store goes back by the canonical rollback sequence.
         let mut opts = PlanOptions::new(origin, Mode::Planned);
+        opts.sequence = Some(sequence::Kind::Rollback);
         opts.stage_timeout_ms = timeouts.stage_ms;
         opts.catch_up_timeout_ms = timeouts.catch_up_ms;
         for (store, a) in &actions {
@@ -569,5 +579,43 @@ mod tests {
             "{}",
             r[0].why
         );
+    }
+
+    #[test]
+    fn the_way_back_is_the_canonical_rollback_sequence() {
+        let p = plan(Mode::Planned);
+        let cap = Capability::none()
+            .with_planned_switchover()
+            .with_fencing()
+            .with_positions()
+            .with_repoint()
+            .with_rejoin();
+        let caps = BTreeMap::from([("orders".to_string(), cap)]);
+        let mut obs = observed();
+        if let Ok(s) = &mut obs[0].1 {
+            // The old primary follows the new one: nothing to rejoin first.
+            let east = &mut s.members[0];
+            east.reachable = true;
+            east.role = Role::Secondary;
+            east.replicating = Some(true);
+        }
+        let t = Timeouts {
+            stage_ms: 1000,
+            catch_up_ms: 1000,
+        };
+        let r = plan_rollback(&topology(), &caps, "x", &p, &records(&p), &obs, t).unwrap();
+        let ops: Vec<String> = r
+            .plan
+            .unwrap()
+            .stages
+            .iter()
+            .flat_map(|s| s.steps.iter().map(|st| st.op.to_string()))
+            .collect();
+        let canonical: Vec<String> = sequence::rollback(sequence::Rollback::Back, &cap)
+            .into_iter()
+            .map(|(_, st)| plan_op(st, "east", Mode::Planned, 1000).to_string())
+            .collect();
+        assert_eq!(ops, canonical);
+        assert_eq!(canonical.len(), 7, "{canonical:?}");
     }
 }

@@ -9,6 +9,7 @@
 //! held in between, which is where the CLI asks for confirmation and the
 //! server answers `202`.
 
+use crate::approval::Identity;
 use crate::driver::{Driver, DriverError, RunEnd};
 use crate::executor::Executor;
 use crate::failpoint::Failpoint;
@@ -195,6 +196,7 @@ pub struct Pending {
     plan: Plan,
     kind: &'static str,
     warnings: Vec<String>,
+    by: Identity,
 }
 
 impl std::fmt::Debug for Pending {
@@ -221,6 +223,13 @@ impl Pending {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+    /// Who starts it (default: the OS user of this process): the journal
+    /// and the history name them, and the two-person rule refuses them as
+    /// its approver. The server passes the holder of the request's token.
+    pub fn started_by(mut self, who: Identity) -> Self {
+        self.by = who;
+        self
+    }
 }
 
 /// An execution whose start (or resume) is journaled, ready to drive:
@@ -238,6 +247,8 @@ pub struct Launched {
     guard: Arc<dyn LockGuard>,
     controllers: Arc<Controllers>,
     kind: String,
+    /// Who started it: who an `on_failure = "rollback"` runs on behalf of.
+    by: Identity,
 }
 
 impl std::fmt::Debug for Launched {
@@ -272,6 +283,7 @@ impl Launched {
             guard,
             controllers,
             kind,
+            by,
         } = self;
         let end = driver.run(&mut executor).await;
         drop(driver);
@@ -314,7 +326,7 @@ impl Launched {
         drop(guard);
         let guard = service.lock("rollback")?;
         let rolled =
-            Box::pin(service.run_rollback(&guard, &controllers, &id, planned, tee)).await?;
+            Box::pin(service.run_rollback(&guard, &controllers, &id, planned, tee, &by)).await?;
         let ok = rolled
             .as_ref()
             .is_none_or(|r| r.outcome == Outcome::Succeeded);
@@ -339,10 +351,19 @@ impl Launched {
 pub struct PendingAbort {
     guard: Arc<dyn LockGuard>,
     controllers: Arc<Controllers>,
+    by: Identity,
     /// The execution being aborted.
     pub id: String,
     /// What to run, and every store's decision.
     pub planned: crate::abort::AbortPlan,
+}
+
+impl PendingAbort {
+    /// Who runs the abort (default: the OS user of this process).
+    pub fn started_by(mut self, who: Identity) -> Self {
+        self.by = who;
+        self
+    }
 }
 
 impl std::fmt::Debug for PendingAbort {
@@ -808,6 +829,7 @@ impl Service {
             plan,
             kind,
             warnings,
+            by: crate::approval::os_user(),
         }))
     }
 
@@ -823,10 +845,17 @@ impl Service {
             controllers,
             plan,
             kind,
+            by,
             ..
         } = pending;
-        self.inner
-            .launch(&guard, &controllers, plan, kind, None, self.tee(sink))
+        self.inner.launch(
+            &guard,
+            &controllers,
+            plan,
+            Start { kind, by: &by },
+            None,
+            self.tee(sink),
+        )
     }
 
     /// Start a pending execution and drive it to its end.
@@ -885,6 +914,7 @@ impl Service {
             controllers,
             id,
             planned,
+            by: crate::approval::os_user(),
         })
     }
 
@@ -900,6 +930,7 @@ impl Service {
             controllers,
             id,
             planned,
+            by,
         } = pending;
         let inner = &self.inner;
         let decided: Vec<StoreStatus> = planned
@@ -916,7 +947,10 @@ impl Service {
                     &guard,
                     &controllers,
                     plan,
-                    crate::abort::KIND,
+                    Start {
+                        kind: crate::abort::KIND,
+                        by: &by,
+                    },
                     Some(Supersedes {
                         id: &id,
                         stores: decided,
@@ -999,7 +1033,14 @@ impl Service {
             planned,
         } = pending;
         self.inner
-            .run_rollback(&guard, &controllers, &id, planned, self.tee(sink))
+            .run_rollback(
+                &guard,
+                &controllers,
+                &id,
+                planned,
+                self.tee(sink),
+                &crate::approval::os_user(),
+            )
             .await
     }
 
@@ -1013,10 +1054,19 @@ impl Service {
         let policy = crate::policy::load(&self.inner.topology_file).map_err(usage)?;
         let _guard = self.inner.lock("approve")?;
         let store = self.inner.journals()?;
-        crate::approval::approve(&*store, &policy.approvals, id, token).map_err(|e| match e {
-            crate::approval::ApproveError::Usage(m) => ServiceError::usage(m),
-            crate::approval::ApproveError::Refused(m) => ServiceError::new(ErrorKind::Refused, m),
-        })
+        crate::approval::approve(&*store, &policy.approvals, id, token).map_err(approve_error)
+    }
+
+    /// Approve execution `id` as `who` (the server's caller), or journal
+    /// the refusal of someone who may not approve (`Err((who, why))`).
+    pub fn approve_as(
+        &self,
+        id: &str,
+        who: Result<Identity, (Identity, String)>,
+    ) -> Result<crate::approval::ApprovalDecision, ServiceError> {
+        let _guard = self.inner.lock("approve")?;
+        let store = self.inner.journals()?;
+        crate::approval::approve_as(&*store, id, who).map_err(approve_error)
     }
 
     /// Take the lock and plan a drill to `to`: every store must be observed
@@ -1130,8 +1180,19 @@ impl Service {
         } = pending;
         let inner = &self.inner;
         let tee = self.tee(sink);
+        let me = crate::approval::os_user();
         let out = inner
-            .launch(&guard, &controllers, out, "drill-out", None, tee.clone())?
+            .launch(
+                &guard,
+                &controllers,
+                out,
+                Start {
+                    kind: "drill-out",
+                    by: &me,
+                },
+                None,
+                tee.clone(),
+            )?
             .run()
             .await?;
         if out.outcome != Outcome::Succeeded {
@@ -1176,7 +1237,17 @@ impl Service {
         drop(guard);
         let guard = inner.lock("drill")?;
         let back = inner
-            .launch(&guard, &controllers, back, "drill-back", None, tee)?
+            .launch(
+                &guard,
+                &controllers,
+                back,
+                Start {
+                    kind: "drill-back",
+                    by: &me,
+                },
+                None,
+                tee,
+            )?
             .run()
             .await?;
         let store = inner.journals()?;
@@ -1284,32 +1355,6 @@ impl Service {
         })
     }
 
-    /// `switchover` moves only what can be fenced and caught up: refused
-    /// ([`ErrorKind::Refused`], nothing done) unless every store has one
-    /// reachable, writable primary now.
-    pub async fn refuse_unfenceable(&self) -> Result<(), ServiceError> {
-        let state = self.state().await?;
-        for (store, h) in &state.health {
-            let why = match h {
-                Err(e) => Some(format!("cannot be observed: {e}")),
-                Ok(h) if h.primary.is_none() || h.problem.is_some() => {
-                    Some(h.problem.clone().unwrap_or_else(|| "no primary".into()))
-                }
-                Ok(_) => None,
-            };
-            if let Some(why) = why {
-                return Err(ServiceError::new(
-                    ErrorKind::Refused,
-                    format!(
-                        "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
-                         If its region is gone: `switchyard failover --to R --forced`"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// The newest execution journaled as waiting for approval, shown (what
     /// a refused start with [`ErrorKind::PendingApproval`] left behind).
     pub fn newest_pending_approval(&self) -> Option<Shown> {
@@ -1336,6 +1381,12 @@ impl Service {
 struct Supersedes<'a> {
     id: &'a str,
     stores: Vec<StoreStatus>,
+}
+
+/// The kind of a new execution and who starts it: both journaled first.
+struct Start<'a> {
+    kind: &'a str,
+    by: &'a Identity,
 }
 
 impl Inner {
@@ -1545,10 +1596,11 @@ impl Inner {
         guard: &Arc<dyn LockGuard>,
         controllers: &Arc<Controllers>,
         plan: Plan,
-        kind: &str,
+        start: Start<'_>,
         supersedes: Option<Supersedes<'_>>,
         tee: Arc<Tee>,
     ) -> Result<Launched, ServiceError> {
+        let Start { kind, by } = start;
         let store = self.journals()?;
         let id = new_execution_id(kind, guard.token());
         let failpoint = Failpoint::from_env().map_err(ServiceError::usage)?;
@@ -1571,7 +1623,13 @@ impl Inner {
             kind,
             std::slice::from_ref(&started),
         );
-        let journal = store.create(&id, &started).map_err(usage)?;
+        let mut journal = store.create(&id, &started).map_err(usage)?;
+        journal
+            .append(&Record::StartedBy {
+                at_ms: now_ms(),
+                by: by.clone(),
+            })
+            .map_err(usage)?;
         tee.driving(&id);
         if let Some(old) = supersedes {
             self.close(old.id, guard.token(), old.stores)?;
@@ -1579,7 +1637,7 @@ impl Inner {
         // An abort or a rollback is never held back: each ends or undoes an
         // execution that was already allowed to run.
         if !reasons.is_empty() && kind != crate::abort::KIND && kind != crate::rollback::KIND {
-            return Err(request_approval(&*store, &id, reasons, expire_after_s)?);
+            return Err(request_approval(&*store, &id, reasons, expire_after_s, by)?);
         }
         let driver = Driver::new(
             controllers.clone(),
@@ -1608,6 +1666,7 @@ impl Inner {
             guard: guard.clone(),
             controllers: controllers.clone(),
             kind: kind.to_string(),
+            by: by.clone(),
         })
     }
 
@@ -1738,6 +1797,7 @@ impl Inner {
             guard,
             controllers: controllers.clone(),
             kind,
+            by: crate::approval::os_user(),
         })
     }
 
@@ -1863,6 +1923,7 @@ impl Inner {
         id: &str,
         planned: crate::rollback::RollbackPlan,
         tee: Arc<Tee>,
+        by: &Identity,
     ) -> Result<Option<Finished>, ServiceError> {
         let stores: Vec<StoreStatus> = planned
             .actions
@@ -1880,7 +1941,10 @@ impl Inner {
             guard,
             controllers,
             plan,
-            crate::rollback::KIND,
+            Start {
+                kind: crate::rollback::KIND,
+                by,
+            },
             Some(Supersedes { id, stores }),
             tee,
         )?;
@@ -2006,11 +2070,12 @@ fn request_approval(
     id: &str,
     reasons: Vec<String>,
     expire_after_s: u64,
+    requester: &Identity,
 ) -> Result<ServiceError, ServiceError> {
     let at_ms = now_ms();
     let request = crate::approval::ApprovalRequest {
         at_ms,
-        requester: crate::approval::os_user(),
+        requester: requester.clone(),
         reasons,
         expires_at_ms: at_ms + expire_after_s * 1000,
     };
@@ -2027,6 +2092,13 @@ fn request_approval(
             format_ms(request.expires_at_ms)
         ),
     ))
+}
+
+fn approve_error(e: crate::approval::ApproveError) -> ServiceError {
+    match e {
+        crate::approval::ApproveError::Usage(m) => ServiceError::usage(m),
+        crate::approval::ApproveError::Refused(m) => ServiceError::new(ErrorKind::Refused, m),
+    }
 }
 
 /// `YYYYMMDDTHHMMSSmmm-<kind>-t<fencing token>`.

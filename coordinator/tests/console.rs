@@ -4,7 +4,15 @@
 //! --anonymous-read` and a real PostgreSQL lab. The topology shows the lab's
 //! store and members; a session without a token cannot start anything; an
 //! execution started from the page runs and its checkpoints light up in
-//! order; the history lists it. The stores are then asked directly.
+//! order; the history lists it with its duration and who started it. Then
+//! the safety policy wants a second person: a start from the page waits in
+//! the approvals view, the operator's token cannot approve it (403, nothing
+//! changes), an anonymous session cannot either (401), an approver's token
+//! approves it from the keyboard and the server runs it. Every view is
+//! tabbed through (document order, a visible focus ring, every button
+//! reached) and laid out at 1280×800 and 390×844 (no sideways page scroll,
+//! no text under 12 px, every control on screen). The stores are then asked
+//! directly.
 //!
 //! Skips (saying so) when the browser or selenium is missing, unless
 //! `SWITCHYARD_REQUIRE_BROWSER=1` (set by scripts/test.sh, which installs
@@ -12,9 +20,9 @@
 
 mod common;
 
-use common::serve::{token, Server};
+use common::serve::{named_token, Server};
 use common::{pg_cluster, pg_primary, Workspace};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::process::Command;
 
 fn browser_missing() -> Option<String> {
@@ -43,9 +51,12 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
         return;
     }
     let cluster = pg_cluster("orders").await;
-    let ws = Workspace::new(cluster.topology());
+    let mut topology = cluster.topology().clone();
+    topology.stores[0].tags = vec!["payments".into()];
+    let ws = Workspace::new(&topology);
     let tokens = ws.path("tokens");
-    let operator = token(&ws, &tokens, "operator");
+    let operator = named_token(&ws, &tokens, "operator", "alice");
+    let approver = named_token(&ws, &tokens, "approver", "bob");
     let s = Server::start(&ws, &tokens, "a", &["--anonymous-read"]);
     // The page is opened once the server has observed the stores.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -77,6 +88,12 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
     let url = s.url.clone();
     let members_json = Value::Object(members.clone()).to_string();
     let shots_arg = shots.to_str().unwrap().to_string();
+    // Written by browser.py half-way, so the second start needs approval.
+    let policy = ws
+        .path("topology.safety.toml")
+        .to_str()
+        .unwrap()
+        .to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .args([
@@ -87,6 +104,9 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
                 &members_json,
                 "west",
                 &shots_arg,
+                &approver,
+                &policy,
+                "east",
             ])
             .output()
             .unwrap()
@@ -157,9 +177,88 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
         seen["history_row"].as_str().unwrap().contains("succeeded"),
         "{seen}"
     );
+    assert_eq!(seen["history_started_by"], "alice", "{seen}");
+    let took = seen["history_duration"].as_str().unwrap();
+    assert!(took.ends_with(" s") || took.ends_with(" ms"), "{seen}");
 
-    // The server agrees, only this one execution exists (the anonymous start
-    // did nothing), and the store really moved.
+    // The second start waited for approval, in the approvals view, asked by
+    // the operator's token holder; the page offered the CLI's preview.
+    assert!(
+        seen["cli_preview"].as_str().unwrap().contains("orders"),
+        "{seen}"
+    );
+    assert!(
+        seen["pending_message"]
+            .as_str()
+            .unwrap()
+            .contains("pending_approval"),
+        "{seen}"
+    );
+    let pending = seen["approval"]["id"].as_str().unwrap();
+    assert_eq!(seen["approval"]["requester"], "alice", "{seen}");
+    assert!(
+        seen["approval"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("tagged payments"),
+        "{seen}"
+    );
+    assert_eq!(seen["pending_banner"], true, "{seen}");
+    // Nothing changes without the API's token and role.
+    let op = seen["operator_approve"].as_str().unwrap();
+    assert!(
+        op.starts_with("403") && op.contains("needs approver"),
+        "{seen}"
+    );
+    let anon = seen["anonymous_approve"].as_str().unwrap();
+    assert!(anon.starts_with("401"), "{seen}");
+    assert_eq!(seen["login_shown_for_approve"], true, "{seen}");
+    assert_eq!(seen["approved_execution"], pending, "{seen}");
+    assert_eq!(seen["approved_status"], "succeeded", "{seen}");
+    // Opened later from the history, the first execution shows its
+    // timeline from the journal: the same operations, all ok, and the same
+    // checkpoints, all passed.
+    let tl = &seen["timeline"];
+    assert_eq!(tl["ops"].as_array().unwrap().len(), ops.len(), "{seen}");
+    assert!(
+        tl["ops"].as_array().unwrap().iter().all(|o| o == "ok"),
+        "{seen}"
+    );
+    assert_eq!(
+        tl["checkpoints"].as_array().unwrap().len(),
+        cps.len(),
+        "{seen}"
+    );
+    assert!(
+        tl["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c == "passed"),
+        "{seen}"
+    );
+    // Keyboard and layout: browser.py failed on any violation; check it
+    // looked at every view, at both sizes.
+    for view in ["topology", "plans", "execution", "history", "approvals"] {
+        let met = seen["keyboard"][view].as_array().unwrap();
+        assert!(met.iter().any(|m| m == "nav-approvals"), "{view}: {seen}");
+        assert_eq!(
+            seen["layout"][format!("{view}@desktop")],
+            json!([1280, 800])
+        );
+        assert_eq!(seen["layout"][format!("{view}@phone")], json!([390, 844]));
+    }
+    let approvals_keys = seen["keyboard"]["approvals"].as_array().unwrap();
+    assert!(
+        approvals_keys
+            .iter()
+            .any(|m| m.as_str().unwrap().starts_with("Approve ")),
+        "{seen}"
+    );
+
+    // The server agrees: the anonymous start did nothing; the first ran;
+    // the second ran only once bob approved, after alice's 403; both were
+    // started by alice. The store really moved there and back.
     let list: Value = reqwest::get(format!("{}/v1/executions", s.url))
         .await
         .unwrap()
@@ -172,9 +271,27 @@ async fn the_console_shows_the_lab_and_runs_a_failover_from_the_page() {
         .iter()
         .map(|e| e["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec![id], "{list}");
-    assert_eq!(list[0]["status"], "succeeded", "{list}");
+    assert_eq!(ids, vec![id, pending], "{list}");
+    for e in list.as_array().unwrap() {
+        assert_eq!(e["status"], "succeeded", "{list}");
+        assert_eq!(e["started_by"], "alice", "{list}");
+    }
+    let shown: Value = reqwest::get(format!("{}/v1/executions/{pending}", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let approval = &shown["report"]["approval"];
+    assert_eq!(
+        approval["approved_by"]["approver"]["name"], "bob",
+        "{shown}"
+    );
+    assert_eq!(
+        approval["refused"][0]["approver"]["name"], "alice",
+        "{shown}"
+    );
     let (_, region, tli) = pg_primary(&cluster).await.unwrap();
-    assert_eq!(region, "west");
-    assert!(tli > tli0, "timeline {tli0} -> {tli}");
+    assert_eq!(region, "east");
+    assert!(tli >= tli0 + 2, "timeline {tli0} -> {tli}");
 }

@@ -207,6 +207,41 @@ pub fn abort(a: Abort, cap: &Capability) -> Vec<Step> {
     }
 }
 
+/// What a compensating rollback runs on one store, by what it finds there
+/// now (the coordinator decides which, from the journal and an observation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// One writable primary where the execution found it: keep it,
+    /// restoring the preference the execution moved (`touched_sticky`).
+    Stay {
+        /// The execution had made its target preferred.
+        touched_sticky: bool,
+    },
+    /// No writable primary, fenced by the execution and never promoted:
+    /// give the old primary back.
+    Unfence,
+    /// Promoted elsewhere: [`Kind::Rollback`], a planned switchover back.
+    Back,
+}
+
+/// The rollback steps for a store with `cap`, with the phase each runs in.
+/// `Back` is the whole [`Kind::Rollback`] sequence; the planner lays it out
+/// across stores like any planned switchover.
+pub fn rollback(r: Rollback, cap: &Capability) -> Vec<(Phase, Step)> {
+    match r {
+        Rollback::Stay { touched_sticky } => {
+            if cap.sticky_priorities && touched_sticky {
+                vec![(Phase::Promote, Step::MakeSticky)]
+            } else {
+                vec![]
+            }
+        }
+        Rollback::Unfence if cap.fencing => vec![(Phase::Promote, Step::Unfence)],
+        Rollback::Unfence => vec![],
+        Rollback::Back => steps(Kind::Rollback, cap),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +292,34 @@ mod tests {
             ops(Kind::Rollback, &mongo),
             ops(Kind::PlannedSwitchover, &mongo)
         );
+        assert_eq!(rollback(Rollback::Back, &pg), steps(Kind::Rollback, &pg));
+        assert_eq!(
+            rollback(Rollback::Unfence, &pg),
+            vec![(Phase::Promote, Step::Unfence)]
+        );
+        assert!(rollback(
+            Rollback::Stay {
+                touched_sticky: true
+            },
+            &pg
+        )
+        .is_empty());
+        assert_eq!(
+            rollback(
+                Rollback::Stay {
+                    touched_sticky: true
+                },
+                &mongo
+            ),
+            vec![(Phase::Promote, Step::MakeSticky)]
+        );
+        assert!(rollback(
+            Rollback::Stay {
+                touched_sticky: false
+            },
+            &mongo
+        )
+        .is_empty());
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl AppState {
             if self.anonymous_read && need == Role::Viewer {
                 return Ok(Caller {
                     token: "anonymous".into(),
+                    name: "anonymous".into(),
                     role: Role::Viewer,
                 });
             }
@@ -524,10 +525,29 @@ pub struct ExecutionView {
     /// (journal status, damage, the execution that superseded it).
     #[schema(value_type = Object)]
     pub ledger: serde_json::Value,
+    /// Who started it: the name of the API token that asked (or the OS user
+    /// of the CLI that did); absent when the journal does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// How long it took, from its start to its last journal record (to now
+    /// while it runs); absent while it waits for approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// For `pending_approval`: who asked, why, until when, and the refused
+    /// attempts (`POST /v1/executions/{id}/approvals` approves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub approval: Option<serde_json::Value>,
     /// The report from the journal (single-execution view only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub report: Option<serde_json::Value>,
+    /// Its timeline from the journal, as the progress events the live
+    /// stream sends (stage, operation with timing and outcome, checkpoint
+    /// with each expectation observed); single-execution view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub timeline: Option<Vec<serde_json::Value>>,
 }
 
 /// `GET /v1/leader`.
@@ -553,19 +573,24 @@ pub struct PlanView {
     /// Why there is no plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What the CLI shows before it asks, from a fresh observation: per
+    /// store the current primary and the candidate, its lag against the
+    /// bound, what is fenced, the data-loss estimate with its basis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
 }
 
 /// The API's OpenAPI 3.1 document, generated from the handlers below.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
-    paths(healthz, readyz, metrics, leader, topology, live_state, preview, start, list, get_one, events, resume,
-          commands::abort, commands::rollback, commands::drill, commands::journal, commands::close),
+    paths(healthz, readyz, metrics, leader, topology, live_state, state_events, preview, start, list, get_one, events, resume,
+          commands::abort, commands::rollback, commands::drill, commands::journal, commands::close, approve),
     components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot,
                        commands::RollbackBody, commands::DrillBody, commands::CloseBody,
                        views::AbortPlanned, views::AbortReport, views::AbortStore, views::StoreDecisionView,
                        views::DrillReport, views::DrillPreview, views::RollbackAction, views::RollbackPreview,
-                       views::RollbackEnded, views::ClosedView, views::JournalView, views::ExecutionFinished)),
+                       views::RollbackEnded, views::ClosedView, views::JournalView, views::ExecutionFinished, Approved)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -593,6 +618,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/leader", get(leader))
         .route("/v1/topology", get(topology))
         .route("/v1/state", get(live_state))
+        .route("/v1/state/events", get(state_events))
         .route("/v1/plans", post(preview))
         .route("/v1/executions", post(start).get(list))
         .route("/v1/executions/{id}", get(get_one))
@@ -603,6 +629,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/executions/{id}/close", post(commands::close))
         .route("/v1/executions/{id}/journal", get(commands::journal))
         .route("/v1/drills", post(commands::drill))
+        .route("/v1/executions/{id}/approvals", post(approve))
         .merge(super::console::routes())
         .fallback(|uri: Uri| async move {
             Problem::not_found(format!("no route {}", uri.path())).into_response()
@@ -717,11 +744,46 @@ async fn live_state(State(s): State<Shared>, headers: HeaderMap) -> Response {
                 "no store has been observed yet",
             )
         })?;
-        let age = crate::journal::now_ms().saturating_sub(snap.observed_at_ms);
-        let mut v = serde_json::to_value(&snap).unwrap_or_default();
-        v["age_ms"] = json!(age);
-        Ok(Json(v).into_response())
+        Ok(Json(state_json(&snap)).into_response())
     })())
+}
+
+/// `GET /v1/state`'s body: the last round, with its age.
+fn state_json(snap: &Snapshot) -> serde_json::Value {
+    let age = crate::journal::now_ms().saturating_sub(snap.observed_at_ms);
+    let mut v = serde_json::to_value(snap).unwrap_or_default();
+    v["age_ms"] = json!(age);
+    v
+}
+
+/// Every store's last-known state as Server-Sent Events: `event: state`
+/// (the body of `GET /v1/state`) now, and again after every round of the
+/// background observer, for as long as the client listens.
+#[utoipa::path(get, path = "/v1/state/events", security(("bearer" = [])), responses(
+    (status = 200, description = "text/event-stream of `state` events", content_type = "text/event-stream"),
+    (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn state_events(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(p) = s.authorize(&headers, Role::Viewer) {
+        return p.into_response();
+    }
+    let mut rx = s.observer.subscribe();
+    rx.mark_changed();
+    let stream = futures::stream::unfold((rx, s), |(mut rx, s)| async move {
+        rx.changed().await.ok()?;
+        let ev = match s.observer.latest() {
+            Some(snap) => Event::default()
+                .event("state")
+                .json_data(state_json(&snap))
+                .unwrap_or_default(),
+            None => Event::default()
+                .event("not_observed")
+                .data("no store has been observed yet"),
+        };
+        Some((Ok::<_, Infallible>(ev), (rx, s)))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Preview the plan a failover would run (nothing is touched).
@@ -743,15 +805,25 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
         }
         Ok(
             match s.service.plan(&req).await.map_err(|e| s.problem(e))? {
-                Some(plan) => Json(PlanView {
-                    plan: serde_json::from_str(&plan.to_json()).ok(),
-                    text: Some(plan.render()),
-                    detail: None,
-                })
-                .into_response(),
+                Some(plan) => {
+                    let preview = s
+                        .service
+                        .state()
+                        .await
+                        .ok()
+                        .map(|st| crate::preview::render(&plan, &st.topology, &st.health));
+                    Json(PlanView {
+                        plan: serde_json::from_str(&plan.to_json()).ok(),
+                        text: Some(plan.render()),
+                        detail: None,
+                        preview,
+                    })
+                    .into_response()
+                }
                 None => Json(PlanView {
                     plan: None,
                     text: None,
+                    preview: None,
                     detail: Some(format!(
                         "every store is already primary in {}; nothing to do",
                         req.to
@@ -861,18 +933,38 @@ async fn start(
             }),
         })
         .into_response(),
-        Ok(Some(pending)) if commands::wants_stream(&headers) => commands::run_stream(&s, pending),
-        Ok(Some(pending)) => match s.service.launch(pending, Arc::new(Discard)) {
-            Ok(launched) => reply(s.spawn(launched).await.map(accepted)),
-            Err(e) => s.problem(e).into_response(),
-        },
+        Ok(Some(pending)) => {
+            let pending = pending.started_by(caller.identity());
+            if commands::wants_stream(&headers) {
+                commands::run_stream(&s, pending)
+            } else {
+                match s.service.launch(pending, Arc::new(Discard)) {
+                    Ok(launched) => reply(s.spawn(launched).await.map(accepted)),
+                    Err(e) => s.problem(e).into_response(),
+                }
+            }
+        }
         Err(e) => s.problem(e).into_response(),
     }
 }
 
 fn view(s: &AppState, e: &crate::journal::LedgerEntry) -> ExecutionView {
     let status = s.status_of(&e.summary.id, e.summary.status);
+    let sum = &e.summary;
+    let duration_ms = match status {
+        "pending_approval" => None,
+        "running" => Some(crate::journal::now_ms().saturating_sub(sum.started_at_ms)),
+        _ => Some(sum.last_at_ms.saturating_sub(sum.started_at_ms)),
+    };
+    let approval = (status == "pending_approval")
+        .then(|| s.service.show(&sum.id).ok())
+        .flatten()
+        .and_then(|sh| sh.report.approval)
+        .and_then(|a| serde_json::to_value(a).ok());
     ExecutionView {
+        started_by: sum.started_by.clone(),
+        duration_ms,
+        approval,
         id: e.summary.id.clone(),
         status: status.to_string(),
         kind: e.summary.kind.clone(),
@@ -883,12 +975,15 @@ fn view(s: &AppState, e: &crate::journal::LedgerEntry) -> ExecutionView {
         } else {
             e.summary.status.to_string()
         },
+        // One waiting for approval is approved, not resumed.
         resumable: status != "running"
+            && status != "pending_approval"
             && e.is_open()
             && e.superseded_by.is_none()
             && !e.is_damaged(),
         ledger: serde_json::to_value(e).unwrap_or_default(),
         report: None,
+        timeline: None,
     }
 }
 
@@ -925,11 +1020,15 @@ async fn get_one(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Str
         s.authorize(&headers, Role::Viewer)?;
         let e = find(&s, &id)?;
         let mut v = view(&s, &e);
-        v.report = s
-            .service
-            .show(&id)
-            .ok()
-            .and_then(|sh| serde_json::to_value(&sh.report).ok());
+        if let Ok(sh) = s.service.show(&id) {
+            v.report = serde_json::to_value(&sh.report).ok();
+            v.timeline = Some(
+                crate::progress::replay(&sh.records)
+                    .iter()
+                    .filter_map(|ev| serde_json::to_value(ev).ok())
+                    .collect(),
+            );
+        }
         Ok(Json(v).into_response())
     })())
 }
@@ -1052,5 +1151,121 @@ async fn resume(
     match s.service.resume(Some(id), Arc::new(Discard)).await {
         Ok(launched) => reply(s.spawn(launched).await.map(accepted)),
         Err(e) => s.problem(e).into_response(),
+    }
+}
+
+/// `POST /v1/executions/{id}/approvals`: what was decided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Approved {
+    /// The execution approved; `GET /v1/executions/{id}` follows it.
+    pub id: String,
+    /// Who approved it, as journaled (`name`, `via`, `token_id`).
+    #[schema(value_type = Object)]
+    pub approver: serde_json::Value,
+    /// The approver as the report names them.
+    pub approved_by: String,
+    /// The server runs it now (as `resume` would).
+    pub running: bool,
+    /// Why it does not run yet, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Approve an execution that is `pending_approval` (the two-person rule) as
+/// the holder of the request's token, which needs the approver role and
+/// must not be the requester; then run it, as `resume` would. Every
+/// attempt by a token is journaled, refusals too.
+#[utoipa::path(post, path = "/v1/executions/{id}/approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "execution id")), responses(
+    (status = 202, body = Approved, description = "approved; the execution runs (Location names it)"),
+    (status = 200, body = Approved, description = "approved, but it could not be started now (`detail`)"),
+    (status = 307, description = "this server does not lead"),
+    (status = 400, body = Problem, content_type = "application/problem+json", description = "not waiting for approval (already approved, started, or never asked)"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json", description = "the token is not an approver (journaled as refused)"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "an execution runs"),
+    (status = 422, body = Problem, content_type = "application/problem+json", description = "refused: self-approval, or the request expired (journaled)")))]
+async fn approve(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    // Any known token is a person who may try (and is journaled when
+    // refused); an anonymous reader is nobody.
+    let caller =
+        match s.authorize(&headers, Role::Viewer) {
+            Ok(_) if headers.get(header::AUTHORIZATION).is_none() => return Problem::unauthorized(
+                "approving needs an approver's bearer token: send `Authorization: Bearer <token>`",
+            )
+            .into_response(),
+            Ok(c) => c,
+            Err(p) => return p.into_response(),
+        };
+    if let Some(r) = s.leader_only(&uri) {
+        return r;
+    }
+    if let Err(p) = find(&s, &id) {
+        return p.into_response();
+    }
+    let _gate = s.gate.lock().await;
+    if let Some(running) = s.running() {
+        return s.busy(&running).into_response();
+    }
+    let who = caller.identity();
+    let forbidden = (caller.role < Role::Approver).then(|| {
+        format!(
+            "token {} has role {}; approving needs approver",
+            caller.token, caller.role
+        )
+    });
+    let attempt = match &forbidden {
+        Some(why) => Err((who, why.clone())),
+        None => Ok(who),
+    };
+    tracing::info!(token = %caller.token, execution = %id, "approval requested");
+    let decision = match s.service.approve_as(&id, attempt) {
+        Ok(d) => d,
+        Err(e) => {
+            return match forbidden {
+                Some(why) if e.kind == ErrorKind::Refused => Problem::forbidden(why),
+                _ => s.problem(e),
+            }
+            .into_response()
+        }
+    };
+    let mut body = Approved {
+        id: id.clone(),
+        approver: serde_json::to_value(&decision.approver).unwrap_or_default(),
+        approved_by: decision.approver.to_string(),
+        running: false,
+        detail: None,
+    };
+    match s.service.resume(Some(id.clone()), Arc::new(Discard)).await {
+        Ok(launched) => match s.spawn(launched).await {
+            Ok(_) => {
+                body.running = true;
+                (
+                    StatusCode::ACCEPTED,
+                    [(header::LOCATION, format!("/v1/executions/{id}"))],
+                    Json(body),
+                )
+                    .into_response()
+            }
+            Err(p) => {
+                body.detail = Some(format!(
+                    "approved, but it could not be started now: {}; `POST /v1/executions/{id}/resume` runs it",
+                    p.detail
+                ));
+                Json(body).into_response()
+            }
+        },
+        Err(e) => {
+            body.detail = Some(format!(
+                "approved, but it could not be started now: {e}; `POST /v1/executions/{id}/resume` runs it"
+            ));
+            Json(body).into_response()
+        }
     }
 }

@@ -7,9 +7,15 @@
 //! stolen file gives no token. `switchyard token create` prints the token
 //! once; nobody can print it again.
 //!
+//! A token may carry the name of the person who holds it (`"name":"bob"`,
+//! `switchyard token create --name bob`): the journal and the history name
+//! who started an execution, and the two-person rule compares requester and
+//! approver, by that name (a token without one is known by its id).
+//!
 //! Roles are ordered: a viewer reads (topology, state, plans, executions,
 //! events, metrics); an operator also starts, resumes and aborts; an
-//! approver also starts what may lose data (`accept_data_loss`).
+//! approver also starts what may lose data (`accept_data_loss`) and
+//! approves executions that wait for a second person.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,7 +31,8 @@ pub enum Role {
     Viewer,
     /// Start, resume and abort executions.
     Operator,
-    /// Start executions that may lose data (`accept_data_loss`).
+    /// Start executions that may lose data (`accept_data_loss`), and
+    /// approve executions that wait for a second person.
     Approver,
 }
 
@@ -58,6 +65,9 @@ impl std::str::FromStr for Role {
 pub struct TokenEntry {
     /// Public name of the token (logs and metrics may show it).
     pub id: String,
+    /// Who holds it (the person the journal names); `None`: known by `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// What it may do.
     pub role: Role,
     /// Hex SHA-256 of the token.
@@ -72,6 +82,7 @@ impl std::fmt::Debug for TokenEntry {
         // The hash is not the token, but it has no business in a log either.
         f.debug_struct("TokenEntry")
             .field("id", &self.id)
+            .field("name", &self.name)
             .field("role", &self.role)
             .finish_non_exhaustive()
     }
@@ -88,8 +99,17 @@ pub struct Tokens {
 pub struct Caller {
     /// The token's id.
     pub token: String,
+    /// Who holds it: the token's name, or its id when it has none.
+    pub name: String,
     /// Its role.
     pub role: Role,
+}
+
+impl Caller {
+    /// The caller as the journal names a person.
+    pub fn identity(&self) -> crate::approval::Identity {
+        crate::approval::Identity::bearer(&self.name, &self.token)
+    }
 }
 
 fn sha256_hex(token: &str) -> String {
@@ -149,15 +169,23 @@ impl Tokens {
             .find(|e| e.sha256.eq_ignore_ascii_case(&h))
             .map(|e| Caller {
                 token: e.id.clone(),
+                name: e.name.clone().unwrap_or_else(|| e.id.clone()),
                 role: e.role,
             })
     }
 }
 
-/// Create a token with `role`, append its hash to `path` (created with mode
-/// 0600 if missing), and return the token and its id. The token itself is
-/// stored nowhere.
-pub fn create(path: &Path, role: Role) -> Result<(String, String), String> {
+/// Create a token with `role` for the person `name` (if given), append its
+/// hash to `path` (created with mode 0600 if missing), and return the token
+/// and its id. The token itself is stored nowhere.
+pub fn create(path: &Path, role: Role, name: Option<&str>) -> Result<(String, String), String> {
+    if let Some(n) = name {
+        if n.trim().is_empty() || n.chars().any(char::is_control) {
+            return Err(format!(
+                "--name: `{n}` is not a name (empty, or a control character)"
+            ));
+        }
+    }
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| format!("no randomness for a token: {e}"))?;
     let mut token = String::from("sy_");
@@ -168,6 +196,7 @@ pub fn create(path: &Path, role: Role) -> Result<(String, String), String> {
     let id = format!("tok-{}", &hash[..8]);
     let entry = TokenEntry {
         id: id.clone(),
+        name: name.map(str::to_string),
         role,
         sha256: hash,
         created: crate::journal::format_ms(crate::journal::now_ms()),
@@ -197,15 +226,17 @@ mod tests {
     fn a_created_token_is_accepted_with_its_role_and_stored_only_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens");
-        let (op, op_id) = create(&file, Role::Operator).unwrap();
-        let (viewer, _) = create(&file, Role::Viewer).unwrap();
+        let (op, op_id) = create(&file, Role::Operator, None).unwrap();
+        let (viewer, _) = create(&file, Role::Viewer, Some("bob")).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains(&op) && !text.contains(&viewer), "{text}");
         let tokens = Tokens::load(&file).unwrap();
         assert_eq!(tokens.len(), 2);
         let c = tokens.check(&op).unwrap();
         assert_eq!((c.role, c.token.as_str()), (Role::Operator, op_id.as_str()));
-        assert_eq!(tokens.check(&viewer).unwrap().role, Role::Viewer);
+        assert_eq!(c.name, op_id, "a token without a name is known by its id");
+        let v = tokens.check(&viewer).unwrap();
+        assert_eq!((v.role, v.name.as_str()), (Role::Viewer, "bob"));
         assert!(tokens.check("sy_nope").is_none());
         assert!(Role::Approver > Role::Operator && Role::Operator > Role::Viewer);
     }

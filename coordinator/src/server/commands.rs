@@ -265,6 +265,10 @@ pub async fn abort(
     if let Some(r) = refuse_or_redirect(&s, &headers, &uri, Role::Operator) {
         return r;
     }
+    let caller = match s.authorize(&headers, Role::Operator) {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
     let _gate = s.gate.lock().await;
     if let Some(running) = s.running() {
         return s.busy(&running).into_response();
@@ -277,7 +281,7 @@ pub async fn abort(
         Err(p) => return p.into_response(),
     }
     let pending = match s.service.prepare_abort(Some(id.clone())).await {
-        Ok(p) => p,
+        Ok(p) => p.started_by(caller.identity()),
         Err(e) => return s.problem(e).into_response(),
     };
     let note = JobEvent::Note(

@@ -49,6 +49,8 @@ pub struct Snapshot {
 pub struct Observer {
     latest: RwLock<Option<Snapshot>>,
     file: PathBuf,
+    /// Counts completed rounds, so subscribers wake on each new one.
+    rounds: tokio::sync::watch::Sender<u64>,
 }
 
 const FILE: &str = "last-known-state.json";
@@ -68,6 +70,7 @@ impl Observer {
         Observer {
             latest: RwLock::new(latest),
             file,
+            rounds: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -77,6 +80,11 @@ impl Observer {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Wakes whenever a round completes (`GET /v1/state/events`).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.rounds.subscribe()
     }
 
     /// Whether a round of this process has completed.
@@ -123,6 +131,7 @@ impl Observer {
             tracing::warn!(file = %self.file.display(), error = %e, "observer: cannot persist last-known state");
         }
         *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(snap);
+        self.rounds.send_modify(|n| *n += 1);
     }
 
     /// Refresh every `interval` until the task is dropped.

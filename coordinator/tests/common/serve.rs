@@ -78,14 +78,21 @@ pub fn read(p: &std::path::Path) -> String {
 }
 
 pub fn token(ws: &Workspace, tokens: &std::path::Path, role: &str) -> String {
-    let r = ws.run(&[
-        "token",
-        "create",
-        "--role",
-        role,
-        "--tokens-file",
-        tokens.to_str().unwrap(),
-    ]);
+    token_for(ws, tokens, role, None)
+}
+
+/// A token with `role` held by `name` (the journal names them).
+pub fn named_token(ws: &Workspace, tokens: &std::path::Path, role: &str, name: &str) -> String {
+    token_for(ws, tokens, role, Some(name))
+}
+
+fn token_for(ws: &Workspace, tokens: &std::path::Path, role: &str, name: Option<&str>) -> String {
+    let mut args = vec!["token", "create", "--role", role];
+    if let Some(n) = name {
+        args.extend(["--name", n]);
+    }
+    args.extend(["--tokens-file", tokens.to_str().unwrap()]);
+    let r = ws.run(&args);
     assert_eq!(r.code, 0, "{}", r.stderr);
     r.stdout.trim().to_string()
 }

@@ -57,6 +57,12 @@ function stopLive() {
   if (state.stream) { state.stream.abort(); state.stream = null; }
 }
 
+// A view whose data arrives after the operator moved on must not replace
+// the newer view: each route() starts a generation, and a render that
+// finds a newer one stops (route() ignores the Stale it throws).
+class Stale extends Error {}
+function current(gen) { if (gen !== state.gen) throw new Stale("superseded"); }
+
 function setView(title, ...kids) {
   const v = document.getElementById("view");
   v.replaceChildren(h("h2", { id: "view-title" }, title), ...kids);
@@ -65,10 +71,10 @@ function setView(title, ...kids) {
 function problemText(e) { return e instanceof ApiError ? `${e.status}: ${e.message}` : String(e); }
 
 // ---- alerts shown on every view: split brain, stale observation, unfinished execution
-async function refreshAlerts() {
+async function refreshAlerts(given) {
   const out = [];
   try {
-    const st = await api("GET", "/v1/state");
+    const st = given || await api("GET", "/v1/state");
     if (st.persisted) out.push(h("p", { class: "alert warn", "data-alert": "stale" },
       "Stale observation: shown from the file the server persisted at " + fmtTime(st.observed_at_ms) + "; this server has not observed the stores yet."));
     else if (st.age_ms > STALE_MS) out.push(h("p", { class: "alert bad", "data-alert": "stale" },
@@ -82,6 +88,10 @@ async function refreshAlerts() {
       if (s.error) out.push(h("p", { class: "alert bad", "data-alert": "unobserved" }, `${s.store} could not be observed: ${s.error}`));
     }
     const ex = await api("GET", "/v1/executions");
+    const pending = ex.filter(e => e.status === "pending_approval");
+    document.getElementById("nav-approvals").textContent = pending.length ? `Approvals (${pending.length})` : "Approvals";
+    if (pending.length) out.push(h("p", { class: "alert warn", "data-alert": "pending-approval" },
+      `${pending.length} execution(s) wait for a second person's approval: `, h("a", { href: "#/approvals" }, "Approvals")));
     for (const e of ex) {
       if (e.status === "running") out.push(h("p", { class: "alert warn", "data-alert": "running" },
         "Execution running: ", h("a", { href: "#/executions/" + e.id }, e.id)));
@@ -91,7 +101,11 @@ async function refreshAlerts() {
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) out.push(h("p", { class: "alert bad" }, "Cannot read the server: " + problemText(e)));
   }
-  document.getElementById("alerts").replaceChildren(...out);
+  // Replace the banners only when they change: a link in one keeps the
+  // keyboard focus across the observer's rounds.
+  const box = document.getElementById("alerts");
+  const key = out.map(n => n.outerHTML).join("");
+  if (box.dataset.key !== key) { box.dataset.key = key; box.replaceChildren(...out); }
 }
 
 // ---- Topology: regions as columns, stores as rows
@@ -107,8 +121,7 @@ function lagCell(m, store) {
   return h("span", { class: over ? "lag-over" : "" }, `lag ${parts} (bound ${bound})${over ? " — over the bound" : ""}`);
 }
 
-async function renderTopology() {
-  const [topo, st] = await Promise.all([api("GET", "/v1/topology"), api("GET", "/v1/state")]);
+function renderTopology(topo, st) {
   const regions = (topo.regions || []).map(r => r.name);
   const byStore = Object.fromEntries(st.stores.map(s => [s.store, s]));
   for (const s of st.stores) for (const m of (s.state && s.state.members) || []) if (!regions.includes(m.region)) regions.push(m.region);
@@ -128,13 +141,15 @@ async function renderTopology() {
           h("div", { class: "mut" }, lagCell(m, store)))))));
   });
   setView("Topology " + topo.name,
-    h("p", { class: "mut", id: "observed" }, `Observed ${fmtTime(st.observed_at_ms)} (${fmtMs(st.age_ms)} ago)${st.persisted ? ", from the persisted file" : ""}; refreshes every 2 s.`),
+    h("p", { class: "mut", id: "observed" }, `Observed ${fmtTime(st.observed_at_ms)} (${fmtMs(st.age_ms)} ago)${st.persisted ? ", from the persisted file" : ""}; live from the server's observer.`),
     h("div", { class: "scroll" }, h("table", { id: "topology" }, h("caption", { class: "mut" }, "Regions as columns, stores as rows"), h("thead", {}, head), h("tbody", {}, rows))));
 }
 
 // ---- Plans: target + mode, preview, start
 async function renderPlans() {
+  const gen = state.gen;
   const topo = await api("GET", "/v1/topology");
+  current(gen);
   const region = h("select", { id: "plan-to" }, (topo.regions || []).map(r => h("option", { value: r.name }, r.name)));
   const mode = h("select", { id: "plan-mode" }, h("option", { value: "planned" }, "planned (loses nothing)"),
     h("option", { value: "forced" }, "forced (the current primary region is gone)"));
@@ -143,13 +158,18 @@ async function renderPlans() {
   const body = () => ({ to: region.value, mode: mode.value });
   const preview = async () => {
     start.disabled = true; state.lastPreview = null;
+    // Busy while any preview is in flight (a change of region and a click
+    // on Preview may overlap): the answer shown is then the last one.
+    out.dataset.busy = String((state.previews = (state.previews || 0) + 1));
     try {
       const v = await api("POST", "/v1/plans", body());
       if (!v.plan) { out.replaceChildren(h("p", { id: "plan-nothing" }, v.detail)); return; }
       state.lastPreview = v;
-      out.replaceChildren(h("h3", {}, "Preview: " + v.plan.name), h("pre", { id: "plan-text" }, v.text));
+      out.replaceChildren(h("h3", {}, "Preview: " + v.plan.name), h("pre", { id: "plan-text" }, v.text),
+        v.preview ? h("pre", { id: "plan-preview-text" }, v.preview) : null);
       start.disabled = false;
     } catch (e) { out.replaceChildren(h("p", { class: "error" }, problemText(e))); }
+    finally { if (--state.previews === 0) delete out.dataset.busy; }
   };
   start.addEventListener("click", () => confirmStart(body(), topo));
   region.addEventListener("change", preview); mode.addEventListener("change", preview);
@@ -186,6 +206,11 @@ function confirmStart(body, topo) {
       const r = await api("POST", "/v1/executions", body);
       close();
       if (r && r.id) location.hash = "#/executions/" + r.id;
+      else if (r && String(r.type).endsWith(":pending-approval")) {
+        document.getElementById("plan-out").replaceChildren(h("p", { id: "plan-pending", class: "alert warn", role: "status" },
+          r.detail, " ", h("a", { href: "#/approvals" }, "Approvals")));
+        refreshAlerts();
+      }
       else document.getElementById("plan-out").replaceChildren(h("p", {}, (r && r.detail) || "nothing to do"));
     } catch (err) { document.getElementById("confirm-error").textContent = problemText(err); }
   };
@@ -255,14 +280,20 @@ function renderReport(box, r) {
         h("td", {}, fmtMs(s.ops_duration_ms)), h("td", {}, fmtMs(s.checkpoint_duration_ms)), h("td", {}, s.passed ? "yes" : "no")))))));
 }
 
-async function streamEvents(id, list, reportBox, onEnd) {
+// Read Server-Sent Events from `path`, calling onEvent(name, data) for each;
+// resolves when the server ends the stream (or stopLive aborts it).
+async function sse(path, onEvent) {
   const ctl = new AbortController();
   state.stream = ctl;
   const headers = { "Accept": "text/event-stream" };
   if (token()) headers["Authorization"] = "Bearer " + token();
   // fetch, not EventSource: EventSource cannot send the Authorization header.
-  const r = await fetch(`/v1/executions/${encodeURIComponent(id)}/events`, { headers, signal: ctl.signal });
-  if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => ({})));
+  let r;
+  try { r = await fetch(path, { headers, signal: ctl.signal }); } catch (e) { if (e.name === "AbortError") return; throw e; }
+  if (!r.ok) {
+    if (r.status === 401) showLogin();
+    throw new ApiError(r.status, await r.json().catch(() => ({})));
+  }
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   try {
@@ -278,15 +309,21 @@ async function streamEvents(id, list, reportBox, onEnd) {
           if (line.startsWith("event:")) name = line.slice(6).trim();
           else if (line.startsWith("data:")) data += line.slice(5).trim();
         }
-        if (data) { try { onEvent(list, name, JSON.parse(data), reportBox); } catch (_) { /* keep-alive or lagged text */ } }
+        if (data) { let d; try { d = JSON.parse(data); } catch (_) { continue; /* keep-alive or lagged text */ } onEvent(name, d); }
       }
     }
   } catch (e) { if (e.name !== "AbortError") throw e; }
+}
+
+async function streamEvents(id, list, reportBox, onEnd) {
+  await sse(`/v1/executions/${encodeURIComponent(id)}/events`, (name, d) => onEvent(list, name, d, reportBox));
   onEnd();
 }
 
 async function renderExecution(id) {
+  const gen = state.gen;
   const ex = await api("GET", "/v1/executions/" + encodeURIComponent(id));
+  current(gen);
   const list = h("ol", { id: "stages", class: "stages" });
   const reportBox = h("div", { id: "report" });
   const statusEl = h("span", { id: "exec-status", class: "status status-" + ex.status }, ex.status);
@@ -299,24 +336,21 @@ async function renderExecution(id) {
   };
   const showActions = (v) => {
     actions.replaceChildren();
-    if (v.resumable) actions.append(h("button", { type: "button", id: "exec-resume", class: "primary", onclick: act("resume") }, "Resume"),
+    if (v.status === "pending_approval") actions.append(h("a", { href: "#/approvals", id: "exec-approvals" }, "Waiting for a second person's approval: Approvals"));
+    else if (v.resumable) actions.append(h("button", { type: "button", id: "exec-resume", class: "primary", onclick: act("resume") }, "Resume"),
       h("button", { type: "button", id: "exec-abort", class: "danger", onclick: act("abort") }, "Abort"));
   };
   showActions(ex);
   setView("Execution " + ex.id,
-    h("p", {}, "Status ", statusEl, ` · ${ex.kind} · ${ex.plan} · started ${fmtTime(ex.started_at_ms)} · journal ${ex.journal_status}`),
+    h("p", {}, "Status ", statusEl, ` · ${ex.kind} · ${ex.plan} · started ${fmtTime(ex.started_at_ms)} by ${ex.started_by || "unknown"}` +
+      `${ex.duration_ms != null ? " · took " + fmtMs(ex.duration_ms) : ""} · journal ${ex.journal_status}`),
     actions, msg, list, reportBox);
-  if (ex.report) {
-    for (const s of ex.report.stages || []) {
-      const el = stageEl(list, s.stage, s.name);
-      el.dataset.state = s.passed ? "done" : "failed";
-      const c = el.querySelector(".checkpoint");
-      c.dataset.state = s.passed ? "passed" : "failed";
-      c.textContent = `Checkpoint ${s.passed ? "validated" : "not validated"} (${fmtMs(s.checkpoint_duration_ms)})`;
-    }
-  }
+  // Its timeline from the journal: the same events the live stream sends.
+  state.lit = 0;
+  for (const ev of ex.timeline || []) onEvent(list, ev.event, ev, reportBox);
   if (ex.status === "running") {
     list.replaceChildren();
+    state.lit = 0;
     streamEvents(ex.id, list, reportBox, async () => {
       try {
         const v = await api("GET", "/v1/executions/" + encodeURIComponent(id));
@@ -331,19 +365,53 @@ async function renderExecution(id) {
 
 // ---- History
 async function renderHistory() {
+  const gen = state.gen;
   const ex = (await api("GET", "/v1/executions")).slice().reverse();
+  current(gen);
   setView("History",
     ex.length === 0 ? h("p", { id: "history-empty" }, "No executions yet.") :
     h("div", { class: "scroll" }, h("table", { id: "history" },
-      h("thead", {}, h("tr", {}, ["Execution", "Kind", "Plan", "Status", "Started"].map(c => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Execution", "Kind", "Plan", "Status", "Started", "Duration", "Started by"].map(c => h("th", { scope: "col" }, c)))),
       h("tbody", {}, ex.map(e => h("tr", { "data-execution": e.id },
         h("td", {}, h("a", { href: "#/executions/" + e.id }, e.id)), h("td", {}, e.kind), h("td", {}, e.plan),
-        h("td", {}, h("span", { class: "status status-" + e.status }, e.status), e.resumable ? " (resumable)" : ""),
-        h("td", {}, fmtTime(e.started_at_ms))))))));
+        h("td", {}, h("span", { class: "status status-" + e.status }, e.status), e.resumable && e.status !== "pending_approval" ? " (resumable)" : ""),
+        h("td", {}, fmtTime(e.started_at_ms)),
+        h("td", { "data-col": "duration" }, e.duration_ms != null ? fmtMs(e.duration_ms) : "—"),
+        h("td", { "data-col": "started-by" }, e.started_by || "unknown")))))));
+}
+
+// ---- Approvals: executions waiting for a second person
+async function renderApprovals() {
+  const gen = state.gen;
+  const pending = (await api("GET", "/v1/executions")).filter(e => e.status === "pending_approval").reverse();
+  current(gen);
+  const item = e => {
+    const a = e.approval || { request: { requester: {}, reasons: [] }, refused: [] };
+    const msg = h("p", { class: "error approval-error", role: "status" });
+    const approve = async ev => {
+      ev.target.disabled = true;
+      try {
+        const r = await api("POST", `/v1/executions/${encodeURIComponent(e.id)}/approvals`, {});
+        location.hash = "#/executions/" + r.id;
+      } catch (err) { msg.textContent = problemText(err); ev.target.disabled = false; }
+    };
+    return h("li", { class: "approval", "data-approval": e.id },
+      h("h3", {}, h("a", { href: "#/executions/" + e.id }, e.id)),
+      h("p", {}, `${e.kind} · ${e.plan} · requested by `, h("strong", { class: "requester" }, a.request.requester.name || "unknown"),
+        ` at ${fmtTime(a.request.at_ms)} · expires ${fmtTime(a.request.expires_at_ms)}`),
+      h("ul", { class: "reasons" }, (a.request.reasons || []).map(r => h("li", {}, r))),
+      (a.refused || []).length ? h("p", { class: "mut" }, "Refused so far: " + a.refused.map(r => `${r.approver.name} (${r.refused_because})`).join("; ")) : null,
+      h("p", { class: "buttons" }, h("button", { type: "button", class: "primary", "data-approve": e.id, onclick: approve }, "Approve " + e.id)),
+      msg);
+  };
+  setView("Approvals",
+    h("p", { class: "mut" }, "Executions the safety policy wants a second person to approve. Approving needs an approver token that is not the requester's; the server then runs the execution."),
+    pending.length === 0 ? h("p", { id: "approvals-empty" }, "Nothing waits for approval.") : h("ol", { id: "approvals", class: "approvals" }, pending.map(item)));
 }
 
 // ---- routing
 async function route() {
+  state.gen = (state.gen || 0) + 1;
   stopLive();
   const path = location.hash.replace(/^#/, "") || "/topology";
   for (const a of document.querySelectorAll("nav a")) {
@@ -353,19 +421,26 @@ async function route() {
   document.getElementById("who").textContent = token() ? "token set" : "no token";
   try {
     if (path === "/topology") {
-      // Keep refreshing even when this round failed (the server may not have
-      // observed the stores yet): the view recovers by itself.
-      state.timer = setInterval(() => {
-        renderTopology().catch(e => setView("Topology", h("p", { class: "error", id: "view-error" }, problemText(e))));
-        refreshAlerts();
-      }, 2000);
-      await renderTopology();
+      // Every round of the server's observer arrives as an SSE `state`
+      // event; the view and the banners follow it.
+      const gen = state.gen;
+      const topo = await api("GET", "/v1/topology");
+      current(gen);
+      setView("Topology " + topo.name, h("p", { class: "mut", id: "observed" }, "Waiting for the server's first observation…"));
+      const live = () => sse("/v1/state/events", (name, st) => {
+        if (name !== "state") return;
+        renderTopology(topo, st);
+        refreshAlerts(st);
+      });
+      live().catch(e => setView("Topology", h("p", { class: "error", id: "view-error" }, problemText(e))));
     } else if (path === "/plans") await renderPlans();
+    else if (path === "/approvals") await renderApprovals();
     else if (path === "/history") await renderHistory();
     else if (path.startsWith("/executions/")) await renderExecution(decodeURIComponent(path.slice(12)));
     else setView("Not found", h("p", {}, "No view " + path));
     document.getElementById("login").hidden = true;
   } catch (e) {
+    if (e instanceof Stale) return;
     setView("Cannot show this view", h("p", { class: "error", id: "view-error" }, problemText(e)));
   }
   refreshAlerts();
