@@ -74,6 +74,110 @@ fn corrupt_first_line(ws: &Workspace, id: &str) {
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }
 
+/// The test's one `switchyard serve`, always on the same address. A serve
+/// on the file backend holds the state directory's lock while it leads (one
+/// coordinator per state directory), so every local command runs while no
+/// server is up: [`Serving::local`] stops it, runs the command, then starts
+/// it again on the same address and waits until it leads.
+struct Serving<'a> {
+    ws: &'a Workspace,
+    tokens: std::path::PathBuf,
+    listen: String,
+    server: std::cell::RefCell<Option<Server>>,
+    /// What the servers stopped so far wrote to stderr.
+    logs: std::cell::RefCell<String>,
+}
+
+impl<'a> Serving<'a> {
+    fn start(ws: &'a Workspace, tokens: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sv = Serving {
+            ws,
+            tokens: tokens.to_path_buf(),
+            listen: format!("127.0.0.1:{port}"),
+            server: Default::default(),
+            logs: Default::default(),
+        };
+        sv.up();
+        sv
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    /// Start the server and wait until it says it leads.
+    fn up(&self) {
+        let s = Server::start_at(self.ws, &self.tokens, "a", &self.listen, &[], &[]);
+        assert_eq!(s.url, self.url(), "{}", s.stderr());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !leads(&self.listen) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never led: {}",
+                s.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        *self.server.borrow_mut() = Some(s);
+    }
+
+    /// Stop the server (its lock goes with the process), keeping its log.
+    fn down(&self) {
+        if let Some(mut s) = self.server.borrow_mut().take() {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+            self.logs.borrow_mut().push_str(&s.stderr());
+        }
+    }
+
+    /// `f` with no server up, then the server up again.
+    fn local<T>(&self, f: impl FnOnce(&Workspace) -> T) -> T {
+        self.down();
+        let t = f(self.ws);
+        self.up();
+        t
+    }
+
+    /// `ws.run(args)` with no server up.
+    fn run(&self, args: &[&str]) -> Run {
+        self.local(|ws| ws.run(args))
+    }
+
+    /// Everything every server of this test wrote to stderr.
+    fn stderr(&self) -> String {
+        let mut all = self.logs.borrow().clone();
+        if let Some(s) = self.server.borrow().as_ref() {
+            all.push_str(&s.stderr());
+        }
+        all
+    }
+}
+
+/// Whether the server on `listen` is ready and leads (`/readyz`).
+fn leads(listen: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(listen) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
+    if c.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    let Some((head, body)) = resp.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.starts_with("HTTP/1.1 200")
+        && serde_json::from_str::<Value>(body).is_ok_and(|v| v["this_server_leads"] == true)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_code() {
     let cluster = pg_cluster("orders").await;
@@ -81,8 +185,8 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     let tokens = ws.path("tokens");
     let viewer = token(&ws, &tokens, "viewer");
     let operator = token(&ws, &tokens, "operator");
-    let s = Server::start(&ws, &tokens, "a", &[]);
-    let url = s.url.clone();
+    let sv = Serving::start(&ws, &tokens);
+    let url = sv.url();
     let remote_as = |tok: &str, args: &[&str]| {
         let mut c = ws.command(&[&["--server", url.as_str()], args].concat());
         c.env("SWITCHYARD_TOKEN", tok);
@@ -97,13 +201,13 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     let (_, _, tli0) = pg_primary(&cluster).await.unwrap();
 
     // Refusals: the same exit codes, the same words.
-    let (l, r) = (ws.run(&["abort"]), remote(&["abort"]));
+    let (l, r) = (sv.run(&["abort"]), remote(&["abort"]));
     assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
     assert_eq!(r.stderr, l.stderr);
-    let (l, r) = (ws.run(&["show", "nope"]), remote(&["show", "nope"]));
+    let (l, r) = (sv.run(&["show", "nope"]), remote(&["show", "nope"]));
     assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
     let (l, r) = (
-        ws.run(&["switchover", "--to", "mars", "--yes"]),
+        sv.run(&["switchover", "--to", "mars", "--yes"]),
         remote(&["switchover", "--to", "mars", "--yes"]),
     );
     assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
@@ -121,7 +225,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     assert_eq!(r.code, 2, "{}", r.stderr);
     // No terminal to ask on and no --yes: declined (4), nothing done.
     let (l, r) = (
-        ws.run(&["drill", "--to", "west"]),
+        sv.run(&["drill", "--to", "west"]),
         remote(&["drill", "--to", "west"]),
     );
     assert_eq!((r.code, l.code), (4, 4), "{}\n{}", r.stderr, l.stderr);
@@ -132,7 +236,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let (_, region, tli) = pg_primary(&cluster).await.unwrap();
     assert_eq!((region.as_str(), tli), ("west", tli0 + 1));
-    let l = ws.run(&["switchover", "--to", "east", "--yes", "--output", "json"]);
+    let l = sv.run(&["switchover", "--to", "east", "--yes", "--output", "json"]);
     assert_eq!(l.code, 0, "{}", l.stderr);
     assert_eq!(shape(&r.stdout), shape(&l.stdout));
     assert_eq!(
@@ -140,7 +244,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
         Some("execution_started null null null null")
     );
     let (l, r) = (
-        ws.run(&["switchover", "--to", "east", "--yes"]),
+        sv.run(&["switchover", "--to", "east", "--yes"]),
         remote(&["switchover", "--to", "east", "--yes"]),
     );
     assert_eq!((r.code, l.code), (0, 0));
@@ -149,7 +253,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     // drill: both legs and the drill report.
     let r = remote(&["drill", "--to", "west", "--yes", "--output", "json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let l = ws.run(&["drill", "--to", "west", "--yes", "--output", "json"]);
+    let l = sv.run(&["drill", "--to", "west", "--yes", "--output", "json"]);
     assert_eq!(l.code, 0, "{}", l.stderr);
     assert_eq!(shape(&r.stdout), shape(&l.stdout));
     let (rd, ld) = (docs(&r.stdout), docs(&l.stdout));
@@ -219,7 +323,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
         &["show", "latest"],
         &["show", "latest", "--wide"],
     ] {
-        let (l, r) = (ws.run(args), remote(args));
+        let (l, r) = (sv.run(args), remote(args));
         assert_eq!((r.code, l.code), (0, 0), "{args:?}: {}", r.stderr);
         if args.contains(&"json") {
             assert_eq!(docs(&r.stdout), docs(&l.stdout), "{args:?}");
@@ -228,30 +332,32 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
             assert_eq!(r.stdout, l.stdout, "{args:?}");
         }
     }
-    let first = docs(&ws.run(&["executions", "--output", "json"]).stdout)[0]["id"]
+    let first = docs(&sv.run(&["executions", "--output", "json"]).stdout)[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
     let (l, r) = (
-        ws.run(&["show", &first, "--output", "json"]),
+        sv.run(&["show", &first, "--output", "json"]),
         remote(&["show", &first, "--output", "json"]),
     );
     assert_eq!(docs(&r.stdout), docs(&l.stdout));
 
     // abort: of an execution killed after its second checkpoint (fenced).
     let crash_failover = || {
-        crash(
-            &ws,
-            &["failover", "--to", "west", "--yes", "--output", "json"],
-            "checkpoint:2",
-        );
+        sv.local(|ws| {
+            crash(
+                ws,
+                &["failover", "--to", "west", "--yes", "--output", "json"],
+                "checkpoint:2",
+            )
+        });
         latest(&ws)
     };
     let a1 = crash_failover();
     let r = remote(&["abort", "--output", "json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let a2 = crash_failover();
-    let l = ws.run(&["abort", "--output", "json"]);
+    let l = sv.run(&["abort", "--output", "json"]);
     assert_eq!(l.code, 0, "{}", l.stderr);
     assert_eq!(shape(&r.stdout), shape(&l.stdout));
     let (rd, ld) = (docs(&r.stdout), docs(&l.stdout));
@@ -296,7 +402,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     // rollback: the preview asks first, then the same events.
     let b1 = crash_failover();
     let (l, r) = (
-        ws.run(&["rollback", "--output", "json"]),
+        sv.run(&["rollback", "--output", "json"]),
         remote(&["rollback", "--output", "json"]),
     );
     assert_eq!((r.code, l.code), (4, 4), "{}\n{}", r.stderr, l.stderr);
@@ -304,7 +410,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     let r = remote(&["rollback", "--yes", "--output", "json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     crash_failover();
-    let l = ws.run(&["rollback", "--yes", "--output", "json"]);
+    let l = sv.run(&["rollback", "--yes", "--output", "json"]);
     assert_eq!(l.code, 0, "{}", l.stderr);
     assert_eq!(shape(&r.stdout), shape(&l.stdout));
     assert!(
@@ -315,7 +421,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
         r.stdout
     );
     let (l, r) = (
-        ws.run(&["rollback", &b1, "--yes"]),
+        sv.run(&["rollback", &b1, "--yes"]),
         remote(&["rollback", &b1, "--yes"]),
     );
     assert_eq!((r.code, l.code), (2, 2), "{}\n{}", r.stderr, l.stderr);
@@ -326,11 +432,13 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     // executions close: a damaged journal, closed remotely and locally.
     let mut closed = vec![];
     for by_server in [true, false] {
-        let r = ws.run_env(
-            &["failover", "--to", "west", "--yes"],
-            "SWITCHYARD_CRASH_AT",
-            "before:1",
-        );
+        let r = sv.local(|ws| {
+            ws.run_env(
+                &["failover", "--to", "west", "--yes"],
+                "SWITCHYARD_CRASH_AT",
+                "before:1",
+            )
+        });
         assert_eq!(r.code, -1, "{}", r.stderr);
         let id = latest(&ws);
         corrupt_first_line(&ws, &id);
@@ -338,7 +446,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
             if by_server {
                 remote(args)
             } else {
-                ws.run(args)
+                sv.run(args)
             }
         };
         let r = run(&["executions", "close", &id, "--reason", " "]);
@@ -363,7 +471,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
 
     // A plan with `on_failure = "rollback"` whose third stage is refused by a
     // hook: followed to the very end, through its rollback, as locally.
-    let r = ws.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
+    let r = sv.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let plan = ws.path("plan.toml");
     std::fs::write(&plan, format!("on_failure = \"rollback\"\n{}", r.stdout)).unwrap();
@@ -377,7 +485,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     let args = ["run", plan.to_str().unwrap(), "--yes", "--output", "json"];
     let r = remote(&args);
     assert_eq!(r.code, 4, "rolled back: {}\n{}", r.stdout, r.stderr);
-    let l = ws.run(&args);
+    let l = sv.run(&args);
     assert_eq!(l.code, 4, "{}", l.stderr);
     assert_eq!(shape(&r.stdout), shape(&l.stdout));
     let ended = |out: &str| {
@@ -403,7 +511,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
 
     // The server's log holds no token.
     for t in [&viewer, &operator] {
-        assert!(!s.stderr().contains(t.as_str()));
+        assert!(!sv.stderr().contains(t.as_str()));
     }
 }
 

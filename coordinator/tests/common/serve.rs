@@ -33,11 +33,24 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        Self::start_at(ws, tokens, node, "127.0.0.1:0", extra, env)
+    }
+
+    /// [`Server::start_env`] listening on `listen` (say, the address a
+    /// stopped server listened on).
+    pub fn start_at(
+        ws: &Workspace,
+        tokens: &std::path::Path,
+        node: &str,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let stderr = ws.path(&format!("{node}.stderr"));
         let mut c = ws.command(&[
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--node",
             node,
             "--tokens-file",
