@@ -80,6 +80,15 @@ async fn unfence_refuses_once_another_member_moved_to_a_later_timeline() {
     let f = common::PgFixture::start(&["east", "west", "south"])
         .await
         .unwrap();
+    // The re-point starts a stopped old primary as a standby when it can;
+    // without `start_as_standby` on it (or with a coordinator killed in the
+    // re-point) it stays fenced on the old timeline while the others move
+    // on: the state unfencing must refuse.
+    let mut store = f.cluster.store().clone();
+    for m in store.members.iter_mut().filter(|m| m.name == "pg-east-1") {
+        m.hooks.start_as_standby = None;
+    }
+    let repoint = switchyard_controller::layered(PostgresController::from_store(&store).unwrap());
     let ctl = &f.ctl;
     ctl.execute(&Operation::Fence, &ctx()).await.unwrap();
     let pos = ctl
@@ -107,7 +116,8 @@ async fn unfence_refuses_once_another_member_moved_to_a_later_timeline() {
     )
     .await
     .unwrap();
-    ctl.execute(&Operation::RepointFollowers, &ctx())
+    repoint
+        .execute(&Operation::RepointFollowers, &ctx())
         .await
         .unwrap();
     // South streams the new timeline (its WAL receiver is on timeline 2),
