@@ -204,7 +204,7 @@ impl AppState {
 
     /// The execution the backend records as running, read now (not the
     /// cached copy): a start is refused while it names one.
-    pub(super) async fn recorded_running(&self) -> Result<Option<RunningExecution>, Problem> {
+    async fn recorded_running(&self) -> Result<Option<RunningExecution>, Problem> {
         self.election
             .backend()
             .running()
@@ -266,12 +266,21 @@ impl AppState {
         }
     }
 
-    /// The backend's running record is read afresh before any new
-    /// execution starts: 409 naming it while one is recorded.
-    pub(super) async fn refuse_recorded(&self) -> Result<(), Problem> {
+    /// Before a new execution starts: take the gate, then refuse (409,
+    /// naming it) while this server runs one or the backend records one
+    /// (read afresh, not the cached copy) other than `except` — an abort's
+    /// own execution, whose leader died. Hold the guard until it runs.
+    pub(super) async fn exclusive(
+        &self,
+        except: Option<&str>,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, Problem> {
+        let gate = self.gate.lock().await;
+        if let Some(id) = self.running() {
+            return Err(self.busy(&id));
+        }
         match self.recorded_running().await? {
-            Some(r) => Err(self.busy(&r.id)),
-            None => Ok(()),
+            Some(r) if Some(r.id.as_str()) != except => Err(self.busy(&r.id)),
+            _ => Ok(gate),
         }
     }
 
@@ -904,10 +913,10 @@ async fn start(
             .into_response()
         }
     };
-    let _gate = s.gate.lock().await;
-    if let Some(id) = s.running() {
-        return s.busy(&id).into_response();
-    }
+    let _gate = match s.exclusive(None).await {
+        Ok(g) => g,
+        Err(p) => return p.into_response(),
+    };
     if body.mode.as_deref() == Some("switchover") {
         if let StartRequest::Failover(p) = &req {
             if let Err(e) = s.service.target_region(&p.to) {
@@ -917,9 +926,6 @@ async fn start(
         if let Err(e) = s.service.refuse_unfenceable().await {
             return s.problem(e).into_response();
         }
-    }
-    if let Err(p) = s.refuse_recorded().await {
-        return p.into_response();
     }
     tracing::info!(token = %caller.token, "start requested");
     match s.service.prepare(&req).await {

@@ -269,17 +269,12 @@ pub async fn abort(
         Ok(c) => c,
         Err(p) => return p.into_response(),
     };
-    let _gate = s.gate.lock().await;
-    if let Some(running) = s.running() {
-        return s.busy(&running).into_response();
-    }
     // The aborted execution itself may be the recorded one (its leader
     // died): anything else recorded is running elsewhere.
-    match s.recorded_running().await {
-        Ok(Some(r)) if r.id != id => return s.busy(&r.id).into_response(),
-        Ok(_) => {}
+    let _gate = match s.exclusive(Some(&id)).await {
+        Ok(g) => g,
         Err(p) => return p.into_response(),
-    }
+    };
     let pending = match s.service.prepare_abort(Some(id.clone())).await {
         Ok(p) => p.started_by(caller.identity()),
         Err(e) => return s.problem(e).into_response(),
@@ -407,11 +402,10 @@ pub async fn rollback(
             )?,
             catch_up_ms: timeout(b.catch_up_timeout_ms, 60_000, "catch_up_timeout_ms")?,
         };
-        let _gate = s.gate.lock().await;
-        if let Some(running) = s.running() {
-            return Err(s.busy(&running));
-        }
-        s.refuse_recorded().await?;
+        let _gate = match s.exclusive(None).await {
+            Ok(g) => g,
+            Err(p) => return Err(p),
+        };
         let pending = s
             .service
             .prepare_rollback(Some(id.clone()), t)
@@ -481,11 +475,10 @@ pub async fn drill(
             "stage_timeout_ms",
         )?;
         let catch_up = timeout(b.catch_up_timeout_ms, 60_000, "catch_up_timeout_ms")?;
-        let _gate = s.gate.lock().await;
-        if let Some(running) = s.running() {
-            return Err(s.busy(&running));
-        }
-        s.refuse_recorded().await?;
+        let _gate = match s.exclusive(None).await {
+            Ok(g) => g,
+            Err(p) => return Err(p),
+        };
         let pending = s
             .service
             .prepare_drill(&b.to, stage, catch_up)
