@@ -152,6 +152,27 @@ impl RedisController {
             // nothing it acknowledged is lost on top.
             tracing::info!(store = %self.cfg.store, master = %m.spec.name, "forced promotion with a live master: fencing it first");
             let name = m.spec.name.clone();
+            // The move from the live master on is planned and loses nothing,
+            // but a master the Sentinels chose on their own after the old one
+            // died may already lack what the old one acknowledged: that is
+            // this execution's loss to report.
+            let was_master = self
+                .last_known
+                .newest()
+                .is_some_and(|r| r.value.master == name);
+            let loss = if was_master {
+                DataLossEstimate {
+                    bytes: Some(0),
+                    note: format!(
+                        "{name} was still master: fenced and moved the planned way, nothing lost"
+                    ),
+                    ..DataLossEstimate::default()
+                }
+            } else {
+                let mut e = self.forced_loss(m, true)?;
+                e.note = format!("the Sentinels had promoted {name} on their own: {}", e.note);
+                e
+            };
             if !m.fenced() {
                 self.fence(&snap, ctx).await?;
             }
@@ -162,7 +183,9 @@ impl RedisController {
                     format!("the master moved away from {name} while it was being fenced"),
                 ));
             }
-            return self.promote_planned(snap, region, ctx).await;
+            let mut out = self.promote_planned(snap, region, ctx).await?;
+            out.data_loss.get_or_insert(loss);
+            return Ok(out);
         }
         let cand = self.forced_candidate(&snap, region).ok_or_else(|| {
             self.err(
