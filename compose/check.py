@@ -83,7 +83,9 @@ for name, (store, m) in members.items():
     if kind == "postgres":
         if port != "5432" or e.get("SWITCHYARD_PG_MEMBER") != name:
             err(f"{compose_file}: service {name}: SWITCHYARD_PG_MEMBER={e.get('SWITCHYARD_PG_MEMBER')}, port {port}")
-        for hook, cmd in (m.get("hooks") or {}).items():
+        hooks = dict(m.get("hooks") or {})
+        hooks.update({f"extra.{k}": v for k, v in (hooks.pop("extra", None) or {}).items()})
+        for hook, cmd in hooks.items():
             if isinstance(cmd, str) and "{member}" not in cmd:
                 err(f"{topology_file}: member {name}: hook {hook} does not name {{member}} (the service)")
     elif kind == "redis":

@@ -10,6 +10,12 @@
 #                            an upstream, a fenced former primary), start
 #   rewind HOST PORT         stop, pg_rewind onto HOST:PORT (pg_basebackup if
 #                            that fails, the old data directory moved aside)
+#   controldata              pg_controldata of the data directory (LC_ALL=C),
+#                            then `standby.signal: present|absent`: the
+#                            deferred fence reads a stopped primary's final
+#                            position from it (hooks.extra.controldata)
+#   stop-controldata         stop, then what controldata prints, in one
+#                            process (hooks.extra.stop_controldata)
 #   kill                     SIGKILL the postmaster (a crash, for tests)
 #   set-upstream HOST PORT   write standby.signal and primary_conninfo only
 #
@@ -71,8 +77,15 @@ set_upstream() {
   mv "$tmp" "$PGDATA/postgresql.auto.conf"
 }
 
+controldata() {
+  LC_ALL=C pg_controldata -D "$PGDATA"
+  if [ -f "$PGDATA/standby.signal" ]; then echo "standby.signal: present"; else echo "standby.signal: absent"; fi
+}
+
 case "$cmd" in
   stop) stop ;;
+  controldata) controldata ;;
+  stop-controldata) stop; controldata ;;
   start) start ;;
   kill)
     p=$(pid_of)
@@ -111,5 +124,5 @@ case "$cmd" in
     cp -p "$keep/postgresql.auto.conf.keep" "$PGDATA/postgresql.auto.conf"
     rm -f "$keep/rewind.in-progress"
     ;;
-  *) echo "usage: pgctl.sh stop|start|start-standby|rewind|kill|set-upstream [HOST PORT]" >&2; exit 2 ;;
+  *) echo "usage: pgctl.sh stop|start|start-standby|rewind|controldata|stop-controldata|kill|set-upstream [HOST PORT]" >&2; exit 2 ;;
 esac

@@ -8,7 +8,8 @@
 #
 # Checks: a primary and two standbys cloned by supervise.sh streaming under
 # their names; with SWITCHYARD_BIN, `switchyard drill --to west` (a planned
-# switchover and the failback) through the topology's own hooks; a planned
+# switchover and the failback) through the topology's own hooks, the
+# deferred fence's `controldata`/`stop_controldata` among them; a planned
 # switchover done by hand with the hooks' commands
 # (stop, promote, start-standby, rewind) losing nothing; a fenced start; a
 # kill and a restart; the name file the lab's compose backing writes; a
@@ -117,6 +118,12 @@ SHIM
   for _ in $(seq 1 150); do s=$(sql pg-east-1 "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state='streaming'"); [ "$s" = "pg-south-1,pg-west-1" ] && break; sleep 0.2; done
   check "drill: both standbys follow east again" "$s" "pg-south-1,pg-west-1"
   check "drill: the row written before it is there" "$(sql pg-east-1 'SELECT count(*) FROM t')" "1"
+  # compose.toml's hooks have extra.controldata and stop_controldata: the
+  # fence was the deferred one (old primary stopped with standby.signal, its
+  # final position read through `pgctl.sh stop-controldata`), both ways.
+  # Each execution's journal (in the state directory) has the fence's outcome.
+  check "drill: two deferred fences (journals with the note)" \
+    "$(grep -rl 'stopped with standby.signal (it restarts in recovery); final position [0-9A-F]*/[0-9A-F]* on timeline [0-9]* (just past its shutdown checkpoint, from pg_controldata)' "$BASE/state" | wc -l | tr -d ' ')" "2"
 else
   echo "skip switchyard drill through the topology's hooks: set SWITCHYARD_BIN to the switchyard binary"
 fi
@@ -124,6 +131,12 @@ fi
 ex pg-east-1 /compose/postgres/pgctl.sh stop
 ex pg-east-1 /compose/postgres/pgctl.sh stop   # idempotent
 check "east stopped, container (PID 1) alive" "$(kill -0 "$(cat "$BASE/pg-east-1.pid")" && echo alive)" "alive"
+# hooks.extra.controldata: pg_controldata of the stopped member, then the
+# standby.signal line, as the controller parses them (LC_ALL=C).
+cd_out=$(ex pg-east-1 /compose/postgres/pgctl.sh controldata)
+check "controldata: clean shutdown" "$(echo "$cd_out" | sed -n 's/^Database cluster state: *//p')" "shut down"
+check "controldata: standby.signal line" "$(echo "$cd_out" | tail -n 1)" "standby.signal: absent"
+check "controldata: checkpoint location" "$(echo "$cd_out" | grep -c '^Latest checkpoint location: *[0-9A-F]*/[0-9A-F]*$')" "1"
 sql pg-west-1 "SELECT pg_promote(true, 60)" >/dev/null
 check "west promoted" "$(sql pg-west-1 'SELECT pg_is_in_recovery()')" "f"
 sql pg-west-1 "INSERT INTO t VALUES (2); CHECKPOINT"
@@ -141,6 +154,14 @@ ex pg-south-1 /compose/postgres/pgctl.sh start-standby
 wait_ready pg-south-1
 check "fenced south: in recovery" "$(sql pg-south-1 'SELECT pg_is_in_recovery()')" "t"
 check "fenced south: no upstream" "$(sql pg-south-1 "SELECT count(*) FROM pg_stat_wal_receiver")" "0"
+# hooks.extra.stop_controldata on a running standby: the stop, then what
+# controldata prints (a standby shut down in recovery).
+cd_out=$(ex pg-south-1 /compose/postgres/pgctl.sh stop-controldata)
+check "stop-controldata: stopped" "$(ex pg-south-1 pg_isready -q -h 127.0.0.1 && echo up || echo down)" "down"
+check "stop-controldata: shut down in recovery" "$(echo "$cd_out" | sed -n 's/^Database cluster state: *//p')" "shut down in recovery"
+check "stop-controldata: standby.signal line" "$(echo "$cd_out" | tail -n 1)" "standby.signal: present"
+ex pg-south-1 /compose/postgres/pgctl.sh start-standby
+wait_ready pg-south-1
 # A crash (the compose backing's kill), then start as configured.
 ex pg-south-1 /compose/postgres/pgctl.sh kill
 check "killed south refuses connections" "$(ex pg-south-1 pg_isready -q -h 127.0.0.1 && echo up || echo down)" "down"

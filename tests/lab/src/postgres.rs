@@ -165,12 +165,13 @@ pub struct PgCluster {
 #[derive(Debug)]
 struct ComposeAttachment {
     project: crate::backing::Compose,
+    /// Each member's service (member name → service name).
+    services: std::collections::BTreeMap<String, String>,
     _lock: std::fs::File,
 }
 
-/// The compose services of the `pg` store and the path of their data
-/// directories' parent inside the containers (docker-compose.yml: PGDATA).
-const COMPOSE_PG_SERVICES: [&str; 3] = ["pg-east-1", "pg-west-1", "pg-south-1"];
+/// The parent of the members' data directories inside the containers
+/// (docker-compose.yml: PGDATA).
 const COMPOSE_PG_DIR: &str = "/var/lib/postgresql/data";
 
 /// Where PostgreSQL's server binaries live: `SWITCHYARD_PG_BIN`, then
@@ -392,17 +393,22 @@ impl PgCluster {
         Ok(cluster)
     }
 
-    /// The compose backing: reset the `pg-*` services of docker-compose.yml
-    /// to a fresh primary and two streaming standbys and hand them out as
-    /// this cluster; the topology is the `pg` store of
-    /// topologies/examples/compose.toml (its hooks run `docker compose
-    /// exec`), renamed to `spec.store`. Members get the names the lab would
-    /// give them (`<store>-<region>-1`; the service `pg-<region>-1` is
-    /// written into their hooks) and the standbys name themselves so to
-    /// the primary (application_name), so tests see what they would see on
-    /// the lab.
+    /// The compose backing: reset the PostgreSQL services of
+    /// docker-compose.yml (one per region, as `docker compose config`
+    /// resolves them, [`crate::backing::Services`]) to a fresh primary and
+    /// two streaming standbys and hand them out as this cluster. The
+    /// members' hosts are the services' home addresses (which the hooks hand
+    /// the other members as their upstream), the lab's own sessions go to
+    /// the address the resolver gives the tests; the hooks are those of the
+    /// `pg` store of topologies/examples/compose.toml (`docker compose
+    /// exec`), every hook the lab's topology has, `extra.controldata` and
+    /// `extra.stop_controldata` kept only for `deferred_fence` as on the
+    /// lab. Members get the names the lab would give them
+    /// (`<store>-<region>-1`; the service is written into their hooks) and
+    /// the standbys name themselves so to the primary (application_name),
+    /// so tests see what they would see on the lab.
     async fn attach(project: &crate::backing::Compose, spec: PgClusterSpec) -> Result<PgCluster> {
-        use crate::backing::Unsupported;
+        use crate::backing::{ServiceKind, Unsupported};
         let unsupported = |what: String| -> Result<PgCluster> { Err(Unsupported(what).into()) };
         if spec.regions != ["east", "west", "south"] {
             return unsupported(format!(
@@ -421,40 +427,30 @@ impl PgCluster {
                 "PostgreSQL with TLS, pg_hba.conf lines or chosen ports (docker-compose.yml's members are fixed)".into(),
             );
         }
-        let lock = project.lock("pg")?;
-        project.reset(&COMPOSE_PG_SERVICES).await?;
-        let mut topology = crate::backing::compose_topology()?;
-        topology.stores.retain(|s| s.name == "pg");
-        let Some(store) = topology.stores.first_mut() else {
-            bail!("topologies/examples/compose.toml has no store `pg`");
-        };
-        store.name = spec.store.clone();
-        store.max_lag_bytes = spec.max_lag_bytes;
-        topology.name = format!("{}-compose", spec.store);
-        let mut members = Vec::new();
-        for m in &mut store.members {
-            let service = std::mem::replace(&mut m.name, format!("{}-{}-1", spec.store, m.region));
-            let hooks = &mut m.hooks;
-            for h in [
-                &mut hooks.stop,
-                &mut hooks.start,
-                &mut hooks.start_as_standby,
-                &mut hooks.rewind,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                *h = h.replace("{member}", &service);
+        let services = project.services().await?;
+        let mut chosen = Vec::new();
+        for region in &spec.regions {
+            match services.in_region(ServiceKind::Postgres, region).as_slice() {
+                [svc] => chosen.push(*svc),
+                found => {
+                    return unsupported(format!(
+                        "{} PostgreSQL services in region {region} ({}); the lab's cluster has one",
+                        found.len(),
+                        found
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }
             }
-            members.push(PgMember {
-                name: m.name.clone(),
-                region: m.region.clone(),
-                host: m.hostname().unwrap_or_default().to_string(),
-                port: m.port().unwrap_or(5432),
-                dir: PathBuf::from(COMPOSE_PG_DIR),
-            });
         }
-        let primary_host = members[0].host.clone();
+        let lock = project.lock("pg")?;
+        let names: Vec<&str> = chosen.iter().map(|s| s.name.as_str()).collect();
+        project.reset(&names).await?;
+        let (topology, members) =
+            compose_topology_for(&spec, &chosen, crate::backing::compose_topology()?)?;
+        let primary_host = chosen[0].home.clone();
         for (i, m) in members.iter().enumerate() {
             // pgctl.sh names the member by this file, when present.
             let mut sh = format!(
@@ -466,10 +462,10 @@ impl PgCluster {
                     " && /compose/postgres/pgctl.sh set-upstream {primary_host} 5432 && psql -qAt -h /var/run/postgresql -U postgres -c 'SELECT pg_reload_conf()' >/dev/null"
                 ));
             }
-            let service = compose_service(m);
+            let service = &chosen[i].name;
             project
                 .run(
-                    &["exec", "-T", &service, "sh", "-c", &sh],
+                    &["exec", "-T", service, "sh", "-c", &sh],
                     Duration::from_secs(60),
                 )
                 .await?;
@@ -485,15 +481,32 @@ impl PgCluster {
             .iter()
             .map(|a| shell_quote(a))
             .collect();
-        // MEMBER is a lab name (`orders-west-1`): its service is pg-<region>-1.
+        // MEMBER is a lab name (`orders-west-1`); the resolver said which
+        // service it is.
+        let cases: String = members
+            .iter()
+            .zip(&chosen)
+            .map(|(m, svc)| {
+                format!(
+                    "  {}) service={} ;;\n",
+                    shell_quote(&m.name),
+                    shell_quote(&svc.name)
+                )
+            })
+            .collect();
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n# pgctl.sh CMD MEMBER [HOST PORT] on SWITCHYARD_BACKING=compose\nset -eu\ncmd=\"$1\"; member=\"$2\"; shift 2\nregion=$(echo \"$member\" | sed -E 's/^.*-([a-z]+)-1$/\\1/')\nexec docker {} \"pg-$region-1\" /compose/postgres/pgctl.sh \"$cmd\" \"$@\"\n",
+                "#!/bin/sh\n# pgctl.sh CMD MEMBER [HOST PORT] on SWITCHYARD_BACKING=compose\nset -eu\ncmd=\"$1\"; member=\"$2\"; shift 2\ncase \"$member\" in\n{cases}  *) echo \"no member $member\" >&2; exit 2 ;;\nesac\nexec docker {} \"$service\" /compose/postgres/pgctl.sh \"$cmd\" \"$@\"\n",
                 argv.join(" ")
             ),
         )?;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        let services = members
+            .iter()
+            .zip(&chosen)
+            .map(|(m, svc)| (m.name.clone(), svc.name.clone()))
+            .collect();
         let cluster = PgCluster {
             root: tmp.path().to_path_buf(),
             _tmp: Some(tmp),
@@ -505,6 +518,7 @@ impl PgCluster {
             via_socket: false,
             compose: Some(ComposeAttachment {
                 project: project.clone(),
+                services,
                 _lock: lock,
             }),
         };
@@ -873,9 +887,12 @@ impl PgCluster {
         let m = self.member(member)?;
         if let Some(c) = &self.compose {
             // The pid inside the member's container, while it runs.
-            let service = compose_service(m);
+            let service = c
+                .services
+                .get(&m.name)
+                .with_context(|| format!("no service for {member}"))?;
             let out = std::process::Command::new("docker")
-                .args(c.project.argv(&["exec", "-T", &service, "sh", "-c",
+                .args(c.project.argv(&["exec", "-T", service, "sh", "-c",
                     "p=$(head -n1 \"$PGDATA/postmaster.pid\" 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo \"$p\" || true"]))
                 .current_dir(c.project.dir())
                 .stdin(Stdio::null())
@@ -1101,9 +1118,78 @@ fn build_topology(spec: &PgClusterSpec, members: &[PgMember], script: &Path) -> 
     }
 }
 
-/// The docker-compose service of an attached member.
-fn compose_service(m: &PgMember) -> String {
-    format!("pg-{}-1", m.region)
+/// The topology and members of a cluster attached to `services` (one
+/// PostgreSQL service per region of `spec`, in its order, as the resolver
+/// found them): `base`'s `pg` store (topologies/examples/compose.toml) with
+/// the members renamed as the lab names them, their hosts the services'
+/// home addresses, `{member}` in every hook the service, and the deferred
+/// fence's hooks only when the spec asks for it (as on the lab).
+fn compose_topology_for(
+    spec: &PgClusterSpec,
+    services: &[&crate::backing::Service],
+    mut base: Topology,
+) -> Result<(Topology, Vec<PgMember>)> {
+    const FILE: &str = "topologies/examples/compose.toml";
+    base.stores.retain(|s| s.name == "pg");
+    let Some(mut store) = base.stores.pop() else {
+        bail!("{FILE} has no store `pg`");
+    };
+    let mut members = Vec::new();
+    let mut out = Vec::new();
+    for (region, svc) in spec.regions.iter().zip(services) {
+        let Some(mut m) = store.members.iter().find(|m| m.name == svc.name).cloned() else {
+            bail!(
+                "{FILE}: store `pg` has no member {} (docker-compose.yml's PostgreSQL service in {region})",
+                svc.name
+            );
+        };
+        if &m.region != region {
+            bail!(
+                "{FILE}: member {} is in region {}, docker-compose.yml puts the service in {region}",
+                svc.name,
+                m.region
+            );
+        }
+        m.name = format!("{}-{region}-1", spec.store);
+        m.host = Some(format!("{}:{}", svc.home, svc.kind.port()));
+        if !spec.deferred_fence {
+            for h in ["controldata", "stop_controldata"] {
+                m.hooks.extra.remove(h);
+            }
+        }
+        let hooks = &mut m.hooks;
+        for h in [
+            &mut hooks.stop,
+            &mut hooks.start,
+            &mut hooks.start_as_standby,
+            &mut hooks.rewind,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(hooks.extra.values_mut())
+        {
+            *h = h.replace("{member}", &svc.name);
+        }
+        out.push(PgMember {
+            name: m.name.clone(),
+            region: region.clone(),
+            host: svc.host().to_string(),
+            port: svc.port(),
+            dir: PathBuf::from(COMPOSE_PG_DIR),
+        });
+        members.push(m);
+    }
+    store.name = spec.store.clone();
+    store.max_lag_bytes = spec.max_lag_bytes;
+    store.members = members;
+    Ok((
+        Topology {
+            name: format!("{}-compose", spec.store),
+            stores: vec![store],
+            ..base
+        },
+        out,
+    ))
 }
 
 fn shell_quote(s: &str) -> String {
@@ -1235,4 +1321,118 @@ esac
         root = shell_quote(&root.display().to_string()),
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backing::{ServiceKind, Services};
+
+    /// The attach's topology from the real compose file, resolved as
+    /// `docker compose config` resolves it (Debian's docker-compose here),
+    /// and compose.toml.
+    fn attached(
+        spec: &PgClusterSpec,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> (Topology, Vec<PgMember>) {
+        let services =
+            Services::from_config(&crate::backing::resolved_compose_file_for_tests(), env).unwrap();
+        let chosen: Vec<_> = spec
+            .regions
+            .iter()
+            .map(|r| services.in_region(ServiceKind::Postgres, r)[0])
+            .collect();
+        compose_topology_for(spec, &chosen, crate::backing::compose_topology().unwrap()).unwrap()
+    }
+
+    fn hook_names(m: &Member) -> Vec<String> {
+        let h = &m.hooks;
+        let mut v: Vec<String> = [
+            ("stop", h.stop.is_some()),
+            ("start", h.start.is_some()),
+            ("start_as_standby", h.start_as_standby.is_some()),
+            ("rewind", h.rewind.is_some()),
+            ("timeout_ms", h.timeout_ms.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| n.to_string())
+        .collect();
+        v.extend(h.extra.keys().map(|k| format!("extra.{k}")));
+        v
+    }
+
+    #[test]
+    fn the_compose_attach_takes_the_resolved_services_and_every_lab_hook() {
+        let mut spec = PgClusterSpec::new(["east", "west", "south"]);
+        spec.store = "orders".into();
+        let (t, members) = attached(&spec, &|_| None);
+        let store = &t.stores[0];
+        let got: Vec<_> = store
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.name.as_str(),
+                    m.region.as_str(),
+                    m.host.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("orders-east-1", "east", "172.30.1.11:5432"),
+                ("orders-west-1", "west", "172.30.2.12:5432"),
+                ("orders-south-1", "south", "172.30.3.13:5432"),
+            ]
+        );
+        let west = &store.members[1];
+        assert_eq!(
+            west.hooks.stop.as_deref(),
+            Some("docker compose exec -T pg-west-1 /compose/postgres/pgctl.sh stop")
+        );
+        // Without the deferred fence, as on the lab: no controldata hooks.
+        let lab = build_topology(&spec, &members, Path::new("/x/pgctl.sh"));
+        assert_eq!(hook_names(west), hook_names(&lab.stores[0].members[1]));
+        assert!(west.hooks.extra.is_empty());
+
+        // With it: every hook the lab's topology has, each naming its service.
+        spec.deferred_fence = true;
+        let (t, members) = attached(&spec, &|_| None);
+        let lab = build_topology(&spec, &members, Path::new("/x/pgctl.sh"));
+        for (m, l) in t.stores[0].members.iter().zip(&lab.stores[0].members) {
+            assert_eq!(hook_names(m), hook_names(l), "{}", m.name);
+            assert!(hook_names(m).contains(&"extra.stop_controldata".to_string()));
+            let service = format!("pg-{}-1", m.region);
+            for cmd in m.hooks.extra.values().chain(m.hooks.stop.iter()) {
+                assert!(
+                    cmd.contains(&format!("exec -T {service} ")) && !cmd.contains("{member}"),
+                    "{cmd}"
+                );
+            }
+        }
+        assert!(t.stores[0].members[0].hooks.extra["controldata"].ends_with("pgctl.sh controldata"));
+    }
+
+    #[test]
+    fn an_address_override_moves_the_labs_sessions_not_the_members_upstream() {
+        let spec = PgClusterSpec::new(["east", "west", "south"]);
+        let env =
+            |k: &str| (k == "SWITCHYARD_COMPOSE_ADDR_PG_WEST_1").then(|| "127.0.0.1:15432".into());
+        let (t, members) = attached(&spec, &env);
+        assert_eq!(
+            (members[1].host.as_str(), members[1].port),
+            ("127.0.0.1", 15432)
+        );
+        assert_eq!(
+            t.stores[0].members[1].host.as_deref(),
+            Some("172.30.2.12:5432"),
+            "the other members follow it at its home address"
+        );
+        assert_eq!(
+            (members[0].host.as_str(), members[0].port),
+            ("172.30.1.11", 5432)
+        );
+    }
 }
