@@ -22,7 +22,7 @@ struct Env {
 async fn env(spec: CosmosSimSpec, edit: impl FnOnce(&mut Topology)) -> Env {
     let sim = CosmosSim::start(spec).await.expect("simulator starts");
     let files = tempfile::tempdir().unwrap();
-    let mut t = sim.topology("cosmos-lab", files.path()).unwrap();
+    let mut t = sim.topology("cosmos-lab", files.path()).await.unwrap();
     edit(&mut t);
     Env {
         sim,
@@ -103,7 +103,7 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
         assert_eq!(obs["primary"], format!("catalog-{to}@{to}"), "{last}");
         // Both planes, as the simulator holds them: ARM's write region and
         // the data plane's only writable region.
-        assert_eq!(e.sim.write_regions(), (Some(region(to)), vec![region(to)]));
+        assert_eq!(e.sim.write_regions().await.unwrap(), (Some(region(to)), vec![region(to)]));
         // The operation URL was journaled while it ran, and the outcome says
         // how it ended.
         let recs = journal(&e.ws, n);
@@ -133,7 +133,7 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
             "{notes:?}"
         );
     }
-    let ops = e.sim.operations();
+    let ops = e.sim.operations().await.unwrap();
     assert_eq!(ops.len(), 2, "one operation per move: {ops:?}");
     assert!(ops
         .iter()
@@ -144,7 +144,7 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
 async fn crash_during_the_operation_then_resume_polls_the_same_one() {
     let e = env(spec(), |_| {}).await;
     // Operations stay InProgress until released, so the crash lands inside one.
-    e.sim.control("hold").unwrap();
+    e.sim.control("hold").await.unwrap();
     let mut child =
         e.ws.command(&["failover", "--to", "west", "--yes", "--output", "json"])
             .stdout(std::process::Stdio::null())
@@ -164,11 +164,11 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let before = e.sim.operations();
+    let before = e.sim.operations().await.unwrap();
     assert_eq!(before.len(), 1, "{before:?}");
     let (id, action, status, polls_before) = before[0].clone();
     assert_eq!(
-        (action, status.as_str()),
+        (action.as_str(), status.as_str()),
         ("failoverPriorityChange", "InProgress")
     );
 
@@ -176,7 +176,7 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
     let resume = tokio::task::spawn_blocking(move || ws.run(&["resume", "--output", "json"]));
     // The resumed coordinator polls the journaled operation...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while e.sim.operations()[0].3 <= polls_before {
+    while e.sim.operations().await.unwrap()[0].3 <= polls_before {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the operation is not polled again"
@@ -184,16 +184,16 @@ async fn crash_during_the_operation_then_resume_polls_the_same_one() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // ...and starts no other while it runs.
-    assert_eq!(e.sim.operations().len(), 1);
-    e.sim.control("release").unwrap();
+    assert_eq!(e.sim.operations().await.unwrap().len(), 1);
+    e.sim.control("release").await.unwrap();
     let r = resume.await.unwrap();
     assert_checkpoints_passed(&r);
-    let after = e.sim.operations();
+    let after = e.sim.operations().await.unwrap();
     assert_eq!(after.len(), 1, "a second operation was started: {after:?}");
     assert_eq!(after[0].0, id);
     assert_eq!(after[0].2, "Succeeded");
     assert_eq!(
-        e.sim.write_regions(),
+        e.sim.write_regions().await.unwrap(),
         (Some(region("west")), vec![region("west")])
     );
     let recs = journal(&e.ws, 0);
@@ -219,7 +219,7 @@ async fn invalid_priorities_are_refused_before_anything_runs() {
     assert_ne!(r.code, 0, "{}", r.stdout);
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(all.contains("failover_priority"), "{all}");
-    assert_eq!(e.sim.arm_requests(), 0, "ARM was called: {all}");
+    assert_eq!(e.sim.arm_requests().await.unwrap(), 0, "ARM was called: {all}");
 
     // A location the account does not have: refused by readiness, before
     // any operation.
@@ -240,7 +240,7 @@ async fn invalid_priorities_are_refused_before_anything_runs() {
         r.stdout,
         r.stderr
     );
-    assert!(e.sim.operations().is_empty(), "{:?}", e.sim.operations());
+    assert!(e.sim.operations().await.unwrap().is_empty(), "{:?}", e.sim.operations().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,7 +259,7 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
             ..Consistency::default()
         };
         let e = env(s, |_| {}).await;
-        e.sim.control("outage east").unwrap();
+        e.sim.control("outage east").await.unwrap();
         let r = run(
             &e.ws,
             &[
@@ -284,17 +284,17 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
             est["note"].as_str().unwrap().contains(level),
             "{level}: {est}"
         );
-        let ops = e.sim.operations_started();
+        let ops = e.sim.operations_started().await.unwrap();
         assert_eq!(ops.get("offlineRegion"), Some(&1), "{level}: {ops:?}");
         assert_eq!(
-            e.sim.write_regions(),
+            e.sim.write_regions().await.unwrap(),
             (Some(region("west")), vec![region("west")])
         );
     }
 
     // With a declared bound an unknown loss is refused unless accepted.
     let e = env(spec(), |t| t.stores[0].max_lag_ms = Some(1000)).await;
-    e.sim.control("outage east").unwrap();
+    e.sim.control("outage east").await.unwrap();
     let r = run(
         &e.ws,
         &[
@@ -303,7 +303,7 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
     )
     .await;
     assert_eq!(r.code, 5, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
-    assert!(e.sim.operations().is_empty());
+    assert!(e.sim.operations().await.unwrap().is_empty());
     let r = run(
         &e.ws,
         &[
@@ -321,7 +321,7 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
     assert_checkpoints_passed(&r);
     // Failback: the lost region returns and a planned failover brings it
     // online (onlineRegion) and writes back.
-    e.sim.control("restore east").unwrap();
+    e.sim.control("restore east").await.unwrap();
     let r = run(
         &e.ws,
         &["failover", "--to", "east", "--yes", "--output", "json"],
@@ -329,9 +329,9 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
     .await;
     assert_checkpoints_passed(&r);
     assert_eq!(
-        e.sim.write_regions(),
+        e.sim.write_regions().await.unwrap(),
         (Some(region("east")), vec![region("east")])
     );
-    let ops = e.sim.operations_started();
+    let ops = e.sim.operations_started().await.unwrap();
     assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");
 }

@@ -28,7 +28,7 @@ impl Harness for SimHarness {
     }
 
     async fn write(&self, key: u64) -> Result<(), HarnessError> {
-        let region = self.lab.write_region();
+        let region = self.lab.write_region().await;
         match self.lab.write_via(&region, &key.to_string()).await {
             201 => Ok(()),
             s => Err(format!("write of {key} through {region} answered {s}").into()),
@@ -38,21 +38,23 @@ impl Harness for SimHarness {
     async fn contains(&self, key: u64) -> Result<bool, HarnessError> {
         Ok(self
             .lab
-            .has(&self.lab.write_region(), &key.to_string())
+            .has(&self.lab.write_region().await, &key.to_string())
             .await)
     }
 
     async fn kill_member(&self, member: &str) -> Result<(), HarnessError> {
         self.lab
             .sim
-            .control(&format!("outage {}", self.region_of(member)?))?;
+            .control(&format!("outage {}", self.region_of(member)?))
+            .await?;
         Ok(())
     }
 
     async fn restart_member(&self, member: &str) -> Result<(), HarnessError> {
         self.lab
             .sim
-            .control(&format!("restore {}", self.region_of(member)?))?;
+            .control(&format!("restore {}", self.region_of(member)?))
+            .await?;
         Ok(())
     }
 }
@@ -64,11 +66,11 @@ async fn conformance_suite_passes_against_the_simulator() {
     };
     let report = conformance::run_all_with(&h, &SuiteConfig::default()).await;
     println!("{report}");
-    println!("operations: {:?}", h.lab.sim.operations());
+    println!("operations: {:?}", h.lab.sim.operations().await.unwrap());
     report.assert_passed();
     // What ran at ARM: priority changes for the planned moves, one
     // offlineRegion and one onlineRegion for the forced failover.
-    let ops = h.lab.sim.operations_started();
+    let ops = h.lab.sim.operations_started().await.unwrap();
     assert_eq!(ops.get("offlineRegion"), Some(&1), "{ops:?}");
     assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");
     assert!(

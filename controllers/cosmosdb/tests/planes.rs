@@ -28,14 +28,14 @@ async fn no_primary_while_both_regions_take_writes() {
     // Stop the operation inside the window.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if lab.sim.write_regions().1.len() == 2 {
-            lab.sim.control("hold").unwrap();
+        if lab.sim.write_regions().await.unwrap().1.len() == 2 {
+            lab.sim.control("hold").await.unwrap();
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no window seen");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (_, writable) = lab.sim.write_regions();
+    let (_, writable) = lab.sim.write_regions().await.unwrap();
     assert_eq!(writable.len(), 2, "held inside the window: {writable:?}");
     // Writes are accepted through both regions: that is the hazard.
     assert_eq!(lab.write_via("east", "w-east").await, 201);
@@ -52,7 +52,7 @@ async fn no_primary_while_both_regions_take_writes() {
                 .is_some_and(|d| d.contains("data plane"))),
         "{s:?}"
     );
-    lab.sim.control("release").unwrap();
+    lab.sim.control("release").await.unwrap();
     let out = run.await.unwrap().expect("promote succeeds");
     assert!(!out.already_done);
     let s = lab.ctl.observe().await.unwrap();
@@ -104,12 +104,12 @@ async fn multi_region_write_accounts_change_priorities_only() {
         Some("west")
     );
     // Every region kept taking writes throughout; only priorities moved.
-    assert_eq!(lab.sim.write_regions().1.len(), 3);
-    let ops = lab.sim.operations_started();
+    assert_eq!(lab.sim.write_regions().await.unwrap().1.len(), 3);
+    let ops = lab.sim.operations_started().await.unwrap();
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert_eq!(ops.get("failoverPriorityChange"), Some(&1));
     // Forced with the hub down: still priorities only, never offlineRegion.
-    lab.sim.control("outage west").unwrap();
+    lab.sim.control("outage west").await.unwrap();
     lab.ctl
         .execute(
             &Operation::Promote {
@@ -122,7 +122,7 @@ async fn multi_region_write_accounts_change_priorities_only() {
         )
         .await
         .unwrap();
-    let ops = lab.sim.operations_started();
+    let ops = lab.sim.operations_started().await.unwrap();
     assert_eq!(ops.get("offlineRegion"), None, "{ops:?}");
     assert_eq!(ops.get("failoverPriorityChange"), Some(&2), "{ops:?}");
 }
@@ -132,23 +132,23 @@ async fn arm_errors_are_mapped() {
     let lab = Lab::three("catalog").await;
     let ctx = OpContext::adhoc();
     // 429 with Retry-After, three times: retried, then the move goes ahead.
-    lab.sim.control("throttle 3").unwrap();
-    let before = lab.sim.arm_requests();
+    lab.sim.control("throttle 3").await.unwrap();
+    let before = lab.sim.arm_requests().await.unwrap();
     lab.ctl
         .execute(&promote("west"), &ctx)
         .await
         .expect("throttling is waited out");
-    assert!(lab.sim.arm_requests() >= before + 3);
+    assert!(lab.sim.arm_requests().await.unwrap() >= before + 3);
     assert_eq!(
-        lab.sim.operations_started().get("failoverPriorityChange"),
+        lab.sim.operations_started().await.unwrap().get("failoverPriorityChange"),
         Some(&1)
     );
     // 503 beyond the retries: a temporary error the coordinator retries.
-    lab.sim.control("throttle 50 503").unwrap();
+    lab.sim.control("throttle 50 503").await.unwrap();
     let e = lab.ctl.observe().await.unwrap_err();
     assert!(e.is_temporary(), "{e}");
     assert!(e.to_string().contains("503"), "{e}");
-    lab.sim.control("throttle 0").unwrap();
+    lab.sim.control("throttle 0").await.unwrap();
     lab.ctl
         .observe()
         .await

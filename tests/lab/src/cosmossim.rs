@@ -11,19 +11,26 @@
 //! `writableLocations`/`readableLocations`, master-key signatures verified.
 //! docs/cosmossim.md says what is and is not modelled.
 //!
+//! Tests read and change the account through the simulator's test-control
+//! plane ([`control`]), over its ARM socket, whether the simulator runs in
+//! the test's process or in docker-compose.yml's `cosmos` container
+//! (`SWITCHYARD_BACKING=compose`, [`crate::backing`]): one code path.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use switchyard_lab::cosmossim::{CosmosSim, CosmosSimSpec};
 //! let sim = CosmosSim::start(CosmosSimSpec::for_regions("catalog", &["east", "west"])).await?;
 //! println!("{} {}", sim.arm_endpoint(), sim.account_id());
-//! sim.control("outage east")?;
+//! sim.control("outage east").await?;
 //! # Ok(()) }
 //! ```
 
+pub mod control;
 pub mod server;
 pub mod world;
 
 use anyhow::{bail, Context};
+use control::{ControlClient, State};
 use server::{Client, Endpoint, Role, Shared};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,27 +113,48 @@ pub fn location_name(region: &str) -> String {
     }
 }
 
-/// A running simulator. Dropping it stops every listener.
+/// A running simulator, in this process or in a container. Dropping it
+/// stops every listener it started (or releases the container).
 pub struct CosmosSim {
     spec: CosmosSimSpec,
-    shared: Arc<Shared>,
+    arm_base: String,
+    global_url: String,
+    /// Regional endpoints, in the order of `spec.regions`.
+    region_urls: Vec<String>,
+    key: String,
     ca_pem: String,
-    tasks: Vec<JoinHandle<()>>,
+    /// Client id → secret of the service principals whose secrets we know.
+    secrets: Vec<(String, String)>,
+    account_id: String,
+    control: ControlClient,
+    running: Running,
+}
+
+/// Where the simulator runs.
+enum Running {
+    /// Listeners in this process.
+    Here(Vec<JoinHandle<()>>),
+    /// docker-compose.yml's `cosmos` service, held (a lock shared by every
+    /// test binary) for as long as this handle lives.
+    Compose(#[allow(dead_code)] std::fs::File),
 }
 
 impl std::fmt::Debug for CosmosSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CosmosSim")
-            .field("account", &self.account_id())
-            .field("arm", &self.shared.arm_base)
+            .field("account", &self.account_id)
+            .field("arm", &self.arm_base)
+            .field("compose", &matches!(self.running, Running::Compose(_)))
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for CosmosSim {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Running::Here(tasks) = &self.running {
+            for t in tasks {
+                t.abort();
+            }
         }
     }
 }
@@ -138,12 +166,21 @@ pub const READER_CLIENT_ID: &str = "5a1e0000-0000-4000-8000-0000000ead00";
 /// The tenant id.
 pub const TENANT_ID: &str = "7e4a0000-0000-4000-8000-000000007e4a";
 
+/// Where docker-compose.yml's `cosmos` service writes its topology, CA and
+/// secrets (its `--dir`).
+const COMPOSE_DIR: &str = "/run/cosmos";
+
 impl CosmosSim {
     /// Bind every listener (free loopback ports unless the spec says
-    /// otherwise) and start serving.
+    /// otherwise) and start serving; on `SWITCHYARD_BACKING=compose`, reset
+    /// the `cosmos` service's account to `spec` instead (see
+    /// [`CosmosSim::attach`]).
     pub async fn start(spec: CosmosSimSpec) -> anyhow::Result<CosmosSim> {
         if spec.regions.len() < 2 {
             bail!("a Cosmos DB account to fail over needs at least two regions");
+        }
+        if let Some(project) = crate::backing::Backing::compose()? {
+            return Self::attach(project, spec).await;
         }
         let host = spec.url_host()?;
         let (ca_pem, tls) = tls_config(&host).context("making the simulator's certificates")?;
@@ -181,6 +218,7 @@ impl CosmosSim {
         );
         world.op_duration = spec.op_duration;
         world.retry_after_secs = spec.retry_after_secs;
+        let account_id = world.account_id.clone();
         let shared = Arc::new(Shared {
             world: std::sync::Mutex::new(world),
             arm_base: url(&arm)?.trim_end_matches('/').to_string(),
@@ -203,6 +241,20 @@ impl CosmosSim {
             tokens: Default::default(),
             arm_requests: Default::default(),
         });
+        // The tests' own requests go to the ARM listener like anyone's:
+        // loopback when it listens on every interface.
+        let arm_port = arm.local_addr()?.port();
+        let connect_ip = if spec.listen.is_unspecified() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            spec.listen
+        };
+        let control = ControlClient::new(
+            &std::net::SocketAddr::new(connect_ip, arm_port).to_string(),
+            &host,
+            &ca_pem,
+            &shared.key,
+        )?;
         let mut tasks = vec![
             tokio::spawn(serve(arm, acceptor.clone(), shared.clone(), Endpoint::Arm)),
             tokio::spawn(serve(
@@ -221,10 +273,132 @@ impl CosmosSim {
             )));
         }
         Ok(CosmosSim {
-            spec,
-            shared,
+            arm_base: shared.arm_base.clone(),
+            global_url: shared.global_url.clone(),
+            region_urls: shared.region_urls.clone(),
+            key: shared.key.clone(),
             ca_pem,
-            tasks,
+            secrets: shared
+                .clients
+                .iter()
+                .map(|c| (c.id.clone(), c.secret.clone()))
+                .collect(),
+            account_id,
+            control,
+            running: Running::Here(tasks),
+            spec,
+        })
+    }
+
+    /// The compose backing: docker-compose.yml's `cosmos` service (the
+    /// service of kind [`crate::backing::ServiceKind::CosmosDb`] the
+    /// resolver finds), its account reset through the control plane to a
+    /// fresh one with `spec`'s regions (which must be the service's),
+    /// consistency, multi-write and timings. The account keeps the
+    /// service's identity (its id names the service's store, `profiles`;
+    /// the topology's members are named after `spec.store_name`). The CA,
+    /// master key and client secrets are read from the container
+    /// ([`COMPOSE_DIR`]); the endpoints' URLs carry the service's name
+    /// (`cosmos`), which this host must resolve (the certificate is for it).
+    async fn attach(
+        project: &crate::backing::Compose,
+        spec: CosmosSimSpec,
+    ) -> anyhow::Result<CosmosSim> {
+        use crate::backing::{ServiceKind, Unsupported};
+        if spec.base_port.is_some() || spec.advertise_host.is_some() || !spec.listen.is_loopback()
+        {
+            return Err(Unsupported(
+                "a Cosmos DB simulator on chosen addresses or ports (docker-compose.yml's `cosmos` listens where its command line says)".into(),
+            )
+            .into());
+        }
+        let services = project.services().await?;
+        let svc = match services.of(ServiceKind::CosmosDb).as_slice() {
+            [svc] => (*svc).clone(),
+            found => bail!(
+                "docker-compose.yml has {} Cosmos DB simulator services; the compose backing attaches to one",
+                found.len()
+            ),
+        };
+        let lock = project.lock("cosmos")?;
+        let cat = |path: String| {
+            let name = svc.name.clone();
+            async move {
+                project
+                    .exec(&name, &["cat", &path])
+                    .await
+                    .with_context(|| format!("reading {path} in service {name}"))
+            }
+        };
+        let toml = cat(format!("{COMPOSE_DIR}/topology.toml")).await?;
+        let there = switchyard_topology::parse_str(&format!("{COMPOSE_DIR}/topology.toml"), &toml)
+            .map_err(|e| anyhow::anyhow!("{COMPOSE_DIR}/topology.toml of {}: {e}", svc.name))?;
+        let Some(store) = there.stores.first() else {
+            bail!("{COMPOSE_DIR}/topology.toml of {} has no store", svc.name);
+        };
+        let az = store
+            .connection
+            .azure
+            .as_ref()
+            .with_context(|| format!("{COMPOSE_DIR}/topology.toml: no [stores.connection.azure]"))?;
+        let file = |f: &Option<String>, what: &str| {
+            f.clone()
+                .with_context(|| format!("{COMPOSE_DIR}/topology.toml names no {what}"))
+        };
+        let ca_pem = cat(file(&store.connection.tls_ca_file, "tls_ca_file")?).await?;
+        let key = cat(file(&az.key_file, "key_file")?).await?;
+        let secret = cat(file(&az.client_secret_file, "client_secret_file")?).await?;
+        let mut secrets = vec![(CLIENT_ID.to_string(), secret)];
+        if let Ok(s) = cat(format!(
+            "{COMPOSE_DIR}/{}-reader-client-secret",
+            store.name
+        ))
+        .await
+        {
+            secrets.push((READER_CLIENT_ID.to_string(), s));
+        }
+        let arm_base = file(&az.arm_endpoint, "arm_endpoint")?;
+        let host = arm_base
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .map_or(arm_base.as_str(), |(h, _)| h)
+            .to_string();
+        // The controller follows the URLs the simulator hands out (ARM's
+        // operation URLs, the data plane's regional endpoints): by name.
+        if tokio::net::lookup_host((host.as_str(), svc.kind.port()))
+            .await
+            .map_or(true, |mut a| a.next().is_none())
+        {
+            bail!(
+                "the Cosmos DB simulator's URLs and certificate carry the name `{host}`, which this host does not resolve: \
+                 map it to the service's address (e.g. `{} {host}` in /etc/hosts)",
+                svc.home
+            );
+        }
+        let control = ControlClient::new(&svc.addr, &host, &ca_pem, &key)?;
+        let state = control
+            .reset(&control::Reset {
+                regions: spec.regions.clone(),
+                multi_write: spec.multi_write,
+                consistency_level: spec.consistency.level.clone(),
+                max_staleness_prefix: spec.consistency.max_staleness_prefix,
+                max_interval_secs: spec.consistency.max_interval_secs,
+                op_ms: spec.op_duration.as_millis() as u64,
+                retry_after_secs: spec.retry_after_secs,
+            })
+            .await
+            .map_err(|e| Unsupported(format!("the `cosmos` service's account: {e}")))?;
+        Ok(CosmosSim {
+            arm_base: state.arm_endpoint.clone(),
+            global_url: state.document_endpoint.clone(),
+            region_urls: regional_urls(&spec, &state)?,
+            key,
+            ca_pem,
+            secrets,
+            account_id: state.account,
+            control,
+            running: Running::Compose(lock),
+            spec,
         })
     }
 
@@ -235,28 +409,28 @@ impl CosmosSim {
 
     /// ARM base URL, e.g. `https://127.0.0.1:40123` (also the authority host).
     pub fn arm_endpoint(&self) -> &str {
-        &self.shared.arm_base
+        &self.arm_base
     }
 
     /// The account's global data-plane endpoint.
     pub fn document_endpoint(&self) -> &str {
-        &self.shared.global_url
+        &self.global_url
     }
 
     /// Regional data-plane endpoint of `region`.
     pub fn regional_endpoint(&self, region: &str) -> Option<&str> {
         let i = self.spec.regions.iter().position(|r| r == region)?;
-        Some(&self.shared.region_urls[i])
+        self.region_urls.get(i).map(String::as_str)
     }
 
     /// The account's primary master key (base64).
     pub fn key(&self) -> &str {
-        &self.shared.key
+        &self.key
     }
 
     /// Full ARM resource id of the account.
     pub fn account_id(&self) -> String {
-        self.world(|w| w.account_id.clone())
+        self.account_id.clone()
     }
 
     /// PEM of the CA that signed every endpoint's certificate.
@@ -266,133 +440,64 @@ impl CosmosSim {
 
     /// Secret of [`CLIENT_ID`] (or of [`READER_CLIENT_ID`]).
     pub fn client_secret(&self, client_id: &str) -> Option<&str> {
-        self.shared
-            .clients
+        self.secrets
             .iter()
-            .find(|c| c.id == client_id)
-            .map(|c| c.secret.as_str())
+            .find(|(id, _)| id == client_id)
+            .map(|(_, s)| s.as_str())
     }
 
-    /// Look at (or change) the account directly.
-    pub fn world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        let mut w = self.shared.world.lock().expect("world lock");
-        w.advance();
-        f(&mut w)
+    /// Whether this is docker-compose.yml's `cosmos` service.
+    pub fn is_compose(&self) -> bool {
+        matches!(self.running, Running::Compose(_))
+    }
+
+    /// Everything the control plane reports, read now.
+    pub async fn state(&self) -> anyhow::Result<State> {
+        self.control.state().await
     }
 
     /// ARM requests served so far (token requests included).
-    pub fn arm_requests(&self) -> u64 {
-        self.shared
-            .arm_requests
-            .load(std::sync::atomic::Ordering::Relaxed)
+    pub async fn arm_requests(&self) -> anyhow::Result<u64> {
+        Ok(self.state().await?.arm_requests)
     }
 
     /// ARM operations started so far, by action (`failoverPriorityChange` …).
-    pub fn operations_started(&self) -> BTreeMap<&'static str, usize> {
-        self.world(|w| w.started_by_kind())
+    pub async fn operations_started(&self) -> anyhow::Result<BTreeMap<String, usize>> {
+        Ok(self.state().await?.started_by_action())
     }
 
     /// Every operation: (id, action, status, polls), in start order.
-    pub fn operations(&self) -> Vec<(String, &'static str, String, u64)> {
-        self.world(|w| {
-            w.started
-                .iter()
-                .map(|id| {
-                    let o = &w.ops[id];
-                    (
-                        id.clone(),
-                        o.kind.action(),
-                        o.status.as_str().to_string(),
-                        o.polls,
-                    )
-                })
-                .collect()
-        })
+    pub async fn operations(&self) -> anyhow::Result<Vec<(String, String, String, u64)>> {
+        Ok(self
+            .state()
+            .await?
+            .operations
+            .into_iter()
+            .map(|o| (o.id, o.action, o.status, o.polls))
+            .collect())
     }
 
     /// The write region as ARM records it and the data plane's writable
     /// regions (topology names).
-    pub fn write_regions(&self) -> (Option<String>, Vec<String>) {
-        self.world(|w| {
-            (
-                w.arm_write().map(|i| w.locations[i].region.clone()),
-                w.writable
-                    .iter()
-                    .map(|&i| w.locations[i].region.clone())
-                    .collect(),
-            )
-        })
+    pub async fn write_regions(&self) -> anyhow::Result<(Option<String>, Vec<String>)> {
+        let s = self.state().await?;
+        Ok((s.arm_write_region, s.writable))
     }
 
     /// One fault or query command (stdin of `switchyard-lab cosmosdb up`):
     /// `outage REGION`, `restore REGION`, `lag REGION MS`, `slow MS`,
     /// `throttle N [STATUS]`, `hold`, `release`, `ops`, `state`.
-    pub fn control(&self, line: &str) -> anyhow::Result<String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let region = |w: &World, name: &str| {
-            w.region_index(name)
-                .with_context(|| format!("unknown region `{name}`"))
-        };
-        let mut w = self.shared.world.lock().expect("world lock");
-        w.advance();
-        Ok(match words.as_slice() {
-            ["outage", r] => {
-                let i = region(&w, r)?;
-                w.locations[i].outage = true;
-                format!("{r}: regional endpoint down")
-            }
-            ["restore", r] => {
-                let i = region(&w, r)?;
-                w.locations[i].outage = false;
-                format!("{r}: regional endpoint back")
-            }
-            ["lag", r, ms] => {
-                let i = region(&w, r)?;
-                w.locations[i].replication_delay = Duration::from_millis(ms.parse()?);
-                format!("{r}: writes arrive {ms} ms late")
-            }
-            ["slow", ms] => {
-                w.op_duration = Duration::from_millis(ms.parse()?);
-                format!("operations now take {ms} ms")
-            }
-            ["throttle", n] => {
-                w.arm_faults = Some((n.parse::<u32>()?, 429)).filter(|(n, _)| *n > 0);
-                format!("next {n} ARM requests: 429")
-            }
-            ["throttle", n, status] => {
-                let s: u16 = status.parse()?;
-                w.arm_faults = Some((n.parse::<u32>()?, s)).filter(|(n, _)| *n > 0);
-                format!("next {n} ARM requests: {s}")
-            }
-            ["hold"] => {
-                w.held = true;
-                "operations held".into()
-            }
-            ["release"] => {
-                w.held = false;
-                "operations released".into()
-            }
-            ["ops"] => serde_json::to_string(&w.started_by_kind())?,
-            ["state"] => {
-                let arm = w.arm_write().map(|i| w.locations[i].region.clone());
-                let dp: Vec<&str> = w
-                    .writable
-                    .iter()
-                    .map(|&i| w.locations[i].region.as_str())
-                    .collect();
-                format!("arm write region {arm:?}; data plane writable {dp:?}")
-            }
-            _ => bail!(
-                "unknown command `{line}` (outage/restore REGION, lag REGION MS, slow MS, throttle N [STATUS], hold, release, ops, state)"
-            ),
-        })
+    pub async fn control(&self, line: &str) -> anyhow::Result<String> {
+        self.control.control(line).await
     }
 
-    /// Write the CA, the master key and the client secret into `dir` (secrets
-    /// mode 0600) and return the store as a topology describes it: the
+    /// Write the CA, the master key and the client secrets into `dir`
+    /// (secrets mode 0600) and return the store as a topology describes it,
+    /// its members by the account's current failover priorities: the
     /// controller reads the secrets from those files.
-    pub fn store(&self, dir: &Path) -> anyhow::Result<Store> {
+    pub async fn store(&self, dir: &Path) -> anyhow::Result<Store> {
         use std::os::unix::fs::PermissionsExt;
+        let state = self.state().await?;
         std::fs::create_dir_all(dir)?;
         let name = &self.spec.store_name;
         let ca = dir.join(format!("{name}-ca.pem"));
@@ -408,25 +513,26 @@ impl CosmosSim {
             format!("{name}-client-secret"),
             self.client_secret(CLIENT_ID).unwrap_or_default(),
         )?;
-        let w = self.shared.world.lock().expect("world lock");
-        let members = w
-            .by_priority()
-            .into_iter()
-            .map(|i| {
-                let l = &w.locations[i];
-                Member {
-                    name: format!("{name}-{}", l.region),
-                    host: None,
-                    region: l.region.clone(),
-                    priority: 1.0,
-                    votes: 1,
-                    arbiter: false,
-                    hidden: false,
-                    read_only_replica: false,
-                    failover_priority: Some(l.priority),
-                    sentinel: false,
-                    hooks: Default::default(),
-                }
+        // Beside the others, for a harness that reads the simulator's files
+        // (the compose backing reads them in the `cosmos` container).
+        if let Some(reader) = self.client_secret(READER_CLIENT_ID) {
+            secret(format!("{name}-reader-client-secret"), reader)?;
+        }
+        let members = state
+            .locations
+            .iter()
+            .map(|l| Member {
+                name: format!("{name}-{}", l.region),
+                host: None,
+                region: l.region.clone(),
+                priority: 1.0,
+                votes: 1,
+                arbiter: false,
+                hidden: false,
+                read_only_replica: false,
+                failover_priority: Some(l.priority),
+                sentinel: false,
+                hooks: Default::default(),
             })
             .collect();
         Ok(Store {
@@ -437,18 +543,18 @@ impl CosmosSim {
             max_lag_bytes: None,
             max_lag_ms: None,
             connection: Connection {
-                endpoint: Some(self.shared.global_url.clone()),
+                endpoint: Some(self.global_url.clone()),
                 tls_ca_file: Some(ca.display().to_string()),
                 azure: Some(AzureConnection {
-                    account: w.account_id.clone(),
-                    arm_endpoint: Some(self.shared.arm_base.clone()),
+                    account: state.account.clone(),
+                    arm_endpoint: Some(self.arm_base.clone()),
                     credential: Some("client_secret".into()),
-                    authority_host: Some(self.shared.arm_base.clone()),
+                    authority_host: Some(self.arm_base.clone()),
                     tenant_id: Some(TENANT_ID.into()),
                     client_id: Some(CLIENT_ID.into()),
                     client_secret_file: Some(secret_file),
                     key_file: Some(key_file),
-                    locations: w
+                    locations: state
                         .locations
                         .iter()
                         .map(|l| (l.region.clone(), l.name.clone()))
@@ -464,14 +570,29 @@ impl CosmosSim {
 
     /// A whole topology with this one store; regions as in the spec (the
     /// first primary).
-    pub fn topology(&self, name: &str, dir: &Path) -> anyhow::Result<Topology> {
+    pub async fn topology(&self, name: &str, dir: &Path) -> anyhow::Result<Topology> {
         Ok(Topology {
             capacity_margin_percent: None,
             name: name.into(),
             regions: crate::regions_first_primary(&self.spec.regions),
-            stores: vec![self.store(dir)?],
+            stores: vec![self.store(dir).await?],
         })
     }
+}
+
+/// The regional endpoints of `state`, in the order of `spec.regions`.
+fn regional_urls(spec: &CosmosSimSpec, state: &State) -> anyhow::Result<Vec<String>> {
+    spec.regions
+        .iter()
+        .map(|r| {
+            state
+                .locations
+                .iter()
+                .find(|l| &l.region == r)
+                .map(|l| l.endpoint.clone())
+                .with_context(|| format!("the account has no location for region {r}"))
+        })
+        .collect()
 }
 
 /// A CA and a leaf for `localhost`, `127.0.0.1` and the advertised `host`.

@@ -59,7 +59,7 @@ async fn microsoft_sdks_read_change_and_poll_the_simulated_account() {
     );
     // What the SDKs did, seen from the simulator: the invalid changes
     // started nothing; the two valid ones ran as operations, each polled.
-    let ops = sim.operations();
+    let ops = sim.operations().await.unwrap();
     assert_eq!(ops.len(), 2, "{ops:?}");
     for (id, action, status, polls) in &ops {
         assert_eq!(*action, "failoverPriorityChange");
@@ -67,7 +67,7 @@ async fn microsoft_sdks_read_change_and_poll_the_simulated_account() {
         assert!(*polls >= 1, "operation {id} was never polled");
     }
     assert_eq!(
-        sim.write_regions(),
+        sim.write_regions().await.unwrap(),
         (Some("east".to_string()), vec!["east".to_string()])
     );
 }

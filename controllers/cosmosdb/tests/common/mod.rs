@@ -25,7 +25,7 @@ impl Lab {
     pub async fn start(spec: CosmosSimSpec) -> Lab {
         let sim = CosmosSim::start(spec).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
-        let store = sim.store(dir.path()).expect("store");
+        let store = sim.store(dir.path()).await.expect("store");
         let ctl = switchyard_controller::layered(
             CosmosController::from_store(&store).expect("controller builds"),
         );
@@ -53,8 +53,8 @@ impl Lab {
     }
 
     /// The region ARM names the write region.
-    pub fn write_region(&self) -> String {
-        self.sim.write_regions().0.expect("a write region")
+    pub async fn write_region(&self) -> String {
+        self.sim.write_regions().await.unwrap().0.expect("a write region")
     }
 
     /// Create document `id` through `region`'s endpoint; the HTTP status.

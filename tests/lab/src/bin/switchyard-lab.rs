@@ -200,7 +200,7 @@ async fn combined(
     catalog.depends_on = vec!["orders".into()];
     topology.stores.push(catalog);
     // A Cosmos DB account (ARM + data plane simulator), also after orders.
-    let mut profiles = cosmos.store(&dir)?;
+    let mut profiles = cosmos.store(&dir).await?;
     profiles.depends_on = vec!["orders".into()];
     topology.stores.push(profiles);
     // An EventStoreDB cluster (simulator), also after orders.
@@ -451,7 +451,7 @@ mod cosmosdb_cmd {
         };
         let sim = CosmosSim::start(spec).await?;
         let path = dir.join("topology.toml");
-        std::fs::write(&path, sim.topology("cosmosdb-lab", &dir)?.to_toml())?;
+        std::fs::write(&path, sim.topology("cosmosdb-lab", &dir).await?.to_toml())?;
         println!(
             "{}",
             serde_json::json!({
@@ -467,7 +467,7 @@ mod cosmosdb_cmd {
         super::serve_commands(
             std::sync::Arc::new(sim),
             shutdown,
-            |sim, line| async move { sim.control(&line).map(Some) },
+            |sim, line| async move { sim.control(&line).await.map(Some) },
             "cosmosdb simulator",
         )
         .await

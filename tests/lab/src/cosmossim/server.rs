@@ -140,6 +140,17 @@ pub async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     Ok(match at {
+        // The lab's test-control plane shares ARM's socket, not its
+        // accounting: never counted, never throttled.
+        Endpoint::Arm if parts.uri.path().starts_with(super::control::PREFIX) => {
+            let key = parts
+                .headers
+                .get(super::control::KEY_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let (code, v) =
+                super::control::handle(&shared, &parts.method, parts.uri.path(), key, &body);
+            reply(code, v)
+        }
         Endpoint::Arm => {
             shared
                 .arm_requests
