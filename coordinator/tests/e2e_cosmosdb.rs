@@ -103,7 +103,10 @@ async fn planned_failover_and_back_with_checkpoints_on_both_planes() {
         assert_eq!(obs["primary"], format!("catalog-{to}@{to}"), "{last}");
         // Both planes, as the simulator holds them: ARM's write region and
         // the data plane's only writable region.
-        assert_eq!(e.sim.write_regions().await.unwrap(), (Some(region(to)), vec![region(to)]));
+        assert_eq!(
+            e.sim.write_regions().await.unwrap(),
+            (Some(region(to)), vec![region(to)])
+        );
         // The operation URL was journaled while it ran, and the outcome says
         // how it ended.
         let recs = journal(&e.ws, n);
@@ -219,7 +222,13 @@ async fn invalid_priorities_are_refused_before_anything_runs() {
     assert_ne!(r.code, 0, "{}", r.stdout);
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(all.contains("failover_priority"), "{all}");
-    assert_eq!(e.sim.arm_requests().await.unwrap(), 0, "ARM was called: {all}");
+    assert_eq!(
+        e.sim.arm_requests().await.unwrap(),
+        0,
+        "ARM was called: {all}"
+    );
+    // On the compose backing the next attach waits until this one is gone.
+    drop(e);
 
     // A location the account does not have: refused by readiness, before
     // any operation.
@@ -240,7 +249,11 @@ async fn invalid_priorities_are_refused_before_anything_runs() {
         r.stdout,
         r.stderr
     );
-    assert!(e.sim.operations().await.unwrap().is_empty(), "{:?}", e.sim.operations().await.unwrap());
+    assert!(
+        e.sim.operations().await.unwrap().is_empty(),
+        "{:?}",
+        e.sim.operations().await.unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

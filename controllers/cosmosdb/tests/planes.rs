@@ -140,7 +140,11 @@ async fn arm_errors_are_mapped() {
         .expect("throttling is waited out");
     assert!(lab.sim.arm_requests().await.unwrap() >= before + 3);
     assert_eq!(
-        lab.sim.operations_started().await.unwrap().get("failoverPriorityChange"),
+        lab.sim
+            .operations_started()
+            .await
+            .unwrap()
+            .get("failoverPriorityChange"),
         Some(&1)
     );
     // 503 beyond the retries: a temporary error the coordinator retries.

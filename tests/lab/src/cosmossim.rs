@@ -305,8 +305,7 @@ impl CosmosSim {
         spec: CosmosSimSpec,
     ) -> anyhow::Result<CosmosSim> {
         use crate::backing::{ServiceKind, Unsupported};
-        if spec.base_port.is_some() || spec.advertise_host.is_some() || !spec.listen.is_loopback()
-        {
+        if spec.base_port.is_some() || spec.advertise_host.is_some() || !spec.listen.is_loopback() {
             return Err(Unsupported(
                 "a Cosmos DB simulator on chosen addresses or ports (docker-compose.yml's `cosmos` listens where its command line says)".into(),
             )
@@ -336,11 +335,9 @@ impl CosmosSim {
         let Some(store) = there.stores.first() else {
             bail!("{COMPOSE_DIR}/topology.toml of {} has no store", svc.name);
         };
-        let az = store
-            .connection
-            .azure
-            .as_ref()
-            .with_context(|| format!("{COMPOSE_DIR}/topology.toml: no [stores.connection.azure]"))?;
+        let az = store.connection.azure.as_ref().with_context(|| {
+            format!("{COMPOSE_DIR}/topology.toml: no [stores.connection.azure]")
+        })?;
         let file = |f: &Option<String>, what: &str| {
             f.clone()
                 .with_context(|| format!("{COMPOSE_DIR}/topology.toml names no {what}"))
@@ -349,12 +346,7 @@ impl CosmosSim {
         let key = cat(file(&az.key_file, "key_file")?).await?;
         let secret = cat(file(&az.client_secret_file, "client_secret_file")?).await?;
         let mut secrets = vec![(CLIENT_ID.to_string(), secret)];
-        if let Ok(s) = cat(format!(
-            "{COMPOSE_DIR}/{}-reader-client-secret",
-            store.name
-        ))
-        .await
-        {
+        if let Ok(s) = cat(format!("{COMPOSE_DIR}/{}-reader-client-secret", store.name)).await {
             secrets.push((READER_CLIENT_ID.to_string(), s));
         }
         let arm_base = file(&az.arm_endpoint, "arm_endpoint")?;

@@ -54,7 +54,12 @@ impl Lab {
 
     /// The region ARM names the write region.
     pub async fn write_region(&self) -> String {
-        self.sim.write_regions().await.unwrap().0.expect("a write region")
+        self.sim
+            .write_regions()
+            .await
+            .unwrap()
+            .0
+            .expect("a write region")
     }
 
     /// Create document `id` through `region`'s endpoint; the HTTP status.

@@ -396,7 +396,10 @@ impl ControlClient {
         let (head, body) = text
             .split_once("\r\n\r\n")
             .with_context(|| format!("{what}: no HTTP header end"))?;
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             bail!("{what}: a chunked answer (the control plane sends Content-Length)");
         }
         let code: u16 = head
