@@ -3,7 +3,8 @@
 # The backing itself is chosen in one place, tests/lab/src/backing.rs: the
 # lab's cluster starters attach to docker-compose.yml's services instead of
 # starting processes (PostgreSQL, MongoDB, EventStoreDB, Redis with Sentinel,
-# etcd, Consul), each resetting the services it attaches to. This file checks
+# etcd, Consul, the Cosmos DB simulator's container), each resetting the
+# services it attaches to. This file checks
 # the engine, brings the services up, says which stores run where, and lists
 # the tests that cannot run on compose, each with its reason (`cargo test --
 # --skip`); a test missing from the list that needs what compose lacks fails,
@@ -44,7 +45,7 @@ compose_backing_up() {
     catalog-east-1 catalog-east-2 catalog-west-1 catalog-west-2 catalog-south-arbiter
     ledger-east ledger-west ledger-south
     cache-east-1 cache-west-1 cache-south-1 cache-sentinel-east cache-sentinel-west cache-sentinel-south
-    etcd-east etcd-west etcd-south consul-east consul-west consul-south)
+    etcd-east etcd-west etcd-south consul-east consul-west consul-south cosmos)
   echo "==> docker compose up: the store and backend services (project $COMPOSE_PROJECT_NAME)"
   docker compose up --detach --wait --no-deps "${stores[@]}"
   # The tests reach the services at the addresses backing.rs resolves (home
@@ -52,7 +53,8 @@ compose_backing_up() {
   # a Linux host routes to the networks, Docker Desktop does not.
   local svc addr
   for svc in pg-east-1:172.30.1.11:5432 catalog-east-1:172.30.1.21:27017 ledger-east:172.30.1.31:2113 \
-             cache-east-1:172.30.1.41:6379 etcd-east:172.30.1.51:2379 consul-east:172.30.1.61:8500; do
+             cache-east-1:172.30.1.41:6379 etcd-east:172.30.1.51:2379 consul-east:172.30.1.61:8500 \
+             cosmos:172.30.1.81:8443; do
     local name="${svc%%:*}" var
     var="SWITCHYARD_COMPOSE_ADDR_$(echo "$name" | tr 'a-z-' 'A-Z_')"
     addr="${!var:-${svc#*:}}"
@@ -61,6 +63,12 @@ compose_backing_up() {
       return 1
     fi
   done
+  # The simulator's URLs and certificate carry the name `cosmos` (the
+  # controller follows the URLs it hands out): this host must resolve it.
+  if ! getent hosts cosmos >/dev/null 2>&1; then
+    echo "the Cosmos DB simulator's URLs carry the name cosmos, which this host does not resolve: add \"172.30.1.81 cosmos\" to /etc/hosts (or map it to SWITCHYARD_COMPOSE_ADDR_COSMOS's host)" >&2
+    return 1
+  fi
   cat <<'EOF2'
 ==> SWITCHYARD_BACKING=compose (one test at a time)
     PostgreSQL   pg-east-1, pg-west-1, pg-south-1 (reset for every cluster a test starts)
@@ -69,7 +77,7 @@ compose_backing_up() {
     Redis        cache-* with the three Sentinels (stopped for tests without Sentinel)
     etcd         etcd-east, -west, -south
     Consul       consul-east, -west, -south (the tests that started the Consul simulator)
-    Cosmos DB    the lab's simulator in the test process (see docs/compose.md: compose's cosmos service runs the same code, and the tests' inspection of it is in-process)
+    Cosmos DB    the cosmos service's simulator, reset and driven through its test-control plane (no Cosmos DB emulator has regions)
     Stop the services afterwards with: docker compose down -v
 EOF2
   # name|reason: tests that need what docker-compose.yml does not have.
@@ -114,5 +122,9 @@ appends_over_grpc_are_idempotent_and_check_the_expected_revision|tests the Event
 batch_append_answers_each_correlation_id_over_one_stream|tests the EventStoreDB simulator itself
 batch_append_on_a_follower_ends_the_call_with_the_not_leader_error|tests the EventStoreDB simulator itself
 py_consul_sessions_locks_cas_blocking_and_txn|checks the Consul simulator with py-consul
+no_primary_while_both_regions_take_writes|a two-region Cosmos DB account; the cosmos service has three regions
+microsoft_sdks_read_change_and_poll_the_simulated_account|checks the Cosmos DB simulator with Microsoft's SDKs
+cosmosdb_up_prints_ready_and_takes_commands|tests the lab binary, which would attach too (it inherits SWITCHYARD_BACKING)
+cosmosdb_up_listens_where_told_under_the_advertised_name|tests the lab binary's listeners
 EOF2
 }
