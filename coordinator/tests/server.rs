@@ -208,6 +208,10 @@ async fn the_api_runs_failovers_with_auth_events_metrics_and_openapi() {
     ] {
         assert!(names.contains(&want), "no {want} in:\n{body}");
     }
+    // The stream ended with the report: the execution is over, and a
+    // client asking at once (the console does) reads how it ended.
+    let (_, v) = get(&format!("{url}/v1/executions/{id1}"), &viewer).await;
+    assert_eq!(v["status"], "failed", "{v}");
     let v = until_done(&url, &viewer, &id1).await;
     assert_eq!(v["status"], "failed", "{v}");
 

@@ -94,6 +94,17 @@ impl EventLog {
             .push(p.event.clone());
         let _ = self.feed.send(p);
     }
+
+    /// How execution `id` ended, when its report is the last thing
+    /// published for it: the job that ran it may still be winding down
+    /// (releasing its claim), but the execution itself is over. Anything
+    /// after the report (a resume's events) means it runs again.
+    fn reported(&self, id: &str) -> Option<ExecutionStatus> {
+        match self.by_execution.get(id)?.last()? {
+            ServiceEvent::Report { report, .. } if report.id == id => Some(report.status),
+            _ => None,
+        }
+    }
 }
 
 impl AppState {
@@ -370,6 +381,16 @@ impl AppState {
     /// The pinned status of execution `id`, from what this server runs and
     /// the journal.
     fn status_of(&self, id: &str, journal: ExecutionStatus) -> &'static str {
+        // The report is the end: a client that saw it and asks at once
+        // must not read "running" while the job winds down.
+        let reported = self
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reported(id);
+        if let Some(st) = reported {
+            return pinned(st);
+        }
         if self.running().as_deref() == Some(id) {
             return "running";
         }
@@ -394,17 +415,20 @@ impl AppState {
             Some(Outcome::Aborted) => return "aborted",
             None => {}
         }
-        match journal {
-            ExecutionStatus::Succeeded => "succeeded",
-            ExecutionStatus::Aborted | ExecutionStatus::Closed => "aborted",
-            // The pinned status set has no "refused": it ended without changing a store.
-            ExecutionStatus::Refused => "failed",
-            ExecutionStatus::PendingApproval => "pending_approval",
-            // Unfinished and not running here: interrupted, resumable.
-            ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty => {
-                "failed"
-            }
-        }
+        pinned(journal)
+    }
+}
+
+/// The pinned API status of an execution not running here, from its journal.
+fn pinned(journal: ExecutionStatus) -> &'static str {
+    match journal {
+        ExecutionStatus::Succeeded => "succeeded",
+        ExecutionStatus::Aborted | ExecutionStatus::Closed => "aborted",
+        // The pinned status set has no "refused": it ended without changing a store.
+        ExecutionStatus::Refused => "failed",
+        ExecutionStatus::PendingApproval => "pending_approval",
+        // Unfinished and not running here: interrupted, resumable.
+        ExecutionStatus::Unfinished | ExecutionStatus::Failed | ExecutionStatus::Empty => "failed",
     }
 }
 
