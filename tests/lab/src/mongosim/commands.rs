@@ -690,11 +690,13 @@ async fn insert(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<Doc
     let wc = body.get_document("writeConcern").ok();
     let w_val = wc.and_then(|d| d.get("w").cloned());
     let wtimeout = wc.and_then(|d| num(d.get("wtimeout"))).unwrap_or(0);
-    let res = shared.mutate(|w| {
+    let (res, mark) = shared.mutate(|w| {
         if matches!(w.nodes[idx].state, NodeState::Arbiter | NodeState::Removed) {
             return Err(CmdError::not_primary());
         }
-        w.insert(idx, &ns, docs, ordered, txn)
+        let res = w.insert(idx, &ns, docs, ordered, txn)?;
+        let mark = res.mark(&w.nodes[idx]);
+        Ok((res, mark))
     })?;
     let mut out = doc! { "n": res.n };
     if !res.write_errors.is_empty() {
@@ -716,24 +718,13 @@ async fn insert(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<Doc
         } else {
             Duration::from_secs(3600)
         };
-        let (len, term) = (res.wait_len, res.term);
+        let term = res.term;
         let r = shared
             .wait_for(limit, |w| {
                 if need == 0 {
-                    return w.majority_status(idx, len, term);
-                }
-                let n = &w.nodes[idx];
-                let have = w
-                    .nodes
-                    .iter()
-                    .filter(|o| o.data_bearing() && common_prefix(&o.oplog, &n.oplog) >= len)
-                    .count();
-                if have >= need {
-                    Some(Ok(()))
-                } else if n.state != NodeState::Primary || n.term != term {
-                    w.majority_status(idx, usize::MAX, term)
+                    w.majority_status(idx, &mark, term)
                 } else {
-                    None
+                    w.w_status(idx, &mark, term, need)
                 }
             })
             .await;

@@ -616,6 +616,53 @@ pub struct InsertResult {
     pub term: i64,
 }
 
+impl InsertResult {
+    /// What a write concern must wait for: the batch's last entry, by
+    /// position *and* optime, taken on `node` (the primary that ran it).
+    pub fn mark(&self, node: &Node) -> WriteMark {
+        WriteMark {
+            len: self.wait_len,
+            optime: self
+                .wait_len
+                .checked_sub(1)
+                .map(|k| (node.oplog[k].ts, node.oplog[k].t)),
+        }
+    }
+}
+
+/// The oplog entry a write concern waits for. A length alone is not enough:
+/// a primary that steps down may roll the entry back and then replay a new
+/// primary's entries past that length, so an entry counts only where the
+/// same optime (`ts`, `t`) still sits at the same position — an entry never
+/// moves, it is only ever truncated away (mongod waits on the `OpTime` and
+/// fails every waiter when the node steps down).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteMark {
+    /// Oplog length covering the write.
+    pub len: usize,
+    /// Optime of the entry at `len - 1` (`None` when `len` is 0).
+    pub optime: Option<(Timestamp, i64)>,
+}
+
+impl WriteMark {
+    /// `node` holds the write (and, entries being unique by optime, all
+    /// history before it).
+    pub fn held_by(&self, node: &Node) -> bool {
+        match self.optime {
+            None => true,
+            Some((ts, t)) => node
+                .oplog
+                .get(self.len - 1)
+                .is_some_and(|e| e.ts == ts && e.t == t),
+        }
+    }
+
+    /// `node` holds the write and knows it is majority committed.
+    pub fn committed_on(&self, node: &Node) -> bool {
+        node.commit_len >= self.len && self.held_by(node)
+    }
+}
+
 impl World {
     /// A world whose nodes share `config`; everybody starts as secondary.
     pub fn new(nodes: Vec<(String, String, String)>, config: ReplConfig) -> World {
@@ -1251,13 +1298,48 @@ impl World {
         Ok(res)
     }
 
-    /// Whether a majority wait for `len` entries written in `term` on `i` is
+    /// Whether a `w:"majority"` wait for `mark`, written in `term` on `i`, is
     /// done (`Some(Ok)`), failed (`Some(Err)`) or still pending (`None`).
-    pub fn majority_status(&self, i: usize, len: usize, term: i64) -> Option<Result<(), CmdError>> {
+    /// Done only while `i` still holds that very entry inside its commit
+    /// point; a step-down that is seen first fails the wait, as mongod
+    /// interrupts write-concern waiters when it leaves the primary state.
+    pub fn majority_status(
+        &self,
+        i: usize,
+        mark: &WriteMark,
+        term: i64,
+    ) -> Option<Result<(), CmdError>> {
         let n = &self.nodes[i];
-        if n.commit_len >= len {
+        if mark.committed_on(n) {
             return Some(Ok(()));
         }
+        self.stepped_down_status(i, term)
+    }
+
+    /// Whether a `w: N` wait for `mark`, written in `term` on `i`, is done,
+    /// failed or pending: done once `need` data-bearing members hold the
+    /// entry itself (not merely as many entries).
+    pub fn w_status(
+        &self,
+        i: usize,
+        mark: &WriteMark,
+        term: i64,
+        need: usize,
+    ) -> Option<Result<(), CmdError>> {
+        let have = self
+            .nodes
+            .iter()
+            .filter(|o| o.data_bearing() && mark.held_by(o))
+            .count();
+        if have >= need && mark.held_by(&self.nodes[i]) {
+            return Some(Ok(()));
+        }
+        self.stepped_down_status(i, term)
+    }
+
+    /// `Some(Err(11602))` once `i` is no longer the primary of `term`.
+    fn stepped_down_status(&self, i: usize, term: i64) -> Option<Result<(), CmdError>> {
+        let n = &self.nodes[i];
         if !n.alive || n.state != NodeState::Primary || n.term != term {
             return Some(Err(CmdError::new(
                 11602,
@@ -1293,5 +1375,106 @@ impl World {
         n.sync_source = None;
         n.touch();
         n.conn_gen += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two data-bearing members in east and in west, an arbiter in a third
+    /// region (the acceptance layout), all reachable, nobody primary yet.
+    fn world() -> World {
+        let specs = [
+            ("east-1", "east", false),
+            ("east-2", "east", false),
+            ("west-1", "west", false),
+            ("west-2", "west", false),
+            ("witness-1", "witness", true),
+        ];
+        let members = specs
+            .iter()
+            .enumerate()
+            .map(|(k, (name, _, arbiter))| MemberConfig {
+                id: k as i32,
+                host: format!("{name}:27017"),
+                priority: if *arbiter { 0.0 } else { 1.0 },
+                votes: 1,
+                arbiter_only: *arbiter,
+                hidden: false,
+                tags: Document::new(),
+            })
+            .collect();
+        let config = ReplConfig {
+            set_name: "rs0".into(),
+            version: 1,
+            term: 0,
+            members,
+            heartbeat_ms: 50,
+            election_timeout_ms: 300,
+            replica_set_id: ObjectId::new(),
+        };
+        let nodes = specs
+            .iter()
+            .map(|(name, region, _)| (name.to_string(), region.to_string(), format!("{name}:27017")))
+            .collect();
+        World::new(nodes, config)
+    }
+
+    fn insert(w: &mut World, p: usize, id: i64) -> (WriteMark, i64) {
+        let res = w
+            .insert(p, "app.records", vec![doc! { "_id": id }], true, None)
+            .expect("insert on the primary");
+        (res.mark(&w.nodes[p]), res.term)
+    }
+
+    /// The mechanism behind the lost `w:"majority"` write: the primary
+    /// writes, the write reaches nobody, another member wins an election
+    /// (as a priority takeover under load does), the old primary rolls the
+    /// write back, replays the new primary's entries past the same oplog
+    /// length and learns a commit point beyond it — all before the waiter
+    /// looks again. A wait keyed on the length alone then acknowledged a
+    /// write that no member has.
+    #[test]
+    fn a_rolled_back_write_is_never_majority_acknowledged() {
+        let mut w = world();
+        let now = Instant::now();
+        assert!(w.run_election(0, now, false), "east-1 wins the first election");
+        w.replicate_tick(now);
+        w.replicate_tick(now);
+        assert_eq!(w.nodes[0].commit_len, 1, "the new-primary no-op is committed");
+
+        let (committed, term) = insert(&mut w, 0, 1);
+        w.replicate_tick(now);
+        w.replicate_tick(now);
+        assert_eq!(w.majority_status(0, &committed, term), Some(Ok(())));
+
+        // The next write stays on east-1 alone.
+        let (lost, term) = insert(&mut w, 0, 2);
+        assert_eq!(w.majority_status(0, &lost, term), None, "still waiting");
+        assert!(w.run_election(2, now, false), "west-1 wins without the write");
+        w.heartbeat_tick(now);
+        assert_eq!(w.nodes[0].state, NodeState::Secondary, "east-1 saw the new term");
+        w.replicate_tick(now);
+        w.replicate_tick(now);
+        let e1 = &w.nodes[0];
+        assert!(
+            e1.commit_len >= lost.len && !lost.held_by(e1),
+            "the scenario: east-1 rolled the write back and its commit point passed its old length"
+        );
+        assert_eq!(w.rolled_back_inserts, 1);
+        assert!(!w.nodes.iter().any(|n| lost.held_by(n)), "no member has the write");
+
+        match w.majority_status(0, &lost, term) {
+            Some(Err(e)) => assert_eq!(e.code, 11602),
+            other => panic!("a rolled-back write was answered {other:?}"),
+        }
+        match w.w_status(0, &lost, term, 2) {
+            Some(Err(e)) => assert_eq!(e.code, 11602),
+            other => panic!("a rolled-back write was answered {other:?} for w:2"),
+        }
+        // What was committed before the election stays acknowledged.
+        assert!(committed.committed_on(&w.nodes[0]));
+        assert!(committed.committed_on(&w.nodes[2]));
     }
 }
