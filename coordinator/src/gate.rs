@@ -377,11 +377,17 @@ pub async fn before_start(
         );
     }
     let exempt = matches!(kind, "abort" | "rollback" | "drill-back");
+    let wants_history = policy.flap_damping_s.is_some() || policy.failback_delay_s.is_some();
+    let history = if wants_history && !exempt {
+        History::read(journals, execution_id)
+    } else {
+        Ok(History::default())
+    };
     if let (Some(n), false) = (policy.flap_damping_s, exempt) {
-        gate("flap_damping", flap_gate(journals, execution_id, n));
+        gate("flap_damping", flap_gate(&history, n));
     }
     if let (Some(n), false) = (policy.failback_delay_s, exempt) {
-        if let Some(r) = failback_gate(t, mv, state_dir, n, policy.health_max_gap_s) {
+        if let Some(r) = failback_gate(t, mv, &history, state_dir, n, policy.health_max_gap_s) {
             gate("failback_delay", r);
         }
     }
@@ -467,31 +473,82 @@ fn healthy_regions_gate(
     }
 }
 
-fn flap_gate(journals: &dyn JournalStore, current: &str, n: u64) -> Result<String, String> {
-    let now = now_ms();
-    let ids = journals
-        .list()
-        .map_err(|e| format!("cannot list executions: {e}"))?;
-    let mut latest: Option<(String, u64)> = None;
-    for id in ids.iter().filter(|i| *i != current) {
-        let Ok(scan) = journals.scan(id) else {
-            continue;
-        };
-        let recs = &scan.records;
-        let sum = summarize(id, recs);
-        if !matches!(
-            sum.status,
-            ExecutionStatus::Succeeded | ExecutionStatus::Aborted
-        ) {
-            continue;
-        }
-        let changed = recs
-            .iter()
-            .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
-        if changed && latest.as_ref().is_none_or(|(_, t)| sum.last_at_ms > *t) {
-            latest = Some((id.clone(), sum.last_at_ms));
-        }
+/// The execution history the history-based gates (flap damping, failback
+/// delay) judge by: every other execution in the journal store the service
+/// keeps — the state directory's files, or the coordination backend when
+/// `serve` runs on etcd or Consul, so a server that has just become leader
+/// sees what the previous leader did, not only its own executions.
+#[derive(Debug, Default)]
+pub struct History {
+    /// `(id, records)` of every execution but the one being gated.
+    executions: Vec<(String, Vec<Record>)>,
+}
+
+impl History {
+    /// Read every journal in `journals` except `current`'s. A journal that
+    /// cannot be read is skipped (a damaged one is reported by `executions`);
+    /// a store that cannot be listed is an error: the gates then refuse.
+    pub fn read(journals: &dyn JournalStore, current: &str) -> Result<History, String> {
+        let ids = journals
+            .list()
+            .map_err(|e| format!("cannot list executions: {e}"))?;
+        let executions = ids
+            .into_iter()
+            .filter(|id| id != current)
+            .filter_map(|id| {
+                let scan = journals.scan(&id).ok()?;
+                Some((id, scan.records))
+            })
+            .collect();
+        Ok(History { executions })
     }
+
+    /// Executions that issued a mutating step, with their summaries.
+    fn changed_stores(&self) -> impl Iterator<Item = (&str, &[Record], u64, ExecutionStatus)> {
+        self.executions.iter().filter_map(|(id, recs)| {
+            let changed = recs
+                .iter()
+                .any(|r| matches!(r, Record::Intent { op, .. } if op.is_mutating()));
+            let sum = summarize(id, recs);
+            changed.then_some((id.as_str(), recs.as_slice(), sum.last_at_ms, sum.status))
+        })
+    }
+
+    /// The latest ended execution that changed a store: `(id, ended at)`.
+    fn latest_change(&self) -> Option<(&str, u64)> {
+        self.changed_stores()
+            .filter(|(.., status)| {
+                matches!(status, ExecutionStatus::Succeeded | ExecutionStatus::Aborted)
+            })
+            .map(|(id, _, at, _)| (id, at))
+            .max_by_key(|(_, at)| *at)
+    }
+
+    /// The latest forced failover that left `region` and changed a store:
+    /// `(id, last record at)`. A forced failover counts the regions it
+    /// leaves as lost (its `regions_left` record names them), so it is an
+    /// observation that `region` was not healthy then — whichever server
+    /// made it.
+    fn latest_forced_leave(&self, region: &str) -> Option<(&str, u64)> {
+        self.changed_stores()
+            .filter(|(_, recs, ..)| {
+                let forced = recs.iter().any(|r| {
+                    matches!(r, Record::Started { plan, .. } if plan.mode != crate::plan::Mode::Planned)
+                });
+                let left = recs.iter().any(|r| {
+                    matches!(r, Record::Gate(g) if g.rule == crate::safety::REGIONS_LEFT
+                        && g.detail.split(',').any(|x| x == region))
+                });
+                forced && left
+            })
+            .map(|(id, _, at, _)| (id, at))
+            .max_by_key(|(_, at)| *at)
+    }
+}
+
+fn flap_gate(history: &Result<History, String>, n: u64) -> Result<String, String> {
+    let now = now_ms();
+    let latest = history.as_ref().map_err(Clone::clone)?.latest_change();
     match latest {
         Some((id, at)) if now.saturating_sub(at) < n * 1000 => Err(format!(
             "execution {id} changed stores and ended {} s ago ({}); the policy wants {n} s between executions, so a blip cannot flip regions back and forth; retry after {}",
@@ -507,10 +564,13 @@ fn flap_gate(journals: &dyn JournalStore, current: &str, n: u64) -> Result<Strin
     }
 }
 
-/// `None` when the move is not a failback (its target is not the primary region).
+/// `None` when the move is not a failback (its target is not the primary
+/// region). The healthy run is the region health log's, cut short by the
+/// latest forced failover away from the region in the execution history.
 fn failback_gate(
     t: &Topology,
     mv: &Move,
+    history: &Result<History, String>,
     state_dir: &Path,
     n: u64,
     gap_s: u64,
@@ -519,16 +579,35 @@ fn failback_gate(
     if primary.name != mv.to || mv.from.is_empty() {
         return None;
     }
+    let history = match history {
+        Ok(h) => h,
+        Err(e) => return Some(Err(e.clone())),
+    };
     let now = now_ms();
-    Some(match healthy_since(state_dir, &mv.to, gap_s * 1000) {
+    let left = history.latest_forced_leave(&mv.to);
+    let logged = healthy_since(state_dir, &mv.to, gap_s * 1000);
+    // A forced failover away from the region after the run began says it
+    // was lost then: the run counts from that execution's end.
+    let (since, cut) = match (logged, left) {
+        (Some(s), Some((id, at))) if at > s => (Some(at), Some((id, at))),
+        (s, _) => (s, None),
+    };
+    let basis = match cut {
+        Some((id, at)) => format!(
+            "execution {id} failed over away from it by force, ending {}, so it counts as lost until then",
+            crate::journal::format_ms(at)
+        ),
+        None => format!("samples at most {gap_s} s apart in {HEALTH_LOG}"),
+    };
+    Some(match since {
         Some(since) if now.saturating_sub(since) >= n * 1000 => Ok(format!(
-            "{} has been observed healthy since {} ({} s, at least {n} s)",
+            "{} has been observed healthy since {} ({} s, at least {n} s; {basis})",
             mv.to,
             crate::journal::format_ms(since),
             now.saturating_sub(since) / 1000
         )),
         Some(since) => Err(format!(
-            "failing back to {} needs it healthy for {n} s, but it has been observed healthy (samples at most {gap_s} s apart in {HEALTH_LOG}) only since {}, {} s ago; `switchyard state` records a sample",
+            "failing back to {} needs it healthy for {n} s, but it has been observed healthy ({basis}) only since {}, {} s ago; `switchyard state` records a sample",
             mv.to,
             crate::journal::format_ms(since),
             now.saturating_sub(since) / 1000

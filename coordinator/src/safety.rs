@@ -6,7 +6,7 @@
 //! knows nothing of policies.
 
 use crate::gate::{self, Move, Observations};
-use crate::journal::{FileJournalStore, Record};
+use crate::journal::{JournalStore, Record};
 use crate::plan::{Mode, Plan};
 use crate::policy::Policy;
 use crate::stage_hook::{run_hook, Facts, HookPoint};
@@ -45,6 +45,9 @@ pub struct PolicyBoundaries {
     topology: Arc<Topology>,
     controllers: BTreeMap<String, Arc<dyn Controller>>,
     state_dir: PathBuf,
+    /// The execution history the gates read: the service's journal store
+    /// (on a coordination backend, the backend's), or why it cannot be read.
+    journals: Result<Arc<dyn JournalStore>, String>,
     kind: String,
     /// Pre-hooks already journaled as passed, as (point, stage, name): a
     /// resumed execution does not run them again.
@@ -70,11 +73,14 @@ impl std::fmt::Debug for PolicyBoundaries {
 impl PolicyBoundaries {
     /// The boundaries of execution `execution_id` (of `kind`), given what it
     /// journaled so far (`records`: its start record, and on resume the rest).
+    /// `journals` is where the history-based gates read earlier executions.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         policy: Policy,
         topology: Arc<Topology>,
         controllers: BTreeMap<String, Arc<dyn Controller>>,
         state_dir: PathBuf,
+        journals: Result<Arc<dyn JournalStore>, String>,
         execution_id: &str,
         kind: &str,
         records: &[Record],
@@ -118,6 +124,7 @@ impl PolicyBoundaries {
             topology,
             controllers,
             state_dir,
+            journals,
             kind: kind.into(),
             done,
             facts: Mutex::new(facts),
@@ -199,8 +206,8 @@ fn stop_on_gates(records: &[gate::GateRecord]) -> Option<String> {
 impl Boundaries for PolicyBoundaries {
     async fn before_stage(&self, plan: &Plan, stage: usize) -> Verdict {
         let mut v = Verdict::default();
-        let journals = match FileJournalStore::new(&self.state_dir) {
-            Ok(j) => j,
+        let journals = match &self.journals {
+            Ok(j) => j.clone(),
             Err(e) => {
                 v.stop = Some(format!("cannot read the journals for the gates: {e}"));
                 return v;
@@ -246,7 +253,7 @@ impl Boundaries for PolicyBoundaries {
                 &mv,
                 &self.kind,
                 &facts.execution_id,
-                &journals,
+                journals.as_ref(),
                 &self.state_dir,
                 &env,
             )

@@ -1854,6 +1854,7 @@ impl Inner {
             self.topology(),
             (**controllers).clone(),
             self.state_dir.clone(),
+            self.journals().map_err(|e| e.to_string()),
             id,
             kind,
             records,
