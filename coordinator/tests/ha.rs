@@ -309,3 +309,103 @@ async fn three_servers_on_consul_survive_the_leaders_death() {
     )
     .await;
 }
+
+/// Flap damping reads the execution history the backend records: a server
+/// that becomes leader after another one moved the stores refuses to move
+/// them straight back, though its own state directory has no journal at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_on_etcd_still_damps_a_flap() {
+    let etcd = switchyard_lab::etcd::EtcdCluster::start(1, None)
+        .await
+        .expect("etcd lab");
+    let endpoints = etcd.endpoints();
+    let cluster = common::pg_cluster("orders").await;
+    let ws: Vec<Workspace> = (0..2).map(|_| Workspace::new(cluster.topology())).collect();
+    for w in &ws {
+        std::fs::write(
+            w.path("topology.safety.toml"),
+            "[gates]\nflap_damping_s = 3600\n",
+        )
+        .unwrap();
+    }
+    let tokens = ws[0].path("tokens");
+    let viewer = token(&ws[0], &tokens, "viewer");
+    let operator = token(&ws[0], &tokens, "operator");
+    let backend = format!("etcd://{}", endpoints.join(","));
+    let args = ["--backend", backend.as_str(), "--lease-ttl", "3"];
+
+    let (_, from, tli0) = pg_primary(&cluster).await.expect("a primary");
+    let to = if from == "east" { "west" } else { "east" };
+    // a alone, so it leads, and moves the stores.
+    let a = Server::start(&ws[0], &tokens, "a", &args);
+    until("a leads", || async {
+        let (_, v) = get(&format!("{}/v1/leader", a.url), &viewer).await?;
+        (v["this_server"] == json!(true)).then_some(())
+    })
+    .await;
+    let b = Server::start(&ws[1], &tokens, "b", &args);
+    let (code, started) = post_following(
+        &format!("{}/v1/executions", a.url),
+        &operator,
+        &json!({"to": to}),
+    )
+    .await;
+    assert_eq!(code, 202, "{started}");
+    let first = started["id"].as_str().unwrap().to_string();
+    until_status(&a.url, &viewer, &first, "succeeded").await;
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!((region.as_str(), tli), (to, tli0 + 1));
+
+    // a goes away; b leads, with no journal in its own state directory.
+    drop(a);
+    let survivors = [&b];
+    leader_of(&survivors, &viewer).await;
+    assert!(
+        ws[1].journal_files().is_empty(),
+        "b's state directory holds no journal: {:?}",
+        ws[1].journal_files()
+    );
+    let (code, back) = post_following(
+        &format!("{}/v1/executions", b.url),
+        &operator,
+        &json!({"to": from}),
+    )
+    .await;
+    assert_eq!(code, 202, "{back}");
+    let second = back["id"].as_str().unwrap().to_string();
+    // Closed at once before the first stage: the journal says `refused`.
+    let refused = until(&format!("{second} ends"), || async {
+        let (_, v) = get(&format!("{}/v1/executions/{second}", b.url), &viewer).await?;
+        let js = v["journal_status"].as_str()?;
+        (js != "unfinished").then_some(v)
+    })
+    .await;
+    assert_eq!(refused["journal_status"], json!("refused"), "{refused}");
+    let recs = journal_of(&endpoints, &second).await;
+    let gate = recs
+        .iter()
+        .find(|r| r["event"] == json!("gate") && r["rule"] == json!("flap_damping"))
+        .unwrap_or_else(|| panic!("no flap_damping gate record: {recs:#?}\n{refused}"));
+    assert_eq!(gate["passed"], json!(false), "{gate}");
+    let detail = gate["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("execution {first} changed stores and ended")),
+        "{detail}"
+    );
+    assert!(
+        !recs.iter().any(|r| r["event"] == json!("intent")),
+        "nothing was issued: {recs:#?}"
+    );
+    let (_, region, now) = pg_primary(&cluster).await.unwrap();
+    assert_eq!((region.as_str(), now), (to, tli), "the stores did not move");
+}
+
+/// `id`'s journal read straight from etcd.
+async fn journal_of(endpoints: &[String], id: &str) -> Vec<Value> {
+    let client = switchyard_coordination::etcd::Etcd::connect(
+        switchyard_coordination::etcd::EtcdOptions::new(endpoints.to_vec()),
+    )
+    .await
+    .unwrap();
+    journal(&client, id).await
+}
