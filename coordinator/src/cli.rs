@@ -931,6 +931,10 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
                 .await?
                 .run()
                 .await?;
+            // As `run` does: a plan that failed and was rolled back says so.
+            if let (Outcome::Aborted, Some(r)) = (done.outcome, &done.reason) {
+                eprintln!("switchyard: {r}");
+            }
             Ok(code_of(done.outcome))
         }
         Command::Abort { id, output } => abort(service, id, output).await,

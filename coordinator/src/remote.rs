@@ -271,14 +271,17 @@ impl Remote {
             };
             confirm(&plan, yes, output, None)?;
         }
-        self.run_streamed(body, Some(to), output).await
+        self.run_streamed("/v1/executions", body, Some(to), output)
+            .await
     }
 
-    /// `POST /v1/executions` with `body`, followed on its own stream to the
-    /// very end (a plan's `on_failure` rollback included); `to`: say so
-    /// when there is nothing to do.
+    /// `POST path` (`/v1/executions`, or an execution's `resume`) with
+    /// `body`, followed on its own stream to the very end (a plan's
+    /// `on_failure` rollback included); `to`: say so when there is nothing
+    /// to do.
     async fn run_streamed(
         &self,
+        path: &str,
         body: &Value,
         to: Option<&str>,
         output: Option<Output>,
@@ -286,7 +289,7 @@ impl Remote {
         let r = self
             .send_accepting(
                 reqwest::Method::POST,
-                "/v1/executions",
+                path,
                 Some(body),
                 "text/event-stream",
             )
@@ -310,7 +313,7 @@ impl Remote {
         }
         let sink = Later::new(output);
         let (_, v) = self
-            .read_job("/v1/executions", r, &sink, &mut |_, _| {})
+            .read_job(path, r, &sink, &mut |_, _| {})
             .await?;
         let f: ExecutionFinished = decode(self, v)?;
         // As locally: a plan that failed and was rolled back says so.
@@ -318,50 +321,6 @@ impl Remote {
             eprintln!("switchyard: {r}");
         }
         Ok(crate::cli::code_of(f.outcome))
-    }
-
-    /// Follow an execution's events to its end, rendering them; the exit
-    /// code comes from how it ended.
-    async fn follow(&self, id: &str, sink: Arc<dyn EventSink>) -> Result<i32, Exit> {
-        let r = self
-            .send(
-                reqwest::Method::GET,
-                &format!("/v1/executions/{id}/events"),
-                None,
-            )
-            .await?;
-        if !r.status().is_success() {
-            return Err(Exit {
-                code: code_of_status(r.status().as_u16()),
-                message: format!("events of {id}: HTTP {}", r.status()),
-            });
-        }
-        let mut events = Sse::new(r);
-        let mut code = None;
-        let mut status_seen = None;
-        // Local mode prints an execution's reason after its report.
-        let mut reason = None;
-        while let Some((name, v)) = events.next().await.map_err(|e| Exit {
-            code: exit::FAILED,
-            message: format!("events of {id}: {e}"),
-        })? {
-            if name == "status" {
-                status_seen = v["status"].as_str().map(str::to_string);
-            } else if let Some(c) = render_event(&name, v, sink.as_ref(), &mut reason) {
-                code = Some(c);
-            }
-        }
-        match (code, status_seen.as_deref()) {
-            (Some(c), _) => Ok(c),
-            // Ended before we looked: its status says how.
-            (None, Some("succeeded")) => Ok(exit::OK),
-            (None, Some("aborted")) => Ok(exit::ABORTED),
-            (None, Some(s)) if s != "running" => Ok(exit::FAILED),
-            _ => Err(Exit {
-                code: exit::FAILED,
-                message: format!("the event stream of {id} ended before the execution did; `switchyard --server {} resume {id}` once it is back", self.base),
-            }),
-        }
     }
 }
 
@@ -568,7 +527,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 confirm(&p, yes, output, None)?;
             }
             remote
-                .run_streamed(&json!({"plan": text}), None, output)
+                .run_streamed("/v1/executions", &json!({"plan": text}), None, output)
                 .await
         }
         Command::Resume { id, output } => {
@@ -578,15 +537,16 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                     "nothing to resume: every execution has finished or was aborted",
                 )
                 .await?;
-            let (_, v) = remote
-                .json(
-                    reqwest::Method::POST,
+            // Streamed to its very end, as a start is: a plan's
+            // `on_failure = "rollback"` included, as local `resume` runs it.
+            remote
+                .run_streamed(
                     &format!("/v1/executions/{id}/resume"),
-                    Some(&json!({})),
+                    &json!({}),
+                    None,
+                    output,
                 )
-                .await?;
-            let id = v["id"].as_str().unwrap_or(&id).to_string();
-            remote.follow(&id, Render::sink(output)).await
+                .await
         }
         Command::Switchover {
             to,

@@ -515,6 +515,90 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     }
 }
 
+/// `resume` of an interrupted execution whose plan says `on_failure =
+/// "rollback"`: when the resumed run fails, it is rolled back, and `resume
+/// --server` follows it through the rollback with the exit code, events and
+/// words of local `resume`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_over_server_rolls_back_as_local_resume_does() {
+    let cluster = pg_cluster("orders").await;
+    let ws = Workspace::new(cluster.topology());
+    let tokens = ws.path("tokens");
+    let operator = token(&ws, &tokens, "operator");
+    let sv = Serving::start(&ws, &tokens);
+    let url = sv.url();
+    let remote = |args: &[&str]| {
+        let mut c = ws.command(&[&["--server", url.as_str()], args].concat());
+        c.env("SWITCHYARD_TOKEN", &operator);
+        let o = c.output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    pg_write(&cluster, "before").await;
+    let r = sv.run(&["plan", "failover", "--to", "west", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let fence = plan_ops(&r.stdout)
+        .iter()
+        .position(|op| op == "fence")
+        .expect("the plan fences")
+        + 1;
+    let r = sv.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
+    let plan = ws.path("plan.toml");
+    std::fs::write(&plan, format!("on_failure = \"rollback\"\n{}", r.stdout)).unwrap();
+    // The stage after the fence is refused by a hook: the resumed run fails.
+    std::fs::write(
+        ws.path("topology.safety.toml"),
+        "[[hooks]]\nname = \"change-window\"\nat = \"pre_stage\"\n\
+         command = \"[ \\\"$SWITCHYARD_STAGE\\\" != 3 ] || { echo 'change window closed' >&2; exit 1; }\"\n",
+    )
+    .unwrap();
+    let crash_at = format!("after:{fence}");
+    let mut runs = vec![];
+    for by_server in [true, false] {
+        // Interrupted right after the fence: the old primary is fenced.
+        let r = sv.local(|ws| {
+            ws.run_env(
+                &["run", plan.to_str().unwrap(), "--yes"],
+                "SWITCHYARD_CRASH_AT",
+                &crash_at,
+            )
+        });
+        assert_ne!(r.code, 0, "the failpoint fired: {}", r.stderr);
+        let id = latest(&ws);
+        let args = ["resume", id.as_str(), "--output", "json"];
+        let r = if by_server { remote(&args) } else { sv.run(&args) };
+        assert_eq!(
+            r.code, 4,
+            "rolled back (server: {by_server}): {}\n{}",
+            r.stdout, r.stderr
+        );
+        assert!(
+            r.stderr.contains("failed and was rolled back by"),
+            "server: {by_server}: {}",
+            r.stderr
+        );
+        let ended: Vec<Value> = docs(&r.stdout)
+            .into_iter()
+            .filter(|e| e["event"] == "execution_ended")
+            .collect();
+        assert_eq!(ended.len(), 2, "the resumed run, then its rollback: {}", r.stdout);
+        assert_eq!(ended[1]["status"], "succeeded", "{ended:?}");
+        assert!(
+            docs(&r.stdout).iter().any(|e| e["event"] == "rollback_planned"),
+            "{}",
+            r.stdout
+        );
+        let (_, region, _) = pg_primary(&cluster).await.unwrap();
+        assert_eq!(region, "east", "server: {by_server}");
+        runs.push(r);
+    }
+    assert_eq!(shape(&runs[0].stdout), shape(&runs[1].stdout));
+    assert_eq!(pg_tags(&cluster).await, vec!["before"]);
+}
+
 /// Item 5 of the issue over the wire: TLS for the CLI too, 401/403 on the
 /// new endpoints, no secret (a store password, a bearer token) in the
 /// server's debug log, its files, its answers or its metrics, and a reload

@@ -1153,9 +1153,12 @@ pub(super) fn sse_event(ev: &ServiceEvent) -> Event {
         .unwrap_or_default()
 }
 
-/// Resume an interrupted or failed execution from its journal.
+/// Resume an interrupted or failed execution from its journal. Asked with
+/// `Accept: text/event-stream`, the answer follows it to its very end, as a
+/// start's does: a plan's `on_failure = "rollback"` included.
 #[utoipa::path(post, path = "/v1/executions/{id}/resume", security(("bearer" = [])),
     params(("id" = String, Path, description = "execution id")), responses(
+    (status = 200, description = "asked with `Accept: text/event-stream`: the resumed execution's events (and its on_failure rollback's), then `execution_finished` (ExecutionFinished) or `error` (Problem)", content_type = "text/event-stream"),
     (status = 202, body = Accepted),
     (status = 307, description = "this server does not lead"),
     (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -1174,9 +1177,12 @@ async fn resume(
     if let Some(r) = s.leader_only(&uri) {
         return r;
     }
-    let _gate = s.gate.lock().await;
-    if let Some(running) = s.running() {
-        return s.busy(&running).into_response();
+    let _gate = match s.exclusive(Some(&id)).await {
+        Ok(g) => g,
+        Err(p) => return p.into_response(),
+    };
+    if commands::wants_stream(&headers) {
+        return commands::resume_stream(&s, id).await;
     }
     match s.service.resume(Some(id), Arc::new(Discard)).await {
         Ok(launched) => reply(s.spawn(launched).await.map(accepted)),

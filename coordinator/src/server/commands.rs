@@ -91,6 +91,22 @@ impl EventSink for JobSink {
     }
 }
 
+/// A job's channel and the sink that feeds it.
+type JobChannel = (
+    mpsc::UnboundedSender<JobEvent>,
+    mpsc::UnboundedReceiver<JobEvent>,
+    Arc<dyn EventSink>,
+);
+
+fn job_channel(s: &Shared) -> JobChannel {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink: Arc<dyn EventSink> = Arc::new(JobSink {
+        tx: tx.clone(),
+        state: s.clone(),
+    });
+    (tx, rx, sink)
+}
+
 /// Run `work` as a job; `running` names what runs until its first
 /// execution starts. The job's last event is what `work` returns.
 fn spawn_job<F, Fut>(
@@ -103,18 +119,24 @@ where
     F: FnOnce(Arc<dyn EventSink>) -> Fut,
     Fut: std::future::Future<Output = JobEvent> + Send + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx, sink) = job_channel(s);
     if let Some(n) = note {
         let _ = tx.send(n);
     }
-    let sink: Arc<dyn EventSink> = Arc::new(JobSink {
-        tx: tx.clone(),
-        state: s.clone(),
-    });
     if let Some(id) = running {
         *s.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
     }
-    let fut = work(sink);
+    drive_job(s, tx, work(sink));
+    rx
+}
+
+/// Drive a job's work in a task of its own; its last event is what the
+/// work returns.
+fn drive_job(
+    s: &Shared,
+    tx: mpsc::UnboundedSender<JobEvent>,
+    fut: impl std::future::Future<Output = JobEvent> + Send + 'static,
+) {
     let state = s.clone();
     tokio::spawn(async move {
         let end = fut.await;
@@ -124,7 +146,6 @@ where
         }
         let _ = tx.send(end);
     });
-    rx
 }
 
 /// The requester asked for the job's event stream.
@@ -203,37 +224,56 @@ pub(super) fn run_stream(s: &Shared, pending: crate::service::Pending) -> Respon
     let state = s.clone();
     let rx = spawn_job(s, None, None, move |sink| {
         let launched = state.service.launch(pending, sink);
-        if let Ok(l) = &launched {
-            *state.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.id().to_string());
-        }
         async move {
-            let finished = match launched {
-                // Recorded in the backend like any start, so a new leader
-                // resumes it if this one dies mid-execution.
-                Ok(l) => match state.claim(l.id(), l.token().get()).await {
-                    Ok(claim) => {
-                        let f = l.run().await;
-                        state.release(&claim).await;
-                        f
-                    }
-                    Err(p) => return JobEvent::error(p),
-                },
-                Err(e) => Err(e),
-            };
-            match finished {
-                Ok(f) => JobEvent::end(
-                    "execution_finished",
-                    ExecutionFinished {
-                        execution_id: f.id,
-                        outcome: f.outcome,
-                        reason: f.reason,
-                    },
-                ),
+            match launched {
+                Ok(l) => run_launched(state, l).await,
                 Err(e) => JobEvent::error(state.problem(e)),
             }
         }
     });
     stream(rx)
+}
+
+/// `POST /v1/executions/{id}/resume` asked for a stream: resume `id` as a
+/// job followed to its very end, as [`run_stream`] follows a start — with a
+/// plan's `on_failure = "rollback"`, through the rollback too, so the
+/// server's resume does what local `resume` does. A resume that is refused
+/// answers the problem, as without a stream.
+pub(super) async fn resume_stream(s: &Shared, id: String) -> Response {
+    let (tx, rx, sink) = job_channel(s);
+    match s.service.resume(Some(id), sink).await {
+        Ok(l) => {
+            drive_job(s, tx, run_launched(s.clone(), l));
+            stream(rx)
+        }
+        Err(e) => s.problem(e).into_response(),
+    }
+}
+
+/// Drive a launched execution to its very end, recorded in the backend
+/// like any start (so a new leader resumes it if this one dies
+/// mid-execution); the job's last event is `execution_finished`.
+async fn run_launched(state: Shared, l: crate::service::Launched) -> JobEvent {
+    *state.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.id().to_string());
+    let finished = match state.claim(l.id(), l.token().get()).await {
+        Ok(claim) => {
+            let f = l.run().await;
+            state.release(&claim).await;
+            f
+        }
+        Err(p) => return JobEvent::error(p),
+    };
+    match finished {
+        Ok(f) => JobEvent::end(
+            "execution_finished",
+            ExecutionFinished {
+                execution_id: f.id,
+                outcome: f.outcome,
+                reason: f.reason,
+            },
+        ),
+        Err(e) => JobEvent::error(state.problem(e)),
+    }
 }
 
 async fn answer(headers: &HeaderMap, rx: mpsc::UnboundedReceiver<JobEvent>) -> Response {
