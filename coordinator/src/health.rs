@@ -518,6 +518,7 @@ mod tests {
             votes: None,
             detail: None,
             fence_evidence: None,
+            awaits_rejoin: false,
         }
     }
 

@@ -79,6 +79,12 @@ pub struct PlanOptions {
     /// rewound or re-cloned and made to follow (`Rejoin`); after that a
     /// move to the stale member's region is an ordinary planned switchover.
     pub stale_primaries: BTreeSet<String>,
+    /// Stores already primary in the target with a member that is reachable
+    /// again but left out until it is rejoined (`awaits_rejoin`: a Cosmos DB
+    /// location taken offline by a forced failover that healed). They get a
+    /// `Rejoin` in the last stage; without it nothing would ever bring the
+    /// member back, the store being where the plan wants it.
+    pub rejoin_there: BTreeSet<String>,
     /// The canonical sequence every store runs; `None`: the mode's
     /// ([`Kind::PlannedSwitchover`] or [`Kind::ForcedFailover`]). A
     /// rollback's way back is [`Kind::Rollback`] (with [`Mode::Planned`]).
@@ -95,6 +101,7 @@ impl PlanOptions {
             catch_up_timeout_ms: 60_000,
             already_there: BTreeSet::new(),
             stale_primaries: BTreeSet::new(),
+            rejoin_there: BTreeSet::new(),
             sequence: None,
         }
     }
@@ -377,11 +384,16 @@ pub fn plan_failover(
     let mut steps = vec![];
     let mut checks = vec![];
     for s in &topology.stores {
+        let cap = capof[s.name.as_str()];
+        if skip(s) && cap.rejoin && opts.rejoin_there.contains(&s.name) {
+            steps.push(step(s, PlanOp::Rejoin));
+            checks.push(entry(s, vec![primary_in(target), all_members_healthy()]));
+            continue;
+        }
         if skip(s) {
             checks.push(entry(s, vec![primary_in(target)]));
             continue;
         }
-        let cap = capof[s.name.as_str()];
         for st in phase_of(s, Phase::Reconcile) {
             steps.push(step(s, plan_op(st)));
         }

@@ -1472,7 +1472,12 @@ impl Inner {
             if s.newest_primary().is_some_and(|p| p.region == to) {
                 opts.already_there.insert(name.clone());
                 let sticky = caps.get(name).is_some_and(|c| c.sticky_priorities);
-                if !sticky || crate::expectation::preferred_in(to).check(s).is_ok() {
+                // A member back from a loss that only a rejoin restores.
+                let rejoin = caps.get(name).is_some_and(|c| c.rejoin)
+                    && s.members.iter().any(|m| m.reachable && m.awaits_rejoin);
+                if rejoin {
+                    opts.rejoin_there.insert(name.clone());
+                } else if !sticky || crate::expectation::preferred_in(to).check(s).is_ok() {
                     settled += 1;
                 }
             }

@@ -348,3 +348,79 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
     let ops = e.sim.operations_started().await.unwrap();
     assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");
 }
+
+/// After a forced failover the lost region heals while the account is
+/// already primary in the target: the planned path to that target rejoins
+/// it — `onlineRegion`, back as a read region in the failover priorities —
+/// instead of answering "nothing to do" and leaving it offline for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_region_rejoins_while_the_account_is_already_in_the_target() {
+    let e = env(spec(), |_| {}).await;
+    e.sim.control("outage east").unwrap();
+    let r = run(
+        &e.ws,
+        &[
+            "failover", "--to", "west", "--forced", "--yes", "--output", "json",
+        ],
+    )
+    .await;
+    assert_checkpoints_passed(&r);
+    let locations = |e: &Env| {
+        e.sim.world(|w| {
+            let mut v: Vec<(String, bool, u32)> = w
+                .locations
+                .iter()
+                .map(|l| (l.region.clone(), l.offline, l.priority))
+                .collect();
+            v.sort_by_key(|l| l.2);
+            v
+        })
+    };
+    assert!(
+        locations(&e).iter().any(|(r, off, _)| r == "east" && *off),
+        "east was taken offline: {:?}",
+        locations(&e)
+    );
+
+    // Still lost: nothing can rejoin yet, so there is nothing to do.
+    let r = run(&e.ws, &["failover", "--to", "west", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
+    assert_eq!(e.sim.operations_started().get("onlineRegion"), None);
+
+    e.sim.control("restore east").unwrap();
+    let r = run(&e.ws, &["plan", "failover", "--to", "west", "--output", "json"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.trim().is_empty(),
+        "a plan, not nothing to do: {}",
+        r.stderr
+    );
+    assert!(
+        plan_ops(&r.stdout).contains(&"rejoin".to_string()),
+        "the plan rejoins east: {}",
+        r.stdout
+    );
+    let r = run(&e.ws, &["failover", "--to", "west", "--yes", "--output", "json"]).await;
+    assert_checkpoints_passed(&r);
+    let ops = e.sim.operations_started();
+    assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");
+    assert_eq!(
+        e.sim.write_regions(),
+        (Some(region("west")), vec![region("west")]),
+        "writes stay in west"
+    );
+    let after = locations(&e);
+    assert!(
+        after.iter().all(|(_, off, _)| !off),
+        "every location online: {after:?}"
+    );
+    let prios: Vec<u32> = after.iter().map(|l| l.2).collect();
+    assert_eq!(prios, vec![0, 1, 2], "one priority each: {after:?}");
+    assert_eq!(after[0].0, "west", "{after:?}");
+    // Settled now: nothing more to do.
+    let r = run(&e.ws, &["failover", "--to", "west", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
+    assert_eq!(e.sim.operations_started().get("onlineRegion"), Some(&1));
+}

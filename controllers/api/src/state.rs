@@ -187,6 +187,13 @@ pub struct MemberState {
     /// Free-form detail for operators (state string, error text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Reachable again, but the store leaves it out until a `Rejoin` brings
+    /// it back (Cosmos DB: a location taken offline by a forced failover
+    /// whose endpoint answers again). Observed, never assumed: the planner
+    /// rejoins such a member even when the store is already primary in the
+    /// target, where it would otherwise find nothing to do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaits_rejoin: bool,
 }
 
 impl MemberState {
@@ -206,6 +213,7 @@ impl MemberState {
             priority: None,
             votes: None,
             detail: Some(detail.into()),
+            awaits_rejoin: false,
         }
     }
 }

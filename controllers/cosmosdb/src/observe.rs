@@ -146,6 +146,7 @@ impl CosmosController {
                         // Back, but not serving until onlineRegion: a move
                         // here (or Rejoin) brings it online first.
                         m.reachable = true;
+                        m.awaits_rejoin = true;
                         m.role = Role::Secondary;
                         m.following = hub_member.clone();
                         m.detail = Some(

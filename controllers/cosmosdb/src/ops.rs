@@ -319,6 +319,25 @@ impl CosmosController {
             .await?;
             acted = true;
         }
+        // Back as a read region means back in the failover order too: a
+        // location the account lists without a priority could never take
+        // writes again, and a rejoin that leaves it so has not finished.
+        let snap = self.snapshot().await?;
+        if let Some(l) = self
+            .cfg
+            .locations
+            .iter()
+            .find(|l| snap.account.priority(&l.location).is_none())
+        {
+            return Err(CosmosError::new(
+                ErrorKind::NotReady,
+                format!(
+                    "{} is online but has no failover priority; a failover priority change must list it",
+                    l.location
+                ),
+            )
+            .member(&l.member));
+        }
         Ok(outcome(acted, None, notes))
     }
 

@@ -299,6 +299,7 @@ impl EsdbController {
                     priority: Some(info.priority as f64),
                     votes: Some(u32::from(!spec.read_only)),
                     detail: Some(detail.join("; ")),
+                    awaits_rejoin: false,
                 }
             })
             .collect();

@@ -296,6 +296,7 @@ impl MongoController {
                                     ""
                                 }
                             )),
+                            awaits_rejoin: false,
                         }
                     }
                 }

@@ -469,6 +469,7 @@ impl PostgresController {
                 priority: None,
                 votes: None,
                 detail: (!detail.is_empty()).then(|| detail.join("; ")),
+                awaits_rejoin: false,
             });
         }
         if let Some(cp) = primary {

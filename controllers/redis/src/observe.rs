@@ -613,6 +613,7 @@ impl RedisController {
                 priority: p.replica_priority.map(preference),
                 votes: None,
                 detail: Some(detail.join("; ")),
+                awaits_rejoin: false,
             });
         }
         // A Sentinel is healthy only when it names the one member whose ROLE
@@ -684,6 +685,7 @@ impl RedisController {
                         format!("; {}", problems.join("; "))
                     }
                 )),
+                awaits_rejoin: false,
             });
         }
         ObservedState {
