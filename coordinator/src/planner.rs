@@ -622,6 +622,28 @@ arbiter = true
     }
 
     #[test]
+    fn a_store_in_the_target_with_a_member_awaiting_rejoin_gets_a_rejoin() {
+        let t = topology(true);
+        let mut o = PlanOptions::new("west", Mode::Planned);
+        o.already_there.insert("orders".into());
+        o.rejoin_there.insert("orders".into());
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        assert_eq!(
+            shape(&p).last().unwrap(),
+            "re-point and rejoin [orders:rejoin]",
+            "{:?}",
+            shape(&p)
+        );
+        let last = p.stages.last().unwrap();
+        let orders = last.checkpoint.iter().find(|c| c.store == "orders").unwrap();
+        assert_eq!(
+            orders.expect,
+            vec![primary_in("west"), all_members_healthy()]
+        );
+        validate(&p, &t, &caps()).unwrap();
+    }
+
+    #[test]
     fn a_stale_primary_is_fenced_and_rejoined_before_anything_else() {
         let t = topology(true);
         let mut o = PlanOptions::new("east", Mode::Planned);
