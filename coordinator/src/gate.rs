@@ -704,3 +704,102 @@ async fn http_check(c: &ExternalCheck, url: &str) -> Result<String, String> {
     }
     Ok(format!("GET {url}: status {status}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Mode, Plan};
+
+    /// A finished execution that left `from` for `to` in `mode`, its last
+    /// record at `ended_ms`.
+    fn left(id: &str, mode: Mode, from: &str, to: &str, ended_ms: u64) -> (String, Vec<Record>) {
+        let op = switchyard_controller::Operation::Promote {
+            target_region: to.into(),
+            mode: mode.promote_mode(),
+        };
+        let recs = vec![
+            Record::Started {
+                execution_id: id.into(),
+                fencing_token: switchyard_controller::FencingToken(1),
+                at_ms: ended_ms - 1000,
+                kind: "failover".into(),
+                topology_file: "lab.toml".into(),
+                plan: Plan {
+                    on_failure: None,
+                    version: 1,
+                    name: format!("failover to {to}"),
+                    topology: "lab".into(),
+                    target_region: to.into(),
+                    mode,
+                    depends_on: Default::default(),
+                    stages: vec![],
+                },
+            },
+            Record::Gate(GateRecord {
+                at_ms: ended_ms - 900,
+                stage: 0,
+                rule: crate::safety::REGIONS_LEFT.into(),
+                passed: true,
+                detail: from.into(),
+            }),
+            Record::Intent {
+                seq: 1,
+                stage: 0,
+                step: 0,
+                store: "orders".into(),
+                op,
+                fencing_token: switchyard_controller::FencingToken(1),
+                at_ms: ended_ms - 800,
+            },
+            Record::Finished { at_ms: ended_ms },
+        ];
+        (id.into(), recs)
+    }
+
+    /// Whoever ran the forced failover away from the primary region (a
+    /// previous leader, in the backend's history), the failback delay
+    /// counts the region's healthy run from its end, though this server's
+    /// own health log shows the region healthy for an hour.
+    #[test]
+    fn a_forced_failover_away_in_the_history_restarts_the_failback_delay() {
+        let t = crate::planner::tests::topology(false);
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let mut log = String::new();
+        for k in 0..=60u64 {
+            log.push_str(&format!(
+                "{{\"at_ms\":{},\"region\":\"east\",\"healthy\":true}}\n",
+                now - 3_600_000 + k * 60_000
+            ));
+        }
+        std::fs::write(dir.path().join(HEALTH_LOG), log).unwrap();
+        let mv = Move {
+            to: "east".into(),
+            from: vec!["west".into()],
+            forced: false,
+            stores: vec!["orders".into()],
+        };
+        let gate = |h: History| failback_gate(&t, &mv, &Ok(h), dir.path(), 600, 120).unwrap();
+
+        // The log alone: an hour of health.
+        assert!(gate(History::default()).is_ok());
+        // A planned move away ten seconds ago says nothing about health.
+        let planned = History {
+            executions: vec![left("p", Mode::Planned, "east", "west", now - 10_000)],
+        };
+        assert!(gate(planned).is_ok());
+        // A forced one does: east was lost until it ended.
+        let forced = History {
+            executions: vec![left("f", Mode::Forced, "east", "west", now - 10_000)],
+        };
+        let why = gate(forced).unwrap_err();
+        assert!(
+            why.contains("failing back to east needs it healthy for 600 s")
+                && why.contains("execution f failed over away from it by force"),
+            "{why}"
+        );
+        // A history that cannot be read refuses, saying why.
+        let e = failback_gate(&t, &mv, &Err("cannot list executions: x".into()), dir.path(), 600, 120);
+        assert_eq!(e, Some(Err("cannot list executions: x".into())));
+    }
+}
