@@ -518,7 +518,10 @@ impl History {
     fn latest_change(&self) -> Option<(&str, u64)> {
         self.changed_stores()
             .filter(|(.., status)| {
-                matches!(status, ExecutionStatus::Succeeded | ExecutionStatus::Aborted)
+                matches!(
+                    status,
+                    ExecutionStatus::Succeeded | ExecutionStatus::Aborted
+                )
             })
             .map(|(id, _, at, _)| (id, at))
             .max_by_key(|(_, at)| *at)
@@ -799,7 +802,14 @@ mod tests {
             "{why}"
         );
         // A history that cannot be read refuses, saying why.
-        let e = failback_gate(&t, &mv, &Err("cannot list executions: x".into()), dir.path(), 600, 120);
+        let e = failback_gate(
+            &t,
+            &mv,
+            &Err("cannot list executions: x".into()),
+            dir.path(),
+            600,
+            120,
+        );
         assert_eq!(e, Some(Err("cannot list executions: x".into())));
     }
 }

@@ -635,7 +635,11 @@ arbiter = true
             shape(&p)
         );
         let last = p.stages.last().unwrap();
-        let orders = last.checkpoint.iter().find(|c| c.store == "orders").unwrap();
+        let orders = last
+            .checkpoint
+            .iter()
+            .find(|c| c.store == "orders")
+            .unwrap();
         assert_eq!(
             orders.expect,
             vec![primary_in("west"), all_members_healthy()]

@@ -287,12 +287,7 @@ impl Remote {
         output: Option<Output>,
     ) -> Result<i32, Exit> {
         let r = self
-            .send_accepting(
-                reqwest::Method::POST,
-                path,
-                Some(body),
-                "text/event-stream",
-            )
+            .send_accepting(reqwest::Method::POST, path, Some(body), "text/event-stream")
             .await?;
         let status = r.status().as_u16();
         let is_stream = r
@@ -312,9 +307,7 @@ impl Remote {
             });
         }
         let sink = Later::new(output);
-        let (_, v) = self
-            .read_job(path, r, &sink, &mut |_, _| {})
-            .await?;
+        let (_, v) = self.read_job(path, r, &sink, &mut |_, _| {}).await?;
         let f: ExecutionFinished = decode(self, v)?;
         // As locally: a plan that failed and was rolled back says so.
         if let (Outcome::Aborted, Some(r)) = (f.outcome, &f.reason) {

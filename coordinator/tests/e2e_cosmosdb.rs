@@ -389,7 +389,11 @@ async fn a_healed_region_rejoins_while_the_account_is_already_in_the_target() {
     assert_eq!(e.sim.operations_started().get("onlineRegion"), None);
 
     e.sim.control("restore east").unwrap();
-    let r = run(&e.ws, &["plan", "failover", "--to", "west", "--output", "json"]).await;
+    let r = run(
+        &e.ws,
+        &["plan", "failover", "--to", "west", "--output", "json"],
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         !r.stdout.trim().is_empty(),
@@ -401,7 +405,11 @@ async fn a_healed_region_rejoins_while_the_account_is_already_in_the_target() {
         "the plan rejoins east: {}",
         r.stdout
     );
-    let r = run(&e.ws, &["failover", "--to", "west", "--yes", "--output", "json"]).await;
+    let r = run(
+        &e.ws,
+        &["failover", "--to", "west", "--yes", "--output", "json"],
+    )
+    .await;
     assert_checkpoints_passed(&r);
     let ops = e.sim.operations_started();
     assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");

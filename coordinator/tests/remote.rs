@@ -569,7 +569,11 @@ async fn resume_over_server_rolls_back_as_local_resume_does() {
         assert_ne!(r.code, 0, "the failpoint fired: {}", r.stderr);
         let id = latest(&ws);
         let args = ["resume", id.as_str(), "--output", "json"];
-        let r = if by_server { remote(&args) } else { sv.run(&args) };
+        let r = if by_server {
+            remote(&args)
+        } else {
+            sv.run(&args)
+        };
         assert_eq!(
             r.code, 4,
             "rolled back (server: {by_server}): {}\n{}",
@@ -584,10 +588,17 @@ async fn resume_over_server_rolls_back_as_local_resume_does() {
             .into_iter()
             .filter(|e| e["event"] == "execution_ended")
             .collect();
-        assert_eq!(ended.len(), 2, "the resumed run, then its rollback: {}", r.stdout);
+        assert_eq!(
+            ended.len(),
+            2,
+            "the resumed run, then its rollback: {}",
+            r.stdout
+        );
         assert_eq!(ended[1]["status"], "succeeded", "{ended:?}");
         assert!(
-            docs(&r.stdout).iter().any(|e| e["event"] == "rollback_planned"),
+            docs(&r.stdout)
+                .iter()
+                .any(|e| e["event"] == "rollback_planned"),
             "{}",
             r.stdout
         );

@@ -1416,7 +1416,13 @@ mod tests {
         };
         let nodes = specs
             .iter()
-            .map(|(name, region, _)| (name.to_string(), region.to_string(), format!("{name}:27017")))
+            .map(|(name, region, _)| {
+                (
+                    name.to_string(),
+                    region.to_string(),
+                    format!("{name}:27017"),
+                )
+            })
             .collect();
         World::new(nodes, config)
     }
@@ -1439,10 +1445,16 @@ mod tests {
     fn a_rolled_back_write_is_never_majority_acknowledged() {
         let mut w = world();
         let now = Instant::now();
-        assert!(w.run_election(0, now, false), "east-1 wins the first election");
+        assert!(
+            w.run_election(0, now, false),
+            "east-1 wins the first election"
+        );
         w.replicate_tick(now);
         w.replicate_tick(now);
-        assert_eq!(w.nodes[0].commit_len, 1, "the new-primary no-op is committed");
+        assert_eq!(
+            w.nodes[0].commit_len, 1,
+            "the new-primary no-op is committed"
+        );
 
         let (committed, term) = insert(&mut w, 0, 1);
         w.replicate_tick(now);
@@ -1452,9 +1464,16 @@ mod tests {
         // The next write stays on east-1 alone.
         let (lost, term) = insert(&mut w, 0, 2);
         assert_eq!(w.majority_status(0, &lost, term), None, "still waiting");
-        assert!(w.run_election(2, now, false), "west-1 wins without the write");
+        assert!(
+            w.run_election(2, now, false),
+            "west-1 wins without the write"
+        );
         w.heartbeat_tick(now);
-        assert_eq!(w.nodes[0].state, NodeState::Secondary, "east-1 saw the new term");
+        assert_eq!(
+            w.nodes[0].state,
+            NodeState::Secondary,
+            "east-1 saw the new term"
+        );
         w.replicate_tick(now);
         w.replicate_tick(now);
         let e1 = &w.nodes[0];
@@ -1463,7 +1482,10 @@ mod tests {
             "the scenario: east-1 rolled the write back and its commit point passed its old length"
         );
         assert_eq!(w.rolled_back_inserts, 1);
-        assert!(!w.nodes.iter().any(|n| lost.held_by(n)), "no member has the write");
+        assert!(
+            !w.nodes.iter().any(|n| lost.held_by(n)),
+            "no member has the write"
+        );
 
         match w.majority_status(0, &lost, term) {
             Some(Err(e)) => assert_eq!(e.code, 11602),
