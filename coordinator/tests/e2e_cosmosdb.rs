@@ -49,6 +49,17 @@ async fn run(ws: &Arc<Workspace>, args: &[&str]) -> Run {
     .unwrap()
 }
 
+/// `failover --to west --forced --yes --output json`.
+async fn forced_to_west(ws: &Arc<Workspace>) -> Run {
+    run(
+        ws,
+        &[
+            "failover", "--to", "west", "--forced", "--yes", "--output", "json",
+        ],
+    )
+    .await
+}
+
 fn journal(ws: &Workspace, i: usize) -> Vec<serde_json::Value> {
     read(&ws.journal_files()[i])
         .lines()
@@ -273,13 +284,7 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
         };
         let e = env(s, |_| {}).await;
         e.sim.control("outage east").await.unwrap();
-        let r = run(
-            &e.ws,
-            &[
-                "failover", "--to", "west", "--forced", "--yes", "--output", "json",
-            ],
-        )
-        .await;
+        let r = forced_to_west(&e.ws).await;
         assert_checkpoints_passed(&r);
         let recs = journal(&e.ws, 0);
         let promote = recs
@@ -308,13 +313,7 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
     // With a declared bound an unknown loss is refused unless accepted.
     let e = env(spec(), |t| t.stores[0].max_lag_ms = Some(1000)).await;
     e.sim.control("outage east").await.unwrap();
-    let r = run(
-        &e.ws,
-        &[
-            "failover", "--to", "west", "--forced", "--yes", "--output", "json",
-        ],
-    )
-    .await;
+    let r = forced_to_west(&e.ws).await;
     assert_eq!(r.code, 5, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert!(e.sim.operations().await.unwrap().is_empty());
     let r = run(
@@ -357,13 +356,7 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
 async fn a_healed_region_rejoins_while_the_account_is_already_in_the_target() {
     let e = env(spec(), |_| {}).await;
     e.sim.control("outage east").unwrap();
-    let r = run(
-        &e.ws,
-        &[
-            "failover", "--to", "west", "--forced", "--yes", "--output", "json",
-        ],
-    )
-    .await;
+    let r = forced_to_west(&e.ws).await;
     assert_checkpoints_passed(&r);
     let locations = |e: &Env| {
         e.sim.world(|w| {

@@ -178,6 +178,39 @@ fn leads(listen: &str) -> bool {
         && serde_json::from_str::<Value>(body).is_ok_and(|v| v["this_server_leads"] == true)
 }
 
+/// `switchyard --server URL args` as the holder of `tok`.
+fn remote_run(ws: &Workspace, url: &str, tok: &str, args: &[&str]) -> Run {
+    let mut c = ws.command(&[&["--server", url], args].concat());
+    c.env("SWITCHYARD_TOKEN", tok);
+    let o = c.output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A plan to west saying `on_failure = "rollback"`, written to
+/// `plan.toml`, and a policy whose pre-stage hook refuses stage 3 (the one
+/// after the fence): it fails with the store fenced. Returns both paths.
+fn plan_failing_at_stage_3(
+    sv: &Serving,
+    ws: &Workspace,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let r = sv.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan = ws.path("plan.toml");
+    std::fs::write(&plan, format!("on_failure = \"rollback\"\n{}", r.stdout)).unwrap();
+    let policy = ws.path("topology.safety.toml");
+    std::fs::write(
+        &policy,
+        "[[hooks]]\nname = \"change-window\"\nat = \"pre_stage\"\n\
+         command = \"[ \\\"$SWITCHYARD_STAGE\\\" != 3 ] || { echo 'change window closed' >&2; exit 1; }\"\n",
+    )
+    .unwrap();
+    (plan, policy)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_code() {
     let cluster = pg_cluster("orders").await;
@@ -187,16 +220,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
     let operator = token(&ws, &tokens, "operator");
     let sv = Serving::start(&ws, &tokens);
     let url = sv.url();
-    let remote_as = |tok: &str, args: &[&str]| {
-        let mut c = ws.command(&[&["--server", url.as_str()], args].concat());
-        c.env("SWITCHYARD_TOKEN", tok);
-        let o = c.output().unwrap();
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    };
+    let remote_as = |tok: &str, args: &[&str]| remote_run(&ws, &url, tok, args);
     let remote = |args: &[&str]| remote_as(&operator, args);
     let (_, _, tli0) = pg_primary(&cluster).await.unwrap();
 
@@ -471,17 +495,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
 
     // A plan with `on_failure = "rollback"` whose third stage is refused by a
     // hook: followed to the very end, through its rollback, as locally.
-    let r = sv.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let plan = ws.path("plan.toml");
-    std::fs::write(&plan, format!("on_failure = \"rollback\"\n{}", r.stdout)).unwrap();
-    let policy = ws.path("topology.safety.toml");
-    std::fs::write(
-        &policy,
-        "[[hooks]]\nname = \"change-window\"\nat = \"pre_stage\"\n\
-         command = \"[ \\\"$SWITCHYARD_STAGE\\\" != 3 ] || { echo 'change window closed' >&2; exit 1; }\"\n",
-    )
-    .unwrap();
+    let (plan, policy) = plan_failing_at_stage_3(&sv, &ws);
     let args = ["run", plan.to_str().unwrap(), "--yes", "--output", "json"];
     let r = remote(&args);
     assert_eq!(r.code, 4, "rolled back: {}\n{}", r.stdout, r.stderr);
@@ -527,16 +541,7 @@ async fn resume_over_server_rolls_back_as_local_resume_does() {
     let operator = token(&ws, &tokens, "operator");
     let sv = Serving::start(&ws, &tokens);
     let url = sv.url();
-    let remote = |args: &[&str]| {
-        let mut c = ws.command(&[&["--server", url.as_str()], args].concat());
-        c.env("SWITCHYARD_TOKEN", &operator);
-        let o = c.output().unwrap();
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    };
+    let remote = |args: &[&str]| remote_run(&ws, &url, &operator, args);
     pg_write(&cluster, "before").await;
     let r = sv.run(&["plan", "failover", "--to", "west", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -545,16 +550,8 @@ async fn resume_over_server_rolls_back_as_local_resume_does() {
         .position(|op| op == "fence")
         .expect("the plan fences")
         + 1;
-    let r = sv.run(&["plan", "failover", "--to", "west", "--output", "toml"]);
-    let plan = ws.path("plan.toml");
-    std::fs::write(&plan, format!("on_failure = \"rollback\"\n{}", r.stdout)).unwrap();
     // The stage after the fence is refused by a hook: the resumed run fails.
-    std::fs::write(
-        ws.path("topology.safety.toml"),
-        "[[hooks]]\nname = \"change-window\"\nat = \"pre_stage\"\n\
-         command = \"[ \\\"$SWITCHYARD_STAGE\\\" != 3 ] || { echo 'change window closed' >&2; exit 1; }\"\n",
-    )
-    .unwrap();
+    let (plan, _) = plan_failing_at_stage_3(&sv, &ws);
     let crash_at = format!("after:{fence}");
     let mut runs = vec![];
     for by_server in [true, false] {
