@@ -355,33 +355,23 @@ async fn forced_failover_reports_the_loss_bound_of_each_consistency_level() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healed_region_rejoins_while_the_account_is_already_in_the_target() {
     let e = env(spec(), |_| {}).await;
-    e.sim.control("outage east").unwrap();
+    e.sim.control("outage east").await.unwrap();
     let r = forced_to_west(&e.ws).await;
     assert_checkpoints_passed(&r);
-    let locations = |e: &Env| {
-        e.sim.world(|w| {
-            let mut v: Vec<(String, bool, u32)> = w
-                .locations
-                .iter()
-                .map(|l| (l.region.clone(), l.offline, l.priority))
-                .collect();
-            v.sort_by_key(|l| l.2);
-            v
-        })
-    };
-    assert!(
-        locations(&e).iter().any(|(r, off, _)| r == "east" && *off),
-        "east was taken offline: {:?}",
-        locations(&e)
-    );
+    let started =
+        |ops: &std::collections::BTreeMap<String, usize>| ops.get("onlineRegion").copied();
 
     // Still lost: nothing can rejoin yet, so there is nothing to do.
     let r = run(&e.ws, &["failover", "--to", "west", "--yes"]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
-    assert_eq!(e.sim.operations_started().get("onlineRegion"), None);
+    assert_eq!(started(&e.sim.operations_started().await.unwrap()), None);
 
-    e.sim.control("restore east").unwrap();
+    e.sim.control("restore east").await.unwrap();
+    // East answers again but stays offline until rejoined: observed so.
+    let east = east_member(&e.ws).await;
+    assert_eq!(east["awaits_rejoin"], true, "{east}");
+    assert_eq!(east["role"], "secondary", "{east}");
     let r = run(
         &e.ws,
         &["plan", "failover", "--to", "west", "--output", "json"],
@@ -404,24 +394,44 @@ async fn a_healed_region_rejoins_while_the_account_is_already_in_the_target() {
     )
     .await;
     assert_checkpoints_passed(&r);
-    let ops = e.sim.operations_started();
-    assert_eq!(ops.get("onlineRegion"), Some(&1), "{ops:?}");
+    let ops = e.sim.operations_started().await.unwrap();
+    assert_eq!(started(&ops), Some(1), "{ops:?}");
     assert_eq!(
-        e.sim.write_regions(),
+        e.sim.write_regions().await.unwrap(),
         (Some(region("west")), vec![region("west")]),
         "writes stay in west"
     );
-    let after = locations(&e);
-    assert!(
-        after.iter().all(|(_, off, _)| !off),
-        "every location online: {after:?}"
-    );
-    let prios: Vec<u32> = after.iter().map(|l| l.2).collect();
-    assert_eq!(prios, vec![0, 1, 2], "one priority each: {after:?}");
-    assert_eq!(after[0].0, "west", "{after:?}");
+    // Back as a read region, in the failover order after west.
+    let east = east_member(&e.ws).await;
+    assert!(east.get("awaits_rejoin").is_none(), "{east}");
+    assert_eq!(east["replicating"], true, "{east}");
+    let order: Vec<(String, u32)> = e
+        .sim
+        .state()
+        .await
+        .unwrap()
+        .locations
+        .iter()
+        .map(|l| (l.region.clone(), l.priority))
+        .collect();
+    let mut prios: Vec<u32> = order.iter().map(|l| l.1).collect();
+    prios.sort_unstable();
+    assert_eq!(prios, vec![0, 1, 2], "one priority each: {order:?}");
+    assert!(order.contains(&(region("west"), 0)), "{order:?}");
     // Settled now: nothing more to do.
     let r = run(&e.ws, &["failover", "--to", "west", "--yes"]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
-    assert_eq!(e.sim.operations_started().get("onlineRegion"), Some(&1));
+    assert_eq!(started(&e.sim.operations_started().await.unwrap()), Some(1));
+}
+
+/// East's member as `switchyard state --output json` observes it.
+async fn east_member(ws: &Arc<Workspace>) -> serde_json::Value {
+    let r = run(ws, &["state", "--output", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim())
+        .unwrap_or_else(|e| panic!("state JSON: {e}: {}\n{}", r.stdout, r.stderr));
+    v["stores"][0]["state"]["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["region"] == "east").cloned())
+        .unwrap_or_else(|| panic!("no east member: {v}"))
 }
