@@ -583,7 +583,7 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::LogWriter)
         .with_env_filter(filter);
     let _ = match format {
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
@@ -778,7 +778,7 @@ async fn start(
         eprintln!("switchyard: warning: {w}");
     }
     let preview = preview_of(service, pending.plan(), yes).await;
-    confirm(pending.plan(), yes, output, preview.as_deref())?;
+    confirm(pending.plan(), yes, preview.as_deref())?;
     let done = match service.run(pending, Render::sink(output)).await {
         Err(e) if e.kind == ErrorKind::PendingApproval => {
             pending_approval(service, output);
@@ -835,7 +835,7 @@ async fn rollback(
         if !yes && !json_mode(output) {
             print!("{}", plan.render());
         }
-        confirm(plan, yes, output, None)?;
+        confirm(plan, yes, None)?;
     }
     let id = pending.id.clone();
     match service.rollback(pending, sink).await? {
@@ -1003,12 +1003,7 @@ async fn preview_of(service: &Service, plan: &Plan, yes: bool) -> Option<String>
     Some(preview::render(plan, &state.topology, &state.health))
 }
 
-pub(crate) fn confirm(
-    plan: &Plan,
-    yes: bool,
-    output: Option<Output>,
-    preview: Option<&str>,
-) -> Result<(), Exit> {
+pub(crate) fn confirm(plan: &Plan, yes: bool, preview: Option<&str>) -> Result<(), Exit> {
     if yes {
         return Ok(());
     }
@@ -1018,14 +1013,14 @@ pub(crate) fn confirm(
             message: "confirmation needed and stdin is not a terminal: pass --yes".into(),
         });
     }
+    // The question goes to a person at a terminal (stdin is one), also when
+    // stdout is a pipe: the plan and the preview in words, fitted to the
+    // terminal so nothing wraps mid-word.
+    let width = crate::width::stderr_columns().saturating_sub(1);
     let mut err = std::io::stderr().lock();
-    if json_mode(output) {
-        let _ = writeln!(err, "{}", plan.to_json());
-    } else {
-        let _ = writeln!(err, "{}", plan.render());
-    }
+    let _ = writeln!(err, "{}", crate::width::fit_block(&plan.render(), width));
     if let Some(p) = preview {
-        let _ = writeln!(err, "{p}");
+        let _ = writeln!(err, "{}", crate::width::fit_block(p, width));
     }
     // A forced run may lose data: a reflexive `y` is not enough.
     let phrase = preview::forced_phrase(plan);
@@ -1223,7 +1218,7 @@ async fn drill(
             pending.to, pending.origin
         )
     });
-    confirm(&pending.out, yes, output, preview.as_deref())?;
+    confirm(&pending.out, yes, preview.as_deref())?;
     let drilled = service.drill(pending, Render::sink(output)).await?;
     Ok(render_drill(&DrillReport::of(&drilled), output))
 }

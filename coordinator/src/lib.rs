@@ -54,3 +54,4 @@ pub mod server;
 pub mod service;
 pub mod stage_hook;
 pub mod validate;
+pub mod width;

@@ -209,40 +209,37 @@ impl Reporter for Plain {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A row per stage and store on a terminal, under its stage's heading, in
-/// execution order. A row keeps what finished on it (operation and time)
-/// and ends — passed, failed, or cut short by the execution's end — with
-/// its spinner stopped, never frozen mid-turn.
+/// plan order, while the stage runs; when its checkpoint ends the stage is
+/// printed once, in full (every operation with its name and time, the
+/// checkpoint, the stage's elapsed time, wrapped to the terminal's width),
+/// and its spinners are gone: a failure or the execution's end stops every
+/// spinner, never leaving one frozen mid-turn. Live lines are cut to the
+/// terminal's width, so a long one never wraps and throws the redraw off.
 pub struct Terminal {
     multi: MultiProgress,
-    rows: Mutex<BTreeMap<(usize, String), Row>>,
-    /// The last line of each stage (heading or row), so rows are placed
-    /// under their own stage even when stages overlap in time.
-    last: Mutex<BTreeMap<usize, ProgressBar>>,
+    width: usize,
+    stages: Mutex<BTreeMap<usize, Stage>>,
 }
 
+/// One stage on screen.
+struct Stage {
+    name: String,
+    heading: ProgressBar,
+    started: Instant,
+    /// Stores in the order the plan names them.
+    order: Vec<String>,
+    rows: BTreeMap<String, Row>,
+}
+
+/// One store's line within a stage.
 struct Row {
     bar: ProgressBar,
-    /// What finished on this row, in order: `✓ fence 412 ms`.
     done: Vec<String>,
-    /// When the row's first operation started: its own elapsed time.
-    started: Option<Instant>,
-}
-
-impl Row {
-    fn show(&self, now: Option<&str>) {
-        let mut parts = self.done.clone();
-        if let Some(n) = now {
-            parts.push(n.to_string());
-        }
-        self.bar.set_message(parts.join(" · "));
-    }
-
-    fn elapsed(&self) -> String {
-        self.started
-            .map(|t| format!("{:.1} s: ", t.elapsed().as_secs_f64()))
-            .unwrap_or_default()
-    }
 }
 
 impl std::fmt::Debug for Terminal {
@@ -253,11 +250,68 @@ impl std::fmt::Debug for Terminal {
 
 impl Default for Terminal {
     fn default() -> Self {
+        let multi = MultiProgress::new();
+        *lock(&LIVE) = Some(multi.clone());
         Terminal {
-            multi: MultiProgress::new(),
-            rows: Mutex::new(BTreeMap::new()),
-            last: Mutex::new(BTreeMap::new()),
+            multi,
+            width: crate::width::stderr_columns(),
+            stages: Mutex::new(BTreeMap::new()),
         }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        *lock(&LIVE) = None;
+    }
+}
+
+/// The progress lines on screen now, if any: log lines go above them.
+static LIVE: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Where log lines go: stderr, above the live progress lines while a
+/// [`Terminal`] draws them. A line written past them would sit inside the
+/// area indicatif redraws, and every redraw after it would leave a stale
+/// copy of the progress on screen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+/// One log line on its way to stderr.
+#[derive(Debug, Default)]
+pub struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let line = std::mem::take(&mut self.0);
+        let write = || {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(&line);
+            let _ = err.flush();
+        };
+        let live = lock(&LIVE).clone();
+        match live {
+            Some(multi) => multi.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogLine::default()
     }
 }
 
@@ -355,40 +409,113 @@ pub fn replay(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
     out
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Width of the row prefix (`3. sessions`), padded.
+const PREFIX: usize = 16;
 
 impl Terminal {
-    /// A line placed after the last line of `stage` (or at the bottom).
-    fn place(&self, stage: usize, bar: ProgressBar) -> ProgressBar {
-        let mut last = lock(&self.last);
-        let bar = match last.get(&stage) {
-            Some(after) => self.multi.insert_after(after, bar),
-            None => self.multi.add(bar),
-        };
-        last.insert(stage, bar.clone());
-        bar
+    /// Lines printed above the live ones, each wrapped to the width.
+    fn print(&self, text: &str) {
+        let fitted = crate::width::fit_block(text, self.width.saturating_sub(1));
+        let _ = self.multi.println(fitted.trim_end_matches('\n'));
     }
 
-    fn with_row<R>(&self, stage: usize, store: &str, f: impl FnOnce(&mut Row) -> R) -> R {
-        let mut rows = lock(&self.rows);
-        let row = rows.entry((stage, store.to_string())).or_insert_with(|| {
-            let b = ProgressBar::new_spinner();
+    /// A live row's message cut to what is left of the line after the
+    /// spinner and the prefix.
+    fn show(&self, row: &Row, now: Option<&str>) {
+        let mut parts = row.done.clone();
+        if let Some(n) = now {
+            parts.push(n.to_string());
+        }
+        let room = self.width.saturating_sub(4 + PREFIX + 2).max(10);
+        row.bar
+            .set_message(crate::width::truncate(&parts.join(" · "), room));
+    }
+
+    fn stage<'a>(
+        &self,
+        stages: &'a mut BTreeMap<usize, Stage>,
+        stage: usize,
+        name: &str,
+    ) -> &'a mut Stage {
+        stages.entry(stage).or_insert_with(|| {
+            // Into the multi before anything is set on it: a bar draws on
+            // its own (straight to stderr, uncounted by the multi's redraw)
+            // until it belongs to one, and each such line stayed on screen.
+            let heading = self.multi.add(ProgressBar::hidden());
+            heading.set_style(
+                ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            heading.set_message(crate::width::truncate(
+                &format!("Stage {stage}: {name}"),
+                self.width.saturating_sub(1),
+            ));
+            Stage {
+                name: name.to_string(),
+                heading,
+                started: Instant::now(),
+                order: Vec::new(),
+                rows: BTreeMap::new(),
+            }
+        })
+    }
+
+    fn with_row<R>(&self, stage: usize, store: &str, f: impl FnOnce(&Self, &mut Row) -> R) -> R {
+        let mut stages = lock(&self.stages);
+        let st = self.stage(&mut stages, stage, "");
+        if !st.rows.contains_key(store) {
+            // One stage is live at a time (stages run in order), so its
+            // rows go at the bottom, under its heading; into the multi
+            // first, as the heading.
+            let b = self.multi.add(ProgressBar::hidden());
             b.set_style(
-                ProgressStyle::with_template("  {spinner:.cyan} {prefix:<16} {wide_msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(&format!(
+                    "  {{spinner:.cyan}} {{prefix:<{PREFIX}}} {{msg}}"
+                ))
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.set_prefix(format!("{stage}. {store}"));
-            let b = self.place(stage, b);
             b.enable_steady_tick(Duration::from_millis(100));
-            Row {
-                bar: b,
-                done: Vec::new(),
-                started: None,
+            st.order.push(store.to_string());
+            st.rows.insert(
+                store.to_string(),
+                Row {
+                    bar: b,
+                    done: Vec::new(),
+                },
+            );
+        }
+        let row = st.rows.get_mut(store).expect("inserted above");
+        f(self, row)
+    }
+
+    /// The stage, done: its live lines replaced by the full record of it.
+    fn close(&self, stage: usize, st: Stage, verdict: &str) {
+        let mut text = format!(
+            "Stage {stage}: {} — {verdict} in {:.1} s\n",
+            st.name,
+            st.started.elapsed().as_secs_f64()
+        );
+        for store in &st.order {
+            if let Some(r) = st.rows.get(store) {
+                r.bar.finish_and_clear();
+                self.multi.remove(&r.bar);
+                let done = if r.done.is_empty() {
+                    "nothing done".to_string()
+                } else {
+                    r.done.join(" · ")
+                };
+                text.push_str(&crate::width::wrap(
+                    &done,
+                    &format!("  {:<w$} ", format!("{stage}. {store}"), w = PREFIX + 2),
+                    &" ".repeat(PREFIX + 5),
+                    self.width.saturating_sub(1),
+                ));
             }
-        });
-        f(row)
+        }
+        st.heading.finish_and_clear();
+        self.multi.remove(&st.heading);
+        self.print(&text);
     }
 }
 
@@ -403,7 +530,7 @@ impl Reporter for Terminal {
                 ..
             } => {
                 let verb = if *resumed { "Resuming" } else { "Executing" };
-                let _ = self.multi.println(format!(
+                self.print(&format!(
                     "{verb} {plan} — execution {execution_id}, fencing token {fencing_token}"
                 ));
             }
@@ -412,15 +539,17 @@ impl Reporter for Terminal {
                 name,
                 stores,
             } => {
-                let heading = ProgressBar::new(0);
-                heading.set_style(
-                    ProgressStyle::with_template("{msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                let heading = self.place(*stage, heading);
-                heading.finish_with_message(format!("Stage {stage}: {name}"));
+                {
+                    let mut stages = lock(&self.stages);
+                    let st = self.stage(&mut stages, *stage, name);
+                    st.name.clone_from(name);
+                    st.heading.set_message(crate::width::truncate(
+                        &format!("Stage {stage}: {name}"),
+                        self.width.saturating_sub(1),
+                    ));
+                }
                 for s in stores {
-                    self.with_row(*stage, s, |r| r.show(Some("waiting")));
+                    self.with_row(*stage, s, |t, r| t.show(r, Some("waiting")));
                 }
             }
             ProgressEvent::OpStarted {
@@ -428,9 +557,8 @@ impl Reporter for Terminal {
                 store,
                 description,
                 ..
-            } => self.with_row(*stage, store, |r| {
-                r.started.get_or_insert_with(Instant::now);
-                r.show(Some(&format!("{description} …")));
+            } => self.with_row(*stage, store, |t, r| {
+                t.show(r, Some(&format!("{description} …")));
             }),
             ProgressEvent::OpFinished {
                 stage,
@@ -439,18 +567,18 @@ impl Reporter for Terminal {
                 duration_ms,
                 error,
                 ..
-            } => self.with_row(*stage, store, |r| {
+            } => self.with_row(*stage, store, |t, r| {
                 r.done.push(match error {
                     Some(e) => format!("✗ {op} failed after {duration_ms} ms: {e}"),
                     None => format!("✓ {op} {duration_ms} ms"),
                 });
-                r.show(None);
+                t.show(r, None);
             }),
             ProgressEvent::CheckpointStarted { stage } => {
-                let rows = lock(&self.rows);
-                for ((s, _), r) in rows.iter() {
-                    if s == stage && !r.bar.is_finished() {
-                        r.show(Some("validating checkpoint …"));
+                let stages = lock(&self.stages);
+                if let Some(st) = stages.get(stage) {
+                    for r in st.rows.values() {
+                        self.show(r, Some("validating checkpoint …"));
                     }
                 }
             }
@@ -461,40 +589,30 @@ impl Reporter for Terminal {
                 observed,
             } => {
                 for o in observed {
-                    self.with_row(*stage, &o.store, |r| {
+                    self.with_row(*stage, &o.store, |_, r| {
                         r.done.push(match &o.mismatch {
                             None => format!("✓ {} ({duration_ms} ms)", o.expected),
                             Some(m) => format!("✗ expected {}, observed: {m}", o.expected),
                         });
                     });
                 }
-                let rows = lock(&self.rows);
-                for ((s, _), r) in rows.iter() {
-                    if s != stage || r.bar.is_finished() {
-                        continue;
-                    }
-                    let msg = format!("{}{}", r.elapsed(), r.done.join(" · "));
-                    if *passed {
-                        r.bar.finish_with_message(msg);
+                let st = lock(&self.stages).remove(stage);
+                if let Some(st) = st {
+                    let verdict = if *passed {
+                        "checkpoint passed"
                     } else {
-                        r.bar.abandon_with_message(msg);
-                    }
+                        "checkpoint failed"
+                    };
+                    self.close(*stage, st, verdict);
                 }
             }
             ProgressEvent::ExecutionEnded { status, reason, .. } => {
                 // Whatever is still turning stops here, keeping what it did.
-                for r in lock(&self.rows).values() {
-                    if !r.bar.is_finished() {
-                        // The verdict first: a long error must not push it
-                        // off the edge of the terminal.
-                        r.bar.abandon_with_message(format!(
-                            "stopped: execution {status} · {}{}",
-                            r.elapsed(),
-                            r.done.join(" · ")
-                        ));
-                    }
+                let open = std::mem::take(&mut *lock(&self.stages));
+                for (stage, st) in open {
+                    self.close(stage, st, &format!("stopped: execution {status}"));
                 }
-                let _ = self.multi.println(match reason {
+                self.print(&match reason {
                     Some(r) => format!("Execution {status}: {r}"),
                     None => format!("Execution {status}"),
                 });

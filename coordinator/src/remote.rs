@@ -269,7 +269,7 @@ impl Remote {
             let Some(plan) = plan_of(&v)? else {
                 return Ok(nothing_to_do(to));
             };
-            confirm(&plan, yes, output, None)?;
+            confirm(&plan, yes, None)?;
         }
         self.run_streamed("/v1/executions", body, Some(to), output)
             .await
@@ -517,7 +517,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             if !yes {
                 let p = crate::validate::parse_plan(&plan.display().to_string(), &text)
                     .map_err(|e| Exit::usage(format!("plan rejected, nothing was run:\n{e}")))?;
-                confirm(&p, yes, output, None)?;
+                confirm(&p, yes, None)?;
             }
             remote
                 .run_streamed("/v1/executions", &json!({"plan": text}), None, output)
@@ -615,7 +615,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                     if !crate::cli::json_mode(output) {
                         print!("{}", plan.render());
                     }
-                    confirm(plan, yes, output, None)?;
+                    confirm(plan, yes, None)?;
                 }
                 true
             };
@@ -645,7 +645,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                     .typed(reqwest::Method::POST, "/v1/drills", Some(&body))
                     .await?;
                 body["dry_run"] = json!(false);
-                confirm(&p.plan, yes, output, None)?;
+                confirm(&p.plan, yes, None)?;
             }
             let sink = Later::new(output);
             let (_, v) = remote

@@ -437,30 +437,10 @@ pub const FOOTER: &[&str] = &[
 /// `text` wrapped at 80 columns: first line after `first`, the rest after
 /// `rest` (no wrapping when `wide`). Words longer than a line stay whole.
 fn wrap(text: &str, first: &str, rest: &str, wide: bool) -> String {
-    const WIDTH: usize = 80;
     if wide {
         return format!("{first}{text}\n");
     }
-    let mut out = String::new();
-    let mut line = first.to_string();
-    let mut empty = true;
-    for word in text.split(' ') {
-        let len = line.chars().count() + usize::from(!empty) + word.chars().count();
-        if !empty && len > WIDTH {
-            out.push_str(&line);
-            out.push('\n');
-            line = rest.to_string();
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push_str(&line);
-    out.push('\n');
-    out
+    crate::width::wrap(text, first, rest, 80)
 }
 
 fn notation(kind: Option<StoreKind>) -> switchyard_controller::Notation {
