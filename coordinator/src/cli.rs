@@ -55,6 +55,35 @@ pub mod exit {
     /// The execution needs a second person's approval: it is journaled as
     /// `pending_approval` and nothing was issued (`switchyard approve ID`).
     pub const PENDING_APPROVAL: i32 = 8;
+    /// Every code above, in order.
+    pub const ALL: [i32; 9] = [
+        OK,
+        FAILED,
+        USAGE,
+        LOCKED,
+        ABORTED,
+        REFUSED,
+        SPLIT_BRAIN,
+        DEGRADED,
+        PENDING_APPROVAL,
+    ];
+
+    /// The meaning of an exit code as one word, as `switchyard.result/v1`
+    /// lines carry it (`outcome`).
+    pub fn meaning(code: i32) -> &'static str {
+        match code {
+            OK => "ok",
+            FAILED => "failed",
+            USAGE => "usage",
+            LOCKED => "locked",
+            ABORTED => "declined",
+            REFUSED => "refused",
+            SPLIT_BRAIN => "split_brain",
+            DEGRADED => "degraded",
+            PENDING_APPROVAL => "pending_approval",
+            _ => "other",
+        }
+    }
 }
 
 /// Switchyard: fail replicated datastores over between regions, in
@@ -400,6 +429,9 @@ pub enum ExecutionsAction {
         /// Why it is safe to close (what you checked on the stores).
         #[arg(long)]
         reason: String,
+        /// Output format (also accepted before `close`).
+        #[arg(long, value_enum)]
+        output: Option<Output>,
     },
 }
 
@@ -472,8 +504,24 @@ pub fn main() -> i32 {
         Err(e) => {
             let code = e.exit_code();
             let _ = e.print();
-            if let Some(hint) = misplaced(std::env::args().skip(1).collect()) {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            let hint = misplaced(args.clone());
+            if let Some(hint) = &hint {
                 eprintln!("\nhint: did you mean `switchyard {hint}`?");
+            }
+            // `--help` and `--version` exit 0 and are for people.
+            let asked_json = args
+                .windows(2)
+                .any(|w| w[0] == "--output" && w[1] == "json")
+                || args.iter().any(|a| a == "--output=json");
+            if code != exit::OK && asked_json {
+                let first = e.render().to_string();
+                let first = first.lines().next().unwrap_or_default();
+                let message = match &hint {
+                    Some(h) => format!("{first}; did you mean `switchyard {h}`?"),
+                    None => first.to_string(),
+                };
+                output::result_line_if_silent(code, Some(message.trim_start_matches("error: ")));
             }
             return code;
         }
@@ -490,11 +538,48 @@ pub fn main() -> i32 {
             return exit::USAGE;
         }
     };
-    match rt.block_on(dispatch(cli)) {
-        Ok(code) => code,
+    let json = cli.command.json_output();
+    let (code, error) = match rt.block_on(dispatch(cli)) {
+        Ok(code) => (code, None),
         Err(e) => {
             eprintln!("switchyard: {}", e.message);
-            e.code
+            (e.code, Some(e.message))
+        }
+    };
+    if json {
+        output::result_line_if_silent(code, error.as_deref());
+    }
+    code
+}
+
+impl Command {
+    /// Whether the command prints JSON lines: `--output json`, or (for the
+    /// commands that execute) no `--output` and stdout not a terminal.
+    fn json_output(&self) -> bool {
+        match self {
+            Command::State { output }
+            | Command::Abort { output, .. }
+            | Command::Show { output, .. }
+            | Command::Approve { output, .. } => *output == Output::Json,
+            Command::Switchover { output, .. }
+            | Command::Failover { output, .. }
+            | Command::Run { output, .. }
+            | Command::Resume { output, .. }
+            | Command::Rollback { output, .. }
+            | Command::Drill { output, .. } => json_mode(*output),
+            Command::Executions {
+                action:
+                    Some(ExecutionsAction::Close {
+                        output: Some(after),
+                        ..
+                    }),
+                ..
+            } => *after == Output::Json,
+            Command::Executions { output, .. } => *output == Output::Json,
+            Command::Plan {
+                what: PlanKind::Failover { output, .. },
+            } => *output == PlanOutput::Json,
+            _ => false,
         }
     }
 }
@@ -857,9 +942,9 @@ fn approve(service: &Service, id: &str, output: Output) -> Result<i32, Exit> {
     let token = std::env::var(crate::approval::TOKEN_ENV).ok();
     let d = service.approve(id, token.as_deref())?;
     if output == Output::Json {
-        println!(
-            "{}",
-            json!({"execution_id": id, "status": "approved", "approver": d.approver})
+        output::line(
+            output::EXECUTION,
+            json!({"execution_id": id, "status": "approved", "approver": d.approver}),
         );
     } else {
         println!(
@@ -989,7 +1074,9 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
 }
 
 pub(crate) fn nothing_to_do(to: &str) -> i32 {
-    eprintln!("switchyard: every store is already primary in {to}; nothing to do");
+    output::notice(&format!(
+        "every store is already primary in {to}; nothing to do"
+    ));
     exit::OK
 }
 
@@ -1078,10 +1165,18 @@ pub(crate) fn render_state(report: &StateReport, output: Output) -> i32 {
             }),
         );
     } else {
-        print!(
-            "{}",
-            health::render_text(&report.topology, &report.health, report.unfinished.as_ref())
+        // Fitted to a terminal; a file or a pipe gets one line per fact.
+        let width = crate::width::stdout_columns().map(|c| c.saturating_sub(1));
+        let text = health::render_text(
+            &report.topology,
+            &report.health,
+            report.unfinished.as_ref(),
+            width,
         );
+        match width {
+            Some(w) => print!("{}", crate::width::fit_block(&text, w)),
+            None => print!("{text}"),
+        }
     }
     if report.unobservable() {
         exit::FAILED
@@ -1283,8 +1378,16 @@ fn executions(
     action: Option<ExecutionsAction>,
     output: Output,
 ) -> Result<i32, Exit> {
-    if let Some(ExecutionsAction::Close { id, reason }) = action {
-        return Ok(render_closed(&service.close(&id, &reason)?, output));
+    if let Some(ExecutionsAction::Close {
+        id,
+        reason,
+        output: after,
+    }) = action
+    {
+        return Ok(render_closed(
+            &service.close(&id, &reason)?,
+            after.unwrap_or(output),
+        ));
     }
     let rows = service.executions()?;
     let empty = format!("no executions in {}", service.state_dir().display());

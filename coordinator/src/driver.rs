@@ -275,6 +275,19 @@ impl Driver {
             .ok_or_else(|| DriverError::NoController(store.into()))
     }
 
+    /// What the operator reads about `op` while it runs: its description,
+    /// with a position to wait for in the store's own notation
+    /// (`0/4000060 on timeline 1`, not `67108960@1`).
+    fn describe(&self, store: &str, op: &Operation) -> String {
+        let text = op.to_string();
+        match (op, self.controllers.get(store)) {
+            (Operation::WaitForPosition { position, .. }, Some(c)) => {
+                text.replace(&position.to_string(), &c.notation().position(position))
+            }
+            _ => text,
+        }
+    }
+
     /// Run until the execution succeeds, fails or is aborted.
     pub async fn run(&mut self, ex: &mut Executor) -> Result<RunEnd, DriverError> {
         let mut in_flight: FuturesUnordered<OpFuture> = FuturesUnordered::new();
@@ -394,7 +407,7 @@ impl Driver {
                             seq,
                             store: store.clone(),
                             op: op.name().into(),
-                            description: op.to_string(),
+                            description: self.describe(&store, &op),
                         });
                         issued_ops.insert(id, op.clone());
                         let scope = Scope::new(

@@ -392,14 +392,31 @@ pub struct Unfinished {
     pub status: String,
 }
 
+/// `"no primary: …"` as the head of a line of its own: `"NO PRIMARY: …"`
+/// up to the first colon, so it reads as a heading.
+trait Shout {
+    fn to_uppercase_first(&self) -> String;
+}
+
+impl Shout for str {
+    fn to_uppercase_first(&self) -> String {
+        match self.split_once(':') {
+            Some((head, rest)) => format!("{}:{rest}", head.to_uppercase()),
+            None => self.to_uppercase(),
+        }
+    }
+}
+
 /// `state` for people: what needs attention first (an unfinished
 /// execution, split brains, stores without a writable primary), then every
 /// region as it is today with its members and their verdicts, then one line
-/// per store.
+/// per store. With a `width`, member lines too long for it wrap under
+/// their facts.
 pub fn render_text(
     topology: &Topology,
     stores: &[(String, Result<StoreHealth, String>)],
     unfinished: Option<&Unfinished>,
+    width: Option<usize>,
 ) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -411,6 +428,8 @@ pub fn render_text(
         );
     }
     let ok: Vec<&StoreHealth> = stores.iter().filter_map(|(_, s)| s.as_ref().ok()).collect();
+    // Split brains first, then stores nothing can write to, then stores
+    // that could not be observed at all: each is worse than a member down.
     for s in &ok {
         if !s.split_brain.is_empty() {
             let _ = writeln!(
@@ -419,6 +438,16 @@ pub fn render_text(
                 s.store,
                 s.problem.as_deref().unwrap_or("split brain")
             );
+        }
+    }
+    for s in &ok {
+        if let (true, Some(p)) = (s.split_brain.is_empty(), s.problem.as_deref()) {
+            let _ = writeln!(out, "{}: {}", s.store, p.to_uppercase_first());
+        }
+    }
+    for (name, s) in stores {
+        if let Err(e) = s {
+            let _ = writeln!(out, "{name}: CANNOT OBSERVE: {e}");
         }
     }
     if !out.is_empty() {
@@ -452,17 +481,36 @@ pub fn render_text(
                     }
                     (None, None) => String::new(),
                 };
-                let _ = writeln!(
-                    out,
-                    "  {:<sw$}  {:<mw$}  {:<9}  {}{}",
-                    s.store,
+                // A Sentinel is observed as a voter without data; say what
+                // it is rather than the role it shares with an arbiter.
+                let sentinel = topology
+                    .stores
+                    .iter()
+                    .find(|t| t.name == s.store)
+                    .and_then(|t| t.member(&m.member))
+                    .is_some_and(|t| t.sentinel);
+                let role = if sentinel && m.role == Role::Arbiter {
+                    "sentinel".to_string()
+                } else {
+                    m.role.to_string()
+                };
+                let line = format!(
+                    "{:<mw$}  {:<9}  {}{}",
                     m.member,
-                    m.role.to_string(),
+                    role,
                     m.verdict.word(),
                     m.verdict
                         .reason()
                         .map_or(String::new(), |r| format!(": {r}")),
                 );
+                // Too long for the terminal: the reason goes on under the
+                // facts column, not under the store's name.
+                out.push_str(&crate::width::wrap(
+                    &line,
+                    &format!("  {:<sw$}  ", s.store),
+                    &format!("  {:<sw$}    ", ""),
+                    width.unwrap_or(usize::MAX),
+                ));
                 let facts: Vec<String> = [
                     m.position.as_deref().map(|p| format!("at {p}")),
                     (!lag.is_empty()).then_some(lag),

@@ -5,6 +5,8 @@
 
 use crate::journal::{format_ms, now_ms};
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// Progress events, execution reports, abort and drill reports.
 pub const EVENT: &str = "switchyard.event/v1";
@@ -16,6 +18,47 @@ pub const PLAN: &str = "switchyard.plan/v1";
 pub const EXECUTION: &str = "switchyard.execution/v1";
 /// `show`: one execution's report and journal.
 pub const SHOW: &str = "switchyard.show/v1";
+/// How a command ended when it printed nothing else: an error (with its
+/// exit code and message), or a notice such as "nothing to do".
+pub const RESULT: &str = "switchyard.result/v1";
+
+/// Whether this process printed a JSON line on stdout yet.
+static PRINTED: AtomicBool = AtomicBool::new(false);
+/// What the command said on stderr last, for its result line.
+static NOTICE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Record that a JSON line went to stdout.
+pub fn printed() {
+    PRINTED.store(true, Ordering::Relaxed);
+}
+
+/// Say `message` on stderr (`switchyard: …`), and keep it for the result
+/// line should the command print nothing else.
+pub fn notice(message: &str) {
+    eprintln!("switchyard: {message}");
+    *NOTICE.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.to_string());
+}
+
+/// Under `--output json`, a command that printed no line of its own (it
+/// failed before, was refused, declined, or had nothing to do) prints one
+/// `switchyard.result/v1` line, so an orchestrator always reads an object:
+/// `exit_code`, `outcome` (the exit code's meaning, docs/cli.md) and the
+/// `message` stderr carried.
+pub fn result_line_if_silent(code: i32, error: Option<&str>) {
+    if PRINTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let notice = NOTICE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let message = error.map(str::to_string).or(notice);
+    line(
+        RESULT,
+        serde_json::json!({
+            "exit_code": code,
+            "outcome": crate::cli::exit::meaning(code),
+            "message": message,
+        }),
+    );
+}
 
 /// `body`'s fields after `schema` and `ts` (a non-object body goes under
 /// `value`).
@@ -40,6 +83,7 @@ pub fn envelope(schema: &str, body: Value) -> Value {
 
 /// Print `body` as one compact line under `schema`.
 pub fn line(schema: &str, body: Value) {
+    printed();
     println!("{}", envelope(schema, body));
 }
 
@@ -101,6 +145,35 @@ pub mod schema {
     }
     fn show_schema(_: &mut SchemaGenerator) -> Schema {
         constant(super::SHOW)
+    }
+    fn result_schema(_: &mut SchemaGenerator) -> Schema {
+        constant(super::RESULT)
+    }
+    fn outcomes(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = crate::cli::exit::ALL
+            .iter()
+            .map(|c| crate::cli::exit::meaning(*c))
+            .collect();
+        json_schema!({"type": "string", "enum": names})
+    }
+
+    /// How a command ended that printed no other line under `--output json`.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct ResultLine {
+        /// `switchyard.result/v1`.
+        #[schemars(schema_with = "result_schema")]
+        schema: String,
+        /// When it was printed.
+        #[schemars(schema_with = "ts")]
+        ts: String,
+        /// The process's exit code (docs/cli.md, Exit codes).
+        exit_code: i32,
+        /// What the exit code means, as a word.
+        #[schemars(schema_with = "outcomes")]
+        outcome: String,
+        /// What stderr said (`switchyard: …`), without the prefix.
+        message: Option<String>,
     }
 
     /// `switchyard state --output json`.
@@ -207,6 +280,7 @@ pub mod schema {
                 envelope(execution_schema, "ExecutionLine"),
             ),
             ("show.schema.json", envelope(show_schema, "ShowLine")),
+            ("result.schema.json", of(schemars::schema_for!(ResultLine))),
         ]
     }
 }

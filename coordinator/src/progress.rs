@@ -126,6 +126,7 @@ pub fn event_json(ev: &ProgressEvent) -> serde_json::Value {
 
 impl Reporter for JsonLines {
     fn event(&self, ev: &ProgressEvent) {
+        crate::output::printed();
         let mut out = std::io::stdout().lock();
         let _ = serde_json::to_writer(&mut out, &event_json(ev));
         let _ = out.write_all(b"\n");

@@ -670,9 +670,15 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
             Ok(render_show(&shown, output, wide))
         }
         Command::Executions {
-            action: Some(ExecutionsAction::Close { id, reason }),
+            action:
+                Some(ExecutionsAction::Close {
+                    id,
+                    reason,
+                    output: after,
+                }),
             output,
         } => {
+            let output = after.unwrap_or(output);
             let c: ClosedView = remote
                 .typed(
                     reqwest::Method::POST,
@@ -772,9 +778,9 @@ async fn approve(remote: &Remote, id: &str, output: crate::cli::Output) -> Resul
     }
     let by = v["approved_by"].as_str().unwrap_or("?");
     if output == crate::cli::Output::Json {
-        println!(
-            "{}",
-            json!({"execution_id": id, "status": "approved", "approver": v["approver"]})
+        crate::output::line(
+            crate::output::EXECUTION,
+            json!({"execution_id": id, "status": "approved", "approver": v["approver"]}),
         );
     } else {
         println!(

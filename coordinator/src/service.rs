@@ -721,8 +721,10 @@ impl Service {
             return Ok(());
         }
         let known: Vec<&str> = topology.regions.iter().map(|r| r.name.as_str()).collect();
+        let guess = switchyard_topology::suggest::did_you_mean(name, known.iter().copied())
+            .map_or(String::new(), |g| format!("did you mean `{g}`? "));
         Err(ServiceError::usage(format!(
-            "{}: --to: unknown region `{name}`; the topology declares: {}",
+            "{}: --to: unknown region `{name}`; {guess}the topology declares: {}",
             self.inner.topology_file.display(),
             known.join(", ")
         )))

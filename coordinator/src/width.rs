@@ -17,6 +17,18 @@ pub fn stderr_columns() -> usize {
     80
 }
 
+/// Columns of the terminal on stdout, `None` when stdout is not one.
+pub fn stdout_columns() -> Option<usize> {
+    let term = console::Term::stdout();
+    if !term.is_term() {
+        return None;
+    }
+    Some(
+        term.size_checked()
+            .map_or(80, |(_, c)| usize::from(c).max(20)),
+    )
+}
+
 /// `text` wrapped at `width` display columns: the first line after
 /// `first`, the rest after `rest`. Words longer than a line stay whole.
 pub fn wrap(text: &str, first: &str, rest: &str, width: usize) -> String {

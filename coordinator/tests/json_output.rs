@@ -113,4 +113,48 @@ async fn every_command_prints_one_object_per_line_with_schema_and_ts() {
         r.stderr
     );
     lines(&r.stdout, "switchyard.event/v1");
+
+    // A command that prints nothing of its own still prints one object:
+    // nothing to do, an error, a command line that does not parse.
+    let r = ws.run(&["failover", "--to", "east", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let res = lines(&r.stdout, "switchyard.result/v1");
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0]["outcome"], "ok");
+    assert!(
+        res[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing to do")),
+        "{}",
+        r.stdout
+    );
+    let r = ws.run(&["failover", "--to", "wset", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let res = lines(&r.stdout, "switchyard.result/v1");
+    assert_eq!(
+        (res[0]["exit_code"].as_i64(), &res[0]["outcome"]),
+        (Some(2), &"usage".into())
+    );
+    assert!(r.stderr.contains("did you mean `west`?"), "{}", r.stderr);
+    let r = ws.run(&[
+        "executions",
+        "close",
+        "nosuch",
+        "--reason",
+        "x",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(lines(&r.stdout, "switchyard.result/v1").len(), 1);
+    let r = ws.run(&["plan", "--to", "west", "--output", "json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let res = lines(&r.stdout, "switchyard.result/v1");
+    assert!(
+        res[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("plan failover --to west")),
+        "{}",
+        r.stdout
+    );
 }
