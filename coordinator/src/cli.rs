@@ -1113,16 +1113,23 @@ pub(crate) fn confirm(plan: &Plan, yes: bool, preview: Option<&str>) -> Result<(
     let phrase = preview::forced_phrase(plan);
     let forced = plan.mode != Mode::Planned && !phrase.is_empty();
     if forced {
-        let _ = write!(
-            err,
-            "FORCED: type the stores to promote ({phrase}) to execute, anything else to stop: "
+        let prompt = crate::width::fit_block(
+            &format!(
+                "FORCED: type the stores to promote ({phrase}) to execute, anything else to stop:"
+            ),
+            width,
         );
+        let _ = write!(err, "{} ", prompt.trim_end());
     } else {
         let _ = write!(err, "Execute this plan? [y/N] ");
     }
     let _ = err.flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
+    if !line.ends_with('\n') {
+        // End of input, no Enter: what follows starts on a line of its own.
+        let _ = writeln!(err);
+    }
     let typed = line.split_whitespace().collect::<Vec<_>>().join(" ");
     let ok = if forced {
         typed == phrase

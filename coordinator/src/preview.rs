@@ -123,10 +123,18 @@ pub fn render(
         let _ = writeln!(
             out,
             "{pad}{}",
-            match (fenced, &h.primary) {
-                (true, Some(p)) => format!("fences {p}, the current primary"),
-                (true, None) => "fences whatever is writable".to_string(),
-                (false, _) => "fences nothing (the store's own switchover)".to_string(),
+            match (fenced, &h.primary, forced) {
+                (true, Some(p), _) => format!("fences {p}, the current primary"),
+                (true, None, _) => "fences whatever is writable".to_string(),
+                // A forced run fences nothing; a primary that still answers
+                // keeps taking writes the promoted member never sees.
+                (false, Some(p), true) => format!(
+                    "fences nothing (forced): {p} still accepts writes; after the promotion it is a stale primary (split brain) until an execution rejoins it"
+                ),
+                (false, None, true) => {
+                    "fences nothing (forced): no writable primary is observed".to_string()
+                }
+                (false, _, false) => "fences nothing (the store's own switchover)".to_string(),
             }
         );
         let loss = if !forced {
@@ -136,8 +144,15 @@ pub fn render(
             }
         } else {
             match cand {
+                // A lower bound, and worded as one; a zero lag is no loss
+                // seen yet, not a promise of none.
+                Some(c) if c.lag_bytes.unwrap_or(0) == 0 && c.lag_ms.unwrap_or(0) == 0
+                    && (c.lag_bytes.is_some() || c.lag_ms.is_some()) => format!(
+                    "none seen now (the candidate's lag is {}); a lower bound: writes after this observation are not counted",
+                    lag_text(c)
+                ),
                 Some(c) if c.lag_bytes.is_some() || c.lag_ms.is_some() => format!(
-                    "at least {} (the candidate's lag observed now; writes after it are not counted)",
+                    "at least {} (a lower bound: the candidate's lag observed now; writes after it are not counted)",
                     lag_text(c)
                 ),
                 _ => "unknown: the candidate's lag cannot be observed now; the controller judges it from the last-known state".to_string(),

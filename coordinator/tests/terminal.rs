@@ -122,6 +122,25 @@ async fn an_80_column_terminal_gets_lines_that_fit_each_stage_once_and_no_primar
         "{text}"
     );
 
+    // A forced run with the old primary still up: the preview says what
+    // not fencing it means, and a bare answer does not do (stdin here is
+    // empty: declined, exit 4, nothing started).
+    let (code, text) = in_terminal(&ws, &["failover", "--to", "south", "--forced"], 80);
+    assert_eq!(code, 4, "{text}");
+    assert_fits(&text, 80);
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("fences nothing (forced): orders-west-1 still accepts writes"),
+        "{text}"
+    );
+    assert!(
+        flat.contains("FORCED: type the stores to promote (orders)"),
+        "{text}"
+    );
+    assert!(flat.contains("a lower bound"), "{text}");
+    let listed = ws.run(&["executions", "--output", "json"]);
+    assert_eq!(listed.stdout.lines().count(), 1, "{}", listed.stdout);
+
     // The primary (now in west) goes away: `state` says so first, exit 7.
     cluster.stop("orders-west-1").await.unwrap();
     let (code, text) = in_terminal(&ws, &["state"], 80);
