@@ -392,21 +392,6 @@ pub struct Unfinished {
     pub status: String,
 }
 
-/// `"no primary: …"` as the head of a line of its own: `"NO PRIMARY: …"`
-/// up to the first colon, so it reads as a heading.
-trait Shout {
-    fn to_uppercase_first(&self) -> String;
-}
-
-impl Shout for str {
-    fn to_uppercase_first(&self) -> String {
-        match self.split_once(':') {
-            Some((head, rest)) => format!("{}:{rest}", head.to_uppercase()),
-            None => self.to_uppercase(),
-        }
-    }
-}
-
 /// `state` for people: what needs attention first (an unfinished
 /// execution, split brains, stores without a writable primary), then every
 /// region as it is today with its members and their verdicts, then one line
@@ -442,7 +427,11 @@ pub fn render_text(
     }
     for s in &ok {
         if let (true, Some(p)) = (s.split_brain.is_empty(), s.problem.as_deref()) {
-            let _ = writeln!(out, "{}: {}", s.store, p.to_uppercase_first());
+            let line = match p.strip_prefix("no primary: ") {
+                Some(rest) => format!("NO PRIMARY: {rest}"),
+                None => format!("NO WRITABLE PRIMARY: {p}"),
+            };
+            let _ = writeln!(out, "{}: {line}", s.store);
         }
     }
     for (name, s) in stores {

@@ -313,14 +313,24 @@ impl ExecutionReport {
     fn render_width(&self, wide: bool) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "Execution {}", self.id);
-        let head = format!(
-            "{} — {} in {:.1} s, {} coordinator process{}",
-            self.plan,
-            self.status,
-            self.total_ms as f64 / 1000.0,
-            self.processes,
-            if self.processes == 1 { "" } else { "es" }
-        );
+        // With more than one process the time from start to end includes
+        // the gap before each resume, which no stage's wall time holds:
+        // say which is which, so the head and the table agree.
+        let total = self.total_ms as f64 / 1000.0;
+        let head = if self.processes > 1 {
+            format!(
+                "{} — {} {total:.1} s after it started ({:.1} s in its stages), {} coordinator processes",
+                self.plan,
+                self.status,
+                self.stage_wall_us as f64 / 1e6,
+                self.processes,
+            )
+        } else {
+            format!(
+                "{} — {} in {total:.1} s, 1 coordinator process",
+                self.plan, self.status,
+            )
+        };
         out.push_str(&wrap(&head, "  ", "    ", wide));
         if let Some(a) = &self.approval {
             let _ = writeln!(out, "{}", a.render());

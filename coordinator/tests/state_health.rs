@@ -141,6 +141,14 @@ async fn an_unfinished_execution_and_a_fenced_primary_come_first() {
         r.stdout
     );
     assert!(!r.stdout.contains("3/3 members healthy"), "{}", r.stdout);
+    // Right under it, before any region: the store nothing can write to.
+    let second = r.stdout.lines().nth(1).unwrap();
+    assert!(
+        second.starts_with("orders: NO PRIMARY: ")
+            || second.starts_with("orders: NO WRITABLE PRIMARY: "),
+        "{}",
+        r.stdout
+    );
 
     // JSON: one compact object on one line, with its schema and time.
     let r = ws.run(&["state", "--output", "json"]);
