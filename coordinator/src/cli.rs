@@ -841,9 +841,43 @@ pub(crate) fn render_show(shown: &crate::service::Shown, output: Output, wide: b
         } else {
             shown.report.render()
         };
-        print!("{}\n{report}", timeline(&shown.records));
+        let timeline = timeline(&shown.records);
+        let timeline = if wide {
+            timeline
+        } else {
+            fit_timeline(&timeline, 80)
+        };
+        print!("{timeline}\n{report}");
     }
     exit::OK
+}
+
+/// `show`'s timeline within `width` columns: a long entry continues under
+/// its text, past the `+   1.234s  ` time column.
+fn fit_timeline(timeline: &str, width: usize) -> String {
+    const TIME: usize = 12;
+    let mut out = String::new();
+    for line in timeline.lines() {
+        match line.char_indices().nth(TIME) {
+            Some((at, _)) if line.starts_with('+') => {
+                let (time, text) = line.split_at(at);
+                let body = text.trim_start();
+                let indent = " ".repeat(TIME + text.len() - body.len());
+                let first = format!("{time}{}", &text[..text.len() - body.len()]);
+                out.push_str(&crate::width::wrap(
+                    body,
+                    &first,
+                    &format!("{indent}  "),
+                    width,
+                ));
+            }
+            _ => out.push_str(&crate::width::fit_block(line, width)),
+        }
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Plan, ask, run.

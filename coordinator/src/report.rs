@@ -350,21 +350,47 @@ impl ExecutionReport {
             "\n  {:>2} {:<name_w$} {:>9} {:>9} {:>10} {:>7}",
             "#", "stage", "wall ms", "ops Σ ms", "checkpt ms", "own ms"
         );
+        let mut unfinished = false;
         for s in &self.stages {
+            // A stage's wall time is measured when its checkpoint ends: one
+            // that never got there has none to show (not 0), and one that
+            // never started is not a stage that failed.
+            let ran = s.passed || s.ops_duration_ms > 0 || s.checkpoint_duration_ms > 0;
+            unfinished |= !s.passed;
+            let measured = s.passed || s.stage_wall_us > 0;
+            let num = |v: String| if ran { v } else { "-".to_string() };
             let _ = writeln!(
                 out,
-                "  {:>2} {:<name_w$} {:>9.1} {:>9} {:>10} {:>7.2} {}",
+                "  {:>2} {:<name_w$} {:>9} {:>9} {:>10} {:>7} {}",
                 s.stage,
                 if wide {
                     s.name.clone()
                 } else {
                     truncate(&s.name, name_w)
                 },
-                s.stage_wall_us as f64 / 1000.0,
-                s.ops_duration_ms,
-                s.checkpoint_duration_ms,
-                s.overhead_us as f64 / 1000.0,
-                if s.passed { "✓" } else { "✗ not passed" }
+                if measured {
+                    format!("{:.1}", s.stage_wall_us as f64 / 1000.0)
+                } else {
+                    "-".to_string()
+                },
+                num(s.ops_duration_ms.to_string()),
+                num(s.checkpoint_duration_ms.to_string()),
+                if measured {
+                    format!("{:.2}", s.overhead_us as f64 / 1000.0)
+                } else {
+                    "-".to_string()
+                },
+                match (s.passed, ran) {
+                    (true, _) => "✓",
+                    (false, true) => "✗",
+                    (false, false) => "·",
+                }
+            );
+        }
+        if unfinished {
+            let _ = writeln!(
+                out,
+                "  ✓ checkpoint passed  ✗ did not pass  · not run  - not measured"
             );
         }
         let pct = if self.stage_wall_us > 0 {
@@ -372,12 +398,19 @@ impl ExecutionReport {
         } else {
             0.0
         };
-        let _ = writeln!(
-            out,
-            "  coordinator's own time: {:.2} ms of {:.1} ms wall ({pct:.2}%)",
-            self.overhead_us as f64 / 1000.0,
-            self.stage_wall_us as f64 / 1000.0
-        );
+        if self.stage_wall_us > 0 {
+            let _ = writeln!(
+                out,
+                "  coordinator's own time: {:.2} ms of {:.1} ms wall ({pct:.2}%)",
+                self.overhead_us as f64 / 1000.0,
+                self.stage_wall_us as f64 / 1000.0
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  coordinator's own time: not measured (no stage reached its checkpoint's end)"
+            );
+        }
         let _ = writeln!(out);
         let sw = self
             .stores
@@ -675,8 +708,17 @@ pub fn timeline(records: &[Record]) -> String {
                 stores,
                 ..
             } => {
-                let mut s = format!("aborted (fencing token {fencing_token})");
-                for st in stores {
+                // The record that closes a refused execution is an
+                // `aborted` one marked `*`: it was refused, not aborted.
+                let refused = stores.len() == 1 && stores[0].store == crate::journal::REFUSED_MARK;
+                let mut s = format!(
+                    "{} (fencing token {fencing_token})",
+                    if refused { "refused" } else { "aborted" }
+                );
+                for st in stores
+                    .iter()
+                    .filter(|st| st.store != crate::journal::REFUSED_MARK)
+                {
                     let _ = write!(s, "\n{:>12}    {:<12} {}", "", st.store, st.summary);
                 }
                 s
@@ -694,6 +736,7 @@ pub fn timeline(records: &[Record]) -> String {
                 }
                 s
             }
+            Record::StartedBy { by, .. } => format!("started by {by}"),
             // Gates, hooks, approvals: described where they are defined.
             other => crate::safety::describe(other),
         };

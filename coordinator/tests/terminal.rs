@@ -141,6 +141,23 @@ async fn an_80_column_terminal_gets_lines_that_fit_each_stage_once_and_no_primar
     let listed = ws.run(&["executions", "--output", "json"]);
     assert_eq!(listed.stdout.lines().count(), 1, "{}", listed.stdout);
 
+    // A refusal (south's standby is down: not ready) is exit 5, listed as
+    // refused, with nothing to resume; its report marks what never ran.
+    cluster.stop("orders-south-1").await.unwrap();
+    let r = ws.run(&["failover", "--to", "south", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 5, "{}\n{}", r.stdout, r.stderr);
+    let listed = ws.run(&["history", "--output", "json"]);
+    let last: serde_json::Value =
+        serde_json::from_str(listed.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "refused", "{}", listed.stdout);
+    let r = ws.run(&["resume"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let (code, text) = in_terminal(&ws, &["show", "latest"], 80);
+    assert_eq!(code, 0, "{text}");
+    assert_fits(&text, 80);
+    assert!(text.contains("refused in "), "{text}");
+    assert!(text.contains("· not run"), "{text}");
+
     // The primary (now in west) goes away: `state` says so first, exit 7.
     cluster.stop("orders-west-1").await.unwrap();
     let (code, text) = in_terminal(&ws, &["state"], 80);
