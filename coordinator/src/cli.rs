@@ -842,10 +842,10 @@ pub(crate) fn render_show(shown: &crate::service::Shown, output: Output, wide: b
             shown.report.render()
         };
         let timeline = timeline(&shown.records);
-        let timeline = if wide {
-            timeline
-        } else {
-            fit_timeline(&timeline, 80)
+        // Fitted on a terminal; a file or a pipe keeps one line per entry.
+        let timeline = match crate::width::stdout_columns() {
+            Some(cols) if !wide => fit_timeline(&timeline, cols.min(81).saturating_sub(1)),
+            _ => timeline,
         };
         print!("{timeline}\n{report}");
     }
