@@ -802,9 +802,22 @@ impl Service {
             }
             StartRequest::PlanFile(_) | StartRequest::PlanText { .. } => ("run", "run"),
         };
+        // Connect to every store while the lock is taken and the journals
+        // are read: the plan's observation then finds its sessions open.
+        // (Only connecting: nothing is observed before the lock is held.)
+        let built = self.controllers();
+        let warming = built.as_ref().ok().map(|c| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                futures::future::join_all(c.values().map(|c| c.warm_up())).await;
+            })
+        });
         let guard = self.inner.lock(what)?;
         self.inner.refuse_unfinished()?;
-        let controllers = self.controllers()?;
+        let controllers = built?;
+        if let Some(w) = warming {
+            let _ = w.await;
+        }
         let plan = match req {
             StartRequest::Failover(p) => match self.inner.make_plan(&controllers, p, None).await? {
                 Some(plan) => plan,

@@ -74,6 +74,13 @@ pub trait Controller: Send + Sync + std::fmt::Debug {
     /// implementation says so. The default does nothing.
     async fn shutdown(&self) {}
 
+    /// Open ahead of time what `observe` and the operations will use (a
+    /// session per member, say), so that a caller with other work to do
+    /// first — taking the execution lock — overlaps the two. Never an
+    /// error: what cannot be opened now, `observe` reports as it always
+    /// does. The default does nothing.
+    async fn warm_up(&self) {}
+
     /// The store's own record of the fencing token (a table, a config tag,
     /// a key, stream metadata), where it keeps one: the hook the fencing
     /// layer reads and writes. `None`: only the coordinator fences.
@@ -173,6 +180,10 @@ impl<C: Controller + ?Sized> Controller for std::sync::Arc<C> {
 
     async fn shutdown(&self) {
         (**self).shutdown().await
+    }
+
+    async fn warm_up(&self) {
+        (**self).warm_up().await
     }
 
     fn token_record(&self) -> Option<&dyn TokenRecord> {

@@ -7,6 +7,7 @@
 //! that says whether retrying can help and names the store and member.
 
 pub mod capability;
+pub mod checksum;
 pub mod controller;
 pub mod direct;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod sequence;
 pub mod state;
 
 pub use capability::{Capability, Gate, Need, Priorities};
+pub use checksum::crc32c;
 pub use controller::{Controller, ControllerExt, OpContext};
 pub use error::{Error, ErrorKind, ErrorRecord, Result};
 pub use error_policy::{Backoff, ErrorPolicy};

@@ -37,6 +37,7 @@
 //! captured position is therefore *checkpoint location + 1*. Anything else
 //! (no hook, no privilege, not a clean shutdown) takes the restart path above.
 
+use crate::control_file::{ControlFile, LocalDataDir};
 use crate::hooks::{self, Hook, CONTROLDATA, STOP_CONTROLDATA};
 use crate::lsn::{format_lsn, parse_lsn};
 use crate::observe::{current_primary, Evidence, Probe};
@@ -151,7 +152,14 @@ impl PostgresController {
             }
             Err(e) => tracing::warn!(member = %m.name, error = %e, "soft fence skipped"),
         }
-        if signalled && m.hooks.extra.contains_key(STOP_CONTROLDATA) {
+        let local = data_directory
+            .filter(|_| signalled)
+            .and_then(|d| LocalDataDir::of_running_primary(m, d));
+        if let Some(local) = &local {
+            if let Some(done) = self.stop_watching_control_file(m, local).await? {
+                return Ok(done);
+            }
+        } else if signalled && m.hooks.extra.contains_key(STOP_CONTROLDATA) {
             // Stop and read the data directory in one hook process.
             let out = hooks::run(&self.store.name, Hook::StopControlData, m, None).await?;
             if let Some((pos, cd)) = self.controldata_of(m, &out)? {
@@ -182,6 +190,63 @@ impl PostgresController {
                 "{} stopped and restarted in recovery without an upstream",
                 m.name
             )))
+    }
+
+    /// The deferred fence's stop when `m`'s data directory is on this host
+    /// (see control_file.rs): the `stop` hook runs, and the fence is done as
+    /// soon as the control file shows the shutdown checkpoint — from then on
+    /// `m` admits no session and acknowledges nothing, and `standby.signal`
+    /// makes whatever starts it next start it in recovery. The hook goes on
+    /// in the background until the server has exited; it keeps the member's
+    /// hook lock meanwhile, so the next hook on `m` (its restart as a
+    /// standby) waits for it. `None` when the hook ended without the control
+    /// file showing a clean shutdown with `standby.signal`: the caller reads
+    /// `pg_controldata` through the hooks, or restarts `m` in recovery.
+    async fn stop_watching_control_file(
+        &self,
+        m: &Member,
+        local: &LocalDataDir,
+    ) -> Result<Option<Outcome>> {
+        let (store, member) = (self.store.name.clone(), m.clone());
+        let mut stop = tokio::spawn(async move {
+            let r = hooks::run(&store, Hook::Stop, &member, None).await;
+            if let Err(e) = &r {
+                tracing::warn!(member = %member.name, error = %e, "stop hook failed");
+            }
+            r
+        });
+        let mut hook_ended = false;
+        loop {
+            if let Some(cf) = local.control_file().filter(ControlFile::shut_down) {
+                if local.standby_signal() {
+                    let pos = Position {
+                        history: switchyard_controller::History(cf.timeline),
+                        offset: cf.checkpoint + 1,
+                    };
+                    self.remember_final_position(&m.name, pos);
+                    tracing::info!(member = %m.name, hook_ended, "shutdown checkpoint in pg_control");
+                    return Ok(Some(
+                        Outcome::done()
+                            .with_member(&m.name)
+                            .with_position(pos)
+                            .with_note(stopped_note(m, pos)),
+                    ));
+                }
+            }
+            if hook_ended {
+                return Ok(None);
+            }
+            tokio::select! {
+                r = &mut stop => {
+                    r.map_err(|e| {
+                        self.err(ErrorKind::Hook, format!("hook stop did not finish: {e}"))
+                            .with_member(&m.name)
+                    })??;
+                    hook_ended = true;
+                }
+                () = tokio::time::sleep(CONTROL_FILE_POLL) => {}
+            }
+        }
     }
 
     /// The soft fence, then make the next start of `m` a start in recovery
@@ -273,12 +338,18 @@ impl PostgresController {
             offset: cd.checkpoint + 1,
         };
         if cd.standby_signal {
-            self.final_positions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(m.name.clone(), (pos, std::time::Instant::now()));
+            self.remember_final_position(&m.name, pos);
         }
         Ok(Some((pos, cd)))
+    }
+
+    /// Remember the final position of an old primary the deferred fence
+    /// stopped (read now).
+    fn remember_final_position(&self, member: &str, pos: Position) {
+        self.final_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(member.to_string(), (pos, std::time::Instant::now()));
     }
 
     /// Durable fence evidence for every unreachable member with an
@@ -589,6 +660,10 @@ impl PostgresController {
     }
 }
 
+/// How often the deferred fence reads a local control file while the stop
+/// runs: every millisecond of it is write outage.
+const CONTROL_FILE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// How long a `pg_controldata` read of a stopped member is reused as its
 /// fence evidence instead of being read again: long enough to cover the
 /// fence's own read and the checkpoint right after it, short enough that a
@@ -597,8 +672,10 @@ const EVIDENCE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn stopped_evidence(pos: Position, age: std::time::Duration) -> String {
     format!(
-        "stopped: pg_controldata (hooks.extra.controldata{}) shows a clean shutdown at {} on \
-         timeline {} and standby.signal in its data directory, so it can only start in recovery",
+        "stopped: its control file (pg_controldata through hooks.extra.controldata, or \
+         global/pg_control read on this host{}) shows a clean shutdown at {} on timeline {} and \
+         standby.signal in its data directory, so it admits no session and can only start in \
+         recovery",
         if age.is_zero() {
             String::new()
         } else {
@@ -612,7 +689,7 @@ fn stopped_evidence(pos: Position, age: std::time::Duration) -> String {
 fn stopped_note(m: &Member, pos: Position) -> String {
     format!(
         "{} stopped with standby.signal (it restarts in recovery); final position {} on timeline {} \
-         (just past its shutdown checkpoint, from pg_controldata)",
+         (just past its shutdown checkpoint, from its control file)",
         m.name,
         format_lsn(pos.offset),
         pos.history

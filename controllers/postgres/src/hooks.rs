@@ -224,7 +224,7 @@ async fn lock_member(
                 path.display()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -46,6 +46,7 @@
 //! would take it. See docs/postgres.md.
 
 mod config;
+mod control_file;
 mod error;
 mod fence;
 mod followers;
@@ -447,6 +448,19 @@ impl Controller for PostgresController {
 
     fn token_record(&self) -> Option<&dyn TokenRecord> {
         Some(self)
+    }
+
+    async fn warm_up(&self) {
+        // Every member's session at once: a connection is a new backend
+        // process, the costliest part of a first observation.
+        futures::future::join_all(self.store.members.iter().map(|m| async move {
+            if self.cached_session(&m.name).is_none() {
+                if let Ok(c) = self.connect(m).await {
+                    self.keep_session(&m.name, Arc::new(c));
+                }
+            }
+        }))
+        .await;
     }
 
     async fn execute(&self, op: &Operation, _: &OpContext) -> Result<Outcome> {

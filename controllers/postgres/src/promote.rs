@@ -108,13 +108,13 @@ impl PostgresController {
 
     /// Promote one standby and wait until it leaves recovery.
     pub(crate) async fn promote_member(&self, m: &Member, client: &Client) -> Result<Position> {
-        let still = self
-            .scalar(client, m, "SELECT pg_is_in_recovery()::text")
-            .await?;
-        if still == "true" {
-            self.exec(client, m, &["SELECT pg_promote(wait => false)"])
-                .await?;
-        }
+        // One round trip: signal the promotion unless it is done already.
+        self.exec(
+            client,
+            m,
+            &["SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(wait => false) END"],
+        )
+        .await?;
         let deadline = Instant::now() + self.timing.promote_timeout;
         loop {
             let v = self

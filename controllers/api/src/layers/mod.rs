@@ -83,6 +83,10 @@ macro_rules! layer_impl {
                 self.inner.shutdown().await
             }
 
+            async fn warm_up(&self) {
+                self.inner.warm_up().await
+            }
+
             fn token_record(&self) -> Option<&dyn crate::fencing::TokenRecord> {
                 self.inner.token_record()
             }
