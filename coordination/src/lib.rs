@@ -231,6 +231,30 @@ pub trait Coordinator: Send + Sync + fmt::Debug {
         entry: &[u8],
     ) -> Result<()>;
 
+    /// [`append`](Coordinator::append) of an entry that need not be durable
+    /// yet: the next `append` or [`sync`](Coordinator::sync) of the same
+    /// execution makes it durable together with itself. For the journal's
+    /// records a resume can do without (a read-only operation's intent, an
+    /// outcome, a passed checkpoint). The entry is visible to readers at
+    /// once. The default is a durable append.
+    async fn append_lazy(
+        &self,
+        leadership: &Leadership,
+        execution: &str,
+        seq: u64,
+        entry: &[u8],
+    ) -> Result<()> {
+        self.append(leadership, execution, seq, entry).await
+    }
+
+    /// Make every entry of `execution` appended so far durable. The
+    /// default does nothing: every append of a backend without
+    /// [`append_lazy`](Coordinator::append_lazy) of its own is durable.
+    async fn sync(&self, leadership: &Leadership, execution: &str) -> Result<()> {
+        let _ = (leadership, execution);
+        Ok(())
+    }
+
     /// Every entry of `execution`'s journal, in sequence order (index 0 is
     /// entry 1). [`CoordinationError::NotFound`] when it has none.
     async fn entries(&self, execution: &str) -> Result<Vec<Vec<u8>>>;

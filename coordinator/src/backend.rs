@@ -203,6 +203,68 @@ impl FileCoordinator {
     }
 
     /// Complete lines of an execution's journal file, raw.
+    /// Append entry `seq` of `execution` ([`Coordinator::append`]); when
+    /// not `durable`, written without an fsync (the next durable append or
+    /// sync of the journal makes it durable: fdatasync covers the whole file).
+    fn append_entry(
+        &self,
+        leadership: &Leadership,
+        execution: &str,
+        seq: u64,
+        entry: &[u8],
+        durable: bool,
+    ) -> Result<()> {
+        self.check(leadership)?;
+        let path = self.journals.path(execution);
+        let scan = parse_journal(&path.display().to_string(), entry);
+        let record = match (scan.records.as_slice(), scan.damage.as_slice()) {
+            ([r], []) if entry.ends_with(b"\n") => r.clone(),
+            _ => {
+                return Err(invalid(format!(
+                    "journal of {execution}: entry {seq} is not one journal line"
+                )))
+            }
+        };
+        let have = match self.lines(execution) {
+            Ok(l) => l.len() as u64,
+            Err(CoordinationError::NotFound { .. }) => 0,
+            Err(e) => return Err(e),
+        };
+        if seq != have + 1 {
+            return Err(CoordinationError::SeqTaken {
+                execution: execution.into(),
+                seq,
+                reason: if seq <= have {
+                    "entry exists".into()
+                } else {
+                    format!("entry {} missing", seq - 1)
+                },
+            });
+        }
+        use crate::journal::JournalStore;
+        if seq == 1 {
+            // Written whole under a temporary name and renamed: the journal
+            // exists only with its first entry durable (its name too: the
+            // journal is not kept open here to make that durable later).
+            self.journals
+                .create(execution, &record)
+                .and_then(|mut j| j.sync())
+                .map_err(|e| journal_err(&e))
+        } else {
+            self.journals
+                .open(execution)
+                .and_then(|mut j| {
+                    if durable {
+                        j.append(&record)
+                    } else {
+                        j.append_lazy(&record)
+                    }
+                })
+                .map_err(|e| journal_err(&e))
+        }
+    }
+
+
     fn lines(&self, execution: &str) -> Result<Vec<Vec<u8>>> {
         let path = self.journals.path(execution);
         let bytes = match fs::read(&path) {
@@ -334,47 +396,26 @@ impl Coordinator for FileCoordinator {
         seq: u64,
         entry: &[u8],
     ) -> Result<()> {
-        self.check(leadership)?;
-        let path = self.journals.path(execution);
-        let scan = parse_journal(&path.display().to_string(), entry);
-        let record = match (scan.records.as_slice(), scan.damage.as_slice()) {
-            ([r], []) if entry.ends_with(b"\n") => r.clone(),
-            _ => {
-                return Err(invalid(format!(
-                    "journal of {execution}: entry {seq} is not one journal line"
-                )))
-            }
-        };
-        let have = match self.lines(execution) {
-            Ok(l) => l.len() as u64,
-            Err(CoordinationError::NotFound { .. }) => 0,
-            Err(e) => return Err(e),
-        };
-        if seq != have + 1 {
-            return Err(CoordinationError::SeqTaken {
-                execution: execution.into(),
-                seq,
-                reason: if seq <= have {
-                    "entry exists".into()
-                } else {
-                    format!("entry {} missing", seq - 1)
-                },
-            });
-        }
+        self.append_entry(leadership, execution, seq, entry, true)
+    }
+
+    async fn append_lazy(
+        &self,
+        leadership: &Leadership,
+        execution: &str,
+        seq: u64,
+        entry: &[u8],
+    ) -> Result<()> {
+        self.append_entry(leadership, execution, seq, entry, false)
+    }
+
+    async fn sync(&self, leadership: &Leadership, execution: &str) -> Result<()> {
         use crate::journal::JournalStore;
-        if seq == 1 {
-            // Written whole under a temporary name and renamed: the journal
-            // exists only with its first entry durable.
-            self.journals
-                .create(execution, &record)
-                .map(drop)
-                .map_err(|e| journal_err(&e))
-        } else {
-            self.journals
-                .open(execution)
-                .and_then(|mut j| j.append(&record))
-                .map_err(|e| journal_err(&e))
-        }
+        self.check(leadership)?;
+        self.journals
+            .open(execution)
+            .and_then(|mut j| j.sync())
+            .map_err(|e| journal_err(&e))
     }
 
     async fn entries(&self, execution: &str) -> Result<Vec<Vec<u8>>> {
@@ -560,6 +601,27 @@ impl crate::journal::Journal for BackendJournal {
         )?;
         self.next += 1;
         Ok(())
+    }
+
+    fn append_lazy(&mut self, record: &crate::journal::Record) -> Result<(), JournalError> {
+        let line = crate::journal::encode_line(record).map_err(|e| JournalError::Backend {
+            execution: self.execution.clone(),
+            message: e.to_string(),
+        })?;
+        block_on(
+            &self.execution,
+            self.backend
+                .append_lazy(&self.leadership, &self.execution, self.next, &line),
+        )?;
+        self.next += 1;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), JournalError> {
+        block_on(
+            &self.execution,
+            self.backend.sync(&self.leadership, &self.execution),
+        )
     }
 }
 

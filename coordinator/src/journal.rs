@@ -470,7 +470,10 @@ pub trait Journal: Send {
 pub trait JournalStore: Send + Sync {
     /// Create the journal of a new execution with its first record
     /// (`started`) in it. The journal appears with that record durable or
-    /// not at all, so a crash never leaves an empty journal behind.
+    /// not at all, so a crash never leaves an empty journal behind. (The
+    /// file store makes the new name itself durable with the journal's
+    /// first sync: a power loss before it loses the whole journal, which
+    /// until then records nothing issued to a store.)
     fn create(
         &self,
         execution_id: &str,
@@ -695,6 +698,11 @@ pub fn parse_journal(path: &str, bytes: &[u8]) -> Scan {
 struct FileJournal {
     path: PathBuf,
     file: File,
+    /// The directory whose entry for this journal (its creation's rename)
+    /// is not durable yet: made durable by the next sync, before the first
+    /// record that must be (see [`JournalStore::create`] of
+    /// [`FileJournalStore`]).
+    unsynced_dir: Option<PathBuf>,
 }
 
 impl FileJournal {
@@ -724,7 +732,12 @@ impl Journal for FileJournal {
     }
 
     fn sync(&mut self) -> Result<(), JournalError> {
-        self.file.sync_data().map_err(|e| io_err(&self.path, e))
+        self.file.sync_data().map_err(|e| io_err(&self.path, e))?;
+        if let Some(dir) = &self.unsynced_dir {
+            sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            self.unsynced_dir = None;
+        }
+        Ok(())
     }
 }
 
@@ -761,12 +774,20 @@ impl JournalStore for FileJournalStore {
             .map_err(|e| io_err(&tmp, e))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-        sync_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        // The rename is made durable by the journal's first sync, not here:
+        // that is the first record anything waits for (a mutating
+        // operation's intent, at the latest), and until then a power loss
+        // only loses a journal of read-only work — the whole journal, never
+        // part of its first record, which is durable under either name.
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        Ok(Box::new(FileJournal { path, file }))
+        Ok(Box::new(FileJournal {
+            path,
+            file,
+            unsynced_dir: Some(self.dir.clone()),
+        }))
     }
 
     fn open(&self, execution_id: &str) -> Result<Box<dyn Journal>, JournalError> {
@@ -788,7 +809,11 @@ impl JournalStore for FileJournalStore {
             file.sync_data().map_err(|e| io_err(&path, e))?;
         }
         file.seek(SeekFrom::End(0)).map_err(|e| io_err(&path, e))?;
-        Ok(Box::new(FileJournal { path, file }))
+        Ok(Box::new(FileJournal {
+            path,
+            file,
+            unsynced_dir: None,
+        }))
     }
 
     fn scan(&self, execution_id: &str) -> Result<Scan, JournalError> {

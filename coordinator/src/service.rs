@@ -1644,19 +1644,28 @@ impl Inner {
             std::slice::from_ref(&started),
         );
         let mut journal = store.create(&id, &started).map_err(usage)?;
+        // Durable with the next durable record (an approval request, the
+        // first mutating intent): lost only with a journal of nothing done.
         journal
-            .append(&Record::StartedBy {
+            .append_lazy(&Record::StartedBy {
                 at_ms: now_ms(),
                 by: by.clone(),
             })
             .map_err(usage)?;
         tee.driving(&id);
+        let needs_approval =
+            !reasons.is_empty() && kind != crate::abort::KIND && kind != crate::rollback::KIND;
+        if supersedes.is_some() || needs_approval {
+            // The new journal is durable before it closes the old one, or
+            // before another handle appends the approval request to it.
+            journal.sync().map_err(usage)?;
+        }
         if let Some(old) = supersedes {
             self.close(old.id, guard.token(), old.stores)?;
         }
         // An abort or a rollback is never held back: each ends or undoes an
         // execution that was already allowed to run.
-        if !reasons.is_empty() && kind != crate::abort::KIND && kind != crate::rollback::KIND {
+        if needs_approval {
             return Err(request_approval(&*store, &id, reasons, expire_after_s, by)?);
         }
         let driver = Driver::new(
