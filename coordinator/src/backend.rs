@@ -264,7 +264,6 @@ impl FileCoordinator {
         }
     }
 
-
     fn lines(&self, execution: &str) -> Result<Vec<Vec<u8>>> {
         let path = self.journals.path(execution);
         let bytes = match fs::read(&path) {
