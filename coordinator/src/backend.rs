@@ -587,33 +587,32 @@ struct BackendJournal {
     next: u64,
 }
 
-impl crate::journal::Journal for BackendJournal {
-    fn append(&mut self, record: &crate::journal::Record) -> Result<(), JournalError> {
+impl BackendJournal {
+    /// Append `record` as the next entry, durable or not (see
+    /// [`Coordinator::append_lazy`]).
+    fn push(&mut self, record: &crate::journal::Record, durable: bool) -> Result<(), JournalError> {
         let line = crate::journal::encode_line(record).map_err(|e| JournalError::Backend {
             execution: self.execution.clone(),
             message: e.to_string(),
         })?;
-        block_on(
-            &self.execution,
-            self.backend
-                .append(&self.leadership, &self.execution, self.next, &line),
-        )?;
+        let (l, x, seq) = (&self.leadership, &self.execution, self.next);
+        if durable {
+            block_on(x, self.backend.append(l, x, seq, &line))?;
+        } else {
+            block_on(x, self.backend.append_lazy(l, x, seq, &line))?;
+        }
         self.next += 1;
         Ok(())
     }
+}
+
+impl crate::journal::Journal for BackendJournal {
+    fn append(&mut self, record: &crate::journal::Record) -> Result<(), JournalError> {
+        self.push(record, true)
+    }
 
     fn append_lazy(&mut self, record: &crate::journal::Record) -> Result<(), JournalError> {
-        let line = crate::journal::encode_line(record).map_err(|e| JournalError::Backend {
-            execution: self.execution.clone(),
-            message: e.to_string(),
-        })?;
-        block_on(
-            &self.execution,
-            self.backend
-                .append_lazy(&self.leadership, &self.execution, self.next, &line),
-        )?;
-        self.next += 1;
-        Ok(())
+        self.push(record, false)
     }
 
     fn sync(&mut self) -> Result<(), JournalError> {
