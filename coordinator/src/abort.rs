@@ -576,6 +576,7 @@ fn abort_step(st: sequence::Step, region: &str) -> Option<(PlanOp, Option<Expect
         sequence::Step::MakeSticky => (
             PlanOp::MakeSticky {
                 target_region: region.to_string(),
+                candidate: None,
             },
             Some(preferred_in(region.to_string())),
         ),

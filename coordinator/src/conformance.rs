@@ -832,6 +832,7 @@ pub async fn planned_promote_refuses_unfenced_primary(x: &Suite<'_>) -> CaseResu
             op: PlanOp::Promote {
                 target_region: target.clone(),
                 mode: Mode::Planned,
+                candidate: None,
             },
         }],
         checkpoint: vec![CheckpointEntry {

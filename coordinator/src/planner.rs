@@ -7,9 +7,10 @@
 //! for each store are chosen from its controller's [`Capability`], so a plan
 //! never asks a store for something it cannot do.
 
+use crate::candidate::{CandidateError, Candidates};
 use crate::expectation::{
     all_members_healthy, fenced, followers_follow, has_primary, healthy_in, lag_below,
-    preferred_in, primary_in, Expectation,
+    preferred_in, primary_in, primary_is, Expectation,
 };
 use crate::plan::{
     Captured, CheckpointEntry, Mode, Plan, PlanOp, PositionSource, Stage, Step,
@@ -18,7 +19,7 @@ use crate::plan::{
 use crate::validate::find_cycle;
 use std::collections::{BTreeMap, BTreeSet};
 use switchyard_controller::sequence::{self, Kind, Phase, Step as SeqStep};
-use switchyard_controller::Capability;
+use switchyard_controller::{Capability, Need};
 use switchyard_topology::{Store, Topology};
 
 /// Why no plan could be made.
@@ -53,6 +54,9 @@ pub enum PlanningError {
         /// Missing capability.
         what: &'static str,
     },
+    /// A `--candidate` names a member that cannot be promoted there.
+    #[error("{0}")]
+    Candidate(#[from] CandidateError),
     /// No capability was given for a store.
     #[error("no controller for store `{0}`")]
     NoController(String),
@@ -83,6 +87,9 @@ pub struct PlanOptions {
     /// ([`Kind::PlannedSwitchover`] or [`Kind::ForcedFailover`]). A
     /// rollback's way back is [`Kind::Rollback`] (with [`Mode::Planned`]).
     pub sequence: Option<Kind>,
+    /// The member the operator chose per store (`--candidate`, see
+    /// [`crate::candidate`]); stores without one choose as always.
+    pub candidates: Candidates,
 }
 
 impl PlanOptions {
@@ -96,6 +103,7 @@ impl PlanOptions {
             already_there: BTreeSet::new(),
             stale_primaries: BTreeSet::new(),
             sequence: None,
+            candidates: Candidates::new(),
         }
     }
 }
@@ -142,12 +150,21 @@ pub fn dependency_levels(topology: &Topology) -> Result<BTreeMap<String, usize>,
 }
 
 /// The plan operation of one canonical-sequence step, towards `target` in
-/// `mode` (a wait is for the position the sequence captured).
-pub fn plan_op(st: SeqStep, target: &str, mode: Mode, catch_up_timeout_ms: u64) -> PlanOp {
+/// `mode`, aimed at the operator's `candidate` when there is one (a wait is
+/// for the position the sequence captured).
+pub fn plan_op(
+    st: SeqStep,
+    target: &str,
+    candidate: Option<&str>,
+    mode: Mode,
+    catch_up_timeout_ms: u64,
+) -> PlanOp {
+    let candidate = candidate.map(str::to_string);
     match st {
         SeqStep::CheckReadiness => PlanOp::CheckReadiness {
             target_region: target.into(),
             mode,
+            candidate,
         },
         SeqStep::Fence => PlanOp::Fence,
         SeqStep::CapturePosition => PlanOp::CapturePosition,
@@ -155,13 +172,16 @@ pub fn plan_op(st: SeqStep, target: &str, mode: Mode, catch_up_timeout_ms: u64) 
             target_region: target.into(),
             position: PositionSource::Captured(Captured::Captured),
             timeout_ms: catch_up_timeout_ms,
+            candidate,
         },
         SeqStep::MakeSticky => PlanOp::MakeSticky {
             target_region: target.into(),
+            candidate,
         },
         SeqStep::Promote => PlanOp::Promote {
             target_region: target.into(),
             mode,
+            candidate,
         },
         SeqStep::RepointFollowers => PlanOp::RepointFollowers,
         SeqStep::Rejoin => PlanOp::Rejoin,
@@ -208,7 +228,26 @@ pub fn plan_failover(
                 region: target.into(),
             });
         }
+        if let Some(member) = opts.candidates.get(&s.name) {
+            crate::candidate::check(topology, &s.name, member, target)?;
+            if !cap.has(Need::ChosenCandidate) {
+                return Err(unsupported(Need::ChosenCandidate.what()));
+            }
+        }
         capof.insert(s.name.as_str(), cap);
+    }
+    if let Some(store) = opts.candidates.keys().find(|k| topology.store(k).is_none()) {
+        return Err(CandidateError::UnknownStore {
+            given: format!("{store}={}", opts.candidates[store]),
+            store: store.clone(),
+            known: topology
+                .stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+        .into());
     }
     let max_level = levels.values().copied().max().unwrap_or(0);
     // Every store's steps come from the one canonical sequence.
@@ -219,7 +258,22 @@ pub fn plan_failover(
     });
     let phase_of =
         |s: &Store, phase: Phase| sequence::in_phase(kind, &capof[s.name.as_str()], phase);
-    let plan_op = |st: SeqStep| plan_op(st, target, opts.mode, opts.catch_up_timeout_ms);
+    let candidate = |s: &Store| opts.candidates.get(&s.name).map(String::as_str);
+    let plan_op = |s: &Store, st: SeqStep| {
+        plan_op(
+            st,
+            target,
+            candidate(s),
+            opts.mode,
+            opts.catch_up_timeout_ms,
+        )
+    };
+    // Where the operator chose the member, the checkpoint names it: the
+    // region alone would pass with the wrong member promoted.
+    let primary_there = |s: &Store| match candidate(s) {
+        Some(m) => primary_is(m),
+        None => primary_in(target),
+    };
     let skip = |s: &Store| opts.already_there.contains(&s.name);
     let at_level = |l: usize| -> Vec<&Store> {
         topology
@@ -281,11 +335,11 @@ pub fn plan_failover(
     let mut checks = vec![];
     for s in &topology.stores {
         if skip(s) {
-            checks.push(entry(s, vec![primary_in(target)]));
+            checks.push(entry(s, vec![primary_there(s)]));
             continue;
         }
         for st in phase_of(s, Phase::Readiness) {
-            steps.push(step(s, plan_op(st)));
+            steps.push(step(s, plan_op(s, st)));
         }
         checks.push(entry(
             s,
@@ -313,7 +367,7 @@ pub fn plan_failover(
             let mut checks = vec![];
             for s in &group {
                 for st in phase_of(s, Phase::Fence) {
-                    steps.push(step(s, plan_op(st)));
+                    steps.push(step(s, plan_op(s, st)));
                 }
                 checks.push(entry(s, vec![fenced()]));
             }
@@ -346,9 +400,9 @@ pub fn plan_failover(
         let mut checks = vec![];
         for s in &there {
             for (_, st) in sequence::already_primary(&capof[s.name.as_str()]) {
-                steps.push(step(s, plan_op(st)));
+                steps.push(step(s, plan_op(s, st)));
             }
-            checks.push(entry(s, vec![primary_in(target), preferred_in(target)]));
+            checks.push(entry(s, vec![primary_there(s), preferred_in(target)]));
         }
         let all: Vec<&Store> = group.iter().chain(there.iter()).copied().collect();
         for s in &group {
@@ -356,9 +410,9 @@ pub fn plan_failover(
             // Planned: the preference first, so the election lands in the
             // target; forced: the new primary first (see `sequence`).
             for st in phase_of(s, Phase::Promote) {
-                steps.push(step(s, plan_op(st)));
+                steps.push(step(s, plan_op(s, st)));
             }
-            let mut expect = vec![primary_in(target)];
+            let mut expect = vec![primary_there(s)];
             if cap.sticky_priorities {
                 expect.push(preferred_in(target));
             }
@@ -378,14 +432,14 @@ pub fn plan_failover(
     let mut checks = vec![];
     for s in &topology.stores {
         if skip(s) {
-            checks.push(entry(s, vec![primary_in(target)]));
+            checks.push(entry(s, vec![primary_there(s)]));
             continue;
         }
         let cap = capof[s.name.as_str()];
         for st in phase_of(s, Phase::Reconcile) {
-            steps.push(step(s, plan_op(st)));
+            steps.push(step(s, plan_op(s, st)));
         }
-        let mut expect = vec![primary_in(target)];
+        let mut expect = vec![primary_there(s)];
         if cap.repoint {
             expect.push(followers_follow());
         }

@@ -26,27 +26,31 @@ impl EsdbController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
+                ..
             } => self.readiness(target_region, *mode).await,
             Operation::CapturePosition => self.capture().await,
             Operation::WaitForPosition {
                 target_region,
                 position,
                 timeout_ms,
+                ..
             } => {
                 self.wait_position(target_region, position, Duration::from_millis(*timeout_ms))
                     .await
             }
-            Operation::MakeSticky { target_region } => {
+            Operation::MakeSticky { target_region, .. } => {
                 let c = self.control(ctx).await?;
                 self.make_sticky(target_region, c).await
             }
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Planned,
+                ..
             } => self.promote_planned(target_region, ctx).await,
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Forced { accept_data_loss },
+                ..
             } => {
                 self.promote_forced(target_region, *accept_data_loss, ctx)
                     .await

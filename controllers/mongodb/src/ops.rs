@@ -23,8 +23,9 @@ impl MongoController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
+                ..
             } => self.check_readiness(target_region, *mode).await,
-            Operation::MakeSticky { target_region } => {
+            Operation::MakeSticky { target_region, .. } => {
                 self.known_region(target_region)?;
                 let snap = self.snapshot().await?;
                 match self.make_sticky(&snap, target_region, ctx).await? {
@@ -35,10 +36,12 @@ impl MongoController {
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Planned,
+                ..
             } => self.promote_planned(target_region, ctx).await,
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Forced { accept_data_loss },
+                ..
             } => {
                 self.promote_forced(target_region, *accept_data_loss, ctx)
                     .await
@@ -59,6 +62,7 @@ impl MongoController {
                 target_region,
                 position,
                 timeout_ms,
+                ..
             } => {
                 self.known_region(target_region)?;
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(*timeout_ms);

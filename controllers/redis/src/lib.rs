@@ -238,6 +238,7 @@ impl Controller for RedisController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
+                ..
             } => {
                 self.check_region(target_region)?;
                 self.check_readiness(&snap, target_region, *mode)
@@ -249,6 +250,7 @@ impl Controller for RedisController {
                 target_region,
                 position,
                 timeout_ms,
+                ..
             } => {
                 self.check_region(target_region)?;
                 self.wait_for_position(
@@ -262,13 +264,14 @@ impl Controller for RedisController {
             Operation::Promote {
                 target_region,
                 mode,
+                ..
             } => {
                 self.check_region(target_region)?;
                 self.promote(snap, target_region, *mode, ctx).await
             }
             Operation::RepointFollowers => self.repoint_followers(&snap, ctx).await,
             Operation::Rejoin => self.rejoin(&snap, ctx).await,
-            Operation::MakeSticky { target_region } => {
+            Operation::MakeSticky { target_region, .. } => {
                 // Without Sentinel the capability layer answers (nothing
                 // reads replica-priority; a promoted master stays master).
                 self.check_region(target_region)?;
