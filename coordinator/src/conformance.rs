@@ -316,6 +316,7 @@ impl<'h> Suite<'h> {
             mode,
             stage_timeout_ms: self.cfg.stage_timeout_ms,
             catch_up_timeout_ms: self.cfg.catch_up_timeout_ms,
+            candidates: vec![],
         }
     }
 

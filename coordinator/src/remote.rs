@@ -590,6 +590,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
         }
         Command::Switchover {
             to,
+            candidate,
             timeouts,
             yes,
             output,
@@ -598,6 +599,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 to,
                 forced: false,
                 accept_data_loss: false,
+                candidate,
             };
             let mut body = start_body(&target, &timeouts);
             body["mode"] = json!("switchover");
@@ -856,6 +858,7 @@ fn start_body(target: &crate::cli::Target, timeouts: &crate::cli::Timeouts) -> V
         "accept_data_loss": target.accept_data_loss,
         "stage_timeout_ms": timeouts.stage_timeout_ms,
         "catch_up_timeout_ms": timeouts.catch_up_timeout_ms,
+        "candidate": target.candidate,
     })
 }
 
