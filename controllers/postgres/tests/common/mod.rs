@@ -25,6 +25,9 @@ impl PgFixture {
         // `extra.controldata`); the coordinator's run the restart path.
         let mut spec = PgClusterSpec::new(regions.iter().copied());
         spec.deferred_fence = true;
+        // Two standbys in west: the conformance case for `--candidate`
+        // promotes the one the controller would not have chosen.
+        spec.extra_standbys = vec!["west".into()];
         let cluster = PgCluster::start(spec).await?;
         let ctl = switchyard_controller::layered(PostgresController::from_store(cluster.store())?);
         let store = cluster.store().clone();

@@ -37,6 +37,9 @@ impl RedisFixture {
     pub async fn start(sentinels: bool) -> anyhow::Result<Self> {
         let mut spec = RedisClusterSpec::new(["east", "west", "south"]);
         spec.sentinels = sentinels;
+        // Two replicas in west: the conformance case for `--candidate`
+        // promotes the one the controller would not have chosen.
+        spec.extra_replicas = vec!["west".into()];
         let cluster = RedisCluster::start(spec).await?;
         let ctl = switchyard_controller::layered(RedisController::from_store(cluster.store())?);
         Ok(RedisFixture {
