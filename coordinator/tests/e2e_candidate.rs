@@ -80,7 +80,12 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
     }
     let ws_hidden = Workspace::new(&hidden);
     let r = ws_hidden.run(&[
-        "plan", "failover", "--to", "west", "--candidate", "orders-west-2",
+        "plan",
+        "failover",
+        "--to",
+        "west",
+        "--candidate",
+        "orders-west-2",
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
@@ -92,10 +97,17 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
     assert!(ws.journal_files().is_empty(), "a refusal journaled nothing");
     assert_eq!(pg_primary(&cluster).await.unwrap().0, "orders-east-1");
 
-    // The controller, by itself, would take the standby holding the most
-    // WAL, the last of equals: orders-west-2. Choose orders-west-1.
+    // The controller by itself takes the standby holding the most WAL;
+    // choose orders-west-1 and check that exactly it is promoted.
     let r = ws.run(&[
-        "plan", "failover", "--to", "west", "--candidate", "orders-west-1", "--output", "json",
+        "plan",
+        "failover",
+        "--to",
+        "west",
+        "--candidate",
+        "orders-west-1",
+        "--output",
+        "json",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let (cands, expects) = plan_candidates(&r.stdout);
@@ -114,26 +126,53 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
         "{expects:?}"
     );
     let r = ws.run(&[
-        "plan", "failover", "--to", "west", "--candidate", "orders-west-1",
+        "plan",
+        "failover",
+        "--to",
+        "west",
+        "--candidate",
+        "orders-west-1",
     ]);
-    assert!(r.stdout.contains("promote orders-west-1 in west (planned)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("promote orders-west-1 in west (planned)"),
+        "{}",
+        r.stdout
+    );
 
     // Crash after the fence stage's checkpoint, then resume: the journal's
     // plan names the member, so the resumed run promotes it.
     let args = [
-        "switchover", "--to", "west", "--candidate", "orders-west-1", "--yes", "--output", "json",
+        "switchover",
+        "--to",
+        "west",
+        "--candidate",
+        "orders-west-1",
+        "--yes",
+        "--output",
+        "json",
     ];
     crash(&ws, &args, "checkpoint:2");
     let r = ws.run(&["resume", "--output", "json"]);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     let (p1, region, _) = pg_primary(&cluster).await.unwrap();
     assert_eq!((p1.as_str(), region.as_str()), ("orders-west-1", "west"));
-    assert_eq!(pg_tags(&cluster).await, ["before"], "nothing acknowledged lost");
+    assert_eq!(
+        pg_tags(&cluster).await,
+        ["before"],
+        "nothing acknowledged lost"
+    );
 
     // Back east, choosing east's second member this time: not the former
     // primary, which the controller would rejoin and could pick.
     let r = ws.run(&[
-        "failover", "--to", "east", "--candidate", "orders-east-2", "--yes", "--output", "json",
+        "failover",
+        "--to",
+        "east",
+        "--candidate",
+        "orders-east-2",
+        "--yes",
+        "--output",
+        "json",
     ]);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert_eq!(pg_primary(&cluster).await.unwrap().0, "orders-east-2");
@@ -141,11 +180,18 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
     // The primary is in east already, on another member than the one
     // chosen: a move within a region is refused, nothing done (exit 5).
     let r = ws.run(&[
-        "failover", "--to", "east", "--candidate", "orders-east-1", "--yes",
+        "failover",
+        "--to",
+        "east",
+        "--candidate",
+        "orders-east-1",
+        "--yes",
     ]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(
-        r.stderr.contains("orders-east-2 is already primary in east, not the chosen candidate orders-east-1"),
+        r.stderr.contains(
+            "orders-east-2 is already primary in east, not the chosen candidate orders-east-1"
+        ),
         "{}",
         r.stderr
     );
@@ -173,20 +219,121 @@ async fn mongodb_elects_the_chosen_member_and_keeps_it() {
         .await
         .is_some());
     let ws = Workspace::new(&sim.topology("catalog-lab"));
-    let r = ws.run(&["failover", "--to", "west", "--candidate", "catalog-south-arb", "--yes"]);
+    let r = ws.run(&[
+        "failover",
+        "--to",
+        "west",
+        "--candidate",
+        "catalog-south-arb",
+        "--yes",
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("is in region `south`"), "{}", r.stderr);
 
     let r = ws.run(&[
-        "switchover", "--to", "west", "--candidate", "catalog-west-2", "--yes", "--output", "json",
+        "switchover",
+        "--to",
+        "west",
+        "--candidate",
+        "catalog-west-2",
+        "--yes",
+        "--output",
+        "json",
     ]);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
-    assert_eq!(sim.primary().as_deref(), Some("catalog-west-2"), "{}", sim.describe());
+    assert_eq!(
+        sim.primary().as_deref(),
+        Some("catalog-west-2"),
+        "{}",
+        sim.describe()
+    );
     // Priority takeover would hand it to west-1 within a few election
     // timeouts if the priorities did not put west-2 on top; they do.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(sim.primary().as_deref(), Some("catalog-west-2"), "{}", sim.describe());
-    let r = ws.run(&["state", "--output", "json"]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        sim.primary().as_deref(),
+        Some("catalog-west-2"),
+        "{}",
+        sim.describe()
+    );
+
+    // The same through `switchyard serve`: the body's `candidate`, and the
+    // CLI's `--server` mode carrying `--candidate`.
+    let tokens = ws.path("tokens");
+    let operator = serve::token(&ws, &tokens, "operator");
+    let server = serve::Server::start(&ws, &tokens, "n1", &[]);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/v1/executions", server.url))
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"to": "east", "candidate": "catalog-west-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("member `catalog-west-1` of store `catalog` is in region `west`, not in the target region `east`"),
+        "{body}"
+    );
+    let doc: serde_json::Value = http
+        .get(format!("{}/v1/openapi.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["components"]["schemas"]["StartBody"]["properties"]["candidate"].is_object(),
+        "{}",
+        doc["components"]["schemas"]["StartBody"]
+    );
+    let remote = |args: &[&str]| {
+        let o = ws
+            .command(&[&["--server", server.url.as_str()], args].concat())
+            .env("SWITCHYARD_TOKEN", &operator)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = remote(&[
+        "plan",
+        "failover",
+        "--to",
+        "east",
+        "--candidate",
+        "catalog=catalog-east-1",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (cands, _) = plan_candidates(&out);
+    assert!(
+        cands.iter().any(|c| c == "\"promote\" catalog-east-1"),
+        "{cands:?}"
+    );
+    let (code, out, err) = remote(&[
+        "failover",
+        "--to",
+        "east",
+        "--candidate",
+        "catalog-east-1",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        sim.primary().as_deref(),
+        Some("catalog-east-1"),
+        "{}",
+        sim.describe()
+    );
+    drop(server);
     sim.shutdown();
 }
