@@ -318,11 +318,8 @@ arbiter = true
             "{}",
             err(&["pg-west-ro"])
         );
-        assert!(
-            err(&["m-arb"]).contains("it is an arbiter"),
-            "{}",
-            err(&["m-arb"])
-        );
+        let arb = resolve(&topology(), "witness", &["m-arb".to_string()]).unwrap_err();
+        assert!(arb.to_string().contains("it is an arbiter"), "{arb}");
         assert!(err(&["pg-west"]).contains("say which: --candidate STORE=pg-west"));
         assert!(err(&["catalog=pg-west"]).contains("it is hidden"));
         assert!(err(&["billing=x"]).contains("unknown store `billing`"));

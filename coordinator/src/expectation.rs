@@ -690,6 +690,25 @@ mod tests {
     }
 
     #[test]
+    fn primary_is_names_the_member_not_the_region() {
+        let s = state(vec![
+            member("w1", "west", Role::Primary),
+            member("w2", "west", Role::Secondary),
+        ]);
+        assert_eq!(primary_is("w1").check(&s), Ok(()));
+        assert_eq!(primary_in("west").check(&s), Ok(()));
+        assert_eq!(
+            primary_is("w2").check(&s),
+            Err("primary is w1 in west".to_string())
+        );
+        let down = state(vec![member("w1", "west", Role::Down)]);
+        assert!(primary_is("w1")
+            .check(&down)
+            .unwrap_err()
+            .starts_with("cannot be observed"));
+    }
+
+    #[test]
     fn parse_and_display_round_trip() {
         for text in [
             "has_primary",
@@ -697,6 +716,7 @@ mod tests {
             "and(primary_in(west), lag_below(1048576), followers_follow)",
             "or(primary_in(east), not(fenced))",
             "preferred_in(us-west-2)",
+            "and(primary_is(orders-west-2), followers_follow)",
         ] {
             let e: Expectation = text.parse().unwrap();
             assert_eq!(e.to_string(), text);

@@ -556,12 +556,14 @@ arbiter = true
         pg.repoint = true;
         pg.rejoin = true;
         pg.lag_bound = true;
+        pg.chosen_candidate = true;
         let mut mongo = Capability::none();
         mongo.planned_switchover = true;
         mongo.forced_failover = true;
         mongo.self_electing = true;
         mongo.sticky_priorities = true;
         mongo.lag_bound = true;
+        mongo.chosen_candidate = true;
         BTreeMap::from([("orders".into(), pg), ("catalog".into(), mongo)])
     }
 
@@ -745,6 +747,76 @@ arbiter = true
                 ("promote catalog".to_string(), 600_000),
                 ("re-point and rejoin".to_string(), DEFAULT_STAGE_TIMEOUT_MS),
             ]
+        );
+    }
+
+    #[test]
+    fn a_chosen_candidate_rides_on_its_store_steps_and_checkpoints() {
+        let t = topology(true);
+        let mut o = PlanOptions::new("west", Mode::Planned);
+        o.candidates.insert("orders".into(), "pg-west".into());
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        let aimed: Vec<String> = p
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter_map(|s| {
+                s.op.candidate()
+                    .map(|c| format!("{}:{}:{c}", s.store, s.op.name()))
+            })
+            .collect();
+        assert_eq!(
+            aimed,
+            [
+                "orders:check_readiness:pg-west",
+                "orders:wait_for_position:pg-west",
+                "orders:promote:pg-west"
+            ]
+        );
+        let orders: Vec<String> = p
+            .stages
+            .iter()
+            .flat_map(|s| &s.checkpoint)
+            .filter(|c| c.store == "orders")
+            .map(|c| c.expectation().to_string())
+            .collect();
+        assert!(
+            orders
+                .iter()
+                .any(|e| e.starts_with("and(primary_is(pg-west)")),
+            "{orders:?}"
+        );
+        assert!(
+            !orders.iter().any(|e| e.contains("primary_in")),
+            "{orders:?}"
+        );
+        validate(&p, &t, &caps()).unwrap();
+        let toml = p.to_toml().unwrap();
+        assert!(toml.contains("candidate = \"pg-west\""), "{toml}");
+        assert_eq!(parse_plan("p.toml", &toml).unwrap(), p);
+
+        // A controller that cannot honour it is named, with what it lacks.
+        let mut c = caps();
+        c.get_mut("orders").unwrap().chosen_candidate = false;
+        let e = plan_failover(&t, &c, &o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "store `orders` (postgres) cannot take part in a planned failover: its controller does not \
+             support promoting a chosen member (--candidate)"
+        );
+        assert!(validate(&p, &t, &c)
+            .unwrap_err()
+            .to_string()
+            .contains("does not support promoting a chosen member"));
+        // A member outside the target, and one of another store.
+        o.candidates.insert("orders".into(), "pg-east".into());
+        let e = plan_failover(&t, &caps(), &o).unwrap_err();
+        assert!(e.to_string().contains("is in region `east`"), "{e}");
+        o.candidates.insert("orders".into(), "m-west".into());
+        let e = plan_failover(&t, &caps(), &o).unwrap_err();
+        assert!(
+            e.to_string().contains("has no member named `m-west`"),
+            "{e}"
         );
     }
 

@@ -72,7 +72,7 @@ async fn conformance_suite_passes_against_the_simulator() {
         .with_test_writer()
         .try_init();
     let h = SimHarness {
-        // Two nodes in west: the `--candidate` case promotes the one the
+        // Two nodes in south: the `--candidate` case promotes the one the
         // controller would not have chosen.
         lab: Lab::start_with(4096, true).await,
     };
