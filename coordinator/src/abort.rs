@@ -506,7 +506,7 @@ pub fn plan_abort(
                     };
                     for (op, exp) in sequence::abort(a, cap)
                         .into_iter()
-                        .filter_map(|st| abort_step(st, region))
+                        .filter_map(|st| abort_step(st, region, None))
                     {
                         steps.push(step(op));
                         expect.extend(exp);
@@ -516,7 +516,7 @@ pub fn plan_abort(
                 Decision::Restore => {
                     for (op, _) in sequence::abort(sequence::Abort::Restore, cap)
                         .into_iter()
-                        .filter_map(|st| abort_step(st, &plan.target_region))
+                        .filter_map(|st| abort_step(st, &plan.target_region, None))
                     {
                         steps.push(step(op));
                     }
@@ -525,13 +525,21 @@ pub fn plan_abort(
                 }
                 Decision::Forward { .. } => {
                     let target = plan.target_region.clone();
+                    // Finishing the move keeps the member the operator
+                    // chose on top (`--candidate`, in the aborted plan).
+                    let chosen = plan
+                        .stages
+                        .iter()
+                        .flat_map(|s| &s.steps)
+                        .filter(|s| s.store == d.store)
+                        .find_map(|s| s.op.candidate());
                     // A forced failover's old primary is gone; it rejoins later.
                     let a = sequence::Abort::Forward {
                         planned: plan.mode == Mode::Planned,
                     };
                     for (op, exp) in sequence::abort(a, cap)
                         .into_iter()
-                        .filter_map(|st| abort_step(st, &target))
+                        .filter_map(|st| abort_step(st, &target, chosen))
                     {
                         steps.push(step(op));
                         expect.extend(exp);
@@ -568,14 +576,20 @@ pub fn plan_abort(
     }
 }
 
-/// An abort step as a plan step for `region`, with what its checkpoint
+/// An abort step as a plan step for `region` (aimed at `candidate` when the
+/// aborted plan chose one), with what its checkpoint
 /// expects of it. `None` for steps `sequence::abort` never yields (listed,
 /// so a new abort step cannot be forgotten here).
-fn abort_step(st: sequence::Step, region: &str) -> Option<(PlanOp, Option<Expectation>)> {
+fn abort_step(
+    st: sequence::Step,
+    region: &str,
+    candidate: Option<&str>,
+) -> Option<(PlanOp, Option<Expectation>)> {
     Some(match st {
         sequence::Step::MakeSticky => (
             PlanOp::MakeSticky {
                 target_region: region.to_string(),
+                candidate: candidate.map(str::to_string),
             },
             Some(preferred_in(region.to_string())),
         ),

@@ -159,6 +159,12 @@ pub struct Target {
     /// With --forced: promote even beyond the store's lag bound.
     #[arg(long, requires = "forced")]
     pub accept_data_loss: bool,
+    /// The member to promote (patronictl's `--candidate`): `MEMBER`, or
+    /// `STORE=MEMBER` when two stores have a member of that name; once
+    /// per store. It must be an electable member of the target region;
+    /// stores without one promote their best member there.
+    #[arg(long, value_name = "MEMBER")]
+    pub candidate: Vec<String>,
 }
 
 /// Timeouts written into a generated plan.
@@ -209,6 +215,12 @@ pub enum Command {
         /// Region every store should end up primary in.
         #[arg(long)]
         to: String,
+        /// The member to promote (patronictl's `--candidate`): `MEMBER`, or
+        /// `STORE=MEMBER` when two stores have a member of that name; once
+        /// per store. It must be an electable member of the target region;
+        /// stores without one promote their best member there.
+        #[arg(long, value_name = "MEMBER")]
+        candidate: Vec<String>,
         /// Plan timeouts.
         #[command(flatten)]
         timeouts: Timeouts,
@@ -821,6 +833,7 @@ fn plan_request(target: &Target, timeouts: &Timeouts) -> PlanRequest {
         mode: target.mode(),
         stage_timeout_ms: timeouts.stage_timeout_ms,
         catch_up_timeout_ms: timeouts.catch_up_timeout_ms,
+        candidates: target.candidate.clone(),
     }
 }
 
@@ -1027,18 +1040,22 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         }
         Command::Switchover {
             to,
+            candidate,
             timeouts,
             yes,
             output,
         } => {
-            service.target_region(&to)?;
-            service.refuse_unfenceable().await?;
             let target = Target {
                 to,
                 forced: false,
                 accept_data_loss: false,
+                candidate,
             };
-            let req = StartRequest::Failover(plan_request(&target, &timeouts));
+            let req = plan_request(&target, &timeouts);
+            service.target_region(&req.to)?;
+            service.candidates(&req)?;
+            service.refuse_unfenceable().await?;
+            let req = StartRequest::Failover(req);
             start(service, req, yes, output).await
         }
         Command::Run { plan, yes, output } => {

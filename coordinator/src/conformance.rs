@@ -316,7 +316,20 @@ impl<'h> Suite<'h> {
             mode,
             stage_timeout_ms: self.cfg.stage_timeout_ms,
             catch_up_timeout_ms: self.cfg.catch_up_timeout_ms,
+            candidates: vec![],
         }
+    }
+
+    /// The topology's electable members of `region`.
+    fn electable_in(&self, region: &str) -> Vec<String> {
+        self.service
+            .topology()
+            .stores
+            .iter()
+            .flat_map(|s| s.members_in(region))
+            .filter(|m| m.electable())
+            .map(|m| m.name.clone())
+            .collect()
     }
 
     /// Plan and run a failover of the store to `to` through the service.
@@ -566,6 +579,7 @@ macro_rules! cases {
 
 cases![
     observe,
+    chosen_candidate_is_promoted,
     readiness_refuses_lagging_target,
     planned_promote_refuses_unfenced_primary,
     planned_switchover_and_back,
@@ -832,6 +846,7 @@ pub async fn planned_promote_refuses_unfenced_primary(x: &Suite<'_>) -> CaseResu
             op: PlanOp::Promote {
                 target_region: target.clone(),
                 mode: Mode::Planned,
+                candidate: None,
             },
         }],
         checkpoint: vec![CheckpointEntry {
@@ -892,6 +907,94 @@ async fn abort(x: &Suite<'_>, id: Option<String>) -> Result<crate::service::Abor
         aborted.summary(x.store())
     );
     Ok(aborted)
+}
+
+/// `--candidate`: a planned switchover to a region with two electable
+/// members promotes the one the operator chose — not the one the
+/// controller's own readiness check picks — and keeps it primary through
+/// the last checkpoint (`primary_is`); the plan carries the member on its
+/// readiness, wait, promote and make-sticky steps. Skipped where the
+/// capability says the controller cannot honour a chosen member, or where
+/// no region but the primary's has two electable members (one location
+/// per region: the choice is the default).
+pub async fn chosen_candidate_is_promoted(x: &Suite<'_>) -> CaseResult {
+    if !x.cap.chosen_candidate {
+        return Ok(Verdict::Skipped(
+            "the controller cannot promote a chosen member (capability chosen_candidate)".into(),
+        ));
+    }
+    if !x.cap.planned_switchover {
+        return Ok(Verdict::Skipped("no planned switchover".into()));
+    }
+    let s0 = x.settle().await?;
+    let origin = s0.primary_region().unwrap_or_default().to_string();
+    let Some(target) = x
+        .service
+        .topology()
+        .regions
+        .iter()
+        .map(|r| r.name.clone())
+        .find(|r| *r != origin && x.electable_in(r).len() >= 2)
+    else {
+        return Ok(Verdict::Skipped(
+            "no region besides the primary's has two electable members".into(),
+        ));
+    };
+    // What the controller picks by itself: readiness names its candidate.
+    let probe = Operation::CheckReadiness {
+        target_region: target.clone(),
+        mode: switchyard_controller::PromoteMode::Planned,
+        candidate: None,
+    };
+    let default = x
+        .ctl
+        .execute(&probe, &switchyard_controller::OpContext::adhoc())
+        .await
+        .map_err(|e| format!("readiness of {target}: {e}"))?
+        .member;
+    let chosen = x
+        .electable_in(&target)
+        .into_iter()
+        .find(|m| Some(m) != default.as_ref())
+        .ok_or("every electable member of the target is the default")?;
+    let base = key_base();
+    x.write_keys(base, 10).await?;
+    let mut req = x.request(&target, Mode::Planned);
+    req.candidates = vec![chosen.clone()];
+    let plan = x
+        .service
+        .plan(&req)
+        .await
+        .map_err(|e| format!("planning with --candidate {chosen}: {e}"))?
+        .ok_or("planning with a candidate: already there")?;
+    let aimed: Vec<&str> = plan
+        .stages
+        .iter()
+        .flat_map(|s| &s.steps)
+        .filter_map(|s| s.op.candidate())
+        .collect();
+    ensure!(
+        !aimed.is_empty() && aimed.iter().all(|c| *c == chosen),
+        "the plan's steps name candidates {aimed:?}, not only {chosen}"
+    );
+    let out = x
+        .start(
+            &StartRequest::Failover(req),
+            &format!("switchover to {chosen} in {target}"),
+        )
+        .await?;
+    succeeded(&out, &format!("switchover to {chosen}"))?;
+    let s1 = x.settle().await?;
+    let primary = s1.primary().map(|p| p.name.clone());
+    ensure!(
+        primary.as_deref() == Some(chosen.as_str()),
+        "after a switchover with --candidate {chosen} (the default was {default:?}) the primary is {primary:?}"
+    );
+    x.assert_keys(base, 10, "after the switchover to the chosen member")
+        .await?;
+    x.back_to_origin().await?;
+    x.assert_keys(base, 10, "after switching back").await?;
+    Ok(Verdict::Passed)
 }
 
 /// Planned switchover to another region and failback: every acknowledged

@@ -812,7 +812,7 @@ mod tests {
                     s.following = s.primary.clone();
                     Outcome::done()
                 }
-                Operation::MakeSticky { target_region } => {
+                Operation::MakeSticky { target_region, .. } => {
                     s.preferred = target_region.clone();
                     Outcome::done()
                 }

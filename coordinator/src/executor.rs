@@ -576,6 +576,7 @@ mod tests {
         let promote = Operation::Promote {
             target_region: "west".into(),
             mode: switchyard_controller::PromoteMode::Planned,
+            candidate: None,
         };
         let mut records = vec![Record::Started {
             execution_id: "x".into(),
@@ -651,6 +652,7 @@ mod tests {
                 target_region: "west".into(),
                 position: pos,
                 timeout_ms: 1,
+                candidate: None,
             },
             Outcome::done(),
         );

@@ -19,6 +19,9 @@ pub enum Expectation {
     HasPrimary,
     /// Exactly one primary, located in this region.
     PrimaryIn(String),
+    /// Exactly one primary, and it is this member (the operator's
+    /// `--candidate`).
+    PrimaryIs(String),
     /// Exactly one reachable primary that is not fenced: the store takes
     /// writes, from exactly one member (what an abort must end with).
     OneWritablePrimary,
@@ -45,6 +48,10 @@ pub enum Expectation {
 /// Constructor for [`Expectation::HasPrimary`].
 pub fn has_primary() -> Expectation {
     Expectation::HasPrimary
+}
+/// Constructor for [`Expectation::PrimaryIs`].
+pub fn primary_is(member: impl Into<String>) -> Expectation {
+    Expectation::PrimaryIs(member.into())
 }
 /// Constructor for [`Expectation::OneWritablePrimary`].
 pub fn one_writable_primary() -> Expectation {
@@ -169,8 +176,9 @@ impl Expectation {
                 0 => Fails("no primary observed".into()),
                 n => Fails(format!("{n} primaries observed ({})", primaries(s))),
             },
-            Expectation::PrimaryIn(region) => match s.primary() {
-                Some(p) if &p.region == region => Holds,
+            Expectation::PrimaryIn(_) | Expectation::PrimaryIs(_) => match s.primary() {
+                Some(p) if matches!(self, Expectation::PrimaryIn(r) if r == &p.region) => Holds,
+                Some(p) if matches!(self, Expectation::PrimaryIs(m) if m == &p.name) => Holds,
                 Some(p) => Fails(format!("primary is {} in {}", p.name, p.region)),
                 None => match s.primaries().count() {
                     0 if s.members.iter().all(|m| !m.reachable) => {
@@ -465,6 +473,7 @@ impl fmt::Display for Expectation {
         match self {
             Expectation::HasPrimary => f.write_str("has_primary"),
             Expectation::PrimaryIn(r) => write!(f, "primary_in({r})"),
+            Expectation::PrimaryIs(m) => write!(f, "primary_is({m})"),
             Expectation::OneWritablePrimary => f.write_str("one_writable_primary"),
             Expectation::Fenced => f.write_str("fenced"),
             Expectation::AllMembersHealthy => f.write_str("all_members_healthy"),
@@ -533,7 +542,7 @@ struct Parser<'a> {
     depth: usize,
 }
 
-const NAMES: &str = "has_primary, primary_in(R), one_writable_primary, fenced, all_members_healthy, healthy_in(R), \
+const NAMES: &str = "has_primary, primary_in(R), primary_is(MEMBER), one_writable_primary, fenced, all_members_healthy, healthy_in(R), \
                      lag_below(BYTES), followers_follow, preferred_in(R), and(..), or(..), not(..)";
 
 impl Parser<'_> {
@@ -615,6 +624,7 @@ impl Parser<'_> {
         Ok(match name.as_str() {
             "has_primary" => Expectation::HasPrimary,
             "primary_in" => Expectation::PrimaryIn(self.arg()?),
+            "primary_is" => Expectation::PrimaryIs(self.arg()?),
             "one_writable_primary" => Expectation::OneWritablePrimary,
             "fenced" => Expectation::Fenced,
             "all_members_healthy" => Expectation::AllMembersHealthy,
@@ -680,6 +690,25 @@ mod tests {
     }
 
     #[test]
+    fn primary_is_names_the_member_not_the_region() {
+        let s = state(vec![
+            member("w1", "west", Role::Primary),
+            member("w2", "west", Role::Secondary),
+        ]);
+        assert_eq!(primary_is("w1").check(&s), Ok(()));
+        assert_eq!(primary_in("west").check(&s), Ok(()));
+        assert_eq!(
+            primary_is("w2").check(&s),
+            Err("primary is w1 in west".to_string())
+        );
+        let down = state(vec![member("w1", "west", Role::Down)]);
+        assert!(primary_is("w1")
+            .check(&down)
+            .unwrap_err()
+            .starts_with("cannot be observed"));
+    }
+
+    #[test]
     fn parse_and_display_round_trip() {
         for text in [
             "has_primary",
@@ -687,6 +716,7 @@ mod tests {
             "and(primary_in(west), lag_below(1048576), followers_follow)",
             "or(primary_in(east), not(fenced))",
             "preferred_in(us-west-2)",
+            "and(primary_is(orders-west-2), followers_follow)",
         ] {
             let e: Expectation = text.parse().unwrap();
             assert_eq!(e.to_string(), text);

@@ -719,6 +719,7 @@ mod tests {
         let op = switchyard_controller::Operation::Promote {
             target_region: to.into(),
             mode: mode.promote_mode(),
+            candidate: None,
         };
         let recs = vec![
             Record::Started {

@@ -8,7 +8,7 @@
 //!   history); [`cli`] and the server are adapters over it.
 //! - [`plan`]: the plan model (stages, steps, checkpoints), TOML/JSON.
 //! - [`expectation`]: composable checkpoint expectations.
-//! - [`planner`]: topology → plan.
+//! - [`planner`]: topology → plan; [`candidate`]: `--candidate`, the member the operator chose.
 //! - [`preview`]: what a plan will do to each store, shown before asking.
 //! - [`validate`]: loading hand-written plans, with file:line:field errors.
 //! - [`executor`]: the pure state machine deciding what happens next.
@@ -29,6 +29,7 @@
 pub mod abort;
 pub mod approval;
 pub mod backend;
+pub mod candidate;
 pub mod cli;
 pub mod conformance;
 pub mod driver;

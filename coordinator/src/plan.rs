@@ -164,6 +164,10 @@ pub enum PlanOp {
         target_region: String,
         /// Planned or forced.
         mode: Mode,
+        /// The member of `target_region` the operator chose
+        /// (`--candidate`); absent: the controller picks the best one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// See [`Operation::Fence`].
     Fence,
@@ -177,6 +181,10 @@ pub enum PlanOp {
         position: PositionSource,
         /// Give up after this many milliseconds.
         timeout_ms: u64,
+        /// The member of `target_region` the operator chose
+        /// (`--candidate`); absent: the controller picks the best one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// See [`Operation::Promote`].
     Promote {
@@ -184,6 +192,10 @@ pub enum PlanOp {
         target_region: String,
         /// Planned or forced.
         mode: Mode,
+        /// The member of `target_region` the operator chose
+        /// (`--candidate`); absent: the controller picks the best one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// See [`Operation::RepointFollowers`].
     RepointFollowers,
@@ -193,6 +205,10 @@ pub enum PlanOp {
     MakeSticky {
         /// Region that should stay primary.
         target_region: String,
+        /// The member of `target_region` the operator chose
+        /// (`--candidate`); absent: the controller picks the best one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// See [`Operation::Unfence`].
     Unfence,
@@ -229,13 +245,24 @@ impl PlanOp {
         }
     }
 
+    /// The member the operator chose for this step (`--candidate`), if any.
+    pub fn candidate(&self) -> Option<&str> {
+        match self {
+            PlanOp::CheckReadiness { candidate, .. }
+            | PlanOp::WaitForPosition { candidate, .. }
+            | PlanOp::Promote { candidate, .. }
+            | PlanOp::MakeSticky { candidate, .. } => candidate.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Region the step names, if any.
     pub fn region(&self) -> Option<&str> {
         match self {
             PlanOp::CheckReadiness { target_region, .. }
             | PlanOp::WaitForPosition { target_region, .. }
             | PlanOp::Promote { target_region, .. }
-            | PlanOp::MakeSticky { target_region } => Some(target_region),
+            | PlanOp::MakeSticky { target_region, .. } => Some(target_region),
             _ => None,
         }
     }
@@ -247,9 +274,11 @@ impl PlanOp {
             PlanOp::CheckReadiness {
                 target_region,
                 mode,
+                candidate,
             } => Operation::CheckReadiness {
                 target_region: target_region.clone(),
                 mode: mode.promote_mode(),
+                candidate: candidate.clone(),
             },
             PlanOp::Fence => Operation::Fence,
             PlanOp::CapturePosition => Operation::CapturePosition,
@@ -257,6 +286,7 @@ impl PlanOp {
                 target_region,
                 position,
                 timeout_ms,
+                candidate,
             } => Operation::WaitForPosition {
                 target_region: target_region.clone(),
                 position: match position {
@@ -264,18 +294,25 @@ impl PlanOp {
                     PositionSource::Captured(_) => captured?,
                 },
                 timeout_ms: *timeout_ms,
+                candidate: candidate.clone(),
             },
             PlanOp::Promote {
                 target_region,
                 mode,
+                candidate,
             } => Operation::Promote {
                 target_region: target_region.clone(),
                 mode: mode.promote_mode(),
+                candidate: candidate.clone(),
             },
             PlanOp::RepointFollowers => Operation::RepointFollowers,
             PlanOp::Rejoin => Operation::Rejoin,
-            PlanOp::MakeSticky { target_region } => Operation::MakeSticky {
+            PlanOp::MakeSticky {
+                target_region,
+                candidate,
+            } => Operation::MakeSticky {
                 target_region: target_region.clone(),
+                candidate: candidate.clone(),
             },
             PlanOp::Unfence => Operation::Unfence,
         })
@@ -288,10 +325,12 @@ impl fmt::Display for PlanOp {
             PlanOp::WaitForPosition {
                 target_region,
                 position: PositionSource::Captured(_),
+                candidate,
                 ..
             } => write!(
                 f,
-                "wait until {target_region} has replayed the captured position"
+                "wait until {} has replayed the captured position",
+                switchyard_controller::operation::in_region(candidate, target_region)
             ),
             other => match other.to_operation(None) {
                 Some(op) => write!(f, "{op}"),

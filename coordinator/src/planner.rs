@@ -7,9 +7,10 @@
 //! for each store are chosen from its controller's [`Capability`], so a plan
 //! never asks a store for something it cannot do.
 
+use crate::candidate::{CandidateError, Candidates};
 use crate::expectation::{
     all_members_healthy, fenced, followers_follow, has_primary, healthy_in, lag_below,
-    preferred_in, primary_in, Expectation,
+    preferred_in, primary_in, primary_is, Expectation,
 };
 use crate::plan::{
     Captured, CheckpointEntry, Mode, Plan, PlanOp, PositionSource, Stage, Step,
@@ -18,7 +19,7 @@ use crate::plan::{
 use crate::validate::find_cycle;
 use std::collections::{BTreeMap, BTreeSet};
 use switchyard_controller::sequence::{self, Kind, Phase, Step as SeqStep};
-use switchyard_controller::Capability;
+use switchyard_controller::{Capability, Need};
 use switchyard_topology::{Store, Topology};
 
 /// Why no plan could be made.
@@ -53,6 +54,9 @@ pub enum PlanningError {
         /// Missing capability.
         what: &'static str,
     },
+    /// A `--candidate` names a member that cannot be promoted there.
+    #[error("{0}")]
+    Candidate(#[from] CandidateError),
     /// No capability was given for a store.
     #[error("no controller for store `{0}`")]
     NoController(String),
@@ -89,6 +93,9 @@ pub struct PlanOptions {
     /// ([`Kind::PlannedSwitchover`] or [`Kind::ForcedFailover`]). A
     /// rollback's way back is [`Kind::Rollback`] (with [`Mode::Planned`]).
     pub sequence: Option<Kind>,
+    /// The member the operator chose per store (`--candidate`, see
+    /// [`crate::candidate`]); stores without one choose as always.
+    pub candidates: Candidates,
 }
 
 impl PlanOptions {
@@ -103,6 +110,7 @@ impl PlanOptions {
             stale_primaries: BTreeSet::new(),
             rejoin_there: BTreeSet::new(),
             sequence: None,
+            candidates: Candidates::new(),
         }
     }
 }
@@ -149,12 +157,21 @@ pub fn dependency_levels(topology: &Topology) -> Result<BTreeMap<String, usize>,
 }
 
 /// The plan operation of one canonical-sequence step, towards `target` in
-/// `mode` (a wait is for the position the sequence captured).
-pub fn plan_op(st: SeqStep, target: &str, mode: Mode, catch_up_timeout_ms: u64) -> PlanOp {
+/// `mode`, aimed at the operator's `candidate` when there is one (a wait is
+/// for the position the sequence captured).
+pub fn plan_op(
+    st: SeqStep,
+    target: &str,
+    candidate: Option<&str>,
+    mode: Mode,
+    catch_up_timeout_ms: u64,
+) -> PlanOp {
+    let candidate = candidate.map(str::to_string);
     match st {
         SeqStep::CheckReadiness => PlanOp::CheckReadiness {
             target_region: target.into(),
             mode,
+            candidate,
         },
         SeqStep::Fence => PlanOp::Fence,
         SeqStep::CapturePosition => PlanOp::CapturePosition,
@@ -162,13 +179,16 @@ pub fn plan_op(st: SeqStep, target: &str, mode: Mode, catch_up_timeout_ms: u64) 
             target_region: target.into(),
             position: PositionSource::Captured(Captured::Captured),
             timeout_ms: catch_up_timeout_ms,
+            candidate,
         },
         SeqStep::MakeSticky => PlanOp::MakeSticky {
             target_region: target.into(),
+            candidate,
         },
         SeqStep::Promote => PlanOp::Promote {
             target_region: target.into(),
             mode,
+            candidate,
         },
         SeqStep::RepointFollowers => PlanOp::RepointFollowers,
         SeqStep::Rejoin => PlanOp::Rejoin,
@@ -215,7 +235,26 @@ pub fn plan_failover(
                 region: target.into(),
             });
         }
+        if let Some(member) = opts.candidates.get(&s.name) {
+            crate::candidate::check(topology, &s.name, member, target)?;
+            if !cap.has(Need::ChosenCandidate) {
+                return Err(unsupported(Need::ChosenCandidate.what()));
+            }
+        }
         capof.insert(s.name.as_str(), cap);
+    }
+    if let Some(store) = opts.candidates.keys().find(|k| topology.store(k).is_none()) {
+        return Err(CandidateError::UnknownStore {
+            given: format!("{store}={}", opts.candidates[store]),
+            store: store.clone(),
+            known: topology
+                .stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+        .into());
     }
     let max_level = levels.values().copied().max().unwrap_or(0);
     // Every store's steps come from the one canonical sequence.
@@ -226,7 +265,22 @@ pub fn plan_failover(
     });
     let phase_of =
         |s: &Store, phase: Phase| sequence::in_phase(kind, &capof[s.name.as_str()], phase);
-    let plan_op = |st: SeqStep| plan_op(st, target, opts.mode, opts.catch_up_timeout_ms);
+    let candidate = |s: &Store| opts.candidates.get(&s.name).map(String::as_str);
+    let plan_op = |s: &Store, st: SeqStep| {
+        plan_op(
+            st,
+            target,
+            candidate(s),
+            opts.mode,
+            opts.catch_up_timeout_ms,
+        )
+    };
+    // Where the operator chose the member, the checkpoint names it: the
+    // region alone would pass with the wrong member promoted.
+    let primary_there = |s: &Store| match candidate(s) {
+        Some(m) => primary_is(m),
+        None => primary_in(target),
+    };
     let skip = |s: &Store| opts.already_there.contains(&s.name);
     let at_level = |l: usize| -> Vec<&Store> {
         topology
@@ -288,11 +342,11 @@ pub fn plan_failover(
     let mut checks = vec![];
     for s in &topology.stores {
         if skip(s) {
-            checks.push(entry(s, vec![primary_in(target)]));
+            checks.push(entry(s, vec![primary_there(s)]));
             continue;
         }
         for st in phase_of(s, Phase::Readiness) {
-            steps.push(step(s, plan_op(st)));
+            steps.push(step(s, plan_op(s, st)));
         }
         checks.push(entry(
             s,
@@ -320,7 +374,7 @@ pub fn plan_failover(
             let mut checks = vec![];
             for s in &group {
                 for st in phase_of(s, Phase::Fence) {
-                    steps.push(step(s, plan_op(st)));
+                    steps.push(step(s, plan_op(s, st)));
                 }
                 checks.push(entry(s, vec![fenced()]));
             }
@@ -353,9 +407,9 @@ pub fn plan_failover(
         let mut checks = vec![];
         for s in &there {
             for (_, st) in sequence::already_primary(&capof[s.name.as_str()]) {
-                steps.push(step(s, plan_op(st)));
+                steps.push(step(s, plan_op(s, st)));
             }
-            checks.push(entry(s, vec![primary_in(target), preferred_in(target)]));
+            checks.push(entry(s, vec![primary_there(s), preferred_in(target)]));
         }
         let all: Vec<&Store> = group.iter().chain(there.iter()).copied().collect();
         for s in &group {
@@ -363,9 +417,9 @@ pub fn plan_failover(
             // Planned: the preference first, so the election lands in the
             // target; forced: the new primary first (see `sequence`).
             for st in phase_of(s, Phase::Promote) {
-                steps.push(step(s, plan_op(st)));
+                steps.push(step(s, plan_op(s, st)));
             }
-            let mut expect = vec![primary_in(target)];
+            let mut expect = vec![primary_there(s)];
             if cap.sticky_priorities {
                 expect.push(preferred_in(target));
             }
@@ -391,13 +445,13 @@ pub fn plan_failover(
             continue;
         }
         if skip(s) {
-            checks.push(entry(s, vec![primary_in(target)]));
+            checks.push(entry(s, vec![primary_there(s)]));
             continue;
         }
         for st in phase_of(s, Phase::Reconcile) {
-            steps.push(step(s, plan_op(st)));
+            steps.push(step(s, plan_op(s, st)));
         }
-        let mut expect = vec![primary_in(target)];
+        let mut expect = vec![primary_there(s)];
         if cap.repoint {
             expect.push(followers_follow());
         }
@@ -514,12 +568,14 @@ arbiter = true
         pg.repoint = true;
         pg.rejoin = true;
         pg.lag_bound = true;
+        pg.chosen_candidate = true;
         let mut mongo = Capability::none();
         mongo.planned_switchover = true;
         mongo.forced_failover = true;
         mongo.self_electing = true;
         mongo.sticky_priorities = true;
         mongo.lag_bound = true;
+        mongo.chosen_candidate = true;
         BTreeMap::from([("orders".into(), pg), ("catalog".into(), mongo)])
     }
 
@@ -729,6 +785,76 @@ arbiter = true
                 ("promote catalog".to_string(), 600_000),
                 ("re-point and rejoin".to_string(), DEFAULT_STAGE_TIMEOUT_MS),
             ]
+        );
+    }
+
+    #[test]
+    fn a_chosen_candidate_rides_on_its_store_steps_and_checkpoints() {
+        let t = topology(true);
+        let mut o = PlanOptions::new("west", Mode::Planned);
+        o.candidates.insert("orders".into(), "pg-west".into());
+        let p = plan_failover(&t, &caps(), &o).unwrap();
+        let aimed: Vec<String> = p
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter_map(|s| {
+                s.op.candidate()
+                    .map(|c| format!("{}:{}:{c}", s.store, s.op.name()))
+            })
+            .collect();
+        assert_eq!(
+            aimed,
+            [
+                "orders:check_readiness:pg-west",
+                "orders:wait_for_position:pg-west",
+                "orders:promote:pg-west"
+            ]
+        );
+        let orders: Vec<String> = p
+            .stages
+            .iter()
+            .flat_map(|s| &s.checkpoint)
+            .filter(|c| c.store == "orders")
+            .map(|c| c.expectation().to_string())
+            .collect();
+        assert!(
+            orders
+                .iter()
+                .any(|e| e.starts_with("and(primary_is(pg-west)")),
+            "{orders:?}"
+        );
+        assert!(
+            !orders.iter().any(|e| e.contains("primary_in")),
+            "{orders:?}"
+        );
+        validate(&p, &t, &caps()).unwrap();
+        let toml = p.to_toml().unwrap();
+        assert!(toml.contains("candidate = \"pg-west\""), "{toml}");
+        assert_eq!(parse_plan("p.toml", &toml).unwrap(), p);
+
+        // A controller that cannot honour it is named, with what it lacks.
+        let mut c = caps();
+        c.get_mut("orders").unwrap().chosen_candidate = false;
+        let e = plan_failover(&t, &c, &o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "store `orders` (postgres) cannot take part in a planned failover: its controller does not \
+             support promoting a chosen member (--candidate)"
+        );
+        assert!(validate(&p, &t, &c)
+            .unwrap_err()
+            .to_string()
+            .contains("does not support promoting a chosen member"));
+        // A member outside the target, and one of another store.
+        o.candidates.insert("orders".into(), "pg-east".into());
+        let e = plan_failover(&t, &caps(), &o).unwrap_err();
+        assert!(e.to_string().contains("is in region `east`"), "{e}");
+        o.candidates.insert("orders".into(), "m-west".into());
+        let e = plan_failover(&t, &caps(), &o).unwrap_err();
+        assert!(
+            e.to_string().contains("has no member named `m-west`"),
+            "{e}"
         );
     }
 

@@ -10,13 +10,19 @@ use std::fmt::Write as _;
 use switchyard_controller::Role;
 use switchyard_topology::Topology;
 
-/// The stores a plan promotes, with the region each goes to.
-fn promotions(plan: &Plan) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// The stores a plan promotes, with the region each goes to and the
+/// member the operator chose there (`--candidate`), if any.
+fn promotions(plan: &Plan) -> Vec<(String, String, Option<String>)> {
+    let mut out: Vec<(String, String, Option<String>)> = Vec::new();
     for step in plan.stages.iter().flat_map(|s| &s.steps) {
-        if let PlanOp::Promote { target_region, .. } = &step.op {
-            if !out.iter().any(|(s, _)| s == &step.store) {
-                out.push((step.store.clone(), target_region.clone()));
+        if let PlanOp::Promote {
+            target_region,
+            candidate,
+            ..
+        } = &step.op
+        {
+            if !out.iter().any(|(s, _, _)| s == &step.store) {
+                out.push((step.store.clone(), target_region.clone(), candidate.clone()));
             }
         }
     }
@@ -78,7 +84,7 @@ pub fn render(
     let mut out = String::new();
     let _ = writeln!(out, "Preview: {}", plan.name);
     let forced = plan.mode != Mode::Planned;
-    for (store, region) in promotions(plan) {
+    for (store, region, chosen) in promotions(plan) {
         let spec = topology.stores.iter().find(|s| s.name == store);
         let Some((_, Ok(h))) = health.iter().find(|(n, _)| *n == store) else {
             let _ = writeln!(
@@ -92,11 +98,18 @@ pub fn render(
             _ => h.problem.clone().unwrap_or_else(|| "no primary".into()),
         };
         let elects = spec.is_some_and(|s| s.kind.elects());
-        let cand = candidate(topology, h, &region);
-        let to = match (cand, elects) {
-            (Some(c), false) => format!("{} ({region})", c.member),
-            (Some(c), true) => format!("{region}: the store elects, likely {}", c.member),
-            (None, _) => format!("{region}: no member observed there"),
+        let cand = match &chosen {
+            Some(m) => h.members.iter().find(|x| &x.member == m),
+            None => candidate(topology, h, &region),
+        };
+        let to = match (cand, elects, &chosen) {
+            (Some(c), _, Some(_)) => format!("{} ({region}, chosen by --candidate)", c.member),
+            (None, _, Some(m)) => {
+                format!("{m} ({region}, chosen by --candidate): not observed now")
+            }
+            (Some(c), false, None) => format!("{} ({region})", c.member),
+            (Some(c), true, None) => format!("{region}: the store elects, likely {}", c.member),
+            (None, _, None) => format!("{region}: no member observed there"),
         };
         let _ = writeln!(out, "  {store:<10} {now} → {to}");
         let pad = " ".repeat(13);
@@ -117,6 +130,24 @@ pub fn render(
                     .reason()
                     .map_or(String::new(), |r| format!(" ({r})"))
             );
+            // The lag guard will refuse this member: say so before asking.
+            let guarded = plan.mode != Mode::ForcedAcceptDataLoss;
+            let beyond = match (spec.and_then(|s| s.max_lag_bytes), c.lag_bytes) {
+                (Some(b), Some(l)) => l > b,
+                _ => false,
+            };
+            if guarded && beyond {
+                let _ = writeln!(
+                    out,
+                    "{pad}REFUSED: {} lags beyond the bound; the readiness check will refuse it{}",
+                    c.member,
+                    if forced {
+                        " (--accept-data-loss overrides)"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         let fenced = has_op(plan, &store, "fence");
         let waits = has_op(plan, &store, "wait_for_position");
@@ -168,7 +199,7 @@ pub fn render(
 pub fn forced_phrase(plan: &Plan) -> String {
     promotions(plan)
         .into_iter()
-        .map(|(s, _)| s)
+        .map(|(s, _, _)| s)
         .collect::<Vec<_>>()
         .join(" ")
 }

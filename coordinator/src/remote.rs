@@ -543,6 +543,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
         }
         Command::Switchover {
             to,
+            candidate,
             timeouts,
             yes,
             output,
@@ -551,6 +552,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 to,
                 forced: false,
                 accept_data_loss: false,
+                candidate,
             };
             let mut body = start_body(&target, &timeouts);
             body["mode"] = json!("switchover");
@@ -809,13 +811,18 @@ fn command_name(c: &Command) -> &'static str {
 }
 
 fn start_body(target: &crate::cli::Target, timeouts: &crate::cli::Timeouts) -> Value {
-    json!({
+    let mut body = json!({
         "to": target.to,
         "mode": if target.forced { "forced" } else { "planned" },
         "accept_data_loss": target.accept_data_loss,
         "stage_timeout_ms": timeouts.stage_timeout_ms,
         "catch_up_timeout_ms": timeouts.catch_up_timeout_ms,
-    })
+    });
+    // Only when given: a server from before `candidate` refuses the field.
+    if !target.candidate.is_empty() {
+        body["candidate"] = json!(target.candidate);
+    }
+    body
 }
 
 fn plan_of(v: &Value) -> Result<Option<Plan>, Exit> {

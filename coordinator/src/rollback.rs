@@ -375,7 +375,7 @@ pub fn plan_rollback(
         };
         let ops: Vec<PlanOp> = sequence::rollback(r, cap)
             .into_iter()
-            .map(|(_, st)| plan_op(st, region, Mode::Planned, timeouts.catch_up_ms))
+            .map(|(_, st)| plan_op(st, region, None, Mode::Planned, timeouts.catch_up_ms))
             .collect();
         let restores_preference = ops.iter().any(|o| matches!(o, PlanOp::MakeSticky { .. }));
         steps.extend(ops.into_iter().map(|op| Step {
@@ -489,6 +489,7 @@ mod tests {
                     op: PlanOp::Promote {
                         target_region: "west".into(),
                         mode,
+                        candidate: None,
                     },
                 }],
                 checkpoint: vec![],
@@ -613,7 +614,7 @@ mod tests {
             .collect();
         let canonical: Vec<String> = sequence::rollback(sequence::Rollback::Back, &cap)
             .into_iter()
-            .map(|(_, st)| plan_op(st, "east", Mode::Planned, 1000).to_string())
+            .map(|(_, st)| plan_op(st, "east", None, Mode::Planned, 1000).to_string())
             .collect();
         assert_eq!(ops, canonical);
         assert_eq!(canonical.len(), 7, "{canonical:?}");

@@ -10,6 +10,7 @@
 //! server answers `202`.
 
 use crate::approval::Identity;
+use crate::candidate::Candidates;
 use crate::driver::{Driver, DriverError, RunEnd};
 use crate::executor::Executor;
 use crate::failpoint::Failpoint;
@@ -168,6 +169,9 @@ pub struct PlanRequest {
     pub stage_timeout_ms: u64,
     /// How long a store may take to replay the fenced primary's final position.
     pub catch_up_timeout_ms: u64,
+    /// `--candidate` values (`MEMBER` or `STORE=MEMBER`, see
+    /// [`crate::candidate`]): the member to promote in those stores.
+    pub candidates: Vec<String>,
 }
 
 /// What to start.
@@ -730,6 +734,15 @@ impl Service {
         )))
     }
 
+    /// Resolves `req`'s `--candidate` values against the topology, before
+    /// any controller is built or any store contacted: a bad one is a
+    /// usage error naming the member and why.
+    pub fn candidates(&self, req: &PlanRequest) -> Result<Candidates, ServiceError> {
+        crate::candidate::resolve(&self.inner.topology(), &req.to, &req.candidates).map_err(|e| {
+            ServiceError::usage(format!("{}: {e}", self.inner.topology_file.display()))
+        })
+    }
+
     /// Observe every store (read-only).
     pub async fn state(&self) -> Result<StateReport, ServiceError> {
         let controllers = self.controllers()?;
@@ -787,6 +800,7 @@ impl Service {
     /// primary in the target already.
     pub async fn plan(&self, req: &PlanRequest) -> Result<Option<Plan>, ServiceError> {
         self.target_region(&req.to)?;
+        self.candidates(req)?;
         let controllers = self.controllers()?;
         self.inner.make_plan(&controllers, req, None).await
     }
@@ -798,6 +812,7 @@ impl Service {
         let (what, kind) = match req {
             StartRequest::Failover(p) => {
                 self.target_region(&p.to)?;
+                self.candidates(p)?;
                 ("failover", "failover")
             }
             StartRequest::PlanFile(_) | StartRequest::PlanText { .. } => ("run", "run"),
@@ -1134,6 +1149,7 @@ impl Service {
             mode: Mode::Planned,
             stage_timeout_ms,
             catch_up_timeout_ms,
+            candidates: vec![],
         };
         let out = inner
             .make_plan(&controllers, &req, Some(&states))
@@ -1156,6 +1172,7 @@ impl Service {
             .collect();
         let back_req = PlanRequest {
             to: origin.clone(),
+            candidates: vec![],
             ..req
         };
         let back = inner
@@ -1239,6 +1256,7 @@ impl Service {
             mode: Mode::Planned,
             stage_timeout_ms,
             catch_up_timeout_ms,
+            candidates: vec![],
         };
         let back = inner
             .make_plan(&controllers, &req, Some(&verified))
@@ -1472,6 +1490,8 @@ impl Inner {
         let mut opts = PlanOptions::new(to, req.mode);
         opts.stage_timeout_ms = req.stage_timeout_ms;
         opts.catch_up_timeout_ms = req.catch_up_timeout_ms;
+        opts.candidates = crate::candidate::resolve(&self.topology(), to, &req.candidates)
+            .map_err(|e| ServiceError::usage(format!("{}: {e}", self.topology_file.display())))?;
         let fresh;
         let observed = match observed {
             Some(o) => o,
@@ -1484,6 +1504,19 @@ impl Inner {
         for (name, s) in observed {
             let Ok(s) = s else { continue };
             // With a split brain the primary is the one on the newest history.
+            if let (Some(p), Some(c)) = (s.newest_primary(), opts.candidates.get(name)) {
+                if p.region == to && &p.name != c {
+                    return Err(ServiceError::new(
+                        ErrorKind::Refused,
+                        format!(
+                            "store `{name}`: {}; nothing was done",
+                            switchyard_controller::operation::other_primary_in_target(
+                                &p.name, to, c
+                            )
+                        ),
+                    ));
+                }
+            }
             if s.newest_primary().is_some_and(|p| p.region == to) {
                 opts.already_there.insert(name.clone());
                 let sticky = caps.get(name).is_some_and(|c| c.sticky_priorities);

@@ -285,7 +285,11 @@ pub fn validate(
 /// The capability a step lacks, by the one table in `switchyard-controller`.
 fn op_unsupported(op: &PlanOp, cap: &Capability) -> Option<&'static str> {
     let need = op.need();
-    (!cap.has(need)).then(|| need.what())
+    if !cap.has(need) {
+        return Some(need.what());
+    }
+    let chosen = switchyard_controller::Need::ChosenCandidate;
+    (op.candidate().is_some() && !cap.has(chosen)).then(|| chosen.what())
 }
 
 fn validate_source(
@@ -406,6 +410,10 @@ fn validate_source(
             if let Some(r) = step.op.region() {
                 if !regions.contains(&r) {
                     issues.push(src.issue(&field("target_region"), unknown_region(r)));
+                } else if let Some(c) = step.op.candidate() {
+                    if let Err(e) = crate::candidate::check(topology, &step.store, c, r) {
+                        issues.push(src.issue(&field("candidate"), e.to_string()));
+                    }
                 }
             }
             if let Some(cap) = caps.get(&step.store) {

@@ -57,6 +57,11 @@ pub struct Capability {
     pub priorities: Priorities,
     /// Replication lag is observable and a lag bound can be enforced.
     pub lag_bound: bool,
+    /// The operator can choose which member of the target region becomes
+    /// primary (`--candidate`): readiness judges it, the wait waits for it,
+    /// the promotion promotes exactly it and priorities keep it there.
+    #[serde(default)]
+    pub chosen_candidate: bool,
     /// How long one mutating operation is expected to take, when that is
     /// far beyond a stage's default timeout (Cosmos DB's ARM operations take
     /// minutes). The planner gives every stage with a mutating step for
@@ -80,6 +85,7 @@ impl Capability {
             sticky_priorities: false,
             priorities: Priorities::None,
             lag_bound: false,
+            chosen_candidate: false,
             expected_operation_ms: None,
         }
     }
@@ -139,6 +145,12 @@ impl Capability {
         self
     }
 
+    /// With promotion of a member the operator chose.
+    pub const fn with_chosen_candidate(mut self) -> Self {
+        self.chosen_candidate = true;
+        self
+    }
+
     /// Mutating operations take about `ms` milliseconds.
     pub const fn with_expected_operation_ms(mut self, ms: u64) -> Self {
         self.expected_operation_ms = Some(ms);
@@ -164,6 +176,7 @@ impl Capability {
             Need::Repoint => self.repoint,
             Need::Rejoin => self.rejoin,
             Need::StickyPriorities => self.sticky_priorities,
+            Need::ChosenCandidate => self.chosen_candidate,
         }
     }
 
@@ -171,6 +184,11 @@ impl Capability {
     pub fn gate(&self, op: &Operation) -> Gate {
         let need = op.need();
         if self.has(need) {
+            // A chosen member the store cannot honour is refused, never
+            // silently replaced by the controller's own choice.
+            if op.candidate().is_some() && !self.has(Need::ChosenCandidate) {
+                return Gate::Unsupported(Need::ChosenCandidate.what());
+            }
             return Gate::Run;
         }
         match need {
@@ -207,6 +225,9 @@ pub enum Need {
     Rejoin,
     /// [`Capability::sticky_priorities`].
     StickyPriorities,
+    /// [`Capability::chosen_candidate`]: needed on top of the step's own
+    /// need by every step that names a candidate.
+    ChosenCandidate,
 }
 
 impl Need {
@@ -221,6 +242,7 @@ impl Need {
             Need::Repoint => "re-pointing followers",
             Need::Rejoin => "rejoining a former primary",
             Need::StickyPriorities => "sticky priorities",
+            Need::ChosenCandidate => "promoting a chosen member (--candidate)",
         }
     }
 
@@ -269,7 +291,8 @@ mod tests {
         assert_eq!(pg.gate(&Operation::Fence), Gate::Run);
         assert!(matches!(
             pg.gate(&Operation::MakeSticky {
-                target_region: "w".into()
+                target_region: "w".into(),
+                candidate: Some("pg-w2".into()),
             }),
             Gate::NotNeeded(_)
         ));
@@ -279,9 +302,21 @@ mod tests {
             Gate::NotNeeded(_)
         ));
         assert_eq!(mongo.gate(&Operation::Fence), Gate::Unsupported("fencing"));
+        let promote = Operation::Promote {
+            target_region: "w".into(),
+            mode: PromoteMode::Planned,
+            candidate: Some("m-w2".into()),
+        };
+        let planned = mongo.with_planned_switchover();
+        assert_eq!(
+            planned.gate(&promote),
+            Gate::Unsupported("promoting a chosen member (--candidate)")
+        );
+        assert_eq!(planned.with_chosen_candidate().gate(&promote), Gate::Run);
         assert_eq!(
             mongo.gate(&Operation::MakeSticky {
-                target_region: "w".into()
+                target_region: "w".into(),
+                candidate: None,
             }),
             Gate::Unsupported("sticky priorities")
         );

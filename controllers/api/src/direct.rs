@@ -48,6 +48,7 @@ async fn run_sequence(
     c: &dyn Controller,
     kind: Kind,
     target_region: &str,
+    candidate: Option<&str>,
     mode: PromoteMode,
     ctx: &OpContext,
     timeout: Duration,
@@ -57,7 +58,13 @@ async fn run_sequence(
     let mut captured = None;
     for (_, step) in sequence::steps(kind, &cap) {
         let op = step
-            .operation(target_region, mode, captured, timeout.as_millis() as u64)
+            .operation(
+                target_region,
+                candidate,
+                mode,
+                captured,
+                timeout.as_millis() as u64,
+            )
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::Protocol,
@@ -89,10 +96,23 @@ pub async fn planned_switchover(
     ctx: &OpContext,
     timeout: Duration,
 ) -> Result<Vec<Step>, Error> {
+    planned_switchover_of(c, target_region, None, ctx, timeout).await
+}
+
+/// [`planned_switchover`] promoting exactly `candidate` (a member of
+/// `target_region`) when it is `Some`, as `--candidate` does.
+pub async fn planned_switchover_of(
+    c: &dyn Controller,
+    target_region: &str,
+    candidate: Option<&str>,
+    ctx: &OpContext,
+    timeout: Duration,
+) -> Result<Vec<Step>, Error> {
     run_sequence(
         c,
         Kind::PlannedSwitchover,
         target_region,
+        candidate,
         PromoteMode::Planned,
         ctx,
         timeout,
@@ -113,6 +133,7 @@ pub async fn forced_failover(
         c,
         Kind::ForcedFailover,
         target_region,
+        None,
         PromoteMode::Forced { accept_data_loss },
         ctx,
         Duration::from_secs(60),

@@ -31,7 +31,7 @@ pub use fencing::{FencingToken, Stamp, TokenRecord};
 pub use last_known::{LastKnown, Recorded, Remembered};
 pub use layers::{layered, Layer};
 pub use notation::Notation;
-pub use operation::{DataLossEstimate, Operation, Outcome, PromoteMode};
+pub use operation::{is_target, DataLossEstimate, Operation, Outcome, PromoteMode};
 pub use secret_vars::SecretVars;
 pub use state::{History, Lag, MemberState, ObservedState, Position, Role, Term};
 pub use switchyard_topology::StoreKind;

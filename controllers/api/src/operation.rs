@@ -33,6 +33,10 @@ pub enum Operation {
         target_region: String,
         /// Planned switchover or forced failover.
         mode: PromoteMode,
+        /// The member to judge (the one to be promoted), chosen by the operator (`--candidate`);
+        /// `None`: the controller picks the best one of the region.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// Make the current primary refuse new writes and end its write sessions.
     Fence,
@@ -46,6 +50,10 @@ pub enum Operation {
         position: Position,
         /// Give up after this many milliseconds.
         timeout_ms: u64,
+        /// The member that must catch up, chosen by the operator (`--candidate`);
+        /// `None`: the controller picks the best one of the region.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// Make a member of `target_region` primary.
     Promote {
@@ -53,6 +61,10 @@ pub enum Operation {
         target_region: String,
         /// Planned or forced.
         mode: PromoteMode,
+        /// The member to promote, chosen by the operator (`--candidate`);
+        /// `None`: the controller picks the best one of the region.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// Point every other follower at the new primary.
     RepointFollowers,
@@ -63,6 +75,10 @@ pub enum Operation {
     MakeSticky {
         /// Region that should stay primary.
         target_region: String,
+        /// The member that must outrank the rest of the region, chosen by the operator (`--candidate`);
+        /// `None`: the controller picks the best one of the region.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
     },
     /// Undo a fence on the current primary (abort of a planned switchover).
     Unfence,
@@ -99,6 +115,17 @@ impl Operation {
         }
     }
 
+    /// The member the operator chose for this step (`--candidate`), if any.
+    pub fn candidate(&self) -> Option<&str> {
+        match self {
+            Operation::CheckReadiness { candidate, .. }
+            | Operation::WaitForPosition { candidate, .. }
+            | Operation::Promote { candidate, .. }
+            | Operation::MakeSticky { candidate, .. } => candidate.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether the operation changes the store (read-only ones are not
     /// fenced: any coordinator may look).
     pub fn is_mutating(&self) -> bool {
@@ -117,29 +144,73 @@ impl fmt::Display for Operation {
             Operation::CheckReadiness {
                 target_region,
                 mode,
+                candidate,
             } => {
-                write!(f, "check readiness of {target_region} ({})", mode_str(mode))
+                write!(
+                    f,
+                    "check readiness of {} ({})",
+                    in_region(candidate, target_region),
+                    mode_str(mode)
+                )
             }
             Operation::Fence => f.write_str("fence the current primary"),
             Operation::CapturePosition => f.write_str("capture the final position"),
             Operation::WaitForPosition {
                 target_region,
                 position,
+                candidate,
                 ..
-            } => write!(f, "wait until {target_region} has replayed {position}"),
+            } => write!(
+                f,
+                "wait until {} has replayed {position}",
+                in_region(candidate, target_region)
+            ),
             Operation::Promote {
                 target_region,
                 mode,
+                candidate,
             } => {
-                write!(f, "promote {target_region} ({})", mode_str(mode))
+                write!(
+                    f,
+                    "promote {} ({})",
+                    in_region(candidate, target_region),
+                    mode_str(mode)
+                )
             }
             Operation::RepointFollowers => f.write_str("re-point followers"),
             Operation::Rejoin => f.write_str("rejoin the former primary as a follower"),
-            Operation::MakeSticky { target_region } => {
-                write!(f, "make {target_region} preferred")
+            Operation::MakeSticky {
+                target_region,
+                candidate,
+            } => {
+                write!(f, "make {} preferred", in_region(candidate, target_region))
             }
             Operation::Unfence => f.write_str("unfence the primary"),
         }
+    }
+}
+
+/// Whether a member `name` of `region` is what a step towards
+/// `target_region` aims at: any member of the region, or exactly the
+/// operator's `candidate` when there is one.
+pub fn is_target(name: &str, region: &str, target_region: &str, candidate: Option<&str>) -> bool {
+    region == target_region && candidate.is_none_or(|c| c == name)
+}
+
+/// Why a primary found in the target region is not the operator's choice:
+/// Switchyard moves primaries between regions, not within one.
+pub fn other_primary_in_target(primary: &str, region: &str, candidate: &str) -> String {
+    format!(
+        "{primary} is already primary in {region}, not the chosen candidate {candidate}; \
+         a move within a region is not a failover (choose {primary}, or no candidate)"
+    )
+}
+
+/// `west`, or `pg-west-2 in west` when the operator chose the member.
+pub fn in_region(candidate: &Option<String>, region: &str) -> String {
+    match candidate {
+        Some(c) => format!("{c} in {region}"),
+        None => region.to_string(),
     }
 }
 

@@ -60,21 +60,25 @@ pub enum Step {
 }
 
 impl Step {
-    /// The operation, for `target_region` in `mode`. `captured` is what the
+    /// The operation, for `target_region` in `mode`, aimed at `candidate`
+    /// when the operator chose one. `captured` is what the
     /// sequence's `CapturePosition` returned (`None` before it ran, or for
     /// steps that need none: then `WaitForCaptured` yields `None`).
     pub fn operation(
         self,
         target_region: &str,
+        candidate: Option<&str>,
         mode: PromoteMode,
         captured: Option<Position>,
         wait_timeout_ms: u64,
     ) -> Option<Operation> {
         let t = target_region.to_string();
+        let candidate = candidate.map(str::to_string);
         Some(match self {
             Step::CheckReadiness => Operation::CheckReadiness {
                 target_region: t,
                 mode,
+                candidate,
             },
             Step::Fence => Operation::Fence,
             Step::CapturePosition => Operation::CapturePosition,
@@ -82,11 +86,16 @@ impl Step {
                 target_region: t,
                 position: captured?,
                 timeout_ms: wait_timeout_ms,
+                candidate,
             },
-            Step::MakeSticky => Operation::MakeSticky { target_region: t },
+            Step::MakeSticky => Operation::MakeSticky {
+                target_region: t,
+                candidate,
+            },
             Step::Promote => Operation::Promote {
                 target_region: t,
                 mode,
+                candidate,
             },
             Step::RepointFollowers => Operation::RepointFollowers,
             Step::Rejoin => Operation::Rejoin,
@@ -367,7 +376,7 @@ mod tests {
                         history: crate::History(1),
                         offset: 1,
                     });
-                    let op = s.operation("west", mode, pos, 1).unwrap();
+                    let op = s.operation("west", None, mode, pos, 1).unwrap();
                     assert!(cap.has(op.need()), "{kind:?} {op} with {cap:?}");
                 }
             }

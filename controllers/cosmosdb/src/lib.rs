@@ -134,6 +134,9 @@ impl CosmosController {
             .with_rejoin()
             .with_sticky_priorities(Priorities::Durable)
             .with_expected_operation_ms(EXPECTED_OPERATION_MS)
+            // One location per region: the chosen member of a region is
+            // that region's location, which is what every operation moves.
+            .with_chosen_candidate()
     }
 }
 

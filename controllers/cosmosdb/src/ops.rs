@@ -25,15 +25,18 @@ impl CosmosController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
+                ..
             } => self.readiness(target_region, *mode).await,
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Planned,
+                ..
             }
-            | Operation::MakeSticky { target_region } => self.move_writes(target_region).await,
+            | Operation::MakeSticky { target_region, .. } => self.move_writes(target_region).await,
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Forced { accept_data_loss },
+                ..
             } => self.forced(target_region, *accept_data_loss).await,
             Operation::Rejoin => self.rejoin().await,
             // The capability layer answers the rest (the service fences

@@ -14,6 +14,7 @@ fn promote(to: &str) -> Operation {
     Operation::Promote {
         target_region: to.into(),
         mode: PromoteMode::Planned,
+        candidate: None,
     }
 }
 
@@ -84,6 +85,7 @@ async fn multi_region_write_accounts_change_priorities_only() {
             &Operation::CheckReadiness {
                 target_region: "west".into(),
                 mode: PromoteMode::Planned,
+                candidate: None,
             },
             &ctx,
         )
@@ -117,6 +119,7 @@ async fn multi_region_write_accounts_change_priorities_only() {
                 mode: PromoteMode::Forced {
                     accept_data_loss: true,
                 },
+                candidate: None,
             },
             &ctx,
         )

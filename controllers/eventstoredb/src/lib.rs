@@ -117,6 +117,7 @@ impl EsdbController {
             .with_self_electing()
             .with_sticky_priorities(Priorities::RuntimeOnly)
             .with_lag_bound()
+            .with_chosen_candidate()
     }
 
     /// A client discovering the leader through gossip (appends, reads and

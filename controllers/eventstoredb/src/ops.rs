@@ -26,29 +26,48 @@ impl EsdbController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
-            } => self.readiness(target_region, *mode).await,
+                candidate,
+            } => {
+                self.readiness(target_region, candidate.as_deref(), *mode)
+                    .await
+            }
             Operation::CapturePosition => self.capture().await,
             Operation::WaitForPosition {
                 target_region,
                 position,
                 timeout_ms,
+                candidate,
             } => {
-                self.wait_position(target_region, position, Duration::from_millis(*timeout_ms))
-                    .await
+                self.wait_position(
+                    target_region,
+                    candidate.as_deref(),
+                    position,
+                    Duration::from_millis(*timeout_ms),
+                )
+                .await
             }
-            Operation::MakeSticky { target_region } => {
+            Operation::MakeSticky {
+                target_region,
+                candidate,
+            } => {
                 let c = self.control(ctx).await?;
-                self.make_sticky(target_region, c).await
+                self.make_sticky(target_region, candidate.as_deref(), c)
+                    .await
             }
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Planned,
-            } => self.promote_planned(target_region, ctx).await,
+                candidate,
+            } => {
+                self.promote_planned(target_region, candidate.as_deref(), ctx)
+                    .await
+            }
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Forced { accept_data_loss },
+                candidate,
             } => {
-                self.promote_forced(target_region, *accept_data_loss, ctx)
+                self.promote_forced(target_region, candidate.as_deref(), *accept_data_loss, ctx)
                     .await
             }
             Operation::Rejoin => {
@@ -106,12 +125,40 @@ impl EsdbController {
         &self.cfg.nodes[v.idx].region
     }
 
+    /// Whether `v` is where a step towards `target` (and `chosen`, the
+    /// operator's `--candidate`) aims.
+    fn is_target(&self, v: &NodeView, target: &str, chosen: Option<&str>) -> bool {
+        switchyard_controller::is_target(self.name(v), self.region(v), target, chosen)
+    }
+
+    /// Refuses a leader of `target` that is not the operator's choice.
+    fn refuse_other_leader(&self, v: &NodeView, target: &str, chosen: Option<&str>) -> R<()> {
+        match chosen {
+            Some(c) if self.region(v) == target && self.name(v) != c => Err(EsdbError::new(
+                ErrorKind::Refused,
+                switchyard_controller::operation::other_primary_in_target(self.name(v), target, c),
+            )
+            .member(self.name(v))),
+            _ => Ok(()),
+        }
+    }
+
+    /// What to say when `candidates` found none.
+    fn no_candidate(&self, what: String, chosen: Option<&str>) -> String {
+        match chosen {
+            Some(c) => format!("the chosen candidate {c} is not {what}"),
+            None => format!("no {what}"),
+        }
+    }
+
     /// Reachable electable nodes of `region` in one of `states`, best
-    /// (highest writer checkpoint) first.
+    /// (highest writer checkpoint) first — only `chosen` when the operator
+    /// chose.
     fn candidates<'a>(
         &self,
         snap: &'a Snapshot,
         region: &str,
+        chosen: Option<&str>,
         states: &[VNodeState],
     ) -> Vec<&'a NodeView> {
         let mut c: Vec<&NodeView> = snap
@@ -122,6 +169,7 @@ impl EsdbController {
                 v.reachable
                     && s.electable
                     && s.region == region
+                    && chosen.is_none_or(|c| c == s.name)
                     && v.info
                         .as_ref()
                         .and_then(|i| i.state)
@@ -178,10 +226,11 @@ impl EsdbController {
         Ok((l.idx, i.writer, i.epoch_number))
     }
 
-    async fn readiness(&self, target: &str, mode: PromoteMode) -> R<Outcome> {
+    async fn readiness(&self, target: &str, chosen: Option<&str>, mode: PromoteMode) -> R<Outcome> {
         self.require_region(target)?;
         let snap = self.snapshot().await;
         if let Some(l) = snap.leader() {
+            self.refuse_other_leader(l, target, chosen)?;
             if self.region(l) == target {
                 return Ok(Outcome::already_done()
                     .with_member(self.name(l))
@@ -194,11 +243,14 @@ impl EsdbController {
                 if let Some(e) = self.no_quorum(&snap) {
                     return Err(EsdbError::new(ErrorKind::NotReady, e.to_string()));
                 }
-                let cands = self.candidates(&snap, target, &[VNodeState::Follower]);
+                let cands = self.candidates(&snap, target, chosen, &[VNodeState::Follower]);
                 let best = cands.first().ok_or_else(|| {
                     EsdbError::new(
                         ErrorKind::NotReady,
-                        format!("no reachable follower in {target} that can be elected"),
+                        self.no_candidate(
+                            format!("a reachable follower in {target} that can be elected"),
+                            chosen,
+                        ),
                     )
                 })?;
                 let lag = lw - best.info.as_ref().map_or(0, |i| i.writer);
@@ -214,11 +266,14 @@ impl EsdbController {
                 if let Some(e) = self.no_quorum(&snap) {
                     return Err(e);
                 }
-                let cands = self.candidates(&snap, target, ELECTABLE_STATES);
+                let cands = self.candidates(&snap, target, chosen, ELECTABLE_STATES);
                 let best = cands.first().ok_or_else(|| {
                     EsdbError::new(
                         ErrorKind::Refused,
-                        format!("no reachable electable node in {target}"),
+                        self.no_candidate(
+                            format!("a reachable electable node in {target}"),
+                            chosen,
+                        ),
                     )
                 })?;
                 let last = last_known_writer(&snap);
@@ -260,11 +315,22 @@ impl EsdbController {
             }))
     }
 
-    async fn wait_position(&self, target: &str, pos: &Position, timeout: Duration) -> R<Outcome> {
+    async fn wait_position(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+        pos: &Position,
+        timeout: Duration,
+    ) -> R<Outcome> {
         let deadline = Instant::now() + timeout;
         loop {
             let snap = self.snapshot().await;
-            let cands = self.candidates(&snap, target, &[VNodeState::Follower, VNodeState::Leader]);
+            let cands = self.candidates(
+                &snap,
+                target,
+                chosen,
+                &[VNodeState::Follower, VNodeState::Leader],
+            );
             if let Some(best) = cands.first() {
                 let w = best.info.as_ref().map_or(0, |i| i.writer);
                 if w >= pos.offset as i64 {
@@ -292,19 +358,30 @@ impl EsdbController {
             } else if Instant::now() >= deadline {
                 return Err(EsdbError::new(
                     ErrorKind::Timeout,
-                    format!("no reachable follower in {target} within {timeout:?}"),
+                    format!(
+                        "{} within {timeout:?}",
+                        self.no_candidate(format!("a reachable follower in {target}"), chosen)
+                    ),
                 ));
             }
             tokio::time::sleep(POLL).await;
         }
     }
 
-    fn desired(&self, target: &str) -> std::collections::BTreeMap<String, i64> {
+    /// The priorities that prefer `target`, and `chosen` one above the
+    /// rest of it (the election among caught-up nodes goes to it).
+    fn desired(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+    ) -> std::collections::BTreeMap<String, i64> {
         self.cfg
             .nodes
             .iter()
             .map(|n| {
-                let p = if n.region == target && n.electable {
+                let p = if n.region == target && n.electable && chosen == Some(n.name.as_str()) {
+                    PREFERRED_PRIORITY + 1
+                } else if n.region == target && n.electable {
                     PREFERRED_PRIORITY
                 } else {
                     OTHER_PRIORITY
@@ -316,9 +393,9 @@ impl EsdbController {
 
     /// Set runtime priorities toward `target` on every reachable node and
     /// record them in the control metadata.
-    async fn make_sticky(&self, target: &str, mut c: Control) -> R<Outcome> {
+    async fn make_sticky(&self, target: &str, chosen: Option<&str>, mut c: Control) -> R<Outcome> {
         self.require_region(target)?;
-        let want = self.desired(target);
+        let want = self.desired(target, chosen);
         let snap = self.snapshot().await;
         let mut changed = Vec::new();
         let mut notes = Vec::new();
@@ -385,7 +462,12 @@ impl EsdbController {
         }
     }
 
-    async fn promote_planned(&self, target: &str, ctx: &OpContext) -> R<Outcome> {
+    async fn promote_planned(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+        ctx: &OpContext,
+    ) -> R<Outcome> {
         self.require_region(target)?;
         // A resignation left half done by a crash: wait for its election.
         let mut snap = self.snapshot().await;
@@ -393,19 +475,19 @@ impl EsdbController {
             snap = self.wait_leader(-1, self.cfg.catch_up).await?;
         }
         if let Some(l) = snap.leader() {
-            if self.region(l) == target {
+            if self.is_target(l, target, chosen) {
                 return Ok(Outcome::already_done()
                     .with_member(self.name(l))
                     .with_note(format!("{} already leads in {target}", self.name(l))));
             }
         }
         let c = self.control(ctx).await?;
-        let sticky = self.make_sticky(target, c).await?;
+        let sticky = self.make_sticky(target, chosen, c).await?;
         let mut notes = sticky.notes;
         for attempt in 1..=RESIGN_ATTEMPTS {
             let snap = self.snapshot().await;
             let (l, lw, epoch) = self.leader_of(&snap)?;
-            if self.cfg.nodes[l].region == target {
+            if self.is_target(&snap.nodes[l], target, chosen) {
                 return self.verified(l, notes, ctx).await;
             }
             // Resign only once the target's best candidate holds everything
@@ -414,6 +496,7 @@ impl EsdbController {
             let reached = self
                 .wait_position(
                     target,
+                    chosen,
                     &Position {
                         history: History(epoch.max(0) as u64),
                         offset: lw.max(0) as u64,
@@ -432,7 +515,7 @@ impl EsdbController {
                 .map_err(|e| EsdbError::client("ResignNode", e).member(&old))?;
             let after = self.wait_leader(epoch, self.cfg.catch_up).await?;
             let (nl, _, ne) = self.leader_of(&after)?;
-            if self.cfg.nodes[nl].region == target {
+            if self.is_target(&after.nodes[nl], target, chosen) {
                 notes.push(format!(
                     "{old} resigned at writer checkpoint {lw}; {} elected in epoch {ne} ({cand} had caught up)",
                     self.cfg.nodes[nl].name
@@ -525,7 +608,13 @@ impl EsdbController {
         )))
     }
 
-    async fn promote_forced(&self, target: &str, accept: bool, ctx: &OpContext) -> R<Outcome> {
+    async fn promote_forced(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+        accept: bool,
+        ctx: &OpContext,
+    ) -> R<Outcome> {
         self.require_region(target)?;
         let snap = self.snapshot().await;
         if let Some(e) = self.no_quorum(&snap) {
@@ -538,29 +627,39 @@ impl EsdbController {
             None => self.wait_leader(-1, self.cfg.catch_up).await?,
         };
         let (l, _, _) = self.leader_of(&snap)?;
-        let already = self.cfg.nodes[l].region == target;
+        let already = self.is_target(&snap.nodes[l], target, chosen);
         let mut notes = Vec::new();
         if !already {
             let c = self.control(ctx).await?;
-            let sticky = self.make_sticky(target, c).await?;
+            let sticky = self.make_sticky(target, chosen, c).await?;
             notes.extend(sticky.notes);
-            let out = self.promote_planned(target, ctx).await.map_err(|e| {
-                EsdbError::new(
-                    e.kind(),
-                    format!(
-                        "the survivors elected {}; moving the leader to {target}: {e}",
-                        self.cfg.nodes[l].name
-                    ),
-                )
-            })?;
+            let out = self
+                .promote_planned(target, chosen, ctx)
+                .await
+                .map_err(|e| {
+                    EsdbError::new(
+                        e.kind(),
+                        format!(
+                            "the survivors elected {}; moving the leader to {target}: {e}",
+                            self.cfg.nodes[l].name
+                        ),
+                    )
+                })?;
             notes.extend(out.notes);
         }
         let snap = self.snapshot().await;
         let (nl, nw, ne) = self.leader_of(&snap)?;
-        if self.cfg.nodes[nl].region != target {
+        if !self.is_target(&snap.nodes[nl], target, chosen) {
             return Err(EsdbError::new(
                 ErrorKind::NotReady,
-                format!("the leader is {}, not in {target}", self.cfg.nodes[nl].name),
+                format!(
+                    "the leader is {}, not {}",
+                    self.cfg.nodes[nl].name,
+                    switchyard_controller::operation::in_region(
+                        &chosen.map(str::to_string),
+                        target
+                    )
+                ),
             ));
         }
         let epoch_pos = snap.nodes[nl].info.as_ref().map_or(0, |i| i.epoch_position);

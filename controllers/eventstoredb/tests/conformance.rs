@@ -72,7 +72,9 @@ async fn conformance_suite_passes_against_the_simulator() {
         .with_test_writer()
         .try_init();
     let h = SimHarness {
-        lab: Lab::start(4096).await,
+        // Two nodes in south: the `--candidate` case promotes the one the
+        // controller would not have chosen.
+        lab: Lab::start_with(4096, true).await,
     };
     let report = conformance::run_all_with(&h, &SuiteConfig::default()).await;
     println!("{report}");

@@ -22,6 +22,7 @@ fn forced(region: &str) -> Operation {
         mode: PromoteMode::Forced {
             accept_data_loss: false,
         },
+        candidate: None,
     }
 }
 
@@ -87,6 +88,7 @@ async fn without_a_quorum_forced_failover_is_refused_and_says_why() {
             mode: PromoteMode::Forced {
                 accept_data_loss: true,
             },
+            candidate: None,
         },
     ] {
         let e = lab
@@ -113,6 +115,7 @@ async fn a_restart_resets_runtime_priority_and_observe_reports_the_drift() {
         .execute(
             &Operation::MakeSticky {
                 target_region: "west".into(),
+                candidate: None,
             },
             &ctx(),
         )
@@ -157,6 +160,7 @@ async fn a_restart_resets_runtime_priority_and_observe_reports_the_drift() {
         .execute(
             &Operation::MakeSticky {
                 target_region: "west".into(),
+                candidate: None,
             },
             &ctx(),
         )
@@ -175,6 +179,7 @@ async fn a_higher_fencing_token_in_the_control_stream_refuses_an_older_coordinat
     };
     let sticky = Operation::MakeSticky {
         target_region: "east".into(),
+        candidate: None,
     };
     assert_eq!(
         lab.ctl.recorded_token().await.unwrap(),

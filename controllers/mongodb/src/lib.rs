@@ -130,6 +130,7 @@ impl MongoController {
             .with_self_electing()
             .with_sticky_priorities(Priorities::Durable)
             .with_lag_bound()
+            .with_chosen_candidate()
     }
 }
 

@@ -23,11 +23,21 @@ impl MongoController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
-            } => self.check_readiness(target_region, *mode).await,
-            Operation::MakeSticky { target_region } => {
+                candidate,
+            } => {
+                self.check_readiness(target_region, candidate.as_deref(), *mode)
+                    .await
+            }
+            Operation::MakeSticky {
+                target_region,
+                candidate,
+            } => {
                 self.known_region(target_region)?;
                 let snap = self.snapshot().await?;
-                match self.make_sticky(&snap, target_region, ctx).await? {
+                match self
+                    .make_sticky(&snap, target_region, candidate.as_deref(), ctx)
+                    .await?
+                {
                     Sticky::Unchanged => Ok(Outcome::already_done()),
                     done => Ok(Outcome::done().with_note(done.note(target_region))),
                 }
@@ -35,12 +45,17 @@ impl MongoController {
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Planned,
-            } => self.promote_planned(target_region, ctx).await,
+                candidate,
+            } => {
+                self.promote_planned(target_region, candidate.as_deref(), ctx)
+                    .await
+            }
             Operation::Promote {
                 target_region,
                 mode: PromoteMode::Forced { accept_data_loss },
+                candidate,
             } => {
-                self.promote_forced(target_region, *accept_data_loss, ctx)
+                self.promote_forced(target_region, candidate.as_deref(), *accept_data_loss, ctx)
                     .await
             }
             Operation::CapturePosition => {
@@ -59,13 +74,14 @@ impl MongoController {
                 target_region,
                 position,
                 timeout_ms,
+                candidate,
             } => {
                 self.known_region(target_region)?;
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(*timeout_ms);
                 loop {
                     let state = self.to_state(&self.snapshot().await?);
                     if let Some(m) = self
-                        .candidates(&state, target_region)
+                        .candidates(&state, target_region, candidate.as_deref())
                         .into_iter()
                         .find(|m| m.position.is_some_and(|p| p.reached(position)))
                     {
@@ -116,16 +132,19 @@ impl MongoController {
         }
     }
 
-    /// Reachable, electable data-bearing members of `region`.
+    /// Reachable, electable data-bearing members of `region` — only
+    /// `chosen`, the operator's `--candidate`, when there is one.
     fn candidates<'a>(
         &self,
         state: &'a ObservedState,
         region: &str,
+        chosen: Option<&str>,
     ) -> Vec<&'a switchyard_controller::MemberState> {
         state
             .members
             .iter()
             .filter(|m| m.region == region && m.reachable)
+            .filter(|m| chosen.is_none_or(|c| c == m.name))
             .filter(|m| matches!(m.role, Role::Secondary | Role::Primary))
             .filter(|m| self.cfg.by_name(&m.name).is_some_and(|s| s.electable))
             .collect()
@@ -249,16 +268,33 @@ impl MongoController {
         (have, need)
     }
 
-    async fn check_readiness(&self, target: &str, mode: PromoteMode) -> R<Outcome> {
+    async fn check_readiness(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+        mode: PromoteMode,
+    ) -> R<Outcome> {
         self.known_region(target)?;
         let snap = self.snapshot().await?;
         let state = self.to_state(&snap);
-        if state.primary_region() == Some(target) {
+        if let Some(p) = self.primary_there(&state, target, chosen)? {
             return Ok(Outcome::already_done()
-                .with_member(&state.primary().expect("primary").name)
+                .with_member(&p.name)
                 .with_note(format!("{target} already holds the primary")));
         }
-        let cands = self.candidates(&state, target);
+        let cands = self.candidates(&state, target, chosen);
+        if let (Some(c), true) = (chosen, cands.is_empty()) {
+            let why = match state.members.iter().find(|m| m.name == c) {
+                None => "it is not a member of this replica set".to_string(),
+                Some(m) if !m.reachable => "it is unreachable".to_string(),
+                Some(m) => format!("it is {:?}, not a secondary", m.role),
+            };
+            return Err(MongoError::new(
+                ErrorKind::NotReady,
+                format!("the chosen candidate {c} cannot be promoted: {why}"),
+            )
+            .member(c));
+        }
         match mode {
             PromoteMode::Planned => {
                 if state.primary().is_none() {
@@ -373,10 +409,39 @@ impl MongoController {
         (have, total / 2 + 1)
     }
 
+    /// The primary when it is already where the step aims: in `target`,
+    /// and `chosen` when the operator chose. A primary elsewhere in the
+    /// target region is refused: a move within a region is not a failover.
+    fn primary_there<'a>(
+        &self,
+        state: &'a ObservedState,
+        target: &str,
+        chosen: Option<&str>,
+    ) -> R<Option<&'a switchyard_controller::MemberState>> {
+        match state.primary() {
+            Some(p) if p.region == target => match chosen {
+                Some(c) if c != p.name => Err(MongoError::new(
+                    ErrorKind::Refused,
+                    switchyard_controller::operation::other_primary_in_target(&p.name, target, c),
+                )
+                .member(&p.name)),
+                _ => Ok(Some(p)),
+            },
+            _ => Ok(None),
+        }
+    }
+
     /// Priorities that keep `target` primary: its electable members get
     /// their topology priority plus the highest topology priority, so each
-    /// outranks every member elsewhere.
-    pub(crate) fn sticky_priority(&self, host: &str, target: &str) -> Option<f64> {
+    /// outranks every member elsewhere; `chosen`, the operator's
+    /// `--candidate`, gets one more than any of them, so priority takeover
+    /// within the region lands on it too.
+    pub(crate) fn sticky_priority(
+        &self,
+        host: &str,
+        target: &str,
+        chosen: Option<&str>,
+    ) -> Option<f64> {
         let m = self.cfg.by_host(host)?;
         if !m.electable {
             return None;
@@ -388,14 +453,21 @@ impl MongoController {
             .filter(|m| m.electable)
             .map(|m| m.priority)
             .fold(0.0, f64::max);
-        Some(if m.region == target {
+        Some(if m.region == target && chosen == Some(m.name.as_str()) {
+            (2.0 * top + 1.0).min(1000.0)
+        } else if m.region == target {
             (m.priority + top).min(1000.0)
         } else {
             m.priority
         })
     }
 
-    fn sticky_config(&self, config: &Document, target: &str) -> Option<Document> {
+    fn sticky_config(
+        &self,
+        config: &Document,
+        target: &str,
+        chosen: Option<&str>,
+    ) -> Option<Document> {
         let mut new = config.clone();
         let mut changed = false;
         let members: Vec<Bson> = config
@@ -405,7 +477,7 @@ impl MongoController {
             .map(|b| {
                 let mut m = b.as_document().cloned().unwrap_or_default();
                 let host = m.get_str("host").unwrap_or("").to_string();
-                if let Some(p) = self.sticky_priority(&host, target) {
+                if let Some(p) = self.sticky_priority(&host, target, chosen) {
                     if (priority_of(&m) - p).abs() > f64::EPSILON {
                         m.insert("priority", p);
                         changed = true;
@@ -448,6 +520,7 @@ impl MongoController {
         &self,
         snap: &Snapshot,
         target: &str,
+        chosen: Option<&str>,
         ctx: &OpContext,
     ) -> R<Sticky> {
         let p = self.primary_index(snap).ok_or_else(|| {
@@ -459,7 +532,7 @@ impl MongoController {
         let config = &self.fetch_config(p).await?;
         admit_on(config, ctx)?;
         let mut new = self
-            .sticky_config(config, target)
+            .sticky_config(config, target, chosen)
             .unwrap_or_else(|| config.clone());
         stamp(&mut new, ctx);
         if &new == config {
@@ -512,13 +585,22 @@ impl MongoController {
         Ok(Sticky::Forced { have, need })
     }
 
-    async fn wait_primary_in(&self, target: &str, limit: Duration) -> R<ObservedState> {
+    /// Until the primary is in `target` — and is `chosen` when the operator
+    /// chose (priority takeover may first elect another member there).
+    async fn wait_primary_in(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+        limit: Duration,
+    ) -> R<ObservedState> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match self.snapshot().await {
                 Ok(snap) => {
                     let s = self.to_state(&snap);
-                    if s.primary_region() == Some(target) {
+                    if s.primary().is_some_and(|p| {
+                        switchyard_controller::is_target(&p.name, &p.region, target, chosen)
+                    }) {
                         return Ok(s);
                     }
                 }
@@ -528,7 +610,13 @@ impl MongoController {
             if tokio::time::Instant::now() >= deadline {
                 return Err(MongoError::new(
                     ErrorKind::Timeout,
-                    format!("no primary in {target} within {limit:?}"),
+                    format!(
+                        "no primary {} within {limit:?}",
+                        match chosen {
+                            Some(c) => format!("{c} in {target}"),
+                            None => format!("in {target}"),
+                        }
+                    ),
                 ));
             }
             tokio::time::sleep(POLL).await;
@@ -561,19 +649,24 @@ impl MongoController {
         Ok(())
     }
 
-    async fn promote_planned(&self, target: &str, ctx: &OpContext) -> R<Outcome> {
+    async fn promote_planned(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+        ctx: &OpContext,
+    ) -> R<Outcome> {
         self.known_region(target)?;
         let snap = self.snapshot().await?;
         let state = self.to_state(&snap);
-        if state.primary_region() == Some(target) {
-            let p = state.primary().expect("primary");
+        if let Some(p) = self.primary_there(&state, target, chosen)? {
             return Ok(Outcome::already_done()
                 .with_member(&p.name)
                 .with_note(format!("{} in {target} is already primary", p.name)));
         }
-        self.check_readiness(target, PromoteMode::Planned).await?;
+        self.check_readiness(target, chosen, PromoteMode::Planned)
+            .await?;
         let mut out = Outcome::done();
-        let sticky = self.make_sticky(&snap, target, ctx).await?;
+        let sticky = self.make_sticky(&snap, target, chosen, ctx).await?;
         if sticky != Sticky::Unchanged {
             out = out.with_note(sticky.note(target));
         }
@@ -632,7 +725,9 @@ impl MongoController {
                 self.cfg.members[p].name
             ));
         }
-        let state = self.wait_primary_in(target, self.election_wait()).await?;
+        let state = self
+            .wait_primary_in(target, chosen, self.election_wait())
+            .await?;
         self.verify_majority_write(target, ctx).await?;
         let p = state.primary().expect("primary in target");
         let mut out = out
@@ -642,18 +737,24 @@ impl MongoController {
         Ok(out)
     }
 
-    async fn promote_forced(&self, target: &str, accept: bool, ctx: &OpContext) -> R<Outcome> {
+    async fn promote_forced(
+        &self,
+        target: &str,
+        chosen: Option<&str>,
+        accept: bool,
+        ctx: &OpContext,
+    ) -> R<Outcome> {
         self.known_region(target)?;
         let snap = self.snapshot().await?;
         let state = self.to_state(&snap);
+        if let Some(p) = self.primary_there(&state, target, chosen)? {
+            return Ok(Outcome::already_done()
+                .with_member(&p.name)
+                .with_note(format!("{} in {target} is already primary", p.name)));
+        }
         if let Some(p) = state.primary() {
-            if p.region == target {
-                return Ok(Outcome::already_done()
-                    .with_member(&p.name)
-                    .with_note(format!("{} in {target} is already primary", p.name)));
-            }
             let from = format!("{} in {}", p.name, p.region);
-            let mut out = self.promote_planned(target, ctx).await?;
+            let mut out = self.promote_planned(target, chosen, ctx).await?;
             out.notes.insert(
                 0,
                 format!("primary {from} was reachable: handed over as in a planned switchover"),
@@ -672,6 +773,7 @@ impl MongoController {
             .iter()
             .filter(|m| m.region == target && m.reachable && m.role == Role::Secondary)
             .filter(|m| self.cfg.by_name(&m.name).is_some_and(|s| s.electable))
+            .filter(|m| chosen.is_none_or(|c| c == m.name))
             .max_by_key(|m| m.position)
             .map(|m| (m.name.clone(), self.forced_lag_verdict(&snap, &m.name)));
         if let Some((cand, v)) = &lag {
@@ -699,8 +801,11 @@ impl MongoController {
                 tokio::time::sleep(POLL).await;
             };
             let s = self.to_state(&elected);
-            let mut out = if s.primary_region() == Some(target) {
-                let sticky = self.make_sticky(&elected, target, ctx).await?;
+            let there = s.primary().is_some_and(|p| {
+                switchyard_controller::is_target(&p.name, &p.region, target, chosen)
+            });
+            let mut out = if there {
+                let sticky = self.make_sticky(&elected, target, chosen, ctx).await?;
                 let p = s.primary().expect("primary");
                 let mut o = Outcome::done().with_member(&p.name);
                 if sticky != Sticky::Unchanged {
@@ -709,7 +814,7 @@ impl MongoController {
                 o.position = p.position;
                 o
             } else {
-                self.promote_planned(target, ctx).await?
+                self.promote_planned(target, chosen, ctx).await?
             };
             out.notes.insert(
                 0,
@@ -739,6 +844,7 @@ impl MongoController {
                 let m = &self.cfg.members[i];
                 m.region == target
                     && m.electable
+                    && chosen.is_none_or(|c| c == m.name)
                     && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
             })
             .max_by_key(|&i| {
@@ -785,7 +891,7 @@ impl MongoController {
             .collect();
         let mut new = config.clone();
         new.insert("members", survivors);
-        let mut new = self.sticky_config(&new, target).unwrap_or(new);
+        let mut new = self.sticky_config(&new, target, chosen).unwrap_or(new);
         stamp(&mut new, ctx);
         Self::bump_version(&mut new);
         self.conns
@@ -796,7 +902,9 @@ impl MongoController {
                 self.reconfig_limit(),
             )
             .await?;
-        let state = self.wait_primary_in(target, self.election_wait()).await?;
+        let state = self
+            .wait_primary_in(target, chosen, self.election_wait())
+            .await?;
         let p = state.primary().expect("primary");
         let now_ms = DateTime::now().timestamp_millis().max(0) as u64;
         let millis = cand_optime.map(|(ts, _)| now_ms.saturating_sub(u64::from(ts.time) * 1000));
@@ -861,7 +969,7 @@ impl MongoController {
                 + 1;
             let topo = self.cfg.by_name(&spec.name).expect("member of config");
             let priority = self
-                .sticky_priority(&spec.host, &primary_region)
+                .sticky_priority(&spec.host, &primary_region, None)
                 .unwrap_or(if topo.electable { topo.priority } else { 0.0 });
             members.push(Bson::Document(doc! {
                 "_id": next_id as i32,

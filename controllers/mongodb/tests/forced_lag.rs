@@ -36,6 +36,7 @@ fn readiness(accept_data_loss: bool) -> Operation {
     Operation::CheckReadiness {
         target_region: "west".into(),
         mode: PromoteMode::Forced { accept_data_loss },
+        candidate: None,
     }
 }
 

@@ -48,6 +48,7 @@ async fn forced_reconfig_only_with_accepted_loss_and_rejoin_counts_rollback() {
                 mode: PromoteMode::Forced {
                     accept_data_loss: false,
                 },
+                candidate: None,
             },
             &ctx,
         )
@@ -64,6 +65,7 @@ async fn forced_reconfig_only_with_accepted_loss_and_rejoin_counts_rollback() {
                 mode: PromoteMode::Forced {
                     accept_data_loss: true,
                 },
+                candidate: None,
             },
             &ctx,
         )
@@ -84,6 +86,7 @@ async fn forced_reconfig_only_with_accepted_loss_and_rejoin_counts_rollback() {
                 mode: PromoteMode::Forced {
                     accept_data_loss: true,
                 },
+                candidate: None,
             },
             &ctx,
         )

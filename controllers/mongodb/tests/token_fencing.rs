@@ -20,6 +20,7 @@ async fn older_tokens_are_refused_after_a_newer_one_changed_the_config() {
     let v0 = lab.ctl.observe().await.unwrap().config_version;
     let sticky = |r: &str| Operation::MakeSticky {
         target_region: r.into(),
+        candidate: None,
     };
     let done = lab.ctl.execute(&sticky("west"), &ctx(5)).await.unwrap();
     assert!(!done.already_done);
@@ -38,6 +39,7 @@ async fn older_tokens_are_refused_after_a_newer_one_changed_the_config() {
         Operation::Promote {
             target_region: "west".into(),
             mode: PromoteMode::Planned,
+            candidate: None,
         },
         Operation::Rejoin,
     ] {
@@ -61,6 +63,7 @@ async fn older_tokens_are_refused_after_a_newer_one_changed_the_config() {
     let promote = Operation::Promote {
         target_region: "west".into(),
         mode: PromoteMode::Planned,
+        candidate: None,
     };
     let mut attempts = 0;
     let moved = loop {

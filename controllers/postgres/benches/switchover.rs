@@ -245,6 +245,7 @@ async fn run_with_probe(
         run(Operation::CheckReadiness {
             target_region: t.clone(),
             mode: PromoteMode::Planned,
+            candidate: None,
         })
         .await?,
         None,
@@ -258,6 +259,7 @@ async fn run_with_probe(
             target_region: t.clone(),
             position,
             timeout_ms: 60_000,
+            candidate: None,
         })
         .await?,
         None,
@@ -265,6 +267,7 @@ async fn run_with_probe(
     let promote = run(Operation::Promote {
         target_region: t.clone(),
         mode: PromoteMode::Planned,
+        candidate: None,
     })
     .await?;
     let member = promote.outcome.member.clone().expect("promoted member");

@@ -367,17 +367,80 @@ impl PostgresController {
     }
 
     /// The best promotion candidate in `region`: a reachable, unfenced
-    /// standby holding the most WAL.
-    pub(crate) fn candidate<'a>(&self, probes: &'a [Probe], region: &str) -> Option<&'a Probe> {
-        probes
-            .iter()
-            .filter(|p| p.region == region && p.is_standby() && !p.fenced)
-            .filter(|p| {
-                self.store
+    /// standby holding the most WAL — or exactly `chosen`, the operator's
+    /// `--candidate`, when it is one. `none` says why there is none when
+    /// the controller chooses.
+    pub(crate) fn candidate<'a>(
+        &self,
+        probes: &'a [Probe],
+        region: &str,
+        chosen: Option<&str>,
+        none: &str,
+    ) -> Result<&'a Probe> {
+        let eligible = |p: &&Probe| {
+            p.region == region
+                && p.is_standby()
+                && !p.fenced
+                && self
+                    .store
                     .member(&p.name)
                     .is_some_and(|m| m.priority > 0.0 && !m.hidden && !m.read_only_replica)
-            })
-            .max_by_key(|p| (p.lsn, p.held_lsn()))
+        };
+        let Some(chosen) = chosen else {
+            return probes
+                .iter()
+                .filter(eligible)
+                .max_by_key(|p| (p.lsn, p.held_lsn()))
+                .ok_or_else(|| self.err(ErrorKind::NotReady, none));
+        };
+        let p = probes.iter().find(|p| p.name == chosen).ok_or_else(|| {
+            self.err(
+                ErrorKind::Config,
+                format!("the chosen candidate {chosen} is not a member of this store"),
+            )
+            .with_member(chosen)
+        })?;
+        if eligible(&p) {
+            return Ok(p);
+        }
+        let why = if p.region != region {
+            format!("it is in {}, not in {region}", p.region)
+        } else if !p.reachable() {
+            format!(
+                "it is unreachable ({})",
+                p.error.as_deref().unwrap_or("no answer")
+            )
+        } else if p.fenced {
+            "it is fenced".to_string()
+        } else if !p.is_standby() {
+            "it is not a standby".to_string()
+        } else {
+            "it is not electable (priority 0, hidden or a read-only replica)".to_string()
+        };
+        Err(self
+            .err(
+                ErrorKind::NotReady,
+                format!("the chosen candidate {chosen} cannot be promoted: {why}"),
+            )
+            .with_member(chosen))
+    }
+
+    /// Refuses a primary of `region` that is not the operator's choice.
+    pub(crate) fn refuse_other_primary(
+        &self,
+        p: &Probe,
+        region: &str,
+        chosen: Option<&str>,
+    ) -> Result<()> {
+        match chosen {
+            Some(c) if p.region == region && p.name != c => Err(self
+                .err(
+                    ErrorKind::Refused,
+                    switchyard_controller::operation::other_primary_in_target(&p.name, region, c),
+                )
+                .with_member(&p.name)),
+            _ => Ok(()),
+        }
     }
 
     fn check_region(&self, region: &str) -> Result<()> {
@@ -433,6 +496,7 @@ impl Controller for PostgresController {
             .with_repoint()
             .with_rejoin()
             .with_lag_bound()
+            .with_chosen_candidate()
     }
 
     async fn observe(&self) -> Result<ObservedState> {
@@ -524,9 +588,11 @@ impl PostgresController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
+                candidate,
             } => {
                 self.check_region(target_region)?;
-                self.check_readiness(probes, target_region, *mode).await
+                self.check_readiness(probes, target_region, candidate.as_deref(), *mode)
+                    .await
             }
             Operation::Fence => self.fence(probes).await,
             Operation::CapturePosition => self.capture_position(probes).await,
@@ -534,11 +600,13 @@ impl PostgresController {
                 target_region,
                 position,
                 timeout_ms,
+                candidate,
             } => {
                 self.check_region(target_region)?;
                 self.wait_for_position(
                     probes,
                     target_region,
+                    candidate.as_deref(),
                     *position,
                     Duration::from_millis(*timeout_ms),
                 )
@@ -547,9 +615,11 @@ impl PostgresController {
             Operation::Promote {
                 target_region,
                 mode,
+                candidate,
             } => {
                 self.check_region(target_region)?;
-                self.promote(probes, target_region, *mode).await
+                self.promote(probes, target_region, candidate.as_deref(), *mode)
+                    .await
             }
             Operation::RepointFollowers => self.repoint_followers(probes).await,
             Operation::Rejoin => self.rejoin(probes).await,

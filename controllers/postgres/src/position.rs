@@ -50,10 +50,12 @@ impl PostgresController {
         &self,
         probes: Vec<Probe>,
         region: &str,
+        chosen: Option<&str>,
         target: Position,
         timeout: Duration,
     ) -> Result<Outcome> {
         if let Some(p) = current_primary(&probes) {
+            self.refuse_other_primary(p, region, chosen)?;
             if p.region == region && p.lsn >= target.offset {
                 return Ok(Outcome::already_done()
                     .with_member(&p.name)
@@ -61,12 +63,12 @@ impl PostgresController {
                     .with_note(format!("{} is already primary past the position", p.name)));
             }
         }
-        let c = self.candidate(&probes, region).ok_or_else(|| {
-            self.err(
-                ErrorKind::NotReady,
-                format!("no reachable, unfenced standby in region {region}"),
-            )
-        })?;
+        let c = self.candidate(
+            &probes,
+            region,
+            chosen,
+            &format!("no reachable, unfenced standby in region {region}"),
+        )?;
         let m = self.member(&c.name)?;
         let client = self.shared_session(m).await?;
         let deadline = Instant::now() + timeout;

@@ -20,10 +20,12 @@ impl PostgresController {
         &self,
         probes: Vec<Probe>,
         region: &str,
+        chosen: Option<&str>,
         mode: PromoteMode,
     ) -> Result<Outcome> {
         let _ = self.to_state(&probes);
         if let Some(p) = current_primary(&probes) {
+            self.refuse_other_primary(p, region, chosen)?;
             if p.region == region {
                 return Ok(Outcome::already_done()
                     .with_member(&p.name)
@@ -56,12 +58,12 @@ impl PostgresController {
                             )),
                         },
                     };
-                let c = self.candidate(&probes, region).ok_or_else(|| {
-                    self.err(
-                        ErrorKind::NotReady,
-                        format!("no reachable, unfenced standby in region {region}"),
-                    )
-                })?;
+                let c = self.candidate(
+                    &probes,
+                    region,
+                    chosen,
+                    &format!("no reachable, unfenced standby in region {region}"),
+                )?;
                 if c.lsn < fenced.1 {
                     return Err(self
                         .err(
@@ -78,7 +80,7 @@ impl PostgresController {
                 c.name.clone()
             }
             PromoteMode::Forced { accept_data_loss } => {
-                let v = self.forced_verdict(&probes, region)?;
+                let v = self.forced_verdict(&probes, region, chosen)?;
                 if !v.within_bound && !accept_data_loss {
                     return Err(self
                         .err(

@@ -18,10 +18,12 @@ impl PostgresController {
         &self,
         probes: Vec<Probe>,
         region: &str,
+        chosen: Option<&str>,
         mode: PromoteMode,
     ) -> Result<Outcome> {
         let _ = self.to_state(&probes); // refresh the last-known state
         if let Some(p) = current_primary(&probes) {
+            self.refuse_other_primary(p, region, chosen)?;
             if p.region == region {
                 return Ok(Outcome::already_done()
                     .with_member(&p.name)
@@ -30,9 +32,9 @@ impl PostgresController {
             }
         }
         match mode {
-            PromoteMode::Planned => self.planned_readiness(&probes, region),
+            PromoteMode::Planned => self.planned_readiness(&probes, region, chosen),
             PromoteMode::Forced { accept_data_loss } => {
-                let v = self.forced_verdict(&probes, region)?;
+                let v = self.forced_verdict(&probes, region, chosen)?;
                 if !v.within_bound && !accept_data_loss {
                     return Err(self
                         .err(
@@ -51,7 +53,12 @@ impl PostgresController {
         }
     }
 
-    fn planned_readiness(&self, probes: &[Probe], region: &str) -> Result<Outcome> {
+    fn planned_readiness(
+        &self,
+        probes: &[Probe],
+        region: &str,
+        chosen: Option<&str>,
+    ) -> Result<Outcome> {
         let primary = current_primary(probes);
         let fenced = probes.iter().find(|p| p.is_standby() && p.fenced);
         let reference = match (primary, fenced) {
@@ -76,12 +83,31 @@ impl PostgresController {
                     .with_member(&p.name));
             }
         }
-        let c = self.candidate(probes, region).ok_or_else(|| {
-            self.err(
-                ErrorKind::NotReady,
-                format!("no reachable, unfenced standby in region {region}"),
-            )
-        })?;
+        let c = self.candidate(
+            probes,
+            region,
+            chosen,
+            &format!("no reachable, unfenced standby in region {region}"),
+        )?;
+        // The operator's choice must be following the primary now: one
+        // that streams from elsewhere (a cascade, a former primary) or not
+        // at all has no live lag to judge it by.
+        if let (Some(p), Some(_)) = (primary, chosen) {
+            if !self.streams_from(c, p) {
+                let from = self
+                    .streaming_from(c)
+                    .map_or("nothing".to_string(), |m| m.name.clone());
+                return Err(self
+                    .err(
+                        ErrorKind::NotReady,
+                        format!(
+                            "the chosen candidate {} streams from {from}, not from the primary {}",
+                            c.name, p.name
+                        ),
+                    )
+                    .with_member(&c.name));
+            }
+        }
         let lag = self.lag_of(c, reference);
         if !lag.within(self.store.max_lag_bytes, self.store.max_lag_ms) {
             return Err(self
@@ -114,7 +140,12 @@ impl PostgresController {
 
     /// Judge the forced-failover candidate of `region`. Refuses (error) when
     /// a primary is still reachable elsewhere.
-    pub(crate) fn forced_verdict(&self, probes: &[Probe], region: &str) -> Result<ForcedVerdict> {
+    pub(crate) fn forced_verdict(
+        &self,
+        probes: &[Probe],
+        region: &str,
+        chosen: Option<&str>,
+    ) -> Result<ForcedVerdict> {
         if let Some(p) = current_primary(probes) {
             if p.region != region {
                 return Err(self
@@ -129,12 +160,12 @@ impl PostgresController {
                     .with_member(&p.name));
             }
         }
-        let c = self.candidate(probes, region).ok_or_else(|| {
-            self.err(
-                ErrorKind::NotReady,
-                format!("no reachable standby in region {region}"),
-            )
-        })?;
+        let c = self.candidate(
+            probes,
+            region,
+            chosen,
+            &format!("no reachable standby in region {region}"),
+        )?;
         // Members that hold more WAL than the candidate: that much is lost for sure.
         let best_other = probes
             .iter()

@@ -9,7 +9,9 @@ use switchyard::conformance;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_lab_cluster() {
-    let f = common::PgFixture::start(&["east", "west", "south"])
+    // Two standbys in west: the `--candidate` case promotes the one the
+    // controller would not have chosen.
+    let f = common::PgFixture::start_with(&["east", "west", "south"], &["west"])
         .await
         .expect("lab cluster");
     let report = conformance::run_all(&f).await;

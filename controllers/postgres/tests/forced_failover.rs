@@ -89,6 +89,7 @@ async fn forced_failover_after_kill_9() {
             &Operation::Promote {
                 target_region: "west".into(),
                 mode: PromoteMode::Planned,
+                candidate: None,
             },
             &ctx,
         )
@@ -101,6 +102,7 @@ async fn forced_failover_after_kill_9() {
     let forced_readiness = |accept_data_loss| Operation::CheckReadiness {
         target_region: "west".into(),
         mode: PromoteMode::Forced { accept_data_loss },
+        candidate: None,
     };
     // A fresh controller never saw the lag: it refuses unless loss is accepted.
     let fresh = PostgresController::from_store(f.cluster.store()).unwrap();
@@ -139,6 +141,7 @@ async fn forced_failover_after_kill_9() {
                 mode: PromoteMode::Forced {
                     accept_data_loss: false,
                 },
+                candidate: None,
             },
             &ctx,
         )
@@ -277,6 +280,7 @@ async fn a_survivor_ahead_of_the_new_primary_is_really_rewound() {
                 mode: PromoteMode::Forced {
                     accept_data_loss: true,
                 },
+                candidate: None,
             },
             &ctx,
         )

@@ -95,6 +95,7 @@ async fn resume_after_promote_with_fresh_controller() {
                 target_region: target.into(),
                 position: pos,
                 timeout_ms: 60_000,
+                candidate: None,
             },
             &ctx(),
         )
@@ -103,6 +104,7 @@ async fn resume_after_promote_with_fresh_controller() {
     let promote = Operation::Promote {
         target_region: target.into(),
         mode: switchyard_controller::PromoteMode::Planned,
+        candidate: None,
     };
     first.execute(&promote, &ctx()).await.unwrap();
     let term = first.observe().await.unwrap().term;
@@ -187,6 +189,7 @@ async fn stale_coordinator_token_is_refused() {
             &Operation::CheckReadiness {
                 target_region: "east".into(),
                 mode: switchyard_controller::PromoteMode::Planned,
+                candidate: None,
             },
             &old,
         )

@@ -251,6 +251,7 @@ async fn readiness_error(ctl: &PostgresController) -> Result<switchyard_controll
         &Operation::CheckReadiness {
             target_region: "east".into(),
             mode: PromoteMode::Planned,
+            candidate: None,
         },
         &OpContext::adhoc(),
     )

@@ -102,6 +102,7 @@ async fn unfence_refuses_once_another_member_moved_to_a_later_timeline() {
             target_region: "west".into(),
             position: pos,
             timeout_ms: 60_000,
+            candidate: None,
         },
         &ctx(),
     )
@@ -111,6 +112,7 @@ async fn unfence_refuses_once_another_member_moved_to_a_later_timeline() {
         &Operation::Promote {
             target_region: "west".into(),
             mode: PromoteMode::Planned,
+            candidate: None,
         },
         &ctx(),
     )

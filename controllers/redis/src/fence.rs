@@ -116,6 +116,7 @@ impl RedisController {
         &self,
         snap: Snapshot,
         region: &str,
+        chosen: Option<&str>,
         target: Position,
         timeout: Duration,
     ) -> Result<Outcome> {
@@ -126,6 +127,7 @@ impl RedisController {
                 .members
                 .iter()
                 .filter(|p| p.spec.region == region && p.spec.electable() && p.is_replica())
+                .filter(|p| chosen.is_none_or(|c| c == p.spec.name))
                 .max_by_key(|p| p.offset);
             if let Some(p) = best {
                 if let Some(o) = p.offset.filter(|o| *o >= target.offset) {

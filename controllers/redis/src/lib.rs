@@ -133,7 +133,8 @@ impl RedisController {
             .with_positions()
             .with_repoint()
             .with_rejoin()
-            .with_lag_bound();
+            .with_lag_bound()
+            .with_chosen_candidate();
         // replica-priority steers Sentinel's own failovers (CONFIG REWRITE
         // persists it); without Sentinel nothing reads it.
         if sentinel_managed {
@@ -238,9 +239,10 @@ impl Controller for RedisController {
             Operation::CheckReadiness {
                 target_region,
                 mode,
+                candidate,
             } => {
                 self.check_region(target_region)?;
-                self.check_readiness(&snap, target_region, *mode)
+                self.check_readiness(&snap, target_region, candidate.as_deref(), *mode)
             }
             Operation::Fence => self.fence(&snap, ctx).await,
             Operation::Unfence => self.unfence(&snap, ctx).await,
@@ -249,11 +251,13 @@ impl Controller for RedisController {
                 target_region,
                 position,
                 timeout_ms,
+                candidate,
             } => {
                 self.check_region(target_region)?;
                 self.wait_for_position(
                     snap,
                     target_region,
+                    candidate.as_deref(),
                     *position,
                     Duration::from_millis(*timeout_ms),
                 )
@@ -262,17 +266,23 @@ impl Controller for RedisController {
             Operation::Promote {
                 target_region,
                 mode,
+                candidate,
             } => {
                 self.check_region(target_region)?;
-                self.promote(snap, target_region, *mode, ctx).await
+                self.promote(snap, target_region, candidate.as_deref(), *mode, ctx)
+                    .await
             }
             Operation::RepointFollowers => self.repoint_followers(&snap, ctx).await,
             Operation::Rejoin => self.rejoin(&snap, ctx).await,
-            Operation::MakeSticky { target_region } => {
+            Operation::MakeSticky {
+                target_region,
+                candidate,
+            } => {
                 // Without Sentinel the capability layer answers (nothing
                 // reads replica-priority; a promoted master stays master).
                 self.check_region(target_region)?;
-                self.make_sticky(&snap, target_region, ctx).await
+                self.make_sticky(&snap, target_region, candidate.as_deref(), ctx)
+                    .await
             }
             other => Err(self.err(
                 ErrorKind::Unsupported,

@@ -12,22 +12,28 @@ impl RedisController {
         &self,
         snap: Snapshot,
         region: &str,
+        chosen: Option<&str>,
         mode: PromoteMode,
         ctx: &OpContext,
     ) -> Result<Outcome> {
         let snap = self.settle_sentinels(snap).await?;
+        if let Some(m) = snap.master() {
+            self.refuse_other_master(m, region, chosen)?;
+        }
         if let Some(m) = snap.master().filter(|m| m.spec.region == region) {
             let loss = match mode {
                 PromoteMode::Forced { .. } => Some(self.forced_loss(m, true)?),
                 PromoteMode::Planned => None,
             };
             let name = m.spec.name.clone();
-            return self.finish_promotion(&snap, &name, region, ctx, loss).await;
+            return self
+                .finish_promotion(&snap, &name, region, chosen, ctx, loss)
+                .await;
         }
         match mode {
-            PromoteMode::Planned => self.promote_planned(snap, region, ctx).await,
+            PromoteMode::Planned => self.promote_planned(snap, region, chosen, ctx).await,
             PromoteMode::Forced { accept_data_loss } => {
-                self.promote_forced(snap, region, accept_data_loss, ctx)
+                self.promote_forced(snap, region, chosen, accept_data_loss, ctx)
                     .await
             }
         }
@@ -51,6 +57,7 @@ impl RedisController {
         &self,
         snap: Snapshot,
         region: &str,
+        chosen: Option<&str>,
         ctx: &OpContext,
     ) -> Result<Outcome> {
         let master = self.require_master(&snap)?;
@@ -65,11 +72,18 @@ impl RedisController {
         }
         let old = master.spec.clone();
         let cand = self
-            .planned_candidate(&snap, master, region)
+            .planned_candidate(&snap, master, region, chosen)
             .ok_or_else(|| {
                 self.err(
                     ErrorKind::NotReady,
-                    format!("no electable replica in {region} streams from {}", old.name),
+                    format!(
+                        "{} in {region} streams from {}",
+                        match chosen {
+                            Some(c) => format!("the chosen candidate {c} is not a replica that"),
+                            None => "no electable replica".to_string(),
+                        },
+                        old.name
+                    ),
                 )
             })?
             .spec
@@ -135,7 +149,7 @@ impl RedisController {
             )
             .await?
         };
-        self.finish_promotion(&snap, &cand.name, region, ctx, None)
+        self.finish_promotion(&snap, &cand.name, region, chosen, ctx, None)
             .await
     }
 
@@ -143,6 +157,7 @@ impl RedisController {
         &self,
         snap: Snapshot,
         region: &str,
+        chosen: Option<&str>,
         accept: bool,
         ctx: &OpContext,
     ) -> Result<Outcome> {
@@ -183,16 +198,13 @@ impl RedisController {
                     format!("the master moved away from {name} while it was being fenced"),
                 ));
             }
-            let mut out = self.promote_planned(snap, region, ctx).await?;
+            let mut out = self.promote_planned(snap, region, chosen, ctx).await?;
             out.data_loss.get_or_insert(loss);
             return Ok(out);
         }
-        let cand = self.forced_candidate(&snap, region).ok_or_else(|| {
-            self.err(
-                ErrorKind::NotReady,
-                format!("no reachable electable replica in {region}"),
-            )
-        })?;
+        let cand = self
+            .forced_candidate(&snap, region, chosen)
+            .ok_or_else(|| self.no_forced_candidate(region, chosen))?;
         let loss = self.forced_loss(cand, accept)?;
         let cand = cand.spec.clone();
         let snap = if snap.sentinel_managed {
@@ -211,7 +223,7 @@ impl RedisController {
             )
             .await?
         };
-        self.finish_promotion(&snap, &cand.name, region, ctx, Some(loss))
+        self.finish_promotion(&snap, &cand.name, region, chosen, ctx, Some(loss))
             .await
     }
 
@@ -357,7 +369,8 @@ impl RedisController {
     }
 
     fn sentinel_choice_priority(&self, target: &MemberSpec) -> i64 {
-        self.sticky_priority(target, &target.region).max(1)
+        self.sticky_priority(target, &target.region, Some(&target.name))
+            .max(1)
     }
 
     /// Record the promotion on the new master (once), lift a fence it may
@@ -367,6 +380,7 @@ impl RedisController {
         snap: &Snapshot,
         name: &str,
         region: &str,
+        chosen: Option<&str>,
         ctx: &OpContext,
         loss: Option<DataLossEstimate>,
     ) -> Result<Outcome> {
@@ -403,7 +417,7 @@ impl RedisController {
             ));
         }
         let sticky = if snap.sentinel_managed {
-            self.apply_sticky(snap, region).await?
+            self.apply_sticky(snap, region, chosen).await?
         } else {
             0
         };

@@ -13,10 +13,12 @@ impl RedisController {
         snap: &'a Snapshot,
         master: &Probe,
         region: &str,
+        chosen: Option<&str>,
     ) -> Option<&'a Probe> {
         snap.members
             .iter()
             .filter(|p| p.spec.region == region && p.spec.electable())
+            .filter(|p| chosen.is_none_or(|c| c == p.spec.name))
             .filter(|p| p.is_replica() && p.follows(&master.spec) && p.link_up)
             .max_by_key(|p| p.offset)
     }
@@ -27,11 +29,51 @@ impl RedisController {
         &self,
         snap: &'a Snapshot,
         region: &str,
+        chosen: Option<&str>,
     ) -> Option<&'a Probe> {
         snap.members
             .iter()
             .filter(|p| p.spec.region == region && p.spec.electable() && p.is_replica())
+            .filter(|p| chosen.is_none_or(|c| c == p.spec.name))
             .max_by_key(|p| p.offset)
+    }
+
+    /// Why no forced candidate is there.
+    pub(crate) fn no_forced_candidate(&self, region: &str, chosen: Option<&str>) -> Error {
+        match chosen {
+            Some(c) => self
+                .err(
+                    ErrorKind::NotReady,
+                    format!("the chosen candidate {c} is not a reachable replica in {region}"),
+                )
+                .with_member(c),
+            None => self.err(
+                ErrorKind::NotReady,
+                format!("no reachable electable replica in {region}"),
+            ),
+        }
+    }
+
+    /// Refuses a master of `region` that is not the operator's choice.
+    pub(crate) fn refuse_other_master(
+        &self,
+        m: &Probe,
+        region: &str,
+        chosen: Option<&str>,
+    ) -> Result<()> {
+        match chosen {
+            Some(c) if m.spec.region == region && m.spec.name != c => Err(self
+                .err(
+                    ErrorKind::Refused,
+                    switchyard_controller::operation::other_primary_in_target(
+                        &m.spec.name,
+                        region,
+                        c,
+                    ),
+                )
+                .with_member(&m.spec.name)),
+            _ => Ok(()),
+        }
     }
 
     /// The master every check needs, or why there is none.
@@ -135,9 +177,11 @@ impl RedisController {
         &self,
         snap: &Snapshot,
         region: &str,
+        chosen: Option<&str>,
         mode: PromoteMode,
     ) -> Result<Outcome> {
         if let Some(m) = snap.master() {
+            self.refuse_other_master(m, region, chosen)?;
             if m.spec.region == region {
                 return Ok(Outcome::already_done()
                     .with_member(&m.spec.name)
@@ -165,12 +209,17 @@ impl RedisController {
                     }
                 }
                 let c = self
-                    .planned_candidate(snap, master, region)
+                    .planned_candidate(snap, master, region, chosen)
                     .ok_or_else(|| {
                         self.err(
                             ErrorKind::NotReady,
                             format!(
-                                "no electable replica in {region} streams from the master {}",
+                                "{} in {region} streams from the master {}",
+                                match chosen {
+                                    Some(c) =>
+                                        format!("the chosen candidate {c} is not a replica that"),
+                                    None => "no electable replica".to_string(),
+                                },
                                 master.spec.name
                             ),
                         )
@@ -198,12 +247,9 @@ impl RedisController {
                 )))
             }
             PromoteMode::Forced { accept_data_loss } => {
-                let c = self.forced_candidate(snap, region).ok_or_else(|| {
-                    self.err(
-                        ErrorKind::NotReady,
-                        format!("no reachable electable replica in {region}"),
-                    )
-                })?;
+                let c = self
+                    .forced_candidate(snap, region, chosen)
+                    .ok_or_else(|| self.no_forced_candidate(region, chosen))?;
                 let loss = self.forced_loss(c, accept_data_loss)?;
                 Ok(Outcome {
                     data_loss: Some(loss),

@@ -14,8 +14,14 @@ use crate::RedisController;
 use switchyard_controller::{OpContext, Outcome, Result};
 
 impl RedisController {
-    /// A member's `replica-priority` when `region` is preferred.
-    pub(crate) fn sticky_priority(&self, m: &MemberSpec, region: &str) -> i64 {
+    /// A member's `replica-priority` when `region` is preferred, and
+    /// `chosen` (the operator's `--candidate`) above everyone else there.
+    pub(crate) fn sticky_priority(
+        &self,
+        m: &MemberSpec,
+        region: &str,
+        chosen: Option<&str>,
+    ) -> i64 {
         if !m.electable() {
             return 0;
         }
@@ -30,7 +36,10 @@ impl RedisController {
         distinct.dedup();
         let rank = distinct.iter().position(|p| *p == m.priority).unwrap_or(0) as i64;
         let base = 100 + 10 * rank;
-        if m.region == region {
+        if m.region == region && chosen == Some(m.name.as_str()) {
+            // Below the best of the region (50): Sentinel picks it first.
+            45
+        } else if m.region == region {
             base - 50
         } else {
             base
@@ -58,10 +67,15 @@ impl RedisController {
 
     /// Bring every reachable data member to the priorities that prefer
     /// `region`; returns how many changed.
-    pub(crate) async fn apply_sticky(&self, snap: &Snapshot, region: &str) -> Result<usize> {
+    pub(crate) async fn apply_sticky(
+        &self,
+        snap: &Snapshot,
+        region: &str,
+        chosen: Option<&str>,
+    ) -> Result<usize> {
         let mut changed = 0;
         for p in snap.members.iter().filter(|p| p.reachable()) {
-            let want = self.sticky_priority(&p.spec, region);
+            let want = self.sticky_priority(&p.spec, region, chosen);
             if p.replica_priority != Some(want) {
                 self.set_priority(&p.spec, want).await?;
                 changed += 1;
@@ -74,9 +88,10 @@ impl RedisController {
         &self,
         snap: &Snapshot,
         region: &str,
+        chosen: Option<&str>,
         ctx: &OpContext,
     ) -> Result<Outcome> {
-        let changed = self.apply_sticky(snap, region).await?;
+        let changed = self.apply_sticky(snap, region, chosen).await?;
         if changed == 0 {
             return Ok(Outcome::already_done());
         }

@@ -8,7 +8,9 @@ mod common;
 use switchyard::conformance;
 
 async fn run(sentinels: bool) {
-    let f = common::RedisFixture::start(sentinels)
+    // Two replicas in west: the `--candidate` case promotes the one the
+    // controller would not have chosen.
+    let f = common::RedisFixture::start_with(sentinels, &["west"])
         .await
         .expect("lab cluster");
     let report = conformance::run_all(&f).await;

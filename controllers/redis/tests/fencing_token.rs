@@ -35,6 +35,7 @@ async fn a_lower_token_is_refused_before_every_mutating_step() {
         Operation::Promote {
             target_region: "west".into(),
             mode: PromoteMode::Planned,
+            candidate: None,
         },
         Operation::RepointFollowers,
         Operation::Rejoin,

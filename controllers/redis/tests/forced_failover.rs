@@ -119,12 +119,14 @@ async fn forced_failover_reports_the_loss_and_fences_the_returning_master() {
             mode: PromoteMode::Forced {
                 accept_data_loss: false,
             },
+            candidate: None,
         },
         Operation::Promote {
             target_region: "west".into(),
             mode: PromoteMode::Forced {
                 accept_data_loss: false,
             },
+            candidate: None,
         },
     ] {
         let e = f.ctl.execute(&op, &ctx(7)).await.unwrap_err();

@@ -498,6 +498,20 @@ pub struct StartBody {
     pub stage_timeout_ms: Option<u64>,
     /// How long a store may take to replay the fenced primary's final position (ms).
     pub catch_up_timeout_ms: Option<u64>,
+    /// The member to promote (`--candidate`): `"MEMBER"` or
+    /// `"STORE=MEMBER"`, or a list of them (one per store). It must be an
+    /// electable member of `to`; other stores promote their best member.
+    pub candidate: Option<CandidateBody>,
+}
+
+/// `"candidate"`: one member, or one per store.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum CandidateBody {
+    /// `"pg-west-2"` or `"orders=pg-west-2"`.
+    One(String),
+    /// `["orders=pg-west-2", "catalog=m-west-2"]`.
+    Many(Vec<String>),
 }
 
 impl StartBody {
@@ -532,6 +546,11 @@ impl StartBody {
                 "stage_timeout_ms",
             )?,
             catch_up_timeout_ms: timeout(self.catch_up_timeout_ms, 60_000, "catch_up_timeout_ms")?,
+            candidates: match &self.candidate {
+                None => vec![],
+                Some(CandidateBody::One(c)) => vec![c.clone()],
+                Some(CandidateBody::Many(v)) => v.clone(),
+            },
         })
     }
 }
@@ -619,7 +638,7 @@ pub struct PlanView {
     info(title = "Switchyard", description = "Storage failover coordinator API (see docs/server.md)."),
     paths(healthz, readyz, metrics, leader, topology, live_state, state_events, preview, start, list, get_one, events, resume,
           commands::abort, commands::rollback, commands::drill, commands::journal, commands::close, approve),
-    components(schemas(Problem, Accepted, StartBody, ExecutionView, LeaderView, PlanView, Snapshot,
+    components(schemas(Problem, Accepted, StartBody, CandidateBody, ExecutionView, LeaderView, PlanView, Snapshot,
                        commands::RollbackBody, commands::DrillBody, commands::CloseBody,
                        views::AbortPlanned, views::AbortReport, views::AbortStore, views::StoreDecisionView,
                        views::DrillReport, views::DrillPreview, views::RollbackAction, views::RollbackPreview,
@@ -831,6 +850,7 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
         let req = body.plan_request()?;
         if body.mode.as_deref() == Some("switchover") {
             s.service.target_region(&req.to).map_err(|e| s.problem(e))?;
+            s.service.candidates(&req).map_err(|e| s.problem(e))?;
             s.service
                 .refuse_unfenceable()
                 .await
@@ -944,6 +964,9 @@ async fn start(
     if body.mode.as_deref() == Some("switchover") {
         if let StartRequest::Failover(p) = &req {
             if let Err(e) = s.service.target_region(&p.to) {
+                return s.problem(e).into_response();
+            }
+            if let Err(e) = s.service.candidates(p) {
                 return s.problem(e).into_response();
             }
         }

@@ -45,6 +45,9 @@ pub struct PgClusterSpec {
     /// Data-bearing members per region (the first one of the first region is
     /// the primary, every other member a streaming standby).
     pub members_per_region: usize,
+    /// Regions that get one more standby each (a region named twice gets
+    /// two): two promotion candidates in a region, for `--candidate`.
+    pub extra_standbys: Vec<String>,
     /// The store's `max_lag_bytes` written to the topology.
     pub max_lag_bytes: Option<u64>,
     /// Base directory; a fresh temporary directory when `None`. The cluster
@@ -97,6 +100,7 @@ impl PgClusterSpec {
             store: "pg".into(),
             regions: regions.into_iter().map(Into::into).collect(),
             members_per_region: 1,
+            extra_standbys: Vec::new(),
             max_lag_bytes: Some(8 * 1024 * 1024),
             base_dir: None,
             server_tls: None,
@@ -333,7 +337,8 @@ impl PgCluster {
 
         let mut members = Vec::new();
         for region in &spec.regions {
-            for n in 1..=spec.members_per_region {
+            let extra = spec.extra_standbys.iter().filter(|r| *r == region).count();
+            for n in 1..=spec.members_per_region + extra {
                 let name = format!("{}-{}-{}", spec.store, region, n);
                 let dir = root.join(&name);
                 std::fs::create_dir_all(dir.join("sock"))?;
@@ -416,7 +421,7 @@ impl PgCluster {
                 spec.regions
             ));
         }
-        if spec.members_per_region != 1 {
+        if spec.members_per_region != 1 || !spec.extra_standbys.is_empty() {
             return unsupported(format!(
                 "{} PostgreSQL members per region; docker-compose.yml has one",
                 spec.members_per_region

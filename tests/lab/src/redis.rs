@@ -47,6 +47,9 @@ pub struct RedisClusterSpec {
     pub regions: Vec<String>,
     /// Data members per region.
     pub members_per_region: usize,
+    /// Regions that get one more replica each: two promotion candidates
+    /// in a region, for `--candidate`.
+    pub extra_replicas: Vec<String>,
     /// One Sentinel per region when true.
     pub sentinels: bool,
     /// The store's `max_lag_bytes`.
@@ -68,6 +71,7 @@ impl RedisClusterSpec {
             store: "cache".into(),
             regions: regions.into_iter().map(Into::into).collect(),
             members_per_region: 1,
+            extra_replicas: Vec::new(),
             sentinels: true,
             max_lag_bytes: Some(1 << 20),
             base_dir: None,
@@ -281,7 +285,8 @@ impl RedisCluster {
         }
         let mut nodes = vec![];
         for region in &spec.regions {
-            for n in 1..=spec.members_per_region {
+            let extra = spec.extra_replicas.iter().filter(|r| *r == region).count();
+            for n in 1..=spec.members_per_region + extra {
                 nodes.push(RedisNode {
                     name: format!("{}-{region}-{n}", spec.store),
                     region: region.clone(),
@@ -376,7 +381,10 @@ impl RedisCluster {
     ) -> Result<RedisCluster> {
         use crate::backing::{ServiceKind, Unsupported};
         let unsupported = |what: String| -> Result<RedisCluster> { Err(Unsupported(what).into()) };
-        if spec.regions != ["east", "west", "south"] || spec.members_per_region != 1 {
+        if spec.regions != ["east", "west", "south"]
+            || spec.members_per_region != 1
+            || !spec.extra_replicas.is_empty()
+        {
             return unsupported(format!(
                 "Redis with {} member(s) per region in {:?}; docker-compose.yml has one in each of east, west, south",
                 spec.members_per_region, spec.regions

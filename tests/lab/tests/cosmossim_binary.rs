@@ -492,6 +492,7 @@ async fn compose_attach_inner() {
         &switchyard_controller::Operation::Promote {
             target_region: "west".into(),
             mode: switchyard_controller::PromoteMode::Planned,
+            candidate: None,
         },
         &ctx,
     )

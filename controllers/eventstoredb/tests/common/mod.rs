@@ -19,10 +19,22 @@ pub struct Lab {
 impl Lab {
     /// One node per region of `east,west,south`; `max_lag_bytes` bound.
     pub async fn start(max_lag_bytes: u64) -> Lab {
+        Self::start_with(max_lag_bytes, false).await
+    }
+
+    /// [`Lab::start`], with a second node in south when `two_in_south`
+    /// (two promotion candidates there, for `--candidate`). Not in west:
+    /// the lag cases hold west back, and with west's two nodes behind, the
+    /// other two of four are no quorum for an append.
+    pub async fn start_with(max_lag_bytes: u64, two_in_south: bool) -> Lab {
         let regions: Vec<String> = ["east", "west", "south"].map(String::from).to_vec();
-        let sim = EsdbSim::start(EsdbSimSpec::for_regions("ledger", &regions))
-            .await
-            .expect("simulator starts");
+        let mut spec = EsdbSimSpec::for_regions("ledger", &regions);
+        if two_in_south {
+            let mut n = spec.nodes[2].clone();
+            n.name = "ledger-south-2".into();
+            spec.nodes.push(n);
+        }
+        let sim = EsdbSim::start(spec).await.expect("simulator starts");
         sim.wait_for_leader_in("east", Duration::from_secs(30))
             .await
             .expect("a leader in east");

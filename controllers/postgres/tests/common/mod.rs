@@ -21,10 +21,16 @@ pub struct PgFixture {
 impl PgFixture {
     /// Primary + one standby per further region.
     pub async fn start(regions: &[&str]) -> Result<PgFixture> {
+        Self::start_with(regions, &[]).await
+    }
+
+    /// [`PgFixture::start`] with one more standby in each of `extra`.
+    pub async fn start_with(regions: &[&str], extra: &[&str]) -> Result<PgFixture> {
         // The controller's tests run the deferred restart (hook
         // `extra.controldata`); the coordinator's run the restart path.
         let mut spec = PgClusterSpec::new(regions.iter().copied());
         spec.deferred_fence = true;
+        spec.extra_standbys = extra.iter().map(|r| r.to_string()).collect();
         let cluster = PgCluster::start(spec).await?;
         let ctl = switchyard_controller::layered(PostgresController::from_store(cluster.store())?);
         let store = cluster.store().clone();

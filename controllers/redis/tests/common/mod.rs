@@ -35,8 +35,14 @@ pub async fn connect(addr: &str) -> redis::RedisResult<MultiplexedConnection> {
 
 impl RedisFixture {
     pub async fn start(sentinels: bool) -> anyhow::Result<Self> {
+        Self::start_with(sentinels, &[]).await
+    }
+
+    /// [`RedisFixture::start`] with one more replica in each of `extra`.
+    pub async fn start_with(sentinels: bool, extra: &[&str]) -> anyhow::Result<Self> {
         let mut spec = RedisClusterSpec::new(["east", "west", "south"]);
         spec.sentinels = sentinels;
+        spec.extra_replicas = extra.iter().map(|r| r.to_string()).collect();
         let cluster = RedisCluster::start(spec).await?;
         let ctl = switchyard_controller::layered(RedisController::from_store(cluster.store())?);
         Ok(RedisFixture {

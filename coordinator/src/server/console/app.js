@@ -153,9 +153,15 @@ async function renderPlans() {
   const region = h("select", { id: "plan-to" }, (topo.regions || []).map(r => h("option", { value: r.name }, r.name)));
   const mode = h("select", { id: "plan-mode" }, h("option", { value: "planned" }, "planned (loses nothing)"),
     h("option", { value: "forced" }, "forced (the current primary region is gone)"));
+  // --candidate: MEMBER or STORE=MEMBER, several separated by spaces.
+  const candidate = h("input", { id: "plan-candidate", type: "text", size: "18", placeholder: "best member",
+    title: "Member to promote: MEMBER or STORE=MEMBER, several separated by spaces (as --candidate)" });
   const out = h("div", { id: "plan-out" });
   const start = h("button", { type: "button", id: "plan-start", class: "primary", disabled: true }, "Start…");
-  const body = () => ({ to: region.value, mode: mode.value });
+  const body = () => {
+    const c = candidate.value.trim().split(/[\s,]+/).filter(Boolean);
+    return c.length ? { to: region.value, mode: mode.value, candidate: c } : { to: region.value, mode: mode.value };
+  };
   const preview = async () => {
     start.disabled = true; state.lastPreview = null;
     // Busy while any preview is in flight (a change of region and a click
@@ -177,6 +183,7 @@ async function renderPlans() {
     h("form", { id: "plan-form", onsubmit: e => { e.preventDefault(); preview(); } },
       h("p", { class: "buttons" }, h("label", { for: "plan-to" }, "Target region "), region,
         h("label", { for: "plan-mode" }, " Mode "), mode,
+        h("label", { for: "plan-candidate" }, " Candidate "), candidate,
         h("button", { type: "submit", id: "plan-preview" }, "Preview"), start)),
     h("p", { class: "mut" }, "Starting needs an operator token; the server refuses anything else."), out);
 }
