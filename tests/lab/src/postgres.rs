@@ -1260,7 +1260,21 @@ stop() {{
   fi
   return 0
 }}
+# The status line (the 8th) of postmaster.pid: starting, stopping, ready, standby.
+pm_status() {{
+  n=0; st=
+  [ -f "$data/postmaster.pid" ] && while IFS= read -r l; do n=$((n+1)); [ $n = 8 ] && {{ st=$l; break; }}; done < "$data/postmaster.pid"
+  echo $st
+}}
 start() {{
+  # A server past its shutdown checkpoint is not running, only exiting (the
+  # fence returns there and lets the exit finish in the background): wait
+  # for it to go, then start, rather than take it for a running server.
+  i=0
+  while alive && [ "$(pm_status)" = stopping ]; do
+    i=$((i+1)); [ $i -gt 30000 ] && {{ echo "$member did not finish stopping" >&2; exit 1; }}
+    sleep 0.002
+  done
   p=$(pid_of)
   wait_reaped "$p"
   alive || as_pg "$BIN/pg_ctl" -D "$data" -l "$log" -W start >/dev/null
