@@ -123,7 +123,7 @@ SHIM
   # final position read through `pgctl.sh stop-controldata`), both ways.
   # Each execution's journal (in the state directory) has the fence's outcome.
   check "drill: two deferred fences (journals with the note)" \
-    "$(grep -rl 'stopped with standby.signal (it restarts in recovery); final position [0-9A-F]*/[0-9A-F]* on timeline [0-9]* (just past its shutdown checkpoint, from pg_controldata)' "$BASE/state" | wc -l | tr -d ' ')" "2"
+    "$(grep -rl 'stopped with standby.signal (it restarts in recovery); final position [0-9A-F]*/[0-9A-F]* on timeline [0-9]* (just past its shutdown checkpoint, from its control file)' "$BASE/state" | wc -l | tr -d ' ')" "2"
 else
   echo "skip switchyard drill through the topology's hooks: set SWITCHYARD_BIN to the switchyard binary"
 fi
