@@ -989,10 +989,11 @@ fn approve(service: &Service, id: &str, output: Output) -> Result<i32, Exit> {
     let token = std::env::var(crate::approval::TOKEN_ENV).ok();
     let d = service.approve(id, token.as_deref())?;
     if output == Output::Json {
-        output::line(
-            output::EXECUTION,
-            json!({"execution_id": id, "status": "approved", "approver": d.approver}),
-        );
+        output::execution_line(output::ExecutionLine::Approved(output::ApprovedLine {
+            execution_id: id.to_string(),
+            status: "approved",
+            approver: serde_json::to_value(&d.approver).unwrap_or_default(),
+        }));
     } else {
         println!(
             "Execution {id} approved by {}; `switchyard resume {id}` runs it.",
@@ -1455,10 +1456,12 @@ fn executions(
 /// An execution closed by `executions close`.
 pub(crate) fn render_closed(closed: &crate::service::ClosedExecution, output: Output) -> i32 {
     if output == Output::Json {
-        output::line(
-            output::EXECUTION,
-            json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage}),
-        );
+        output::execution_line(output::ExecutionLine::Closed(output::ClosedLine {
+            execution_id: closed.id.clone(),
+            status: "closed",
+            reason: closed.reason.clone(),
+            damage: closed.damage.clone(),
+        }));
     } else {
         println!("Execution {} closed: {}", closed.id, closed.reason);
         for d in &closed.damage {
@@ -1476,10 +1479,7 @@ pub(crate) fn render_executions(
 ) -> i32 {
     if output == Output::Json {
         for r in rows {
-            output::line(
-                output::EXECUTION,
-                serde_json::to_value(r).unwrap_or_default(),
-            );
+            output::execution_line(output::ExecutionLine::Row(r.clone()));
         }
     } else if rows.is_empty() {
         println!("{empty}");

@@ -405,7 +405,7 @@ pub enum JournalError {
 }
 
 /// One corrupt line of a journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Damage {
     /// File concerned.
     pub path: String,
@@ -846,9 +846,11 @@ impl JournalStore for FileJournalStore {
 }
 
 /// Summary of an execution read from its journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecutionSummary {
-    /// Execution id.
+    /// Execution id: `execution_id`, as in the events, the reports and the
+    /// other lines (`id` before; still read).
+    #[serde(rename = "execution_id", alias = "id")]
     pub id: String,
     /// `failover`, `run`, `drill-out`, ...
     pub kind: String,
@@ -993,7 +995,7 @@ pub fn record_time(r: &Record) -> u64 {
 
 /// One execution as the ledger sees it: its summary, what is wrong with
 /// its journal, and whether a later execution superseded it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LedgerEntry {
     /// The summary of its valid records (`status` ignores the damage).
     #[serde(flatten)]

@@ -3,7 +3,8 @@
 //! version, e.g. `switchyard.event/v1`) and `ts` (when it was printed, RFC
 //! 3339 UTC). The schemas are documented in docs/schemas/.
 
-use crate::journal::{format_ms, now_ms};
+use crate::journal::{format_ms, now_ms, LedgerEntry};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -97,6 +98,53 @@ pub fn strip_envelope(mut v: Value) -> Value {
     v
 }
 
+/// The body of one `switchyard.execution/v1` line: an execution as
+/// `executions` / `history` list it, the result of `executions close`, or
+/// of `approve`. Every one names the execution `execution_id`, as the
+/// events, reports and the other lines do.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ExecutionLine {
+    /// One row of `executions` / `history`.
+    Row(LedgerEntry),
+    /// `executions close` closed it.
+    Closed(ClosedLine),
+    /// `approve` approved it.
+    Approved(ApprovedLine),
+}
+
+/// What `executions close` journaled.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ClosedLine {
+    /// Execution id.
+    pub execution_id: String,
+    /// `closed`.
+    #[schemars(schema_with = "schema::closed")]
+    pub status: &'static str,
+    /// The operator's reason, as journaled.
+    pub reason: String,
+    /// The damage the close acknowledged (`file:line: message`).
+    pub damage: Vec<String>,
+}
+
+/// What `approve` journaled.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ApprovedLine {
+    /// Execution id.
+    pub execution_id: String,
+    /// `approved`.
+    #[schemars(schema_with = "schema::approved")]
+    pub status: &'static str,
+    /// Who approved it (as the journal records them).
+    #[schemars(with = "crate::approval::Identity")]
+    pub approver: Value,
+}
+
+/// Print `body` as one `switchyard.execution/v1` line.
+pub fn execution_line(body: ExecutionLine) {
+    line(EXECUTION, serde_json::to_value(body).unwrap_or_default());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +190,12 @@ pub mod schema {
     }
     fn execution_schema(_: &mut SchemaGenerator) -> Schema {
         constant(super::EXECUTION)
+    }
+    pub(super) fn closed(_: &mut SchemaGenerator) -> Schema {
+        constant("closed")
+    }
+    pub(super) fn approved(_: &mut SchemaGenerator) -> Schema {
+        constant("approved")
     }
     fn show_schema(_: &mut SchemaGenerator) -> Schema {
         constant(super::SHOW)
