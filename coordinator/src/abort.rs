@@ -151,7 +151,7 @@ impl fmt::Display for Decision {
                 f,
                 "keep {primary} in {region}: nothing was promoted{}",
                 if *restore_preference {
-                    format!("; make {region} preferred again")
+                    format!("; set election priorities so {region} keeps the primary again")
                 } else {
                     String::new()
                 }
@@ -959,6 +959,7 @@ mod tests {
             at_ms: 0,
             kind: KIND.into(),
             topology_file: "t".into(),
+            store_kinds: Default::default(),
             plan: abort_plan.clone(),
         });
         let promote_seq = recs

@@ -854,7 +854,15 @@ pub(crate) fn render_show(shown: &crate::service::Shown, output: Output, wide: b
         } else {
             shown.report.render()
         };
-        let timeline = timeline(&shown.records);
+        // Journals written before they recorded store kinds: the kinds the
+        // report found in the topology.
+        let kinds = shown
+            .report
+            .stores
+            .iter()
+            .filter_map(|s| Some((s.store.clone(), s.kind?)))
+            .collect();
+        let timeline = timeline(&shown.records, &kinds);
         // Fitted on a terminal; a file or a pipe keeps one line per entry.
         let timeline = match crate::width::stdout_columns() {
             Some(cols) if !wide => fit_timeline(&timeline, cols.min(81).saturating_sub(1)),

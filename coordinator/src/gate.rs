@@ -728,6 +728,7 @@ mod tests {
                 at_ms: ended_ms - 1000,
                 kind: "failover".into(),
                 topology_file: "lab.toml".into(),
+                store_kinds: Default::default(),
                 plan: Plan {
                     on_failure: None,
                     version: 1,

@@ -16,7 +16,8 @@
 
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use switchyard_topology::{StoreKind, Topology};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -147,6 +148,11 @@ pub enum Record {
         topology_file: String,
         /// The full plan, so resume needs nothing else.
         plan: Plan,
+        /// The kind of every store the plan names, so that `show` writes
+        /// positions in each store's notation from the journal alone.
+        /// Journals written before have none (read as empty).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        store_kinds: BTreeMap<String, StoreKind>,
     },
     /// A coordinator resumed the execution with a new fencing token.
     Resumed {
@@ -1062,6 +1068,39 @@ pub fn plan_stores(plan: &Plan) -> BTreeSet<String> {
         .collect()
 }
 
+/// The kind of every store `plan` names (steps and checkpoints), from
+/// `topology`: what [`Record::Started`] journals as `store_kinds`.
+pub fn plan_store_kinds(plan: &Plan, topology: &Topology) -> BTreeMap<String, StoreKind> {
+    let named: BTreeSet<&str> = plan
+        .stages
+        .iter()
+        .flat_map(|st| {
+            st.steps
+                .iter()
+                .map(|s| s.store.as_str())
+                .chain(st.checkpoint.iter().map(|c| c.store.as_str()))
+        })
+        .collect();
+    topology
+        .stores
+        .iter()
+        .filter(|s| named.contains(s.name.as_str()))
+        .map(|s| (s.name.clone(), s.kind))
+        .collect()
+}
+
+/// The store kinds the journal's start record holds (none for journals
+/// written before they were recorded).
+pub fn journaled_store_kinds(records: &[Record]) -> BTreeMap<String, StoreKind> {
+    records
+        .iter()
+        .find_map(|r| match r {
+            Record::Started { store_kinds, .. } => Some(store_kinds.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// Every execution, oldest first, each with its damage and the execution
 /// that superseded it. Never fails because one journal is corrupt.
 pub fn ledger(store: &dyn JournalStore) -> Result<Vec<LedgerEntry>, JournalError> {
@@ -1103,6 +1142,7 @@ mod tests {
             at_ms: 5,
             kind: "run".into(),
             topology_file: "t.toml".into(),
+            store_kinds: Default::default(),
             plan: Plan {
                 on_failure: None,
                 version: 1,

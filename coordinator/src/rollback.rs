@@ -505,6 +505,7 @@ mod tests {
                 at_ms: 0,
                 kind: "failover".into(),
                 topology_file: "t.toml".into(),
+                store_kinds: Default::default(),
                 plan: p.clone(),
             },
             Record::CheckpointPassed {

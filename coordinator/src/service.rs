@@ -1663,6 +1663,7 @@ impl Inner {
             at_ms: now_ms(),
             kind: kind.into(),
             topology_file: self.topology_file.display().to_string(),
+            store_kinds: crate::journal::plan_store_kinds(&plan, &self.topology()),
             plan: plan.clone(),
         };
         // Read before the journal exists: a bad policy file starts nothing.

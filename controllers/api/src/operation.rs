@@ -183,9 +183,30 @@ impl fmt::Display for Operation {
                 target_region,
                 candidate,
             } => {
-                write!(f, "make {} preferred", in_region(candidate, target_region))
+                // What it is for, in the operator's words: the old region
+                // must not take the primary back when it heals.
+                write!(
+                    f,
+                    "set election priorities so {} keeps the primary",
+                    in_region(candidate, target_region)
+                )
             }
             Operation::Unfence => f.write_str("unfence the primary"),
+        }
+    }
+}
+
+impl Operation {
+    /// The operation's on-screen words with any position in the store's
+    /// own `notation` (`wait until west has replayed 0/4000060 on timeline
+    /// 1`, not `67108960@1`): the live progress and `show` alike.
+    pub fn describe(&self, notation: &crate::Notation) -> String {
+        let text = self.to_string();
+        match self {
+            Operation::WaitForPosition { position, .. } => {
+                text.replace(&position.to_string(), &notation.position(position))
+            }
+            _ => text,
         }
     }
 }
