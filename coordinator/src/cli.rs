@@ -843,7 +843,12 @@ pub(crate) fn render_show(shown: &crate::service::Shown, output: Output, wide: b
     if output == Output::Json {
         output::line(
             output::SHOW,
-            json!({"report": shown.report, "journal": shown.records, "damage": shown.damage}),
+            serde_json::to_value(output::ShowBody {
+                report: &shown.report,
+                journal: &shown.records,
+                damage: &shown.damage,
+            })
+            .unwrap_or_default(),
         );
     } else {
         for d in &shown.damage {

@@ -338,6 +338,7 @@ impl Driver {
                         stage: s + 1,
                         name: st.name.clone(),
                         stores,
+                        before_resume: false,
                     });
                 }
             }
@@ -506,6 +507,7 @@ impl Driver {
                         OpResult::Err { message, .. } => Some(message.clone()),
                         OpResult::Ok { .. } => None,
                     },
+                    before_resume: false,
                 });
                 issued_ops.remove(&done.id);
                 ex.apply(match result {
@@ -626,6 +628,7 @@ impl Driver {
             passed,
             duration_ms,
             observed: observed.clone(),
+            before_resume: false,
         });
         if let Some(ev) = crate::executor::event_of(&rec) {
             ex.apply(ev);

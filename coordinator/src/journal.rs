@@ -55,7 +55,7 @@ pub fn format_ms(ms: u64) -> String {
 }
 
 /// Result of one operation as journaled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum OpResult {
     /// The controller carried the operation out.
@@ -113,7 +113,7 @@ pub struct CheckpointObservation {
 }
 
 /// One store's state when an execution was aborted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoreStatus {
     /// Store name.
     pub store: String,
@@ -130,7 +130,7 @@ pub struct StoreStatus {
 /// its unit. Journals written before (records named by `type`, 0-based
 /// stages and steps, `epoch` for both tokens) still read: see
 /// [`upgrade_legacy`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Record {
     /// An execution began.
@@ -152,6 +152,7 @@ pub enum Record {
         /// positions in each store's notation from the journal alone.
         /// Journals written before have none (read as empty).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        #[schemars(with = "BTreeMap<String, String>")]
         store_kinds: BTreeMap<String, StoreKind>,
     },
     /// A coordinator resumed the execution with a new fencing token.
@@ -166,6 +167,7 @@ pub enum Record {
     StageStarted {
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -176,9 +178,11 @@ pub enum Record {
         seq: u64,
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// Step within the stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         step: usize,
         /// Store name.
         store: String,
@@ -196,9 +200,11 @@ pub enum Record {
         seq: u64,
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// Step within the stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         step: usize,
         /// Store name.
         store: String,
@@ -215,6 +221,7 @@ pub enum Record {
     CheckpointPassed {
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -238,6 +245,7 @@ pub enum Record {
     CheckpointFailed {
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -294,9 +302,11 @@ pub enum Record {
         seq: u64,
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// Step within the stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         step: usize,
         /// Store name.
         store: String,

@@ -1850,6 +1850,11 @@ impl Inner {
             resumed: true,
             stages: ex.plan().stages.len(),
         });
+        // What earlier processes did, from the journal, before this one
+        // goes on live: a resumed execution's progress is the whole of it.
+        for ev in crate::progress::before_resume(&recs) {
+            tee.event(&ev);
+        }
         Ok(Launched {
             id: id.to_string(),
             driver,

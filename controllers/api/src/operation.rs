@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Planned (zero loss, old primary cooperates) or forced (old primary gone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum PromoteMode {
     /// The old primary was fenced and the target caught up to its final position.
@@ -22,7 +22,7 @@ pub enum PromoteMode {
 /// One step a controller can carry out. Every operation must be idempotent:
 /// repeating it after it succeeded (a coordinator resuming after a crash)
 /// changes nothing and succeeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "op")]
 #[non_exhaustive]
 pub enum Operation {
@@ -248,7 +248,7 @@ fn mode_str(mode: &PromoteMode) -> &'static str {
 }
 
 /// How much data a forced promotion may have lost.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DataLossEstimate {
     /// Bytes of WAL/oplog the promoted member was behind at last observation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,7 +264,7 @@ pub struct DataLossEstimate {
 }
 
 /// What an operation produced.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// Captured position (from `CapturePosition`) or position reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
