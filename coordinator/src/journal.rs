@@ -17,12 +17,12 @@
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use switchyard_topology::{StoreKind, Topology};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_controller::{Error, ErrorKind, FencingToken, Operation, Outcome, Term};
+use switchyard_topology::{StoreKind, Topology};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

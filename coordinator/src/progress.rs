@@ -170,7 +170,10 @@ impl Reporter for Plain {
                 name,
                 before_resume,
                 ..
-            } => format!("Stage {stage}: {name}{}", earlier(*before_resume, " (before the resume)")),
+            } => format!(
+                "Stage {stage}: {name}{}",
+                earlier(*before_resume, " (before the resume)")
+            ),
             ProgressEvent::OpStarted {
                 stage,
                 seq,

@@ -57,7 +57,9 @@ pub fn rolled_back(plan: &Plan) -> Option<&str> {
 }
 
 /// A plan's `on_failure` option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Roll the failed execution back (`switchyard rollback ID`), at once.

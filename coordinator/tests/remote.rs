@@ -695,7 +695,10 @@ async fn over_tls_no_secret_leaks_and_reload_is_validated_first() {
     assert_eq!(region, "west");
 
     // 401 without a token, 403 for a viewer, on every endpoint this added.
-    let id = docs(&outputs[2])[0]["execution_id"].as_str().unwrap().to_string();
+    let id = docs(&outputs[2])[0]["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for (path, body) in [
         (
             "/v1/drills".to_string(),

@@ -281,31 +281,13 @@ async fn a_resumed_execution_shows_what_was_done_before_the_crash() {
     // `show`: the captured position and the wait in PostgreSQL's notation.
     let shown = ws.run(&["show", "latest", "--output", "text"]);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
-    let lsn = |s: &str| {
-        let (hi, lo) = s.split_once('/').unwrap_or(("", ""));
-        !hi.is_empty()
-            && !lo.is_empty()
-            && hi.chars().chain(lo.chars()).all(|c| c.is_ascii_hexdigit())
-    };
-    let words: Vec<&str> = shown.stdout.split_whitespace().collect();
-    let after = |w: &str| {
-        words
-            .windows(4)
-            .filter(|x| x[0] == w)
-            .map(|x| (x[1], x[2], x[3]))
-            .collect::<Vec<_>>()
-    };
-    let captured = after("position");
     assert!(
-        captured
-            .iter()
-            .any(|(p, on, tl)| lsn(p) && *on == "on" && tl.starts_with("timeline")),
+        lsn_on_timeline(&shown.stdout, ", position "),
         "{}",
         shown.stdout
     );
-    let waited = after("replayed");
     assert!(
-        !waited.is_empty() && waited.iter().all(|(p, on, _)| lsn(p) && *on == "on"),
+        lsn_on_timeline(&shown.stdout, "has replayed "),
         "{}",
         shown.stdout
     );

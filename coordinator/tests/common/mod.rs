@@ -419,3 +419,20 @@ pub fn validate(out: &str, file: &str) {
     let n: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
     assert_eq!(n, out.lines().count());
 }
+
+/// Whether `text` has `after` and each one is followed by a position in
+/// PostgreSQL's notation, `X/Y on timeline N` (hexadecimal `X/Y`, as
+/// `pg_current_wal_lsn()` prints it), not a raw offset.
+pub fn lsn_on_timeline(text: &str, after: &str) -> bool {
+    text.contains(after)
+        && text.split(after).skip(1).all(|rest| {
+            let mut w = rest.split_whitespace();
+            let lsn = w.next().unwrap_or("");
+            lsn.split_once('/').is_some_and(|(hi, lo)| {
+                !hi.is_empty()
+                    && !lo.is_empty()
+                    && hi.chars().chain(lo.chars()).all(|c| c.is_ascii_hexdigit())
+            }) && w.next() == Some("on")
+                && w.next() == Some("timeline")
+        })
+}
