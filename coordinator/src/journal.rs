@@ -1081,16 +1081,7 @@ pub fn plan_stores(plan: &Plan) -> BTreeSet<String> {
 /// The kind of every store `plan` names (steps and checkpoints), from
 /// `topology`: what [`Record::Started`] journals as `store_kinds`.
 pub fn plan_store_kinds(plan: &Plan, topology: &Topology) -> BTreeMap<String, StoreKind> {
-    let named: BTreeSet<&str> = plan
-        .stages
-        .iter()
-        .flat_map(|st| {
-            st.steps
-                .iter()
-                .map(|s| s.store.as_str())
-                .chain(st.checkpoint.iter().map(|c| c.store.as_str()))
-        })
-        .collect();
+    let named = plan.named_stores();
     topology
         .stores
         .iter()

@@ -356,6 +356,19 @@ impl Plan {
         serde_json::to_string_pretty(self).expect("plan model always serialises")
     }
 
+    /// Every store a step or a checkpoint entry names.
+    pub fn named_stores(&self) -> std::collections::BTreeSet<&str> {
+        self.stages
+            .iter()
+            .flat_map(|st| {
+                st.steps
+                    .iter()
+                    .map(|s| s.store.as_str())
+                    .chain(st.checkpoint.iter().map(|c| c.store.as_str()))
+            })
+            .collect()
+    }
+
     /// Every (stage index, step index) pair, in plan order.
     pub fn step_ids(&self) -> impl Iterator<Item = StepId> + '_ {
         self.stages
