@@ -33,7 +33,7 @@ use crate::expectation::{
 use crate::journal::{OpResult, Record};
 use crate::plan::{CheckpointEntry, Mode, Plan, PlanOp, Stage, Step, DEFAULT_STAGE_TIMEOUT_MS};
 use crate::planner::dependency_levels;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use switchyard_controller::{sequence, Capability, MemberState, ObservedState, Operation, Role};
 use switchyard_topology::Topology;
@@ -151,7 +151,7 @@ impl fmt::Display for Decision {
                 f,
                 "keep {primary} in {region}: nothing was promoted{}",
                 if *restore_preference {
-                    format!("; make {region} preferred again")
+                    format!("; set election priorities so {region} keeps the primary again")
                 } else {
                     String::new()
                 }
@@ -431,16 +431,7 @@ pub fn plan_abort(
     observed: &[(String, Result<ObservedState, String>)],
 ) -> AbortPlan {
     let touched = touched(records);
-    let in_plan: BTreeSet<&str> = plan
-        .stages
-        .iter()
-        .flat_map(|st| {
-            st.steps
-                .iter()
-                .map(|s| s.store.as_str())
-                .chain(st.checkpoint.iter().map(|c| c.store.as_str()))
-        })
-        .collect();
+    let in_plan = plan.named_stores();
     let no_observation = Err("no observation".to_string());
     let none = Capability::none();
     let empty = Touched::default();
@@ -959,6 +950,7 @@ mod tests {
             at_ms: 0,
             kind: KIND.into(),
             topology_file: "t".into(),
+            store_kinds: Default::default(),
             plan: abort_plan.clone(),
         });
         let promote_seq = recs

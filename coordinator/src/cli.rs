@@ -843,7 +843,12 @@ pub(crate) fn render_show(shown: &crate::service::Shown, output: Output, wide: b
     if output == Output::Json {
         output::line(
             output::SHOW,
-            json!({"report": shown.report, "journal": shown.records, "damage": shown.damage}),
+            serde_json::to_value(output::ShowBody {
+                report: &shown.report,
+                journal: &shown.records,
+                damage: &shown.damage,
+            })
+            .unwrap_or_default(),
         );
     } else {
         for d in &shown.damage {
@@ -854,7 +859,15 @@ pub(crate) fn render_show(shown: &crate::service::Shown, output: Output, wide: b
         } else {
             shown.report.render()
         };
-        let timeline = timeline(&shown.records);
+        // Journals written before they recorded store kinds: the kinds the
+        // report found in the topology.
+        let kinds = shown
+            .report
+            .stores
+            .iter()
+            .filter_map(|s| Some((s.store.clone(), s.kind?)))
+            .collect();
+        let timeline = timeline(&shown.records, &kinds);
         // Fitted on a terminal; a file or a pipe keeps one line per entry.
         let timeline = match crate::width::stdout_columns() {
             Some(cols) if !wide => fit_timeline(&timeline, cols.min(81).saturating_sub(1)),
@@ -989,10 +1002,11 @@ fn approve(service: &Service, id: &str, output: Output) -> Result<i32, Exit> {
     let token = std::env::var(crate::approval::TOKEN_ENV).ok();
     let d = service.approve(id, token.as_deref())?;
     if output == Output::Json {
-        output::line(
-            output::EXECUTION,
-            json!({"execution_id": id, "status": "approved", "approver": d.approver}),
-        );
+        output::execution_line(output::ExecutionLine::Approved(output::ApprovedLine {
+            execution_id: id.to_string(),
+            status: "approved",
+            approver: serde_json::to_value(&d.approver).unwrap_or_default(),
+        }));
     } else {
         println!(
             "Execution {id} approved by {}; `switchyard resume {id}` runs it.",
@@ -1455,10 +1469,12 @@ fn executions(
 /// An execution closed by `executions close`.
 pub(crate) fn render_closed(closed: &crate::service::ClosedExecution, output: Output) -> i32 {
     if output == Output::Json {
-        output::line(
-            output::EXECUTION,
-            json!({"execution_id": closed.id, "status": "closed", "reason": closed.reason, "damage": closed.damage}),
-        );
+        output::execution_line(output::ExecutionLine::Closed(output::ClosedLine {
+            execution_id: closed.id.clone(),
+            status: "closed",
+            reason: closed.reason.clone(),
+            damage: closed.damage.clone(),
+        }));
     } else {
         println!("Execution {} closed: {}", closed.id, closed.reason);
         for d in &closed.damage {
@@ -1476,10 +1492,7 @@ pub(crate) fn render_executions(
 ) -> i32 {
     if output == Output::Json {
         for r in rows {
-            output::line(
-                output::EXECUTION,
-                serde_json::to_value(r).unwrap_or_default(),
-            );
+            output::execution_line(output::ExecutionLine::Row(r.clone()));
         }
     } else if rows.is_empty() {
         println!("{empty}");

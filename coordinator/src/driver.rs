@@ -279,12 +279,9 @@ impl Driver {
     /// with a position to wait for in the store's own notation
     /// (`0/4000060 on timeline 1`, not `67108960@1`).
     fn describe(&self, store: &str, op: &Operation) -> String {
-        let text = op.to_string();
-        match (op, self.controllers.get(store)) {
-            (Operation::WaitForPosition { position, .. }, Some(c)) => {
-                text.replace(&position.to_string(), &c.notation().position(position))
-            }
-            _ => text,
+        match self.controllers.get(store) {
+            Some(c) => op.describe(&c.notation()),
+            None => op.to_string(),
         }
     }
 
@@ -341,6 +338,7 @@ impl Driver {
                         stage: s + 1,
                         name: st.name.clone(),
                         stores,
+                        before_resume: false,
                     });
                 }
             }
@@ -509,6 +507,7 @@ impl Driver {
                         OpResult::Err { message, .. } => Some(message.clone()),
                         OpResult::Ok { .. } => None,
                     },
+                    before_resume: false,
                 });
                 issued_ops.remove(&done.id);
                 ex.apply(match result {
@@ -629,6 +628,7 @@ impl Driver {
             passed,
             duration_ms,
             observed: observed.clone(),
+            before_resume: false,
         });
         if let Some(ev) = crate::executor::event_of(&rec) {
             ex.apply(ev);
@@ -661,7 +661,17 @@ async fn run_op(
                     && attempts < retry.max_attempts
                     && tokio::time::Instant::now() + backoff < deadline =>
             {
-                tracing::debug!(store = %store, op = op.name(), attempt = attempts, error = %e, "retrying");
+                // Each retry at INFO; the operation's failure, if it comes
+                // to that, is one WARN below (not one per attempt).
+                tracing::info!(
+                    store = %store,
+                    op = op.name(),
+                    attempt = attempts,
+                    max_attempts = retry.max_attempts,
+                    backoff_ms = backoff.as_millis() as u64,
+                    error = %e,
+                    "temporary error; retrying"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(retry.max_backoff);
             }
@@ -675,6 +685,21 @@ async fn run_op(
             }
         }
     };
+    if let Err(e) = &result {
+        tracing::warn!(
+            store = %store,
+            op = op.name(),
+            attempts,
+            temporary = e.is_temporary(),
+            error = %e,
+            "{}",
+            if e.is_temporary() && attempts > 1 {
+                "operation failed: retries exhausted"
+            } else {
+                "operation failed"
+            }
+        );
+    }
     OpDone {
         id,
         seq,
@@ -957,6 +982,7 @@ mod tests {
             at_ms: 0,
             kind: "test".into(),
             topology_file: "t".into(),
+            store_kinds: Default::default(),
             plan: plan.clone(),
         }
     }

@@ -584,6 +584,7 @@ mod tests {
             at_ms: 0,
             kind: "run".into(),
             topology_file: "t".into(),
+            store_kinds: Default::default(),
             plan: p.clone(),
         }];
         let mut seq = 0;

@@ -658,6 +658,20 @@ impl Serialize for Expectation {
     }
 }
 
+/// Written as its text (`and(primary_in(west), fenced)`), as it serialises.
+impl schemars::JsonSchema for Expectation {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Expectation".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An expectation as text: has_primary, primary_in(R), primary_is(MEMBER), one_writable_primary, fenced, all_members_healthy, healthy_in(R), lag_below(BYTES), followers_follow, preferred_in(R), and(..), or(..), not(..)."
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Expectation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

@@ -166,13 +166,14 @@ impl GatePolicy {
 }
 
 /// One gate evaluation (journaled as `type = "gate"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GateRecord {
     /// When it was decided.
     pub at_ms: u64,
     /// Stage it guards (0-based in memory, written from 1 like every stage
     /// number; the first stage's gates are "before the plan starts").
     #[serde(with = "crate::journal::one_based")]
+    #[schemars(with = "usize")]
     pub stage: usize,
     /// The rule: `capacity`, `min_healthy_regions`, `flap_damping`,
     /// `failback_delay`, `check:<name>`.
@@ -728,6 +729,7 @@ mod tests {
                 at_ms: ended_ms - 1000,
                 kind: "failover".into(),
                 topology_file: "lab.toml".into(),
+                store_kinds: Default::default(),
                 plan: Plan {
                     on_failure: None,
                     version: 1,

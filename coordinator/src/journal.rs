@@ -16,12 +16,13 @@
 
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_controller::{Error, ErrorKind, FencingToken, Operation, Outcome, Term};
+use switchyard_topology::{StoreKind, Topology};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -54,7 +55,7 @@ pub fn format_ms(ms: u64) -> String {
 }
 
 /// Result of one operation as journaled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum OpResult {
     /// The controller carried the operation out.
@@ -112,7 +113,7 @@ pub struct CheckpointObservation {
 }
 
 /// One store's state when an execution was aborted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoreStatus {
     /// Store name.
     pub store: String,
@@ -129,7 +130,7 @@ pub struct StoreStatus {
 /// its unit. Journals written before (records named by `type`, 0-based
 /// stages and steps, `epoch` for both tokens) still read: see
 /// [`upgrade_legacy`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Record {
     /// An execution began.
@@ -147,6 +148,12 @@ pub enum Record {
         topology_file: String,
         /// The full plan, so resume needs nothing else.
         plan: Plan,
+        /// The kind of every store the plan names, so that `show` writes
+        /// positions in each store's notation from the journal alone.
+        /// Journals written before have none (read as empty).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        #[schemars(with = "BTreeMap<String, String>")]
+        store_kinds: BTreeMap<String, StoreKind>,
     },
     /// A coordinator resumed the execution with a new fencing token.
     Resumed {
@@ -160,6 +167,7 @@ pub enum Record {
     StageStarted {
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -170,9 +178,11 @@ pub enum Record {
         seq: u64,
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// Step within the stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         step: usize,
         /// Store name.
         store: String,
@@ -190,9 +200,11 @@ pub enum Record {
         seq: u64,
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// Step within the stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         step: usize,
         /// Store name.
         store: String,
@@ -209,6 +221,7 @@ pub enum Record {
     CheckpointPassed {
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -232,6 +245,7 @@ pub enum Record {
     CheckpointFailed {
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// When.
         at_ms: u64,
@@ -288,9 +302,11 @@ pub enum Record {
         seq: u64,
         /// Stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         stage: usize,
         /// Step within the stage (written 1-based).
         #[serde(with = "one_based")]
+        #[schemars(with = "usize")]
         step: usize,
         /// Store name.
         store: String,
@@ -405,7 +421,7 @@ pub enum JournalError {
 }
 
 /// One corrupt line of a journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Damage {
     /// File concerned.
     pub path: String,
@@ -846,9 +862,11 @@ impl JournalStore for FileJournalStore {
 }
 
 /// Summary of an execution read from its journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecutionSummary {
-    /// Execution id.
+    /// Execution id: `execution_id`, as in the events, the reports and the
+    /// other lines (`id` before; still read).
+    #[serde(rename = "execution_id", alias = "id")]
     pub id: String,
     /// `failover`, `run`, `drill-out`, ...
     pub kind: String,
@@ -993,7 +1011,7 @@ pub fn record_time(r: &Record) -> u64 {
 
 /// One execution as the ledger sees it: its summary, what is wrong with
 /// its journal, and whether a later execution superseded it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LedgerEntry {
     /// The summary of its valid records (`status` ignores the damage).
     #[serde(flatten)]
@@ -1060,6 +1078,30 @@ pub fn plan_stores(plan: &Plan) -> BTreeSet<String> {
         .collect()
 }
 
+/// The kind of every store `plan` names (steps and checkpoints), from
+/// `topology`: what [`Record::Started`] journals as `store_kinds`.
+pub fn plan_store_kinds(plan: &Plan, topology: &Topology) -> BTreeMap<String, StoreKind> {
+    let named = plan.named_stores();
+    topology
+        .stores
+        .iter()
+        .filter(|s| named.contains(s.name.as_str()))
+        .map(|s| (s.name.clone(), s.kind))
+        .collect()
+}
+
+/// The store kinds the journal's start record holds (none for journals
+/// written before they were recorded).
+pub fn journaled_store_kinds(records: &[Record]) -> BTreeMap<String, StoreKind> {
+    records
+        .iter()
+        .find_map(|r| match r {
+            Record::Started { store_kinds, .. } => Some(store_kinds.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// Every execution, oldest first, each with its damage and the execution
 /// that superseded it. Never fails because one journal is corrupt.
 pub fn ledger(store: &dyn JournalStore) -> Result<Vec<LedgerEntry>, JournalError> {
@@ -1101,6 +1143,7 @@ mod tests {
             at_ms: 5,
             kind: "run".into(),
             topology_file: "t.toml".into(),
+            store_kinds: Default::default(),
             plan: Plan {
                 on_failure: None,
                 version: 1,

@@ -3,7 +3,8 @@
 //! version, e.g. `switchyard.event/v1`) and `ts` (when it was printed, RFC
 //! 3339 UTC). The schemas are documented in docs/schemas/.
 
-use crate::journal::{format_ms, now_ms};
+use crate::journal::{format_ms, now_ms, LedgerEntry};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -97,6 +98,65 @@ pub fn strip_envelope(mut v: Value) -> Value {
     v
 }
 
+/// The body of one `switchyard.execution/v1` line: an execution as
+/// `executions` / `history` list it, the result of `executions close`, or
+/// of `approve`. Every one names the execution `execution_id`, as the
+/// events, reports and the other lines do.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ExecutionLine {
+    /// One row of `executions` / `history`.
+    Row(LedgerEntry),
+    /// `executions close` closed it.
+    Closed(ClosedLine),
+    /// `approve` approved it.
+    Approved(ApprovedLine),
+}
+
+/// What `executions close` journaled.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ClosedLine {
+    /// Execution id.
+    pub execution_id: String,
+    /// `closed`.
+    #[schemars(schema_with = "schema::closed")]
+    pub status: &'static str,
+    /// The operator's reason, as journaled.
+    pub reason: String,
+    /// The damage the close acknowledged (`file:line: message`).
+    pub damage: Vec<String>,
+}
+
+/// What `approve` journaled.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ApprovedLine {
+    /// Execution id.
+    pub execution_id: String,
+    /// `approved`.
+    #[schemars(schema_with = "schema::approved")]
+    pub status: &'static str,
+    /// Who approved it (as the journal records them).
+    #[schemars(with = "crate::approval::Identity")]
+    pub approver: Value,
+}
+
+/// The body of the `switchyard.show/v1` line: one execution's report,
+/// every journal record that could be read, and where it could not.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ShowBody<'a> {
+    /// The report built from the journal.
+    pub report: &'a crate::report::ExecutionReport,
+    /// The journal's records, as written (docs/coordinator.md, Journal).
+    pub journal: &'a [crate::journal::Record],
+    /// Every corrupt line of the journal.
+    pub damage: &'a [crate::journal::Damage],
+}
+
+/// Print `body` as one `switchyard.execution/v1` line.
+pub fn execution_line(body: ExecutionLine) {
+    line(EXECUTION, serde_json::to_value(body).unwrap_or_default());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +202,12 @@ pub mod schema {
     }
     fn execution_schema(_: &mut SchemaGenerator) -> Schema {
         constant(super::EXECUTION)
+    }
+    pub(super) fn closed(_: &mut SchemaGenerator) -> Schema {
+        constant("closed")
+    }
+    pub(super) fn approved(_: &mut SchemaGenerator) -> Schema {
+        constant("approved")
     }
     fn show_schema(_: &mut SchemaGenerator) -> Schema {
         constant(super::SHOW)
@@ -255,17 +321,50 @@ pub mod schema {
         json_schema!({"type": "string", "enum": ["report", "abort_report", "drill_report"]})
     }
 
-    /// Envelope-only lines whose body follows a document described elsewhere
-    /// (docs/coordinator.md for plans, docs/cli.md for executions).
-    fn envelope(schema: fn(&mut SchemaGenerator) -> Schema, title: &str) -> Value {
-        let mut g = SchemaGenerator::default();
-        serde_json::json!({
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": title,
-            "type": "object",
-            "required": ["schema", "ts"],
-            "properties": {"schema": schema(&mut g), "ts": ts(&mut g)},
-        })
+    /// `switchyard plan failover --output json`: the plan `run` reads back.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct PlanLine {
+        /// `switchyard.plan/v1`.
+        #[schemars(schema_with = "plan_schema")]
+        schema: String,
+        /// When it was printed.
+        #[schemars(schema_with = "ts")]
+        ts: String,
+        /// The plan.
+        #[serde(flatten)]
+        plan: crate::plan::Plan,
+    }
+
+    /// `executions` / `history` (a line per execution), `executions
+    /// close`, `approve`.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct ExecutionLine {
+        /// `switchyard.execution/v1`.
+        #[schemars(schema_with = "execution_schema")]
+        schema: String,
+        /// When it was printed.
+        #[schemars(schema_with = "ts")]
+        ts: String,
+        /// The execution.
+        #[serde(flatten)]
+        body: super::ExecutionLine,
+    }
+
+    /// `switchyard show ID --output json`.
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    pub struct ShowLine {
+        /// `switchyard.show/v1`.
+        #[schemars(schema_with = "show_schema")]
+        schema: String,
+        /// When it was printed.
+        #[schemars(schema_with = "ts")]
+        ts: String,
+        /// The execution.
+        #[serde(flatten)]
+        body: super::ShowBody<'static>,
     }
 
     /// `(file name under docs/schemas/, schema)` for every line kind.
@@ -274,12 +373,12 @@ pub mod schema {
         vec![
             ("state.schema.json", of(schemars::schema_for!(StateLine))),
             ("event.schema.json", of(schemars::schema_for!(EventLine))),
-            ("plan.schema.json", envelope(plan_schema, "PlanLine")),
+            ("plan.schema.json", of(schemars::schema_for!(PlanLine))),
             (
                 "execution.schema.json",
-                envelope(execution_schema, "ExecutionLine"),
+                of(schemars::schema_for!(ExecutionLine)),
             ),
-            ("show.schema.json", envelope(show_schema, "ShowLine")),
+            ("show.schema.json", of(schemars::schema_for!(ShowLine))),
             ("result.schema.json", of(schemars::schema_for!(ResultLine))),
         ]
     }

@@ -18,7 +18,7 @@ pub const PLAN_VERSION: u32 = 1;
 pub const DEFAULT_STAGE_TIMEOUT_MS: u64 = 120_000;
 
 /// A failover plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Plan format version.
@@ -45,7 +45,7 @@ pub struct Plan {
 }
 
 /// How the plan moves primaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Fence, capture, catch up, promote: nothing acknowledged is lost.
@@ -82,7 +82,7 @@ impl fmt::Display for Mode {
 }
 
 /// One stage: steps that may run concurrently across stores, then a checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// Human name ("readiness", "promote orders").
@@ -104,7 +104,7 @@ fn default_timeout() -> u64 {
 
 /// One operation on one store. (Unknown keys are still refused: they reach
 /// the flattened [`PlanOp`], which denies them.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Step {
     /// Store name from the topology.
     pub store: String,
@@ -114,7 +114,7 @@ pub struct Step {
 }
 
 /// The expectations one store must meet at a checkpoint (all must hold).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointEntry {
     /// Store name from the topology.
@@ -135,7 +135,7 @@ impl CheckpointEntry {
 }
 
 /// Where a `wait_for_position` step takes its position from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PositionSource {
     /// `"captured"`: the position the same store's earlier `capture_position`
@@ -146,7 +146,7 @@ pub enum PositionSource {
 }
 
 /// The literal `"captured"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Captured {
     /// Use the captured position.
@@ -155,7 +155,7 @@ pub enum Captured {
 
 /// An operation as written in a plan. Mirrors [`Operation`], except that a
 /// wait may refer to a position captured earlier in the same execution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "op", deny_unknown_fields)]
 pub enum PlanOp {
     /// See [`Operation::CheckReadiness`].
@@ -354,6 +354,19 @@ impl Plan {
     /// Serialise as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("plan model always serialises")
+    }
+
+    /// Every store a step or a checkpoint entry names.
+    pub fn named_stores(&self) -> std::collections::BTreeSet<&str> {
+        self.stages
+            .iter()
+            .flat_map(|st| {
+                st.steps
+                    .iter()
+                    .map(|s| s.store.as_str())
+                    .chain(st.checkpoint.iter().map(|c| c.store.as_str()))
+            })
+            .collect()
     }
 
     /// Every (stage index, step index) pair, in plan order.

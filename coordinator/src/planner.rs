@@ -426,7 +426,10 @@ pub fn plan_failover(
             checks.push(entry(s, expect));
         }
         let title = if group.is_empty() {
-            format!("make {target} preferred for {}", names(&all))
+            format!(
+                "keep {target} primary for {} (election priorities)",
+                names(&all)
+            )
         } else {
             format!("promote {}", names(&all))
         };

@@ -37,6 +37,10 @@ pub enum ProgressEvent {
         name: String,
         /// Stores with steps or checkpoint entries in it.
         stores: Vec<String>,
+        /// Started by an earlier coordinator process of this execution
+        /// (replayed from the journal when it resumes); absent: live.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        before_resume: bool,
     },
     /// An operation was journaled and issued.
     OpStarted {
@@ -68,6 +72,11 @@ pub enum ProgressEvent {
         /// Error, if it failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Finished under an earlier coordinator process of this execution
+        /// (replayed from the journal when it resumes: not issued again);
+        /// absent: live.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        before_resume: bool,
     },
     /// Checkpoint validation began.
     CheckpointStarted {
@@ -84,6 +93,10 @@ pub enum ProgressEvent {
         duration_ms: u64,
         /// Expected against observed, per store.
         observed: Vec<CheckpointObservation>,
+        /// Validated by an earlier coordinator process of this execution
+        /// (replayed from the journal when it resumes); absent: live.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        before_resume: bool,
     },
     /// The execution ended (for this process).
     ExecutionEnded {
@@ -152,7 +165,15 @@ impl Reporter for Plain {
                 "{} {plan} — execution {execution_id}, fencing token {fencing_token}",
                 if *resumed { "Resuming" } else { "Executing" }
             ),
-            ProgressEvent::StageStarted { stage, name, .. } => format!("Stage {stage}: {name}"),
+            ProgressEvent::StageStarted {
+                stage,
+                name,
+                before_resume,
+                ..
+            } => format!(
+                "Stage {stage}: {name}{}",
+                earlier(*before_resume, " (before the resume)")
+            ),
             ProgressEvent::OpStarted {
                 stage,
                 seq,
@@ -167,11 +188,17 @@ impl Reporter for Plain {
                 op,
                 duration_ms,
                 error,
+                before_resume,
                 ..
-            } => match error {
-                None => format!("  [{stage}] #{seq} {store}: ✓ {op} ({duration_ms} ms)"),
-                Some(e) => format!("  [{stage}] #{seq} {store}: ✗ {op} ({duration_ms} ms): {e}"),
-            },
+            } => {
+                let when = earlier(*before_resume, ", before the resume");
+                match error {
+                    None => format!("  [{stage}] #{seq} {store}: ✓ {op} ({duration_ms} ms{when})"),
+                    Some(e) => {
+                        format!("  [{stage}] #{seq} {store}: ✗ {op} ({duration_ms} ms{when}): {e}")
+                    }
+                }
+            }
             ProgressEvent::CheckpointStarted { stage } => {
                 format!("  [{stage}] validating checkpoint …")
             }
@@ -179,8 +206,10 @@ impl Reporter for Plain {
                 stage,
                 duration_ms,
                 observed,
+                before_resume,
                 ..
             } => {
+                let when = earlier(*before_resume, ", before the resume");
                 let mut s = String::new();
                 for o in observed {
                     if !s.is_empty() {
@@ -188,11 +217,11 @@ impl Reporter for Plain {
                     }
                     s.push_str(&match &o.mismatch {
                         None => format!(
-                            "  [{stage}] {}: ✓ {} ({duration_ms} ms)",
+                            "  [{stage}] {}: ✓ {} ({duration_ms} ms{when})",
                             o.store, o.expected
                         ),
                         Some(m) => format!(
-                            "  [{stage}] {}: ✗ expected {}, observed: {m}",
+                            "  [{stage}] {}: ✗ expected {}, observed: {m}{when}",
                             o.store, o.expected
                         ),
                     });
@@ -207,6 +236,15 @@ impl Reporter for Plain {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
+    }
+}
+
+/// `mark` for what an earlier process did (replayed on resume), else nothing.
+fn earlier(before_resume: bool, mark: &str) -> &str {
+    if before_resume {
+        mark
+    } else {
+        ""
     }
 }
 
@@ -232,6 +270,9 @@ struct Stage {
     name: String,
     heading: ProgressBar,
     started: Instant,
+    /// Known only from the journal so far: an earlier process of the
+    /// execution ran it (this one has not started it).
+    before_resume: bool,
     /// Stores in the order the plan names them.
     order: Vec<String>,
     rows: BTreeMap<String, Row>,
@@ -349,6 +390,7 @@ pub fn replay(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
                     stores: st
                         .map(|s| s.steps.iter().map(|x| x.store.clone()).collect())
                         .unwrap_or_default(),
+                    before_resume: false,
                 });
             }
             Record::Intent {
@@ -386,6 +428,7 @@ pub fn replay(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
                     OpResult::Err { message, .. } => Some(message.clone()),
                     OpResult::Ok { .. } => None,
                 },
+                before_resume: false,
             }),
             Record::CheckpointPassed {
                 stage,
@@ -403,9 +446,45 @@ pub fn replay(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
                 passed: matches!(r, Record::CheckpointPassed { .. }),
                 duration_ms: *duration_ms,
                 observed: observed.clone(),
+                before_resume: false,
             }),
             _ => {}
         }
+    }
+    out
+}
+
+/// What earlier coordinator processes of an execution did, from its
+/// journal, as the events they reported, each marked `before_resume`: what
+/// a resumed execution shows before it continues live. Every stage they
+/// started (once), every operation that finished with its time, attempts
+/// and outcome, every checkpoint validated. An operation journaled as
+/// issued without an outcome is left out: the resume issues it again, live.
+pub fn before_resume(records: &[crate::journal::Record]) -> Vec<ProgressEvent> {
+    let mut open: Option<usize> = None;
+    let mut out = vec![];
+    for mut ev in replay(records) {
+        match &mut ev {
+            ProgressEvent::StageStarted {
+                stage,
+                before_resume,
+                ..
+            } => {
+                // Each process journals the stage it starts in again.
+                if open == Some(*stage) {
+                    continue;
+                }
+                open = Some(*stage);
+                *before_resume = true;
+            }
+            ProgressEvent::OpFinished { before_resume, .. } => *before_resume = true,
+            ProgressEvent::CheckpointFinished { before_resume, .. } => {
+                open = None;
+                *before_resume = true;
+            }
+            _ => continue,
+        }
+        out.push(ev);
     }
     out
 }
@@ -455,6 +534,7 @@ impl Terminal {
                 name: name.to_string(),
                 heading,
                 started: Instant::now(),
+                before_resume: false,
                 order: Vec::new(),
                 rows: BTreeMap::new(),
             }
@@ -492,11 +572,17 @@ impl Terminal {
 
     /// The stage, done: its live lines replaced by the full record of it.
     fn close(&self, stage: usize, st: Stage, verdict: &str) {
-        let mut text = format!(
-            "Stage {stage}: {} — {verdict} in {:.1} s\n",
-            st.name,
-            st.started.elapsed().as_secs_f64()
-        );
+        // A stage an earlier process ran has no elapsed time in this one;
+        // its operations carry theirs.
+        let mut text = if st.before_resume {
+            format!("Stage {stage}: {} — {verdict} before the resume\n", st.name)
+        } else {
+            format!(
+                "Stage {stage}: {} — {verdict} in {:.1} s\n",
+                st.name,
+                st.started.elapsed().as_secs_f64()
+            )
+        };
         for store in &st.order {
             if let Some(r) = st.rows.get(store) {
                 r.bar.finish_and_clear();
@@ -539,11 +625,17 @@ impl Reporter for Terminal {
                 stage,
                 name,
                 stores,
+                before_resume,
             } => {
                 {
                     let mut stages = lock(&self.stages);
                     let st = self.stage(&mut stages, *stage, name);
                     st.name.clone_from(name);
+                    if st.before_resume && !before_resume {
+                        // This process takes the stage up: its time from now.
+                        st.started = Instant::now();
+                    }
+                    st.before_resume = *before_resume;
                     st.heading.set_message(crate::width::truncate(
                         &format!("Stage {stage}: {name}"),
                         self.width.saturating_sub(1),
@@ -567,11 +659,13 @@ impl Reporter for Terminal {
                 op,
                 duration_ms,
                 error,
+                before_resume,
                 ..
             } => self.with_row(*stage, store, |t, r| {
+                let when = earlier(*before_resume, " (before the resume)");
                 r.done.push(match error {
-                    Some(e) => format!("✗ {op} failed after {duration_ms} ms: {e}"),
-                    None => format!("✓ {op} {duration_ms} ms"),
+                    Some(e) => format!("✗ {op} failed after {duration_ms} ms{when}: {e}"),
+                    None => format!("✓ {op} {duration_ms} ms{when}"),
                 });
                 t.show(r, None);
             }),
@@ -588,6 +682,7 @@ impl Reporter for Terminal {
                 passed,
                 duration_ms,
                 observed,
+                ..
             } => {
                 for o in observed {
                     self.with_row(*stage, &o.store, |_, r| {

@@ -780,10 +780,13 @@ async fn approve(remote: &Remote, id: &str, output: crate::cli::Output) -> Resul
     }
     let by = v["approved_by"].as_str().unwrap_or("?");
     if output == crate::cli::Output::Json {
-        crate::output::line(
-            crate::output::EXECUTION,
-            json!({"execution_id": id, "status": "approved", "approver": v["approver"]}),
-        );
+        crate::output::execution_line(crate::output::ExecutionLine::Approved(
+            crate::output::ApprovedLine {
+                execution_id: id.to_string(),
+                status: "approved",
+                approver: v["approver"].clone(),
+            },
+        ));
     } else {
         println!(
             "Execution {id} approved by {by}; {}",

@@ -102,9 +102,14 @@ impl ExecutionReport {
 
     /// Build from an execution's journal, writing positions and terms in
     /// each store's notation (the kinds come from `topology`).
+    /// The journal's own record of the kinds comes first; `topology`
+    /// serves journals written before it was kept.
     pub fn from_records_in(id: &str, records: &[Record], topology: Option<&Topology>) -> Self {
+        let journaled = crate::journal::journaled_store_kinds(records);
         let kind_of = |store: &str| {
-            topology.and_then(|t| t.stores.iter().find(|s| s.name == store).map(|s| s.kind))
+            journaled.get(store).copied().or_else(|| {
+                topology.and_then(|t| t.stores.iter().find(|s| s.name == store).map(|s| s.kind))
+            })
         };
         let summary = summarize(id, records);
         let plan = records.iter().find_map(|r| match r {
@@ -562,9 +567,13 @@ fn describe_loss(d: &DataLossEstimate) -> String {
     }
 }
 
-/// The journal as a human timeline (`switchyard show`).
-pub fn timeline(records: &[Record]) -> String {
+/// The journal as a human timeline (`switchyard show`), every position in
+/// its store's notation: the kinds the journal records, else `kinds`
+/// (from the topology, for journals written before they were recorded).
+pub fn timeline(records: &[Record], kinds: &BTreeMap<String, StoreKind>) -> String {
     let mut out = String::new();
+    let journaled = crate::journal::journaled_store_kinds(records);
+    let notation_of = |store: &str| notation(journaled.get(store).or(kinds.get(store)).copied());
     let plan = records.iter().find_map(|r| match r {
         Record::Started { plan, .. } => Some(plan),
         _ => None,
@@ -602,7 +611,10 @@ pub fn timeline(records: &[Record]) -> String {
                 op,
                 fencing_token,
                 ..
-            } => format!("  #{seq:<3} {store:<12} → {op} (fencing token {fencing_token})"),
+            } => format!(
+                "  #{seq:<3} {store:<12} → {} (fencing token {fencing_token})",
+                op.describe(&notation_of(store))
+            ),
             Record::Outcome {
                 seq,
                 store,
@@ -622,9 +634,10 @@ pub fn timeline(records: &[Record]) -> String {
                         .member
                         .as_ref()
                         .map_or(String::new(), |m| format!(", member {m}")),
-                    outcome
-                        .position
-                        .map_or(String::new(), |p| format!(", position {p}")),
+                    outcome.position.map_or(String::new(), |p| format!(
+                        ", position {}",
+                        notation_of(store).position(&p)
+                    )),
                     if outcome.already_done {
                         ", already done"
                     } else {
@@ -685,7 +698,8 @@ pub fn timeline(records: &[Record]) -> String {
                 ..
             } => {
                 format!(
-                    "       {store:<12} → {op} (outside the plan, fencing token {fencing_token})"
+                    "       {store:<12} → {} (outside the plan, fencing token {fencing_token})",
+                    op.describe(&notation_of(store))
                 )
             }
             Record::ExtraOutcome {

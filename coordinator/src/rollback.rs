@@ -57,7 +57,9 @@ pub fn rolled_back(plan: &Plan) -> Option<&str> {
 }
 
 /// A plan's `on_failure` option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Roll the failed execution back (`switchyard rollback ID`), at once.
@@ -505,6 +507,7 @@ mod tests {
                 at_ms: 0,
                 kind: "failover".into(),
                 topology_file: "t.toml".into(),
+                store_kinds: Default::default(),
                 plan: p.clone(),
             },
             Record::CheckpointPassed {

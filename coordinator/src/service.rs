@@ -1663,6 +1663,7 @@ impl Inner {
             at_ms: now_ms(),
             kind: kind.into(),
             topology_file: self.topology_file.display().to_string(),
+            store_kinds: crate::journal::plan_store_kinds(&plan, &self.topology()),
             plan: plan.clone(),
         };
         // Read before the journal exists: a bad policy file starts nothing.
@@ -1849,6 +1850,11 @@ impl Inner {
             resumed: true,
             stages: ex.plan().stages.len(),
         });
+        // What earlier processes did, from the journal, before this one
+        // goes on live: a resumed execution's progress is the whole of it.
+        for ev in crate::progress::before_resume(&recs) {
+            tee.event(&ev);
+        }
         Ok(Launched {
             id: id.to_string(),
             driver,

@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 pub const DEFAULT_HOOK_TIMEOUT_MS: u64 = 60_000;
 
 /// Where a hook runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HookPoint {
     /// Before the first stage of a new execution; failing stops it with
@@ -145,7 +145,7 @@ impl Facts {
 }
 
 /// What a hook run recorded (journaled as `type = "hook"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HookRecord {
     /// When it ended.
     pub at_ms: u64,
@@ -160,6 +160,7 @@ pub struct HookRecord {
         with = "crate::journal::one_based::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<usize>")]
     pub stage: Option<usize>,
     /// Exit status; `None` when killed or not started.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -55,7 +55,7 @@ fn status_of(ws: &Workspace, id: &str) -> String {
     list.as_array()
         .unwrap()
         .iter()
-        .find(|e| e["id"] == id)
+        .find(|e| e["execution_id"] == id)
         .unwrap()["status"]
         .as_str()
         .unwrap()

@@ -66,7 +66,7 @@ async fn roll_back_and_check(
     let list = ws.run(&["executions", "--output", "json"]);
     let list: serde_json::Value = serde_json::Value::Array(list.events());
     let rows = list.as_array().unwrap();
-    let row = |id: &str| rows.iter().find(|e| e["id"] == id).unwrap()["status"].clone();
+    let row = |id: &str| rows.iter().find(|e| e["execution_id"] == id).unwrap()["status"].clone();
     assert_eq!(row(id), "aborted", "{case}");
     assert!(
         rows.iter()

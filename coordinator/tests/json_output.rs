@@ -7,33 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// Validate every line of `out` against `docs/schemas/<file>` with Python's
-/// `jsonschema` (draft 2020-12), a validator nobody here wrote.
-fn validate(out: &str, file: &str) {
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schemas/").to_string() + file;
-    let dir = tempfile::tempdir().unwrap();
-    let lines = dir.path().join("lines.jsonl");
-    std::fs::write(&lines, out).unwrap();
-    let script = "import json,sys,jsonschema\n\
-        s=json.load(open(sys.argv[1]))\n\
-        v=jsonschema.Draft202012Validator(s, format_checker=jsonschema.FormatChecker())\n\
-        n=0\n\
-        for l in open(sys.argv[2]):\n    v.validate(json.loads(l)); n+=1\n\
-        print(n)";
-    let o = std::process::Command::new("python3")
-        .args(["-c", script, &schema])
-        .arg(&lines)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        o.status.success(),
-        "{file}: {}\n{out}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let n: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
-    assert_eq!(n, out.lines().count());
-}
-
 /// Every line of `out` as a JSON object carrying `schema` and `ts`, valid
 /// against its schema in docs/schemas/.
 fn lines(out: &str, schema: &str) -> Vec<Value> {

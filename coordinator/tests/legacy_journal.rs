@@ -158,4 +158,13 @@ async fn an_execution_the_old_version_left_unfinished_resumes_after_the_upgrade(
         .map(|s| s["stage"].as_u64().unwrap())
         .collect();
     assert_eq!(stages, [1, 2, 3, 4]);
+
+    // Its start record names no store kinds (the old version kept none):
+    // `show` takes them from the topology and still writes the captured
+    // position and the wait as PostgreSQL does, `X/Y on timeline N`.
+    assert!(!old.contains("store_kinds"));
+    let r = ws.run(&["show", AFTER_READINESS, "--output", "text"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(lsn_on_timeline(&r.stdout, "has replayed "), "{}", r.stdout);
+    assert!(lsn_on_timeline(&r.stdout, ", position "), "{}", r.stdout);
 }

@@ -356,7 +356,7 @@ async fn every_command_over_server_prints_what_local_mode_prints_with_its_exit_c
             assert_eq!(r.stdout, l.stdout, "{args:?}");
         }
     }
-    let first = docs(&sv.run(&["executions", "--output", "json"]).stdout)[0]["id"]
+    let first = docs(&sv.run(&["executions", "--output", "json"]).stdout)[0]["execution_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -695,7 +695,10 @@ async fn over_tls_no_secret_leaks_and_reload_is_validated_first() {
     assert_eq!(region, "west");
 
     // 401 without a token, 403 for a viewer, on every endpoint this added.
-    let id = docs(&outputs[2])[0]["id"].as_str().unwrap().to_string();
+    let id = docs(&outputs[2])[0]["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for (path, body) in [
         (
             "/v1/drills".to_string(),

@@ -22,7 +22,18 @@ use std::fmt;
 /// The coordinator's fencing token: strictly greater for every later
 /// leadership, across every coordinator sharing a backend.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct FencingToken(pub u64);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Planned (zero loss, old primary cooperates) or forced (old primary gone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum PromoteMode {
     /// The old primary was fenced and the target caught up to its final position.
@@ -22,7 +22,7 @@ pub enum PromoteMode {
 /// One step a controller can carry out. Every operation must be idempotent:
 /// repeating it after it succeeded (a coordinator resuming after a crash)
 /// changes nothing and succeeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "op")]
 #[non_exhaustive]
 pub enum Operation {
@@ -183,9 +183,30 @@ impl fmt::Display for Operation {
                 target_region,
                 candidate,
             } => {
-                write!(f, "make {} preferred", in_region(candidate, target_region))
+                // What it is for, in the operator's words: the old region
+                // must not take the primary back when it heals.
+                write!(
+                    f,
+                    "set election priorities so {} keeps the primary",
+                    in_region(candidate, target_region)
+                )
             }
             Operation::Unfence => f.write_str("unfence the primary"),
+        }
+    }
+}
+
+impl Operation {
+    /// The operation's on-screen words with any position in the store's
+    /// own `notation` (`wait until west has replayed 0/4000060 on timeline
+    /// 1`, not `67108960@1`): the live progress and `show` alike.
+    pub fn describe(&self, notation: &crate::Notation) -> String {
+        let text = self.to_string();
+        match self {
+            Operation::WaitForPosition { position, .. } => {
+                text.replace(&position.to_string(), &notation.position(position))
+            }
+            _ => text,
         }
     }
 }
@@ -227,7 +248,7 @@ fn mode_str(mode: &PromoteMode) -> &'static str {
 }
 
 /// How much data a forced promotion may have lost.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DataLossEstimate {
     /// Bytes of WAL/oplog the promoted member was behind at last observation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,7 +264,7 @@ pub struct DataLossEstimate {
 }
 
 /// What an operation produced.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// Captured position (from `CapturePosition`) or position reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -40,7 +40,18 @@ impl fmt::Display for Role {
 /// number — EventStoreDB's own word). Never the coordinator's
 /// [`crate::FencingToken`], which comes from the lock, not the store.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Term(pub u64);
@@ -63,7 +74,18 @@ impl fmt::Display for Term {
 /// store's [`Term`], but a property of the position: a standby still on an
 /// old history reports it while the store's term has moved on.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct History(pub u64);
@@ -91,7 +113,19 @@ impl fmt::Display for History {
 /// `history` is the term it was written in; `offset` grows monotonically
 /// across histories for every store we support, so "has replayed at least X"
 /// is `offset >= X.offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Position {
     /// The term the position was written in (journals written before the
     /// rename call it `epoch`).

@@ -83,10 +83,12 @@ impl Metrics {
     /// Count an execution's events (operation durations, outcomes, stages).
     pub fn event(&self, p: &Published) {
         self.with(|m| match &p.event {
+            // Counted when they happened, not again when a resume replays them.
             ServiceEvent::Progress(ProgressEvent::OpFinished {
                 store,
                 op,
                 duration_ms,
+                before_resume: false,
                 ..
             }) => m
                 .operations

@@ -392,3 +392,47 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Validate every line of `out` against `docs/schemas/<file>` with Python's
+/// `jsonschema` (draft 2020-12), a validator nobody here wrote.
+pub fn validate(out: &str, file: &str) {
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schemas/").to_string() + file;
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("lines.jsonl");
+    std::fs::write(&lines, out).unwrap();
+    let script = "import json,sys,jsonschema\n\
+        s=json.load(open(sys.argv[1]))\n\
+        v=jsonschema.Draft202012Validator(s, format_checker=jsonschema.FormatChecker())\n\
+        n=0\n\
+        for l in open(sys.argv[2]):\n    v.validate(json.loads(l)); n+=1\n\
+        print(n)";
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, &schema])
+        .arg(&lines)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        o.status.success(),
+        "{file}: {}\n{out}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let n: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert_eq!(n, out.lines().count());
+}
+
+/// Whether `text` has `after` and each one is followed by a position in
+/// PostgreSQL's notation, `X/Y on timeline N` (hexadecimal `X/Y`, as
+/// `pg_current_wal_lsn()` prints it), not a raw offset.
+pub fn lsn_on_timeline(text: &str, after: &str) -> bool {
+    text.contains(after)
+        && text.split(after).skip(1).all(|rest| {
+            let mut w = rest.split_whitespace();
+            let lsn = w.next().unwrap_or("");
+            lsn.split_once('/').is_some_and(|(hi, lo)| {
+                !hi.is_empty()
+                    && !lo.is_empty()
+                    && hi.chars().chain(lo.chars()).all(|c| c.is_ascii_hexdigit())
+            }) && w.next() == Some("on")
+                && w.next() == Some("timeline")
+        })
+}

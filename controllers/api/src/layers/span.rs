@@ -1,6 +1,7 @@
 //! One tracing span per operation, so every line a controller logs while
 //! carrying it out names the store, the operation, the execution and the
-//! token.
+//! token. A failed attempt is logged at INFO: whoever retries it (the
+//! coordinator's driver) logs the operation's final failure, once, at WARN.
 
 use super::{layer_impl, Layer};
 use crate::controller::Controller;
@@ -37,11 +38,13 @@ layer_impl!(Span, |self, op, ctx| {
         let r = self.inner.execute(op, ctx).await;
         match &r {
             Ok(o) => tracing::info!(already_done = o.already_done, "done"),
-            Err(e) => tracing::warn!(
+            // One attempt: the driver retries a temporary error, and warns
+            // once when the operation has failed for good.
+            Err(e) => tracing::info!(
                 error = %e,
                 kind = ?e.kind(),
                 temporary = e.is_temporary(),
-                "failed"
+                "attempt failed"
             ),
         }
         r
