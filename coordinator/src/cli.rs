@@ -1068,7 +1068,7 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
             let req = plan_request(&target, &timeouts);
             service.target_region(&req.to)?;
             service.candidates(&req)?;
-            service.refuse_unfenceable().await?;
+            service.refuse_unfenceable(Some(req.to.as_str())).await?;
             let req = StartRequest::Failover(req);
             start(service, req, yes, output).await
         }

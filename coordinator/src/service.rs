@@ -772,8 +772,9 @@ impl Service {
 
     /// `switchover` moves only what can be fenced and caught up: refused
     /// ([`ErrorKind::Refused`]), naming the store, unless every store has one
-    /// reachable, writable primary now.
-    pub async fn refuse_unfenceable(&self) -> Result<(), ServiceError> {
+    /// reachable, writable primary now. `to` is the requested region, so the
+    /// refusal's suggestion is a command the operator can paste.
+    pub async fn refuse_unfenceable(&self, to: Option<&str>) -> Result<(), ServiceError> {
         let state = self.state().await?;
         for (store, h) in &state.health {
             let why = match h {
@@ -788,7 +789,8 @@ impl Service {
                     ErrorKind::Refused,
                     format!(
                         "switchover refused, nothing was done: store `{store}`: {why}; its old primary cannot be fenced. \
-                         If its region is gone: `switchyard failover --to R --forced`"
+                         If its region is gone: `switchyard failover --to {} --forced`",
+                        to.unwrap_or("REGION")
                     ),
                 ));
             }

@@ -34,7 +34,7 @@ async fn switchover_is_planned_and_refuses_without_a_primary_to_fence() {
         r.stderr
     );
     assert!(
-        r.stderr.contains("failover --to R --forced"),
+        r.stderr.contains("failover --to east --forced"),
         "{}",
         r.stderr
     );

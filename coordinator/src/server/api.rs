@@ -852,7 +852,7 @@ async fn preview(State(s): State<Shared>, headers: HeaderMap, body: axum::body::
             s.service.target_region(&req.to).map_err(|e| s.problem(e))?;
             s.service.candidates(&req).map_err(|e| s.problem(e))?;
             s.service
-                .refuse_unfenceable()
+                .refuse_unfenceable(Some(req.to.as_str()))
                 .await
                 .map_err(|e| s.problem(e))?;
         }
@@ -970,7 +970,11 @@ async fn start(
                 return s.problem(e).into_response();
             }
         }
-        if let Err(e) = s.service.refuse_unfenceable().await {
+        let to = match &req {
+            StartRequest::Failover(p) => Some(p.to.as_str()),
+            _ => None,
+        };
+        if let Err(e) = s.service.refuse_unfenceable(to).await {
             return s.problem(e).into_response();
         }
     }
