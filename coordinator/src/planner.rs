@@ -415,7 +415,8 @@ pub fn plan_failover(
         for s in &group {
             let cap = capof[s.name.as_str()];
             // Planned: the preference first, so the election lands in the
-            // target; forced: the new primary first (see `sequence`).
+            // target (after the promotion where a raised priority would take
+            // over by itself); forced: the new primary first (see `sequence`).
             for st in phase_of(s, Phase::Promote) {
                 steps.push(step(s, plan_op(s, st)));
             }
