@@ -250,7 +250,12 @@ impl MongoController {
     }
 
     /// The most advanced reachable electable secondary the step aims at.
-    fn best_candidate(&self, snap: &Snapshot, target: &str, chosen: Option<&str>) -> Option<usize> {
+    pub(crate) fn best_candidate(
+        &self,
+        snap: &Snapshot,
+        target: &str,
+        chosen: Option<&str>,
+    ) -> Option<usize> {
         (0..self.cfg.members.len())
             .filter(|&i| {
                 let m = &self.cfg.members[i];

@@ -813,27 +813,12 @@ impl MongoController {
         }
         let _ = &state;
         // Pick the most advanced reachable electable member of the target region.
-        let cand = (0..self.cfg.members.len())
-            .filter(|&i| {
-                let m = &self.cfg.members[i];
-                m.region == target
-                    && m.electable
-                    && chosen.is_none_or(|c| c == m.name)
-                    && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
-            })
-            .max_by_key(|&i| {
-                snap.views[i]
-                    .as_ref()
-                    .ok()
-                    .and_then(|v| v.optime)
-                    .map(|(ts, t)| (t, ts.time, ts.increment))
-            })
-            .ok_or_else(|| {
-                MongoError::new(
-                    ErrorKind::NotReady,
-                    format!("no reachable electable secondary in {target}"),
-                )
-            })?;
+        let cand = self.best_candidate(&snap, target, chosen).ok_or_else(|| {
+            MongoError::new(
+                ErrorKind::NotReady,
+                format!("no reachable electable secondary in {target}"),
+            )
+        })?;
         let cand_optime = snap.views[cand].as_ref().ok().and_then(|v| v.optime);
         let config = &self.fetch_config(cand).await?;
         let mut removed = Vec::new();

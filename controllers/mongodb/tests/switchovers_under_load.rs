@@ -21,9 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_controller::direct::planned_switchover;
-use switchyard_controller::{
-    Capability, Controller, ObservedState, OpContext, Operation, Outcome,
-};
+use switchyard_controller::{Capability, Controller, ObservedState, OpContext, Operation, Outcome};
 use switchyard_topology::StoreKind;
 
 /// Longer than the lab's priority takeover delay (one 300 ms election
@@ -129,7 +127,11 @@ async fn twenty_planned_switchovers_lose_no_acknowledged_write() {
         lost_majority.is_empty(),
         "acknowledged w:majority writes lost: {lost_majority:?}"
     );
-    let lost_w1: Vec<i64> = w1.iter().copied().filter(|k| !present.contains(k)).collect();
+    let lost_w1: Vec<i64> = w1
+        .iter()
+        .copied()
+        .filter(|k| !present.contains(k))
+        .collect();
     let rolled_back = lab.sim.rolled_back_inserts();
     assert!(
         lost_w1.is_empty() && rolled_back == 0,
