@@ -107,9 +107,6 @@ impl MongoController {
             }
             frozen.push(i);
         }
-        if !frozen.is_empty() {
-            notes.push(format!("froze {} for {hold} s", self.names(&frozen)));
-        }
         // 2. A member stepped down by an earlier switchover may still be
         //    frozen: the target's candidates must be able to win.
         for i in (0..self.cfg.members.len()).filter(|&i| aimed(i) && secondary(i)) {
@@ -160,6 +157,13 @@ impl MongoController {
              had all of them",
             aim(target, chosen)
         ));
+        if !frozen.is_empty() {
+            notes.push(format!(
+                "froze {} for {hold} s first, so only {} could win the election",
+                self.names(&frozen),
+                aim(target, chosen)
+            ));
+        }
         // 4. The hand-off elects the caught-up candidate at once; should it
         //    not (a heartbeat had not yet told the primary a member was
         //    frozen), ask the candidate to stand. Voters refuse a candidate
