@@ -98,7 +98,7 @@ async fn pymongo_discovers_writes_and_fails_over() {
     );
     assert_eq!(
         handover["primary"].as_str(),
-        sim.host("west-1").as_deref(),
+        sim.host("west-1"),
         "the step-down handed over to the one unfrozen electable member: {handover}"
     );
     assert_eq!(
@@ -132,7 +132,7 @@ async fn pymongo_discovers_writes_and_fails_over() {
     let new_primary = phase2["primary"].as_str().expect("new primary");
     assert_eq!(
         Some(new_primary),
-        sim.host(other_east).as_deref(),
+        sim.host(other_east),
         "pymongo followed the failover to east, to the member it unfroze \
          ({east} is still in its step-down period): {phase2}"
     );
