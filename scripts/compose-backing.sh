@@ -101,13 +101,14 @@ binary_redis_up_runs_until_sigterm|tests the lab binary, which would attach too 
 consul_up_prints_ready_and_address|tests the lab binary's Consul simulator
 etcd_up_runs_a_real_etcd|tests the lab binary's own etcd
 partitioned_leader_issues_nothing_after_its_lease|cuts a leader off in a network namespace with the backend on a veth address; compose's backends are on Docker networks
-twenty_planned_switchovers_lose_no_majority_write|counts rolled-back writes with the simulator's counter
+twenty_planned_switchovers_lose_no_acknowledged_write|counts rolled-back writes with the simulator's counter
 primary_region_loss_elects_sticks_and_fails_back_on_request|counts rolled-back writes with the simulator's counter
 forced_reconfig_only_with_accepted_loss_and_rejoin_counts_rollback|reads the simulator's rollback counter (serverStatus.repl.simRolledBackOps is a simulator extension)
 a_candidate_beyond_max_lag_ms_is_refused_on_evidence|a bounded 2 s replication delay, which real mongod cannot be given (only stalled)
 reconfig_is_validated_as_documented|tests the MongoDB simulator itself
 frozen_members_do_not_stand_until_unfrozen|tests the MongoDB simulator itself
 step_down_waits_for_a_caught_up_secondary|tests the MongoDB simulator itself
+step_down_hands_over_only_to_an_unfrozen_caught_up_member|tests the MongoDB simulator itself
 arbiters_and_priority_zero_members_never_become_primary|tests the MongoDB simulator itself
 control_commands_drive_faults|tests the MongoDB simulator's control commands
 driver_discovers_writes_reads_and_fails_over|tests the MongoDB simulator itself (its rollback counter)

@@ -415,7 +415,8 @@ pub fn plan_failover(
         for s in &group {
             let cap = capof[s.name.as_str()];
             // Planned: the preference first, so the election lands in the
-            // target; forced: the new primary first (see `sequence`).
+            // target (after the promotion where a raised priority would take
+            // over by itself); forced: the new primary first (see `sequence`).
             for st in phase_of(s, Phase::Promote) {
                 steps.push(step(s, plan_op(s, st)));
             }
@@ -577,6 +578,7 @@ arbiter = true
         mongo.forced_failover = true;
         mongo.self_electing = true;
         mongo.sticky_priorities = true;
+        mongo.priority_takeover = true;
         mongo.lag_bound = true;
         mongo.chosen_candidate = true;
         BTreeMap::from([("orders".into(), pg), ("catalog".into(), mongo)])
@@ -606,7 +608,7 @@ arbiter = true
                 "readiness [orders:check_readiness catalog:check_readiness]",
                 "fence orders [orders:fence orders:capture_position]",
                 "promote orders [orders:wait_for_position orders:promote]",
-                "promote catalog [catalog:make_sticky catalog:promote]",
+                "promote catalog [catalog:promote catalog:make_sticky]",
                 "re-point and rejoin [orders:repoint_followers orders:rejoin]",
             ]
         );
@@ -624,7 +626,7 @@ arbiter = true
         let p = plan_failover(&t, &caps(), &PlanOptions::new("west", Mode::Planned)).unwrap();
         assert_eq!(
             shape(&p)[2],
-            "promote orders, catalog [orders:wait_for_position orders:promote catalog:make_sticky catalog:promote]"
+            "promote orders, catalog [orders:wait_for_position orders:promote catalog:promote catalog:make_sticky]"
         );
     }
 
@@ -672,7 +674,7 @@ arbiter = true
             shape(&p),
             vec![
                 "readiness [catalog:check_readiness]",
-                "promote catalog [catalog:make_sticky catalog:promote]",
+                "promote catalog [catalog:promote catalog:make_sticky]",
                 "re-point and rejoin []",
             ]
         );

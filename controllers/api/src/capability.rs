@@ -55,6 +55,14 @@ pub struct Capability {
     /// resets. Meaningful only with `sticky_priorities`.
     #[serde(default)]
     pub priorities: Priorities,
+    /// A member whose priority exceeds the primary's takes the primary over
+    /// by itself (MongoDB's priority takeover), without the old primary
+    /// stepping down first, so writes it acknowledged alone roll back.
+    /// Such a store's planned sequences raise priorities only once the
+    /// target holds the primary (see `sequence`). Meaningful only with
+    /// `sticky_priorities`.
+    #[serde(default)]
+    pub priority_takeover: bool,
     /// Replication lag is observable and a lag bound can be enforced.
     pub lag_bound: bool,
     /// The operator can choose which member of the target region becomes
@@ -84,6 +92,7 @@ impl Capability {
             self_electing: false,
             sticky_priorities: false,
             priorities: Priorities::None,
+            priority_takeover: false,
             lag_bound: false,
             chosen_candidate: false,
             expected_operation_ms: None,
@@ -136,6 +145,13 @@ impl Capability {
     pub const fn with_sticky_priorities(mut self, where_: Priorities) -> Self {
         self.sticky_priorities = true;
         self.priorities = where_;
+        self
+    }
+
+    /// Raising a member above the primary's priority makes it take over by
+    /// itself ([`Capability::priority_takeover`]).
+    pub const fn with_priority_takeover(mut self) -> Self {
+        self.priority_takeover = true;
         self
     }
 

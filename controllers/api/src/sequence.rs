@@ -117,11 +117,20 @@ pub fn steps(kind: Kind, cap: &Capability) -> Vec<(Phase, Step)> {
                 }
             }
             // Persist the preference first, so the election the promotion
-            // triggers lands in the target and stays there.
-            if cap.sticky_priorities {
+            // triggers lands in the target and stays there — unless a raised
+            // priority moves the primary by itself (priority takeover): then
+            // the target would be elected while the old primary still takes
+            // writes it has not replicated, and they roll back. Such a store
+            // hands over in the promotion (a step-down that waits for the
+            // target to catch up) and persists the preference after it.
+            let sticky = cap.sticky_priorities;
+            if sticky && !cap.priority_takeover {
                 v.push((Phase::Promote, Step::MakeSticky));
             }
             v.push((Phase::Promote, Step::Promote));
+            if sticky && cap.priority_takeover {
+                v.push((Phase::Promote, Step::MakeSticky));
+            }
             if cap.repoint {
                 v.push((Phase::Reconcile, Step::RepointFollowers));
             }
@@ -282,10 +291,26 @@ mod tests {
             .with_positions()
             .with_rejoin()
             .with_self_electing()
-            .with_sticky_priorities(crate::Priorities::Durable);
-        // MakeSticky before Promote: production's order.
+            .with_sticky_priorities(crate::Priorities::Durable)
+            .with_priority_takeover();
+        // Promote before MakeSticky: a raised priority would take the
+        // primary over before the step-down stops the old primary's writes.
         assert_eq!(
             ops(Kind::PlannedSwitchover, &mongo),
+            vec![
+                Step::CheckReadiness,
+                Step::Promote,
+                Step::MakeSticky,
+                Step::Rejoin
+            ]
+        );
+        // Without priority takeover (Cosmos DB, Sentinel) the preference
+        // goes first, so the election the promotion triggers lands there.
+        let cosmos = Capability::none()
+            .with_rejoin()
+            .with_sticky_priorities(crate::Priorities::Durable);
+        assert_eq!(
+            ops(Kind::PlannedSwitchover, &cosmos),
             vec![
                 Step::CheckReadiness,
                 Step::MakeSticky,
@@ -360,6 +385,9 @@ mod tests {
         let caps = [
             Capability::none().with_fencing().with_positions(),
             Capability::none().with_sticky_priorities(crate::Priorities::RuntimeOnly),
+            Capability::none()
+                .with_sticky_priorities(crate::Priorities::Durable)
+                .with_priority_takeover(),
             Capability::none().with_repoint().with_rejoin(),
         ];
         for cap in caps {

@@ -53,6 +53,7 @@
 mod client;
 pub mod config;
 mod error;
+mod handover;
 mod last_known;
 mod observe;
 mod ops;
@@ -129,6 +130,10 @@ impl MongoController {
             .with_rejoin()
             .with_self_electing()
             .with_sticky_priorities(Priorities::Durable)
+            // A higher-priority secondary within 2 s of the primary calls
+            // an election by itself: priorities change only after the
+            // step-down handed the primary over.
+            .with_priority_takeover()
             .with_lag_bound()
             .with_chosen_candidate()
     }

@@ -34,6 +34,7 @@ impl MongoController {
             } => {
                 self.known_region(target_region)?;
                 let snap = self.snapshot().await?;
+                self.refuse_takeover(&snap, target_region)?;
                 match self
                     .make_sticky(&snap, target_region, candidate.as_deref(), ctx)
                     .await?
@@ -177,7 +178,7 @@ impl MongoController {
     }
 
     /// Member `i`'s current replica set config (`replSetGetConfig.config`).
-    async fn fetch_config(&self, i: usize) -> R<Document> {
+    pub(crate) async fn fetch_config(&self, i: usize) -> R<Document> {
         let limit = self.cfg.connect_timeout * 2;
         let reply = self
             .conns
@@ -201,7 +202,7 @@ impl MongoController {
 
     /// `maxTimeMS` of a safe reconfig: without one mongod waits without
     /// limit for the current config to be committed.
-    fn reconfig_max_time(&self) -> Duration {
+    pub(crate) fn reconfig_max_time(&self) -> Duration {
         Duration::from_secs(30)
     }
 
@@ -462,7 +463,7 @@ impl MongoController {
         })
     }
 
-    fn sticky_config(
+    pub(crate) fn sticky_config(
         &self,
         config: &Document,
         target: &str,
@@ -503,6 +504,32 @@ impl MongoController {
         config.insert("version", (v + 1) as i32);
         // The server assigns the config term itself.
         config.remove("term");
+    }
+
+    /// MakeSticky while a reachable primary is outside `target` would let
+    /// the target take the primary over by priority while the old primary
+    /// still acknowledges `w:1` writes the target has not replicated; they
+    /// would roll back. The move is Promote's (a step-down that waits for the
+    /// target to catch up), which makes it sticky itself.
+    fn refuse_takeover(&self, snap: &Snapshot, target: &str) -> R<()> {
+        let Some(p) = self.primary_index(snap) else {
+            return Ok(());
+        };
+        let m = &self.cfg.members[p];
+        if m.region == target {
+            return Ok(());
+        }
+        Err(MongoError::new(
+            ErrorKind::Refused,
+            format!(
+                "{} in {} is primary: raising {target}'s priorities now would let {target} take the \
+                 primary over by priority while {} still acknowledges w:1 writes {target} has not \
+                 replicated, and those would roll back; promote {target} first (a planned promotion \
+                 steps {} down with a catch-up period and then makes {target} preferred)",
+                m.name, m.region, m.name, m.name
+            ),
+        )
+        .member(&m.name))
     }
 
     /// Raise target priorities on the primary.
@@ -623,7 +650,7 @@ impl MongoController {
         }
     }
 
-    fn election_wait(&self) -> Duration {
+    pub(crate) fn election_wait(&self) -> Duration {
         self.cfg.catch_up + self.cfg.election_timeout * 20 + Duration::from_secs(10)
     }
 
@@ -665,69 +692,16 @@ impl MongoController {
         }
         self.check_readiness(target, chosen, PromoteMode::Planned)
             .await?;
+        let p = self.primary_index(&snap).ok_or_else(|| {
+            MongoError::new(
+                ErrorKind::NotReady,
+                "the primary disappeared during the switchover",
+            )
+        })?;
+        let handed = self.hand_over(&snap, p, target, chosen, ctx).await?;
         let mut out = Outcome::done();
-        let sticky = self.make_sticky(&snap, target, chosen, ctx).await?;
-        if sticky != Sticky::Unchanged {
-            out = out.with_note(sticky.note(target));
-        }
-        // A member stepped down by an earlier switchover may still be frozen.
-        let limit = self.cfg.connect_timeout * 2;
-        for i in 0..self.cfg.members.len() {
-            let m = &self.cfg.members[i];
-            if m.region == target
-                && m.electable
-                && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
-            {
-                let _ = self
-                    .conns
-                    .admin(&self.cfg, i, doc! { "replSetFreeze": 0 }, limit)
-                    .await;
-            }
-        }
-        let snap = self.snapshot().await?;
-        let state = self.to_state(&snap);
-        if state.primary_region() != Some(target) {
-            let p = self.primary_index(&snap).ok_or_else(|| {
-                MongoError::new(
-                    ErrorKind::NotReady,
-                    "the primary disappeared during the switchover",
-                )
-            })?;
-            let catch = self.cfg.catch_up.as_secs().max(1);
-            let secs = catch + self.cfg.election_timeout.as_secs().max(5);
-            let cmd = doc! {
-                "replSetStepDown": secs as i64,
-                "secondaryCatchUpPeriodSecs": catch as i64,
-            };
-            match self
-                .conns
-                .admin(&self.cfg, p, cmd, Duration::from_secs(catch + 15))
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(262) => {
-                    return Err(MongoError::new(
-                        ErrorKind::NotReady,
-                        format!(
-                            "no electable secondary caught up within {catch} s; the primary kept its role and resumed writes"
-                        ),
-                    )
-                    .member(&self.cfg.members[p].name))
-                }
-                // Someone else moved the primary meanwhile: wait and see.
-                Err(e) if e.code() == Some(10107) => {}
-                // The step-down may close the connection; the wait decides.
-                Err(MongoError::Driver { code: None, .. }) => {}
-                Err(e) => return Err(e),
-            }
-            out = out.with_note(format!(
-                "stepped down {} with a {catch} s catch-up period",
-                self.cfg.members[p].name
-            ));
-        }
-        let state = self
-            .wait_primary_in(target, chosen, self.election_wait())
-            .await?;
+        out.notes = handed.notes;
+        let state = handed.state;
         self.verify_majority_write(target, ctx).await?;
         let p = state.primary().expect("primary in target");
         let mut out = out
@@ -839,27 +813,12 @@ impl MongoController {
         }
         let _ = &state;
         // Pick the most advanced reachable electable member of the target region.
-        let cand = (0..self.cfg.members.len())
-            .filter(|&i| {
-                let m = &self.cfg.members[i];
-                m.region == target
-                    && m.electable
-                    && chosen.is_none_or(|c| c == m.name)
-                    && snap.views[i].as_ref().is_ok_and(|v| v.state == 2)
-            })
-            .max_by_key(|&i| {
-                snap.views[i]
-                    .as_ref()
-                    .ok()
-                    .and_then(|v| v.optime)
-                    .map(|(ts, t)| (t, ts.time, ts.increment))
-            })
-            .ok_or_else(|| {
-                MongoError::new(
-                    ErrorKind::NotReady,
-                    format!("no reachable electable secondary in {target}"),
-                )
-            })?;
+        let cand = self.best_candidate(&snap, target, chosen).ok_or_else(|| {
+            MongoError::new(
+                ErrorKind::NotReady,
+                format!("no reachable electable secondary in {target}"),
+            )
+        })?;
         let cand_optime = snap.views[cand].as_ref().ok().and_then(|v| v.optime);
         let config = &self.fetch_config(cand).await?;
         let mut removed = Vec::new();
@@ -1053,7 +1012,7 @@ pub(crate) enum Sticky {
 }
 
 impl Sticky {
-    fn note(self, target: &str) -> String {
+    pub(crate) fn note(self, target: &str) -> String {
         match self {
             Sticky::Unchanged => format!("{target}'s priorities were already in place"),
             Sticky::Reconfigured => {

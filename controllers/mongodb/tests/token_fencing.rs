@@ -22,20 +22,34 @@ async fn older_tokens_are_refused_after_a_newer_one_changed_the_config() {
         target_region: r.into(),
         candidate: None,
     };
-    let done = lab.ctl.execute(&sticky("west"), &ctx(5)).await.unwrap();
+    // East holds the primary: making it preferred is a config change that
+    // moves nothing (west preferred would be refused while east is primary).
+    let done = lab.ctl.execute(&sticky("east"), &ctx(5)).await.unwrap();
     assert!(!done.already_done);
     assert!(lab.ctl.observe().await.unwrap().config_version > v0);
     // The same token repeating is harmless.
     assert!(
         lab.ctl
-            .execute(&sticky("west"), &ctx(5))
+            .execute(&sticky("east"), &ctx(5))
             .await
             .unwrap()
             .already_done
     );
+    // Preferring west while east is primary would hand west the primary by
+    // priority takeover while east still takes w:1 writes: refused, nothing
+    // changes (the move is Promote's).
+    let v1 = lab.ctl.observe().await.unwrap().config_version;
+    let e = lab
+        .ctl
+        .execute(&sticky("west"), &ctx(5))
+        .await
+        .expect_err("make_sticky west with the primary in east");
+    assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+    assert!(e.message().contains("priority"), "{e}");
+    assert_eq!(lab.ctl.observe().await.unwrap().config_version, v1);
 
     for op in [
-        sticky("east"),
+        sticky("west"),
         Operation::Promote {
             target_region: "west".into(),
             mode: PromoteMode::Planned,
@@ -56,10 +70,8 @@ async fn older_tokens_are_refused_after_a_newer_one_changed_the_config() {
         .execute(&Operation::CapturePosition, &ctx(1))
         .await
         .expect("capture with an old token");
-    // A newer token proceeds and is recorded. West's higher priority may
-    // take the primary over by itself meanwhile (priority takeover): the
-    // reconfig then meets a stepped-down primary, a temporary error the
-    // driver retries, and so does this test.
+    // A newer token proceeds and is recorded; a temporary error (a member
+    // changing state) is retried, as the coordinator would.
     let promote = Operation::Promote {
         target_region: "west".into(),
         mode: PromoteMode::Planned,

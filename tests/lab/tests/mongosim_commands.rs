@@ -214,6 +214,57 @@ async fn step_down_waits_for_a_caught_up_secondary() {
     );
 }
 
+/// What a lossless planned hand-over relies on: a frozen member is not
+/// electable to a step-down (mongod's heartbeats report it unelectable), so
+/// with every other electable member frozen the primary waits for the one
+/// left to catch up and hands it the election; the w:1 writes acknowledged
+/// before all survive. A frozen member refuses to step up, and a shorter
+/// freeze does not lift a longer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_down_hands_over_only_to_an_unfrozen_caught_up_member() {
+    let (sim, p) = settled().await;
+    let other_east = if p == "east-1" { "east-2" } else { "east-1" };
+    for m in [other_east, "west-2"] {
+        admin(&direct(&sim, m).await, doc! { "replSetFreeze": 120 })
+            .await
+            .unwrap();
+    }
+    let west2 = direct(&sim, "west-2").await;
+    admin(&west2, doc! { "replSetFreeze": 1 }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        admin(&west2, doc! { "replSetStepUp": 1 })
+            .await
+            .unwrap_err(),
+        125,
+        "a frozen member does not step up, and freeze 1 did not shorten freeze 120"
+    );
+    // west-1 is behind: the caught-up member in east is frozen, so the
+    // step-down must wait for west-1.
+    sim.set_lag("west-1", Duration::from_millis(1500));
+    let app = Client::with_uri_str(sim.uri()).await.unwrap();
+    let coll = app.database("x").collection::<Document>("w1");
+    for i in 0..20 {
+        coll.insert_one(doc! { "_id": i }).await.unwrap();
+    }
+    admin(
+        &direct(&sim, &p).await,
+        doc! { "replSetStepDown": 60, "secondaryCatchUpPeriodSecs": 10 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sim.wait_for_primary(Duration::from_secs(30))
+            .await
+            .as_deref(),
+        Some("west-1"),
+        "handed over to the only unfrozen electable member\n{}",
+        sim.describe()
+    );
+    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 20);
+    assert_eq!(sim.rolled_back_inserts(), 0, "no w:1 write rolled back");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arbiters_and_priority_zero_members_never_become_primary() {
     let spec = MongoSimSpec {

@@ -556,10 +556,28 @@ async fn step_down(
         n.tv_counter += 1;
         Ok((n.term, n.oplog.len()))
     })?;
+    // `TopologyCoordinator::isSafeToStepDown`: the primary's last applied
+    // optime on a write majority (`$majority`: data-bearing voters), and on
+    // at least one caught-up *electable* secondary — one its heartbeats do
+    // not report frozen (`_getUnelectableReason`: `StepDownPeriodActive`).
     let caught_up = |w: &World| -> Option<Result<Vec<usize>, CmdError>> {
         let n = &w.nodes[idx];
         if n.state != NodeState::Primary || n.term != term {
             return Some(Err(CmdError::not_primary()));
+        }
+        let now = Instant::now();
+        let has = |j: usize| j == idx || common_prefix(&w.nodes[j].oplog, &n.oplog) >= target;
+        let majority = n
+            .config
+            .members
+            .iter()
+            .filter(|m| m.votes > 0 && !m.arbiter_only)
+            .filter_map(|m| w.by_host(&m.host))
+            .filter(|&j| j == idx || w.reachable(idx, j))
+            .filter(|&j| has(j))
+            .count();
+        if majority < n.config.write_majority() {
+            return None;
         }
         let ok: Vec<usize> = (0..w.nodes.len())
             .filter(|&j| j != idx && w.reachable(idx, j))
@@ -569,7 +587,8 @@ async fn step_down(
                     .member(&w.nodes[j].host)
                     .is_some_and(|m| m.electable())
             })
-            .filter(|&j| common_prefix(&w.nodes[j].oplog, &n.oplog) >= target)
+            .filter(|&j| !w.frozen(j, now))
+            .filter(|&j| has(j))
             .collect();
         (!ok.is_empty()).then_some(Ok(ok))
     };
@@ -599,14 +618,23 @@ async fn step_down(
         }
         w.step_down(idx, now, Some(Duration::from_secs(secs as u64)));
         w.heartbeat_now();
-        // Election hand-off: the most preferred caught-up secondary stands at once.
+        // Election hand-off (`chooseElectionHandoffCandidate`): the caught-up
+        // electable secondary of the highest priority stands at once; on a
+        // tie the one listed first in the config.
         let cfg = w.nodes[idx].config.clone();
         let prio = |j: usize| cfg.member(&w.nodes[j].host).map_or(0.0, |m| m.priority);
-        if let Some(best) = nominees
-            .iter()
-            .copied()
-            .max_by(|&a, &b| prio(a).partial_cmp(&prio(b)).unwrap_or(Ordering::Equal))
-        {
+        let pos = |j: usize| {
+            cfg.members
+                .iter()
+                .position(|m| m.host == w.nodes[j].host)
+                .unwrap_or(usize::MAX)
+        };
+        if let Some(best) = nominees.iter().copied().max_by(|&a, &b| {
+            prio(a)
+                .partial_cmp(&prio(b))
+                .unwrap_or(Ordering::Equal)
+                .then(pos(b).cmp(&pos(a)))
+        }) {
             if !w.run_election(best, now, false) {
                 w.nodes[best].step_up_requested = true;
             }
@@ -634,8 +662,11 @@ fn freeze(shared: &Arc<Shared>, idx: usize, body: &Document) -> Result<Document,
                 n.frozen_until = None;
                 Ok(doc! { "info": "unfreezing" })
             }
+            // `prepareFreezeResponse`: a freeze never shortens one in force
+            // (a step-down's, say); only `0` lifts it.
             NodeState::Secondary => {
-                n.frozen_until = Some(Instant::now() + Duration::from_secs(secs as u64));
+                let until = Instant::now() + Duration::from_secs(secs as u64);
+                n.frozen_until = Some(n.frozen_until.map_or(until, |t| t.max(until)));
                 Ok(doc! {})
             }
         }
@@ -654,7 +685,17 @@ fn step_up(shared: &Arc<Shared>, idx: usize) -> Result<Document, CmdError> {
                 "this node is not electable",
             ));
         }
-        if w.run_election(idx, Instant::now(), false) {
+        // A frozen member is unelectable (`StepDownPeriodActive`), also
+        // when asked to step up.
+        let now = Instant::now();
+        if w.frozen(idx, now) {
+            return Err(CmdError::new(
+                125,
+                "CommandFailed",
+                "Election failed: I am still waiting for stepdown period to end",
+            ));
+        }
+        if w.run_election(idx, now, false) {
             Ok(doc! {})
         } else {
             Err(CmdError::new(125, "CommandFailed", "Election failed."))

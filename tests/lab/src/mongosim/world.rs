@@ -799,7 +799,8 @@ impl World {
         }
     }
 
-    fn frozen(&self, i: usize, now: Instant) -> bool {
+    /// Whether member `i` is frozen (`replSetFreeze`, or stepped down) at `now`.
+    pub fn frozen(&self, i: usize, now: Instant) -> bool {
         self.nodes[i].frozen_until.is_some_and(|t| t > now)
     }
 
