@@ -116,6 +116,57 @@ pub struct FileCoordinator {
     /// our leadership (its token → the latest): the directory's counter
     /// must still show it, or someone took the lock since.
     issued: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
+    /// The fresh token's durable write, in flight while the execution's
+    /// plan is made; every leadership check (so every journal append, the
+    /// journal's creation first) waits for it.
+    token_write: Arc<Deferred>,
+    /// Writes made durable in the background, before the next record that
+    /// must be: the journals' creation renames. Every durable append and
+    /// sync waits for them, so a mutating intent is still durable only
+    /// after everything before it.
+    writes: Arc<Deferred>,
+}
+
+/// Durability work running in threads of its own (each an fsync or two,
+/// which on a loaded disk cost as much as a round trip to a store), waited
+/// for where it must be done.
+#[derive(Debug, Default)]
+struct Deferred {
+    running: std::sync::Mutex<Vec<std::thread::JoinHandle<io::Result<()>>>>,
+}
+
+impl Deferred {
+    fn push(
+        &self,
+        what: &str,
+        work: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let h = std::thread::Builder::new()
+            .name(format!("file-backend {what}"))
+            .spawn(work)
+            .map_err(|e| io(format!("{what}: {e}")))?;
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(h);
+        Ok(())
+    }
+
+    /// Wait for every write pushed so far; the first failure is returned
+    /// (the backend is then unusable: a write it promised did not land).
+    fn settle(&self) -> Result<()> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = Ok(());
+        for h in running.drain(..) {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a background write panicked")));
+            if let (Ok(()), Err(e)) = (&first, r) {
+                first = Err(io(format!("background write: {e}")));
+            }
+        }
+        first
+    }
 }
 
 /// `<state-dir>/leader.json`: who holds the lock, for `GET /v1/leader`.
@@ -141,12 +192,15 @@ impl FileCoordinator {
             lock,
             journals,
             issued: Arc::default(),
+            token_write: Arc::default(),
+            writes: Arc::default(),
         })
     }
 
     /// Refuse a leadership that is lost or whose fencing token is no longer
     /// the directory's latest.
     fn check(&self, l: &Leadership) -> Result<()> {
+        self.token_write.settle()?;
         if l.is_lost() {
             return Err(l.not_leader(l.lost_reason().unwrap_or_else(|| "lost".into())));
         }
@@ -168,24 +222,14 @@ impl FileCoordinator {
         }
     }
 
+    /// Not fsync'd: the leader file is believed only while the lock is
+    /// held and its token is the counter's, so after a crash (the lock
+    /// free, and the next holder writing its own) nothing believes what it
+    /// says, whether or not it survived.
     fn write_leader(&self, info: &LeaderInfo) -> Result<()> {
-        self.write_atomic(
-            LEADER_FILE,
-            &serde_json::to_vec(info).map_err(|e| invalid(e.to_string()))?,
-        )
-    }
-
-    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let r = (|| -> io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            crate::journal::sync_dir(&self.dir)
-        })();
-        r.map_err(|e| io(format!("{}: {e}", path.display())))
+        let bytes = serde_json::to_vec(info).map_err(|e| invalid(e.to_string()))?;
+        write_atomic(&self.dir, LEADER_FILE, &bytes, false)
+            .map_err(|e| io(format!("{}: {e}", self.dir.join(LEADER_FILE).display())))
     }
 
     fn read_running(&self) -> Result<RunningFile> {
@@ -242,14 +286,23 @@ impl FileCoordinator {
             });
         }
         use crate::journal::JournalStore;
+        if durable && seq > 1 {
+            // What must be durable before this record is.
+            self.writes.settle()?;
+        }
         if seq == 1 {
-            // Written whole under a temporary name and renamed: the journal
-            // exists only with its first entry durable (its name too: the
-            // journal is not kept open here to make that durable later).
+            // Written whole under a temporary name, fsync'd and renamed: the
+            // journal exists only with its first entry durable. Its new name
+            // is made durable in the background, before the journal's next
+            // durable record (the first mutating intent at the latest), as
+            // the CLI's file journal does on its first sync.
             self.journals
                 .create(execution, &record)
-                .and_then(|mut j| j.sync())
-                .map_err(|e| journal_err(&e))
+                .map_err(|e| journal_err(&e))?;
+            let dir = self.journals.dir().to_path_buf();
+            self.writes.push("journal directory sync", move || {
+                crate::journal::sync_dir(&dir)
+            })
         } else {
             self.journals
                 .open(execution)
@@ -282,6 +335,24 @@ impl FileCoordinator {
             .map(<[u8]>::to_vec)
             .collect())
     }
+}
+
+/// Replace `dir/name` with `bytes` through a temporary file and a rename,
+/// so readers see the old content or the new, whole; `durable`: the new
+/// content and its name are on disk when this returns.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    if durable {
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, &path)?;
+    if durable {
+        crate::journal::sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn invalid(message: String) -> CoordinationError {
@@ -323,6 +394,8 @@ impl Coordinator for FileCoordinator {
             Err(LockError::Held { .. }) => return Ok(None),
             Err(e) => return Err(io(e.to_string())),
         };
+        // Leading from here on: the counter shows our token.
+        guard.durable().map_err(io)?;
         let token = guard.token().get();
         self.write_leader(&LeaderInfo {
             node: me.clone(),
@@ -345,6 +418,9 @@ impl Coordinator for FileCoordinator {
     }
 
     async fn resign(&self, leadership: Leadership) -> Result<()> {
+        // The next holder must find the latest token in the counter.
+        self.token_write.settle()?;
+        self.writes.settle()?;
         leadership.release();
         // The guard is dropped by the task; wait until the kernel lock is free
         // so a resign is complete when it returns.
@@ -377,7 +453,21 @@ impl Coordinator for FileCoordinator {
 
     async fn fresh_token(&self, leadership: &Leadership) -> Result<u64> {
         self.check(leadership)?;
-        let token = self.lock.bump_token().map_err(|e| io(e.to_string()))?.get();
+        // The counter's two fsyncs go on in the background while the plan
+        // is made; `check`, which every journal append does first (the
+        // journal's creation, naming the token, before anything else),
+        // waits for them. Only the lock's holder writes the counter.
+        let token = self
+            .lock
+            .current_token()
+            .map_err(|e| io(e.to_string()))?
+            .get()
+            + 1;
+        let lock = self.lock.clone();
+        self.token_write.push("fencing token", move || {
+            lock.store_token(switchyard_controller::FencingToken(token))
+                .map_err(io::Error::other)
+        })?;
         *self.issued.lock().unwrap_or_else(|p| p.into_inner()) = Some((leadership.token(), token));
         // The leader file carries the latest token, so `leader()` (which
         // believes it only while it matches the counter) still names us.
@@ -411,6 +501,7 @@ impl Coordinator for FileCoordinator {
     async fn sync(&self, leadership: &Leadership, execution: &str) -> Result<()> {
         use crate::journal::JournalStore;
         self.check(leadership)?;
+        self.writes.settle()?;
         self.journals
             .open(execution)
             .and_then(|mut j| j.sync())
@@ -452,10 +543,9 @@ impl Coordinator for FileCoordinator {
             version: cur.version + 1,
             record: new.cloned(),
         };
-        self.write_atomic(
-            RUNNING_FILE,
-            &serde_json::to_vec(&next).map_err(|e| invalid(e.to_string()))?,
-        )
+        let bytes = serde_json::to_vec(&next).map_err(|e| invalid(e.to_string()))?;
+        write_atomic(&self.dir, RUNNING_FILE, &bytes, true)
+            .map_err(|e| io(format!("{}: {e}", self.dir.join(RUNNING_FILE).display())))
     }
 }
 

@@ -238,6 +238,18 @@ impl Driver {
         Ok(verdict.stop)
     }
 
+    /// Hold the next durable record back until `gate` says `Ok` (see
+    /// [`crate::journal::Gated`]).
+    pub fn with_durable_gate(self, gate: oneshot::Receiver<Result<(), String>>) -> Self {
+        let inner = self.journal;
+        let journal = Box::new(crate::journal::Gated::new(
+            inner,
+            &self.ctx.execution_id,
+            gate,
+        ));
+        Driver { journal, ..self }
+    }
+
     /// Crash deliberately at a boundary (crash-safety tests).
     pub fn with_failpoint(mut self, fp: Failpoint) -> Self {
         self.failpoint = fp;

@@ -482,6 +482,69 @@ pub trait Journal: Send {
     }
 }
 
+/// A journal whose next durable record (or sync) first waits for `gate`:
+/// something that must be durable before anything is issued — a server's
+/// running-execution record, which a new leader resumes from — is written
+/// while the execution's read-only start runs, instead of before it. A gate
+/// that reports a failure fails that record: the execution stops before
+/// its first mutating intent. Needs Tokio's multi-thread runtime (where the
+/// server runs), as the backend journals do.
+pub struct Gated {
+    inner: Box<dyn Journal>,
+    execution: String,
+    gate: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
+}
+
+impl Gated {
+    /// `inner`, its next durable record held back until `gate` says `Ok`.
+    pub fn new(
+        inner: Box<dyn Journal>,
+        execution: &str,
+        gate: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    ) -> Self {
+        Gated {
+            inner,
+            execution: execution.into(),
+            gate: Some(gate),
+        }
+    }
+
+    fn pass(&mut self) -> Result<(), JournalError> {
+        let Some(gate) = self.gate.take() else {
+            return Ok(());
+        };
+        let refused = |message: String| JournalError::Backend {
+            execution: self.execution.clone(),
+            message,
+        };
+        let handle = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .ok_or_else(|| refused("a gated journal needs Tokio's multi-thread runtime".into()))?;
+        match tokio::task::block_in_place(|| handle.block_on(gate)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(refused(e)),
+            Err(_) => Err(refused("what this journal waited for was dropped".into())),
+        }
+    }
+}
+
+impl Journal for Gated {
+    fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        self.pass()?;
+        self.inner.append(record)
+    }
+
+    fn append_lazy(&mut self, record: &Record) -> Result<(), JournalError> {
+        self.inner.append_lazy(record)
+    }
+
+    fn sync(&mut self) -> Result<(), JournalError> {
+        self.pass()?;
+        self.inner.sync()
+    }
+}
+
 /// Where journals live; one per execution.
 pub trait JournalStore: Send + Sync {
     /// Create the journal of a new execution with its first record
@@ -526,6 +589,11 @@ impl FileJournalStore {
         let dir = state_dir.join("executions");
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         Ok(FileJournalStore { dir })
+    }
+
+    /// The directory holding the journals.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The file holding an execution's journal.

@@ -49,6 +49,13 @@ pub trait LockGuard: Send + Sync {
     fn lost_signal(&self) -> Option<tokio_util::sync::CancellationToken> {
         None
     }
+    /// Wait until the token is durable where the backend keeps it: before
+    /// any journal names it or any store sees it (a token lost in a crash
+    /// would be handed out again). A backend that stores it durably before
+    /// the guard exists returns at once.
+    fn durable(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A lock backend.
@@ -87,6 +94,37 @@ struct FileLockGuard {
     // including when the process is killed.
     _file: File,
     token: FencingToken,
+    /// The counter's write, in a thread of its own: its two fsyncs overlap
+    /// with what the holder does next (the plan's observation) instead of
+    /// preceding it. [`LockGuard::durable`] waits for it.
+    stored: std::sync::Mutex<Stored>,
+}
+
+/// The token's durable write: in flight, then its result.
+struct Stored {
+    writing: Option<std::thread::JoinHandle<Result<(), LockError>>>,
+    result: Result<(), String>,
+}
+
+impl FileLockGuard {
+    fn settle(&self) -> Result<(), String> {
+        let mut s = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = s.writing.take() {
+            s.result = match h.join() {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("the fencing token's write panicked".into()),
+            };
+        }
+        s.result.clone()
+    }
+}
+
+impl Drop for FileLockGuard {
+    fn drop(&mut self) {
+        // Before the flock goes (the file closes after this): the next
+        // holder must read this token from the counter, never the one before.
+        let _ = self.settle();
+    }
 }
 
 impl LockGuard for FileLockGuard {
@@ -95,6 +133,9 @@ impl LockGuard for FileLockGuard {
     }
     fn still_held(&self) -> bool {
         true
+    }
+    fn durable(&self) -> Result<(), String> {
+        self.settle()
     }
 }
 
@@ -123,11 +164,25 @@ impl Lock for FileLock {
             }
             Err(e) => return Err(io_err(&path, e)),
         }
-        let token = bump_token(&self.dir)?;
+        // Only this holder writes the counter until the flock goes, and the
+        // guard waits for the write before it lets go (see Drop).
+        let token = FencingToken(read_token(&self.dir)? + 1);
+        let dir = self.dir.clone();
+        let write = std::thread::Builder::new()
+            .name("fencing-token".into())
+            .spawn(move || store_token(&dir, token))
+            .map_err(|e| io_err(&self.dir, e))?;
         file.set_len(0).map_err(|e| io_err(&path, e))?;
         file.write_all(format!("{holder}, fencing token {token}\n").as_bytes())
             .map_err(|e| io_err(&path, e))?;
-        Ok(Box::new(FileLockGuard { _file: file, token }))
+        Ok(Box::new(FileLockGuard {
+            _file: file,
+            token,
+            stored: std::sync::Mutex::new(Stored {
+                writing: Some(write),
+                result: Ok(()),
+            }),
+        }))
     }
 }
 
@@ -138,13 +193,13 @@ impl FileLock {
         read_token(&self.dir).map(FencingToken)
     }
 
-    /// Bump the fencing token again, for a holder of the lock that needs a
-    /// fresh one (the file backend's [`fresh_token`]); the caller holds the
-    /// lock.
+    /// Durably make `next` the counter's value, for a holder of the lock
+    /// that needs a fresh token (the file backend's [`fresh_token`], written
+    /// in the background); the caller holds the lock.
     ///
     /// [`fresh_token`]: switchyard_coordination::Coordinator::fresh_token
-    pub(crate) fn bump_token(&self) -> Result<FencingToken, LockError> {
-        bump_token(&self.dir)
+    pub(crate) fn store_token(&self, next: FencingToken) -> Result<(), LockError> {
+        store_token(&self.dir, next)
     }
 
     /// Whether some process holds the lock now. Probes with a shared
@@ -196,9 +251,9 @@ fn read_counter(dir: &Path, name: &str) -> Result<u64, LockError> {
     }
 }
 
-/// Read, increment and durably store the token (caller holds the lock).
-fn bump_token(dir: &Path) -> Result<FencingToken, LockError> {
-    let next = read_token(dir)? + 1;
+/// Durably replace the counter with `next` (caller holds the lock).
+fn store_token(dir: &Path, next: FencingToken) -> Result<(), LockError> {
+    let next = next.get();
     let path = dir.join(TOKEN_FILE);
     let tmp = dir.join("fencing-token.tmp");
     let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
@@ -206,8 +261,7 @@ fn bump_token(dir: &Path) -> Result<FencingToken, LockError> {
         .and_then(|()| f.sync_all())
         .map_err(|e| io_err(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-    sync_dir(dir).map_err(|e| io_err(dir, e))?;
-    Ok(FencingToken(next))
+    sync_dir(dir).map_err(|e| io_err(dir, e))
 }
 
 #[cfg(test)]
@@ -231,6 +285,13 @@ mod tests {
         drop(g1);
         let g2 = lock.try_acquire("pid 3").unwrap();
         assert_eq!(g2.token(), FencingToken(2));
+        // Written in the background; durable (and on disk) once asked.
+        g2.durable().unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("fencing-token")).unwrap(),
+            "2\n"
+        );
+        assert_eq!(lock.current_token().unwrap(), FencingToken(2));
     }
 
     /// A state directory an older version used keeps its counter in

@@ -274,6 +274,16 @@ impl Launched {
         self.guard.token()
     }
 
+    /// Hold its first durable record (the first mutating intent at the
+    /// latest) back until `gate` says `Ok`; a failure stops it there,
+    /// before anything is issued (see [`crate::journal::Gated`]).
+    pub fn durable_after(self, gate: tokio::sync::oneshot::Receiver<Result<(), String>>) -> Self {
+        Launched {
+            driver: self.driver.with_durable_gate(gate),
+            ..self
+        }
+    }
+
     /// Drive the execution until it succeeds, fails or is aborted, then
     /// journal its end and report it.
     pub async fn run(self) -> Result<Finished, ServiceError> {
@@ -829,7 +839,9 @@ impl Service {
                 futures::future::join_all(c.values().map(|c| c.warm_up())).await;
             })
         });
-        let guard = self.inner.lock(what)?;
+        // The token's fsyncs go on while the journals are read and the
+        // stores observed; launch waits for them before the journal exists.
+        let guard = self.inner.lock_deferred(what)?;
         self.inner.refuse_unfinished()?;
         let controllers = built?;
         if let Some(w) = warming {
@@ -1458,6 +1470,15 @@ impl Inner {
     /// directory's lock, or — in `serve` — this server's leadership with a
     /// fresh token from the backend (refused on a server that does not lead).
     fn lock(&self, what: &str) -> Result<Arc<dyn LockGuard>, ServiceError> {
+        let guard = self.lock_deferred(what)?;
+        guard.durable().map_err(|e| usage(format!("{what}: {e}")))?;
+        Ok(guard)
+    }
+
+    /// [`Inner::lock`], its fencing token possibly not durable yet: for a
+    /// caller that observes before it journals, and calls
+    /// [`LockGuard::durable`] before anything names the token.
+    fn lock_deferred(&self, what: &str) -> Result<Arc<dyn LockGuard>, ServiceError> {
         if let Some(c) = self.coordination.get() {
             return c
                 .lock()
@@ -1679,6 +1700,9 @@ impl Inner {
             kind,
             std::slice::from_ref(&started),
         );
+        // The journal names the token, and the first mutating intent hands
+        // it to a store: it is durable before either.
+        guard.durable().map_err(|e| usage(format!("{kind}: {e}")))?;
         let mut journal = store.create(&id, &started).map_err(usage)?;
         // Durable with the next durable record (an approval request, the
         // first mutating intent): lost only with a journal of nothing done.

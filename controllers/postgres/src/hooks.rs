@@ -258,6 +258,37 @@ fn kill_group(pgid: u32) {
     }
 }
 
+/// `cmdline` as an argument vector when `sh -c` would run it as exactly
+/// that: words of characters the shell gives no meaning to and
+/// single-quoted strings (taken literally, as the shell does), separated by
+/// blanks; the first a path (with a `/`: no builtin, function, keyword or
+/// `PATH` search) and no assignment. `None`: the shell runs it.
+fn plain_argv(cmdline: &str) -> Option<Vec<String>> {
+    let quiet = |c: char| c.is_ascii_alphanumeric() || "_./:@%+,-=".contains(c);
+    let mut argv = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = cmdline.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => argv.extend(word.take()),
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        q => w.push(q),
+                    }
+                }
+            }
+            c if quiet(c) => word.get_or_insert_with(String::new).push(c),
+            _ => return None,
+        }
+    }
+    argv.extend(word);
+    let first = argv.first()?;
+    (first.contains('/') && !first.contains('=')).then_some(argv)
+}
+
 /// Run one hook for `m`; `primary` fills the `{primary_*}` placeholders.
 /// Returns what the hook printed on stdout.
 pub(crate) async fn run(
@@ -291,17 +322,26 @@ pub(crate) async fn run(
         .with_source(e)
     };
     tracing::info!(store, member = %m.name, hook = hook.name(), "running hook");
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(&cmdline)
-        .stdin(Stdio::from(lock.try_clone().map_err(could_not_run)?))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(could_not_run)?;
-    // The group's id is its leader's pid: `sh`.
+    let spawn = |argv: &[String]| {
+        tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::from(lock.try_clone()?))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+    };
+    // A plain command is what `sh -c` would run anyway, minus the shell's
+    // own process (dash forks before it execs): on the fence's path that is
+    // one process start less before the stop. Anything the direct start
+    // cannot run (not found, not executable, a script without `#!`) goes
+    // through `sh -c`, which fails, or runs it, as it always did.
+    let child = match plain_argv(&cmdline).map(|argv| spawn(&argv)) {
+        Some(Ok(child)) => child,
+        _ => spawn(&["sh".into(), "-c".into(), cmdline.clone()]).map_err(could_not_run)?,
+    };
+    // The group's id is its leader's pid: `sh`, or the command itself.
     let mut group = GroupGuard { pgid: child.id() };
     let out = match tokio::time::timeout_at(deadline, child.wait_with_output()).await {
         Err(_) => {
@@ -389,12 +429,18 @@ mod tests {
             &format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
             500,
         );
-        let err = run("hooks-timeout", Hook::Stop, &m, None)
+        times_out_leaving_no_child(&m, &pidfile).await;
+    }
+
+    /// `m`'s stop hook starts a child that writes its pid to `pidfile` and
+    /// outlives the hook's timeout: the hook times out, the child is gone.
+    async fn times_out_leaving_no_child(m: &Member, pidfile: &std::path::Path) {
+        let err = run("hooks-timeout", Hook::Stop, m, None)
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("timed out"), "{err}");
-        let pid: u32 = std::fs::read_to_string(&pidfile)
+        let pid: u32 = std::fs::read_to_string(pidfile)
             .unwrap()
             .trim()
             .parse()
@@ -458,6 +504,102 @@ mod tests {
             "the new hook waited for the old one"
         );
         orphan.wait().unwrap();
+    }
+
+    /// An executable script at `dir/name` with `body` (no `#!` when
+    /// `shebang` is false).
+    fn script(dir: &std::path::Path, name: &str, shebang: bool, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        let head = if shebang { "#!/bin/sh\n" } else { "" };
+        std::fs::write(&path, format!("{head}{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn only_plain_commands_skip_the_shell() {
+        let argv = |v: &[&str]| Some(v.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            plain_argv("/lab/pgctl.sh stop pg-east-1"),
+            argv(&["/lab/pgctl.sh", "stop", "pg-east-1"])
+        );
+        assert_eq!(
+            plain_argv("  ./x  a=b\t--port=5432 "),
+            argv(&["./x", "a=b", "--port=5432"])
+        );
+        // The lab's form: a quoted path, and `''` for an empty primary.
+        assert_eq!(
+            plain_argv("'/tmp/a b/pgctl.sh' start-standby m1 '' x'$y'z"),
+            argv(&["/tmp/a b/pgctl.sh", "start-standby", "m1", "", "x$yz"])
+        );
+        for shell in [
+            "pgctl stop a",
+            "'pgctl' stop a",
+            "A=1 /x stop",
+            "'/x stop",
+            "/x a; /y",
+            "/x $HOME",
+            "/x a > /dev/null",
+            "/x *",
+            "/x ~/a",
+            "/x a\n/y",
+            "/x \"a b\"",
+            "/x a\\ b",
+            "",
+        ] {
+            assert_eq!(plain_argv(shell), None, "{shell:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plain_hook_runs_as_sh_c_would_without_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let o = out.display();
+        // What the hook sees: its arguments, and who started it.
+        let s = script(
+            dir.path(),
+            "hook",
+            true,
+            &format!("echo \"$@ $PPID\" > {o}"),
+        );
+        let m = with_stop("d", 4, &format!("{s} stop {{member}}"), 30_000);
+        run("hooks-plain", Hook::Stop, &m, None).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("stop d {}\n", std::process::id()),
+            "started by the coordinator itself, with the words as arguments"
+        );
+        // A script without `#!` is one only a shell runs: still run.
+        let s = script(dir.path(), "bare", false, &format!("echo bare > {o}"));
+        let m = with_stop("d", 4, &s, 30_000);
+        run("hooks-plain", Hook::Stop, &m, None).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "bare\n");
+        // A command that does not exist fails as a hook, as under `sh -c`.
+        let m = with_stop(
+            "d",
+            4,
+            &dir.path().join("nope").display().to_string(),
+            30_000,
+        );
+        let err = run("hooks-plain", Hook::Stop, &m, None).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Hook, "{err}");
+        assert!(err.to_string().contains("failed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_plain_hook_leaves_no_child_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let s = script(
+            dir.path(),
+            "slow",
+            true,
+            &format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
+        );
+        let m = with_stop("e", 5, &s, 500);
+        times_out_leaving_no_child(&m, &pidfile).await;
     }
 
     #[test]

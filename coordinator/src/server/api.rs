@@ -304,12 +304,21 @@ impl AppState {
         launched: crate::service::Launched,
     ) -> Result<String, Problem> {
         let id = launched.id().to_string();
-        let claim = self.claim(&id, launched.token().get()).await?;
+        let token = launched.token().get();
+        // The claim (its durable write) goes on while the execution's
+        // read-only start runs; the execution's first durable record waits
+        // for it, so nothing is issued to a store before a new leader could
+        // find the record — and nothing at all when the claim is refused.
+        let (claimed, gate) = tokio::sync::oneshot::channel();
+        let launched = launched.durable_after(gate);
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+        let (claim_tx, claim_rx) = tokio::sync::oneshot::channel::<Option<Claim>>();
         let state = self.clone();
         tokio::spawn(async move {
             let end = launched.run().await;
-            state.release(&claim).await;
+            if let Ok(Some(claim)) = claim_rx.await {
+                state.release(&claim).await;
+            }
             match &end {
                 Ok(f) if f.outcome != Outcome::Succeeded => tracing::warn!(
                     execution = %f.id,
@@ -332,7 +341,21 @@ impl AppState {
             }
             *running = None;
         });
-        Ok(id)
+        match self.claim(&id, token).await {
+            Ok(claim) => {
+                let _ = claimed.send(Ok(()));
+                let _ = claim_tx.send(Some(claim));
+                Ok(id)
+            }
+            Err(p) => {
+                let _ = claimed.send(Err(format!(
+                    "the running-execution record was not written ({}); nothing was issued",
+                    p.detail
+                )));
+                let _ = claim_tx.send(None);
+                Err(p)
+            }
+        }
     }
 
     /// On becoming leader: resume the execution the backend records as
