@@ -437,6 +437,10 @@ fn unhealthy(s: &ObservedState, region: Option<&str>) -> Verdict {
                 "unreachable".to_string()
             } else if matches!(m.role, Role::Down | Role::Unknown) {
                 "in unknown state".to_string()
+            } else if m.awaits_rejoin {
+                // Answering, but left out of the store until a rejoin (a
+                // Cosmos DB location still offline): not serving.
+                "left out until rejoined".to_string()
             } else if m.replicating == Some(false) {
                 // Reachable but receiving nothing: a follower in name only.
                 format!(
@@ -933,9 +937,16 @@ mod tests {
             "{e}"
         );
         south.replicating = Some(true);
-        let s = state(vec![p, south]);
+        let s = state(vec![p.clone(), south.clone()]);
         assert!(followers_follow().check(&s).is_ok());
         assert!(all_members_healthy().check(&s).is_ok());
+        // Answering but left out until a rejoin (a Cosmos DB location still
+        // offline): not healthy.
+        south.awaits_rejoin = true;
+        let e = all_members_healthy()
+            .check(&state(vec![p, south]))
+            .unwrap_err();
+        assert!(e.contains("pg-south left out until rejoined"), "{e}");
 
         // Nothing reachable at all: unobservable, also under `or`.
         let s = state(vec![east]);
