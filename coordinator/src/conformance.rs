@@ -1182,7 +1182,12 @@ pub async fn drill_there_and_back(x: &Suite<'_>) -> CaseResult {
     x.write_keys(base, 5).await?;
     let pending = x
         .service
-        .prepare_drill(&target, x.cfg.stage_timeout_ms, x.cfg.catch_up_timeout_ms)
+        .prepare_drill(
+            &target,
+            x.cfg.stage_timeout_ms,
+            x.cfg.catch_up_timeout_ms,
+            &[],
+        )
         .await
         .map_err(|e: ServiceError| format!("planning the drill: {e}"))?;
     match x
@@ -1290,7 +1295,7 @@ pub async fn rollback_after_promote_returns_the_store(x: &Suite<'_>) -> CaseResu
     };
     let pending = x
         .service
-        .prepare_rollback(Some(stopped.id.clone()), timeouts)
+        .prepare_rollback(Some(stopped.id.clone()), timeouts, &[])
         .await
         .map_err(|e| format!("planning the rollback: {e}"))?;
     let rolled = x
