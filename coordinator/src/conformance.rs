@@ -374,26 +374,36 @@ impl<'h> Suite<'h> {
     /// unless the store is there already.
     async fn back_to_origin(&self) -> Result<(), String> {
         let origin = self.origin.clone();
-        let req = StartRequest::Failover(self.request(&origin, Mode::Planned));
-        let pending = self
-            .service
-            .prepare(&req)
-            .await
-            .map_err(|e| format!("switching back to {origin}: {e}"))?;
-        if let Some(p) = pending {
-            let done = self
-                .service
-                .run(p, Arc::new(Discard))
-                .await
-                .map_err(|e| format!("switching back to {origin}: {e}"))?;
-            succeeded(&done, &format!("switching back to {origin}"))?;
-        }
+        self.planned_unless_there(&origin, &format!("switching back to {origin}"))
+            .await?;
         let s = self.settle().await?;
         ensure!(
             s.primary_region() == Some(origin.as_str()),
             "after switching back the primary is in {:?}",
             s.primary_region()
         );
+        Ok(())
+    }
+
+    /// Plan and run a planned execution to `to` (`what` names it in
+    /// errors) unless the planner finds nothing to do: it rejoins what
+    /// needs it (a stale primary first), and a store already there and
+    /// whole needs no execution.
+    async fn planned_unless_there(&self, to: &str, what: &str) -> Result<(), String> {
+        let req = StartRequest::Failover(self.request(to, Mode::Planned));
+        let pending = self
+            .service
+            .prepare(&req)
+            .await
+            .map_err(|e| format!("planning {what}: {e}"))?;
+        if let Some(p) = pending {
+            let done = self
+                .service
+                .run(p, Arc::new(Discard))
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            succeeded(&done, what)?;
+        }
         Ok(())
     }
 
@@ -498,6 +508,21 @@ impl<'h> Suite<'h> {
         })
         .await
         .map_err(|e| format!("{old} still reachable after kill: {e}"))?;
+        Ok(())
+    }
+
+    /// Restart `member` and wait until it is observed reachable.
+    async fn restart(&self, member: &str) -> Result<(), String> {
+        self.h
+            .restart_member(member)
+            .await
+            .map_err(|e| format!("restarting {member}: {e}"))?;
+        self.ctl
+            .wait_until(self.cfg.timeout, self.cfg.poll, |s| {
+                s.member(member).is_some_and(|m| m.reachable)
+            })
+            .await
+            .map_err(|e| format!("{member} did not come back: {e}"))?;
         Ok(())
     }
 
@@ -1376,30 +1401,11 @@ pub async fn forced_failover_with_primary_gone(x: &Suite<'_>) -> CaseResult {
     x.assert_keys(base, 10, "after forced failover").await?;
     x.write_keys(base + 10, 3).await?;
 
-    x.h.restart_member(&old.name)
-        .await
-        .map_err(|e| format!("restarting {}: {e}", old.name))?;
-    c.wait_until(cfg.timeout, cfg.poll, |s| {
-        s.member(&old.name).is_some_and(|m| m.reachable)
-    })
-    .await
-    .map_err(|e| format!("{} did not come back: {e}", old.name))?;
+    x.restart(&old.name).await?;
     // The planner rejoins what needs it (a stale primary first); a store
     // whose members rejoin by themselves needs no execution.
-    let rejoin = StartRequest::Failover(x.request(&target, Mode::Planned));
-    if let Some(p) = x
-        .service
-        .prepare(&rejoin)
-        .await
-        .map_err(|e| format!("planning the rejoin of {}: {e}", old.name))?
-    {
-        let done = x
-            .service
-            .run(p, Arc::new(Discard))
-            .await
-            .map_err(|e| format!("rejoining {}: {e}", old.name))?;
-        succeeded(&done, &format!("rejoining {}", old.name))?;
-    }
+    x.planned_unless_there(&target, &format!("rejoining {}", old.name))
+        .await?;
     let s2 = x.settle().await?;
     ensure!(
         s2.primary().map(|m| &m.name) == Some(&new_primary),
@@ -1453,14 +1459,7 @@ pub async fn abort_after_forced_rejoins_the_old_primary(x: &Suite<'_>) -> CaseRe
     })
     .await
     .map_err(|e| format!("the stopped forced failover promoted nothing in {target}: {e}"))?;
-    x.h.restart_member(&old)
-        .await
-        .map_err(|e| format!("restarting {old}: {e}"))?;
-    c.wait_until(cfg.timeout, cfg.poll, |s| {
-        s.member(&old).is_some_and(|m| m.reachable)
-    })
-    .await
-    .map_err(|e| format!("{old} did not come back: {e}"))?;
+    x.restart(&old).await?;
 
     let pending = x
         .service
@@ -1527,30 +1526,11 @@ pub async fn abort_after_forced_rejoins_the_old_primary(x: &Suite<'_>) -> CaseRe
             words.contains(&format!("{old} in ")) && words.contains("not rejoined"),
             "the abort over a store without {old} does not say it was not rejoined: {words}"
         );
-        x.h.restart_member(&old)
-            .await
-            .map_err(|e| format!("restarting {old}: {e}"))?;
-        c.wait_until(cfg.timeout, cfg.poll, |s| {
-            s.member(&old).is_some_and(|m| m.reachable)
-        })
-        .await
-        .map_err(|e| format!("{old} did not come back: {e}"))?;
+        x.restart(&old).await?;
         // The planned execution to the new region rejoins what needs it (a
         // stale primary first), as after any forced failover.
-        let rejoin = StartRequest::Failover(x.request(&target, Mode::Planned));
-        if let Some(p) = x
-            .service
-            .prepare(&rejoin)
-            .await
-            .map_err(|e| format!("planning the rejoin of {old}: {e}"))?
-        {
-            let done = x
-                .service
-                .run(p, Arc::new(Discard))
-                .await
-                .map_err(|e| format!("rejoining {old}: {e}"))?;
-            succeeded(&done, &format!("rejoining {old}"))?;
-        }
+        x.planned_unless_there(&target, &format!("rejoining {old}"))
+            .await?;
     }
     let s = x.settle().await?;
     ensure!(

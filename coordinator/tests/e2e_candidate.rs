@@ -32,12 +32,27 @@ fn plan_candidates(json: &str) -> (Vec<String>, Vec<String>) {
     (cands, expects)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
+/// `orders` on real PostgreSQL: a primary and a standby in east, two
+/// standbys in west.
+async fn two_by_two() -> PgCluster {
     let mut spec = PgClusterSpec::new(["east", "west"]);
     spec.store = "orders".into();
     spec.extra_standbys = vec!["west".into(), "east".into()];
-    let cluster = PgCluster::start(spec).await.expect("lab cluster starts");
+    PgCluster::start(spec).await.expect("lab cluster starts")
+}
+
+/// Each command line exits 2 with its words on stderr.
+fn refused_as_bad_input(ws: &Workspace, cases: &[(Vec<&str>, &str)]) {
+    for (args, want) in cases {
+        let r = ws.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
+    let cluster = two_by_two().await;
     let ws = Workspace::new(cluster.topology());
     let (p0, region, _) = pg_primary(&cluster).await.unwrap();
     assert_eq!((p0.as_str(), region.as_str()), ("orders-east-1", "east"));
@@ -45,7 +60,9 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
 
     // Refused as bad input (exit 2), naming the member and why, before
     // anything is observed or journaled.
-    for (args, want) in [
+    refused_as_bad_input(
+        &ws,
+        &[
         (
             vec!["switchover", "--to", "west", "--candidate", "orders-wset-2", "--yes"],
             "no store has a member named `orders-wset-2` (did you mean `orders-west-2`?)",
@@ -65,11 +82,8 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
             ],
             "two candidates for store `orders`",
         ),
-    ] {
-        let r = ws.run(&args);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
-    }
+        ],
+    );
     // A member that can never be primary: hidden in a copy of the topology.
     let mut hidden = cluster.topology().clone();
     for m in &mut hidden.stores[0].members {
@@ -345,15 +359,14 @@ async fn mongodb_elects_the_chosen_member_and_keeps_it() {
 /// are refused with failover's words, exit 2, nothing journaled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_and_rollback_promote_the_chosen_member() {
-    let mut spec = PgClusterSpec::new(["east", "west"]);
-    spec.store = "orders".into();
-    spec.extra_standbys = vec!["west".into(), "east".into()];
-    let cluster = PgCluster::start(spec).await.expect("lab cluster starts");
+    let cluster = two_by_two().await;
     let ws = Workspace::new(cluster.topology());
     assert_eq!(pg_primary(&cluster).await.unwrap().0, "orders-east-1");
     pg_write(&cluster, "before").await;
 
-    for (args, want) in [
+    refused_as_bad_input(
+        &ws,
+        &[
         (
             vec!["drill", "--to", "west", "--candidate", "orders-east-2", "--yes"],
             "member `orders-east-2` of store `orders` is in region `east`, not in the target region `west`",
@@ -369,11 +382,8 @@ async fn drill_and_rollback_promote_the_chosen_member() {
             ],
             "two candidates for store `orders`",
         ),
-    ] {
-        let r = ws.run(&args);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
-    }
+        ],
+    );
     assert!(ws.journal_files().is_empty(), "a refusal journaled nothing");
 
     // Each west standby in turn, so at least one is not the controller's

@@ -84,6 +84,16 @@ async fn until_status(url: &str, viewer: &str, id: &str, want: &str) -> Value {
     .await
 }
 
+/// `id` as `url` shows it once its journal is no longer `unfinished`.
+async fn until_ended(url: &str, viewer: &str, id: &str) -> Value {
+    until(&format!("{id} ends at {url}"), || async {
+        let (_, v) = get(&format!("{url}/v1/executions/{id}"), viewer).await?;
+        let js = v["journal_status"].as_str()?;
+        (js != "unfinished").then_some(v)
+    })
+    .await
+}
+
 /// The records of `id`'s journal as the backend holds them (JSON, one per
 /// entry).
 async fn journal(backend: &dyn Coordinator, id: &str) -> Vec<Value> {
@@ -374,12 +384,7 @@ async fn a_new_leader_on_etcd_still_damps_a_flap() {
     assert_eq!(code, 202, "{back}");
     let second = back["id"].as_str().unwrap().to_string();
     // Closed at once before the first stage: the journal says `refused`.
-    let refused = until(&format!("{second} ends"), || async {
-        let (_, v) = get(&format!("{}/v1/executions/{second}", b.url), &viewer).await?;
-        let js = v["journal_status"].as_str()?;
-        (js != "unfinished").then_some(v)
-    })
-    .await;
+    let refused = until_ended(&b.url, &viewer, &second).await;
     assert_eq!(refused["journal_status"], json!("refused"), "{refused}");
     let recs = journal_of(&endpoints, &second).await;
     let gate = recs
@@ -491,12 +496,7 @@ async fn a_forced_failover_in_the_history_holds_the_failback_on_a_new_leader() {
         .await;
         assert_eq!(code, 202, "{v}");
         let id = v["id"].as_str().unwrap().to_string();
-        let done = until(&format!("{id} ends"), || async {
-            let (_, v) = get(&format!("{}/v1/executions/{id}", b.url), &viewer).await?;
-            let js = v["journal_status"].as_str()?;
-            (js != "unfinished").then_some(v)
-        })
-        .await;
+        let done = until_ended(&b.url, &viewer, &id).await;
         let recs = journal_of(&endpoints, &id).await;
         let gate = recs
             .iter()
