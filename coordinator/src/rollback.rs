@@ -138,7 +138,7 @@ impl fmt::Display for Action {
                 restore_priorities,
             } => write!(
                 f,
-                "promoted to {from}: {}planned switchover back to {}{}",
+                "promoted to {from}: {}planned switchover back to {to}{}{}",
                 if *rejoin_first {
                     "rejoin the old primary (it replayed everything before the promotion), then "
                 } else {
@@ -148,11 +148,11 @@ impl fmt::Display for Action {
                     Some(Chosen {
                         member,
                         by_operator: true,
-                    }) => format!("{member} in {to} (chosen by --candidate)"),
+                    }) => format!(", promoting {member} (chosen by --candidate)"),
                     Some(Chosen { member, .. }) => {
-                        format!("{member} in {to} (the member it moved from)")
+                        format!(", promoting {member} (the member it moved from)")
                     }
-                    None => to.clone(),
+                    None => String::new(),
                 },
                 if *restore_priorities {
                     ", priorities restored"
@@ -799,7 +799,7 @@ mod tests {
             r.actions[0]
                 .1
                 .to_string()
-                .contains("pg-east in east (the member it moved from)"),
+                .contains("back to east, promoting pg-east (the member it moved from)"),
             "{}",
             r.actions[0].1
         );

@@ -462,8 +462,9 @@ async fn drill_and_rollback_promote_the_chosen_member() {
     ]);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert!(
-        r.stdout
-            .contains(&format!("{other} in east (chosen by --candidate)")),
+        r.stdout.contains(&format!(
+            "back to east, promoting {other} (chosen by --candidate)"
+        )),
         "{}",
         r.stdout
     );
@@ -473,8 +474,9 @@ async fn drill_and_rollback_promote_the_chosen_member() {
     let r = ws.run(&["rollback", "--yes", "--output", "json"]);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert!(
-        r.stdout
-            .contains(&format!("{other} in east (the member it moved from)")),
+        r.stdout.contains(&format!(
+            "back to east, promoting {other} (the member it moved from)"
+        )),
         "{}",
         r.stdout
     );
