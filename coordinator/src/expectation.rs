@@ -437,9 +437,11 @@ fn unhealthy(s: &ObservedState, region: Option<&str>) -> Verdict {
                 "unreachable".to_string()
             } else if matches!(m.role, Role::Down | Role::Unknown) {
                 "in unknown state".to_string()
-            } else if m.awaits_rejoin {
+            } else if m.awaits_rejoin && region.is_none() {
                 // Answering, but left out of the store until a rejoin (a
-                // Cosmos DB location still offline): not serving.
+                // Cosmos DB location still offline): the whole store is not
+                // healthy. `healthy_in(R)` judges R as a place to move to
+                // (readiness), and a move there brings it online first.
                 "left out until rejoined".to_string()
             } else if m.replicating == Some(false) {
                 // Reachable but receiving nothing: a follower in name only.
@@ -941,12 +943,12 @@ mod tests {
         assert!(followers_follow().check(&s).is_ok());
         assert!(all_members_healthy().check(&s).is_ok());
         // Answering but left out until a rejoin (a Cosmos DB location still
-        // offline): not healthy.
+        // offline): the store is not healthy; its region is one to move to.
         south.awaits_rejoin = true;
-        let e = all_members_healthy()
-            .check(&state(vec![p, south]))
-            .unwrap_err();
+        let s = state(vec![p, south]);
+        let e = all_members_healthy().check(&s).unwrap_err();
         assert!(e.contains("pg-south left out until rejoined"), "{e}");
+        assert!(healthy_in("south").check(&s).is_ok());
 
         // Nothing reachable at all: unobservable, also under `or`.
         let s = state(vec![east]);
