@@ -28,7 +28,8 @@
 //! primary is, so a successful abort is a proven one.
 
 use crate::expectation::{
-    followers_follow, one_writable_primary, preferred_in, primary_in, Expectation,
+    all_members_healthy, followers_follow, one_writable_primary, preferred_in, primary_in,
+    Expectation,
 };
 use crate::journal::{OpResult, Record};
 use crate::plan::{CheckpointEntry, Mode, Plan, PlanOp, Stage, Step, DEFAULT_STAGE_TIMEOUT_MS};
@@ -130,6 +131,12 @@ pub enum Decision {
     Forward {
         /// The promoted member.
         primary: String,
+        /// Members back from the loss that only a rejoin restores
+        /// (`awaits_rejoin`), rejoined by the abort.
+        rejoin: Vec<String>,
+        /// After a forced failover: the members the abort cannot rejoin,
+        /// each with why (they do not answer) and what brings them back.
+        left_out: Vec<String>,
     },
     /// Nothing the abort can do leaves one writable primary.
     Stuck {
@@ -159,10 +166,23 @@ impl fmt::Display for Decision {
             Decision::Restore => {
                 f.write_str("nothing was promoted: unfence (and start) the old primary")
             }
-            Decision::Forward { primary } => write!(
-                f,
-                "{primary} was promoted: finish forward so it is the only primary"
-            ),
+            Decision::Forward {
+                primary,
+                rejoin,
+                left_out,
+            } => {
+                write!(
+                    f,
+                    "{primary} was promoted: finish forward so it is the only primary"
+                )?;
+                if !rejoin.is_empty() {
+                    write!(f, "; rejoin {} (answering again)", rejoin.join(", "))?;
+                }
+                for l in left_out {
+                    write!(f, "; {l}")?;
+                }
+                Ok(())
+            }
             Decision::Stuck { saw, fix } => {
                 write!(f, "cannot restore a primary: {saw}; fix: {fix}")
             }
@@ -319,6 +339,31 @@ fn describe(s: &ObservedState) -> String {
     members.join("; ")
 }
 
+/// After a forced failover, the members an abort cannot bring back (they
+/// do not answer), each with what will: the report says so rather than
+/// let "aborted" stand for a store that is whole.
+fn left_out(s: &ObservedState, target: &str, cap: &Capability) -> Vec<String> {
+    s.members
+        .iter()
+        .filter(|m| !m.reachable)
+        .map(|m| {
+            let why = m
+                .detail
+                .as_deref()
+                .map_or(String::new(), |d| format!(" ({d})"));
+            let then = if cap.self_electing {
+                "it rejoins as a follower by itself once it answers".to_string()
+            } else {
+                format!("once it answers, `switchyard failover --to {target}` rejoins it")
+            };
+            format!(
+                "{} in {} not rejoined: it does not answer{why}; {then}",
+                m.name, m.region
+            )
+        })
+        .collect()
+}
+
 /// Decide what to do with one store.
 fn decide(
     id: &str,
@@ -345,9 +390,26 @@ fn decide(
         .any(|st| st.store == store && !matches!(st.op, PlanOp::CheckReadiness { .. }));
     let writable = writable_primaries(s);
     match writable.as_slice() {
-        [p] if moving && p.region == target => Decision::Forward {
-            primary: p.name.clone(),
-        },
+        [p] if moving && p.region == target => {
+            let rejoin = if cap.rejoin {
+                s.members
+                    .iter()
+                    .filter(|m| m.reachable && m.awaits_rejoin)
+                    .map(|m| m.name.clone())
+                    .collect()
+            } else {
+                vec![]
+            };
+            Decision::Forward {
+                primary: p.name.clone(),
+                rejoin,
+                left_out: if plan.mode == Mode::Planned {
+                    vec![]
+                } else {
+                    left_out(s, target, cap)
+                },
+            }
+        }
         [p] => Decision::Keep {
             primary: p.name.clone(),
             region: p.region.clone(),
@@ -514,7 +576,9 @@ pub fn plan_abort(
                     // The old primary, wherever it is: never the target.
                     expect.push(primary_in(plan.target_region.clone()).not());
                 }
-                Decision::Forward { .. } => {
+                Decision::Forward {
+                    rejoin, left_out, ..
+                } => {
                     let target = plan.target_region.clone();
                     // Finishing the move keeps the member the operator
                     // chose on top (`--candidate`, in the aborted plan).
@@ -524,10 +588,14 @@ pub fn plan_abort(
                         .flat_map(|s| &s.steps)
                         .filter(|s| s.store == d.store)
                         .find_map(|s| s.op.candidate());
-                    // A forced failover's old primary is gone; it rejoins later.
+                    // A forced failover's old primary is gone; it rejoins
+                    // later — unless it is back already and only a rejoin
+                    // restores it.
                     let a = sequence::Abort::Forward {
                         planned: plan.mode == Mode::Planned,
+                        rejoin_healed: !rejoin.is_empty(),
                     };
+                    let rejoins = sequence::abort(a, cap).contains(&sequence::Step::Rejoin);
                     for (op, exp) in sequence::abort(a, cap)
                         .into_iter()
                         .filter_map(|st| abort_step(st, &target, chosen))
@@ -536,6 +604,11 @@ pub fn plan_abort(
                         expect.extend(exp);
                     }
                     expect.push(primary_in(target));
+                    if rejoins && !rejoin.is_empty() && left_out.is_empty() {
+                        // Proven back, not assumed: no member still left
+                        // out where the abort found them all answering.
+                        expect.push(all_members_healthy());
+                    }
                 }
                 Decision::Stuck { .. } => continue,
             }
@@ -836,7 +909,9 @@ mod tests {
         assert_eq!(
             decision(&a, "orders"),
             &Decision::Forward {
-                primary: "pg-west".into()
+                primary: "pg-west".into(),
+                rejoin: vec![],
+                left_out: vec![],
             }
         );
         assert_eq!(ops(&a, "orders"), vec!["repoint_followers", "rejoin"]);
@@ -895,6 +970,49 @@ mod tests {
         );
         // orders already moved: forward.
         assert!(matches!(decision(&a, "orders"), Decision::Forward { .. }));
+    }
+
+    #[test]
+    fn abort_of_a_forced_failover_rejoins_a_healed_member_or_says_why_not() {
+        let plan = planned(Mode::ForcedAcceptDataLoss);
+        let recs = crashed_at(&plan, "orders", "repoint_followers", false);
+        // The old primary answers again, left out until a rejoin.
+        let (name, mut healed) = pg_two(2, (Role::Secondary, false), Role::Primary);
+        if let Ok(s) = &mut healed {
+            s.members[0].awaits_rejoin = true;
+        }
+        let observed = vec![(name, healed), mongo_primary_east(true)];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
+        assert_eq!(
+            decision(&a, "orders"),
+            &Decision::Forward {
+                primary: "pg-west".into(),
+                rejoin: vec!["pg-east".into()],
+                left_out: vec![],
+            }
+        );
+        assert_eq!(ops(&a, "orders"), vec!["repoint_followers", "rejoin"]);
+        assert!(
+            expects(&a, "orders").contains(&"all_members_healthy".to_string()),
+            "{:?}",
+            expects(&a, "orders")
+        );
+        validate(&a.plan.unwrap(), &topology(true), &caps()).unwrap();
+
+        // Still gone: nothing to rejoin, and the decision says so and why.
+        let observed = vec![
+            pg_two(2, (Role::Down, false), Role::Primary),
+            mongo_primary_east(true),
+        ];
+        let a = plan_abort(&topology(true), &caps(), "x", &plan, &recs, &observed);
+        assert_eq!(ops(&a, "orders"), vec!["repoint_followers"]);
+        let words = decision(&a, "orders").to_string();
+        assert!(
+            words.contains("pg-east in east not rejoined: it does not answer")
+                && words.contains("`switchyard failover --to west` rejoins it"),
+            "{words}"
+        );
+        assert!(!expects(&a, "orders").contains(&"all_members_healthy".to_string()));
     }
 
     #[test]

@@ -83,6 +83,14 @@ pub enum CandidateError {
         /// The target region.
         target: String,
     },
+    /// The execution does not move the member's store.
+    #[error("--candidate {member}: store `{store}` is not moved by this execution; choose a member of a store it moves")]
+    NotMoved {
+        /// The member.
+        member: String,
+        /// Its store.
+        store: String,
+    },
     /// The member can never become primary.
     #[error("--candidate {member}: member `{member}` of store `{store}` cannot become primary: it is {why}")]
     NotElectable {
@@ -116,6 +124,17 @@ pub fn not_electable(m: &Member) -> Option<&'static str> {
 pub fn resolve(
     topology: &Topology,
     target: &str,
+    values: &[String],
+) -> Result<Candidates, CandidateError> {
+    resolve_by(topology, &|_| Some(target.to_string()), values)
+}
+
+/// [`resolve`] where each store has a target of its own (`target_of`: a
+/// rollback returns every store to the region it started in); `None`: the
+/// execution does not move that store, so no member of it can be chosen.
+pub fn resolve_by(
+    topology: &Topology,
+    target_of: &dyn Fn(&str) -> Option<String>,
     values: &[String],
 ) -> Result<Candidates, CandidateError> {
     let mut out = Candidates::new();
@@ -169,7 +188,10 @@ pub fn resolve(
                 }
             }
         };
-        check(topology, &store, &member, target)?;
+        let Some(target) = target_of(&store) else {
+            return Err(CandidateError::NotMoved { member, store });
+        };
+        check(topology, &store, &member, &target)?;
         if let Some(first) = out.get(&store) {
             if first != &member {
                 return Err(CandidateError::Twice {

@@ -322,6 +322,12 @@ pub enum Command {
     Rollback {
         /// Execution id (default: the unfinished one).
         id: Option<String>,
+        /// The member to return to: `MEMBER`, or `STORE=MEMBER` when two
+        /// stores have a member of that name; once per store. It must be an
+        /// electable member of the region the store started in; default:
+        /// the member the execution moved from.
+        #[arg(long, value_name = "MEMBER")]
+        candidate: Vec<String>,
         /// Plan timeouts.
         #[command(flatten)]
         timeouts: Timeouts,
@@ -349,6 +355,11 @@ pub enum Command {
         /// Region to move to and back from.
         #[arg(long)]
         to: String,
+        /// The member to promote on the way out (as `failover
+        /// --candidate`): `MEMBER`, or `STORE=MEMBER`; once per store. The
+        /// way back chooses as always.
+        #[arg(long, value_name = "MEMBER")]
+        candidate: Vec<String>,
         /// Plan timeouts.
         #[command(flatten)]
         timeouts: Timeouts,
@@ -962,6 +973,7 @@ fn pending_approval(service: &Service, output: Option<Output>) {
 async fn rollback(
     service: &Service,
     id: Option<String>,
+    candidates: &[String],
     timeouts: &Timeouts,
     yes: bool,
     output: Option<Output>,
@@ -970,7 +982,7 @@ async fn rollback(
         stage_ms: timeouts.stage_timeout_ms,
         catch_up_ms: timeouts.catch_up_timeout_ms,
     };
-    let pending = service.prepare_rollback(id, t).await?;
+    let pending = service.prepare_rollback(id, t, candidates).await?;
     let sink = Render::sink(output);
     sink.send(&ServiceEvent::RollbackPlanned {
         execution_id: pending.id.clone(),
@@ -1092,17 +1104,19 @@ async fn command(service: &Service, command: Command) -> Result<i32, Exit> {
         Command::Approve { id, output } => approve(service, &id, output),
         Command::Rollback {
             id,
+            candidate,
             timeouts,
             yes,
             output,
-        } => rollback(service, id, &timeouts, yes, output).await,
+        } => rollback(service, id, &candidate, &timeouts, yes, output).await,
         Command::Show { id, output, wide } => Ok(render_show(&service.show(&id)?, output, wide)),
         Command::Drill {
             to,
+            candidate,
             timeouts,
             yes,
             output,
-        } => drill(service, &to, &timeouts, yes, output).await,
+        } => drill(service, &to, &candidate, &timeouts, yes, output).await,
         Command::Serve {
             listen,
             backend,
@@ -1348,12 +1362,18 @@ pub(crate) fn render_abort_report(done: &AbortReport, output: Output) -> i32 {
 async fn drill(
     service: &Service,
     to: &str,
+    candidates: &[String],
     timeouts: &Timeouts,
     yes: bool,
     output: Option<Output>,
 ) -> Result<i32, Exit> {
     let pending = service
-        .prepare_drill(to, timeouts.stage_timeout_ms, timeouts.catch_up_timeout_ms)
+        .prepare_drill(
+            to,
+            timeouts.stage_timeout_ms,
+            timeouts.catch_up_timeout_ms,
+            candidates,
+        )
         .await?;
     let preview = preview_of(service, &pending.out, yes).await.map(|p| {
         let topology = service.topology();

@@ -374,26 +374,36 @@ impl<'h> Suite<'h> {
     /// unless the store is there already.
     async fn back_to_origin(&self) -> Result<(), String> {
         let origin = self.origin.clone();
-        let req = StartRequest::Failover(self.request(&origin, Mode::Planned));
-        let pending = self
-            .service
-            .prepare(&req)
-            .await
-            .map_err(|e| format!("switching back to {origin}: {e}"))?;
-        if let Some(p) = pending {
-            let done = self
-                .service
-                .run(p, Arc::new(Discard))
-                .await
-                .map_err(|e| format!("switching back to {origin}: {e}"))?;
-            succeeded(&done, &format!("switching back to {origin}"))?;
-        }
+        self.planned_unless_there(&origin, &format!("switching back to {origin}"))
+            .await?;
         let s = self.settle().await?;
         ensure!(
             s.primary_region() == Some(origin.as_str()),
             "after switching back the primary is in {:?}",
             s.primary_region()
         );
+        Ok(())
+    }
+
+    /// Plan and run a planned execution to `to` (`what` names it in
+    /// errors) unless the planner finds nothing to do: it rejoins what
+    /// needs it (a stale primary first), and a store already there and
+    /// whole needs no execution.
+    async fn planned_unless_there(&self, to: &str, what: &str) -> Result<(), String> {
+        let req = StartRequest::Failover(self.request(to, Mode::Planned));
+        let pending = self
+            .service
+            .prepare(&req)
+            .await
+            .map_err(|e| format!("planning {what}: {e}"))?;
+        if let Some(p) = pending {
+            let done = self
+                .service
+                .run(p, Arc::new(Discard))
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            succeeded(&done, what)?;
+        }
         Ok(())
     }
 
@@ -470,6 +480,52 @@ impl<'h> Suite<'h> {
         Ok(())
     }
 
+    /// Kill the primary `old` once `target` has caught up with it (so no
+    /// acknowledged record is at risk and the last observation before the
+    /// crash shows the target within the bound), and wait until it is
+    /// observed unreachable.
+    async fn kill_primary(&self, old: &str, target: &str) -> Result<(), String> {
+        let (c, cfg) = (&self.ctl, &self.cfg);
+        if self.cap.positions {
+            c.wait_until(cfg.timeout, cfg.poll, |s| {
+                let Some(p) = s.primary().and_then(|p| p.position) else {
+                    return false;
+                };
+                s.members
+                    .iter()
+                    .filter(|m| m.region == target && m.role == Role::Secondary)
+                    .any(|m| m.position.is_some_and(|q| q.reached(&p)))
+            })
+            .await
+            .map_err(|e| format!("{target} did not catch up before the crash: {e}"))?;
+        }
+        self.h
+            .kill_member(old)
+            .await
+            .map_err(|e| format!("killing {old}: {e}"))?;
+        c.wait_until(cfg.timeout, cfg.poll, |s| {
+            s.member(old).is_some_and(|m| !m.reachable)
+        })
+        .await
+        .map_err(|e| format!("{old} still reachable after kill: {e}"))?;
+        Ok(())
+    }
+
+    /// Restart `member` and wait until it is observed reachable.
+    async fn restart(&self, member: &str) -> Result<(), String> {
+        self.h
+            .restart_member(member)
+            .await
+            .map_err(|e| format!("restarting {member}: {e}"))?;
+        self.ctl
+            .wait_until(self.cfg.timeout, self.cfg.poll, |s| {
+                s.member(member).is_some_and(|m| m.reachable)
+            })
+            .await
+            .map_err(|e| format!("{member} did not come back: {e}"))?;
+        Ok(())
+    }
+
     /// A region other than the primary's with an electable data-bearing member.
     async fn target(&self) -> Result<(ObservedState, String), String> {
         let s = self.settle().await?;
@@ -507,6 +563,8 @@ fn healthy(s: &ObservedState) -> bool {
     s.primaries().count() == 1
         && s.members.iter().all(|m| {
             m.reachable
+                // Answering but left out until rejoined is not following.
+                && !m.awaits_rejoin
                 && matches!(m.role, Role::Primary | Role::Secondary | Role::Arbiter)
                 && !(m.role == Role::Secondary
                     && (m.replicating == Some(false)
@@ -588,6 +646,7 @@ cases![
     abort_after_fence_gives_the_primary_back,
     abort_after_promote_finishes_the_move,
     rollback_after_promote_returns_the_store,
+    abort_after_forced_rejoins_the_old_primary,
     forced_failover_with_primary_gone,
     failback_to_the_healed_region,
 ];
@@ -1148,7 +1207,12 @@ pub async fn drill_there_and_back(x: &Suite<'_>) -> CaseResult {
     x.write_keys(base, 5).await?;
     let pending = x
         .service
-        .prepare_drill(&target, x.cfg.stage_timeout_ms, x.cfg.catch_up_timeout_ms)
+        .prepare_drill(
+            &target,
+            x.cfg.stage_timeout_ms,
+            x.cfg.catch_up_timeout_ms,
+            &[],
+        )
         .await
         .map_err(|e: ServiceError| format!("planning the drill: {e}"))?;
     match x
@@ -1256,7 +1320,7 @@ pub async fn rollback_after_promote_returns_the_store(x: &Suite<'_>) -> CaseResu
     };
     let pending = x
         .service
-        .prepare_rollback(Some(stopped.id.clone()), timeouts)
+        .prepare_rollback(Some(stopped.id.clone()), timeouts, &[])
         .await
         .map_err(|e| format!("planning the rollback: {e}"))?;
     let rolled = x
@@ -1294,29 +1358,7 @@ pub async fn forced_failover_with_primary_gone(x: &Suite<'_>) -> CaseResult {
     let old = s0.primary().ok_or("no primary")?.clone();
     let base = key_base();
     x.write_keys(base, 10).await?;
-    // Let the target catch up so that no acknowledged record is at risk and
-    // the last observation before the crash shows it within the bound.
-    if cap.positions {
-        c.wait_until(cfg.timeout, cfg.poll, |s| {
-            let Some(p) = s.primary().and_then(|p| p.position) else {
-                return false;
-            };
-            s.members
-                .iter()
-                .filter(|m| m.region == target && m.role == Role::Secondary)
-                .any(|m| m.position.is_some_and(|q| q.reached(&p)))
-        })
-        .await
-        .map_err(|e| format!("{target} did not catch up before the crash: {e}"))?;
-    }
-    x.h.kill_member(&old.name)
-        .await
-        .map_err(|e| format!("killing {}: {e}", old.name))?;
-    c.wait_until(cfg.timeout, cfg.poll, |s| {
-        s.member(&old.name).is_some_and(|m| !m.reachable)
-    })
-    .await
-    .map_err(|e| format!("{} still reachable after kill: {e}", old.name))?;
+    x.kill_primary(&old.name, &target).await?;
 
     let forced = x.failover(&target, Mode::Forced).await?;
     succeeded(&forced, &format!("forced failover to {target}"))?;
@@ -1359,30 +1401,11 @@ pub async fn forced_failover_with_primary_gone(x: &Suite<'_>) -> CaseResult {
     x.assert_keys(base, 10, "after forced failover").await?;
     x.write_keys(base + 10, 3).await?;
 
-    x.h.restart_member(&old.name)
-        .await
-        .map_err(|e| format!("restarting {}: {e}", old.name))?;
-    c.wait_until(cfg.timeout, cfg.poll, |s| {
-        s.member(&old.name).is_some_and(|m| m.reachable)
-    })
-    .await
-    .map_err(|e| format!("{} did not come back: {e}", old.name))?;
+    x.restart(&old.name).await?;
     // The planner rejoins what needs it (a stale primary first); a store
     // whose members rejoin by themselves needs no execution.
-    let rejoin = StartRequest::Failover(x.request(&target, Mode::Planned));
-    if let Some(p) = x
-        .service
-        .prepare(&rejoin)
-        .await
-        .map_err(|e| format!("planning the rejoin of {}: {e}", old.name))?
-    {
-        let done = x
-            .service
-            .run(p, Arc::new(Discard))
-            .await
-            .map_err(|e| format!("rejoining {}: {e}", old.name))?;
-        succeeded(&done, &format!("rejoining {}", old.name))?;
-    }
+    x.planned_unless_there(&target, &format!("rejoining {}", old.name))
+        .await?;
     let s2 = x.settle().await?;
     ensure!(
         s2.primary().map(|m| &m.name) == Some(&new_primary),
@@ -1396,6 +1419,130 @@ pub async fn forced_failover_with_primary_gone(x: &Suite<'_>) -> CaseResult {
         old.name
     );
     x.assert_keys(base, 13, "after rejoin").await?;
+    Ok(Verdict::Passed)
+}
+
+/// Kill the primary; a forced failover to another region is stopped after
+/// its promotion (an operator's pre-stage hook refuses the re-point stage);
+/// the old primary comes back; abort. The abort either succeeds and leaves
+/// the store whole — the new primary the only one, the healed member back
+/// as a follower, rejoined where only a rejoin restores it (a Cosmos DB
+/// region the forced failover took offline) — or fails naming the store,
+/// what it saw and a fix (an old primary back as it was: a split brain);
+/// the fix followed (the stale primary stopped, abort again), the abort
+/// finishes the move and its decision names the old primary as not
+/// rejoined and why; once it is back, the planned execution to the new
+/// region rejoins it. Never "aborted" over a member left out. Switches
+/// back afterwards.
+pub async fn abort_after_forced_rejoins_the_old_primary(x: &Suite<'_>) -> CaseResult {
+    if !x.cap.forced_failover {
+        return Ok(Verdict::Skipped("no forced failover".into()));
+    }
+    let (c, cfg) = (&x.ctl, &x.cfg);
+    let (s0, target) = x.target().await?;
+    let old = s0.primary().ok_or("no primary")?.name.clone();
+    let base = key_base();
+    x.write_keys(base, 5).await?;
+    x.kill_primary(&old, &target).await?;
+    let stopped = {
+        let _hook = x.stop_failovers_before("re-point")?;
+        x.failover(&target, Mode::Forced).await?
+    };
+    ensure!(
+        stopped.outcome == Outcome::Failed,
+        "a forced failover stopped before `re-point…` ended {:?}: {:?}",
+        stopped.outcome,
+        stopped.reason
+    );
+    c.wait_until(cfg.timeout, cfg.poll, |s| {
+        s.primary_region() == Some(target.as_str())
+    })
+    .await
+    .map_err(|e| format!("the stopped forced failover promoted nothing in {target}: {e}"))?;
+    x.restart(&old).await?;
+
+    let pending = x
+        .service
+        .prepare_abort(Some(stopped.id.clone()))
+        .await
+        .map_err(|e| format!("planning the abort: {e}"))?;
+    let aborted = x
+        .service
+        .abort(pending, Arc::new(Discard))
+        .await
+        .map_err(|e| format!("aborting: {e}"))?;
+    if aborted.ok() {
+        let s = c
+            .wait_until(cfg.timeout, cfg.poll, healthy)
+            .await
+            .map_err(|e| {
+                format!(
+                    "the abort reported `aborted`, but {} is not whole again ({old} back): {e}",
+                    x.store()
+                )
+            })?;
+        ensure!(
+            s.primary_region() == Some(target.as_str()),
+            "after the abort the primary is in {:?}, not {target}",
+            s.primary_region()
+        );
+    } else {
+        let v = aborted
+            .verdicts
+            .iter()
+            .find(|v| v.store == x.store())
+            .ok_or("the abort gave no verdict for the store")?;
+        let Some((saw, fix)) = &v.unresolved else {
+            return Err(format!(
+                "the abort failed with {} resolved ({:?}): {:?}",
+                x.store(),
+                v.writable_primary,
+                aborted.run.as_ref().and_then(|r| r.reason.clone())
+            ));
+        };
+        ensure!(
+            saw.contains(&old) && fix.contains("stop the stale primary"),
+            "the failed abort's report does not name {old} with a fix: {saw}; fix: {fix}"
+        );
+        // As the fix says: stop the stale primary, abort again. Now the
+        // abort finishes the move, and its decision says that {old} was
+        // not rejoined and why.
+        x.h.kill_member(&old)
+            .await
+            .map_err(|e| format!("stopping the stale {old}: {e}"))?;
+        c.wait_until(cfg.timeout, cfg.poll, |s| {
+            s.member(&old).is_some_and(|m| !m.reachable)
+        })
+        .await
+        .map_err(|e| format!("{old} still reachable after kill: {e}"))?;
+        let again = abort(x, Some(stopped.id.clone())).await?;
+        let words = again
+            .verdicts
+            .iter()
+            .find(|v| v.store == x.store())
+            .map(|v| v.decision.to_string())
+            .unwrap_or_default();
+        ensure!(
+            words.contains(&format!("{old} in ")) && words.contains("not rejoined"),
+            "the abort over a store without {old} does not say it was not rejoined: {words}"
+        );
+        x.restart(&old).await?;
+        // The planned execution to the new region rejoins what needs it (a
+        // stale primary first), as after any forced failover.
+        x.planned_unless_there(&target, &format!("rejoining {old}"))
+            .await?;
+    }
+    let s = x.settle().await?;
+    ensure!(
+        s.primary_region() == Some(target.as_str())
+            && s.member(&old).is_some_and(|m| m.role != Role::Primary),
+        "after the abort the primary is {:?}",
+        s.primary()
+    );
+    x.assert_keys(base, 5, "after the abort of the forced failover")
+        .await?;
+    x.back_to_origin().await?;
+    x.assert_keys(base, 5, "after switching back").await?;
     Ok(Verdict::Passed)
 }
 

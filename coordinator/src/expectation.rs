@@ -437,6 +437,12 @@ fn unhealthy(s: &ObservedState, region: Option<&str>) -> Verdict {
                 "unreachable".to_string()
             } else if matches!(m.role, Role::Down | Role::Unknown) {
                 "in unknown state".to_string()
+            } else if m.awaits_rejoin && region.is_none() {
+                // Answering, but left out of the store until a rejoin (a
+                // Cosmos DB location still offline): the whole store is not
+                // healthy. `healthy_in(R)` judges R as a place to move to
+                // (readiness), and a move there brings it online first.
+                "left out until rejoined".to_string()
             } else if m.replicating == Some(false) {
                 // Reachable but receiving nothing: a follower in name only.
                 format!(
@@ -933,9 +939,16 @@ mod tests {
             "{e}"
         );
         south.replicating = Some(true);
-        let s = state(vec![p, south]);
+        let s = state(vec![p.clone(), south.clone()]);
         assert!(followers_follow().check(&s).is_ok());
         assert!(all_members_healthy().check(&s).is_ok());
+        // Answering but left out until a rejoin (a Cosmos DB location still
+        // offline): the store is not healthy; its region is one to move to.
+        south.awaits_rejoin = true;
+        let s = state(vec![p, south]);
+        let e = all_members_healthy().check(&s).unwrap_err();
+        assert!(e.contains("pg-south left out until rejoined"), "{e}");
+        assert!(healthy_in("south").check(&s).is_ok());
 
         // Nothing reachable at all: unobservable, also under `or`.
         let s = state(vec![east]);

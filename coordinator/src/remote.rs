@@ -583,6 +583,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
         }
         Command::Rollback {
             id,
+            candidate,
             timeouts,
             yes,
             output,
@@ -595,6 +596,10 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 "stage_timeout_ms": timeouts.stage_timeout_ms,
                 "catch_up_timeout_ms": timeouts.catch_up_timeout_ms,
             });
+            // Only when given: a server from before `candidate` refuses it.
+            if !candidate.is_empty() {
+                body["candidate"] = json!(candidate);
+            }
             let sink = Later::new(output);
             // Without --yes: what the rollback does, shown and asked first.
             let shown = if yes {
@@ -632,6 +637,7 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
         }
         Command::Drill {
             to,
+            candidate,
             timeouts,
             yes,
             output,
@@ -641,6 +647,9 @@ pub async fn run(url: &str, command: Command) -> Result<i32, Exit> {
                 "stage_timeout_ms": timeouts.stage_timeout_ms,
                 "catch_up_timeout_ms": timeouts.catch_up_timeout_ms,
             });
+            if !candidate.is_empty() {
+                body["candidate"] = json!(candidate);
+            }
             if !yes {
                 body["dry_run"] = json!(true);
                 let p: DrillPreview = remote

@@ -87,6 +87,11 @@ pub enum Action {
         from: String,
         /// The region it started in.
         to: String,
+        /// The member promoted there: the operator's `--candidate`, else
+        /// the one the execution moved from (where the controller can
+        /// promote a chosen member and it answers); `None`: the controller
+        /// chooses.
+        candidate: Option<Chosen>,
         /// The old primary is rejoined as a follower first.
         rejoin_first: bool,
         /// The store keeps election priorities, which are set back too.
@@ -128,15 +133,26 @@ impl fmt::Display for Action {
             Action::Back {
                 from,
                 to,
+                candidate,
                 rejoin_first,
                 restore_priorities,
             } => write!(
                 f,
-                "promoted to {from}: {}planned switchover back to {to}{}",
+                "promoted to {from}: {}planned switchover back to {to}{}{}",
                 if *rejoin_first {
                     "rejoin the old primary (it replayed everything before the promotion), then "
                 } else {
                     ""
+                },
+                match candidate {
+                    Some(Chosen {
+                        member,
+                        by_operator: true,
+                    }) => format!(", promoting {member} (chosen by --candidate)"),
+                    Some(Chosen { member, .. }) => {
+                        format!(", promoting {member} (the member it moved from)")
+                    }
+                    None => String::new(),
                 },
                 if *restore_priorities {
                     ", priorities restored"
@@ -146,6 +162,15 @@ impl fmt::Display for Action {
             ),
         }
     }
+}
+
+/// The member a rollback returns a store to, and who chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// The member.
+    pub member: String,
+    /// `--candidate` named it (else: the member the execution moved from).
+    pub by_operator: bool,
 }
 
 /// A store the rollback refuses to touch, and why.
@@ -175,15 +200,26 @@ pub struct RollbackPlan {
 /// Where each store started: the region of the primary the execution's first
 /// checkpoint that names one observed.
 pub fn origins(records: &[Record]) -> BTreeMap<String, String> {
+    origin_primaries(records)
+        .into_iter()
+        .map(|(store, (_, region))| (store, region))
+        .collect()
+}
+
+/// Per store, the primary (member, region) the execution's first checkpoint
+/// observed: the member it moved from.
+pub fn origin_primaries(records: &[Record]) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
     for r in records {
         if let Record::CheckpointPassed { observed, .. }
         | Record::CheckpointFailed { observed, .. } = r
         {
             for o in observed {
-                if let Some(region) = o.primary.as_deref().and_then(|p| p.rsplit_once('@')) {
+                if let Some((member, region)) =
+                    o.primary.as_deref().and_then(|p| p.rsplit_once('@'))
+                {
                     out.entry(o.store.clone())
-                        .or_insert_with(|| region.1.to_string());
+                        .or_insert_with(|| (member.to_string(), region.to_string()));
                 }
             }
         }
@@ -234,7 +270,11 @@ pub struct Timeouts {
 
 /// Plan the rollback of execution `id` (`plan`, journal `records`) from
 /// every store's observation `observed`; refuse, naming each store and why,
-/// when any store cannot be returned without losing data.
+/// when any store cannot be returned without losing data. `chosen`: the
+/// member the operator chose per store (`--candidate`, resolved against
+/// each store's origin); a store moved back without one returns to the
+/// member it moved from where its controller can promote a chosen member.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_rollback(
     topology: &Topology,
     caps: &BTreeMap<String, Capability>,
@@ -243,8 +283,10 @@ pub fn plan_rollback(
     records: &[Record],
     observed: &[(String, Result<ObservedState, String>)],
     timeouts: Timeouts,
+    chosen: &crate::candidate::Candidates,
 ) -> Result<RollbackPlan, Vec<Refusal>> {
     let origins = origins(records);
+    let moved_from = origin_primaries(records);
     let touched = touched(records);
     let caught_up = caught_up(records);
     let moved = crate::journal::plan_stores(plan);
@@ -277,14 +319,24 @@ pub fn plan_rollback(
         };
         let t = touched.get(name).cloned().unwrap_or_default();
         let writable = writable_primaries(s);
+        let operator = chosen.get(name);
         match writable.as_slice() {
-            [p] if p.region == *origin => actions.push((
-                name.to_string(),
-                Action::Stay {
-                    region: origin.clone(),
-                    restore_preference: cap.sticky_priorities && t.sticky,
-                },
-            )),
+            [p] if p.region == *origin => {
+                if let Some(c) = operator.filter(|c| **c != p.name) {
+                    refusals.push(refuse(format!(
+                        "--candidate {c}: {} is primary in {origin} already, where it started; a rollback does not move a store within its region",
+                        p.name
+                    )));
+                    continue;
+                }
+                actions.push((
+                    name.to_string(),
+                    Action::Stay {
+                        region: origin.clone(),
+                        restore_preference: cap.sticky_priorities && t.sticky,
+                    },
+                ))
+            }
             [p] => {
                 let follows = s.members.iter().any(|m| {
                     m.region == *origin
@@ -310,11 +362,46 @@ pub fn plan_rollback(
                     )));
                     continue;
                 }
+                // The member it moved from, where the controller can
+                // promote a chosen one and it answers; else its own choice.
+                let candidate = match operator {
+                    Some(c) => Some(Chosen {
+                        member: c.clone(),
+                        by_operator: true,
+                    }),
+                    None => moved_from
+                        .get(name)
+                        .map(|(m, _)| m)
+                        .filter(|m| {
+                            // Rejoined first, or following now: a member
+                            // streaming from elsewhere cannot be judged.
+                            let follows_now = s.member(m).is_some_and(|o| {
+                                o.reachable
+                                    && o.role == Role::Secondary
+                                    && o.replicating == Some(true)
+                                    && o.following.as_deref() == Some(p.name.as_str())
+                            });
+                            cap.chosen_candidate
+                                && (rejoin_first || follows_now)
+                                && topology
+                                    .store(name)
+                                    .and_then(|st| st.member(m))
+                                    .is_some_and(|m| {
+                                        m.region == *origin
+                                            && crate::candidate::not_electable(m).is_none()
+                                    })
+                        })
+                        .map(|m| Chosen {
+                            member: m.clone(),
+                            by_operator: false,
+                        }),
+                };
                 actions.push((
                     name.to_string(),
                     Action::Back {
                         from: format!("{}@{}", p.name, p.region),
                         to: origin.clone(),
+                        candidate,
                         rejoin_first,
                         restore_priorities: cap.sticky_priorities,
                     },
@@ -322,6 +409,14 @@ pub fn plan_rollback(
             }
             [] => {
                 let bumped = matches!((t.baseline_term, s.term), (Some(b), Some(e)) if e > b);
+                let old = moved_from.get(name).map(|(m, _)| m);
+                if let Some(c) = operator.filter(|c| t.fenced && !bumped && Some(*c) != old) {
+                    refusals.push(refuse(format!(
+                        "--candidate {c}: nothing was promoted, so the rollback gives the fenced primary {} back; it promotes no other member",
+                        old.map_or("", |m| m.as_str())
+                    )));
+                    continue;
+                }
                 if t.fenced && cap.fencing && !bumped {
                     actions.push((
                         name.to_string(),
@@ -425,14 +520,18 @@ pub fn plan_rollback(
         opts.stage_timeout_ms = timeouts.stage_ms;
         opts.catch_up_timeout_ms = timeouts.catch_up_ms;
         for (store, a) in &actions {
-            if matches!(
-                a,
-                Action::Back {
-                    rejoin_first: true,
-                    ..
+            if let Action::Back {
+                rejoin_first,
+                candidate,
+                ..
+            } = a
+            {
+                if *rejoin_first {
+                    opts.stale_primaries.insert(store.clone());
                 }
-            ) {
-                opts.stale_primaries.insert(store.clone());
+                if let Some(c) = candidate {
+                    opts.candidates.insert(store.clone(), c.member.clone());
+                }
             }
         }
         let back = plan_failover(&sub, caps, &opts).map_err(|e| {
@@ -565,8 +664,17 @@ mod tests {
             stage_ms: 1000,
             catch_up_ms: 1000,
         };
-        let r =
-            plan_rollback(&topology(), &caps, "x", &p, &records(&p), &observed(), t).unwrap_err();
+        let r = plan_rollback(
+            &topology(),
+            &caps,
+            "x",
+            &p,
+            &records(&p),
+            &observed(),
+            t,
+            &Default::default(),
+        )
+        .unwrap_err();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].store, "orders");
         assert!(
@@ -577,7 +685,17 @@ mod tests {
         assert!(r[0].why.contains("(a forced failover)"), "{}", r[0].why);
         // The same store without a journaled origin is refused for that.
         let no_origin = &records(&p)[..1];
-        let r = plan_rollback(&topology(), &caps, "x", &p, no_origin, &observed(), t).unwrap_err();
+        let r = plan_rollback(
+            &topology(),
+            &caps,
+            "x",
+            &p,
+            no_origin,
+            &observed(),
+            t,
+            &Default::default(),
+        )
+        .unwrap_err();
         assert!(
             r[0].why.contains("where it started is not in the journal"),
             "{}",
@@ -607,7 +725,17 @@ mod tests {
             stage_ms: 1000,
             catch_up_ms: 1000,
         };
-        let r = plan_rollback(&topology(), &caps, "x", &p, &records(&p), &obs, t).unwrap();
+        let r = plan_rollback(
+            &topology(),
+            &caps,
+            "x",
+            &p,
+            &records(&p),
+            &obs,
+            t,
+            &Default::default(),
+        )
+        .unwrap();
         let ops: Vec<String> = r
             .plan
             .unwrap()
@@ -621,5 +749,100 @@ mod tests {
             .collect();
         assert_eq!(ops, canonical);
         assert_eq!(canonical.len(), 7, "{canonical:?}");
+    }
+
+    #[test]
+    fn the_way_back_returns_to_the_member_it_moved_from_unless_one_is_chosen() {
+        let p = plan(Mode::Planned);
+        let mut cap = Capability::none()
+            .with_planned_switchover()
+            .with_fencing()
+            .with_positions()
+            .with_repoint()
+            .with_rejoin();
+        cap.chosen_candidate = true;
+        let caps = BTreeMap::from([("orders".to_string(), cap)]);
+        let mut obs = observed();
+        if let Ok(s) = &mut obs[0].1 {
+            let east = &mut s.members[0];
+            east.reachable = true;
+            east.role = Role::Secondary;
+            east.replicating = Some(true);
+            east.following = Some("pg-west".into());
+        }
+        let t = Timeouts {
+            stage_ms: 1000,
+            catch_up_ms: 1000,
+        };
+        let promoted = |r: &RollbackPlan| -> Vec<Option<String>> {
+            r.plan
+                .iter()
+                .flat_map(|p| &p.stages)
+                .flat_map(|s| &s.steps)
+                .filter(|s| matches!(s.op, PlanOp::Promote { .. }))
+                .map(|s| s.op.candidate().map(str::to_string))
+                .collect()
+        };
+        let r = plan_rollback(
+            &topology(),
+            &caps,
+            "x",
+            &p,
+            &records(&p),
+            &obs,
+            t,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(promoted(&r), vec![Some("pg-east".to_string())]);
+        assert!(
+            r.actions[0]
+                .1
+                .to_string()
+                .contains("back to east, promoting pg-east (the member it moved from)"),
+            "{}",
+            r.actions[0].1
+        );
+        // Following nobody: the controller chooses.
+        if let Ok(s) = &mut obs[0].1 {
+            s.members[0].following = None;
+        }
+        let r = plan_rollback(
+            &topology(),
+            &caps,
+            "x",
+            &p,
+            &records(&p),
+            &obs,
+            t,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(promoted(&r), vec![None]);
+        // A candidate for a store that stays where it started, on another
+        // member, is refused.
+        let stay = vec![(
+            "orders".to_string(),
+            Ok(ObservedState {
+                store: "orders".into(),
+                kind: switchyard_topology::StoreKind::Postgres,
+                term: Some(switchyard_controller::Term(1)),
+                config_version: None,
+                members: vec![{
+                    let mut e = MemberState::unreachable("pg-east", "east", "");
+                    e.reachable = true;
+                    e.role = Role::Primary;
+                    e
+                }],
+            }),
+        )];
+        let chosen = BTreeMap::from([("orders".to_string(), "pg-east-2".to_string())]);
+        let e = plan_rollback(&topology(), &caps, "x", &p, &records(&p), &stay, t, &chosen)
+            .unwrap_err();
+        assert!(
+            e[0].why.contains("pg-east is primary in east already"),
+            "{}",
+            e[0].why
+        );
     }
 }

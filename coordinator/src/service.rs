@@ -329,7 +329,9 @@ impl Launched {
                 .unwrap_or(crate::plan::DEFAULT_STAGE_TIMEOUT_MS),
             catch_up_ms: 60_000,
         };
-        let planned = service.plan_rollback(&controllers, &id, timeouts).await?;
+        let planned = service
+            .plan_rollback(&controllers, &id, timeouts, &[])
+            .await?;
         sink.send(&ServiceEvent::RollbackPlanned {
             execution_id: id.clone(),
             stores: rollback_actions(&planned),
@@ -1041,6 +1043,7 @@ impl Service {
         &self,
         id: Option<String>,
         timeouts: crate::rollback::Timeouts,
+        candidates: &[String],
     ) -> Result<PendingRollback, ServiceError> {
         let guard = self.inner.lock("rollback")?;
         let controllers = self.controllers()?;
@@ -1052,7 +1055,7 @@ impl Service {
         };
         let planned = self
             .inner
-            .plan_rollback(&controllers, &id, timeouts)
+            .plan_rollback(&controllers, &id, timeouts, candidates)
             .await?;
         Ok(PendingRollback {
             guard,
@@ -1120,8 +1123,19 @@ impl Service {
         to: &str,
         stage_timeout_ms: u64,
         catch_up_timeout_ms: u64,
+        candidates: &[String],
     ) -> Result<PendingDrill, ServiceError> {
         self.target_region(to)?;
+        let req = PlanRequest {
+            to: to.to_string(),
+            mode: Mode::Planned,
+            stage_timeout_ms,
+            catch_up_timeout_ms,
+            // The way out's candidates; the way back chooses as always.
+            candidates: candidates.to_vec(),
+        };
+        // Checked before the lock is taken or anything observed.
+        self.candidates(&req)?;
         let inner = &self.inner;
         let guard = inner.lock("drill")?;
         inner.refuse_unfinished()?;
@@ -1158,13 +1172,6 @@ impl Service {
                 "every store is already primary in {to}; drill to another region"
             )));
         }
-        let req = PlanRequest {
-            to: to.to_string(),
-            mode: Mode::Planned,
-            stage_timeout_ms,
-            catch_up_timeout_ms,
-            candidates: vec![],
-        };
         let out = inner
             .make_plan(&controllers, &req, Some(&states))
             .await?
@@ -1961,6 +1968,7 @@ impl Inner {
         controllers: &Controllers,
         id: &str,
         timeouts: crate::rollback::Timeouts,
+        candidates: &[String],
     ) -> Result<crate::rollback::RollbackPlan, ServiceError> {
         let store = self.journals()?;
         let recs = store.read(id).map_err(usage)?;
@@ -1981,11 +1989,26 @@ impl Inner {
             .ok_or_else(|| ServiceError::usage(format!("journal of {id} has no start record")))?
             .plan()
             .clone();
+        let topology = self.topology();
+        // `--candidate` against where each store goes back to, before
+        // anything is observed: a bad one is a usage error naming it.
+        let origins = crate::rollback::origins(&recs);
+        let moved = crate::journal::plan_stores(&rolled);
+        let chosen = crate::candidate::resolve_by(
+            &topology,
+            &|store| {
+                moved
+                    .contains(store)
+                    .then(|| origins.get(store).cloned())
+                    .flatten()
+            },
+            candidates,
+        )
+        .map_err(|e| ServiceError::usage(format!("{}: {e}", self.topology_file.display())))?;
         let caps = capabilities(controllers);
         let observed = observe_settled(controllers, &recs, &caps).await;
-        let topology = self.topology();
         let planned = crate::rollback::plan_rollback(
-            &topology, &caps, id, &rolled, &recs, &observed, timeouts,
+            &topology, &caps, id, &rolled, &recs, &observed, timeouts, &chosen,
         )
         .map_err(|refusals| {
             ServiceError::new(

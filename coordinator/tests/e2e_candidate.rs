@@ -32,12 +32,27 @@ fn plan_candidates(json: &str) -> (Vec<String>, Vec<String>) {
     (cands, expects)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
+/// `orders` on real PostgreSQL: a primary and a standby in east, two
+/// standbys in west.
+async fn two_by_two() -> PgCluster {
     let mut spec = PgClusterSpec::new(["east", "west"]);
     spec.store = "orders".into();
     spec.extra_standbys = vec!["west".into(), "east".into()];
-    let cluster = PgCluster::start(spec).await.expect("lab cluster starts");
+    PgCluster::start(spec).await.expect("lab cluster starts")
+}
+
+/// Each command line exits 2 with its words on stderr.
+fn refused_as_bad_input(ws: &Workspace, cases: &[(Vec<&str>, &str)]) {
+    for (args, want) in cases {
+        let r = ws.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
+    let cluster = two_by_two().await;
     let ws = Workspace::new(cluster.topology());
     let (p0, region, _) = pg_primary(&cluster).await.unwrap();
     assert_eq!((p0.as_str(), region.as_str()), ("orders-east-1", "east"));
@@ -45,7 +60,9 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
 
     // Refused as bad input (exit 2), naming the member and why, before
     // anything is observed or journaled.
-    for (args, want) in [
+    refused_as_bad_input(
+        &ws,
+        &[
         (
             vec!["switchover", "--to", "west", "--candidate", "orders-wset-2", "--yes"],
             "no store has a member named `orders-wset-2` (did you mean `orders-west-2`?)",
@@ -65,11 +82,8 @@ async fn postgres_promotes_the_chosen_standby_and_refuses_bad_ones() {
             ],
             "two candidates for store `orders`",
         ),
-    ] {
-        let r = ws.run(&args);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
-    }
+        ],
+    );
     // A member that can never be primary: hidden in a copy of the topology.
     let mut hidden = cluster.topology().clone();
     for m in &mut hidden.stores[0].members {
@@ -336,4 +350,140 @@ async fn mongodb_elects_the_chosen_member_and_keeps_it() {
     );
     drop(server);
     sim.shutdown();
+}
+
+/// `drill --candidate` promotes the chosen member on the way out, and
+/// `rollback --candidate` returns the store to the chosen member of the
+/// region it started in — by default to the member it moved from — on a
+/// real PostgreSQL cluster with two members in each region; bad candidates
+/// are refused with failover's words, exit 2, nothing journaled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_and_rollback_promote_the_chosen_member() {
+    let cluster = two_by_two().await;
+    let ws = Workspace::new(cluster.topology());
+    assert_eq!(pg_primary(&cluster).await.unwrap().0, "orders-east-1");
+    pg_write(&cluster, "before").await;
+
+    refused_as_bad_input(
+        &ws,
+        &[
+        (
+            vec!["drill", "--to", "west", "--candidate", "orders-east-2", "--yes"],
+            "member `orders-east-2` of store `orders` is in region `east`, not in the target region `west`",
+        ),
+        (
+            vec!["drill", "--to", "west", "--candidate", "orders-wset-2", "--yes"],
+            "no store has a member named `orders-wset-2` (did you mean `orders-west-2`?)",
+        ),
+        (
+            vec![
+                "drill", "--to", "west", "--candidate", "orders-west-1", "--candidate",
+                "orders-west-2", "--yes",
+            ],
+            "two candidates for store `orders`",
+        ),
+        ],
+    );
+    assert!(ws.journal_files().is_empty(), "a refusal journaled nothing");
+
+    // Each west standby in turn, so at least one is not the controller's
+    // own pick: the way out promotes exactly it; the way back comes home.
+    for chosen in ["orders-west-2", "orders-west-1"] {
+        let r = ws.run(&[
+            "drill",
+            "--to",
+            "west",
+            "--candidate",
+            chosen,
+            "--yes",
+            "--output",
+            "json",
+        ]);
+        assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        let events = r.events();
+        let report = events
+            .iter()
+            .find(|e| e["event"] == "drill_report")
+            .expect("a drill_report");
+        assert!(
+            report["out"]
+                .to_string()
+                .contains(&format!("{chosen}@west")),
+            "{report}"
+        );
+        assert_eq!(pg_primary(&cluster).await.unwrap().1, "east");
+    }
+
+    // A switchover that crashed after its last step (every member follows
+    // west-1, the last checkpoint never ran), rolled back twice: to the
+    // chosen member, then by default to the member it moved from.
+    let (ops, _) = plan_steps(&ws, "west", &["--candidate", "orders-west-1"]);
+    let last = format!("outcome:{}", ops.len());
+    let crashed_switchover = |ws: &Workspace| {
+        crash(
+            ws,
+            &[
+                "switchover",
+                "--to",
+                "west",
+                "--candidate",
+                "orders-west-1",
+                "--yes",
+                "--output",
+                "json",
+            ],
+            &last,
+        )
+    };
+    let (moved_from, _, _) = pg_primary(&cluster).await.unwrap();
+    let other = if moved_from == "orders-east-1" {
+        "orders-east-2"
+    } else {
+        "orders-east-1"
+    };
+    crashed_switchover(&ws);
+    assert_eq!(pg_primary(&cluster).await.unwrap().0, "orders-west-1");
+    let r = ws.run(&["rollback", "--candidate", "orders-west-2", "--yes"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "member `orders-west-2` of store `orders` is in region `west`, not in the target region `east`"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = ws.run(&[
+        "rollback",
+        "--candidate",
+        other,
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "back to east, promoting {other} (chosen by --candidate)"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(pg_primary(&cluster).await.unwrap().0, other);
+
+    crashed_switchover(&ws);
+    let r = ws.run(&["rollback", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "back to east, promoting {other} (the member it moved from)"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(pg_primary(&cluster).await.unwrap().0, other);
+    assert_eq!(
+        pg_tags(&cluster).await,
+        ["before"],
+        "nothing acknowledged lost"
+    );
 }

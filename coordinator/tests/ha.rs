@@ -17,7 +17,7 @@
 mod common;
 
 use common::serve::{read, token, Server};
-use common::{pg_primary, pg_tags, pg_write, plan_ops, until, Workspace, WAIT};
+use common::{pg_primary, pg_tags, pg_write, plan_ops, until, writable, Workspace, WAIT};
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchyard_coordination::Coordinator;
@@ -80,6 +80,16 @@ async fn until_status(url: &str, viewer: &str, id: &str, want: &str) -> Value {
     until(&format!("{id} {want} at {url}"), || async {
         let (_, v) = get(&format!("{url}/v1/executions/{id}"), viewer).await?;
         (v["status"] == json!(want)).then_some(v)
+    })
+    .await
+}
+
+/// `id` as `url` shows it once its journal is no longer `unfinished`.
+async fn until_ended(url: &str, viewer: &str, id: &str) -> Value {
+    until(&format!("{id} ends at {url}"), || async {
+        let (_, v) = get(&format!("{url}/v1/executions/{id}"), viewer).await?;
+        let js = v["journal_status"].as_str()?;
+        (js != "unfinished").then_some(v)
     })
     .await
 }
@@ -374,12 +384,7 @@ async fn a_new_leader_on_etcd_still_damps_a_flap() {
     assert_eq!(code, 202, "{back}");
     let second = back["id"].as_str().unwrap().to_string();
     // Closed at once before the first stage: the journal says `refused`.
-    let refused = until(&format!("{second} ends"), || async {
-        let (_, v) = get(&format!("{}/v1/executions/{second}", b.url), &viewer).await?;
-        let js = v["journal_status"].as_str()?;
-        (js != "unfinished").then_some(v)
-    })
-    .await;
+    let refused = until_ended(&b.url, &viewer, &second).await;
     assert_eq!(refused["journal_status"], json!("refused"), "{refused}");
     let recs = journal_of(&endpoints, &second).await;
     let gate = recs
@@ -398,6 +403,152 @@ async fn a_new_leader_on_etcd_still_damps_a_flap() {
     );
     let (_, region, now) = pg_primary(&cluster).await.unwrap();
     assert_eq!((region.as_str(), now), (to, tli), "the stores did not move");
+}
+
+/// The failback delay's history rule through real servers on real etcd and
+/// a real PostgreSQL lab: server `a` fails `orders` over to west by force
+/// while east is down; server `b`, whose own health log saw east healthy
+/// before the loss and again after it (it was not looking in between),
+/// refuses the failback to east — the rule named, the forced execution
+/// given as the basis, nothing issued, the stores where they were — and,
+/// with a short delay, lets it through once east has been healthy that
+/// long since the forced failover ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_failover_in_the_history_holds_the_failback_on_a_new_leader() {
+    let etcd = switchyard_lab::etcd::EtcdCluster::start(1, None)
+        .await
+        .expect("etcd lab");
+    let endpoints = etcd.endpoints();
+    let cluster = common::pg_cluster("orders").await;
+    let ws: Vec<Workspace> = (0..2).map(|_| Workspace::new(cluster.topology())).collect();
+    // A gap of 600 s between samples still counts as one healthy run, so
+    // the time b was not looking (the loss, a slow machine) never breaks
+    // its log's run: only the history can.
+    let policy = |delay_s: u64| {
+        for w in &ws {
+            std::fs::write(
+                w.path("topology.safety.toml"),
+                format!("[gates]\nfailback_delay_s = {delay_s}\nhealth_max_gap_s = 600\n"),
+            )
+            .unwrap();
+        }
+    };
+    policy(3600);
+    let tokens = ws[0].path("tokens");
+    let viewer = token(&ws[0], &tokens, "viewer");
+    let operator = token(&ws[0], &tokens, "operator");
+    let approver = token(&ws[0], &tokens, "approver");
+    let backend = format!("etcd://{}", endpoints.join(","));
+    let args = ["--backend", backend.as_str(), "--lease-ttl", "3"];
+    let (old, from, tli0) = pg_primary(&cluster).await.expect("a primary");
+    assert_eq!(from, "east");
+
+    // b's health log: east healthy, before anything happens.
+    let r = ws[1].run(&["state"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    // a leads; east is lost; a fails over to west by force.
+    let a = Server::start(&ws[0], &tokens, "a", &args);
+    leader_of(&[&a], &viewer).await;
+    cluster.kill(&old).unwrap();
+    let (code, started) = post_following(
+        &format!("{}/v1/executions", a.url),
+        &approver,
+        &json!({"to": "west", "mode": "forced", "accept_data_loss": true}),
+    )
+    .await;
+    assert_eq!(code, 202, "{started}");
+    let forced = started["id"].as_str().unwrap().to_string();
+    until_status(&a.url, &viewer, &forced, "succeeded").await;
+    let ended_ms = journal_of(&endpoints, &forced)
+        .await
+        .iter()
+        .find(|r| r["event"] == json!("finished"))
+        .and_then(|r| r["at_ms"].as_u64())
+        .expect("the forced failover's journal ends with `finished`");
+    let (_, region, tli) = pg_primary(&cluster).await.unwrap();
+    assert_eq!((region.as_str(), tli), ("west", tli0 + 1));
+
+    // East comes back (as it was: a stale primary); a goes away; b leads.
+    cluster.start_member(&old).await.unwrap();
+    drop(a);
+    let b = Server::start(&ws[1], &tokens, "b", &args);
+    leader_of(&[&b], &viewer).await;
+    // By its own log alone, east has been healthy since before the loss.
+    let log = read(&ws[1].state.join("region-health.jsonl"));
+    let east: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["region"] == json!("east"))
+        .collect();
+    assert!(
+        east.iter().all(|v| v["healthy"] == json!(true))
+            && east[0]["at_ms"].as_u64().unwrap() < ended_ms,
+        "b's log: {east:?}"
+    );
+
+    let fail_back = || async {
+        let (code, v) = post_following(
+            &format!("{}/v1/executions", b.url),
+            &operator,
+            &json!({"to": "east"}),
+        )
+        .await;
+        assert_eq!(code, 202, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let done = until_ended(&b.url, &viewer, &id).await;
+        let recs = journal_of(&endpoints, &id).await;
+        let gate = recs
+            .iter()
+            .find(|r| r["event"] == json!("gate") && r["rule"] == json!("failback_delay"))
+            .unwrap_or_else(|| panic!("no failback_delay gate record: {recs:#?}\n{done}"))
+            .clone();
+        (done, recs, gate)
+    };
+    let basis = format!("execution {forced} failed over away from it by force");
+
+    // Refused by the rule: the run counts from the forced failover's end.
+    let (refused, recs, gate) = fail_back().await;
+    assert_eq!(refused["journal_status"], json!("refused"), "{refused}");
+    assert_eq!(gate["passed"], json!(false), "{gate}");
+    let detail = gate["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("failing back to east needs it healthy for 3600 s")
+            && detail.contains(&basis),
+        "{detail}"
+    );
+    assert!(
+        !recs.iter().any(|r| r["event"] == json!("intent")),
+        "nothing was issued: {recs:#?}"
+    );
+    let stale = writable(&cluster).await;
+    assert_eq!(
+        stale.len(),
+        2,
+        "west and the stale east, untouched: {stale:?}"
+    );
+
+    // A short delay, once east has been healthy that long since then.
+    policy(2);
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    while now_ms() < ended_ms + 2_500 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (allowed, _, gate) = fail_back().await;
+    assert_eq!(allowed["journal_status"], json!("succeeded"), "{allowed}");
+    assert_eq!(gate["passed"], json!(true), "{gate}");
+    let detail = gate["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("east has been observed healthy since") && detail.contains(&basis),
+        "{detail}"
+    );
+    let (_, region, _) = pg_primary(&cluster).await.unwrap();
+    assert_eq!(region, "east");
 }
 
 /// `id`'s journal read straight from etcd.

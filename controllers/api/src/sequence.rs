@@ -195,6 +195,12 @@ pub enum Abort {
         /// The aborted execution was a planned switchover (its old primary
         /// is there to rejoin).
         planned: bool,
+        /// A member the execution left out is reachable again and only a
+        /// rejoin brings it back (`awaits_rejoin`: a Cosmos DB location a
+        /// forced failover took offline, healed since). A forced failover
+        /// leaves it to a later plan; an abort is the operator's last word
+        /// on the execution, so it rejoins it now, as that plan would.
+        rejoin_healed: bool,
     },
 }
 
@@ -209,7 +215,10 @@ pub fn abort(a: Abort, cap: &Capability) -> Vec<Step> {
             }
         }
         Abort::Restore => vec![Step::Unfence],
-        Abort::Forward { planned } => {
+        Abort::Forward {
+            planned,
+            rejoin_healed,
+        } => {
             let mut v = vec![];
             if cap.sticky_priorities {
                 v.push(Step::MakeSticky);
@@ -217,7 +226,7 @@ pub fn abort(a: Abort, cap: &Capability) -> Vec<Step> {
             if cap.repoint {
                 v.push(Step::RepointFollowers);
             }
-            if cap.rejoin && planned {
+            if cap.rejoin && (planned || rejoin_healed) {
                 v.push(Step::Rejoin);
             }
             v
@@ -354,6 +363,37 @@ mod tests {
             &mongo
         )
         .is_empty());
+    }
+
+    #[test]
+    fn abort_of_a_forced_failover_rejoins_only_a_healed_member() {
+        let cosmos = Capability::none()
+            .with_rejoin()
+            .with_sticky_priorities(Priorities::Durable);
+        let forward = |planned, rejoin_healed| {
+            abort(
+                Abort::Forward {
+                    planned,
+                    rejoin_healed,
+                },
+                &cosmos,
+            )
+        };
+        assert_eq!(forward(false, false), vec![Step::MakeSticky]);
+        assert_eq!(forward(false, true), vec![Step::MakeSticky, Step::Rejoin]);
+        assert_eq!(forward(true, false), vec![Step::MakeSticky, Step::Rejoin]);
+        // Nothing to rejoin with: no step the controller cannot run.
+        let no_rejoin = Capability::none().with_repoint();
+        assert_eq!(
+            abort(
+                Abort::Forward {
+                    planned: false,
+                    rejoin_healed: true
+                },
+                &no_rejoin
+            ),
+            vec![Step::RepointFollowers]
+        );
     }
 
     #[test]

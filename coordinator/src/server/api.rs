@@ -569,12 +569,17 @@ impl StartBody {
                 "stage_timeout_ms",
             )?,
             catch_up_timeout_ms: timeout(self.catch_up_timeout_ms, 60_000, "catch_up_timeout_ms")?,
-            candidates: match &self.candidate {
-                None => vec![],
-                Some(CandidateBody::One(c)) => vec![c.clone()],
-                Some(CandidateBody::Many(v)) => v.clone(),
-            },
+            candidates: candidates(&self.candidate),
         })
+    }
+}
+
+/// The `--candidate` values of a request body's `"candidate"`.
+pub fn candidates(body: &Option<CandidateBody>) -> Vec<String> {
+    match body {
+        None => vec![],
+        Some(CandidateBody::One(c)) => vec![c.clone()],
+        Some(CandidateBody::Many(v)) => v.clone(),
     }
 }
 

@@ -352,6 +352,11 @@ pub struct RollbackBody {
     pub stage_timeout_ms: Option<u64>,
     /// How long the origin may take to replay the fenced primary's final position (ms).
     pub catch_up_timeout_ms: Option<u64>,
+    /// The member to return to (`--candidate`): `"MEMBER"` or
+    /// `"STORE=MEMBER"`, or a list (one per store); an electable member of
+    /// the region the store started in. Default: the member the execution
+    /// moved from.
+    pub candidate: Option<super::api::CandidateBody>,
     /// Only plan: answer `200` with the preview, run nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -367,6 +372,9 @@ pub struct DrillBody {
     pub stage_timeout_ms: Option<u64>,
     /// How long a store may take to replay the fenced primary's final position (ms).
     pub catch_up_timeout_ms: Option<u64>,
+    /// The member to promote on the way out (`--candidate`), as in
+    /// `POST /v1/executions`; the way back chooses as always.
+    pub candidate: Option<super::api::CandidateBody>,
     /// Only plan: answer `200` with the plan out, run nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -448,7 +456,7 @@ pub async fn rollback(
         };
         let pending = s
             .service
-            .prepare_rollback(Some(id.clone()), t)
+            .prepare_rollback(Some(id.clone()), t, &super::api::candidates(&b.candidate))
             .await
             .map_err(|e| s.problem(e))?;
         let preview = RollbackPreview {
@@ -521,7 +529,12 @@ pub async fn drill(
         };
         let pending = s
             .service
-            .prepare_drill(&b.to, stage, catch_up)
+            .prepare_drill(
+                &b.to,
+                stage,
+                catch_up,
+                &super::api::candidates(&b.candidate),
+            )
             .await
             .map_err(|e| s.problem(e))?;
         if b.dry_run {
