@@ -366,6 +366,22 @@ impl PostgresController {
         s
     }
 
+    /// [`Self::candidate`] for the planned paths (readiness, the wait, the
+    /// promotion), which all say the same thing when there is none.
+    pub(crate) fn unfenced_standby<'a>(
+        &self,
+        probes: &'a [Probe],
+        region: &str,
+        chosen: Option<&str>,
+    ) -> Result<&'a Probe> {
+        self.candidate(
+            probes,
+            region,
+            chosen,
+            &format!("no reachable, unfenced standby in region {region}"),
+        )
+    }
+
     /// The best promotion candidate in `region`: a reachable, unfenced
     /// standby holding the most WAL — or exactly `chosen`, the operator's
     /// `--candidate`, when it is one. `none` says why there is none when

@@ -63,12 +63,7 @@ impl PostgresController {
                     .with_note(format!("{} is already primary past the position", p.name)));
             }
         }
-        let c = self.candidate(
-            &probes,
-            region,
-            chosen,
-            &format!("no reachable, unfenced standby in region {region}"),
-        )?;
+        let c = self.unfenced_standby(&probes, region, chosen)?;
         let m = self.member(&c.name)?;
         let client = self.shared_session(m).await?;
         let deadline = Instant::now() + timeout;

@@ -58,12 +58,7 @@ impl PostgresController {
                             )),
                         },
                     };
-                let c = self.candidate(
-                    &probes,
-                    region,
-                    chosen,
-                    &format!("no reachable, unfenced standby in region {region}"),
-                )?;
+                let c = self.unfenced_standby(&probes, region, chosen)?;
                 if c.lsn < fenced.1 {
                     return Err(self
                         .err(

@@ -83,12 +83,7 @@ impl PostgresController {
                     .with_member(&p.name));
             }
         }
-        let c = self.candidate(
-            probes,
-            region,
-            chosen,
-            &format!("no reachable, unfenced standby in region {region}"),
-        )?;
+        let c = self.unfenced_standby(probes, region, chosen)?;
         // The operator's choice must be following the primary now: one
         // that streams from elsewhere (a cascade, a former primary) or not
         // at all has no live lag to judge it by.
