@@ -403,7 +403,20 @@ impl Driver {
                         if op.is_mutating() {
                             // Durable before the store sees the operation
                             // (and with it every lazy record before it).
-                            self.record(&intent)?;
+                            // Meanwhile the controller reads what the
+                            // operation starts with (read-only): the fsync
+                            // and the look at the store overlap instead of
+                            // adding up.
+                            let prepared = tokio::spawn({
+                                let (ctrl, op) = (ctrl.clone(), op.clone());
+                                async move { ctrl.prepare(&op).await }
+                            });
+                            let durable = self.record(&intent);
+                            if durable.is_err() {
+                                prepared.abort();
+                            }
+                            let _ = prepared.await;
+                            durable?;
                         } else {
                             // A read-only operation changes nothing a
                             // resume must know of: losing its intent only

@@ -81,6 +81,16 @@ pub trait Controller: Send + Sync + std::fmt::Debug {
     /// does. The default does nothing.
     async fn warm_up(&self) {}
 
+    /// Read ahead what the coming `execute(op)` starts with (a look at
+    /// every member, the recorded fencing token), while the caller makes
+    /// the operation's intent durable: decide, then journal and observe at
+    /// once, then act. The coordinator calls it before `execute` of a
+    /// mutating operation and waits for both before issuing it. It must not
+    /// change the store (the intent may not be durable yet) and is never an
+    /// error: `execute` repeats whatever could not be read. The default
+    /// does nothing.
+    async fn prepare(&self, _op: &Operation) {}
+
     /// The store's own record of the fencing token (a table, a config tag,
     /// a key, stream metadata), where it keeps one: the hook the fencing
     /// layer reads and writes. `None`: only the coordinator fences.
@@ -184,6 +194,10 @@ impl<C: Controller + ?Sized> Controller for std::sync::Arc<C> {
 
     async fn warm_up(&self) {
         (**self).warm_up().await
+    }
+
+    async fn prepare(&self, op: &Operation) {
+        (**self).prepare(op).await
     }
 
     fn token_record(&self) -> Option<&dyn TokenRecord> {

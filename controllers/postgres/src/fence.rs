@@ -249,9 +249,9 @@ impl PostgresController {
         }
     }
 
-    /// The soft fence, then make the next start of `m` a start in recovery
-    /// without an upstream, whoever does it (`standby.signal` written while
-    /// `m` still runs, before the stop). Sent as one pipeline: the
+    /// Make the next start of `m` a start in recovery without an upstream,
+    /// whoever does it (`standby.signal` written while `m` still runs,
+    /// before the stop), then the soft fence. Sent as one pipeline: the
     /// statements run in order, each on its own (`ALTER SYSTEM` cannot run
     /// in a transaction block), in one round trip instead of six. `Ok`
     /// once `standby.signal` is written; a failed soft fence alone is only
@@ -273,11 +273,14 @@ impl PostgresController {
             "COPY (SELECT 1 WHERE false) TO {}",
             sql_literal(&format!("{dir}/standby.signal"))
         );
-        let mut stmts: Vec<&str> = SOFT_FENCE.to_vec();
-        stmts.extend([copy.as_str(), "ALTER SYSTEM RESET primary_conninfo"]);
-        let mut results = self.exec_pipelined(c, m, &stmts).await;
-        let signal = results.split_off(SOFT_FENCE.len());
-        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        // `standby.signal` first: it does not stop a write, and the write
+        // outage starts with the soft fence's reload, so the soft fence
+        // goes last, right before the stop.
+        let mut stmts = vec![copy.as_str(), "ALTER SYSTEM RESET primary_conninfo"];
+        stmts.extend(SOFT_FENCE);
+        let mut signal = self.exec_pipelined(c, m, &stmts).await;
+        let soft = signal.split_off(2);
+        if let Some(Err(e)) = soft.iter().find(|r| r.is_err()) {
             tracing::warn!(member = %m.name, error = %e, "soft fence failed");
         }
         signal.into_iter().collect()

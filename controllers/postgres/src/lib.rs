@@ -85,8 +85,8 @@ pub struct PostgresController {
     /// Observations with a reachable primary, kept for a forced failover
     /// to judge its candidate by once the primary is gone (`last_known.rs`).
     last_known: Remembered<last_known::Evidence>,
-    /// The probe query, with this store's fencing-token lookup.
-    member_sql: String,
+    /// The probe's query of this store's recorded fencing token.
+    stamp_sql: String,
     /// Reused observation sessions, per member.
     sessions: Mutex<HashMap<String, Arc<Client>>>,
     /// Final positions of old primaries the fence left stopped, read from
@@ -109,12 +109,14 @@ pub struct PostgresController {
 /// controller made.
 const PROBE_REUSE: Duration = Duration::from_millis(50);
 
-/// How old the probe of the fencing layer's stamp read may be and still be
-/// the mutating operation's own: the layer reads the stamp, records it, and
-/// runs the operation right away, so that probe *is* the operation's fresh
-/// look at every member (taken once, not twice). Older, or not taken by a
-/// stamp read, the operation probes again.
-const STAMP_PROBE_REUSE: Duration = Duration::from_millis(20);
+/// How old the probe taken for a mutating operation may be and still be its
+/// look at every member: taken by `prepare` while the coordinator makes the
+/// intent durable (or else by the fencing layer's stamp read), it serves the
+/// stamp read and then the operation itself, which follow at once — one
+/// probe, not two, and none waiting on the fsync. Past this age (a slow
+/// journal), or not taken for this operation, the stamp read and the
+/// operation probe again.
+const STAMP_PROBE_REUSE: Duration = Duration::from_millis(100);
 
 impl fmt::Debug for PostgresController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,7 +156,7 @@ impl PostgresController {
         last_known: LastKnown,
     ) -> Self {
         PostgresController {
-            member_sql: observe::member_sql(&store.name),
+            stamp_sql: observe::stamp_sql(&store.name),
             store,
             conn,
             timing,
@@ -543,6 +545,13 @@ impl Controller for PostgresController {
         .await;
     }
 
+    async fn prepare(&self, op: &Operation) {
+        if op.is_mutating() {
+            let probes = self.probe_all().await;
+            self.keep_stamp_probe(&probes);
+        }
+    }
+
     async fn execute(&self, op: &Operation, _: &OpContext) -> Result<Outcome> {
         // One observation per operation (the fencing layer read the token
         // before). A mutating one probes afresh, and so does readiness: the
@@ -577,6 +586,10 @@ impl Controller for PostgresController {
         if op.is_mutating() {
             // Whatever it got through, the stores may have changed.
             self.forget_probes();
+            self.stamp_probe
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
         }
         outcome
     }
@@ -587,6 +600,14 @@ impl PostgresController {
     pub(crate) fn keep_stamp_probe(&self, probes: &[Probe]) {
         *self.stamp_probe.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), probes.to_vec()));
+    }
+
+    /// The probe taken for the coming mutating operation, left in place for
+    /// the operation itself, if it is young enough.
+    pub(crate) fn peek_stamp_probe(&self) -> Option<Vec<Probe>> {
+        let guard = self.stamp_probe.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, probes) = guard.as_ref()?;
+        (at.elapsed() <= STAMP_PROBE_REUSE).then(|| probes.clone())
     }
 
     /// The stamp read's probe, once, if it is young enough.

@@ -92,6 +92,14 @@ impl Probe {
     }
 }
 
+// One statement, cheap on a cold backend too: every CLI run probes on new
+// sessions, and every probe is on a switchover's critical path. So the WAL
+// receiver's row is read once (the function, not a scalar subquery per
+// column), and `pg_settings` — which materialises every setting, ~1 ms warm
+// — is read only when the session's own `default_transaction_read_only`
+// says the fence marker may be there (a reload reaches the session's value
+// and the view's `reset_val` alike). `data_directory` is shown to the
+// roles `pg_settings` would show it to (superusers, `pg_read_all_settings`).
 const MEMBER_SQL: &str = "SELECT pg_is_in_recovery(), \
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
@@ -100,19 +108,22 @@ const MEMBER_SQL: &str = "SELECT pg_is_in_recovery(), \
   greatest((SELECT timeline_id FROM pg_control_checkpoint())::bigint, \
     CASE WHEN pg_is_in_recovery() THEN (SELECT max(('x' || substr(name, 1, 8))::bit(32)::bigint) \
       FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') END), \
-  (SELECT received_tli FROM pg_stat_wal_receiver), \
-  (SELECT status FROM pg_stat_wal_receiver), \
-  (SELECT sender_host FROM pg_stat_wal_receiver), \
-  (SELECT sender_port FROM pg_stat_wal_receiver), \
+  r.received_tli, r.status, r.sender_host, r.sender_port, \
   current_setting('primary_conninfo'), \
-  (SELECT reset_val = 'on' AND coalesce(sourcefile, '') LIKE '%postgresql.auto.conf' \
-     FROM pg_settings WHERE name = 'default_transaction_read_only'), \
+  CASE WHEN current_setting('default_transaction_read_only') = 'on' THEN \
+    (SELECT reset_val = 'on' AND coalesce(sourcefile, '') LIKE '%postgresql.auto.conf' \
+     FROM pg_settings WHERE name = 'default_transaction_read_only') ELSE false END, \
   CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
-  (SELECT greatest(0, (EXTRACT(epoch FROM clock_timestamp() - last_msg_receipt_time) * 1000)::bigint) FROM pg_stat_wal_receiver), \
-  (SELECT latest_end_lsn::text FROM pg_stat_wal_receiver), ";
+  greatest(0, (EXTRACT(epoch FROM clock_timestamp() - r.last_msg_receipt_time) * 1000)::bigint), \
+  r.latest_end_lsn::text, \
+  CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE') THEN current_setting('data_directory') END \
+  FROM (SELECT) AS one LEFT JOIN pg_stat_get_wal_receiver() AS r ON true";
 
-const REPLICATION_SQL: &str = "SELECT application_name, state, \
-  (EXTRACT(epoch FROM replay_lag) * 1000)::bigint FROM pg_stat_replication";
+// The functions behind `pg_stat_replication`, without the view's join of
+// every backend and `pg_authid` (a third of a cold probe's cost).
+const REPLICATION_SQL: &str = "SELECT a.application_name, w.state, \
+  (EXTRACT(epoch FROM w.replay_lag) * 1000)::bigint \
+  FROM pg_stat_get_wal_senders() AS w JOIN pg_stat_get_activity(w.pid) AS a ON true";
 
 /// Rows of a simple query, as optional text columns.
 pub(crate) async fn rows(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
@@ -169,7 +180,7 @@ pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> Probe 
     };
     if let Some(c) = ctl.cached_session(&m.name) {
         let mut p = fresh();
-        if fill(&mut p, &c, &ctl.member_sql).await.is_ok() {
+        if fill(&mut p, &c, &ctl.stamp_sql).await.is_ok() {
             return p;
         }
         ctl.forget_session(&m.name);
@@ -183,7 +194,7 @@ pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> Probe 
             return p;
         }
     };
-    match fill(&mut p, &client, &ctl.member_sql).await {
+    match fill(&mut p, &client, &ctl.stamp_sql).await {
         Ok(()) => {
             ctl.keep_session(&m.name, client);
             p
@@ -196,29 +207,26 @@ pub(crate) async fn probe_member(ctl: &PostgresController, m: &Member) -> Probe 
     }
 }
 
-/// The member query with the fencing token and execution columns for
-/// `store` appended. The token table may not exist (yet): `query_to_xml`
-/// only parses its query when the `CASE` branch runs, so a missing table is
-/// NULL, not an error.
-pub(crate) fn member_sql(store: &str) -> String {
-    let inner = crate::sql_literal(&format!(
-        "SELECT epoch AS e, execution AS x FROM switchyard.fencing WHERE store = {}",
-        crate::sql_literal(store)
-    ));
+/// The query for `store`'s recorded fencing token and execution, sent in
+/// the same pipeline as the member query. Its own statement, so that a
+/// missing table (nothing recorded yet, or a store set up before the first
+/// switchover) is an error of this statement alone: see [`fill`].
+pub(crate) fn stamp_sql(store: &str) -> String {
     format!(
-        "{MEMBER_SQL}CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN NULL ELSE \
-         (xpath('/row/e/text()', query_to_xml({inner}, false, true, '')))[1]::text::bigint END, \
-         CASE WHEN to_regclass('switchyard.fencing') IS NULL THEN NULL ELSE \
-         (xpath('/row/x/text()', query_to_xml({inner}, false, true, '')))[1]::text END, \
-         (SELECT setting FROM pg_settings WHERE name = 'data_directory')"
+        "SELECT epoch, execution FROM switchyard.fencing WHERE store = {}",
+        crate::sql_literal(store)
     )
 }
 
-async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> {
-    // Both queries in one pipeline (one round trip): whether the member is
-    // a primary, whose walsenders count, is only known from the first.
-    let (member, replication) =
-        futures::future::join(rows(client, sql), rows(client, REPLICATION_SQL)).await;
+async fn fill(p: &mut Probe, client: &Client, stamp_sql: &str) -> Result<(), PgError> {
+    // The three queries in one pipeline (one round trip): whether the member
+    // is a primary, whose walsenders count, is only known from the first.
+    let (member, replication, stamp) = futures::future::join3(
+        rows(client, MEMBER_SQL),
+        rows(client, REPLICATION_SQL),
+        rows(client, stamp_sql),
+    )
+    .await;
     let r = member?
         .pop()
         .ok_or_else(|| PgError::Parse("member query returned no row".into()))?;
@@ -263,8 +271,23 @@ async fn fill(p: &mut Probe, client: &Client, sql: &str) -> Result<(), PgError> 
         }
     }
     p.fenced = truthy(&r[11]);
-    p.fencing = num(15).map(|t| (t, r[16].clone().unwrap_or_default()));
-    p.data_directory = r[17].clone();
+    p.data_directory = r[15].clone();
+    p.fencing = match stamp {
+        Ok(rows) => rows.into_iter().next().and_then(|row| {
+            let token = row[0].as_deref()?.parse::<u64>().ok()?;
+            Some((token, row[1].clone().unwrap_or_default()))
+        }),
+        // No table: nothing was ever recorded on this store (the first
+        // stamp creates it). Anything else (a privilege missing, say) leaves
+        // the record unreadable, and the probe fails rather than report
+        // "nothing recorded" to the fencing rule.
+        Err(PgError::Query(e))
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
     Ok(())
 }
 

@@ -10,10 +10,17 @@ use crate::fence::CLEAR_FENCE;
 use crate::lsn::format_lsn;
 use crate::observe::{current_primary, Probe};
 use crate::PostgresController;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use switchyard_controller::{ErrorKind, Outcome, Position, PromoteMode, Result};
 use switchyard_topology::Member;
 use tokio_postgres::Client;
+
+/// Whether the member is still in recovery, and whether its startup process
+/// sleeps between attempts to get WAL (`RecoveryRetrieveRetryInterval`).
+/// The functions, not `pg_stat_activity`: polled every few milliseconds.
+const PROMOTION_POLL: &str = "SELECT pg_is_in_recovery(), \
+  EXISTS (SELECT FROM pg_stat_get_activity(NULL) \
+    WHERE backend_type = 'startup' AND wait_event = 'RecoveryRetrieveRetryInterval')";
 
 impl PostgresController {
     pub(crate) async fn promote(
@@ -113,12 +120,30 @@ impl PostgresController {
         )
         .await?;
         let deadline = Instant::now() + self.timing.promote_timeout;
+        let mut nudged: Option<Instant> = None;
         loop {
-            let v = self
-                .scalar(client, m, "SELECT pg_is_in_recovery()::text")
-                .await?;
-            if v == "false" {
+            let row = crate::observe::rows(client, PROMOTION_POLL)
+                .await
+                .map_err(|e| e.into_error(&self.store.name, &m.name))?;
+            let r = row.into_iter().next().unwrap_or_default();
+            if r.first().cloned().flatten().as_deref() == Some("f") {
                 break;
+            }
+            // The startup process can take the promotion request while
+            // streaming and then sleep out `wal_retrieve_retry_interval`
+            // (5 s by default) before it acts on it: the request's wake-up
+            // was spent, and the sleep follows a WAL receiver that just
+            // failed — which is the case right after the fenced primary's
+            // walsender exits. Only a latch wake-up ends that sleep early;
+            // a configuration reload (SIGHUP) is one, and changes nothing
+            // else here. Again after 10 ms, should a wake-up be spent before
+            // the sleep began.
+            let sleeping = r.get(1).cloned().flatten().as_deref() == Some("t");
+            if sleeping && nudged.is_none_or(|t| t.elapsed() >= Duration::from_millis(10)) {
+                nudged = Some(Instant::now());
+                tracing::info!(member = %m.name, "promotion waits out wal_retrieve_retry_interval: waking the startup process");
+                self.exec(client, m, &["SELECT pg_reload_conf()"]).await?;
+                continue;
             }
             if Instant::now() > deadline {
                 return Err(self

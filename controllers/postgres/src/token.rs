@@ -20,9 +20,17 @@ impl TokenRecord for PostgresController {
     async fn read_stamp(&self) -> Result<Option<Stamp>> {
         // Replicated like any table, so any reachable member's view is a
         // lower bound of the highest; the maximum over all of them is it.
-        let probes = self.probe_all().await;
-        // The operation this read admits starts from the same look.
-        self.keep_stamp_probe(&probes);
+        // `prepare` may have just looked, while the intent became durable;
+        // else look now. The operation this read admits starts from the
+        // same look.
+        let probes = match self.peek_stamp_probe() {
+            Some(p) => p,
+            None => {
+                let p = self.probe_all().await;
+                self.keep_stamp_probe(&p);
+                p
+            }
+        };
         let mut reachable = probes.iter().filter(|p| p.reachable()).peekable();
         if reachable.peek().is_none() {
             return Err(self.err(

@@ -87,6 +87,10 @@ macro_rules! layer_impl {
                 self.inner.warm_up().await
             }
 
+            async fn prepare(&self, op: &crate::operation::Operation) {
+                self.inner.prepare(op).await
+            }
+
             fn token_record(&self) -> Option<&dyn crate::fencing::TokenRecord> {
                 self.inner.token_record()
             }
