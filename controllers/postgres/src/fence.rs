@@ -1,9 +1,11 @@
 //! Fencing the primary so it cannot acknowledge another write.
 //!
 //! 1. Soft fence over SQL: `ALTER SYSTEM SET default_transaction_read_only =
-//!    on` + reload, and terminate client sessions. New transactions fail
-//!    at once; the setting also persists as the *fence marker* (observed as
-//!    `fenced`), which is how a resumed or repeated `Fence` recognises its work.
+//!    on` + reload, and terminate client sessions (the deferred restart
+//!    below leaves that to its stop, which ends them all). New transactions
+//!    fail at once; the setting also persists as the *fence marker*
+//!    (observed as `fenced`), which is how a resumed or repeated `Fence`
+//!    recognises its work.
 //! 2. Hard fence through the host hooks: `stop` (fast shutdown: sessions
 //!    end, the shutdown checkpoint is written and walsenders hand every WAL
 //!    record to connected standbys before exiting), then `start_as_standby`
@@ -251,11 +253,11 @@ impl PostgresController {
 
     /// Make the next start of `m` a start in recovery without an upstream,
     /// whoever does it (`standby.signal` written while `m` still runs,
-    /// before the stop), then the soft fence. Sent as one pipeline: the
-    /// statements run in order, each on its own (`ALTER SYSTEM` cannot run
-    /// in a transaction block), in one round trip instead of six. `Ok`
-    /// once `standby.signal` is written; a failed soft fence alone is only
-    /// logged (the stop follows anyway).
+    /// before the stop), then the fence marker (read-only from now on).
+    /// Sent as one pipeline: the statements run in order, each on its own
+    /// (`ALTER SYSTEM` cannot run in a transaction block), in one round
+    /// trip. `Ok` once `standby.signal` is written; a failed marker alone
+    /// is only logged (the stop follows anyway).
     async fn soft_fence_and_signal(
         &self,
         c: &tokio_postgres::Client,
@@ -275,9 +277,12 @@ impl PostgresController {
         );
         // `standby.signal` first: it does not stop a write, and the write
         // outage starts with the soft fence's reload, so the soft fence
-        // goes last, right before the stop.
+        // goes last, right before the stop. Without terminating sessions:
+        // the fast shutdown that follows ends every one of them itself, and
+        // scanning `pg_stat_activity` to signal them first would only delay
+        // that stop.
         let mut stmts = vec![copy.as_str(), "ALTER SYSTEM RESET primary_conninfo"];
-        stmts.extend(SOFT_FENCE);
+        stmts.extend(MARK_FENCED);
         let mut signal = self.exec_pipelined(c, m, &stmts).await;
         let soft = signal.split_off(2);
         if let Some(Err(e)) = soft.iter().find(|r| r.is_err()) {

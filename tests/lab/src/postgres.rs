@@ -1250,11 +1250,15 @@ stop() {{
     # SIGINT is a fast shutdown (what pg_ctl -m fast sends); pg_ctl -w
     # would poll every 100 ms, so wait for the postmaster far tighter. It
     # removes its pid file on a clean exit; a killed one leaves it behind.
+    # Every 5 ms, not 2: each `sleep` is a process start, and this loop
+    # runs while the server shuts down and its standbys take the last WAL
+    # — the moment of the switchover that is shortest of CPU (Switchyard's
+    # deferred fence watches the control file itself, not this loop).
     zombie "$p" || kill -INT "$p" 2>/dev/null || true
     i=0
     while [ -f "$data/postmaster.pid" ] && [ -e "/proc/$p" ] && ! zombie "$p"; do
-      i=$((i+1)); [ $i -gt 30000 ] && {{ echo "$member did not stop" >&2; exit 1; }}
-      sleep 0.002
+      i=$((i+1)); [ $i -gt 12000 ] && {{ echo "$member did not stop" >&2; exit 1; }}
+      sleep 0.005
     done
     [ -f "$data/postmaster.pid" ] && wait_reaped "$p"
   fi
