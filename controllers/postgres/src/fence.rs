@@ -412,7 +412,10 @@ impl PostgresController {
 
     /// [`Self::cached_final_position`] if it was read within
     /// [`EVIDENCE_REUSE`], with its age.
-    fn fresh_final_position(&self, member: &str) -> Option<(Position, std::time::Duration)> {
+    pub(crate) fn fresh_final_position(
+        &self,
+        member: &str,
+    ) -> Option<(Position, std::time::Duration)> {
         let (p, at) = *self
             .final_positions
             .lock()

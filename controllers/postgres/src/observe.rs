@@ -313,9 +313,27 @@ pub(crate) fn current_primary(probes: &[Probe]) -> Option<&Probe> {
 }
 
 impl PostgresController {
-    /// Probe every member in parallel.
+    /// Probe every member in parallel. A member this controller's deferred
+    /// fence saw shut down a moment ago (its control file, within
+    /// `EVIDENCE_REUSE`; forgotten once a hook starts it again) is reported
+    /// unreachable without a connection attempt: its postmaster, still
+    /// exiting, would fork a backend only to refuse the session, at the
+    /// moment of the switchover that is shortest of CPU.
     pub(crate) async fn probe_all(&self) -> Vec<Probe> {
-        let futs = self.store.members.iter().map(|m| probe_member(self, m));
+        let futs = self.store.members.iter().map(|m| async move {
+            if let Some((_, age)) = self.fresh_final_position(&m.name) {
+                return Probe {
+                    name: m.name.clone(),
+                    region: m.region.clone(),
+                    error: Some(format!(
+                        "stopped: its control file showed a clean shutdown {} ms ago",
+                        age.as_millis()
+                    )),
+                    ..Probe::default()
+                };
+            }
+            probe_member(self, m).await
+        });
         let probes = futures::future::join_all(futs).await;
         *self.recent.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((std::time::Instant::now(), probes.clone()));
