@@ -554,11 +554,12 @@ impl Controller for PostgresController {
 
     async fn execute(&self, op: &Operation, _: &OpContext) -> Result<Outcome> {
         // One observation per operation (the fencing layer read the token
-        // before). A mutating one probes afresh, and so does readiness: the
-        // lag guard must judge the lag of now, not of a moment ago (writes
-        // never stop for us). Other read-only ones may reuse a moment-old
-        // snapshot.
-        let fresh = op.is_mutating() || matches!(op, Operation::CheckReadiness { .. });
+        // before). A mutating one probes afresh; a read-only one may reuse a
+        // snapshot younger than PROBE_REUSE — readiness too: the plan's
+        // observation a few milliseconds before is the lag of now for its
+        // guard (a candidate far behind), and the position that decides is
+        // the one the catch-up waits for before the promotion.
+        let fresh = op.is_mutating();
         let probes = if fresh {
             self.forget_probes();
             let stamped = op.is_mutating().then(|| self.take_stamp_probe()).flatten();

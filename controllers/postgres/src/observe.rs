@@ -49,6 +49,8 @@ pub(crate) struct Probe {
     /// Fencing token and execution recorded in `switchyard.fencing`
     /// (`None`: nothing recorded, or the table does not exist yet).
     pub(crate) fencing: Option<(u64, String)>,
+    /// `switchyard.fencing` exists here (the stamp query found the table).
+    pub(crate) fencing_table: bool,
     /// Primary: `application_name` → its walsender, for connected standbys.
     pub(crate) replicas: HashMap<String, Replica>,
     /// `data_directory`, when this role may read it (superusers and
@@ -272,6 +274,7 @@ async fn fill(p: &mut Probe, client: &Client, stamp_sql: &str) -> Result<(), PgE
     }
     p.fenced = truthy(&r[11]);
     p.data_directory = r[15].clone();
+    p.fencing_table = stamp.is_ok();
     p.fencing = match stamp {
         Ok(rows) => rows.into_iter().next().and_then(|row| {
             let token = row[0].as_deref()?.parse::<u64>().ok()?;

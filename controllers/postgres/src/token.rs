@@ -62,11 +62,17 @@ impl TokenRecord for PostgresController {
         // `BEGIN READ WRITE` passes a soft fence's
         // default_transaction_read_only; GREATEST keeps a higher token a
         // concurrent coordinator wrote between our read and this write.
-        let sql = format!(
-            "BEGIN READ WRITE; \
-             CREATE SCHEMA IF NOT EXISTS switchyard; \
+        // The table is created on first use only: where the probe found it,
+        // the DDL would only take its locks and send two notices.
+        let create = if p.fencing_table {
+            ""
+        } else {
+            "CREATE SCHEMA IF NOT EXISTS switchyard; \
              CREATE TABLE IF NOT EXISTS switchyard.fencing (store text PRIMARY KEY, \
-               epoch bigint NOT NULL, execution text, at timestamptz NOT NULL DEFAULT now()); \
+               epoch bigint NOT NULL, execution text, at timestamptz NOT NULL DEFAULT now()); "
+        };
+        let sql = format!(
+            "BEGIN READ WRITE; {create}\
              INSERT INTO switchyard.fencing (store, epoch, execution) VALUES ({}, {}, {}) \
                ON CONFLICT (store) DO UPDATE SET \
                execution = CASE WHEN EXCLUDED.epoch >= switchyard.fencing.epoch \
