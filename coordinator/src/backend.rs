@@ -125,6 +125,33 @@ pub struct FileCoordinator {
     /// sync waits for them, so a mutating intent is still durable only
     /// after everything before it.
     writes: Arc<Deferred>,
+    /// The journal appended to last, kept open with its entry count: an
+    /// execution appends some twenty records, each of which would read the
+    /// whole file twice (to count its entries, then to open it). Only the
+    /// lock's holder appends, and every append checks it first, so under
+    /// one leadership (one token) nobody else can have added an entry; a
+    /// new one counts again.
+    last: Arc<std::sync::Mutex<Option<OpenJournal>>>,
+}
+
+/// See [`FileCoordinator`]'s `last`.
+struct OpenJournal {
+    execution: String,
+    /// The leadership's latest token when it was cached.
+    token: u64,
+    entries: u64,
+    /// Opened on the first append after the journal's creation (the handle
+    /// `create` returns would sync the directory again on its first sync).
+    journal: Option<Box<dyn crate::journal::Journal>>,
+}
+
+impl std::fmt::Debug for OpenJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenJournal")
+            .field("execution", &self.execution)
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Durability work running in threads of its own (each an fsync or two,
@@ -194,6 +221,7 @@ impl FileCoordinator {
             issued: Arc::default(),
             token_write: Arc::default(),
             writes: Arc::default(),
+            last: Arc::default(),
         })
     }
 
@@ -269,12 +297,20 @@ impl FileCoordinator {
                 )))
             }
         };
-        let have = match self.lines(execution) {
-            Ok(l) => l.len() as u64,
-            Err(CoordinationError::NotFound { .. }) => 0,
-            Err(e) => return Err(e),
+        let token = self.latest(leadership);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let ours = |o: &OpenJournal| o.execution == execution && o.token == token;
+        let cached = last.as_ref().filter(|o| ours(o)).map(|o| o.entries);
+        let have = match cached {
+            Some(n) => n,
+            None => match self.lines(execution) {
+                Ok(l) => l.len() as u64,
+                Err(CoordinationError::NotFound { .. }) => 0,
+                Err(e) => return Err(e),
+            },
         };
         if seq != have + 1 {
+            *last = None;
             return Err(CoordinationError::SeqTaken {
                 execution: execution.into(),
                 seq,
@@ -290,6 +326,9 @@ impl FileCoordinator {
             // What must be durable before this record is.
             self.writes.settle()?;
         }
+        // Whatever fails below leaves the cache empty: the next append
+        // counts the file's entries again.
+        let open = last.take().filter(|o| ours(o));
         if seq == 1 {
             // Written whole under a temporary name, fsync'd and renamed: the
             // journal exists only with its first entry durable. Its new name
@@ -302,18 +341,32 @@ impl FileCoordinator {
             let dir = self.journals.dir().to_path_buf();
             self.writes.push("journal directory sync", move || {
                 crate::journal::sync_dir(&dir)
-            })
+            })?;
+            *last = Some(OpenJournal {
+                execution: execution.into(),
+                token,
+                entries: 1,
+                journal: None,
+            });
+            Ok(())
         } else {
-            self.journals
-                .open(execution)
-                .and_then(|mut j| {
-                    if durable {
-                        j.append(&record)
-                    } else {
-                        j.append_lazy(&record)
-                    }
-                })
-                .map_err(|e| journal_err(&e))
+            let mut journal = match open.and_then(|o| o.journal) {
+                Some(j) => j,
+                None => self.journals.open(execution).map_err(|e| journal_err(&e))?,
+            };
+            if durable {
+                journal.append(&record)
+            } else {
+                journal.append_lazy(&record)
+            }
+            .map_err(|e| journal_err(&e))?;
+            *last = Some(OpenJournal {
+                execution: execution.into(),
+                token,
+                entries: seq,
+                journal: Some(journal),
+            });
+            Ok(())
         }
     }
 

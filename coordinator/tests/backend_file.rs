@@ -76,3 +76,41 @@ async fn cli_lock_and_server_exclude_each_other() {
     let l = c.try_campaign(&me).await.unwrap().expect("free now");
     assert!(l.token() > token.get());
 }
+
+/// The backend keeps the journal it appends to open with its entry count;
+/// a leader that lost the lock and won it back must count again, or it
+/// would take an entry number another holder used meanwhile.
+#[tokio::test]
+async fn a_new_leadership_counts_the_entries_again() {
+    use switchyard_coordination::CoordinationError;
+    let h = File {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let me = switchyard_coordination::Node {
+        name: "a".into(),
+        url: "http://127.0.0.1:1".into(),
+    };
+    let id = "20261202T000001Z-cache";
+    let a = h.open().await;
+    let b = h.open().await;
+    let la = a.try_campaign(&me).await.unwrap().expect("a leads");
+    a.append(&la, id, 1, &h.entry("a1")).await.unwrap();
+    a.append_lazy(&la, id, 2, &h.entry("a2")).await.unwrap();
+    h.depose(&la).await;
+    let lb = b.try_campaign(&me).await.unwrap().expect("b leads");
+    b.append(&lb, id, 3, &h.entry("b3")).await.unwrap();
+    h.depose(&lb).await;
+    let la2 = a.try_campaign(&me).await.unwrap().expect("a leads again");
+    // Entry 3 is b's: a's cached count (2) must not let it through.
+    let taken = a.append(&la2, id, 3, &h.entry("a3")).await;
+    assert!(
+        matches!(taken, Err(CoordinationError::SeqTaken { seq: 3, .. })),
+        "{taken:?}"
+    );
+    a.append(&la2, id, 4, &h.entry("a4")).await.unwrap();
+    let got = b.entries(id).await.unwrap();
+    assert_eq!(
+        got,
+        vec![h.entry("a1"), h.entry("a2"), h.entry("b3"), h.entry("a4")]
+    );
+}
