@@ -547,8 +547,7 @@ impl Controller for PostgresController {
 
     async fn prepare(&self, op: &Operation) {
         if op.is_mutating() {
-            let probes = self.probe_all().await;
-            self.keep_stamp_probe(&probes);
+            self.probe_for_mutation().await;
         }
     }
 
@@ -559,11 +558,9 @@ impl Controller for PostgresController {
         // observation a few milliseconds before is the lag of now for its
         // guard (a candidate far behind), and the position that decides is
         // the one the catch-up waits for before the promotion.
-        let fresh = op.is_mutating();
-        let probes = if fresh {
+        let probes = if op.is_mutating() {
             self.forget_probes();
-            let stamped = op.is_mutating().then(|| self.take_stamp_probe()).flatten();
-            match stamped {
+            match self.take_stamp_probe() {
                 Some(p) => p,
                 None => self.probe_all().await,
             }
@@ -587,20 +584,19 @@ impl Controller for PostgresController {
         if op.is_mutating() {
             // Whatever it got through, the stores may have changed.
             self.forget_probes();
-            self.stamp_probe
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
         }
         outcome
     }
 }
 
 impl PostgresController {
-    /// Remember the probe a stamp read took ([`STAMP_PROBE_REUSE`]).
-    pub(crate) fn keep_stamp_probe(&self, probes: &[Probe]) {
+    /// Probe every member for the coming mutating operation: kept for the
+    /// fencing layer's stamp read and the operation ([`STAMP_PROBE_REUSE`]).
+    pub(crate) async fn probe_for_mutation(&self) -> Vec<Probe> {
+        let probes = self.probe_all().await;
         *self.stamp_probe.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), probes.to_vec()));
+            Some((Instant::now(), probes.clone()));
+        probes
     }
 
     /// The probe taken for the coming mutating operation, left in place for

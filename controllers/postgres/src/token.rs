@@ -25,11 +25,7 @@ impl TokenRecord for PostgresController {
         // same look.
         let probes = match self.peek_stamp_probe() {
             Some(p) => p,
-            None => {
-                let p = self.probe_all().await;
-                self.keep_stamp_probe(&p);
-                p
-            }
+            None => self.probe_for_mutation().await,
         };
         let mut reachable = probes.iter().filter(|p| p.reachable()).peekable();
         if reachable.peek().is_none() {
